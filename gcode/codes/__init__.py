@@ -1,0 +1,56 @@
+"""Pure-numpy coding schemes: one state machine per scheme, shared by simulator and runtime.
+
+This package imports neither Ray nor torch.
+"""
+
+from __future__ import annotations
+
+from .base import Decoding, MiniTask, ResultKey, Scheme, coded_task
+from .baselines import GradientCoding, IgnoreStragglers, Uncoded
+from .chunking import allocate_samples, chunk_boundaries
+from .gc import (GC_CODE_KINDS, CyclicRepetitionCode, DecodeError, FractionalRepetitionCode,
+                 GradientCode, make_gc_code)
+from .models import Bursty, SPerRound, StragglerModel, validate_bursty
+from .msgc import MultiplexedSGC
+from .srsgc import SelectiveRepeatSGC, srsgc_s
+
+SCHEMES = {
+    "uncoded": (Uncoded, ()),
+    "ignore": (IgnoreStragglers, ("s",)),
+    "gc": (GradientCoding, ("s", "gc_code")),
+    "srsgc": (SelectiveRepeatSGC, ("B", "W", "lam", "gc_code")),
+    "msgc": (MultiplexedSGC, ("B", "W", "lam", "gc_code")),
+}
+_REQUIRED = {"uncoded": (), "ignore": ("s",), "gc": ("s",), "srsgc": ("B", "W", "lam"),
+             "msgc": ("B", "W", "lam")}
+
+
+def make_scheme(name: str, n: int, jobs: int | None = None, **params) -> Scheme:
+    """Build scheme ``name`` for ``n`` workers; ``params`` are the scheme's own parameters.
+
+    Raises ValueError naming the bad or missing parameter. ``None`` values are ignored, so CLI
+    defaults can be passed straight through.
+    """
+    if name not in SCHEMES:
+        raise ValueError(f"unknown scheme {name!r}; valid: {', '.join(SCHEMES)}")
+    cls, accepted = SCHEMES[name]
+    params = {k: v for k, v in params.items() if v is not None}
+    unknown = sorted(set(params) - set(accepted))
+    if unknown:
+        valid = ", ".join(accepted) or "none"
+        raise ValueError(f"unknown parameter {unknown[0]!r} for scheme {name!r}; valid: {valid}")
+    missing = [p for p in _REQUIRED[name] if p not in params]
+    if missing:
+        raise ValueError(f"scheme {name!r} needs parameter {missing[0]!r}")
+    if not isinstance(n, (int,)) or isinstance(n, bool) or n < 1:
+        raise ValueError(f"n must be an integer >= 1, got n={n!r}")
+    return cls(n, jobs=jobs, **params)
+
+
+__all__ = [
+    "Bursty", "CyclicRepetitionCode", "DecodeError", "Decoding", "FractionalRepetitionCode",
+    "GC_CODE_KINDS", "GradientCode", "GradientCoding", "IgnoreStragglers", "MiniTask",
+    "MultiplexedSGC", "ResultKey", "SCHEMES", "SPerRound", "Scheme", "SelectiveRepeatSGC",
+    "StragglerModel", "Uncoded", "allocate_samples", "chunk_boundaries", "coded_task",
+    "make_gc_code", "make_scheme", "srsgc_s", "validate_bursty",
+]

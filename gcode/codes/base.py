@@ -1,0 +1,184 @@
+"""The scheme state machine shared by the simulator and the live coordinator.
+
+Each round r a driver asks, in this order:
+
+1. ``plan(r)``: the mini-tasks each worker runs in round r;
+2. ``conforms(r, stragglers)``: is this straggler set inside the scheme's straggler model;
+3. ``record(r, arrived)``: which workers' round-r results arrived (all-or-nothing per worker);
+4. ``decodable(t)`` / ``decode(t)``: is job t complete, and with which coefficients over which
+   received results. Σ coefficient · result equals the full gradient of job t.
+
+Invariant: if every recorded round conforms (a round that did not conform was waited out and is
+recorded with everyone arrived), every job t < jobs is decodable by the end of round t + delay.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+from typing import NamedTuple
+
+import numpy as np
+
+from .gc import DecodeError
+from .models import StragglerModel
+
+
+@dataclass(frozen=True)
+class MiniTask:
+    """One partial gradient: Σ coefficients[k] · ∇(chunk ``chunks[k]`` of job ``job``).
+
+    ``slot`` is its position in the worker's round; (worker, round, slot) names the result.
+    """
+
+    job: int
+    slot: int
+    chunks: tuple[int, ...]
+    coefficients: tuple[float, ...]
+
+
+class ResultKey(NamedTuple):
+    worker: int
+    round: int
+    slot: int
+
+
+Decoding = list[tuple[ResultKey, float]]
+
+
+def coded_task(code, worker: int, job: int, slot: int = 0, chunk_offset: int = 0) -> MiniTask:
+    """``worker``'s task of gradient code ``code``, over chunks numbered from ``chunk_offset``."""
+    support = code.support(worker)
+    return MiniTask(job, slot, tuple(chunk_offset + int(c) for c in support),
+                    tuple(float(c) for c in code.encoding[worker, support]))
+
+
+class Scheme(ABC):
+    """Base class: round bookkeeping, history and the driver-facing protocol."""
+
+    name: str
+    #: False for approximations (``ignore``): the decoded gradient is not the exact sum
+    exact: bool = True
+
+    def __init__(self, n: int, jobs: int | None):
+        if not isinstance(n, (int, np.integer)) or n < 1:
+            raise ValueError(f"n must be an integer >= 1, got n={n!r}")
+        if jobs is not None and (not isinstance(jobs, (int, np.integer)) or jobs < 1):
+            raise ValueError(f"jobs must be an integer >= 1, got jobs={jobs!r}")
+        self.n = int(n)
+        self.jobs = None if jobs is None else int(jobs)
+        self.history: list[np.ndarray] = []
+        self._plans: dict[int, list[list[MiniTask]]] = {}
+        self._decoded: set[int] = set()
+
+    # ---- properties every scheme defines -------------------------------------------------
+    @property
+    @abstractmethod
+    def delay(self) -> int:
+        """T: job t is decodable by the end of round t + T."""
+
+    @property
+    @abstractmethod
+    def load(self) -> float:
+        """Normalized load: data one worker processes per round, as a fraction of one job."""
+
+    @property
+    @abstractmethod
+    def chunk_fractions(self) -> np.ndarray:
+        """Fraction of one job's data in each chunk; sums to 1."""
+
+    @property
+    @abstractmethod
+    def model(self) -> StragglerModel:
+        """The straggler model under which decoding is guaranteed."""
+
+    @property
+    def message_dtype(self) -> np.dtype:
+        """dtype workers use for their result arrays (fp64 only when a code needs it)."""
+        return np.dtype(np.float32)
+
+    @property
+    def params(self) -> dict:
+        """The constructor parameters (besides n and jobs), for logs and JSON."""
+        return {}
+
+    @property
+    def total_rounds(self) -> int:
+        """Rounds needed to finish all jobs: jobs + delay."""
+        if self.jobs is None:
+            raise ValueError("total_rounds needs a finite number of jobs")
+        return self.jobs + self.delay
+
+    def job_exists(self, t: int) -> bool:
+        return t >= 0 and (self.jobs is None or t < self.jobs)
+
+    # ---- the protocol ----------------------------------------------------------------------
+    def plan(self, r: int) -> list[list[MiniTask]]:
+        """Mini-tasks per worker for round r (computed once; r must be the next round)."""
+        if r != len(self.history):
+            raise ValueError(f"plan({r}) called but the next round is {len(self.history)}")
+        if r not in self._plans:
+            self._plans[r] = self._plan(r)
+        return self._plans[r]
+
+    def conforms(self, r: int, stragglers: np.ndarray) -> bool:
+        if r != len(self.history):
+            raise ValueError(f"conforms({r}) called but the next round is {len(self.history)}")
+        return self.model.conforms(self.history, self._mask(stragglers, "stragglers"))
+
+    def record(self, r: int, arrived: np.ndarray) -> None:
+        """Record round r: ``arrived[i]`` means all of worker i's round-r results arrived."""
+        arrived = self._mask(arrived, "arrived")
+        plan = self.plan(r)
+        for worker in np.flatnonzero(arrived):
+            for task in plan[worker]:
+                self._accept(int(worker), r, task)
+        self.history.append(~arrived)
+        self._plans.pop(r - self.delay - 1, None)
+
+    def accept_late(self, r: int, worker: int) -> None:
+        """Use worker's round-r results that arrived after round r ended (history unchanged)."""
+        if r >= len(self.history):
+            raise ValueError(f"round {r} has not been recorded yet")
+        plan = self._plans.get(r)
+        if plan is None:
+            return
+        for task in plan[worker]:
+            if task.job not in self._decoded:
+                self._accept(worker, r, task)
+
+    def decodable(self, t: int) -> bool:
+        return self.job_exists(t) and t not in self._decoded and self._decodable(t)
+
+    def decode(self, t: int) -> Decoding:
+        """Coefficients over received results whose weighted sum is job t's full gradient."""
+        if not self._decodable(t):
+            raise DecodeError(f"{self.name}: job {t} is not decodable yet")
+        self._decoded.add(t)
+        decoding = self._decode(t)
+        self._forget(t)
+        return decoding
+
+    def _mask(self, values, name: str) -> np.ndarray:
+        mask = np.asarray(values, dtype=bool)
+        if mask.shape != (self.n,):
+            raise ValueError(f"{name} must be a bool array of shape ({self.n},), got {mask.shape}")
+        return mask
+
+    # ---- what each scheme implements -------------------------------------------------------
+    @abstractmethod
+    def _plan(self, r: int) -> list[list[MiniTask]]: ...
+
+    @abstractmethod
+    def _accept(self, worker: int, r: int, task: MiniTask) -> None:
+        """Store that ``task``'s result from (worker, r) arrived; duplicates are ignored."""
+
+    @abstractmethod
+    def _decodable(self, t: int) -> bool: ...
+
+    @abstractmethod
+    def _decode(self, t: int) -> Decoding: ...
+
+    @abstractmethod
+    def _forget(self, t: int) -> None:
+        """Drop job t's state once it is decoded."""

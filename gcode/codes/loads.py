@@ -1,0 +1,37 @@
+"""Closed-form normalized loads (SCHEMES.md), used by the tuner without building codes.
+
+They equal ``make_scheme(...).load`` with the cyclic code; FR codes can be slightly larger.
+"""
+
+from __future__ import annotations
+
+import math
+
+from .srsgc import srsgc_s
+
+
+def uncoded_load(n: int) -> float:
+    return 1.0 / n
+
+
+def gc_load(n: int, s: int, gc_code: str = "cyclic") -> float:
+    return (s + 1) / n if gc_code == "cyclic" else 1.0 / (n // (s + 1))
+
+
+def srsgc_load(n: int, B: int, W: int, lam: int, gc_code: str = "cyclic") -> float:
+    return gc_load(n, srsgc_s(B, W, lam), gc_code)
+
+
+def msgc_load(n: int, B: int, W: int, lam: int, gc_code: str = "cyclic") -> float:
+    if lam >= n:
+        return (W - 1 + B) / (n * (W - 1))
+    code_load = gc_load(n, lam, gc_code)
+    return (W - 1 + B) * code_load / (n * (W - 1) * code_load + B)
+
+
+def samples_per_job_for_exact_msgc(n: int, B: int, W: int, lam: int) -> int:
+    """Smallest job size (samples) that splits into exact M-SGC chunks with the cyclic code."""
+    return n * ((W - 1) * (lam + 1) + B) if lam < n else n * (W - 1)
+
+
+assert math.isclose(msgc_load(4, 2, 3, 2), 9 / 32)  # SCHEMES.md worked example

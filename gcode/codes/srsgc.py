@@ -1,0 +1,93 @@
+"""SR-SGC, selective-repeat sequential gradient coding (Krishnan et al., ICLR 2023); T = B."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from .base import Decoding, ResultKey, Scheme, coded_task
+from .gc import GradientCode, make_gc_code
+from .models import Bursty, validate_bursty
+
+
+def srsgc_s(B: int, W: int, lam: int) -> int:
+    """The GC redundancy s that makes SR-SGC tolerate every (B, W, λ)-bursty pattern.
+
+    s = ⌈Bλ/(W−1+B)⌉ when B divides W−1. Otherwise that formula is unsafe and W is replaced by
+    W′ = B·⌊(W−1)/B⌋ + 1, giving s = ⌈λ/(⌊(W−1)/B⌋ + 1)⌉.
+    """
+    return math.ceil(lam / ((W - 1) // B + 1))
+
+
+class SelectiveRepeatSGC(Scheme):
+    """Every worker computes its GC task for job r in round r, except that when job t = r−B still
+    misses v > s results, v−s of its missing workers redo their job-t task instead.
+
+    Invariant: under a conforming pattern job t has ≥ n−s results by the end of round t+B.
+    """
+
+    name = "srsgc"
+
+    def __init__(self, n: int, B: int, W: int, lam: int, jobs: int | None = None,
+                 gc_code: str = "cyclic", s: int | None = None):
+        super().__init__(n, jobs)
+        validate_bursty(B, W, lam, self.n)
+        self.B, self.W, self.lam = int(B), int(W), int(lam)
+        # ``s`` overrides the safe redundancy; only tests use it, to show the formula is tight.
+        self.s = srsgc_s(self.B, self.W, self.lam) if s is None else int(s)
+        if self.s >= self.n:
+            raise ValueError(f"(B, W, lam)=({B}, {W}, {lam}) needs s={self.s} >= n={n}; lower lam")
+        self.code: GradientCode = make_gc_code(gc_code, self.n, self.s)
+        self._model = Bursty(self.B, self.W, self.lam)
+        self._arrived: dict[int, dict[int, ResultKey]] = {}
+
+    @property
+    def params(self):
+        return {"B": self.B, "W": self.W, "lam": self.lam, "s": self.s, "gc_code": self.code.kind}
+
+    @property
+    def delay(self):
+        return self.B
+
+    @property
+    def load(self):
+        return self.code.load
+
+    @property
+    def chunk_fractions(self):
+        return self.code.part_fractions
+
+    @property
+    def model(self):
+        return self._model
+
+    @property
+    def message_dtype(self):
+        return self.code.message_dtype
+
+    def _plan(self, r):
+        job_of_worker = np.full(self.n, r if self.job_exists(r) else -1)
+        old = r - self.B
+        if self.job_exists(old) and old not in self._decoded:
+            missing = [i for i in range(self.n) if i not in self._arrived.get(old, {})]
+            if len(missing) > self.s:
+                job_of_worker[missing[: len(missing) - self.s]] = old
+        return [[coded_task(self.code, i, int(j))] if j >= 0 else [] for i, j in enumerate(job_of_worker)]
+
+    def _accept(self, worker, r, task):
+        self._arrived.setdefault(task.job, {}).setdefault(worker, ResultKey(worker, r, task.slot))
+
+    def _finished(self, t):
+        return frozenset(self._arrived.get(t, {}))
+
+    def _decodable(self, t):
+        return self.code.can_decode(self._finished(t))
+
+    def _decode(self, t) -> Decoding:
+        keys = self._arrived[t]
+        coefficients = self.code.decode_coefficients(self._finished(t))
+        return [(keys[w], c) for w, c in sorted(coefficients.items())]
+
+    def _forget(self, t):
+        self._arrived.pop(t, None)
