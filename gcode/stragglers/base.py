@@ -18,13 +18,16 @@ class DelayModel(ABC):
 
     def sample(self, rounds: int, n: int, seed: int | None = None) -> np.ndarray:
         """Per-worker round times in seconds, shape (rounds, n), float64, all > 0. Same seed -> same array."""
-        rounds = require_int("rounds", rounds, 0)
-        n = require_int("n", n, 1)
-        return self._sample(rounds, n, np.random.default_rng(seed))
+        return self._sample(*check_shape(rounds, n), np.random.default_rng(seed))
 
     @abstractmethod
     def _sample(self, rounds: int, n: int, rng: np.random.Generator) -> np.ndarray:
         """``sample`` with validated arguments; draw every random number from ``rng``."""
+
+
+def check_shape(rounds: int, n: int) -> tuple[int, int]:
+    """Validate a requested (rounds, n): rounds >= 0, n >= 1."""
+    return require_int("rounds", rounds, 0), require_int("n", n, 1)
 
 
 def detect_stragglers(times: np.ndarray, mu: float) -> np.ndarray:

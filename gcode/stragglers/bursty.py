@@ -8,13 +8,13 @@ from dataclasses import dataclass
 import numpy as np
 
 from ._validate import require_int, require_nonnegative, require_positive, require_probability
-from .base import DelayModel
+from .base import DelayModel, check_shape
 
 
 def validate_bwl(B: int, W: int, lam: int, n: int | None = None) -> None:
     """Raise ValueError naming the field unless 1 <= B < W, lam >= 0 and (given n) lam <= n."""
     require_int("B", B, 1)
-    require_int("W", W, 2)
+    require_int("W", W, 1)
     require_int("lam", lam, 0)
     if not B < W:
         raise ValueError(f"B must satisfy 1 <= B < W, got B={B}, W={W}")
@@ -82,9 +82,7 @@ class BurstyDelay(DelayModel):
 
     def pattern(self, rounds: int, n: int, seed: int | None = None) -> np.ndarray:
         """Straggler mask (rounds, n), bool; the same one ``sample`` with this seed is built on."""
-        rounds = require_int("rounds", rounds, 0)
-        n = require_int("n", n, 1)
-        return self._pattern(rounds, n, np.random.default_rng(seed))
+        return self._pattern(*check_shape(rounds, n), np.random.default_rng(seed))
 
     def _pattern(self, rounds: int, n: int, rng: np.random.Generator) -> np.ndarray:
         """Per round: running bursts continue; then each worker whose last burst ended at least
