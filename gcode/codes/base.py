@@ -147,6 +147,9 @@ class Scheme(ABC):
             if task.job not in self._decoded:
                 self._accept(worker, r, task)
 
+    def is_decoded(self, t: int) -> bool:
+        return t in self._decoded
+
     def decodable(self, t: int) -> bool:
         return self.job_exists(t) and t not in self._decoded and self._decodable(t)
 

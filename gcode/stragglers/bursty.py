@@ -105,10 +105,11 @@ class BurstyDelay(DelayModel):
                 if np.count_nonzero(now) + 1 >= n:
                     break
                 now[i] = True
-                if bursty_conforms(history, now, self.B, self.W, self.lam):
-                    left[i] = rng.integers(self.B)
-                else:
+                if not bursty_conforms(history, now, self.B, self.W, self.lam):
+                    # Only λ can reject a start, so every later start would fail as well.
                     now[i] = False
+                    break
+                left[i] = rng.integers(self.B)
             last[now] = r
         return mask
 

@@ -75,8 +75,8 @@ def load_trace(path: str | os.PathLike[str]) -> np.ndarray:
 class TraceDelay(DelayModel):
     """Replays the first rounds and workers of a trace, times multiplied by time_scale.
 
-    The file is loaded and validated at construction; ``times`` holds it, read-only. The seed is ignored: a trace is
-    deterministic.
+    The file is loaded and validated at construction; ``times`` holds it, read-only. The seed
+    is ignored: a trace is deterministic.
     """
 
     path: str | os.PathLike[str]

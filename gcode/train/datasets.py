@@ -7,6 +7,8 @@ from dataclasses import dataclass, fields
 
 import numpy as np
 
+from gcode.train._checks import positive_int, seed as check_seed
+
 
 @dataclass(frozen=True)
 class Dataset:
@@ -36,8 +38,7 @@ class Dataset:
             raise ValueError("a dataset needs at least one sample")
         if not np.isfinite(x).all():
             raise ValueError(f"x has {int(np.size(x) - np.isfinite(x).sum())} non-finite values")
-        if isinstance(self.num_classes, bool) or not isinstance(self.num_classes, int) or self.num_classes < 1:
-            raise ValueError(f"num_classes must be a positive int, got {self.num_classes!r}")
+        positive_int("num_classes", self.num_classes)
         if not isinstance(self.input_shape, tuple) or not all(
             isinstance(d, int) and d >= 1 for d in self.input_shape
         ):
@@ -104,17 +105,10 @@ class SyntheticConfig:
 
     def __post_init__(self) -> None:
         for name in ("num_samples", "num_features", "num_classes"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ValueError(f"{name} must be a positive int, got {value!r}")
+            positive_int(name, getattr(self, name))
         if not (isinstance(self.noise, (int, float)) and math.isfinite(self.noise) and self.noise > 0):
             raise ValueError(f"noise must be a positive finite number, got {self.noise!r}")
-        _check_seed(self.seed)
-
-
-def _check_seed(seed: object) -> None:
-    if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
-        raise ValueError(f"seed must be a non-negative int, got {seed!r}")
+        check_seed(self.seed)
 
 
 def _synthetic(cfg: SyntheticConfig) -> Dataset:
@@ -132,8 +126,8 @@ def _digits(num_samples: int | None, seed: int) -> Dataset:
     x = (bunch.data / 16.0).astype(np.float32)
     y = bunch.target.astype(np.int64)
     if num_samples is not None:
-        if isinstance(num_samples, bool) or not isinstance(num_samples, int) or not 1 <= num_samples <= len(y):
-            raise ValueError(f"num_samples for 'digits' must be an int in [1, {len(y)}], got {num_samples!r}")
+        if positive_int("num_samples", num_samples) > len(y):
+            raise ValueError(f"num_samples for 'digits' must be at most {len(y)}, got {num_samples}")
         keep = np.random.default_rng(seed).choice(len(y), size=num_samples, replace=False)
         x, y = x[keep], y[keep]
     return Dataset(np.ascontiguousarray(x), y, 10, (1, 8, 8))
@@ -150,7 +144,7 @@ def load_dataset(name: str, *, num_samples: int | None = None, seed: int = 0, **
       Takes no extra params.
     - ``"synthetic"``: seeded Gaussian blobs; params are the fields of ``SyntheticConfig``.
     """
-    _check_seed(seed)
+    check_seed(seed)
     if name == "digits":
         if params:
             raise ValueError(f"dataset 'digits' takes no parameters, got {sorted(params)}")

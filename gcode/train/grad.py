@@ -34,12 +34,12 @@ def num_params(model: nn.Module) -> int:
     return sum(p.numel() for p in model.parameters())
 
 
-def _check_flat(model: nn.Module, flat: np.ndarray, what: str) -> int:
+def check_flat(model: nn.Module, flat: np.ndarray, what: str) -> None:
+    """Raise ValueError unless ``flat`` is a 1-D numpy array of ``num_params(model)`` values."""
     n = num_params(model)
     if not isinstance(flat, np.ndarray) or flat.shape != (n,):
         shape = getattr(flat, "shape", type(flat).__name__)
         raise ValueError(f"{what} must be a 1-D numpy array of {n} values, got {shape}")
-    return n
 
 
 def flatten_params(model: nn.Module) -> np.ndarray:
@@ -52,7 +52,7 @@ def flatten_params(model: nn.Module) -> np.ndarray:
 
 def load_flat_params(model: nn.Module, flat: np.ndarray) -> None:
     """Copy ``flat`` into the parameters; ``flat`` may be read-only and is never aliased."""
-    _check_flat(model, flat, "flat")
+    check_flat(model, flat, "flat")
     src = torch.tensor(flat)  # copies, so read-only arrays are fine
     offset = 0
     with torch.no_grad():

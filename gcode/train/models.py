@@ -14,15 +14,11 @@ from typing import Callable
 import torch
 from torch import nn
 
+from gcode.train._checks import positive_int, seed as check_seed
+
 ModelFactory = Callable[..., nn.Module]
 
 _REGISTRY: dict[str, ModelFactory] = {}
-
-
-def _positive_int(field: str, value: object) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ValueError(f"{field} must be a positive int, got {value!r}")
-    return value
 
 
 def _shape(in_features: int | tuple[int, ...]) -> tuple[int, ...]:
@@ -30,7 +26,7 @@ def _shape(in_features: int | tuple[int, ...]) -> tuple[int, ...]:
     if not dims:
         raise ValueError("in_features must be a positive int or a non-empty tuple")
     for d in dims:
-        _positive_int("in_features", d)
+        positive_int("in_features", d)
     return dims
 
 
@@ -39,7 +35,7 @@ def _logistic(input_shape: tuple[int, ...], num_classes: int) -> nn.Module:
 
 
 def _mlp(input_shape: tuple[int, ...], num_classes: int, hidden: int = 64) -> nn.Module:
-    _positive_int("hidden", hidden)
+    positive_int("hidden", hidden)
     return nn.Sequential(
         nn.Flatten(),
         nn.Linear(math.prod(input_shape), hidden),
@@ -61,7 +57,7 @@ class SmallCNN(nn.Module):
                 f"in_features for 'cnn' must be a (C, H, W) shape, got {input_shape}; "
                 "pass Dataset.input_shape"
             )
-        _positive_int("channels", channels)
+        positive_int("channels", channels)
         c, h, w = input_shape
         self.input_shape = input_shape
         self.features = nn.Sequential(
@@ -107,9 +103,8 @@ def make_model(
     if name not in _REGISTRY:
         raise ValueError(f"unknown model {name!r}; valid names: {', '.join(model_names())}")
     shape = _shape(in_features)
-    _positive_int("num_classes", num_classes)
-    if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
-        raise ValueError(f"seed must be a non-negative int, got {seed!r}")
+    positive_int("num_classes", num_classes)
+    check_seed(seed)
     factory = _REGISTRY[name]
     try:
         inspect.signature(factory).bind(shape, num_classes, **params)

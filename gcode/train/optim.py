@@ -9,6 +9,8 @@ import numpy as np
 import torch
 from torch import nn
 
+from gcode.train.grad import check_flat
+
 _OPTIMIZERS: dict[str, type[torch.optim.Optimizer]] = {
     "sgd": torch.optim.SGD,
     "adam": torch.optim.Adam,
@@ -38,14 +40,10 @@ def apply_gradient(
     ``flat_grad`` follows ``model.parameters()`` order; ``scale`` turns a summed gradient into a
     mean (1 / num_samples). The product is formed in float64 before the cast.
     """
-    params = list(model.parameters())
-    n = sum(p.numel() for p in params)
-    if not isinstance(flat_grad, np.ndarray) or flat_grad.shape != (n,):
-        shape = getattr(flat_grad, "shape", type(flat_grad).__name__)
-        raise ValueError(f"flat_grad must be a 1-D numpy array of {n} values, got {shape}")
+    check_flat(model, flat_grad, "flat_grad")
     scaled = np.asarray(flat_grad, dtype=np.float64) * float(scale)  # a fresh, writable array
     offset = 0
-    for p in params:
+    for p in model.parameters():
         g = torch.from_numpy(scaled[offset : offset + p.numel()]).view_as(p)
         p.grad = g.to(p.dtype)
         offset += p.numel()

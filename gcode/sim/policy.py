@@ -1,0 +1,95 @@
+"""Round-ending policies, shared by the simulator and the live coordinator.
+
+A policy sets a deadline once the fastest worker of the round has finished. Workers not done by
+the deadline are stragglers. If that straggler set conforms to the scheme's model the round ends
+at the deadline (or earlier, when everyone is done); otherwise the policy falls back to waiting
+for every worker, and the round is recorded straggler-free.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+from typing import Callable
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class RoundOutcome:
+    arrived: np.ndarray  # bool (n,): results the round used
+    duration: float      # seconds from round start to round end
+    fell_back: bool      # True when the round waited for everyone after a model violation
+
+
+class Policy(ABC):
+    name: str
+
+    @abstractmethod
+    def deadline(self, fastest: float) -> float:
+        """Seconds after the round start at which the round is cut, given the fastest finish."""
+
+    def resolve(self, times: np.ndarray, conforms: Callable[[np.ndarray], bool]) -> RoundOutcome:
+        """The outcome of a round whose per-worker finish times are known (the simulator)."""
+        times = np.asarray(times, dtype=np.float64)
+        slowest = float(times.max())
+        cut = self.deadline(float(times.min()))
+        stragglers = times > cut
+        if conforms(stragglers):
+            return RoundOutcome(~stragglers, min(cut, slowest), False)
+        return RoundOutcome(np.ones_like(stragglers), slowest, True)
+
+
+@dataclass(frozen=True)
+class PaperPolicy(Policy):
+    """The paper's rule: stragglers are workers slower than (1+μ)·fastest."""
+
+    mu: float = 1.0
+    name = "paper"
+
+    def __post_init__(self):
+        if not self.mu > 0:
+            raise ValueError(f"mu must be > 0, got mu={self.mu}")
+
+    def deadline(self, fastest):
+        return fastest * (1 + self.mu)
+
+
+@dataclass(frozen=True)
+class DeadlinePolicy(Policy):
+    """A fixed deadline in seconds after the round start."""
+
+    seconds: float
+    name = "deadline"
+
+    def __post_init__(self):
+        if not self.seconds > 0:
+            raise ValueError(f"deadline seconds must be > 0, got {self.seconds}")
+
+    def deadline(self, fastest):
+        return self.seconds
+
+
+@dataclass(frozen=True)
+class WaitAllPolicy(Policy):
+    """Wait for every worker every round (no stragglers are ever declared)."""
+
+    name = "all"
+
+    def deadline(self, fastest):
+        return float("inf")
+
+
+POLICIES = ("paper", "deadline", "all")
+
+
+def make_policy(name: str, mu: float = 1.0, deadline_s: float | None = None) -> Policy:
+    if name == "paper":
+        return PaperPolicy(mu)
+    if name == "deadline":
+        if deadline_s is None:
+            raise ValueError("policy 'deadline' needs deadline_s (--deadline SECONDS)")
+        return DeadlinePolicy(deadline_s)
+    if name == "all":
+        return WaitAllPolicy()
+    raise ValueError(f"unknown policy {name!r}; valid: {', '.join(POLICIES)}")
