@@ -82,7 +82,7 @@ class Dataset:
             raise ValueError(f"y must be 1-D, got shape {y.shape}")
         if not np.issubdtype(y.dtype, np.integer):
             raise ValueError(f"y must hold integer class labels, got dtype {y.dtype}")
-        shape = tuple(int(d) for d in x.shape[1:]) if input_shape is None else tuple(input_shape)
+        shape = tuple(int(d) for d in (x.shape[1:] if input_shape is None else input_shape))
         if num_classes is None:
             num_classes = int(y.max()) + 1 if y.size else 1
         return cls(
