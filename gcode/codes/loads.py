@@ -5,7 +5,6 @@ They equal ``make_scheme(...).load`` with the cyclic code; FR codes can be sligh
 
 from __future__ import annotations
 
-import math
 
 from .srsgc import srsgc_s
 
@@ -34,4 +33,3 @@ def samples_per_job_for_exact_msgc(n: int, B: int, W: int, lam: int) -> int:
     return n * ((W - 1) * (lam + 1) + B) if lam < n else n * (W - 1)
 
 
-assert math.isclose(msgc_load(4, 2, 3, 2), 9 / 32)  # SCHEMES.md worked example
