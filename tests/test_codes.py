@@ -130,8 +130,8 @@ def test_msgc_worked_example_n4():
 
 
 @pytest.mark.parametrize("name,params,message", [
-    ("msgc", dict(B=1, W=2, lam=5), "lam must be <= n"),
-    ("msgc", dict(B=2, W=2, lam=1), "W must be > B"),
+    ("msgc", dict(B=1, W=2, lam=5), "lam must satisfy lam <= n"),
+    ("msgc", dict(B=2, W=2, lam=1), "B must satisfy 1 <= B < W"),
     ("srsgc", dict(B=0, W=2, lam=1), "B must be >= 1"),
     ("gc", dict(s=4), "s must satisfy 0 <= s < n"),
     ("gc", dict(s=-1), "s must satisfy"),

@@ -155,13 +155,13 @@ def test_cli_verify_gc_n256_s27():
 
 
 @pytest.mark.parametrize("args,message", [
-    (["simulate", "--scheme", "msgc", "--B", "2", "--W", "2", "--lam", "3"], "W must be > B"),
+    (["simulate", "--scheme", "msgc", "--B", "2", "--W", "2", "--lam", "3"], "B must satisfy 1 <= B < W"),
     (["simulate", "--scheme", "gc", "--s", "300"], "s must satisfy"),
     (["simulate", "--trace", "/no/such.csv"], "no such file"),
     (["simulate", "--jobs", "40", "--scheme", "uncoded"], "trace has 30 rounds"),
     (["simulate", "--policy", "deadline"], "needs deadline_s"),
     (["tune", "--jobs", "31"], "exceeds the trace"),
-    (["verify", "--scheme", "msgc", "--n", "4", "--B", "1", "--W", "2", "--lam", "5"], "lam must be <= n"),
+    (["verify", "--scheme", "msgc", "--n", "4", "--B", "1", "--W", "2", "--lam", "5"], "lam must satisfy lam <= n"),
     (["simulate", "--mu", "0"], "mu must be > 0"),
 ])
 def test_cli_errors_are_one_clear_line(args, message):

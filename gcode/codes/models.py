@@ -73,13 +73,13 @@ class Bursty(StragglerModel):
 def validate_bursty(B: int, W: int, lam: int, n: int | None = None) -> None:
     """Raise ValueError naming the bad field of a (B, W, λ) triple."""
     for name, value in (("B", B), ("W", W), ("lam", lam)):
-        if not isinstance(value, (int, np.integer)):
+        if not isinstance(value, (int, np.integer)) or isinstance(value, bool):
             raise ValueError(f"{name} must be an integer, got {name}={value!r}")
     if B < 1:
         raise ValueError(f"B must be >= 1, got B={B}")
     if W <= B:
-        raise ValueError(f"W must be > B (1 <= B < W), got B={B}, W={W}")
+        raise ValueError(f"B must satisfy 1 <= B < W, got B={B}, W={W}")
     if lam < 0:
         raise ValueError(f"lam must be >= 0, got lam={lam}")
     if n is not None and lam > n:
-        raise ValueError(f"lam must be <= n, got lam={lam}, n={n}")
+        raise ValueError(f"lam must satisfy lam <= n, got lam={lam}, n={n}")

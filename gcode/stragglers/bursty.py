@@ -7,28 +7,17 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ._validate import require_int, require_nonnegative, require_positive, require_probability
+from ..codes.models import Bursty, validate_bursty
+from ._validate import require_nonnegative, require_positive, require_probability
 from .base import DelayModel, check_shape
-
-
-def validate_bwl(B: int, W: int, lam: int, n: int | None = None) -> None:
-    """Raise ValueError naming the field unless 1 <= B < W, lam >= 0 and (given n) lam <= n."""
-    require_int("B", B, 1)
-    require_int("W", W, 1)
-    require_int("lam", lam, 0)
-    if not B < W:
-        raise ValueError(f"B must satisfy 1 <= B < W, got B={B}, W={W}")
-    if n is not None and lam > n:
-        raise ValueError(f"lam must satisfy lam <= n, got lam={lam}, n={n}")
 
 
 def bursty_conforms(history: np.ndarray, stragglers: np.ndarray, B: int, W: int, lam: int) -> bool:
     """Whether straggler set ``stragglers`` (n,) keeps the pattern (B, W, λ)-bursty as the round
     after ``history`` (rounds_so_far, n), assuming ``history`` itself conforms.
 
-    This is the online check at round r = len(history): the distinct stragglers over
-    [r−W+1, r] number at most λ, and no worker straggling now also straggled in [r−W+1, r−B].
-    Only the last W−1 rows of ``history`` matter, so a tail of it may be passed.
+    The check itself is :class:`gcode.codes.Bursty` (the one the schemes use); this wrapper
+    validates array shapes. Only the last W−1 rows of ``history`` matter.
     """
     history = np.asarray(history, dtype=bool)
     stragglers = np.asarray(stragglers, dtype=bool)
@@ -37,13 +26,8 @@ def bursty_conforms(history: np.ndarray, stragglers: np.ndarray, B: int, W: int,
     n = stragglers.shape[0]
     if history.ndim != 2 or history.shape[1] != n:
         raise ValueError(f"history must have shape (rounds_so_far, {n}), got shape {history.shape}")
-    validate_bwl(B, W, lam, n)
-    r = history.shape[0]
-    window = history[max(0, r - W + 1):]
-    if np.count_nonzero(window.any(axis=0) | stragglers) > lam:
-        return False
-    early = history[max(0, r - W + 1):max(0, r - B + 1)]
-    return not np.any(early.any(axis=0) & stragglers)
+    validate_bursty(B, W, lam, n)
+    return Bursty(B, W, lam).conforms(history, stragglers)
 
 
 @dataclass(frozen=True)
@@ -70,7 +54,7 @@ class BurstyDelay(DelayModel):
     jitter: float = 0.05
 
     def __post_init__(self) -> None:
-        validate_bwl(self.B, self.W, self.lam)
+        validate_bursty(self.B, self.W, self.lam)
         require_positive("base", self.base)
         require_nonnegative("jitter", self.jitter)
         require_probability("straggle_prob", self.straggle_prob)
@@ -89,7 +73,7 @@ class BurstyDelay(DelayModel):
         W rounds ago tries, with probability straggle_prob and in random order, to start one.
         A start is accepted only if ``bursty_conforms`` holds and a non-straggler remains; the
         burst then draws its length from 1..B and runs to it."""
-        validate_bwl(self.B, self.W, self.lam, n)
+        validate_bursty(self.B, self.W, self.lam, n)
         mask = np.zeros((rounds, n), dtype=bool)
         left = np.zeros(n, dtype=np.int64)  # rounds a running burst has after the current one
         last = np.full(n, -self.W, dtype=np.int64)  # last straggling round of each worker
