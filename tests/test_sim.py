@@ -3,10 +3,10 @@
 import json
 import subprocess
 import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import TRACES
 
 from gcode.codes import make_scheme
 from gcode.codes.loads import gc_load, msgc_load, srsgc_load
@@ -15,7 +15,6 @@ from gcode.sim.fast import TraceView, bursty_runtimes, s_per_round_runtimes
 from gcode.sim.tune import TuneSettings, grid_search, tune
 from gcode.stragglers import load_trace
 
-TRACES = Path(__file__).resolve().parents[2] / "shared" / "traces"
 R30 = TRACES / "lambda-cnn-w256-r30-canada.csv"
 R20 = TRACES / "lambda-cnn-w256-r20-canada.csv"
 SLOPE = 2.2013

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import TRACES
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -27,7 +28,7 @@ from gcode.stragglers import (
     make_delay_model,
 )
 
-TRACE = Path("/work/shared/traces/lambda-cnn-w256-r30-canada.csv")
+TRACE = TRACES / "lambda-cnn-w256-r30-canada.csv"
 BUNDLED = Path(__file__).resolve().parents[1] / "gcode" / "data" / "lambda-cnn-w256-r30-canada.csv"
 TRACE_FILE = TRACE if TRACE.exists() else BUNDLED
 
