@@ -1,0 +1,492 @@
+"""Typed run configuration for ``gcode train``: small nested dataclasses, validated in one place.
+
+A config comes from defaults, a TOML or YAML file (same layout: one table per section), and/or
+command-line flags (``gcode.runtime.cli_args``). Every path ends in :func:`validate`, which
+raises :class:`ConfigError` naming the dotted field (``scheme.B: must be >= 1, got 0``).
+
+Example TOML::
+
+    [scheme]
+    name = "msgc"        # uncoded | ignore | gc | srsgc | msgc
+    B = 1
+    W = 2
+    lam = 2
+    jobs = 40
+
+    [policy]
+    name = "paper"       # paper | deadline | all
+    mu = 1.0
+
+    [cluster]
+    workers = 4
+
+    [train]
+    model = "mlp"
+    dataset = "digits"
+    optimizer = "adam"
+    lr = 0.01
+    batch_size = 256
+
+    [inject]             # optional straggler injection
+    model = "bursty"
+    params = { B = 1, W = 2, lam = 2, base = 0.02, slowdown = 5.0 }
+
+    [[faults]]           # optional fault injection (tests)
+    round = 3
+    worker = 1
+    kind = "raise"       # raise | exit | kill | shape | nan
+
+This module imports neither Ray nor torch at import time.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import os
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Mapping
+
+SCHEME_NAMES = ("uncoded", "ignore", "gc", "srsgc", "msgc")
+POLICY_NAMES = ("paper", "deadline", "all")
+MODES = ("concurrent", "delayed")
+INJECT_MODES = ("add", "target")
+PLACEMENTS = ("spread", "pack")
+FAULT_KINDS = ("raise", "exit", "kill", "shape", "nan")
+GC_CODES = ("cyclic", "fr")
+
+#: parameters each scheme takes from [scheme] (mirrors gcode.codes.SCHEMES)
+SCHEME_PARAMS = {"uncoded": (), "ignore": ("s",), "gc": ("s", "gc_code"),
+                 "srsgc": ("B", "W", "lam", "gc_code"), "msgc": ("B", "W", "lam", "gc_code")}
+
+
+class ConfigError(ValueError):
+    """A bad config value; the message starts with the dotted field name."""
+
+    def __init__(self, field_name: str, message: str):
+        self.field = field_name
+        super().__init__(f"{field_name}: {message}" if field_name else message)
+
+
+@dataclass
+class SchemeConfig:
+    """The coding scheme, as in ``gcode simulate``."""
+
+    name: str = "msgc"
+    s: int | None = None        # gc / ignore: stragglers per round (default 1)
+    B: int | None = None        # srsgc / msgc: burst length (default 1)
+    W: int | None = None        # srsgc / msgc: window (default 2)
+    lam: int | None = None      # srsgc / msgc: distinct stragglers per window (default min(2, n))
+    gc_code: str = "cyclic"     # gc / srsgc / msgc: cyclic | fr
+    jobs: int = 40              # jobs to finish (rounds = jobs + T)
+
+
+@dataclass
+class PolicyConfig:
+    """How a round ends (the same policy objects as the simulator)."""
+
+    name: str = "paper"
+    mu: float = 1.0             # paper: stragglers are slower than (1+mu) x fastest
+    deadline_s: float | None = None  # deadline: cut at this many seconds
+
+
+@dataclass
+class ClusterConfig:
+    """Ray and worker actors."""
+
+    workers: int = 4            # n
+    address: str | None = None  # Ray address; None starts a local loopback instance
+    num_cpus: int | None = None  # CPUs of the local instance (default: os.cpu_count())
+    worker_cpus: float | None = None  # CPUs per actor (default: min(1, cluster CPUs / n))
+    placement: str = "spread"   # spread: round-robin over nodes; pack: Ray's default
+    max_restarts: int = 3       # actor restarts after a crash
+    round_timeout_s: float = 120.0  # a round (incl. fallback retries) longer than this aborts
+    startup_timeout_s: float = 180.0  # actors must be ready within this
+    retry_backoff_s: float = 0.25  # pause before re-sending a failed worker's tasks (fallback)
+
+
+@dataclass
+class TrainSection:
+    """What is trained and how the coordinator steps it."""
+
+    model: str = "mlp"          # logistic | mlp | cnn | any registered name
+    model_params: dict = field(default_factory=dict)
+    dataset: str = "digits"     # digits | synthetic
+    dataset_params: dict = field(default_factory=dict)
+    num_samples: int | None = None  # dataset size (digits: subset; synthetic: size)
+    batch_size: int = 256       # samples per job (one full gradient)
+    optimizer: str = "adam"     # sgd | adam
+    lr: float = 0.01
+    optimizer_params: dict = field(default_factory=dict)  # momentum, weight_decay, betas, ...
+    models: int | None = None   # M concurrent models (default T+1; >= T+1)
+    mode: str = "concurrent"    # concurrent | delayed (one model, gradient T rounds stale)
+    seed: int = 0
+    check_decode: bool = False  # compare every decoded gradient with a direct one
+    track_loss: bool = True     # loss of each decoded job's batch, for logs and progress
+    streaming_decode: bool = True  # fold coefficient-1 results into fp64 accumulators on arrival
+
+
+@dataclass
+class InjectConfig:
+    """Straggler injection: each worker sleeps per round."""
+
+    model: str | None = None    # bursty | gilbert_elliott | shifted_exp | pareto | trace
+    params: dict = field(default_factory=dict)  # the delay model's parameters
+    trace: str | None = None    # CSV trace to replay (first n columns)
+    time_scale: float = 1.0     # injected seconds = sample x time_scale
+    mode: str = "add"           # add: sleep = injected time after compute; target: pad to it
+    seed: int | None = None     # delay-model seed (default: train.seed)
+
+
+@dataclass
+class LogConfig:
+    jsonl: str | None = None    # per-round JSONL log path
+
+
+@dataclass(frozen=True)
+class Fault:
+    """Fault injection: ``worker`` misbehaves in round ``round`` (first attempt only)."""
+
+    round: int
+    worker: int
+    kind: str                   # raise | exit | kill | shape | nan
+
+
+@dataclass
+class TrainConfig:
+    scheme: SchemeConfig = field(default_factory=SchemeConfig)
+    policy: PolicyConfig = field(default_factory=PolicyConfig)
+    cluster: ClusterConfig = field(default_factory=ClusterConfig)
+    train: TrainSection = field(default_factory=TrainSection)
+    inject: InjectConfig = field(default_factory=InjectConfig)
+    log: LogConfig = field(default_factory=LogConfig)
+    faults: tuple[Fault, ...] = ()
+
+    # ---- derived values -------------------------------------------------------------------
+    def scheme_params(self) -> dict:
+        """Parameters for ``make_scheme``: the scheme's own fields, with small defaults for n."""
+        return scheme_params(self.scheme, self.cluster.workers)
+
+    def to_dict(self) -> dict:
+        out = dataclasses.asdict(self)
+        out["faults"] = [dataclasses.asdict(f) for f in self.faults]
+        return out
+
+    def replace(self, **overrides: Any) -> "TrainConfig":
+        """A validated copy with dotted overrides, e.g. ``replace(**{"scheme.B": 2})``."""
+        return with_overrides(self, overrides)
+
+
+SECTIONS = {"scheme": SchemeConfig, "policy": PolicyConfig, "cluster": ClusterConfig,
+            "train": TrainSection, "inject": InjectConfig, "log": LogConfig}
+
+
+def scheme_params(sc: SchemeConfig, n: int) -> dict:
+    accepted = SCHEME_PARAMS[sc.name]
+    defaults = {"s": 1 if n > 1 else 0, "B": 1, "W": 2, "lam": min(2, n)}
+    params = {}
+    for key in accepted:
+        value = getattr(sc, key)
+        params[key] = defaults[key] if value is None else value
+    return params
+
+
+# ---- building from dicts ------------------------------------------------------------------
+def _type_hints(cls) -> dict:
+    return typing.get_type_hints(cls)
+
+
+def _check_type(where: str, value: Any, hint: Any) -> Any:
+    """Check ``value`` against a simple annotation; ints are accepted for floats."""
+    origin = typing.get_origin(hint)
+    args = typing.get_args(hint)
+    if origin in (typing.Union, getattr(__import__("types"), "UnionType", ())):
+        if value is None and type(None) in args:
+            return None
+        inner = [a for a in args if a is not type(None)]
+        return _check_type(where, value, inner[0])
+    if hint is bool:
+        if not isinstance(value, bool):
+            raise ConfigError(where, f"must be true or false, got {value!r}")
+        return value
+    if hint is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ConfigError(where, f"must be an integer, got {value!r}")
+        return value
+    if hint is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ConfigError(where, f"must be a number, got {value!r}")
+        return float(value)
+    if hint is str:
+        if not isinstance(value, str):
+            raise ConfigError(where, f"must be a string, got {value!r}")
+        return value
+    if hint is dict or origin is dict:
+        if not isinstance(value, Mapping):
+            raise ConfigError(where, f"must be a table/mapping, got {value!r}")
+        bad = [k for k in value if not isinstance(k, str)]
+        if bad:
+            raise ConfigError(where, f"keys must be strings, got {bad[0]!r}")
+        return dict(value)
+    return value
+
+
+def _section_from_dict(name: str, cls, data: Any):
+    if isinstance(data, cls):
+        return data
+    if data is None:
+        data = {}
+    if not isinstance(data, Mapping):
+        raise ConfigError(name, f"must be a table/mapping, got {data!r}")
+    hints = _type_hints(cls)
+    valid = [f.name for f in dataclasses.fields(cls)]
+    kwargs = {}
+    for key, value in data.items():
+        if key not in valid:
+            raise ConfigError(f"{name}.{key}", f"unknown field; valid fields of [{name}]: "
+                                               f"{', '.join(valid)}")
+        kwargs[key] = _check_type(f"{name}.{key}", value, hints[key])
+    return cls(**kwargs)
+
+
+def parse_faults(value: Any) -> tuple[Fault, ...]:
+    """Faults as a list of {round, worker, kind} tables, or a mapping {round: (worker, kind)} or
+    {round: [(worker, kind), ...]}. Round keys may be strings (TOML/YAML)."""
+    if value is None:
+        return ()
+    items: list[tuple[Any, Any, Any]] = []
+    if isinstance(value, Mapping):
+        for rnd, spec in value.items():
+            specs = spec if (isinstance(spec, (list, tuple)) and spec
+                             and isinstance(spec[0], (list, tuple))) else [spec]
+            for one in specs:
+                if not isinstance(one, (list, tuple)) or len(one) != 2:
+                    raise ConfigError(f"faults.{rnd}", f"must be (worker, kind), got {one!r}")
+                try:
+                    rnd_i = int(rnd)
+                except (TypeError, ValueError):
+                    raise ConfigError("faults", f"round key must be an integer, got {rnd!r}") from None
+                items.append((rnd_i, one[0], one[1]))
+    elif isinstance(value, (list, tuple)):
+        for k, one in enumerate(value):
+            if isinstance(one, Fault):
+                items.append((one.round, one.worker, one.kind))
+                continue
+            if not isinstance(one, Mapping):
+                raise ConfigError(f"faults[{k}]", f"must be a table {{round, worker, kind}}, got {one!r}")
+            unknown = sorted(set(one) - {"round", "worker", "kind"})
+            if unknown:
+                raise ConfigError(f"faults[{k}].{unknown[0]}", "unknown field; valid: round, worker, kind")
+            missing = [f for f in ("round", "worker", "kind") if f not in one]
+            if missing:
+                raise ConfigError(f"faults[{k}].{missing[0]}", "is required")
+            items.append((one["round"], one["worker"], one["kind"]))
+    else:
+        raise ConfigError("faults", f"must be a list of tables or a mapping, got {value!r}")
+    out = []
+    for k, (rnd, worker, kind) in enumerate(items):
+        where = f"faults[{k}]"
+        _check_type(f"{where}.round", rnd, int)
+        _check_type(f"{where}.worker", worker, int)
+        _check_type(f"{where}.kind", kind, str)
+        out.append(Fault(rnd, worker, kind))
+    return tuple(sorted(out, key=lambda f: (f.round, f.worker)))
+
+
+def from_dict(data: Mapping[str, Any] | None) -> TrainConfig:
+    """Build and validate a TrainConfig from nested dicts (a parsed TOML/YAML file)."""
+    data = dict(data or {})
+    unknown = sorted(set(data) - set(SECTIONS) - {"faults"})
+    if unknown:
+        raise ConfigError(unknown[0], f"unknown section; valid: {', '.join([*SECTIONS, 'faults'])}")
+    kwargs = {name: _section_from_dict(name, cls, data.get(name)) for name, cls in SECTIONS.items()}
+    cfg = TrainConfig(**kwargs, faults=parse_faults(data.get("faults")))
+    validate(cfg)
+    return cfg
+
+
+def load_config(path: str | os.PathLike) -> TrainConfig:
+    """Read a .toml, .yaml or .yml file into a validated TrainConfig."""
+    p = Path(path)
+    if not p.is_file():
+        raise ConfigError("config", f"no such file: {p}")
+    suffix = p.suffix.lower()
+    text = p.read_text(encoding="utf-8")
+    if suffix == ".toml":
+        import tomllib
+        try:
+            data = tomllib.loads(text)
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError("config", f"{p}: invalid TOML: {exc}") from None
+    elif suffix in (".yaml", ".yml"):
+        import yaml
+        try:
+            data = yaml.safe_load(text)
+        except yaml.YAMLError as exc:
+            raise ConfigError("config", f"{p}: invalid YAML: {exc}") from None
+    else:
+        raise ConfigError("config", f"{p}: unknown extension {suffix!r}; use .toml, .yaml or .yml")
+    if data is None:
+        data = {}
+    if not isinstance(data, Mapping):
+        raise ConfigError("config", f"{p}: top level must be a table of sections")
+    return from_dict(data)
+
+
+def with_overrides(cfg: TrainConfig, overrides: Mapping[str, Any]) -> TrainConfig:
+    """Copy of ``cfg`` with dotted-key overrides (``"cluster.workers": 8``), validated."""
+    sections = {name: dataclasses.replace(getattr(cfg, name)) for name in SECTIONS}
+    faults = cfg.faults
+    for key, value in overrides.items():
+        if key == "faults":
+            faults = parse_faults(value)
+            continue
+        section, _, name = key.partition(".")
+        if section not in SECTIONS or not name:
+            raise ConfigError(key, f"unknown field; use section.field with a section among "
+                                   f"{', '.join(SECTIONS)}")
+        cls = SECTIONS[section]
+        hints = _type_hints(cls)
+        if name not in hints:
+            valid = ", ".join(f.name for f in dataclasses.fields(cls))
+            raise ConfigError(key, f"unknown field; valid fields of [{section}]: {valid}")
+        setattr(sections[section], name, _check_type(key, value, hints[name]))
+    out = TrainConfig(**sections, faults=faults)
+    validate(out)
+    return out
+
+
+# ---- validation: the one place ------------------------------------------------------------
+def _positive(where: str, value, allow_none=False, integer=False):
+    if value is None and allow_none:
+        return
+    if integer:
+        _check_type(where, value, int)
+        if value < 1:
+            raise ConfigError(where, f"must be >= 1, got {value}")
+        return
+    _check_type(where, value, float)
+    if not (math.isfinite(value) and value > 0):
+        raise ConfigError(where, f"must be a positive finite number, got {value}")
+
+
+def _choice(where: str, value, choices):
+    if value not in choices:
+        raise ConfigError(where, f"must be one of {', '.join(choices)}; got {value!r}")
+
+
+def validate(cfg: TrainConfig) -> None:
+    """Check every field and the cross-field rules; raise ConfigError naming the field."""
+    for name, cls in SECTIONS.items():
+        section = getattr(cfg, name)
+        if not isinstance(section, cls):
+            raise ConfigError(name, f"must be a {cls.__name__}, got {type(section).__name__}")
+        hints = _type_hints(cls)
+        for f in dataclasses.fields(cls):
+            _check_type(f"{name}.{f.name}", getattr(section, f.name), hints[f.name])
+
+    sc, pc, cc, tc, ic = cfg.scheme, cfg.policy, cfg.cluster, cfg.train, cfg.inject
+    # cluster
+    _positive("cluster.workers", cc.workers, integer=True)
+    _positive("cluster.num_cpus", cc.num_cpus, allow_none=True, integer=True)
+    _positive("cluster.worker_cpus", cc.worker_cpus, allow_none=True)
+    _choice("cluster.placement", cc.placement, PLACEMENTS)
+    if cc.max_restarts < 0:
+        raise ConfigError("cluster.max_restarts", f"must be >= 0, got {cc.max_restarts}")
+    _positive("cluster.round_timeout_s", cc.round_timeout_s)
+    _positive("cluster.startup_timeout_s", cc.startup_timeout_s)
+    if cc.retry_backoff_s < 0:
+        raise ConfigError("cluster.retry_backoff_s", f"must be >= 0, got {cc.retry_backoff_s}")
+    n = cc.workers
+
+    # scheme
+    _choice("scheme.name", sc.name, SCHEME_NAMES)
+    _positive("scheme.jobs", sc.jobs, integer=True)
+    _choice("scheme.gc_code", sc.gc_code, GC_CODES)
+    accepted = SCHEME_PARAMS[sc.name]
+    for key in ("s", "B", "W", "lam"):
+        value = getattr(sc, key)
+        if value is not None and key not in accepted:
+            takes = ", ".join(k for k in accepted if k != "gc_code") or "no parameters"
+            raise ConfigError(f"scheme.{key}", f"is not a parameter of scheme {sc.name!r} "
+                                               f"(it takes: {takes})")
+    params = scheme_params(sc, n)
+    if "s" in params and not 0 <= params["s"] < n:
+        raise ConfigError("scheme.s", f"must satisfy 0 <= s < workers={n}, got {params['s']}")
+    if "B" in params:
+        B, W, lam = params["B"], params["W"], params["lam"]
+        if B < 1:
+            raise ConfigError("scheme.B", f"must be >= 1, got {B}")
+        if W <= B:
+            raise ConfigError("scheme.W", f"must be > B={B}, got {W}")
+        if not 0 <= lam <= n:
+            raise ConfigError("scheme.lam", f"must satisfy 0 <= lam <= workers={n}, got {lam}")
+    try:
+        from .codes import make_scheme
+        probe = make_scheme(sc.name, n=n, jobs=sc.jobs, **params)
+    except ValueError as exc:
+        raise ConfigError("scheme", str(exc)) from None
+
+    # policy
+    _choice("policy.name", pc.name, POLICY_NAMES)
+    _positive("policy.mu", pc.mu)
+    if pc.name == "deadline" and pc.deadline_s is None:
+        raise ConfigError("policy.deadline_s", "is required with policy 'deadline' (--deadline SECONDS)")
+    _positive("policy.deadline_s", pc.deadline_s, allow_none=True)
+
+    # train
+    _choice("train.mode", tc.mode, MODES)
+    _positive("train.batch_size", tc.batch_size, integer=True)
+    _positive("train.num_samples", tc.num_samples, allow_none=True, integer=True)
+    _positive("train.lr", tc.lr)
+    if tc.seed < 0:
+        raise ConfigError("train.seed", f"must be >= 0, got {tc.seed}")
+    if tc.num_samples is not None and tc.batch_size > tc.num_samples:
+        raise ConfigError("train.batch_size", f"must be <= train.num_samples={tc.num_samples}, "
+                                              f"got {tc.batch_size}")
+    if tc.models is not None:
+        _positive("train.models", tc.models, integer=True)
+        if tc.mode == "concurrent" and tc.models < probe.delay + 1:
+            raise ConfigError("train.models", f"must be >= T+1 = {probe.delay + 1} for scheme "
+                                              f"{sc.name} {params} (job t trains model t mod M and "
+                                              f"is decoded up to T={probe.delay} rounds later); "
+                                              f"got {tc.models}, or use mode 'delayed'")
+        if tc.mode == "delayed" and tc.models != 1:
+            raise ConfigError("train.models", f"mode 'delayed' trains one model; got {tc.models}")
+    if tc.dataset not in ("digits", "synthetic"):
+        raise ConfigError("train.dataset", f"must be one of digits, synthetic; got {tc.dataset!r}")
+    if tc.optimizer not in ("sgd", "adam"):
+        raise ConfigError("train.optimizer", f"must be one of sgd, adam; got {tc.optimizer!r}")
+    if "lr" in tc.optimizer_params:
+        raise ConfigError("train.optimizer_params.lr", "set the learning rate with train.lr")
+
+    # inject
+    _choice("inject.mode", ic.mode, INJECT_MODES)
+    _positive("inject.time_scale", ic.time_scale)
+    if ic.seed is not None and ic.seed < 0:
+        raise ConfigError("inject.seed", f"must be >= 0, got {ic.seed}")
+    if ic.model is not None and ic.trace is not None:
+        raise ConfigError("inject.trace", "give either inject.model or inject.trace, not both")
+    if ic.params and ic.model is None:
+        raise ConfigError("inject.params", "needs inject.model (--inject MODEL)")
+    if ic.model is not None:
+        from .stragglers import MODELS, make_delay_model
+        _choice("inject.model", ic.model, tuple(MODELS))
+        try:
+            make_delay_model(ic.model, **ic.params)
+        except (ValueError, TypeError, OSError) as exc:
+            raise ConfigError("inject.params", str(exc)) from None
+    if ic.trace is not None and not Path(ic.trace).is_file():
+        raise ConfigError("inject.trace", f"no such file: {ic.trace}")
+
+    # faults
+    for k, f in enumerate(cfg.faults):
+        if not isinstance(f, Fault):
+            raise ConfigError(f"faults[{k}]", f"must be a Fault, got {f!r}")
+        if f.round < 0:
+            raise ConfigError(f"faults[{k}].round", f"must be >= 0, got {f.round}")
+        if not 0 <= f.worker < n:
+            raise ConfigError(f"faults[{k}].worker", f"must be in [0, workers={n}), got {f.worker}")
+        _choice(f"faults[{k}].kind", f.kind, FAULT_KINDS)

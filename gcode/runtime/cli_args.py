@@ -1,0 +1,260 @@
+"""Flags of ``gcode train``: ``add_train_arguments(parser)``, ``config_from_args(args)``,
+``run_from_args(args)``.
+
+Precedence: built-in defaults < ``--config FILE`` (TOML or YAML) < flags. Every flag defaults to
+"not given", so a flag only overrides what it names; the result is validated once, and a bad
+value is reported with its config field (``scheme.B: must be >= 1, got 0``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import Any
+
+from ..config import (FAULT_KINDS, GC_CODES, INJECT_MODES, MODES, POLICY_NAMES, SCHEME_NAMES,
+                      SCHEME_PARAMS, ConfigError, TrainConfig, load_config, with_overrides)
+
+EXAMPLES = """\
+examples:
+  gcode train                                   # M-SGC (B,W,lam)=(1,2,2), 4 workers, digits MLP
+  gcode train --scheme gc --s 1 --workers 4 --jobs 20 --json
+  gcode train --inject bursty --inject-param B=1 --inject-param W=2 --inject-param lam=2 \\
+              --inject-param base=0.02 --inject-param slowdown=5
+  gcode train --workers 8 --scheme msgc --B 1 --W 2 --lam 3 --jobs 29 \\
+              --inject-trace gcode/data/lambda-cnn-w256-r30-canada.csv --time-scale 0.4
+  gcode train --config run.toml --lr 0.2 --log-jsonl runs/r1.jsonl
+"""
+
+#: flag dest -> dotted config field
+FLAG_FIELDS = {
+    "scheme": "scheme.name", "s": "scheme.s", "B": "scheme.B", "W": "scheme.W",
+    "lam": "scheme.lam", "gc_code": "scheme.gc_code", "jobs": "scheme.jobs",
+    "policy": "policy.name", "mu": "policy.mu", "deadline": "policy.deadline_s",
+    "workers": "cluster.workers", "address": "cluster.address", "num_cpus": "cluster.num_cpus",
+    "models": "train.models", "mode": "train.mode", "seed": "train.seed",
+    "model": "train.model", "dataset": "train.dataset", "num_samples": "train.num_samples",
+    "optimizer": "train.optimizer", "lr": "train.lr", "batch_size": "train.batch_size",
+    "check_decode": "train.check_decode",
+    "inject": "inject.model", "inject_trace": "inject.trace", "time_scale": "inject.time_scale",
+    "inject_mode": "inject.mode", "log_jsonl": "log.jsonl",
+}
+
+
+def _key_value(text: str) -> tuple[str, Any]:
+    key, sep, raw = text.partition("=")
+    if not sep or not key:
+        raise argparse.ArgumentTypeError(f"expected KEY=VALUE, got {text!r}")
+    return key.strip(), parse_value(raw.strip())
+
+
+def parse_value(raw: str) -> Any:
+    """'3' -> 3, '0.5' / '1e-3' -> float, 'true'/'false' -> bool, anything else a string."""
+    low = raw.lower()
+    if low in ("true", "false"):
+        return low == "true"
+    for conv in (int, float):
+        try:
+            return conv(raw)
+        except ValueError:
+            pass
+    return raw
+
+
+def add_train_arguments(parser: argparse.ArgumentParser) -> None:
+    """Add every ``gcode train`` flag to ``parser`` (all default to 'not given')."""
+    S = argparse.SUPPRESS
+    if parser.epilog is None:
+        parser.epilog = EXAMPLES
+        parser.formatter_class = argparse.RawDescriptionHelpFormatter
+    parser.add_argument("--config", metavar="FILE", default=S,
+                        help="TOML or YAML file with [scheme] [policy] [cluster] [train] [inject] "
+                             "[log] tables and [[faults]]; flags override it")
+
+    g = parser.add_argument_group("scheme (as in gcode simulate)")
+    g.add_argument("--scheme", choices=SCHEME_NAMES, default=S,
+                   help="uncoded: wait for all; ignore: fastest n-s rescaled (APPROXIMATE); gc: "
+                        "gradient coding, T=0; srsgc: selective-repeat SGC, T=B; msgc: "
+                        "multiplexed SGC, T=W-2+B, the lowest load (default msgc)")
+    g.add_argument("--s", type=int, default=S,
+                   help="gc/ignore: stragglers tolerated in every round (default 1)")
+    g.add_argument("--B", type=int, default=S,
+                   help="srsgc/msgc: a worker straggles in bursts of at most B rounds (default 1)")
+    g.add_argument("--W", type=int, default=S,
+                   help="srsgc/msgc: window length in rounds, W > B (default 2)")
+    g.add_argument("--lam", type=int, default=S,
+                   help="srsgc/msgc: at most lam distinct stragglers per window (default min(2,n))")
+    g.add_argument("--gc-code", choices=GC_CODES, default=S,
+                   help="code inside gc/srsgc/msgc: cyclic (the paper's; fp64 messages when "
+                        "ill-conditioned) or fr (fractional repetition: exact, streams in "
+                        "decode). Default cyclic")
+    g.add_argument("--jobs", type=int, default=S,
+                   help="full gradients to compute; the run takes jobs+T rounds (default 40)")
+
+    g = parser.add_argument_group("round ending (as in gcode simulate)")
+    g.add_argument("--policy", choices=POLICY_NAMES, default=S,
+                   help="paper: cut at (1+mu) x the fastest arrival; deadline: cut at --deadline "
+                        "seconds; all: wait for every worker. If the stragglers at the cut break "
+                        "the scheme's model, the round waits for all (counted in 'waits')")
+    g.add_argument("--mu", type=float, default=S,
+                   help="paper policy: stragglers are slower than (1+mu) x fastest (default 1)")
+    g.add_argument("--deadline", type=float, metavar="SECONDS", default=S,
+                   help="deadline policy: seconds after dispatch")
+
+    g = parser.add_argument_group("cluster")
+    g.add_argument("--workers", type=int, metavar="N", default=S,
+                   help="worker actors n (default 4); each gets min(1, CPUs/n) CPUs")
+    g.add_argument("--address", default=S,
+                   help="Ray cluster address (host:port or ray://...). Default: start a local "
+                        "loopback-only Ray instance for this run")
+    g.add_argument("--num-cpus", type=int, default=S,
+                   help="CPUs of the local Ray instance (default: all cores)")
+
+    g = parser.add_argument_group("training")
+    g.add_argument("--models", type=int, metavar="M", default=S,
+                   help="concurrent models trained round-robin, job t -> model t mod M; must be "
+                        ">= T+1 (default T+1)")
+    g.add_argument("--mode", choices=MODES, default=S,
+                   help="concurrent: M independent models, exact SGD each; delayed: one model, "
+                        "gradients applied T rounds late (APPROXIMATE, staleness T)")
+    g.add_argument("--seed", type=int, default=S,
+                   help="seeds model init, job batches and injected delays (default 0)")
+    g.add_argument("--model", default=S, help="logistic | mlp | cnn (default mlp)")
+    g.add_argument("--dataset", choices=("digits", "synthetic"), default=S,
+                   help="digits: scikit-learn's bundled 8x8 digits, no download (default); "
+                        "synthetic: seeded Gaussian blobs")
+    g.add_argument("--num-samples", type=int, default=S,
+                   help="dataset size (digits: a seeded subset of 1797; synthetic: any)")
+    g.add_argument("--optimizer", choices=("sgd", "adam"), default=S, help="default adam")
+    g.add_argument("--lr", type=float, default=S, help="learning rate (default 0.01)")
+    g.add_argument("--batch-size", type=int, default=S,
+                   help="samples per job, i.e. per full gradient (default 256)")
+    g.add_argument("--check-decode", action="store_true", default=S,
+                   help="recompute every decoded gradient directly and report "
+                        "max_decode_rel_error (costs one extra gradient per job)")
+
+    g = parser.add_argument_group("straggler injection")
+    g.add_argument("--inject", metavar="MODEL", default=S,
+                   help="workers sleep per round following a delay model: bursty, "
+                        "gilbert_elliott, shifted_exp, pareto (parameters: --inject-param)")
+    g.add_argument("--inject-param", metavar="KEY=VALUE", action="append", type=_key_value,
+                   default=S, help="a delay-model parameter, repeatable (e.g. base=0.05)")
+    g.add_argument("--inject-trace", metavar="PATH", default=S,
+                   help="replay a CSV trace: worker i sleeps column i of row r (first n columns)")
+    g.add_argument("--time-scale", type=float, default=S,
+                   help="multiply injected times by this (e.g. 0.4 turns 0.7 s into 0.28 s)")
+    g.add_argument("--inject-mode", choices=INJECT_MODES, default=S,
+                   help="add: sleep the injected time after computing (round = compute + "
+                        "injected; matches gcode simulate's load term); target: sleep only the "
+                        "rest of it (default add)")
+
+    g = parser.add_argument_group("output")
+    g.add_argument("--log-jsonl", metavar="PATH", default=S,
+                   help="write one JSON record per round (arrivals, stragglers, decodes, loss)")
+    g.add_argument("--json", action="store_true", default=S,
+                   help="print one final JSON object (runtime_s, rounds, waits, decoded_jobs, "
+                        "final_loss, param_checksum, max_decode_rel_error, ...)")
+    g.add_argument("--quiet", action="store_true", default=S, help="no progress bar")
+
+
+def config_from_args(args: argparse.Namespace) -> TrainConfig:
+    """Defaults, then ``--config FILE``, then the flags that were given; validated."""
+    given = vars(args)
+    base = load_config(given["config"]) if given.get("config") else TrainConfig()
+    overrides: dict[str, Any] = {}
+    for dest, dotted in FLAG_FIELDS.items():
+        if dest in given and given[dest] is not None:
+            overrides[dotted] = given[dest]
+    if "check_decode" in given and given["check_decode"] is False:
+        overrides.pop("train.check_decode", None)
+    new_scheme = overrides.get("scheme.name")
+    if new_scheme is not None and new_scheme != base.scheme.name:
+        # parameters from the file that the new scheme does not take are dropped
+        for key in ("s", "B", "W", "lam"):
+            if key not in SCHEME_PARAMS[new_scheme] and f"scheme.{key}" not in overrides:
+                overrides[f"scheme.{key}"] = None
+    if "inject_param" in given:
+        params = dict(base.inject.params)
+        params.update(dict(given["inject_param"]))
+        overrides["inject.params"] = params
+    if "inject.trace" in overrides and base.inject.model is not None and "inject.model" not in overrides:
+        overrides["inject.model"] = None
+        overrides.setdefault("inject.params", {})
+    if "inject.model" in overrides and base.inject.trace is not None and "inject.trace" not in overrides:
+        overrides["inject.trace"] = None
+    return with_overrides(base, overrides)
+
+
+def _bar(args, cfg: TrainConfig):
+    if getattr(args, "quiet", False):
+        return None, None
+    from tqdm import tqdm
+    probe_rounds = None
+    try:
+        from ..codes import make_scheme
+        probe_rounds = make_scheme(cfg.scheme.name, n=cfg.cluster.workers, jobs=cfg.scheme.jobs,
+                                   **cfg.scheme_params()).total_rounds
+    except ValueError:
+        pass
+    bar = tqdm(total=probe_rounds, desc="train", unit="round", file=sys.stderr, leave=False)
+
+    def progress(rec: dict) -> None:
+        loss = rec.get("loss")
+        bar.set_postfix_str(f"decoded {rec['decoded_jobs']}/{rec['jobs']} "
+                            f"stragglers {len(rec['stragglers'])} waits {rec['waits']}"
+                            + (f" loss {loss:.4f}" if loss is not None else ""), refresh=False)
+        bar.update(1)
+    return bar, progress
+
+
+def format_summary(res: dict) -> str:
+    params = ",".join(f"{k}={v}" for k, v in res["params"].items() if k != "gc_code")
+    lines = [
+        f"{res['scheme']} ({params}) n={res['n']} T={res['delay_T']} load={res['load']:.4f} "
+        f"models={res['models']} mode={res['mode']}"
+        + (f"  [APPROXIMATE: {res['approximation']}]" if res["approximate"] else ""),
+        f"runtime {res['runtime_s']:.2f} s over {res['rounds']} rounds (setup {res['setup_s']:.1f} s); "
+        f"decoded {res['decoded_jobs']}/{res['jobs']} jobs; waits {res['waits']}; "
+        f"stragglers {res['stragglers']}; failures {len(res['failures'])}",
+        f"coordinator overhead {1e3 * res['overhead_s_per_round']:.2f} ms/round; "
+        f"mean worker compute {1e3 * (res['compute_s_mean'] or 0):.2f} ms",
+        "final loss per model: " + ", ".join(f"{v:.4f}" for v in res["final_loss"]),
+    ]
+    if res.get("max_decode_rel_error") is not None:
+        lines.append(f"max decode relative error {res['max_decode_rel_error']:.2e}")
+    return "\n".join(lines)
+
+
+def run_from_args(args: argparse.Namespace) -> int:
+    """Run ``gcode train`` from parsed flags; prints a summary or ``--json``. Returns 0."""
+    from .run import train
+    from .runlog import to_json
+    cfg = config_from_args(args)
+    bar, progress = _bar(args, cfg)
+    try:
+        result = train(cfg, progress=progress)
+    finally:
+        if bar is not None:
+            bar.close()
+    if getattr(args, "json", False):
+        print(to_json(result))
+    else:
+        print(format_summary(result))
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="gcode train",
+                                     description="Live distributed training on Ray with a "
+                                                 "gradient coding scheme.")
+    add_train_arguments(parser)
+    args = parser.parse_args(argv)
+    try:
+        return run_from_args(args)
+    except ValueError as exc:
+        print(f"gcode train: error: {exc}", file=sys.stderr)
+        return 2
+
+
+__all__ = ["add_train_arguments", "config_from_args", "format_summary", "main", "parse_value",
+           "run_from_args", "FAULT_KINDS"]

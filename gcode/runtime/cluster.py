@@ -1,0 +1,109 @@
+"""Ray connection and the worker actors.
+
+Local runs start a loopback-only Ray instance (no dashboard, token auth off, explicit CPUs): see
+docs/PLATFORM.md. To use a real cluster pass its address (``--address ray://...`` or
+``host:port``); token auth then follows that cluster's own settings (``RAY_AUTH_MODE``).
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+import time
+from dataclasses import dataclass, field
+
+from ..config import ClusterConfig
+
+
+def _loopback_env() -> None:
+    os.environ.setdefault("RAY_AUTH_MODE", "disabled")
+    os.environ["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] = "0"  # resolve "127.0.0.1" to loopback
+    try:  # the constant is read when ray is imported; keep it consistent if ray already was
+        import ray._private.ray_constants as rc
+        rc.ENABLE_RAY_CLUSTER = False
+    except Exception:  # pragma: no cover - a Ray without that constant
+        pass
+
+
+def start_local_ray(num_cpus: int | None = None, temp_dir: str | None = None, **kwargs) -> None:
+    """Start a single-node Ray bound to 127.0.0.1 (no dashboard, auth off, explicit CPUs)."""
+    _loopback_env()
+    import ray
+    if temp_dir is None:
+        temp_dir = tempfile.mkdtemp(prefix="gcray")  # short: Ray's socket paths have a limit
+    ray.init(num_cpus=num_cpus or os.cpu_count() or 1, _node_ip_address="127.0.0.1",
+             include_dashboard=False, _temp_dir=temp_dir, log_to_driver=kwargs.pop("log_to_driver", False),
+             logging_level=kwargs.pop("logging_level", "WARNING"), **kwargs)
+
+
+def ensure_ray(cc: ClusterConfig) -> bool:
+    """Connect to Ray as configured; returns True when this call started it (caller shuts down)."""
+    import ray
+    if ray.is_initialized():
+        return False
+    if cc.address:
+        ray.init(address=cc.address, log_to_driver=False, logging_level="WARNING")
+        return True
+    start_local_ray(cc.num_cpus)
+    return True
+
+
+@dataclass
+class WorkerPool:
+    """n GradientWorker actors, index i = worker i of the scheme."""
+
+    actors: list
+    info: list[dict] = field(default_factory=list)
+    options: dict = field(default_factory=dict)
+
+    @property
+    def nodes(self) -> int:
+        return len({i.get("node") for i in self.info})
+
+    def kill(self) -> None:
+        import ray
+        for a in self.actors:
+            try:
+                ray.kill(a, no_restart=True)
+            except Exception:
+                pass
+
+
+def start_workers(cc: ClusterConfig, n: int | None = None) -> WorkerPool:
+    """Create and await ``n`` (default ``cc.workers``) actors with fractional CPUs, spread over
+    the nodes when ``cc.placement == "spread"``. A pool can serve several runs (``train(...,
+    pool=pool)``): each run ships its context with every call, so actors (and restarted actors)
+    need no per-run setup call."""
+    import ray
+    from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+    from .worker import GradientWorker
+
+    n = cc.workers if n is None else int(n)
+    cpus = cc.worker_cpus
+    alive = [nd for nd in ray.nodes() if nd.get("Alive") and nd.get("Resources", {}).get("CPU", 0) > 0]
+    if cpus is None:
+        total = sum(nd["Resources"]["CPU"] for nd in alive) or 1.0
+        cpus = min(1.0, total / n)
+        cpus = max(0.01, int(cpus * 100) / 100.0)  # round down so n actors always fit
+    remote_cls = ray.remote(GradientWorker)
+    actors = []
+    for i in range(n):
+        opts = dict(num_cpus=cpus, max_restarts=cc.max_restarts, max_task_retries=0,
+                    max_concurrency=64)
+        if cc.placement == "spread" and len(alive) > 1:
+            node = alive[i % len(alive)]["NodeID"]
+            opts["scheduling_strategy"] = NodeAffinitySchedulingStrategy(node, soft=True)
+        actors.append(remote_cls.options(**opts).remote(i))
+    pool = WorkerPool(actors, options={"num_cpus": cpus, "placement": cc.placement})
+    try:
+        pool.info = ray.get([a.ready.remote() for a in actors], timeout=cc.startup_timeout_s)
+    except ray.exceptions.GetTimeoutError:
+        pool.kill()
+        raise RuntimeError(f"{n} workers were not ready within cluster.startup_timeout_s="
+                           f"{cc.startup_timeout_s}s; does the cluster have {n} x {cpus} CPUs "
+                           f"free?") from None
+    except Exception:
+        pool.kill()
+        raise
+    return pool

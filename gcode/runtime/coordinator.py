@@ -1,0 +1,355 @@
+"""The live coordinator: the simulator's loop, on real Ray workers and real arrival times.
+
+Per round r (mirrors :func:`gcode.sim.simulate`)::
+
+    absorb late results of earlier rounds (scheme.accept_late) -> plan(r)
+    -> issue job r: put model (r mod M)'s parameters once (ray.put) -> dispatch compute(r, ...)
+    -> loop: poll arrivals (ray.wait) -> policy (rounds.decide) -> decision
+    -> record(r, arrived) -> decode every decodable job in fp64 -> step that job's model
+    -> log record, progress callback
+
+Mechanism (Ray calls, validation, retries) lives here; the round-ending *policy* is the
+simulator's Policy object, applied by :func:`gcode.runtime.rounds.decide`.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+import time
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+import numpy as np
+
+from ..codes import DecodeError, MiniTask, ResultKey, Scheme
+from ..config import TrainConfig
+from ..sim.policy import Policy
+from .data import WorkSpec, job_indices
+from .decode import Decoder
+from .rounds import End, FallBack, RoundState, Wait, decide
+from .runlog import JsonlWriter
+from .worker import check_result
+
+ProgressFn = Callable[[dict], None]
+
+APPROX_DELAYED = ("delayed-gradient SGD: one model; the gradient of job t (computed on the "
+                  "parameters at round t) is applied when decoded, up to T rounds late")
+APPROX_IGNORE = "ignore-stragglers: rescaled partial sums, a biased gradient estimate"
+
+
+def _wire(task: MiniTask) -> tuple:
+    return (task.job, task.slot, task.chunks, task.coefficients)
+
+
+def _failure_kind(exc: BaseException) -> str:
+    from ray.exceptions import RayActorError, RayTaskError
+    name = type(exc).__name__
+    if isinstance(exc, RayTaskError):
+        cause = getattr(exc, "cause", None)
+        return f"raised {type(cause).__name__ if cause is not None else name}"
+    if isinstance(exc, RayActorError) or "Actor" in name:
+        return f"died ({name})"
+    return f"error ({name})"
+
+
+@dataclass
+class Timings:
+    """Coordinator seconds per phase, summed over rounds."""
+
+    plan: float = 0.0       # late absorption, plan(r), issuing parameters (flatten + ray.put)
+    dispatch: float = 0.0   # the compute.remote calls
+    wait: float = 0.0       # dispatch end -> round decision (includes 'process')
+    process: float = 0.0    # ray.get + validation + storing/folding results (inside 'wait')
+    decode: float = 0.0     # record + decode of every decodable job
+    step: float = 0.0       # optimizer steps
+    check: float = 0.0      # check_decode / track_loss diagnostics
+    log: float = 0.0        # JSONL + progress callback
+
+    def overhead(self) -> float:
+        """Coordinator work per the issue's definition: plan + bookkeeping + decode + step."""
+        return self.plan + self.dispatch + self.process + self.decode + self.step + self.log
+
+
+@dataclass
+class Coordinator:
+    cfg: TrainConfig
+    scheme: Scheme
+    policy: Policy
+    actors: list
+    spec: WorkSpec
+    x: Any                       # torch tensors of the whole dataset
+    y: Any
+    models: list
+    optimizers: list
+    delays: np.ndarray           # (rounds, n) injected seconds
+    writer: JsonlWriter
+    progress: ProgressFn | None = None
+    ctx: tuple = ("", None)      # (run id, ObjectRef of (spec, x, y)) sent with every call
+
+    # ---- state ------------------------------------------------------------------------
+    param_refs: dict = field(default_factory=dict)
+    snapshots: dict = field(default_factory=dict)
+    late: list = field(default_factory=list)
+    failures: list = field(default_factory=list)
+    pids: dict = field(default_factory=dict)
+    restarts: dict = field(default_factory=dict)
+    timings: Timings = field(default_factory=Timings)
+    compute_s: list = field(default_factory=list)
+    response_s: list = field(default_factory=list)
+    durations: list = field(default_factory=list)
+    waits: int = 0
+    decoded: int = 0
+    late_used: int = 0
+    retries: int = 0
+    stragglers_total: int = 0
+    max_rel_error: float | None = None
+    last_loss: float | None = None
+    updates: list = field(default_factory=list)
+
+    def __post_init__(self):
+        self.n = self.scheme.n
+        self.T = self.scheme.delay
+        self.M = len(self.models)
+        self.delayed = self.cfg.train.mode == "delayed"
+        self.decoder = Decoder(self.spec.num_params, streaming=self.cfg.train.streaming_decode)
+        self.dtype = np.dtype(self.spec.message_dtype)
+        self.updates = [0] * self.M
+        self.scratch = copy.deepcopy(self.models[0])
+        self.faults = {}
+        for f in self.cfg.faults:
+            self.faults.setdefault((f.round, f.worker), f.kind)
+
+    # ---- helpers ----------------------------------------------------------------------
+    def model_of(self, t: int) -> int:
+        return 0 if self.delayed else t % self.M
+
+    def _issue(self, t: int) -> None:
+        import ray
+
+        from gcode.train import flatten_params
+        flat = flatten_params(self.models[self.model_of(t)])
+        self.snapshots[t] = flat
+        self.param_refs[t] = ray.put(flat)
+
+    def _dispatch(self, r: int, w: int, tasks: list[MiniTask], attempt: int):
+        import ray
+        fault = self.faults.get((r, w)) if attempt == 0 else None
+        refs = {t.job: self.param_refs[t.job] for t in tasks}
+        delay = float(self.delays[r, w]) if attempt == 0 else 0.0
+        ref = self.actors[w].compute.remote(self.ctx[0], [self.ctx[1]], r, [_wire(t) for t in tasks],
+                                            refs, delay,
+                                            self.cfg.inject.mode, fault if fault != "kill" else None,
+                                            attempt)
+        if fault == "kill":
+            ray.kill(self.actors[w], no_restart=False)
+        return ref
+
+    def _fetch(self, ref) -> tuple[Any, str | None]:
+        import ray
+        try:
+            return ray.get(ref, timeout=30), None
+        except Exception as exc:  # noqa: BLE001 - any failure makes the worker a straggler
+            return None, _failure_kind(exc)
+
+    def _note_pid(self, w: int, payload: dict) -> None:
+        pid = payload.get("pid")
+        if pid is None:
+            return
+        if w in self.pids and self.pids[w] != pid:
+            self.restarts[w] = self.restarts.get(w, 0) + 1
+        self.pids[w] = pid
+
+    def _store(self, w: int, r: int, tasks: list[MiniTask], grads: np.ndarray) -> None:
+        for k, task in enumerate(tasks):
+            if not self.scheme.is_decoded(task.job):
+                self.decoder.add(ResultKey(w, r, task.slot), task, grads[k])
+
+    # ---- late results -----------------------------------------------------------------
+    def _absorb_late(self, r: int) -> None:
+        import ray
+        if not self.late:
+            return
+        oldest_kept = r - self.T - 1
+        self.late = [item for item in self.late if item[1] >= oldest_kept]
+        if not self.late:
+            return
+        refs = [item[0] for item in self.late]
+        ready, _ = ray.wait(refs, num_returns=len(refs), timeout=0)
+        ready = set(ready)
+        keep = []
+        for ref, rr, w, tasks in self.late:
+            if ref not in ready:
+                keep.append((ref, rr, w, tasks))
+                continue
+            payload, err = self._fetch(ref)
+            if err is not None or check_result(payload, rr, w, [_wire(t) for t in tasks],
+                                               self.spec.num_params, self.dtype) is not None:
+                continue  # stale, failed or invalid: nothing to use
+            self._note_pid(w, payload)
+            self._store(w, rr, tasks, payload["grads"])
+            self.scheme.accept_late(rr, w)
+            self.late_used += 1
+        self.late = keep
+
+    # ---- one round ----------------------------------------------------------------------
+    def _wait_round(self, r: int, plan: list[list[MiniTask]], pending: dict, t0: float,
+                    info: dict) -> End:
+        import ray
+        cc = self.cfg.cluster
+        state = RoundState(self.n)
+        attempts = [0] * self.n
+        failed_at: dict[int, float] = {}
+        wires = [[_wire(t) for t in tasks] for tasks in plan]
+        conforms = lambda stragglers: self.scheme.conforms(r, stragglers)  # noqa: E731
+        while True:
+            now = time.perf_counter() - t0
+            decision = decide(state, now, self.policy, conforms)
+            if isinstance(decision, End):
+                for ref, w in pending.items():
+                    self.late.append((ref, r, w, plan[w]))
+                return decision
+            if isinstance(decision, FallBack):
+                state.fell_back = True
+                info["fallback_stragglers"] = np.flatnonzero(decision.stragglers).tolist()
+                continue
+            assert isinstance(decision, Wait)
+            next_retry = math.inf
+            for w in decision.retry:
+                ready_at = failed_at[w] + cc.retry_backoff_s
+                if now >= ready_at:
+                    attempts[w] += 1
+                    self.retries += 1
+                    del state.failed[w]
+                    pending[self._dispatch(r, w, plan[w], attempts[w])] = w
+                else:
+                    next_retry = min(next_retry, ready_at)
+            if now > cc.round_timeout_s:
+                missing = sorted(set(range(self.n)) - set(state.arrived))
+                raise RuntimeError(f"round {r} exceeded cluster.round_timeout_s="
+                                   f"{cc.round_timeout_s}s waiting for workers {missing} "
+                                   f"(failures: {state.failed or 'none'})")
+            until = min(decision.until, next_retry, cc.round_timeout_s + 1e-3)
+            timeout = max(0.0, until - now)
+            if not pending:
+                time.sleep(min(timeout, 0.05))
+                continue
+            refs = list(pending)
+            ready, rest = ray.wait(refs, num_returns=1, timeout=timeout)
+            if ready and rest:
+                more, _ = ray.wait(rest, num_returns=len(rest), timeout=0)
+                ready += more
+            arrived_at = time.perf_counter() - t0
+            tp = time.perf_counter()
+            for ref in ready:
+                w = pending.pop(ref)
+                payload, err = self._fetch(ref)
+                if err is None:
+                    err = check_result(payload, r, w, wires[w], self.spec.num_params, self.dtype)
+                if err is not None:
+                    state.failed[w] = err
+                    failed_at[w] = arrived_at
+                    self.failures.append({"round": r, "worker": w, "attempt": attempts[w],
+                                          "reason": err})
+                    continue
+                self._note_pid(w, payload)
+                state.arrived[w] = arrived_at
+                self._store(w, r, plan[w], payload["grads"])
+                if attempts[w] == 0:
+                    self.compute_s.append(float(payload["compute_s"]))
+                    self.response_s.append(arrived_at - float(payload["sleep_s"]))
+                info["compute_s"][w] = float(payload["compute_s"])
+                info["sleep_s"][w] = float(payload["sleep_s"])
+            self.timings.process += time.perf_counter() - tp
+
+    def _finish_job(self, t: int) -> dict:
+        """Decode job t (already recorded decodable), check it, step its model."""
+        from gcode.train import apply_gradient, chunk_gradient, full_loss, load_flat_params
+        import torch
+
+        td = time.perf_counter()
+        decoding = self.scheme.decode(t)
+        grad = self.decoder.decode(t, decoding)
+        self.timings.decode += time.perf_counter() - td
+        out = {"job": t, "model": self.model_of(t)}
+        tc = time.perf_counter()
+        tr = self.cfg.train
+        if tr.check_decode or tr.track_loss:
+            idx = torch.from_numpy(job_indices(tr.seed, t, tr.batch_size, len(self.y)))
+            load_flat_params(self.scratch, self.snapshots[t])
+            bx, by = self.x[idx], self.y[idx]
+            if tr.check_decode:
+                direct = chunk_gradient(self.scratch, bx, by)
+                err = float(np.linalg.norm(grad - direct) / max(np.linalg.norm(direct), 1e-300))
+                self.max_rel_error = err if self.max_rel_error is None else max(self.max_rel_error, err)
+                out["rel_error"] = err
+            if tr.track_loss:
+                self.last_loss = full_loss(self.scratch, bx, by)
+                out["loss"] = self.last_loss
+        self.timings.check += time.perf_counter() - tc
+        ts = time.perf_counter()
+        m = self.model_of(t)
+        apply_gradient(self.models[m], self.optimizers[m], grad, 1.0 / tr.batch_size)
+        self.updates[m] += 1
+        self.timings.step += time.perf_counter() - ts
+        self.param_refs.pop(t, None)
+        self.snapshots.pop(t, None)
+        self.decoded += 1
+        return out
+
+    def run(self) -> float:
+        """Run every round; returns the wall-clock seconds of the training loop."""
+        rounds = self.scheme.total_rounds
+        start = time.perf_counter()
+        for r in range(rounds):
+            round_start = time.perf_counter()
+            tp = time.perf_counter()
+            self._absorb_late(r)
+            plan = self.scheme.plan(r)
+            if self.scheme.job_exists(r):
+                self._issue(r)
+            self.timings.plan += time.perf_counter() - tp
+            td = time.perf_counter()
+            pending = {}
+            for w in range(self.n):
+                pending[self._dispatch(r, w, plan[w], 0)] = w
+            t0 = time.perf_counter()
+            self.timings.dispatch += t0 - td
+            info: dict = {"compute_s": {}, "sleep_s": {}}
+            n_fail = len(self.failures)
+            end = self._wait_round(r, plan, pending, t0, info)
+            wait_end = time.perf_counter()
+            self.timings.wait += wait_end - t0
+            tdec = time.perf_counter()
+            self.scheme.record(r, end.arrived)
+            self.timings.decode += time.perf_counter() - tdec
+            self.waits += end.fell_back
+            stragglers = np.flatnonzero(~end.arrived).tolist()
+            self.stragglers_total += len(stragglers)
+            jobs_done = []
+            for t in range(max(0, r - self.T), r + 1):
+                if self.scheme.decodable(t):
+                    jobs_done.append(self._finish_job(t))
+            due = r - self.T
+            if self.scheme.job_exists(due) and not self.scheme.is_decoded(due):
+                raise DecodeError(f"{self.scheme.name}: job {due} not decodable at its deadline "
+                                  f"round {r}; stragglers so far broke the scheme's guarantee")
+            self.decoder.forget_before(r - self.T)
+            duration = time.perf_counter() - round_start
+            self.durations.append(duration)
+            tl = time.perf_counter()
+            record = {
+                "round": r, "rounds": rounds, "duration_s": duration, "wait_s": wait_end - t0,
+                "cut_s": end.cut if math.isfinite(end.cut) else None, "fell_back": end.fell_back,
+                "stragglers": stragglers, "failures": self.failures[n_fail:],
+                "compute_s": info["compute_s"], "sleep_s": info["sleep_s"],
+                "decoded": jobs_done, "decoded_jobs": self.decoded, "jobs": self.scheme.jobs,
+                "waits": self.waits, "loss": self.last_loss, "late_used": self.late_used,
+            }
+            if "fallback_stragglers" in info:
+                record["fallback_stragglers"] = info["fallback_stragglers"]
+            self.writer.write(record)
+            if self.progress is not None:
+                self.progress(record)
+            self.timings.log += time.perf_counter() - tl
+        return time.perf_counter() - start

@@ -1,0 +1,58 @@
+"""What workers and the coordinator agree on without talking: job batches and chunk ranges.
+
+Every process holds the (small, in-memory) dataset and derives job t's batch from (seed, t)
+alone, so no sample indices travel with the tasks and a restarted actor rebuilds the same data.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+import numpy as np
+
+#: stream id mixed into the job-batch seed, so batches never share a stream with model init
+_BATCH_STREAM = 0x6A0B
+
+
+def job_indices(seed: int, job: int, batch_size: int, num_samples: int) -> np.ndarray:
+    """Sample indices of job ``job``'s batch: ``batch_size`` distinct samples, fixed by (seed, job)."""
+    if not 1 <= batch_size <= num_samples:
+        raise ValueError(f"batch_size must be in [1, {num_samples}], got {batch_size}")
+    rng = np.random.default_rng([int(seed), _BATCH_STREAM, int(job)])
+    if batch_size == num_samples:
+        return rng.permutation(num_samples)
+    return rng.choice(num_samples, size=batch_size, replace=False)
+
+
+def model_seed(seed: int, model: int) -> int:
+    """Initialisation seed of concurrent model ``model`` (distinct, reproducible per run seed)."""
+    return int(np.random.SeedSequence([int(seed), int(model)]).generate_state(1)[0] & 0x7FFFFFFF)
+
+
+@dataclass(frozen=True)
+class WorkSpec:
+    """Everything a worker actor needs to compute any task of the run (sent once, at start)."""
+
+    model: str
+    input_shape: tuple[int, ...]
+    num_classes: int
+    model_params: dict = field(default_factory=dict)
+    factory: Callable[..., Any] | None = None   # a user nn.Module factory (overrides ``model``)
+    seed: int = 0
+    batch_size: int = 1
+    num_samples: int = 1
+    bounds: tuple[tuple[int, int], ...] = ()    # chunk id -> [start, stop) inside a job batch
+    message_dtype: str = "float32"
+    num_params: int = 0
+
+    def chunk_rows(self, indices: np.ndarray, chunks) -> list[np.ndarray]:
+        return [indices[self.bounds[c][0]:self.bounds[c][1]] for c in chunks]
+
+
+def build_model(spec: WorkSpec):
+    """The spec's torch model (initial weights do not matter: tasks carry the parameters)."""
+    from gcode.train import make_model
+    if spec.factory is not None:
+        return spec.factory(spec.input_shape, spec.num_classes, **spec.model_params)
+    return make_model(spec.model, spec.input_shape, spec.num_classes, seed=0, **spec.model_params)

@@ -1,0 +1,141 @@
+"""fp64 decoding with streaming accumulation.
+
+Decoding job t is Σ coefficient · result over the results the scheme names. Two paths:
+
+* **batch**: :func:`weighted_sum`, a blocked fp64 sum that reads each fp32 result once;
+* **streaming**: a result whose task has all coefficients 1 (uncoded chunks, M-SGC's D1 chunks,
+  fractional-repetition groups) is folded into the job's fp64 accumulator the moment it arrives.
+  Its decode coefficient is 1 whatever the straggler set, so at decode time only the remaining
+  results (GC-coded groups, whose coefficients depend on who finished) are added. Results with
+  an identical task signature (job, chunks, coefficients) are identical vectors, so only the
+  first is folded; a decoding may name any of them.
+
+If a decoding does not use exactly the folded signatures with coefficient 1 (for example the
+approximate ``ignore`` scheme rescales), the accumulator is discarded and the job is decoded from
+the stored results by the batch path, so streaming can never change what is decoded.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from ..codes import MiniTask, ResultKey
+
+#: columns per block of the blocked weighted sum (fits in L2 with a few dozen rows)
+BLOCK = 1 << 15
+
+
+def weighted_sum(arrays: list[np.ndarray], coefficients: list[float], out: np.ndarray | None = None,
+                 block: int = BLOCK) -> np.ndarray:
+    """Σ c_k · a_k in float64, reading each array once, block by block (cache-friendly)."""
+    if not arrays:
+        raise ValueError("weighted_sum needs at least one array")
+    d = arrays[0].shape[0]
+    if out is None:
+        out = np.zeros(d, dtype=np.float64)
+    coefs = np.asarray(coefficients, dtype=np.float64)
+    scratch = np.empty(min(block, d), dtype=np.float64)
+    for start in range(0, d, block):
+        stop = min(start + block, d)
+        acc = out[start:stop]
+        tmp = scratch[: stop - start]
+        for a, c in zip(arrays, coefs):
+            if c == 1.0:
+                np.add(acc, a[start:stop], out=acc, dtype=np.float64)
+            else:
+                np.multiply(a[start:stop], c, out=tmp, dtype=np.float64)
+                np.add(acc, tmp, out=acc)
+    return out
+
+
+def axpy64(acc: np.ndarray, array: np.ndarray, coefficient: float = 1.0,
+           scratch: np.ndarray | None = None) -> None:
+    """acc += coefficient · array, computed in float64 (array may be fp32)."""
+    if coefficient == 1.0:
+        np.add(acc, array, out=acc, dtype=np.float64)
+        return
+    if scratch is None:
+        scratch = np.empty_like(acc)
+    np.multiply(array, coefficient, out=scratch, dtype=np.float64)
+    np.add(acc, scratch, out=acc)
+
+
+def signature(task: MiniTask) -> tuple:
+    return (task.job, task.chunks, task.coefficients)
+
+
+@dataclass
+class _Job:
+    acc: np.ndarray | None = None
+    folded: dict[tuple, ResultKey] = field(default_factory=dict)
+    keys: set[ResultKey] = field(default_factory=set)
+
+
+class Decoder:
+    """Stores received results per job and decodes them in float64."""
+
+    def __init__(self, num_params: int, streaming: bool = True):
+        self.d = int(num_params)
+        self.streaming = streaming
+        self.results: dict[ResultKey, np.ndarray] = {}
+        self.sig: dict[ResultKey, tuple] = {}
+        self.jobs: dict[int, _Job] = {}
+        self.streamed = 0     # decodes that used the accumulator
+        self.fallbacks = 0    # decodes that had to discard it
+
+    def add(self, key: ResultKey, task: MiniTask, array: np.ndarray) -> None:
+        """Keep ``array`` (worker key.worker's result for ``task``); fold it when streamable."""
+        if key in self.results:
+            return
+        job = self.jobs.setdefault(task.job, _Job())
+        self.results[key] = array
+        self.sig[key] = sig = signature(task)
+        job.keys.add(key)
+        if self.streaming and all(c == 1.0 for c in task.coefficients) and sig not in job.folded:
+            if job.acc is None:
+                job.acc = np.zeros(self.d, dtype=np.float64)
+            np.add(job.acc, array, out=job.acc, dtype=np.float64)
+            job.folded[sig] = key
+
+    def decode(self, t: int, decoding: list[tuple[ResultKey, float]]) -> np.ndarray:
+        """Job t's gradient Σ coef · result in float64, then forget job t's results."""
+        job = self.jobs.get(t, _Job())
+        missing = [k for k, _ in decoding if k not in self.results]
+        if missing:
+            raise KeyError(f"decoding of job {t} names results never received: {missing[:3]}")
+        rest_keys, rest_coefs, consumed = [], [], set()
+        for key, coef in decoding:
+            sig = self.sig[key]
+            if coef == 1.0 and sig in job.folded and sig not in consumed:
+                consumed.add(sig)
+            else:
+                rest_keys.append(key)
+                rest_coefs.append(coef)
+        if job.acc is not None and consumed == set(job.folded):
+            out = job.acc
+            self.streamed += 1
+            if rest_keys:
+                weighted_sum([self.results[k] for k in rest_keys], rest_coefs, out=out)
+        else:
+            if job.acc is not None:
+                self.fallbacks += 1
+            out = weighted_sum([self.results[k] for k, _ in decoding], [c for _, c in decoding],
+                               out=np.zeros(self.d, dtype=np.float64)) if decoding \
+                else np.zeros(self.d, dtype=np.float64)
+        self.forget(t)
+        return out
+
+    def forget(self, t: int) -> None:
+        job = self.jobs.pop(t, None)
+        if job is None:
+            return
+        for key in job.keys:
+            self.results.pop(key, None)
+            self.sig.pop(key, None)
+
+    def forget_before(self, t: int) -> None:
+        """Drop every job older than t (results that a decoded job did not need, late arrivals)."""
+        for old in [j for j in self.jobs if j < t]:
+            self.forget(old)

@@ -1,0 +1,36 @@
+"""Straggler injection: the seconds each worker sleeps in each round.
+
+* ``inject.trace``: replay a CSV trace; worker i follows column i (the first n columns are used
+  when the trace is wider), round r follows row r, times multiplied by ``time_scale``.
+* ``inject.model``: sample any :mod:`gcode.stragglers` delay model (seeded), times multiplied by
+  ``time_scale``.
+
+With ``inject.mode = "add"`` (default) a worker sleeps its injected time *after* computing, so
+its round time is compute + injected, exactly the simulator's ``trace·time_scale + load·slope``
+with the load term measured live. With ``"target"`` it sleeps only what is left of the injected
+time after computing, so the round time follows the injected time when compute is shorter.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ..config import InjectConfig
+
+
+def injected_delays(ic: InjectConfig, n: int, rounds: int, seed: int) -> np.ndarray:
+    """(rounds, n) float64 seconds to sleep; zeros when nothing is injected."""
+    if ic.trace is not None:
+        from ..sim.simulator import worker_times
+        from ..stragglers import load_trace
+        trace = load_trace(ic.trace)
+        try:
+            return worker_times(trace, n, rounds, load=0.0, load_slope=0.0, time_scale=ic.time_scale)
+        except ValueError as exc:
+            raise ValueError(f"inject.trace: {ic.trace}: {exc}") from None
+    if ic.model is not None:
+        from ..stragglers import make_delay_model
+        model = make_delay_model(ic.model, **ic.params)
+        times = model.sample(rounds, n, seed if ic.seed is None else ic.seed)
+        return np.asarray(times, dtype=np.float64) * ic.time_scale
+    return np.zeros((rounds, n), dtype=np.float64)

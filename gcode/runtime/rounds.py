@@ -1,0 +1,84 @@
+"""Ending a live round: the decision half of "poll arrivals -> policy -> decision".
+
+:func:`decide` is pure (no Ray, no clock): given what has arrived or failed so far, the time
+since the round started, the simulator's :class:`~gcode.sim.policy.Policy` and the scheme's
+``conforms``, it says whether to keep waiting (and until when), or to end the round with which
+workers arrived. It applies the same rule as ``Policy.resolve`` does on a trace:
+
+* the cut is ``policy.deadline(fastest arrival)`` (``deadline(inf)`` before any arrival, which
+  is ``inf`` for the paper rule and the fixed deadline for ``deadline``);
+* a round ends when every worker has arrived, or at the cut, or when every worker has either
+  arrived or failed; the workers missing then are the stragglers;
+* if the stragglers do not conform, the round falls back: wait for every worker (failed ones are
+  re-sent their tasks) and record the round straggler-free.
+
+A failed worker (raised, died, returned a bad array) is a straggler: it never counts as arrived.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Callable
+
+import numpy as np
+
+from ..sim.policy import Policy
+
+
+@dataclass
+class RoundState:
+    """What the coordinator has seen of round r so far (times in seconds since dispatch)."""
+
+    n: int
+    arrived: dict[int, float] = field(default_factory=dict)
+    failed: dict[int, str] = field(default_factory=dict)   # worker -> reason (while unresolved)
+    fell_back: bool = False
+
+    def arrived_mask(self) -> np.ndarray:
+        mask = np.zeros(self.n, dtype=bool)
+        mask[list(self.arrived)] = True
+        return mask
+
+    @property
+    def fastest(self) -> float:
+        return min(self.arrived.values(), default=math.inf)
+
+
+@dataclass(frozen=True)
+class Wait:
+    until: float                      # seconds since dispatch (inf: until the next arrival)
+    retry: tuple[int, ...] = ()       # failed workers whose tasks must be re-sent (fallback)
+
+
+@dataclass(frozen=True)
+class End:
+    arrived: np.ndarray               # bool (n,): the round's recorded arrivals
+    fell_back: bool
+    cut: float                        # the policy's cut (inf when it never applied)
+
+
+@dataclass(frozen=True)
+class FallBack:
+    stragglers: np.ndarray            # the non-conforming straggler set that triggered it
+
+
+Decision = Wait | End | FallBack
+
+
+def decide(state: RoundState, now: float, policy: Policy,
+           conforms: Callable[[np.ndarray], bool]) -> Decision:
+    """The next step for round ``state`` at ``now`` seconds after dispatch."""
+    n = state.n
+    cut = policy.deadline(state.fastest)
+    if len(state.arrived) == n:
+        return End(np.ones(n, dtype=bool), state.fell_back, cut)
+    if state.fell_back:
+        return Wait(math.inf, tuple(sorted(state.failed)))
+    everyone_reported = len(state.arrived) + len(state.failed) == n
+    if everyone_reported or now >= cut:
+        stragglers = ~state.arrived_mask()
+        if conforms(stragglers):
+            return End(~stragglers, False, cut)
+        return FallBack(stragglers)
+    return Wait(cut)

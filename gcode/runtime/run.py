@@ -1,0 +1,155 @@
+"""``train(config) -> dict``: the Python entry point of a live run."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from typing import Any, Callable
+
+import numpy as np
+
+from ..config import ConfigError, TrainConfig, validate
+from .coordinator import APPROX_DELAYED, APPROX_IGNORE, Coordinator, ProgressFn
+from .data import WorkSpec, model_seed
+from .inject import injected_delays
+from .runlog import JsonlWriter
+
+
+def _build_models(cfg: TrainConfig, dataset, count: int, factory: Callable | None):
+    import torch
+
+    from gcode.train import make_model, make_optimizer
+    tr = cfg.train
+    models, optimizers = [], []
+    for m in range(count):
+        seed = model_seed(tr.seed, m)
+        if factory is not None:
+            with torch.random.fork_rng(devices=[]):
+                torch.manual_seed(seed)
+                model = factory(dataset.input_shape, dataset.num_classes, **tr.model_params)
+        else:
+            model = make_model(tr.model, dataset.input_shape, dataset.num_classes, seed=seed,
+                               **tr.model_params)
+        models.append(model)
+        optimizers.append(make_optimizer(tr.optimizer, model.parameters(), lr=tr.lr,
+                                         **tr.optimizer_params))
+    return models, optimizers
+
+
+def train(config: TrainConfig | None = None, *, progress: ProgressFn | None = None,
+          dataset=None, model_factory: Callable | None = None, pool=None) -> dict[str, Any]:
+    """Train live on Ray with the configured coding scheme; returns the run summary.
+
+    ``progress(record)`` is called after every round with the round's log record (round,
+    rounds, decoded_jobs, jobs, stragglers, loss, fell_back, ...). ``dataset`` (a
+    :class:`gcode.train.Dataset`) replaces ``train.dataset``; ``model_factory(input_shape,
+    num_classes, **train.model_params) -> nn.Module`` replaces ``train.model`` (it is shipped to
+    the workers, so it must be importable or picklable by value). ``pool`` (from
+    :func:`gcode.runtime.cluster.start_workers`, at least n actors) reuses running actors instead
+    of starting n new ones (Ray must then already be initialised); its first n actors are used.
+
+    Keys of the result: runtime_s (wall clock of the rounds), setup_s, rounds, waits (rounds that
+    fell back to waiting for all), decoded_jobs, final_loss and param_checksum (per model),
+    max_decode_rel_error (with train.check_decode, else None), approximate, stragglers, failures,
+    restarts, late_results_used, load, delay_T, models, compute_s_mean, response_s_mean,
+    load_slope_s (response time minus injected sleep, per unit load: the simulator's load slope),
+    overhead_s_per_round and timings (coordinator seconds per round by phase), durations_s.
+    """
+    import ray
+    import torch
+
+    from gcode.codes import chunk_boundaries, make_scheme
+    from gcode.sim import make_policy
+    from gcode.train import full_loss, load_dataset, num_params
+
+    from .cluster import ensure_ray, start_workers
+
+    cfg = config if config is not None else TrainConfig()
+    validate(cfg)
+    setup_start = time.perf_counter()
+    tr, n = cfg.train, cfg.cluster.workers
+
+    scheme = make_scheme(cfg.scheme.name, n=n, jobs=cfg.scheme.jobs, **cfg.scheme_params())
+    policy = make_policy(cfg.policy.name, mu=cfg.policy.mu, deadline_s=cfg.policy.deadline_s)
+    if dataset is None:
+        extra = dict(tr.dataset_params)
+        dataset = load_dataset(tr.dataset, num_samples=tr.num_samples, seed=tr.seed, **extra)
+    if tr.batch_size > len(dataset):
+        raise ConfigError("train.batch_size", f"must be <= the dataset size {len(dataset)}, "
+                                              f"got {tr.batch_size}")
+    M = 1 if tr.mode == "delayed" else (tr.models or scheme.delay + 1)
+    models, optimizers = _build_models(cfg, dataset, M, model_factory)
+    d = num_params(models[0])
+    bounds = tuple((s.start, s.stop) for s in chunk_boundaries(scheme.chunk_fractions, tr.batch_size))
+    spec = WorkSpec(model=tr.model, input_shape=tuple(dataset.input_shape),
+                    num_classes=dataset.num_classes, model_params=dict(tr.model_params),
+                    factory=model_factory, seed=tr.seed, batch_size=tr.batch_size,
+                    num_samples=len(dataset), bounds=bounds,
+                    message_dtype=np.dtype(scheme.message_dtype).name, num_params=d)
+    rounds = scheme.total_rounds
+    try:
+        delays = injected_delays(cfg.inject, n, rounds, tr.seed)
+    except ValueError as exc:
+        raise ConfigError("inject", str(exc)) from None
+
+    own_pool = pool is None
+    if not own_pool and len(pool.actors) < n:
+        raise ConfigError("cluster.workers", f"the given pool has {len(pool.actors)} actors, "
+                                             f"fewer than workers={n}")
+    started = ensure_ray(cfg.cluster)
+    prev_threads = torch.get_num_threads()
+    writer = JsonlWriter(cfg.log.jsonl)
+    try:
+        torch.set_num_threads(1)
+        ctx = (uuid.uuid4().hex, ray.put((spec, dataset.x, dataset.y)))
+        if own_pool:
+            pool = start_workers(cfg.cluster)
+        coord = Coordinator(cfg, scheme, policy, pool.actors[:n], spec,
+                            torch.from_numpy(dataset.x), torch.from_numpy(dataset.y),
+                            models, optimizers, delays, writer, progress, ctx)
+        setup_s = time.perf_counter() - setup_start
+        runtime_s = coord.run()
+        x_all, y_all = torch.from_numpy(dataset.x), torch.from_numpy(dataset.y)
+        final_loss = [full_loss(m, x_all, y_all) for m in models]
+        checksum = [float(sum(p.detach().double().sum().item() for p in m.parameters()))
+                    for m in models]
+    finally:
+        writer.close()
+        torch.set_num_threads(prev_threads)
+        if own_pool and pool is not None:
+            pool.kill()
+        if started:
+            ray.shutdown()
+
+    approximate = tr.mode == "delayed" or not scheme.exact
+    notes = [APPROX_DELAYED] if tr.mode == "delayed" else []
+    if not scheme.exact:
+        notes.append(APPROX_IGNORE)
+    t = coord.timings
+    per_round = {k: v / rounds for k, v in t.__dict__.items()}
+    resp = float(np.mean(coord.response_s)) if coord.response_s else None
+    return {
+        "scheme": scheme.name, "params": scheme.params, "n": n, "jobs": scheme.jobs,
+        "policy": cfg.policy.name, "mu": cfg.policy.mu, "mode": tr.mode, "models": M,
+        "approximate": approximate, "approximation": "; ".join(notes) or None,
+        "load": scheme.load, "delay_T": scheme.delay, "message_dtype": spec.message_dtype,
+        "num_params": d, "batch_size": tr.batch_size,
+        "runtime_s": runtime_s, "setup_s": setup_s, "rounds": rounds, "waits": coord.waits,
+        "decoded_jobs": coord.decoded, "updates_per_model": coord.updates,
+        "final_loss": final_loss, "param_checksum": checksum,
+        "max_decode_rel_error": coord.max_rel_error,
+        "stragglers": coord.stragglers_total, "late_results_used": coord.late_used,
+        "failures": coord.failures, "retries": coord.retries,
+        "restarts": {str(k): v for k, v in sorted(coord.restarts.items())},
+        "nodes": len({pool.info[i].get("node") for i in range(n)}) if pool.info else None, "worker_cpus": pool.options.get("num_cpus"),
+        "compute_s_mean": float(np.mean(coord.compute_s)) if coord.compute_s else None,
+        "response_s_mean": resp,
+        "load_slope_s": (resp / scheme.load) if resp is not None and scheme.load > 0 else None,
+        "overhead_s_per_round": t.overhead() / rounds,
+        "timings_s_per_round": per_round,
+        "decode_streamed": coord.decoder.streamed, "decode_fallbacks": coord.decoder.fallbacks,
+        "durations_s": coord.durations,
+        "injected": (cfg.inject.trace or cfg.inject.model),
+        "time_scale": cfg.inject.time_scale,
+        "seed": tr.seed,
+    }

@@ -1,0 +1,164 @@
+"""The worker actor: computes coded partial gradients with torch, tagged by round.
+
+It is an *async* Ray actor, so a straggler's old task never blocks a newer round:
+
+* every call carries its round r; the newest round seen is ``latest``;
+* a call for a newer round wakes the older calls, which drop their work and return
+  ``{"status": "stale"}`` (they yield between mini-tasks and during the injected sleep);
+* compute runs in the actor's event loop one mini-task at a time, so at most one mini-task of
+  stale compute (milliseconds) delays a newer round.
+
+A result is a dict with one stacked array ``grads`` of shape (tasks, num_params) in the scheme's
+message dtype, the tags ``[(job, slot), ...]`` in task order, the round, the worker, the compute
+time and the injected sleep. The coordinator validates all of it (:func:`check_result`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import time
+from typing import Any
+
+import numpy as np
+
+from .data import WorkSpec, build_model, job_indices
+
+#: a mini-task on the wire: (job, slot, chunks, coefficients)
+WireTask = tuple[int, int, tuple[int, ...], tuple[float, ...]]
+
+
+class InjectedFault(RuntimeError):
+    """Raised by a worker on purpose (fault injection)."""
+
+
+class GradientWorker:
+    """Ray actor body (wrapped with ``ray.remote`` by :mod:`gcode.runtime.cluster`)."""
+
+    def __init__(self, index: int):
+        import torch  # noqa: F401  (the slow import happens once, at actor start)
+
+        from gcode.train import set_single_thread
+
+        set_single_thread()
+        self.index = int(index)
+        self.ctx_id: str | None = None
+        self.latest = -1
+        self._newer: asyncio.Event | None = None
+        self._loaded: int | None = None
+        self.started = time.time()
+
+    async def _configure(self, ctx_id: str, ctx_box: list) -> None:
+        """Adopt a run's context (spec, x, y) unless already on it. Runs again after a restart,
+        since every call carries the context reference: no state is lost with the process."""
+        if self.ctx_id == ctx_id:
+            return
+        import torch
+        spec, x, y = await ctx_box[0]
+        self.spec: WorkSpec = spec
+        self.x = torch.from_numpy(np.array(x, dtype=np.float32))  # copy: ray arrays are read-only
+        self.y = torch.from_numpy(np.array(y, dtype=np.int64))
+        self.model = build_model(spec)
+        self.dtype = np.dtype(spec.message_dtype)
+        self._loaded = None
+        self.latest = -1
+        self.ctx_id = ctx_id
+
+    def ready(self) -> dict:
+        import ray
+        return {"worker": self.index, "pid": os.getpid(), "ctx": self.ctx_id,
+                "node": ray.get_runtime_context().get_node_id()}
+
+    # ---- round bookkeeping --------------------------------------------------------------
+    def _bump(self, r: int) -> asyncio.Event:
+        """Register round r; wake every call of an older round. Returns this call's event."""
+        if self._newer is None:
+            self._newer = asyncio.Event()
+        if r > self.latest:
+            self.latest = r
+            old, self._newer = self._newer, asyncio.Event()
+            old.set()
+        return self._newer
+
+    def _stale(self, r: int, t0: float) -> dict:
+        return {"status": "stale", "round": r, "worker": self.index,
+                "compute_s": time.perf_counter() - t0}
+
+    # ---- the task ----------------------------------------------------------------------
+    async def compute(self, ctx_id: str, ctx_box: list, r: int, tasks: list[WireTask],
+                      params: dict[int, Any], delay_s: float = 0.0, inject_mode: str = "add",
+                      fault: str | None = None, attempt: int = 0) -> dict:
+        """Compute round r's mini-tasks of run ``ctx_id`` (``ctx_box = [ObjectRef of (spec, x,
+        y)]``); ``params`` maps job -> ObjectRef of that job's flat parameters."""
+        from gcode.train import coded_combination, load_flat_params
+
+        await self._configure(ctx_id, ctx_box)
+        newer = self._bump(r)
+        t0 = time.perf_counter()
+        if fault == "raise":
+            raise InjectedFault(f"injected fault: worker {self.index} raises in round {r}")
+        if fault == "exit":
+            os._exit(17)
+        fetched: dict[int, np.ndarray] = {}
+        grads = np.empty((len(tasks), self.spec.num_params), dtype=self.dtype)
+        for k, (job, slot, chunks, coefs) in enumerate(tasks):
+            if self.latest > r:
+                return self._stale(r, t0)
+            if self._loaded != job:  # a job's parameters never change: reload only on a switch
+                if job not in fetched:
+                    fetched[job] = await params[job]
+                    if self.latest > r:
+                        return self._stale(r, t0)
+                load_flat_params(self.model, fetched[job])
+                self._loaded = job
+            idx = job_indices(self.spec.seed, job, self.spec.batch_size, self.spec.num_samples)
+            rows = self.spec.chunk_rows(idx, chunks)
+            grads[k] = coded_combination(self.model, self.x, self.y, rows, list(coefs))
+            await asyncio.sleep(0)  # let a newer round's call in
+        compute_s = time.perf_counter() - t0
+        if fault == "shape":
+            grads = grads[:, :-1] if grads.shape[1] > 1 else np.empty((len(tasks) + 1, 1), self.dtype)
+        elif fault == "nan":
+            grads = grads.copy()
+            grads.flat[0:1] = np.nan
+            if grads.size == 0:
+                grads = np.full((1, self.spec.num_params), np.nan, self.dtype)
+        sleep_s = float(delay_s) if inject_mode == "add" else max(0.0, float(delay_s) - compute_s)
+        if sleep_s > 0:
+            try:
+                await asyncio.wait_for(newer.wait(), timeout=sleep_s)
+                return self._stale(r, t0)  # a newer round arrived while we "straggled"
+            except asyncio.TimeoutError:
+                pass
+        if self.latest > r:
+            return self._stale(r, t0)
+        return {"status": "ok", "round": r, "worker": self.index, "attempt": attempt,
+                "tags": [(int(t[0]), int(t[1])) for t in tasks], "grads": grads,
+                "compute_s": compute_s, "sleep_s": sleep_s, "pid": os.getpid()}
+
+
+def check_result(payload: Any, r: int, worker: int, tasks: list[WireTask], num_params: int,
+                 dtype: np.dtype) -> str | None:
+    """None when ``payload`` is a valid round-r result of ``worker`` for ``tasks``; otherwise the
+    reason it is not (wrong tags, shape, dtype or non-finite values). Never trust a result that
+    does not pass: decoding it would be a mis-decode."""
+    if not isinstance(payload, dict):
+        return f"not a result dict: {type(payload).__name__}"
+    if payload.get("status") != "ok":
+        return f"status {payload.get('status')!r}"
+    if payload.get("round") != r or payload.get("worker") != worker:
+        return f"tagged round {payload.get('round')} worker {payload.get('worker')}, " \
+               f"expected round {r} worker {worker}"
+    want = [(int(t[0]), int(t[1])) for t in tasks]
+    if [tuple(t) for t in payload.get("tags", ())] != want:
+        return f"tags {payload.get('tags')} do not match the plan {want}"
+    grads = payload.get("grads")
+    if not isinstance(grads, np.ndarray):
+        return f"grads is {type(grads).__name__}, not a numpy array"
+    if grads.shape != (len(tasks), num_params):
+        return f"wrong shape {grads.shape}, expected {(len(tasks), num_params)}"
+    if grads.dtype != dtype:
+        return f"wrong dtype {grads.dtype}, expected {dtype}"
+    if grads.size and not np.isfinite(grads).all():
+        return f"{int(grads.size - np.isfinite(grads).sum())} non-finite values"
+    return None
