@@ -235,6 +235,9 @@ def build_parser() -> argparse.ArgumentParser:
     if add_train_arguments is not None:
         add_train_arguments(p)
     p.set_defaults(func=cmd_train)
+
+    from .bench.cli import add_bench_parser
+    add_bench_parser(sub)
     return parser
 
 

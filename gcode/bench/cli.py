@@ -1,0 +1,99 @@
+"""``gcode bench {trace,sim,decode,live}``: argument parsing and output for the benchmarks."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from pathlib import Path
+
+RESULTS = "results"
+
+
+def default_traces_dir() -> Path | None:
+    """$GCODE_TRACES, else ../shared/traces beside the current checkout, if present."""
+    candidates = [os.environ.get("GCODE_TRACES"), Path.cwd().parent / "shared" / "traces"]
+    for candidate in candidates:
+        if candidate and Path(candidate).is_dir():
+            return Path(candidate)
+    return None
+
+
+def _emit(args, name: str, result: dict, table: str, plot) -> int:
+    from .report import write_results
+    out = Path(args.out)
+    paths = write_results(out, name, result, table)
+    pngs = plot(result, out)
+    if args.json:
+        print(json.dumps(result))
+    else:
+        print(table)
+        print(f"\nwrote {paths['json']}, {paths['markdown']}, " + ", ".join(str(p) for p in pngs))
+    return 0
+
+
+def cmd_bench_trace(args) -> int:
+    from tqdm import tqdm
+    from .trace import TraceBenchConfig, markdown_table, plot, public_traces, run_trace_bench
+    traces = Path(args.traces) if args.traces else default_traces_dir()
+    if traces is None:
+        raise ValueError("--traces: give the folder of Lambda traces (e.g. ../shared/traces)")
+    cfg = TraceBenchConfig(traces, mu=args.mu, load_slope=args.load_slope, gc_code=args.gc_code)
+    with tqdm(total=len(public_traces(traces)), desc="bench trace", disable=args.json,
+              leave=False, file=sys.stderr) as bar:
+        result = run_trace_bench(cfg, progress=bar.update)
+    return _emit(args, "bench_trace", result, markdown_table(result), plot)
+
+
+def cmd_bench_sim(args) -> int:
+    from importlib import resources
+    from ..sim.tune import TuneSettings
+    from ..stragglers import load_trace
+    from .sim import markdown_table, plot, run_sim_bench
+    if args.trace:
+        trace, name = load_trace(args.trace), Path(args.trace).name
+    else:
+        with resources.as_file(resources.files("gcode") / "data" / "lambda-cnn-w256-r30-canada.csv") as p:
+            trace, name = load_trace(p), p.name
+    settings = TuneSettings(jobs=args.jobs or trace.shape[0] - 4)
+    result = run_sim_bench(trace, settings, repeats=args.repeats,
+                           reference_fraction=0.1 if args.quick else 1.0)
+    result["trace"] = name
+    code = _emit(args, "bench_sim", result, markdown_table(result, name), plot)
+    if not result["results_agree"]:
+        raise ValueError("vectorized and reference runtimes differ: the bench is invalid")
+    return code
+
+
+def add_bench_parser(sub) -> None:
+    bench = sub.add_parser("bench", help="benchmarks: tables, PNG plots and JSON under --out",
+                           description="Measured benchmarks. Each writes <name>.json, <name>.md "
+                                       "and PNG plots under --out (default ./results) and prints "
+                                       "its table.")
+    kinds = bench.add_subparsers(dest="bench", required=True, metavar="BENCH")
+
+    def common(p):
+        p.add_argument("--out", default=RESULTS, help="results folder (default ./results)")
+        p.add_argument("--json", action="store_true", help="print the result as one JSON object")
+
+    p = kinds.add_parser("trace", help="every scheme on each trace: hindsight vs out-of-sample",
+                         description="Every scheme on each public Lambda trace under the paper "
+                                     "policy. Tunes on the first half of the rounds and evaluates "
+                                     "on the second (out-of-sample), next to the best parameters "
+                                     "for the second half itself (hindsight).")
+    p.add_argument("--traces", help="folder with lambda-*.csv traces (default ../shared/traces or $GCODE_TRACES)")
+    p.add_argument("--mu", type=float, default=1.0, help="straggler threshold (default 1)")
+    p.add_argument("--load-slope", type=float,
+                   help="seconds per unit load (default: fitted to the load-level traces)")
+    p.add_argument("--gc-code", choices=("cyclic", "fr"), default="cyclic")
+    common(p)
+    p.set_defaults(func=cmd_bench_trace)
+
+    p = kinds.add_parser("sim", help="simulator and tuner speed vs a per-round reference loop")
+    p.add_argument("--trace", help="trace CSV (default: the bundled 30-round Lambda trace)")
+    p.add_argument("--jobs", type=int, help="jobs (default: rounds - 4)")
+    p.add_argument("--repeats", type=int, default=5, help="timed repeats of the fast search")
+    p.add_argument("--quick", action="store_true", help="time the reference on 10%% of the grid")
+    common(p)
+    p.set_defaults(func=cmd_bench_sim)

@@ -1,0 +1,58 @@
+"""The benchmark commands run, emit the promised JSON shape, and write real PNG files."""
+
+import json
+import subprocess
+import sys
+
+import pytest
+from conftest import TRACES
+
+SCHEMES = {"uncoded", "ignore", "gc", "srsgc", "msgc"}
+
+
+def assert_png(path):
+    data = path.read_bytes()
+    assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 5000, path
+    import matplotlib.image as mpimg
+    assert mpimg.imread(path).std() > 0.01, f"{path} is blank"
+
+
+@pytest.fixture(scope="module")
+def trace_bench(tmp_path_factory):
+    out = tmp_path_factory.mktemp("bench")
+    proc = subprocess.run([sys.executable, "-m", "gcode", "bench", "trace", "--traces", str(TRACES),
+                           "--out", str(out), "--json"], capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    return json.loads(proc.stdout), out
+
+
+def test_bench_trace_json_shape(trace_bench):
+    result, out = trace_bench
+    assert set(result["traces"]) == {"lambda-cnn-w256-r30-canada.csv", "lambda-cnn-w256-r20-canada.csv"}
+    for trace in result["traces"].values():
+        assert set(trace["schemes"]) == SCHEMES
+        for row in trace["schemes"].values():
+            for column in ("hindsight", "out_of_sample"):
+                assert row[column]["runtime_s"] > 0 and isinstance(row[column]["params"], dict)
+                assert row[column]["speedup_vs_uncoded"] > 0 and row[column]["speedup_vs_gc"] > 0
+    assert 0.5 < result["load_slope_fit"]["slope_s_per_load"] < 2.0
+    assert json.loads((out / "bench_trace.json").read_text())["traces"]
+    assert "out-of-sample" in (out / "bench_trace.md").read_text()
+    assert_png(out / "bench_trace.png")
+
+
+def test_hindsight_is_never_worse_than_out_of_sample_for_tuned_schemes(trace_bench):
+    result, _ = trace_bench
+    for trace in result["traces"].values():
+        for name in ("gc", "srsgc", "msgc"):
+            row = trace["schemes"][name]
+            assert row["hindsight"]["runtime_s"] <= row["out_of_sample"]["runtime_s"] + 1e-9
+
+
+def test_bench_sim_quick(tmp_path):
+    proc = subprocess.run([sys.executable, "-m", "gcode", "bench", "sim", "--quick", "--repeats", "2",
+                           "--out", str(tmp_path), "--json"], capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    result = json.loads(proc.stdout)
+    assert result["results_agree"] and result["grid_settings"] == 14080
+    assert_png(tmp_path / "bench_sim.png")
