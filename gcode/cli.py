@@ -197,7 +197,9 @@ def build_parser() -> argparse.ArgumentParser:
     _add_trace_args(p)
     p.add_argument("--policy", choices=POLICIES, default="paper",
                    help="round ending: paper = cut at (1+mu) x fastest, wait for all when the "
-                        "stragglers break the scheme's model; deadline = cut at --deadline s; "
+                        "stragglers break the scheme's model; partial = same cut, but on a violation "
+                        "wait only until the missing workers conform (gcode's fallback); "
+                        "deadline = cut at --deadline s; "
                         "all = always wait for everyone")
     p.add_argument("--deadline", type=float, help="seconds, for --policy deadline")
     p.add_argument("--json", action="store_true", help="print one JSON object")

@@ -1,8 +1,16 @@
 """Trace-driven simulation: policies, the simulator, the vectorized tuner and the verifier."""
 
-from .policy import (POLICIES, DeadlinePolicy, PaperPolicy, Policy, RoundOutcome, WaitAllPolicy,
-                     make_policy)
+from .policy import (
+                     POLICIES,
+                     DeadlinePolicy,
+                     PaperPolicy,
+                     PartialWaitPolicy,
+                     Policy,
+                     RoundOutcome,
+                     WaitAllPolicy,
+                     make_policy,
+)
 from .simulator import SimResult, simulate, worker_times
 
-__all__ = ["POLICIES", "DeadlinePolicy", "PaperPolicy", "Policy", "RoundOutcome", "SimResult",
+__all__ = ["POLICIES", "DeadlinePolicy", "PaperPolicy", "PartialWaitPolicy", "Policy", "RoundOutcome", "SimResult",
            "WaitAllPolicy", "make_policy", "simulate", "worker_times"]
