@@ -1,0 +1,203 @@
+"""``gcode replay | plot | watch``: the argparse halves, to hook into gcode/cli.py.
+
+Each ``add_*_arguments(parser)`` fills a subparser; each ``cmd_*(args)`` returns an exit code
+and raises ValueError for user errors (gcode/cli.py prints those as ``gcode: error: ...``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from pathlib import Path
+from typing import TextIO
+
+from .messages import round_to_dict, to_dict
+from .runlog import read_run_log
+
+TOKEN_ENV = "GCODE_MONITOR_TOKEN"
+
+
+def _add_log_arg(p: argparse.ArgumentParser) -> None:
+    p.add_argument("log", metavar="LOG",
+                   help="run log: PREFIX.pb, PREFIX.jsonl, or PREFIX (tries .pb, then .jsonl)")
+    p.add_argument("--allow-truncated", action="store_true",
+                   help="accept a log whose last entry is incomplete (a crashed run)")
+
+
+# ---- replay --------------------------------------------------------------------------------
+def add_replay_arguments(p: argparse.ArgumentParser) -> None:
+    _add_log_arg(p)
+    p.add_argument("--rounds", action="store_true", help="also print one line per round")
+    p.add_argument("--json", action="store_true",
+                   help="print {config, summary} as one JSON object instead of the table")
+
+
+def cmd_replay(args) -> int:
+    from .messages import summary_from_rounds
+    from .report import round_lines, summary_table
+    cfg, rounds, summary = read_run_log(args.log, allow_truncated=args.allow_truncated)
+    if args.json:
+        cfg_dict = to_dict(cfg)
+        cfg_dict.get("trace", {}).pop("times", None)  # bytes: not for terminals
+        out = {"config": cfg_dict, "finished": summary is not None,
+               "summary": to_dict(summary if summary is not None else summary_from_rounds(rounds))}
+        if args.rounds:
+            out["rounds"] = [round_to_dict(r) for r in rounds]
+        print(json.dumps(out))
+        return 0
+    print(f"run log {args.log}")
+    print(summary_table(cfg, rounds, summary))
+    if args.rounds:
+        print()
+        print(round_lines(rounds))
+    return 0
+
+
+# ---- plot ----------------------------------------------------------------------------------
+def add_plot_arguments(p: argparse.ArgumentParser) -> None:
+    _add_log_arg(p)
+    p.add_argument("--out", metavar="DIR", required=True, help="directory for the PNG files")
+    p.add_argument("--stem", help="file name stem (default: the log's name without suffix)")
+
+
+def cmd_plot(args) -> int:
+    from .plots import plot_run
+    cfg, rounds, _ = read_run_log(args.log, allow_truncated=args.allow_truncated)
+    stem = args.stem or Path(args.log).name.removesuffix(".pb").removesuffix(".jsonl")
+    written, notes = plot_run(cfg, rounds, args.out, stem=stem)
+    for path in written:
+        print(path)
+    for note in notes:
+        print(f"note: {note}", file=sys.stderr)
+    return 0
+
+
+# ---- watch ---------------------------------------------------------------------------------
+def add_watch_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("address", metavar="HOST:PORT", help="the run's monitor (gcode train --monitor)")
+    p.add_argument("--json", action="store_true",
+                   help="print one JSON line per RoundRecord; exit when the run ends")
+    p.add_argument("--token", default=None,
+                   help=f"bearer token for a non-loopback monitor (default: ${TOKEN_ENV}; "
+                        "prefer the variable, a flag shows up in process listings)")
+    p.add_argument("--from-round", type=int, default=0, metavar="R",
+                   help="start from round R (default 0: replay the whole run, then follow)")
+    p.add_argument("--retries", type=int, default=10,
+                   help="reconnect attempts in a row before giving up (default 10, backoff "
+                        "0.2 s doubling to 5 s)")
+    p.add_argument("--stop", metavar="REASON", nargs="?", const="requested by gcode watch",
+                   help="ask the run to stop gracefully, print the reply and exit")
+
+
+def watch(address: str, *, token: str | None = None, as_json: bool = False,
+          from_round: int = 0, retries: int = 10, out: TextIO | None = None,
+          err: TextIO | None = None, backoff_s: float = 0.2) -> int:
+    """The body of ``gcode watch``; returns the exit code (0: the run ended, 1: gave up)."""
+    import grpc
+
+    from .monitor import MonitorClient, WatchGaveUp
+    from .report import watch_line
+    out = out or sys.stdout
+    err = err or sys.stderr
+    if from_round < 0:
+        raise ValueError(f"--from-round must be >= 0, got {from_round}")
+    if retries < 0:
+        raise ValueError(f"--retries must be >= 0, got {retries}")
+    live = not as_json and out.isatty()
+    waits = decoded = 0
+    losses: dict[int, float] = {}
+    planned = 0
+
+    def on_retry(attempt, exc, delay):
+        if live:
+            out.write("\n")
+        print(f"gcode watch: {address}: {exc.code().name}; reconnecting in {delay:.1f} s "
+              f"(attempt {attempt}/{retries})", file=err, flush=True)
+
+    client = MonitorClient(address, token=token)
+    try:
+        if not as_json:
+            try:
+                planned = client.status(timeout=2.0).rounds_planned
+            except grpc.RpcError as exc:
+                if exc.code() in (grpc.StatusCode.UNAUTHENTICATED,):
+                    raise
+        for rec in client.follow(from_round, retries=retries, backoff_s=backoff_s,
+                                 on_retry=on_retry):
+            if as_json:
+                out.write(json.dumps(round_to_dict(rec)) + "\n")
+                out.flush()
+                continue
+            waits += int(rec.fell_back)
+            decoded += len(rec.decoded_jobs)
+            losses.update({x.model: x.loss for x in rec.losses})
+            line = watch_line(rec, waits=waits, decoded=decoded, planned=planned, losses=losses)
+            out.write(f"\r\x1b[2K{line}" if live else line + "\n")
+            out.flush()
+        if not as_json:
+            if live:
+                out.write("\n")
+            out.write("run finished\n")
+            try:
+                s = client.status(timeout=2.0)
+                if s.HasField("summary"):
+                    out.write(f"runtime {s.summary.runtime_s:.4f} s, {s.summary.rounds} rounds, "
+                              f"{s.summary.waits} waits, {s.summary.decoded_jobs} jobs decoded"
+                              f"{' (stopped early)' if s.summary.stopped else ''}\n")
+            except grpc.RpcError:
+                pass  # the server may already be gone; the stream ended cleanly anyway
+            out.flush()
+        return 0
+    except WatchGaveUp as exc:
+        print(f"gcode watch: {exc}", file=err)
+        return 1
+    except grpc.RpcError as exc:
+        code = exc.code()
+        if code == grpc.StatusCode.UNAUTHENTICATED:
+            raise ValueError(f"{address}: {exc.details()} (--token or ${TOKEN_ENV})") from None
+        raise ValueError(f"{address}: {code.name}: {exc.details()}") from None
+    finally:
+        client.close()
+
+
+def cmd_watch(args) -> int:
+    from .monitor import MonitorClient
+    token = args.token if args.token is not None else os.environ.get(TOKEN_ENV) or None
+    if args.stop is not None:
+        import grpc
+        with MonitorClient(args.address, token=token) as client:
+            try:
+                reply = client.request_stop(args.stop)
+            except grpc.RpcError as exc:
+                raise ValueError(f"{args.address}: {exc.code().name}: {exc.details()}") from None
+        print(("stop accepted: " if reply.accepted else "stop refused: ") + reply.message)
+        return 0 if reply.accepted else 1
+    return watch(args.address, token=token, as_json=args.json, from_round=args.from_round,
+                 retries=args.retries)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """A stand-alone parser (``python -m gcode.telemetry``) with the three subcommands."""
+    parser = argparse.ArgumentParser(prog="python -m gcode.telemetry")
+    sub = parser.add_subparsers(dest="command", required=True)
+    for name, add, cmd, text in (
+            ("replay", add_replay_arguments, cmd_replay, "re-render a run log's summary table"),
+            ("plot", add_plot_arguments, cmd_plot, "write PNG plots of a run log"),
+            ("watch", add_watch_arguments, cmd_watch, "follow a live run's monitor")):
+        p = sub.add_parser(name, help=text, description=text)
+        add(p)
+        p.set_defaults(func=cmd)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except ValueError as exc:
+        print(f"gcode: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130

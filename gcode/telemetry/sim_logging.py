@@ -1,0 +1,71 @@
+"""Run logs (and optionally a live monitor) for the trace-driven simulator."""
+
+from __future__ import annotations
+
+import math
+import os
+
+import numpy as np
+
+from ..codes import Scheme
+from ..sim import Policy, SimResult, simulate
+from .messages import RunConfig, round_record, run_config
+from .recorder import RunRecorder
+
+
+class _PlanCapture:
+    """Delegates to a scheme and remembers the plan of each round (simulate calls plan(r)
+    before record(r), and plan(r) cannot be asked again afterwards)."""
+
+    def __init__(self, scheme: Scheme):
+        self._scheme = scheme
+        self.plans: dict[int, list] = {}
+
+    def plan(self, r: int):
+        plan = self._scheme.plan(r)
+        self.plans[r] = plan
+        return plan
+
+    def __getattr__(self, name):
+        return getattr(self._scheme, name)
+
+
+def sim_config(scheme: Scheme, trace: np.ndarray, policy: Policy, load_slope: float,
+               time_scale: float, trace_name: str = "", include_trace: bool = True) -> RunConfig:
+    rounds = scheme.total_rounds
+    used = np.asarray(trace, dtype=np.float64)[:rounds, :scheme.n]
+    return run_config(
+        source="sim", scheme=scheme.name, params=scheme.params, n=scheme.n, jobs=scheme.jobs,
+        delay=scheme.delay, load=scheme.load, rounds_planned=rounds, policy=policy.name,
+        mu=getattr(policy, "mu", 0.0), deadline_s=getattr(policy, "seconds", None),
+        load_slope=load_slope, time_scale=time_scale,
+        message_dtype=str(scheme.message_dtype),
+        trace=used if include_trace else None, trace_name=trace_name)
+
+
+def simulate_with_log(scheme: Scheme, trace: np.ndarray, policy: Policy, load_slope: float = 0.0,
+                      time_scale: float = 1.0, log_prefix: str | os.PathLike | None = None, *,
+                      trace_name: str = "", monitor=None, include_trace: bool = True,
+                      jsonl: bool = True) -> SimResult:
+    """:func:`gcode.sim.simulate`, writing ``<log_prefix>.pb`` / ``.jsonl`` and/or publishing to
+    a MonitorServer. Returns the simulator's own result. The config embeds the trace slice the
+    simulation used (rounds x n), so the log alone can re-run it; ``include_trace=False`` omits
+    it. wall_time_s in the records is simulated time (the sum of round durations so far)."""
+    config = sim_config(scheme, trace, policy, load_slope, time_scale, trace_name, include_trace)
+    capture = _PlanCapture(scheme)
+    clock = [0.0]
+
+    with RunRecorder(config, log_prefix=log_prefix, monitor=monitor, jsonl=jsonl) as recorder:
+        def on_round(r, times, outcome, newly):
+            clock[0] += outcome.duration
+            times = np.asarray(times, dtype=np.float64)
+            deadline = policy.deadline(float(times.min()))
+            recorder.round(round_record(
+                round=r, plans=capture.plans.pop(r), arrival_s=times,
+                stragglers=~np.asarray(outcome.arrived, dtype=bool), fell_back=outcome.fell_back,
+                duration_s=outcome.duration, decoded_jobs=newly, wall_time_s=clock[0],
+                deadline_s=deadline if math.isfinite(deadline) else None))
+
+        result = simulate(capture, trace, policy, load_slope, time_scale, on_round=on_round)
+        recorder.finish(runtime_s=result.runtime_s, wall_time_s=result.runtime_s)
+    return result
