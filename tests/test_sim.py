@@ -43,7 +43,8 @@ def test_paper_policy_reproduces_published_replay(trace30, name, params, expecte
 
 
 def _full(trace, name, params, jobs, time_scale=1.0):
-    scheme = make_scheme(name, n=trace.shape[1], jobs=jobs, gc_code="cyclic", **params)
+    """The state-machine simulator with FR codes (exact, no linear solves: fast to decode)."""
+    scheme = make_scheme(name, n=trace.shape[1], jobs=jobs, gc_code="fr", **params)
     return simulate(scheme, trace, PaperPolicy(1.0), SLOPE, time_scale)
 
 
@@ -53,13 +54,13 @@ def test_vectorized_runtimes_equal_the_state_machine_simulator(trace30, trace20,
     view = TraceView(trace, 1.0)
     n = 256
     for s in (1, 5, 11, 40):
-        fast, waits = s_per_round_runtimes(view, np.array([s]), np.array([gc_load(n, s)]), SLOPE, jobs)
+        fast, waits = s_per_round_runtimes(view, np.array([s]), np.array([gc_load(n, s, "fr")]), SLOPE, jobs)
         full = _full(trace, "gc", dict(s=s), jobs)
         assert fast[0] == pytest.approx(full.runtime_s, rel=1e-12) and waits[0] == full.waits
     for name, (B, W), load, T in [("msgc", (1, 2), msgc_load, 1), ("msgc", (2, 3), msgc_load, 3),
                                   ("srsgc", (2, 3), srsgc_load, 2), ("srsgc", (1, 3), srsgc_load, 1)]:
         lams = np.array([3, 12, 27, 60])
-        loads = np.array([load(n, B, W, int(lam)) for lam in lams])
+        loads = np.array([load(n, B, W, int(lam), "fr") for lam in lams])
         fast, waits = bursty_runtimes(view, B, W, lams, loads, SLOPE, jobs + T)
         for lam, f, w in zip(lams, fast, waits):
             full = _full(trace, name, dict(B=B, W=W, lam=int(lam)), jobs)
@@ -179,3 +180,25 @@ def test_cli_malformed_trace_names_line_and_column(tmp_path):
 def test_cli_help_teaches():
     text = gcode("simulate", "--help").stdout
     assert "--load-slope" in text and "(1+mu)" in text
+
+
+@pytest.mark.parametrize("mu", [1.0, 0.4])
+def test_vectorized_partial_policy_equals_the_state_machine(trace30, trace20, mu):
+    from gcode.sim import PartialWaitPolicy
+    for trace, jobs in ((trace30, 26), (trace20, 16)):
+        view = TraceView(trace, mu)
+        for s in (3, 11):
+            fast, waits = s_per_round_runtimes(view, np.array([s]), np.array([gc_load(256, s, "fr")]),
+                                               SLOPE, jobs, partial=True)
+            full = simulate(make_scheme("gc", n=256, jobs=jobs, s=s, gc_code="fr"), trace,
+                            PartialWaitPolicy(mu), SLOPE)
+            assert fast[0] == pytest.approx(full.runtime_s, rel=1e-12) and waits[0] == full.waits
+        for name, (B, W), load, T in [("msgc", (1, 2), msgc_load, 1), ("msgc", (2, 3), msgc_load, 3),
+                                      ("srsgc", (1, 3), srsgc_load, 1)]:
+            lams = np.array([4, 12, 27])
+            loads = np.array([load(256, B, W, int(lam), "fr") for lam in lams])
+            fast, waits = bursty_runtimes(view, B, W, lams, loads, SLOPE, jobs + T, partial=True)
+            for lam, f, w in zip(lams, fast, waits):
+                scheme = make_scheme(name, n=256, jobs=jobs, B=B, W=W, lam=int(lam), gc_code="fr")
+                full = simulate(scheme, trace, PartialWaitPolicy(mu), SLOPE)
+                assert f == pytest.approx(full.runtime_s, rel=1e-12) and w == full.waits, (name, B, W, lam)

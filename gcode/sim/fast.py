@@ -38,7 +38,9 @@ class TraceView:
         words = (n + 63) // 64
         onehot = np.zeros((n, words), dtype=np.uint64)
         onehot[np.arange(n), np.arange(n) // 64] = np.left_shift(np.uint64(1), (np.arange(n) % 64).astype(np.uint64))
-        slowest_first = np.argsort(-self.times, axis=1, kind="stable")
+        # the reverse of the stable ascending order, so that a prefix of k is exactly what is
+        # still missing after the n−k earliest arrivals (ties included)
+        slowest_first = np.argsort(self.times, axis=1, kind="stable")[:, ::-1]
         self.prefix = np.zeros((rounds, n + 1, words), dtype=np.uint64)
         self.prefix[:, 1:] = np.bitwise_or.accumulate(onehot[slowest_first], axis=1)
 
@@ -60,24 +62,35 @@ class TraceView:
         return k, cut, slowest
 
 
-def _durations(conform: np.ndarray, cut: np.ndarray, slowest: np.ndarray) -> np.ndarray:
-    return np.where(conform, np.minimum(cut, slowest), slowest)
-
-
 def s_per_round_runtimes(view: TraceView, s: np.ndarray, loads: np.ndarray, slope: float,
-                         rounds: int) -> tuple[np.ndarray, np.ndarray]:
-    """Runtime and waits for s-per-round schemes (uncoded: s=0, GC, ignore) over ``rounds``."""
-    k, cut, slowest = view.round_stats(np.asarray(loads) * slope)
+                         rounds: int, partial: bool = False) -> tuple[np.ndarray, np.ndarray]:
+    """Runtime and waits for s-per-round schemes (uncoded: s=0, GC, ignore) over ``rounds``.
+
+    ``partial``: on a violation wait for the (n−s)-th arrival instead of the slowest worker.
+    """
+    s = np.asarray(s)
+    offsets = np.asarray(loads, dtype=np.float64) * slope
+    k, cut, slowest = view.round_stats(offsets)
     k, cut, slowest = k[:, :rounds], cut[:, :rounds], slowest[:, :rounds]
-    conform = k <= np.asarray(s)[:, None]
-    return _durations(conform, cut, slowest).sum(axis=1), (~conform).sum(axis=1)
+    conform = k <= s[:, None]
+    fallback = slowest
+    if partial:
+        fallback = view.ascending[:rounds, view.n - s - 1].T + offsets[:, None]
+    durations = np.where(conform, np.minimum(cut, slowest), fallback)
+    return durations.sum(axis=1), (~conform).sum(axis=1)
 
 
 def bursty_runtimes(view: TraceView, B: int, W: int, lams: np.ndarray, loads: np.ndarray,
-                    slope: float, rounds: int) -> tuple[np.ndarray, np.ndarray]:
-    """Runtime and waits for (B, W, λ) settings sharing B and W, vectorized over λ."""
+                    slope: float, rounds: int, partial: bool = False) -> tuple[np.ndarray, np.ndarray]:
+    """Runtime and waits for (B, W, λ) settings sharing B and W, vectorized over λ.
+
+    ``partial``: on a violation keep the largest still-missing prefix (the k′ slowest workers)
+    that conforms, found by binary search (conformance is monotone under subsets), and end the
+    round at the arrival that leaves exactly those k′ missing.
+    """
     lams = np.asarray(lams)
-    k, cut, slowest = view.round_stats(np.asarray(loads) * slope)
+    offsets = np.asarray(loads, dtype=np.float64) * slope
+    k, cut, slowest = view.round_stats(offsets)
     settings = len(lams)
     words = view.prefix.shape[2]
     history = np.zeros((settings, rounds, words), dtype=np.uint64)
@@ -85,15 +98,32 @@ def bursty_runtimes(view: TraceView, B: int, W: int, lams: np.ndarray, loads: np
     waits = np.zeros(settings, dtype=np.int64)
     rows = np.arange(settings)
     for r in range(rounds):
-        now = view.prefix[r][k[:, r]]
         lo = max(0, r - W + 1)
-        recent = np.bitwise_or.reduce(history[:, lo:r], axis=1) if r > lo else np.zeros_like(now)
-        conform = np.bitwise_count(recent | now).sum(axis=1) <= lams
         hi = max(0, r - B + 1)
-        if hi > lo:
-            early = np.bitwise_or.reduce(history[:, lo:hi], axis=1)
-            conform &= ~(early & now).any(axis=1)
-        history[rows[conform], r] = now[conform]
-        total += _durations(conform, cut[:, r], slowest[:, r])
+        recent = np.bitwise_or.reduce(history[:, lo:r], axis=1) if r > lo else None
+        early = np.bitwise_or.reduce(history[:, lo:hi], axis=1) if hi > lo else None
+
+        def conforms(count):
+            now = view.prefix[r][count]
+            seen = now if recent is None else recent | now
+            ok = np.bitwise_count(seen).sum(axis=1) <= lams
+            if early is not None:
+                ok &= ~(early & now).any(axis=1)
+            return ok
+
+        conform = conforms(k[:, r])
+        kept = np.where(conform, k[:, r], 0)
+        durations = np.where(conform, np.minimum(cut[:, r], slowest[:, r]), slowest[:, r])
+        if partial and not conform.all():
+            low, high = np.zeros(settings, dtype=np.int64), np.where(conform, k[:, r], k[:, r] - 1)
+            while np.any(low < high):
+                mid = (low + high + 1) // 2
+                ok = conforms(mid)
+                low, high = np.where(ok, mid, low), np.where(ok, high, mid - 1)
+            kept = np.where(conform, k[:, r], low)
+            waited = view.ascending[r, view.n - kept - 1] + offsets
+            durations = np.where(conform, durations, waited)
+        history[rows, r] = view.prefix[r][kept]
+        total += durations
         waits += ~conform
     return total, waits
