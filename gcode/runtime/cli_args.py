@@ -165,8 +165,6 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
     for dest, dotted in FLAG_FIELDS.items():
         if dest in given and given[dest] is not None:
             overrides[dotted] = given[dest]
-    if "check_decode" in given and given["check_decode"] is False:
-        overrides.pop("train.check_decode", None)
     new_scheme = overrides.get("scheme.name")
     if new_scheme is not None and new_scheme != base.scheme.name:
         # parameters from the file that the new scheme does not take are dropped
@@ -225,14 +223,15 @@ def format_summary(res: dict) -> str:
     return "\n".join(lines)
 
 
-def run_from_args(args: argparse.Namespace) -> int:
-    """Run ``gcode train`` from parsed flags; prints a summary or ``--json``. Returns 0."""
+def run_from_args(args: argparse.Namespace, pool=None) -> int:
+    """Run ``gcode train`` from parsed flags; prints a summary or ``--json``. Returns 0.
+    ``pool``: reuse running worker actors (tests)."""
     from .run import train
     from .runlog import to_json
     cfg = config_from_args(args)
     bar, progress = _bar(args, cfg)
     try:
-        result = train(cfg, progress=progress)
+        result = train(cfg, progress=progress, pool=pool)
     finally:
         if bar is not None:
             bar.close()

@@ -167,13 +167,12 @@ class Coordinator:
 
     # ---- late results -----------------------------------------------------------------
     def _absorb_late(self, r: int) -> None:
+        """Use stragglers' results that arrived after their round ended (scheme.accept_late),
+        and log the ones that turned out to be failures. Never blocks."""
         import ray
         if not self.late:
             return
-        oldest_kept = r - self.T - 1
-        self.late = [item for item in self.late if item[1] >= oldest_kept]
-        if not self.late:
-            return
+        self.late = self.late[-8 * self.n:]  # bound the bookkeeping (e.g. many dead calls)
         refs = [item[0] for item in self.late]
         ready, _ = ray.wait(refs, num_returns=len(refs), timeout=0)
         ready = set(ready)
@@ -183,13 +182,20 @@ class Coordinator:
                 keep.append((ref, rr, w, tasks))
                 continue
             payload, err = self._fetch(ref)
-            if err is not None or check_result(payload, rr, w, [_wire(t) for t in tasks],
-                                               self.spec.num_params, self.dtype) is not None:
-                continue  # stale, failed or invalid: nothing to use
+            if err is None and payload.get("status") == "stale":
+                continue  # dropped by the worker when the next round reached it
+            if err is None:
+                err = check_result(payload, rr, w, [_wire(t) for t in tasks],
+                                   self.spec.num_params, self.dtype)
+            if err is not None:  # a straggler that then failed: log it, use nothing
+                self.failures.append({"round": rr, "worker": w, "attempt": 0, "reason": err,
+                                      "late": True})
+                continue
             self._note_pid(w, payload)
-            self._store(w, rr, tasks, payload["grads"])
-            self.scheme.accept_late(rr, w)
-            self.late_used += 1
+            if rr >= r - self.T - 1:  # the scheme still holds round rr's plan
+                self._store(w, rr, tasks, payload["grads"])
+                self.scheme.accept_late(rr, w)
+                self.late_used += 1
         self.late = keep
 
     # ---- one round ----------------------------------------------------------------------
@@ -303,6 +309,7 @@ class Coordinator:
         start = time.perf_counter()
         for r in range(rounds):
             round_start = time.perf_counter()
+            n_fail = len(self.failures)
             tp = time.perf_counter()
             self._absorb_late(r)
             plan = self.scheme.plan(r)
@@ -316,7 +323,6 @@ class Coordinator:
             t0 = time.perf_counter()
             self.timings.dispatch += t0 - td
             info: dict = {"compute_s": {}, "sleep_s": {}}
-            n_fail = len(self.failures)
             end = self._wait_round(r, plan, pending, t0, info)
             wait_end = time.perf_counter()
             self.timings.wait += wait_end - t0

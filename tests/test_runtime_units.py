@@ -1,0 +1,189 @@
+"""Runtime pieces that need no Ray: round decisions, fp64/streaming decode, result checks,
+job batches and injected delays."""
+
+import math
+
+import numpy as np
+import pytest
+
+from gcode.codes import MiniTask, ResultKey, make_scheme
+from gcode.config import InjectConfig
+from gcode.runtime.data import job_indices, model_seed
+from gcode.runtime.decode import Decoder, weighted_sum
+from gcode.runtime.inject import injected_delays
+from gcode.runtime.rounds import End, FallBack, RoundState, Wait, decide
+from gcode.runtime.worker import check_result
+from gcode.sim import DeadlinePolicy, PaperPolicy, WaitAllPolicy
+
+ALWAYS = lambda s: True  # noqa: E731
+NEVER = lambda s: not s.any()  # noqa: E731
+
+
+# ---- decide: poll -> policy -> decision -------------------------------------------------
+def test_waits_for_first_arrival_then_until_the_paper_cut():
+    st = RoundState(4)
+    assert decide(st, 0.0, PaperPolicy(1.0), ALWAYS) == Wait(math.inf)
+    st.arrived[2] = 0.10
+    d = decide(st, 0.11, PaperPolicy(1.0), ALWAYS)
+    assert isinstance(d, Wait) and d.until == pytest.approx(0.20)
+
+
+def test_cut_ends_round_with_conforming_stragglers():
+    st = RoundState(4, arrived={0: 0.1, 1: 0.15, 2: 0.19})
+    d = decide(st, 0.2, PaperPolicy(1.0), ALWAYS)
+    assert isinstance(d, End) and d.arrived.tolist() == [True, True, True, False] and not d.fell_back
+
+
+def test_everyone_before_the_cut_ends_early():
+    st = RoundState(2, arrived={0: 0.1, 1: 0.12})
+    d = decide(st, 0.12, PaperPolicy(1.0), NEVER)
+    assert isinstance(d, End) and d.arrived.all()
+
+
+def test_non_conforming_cut_falls_back_then_retries_failed_workers():
+    st = RoundState(3, arrived={0: 0.1}, failed={2: "raised"})
+    d = decide(st, 0.25, PaperPolicy(1.0), NEVER)
+    assert isinstance(d, FallBack) and d.stragglers.tolist() == [False, True, True]
+    st.fell_back = True
+    assert decide(st, 0.3, PaperPolicy(1.0), NEVER) == Wait(math.inf, (2,))
+    st.failed.clear()
+    st.arrived.update({1: 0.5, 2: 0.9})
+    d = decide(st, 0.9, PaperPolicy(1.0), NEVER)
+    assert isinstance(d, End) and d.fell_back and d.arrived.all()
+
+
+def test_failure_is_a_straggler_without_waiting_for_the_cut():
+    st = RoundState(3, arrived={0: 0.1, 1: 0.1}, failed={2: "nan"})
+    d = decide(st, 0.11, PaperPolicy(1.0), ALWAYS)
+    assert isinstance(d, End) and d.arrived.tolist() == [True, True, False]
+
+
+def test_deadline_policy_cuts_even_without_arrivals_and_all_waits():
+    st = RoundState(2)
+    assert isinstance(decide(st, 0.5, DeadlinePolicy(0.5), NEVER), FallBack)
+    assert decide(st, 100.0, WaitAllPolicy(), ALWAYS) == Wait(math.inf)
+
+
+# ---- decoding ------------------------------------------------------------------------------
+def _drive(scheme, rng, d, stragglers_by_round):
+    """Run a scheme with random chunk gradients; return (decoder results, exact sums)."""
+    k = len(scheme.chunk_fractions)
+    jobs = scheme.jobs
+    chunk_grads = rng.standard_normal((jobs, k, d))
+    dec = Decoder(d, streaming=True)
+    ref = Decoder(d, streaming=False)
+    out = {}
+    for r in range(scheme.total_rounds):
+        plan = scheme.plan(r)
+        strag = stragglers_by_round(r)
+        if not scheme.conforms(r, strag):
+            strag = np.zeros(scheme.n, bool)
+        for w in np.flatnonzero(~strag):
+            for task in plan[w]:
+                msg = sum(c * chunk_grads[task.job, ch] for ch, c in zip(task.chunks, task.coefficients))
+                msg = msg.astype(scheme.message_dtype)
+                dec.add(ResultKey(int(w), r, task.slot), task, msg)
+                ref.add(ResultKey(int(w), r, task.slot), task, msg)
+        scheme.record(r, ~strag)
+        for t in range(max(0, r - scheme.delay), r + 1):
+            if scheme.decodable(t):
+                decoding = scheme.decode(t)
+                out[t] = (dec.decode(t, decoding), ref.decode(t, decoding), chunk_grads[t].sum(0))
+    return out, dec
+
+
+@pytest.mark.parametrize("name, params", [
+    ("uncoded", {}), ("gc", {"s": 1, "gc_code": "fr"}), ("gc", {"s": 2, "gc_code": "cyclic"}),
+    ("srsgc", {"B": 1, "W": 2, "lam": 2, "gc_code": "fr"}),
+    ("msgc", {"B": 1, "W": 2, "lam": 2, "gc_code": "fr"}),
+    ("msgc", {"B": 2, "W": 3, "lam": 2, "gc_code": "cyclic"}),
+])
+def test_streaming_decode_equals_batch_decode_and_the_exact_sum(name, params):
+    rng = np.random.default_rng(0)
+    scheme = make_scheme(name, n=6, jobs=8, **params)
+    pattern = rng.random((20, 6)) < 0.2
+    out, dec = _drive(scheme, rng, 257, lambda r: pattern[r])
+    assert len(out) == 8
+    for streamed, batch, exact in out.values():
+        np.testing.assert_allclose(streamed, batch, rtol=1e-12, atol=1e-12)
+        assert np.linalg.norm(streamed - exact) / np.linalg.norm(exact) < 1e-6
+    if name in ("uncoded",) or params.get("gc_code") == "fr":
+        assert dec.streamed == 8 and dec.fallbacks == 0
+    assert not dec.results  # everything forgotten after decoding
+
+
+def test_ignore_scheme_rescales_so_streaming_falls_back_to_batch():
+    rng = np.random.default_rng(1)
+    scheme = make_scheme("ignore", n=4, s=1, jobs=4)
+    out, dec = _drive(scheme, rng, 33, lambda r: np.array([r % 2 == 0, False, False, False]))
+    for streamed, batch, _ in out.values():
+        np.testing.assert_allclose(streamed, batch, rtol=1e-12)
+    assert dec.fallbacks == 2  # the rounds with a straggler used rescaled coefficients
+
+
+def test_weighted_sum_is_fp64_and_blocked():
+    rng = np.random.default_rng(2)
+    arrays = [rng.standard_normal(100_003).astype(np.float32) for _ in range(5)]
+    coefs = [1.0, -2.5, 1e-3, 7.0, 1.0]
+    got = weighted_sum(arrays, coefs, block=4096)
+    want = sum(c * a.astype(np.float64) for a, c in zip(arrays, coefs))
+    np.testing.assert_allclose(got, want, rtol=1e-15, atol=1e-12)
+    assert got.dtype == np.float64
+
+
+def test_decoder_refuses_unknown_results():
+    dec = Decoder(4)
+    with pytest.raises(KeyError):
+        dec.decode(0, [(ResultKey(0, 0, 0), 1.0)])
+
+
+# ---- result validation -----------------------------------------------------------------
+def _payload(**kw):
+    p = {"status": "ok", "round": 3, "worker": 1, "tags": [(3, 0)],
+         "grads": np.zeros((1, 5), np.float32)}
+    p.update(kw)
+    return p
+
+
+@pytest.mark.parametrize("payload, reason", [
+    (_payload(), None),
+    (_payload(grads=np.zeros((1, 4), np.float32)), "wrong shape"),
+    (_payload(grads=np.array([[0, np.nan, 0, 0, 0]], np.float32)), "non-finite"),
+    (_payload(grads=np.array([[0, np.inf, 0, 0, 0]], np.float32)), "non-finite"),
+    (_payload(grads=np.zeros((1, 5), np.float64)), "wrong dtype"),
+    (_payload(round=2), "tagged round"),
+    (_payload(tags=[(2, 0)]), "tags"),
+    (_payload(status="stale"), "status"),
+    ("garbage", "not a result"),
+])
+def test_check_result(payload, reason):
+    got = check_result(payload, 3, 1, [(3, 0, (1,), (1.0,))], 5, np.dtype(np.float32))
+    assert (got is None) if reason is None else (reason in got)
+
+
+# ---- data and injection -------------------------------------------------------------------
+def test_job_batches_are_deterministic_distinct_and_per_job():
+    a = job_indices(0, 5, 100, 1797)
+    assert np.array_equal(a, job_indices(0, 5, 100, 1797)) and len(set(a.tolist())) == 100
+    assert not np.array_equal(a, job_indices(0, 6, 100, 1797))
+    assert not np.array_equal(a, job_indices(1, 5, 100, 1797))
+    assert sorted(job_indices(0, 1, 10, 10).tolist()) == list(range(10))
+    assert model_seed(0, 0) != model_seed(0, 1)
+
+
+def test_trace_injection_uses_first_n_columns_scaled(tmp_path):
+    path = tmp_path / "t.csv"
+    trace = np.arange(1, 31, dtype=float).reshape(5, 6)
+    path.write_text("\n".join(",".join(str(v) for v in row) for row in trace))
+    got = injected_delays(InjectConfig(trace=str(path), time_scale=0.5), n=4, rounds=3, seed=0)
+    np.testing.assert_allclose(got, trace[:3, :4] * 0.5)
+    with pytest.raises(ValueError, match="rounds"):
+        injected_delays(InjectConfig(trace=str(path)), n=4, rounds=9, seed=0)
+
+
+def test_model_injection_is_seeded_and_scaled():
+    ic = InjectConfig(model="shifted_exp", params={"shift": 1.0, "rate": 2.0}, time_scale=0.1)
+    a = injected_delays(ic, 3, 10, seed=1)
+    assert a.shape == (10, 3) and np.array_equal(a, injected_delays(ic, 3, 10, seed=1))
+    assert (a >= 0.1 - 1e-12).all()
+    assert not injected_delays(InjectConfig(), 3, 4, 0).any()
