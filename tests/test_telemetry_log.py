@@ -2,6 +2,7 @@
 
 import json
 import math
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -19,7 +20,7 @@ from gcode.telemetry.sim_logging import simulate_with_log
 
 from conftest import TRACES
 
-BUNDLED = __import__("pathlib").Path(__file__).resolve().parents[1] / "gcode" / "data" / \
+BUNDLED = Path(__file__).resolve().parents[1] / "gcode" / "data" / \
     "lambda-cnn-w256-r30-canada.csv"
 
 
@@ -72,7 +73,7 @@ def test_jsonl_equals_pb(sim_log):
     prefix, _, _ = sim_log
     assert read_run_log(f"{prefix}.jsonl") == read_run_log(f"{prefix}.pb")
     assert read_run_log(prefix) == read_run_log(f"{prefix}.pb")  # a bare prefix works
-    lines = open(f"{prefix}.jsonl").read().splitlines()
+    lines = Path(f"{prefix}.jsonl").read_text().splitlines()
     assert list(json.loads(lines[0])) == ["config"] and list(json.loads(lines[-1])) == ["summary"]
     assert json.loads(lines[1])["round"]["round"] == 0
 
@@ -86,6 +87,9 @@ def test_fast_round_dict_equals_json_format(sim_log):
     rec.losses.add(model=0, job=3, loss=0.25)
     rec.max_decode_rel_error = 1e-7
     rec.workers[0].ClearField("arrival_s")
+    rec.workers[1].compute_s = 0.125
+    rec.workers[1].injected_sleep_s = 1.5
+    rec.workers[2].failure = "ActorDiedError"
     for r in (*rounds, rec):
         assert round_to_dict(r) == to_dict(r)
     for msg in (RoundRecord, WorkerRound, Task, ModelLoss):  # a new field needs the fast path too
@@ -94,7 +98,7 @@ def test_fast_round_dict_equals_json_format(sim_log):
 
 def test_crash_leaves_readable_prefix(tmp_path, sim_log):
     prefix, _, _ = sim_log
-    data = open(f"{prefix}.pb", "rb").read()
+    data = Path(f"{prefix}.pb").read_bytes()
     cfg, rounds, summary = read_run_log(f"{prefix}.pb")
     cut = tmp_path / "cut.pb"
     cut.write_bytes(data[:-7])  # the summary is cut short
@@ -110,7 +114,7 @@ def test_crash_leaves_readable_prefix(tmp_path, sim_log):
     assert read_run_log(tmp_path / "crash") == (cfg, rounds[:1], None)
     assert read_run_log(tmp_path / "crash.jsonl") == (cfg, rounds[:1], None)
     jl = tmp_path / "cut.jsonl"
-    jl.write_text(open(f"{prefix}.jsonl").read()[:-30])
+    jl.write_text(Path(f"{prefix}.jsonl").read_text()[:-30])
     with pytest.raises(RunLogError, match="truncated: line"):
         read_run_log(jl)
     assert read_run_log(jl, allow_truncated=True).summary is None
@@ -141,7 +145,7 @@ def test_out_of_order_and_bad_jsonl(tmp_path, sim_log):
         w.write_summary(summary)
     with pytest.raises(ValueError, match="no summary yet"):
         w.write_round(rounds[2])
-    lines = open(tmp_path / "x.jsonl").read().splitlines()
+    lines = (tmp_path / "x.jsonl").read_text().splitlines()
     (tmp_path / "swap.jsonl").write_text("\n".join([lines[1], lines[0]]) + "\n")
     with pytest.raises(RunLogError, match="expected the RunConfig"):
         read_run_log(tmp_path / "swap.jsonl")
@@ -161,6 +165,14 @@ def test_round_record_constructor_validates_and_drops_nan():
     assert [w.late for w in rec.workers] == [False, True]
     assert [(x.model, x.HasField("job"), x.loss) for x in rec.losses] == \
         [(0, False, 1.5), (1, True, 2.5)]
+    live = round_record(round=0, plans=plans, duration_s=1.0, compute_s={1: 0.25},
+                        injected_sleep_s=[0.5, float("nan")], failures={0: "ActorDiedError"})
+    assert not live.workers[0].HasField("compute_s") and live.workers[1].compute_s == 0.25
+    assert live.workers[0].injected_sleep_s == 0.5
+    assert not live.workers[1].HasField("injected_sleep_s")
+    assert [w.failure for w in live.workers] == ["ActorDiedError", ""]
+    with pytest.raises(ValueError, match="compute_s"):
+        round_record(round=0, plans=plans, duration_s=1.0, compute_s={5: 1.0})
     with pytest.raises(ValueError, match="shape"):
         round_record(round=0, plans=plans, stragglers=[True], duration_s=1.0)
     with pytest.raises(ValueError, match="duration_s"):

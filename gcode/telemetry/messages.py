@@ -59,7 +59,8 @@ def _json_float(x: float):
 #: the RoundRecord fields :func:`round_to_dict` knows; tests check this equals the schema's
 ROUND_FIELDS = {"RoundRecord": ("round", "workers", "fell_back", "duration_s", "deadline_s",
                                 "decoded_jobs", "losses", "wall_time_s", "max_decode_rel_error"),
-                "WorkerRound": ("worker", "tasks", "arrival_s", "straggler", "late"),
+                "WorkerRound": ("worker", "tasks", "arrival_s", "straggler", "late", "compute_s",
+                                "injected_sleep_s", "failure"),
                 "Task": ("job", "slot", "chunks", "coefficients"),
                 "ModelLoss": ("model", "job", "loss")}
 
@@ -73,7 +74,11 @@ def round_to_dict(rec: run_pb2.RoundRecord) -> dict:
          "tasks": [{"job": t.job, "slot": t.slot, "chunks": list(t.chunks),
                     "coefficients": [f(c) for c in t.coefficients]} for t in w.tasks],
          **({"arrival_s": f(w.arrival_s)} if w.HasField("arrival_s") else {}),
-         "straggler": w.straggler, "late": w.late} for w in rec.workers],
+         "straggler": w.straggler, "late": w.late,
+         **({"compute_s": f(w.compute_s)} if w.HasField("compute_s") else {}),
+         **({"injected_sleep_s": f(w.injected_sleep_s)} if w.HasField("injected_sleep_s")
+            else {}),
+         "failure": w.failure} for w in rec.workers],
         "fell_back": rec.fell_back, "duration_s": f(rec.duration_s)}
     if rec.HasField("deadline_s"):
         out["deadline_s"] = f(rec.deadline_s)
@@ -213,19 +218,40 @@ def _losses(losses) -> list[run_pb2.ModelLoss]:
     return out
 
 
+def _per_worker(values, n: int, name: str) -> np.ndarray | None:
+    """Per-worker seconds as an (n,) float array, NaN where unknown; from an array or a dict."""
+    if values is None:
+        return None
+    if isinstance(values, Mapping):
+        arr = np.full(n, np.nan)
+        for w, v in values.items():
+            if not 0 <= int(w) < n:
+                raise ValueError(f"{name} names worker {w}, outside 0..{n - 1}")
+            arr[int(w)] = float(v)
+        return arr
+    arr = np.asarray(values, dtype=np.float64)
+    if arr.shape != (n,):
+        raise ValueError(f"{name} must have shape ({n},) (one per worker), got {arr.shape}")
+    return arr
+
+
 def round_record(*, round: int, plans: Sequence[Sequence[Any]],  # noqa: A002 - the proto's name
                  arrival_s: Sequence[float] | np.ndarray | None = None,
                  stragglers: Sequence[bool] | np.ndarray | None = None, fell_back: bool = False,
                  duration_s: float, decoded_jobs: Iterable[int] = (), losses=None,
                  wall_time_s: float = 0.0, deadline_s: float | None = None,
                  late: Sequence[bool] | np.ndarray | None = None,
-                 max_decode_rel_error: float | None = None) -> run_pb2.RoundRecord:
+                 max_decode_rel_error: float | None = None,
+                 compute_s: Sequence[float] | np.ndarray | Mapping[int, float] | None = None,
+                 injected_sleep_s: Sequence[float] | np.ndarray | Mapping[int, float] | None = None,
+                 failures: Mapping[int, str] | None = None) -> run_pb2.RoundRecord:
     """A RoundRecord from a scheme's plan and the round's outcome.
 
     ``plans[w]`` lists worker w's mini-tasks (objects with .job .slot .chunks .coefficients,
     e.g. gcode.codes.MiniTask). ``arrival_s[w]`` is NaN when no result arrived. ``late``
     defaults to "arrived after ``deadline_s`` or never" when a deadline is given, else to
-    ``stragglers``.
+    ``stragglers``. ``compute_s`` / ``injected_sleep_s`` (per worker: arrays with NaN for
+    unknown, or {worker: seconds}) and ``failures`` ({worker: reason}) are for live runs.
     """
     n = len(plans)
     if n < 1:
@@ -254,10 +280,20 @@ def round_record(*, round: int, plans: Sequence[Sequence[Any]],  # noqa: A002 - 
     if max_decode_rel_error is not None:
         rec.max_decode_rel_error = float(max_decode_rel_error)
     rec.losses.extend(_losses(losses))
+    compute = _per_worker(compute_s, n, "compute_s")
+    sleep = _per_worker(injected_sleep_s, n, "injected_sleep_s")
+    failures = dict(failures or {})
+    if any(not 0 <= int(w) < n for w in failures):
+        raise ValueError(f"failures name workers outside 0..{n - 1}: {sorted(failures)}")
     for w, tasks in enumerate(plans):
-        wr = rec.workers.add(worker=w, straggler=bool(strag[w]), late=bool(late_mask[w]))
+        wr = rec.workers.add(worker=w, straggler=bool(strag[w]), late=bool(late_mask[w]),
+                             failure=str(failures.get(w, "")))
         if arrivals is not None and math.isfinite(arrivals[w]):
             wr.arrival_s = float(arrivals[w])
+        if compute is not None and math.isfinite(compute[w]):
+            wr.compute_s = float(compute[w])
+        if sleep is not None and math.isfinite(sleep[w]):
+            wr.injected_sleep_s = float(sleep[w])
         for task in tasks:
             wr.tasks.add(job=int(task.job), slot=int(task.slot),
                          chunks=[int(c) for c in task.chunks],

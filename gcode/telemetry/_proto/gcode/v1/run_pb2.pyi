@@ -111,18 +111,24 @@ class Task(_message.Message):
     def __init__(self, job: _Optional[int] = ..., slot: _Optional[int] = ..., chunks: _Optional[_Iterable[int]] = ..., coefficients: _Optional[_Iterable[float]] = ...) -> None: ...
 
 class WorkerRound(_message.Message):
-    __slots__ = ("worker", "tasks", "arrival_s", "straggler", "late")
+    __slots__ = ("worker", "tasks", "arrival_s", "straggler", "late", "compute_s", "injected_sleep_s", "failure")
     WORKER_FIELD_NUMBER: _ClassVar[int]
     TASKS_FIELD_NUMBER: _ClassVar[int]
     ARRIVAL_S_FIELD_NUMBER: _ClassVar[int]
     STRAGGLER_FIELD_NUMBER: _ClassVar[int]
     LATE_FIELD_NUMBER: _ClassVar[int]
+    COMPUTE_S_FIELD_NUMBER: _ClassVar[int]
+    INJECTED_SLEEP_S_FIELD_NUMBER: _ClassVar[int]
+    FAILURE_FIELD_NUMBER: _ClassVar[int]
     worker: int
     tasks: _containers.RepeatedCompositeFieldContainer[Task]
     arrival_s: float
     straggler: bool
     late: bool
-    def __init__(self, worker: _Optional[int] = ..., tasks: _Optional[_Iterable[_Union[Task, _Mapping]]] = ..., arrival_s: _Optional[float] = ..., straggler: _Optional[bool] = ..., late: _Optional[bool] = ...) -> None: ...
+    compute_s: float
+    injected_sleep_s: float
+    failure: str
+    def __init__(self, worker: _Optional[int] = ..., tasks: _Optional[_Iterable[_Union[Task, _Mapping]]] = ..., arrival_s: _Optional[float] = ..., straggler: _Optional[bool] = ..., late: _Optional[bool] = ..., compute_s: _Optional[float] = ..., injected_sleep_s: _Optional[float] = ..., failure: _Optional[str] = ...) -> None: ...
 
 class ModelLoss(_message.Message):
     __slots__ = ("model", "job", "loss")
