@@ -272,3 +272,20 @@ def test_watch_terminal_view_and_stop_command(server, capsys):
     assert "run finished" in text and "runtime 6.0000 s" in text and "stopped early" in text
     with pytest.raises(ValueError, match="from-round"):
         tcli.watch(server.target, from_round=-2)
+
+
+def test_monitor_from_args(monkeypatch):
+    import argparse
+    p = argparse.ArgumentParser()
+    tcli.add_monitor_arguments(p)
+    assert tcli.monitor_from_args(p.parse_args([])) is None
+    monkeypatch.setenv(tcli.TOKEN_ENV, "env-token")
+    srv = tcli.monitor_from_args(p.parse_args(["--monitor", "127.0.0.1:0"]))
+    try:
+        with MonitorClient(srv.target, token="env-token") as client:
+            assert client.status().round == -1
+    finally:
+        srv.close(grace=0)
+    monkeypatch.delenv(tcli.TOKEN_ENV)
+    with pytest.raises(ValueError, match="non-loopback"):
+        tcli.monitor_from_args(p.parse_args(["--monitor", "0.0.0.0:0"]))
