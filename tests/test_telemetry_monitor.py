@@ -289,3 +289,15 @@ def test_monitor_from_args(monkeypatch):
     monkeypatch.delenv(tcli.TOKEN_ENV)
     with pytest.raises(ValueError, match="non-loopback"):
         tcli.monitor_from_args(p.parse_args(["--monitor", "0.0.0.0:0"]))
+
+
+def test_bounded_history_reports_out_of_range():
+    with MonitorServer(max_history=3) as srv:
+        for rec in _records(10):
+            srv.publish(rec)
+        srv.finish()
+        with MonitorClient(srv.target) as client:
+            with pytest.raises(grpc.RpcError) as err:
+                _collect(client, 0)
+            assert err.value.code() == grpc.StatusCode.OUT_OF_RANGE
+            assert [r.round for r in _collect(client, 8)] == [8, 9]
