@@ -8,8 +8,14 @@ from __future__ import annotations
 from .base import Decoding, MiniTask, ResultKey, Scheme, coded_task
 from .baselines import GradientCoding, IgnoreStragglers, Uncoded
 from .chunking import allocate_samples, chunk_boundaries
-from .gc import (GC_CODE_KINDS, CyclicRepetitionCode, DecodeError, FractionalRepetitionCode,
-                 GradientCode, make_gc_code)
+from .gc import (
+    GC_CODE_KINDS,
+    CyclicRepetitionCode,
+    DecodeError,
+    FractionalRepetitionCode,
+    GradientCode,
+    make_gc_code,
+)
 from .models import Bursty, SPerRound, StragglerModel, validate_bursty
 from .msgc import MultiplexedSGC
 from .srsgc import SelectiveRepeatSGC, srsgc_s

@@ -112,6 +112,18 @@ class Scheme(ABC):
     def job_exists(self, t: int) -> bool:
         return t >= 0 and (self.jobs is None or t < self.jobs)
 
+    def round_load(self, r: int) -> float:
+        """Load charged to round r (constant for a single scheme, as in the paper's replay)."""
+        return self.load
+
+    def chunk_fractions_for(self, t: int) -> np.ndarray:
+        """Chunk fractions of job t (the same for every job of a single scheme)."""
+        return self.chunk_fractions
+
+    def decode_deadline(self, t: int) -> int:
+        """The round by whose end job t is decodable under a conforming pattern."""
+        return t + self.delay
+
     # ---- the protocol ----------------------------------------------------------------------
     def plan(self, r: int) -> list[list[MiniTask]]:
         """Mini-tasks per worker for round r (computed once; r must be the next round)."""

@@ -5,7 +5,6 @@ They equal ``make_scheme(...).load`` with the cyclic code; FR codes can be sligh
 
 from __future__ import annotations
 
-
 from .srsgc import srsgc_s
 
 

@@ -29,6 +29,9 @@ class Policy(ABC):
     def deadline(self, fastest: float) -> float:
         """Seconds after the round start at which the round is cut, given the fastest finish."""
 
+    def observe(self, r: int, times: np.ndarray, load: float) -> None:
+        """Told each finished round's per-worker times (NaN where unknown) and its load."""
+
     def resolve(self, times: np.ndarray, conforms: Callable[[np.ndarray], bool]) -> RoundOutcome:
         """The outcome of a round whose per-worker finish times are known (the simulator)."""
         times = np.asarray(times, dtype=np.float64)

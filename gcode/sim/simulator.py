@@ -32,13 +32,8 @@ class SimResult:
                 "rounds": self.rounds, "waits": self.waits, "decoded_jobs": self.decoded_jobs}
 
 
-def worker_times(trace: np.ndarray, n: int, rounds: int, load: float, load_slope: float,
-                 time_scale: float = 1.0) -> np.ndarray:
-    """Per-worker round times (rounds, n): trace·time_scale + load·load_slope.
-
-    A trace with more columns than workers contributes its first n columns.
-    """
-    trace = np.asarray(trace, dtype=np.float64)
+def check_trace(trace: np.ndarray, n: int, rounds: int) -> None:
+    """Raise ValueError unless ``trace`` is (≥ rounds, ≥ n); extra columns are ignored."""
     if trace.ndim != 2:
         raise ValueError(f"trace must be a 2-D (rounds, workers) array, got shape {trace.shape}")
     if trace.shape[1] < n:
@@ -46,6 +41,16 @@ def worker_times(trace: np.ndarray, n: int, rounds: int, load: float, load_slope
     if trace.shape[0] < rounds:
         raise ValueError(f"trace has {trace.shape[0]} rounds, the run needs {rounds} "
                          f"(jobs + delay T); lower --jobs")
+
+
+def worker_times(trace: np.ndarray, n: int, rounds: int, load: float, load_slope: float,
+                 time_scale: float = 1.0) -> np.ndarray:
+    """Per-worker round times (rounds, n): trace·time_scale + load·load_slope.
+
+    A trace with more columns than workers contributes its first n columns.
+    """
+    trace = np.asarray(trace, dtype=np.float64)
+    check_trace(trace, n, rounds)
     return trace[:rounds, :n] * time_scale + load * load_slope
 
 
@@ -55,27 +60,33 @@ def simulate(scheme: Scheme, trace: np.ndarray, policy: Policy, load_slope: floa
     """Run ``scheme`` for scheme.jobs jobs over ``trace``; every job must decode by t + T.
 
     ``on_round(r, times, outcome, decoded_jobs)`` is called after each round (for run logs).
+    The policy also observes each round's times (``Policy.observe``), which lets an online
+    tuner adapt the scheme between rounds.
     """
+    trace = np.asarray(trace, dtype=np.float64)
     if scheme.jobs is None:
         raise ValueError("simulate needs a scheme built with a finite number of jobs")
-    rounds = scheme.total_rounds
-    times = worker_times(trace, scheme.n, rounds, scheme.load, load_slope, time_scale)
     durations, waits, decoded = [], 0, 0
-    for r in range(rounds):
+    r = 0
+    while r < scheme.total_rounds:  # an adaptive scheme may extend its rounds as it switches
+        check_trace(trace, scheme.n, scheme.total_rounds)
         scheme.plan(r)
-        outcome = policy.resolve(times[r], lambda stragglers: scheme.conforms(r, stragglers))
+        times = trace[r, :scheme.n] * time_scale + scheme.round_load(r) * load_slope
+        outcome = policy.resolve(times, lambda stragglers: scheme.conforms(r, stragglers))
         scheme.record(r, outcome.arrived)
+        policy.observe(r, times, scheme.round_load(r))
         durations.append(outcome.duration)
         waits += outcome.fell_back
         newly = [t for t in range(max(0, r - scheme.delay), r + 1) if scheme.decodable(t)]
         for t in newly:
             scheme.decode(t)
         decoded += len(newly)
-        due = r - scheme.delay
-        if scheme.job_exists(due) and not scheme.is_decoded(due):
-            raise DecodeError(f"{scheme.name}: job {due} not decodable at its deadline round {r}")
+        for t in range(max(0, r - scheme.delay), r + 1):
+            if scheme.job_exists(t) and scheme.decode_deadline(t) == r and not scheme.is_decoded(t):
+                raise DecodeError(f"{scheme.name}: job {t} not decodable at its deadline round {r}")
         if on_round is not None:
-            on_round(r, times[r], outcome, newly)
+            on_round(r, times, outcome, newly)
+        r += 1
     return SimResult(scheme.name, scheme.params, scheme.n, scheme.jobs, scheme.load, scheme.delay,
-                     float(np.sum(durations)), rounds, waits, decoded, durations,
+                     float(np.sum(durations)), r, waits, decoded, durations,
                      np.array(scheme.history))

@@ -54,17 +54,24 @@ def random_conforming_stragglers(scheme: Scheme, r: int, rng: np.random.Generato
 def run_pattern(scheme: Scheme, rng: np.random.Generator, dim: int,
                 stragglers_for: Callable[[Scheme, int], np.ndarray]) -> tuple[int, int, float]:
     """Drive ``scheme`` through all its rounds; returns (decoded jobs, failures, max rel error)."""
-    chunk_grads = {t: rng.standard_normal((len(scheme.chunk_fractions), dim)).astype(np.float32)
-                   for t in range(scheme.jobs)}
+    chunk_grads: dict[int, np.ndarray] = {}
+
+    def grads_of(job: int) -> np.ndarray:
+        if job not in chunk_grads:
+            chunks = len(scheme.chunk_fractions_for(job))
+            chunk_grads[job] = rng.standard_normal((chunks, dim)).astype(np.float32)
+        return chunk_grads[job]
+
     results: dict[tuple[int, int, int], np.ndarray] = {}
     decoded = failures = 0
     worst = 0.0
-    for r in range(scheme.total_rounds):
+    r = 0
+    while r < scheme.total_rounds:
         plan = scheme.plan(r)
         stragglers = stragglers_for(scheme, r)
         for worker, tasks in enumerate(plan):
             for task in tasks:
-                grads = chunk_grads[task.job][list(task.chunks)].astype(np.float64)
+                grads = grads_of(task.job)[list(task.chunks)].astype(np.float64)
                 message = np.asarray(task.coefficients) @ grads
                 results[(worker, r, task.slot)] = message.astype(scheme.message_dtype)
         scheme.record(r, ~stragglers)
@@ -75,14 +82,15 @@ def run_pattern(scheme: Scheme, rng: np.random.Generator, dim: int,
             estimate = np.zeros(dim)
             for key, coefficient in decoding:
                 estimate += coefficient * results[tuple(key)].astype(np.float64)
-            truth = chunk_grads[t].astype(np.float64).sum(axis=0)
+            truth = grads_of(t).astype(np.float64).sum(axis=0)
             error = float(np.linalg.norm(estimate - truth) / np.linalg.norm(truth))
             worst = max(worst, error)
             decoded += 1
             failures += scheme.exact and error > TOLERANCE
-        due = r - scheme.delay
-        if scheme.job_exists(due) and not scheme.is_decoded(due):
-            failures += 1
+        failures += sum(1 for t in range(max(0, r - scheme.delay), r + 1)
+                        if scheme.job_exists(t) and scheme.decode_deadline(t) == r
+                        and not scheme.is_decoded(t))
+        r += 1
     return decoded, failures, worst
 
 
