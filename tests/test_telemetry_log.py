@@ -59,7 +59,7 @@ def test_sim_round_trip_matches_simulator(sim_log, trace):
     # config: scheme, typed parameters, the exact trace slice
     assert cfg.scheme == "msgc" and cfg.n == 8 and cfg.jobs == 10 and cfg.policy == "paper"
     assert params_from_proto(cfg.params) == {"B": 1, "W": 2, "lam": 2, "gc_code": "cyclic"}
-    np.testing.assert_array_equal(trace_from_proto(cfg.trace), trace[:plain.rounds, :8])
+    np.testing.assert_array_equal(trace_from_proto(cfg.trace), trace[:, :8])
     # plans: the same mini-tasks the scheme hands out
     fresh = _scheme()
     plan0 = fresh.plan(0)
@@ -90,6 +90,8 @@ def test_fast_round_dict_equals_json_format(sim_log):
     rec.workers[1].compute_s = 0.125
     rec.workers[1].injected_sleep_s = 1.5
     rec.workers[2].failure = "ActorDiedError"
+    rec.load = 0.5
+    rec.switches.add(round=4, scheme="gc", params={"s": "2"})
     for r in (*rounds, rec):
         assert round_to_dict(r) == to_dict(r)
     for msg in (RoundRecord, WorkerRound, Task, ModelLoss):  # a new field needs the fast path too
@@ -179,6 +181,19 @@ def test_round_record_constructor_validates_and_drops_nan():
         round_record(round=0, plans=plans, duration_s=float("nan"))
     with pytest.raises(ValueError, match="source"):
         run_config(source="replay", scheme="gc", n=2)
+    sw = round_record(round=5, plans=plans, duration_s=1.0, load=0.75,
+                      switches=[{"round": 6, "scheme": "msgc", "params": {"B": 1, "W": 2}}])
+    assert sw.load == 0.75 and sw.switches[0].scheme == "msgc"
+    assert params_from_proto(sw.switches[0].params) == {"B": 1, "W": 2}
+
+
+def test_nonscalar_params_survive_as_json():
+    segments = [{"start_job": 0, "scheme": "gc", "s": 1}, {"start_job": 4, "scheme": "msgc"}]
+    cfg = run_config(source="sim", scheme="auto", n=4,
+                     params={"segments": segments, "mu": 0.5, "gc_code": "fr", "flag": True})
+    assert cfg.params["segments"].startswith("[")
+    assert params_from_proto(cfg.params) == {"segments": segments, "mu": 0.5, "gc_code": "fr",
+                                             "flag": "True"}
 
 
 def test_trace_bytes_round_trip():

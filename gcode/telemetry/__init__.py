@@ -8,13 +8,33 @@
 - :mod:`.monitor`: ``MonitorServer`` / ``MonitorClient`` (imports grpc);
 - :mod:`.plots`, :mod:`.report`, :mod:`.cli`: ``gcode plot | replay | watch``;
 - :mod:`.codegen`: regenerates ``_proto/`` from ``proto/`` (``python -m gcode.telemetry.codegen``).
+
+The names below load lazily, so that ``python -m gcode.telemetry.codegen`` works even when the
+generated code is stale or missing.
 """
 
-from .messages import (LogEntry, ModelLoss, RoundRecord, RunConfig, RunSummary, Status, Trace,
-                       round_record, run_config, run_summary, trace_from_proto, trace_to_proto)
-from .recorder import RunRecorder
-from .runlog import RunLog, RunLogError, RunLogWriter, read_run_log
+from importlib import import_module
 
-__all__ = ["LogEntry", "ModelLoss", "RoundRecord", "RunConfig", "RunLog", "RunLogError",
-           "RunLogWriter", "RunRecorder", "RunSummary", "Status", "Trace", "read_run_log",
-           "round_record", "run_config", "run_summary", "trace_from_proto", "trace_to_proto"]
+_EXPORTS = {
+    "messages": ("LogEntry", "ModelLoss", "RoundRecord", "RunConfig", "RunSummary", "Status",
+                 "Trace", "round_record", "run_config", "run_summary", "trace_from_proto",
+                 "trace_to_proto"),
+    "recorder": ("RunRecorder",),
+    "runlog": ("RunLog", "RunLogError", "RunLogWriter", "read_run_log"),
+    "monitor": ("MonitorClient", "MonitorServer"),
+    "sim_logging": ("simulate_with_log",),
+}
+_WHERE = {name: module for module, names in _EXPORTS.items() for name in names}
+__all__ = sorted(_WHERE)
+
+
+def __getattr__(name):
+    if name in _WHERE:
+        value = getattr(import_module(f".{_WHERE[name]}", __name__), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def __dir__():
+    return sorted(set(globals()) | set(__all__))

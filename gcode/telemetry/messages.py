@@ -7,6 +7,7 @@ The constructors validate shapes and turn NaN into "absent", so the messages nev
 
 from __future__ import annotations
 
+import json
 import math
 import secrets
 import time
@@ -19,6 +20,7 @@ from google.protobuf import json_format
 from ._proto.gcode.v1 import monitor_pb2, run_pb2
 
 Source = run_pb2.Source
+SchemeSwitch = run_pb2.SchemeSwitch
 Trace = run_pb2.Trace
 RunConfig = run_pb2.RunConfig
 Task = run_pb2.Task
@@ -58,7 +60,8 @@ def _json_float(x: float):
 
 #: the RoundRecord fields :func:`round_to_dict` knows; tests check this equals the schema's
 ROUND_FIELDS = {"RoundRecord": ("round", "workers", "fell_back", "duration_s", "deadline_s",
-                                "decoded_jobs", "losses", "wall_time_s", "max_decode_rel_error"),
+                                "decoded_jobs", "losses", "wall_time_s", "max_decode_rel_error",
+                                "load", "switches"),
                 "WorkerRound": ("worker", "tasks", "arrival_s", "straggler", "late", "compute_s",
                                 "injected_sleep_s", "failure"),
                 "Task": ("job", "slot", "chunks", "coefficients"),
@@ -88,6 +91,9 @@ def round_to_dict(rec: run_pb2.RoundRecord) -> dict:
     out["wall_time_s"] = f(rec.wall_time_s)
     if rec.HasField("max_decode_rel_error"):
         out["max_decode_rel_error"] = f(rec.max_decode_rel_error)
+    if rec.HasField("load"):
+        out["load"] = f(rec.load)
+    out["switches"] = [to_dict(x) for x in rec.switches]  # rare: the slow path is fine
     return out
 
 
@@ -123,8 +129,21 @@ def trace_from_proto(trace: run_pb2.Trace) -> np.ndarray:
 
 
 # ---- scheme parameters ---------------------------------------------------------------------
+def _param_text(value: Any) -> str:
+    if isinstance(value, (str, bool, int, float, np.integer, np.floating)):
+        return str(value)
+    return json.dumps(value, sort_keys=True, default=str)  # e.g. a switching scheme's segments
+
+
 def params_to_proto(params: Mapping[str, Any]) -> dict[str, str]:
-    return {str(k): str(v) for k, v in params.items() if v is not None}
+    """Scheme parameters as text: scalars with str(), anything else as JSON."""
+    return {str(k): _param_text(v) for k, v in params.items() if v is not None}
+
+
+def _json_container(text: str):
+    if not text.startswith(("[", "{")):
+        raise ValueError(text)
+    return json.loads(text)  # json.JSONDecodeError is a ValueError
 
 
 def params_from_proto(params: Mapping[str, str]) -> dict[str, Any]:
@@ -132,7 +151,7 @@ def params_from_proto(params: Mapping[str, str]) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for key in sorted(params):
         text = params[key]
-        for kind in (int, float):
+        for kind in (int, float, _json_container):
             try:
                 out[key] = kind(text)
                 break
@@ -244,7 +263,8 @@ def round_record(*, round: int, plans: Sequence[Sequence[Any]],  # noqa: A002 - 
                  max_decode_rel_error: float | None = None,
                  compute_s: Sequence[float] | np.ndarray | Mapping[int, float] | None = None,
                  injected_sleep_s: Sequence[float] | np.ndarray | Mapping[int, float] | None = None,
-                 failures: Mapping[int, str] | None = None) -> run_pb2.RoundRecord:
+                 failures: Mapping[int, str] | None = None, load: float | None = None,
+                 switches: Iterable[Mapping[str, Any]] = ()) -> run_pb2.RoundRecord:
     """A RoundRecord from a scheme's plan and the round's outcome.
 
     ``plans[w]`` lists worker w's mini-tasks (objects with .job .slot .chunks .coefficients,
@@ -252,6 +272,8 @@ def round_record(*, round: int, plans: Sequence[Sequence[Any]],  # noqa: A002 - 
     defaults to "arrived after ``deadline_s`` or never" when a deadline is given, else to
     ``stragglers``. ``compute_s`` / ``injected_sleep_s`` (per worker: arrays with NaN for
     unknown, or {worker: seconds}) and ``failures`` ({worker: reason}) are for live runs.
+    ``switches``: scheme switches decided this round, as {"round", "scheme", "params"} dicts
+    (what gcode.codes.switching.SwitchingScheme.switches holds).
     """
     n = len(plans)
     if n < 1:
@@ -280,6 +302,11 @@ def round_record(*, round: int, plans: Sequence[Sequence[Any]],  # noqa: A002 - 
     if max_decode_rel_error is not None:
         rec.max_decode_rel_error = float(max_decode_rel_error)
     rec.losses.extend(_losses(losses))
+    if load is not None:
+        rec.load = float(load)
+    for sw in switches:
+        rec.switches.add(round=int(sw["round"]), scheme=str(sw["scheme"]),
+                         params=params_to_proto(sw.get("params") or {}))
     compute = _per_worker(compute_s, n, "compute_s")
     sleep = _per_worker(injected_sleep_s, n, "injected_sleep_s")
     failures = dict(failures or {})
@@ -359,7 +386,7 @@ def describe_params(cfg: run_pb2.RunConfig) -> str:
 
 
 __all__ = [
-    "LogEntry", "ModelLoss", "ParamChecksum", "RoundRecord", "RunConfig", "RunSummary", "SOURCES",
+    "LogEntry", "ModelLoss", "ParamChecksum", "RoundRecord", "SchemeSwitch", "RunConfig", "RunSummary", "SOURCES",
     "Source", "Status", "StatusRequest", "StopReply", "StopRequest", "TRACE_DTYPE", "Task", "Trace",
     "WatchRequest", "WorkerRound", "arrays", "entry_to_dict", "round_to_dict", "describe_params", "new_run_id", "params_from_proto",
     "params_to_proto", "round_record", "run_config", "run_summary", "source_name",

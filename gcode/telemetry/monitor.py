@@ -31,8 +31,16 @@ from concurrent.futures import ThreadPoolExecutor
 import grpc
 
 from ._proto.gcode.v1 import monitor_pb2, monitor_pb2_grpc
-from .messages import (RoundRecord, RunConfig, RunSummary, Status, StatusRequest, StopReply,
-                       StopRequest, WatchRequest)
+from .messages import (
+    RoundRecord,
+    RunConfig,
+    RunSummary,
+    Status,
+    StatusRequest,
+    StopReply,
+    StopRequest,
+    WatchRequest,
+)
 
 MAX_MESSAGE_BYTES = 64 << 20
 MAX_REASON_CHARS = 1024

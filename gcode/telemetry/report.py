@@ -5,8 +5,14 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 
-from .messages import (RoundRecord, RunConfig, RunSummary, describe_params, source_name,
-                       summary_from_rounds)
+from .messages import (
+    RoundRecord,
+    RunConfig,
+    RunSummary,
+    describe_params,
+    source_name,
+    summary_from_rounds,
+)
 
 
 def _fmt(x: float, spec: str = ".4f") -> str:

@@ -33,7 +33,9 @@ class _PlanCapture:
 def sim_config(scheme: Scheme, trace: np.ndarray, policy: Policy, load_slope: float,
                time_scale: float, trace_name: str = "", include_trace: bool = True) -> RunConfig:
     rounds = scheme.total_rounds
-    used = np.asarray(trace, dtype=np.float64)[:rounds, :scheme.n]
+    # every round of the trace (an adaptive scheme may run longer than first planned), but only
+    # the first n workers' columns, which is all the simulator reads
+    used = np.asarray(trace, dtype=np.float64)[:, :scheme.n]
     return run_config(
         source="sim", scheme=scheme.name, params=scheme.params, n=scheme.n, jobs=scheme.jobs,
         delay=scheme.delay, load=scheme.load, rounds_planned=rounds, policy=policy.name,
@@ -54,17 +56,23 @@ def simulate_with_log(scheme: Scheme, trace: np.ndarray, policy: Policy, load_sl
     config = sim_config(scheme, trace, policy, load_slope, time_scale, trace_name, include_trace)
     capture = _PlanCapture(scheme)
     clock = [0.0]
+    switches_seen = [len(getattr(scheme, "switches", ()))]
 
     with RunRecorder(config, log_prefix=log_prefix, monitor=monitor, jsonl=jsonl) as recorder:
         def on_round(r, times, outcome, newly):
             clock[0] += outcome.duration
             times = np.asarray(times, dtype=np.float64)
             deadline = policy.deadline(float(times.min()))
+            switches = list(getattr(scheme, "switches", ()))
+            new_switches, switches_seen[0] = switches[switches_seen[0]:], len(switches)
+            round_load = getattr(scheme, "round_load", None)
             recorder.round(round_record(
                 round=r, plans=capture.plans.pop(r), arrival_s=times,
                 stragglers=~np.asarray(outcome.arrived, dtype=bool), fell_back=outcome.fell_back,
                 duration_s=outcome.duration, decoded_jobs=newly, wall_time_s=clock[0],
-                deadline_s=deadline if math.isfinite(deadline) else None))
+                deadline_s=deadline if math.isfinite(deadline) else None,
+                load=round_load(r) if round_load is not None else scheme.load,
+                switches=new_switches))
 
         result = simulate(capture, trace, policy, load_slope, time_scale, on_round=on_round)
         recorder.finish(runtime_s=result.runtime_s, wall_time_s=result.runtime_s)
