@@ -59,6 +59,11 @@ def summary_table(cfg: RunConfig, rounds: Sequence[RoundRecord],
               f"{summary.decoded_jobs:7d} {stragglers:10d} {_fmt(summary.runtime_s):>10}"]
     if abs(summary.wall_time_s - summary.runtime_s) > 1e-9:
         lines.append(f"wall time {_fmt(summary.wall_time_s, '.3f')} s")
+    switches = [sw for r in rounds for sw in r.switches]
+    if switches:
+        lines.append("scheme switches: " + "; ".join(
+            f"round {sw.round} -> {sw.scheme}({','.join(f'{k}={v}' for k, v in sorted(sw.params.items()))})"
+            for sw in switches))
     if summary.HasField("max_decode_rel_error"):
         lines.append(f"max decode relative error {summary.max_decode_rel_error:.3e}")
     if summary.final_losses:
