@@ -12,8 +12,18 @@ import argparse
 import sys
 from typing import Any
 
-from ..config import (FAULT_KINDS, GC_CODES, INJECT_MODES, MODES, POLICY_NAMES, SCHEME_NAMES,
-                      SCHEME_PARAMS, ConfigError, TrainConfig, load_config, with_overrides)
+from ..config import (
+    FAULT_KINDS,
+    GC_CODES,
+    INJECT_MODES,
+    MODES,
+    POLICY_NAMES,
+    SCHEME_NAMES,
+    SCHEME_PARAMS,
+    TrainConfig,
+    load_config,
+    with_overrides,
+)
 
 EXAMPLES = """\
 examples:
@@ -184,25 +194,31 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
 
 
 def _bar(args, cfg: TrainConfig):
+    """A tqdm bar on stderr, created at the first round (setup time is reported separately)."""
     if getattr(args, "quiet", False):
         return None, None
     from tqdm import tqdm
-    probe_rounds = None
-    try:
-        from ..codes import make_scheme
-        probe_rounds = make_scheme(cfg.scheme.name, n=cfg.cluster.workers, jobs=cfg.scheme.jobs,
-                                   **cfg.scheme_params()).total_rounds
-    except ValueError:
-        pass
-    bar = tqdm(total=probe_rounds, desc="train", unit="round", file=sys.stderr, leave=False)
+    state: dict = {}
+    print(f"gcode train: starting {cfg.cluster.workers} workers "
+          f"({'local Ray' if not cfg.cluster.address else cfg.cluster.address})...",
+          file=sys.stderr)
 
     def progress(rec: dict) -> None:
+        if "bar" not in state:
+            state["bar"] = tqdm(total=rec["rounds"], desc="train", unit="round", file=sys.stderr,
+                                leave=False)
+        bar = state["bar"]
         loss = rec.get("loss")
         bar.set_postfix_str(f"decoded {rec['decoded_jobs']}/{rec['jobs']} "
                             f"stragglers {len(rec['stragglers'])} waits {rec['waits']}"
                             + (f" loss {loss:.4f}" if loss is not None else ""), refresh=False)
         bar.update(1)
-    return bar, progress
+
+    class _Closer:
+        def close(self):
+            if "bar" in state:
+                state["bar"].close()
+    return _Closer(), progress
 
 
 def format_summary(res: dict) -> str:

@@ -270,8 +270,14 @@ class Coordinator:
 
     def _finish_job(self, t: int) -> dict:
         """Decode job t (already recorded decodable), check it, step its model."""
-        from gcode.train import apply_gradient, chunk_gradient, full_loss, load_flat_params
         import torch
+
+        from gcode.train import (
+            apply_gradient,
+            chunk_gradient,
+            full_loss,
+            load_flat_params,
+        )
 
         td = time.perf_counter()
         decoding = self.scheme.decode(t)

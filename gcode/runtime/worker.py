@@ -67,6 +67,7 @@ class GradientWorker:
     def ready(self) -> dict:
         import ray
         return {"worker": self.index, "pid": os.getpid(), "ctx": self.ctx_id,
+                "ip": ray.util.get_node_ip_address(),
                 "node": ray.get_runtime_context().get_node_id()}
 
     # ---- round bookkeeping --------------------------------------------------------------

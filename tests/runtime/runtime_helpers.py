@@ -1,0 +1,30 @@
+"""Small shared builders for the live runtime tests."""
+
+import copy
+
+from gcode.config import from_dict
+
+BASE = {
+    "train": {"model": "logistic", "optimizer": "sgd", "lr": 0.5, "batch_size": 240,
+              "models": 2, "check_decode": True, "seed": 3},
+    "scheme": {"jobs": 12},
+    "cluster": {"workers": 4, "round_timeout_s": 60},
+}
+
+#: bursty stragglers that (B, W, lam) = (1, 2, 1) tolerates most rounds, 20 ms vs 100 ms
+BURSTY = {"model": "bursty", "params": {"B": 1, "W": 2, "lam": 1, "base": 0.02,
+                                         "slowdown": 5.0, "straggle_prob": 0.5}}
+
+
+def config(**sections):
+    data = copy.deepcopy(BASE)
+    for name, values in sections.items():
+        if isinstance(values, dict) and isinstance(data.get(name), dict):
+            data[name].update(values)
+        else:
+            data[name] = values
+    return from_dict(data)
+
+
+def rel(a, b):
+    return abs(a - b) / max(abs(b), 1e-12)

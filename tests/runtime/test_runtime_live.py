@@ -1,0 +1,160 @@
+"""Live runs on the session's Ray pool: exactness against uncoded, failures, stale work, modes,
+logs and the CLI entry point."""
+
+import argparse
+import json
+
+import numpy as np
+import pytest
+
+from gcode.runtime import train
+from gcode.runtime.cli_args import add_train_arguments, run_from_args
+from gcode.runtime.runlog import read_jsonl
+from runtime_helpers import BURSTY, config, rel
+
+pytestmark = pytest.mark.ray
+
+CODED = {
+    "gc": {"name": "gc", "s": 1},
+    "srsgc": {"name": "srsgc", "B": 1, "W": 2, "lam": 1},
+    "msgc": {"name": "msgc", "B": 1, "W": 2, "lam": 1},
+}
+
+
+@pytest.fixture(scope="module")
+def uncoded(ray_pool):
+    """Reference: uncoded, no stragglers injected; 2 models x 6 updates."""
+    return train(config(scheme={"name": "uncoded"}), pool=ray_pool)
+
+
+def test_uncoded_reference_run(uncoded):
+    assert uncoded["decoded_jobs"] == 12 and uncoded["updates_per_model"] == [6, 6]
+    assert uncoded["max_decode_rel_error"] < 1e-5
+    assert not uncoded["approximate"]
+    assert all(np.isfinite(uncoded["final_loss"]))
+
+
+@pytest.mark.parametrize("scheme", sorted(CODED))
+def test_exact_same_params_as_uncoded_under_injected_stragglers(ray_pool, uncoded, scheme):
+    res = train(config(scheme=CODED[scheme], inject=BURSTY), pool=ray_pool)
+    assert res["stragglers"] > 0, "the injection must actually create stragglers"
+    assert res["decoded_jobs"] == 12 and res["updates_per_model"] == [6, 6]
+    assert res["max_decode_rel_error"] < 1e-5
+    for got, want in zip(res["param_checksum"], uncoded["param_checksum"]):
+        assert rel(got, want) <= 1e-5, (scheme, got, want)
+
+
+# ---- failures: one run with every kind, then one assertion per kind -----------------------
+FAULTS = [
+    {"round": 2, "worker": 1, "kind": "raise"},
+    {"round": 4, "worker": 2, "kind": "shape"},
+    {"round": 6, "worker": 3, "kind": "nan"},
+    {"round": 8, "worker": 0, "kind": "exit"},    # os._exit inside the task
+    {"round": 14, "worker": 1, "kind": "kill"},   # ray.kill from outside
+]
+
+
+@pytest.fixture(scope="module")
+def faulty(ray_pool, tmp_path_factory):
+    log = tmp_path_factory.mktemp("faults") / "run.jsonl"
+    res = train(config(scheme={"name": "gc", "s": 1, "jobs": 20}, faults=FAULTS,
+                       log={"jsonl": str(log)}, train={"models": 2}), pool=ray_pool)
+    return res, {rec["round"]: rec for rec in read_jsonl(log)}
+
+
+def _failed(res, rnd, worker):
+    return [f for f in res["failures"] if f["round"] == rnd and f["worker"] == worker]
+
+
+def _not_used_in_round(records, rnd, worker):
+    rec = records[rnd]
+    return worker in rec["stragglers"] or rec["fell_back"]
+
+
+@pytest.mark.parametrize("kind, reason", [("raise", "raised InjectedFault"),
+                                          ("shape", "wrong shape"), ("nan", "non-finite")])
+def test_bad_results_are_stragglers(faulty, kind, reason):
+    res, records = faulty
+    fault = next(f for f in FAULTS if f["kind"] == kind)
+    events = _failed(res, fault["round"], fault["worker"])
+    assert events and reason in events[0]["reason"]
+    assert _not_used_in_round(records, fault["round"], fault["worker"])
+
+
+@pytest.mark.parametrize("kind", ["exit", "kill"])
+def test_dead_workers_restart_and_training_goes_on(faulty, kind):
+    res, records = faulty
+    fault = next(f for f in FAULTS if f["kind"] == kind)
+    assert res["restarts"].get(str(fault["worker"]), 0) >= 1
+    assert _not_used_in_round(records, fault["round"], fault["worker"])
+    # the restarted worker delivers again in the last rounds
+    assert any(fault["worker"] in rec["compute_s"] or str(fault["worker"]) in rec["compute_s"]
+               for rec in list(records.values())[-3:])
+
+
+def test_failures_never_mis_decode(faulty, ray_pool):
+    res, _ = faulty
+    assert res["decoded_jobs"] == 20 and res["updates_per_model"] == [10, 10]
+    assert res["max_decode_rel_error"] < 1e-5
+    clean = train(config(scheme={"name": "uncoded", "jobs": 20}), pool=ray_pool)
+    for got, want in zip(res["param_checksum"], clean["param_checksum"]):
+        assert rel(got, want) <= 1e-5
+
+
+# ---- stale work never blocks a later round ------------------------------------------------
+def test_a_straggler_stuck_in_round_0_does_not_delay_round_1(ray_pool, tmp_path):
+    trace = np.full((6, 4), 0.01)
+    trace[0, 3] = 20.0   # worker 3 would sleep 20 s in round 0
+    path = tmp_path / "stuck.csv"
+    path.write_text("\n".join(",".join(f"{v}" for v in row) for row in trace))
+    log = tmp_path / "stuck.jsonl"
+    res = train(config(scheme={"name": "gc", "s": 1, "jobs": 6}, inject={"trace": str(path)},
+                       log={"jsonl": str(log)}), pool=ray_pool)
+    records = read_jsonl(log)
+    assert records[0]["stragglers"] == [3]
+    assert "3" in records[1]["compute_s"]          # worker 3 delivered round 1
+    assert res["runtime_s"] < 5.0                  # nobody waited for the 20 s sleep
+    assert res["decoded_jobs"] == 6
+
+
+# ---- modes, logs, progress, CLI -------------------------------------------------------------
+def test_delayed_mode_is_one_model_and_labelled_approximate(ray_pool):
+    res = train(config(scheme={"name": "msgc", "B": 1, "W": 3, "lam": 1, "jobs": 8},
+                       train={"mode": "delayed", "models": None}, inject=BURSTY), pool=ray_pool)
+    assert res["models"] == 1 and res["updates_per_model"] == [8]
+    assert res["approximate"] and "delayed" in res["approximation"]
+    assert res["max_decode_rel_error"] < 1e-5   # each gradient exact at its (stale) params
+
+
+def test_default_models_is_T_plus_1_and_mlp_trains(ray_pool):
+    res = train(config(scheme={"name": "msgc", "B": 2, "W": 3, "lam": 2, "jobs": 16},
+                       train={"models": None, "model": "mlp", "optimizer": "adam", "lr": 0.01}),
+                pool=ray_pool)
+    assert res["delay_T"] == 3 and res["models"] == 4 and res["updates_per_model"] == [4] * 4
+    assert res["max_decode_rel_error"] < 1e-5
+
+
+def test_progress_hook_and_jsonl_log(ray_pool, tmp_path):
+    seen = []
+    log = tmp_path / "r.jsonl"
+    res = train(config(log={"jsonl": str(log)}), pool=ray_pool, progress=seen.append)
+    records = read_jsonl(log)
+    assert len(seen) == len(records) == res["rounds"]
+    assert [r["round"] for r in records] == list(range(res["rounds"]))
+    assert records[-1]["decoded_jobs"] == 12
+    for key in ("duration_s", "stragglers", "fell_back", "decoded", "loss", "compute_s"):
+        assert key in records[0]
+
+
+def test_cli_entry_point_prints_json(ray_pool, capsys, tmp_path):
+    parser = argparse.ArgumentParser()
+    add_train_arguments(parser)
+    args = parser.parse_args(["--workers", "4", "--jobs", "6", "--model", "logistic",
+                              "--check-decode", "--json", "--quiet", "--scheme", "gc",
+                              "--s", "1", "--log-jsonl", str(tmp_path / "cli.jsonl")])
+    assert run_from_args(args, pool=ray_pool) == 0
+    out = json.loads(capsys.readouterr().out)
+    for key in ("runtime_s", "rounds", "waits", "decoded_jobs", "final_loss", "param_checksum",
+                "max_decode_rel_error"):
+        assert key in out
+    assert out["decoded_jobs"] == 6 and len(out["param_checksum"]) == out["models"] == 1
