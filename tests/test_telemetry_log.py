@@ -2,6 +2,7 @@
 
 import json
 import math
+import os
 from pathlib import Path
 
 import numpy as np
@@ -18,7 +19,8 @@ from gcode.telemetry.messages import (ROUND_FIELDS, RoundRecord, ModelLoss, Task
 from gcode.telemetry.runlog import MAGIC, RunLogError, RunLogWriter, read_run_log
 from gcode.telemetry.sim_logging import simulate_with_log
 
-from conftest import TRACES
+# not `from conftest import TRACES`: with tests/runtime/conftest.py present that name is ambiguous
+TRACES = Path(os.environ.get("GCODE_TRACES", Path(__file__).resolve().parents[2] / "shared" / "traces"))
 
 BUNDLED = Path(__file__).resolve().parents[1] / "gcode" / "data" / \
     "lambda-cnn-w256-r30-canada.csv"

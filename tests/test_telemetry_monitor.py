@@ -3,6 +3,7 @@ slow clients and reconnects. Every wait is bounded."""
 
 import io
 import json
+import os
 import threading
 import time
 from pathlib import Path
@@ -20,7 +21,8 @@ from gcode.telemetry.monitor import MonitorClient, MonitorServer, is_loopback, s
 from gcode.telemetry.runlog import read_run_log
 from gcode.telemetry.sim_logging import simulate_with_log
 
-from conftest import TRACES
+# not `from conftest import TRACES`: with tests/runtime/conftest.py present that name is ambiguous
+TRACES = Path(os.environ.get("GCODE_TRACES", Path(__file__).resolve().parents[2] / "shared" / "traces"))
 
 BUNDLED = Path(__file__).resolve().parents[1] / "gcode" / "data" / "lambda-cnn-w256-r30-canada.csv"
 TIMEOUT = 20.0
