@@ -5,7 +5,7 @@ import subprocess
 import sys
 
 import pytest
-from conftest import TRACES
+from paths import TRACES
 
 SCHEMES = {"uncoded", "ignore", "gc", "srsgc", "msgc"}
 

@@ -2,7 +2,7 @@
 
 import numpy as np
 import pytest
-from conftest import TRACES
+from paths import TRACES
 from hypothesis import given, settings
 from hypothesis import strategies as st
 

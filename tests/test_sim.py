@@ -6,7 +6,7 @@ import sys
 
 import numpy as np
 import pytest
-from conftest import TRACES
+from paths import TRACES
 
 from gcode.codes import make_scheme
 from gcode.codes.loads import gc_load, msgc_load, srsgc_load

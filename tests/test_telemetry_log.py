@@ -2,7 +2,6 @@
 
 import json
 import math
-import os
 from pathlib import Path
 
 import numpy as np
@@ -19,8 +18,7 @@ from gcode.telemetry.messages import (ROUND_FIELDS, RoundRecord, ModelLoss, Task
 from gcode.telemetry.runlog import MAGIC, RunLogError, RunLogWriter, read_run_log
 from gcode.telemetry.sim_logging import simulate_with_log
 
-# not `from conftest import TRACES`: with tests/runtime/conftest.py present that name is ambiguous
-TRACES = Path(os.environ.get("GCODE_TRACES", Path(__file__).resolve().parents[2] / "shared" / "traces"))
+from paths import TRACES  # noqa: E402  (tests/paths.py)
 
 BUNDLED = Path(__file__).resolve().parents[1] / "gcode" / "data" / \
     "lambda-cnn-w256-r30-canada.csv"

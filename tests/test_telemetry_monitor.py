@@ -3,7 +3,6 @@ slow clients and reconnects. Every wait is bounded."""
 
 import io
 import json
-import os
 import threading
 import time
 from pathlib import Path
@@ -16,13 +15,12 @@ from gcode.codes import make_scheme
 from gcode.sim import make_policy
 from gcode.stragglers import load_trace
 from gcode.telemetry import cli as tcli
-from gcode.telemetry.messages import RoundRecord, round_record, run_summary
+from gcode.telemetry.messages import round_record, run_summary
 from gcode.telemetry.monitor import MonitorClient, MonitorServer, is_loopback, split_address
 from gcode.telemetry.runlog import read_run_log
 from gcode.telemetry.sim_logging import simulate_with_log
 
-# not `from conftest import TRACES`: with tests/runtime/conftest.py present that name is ambiguous
-TRACES = Path(os.environ.get("GCODE_TRACES", Path(__file__).resolve().parents[2] / "shared" / "traces"))
+from paths import TRACES  # noqa: E402  (tests/paths.py)
 
 BUNDLED = Path(__file__).resolve().parents[1] / "gcode" / "data" / "lambda-cnn-w256-r30-canada.csv"
 TIMEOUT = 20.0

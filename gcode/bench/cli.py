@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import sys
@@ -35,7 +34,14 @@ def _emit(args, name: str, result: dict, table: str, plot) -> int:
 
 def cmd_bench_trace(args) -> int:
     from tqdm import tqdm
-    from .trace import TraceBenchConfig, markdown_table, plot, public_traces, run_trace_bench
+
+    from .trace import (
+        TraceBenchConfig,
+        markdown_table,
+        plot,
+        public_traces,
+        run_trace_bench,
+    )
     traces = Path(args.traces) if args.traces else default_traces_dir()
     if traces is None:
         raise ValueError("--traces: give the folder of Lambda traces (e.g. ../shared/traces)")
@@ -48,6 +54,7 @@ def cmd_bench_trace(args) -> int:
 
 def cmd_bench_sim(args) -> int:
     from importlib import resources
+
     from ..sim.tune import TuneSettings
     from ..stragglers import load_trace
     from .sim import markdown_table, plot, run_sim_bench

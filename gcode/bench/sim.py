@@ -91,8 +91,9 @@ def markdown_table(result: dict, trace_name: str) -> str:
 def plot(result: dict, out_dir) -> list:
     import matplotlib
     matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
     from pathlib import Path
+
+    import matplotlib.pyplot as plt
     fig, ax = plt.subplots(figsize=(5, 3))
     ax.bar(["vectorized", "reference loop"], [result["fast_s_median"], result["reference_s"]],
            color=["tab:blue", "tab:gray"])

@@ -7,7 +7,8 @@ from dataclasses import dataclass, fields
 
 import numpy as np
 
-from gcode.train._checks import positive_int, seed as check_seed
+from gcode.train._checks import positive_int
+from gcode.train._checks import seed as check_seed
 
 
 @dataclass(frozen=True)

@@ -14,7 +14,8 @@ from typing import Callable
 import torch
 from torch import nn
 
-from gcode.train._checks import positive_int, seed as check_seed
+from gcode.train._checks import positive_int
+from gcode.train._checks import seed as check_seed
 
 ModelFactory = Callable[..., nn.Module]
 
