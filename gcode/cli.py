@@ -116,7 +116,14 @@ def cmd_simulate(args) -> int:
     with _progress(len(names), "simulate", not args.json and len(names) > 1) as bar:
         for name in names:
             scheme = make_scheme(name, n=n, jobs=jobs, **_scheme_params(args, name))
-            results[name] = simulate(scheme, trace, policy, args.load_slope, args.time_scale).summary()
+            if args.log:
+                from .telemetry.sim_logging import simulate_with_log
+                prefix = args.log if args.scheme else f"{args.log}-{name}"
+                result = simulate_with_log(scheme, trace, policy, args.load_slope, args.time_scale,
+                                           prefix, trace_name=trace_name)
+            else:
+                result = simulate(scheme, trace, policy, args.load_slope, args.time_scale)
+            results[name] = result.summary()
             bar.update(1)
     if args.json:
         out = results[args.scheme] if args.scheme else {"trace": trace_name, "schemes": results}
@@ -202,6 +209,9 @@ def build_parser() -> argparse.ArgumentParser:
                         "deadline = cut at --deadline s; "
                         "all = always wait for everyone")
     p.add_argument("--deadline", type=float, help="seconds, for --policy deadline")
+    p.add_argument("--log", metavar="PREFIX",
+                   help="write the run log PREFIX.pb (protobuf) and PREFIX.jsonl; with several "
+                        "schemes, PREFIX-SCHEME.*; view with gcode replay / gcode plot")
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.set_defaults(func=cmd_simulate)
 
@@ -240,6 +250,16 @@ def build_parser() -> argparse.ArgumentParser:
 
     from .bench.cli import add_bench_parser
     add_bench_parser(sub)
+
+    from .telemetry.cli import (add_plot_arguments, add_replay_arguments, add_watch_arguments,
+                                cmd_plot, cmd_replay, cmd_watch)
+    for name, add, cmd, text in (
+            ("replay", add_replay_arguments, cmd_replay, "re-render a finished run's summary from its log"),
+            ("plot", add_plot_arguments, cmd_plot, "write PNG plots (timeline, straggler heatmap, loss) of a run log"),
+            ("watch", add_watch_arguments, cmd_watch, "follow a live run through its gRPC monitor")):
+        p = sub.add_parser(name, help=text, description=text)
+        add(p)
+        p.set_defaults(func=cmd)
     return parser
 
 
