@@ -187,3 +187,11 @@ def test_model_injection_is_seeded_and_scaled():
     assert a.shape == (10, 3) and np.array_equal(a, injected_delays(ic, 3, 10, seed=1))
     assert (a >= 0.1 - 1e-12).all()
     assert not injected_delays(InjectConfig(), 3, 4, 0).any()
+
+
+def test_threaded_weighted_sum_matches():
+    rng = np.random.default_rng(3)
+    arrays = [rng.standard_normal(50_001).astype(np.float32) for _ in range(4)]
+    coefs = [0.5, -1.0, 3.0, 1.0]
+    np.testing.assert_allclose(weighted_sum(arrays, coefs, block=1024, threads=3),
+                               weighted_sum(arrays, coefs, block=1024), rtol=0, atol=0)
