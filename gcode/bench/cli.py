@@ -73,6 +73,19 @@ def cmd_bench_sim(args) -> int:
     return code
 
 
+def cmd_bench_decode(args) -> int:
+    from tqdm import tqdm
+
+    from .decode import markdown_table, plot, run_decode_bench
+    ns, ds = tuple(args.n), tuple(int(float(d)) for d in args.d)
+    fractions = tuple(args.s_fraction)
+    with tqdm(total=len(ns) * len(ds) * len(fractions), desc="bench decode", disable=args.json,
+              leave=False, file=sys.stderr) as bar:
+        result = run_decode_bench(ns, ds, fractions, repeats=args.repeats,
+                                  max_bytes=int(args.max_gib * 2**30), progress=bar.update)
+    return _emit(args, "bench_decode", result, markdown_table(result), plot)
+
+
 def add_bench_parser(sub) -> None:
     bench = sub.add_parser("bench", help="benchmarks: tables, PNG plots and JSON under --out",
                            description="Measured benchmarks. Each writes <name>.json, <name>.md "
@@ -104,3 +117,14 @@ def add_bench_parser(sub) -> None:
     p.add_argument("--quick", action="store_true", help="time the reference on 10%% of the grid")
     common(p)
     p.set_defaults(func=cmd_bench_sim)
+
+    p = kinds.add_parser("decode", help="decode latency and GB/s against n, d and s, vs numpy gemv")
+    p.add_argument("--n", type=int, nargs="+", default=[16, 64, 256], help="workers (default 16 64 256)")
+    p.add_argument("--d", nargs="+", default=["1e4", "1e5", "1e6", "1e7"],
+                   help="values per result (default 1e4 1e5 1e6 1e7)")
+    p.add_argument("--s-fraction", type=float, nargs="+", default=[0.0, 0.1],
+                   help="stragglers tolerated, as a fraction of n (default 0 0.1)")
+    p.add_argument("--repeats", type=int, default=3, help="best of this many timings")
+    p.add_argument("--max-gib", type=float, default=2.0, help="skip settings with more results than this")
+    common(p)
+    p.set_defaults(func=cmd_bench_decode)
