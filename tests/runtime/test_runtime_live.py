@@ -158,3 +158,30 @@ def test_cli_entry_point_prints_json(ray_pool, capsys, tmp_path):
                 "max_decode_rel_error"):
         assert key in out
     assert out["decoded_jobs"] == 6 and len(out["param_checksum"]) == out["models"] == 1
+
+
+# ---- user-supplied model factory and dataset ---------------------------------------------------
+def tiny_net(input_shape, num_classes, width=8):
+    import math
+
+    from torch import nn
+    return nn.Sequential(nn.Flatten(), nn.Linear(math.prod(input_shape), width), nn.Tanh(),
+                         nn.Linear(width, num_classes))
+
+
+def test_user_model_factory_and_dataset(ray_pool):
+    import sys
+
+    from ray import cloudpickle
+
+    from gcode.train import Dataset
+    cloudpickle.register_pickle_by_value(sys.modules[__name__])  # ship tiny_net to the workers
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((300, 5)).astype(np.float32)
+    y = (x[:, 0] > 0).astype(np.int64)
+    ds = Dataset.from_arrays(x, y, num_classes=2)
+    res = train(config(scheme={"name": "gc", "s": 1, "jobs": 6},
+                       train={"batch_size": 100, "models": 1, "model_params": {"width": 4}}),
+                pool=ray_pool, dataset=ds, model_factory=tiny_net)
+    assert res["num_params"] == 5 * 4 + 4 + 4 * 2 + 2
+    assert res["decoded_jobs"] == 6 and res["max_decode_rel_error"] < 1e-5

@@ -37,9 +37,14 @@ def test_live_runtime_matches_the_simulator(ray_pool):
     sim = simulate(scheme, trace, make_policy("paper", mu=1.0), load_slope=live["load_slope_s"],
                    time_scale=TIME_SCALE)
     ratio = live["runtime_s"] / sim.runtime_s
+    # the same with the load slope from the workers' compute time alone (no transport)
+    sim_compute = simulate(make_scheme("msgc", n=n, jobs=jobs, B=1, W=2, lam=3), trace,
+                           make_policy("paper", mu=1.0),
+                           load_slope=live["compute_s_mean"] / live["load"], time_scale=TIME_SCALE)
     per_round = np.abs(np.array(live["durations_s"]) - np.array(sim.durations))
     report = {"live_runtime_s": live["runtime_s"], "sim_runtime_s": sim.runtime_s,
               "ratio": ratio, "live_waits": live["waits"], "sim_waits": sim.waits,
+              "ratio_compute_only_slope": live["runtime_s"] / sim_compute.runtime_s,
               "load_slope_s": live["load_slope_s"], "rounds": live["rounds"],
               "overhead_s_per_round": live["overhead_s_per_round"],
               "median_round_abs_diff_s": float(np.median(per_round)), "n": n,
