@@ -81,9 +81,10 @@ def start_workers(cc: ClusterConfig, n: int | None = None) -> WorkerPool:
     n = cc.workers if n is None else int(n)
     cpus = cc.worker_cpus
     alive = [nd for nd in ray.nodes() if nd.get("Alive") and nd.get("Resources", {}).get("CPU", 0) > 0]
-    if cpus is None:
+    if cpus is None:  # share the CPUs that are free now (another pool may hold some)
+        free = ray.available_resources().get("CPU", 0.0)
         total = sum(nd["Resources"]["CPU"] for nd in alive) or 1.0
-        cpus = min(1.0, total / n)
+        cpus = min(1.0, (free if free > 0 else total) / n)
         cpus = max(0.01, int(cpus * 100) / 100.0)  # round down so n actors always fit
     remote_cls = ray.remote(GradientWorker)
     actors = []
