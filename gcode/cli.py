@@ -66,12 +66,16 @@ def _scheme_params(args, name: str) -> dict:
     return params
 
 
-def _add_scheme_args(p: argparse.ArgumentParser, scheme_required: bool = False) -> None:
+def _add_scheme_args(p: argparse.ArgumentParser, scheme_required: bool = False,
+                     allow_auto: bool = False) -> None:
     g = p.add_argument_group("scheme")
-    g.add_argument("--scheme", choices=list(SCHEMES), required=scheme_required,
+    g.add_argument("--scheme", choices=list(SCHEMES) + (["auto"] if allow_auto else []),
+                   required=scheme_required,
                    help="coding scheme: uncoded (wait for all), ignore (fastest n-s, rescaled: an "
                         "APPROXIMATION), gc (gradient coding, T=0), srsgc (selective-repeat SGC, "
-                        "T=B), msgc (multiplexed SGC, T=W-2+B)")
+                        "T=B), msgc (multiplexed SGC, T=W-2+B)"
+                        + ("; auto (online tuner: picks scheme, parameters and mu from the rounds "
+                           "seen so far, switching at job boundaries)" if allow_auto else ""))
     g.add_argument("--s", type=int, help="gc/ignore: stragglers tolerated per round")
     g.add_argument("--B", type=int, help="srsgc/msgc: longest straggler burst, in rounds")
     g.add_argument("--W", type=int, help="srsgc/msgc: window length, in rounds (W > B)")
@@ -110,12 +114,15 @@ def cmd_simulate(args) -> int:
     trace, trace_name = load_trace_arg(args.trace)
     n = args.n or trace.shape[1]
     jobs = _jobs_for(args, trace)
-    policy = make_policy(args.policy, mu=args.mu, deadline_s=args.deadline)
-    names = [args.scheme] if args.scheme else list(SCHEMES)
+    names = [args.scheme] if args.scheme else [*SCHEMES, "auto"]
     results = {}
     with _progress(len(names), "simulate", not args.json and len(names) > 1) as bar:
         for name in names:
-            scheme = make_scheme(name, n=n, jobs=jobs, **_scheme_params(args, name))
+            if name == "auto":
+                scheme, policy = _auto_scheme(args, n, jobs)
+            else:
+                policy = make_policy(args.policy, mu=args.mu, deadline_s=args.deadline)
+                scheme = make_scheme(name, n=n, jobs=jobs, **_scheme_params(args, name))
             if args.log:
                 from .telemetry.sim_logging import simulate_with_log
                 prefix = args.log if args.scheme else f"{args.log}-{name}"
@@ -135,13 +142,30 @@ def cmd_simulate(args) -> int:
     header = f"{'scheme':8} {'params':28} {'load':>8} {'T':>3} {'rounds':>6} {'waits':>5} {'runtime s':>10}"
     print(header + ("  vs uncoded" if base else ""))
     for name, res in results.items():
-        params = ",".join(f"{k}={v}" for k, v in res["params"].items() if k != "gc_code")
+        if "segments" in res["params"]:
+            last = res["params"]["segments"][-1]
+            params = f"{len(res['params']['segments'])} segs, last {last['scheme']}"
+        else:
+            params = ",".join(f"{k}={v}" for k, v in res["params"].items() if k != "gc_code")
         line = (f"{name:8} {params:28} {res['load']:8.5f} {res['delay_T']:3d} {res['rounds']:6d} "
                 f"{res['waits']:5d} {res['runtime_s']:10.4f}")
         if base:
             line += f"  {base / res['runtime_s']:.3f}x"
-        print(line + ("  (approximate gradient)" if name == "ignore" else ""))
+        notes = {"ignore": "  (approximate gradient)",
+                 "auto": "  (online tuner with the partial-wait fallback)"}
+        print(line + notes.get(name, ""))
     return 0
+
+
+def _auto_scheme(args, n: int, jobs: int):
+    """The online auto scheme and its policy (the tuner); see gcode.sim.online."""
+    from .sim.online import OnlineConfig, OnlineTuner
+    if args.policy not in ("paper", "partial"):
+        raise CliError("--scheme auto supports --policy paper or partial (its fallback)")
+    cfg = OnlineConfig(partial=args.policy == "partial" or args.scheme is None,
+                       gc_code=args.gc_code, start_mu=args.mu)
+    tuner = OnlineTuner(n, jobs, args.load_slope, cfg)
+    return tuner.scheme, tuner
 
 
 def cmd_tune(args) -> int:
@@ -199,8 +223,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("simulate", help="replay a straggler trace through one or all schemes",
                        description="Replay per-worker round times through coding schemes and "
                                    "report the runtime. Without --scheme, compares all schemes "
-                                   "(paper parameters unless given).")
-    _add_scheme_args(p)
+                                   "(paper parameters unless given) and the auto scheme.")
+    _add_scheme_args(p, allow_auto=True)
     _add_trace_args(p)
     p.add_argument("--policy", choices=POLICIES, default="paper",
                    help="round ending: paper = cut at (1+mu) x fastest, wait for all when the "

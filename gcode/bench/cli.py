@@ -7,6 +7,8 @@ import os
 import sys
 from pathlib import Path
 
+import numpy as np
+
 RESULTS = "results"
 
 
@@ -86,6 +88,19 @@ def cmd_bench_decode(args) -> int:
     return _emit(args, "bench_decode", result, markdown_table(result), plot)
 
 
+def cmd_bench_auto(args) -> int:
+    from tqdm import tqdm
+
+    from .auto import META_GRID, markdown_table, plot, run_auto_bench
+    traces = Path(args.traces) if args.traces else default_traces_dir()
+    if traces is None:
+        raise ValueError("--traces: give the folder of Lambda traces (e.g. ../shared/traces)")
+    total = int(np.prod([len(v) for v in META_GRID.values()]))
+    with tqdm(total=total, desc="tuner settings", disable=args.json, leave=False, file=sys.stderr) as bar:
+        result = run_auto_bench(traces, progress=bar.update)
+    return _emit(args, "bench_auto", result, markdown_table(result), plot)
+
+
 def add_bench_parser(sub) -> None:
     bench = sub.add_parser("bench", help="benchmarks: tables, PNG plots and JSON under --out",
                            description="Measured benchmarks. Each writes <name>.json, <name>.md "
@@ -117,6 +132,14 @@ def add_bench_parser(sub) -> None:
     p.add_argument("--quick", action="store_true", help="time the reference on 10%% of the grid")
     common(p)
     p.set_defaults(func=cmd_bench_sim)
+
+    p = kinds.add_parser("auto", help="online auto scheme + partial wait vs hindsight-best M-SGC",
+                         description="The auto scheme with the partial-wait fallback on the public "
+                                     "traces, against the hindsight-best M-SGC. The tuner's own "
+                                     "settings are chosen on the load-level traces only.")
+    p.add_argument("--traces", help="folder with lambda-*.csv traces (default ../shared/traces or $GCODE_TRACES)")
+    common(p)
+    p.set_defaults(func=cmd_bench_auto)
 
     p = kinds.add_parser("decode", help="decode latency and GB/s against n, d and s, vs numpy gemv")
     p.add_argument("--n", type=int, nargs="+", default=[16, 64, 256], help="workers (default 16 64 256)")

@@ -217,8 +217,10 @@ class CyclicRepetitionCode(GradientCode):
 GC_CODE_KINDS = ("cyclic", "fr")
 
 
+@lru_cache(maxsize=256)
 def make_gc_code(kind: str, n: int, s: int) -> GradientCode:
-    """Build an (n, s) gradient code of ``kind`` ('cyclic' or 'fr')."""
+    """The (n, s) gradient code of ``kind`` ('cyclic' or 'fr'). Codes are immutable and
+    deterministic, so one instance (with its decode cache) is shared per (kind, n, s)."""
     if kind == "fr":
         return FractionalRepetitionCode(n, s)
     if kind == "cyclic":

@@ -1,0 +1,158 @@
+"""``--scheme auto``: an online tuner that picks the scheme, its parameters and μ as it goes.
+
+It is a round-ending :class:`Policy` bound to a :class:`SwitchingScheme`:
+  * it ends rounds with the partial-wait fallback (or the paper's) at the current μ;
+  * it observes every finished round's per-worker times and subtracts the load term to
+    recover the base times (what a worker would take at zero load);
+  * every ``every`` rounds it replays the last ``window`` rounds of base times through every
+    candidate (uncoded; GC s = 1 … n−1; SR-SGC and M-SGC (B, W, λ) with delay ≤ max_delay; each
+    at every μ in ``mus``) with the vectorized simulator, and switches at the next job boundary
+    when the best candidate's mean round time beats the current one's by ``margin``.
+Only past rounds are ever used, so every decision is out of sample. Switching follows
+:mod:`gcode.codes.switching` and never mis-decodes.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from ..codes import make_scheme
+from ..codes.loads import gc_load, msgc_load, srsgc_load
+from ..codes.switching import SwitchingScheme
+from .fast import TraceView, bursty_runtimes, s_per_round_runtimes
+from .policy import PaperPolicy, PartialWaitPolicy, Policy
+
+
+@dataclass(frozen=True)
+class OnlineConfig:
+    window: int = 8
+    every: int = 2
+    margin: float = 0.02
+    mus: tuple[float, ...] = (0.25, 0.5, 0.75, 1.0)
+    max_delay: int = 2
+    partial: bool = True
+    start_scheme: str = "gc"
+    start_s_fraction: float = 1 / 16  # GC with s = ⌈n·fraction⌉ until the first decision
+    start_mu: float = 1.0
+    gc_code: str = "cyclic"
+    min_history: int = 2  # first decision once this many rounds are seen (window fills later)
+    grid_points: int = 64  # s and λ values tried, spread geometrically over 1 … n
+
+    def __post_init__(self):
+        if self.window < 2:
+            raise ValueError(f"window must be >= 2 rounds, got {self.window}")
+        if not 1 <= self.min_history <= self.window:
+            raise ValueError(f"min_history must be in [1, window], got {self.min_history}")
+        if self.grid_points < 2:
+            raise ValueError(f"grid_points must be >= 2, got {self.grid_points}")
+        if self.every < 1:
+            raise ValueError(f"every must be >= 1, got {self.every}")
+        if not 0 <= self.margin < 1:
+            raise ValueError(f"margin must be in [0, 1), got {self.margin}")
+        if not self.mus or any(not mu > 0 for mu in self.mus):
+            raise ValueError(f"mus must be a non-empty tuple of positive values, got {self.mus}")
+        if self.max_delay < 0:
+            raise ValueError(f"max_delay must be >= 0, got {self.max_delay}")
+
+
+@dataclass(frozen=True)
+class Candidate:
+    scheme: str
+    params: dict = field(hash=False)
+    mu: float
+
+    def key(self) -> tuple:
+        return (self.scheme, tuple(sorted(self.params.items())), self.mu)
+
+
+def evaluate_candidates(base_times: np.ndarray, n: int, slope: float, cfg: OnlineConfig
+                        ) -> tuple[list[Candidate], np.ndarray]:
+    """Mean round time of every candidate over ``base_times`` (rounds × n, zero-load times)."""
+    rounds = base_times.shape[0]
+    candidates: list[Candidate] = []
+    means: list[np.ndarray] = []
+    lams = np.unique(np.round(np.geomspace(1, n, cfg.grid_points)).astype(np.int64))
+    code = cfg.gc_code
+    for mu in cfg.mus:
+        view = TraceView(base_times, mu)
+        s = np.concatenate([[0], lams[lams < n]])
+        loads = np.array([gc_load(n, int(v), code) for v in s])
+        loads[0] = 1.0 / n  # s = 0 is uncoded
+        total, _ = s_per_round_runtimes(view, s, loads, slope, rounds, cfg.partial)
+        candidates += [Candidate("uncoded", {}, mu)] + [Candidate("gc", {"s": int(v), "gc_code": code}, mu) for v in s[1:]]
+        means.append(total / rounds)
+        for name, load_of, pairs in (
+                ("msgc", msgc_load, [(B, W) for W in range(2, cfg.max_delay + 3)
+                                     for B in range(1, W) if W - 2 + B <= cfg.max_delay]),
+                ("srsgc", srsgc_load, [(B, W) for B in range(1, cfg.max_delay + 1)
+                                       for W in range(B + 1, 3 * B + 2, B)])):
+            for B, W in pairs:
+                loads = np.array([load_of(n, B, W, int(lam), code) for lam in lams])
+                valid = np.array([name != "srsgc" or lam < n for lam in lams])
+                total, _ = bursty_runtimes(view, B, W, lams[valid], loads[valid], slope, rounds, cfg.partial)
+                candidates += [Candidate(name, {"B": B, "W": W, "lam": int(lam), "gc_code": code}, mu)
+                               for lam in lams[valid]]
+                means.append(total / rounds)
+    return candidates, np.concatenate(means)
+
+
+class OnlineTuner(Policy):
+    """The auto scheme's policy and brain; ``self.scheme`` is the scheme to drive."""
+
+    name = "auto"
+
+    def __init__(self, n: int, jobs: int | None, load_slope: float, cfg: OnlineConfig = OnlineConfig()):
+        if load_slope < 0:
+            raise ValueError(f"load_slope must be >= 0, got {load_slope}")
+        self.n, self.cfg, self.load_slope = n, cfg, load_slope
+        s = max(1, int(np.ceil(n * cfg.start_s_fraction))) if n > 1 else 0
+        params = {"s": min(s, n - 1), "gc_code": cfg.gc_code} if cfg.start_scheme == "gc" else {}
+        first = make_scheme(cfg.start_scheme, n=n, jobs=jobs, **params)
+        self.current = Candidate(cfg.start_scheme, params, cfg.start_mu)
+        self.scheme = SwitchingScheme(n, jobs, first)
+        self.base_times: list[np.ndarray] = []
+        self.decisions: list[dict] = []
+
+    @property
+    def mu(self) -> float:
+        return self.current.mu
+
+    def _policy(self) -> Policy:
+        return PartialWaitPolicy(self.mu) if self.cfg.partial else PaperPolicy(self.mu)
+
+    def deadline(self, fastest: float) -> float:
+        return self._policy().deadline(fastest)
+
+    def resolve(self, times, conforms):
+        return self._policy().resolve(times, conforms)
+
+    def observe(self, r: int, times: np.ndarray, load: float) -> None:
+        base = np.asarray(times, dtype=np.float64) - load * self.load_slope
+        if np.isnan(base).any():  # live: fill unknown finish times with the slowest known
+            base = np.where(np.isnan(base), np.nanmax(base), base)
+        self.base_times.append(base)
+        next_round = r + 1
+        if len(self.base_times) < self.cfg.min_history or next_round % self.cfg.every:
+            return
+        if not self.scheme.can_switch(next_round):
+            return
+        window = np.array(self.base_times[-self.cfg.window:])
+        candidates, means = evaluate_candidates(window, self.n, self.load_slope, self.cfg)
+        best = int(np.argmin(means))
+        current_keys = [c.key() for c in candidates]
+        here = current_keys.index(self.current.key()) if self.current.key() in current_keys else None
+        current_mean = means[here] if here is not None else np.inf
+        decision = {"round": next_round, "best": candidates[best].scheme,
+                    "best_params": candidates[best].params, "best_mu": candidates[best].mu,
+                    "best_mean_s": float(means[best]), "current_mean_s": float(current_mean),
+                    "switched": False}
+        if means[best] < current_mean * (1 - self.cfg.margin):
+            choice = candidates[best]
+            if (choice.scheme, choice.params) != (self.current.scheme, self.current.params):
+                self.scheme.switch(next_round, lambda jobs: make_scheme(
+                    choice.scheme, n=self.n, jobs=jobs, **choice.params))
+            self.current = choice
+            decision["switched"] = True
+        self.decisions.append(decision)
