@@ -59,6 +59,25 @@ class WorkerPool:
     def nodes(self) -> int:
         return len({i.get("node") for i in self.info})
 
+    def wait_ready(self, timeout_s: float) -> None:
+        """Block until every actor answered ``ready`` (kills the pool on failure)."""
+        import ray
+        refs = getattr(self, "_ready", None)
+        if refs is None:
+            return
+        try:
+            self.info = ray.get(refs, timeout=timeout_s)
+        except ray.exceptions.GetTimeoutError:
+            self.kill()
+            raise RuntimeError(f"{len(self.actors)} workers were not ready within "
+                               f"cluster.startup_timeout_s={timeout_s}s; does the cluster have "
+                               f"{len(self.actors)} x {self.options.get('num_cpus')} CPUs "
+                               f"free?") from None
+        except Exception:
+            self.kill()
+            raise
+        self._ready = None
+
     def kill(self) -> None:
         import ray
         for a in self.actors:
@@ -73,6 +92,13 @@ def start_workers(cc: ClusterConfig, n: int | None = None) -> WorkerPool:
     the nodes when ``cc.placement == "spread"``. A pool can serve several runs (``train(...,
     pool=pool)``): each run ships its context with every call, so actors (and restarted actors)
     need no per-run setup call."""
+    pool = launch_workers(cc, n)
+    pool.wait_ready(cc.startup_timeout_s)
+    return pool
+
+
+def launch_workers(cc: ClusterConfig, n: int | None = None) -> WorkerPool:
+    """Create the actors without waiting (they import torch meanwhile); then ``wait_ready``."""
     import ray
     from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
@@ -96,14 +122,5 @@ def start_workers(cc: ClusterConfig, n: int | None = None) -> WorkerPool:
             opts["scheduling_strategy"] = NodeAffinitySchedulingStrategy(node, soft=True)
         actors.append(remote_cls.options(**opts).remote(i))
     pool = WorkerPool(actors, options={"num_cpus": cpus, "placement": cc.placement})
-    try:
-        pool.info = ray.get([a.ready.remote() for a in actors], timeout=cc.startup_timeout_s)
-    except ray.exceptions.GetTimeoutError:
-        pool.kill()
-        raise RuntimeError(f"{n} workers were not ready within cluster.startup_timeout_s="
-                           f"{cc.startup_timeout_s}s; does the cluster have {n} x {cpus} CPUs "
-                           f"free?") from None
-    except Exception:
-        pool.kill()
-        raise
+    pool._ready = [a.ready.remote() for a in actors]
     return pool

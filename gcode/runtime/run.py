@@ -62,48 +62,50 @@ def train(config: TrainConfig | None = None, *, progress: ProgressFn | None = No
     from gcode.sim import make_policy
     from gcode.train import full_loss, load_dataset, num_params
 
-    from .cluster import ensure_ray, start_workers
+    from .cluster import ensure_ray, launch_workers
 
     cfg = config if config is not None else TrainConfig()
     validate(cfg)
     setup_start = time.perf_counter()
     tr, n = cfg.train, cfg.cluster.workers
-
     scheme = make_scheme(cfg.scheme.name, n=n, jobs=cfg.scheme.jobs, **cfg.scheme_params())
     policy = make_policy(cfg.policy.name, mu=cfg.policy.mu, deadline_s=cfg.policy.deadline_s)
-    if dataset is None:
-        extra = dict(tr.dataset_params)
-        dataset = load_dataset(tr.dataset, num_samples=tr.num_samples, seed=tr.seed, **extra)
-    if tr.batch_size > len(dataset):
-        raise ConfigError("train.batch_size", f"must be <= the dataset size {len(dataset)}, "
-                                              f"got {tr.batch_size}")
-    M = 1 if tr.mode == "delayed" else (tr.models or scheme.delay + 1)
-    models, optimizers = _build_models(cfg, dataset, M, model_factory)
-    d = num_params(models[0])
-    bounds = tuple((s.start, s.stop) for s in chunk_boundaries(scheme.chunk_fractions, tr.batch_size))
-    spec = WorkSpec(model=tr.model, input_shape=tuple(dataset.input_shape),
-                    num_classes=dataset.num_classes, model_params=dict(tr.model_params),
-                    factory=model_factory, seed=tr.seed, batch_size=tr.batch_size,
-                    num_samples=len(dataset), bounds=bounds,
-                    message_dtype=np.dtype(scheme.message_dtype).name, num_params=d)
     rounds = scheme.total_rounds
     try:
         delays = injected_delays(cfg.inject, n, rounds, tr.seed)
     except ValueError as exc:
         raise ConfigError("inject", str(exc)) from None
-
     own_pool = pool is None
     if not own_pool and len(pool.actors) < n:
         raise ConfigError("cluster.workers", f"the given pool has {len(pool.actors)} actors, "
                                              f"fewer than workers={n}")
+
     started = ensure_ray(cfg.cluster)
     prev_threads = torch.get_num_threads()
-    writer = JsonlWriter(cfg.log.jsonl)
+    writer = None
     try:
+        if own_pool:  # actors import torch while the driver builds data and models
+            pool = launch_workers(cfg.cluster)
         torch.set_num_threads(1)
+        if dataset is None:
+            dataset = load_dataset(tr.dataset, num_samples=tr.num_samples, seed=tr.seed,
+                                   **dict(tr.dataset_params))
+        if tr.batch_size > len(dataset):
+            raise ConfigError("train.batch_size", f"must be <= the dataset size {len(dataset)}, "
+                                                  f"got {tr.batch_size}")
+        M = 1 if tr.mode == "delayed" else (tr.models or scheme.delay + 1)
+        models, optimizers = _build_models(cfg, dataset, M, model_factory)
+        d = num_params(models[0])
+        bounds = tuple((s.start, s.stop)
+                       for s in chunk_boundaries(scheme.chunk_fractions, tr.batch_size))
+        spec = WorkSpec(model=tr.model, input_shape=tuple(dataset.input_shape),
+                        num_classes=dataset.num_classes, model_params=dict(tr.model_params),
+                        factory=model_factory, seed=tr.seed, batch_size=tr.batch_size,
+                        num_samples=len(dataset), bounds=bounds,
+                        message_dtype=np.dtype(scheme.message_dtype).name, num_params=d)
         ctx = (uuid.uuid4().hex, ray.put((spec, dataset.x, dataset.y)))
-        if own_pool:
-            pool = start_workers(cfg.cluster)
+        writer = JsonlWriter(cfg.log.jsonl)
+        pool.wait_ready(cfg.cluster.startup_timeout_s)
         coord = Coordinator(cfg, scheme, policy, pool.actors[:n], spec,
                             torch.from_numpy(dataset.x), torch.from_numpy(dataset.y),
                             models, optimizers, delays, writer, progress, ctx)
@@ -114,7 +116,8 @@ def train(config: TrainConfig | None = None, *, progress: ProgressFn | None = No
         checksum = [float(sum(p.detach().double().sum().item() for p in m.parameters()))
                     for m in models]
     finally:
-        writer.close()
+        if writer is not None:
+            writer.close()
         torch.set_num_threads(prev_threads)
         if own_pool and pool is not None:
             pool.kill()
