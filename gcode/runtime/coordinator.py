@@ -125,9 +125,14 @@ class Coordinator:
         return 0 if self.delayed else t % self.M
 
     def _issue(self, t: int) -> None:
+        """Snapshot model (t mod M) for job t and put it in the object store once."""
         import ray
 
         from gcode.train import flatten_params
+        prev = t - self.M
+        if not self.delayed and self.scheme.job_exists(prev) and not self.scheme.is_decoded(prev):
+            raise RuntimeError(f"job {t} would start from model {t % self.M} before job {prev} "
+                               f"updated it (M={self.M} must be >= T+1={self.T + 1})")
         flat = flatten_params(self.models[self.model_of(t)])
         self.snapshots[t] = flat
         self.param_refs[t] = ray.put(flat)

@@ -55,6 +55,8 @@ class GradientWorker:
             return
         import torch
         spec, x, y = await ctx_box[0]
+        if self.ctx_id == ctx_id:  # a concurrent call adopted it while we awaited
+            return
         self.spec: WorkSpec = spec
         self.x = torch.from_numpy(np.array(x, dtype=np.float32))  # copy: ray arrays are read-only
         self.y = torch.from_numpy(np.array(y, dtype=np.int64))
