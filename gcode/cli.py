@@ -62,7 +62,7 @@ def _scheme_params(args, name: str) -> dict:
     if not params:
         params = dict(PAPER_DEFAULTS[name])
     if "gc_code" in accepted:
-        params["gc_code"] = args.gc_code
+        params["gc_code"] = args.gc_code or "cyclic"
     return params
 
 
@@ -80,10 +80,10 @@ def _add_scheme_args(p: argparse.ArgumentParser, scheme_required: bool = False,
     g.add_argument("--B", type=int, help="srsgc/msgc: longest straggler burst, in rounds")
     g.add_argument("--W", type=int, help="srsgc/msgc: window length, in rounds (W > B)")
     g.add_argument("--lam", type=int, help="srsgc/msgc: distinct stragglers per window (<= n)")
-    g.add_argument("--gc-code", choices=GC_CODE_KINDS, default="cyclic",
+    g.add_argument("--gc-code", choices=GC_CODE_KINDS,
                    help="gradient code inside gc/srsgc/msgc: cyclic (load (s+1)/n, the paper's; "
                         "fp64 messages when ill-conditioned) or fr (fractional repetition, exact "
-                        "in fp32, load 1/floor(n/(s+1))). Default: cyclic")
+                        "in fp32, load 1/floor(n/(s+1))). Default: cyclic, and fr for auto")
 
 
 def _add_trace_args(p: argparse.ArgumentParser) -> None:
@@ -162,8 +162,8 @@ def _auto_scheme(args, n: int, jobs: int):
     from .sim.online import OnlineConfig, OnlineTuner
     if args.policy not in ("paper", "partial"):
         raise CliError("--scheme auto supports --policy paper or partial (its fallback)")
-    cfg = OnlineConfig(partial=args.policy == "partial" or args.scheme is None,
-                       gc_code=args.gc_code, start_mu=args.mu)
+    cfg = OnlineConfig(partial=args.policy == "partial" or args.scheme is None, start_mu=args.mu,
+                       **({"gc_code": args.gc_code} if args.gc_code else {}))
     tuner = OnlineTuner(n, jobs, args.load_slope, cfg)
     return tuner.scheme, tuner
 
