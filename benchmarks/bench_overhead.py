@@ -151,19 +151,25 @@ def bench_decode(n: int, d: int, repeat: int) -> dict:
     out["stream_critical_path_ms"] = statistics.median(critical)
     out["stream_total_fold_ms"] = statistics.median(folds) * n
 
-    # the cyclic code's decode vector for a straggler set (QR solve, then cached per set)
-    code = CyclicRepetitionCode(256, 27, conditioning_samples=1)
-    firsts, cached = [], []
-    for _ in range(5):
-        finished = frozenset(range(256)) - frozenset(rng.choice(256, 27, replace=False).tolist())
-        t = time.perf_counter()
-        code.decode_coefficients(finished)
-        firsts.append(1e3 * (time.perf_counter() - t))
-        t = time.perf_counter()
-        code.decode_coefficients(finished)
-        cached.append(1e3 * (time.perf_counter() - t))
-    out["cyclic_solve_first_ms"] = statistics.median(firsts)
-    out["cyclic_solve_cached_ms"] = statistics.median(cached)
+    # the cyclic code's decode vector for a straggler set (QR solve, then cached per set), with
+    # the process's default BLAS threads and with one BLAS thread (what train() uses)
+    from threadpoolctl import threadpool_limits
+
+    def solves(code):
+        firsts, cached = [], []
+        for _ in range(5):
+            finished = frozenset(range(256)) - frozenset(rng.choice(256, 27, replace=False).tolist())
+            t = time.perf_counter()
+            code.decode_coefficients(finished)
+            firsts.append(1e3 * (time.perf_counter() - t))
+            t = time.perf_counter()
+            code.decode_coefficients(finished)
+            cached.append(1e3 * (time.perf_counter() - t))
+        return statistics.median(firsts), statistics.median(cached)
+    out["cyclic_solve_first_ms"], out["cyclic_solve_cached_ms"] = solves(
+        CyclicRepetitionCode(256, 27, conditioning_samples=1))
+    with threadpool_limits(limits=1, user_api="blas"):
+        out["cyclic_solve_first_1blas_ms"], _ = solves(CyclicRepetitionCode(256, 27, conditioning_samples=1))
     return out
 
 
@@ -206,6 +212,7 @@ def main(argv=None) -> int:
         ("streaming: fold one arrival", dec["stream_fold_per_result_ms"]),
         ("streaming: critical path (last fold + decode)", dec["stream_critical_path_ms"]),
         ("cyclic n=256 s=27 decode vector, new set (QR)", dec["cyclic_solve_first_ms"]),
+        ("  same, BLAS limited to 1 thread (as in train)", dec["cyclic_solve_first_1blas_ms"]),
         ("cyclic decode vector, cached", dec["cyclic_solve_cached_ms"]),
     ]
     for name, ms in rows:
