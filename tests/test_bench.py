@@ -7,7 +7,7 @@ import sys
 import pytest
 from paths import TRACES
 
-SCHEMES = {"uncoded", "ignore", "gc", "srsgc", "msgc"}
+SCHEMES = {"uncoded", "ignore", "gc", "srsgc", "msgc", "auto"}
 
 
 def assert_png(path):

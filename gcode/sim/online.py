@@ -130,22 +130,31 @@ class OnlineTuner(Policy):
     def resolve(self, times, conforms):
         return self._policy().resolve(times, conforms)
 
+    def prime(self, base_times: np.ndarray) -> None:
+        """Seed the tuner with zero-load times of rounds before this run (e.g. a probe trace) and
+        decide at once, before round 0."""
+        self.base_times += [np.asarray(row, dtype=np.float64) for row in np.atleast_2d(base_times)]
+        if len(self.base_times) >= self.cfg.min_history:
+            self._decide(len(self.scheme.history))
+
     def observe(self, r: int, times: np.ndarray, load: float) -> None:
         base = np.asarray(times, dtype=np.float64) - load * self.load_slope
         if np.isnan(base).any():  # live: fill unknown finish times with the slowest known
             base = np.where(np.isnan(base), np.nanmax(base), base)
         self.base_times.append(base)
         next_round = r + 1
-        if len(self.base_times) < self.cfg.min_history or next_round % self.cfg.every:
-            return
+        if len(self.base_times) >= self.cfg.min_history and next_round % self.cfg.every == 0:
+            self._decide(next_round)
+
+    def _decide(self, next_round: int) -> None:
+        """Re-tune on the recent window and switch at ``next_round`` if clearly better."""
         if not self.scheme.can_switch(next_round):
             return
         window = np.array(self.base_times[-self.cfg.window:])
         candidates, means = evaluate_candidates(window, self.n, self.load_slope, self.cfg)
         best = int(np.argmin(means))
-        current_keys = [c.key() for c in candidates]
-        here = current_keys.index(self.current.key()) if self.current.key() in current_keys else None
-        current_mean = means[here] if here is not None else np.inf
+        keys = [c.key() for c in candidates]
+        current_mean = means[keys.index(self.current.key())] if self.current.key() in keys else np.inf
         decision = {"round": next_round, "best": candidates[best].scheme,
                     "best_params": candidates[best].params, "best_mu": candidates[best].mu,
                     "best_mean_s": float(means[best]), "current_mean_s": float(current_mean),
