@@ -68,6 +68,8 @@ class Scheme(ABC):
         self.n = int(n)
         self.jobs = None if jobs is None else int(jobs)
         self.history: list[np.ndarray] = []
+        #: every state-changing call, in order; replaying them rebuilds the state (checkpoints)
+        self.events: list[list] = []
         self._plans: dict[int, list[list[MiniTask]]] = {}
         self._decoded: set[int] = set()
 
@@ -101,6 +103,14 @@ class Scheme(ABC):
     def params(self) -> dict:
         """The constructor parameters (besides n and jobs), for logs and JSON."""
         return {}
+
+    @property
+    def spec(self) -> dict:
+        """What ``make_scheme`` needs to rebuild this scheme (name, n, jobs, parameters)."""
+        from . import SCHEMES
+        accepted = SCHEMES[self.name][1]
+        return {"name": self.name, "n": self.n, "jobs": self.jobs,
+                "params": {k: v for k, v in self.params.items() if k in accepted}}
 
     @property
     def total_rounds(self) -> int:
@@ -146,6 +156,7 @@ class Scheme(ABC):
             for task in plan[worker]:
                 self._accept(int(worker), r, task)
         self.history.append(~arrived)
+        self.events.append(["record", r, "".join("1" if a else "0" for a in arrived)])
         self._plans.pop(r - self.delay - 1, None)
 
     def accept_late(self, r: int, worker: int) -> None:
@@ -155,6 +166,7 @@ class Scheme(ABC):
         plan = self._plans.get(r)
         if plan is None:
             return
+        self.events.append(["late", r, int(worker)])
         for task in plan[worker]:
             if task.job not in self._decoded:
                 self._accept(worker, r, task)
@@ -170,6 +182,7 @@ class Scheme(ABC):
         if not self._decodable(t):
             raise DecodeError(f"{self.name}: job {t} is not decodable yet")
         self._decoded.add(t)
+        self.events.append(["decode", t])
         decoding = self._decode(t)
         self._forget(t)
         return decoding

@@ -55,6 +55,8 @@ class SwitchingScheme:
         self.segments: list[Segment] = [Segment(first, 0, 0)]
         self.history: list[np.ndarray] = []
         self.switches: list[dict] = []
+        self.first_spec = first.spec
+        self.events: list[list] = []
 
     # ---- switching --------------------------------------------------------------------------
     @property
@@ -84,6 +86,7 @@ class SwitchingScheme:
             last.scheme.jobs = r - last.start
             self.segments.append(Segment(new, r, SLOT_STRIDE * (len(self.segments) % 2)))
         self.switches.append({"round": r, "scheme": new.name, "params": new.params})
+        self.events.append(["switch", r, {k: v for k, v in new.spec.items() if k != "jobs"}])
         return new
 
     # ---- properties drivers read ------------------------------------------------------------
@@ -119,6 +122,10 @@ class SwitchingScheme:
     @property
     def exact(self) -> bool:
         return all(seg.scheme.exact for seg in self.segments)
+
+    @property
+    def spec(self) -> dict:
+        return {"name": self.name, "n": self.n, "jobs": self.jobs, "first": self.first_spec}
 
     @property
     def params(self) -> dict:
@@ -157,8 +164,10 @@ class SwitchingScheme:
         for seg in self._active(r):
             seg.scheme.record(r - seg.start, arrived)
         self.history.append(~arrived)
+        self.events.append(["record", r, "".join("1" if a else "0" for a in arrived)])
 
     def accept_late(self, r: int, worker: int) -> None:
+        self.events.append(["late", r, int(worker)])
         for seg in self.segments:
             if seg.start <= r < seg.start + len(seg.scheme.history):
                 seg.scheme.accept_late(r - seg.start, worker)
@@ -175,5 +184,6 @@ class SwitchingScheme:
 
     def decode(self, t: int) -> Decoding:
         seg = self._segment_of(t)
+        self.events.append(["decode", t])
         return [(ResultKey(key.worker, key.round + seg.start, key.slot + seg.slot_offset), c)
                 for key, c in seg.scheme.decode(t - seg.start)]
