@@ -53,6 +53,22 @@ def coded_task(code, worker: int, job: int, slot: int = 0, chunk_offset: int = 0
                     tuple(float(c) for c in code.encoding[worker, support]))
 
 
+class CodeBacked:
+    """Mixin for schemes whose job data are exactly the parts of one gradient code ``self.code``."""
+
+    @property
+    def load(self) -> float:
+        return self.code.load
+
+    @property
+    def chunk_fractions(self) -> np.ndarray:
+        return self.code.part_fractions
+
+    @property
+    def message_dtype(self) -> np.dtype:
+        return self.code.message_dtype
+
+
 class Scheme(ABC):
     """Base class: round bookkeeping, history and the driver-facing protocol."""
 

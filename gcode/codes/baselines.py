@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .base import Decoding, MiniTask, ResultKey, Scheme, coded_task
+from .base import CodeBacked, Decoding, MiniTask, ResultKey, Scheme, coded_task
 from .gc import GradientCode, make_gc_code
 from .models import SPerRound
 
@@ -97,7 +97,7 @@ class IgnoreStragglers(Uncoded):
         return [(ResultKey(w, t, 0), scale) for w in finished]
 
 
-class GradientCoding(_OneRoundScheme):
+class GradientCoding(CodeBacked, _OneRoundScheme):
     """GC: worker i sends its coded combination; any n−s finished workers decode the job."""
 
     name = "gc"
@@ -113,20 +113,8 @@ class GradientCoding(_OneRoundScheme):
         return {"s": self.s, "gc_code": self.code.kind}
 
     @property
-    def load(self):
-        return self.code.load
-
-    @property
-    def chunk_fractions(self):
-        return self.code.part_fractions
-
-    @property
     def model(self):
         return SPerRound(self.s)
-
-    @property
-    def message_dtype(self):
-        return self.code.message_dtype
 
     def _worker_task(self, worker, job):
         return coded_task(self.code, worker, job)

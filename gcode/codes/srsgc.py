@@ -6,7 +6,7 @@ import math
 
 import numpy as np
 
-from .base import Decoding, ResultKey, Scheme, coded_task
+from .base import CodeBacked, Decoding, ResultKey, Scheme, coded_task
 from .gc import GradientCode, make_gc_code
 from .models import Bursty, validate_bursty
 
@@ -20,7 +20,7 @@ def srsgc_s(B: int, W: int, lam: int) -> int:
     return math.ceil(lam / ((W - 1) // B + 1))
 
 
-class SelectiveRepeatSGC(Scheme):
+class SelectiveRepeatSGC(CodeBacked, Scheme):
     """Every worker computes its GC task for job r in round r, except that when job t = r−B still
     misses v > s results, v−s of its missing workers redo their job-t task instead.
 
@@ -51,20 +51,8 @@ class SelectiveRepeatSGC(Scheme):
         return self.B
 
     @property
-    def load(self):
-        return self.code.load
-
-    @property
-    def chunk_fractions(self):
-        return self.code.part_fractions
-
-    @property
     def model(self):
         return self._model
-
-    @property
-    def message_dtype(self):
-        return self.code.message_dtype
 
     def _plan(self, r):
         job_of_worker = np.full(self.n, r if self.job_exists(r) else -1)
