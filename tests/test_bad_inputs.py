@@ -1,0 +1,166 @@
+"""The bad-input catalogue: every malformed input gets an error that names the problem, and the
+command line never shows a traceback from deep inside a library.
+
+Each case is (id, call, exception type, text the message must contain).
+"""
+
+import json
+import subprocess
+import sys
+
+import grpc
+import numpy as np
+import pytest
+
+from gcode.codes import make_scheme
+from gcode.codes.state import restore_scheme
+from gcode.sim.online import OnlineConfig
+from gcode.stragglers import load_trace, make_delay_model
+from gcode.telemetry.runlog import read_run_log
+from gcode.train import Dataset, load_dataset, make_model, make_optimizer
+
+
+def _trace(tmp_path, text, name="t.csv"):
+    path = tmp_path / name
+    path.write_bytes(text if isinstance(text, bytes) else text.encode())
+    return path
+
+
+SCHEME_CASES = [
+    ("lam > n", lambda: make_scheme("msgc", n=4, B=1, W=2, lam=5), "lam must satisfy lam <= n"),
+    ("B >= W", lambda: make_scheme("msgc", n=4, B=2, W=2, lam=1), "B must satisfy 1 <= B < W"),
+    ("B = 0", lambda: make_scheme("srsgc", n=4, B=0, W=2, lam=1), "B must be >= 1"),
+    ("s >= n", lambda: make_scheme("gc", n=4, s=4), "s must satisfy 0 <= s < n"),
+    ("negative s", lambda: make_scheme("ignore", n=4, s=-1), "s must satisfy"),
+    ("n < 1", lambda: make_scheme("uncoded", n=0), "n must be an integer >= 1"),
+    ("float n", lambda: make_scheme("uncoded", n=2.5), "n must be an integer >= 1"),
+    ("jobs = 0", lambda: make_scheme("gc", n=4, s=1, jobs=0), "jobs must be an integer >= 1"),
+    ("missing lam", lambda: make_scheme("msgc", n=4, B=1, W=2), "needs parameter 'lam'"),
+    ("unknown param", lambda: make_scheme("gc", n=4, s=1, W=3), "unknown parameter 'W'"),
+    ("unknown scheme", lambda: make_scheme("rs", n=4), "unknown scheme 'rs'"),
+    ("unknown code", lambda: make_scheme("gc", n=4, s=1, gc_code="mds"), "gc_code must be one of"),
+    ("bool lam", lambda: make_scheme("msgc", n=4, B=1, W=2, lam=True), "lam must be an integer"),
+    ("srsgc s >= n", lambda: make_scheme("srsgc", n=1, B=1, W=2, lam=1), "needs s="),
+]
+
+
+@pytest.mark.parametrize("label,call,message", SCHEME_CASES, ids=[c[0] for c in SCHEME_CASES])
+def test_scheme_parameters(label, call, message):
+    with pytest.raises(ValueError, match=message):
+        call()
+
+
+TRACE_CASES = [
+    ("empty file", "", "empty"),
+    ("not a number", "1.0,2.0\n1.0,abc\n", "line 2, column 2"),
+    ("ragged row", "1.0,2.0\n1.0\n", "line 2 has 1 columns"),
+    ("NaN", "1.0,nan\n", "line 1, column 2"),
+    ("negative time", "1.0,-2.0\n", "line 1, column 2"),
+    ("zero time", "0,1.0\n", "line 1, column 1"),
+    ("header row", "w0,w1\n1.0,2.0\n", "header"),
+    ("not UTF-8", b"1.0,\xff\xfe\n", "UTF-8"),
+]
+
+
+@pytest.mark.parametrize("label,text,message", TRACE_CASES, ids=[c[0] for c in TRACE_CASES])
+def test_malformed_traces(tmp_path, label, text, message):
+    with pytest.raises(ValueError, match=message):
+        load_trace(_trace(tmp_path, text))
+
+
+DATA_CASES = [
+    ("length mismatch", lambda: Dataset.from_arrays(np.zeros((3, 2)), np.zeros(2, int)), "length"),
+    ("non-finite x", lambda: Dataset.from_arrays(np.full((2, 2), np.nan), np.zeros(2, int)), "finite"),
+    ("label out of range", lambda: Dataset.from_arrays(np.zeros((2, 2)), np.array([0, 5]), num_classes=2), "label"),
+    ("unknown dataset", lambda: load_dataset("imagenet"), "imagenet"),
+    ("unknown model", lambda: make_model("resnet9000", 4, 2, 0), "resnet9000"),
+    ("unknown optimizer", lambda: make_optimizer("lion", make_model("mlp", 4, 2, 0).parameters()), "lion"),
+    ("bad optimizer option", lambda: make_optimizer("sgd", make_model("mlp", 4, 2, 0).parameters(), lr=0.1, momentun=0.9), "momentun"),
+    ("unknown delay model", lambda: make_delay_model("weibull"), "weibull"),
+    ("bad delay parameter", lambda: make_delay_model("pareto", scale=1.0, alpha=2.0, shape=3), "shape"),
+    ("bad online tuner window", lambda: OnlineConfig(window=1), "window must be >= 2"),
+]
+
+
+@pytest.mark.parametrize("label,call,message", DATA_CASES, ids=[c[0] for c in DATA_CASES])
+def test_datasets_models_and_settings(label, call, message):
+    with pytest.raises(ValueError, match=message):
+        call()
+
+
+STATE_CASES = [
+    ("no format", {}, "unsupported or missing format"),
+    ("spec not an object", {"format": 1, "spec": 3}, "'spec' must be an object"),
+    ("bad mask", {"format": 1, "spec": {"name": "gc", "n": 4, "params": {"s": 1}},
+                  "events": [["record", 0, "1x11"]]}, "0/1"),
+    ("unknown event", {"format": 1, "spec": {"name": "gc", "n": 4, "params": {"s": 1}},
+                       "events": [["teleport"]]}, "unknown event kind"),
+    ("decode of an undecodable job", {"format": 1, "spec": {"name": "uncoded", "n": 2},
+                                      "events": [["record", 0, "10"], ["decode", 0]]}, "not decodable"),
+]
+
+
+@pytest.mark.parametrize("label,state,message", STATE_CASES, ids=[c[0] for c in STATE_CASES])
+def test_scheme_checkpoints(label, state, message):
+    with pytest.raises(Exception, match=message) as info:
+        restore_scheme(json.loads(json.dumps(state)))
+    assert isinstance(info.value, (ValueError, RuntimeError))
+
+
+LOG_CASES = [
+    ("garbage", b"not a run log at all", "not a gcode run log"),
+    ("truncated", None, "truncated"),
+]
+
+
+@pytest.mark.parametrize("label,data,message", LOG_CASES, ids=[c[0] for c in LOG_CASES])
+def test_run_logs(tmp_path, label, data, message):
+    path = tmp_path / "run.pb"
+    if data is None:
+        from gcode.sim import PaperPolicy
+        from gcode.telemetry.sim_logging import simulate_with_log
+        trace = np.ones((4, 3)) + np.arange(12).reshape(4, 3) / 10
+        simulate_with_log(make_scheme("uncoded", n=3, jobs=3), trace, PaperPolicy(1.0), 0.0, 1.0,
+                          str(tmp_path / "run"))
+        path.write_bytes(path.read_bytes()[:-7])
+    else:
+        path.write_bytes(data)
+    with pytest.raises(ValueError, match=message):
+        read_run_log(path)
+
+
+def test_rpcs_with_bad_requests_and_tokens():
+    from gcode.telemetry.monitor import MonitorClient, MonitorServer
+    with MonitorServer("127.0.0.1:0", token="secret") as server:
+        for token in (None, "wrong"):
+            with pytest.raises(grpc.RpcError) as info:
+                MonitorClient(server.target, token=token).status()
+            assert info.value.code() == grpc.StatusCode.UNAUTHENTICATED
+        client = MonitorClient(server.target, token="secret")
+        with pytest.raises(grpc.RpcError) as info:
+            next(iter(client.watch(from_round=-1)))
+        assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+        with pytest.raises(grpc.RpcError) as info:
+            client.request_stop("x" * 5000)
+        assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    with pytest.raises(ValueError, match="token"):
+        MonitorServer("0.0.0.0:0")
+
+
+CLI_CASES = [
+    (["simulate", "--scheme", "gc", "--s", "999"], "s must satisfy"),
+    (["simulate", "--trace", "/nonexistent.csv"], "no such file"),
+    (["simulate", "--mu", "-1"], "mu must be > 0"),
+    (["simulate", "--jobs", "0"], "--jobs must be >= 1"),
+    (["tune", "--jobs", "100"], "exceeds the trace"),
+    (["verify", "--scheme", "gc", "--n", "0", "--s", "1"], "--n must be >= 1"),
+    (["replay", "/nonexistent.pb"], "nonexistent"),
+    (["bench", "trace", "--traces", "/nonexistent"], "no such directory"),
+]
+
+
+@pytest.mark.parametrize("args,message", CLI_CASES, ids=[" ".join(c[0][:2]) + f"-{i}" for i, c in enumerate(CLI_CASES)])
+def test_cli_reports_one_line_without_traceback(args, message):
+    proc = subprocess.run([sys.executable, "-m", "gcode", *args], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2, proc.stderr
+    assert message in proc.stderr and "Traceback" not in proc.stderr
