@@ -49,8 +49,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
 
-SCHEME_NAMES = ("uncoded", "ignore", "gc", "srsgc", "msgc")
-POLICY_NAMES = ("paper", "deadline", "all")
+SCHEME_NAMES = ("uncoded", "ignore", "gc", "srsgc", "msgc", "auto")
+POLICY_NAMES = ("paper", "partial", "deadline", "all")
 MODES = ("concurrent", "delayed")
 INJECT_MODES = ("add", "target")
 PLACEMENTS = ("spread", "pack")
@@ -59,7 +59,8 @@ GC_CODES = ("cyclic", "fr")
 
 #: parameters each scheme takes from [scheme] (mirrors gcode.codes.SCHEMES)
 SCHEME_PARAMS = {"uncoded": (), "ignore": ("s",), "gc": ("s", "gc_code"),
-                 "srsgc": ("B", "W", "lam", "gc_code"), "msgc": ("B", "W", "lam", "gc_code")}
+                 "srsgc": ("B", "W", "lam", "gc_code"), "msgc": ("B", "W", "lam", "gc_code"),
+                 "auto": ("gc_code",)}
 
 
 class ConfigError(ValueError):
@@ -74,21 +75,23 @@ class ConfigError(ValueError):
 class SchemeConfig:
     """The coding scheme, as in ``gcode simulate``."""
 
-    name: str = "msgc"
+    name: str = "msgc"          # uncoded | ignore | gc | srsgc | msgc | auto (online tuner)
     s: int | None = None        # gc / ignore: stragglers per round (default 1)
     B: int | None = None        # srsgc / msgc: burst length (default 1)
     W: int | None = None        # srsgc / msgc: window (default 2)
     lam: int | None = None      # srsgc / msgc: distinct stragglers per window (default min(2, n))
-    gc_code: str = "cyclic"     # gc / srsgc / msgc: cyclic | fr
+    gc_code: str | None = None  # gc / srsgc / msgc / auto: cyclic | fr (default cyclic; auto: fr)
     jobs: int = 40              # jobs to finish (rounds = jobs + T)
+    auto_load_slope: float | None = None  # auto: seconds per unit load the tuner assumes
+    #                                       (default: measured live, round by round)
 
 
 @dataclass
 class PolicyConfig:
     """How a round ends (the same policy objects as the simulator)."""
 
-    name: str = "paper"
-    mu: float = 1.0             # paper: stragglers are slower than (1+mu) x fastest
+    name: str = "paper"         # paper | partial (paper cut, partial-wait fallback) | deadline | all
+    mu: float = 1.0             # paper/partial: stragglers are slower than (1+mu) x fastest
     deadline_s: float | None = None  # deadline: cut at this many seconds
 
 
@@ -142,7 +145,9 @@ class InjectConfig:
 
 @dataclass
 class LogConfig:
-    jsonl: str | None = None    # per-round JSONL log path
+    jsonl: str | None = None    # per-round JSONL log path (plain dicts, this module's format)
+    run_log: str | None = None  # telemetry run log prefix: PREFIX.pb + PREFIX.jsonl
+    #                             (gcode replay / plot read it)
 
 
 @dataclass(frozen=True)
@@ -184,8 +189,11 @@ SECTIONS = {"scheme": SchemeConfig, "policy": PolicyConfig, "cluster": ClusterCo
 
 
 def scheme_params(sc: SchemeConfig, n: int) -> dict:
+    """make_scheme parameters (for ``auto``: only gc_code, when given)."""
     accepted = SCHEME_PARAMS[sc.name]
-    defaults = {"s": 1 if n > 1 else 0, "B": 1, "W": 2, "lam": min(2, n)}
+    if sc.name == "auto":
+        return {} if sc.gc_code is None else {"gc_code": sc.gc_code}
+    defaults = {"s": 1 if n > 1 else 0, "B": 1, "W": 2, "lam": min(2, n), "gc_code": "cyclic"}
     params = {}
     for key in accepted:
         value = getattr(sc, key)
@@ -358,6 +366,12 @@ def with_overrides(cfg: TrainConfig, overrides: Mapping[str, Any]) -> TrainConfi
     return out
 
 
+def auto_max_delay() -> int:
+    """The largest delay T the online tuner (scheme 'auto') may switch to."""
+    from .sim.online import OnlineConfig
+    return OnlineConfig().max_delay
+
+
 # ---- validation: the one place ------------------------------------------------------------
 def _positive(where: str, value, allow_none=False, integer=False):
     if value is None and allow_none:
@@ -404,7 +418,13 @@ def validate(cfg: TrainConfig) -> None:
     # scheme
     _choice("scheme.name", sc.name, SCHEME_NAMES)
     _positive("scheme.jobs", sc.jobs, integer=True)
-    _choice("scheme.gc_code", sc.gc_code, GC_CODES)
+    if sc.gc_code is not None:
+        _choice("scheme.gc_code", sc.gc_code, GC_CODES)
+    if sc.auto_load_slope is not None:
+        if sc.name != "auto":
+            raise ConfigError("scheme.auto_load_slope", f"only applies to scheme 'auto', not {sc.name!r}")
+        if not (math.isfinite(sc.auto_load_slope) and sc.auto_load_slope >= 0):
+            raise ConfigError("scheme.auto_load_slope", f"must be >= 0, got {sc.auto_load_slope}")
     accepted = SCHEME_PARAMS[sc.name]
     for key in ("s", "B", "W", "lam"):
         value = getattr(sc, key)
@@ -423,14 +443,19 @@ def validate(cfg: TrainConfig) -> None:
             raise ConfigError("scheme.W", f"must be > B={B}, got {W}")
         if not 0 <= lam <= n:
             raise ConfigError("scheme.lam", f"must satisfy 0 <= lam <= workers={n}, got {lam}")
-    try:
-        from .codes import make_scheme
-        probe = make_scheme(sc.name, n=n, jobs=sc.jobs, **params)
-    except ValueError as exc:
-        raise ConfigError("scheme", str(exc)) from None
+    probe_delay = auto_max_delay() if sc.name == "auto" else None
+    if probe_delay is None:
+        try:
+            from .codes import make_scheme
+            probe_delay = make_scheme(sc.name, n=n, jobs=sc.jobs, **params).delay
+        except ValueError as exc:
+            raise ConfigError("scheme", str(exc)) from None
 
     # policy
     _choice("policy.name", pc.name, POLICY_NAMES)
+    if sc.name == "auto" and pc.name not in ("paper", "partial"):
+        raise ConfigError("policy.name", f"scheme 'auto' ends rounds itself with the paper cut and "
+                                         f"the paper or partial fallback; got {pc.name!r}")
     _positive("policy.mu", pc.mu)
     if pc.name == "deadline" and pc.deadline_s is None:
         raise ConfigError("policy.deadline_s", "is required with policy 'deadline' (--deadline SECONDS)")
@@ -448,10 +473,10 @@ def validate(cfg: TrainConfig) -> None:
                                               f"got {tc.batch_size}")
     if tc.models is not None:
         _positive("train.models", tc.models, integer=True)
-        if tc.mode == "concurrent" and tc.models < probe.delay + 1:
-            raise ConfigError("train.models", f"must be >= T+1 = {probe.delay + 1} for scheme "
+        if tc.mode == "concurrent" and tc.models < probe_delay + 1:
+            raise ConfigError("train.models", f"must be >= T+1 = {probe_delay + 1} for scheme "
                                               f"{sc.name} {params} (job t trains model t mod M and "
-                                              f"is decoded up to T={probe.delay} rounds later); "
+                                              f"is decoded up to T={probe_delay} rounds later); "
                                               f"got {tc.models}, or use mode 'delayed'")
         if tc.mode == "delayed" and tc.models != 1:
             raise ConfigError("train.models", f"mode 'delayed' trains one model; got {tc.models}")

@@ -140,3 +140,15 @@ def test_bad_flag_value_is_a_field_error():
 def test_parse_value():
     assert parse_value("3") == 3 and parse_value("1e-3") == 0.001 and parse_value("true") is True
     assert parse_value("a/b.csv") == "a/b.csv"
+
+
+def test_auto_scheme_and_partial_policy_flags():
+    cfg = parse(["--scheme", "auto", "--policy", "partial", "--load-slope", "0.3"])
+    assert cfg.scheme.name == "auto" and cfg.scheme_params() == {}
+    assert cfg.policy.name == "partial" and cfg.scheme.auto_load_slope == 0.3
+    with pytest.raises(ConfigError, match=r"^policy\.name"):
+        parse(["--scheme", "auto", "--policy", "all"])
+    with pytest.raises(ConfigError, match=r"^scheme\.lam"):
+        parse(["--scheme", "auto", "--lam", "2"])
+    with pytest.raises(ConfigError, match=r"^scheme\.auto_load_slope"):
+        parse(["--scheme", "gc", "--load-slope", "0.3"])

@@ -195,3 +195,19 @@ def test_threaded_weighted_sum_matches():
     coefs = [0.5, -1.0, 3.0, 1.0]
     np.testing.assert_allclose(weighted_sum(arrays, coefs, block=1024, threads=3),
                                weighted_sum(arrays, coefs, block=1024), rtol=0, atol=0)
+
+
+def test_partial_wait_fallback_stops_once_the_missing_set_conforms():
+    from gcode.sim import PartialWaitPolicy
+    at_most_one = lambda s: s.sum() <= 1  # noqa: E731
+    st = RoundState(4, arrived={0: 0.1})
+    assert isinstance(decide(st, 0.3, PartialWaitPolicy(1.0), at_most_one), FallBack)
+    st.fell_back = True
+    assert isinstance(decide(st, 0.3, PartialWaitPolicy(1.0), at_most_one), Wait)
+    st.arrived[2] = 0.4
+    assert isinstance(decide(st, 0.4, PartialWaitPolicy(1.0), at_most_one), Wait)
+    st.arrived[1] = 0.5
+    d = decide(st, 0.5, PartialWaitPolicy(1.0), at_most_one)
+    assert isinstance(d, End) and d.fell_back and d.arrived.tolist() == [True, True, True, False]
+    # the paper policy would keep waiting for worker 3
+    assert isinstance(decide(st, 0.5, PaperPolicy(1.0), at_most_one), Wait)

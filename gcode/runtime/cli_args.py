@@ -47,7 +47,8 @@ FLAG_FIELDS = {
     "optimizer": "train.optimizer", "lr": "train.lr", "batch_size": "train.batch_size",
     "check_decode": "train.check_decode",
     "inject": "inject.model", "inject_trace": "inject.trace", "time_scale": "inject.time_scale",
-    "inject_mode": "inject.mode", "log_jsonl": "log.jsonl",
+    "inject_mode": "inject.mode", "log_jsonl": "log.jsonl", "run_log": "log.run_log",
+    "load_slope": "scheme.auto_load_slope",
 }
 
 
@@ -85,7 +86,9 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--scheme", choices=SCHEME_NAMES, default=S,
                    help="uncoded: wait for all; ignore: fastest n-s rescaled (APPROXIMATE); gc: "
                         "gradient coding, T=0; srsgc: selective-repeat SGC, T=B; msgc: "
-                        "multiplexed SGC, T=W-2+B, the lowest load (default msgc)")
+                        "multiplexed SGC, T=W-2+B, the lowest load (default msgc); auto: the "
+                        "online tuner picks scheme, parameters and mu from the rounds seen so "
+                        "far and switches at job boundaries")
     g.add_argument("--s", type=int, default=S,
                    help="gc/ignore: stragglers tolerated in every round (default 1)")
     g.add_argument("--B", type=int, default=S,
@@ -97,15 +100,20 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--gc-code", choices=GC_CODES, default=S,
                    help="code inside gc/srsgc/msgc: cyclic (the paper's; fp64 messages when "
                         "ill-conditioned) or fr (fractional repetition: exact, streams in "
-                        "decode). Default cyclic")
+                        "decode). Default cyclic (auto: fr)")
+    g.add_argument("--load-slope", type=float, metavar="SECONDS", default=S,
+                   help="auto: seconds per unit of normalized load the tuner assumes when it "
+                        "compares schemes (default: measured live, round by round)")
     g.add_argument("--jobs", type=int, default=S,
                    help="full gradients to compute; the run takes jobs+T rounds (default 40)")
 
     g = parser.add_argument_group("round ending (as in gcode simulate)")
     g.add_argument("--policy", choices=POLICY_NAMES, default=S,
-                   help="paper: cut at (1+mu) x the fastest arrival; deadline: cut at --deadline "
-                        "seconds; all: wait for every worker. If the stragglers at the cut break "
-                        "the scheme's model, the round waits for all (counted in 'waits')")
+                   help="paper: cut at (1+mu) x the fastest arrival; partial: the same cut, but "
+                        "a violation waits only until the missing workers conform; deadline: "
+                        "cut at --deadline seconds; all: wait for every worker. If the "
+                        "stragglers at the cut break the scheme's model, the round waits for all "
+                        "(counted in 'waits')")
     g.add_argument("--mu", type=float, default=S,
                    help="paper policy: stragglers are slower than (1+mu) x fastest (default 1)")
     g.add_argument("--deadline", type=float, metavar="SECONDS", default=S,
@@ -161,10 +169,19 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
     g = parser.add_argument_group("output")
     g.add_argument("--log-jsonl", metavar="PATH", default=S,
                    help="write one JSON record per round (arrivals, stragglers, decodes, loss)")
+    g.add_argument("--run-log", metavar="PREFIX", default=S,
+                   help="write the telemetry run log PREFIX.pb and PREFIX.jsonl (every round's "
+                        "plan and outcome; read it with gcode replay / gcode plot)")
     g.add_argument("--json", action="store_true", default=S,
                    help="print one final JSON object (runtime_s, rounds, waits, decoded_jobs, "
                         "final_loss, param_checksum, max_decode_rel_error, ...)")
     g.add_argument("--quiet", action="store_true", default=S, help="no progress bar")
+    if "--monitor" not in parser._option_string_actions:
+        try:  # --monitor HOST:PORT / --monitor-token: stream rounds to `gcode watch`
+            from ..telemetry.cli import add_monitor_arguments
+            add_monitor_arguments(parser)
+        except ImportError:  # pragma: no cover - telemetry extras missing
+            pass
 
 
 def config_from_args(args: argparse.Namespace) -> TrainConfig:
@@ -245,12 +262,18 @@ def run_from_args(args: argparse.Namespace, pool=None) -> int:
     from .run import train
     from .runlog import to_json
     cfg = config_from_args(args)
+    monitor = None
+    if getattr(args, "monitor", None):
+        from ..telemetry.cli import monitor_from_args
+        monitor = monitor_from_args(args)
     bar, progress = _bar(args, cfg)
     try:
-        result = train(cfg, progress=progress, pool=pool)
+        result = train(cfg, progress=progress, pool=pool, monitor=monitor)
     finally:
         if bar is not None:
             bar.close()
+        if monitor is not None:
+            monitor.close()
     if getattr(args, "json", False):
         print(to_json(result))
     else:

@@ -3,13 +3,16 @@
 Per round r (mirrors :func:`gcode.sim.simulate`)::
 
     absorb late results of earlier rounds (scheme.accept_late) -> plan(r)
-    -> issue job r: put model (r mod M)'s parameters once (ray.put) -> dispatch compute(r, ...)
+    -> issue job r: put model (r mod M)'s parameters and chunk ranges once (ray.put)
+    -> dispatch compute(r, ...) to every worker
     -> loop: poll arrivals (ray.wait) -> policy (rounds.decide) -> decision
-    -> record(r, arrived) -> decode every decodable job in fp64 -> step that job's model
-    -> log record, progress callback
+    -> record(r, arrived) -> policy.observe(r, times, load)
+    -> decode every decodable job in fp64 -> step that job's model
+    -> check decode deadlines -> log record, progress callback, run recorder
 
 Mechanism (Ray calls, validation, retries) lives here; the round-ending *policy* is the
-simulator's Policy object, applied by :func:`gcode.runtime.rounds.decide`.
+simulator's Policy object, applied by :func:`gcode.runtime.rounds.decide`. The scheme may be a
+switching one (``auto``): rounds, delay, chunking and message dtype are read per round / per job.
 """
 
 from __future__ import annotations
@@ -25,9 +28,10 @@ import numpy as np
 from ..codes import DecodeError, MiniTask, ResultKey, Scheme
 from ..config import TrainConfig
 from ..sim.policy import Policy
-from .data import WorkSpec, job_indices
+from .data import WorkSpec, bounds_of, job_indices
 from .decode import Decoder
-from .rounds import End, FallBack, RoundState, Wait, decide
+from .inject import DelaySource
+from .rounds import End, FallBack, RoundState, Wait, decide, partial_fallback
 from .runlog import JsonlWriter
 from .worker import check_result
 
@@ -64,7 +68,7 @@ class Timings:
     decode: float = 0.0     # record + decode of every decodable job
     step: float = 0.0       # optimizer steps
     check: float = 0.0      # check_decode / track_loss diagnostics
-    log: float = 0.0        # JSONL + progress callback
+    log: float = 0.0        # JSONL, run recorder, progress callback
 
     def overhead(self) -> float:
         """Coordinator work per the issue's definition: plan + bookkeeping + decode + step."""
@@ -82,14 +86,17 @@ class Coordinator:
     y: Any
     models: list
     optimizers: list
-    delays: np.ndarray           # (rounds, n) injected seconds
+    delays: DelaySource          # injected seconds per (round, worker)
     writer: JsonlWriter
     progress: ProgressFn | None = None
     ctx: tuple = ("", None)      # (run id, ObjectRef of (spec, x, y)) sent with every call
+    recorder: Any = None         # gcode.telemetry RunRecorder (run log + live monitor), optional
+    auto_slope: bool = False     # measure the tuner's load slope live (scheme 'auto')
 
     # ---- state ------------------------------------------------------------------------
-    param_refs: dict = field(default_factory=dict)
-    snapshots: dict = field(default_factory=dict)
+    jobs_ctx: dict = field(default_factory=dict)    # job -> ObjectRef of (flat params, bounds)
+    job_dtype: dict = field(default_factory=dict)   # job -> message dtype
+    snapshots: dict = field(default_factory=dict)   # job -> flat params (checks, loss)
     late: list = field(default_factory=list)
     failures: list = field(default_factory=list)
     pids: dict = field(default_factory=dict)
@@ -97,6 +104,7 @@ class Coordinator:
     timings: Timings = field(default_factory=Timings)
     compute_s: list = field(default_factory=list)
     response_s: list = field(default_factory=list)
+    slope_samples: list = field(default_factory=list)
     durations: list = field(default_factory=list)
     waits: int = 0
     decoded: int = 0
@@ -106,26 +114,33 @@ class Coordinator:
     max_rel_error: float | None = None
     last_loss: float | None = None
     updates: list = field(default_factory=list)
+    stopped: bool = False
+    stop_reason: str = ""
 
     def __post_init__(self):
         self.n = self.scheme.n
-        self.T = self.scheme.delay
         self.M = len(self.models)
         self.delayed = self.cfg.train.mode == "delayed"
         self.decoder = Decoder(self.spec.num_params, streaming=self.cfg.train.streaming_decode)
-        self.dtype = np.dtype(self.spec.message_dtype)
         self.updates = [0] * self.M
         self.scratch = copy.deepcopy(self.models[0])
+        self.partial = partial_fallback(self.policy)
+        self._bounds_cache: dict[bytes, tuple] = {}
+        self._call_dtype: dict[tuple[int, int], np.dtype] = {}  # (round, worker) -> dtype sent
         self.faults = {}
         for f in self.cfg.faults:
             self.faults.setdefault((f.round, f.worker), f.kind)
+
+    @property
+    def T(self) -> int:
+        return self.scheme.delay  # may grow when a switching scheme changes codes
 
     # ---- helpers ----------------------------------------------------------------------
     def model_of(self, t: int) -> int:
         return 0 if self.delayed else t % self.M
 
     def _issue(self, t: int) -> None:
-        """Snapshot model (t mod M) for job t and put it in the object store once."""
+        """Snapshot model (t mod M) for job t; put (params, chunk ranges) in the store once."""
         import ray
 
         from gcode.train import flatten_params
@@ -134,18 +149,29 @@ class Coordinator:
             raise RuntimeError(f"job {t} would start from model {t % self.M} before job {prev} "
                                f"updated it (M={self.M} must be >= T+1={self.T + 1})")
         flat = flatten_params(self.models[self.model_of(t)])
+        fractions = np.asarray(self.scheme.chunk_fractions_for(t), dtype=np.float64)
+        key = fractions.tobytes()
+        if key not in self._bounds_cache:
+            self._bounds_cache[key] = bounds_of(fractions, self.cfg.train.batch_size)
         self.snapshots[t] = flat
-        self.param_refs[t] = ray.put(flat)
+        self.job_dtype[t] = np.dtype(self.scheme.message_dtype)
+        self.jobs_ctx[t] = ray.put((flat, self._bounds_cache[key]))
+
+    def _dtype(self, tasks: list[MiniTask]) -> np.dtype:
+        if not tasks:
+            return np.dtype(np.float32)
+        return np.result_type(*(self.job_dtype[t.job] for t in tasks))
 
     def _dispatch(self, r: int, w: int, tasks: list[MiniTask], attempt: int):
         import ray
         fault = self.faults.get((r, w)) if attempt == 0 else None
-        refs = {t.job: self.param_refs[t.job] for t in tasks}
-        delay = float(self.delays[r, w]) if attempt == 0 else 0.0
-        ref = self.actors[w].compute.remote(self.ctx[0], [self.ctx[1]], r, [_wire(t) for t in tasks],
-                                            refs, delay,
-                                            self.cfg.inject.mode, fault if fault != "kill" else None,
-                                            attempt)
+        refs = {t.job: self.jobs_ctx[t.job] for t in tasks}
+        delay = self.delays.get(r, w) if attempt == 0 else 0.0
+        dtype = self._dtype(tasks)
+        self._call_dtype[(r, w)] = dtype
+        ref = self.actors[w].compute.remote(
+            self.ctx[0], [self.ctx[1]], r, [_wire(t) for t in tasks], refs,
+            dtype.name, delay, self.cfg.inject.mode, fault if fault != "kill" else None, attempt)
         if fault == "kill":
             ray.kill(self.actors[w], no_restart=False)
         return ref
@@ -170,6 +196,11 @@ class Coordinator:
             if not self.scheme.is_decoded(task.job):
                 self.decoder.add(ResultKey(w, r, task.slot), task, grads[k])
 
+    def _check(self, payload, r: int, w: int, tasks: list[MiniTask]) -> str | None:
+        """Validate worker w's round-r result against what was sent (tags, shape, dtype)."""
+        return check_result(payload, r, w, [_wire(t) for t in tasks], self.spec.num_params,
+                            self._call_dtype[(r, w)])
+
     # ---- late results -----------------------------------------------------------------
     def _absorb_late(self, r: int) -> None:
         """Use stragglers' results that arrived after their round ended (scheme.accept_late),
@@ -190,8 +221,7 @@ class Coordinator:
             if err is None and payload.get("status") == "stale":
                 continue  # dropped by the worker when the next round reached it
             if err is None:
-                err = check_result(payload, rr, w, [_wire(t) for t in tasks],
-                                   self.spec.num_params, self.dtype)
+                err = self._check(payload, rr, w, tasks)
             if err is not None:  # a straggler that then failed: log it, use nothing
                 self.failures.append({"round": rr, "worker": w, "attempt": 0, "reason": err,
                                       "late": True})
@@ -206,19 +236,20 @@ class Coordinator:
     # ---- one round ----------------------------------------------------------------------
     def _wait_round(self, r: int, plan: list[list[MiniTask]], pending: dict, t0: float,
                     info: dict) -> End:
+        """Poll arrivals -> policy -> decision, until the round ends."""
         import ray
         cc = self.cfg.cluster
         state = RoundState(self.n)
         attempts = [0] * self.n
         failed_at: dict[int, float] = {}
-        wires = [[_wire(t) for t in tasks] for tasks in plan]
         conforms = lambda stragglers: self.scheme.conforms(r, stragglers)  # noqa: E731
         while True:
             now = time.perf_counter() - t0
-            decision = decide(state, now, self.policy, conforms)
+            decision = decide(state, now, self.policy, conforms, self.partial)
             if isinstance(decision, End):
                 for ref, w in pending.items():
                     self.late.append((ref, r, w, plan[w]))
+                info["failed"] = {w: reason for w, reason in state.failed.items()}
                 return decision
             if isinstance(decision, FallBack):
                 state.fell_back = True
@@ -256,7 +287,7 @@ class Coordinator:
                 w = pending.pop(ref)
                 payload, err = self._fetch(ref)
                 if err is None:
-                    err = check_result(payload, r, w, wires[w], self.spec.num_params, self.dtype)
+                    err = self._check(payload, r, w, plan[w])
                 if err is not None:
                     state.failed[w] = err
                     failed_at[w] = arrived_at
@@ -268,7 +299,12 @@ class Coordinator:
                 self._store(w, r, plan[w], payload["grads"])
                 if attempts[w] == 0:
                     self.compute_s.append(float(payload["compute_s"]))
-                    self.response_s.append(arrived_at - float(payload["sleep_s"]))
+                    response = arrived_at - float(payload["sleep_s"])
+                    self.response_s.append(response)
+                    load = self.scheme.round_load(r)
+                    if load > 0:
+                        self.slope_samples.append(response / load)
+                info["arrival_s"][w] = arrived_at
                 info["compute_s"][w] = float(payload["compute_s"])
                 info["sleep_s"][w] = float(payload["sleep_s"])
             self.timings.process += time.perf_counter() - tp
@@ -277,12 +313,7 @@ class Coordinator:
         """Decode job t (already recorded decodable), check it, step its model."""
         import torch
 
-        from gcode.train import (
-            apply_gradient,
-            chunk_gradient,
-            full_loss,
-            load_flat_params,
-        )
+        from gcode.train import apply_gradient, chunk_gradient, full_loss, load_flat_params
 
         td = time.perf_counter()
         decoding = self.scheme.decode(t)
@@ -309,64 +340,114 @@ class Coordinator:
         apply_gradient(self.models[m], self.optimizers[m], grad, 1.0 / tr.batch_size)
         self.updates[m] += 1
         self.timings.step += time.perf_counter() - ts
-        self.param_refs.pop(t, None)
-        self.snapshots.pop(t, None)
+        for d in (self.jobs_ctx, self.job_dtype, self.snapshots):
+            d.pop(t, None)
         self.decoded += 1
         return out
 
+    def _observe(self, r: int, info: dict) -> None:
+        """Tell the policy the round's per-worker times (NaN: no result), as the simulator does."""
+        times = np.full(self.n, np.nan)
+        for w, at in info["arrival_s"].items():
+            times[w] = at
+        if self.auto_slope and self.slope_samples and hasattr(self.policy, "load_slope"):
+            self.policy.load_slope = float(np.median(self.slope_samples[-8 * self.n:]))
+        if np.isfinite(times).any():
+            self.policy.observe(r, times, self.scheme.round_load(r))
+
+    def _record(self, r: int, plan, end: End, info: dict, duration: float, jobs_done: list,
+                wall: float) -> dict:
+        stragglers = np.flatnonzero(~end.arrived).tolist()
+        record = {
+            "round": r, "rounds": self.scheme.total_rounds, "duration_s": duration,
+            "wall_time_s": wall, "wait_s": info["wait_s"],
+            "cut_s": end.cut if math.isfinite(end.cut) else None, "fell_back": end.fell_back,
+            "stragglers": stragglers, "failures": info["failures"],
+            "arrival_s": info["arrival_s"], "compute_s": info["compute_s"],
+            "sleep_s": info["sleep_s"], "decoded": jobs_done, "decoded_jobs": self.decoded,
+            "jobs": self.scheme.jobs, "waits": self.waits, "loss": self.last_loss,
+            "late_used": self.late_used, "load": self.scheme.round_load(r),
+        }
+        if "fallback_stragglers" in info:
+            record["fallback_stragglers"] = info["fallback_stragglers"]
+        self.writer.write(record)
+        if self.recorder is not None:
+            self._to_recorder(r, plan, end, info, duration, jobs_done, wall)
+        if self.progress is not None:
+            self.progress(record)
+        return record
+
+    def _to_recorder(self, r, plan, end, info, duration, jobs_done, wall) -> None:
+        from gcode.telemetry.messages import round_record
+        arrival = np.full(self.n, np.nan)
+        for w, at in info["arrival_s"].items():
+            arrival[w] = at
+        errors = [j["rel_error"] for j in jobs_done if "rel_error" in j]
+        losses = {j["model"]: (j["job"], j["loss"]) for j in jobs_done if "loss" in j}
+        switches = list(getattr(self.scheme, "switches", ()))
+        new_switches, self._switches_seen = switches[self._switches_seen:], len(switches)
+        self.recorder.round(round_record(
+            round=r, plans=plan, arrival_s=arrival, stragglers=~end.arrived,
+            fell_back=end.fell_back, duration_s=duration, decoded_jobs=[j["job"] for j in jobs_done],
+            losses=losses or None, wall_time_s=wall,
+            deadline_s=end.cut if math.isfinite(end.cut) else None,
+            max_decode_rel_error=max(errors) if errors else None,
+            compute_s=info["compute_s"], injected_sleep_s=info["sleep_s"],
+            failures={f["worker"]: f["reason"] for f in info["failures"]
+                      if f["round"] == r and not end.arrived[f["worker"]]},
+            load=self.scheme.round_load(r), switches=new_switches))
+        if self.recorder.stop_requested and not self.stopped:
+            self.stopped = True
+            self.stop_reason = getattr(self.recorder, "stop_reason", "") or "stop requested"
+
     def run(self) -> float:
         """Run every round; returns the wall-clock seconds of the training loop."""
-        rounds = self.scheme.total_rounds
+        self._switches_seen = 0
         start = time.perf_counter()
-        for r in range(rounds):
+        r = 0
+        while r < self.scheme.total_rounds and not self.stopped:
             round_start = time.perf_counter()
             n_fail = len(self.failures)
             tp = time.perf_counter()
             self._absorb_late(r)
             plan = self.scheme.plan(r)
-            if self.scheme.job_exists(r):
+            if self.scheme.job_exists(r) and r not in self.jobs_ctx:
                 self._issue(r)
             self.timings.plan += time.perf_counter() - tp
             td = time.perf_counter()
-            pending = {}
-            for w in range(self.n):
-                pending[self._dispatch(r, w, plan[w], 0)] = w
+            pending = {self._dispatch(r, w, plan[w], 0): w for w in range(self.n)}
             t0 = time.perf_counter()
             self.timings.dispatch += t0 - td
-            info: dict = {"compute_s": {}, "sleep_s": {}}
+            info: dict = {"arrival_s": {}, "compute_s": {}, "sleep_s": {}}
             end = self._wait_round(r, plan, pending, t0, info)
             wait_end = time.perf_counter()
+            info["wait_s"] = wait_end - t0
             self.timings.wait += wait_end - t0
             tdec = time.perf_counter()
             self.scheme.record(r, end.arrived)
+            self._observe(r, info)
             self.timings.decode += time.perf_counter() - tdec
             self.waits += end.fell_back
-            stragglers = np.flatnonzero(~end.arrived).tolist()
-            self.stragglers_total += len(stragglers)
-            jobs_done = []
-            for t in range(max(0, r - self.T), r + 1):
-                if self.scheme.decodable(t):
-                    jobs_done.append(self._finish_job(t))
-            due = r - self.T
-            if self.scheme.job_exists(due) and not self.scheme.is_decoded(due):
-                raise DecodeError(f"{self.scheme.name}: job {due} not decodable at its deadline "
-                                  f"round {r}; stragglers so far broke the scheme's guarantee")
-            self.decoder.forget_before(r - self.T)
+            self.stragglers_total += int((~end.arrived).sum())
+            T = self.T
+            jobs_done = [self._finish_job(t) for t in range(max(0, r - T), r + 1)
+                         if self.scheme.decodable(t)]
+            for t in range(max(0, r - T), r + 1):
+                if (self.scheme.job_exists(t) and self.scheme.decode_deadline(t) == r
+                        and not self.scheme.is_decoded(t)):
+                    raise DecodeError(f"{self.scheme.name}: job {t} not decodable at its deadline "
+                                      f"round {r}; the recorded stragglers broke the scheme's "
+                                      f"guarantee")
+            self.decoder.forget_before(r - T)
+            oldest = min([item[1] for item in self.late] + [r + 1])
+            for key in [k for k in self._call_dtype if k[0] < oldest]:
+                del self._call_dtype[key]
             duration = time.perf_counter() - round_start
             self.durations.append(duration)
             tl = time.perf_counter()
-            record = {
-                "round": r, "rounds": rounds, "duration_s": duration, "wait_s": wait_end - t0,
-                "cut_s": end.cut if math.isfinite(end.cut) else None, "fell_back": end.fell_back,
-                "stragglers": stragglers, "failures": self.failures[n_fail:],
-                "compute_s": info["compute_s"], "sleep_s": info["sleep_s"],
-                "decoded": jobs_done, "decoded_jobs": self.decoded, "jobs": self.scheme.jobs,
-                "waits": self.waits, "loss": self.last_loss, "late_used": self.late_used,
-            }
-            if "fallback_stragglers" in info:
-                record["fallback_stragglers"] = info["fallback_stragglers"]
-            self.writer.write(record)
-            if self.progress is not None:
-                self.progress(record)
+            info["failures"] = self.failures[n_fail:]
+            self._record(r, plan, end, info, duration, jobs_done, time.perf_counter() - start)
             self.timings.log += time.perf_counter() - tl
+            r += 1
+        self.rounds_run = r
         return time.perf_counter() - start

@@ -1,7 +1,9 @@
-"""What workers and the coordinator agree on without talking: job batches and chunk ranges.
+"""What workers and the coordinator agree on without talking: job batches and model specs.
 
 Every process holds the (small, in-memory) dataset and derives job t's batch from (seed, t)
 alone, so no sample indices travel with the tasks and a restarted actor rebuilds the same data.
+A job's chunk ranges ([start, stop) of each chunk id inside its batch) travel once per job with
+its parameters (they can change between jobs when a switching scheme changes codes).
 """
 
 from __future__ import annotations
@@ -30,6 +32,12 @@ def model_seed(seed: int, model: int) -> int:
     return int(np.random.SeedSequence([int(seed), int(model)]).generate_state(1)[0] & 0x7FFFFFFF)
 
 
+def bounds_of(fractions: np.ndarray, batch_size: int) -> tuple[tuple[int, int], ...]:
+    """Chunk id -> [start, stop) inside a job batch (balanced when not divisible)."""
+    from ..codes import chunk_boundaries
+    return tuple((s.start, s.stop) for s in chunk_boundaries(fractions, batch_size))
+
+
 @dataclass(frozen=True)
 class WorkSpec:
     """Everything a worker actor needs to compute any task of the run (sent once, at start)."""
@@ -42,12 +50,7 @@ class WorkSpec:
     seed: int = 0
     batch_size: int = 1
     num_samples: int = 1
-    bounds: tuple[tuple[int, int], ...] = ()    # chunk id -> [start, stop) inside a job batch
-    message_dtype: str = "float32"
     num_params: int = 0
-
-    def chunk_rows(self, indices: np.ndarray, chunks) -> list[np.ndarray]:
-        return [indices[self.bounds[c][0]:self.bounds[c][1]] for c in chunks]
 
 
 def build_model(spec: WorkSpec):

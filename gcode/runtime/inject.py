@@ -18,6 +18,24 @@ import numpy as np
 from ..config import InjectConfig
 
 
+class DelaySource:
+    """Injected seconds per (round, worker), extended on demand when an adaptive scheme runs
+    more rounds than first planned (a trace must then have those rows; a delay model is
+    re-sampled with twice the rounds from the same seed, keeping what was already used)."""
+
+    def __init__(self, ic: InjectConfig, n: int, rounds: int, seed: int):
+        self.ic, self.n, self.seed = ic, n, seed
+        self.table = injected_delays(ic, n, rounds, seed)
+
+    def get(self, r: int, w: int) -> float:
+        if r >= self.table.shape[0]:
+            rows = r + 1 if self.ic.trace is not None else max(r + 1, 2 * self.table.shape[0])
+            more = injected_delays(self.ic, self.n, rows, self.seed)
+            more[: self.table.shape[0]] = self.table
+            self.table = more
+        return float(self.table[r, w])
+
+
 def injected_delays(ic: InjectConfig, n: int, rounds: int, seed: int) -> np.ndarray:
     """(rounds, n) float64 seconds to sleep; zeros when nothing is injected."""
     if ic.trace is not None:

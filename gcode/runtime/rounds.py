@@ -10,7 +10,8 @@ workers arrived. It applies the same rule as ``Policy.resolve`` does on a trace:
 * a round ends when every worker has arrived, or at the cut, or when every worker has either
   arrived or failed; the workers missing then are the stragglers;
 * if the stragglers do not conform, the round falls back: wait for every worker (failed ones are
-  re-sent their tasks) and record the round straggler-free.
+  re-sent their tasks) and record the round straggler-free; with the partial-wait fallback
+  (``--policy partial``) wait only until the workers still missing form a conforming set.
 
 A failed worker (raised, died, returned a bad array) is a straggler: it never counts as arrived.
 """
@@ -23,7 +24,15 @@ from typing import Callable
 
 import numpy as np
 
-from ..sim.policy import Policy
+from ..sim.policy import PartialWaitPolicy, Policy
+
+
+def partial_fallback(policy: Policy) -> bool:
+    """True when ``policy`` falls back by partial wait: PartialWaitPolicy, or a policy (the
+    online tuner) whose ``cfg.partial`` says it delegates to one."""
+    if isinstance(policy, PartialWaitPolicy):
+        return True
+    return bool(getattr(getattr(policy, "cfg", None), "partial", False))
 
 
 @dataclass
@@ -67,13 +76,18 @@ Decision = Wait | End | FallBack
 
 
 def decide(state: RoundState, now: float, policy: Policy,
-           conforms: Callable[[np.ndarray], bool]) -> Decision:
-    """The next step for round ``state`` at ``now`` seconds after dispatch."""
+           conforms: Callable[[np.ndarray], bool], partial: bool | None = None) -> Decision:
+    """The next step for round ``state`` at ``now`` seconds after dispatch. ``partial``
+    (default: :func:`partial_fallback` of the policy) selects the partial-wait fallback."""
     n = state.n
     cut = policy.deadline(state.fastest)
     if len(state.arrived) == n:
         return End(np.ones(n, dtype=bool), state.fell_back, cut)
     if state.fell_back:
+        if partial if partial is not None else partial_fallback(policy):
+            arrived = state.arrived_mask()
+            if conforms(~arrived):  # the workers still missing conform: stop waiting
+                return End(arrived, True, cut)
         return Wait(math.inf, tuple(sorted(state.failed)))
     everyone_reported = len(state.arrived) + len(state.failed) == n
     if everyone_reported or now >= cut:

@@ -11,7 +11,7 @@ import numpy as np
 from ..config import ConfigError, TrainConfig, validate
 from .coordinator import APPROX_DELAYED, APPROX_IGNORE, Coordinator, ProgressFn
 from .data import WorkSpec, model_seed
-from .inject import injected_delays
+from .inject import DelaySource
 from .runlog import JsonlWriter
 
 
@@ -37,28 +37,34 @@ def _build_models(cfg: TrainConfig, dataset, count: int, factory: Callable | Non
 
 
 def train(config: TrainConfig | None = None, *, progress: ProgressFn | None = None,
-          dataset=None, model_factory: Callable | None = None, pool=None) -> dict[str, Any]:
+          dataset=None, model_factory: Callable | None = None, pool=None,
+          monitor=None) -> dict[str, Any]:
     """Train live on Ray with the configured coding scheme; returns the run summary.
 
     ``progress(record)`` is called after every round with the round's log record (round,
     rounds, decoded_jobs, jobs, stragglers, loss, fell_back, ...). ``dataset`` (a
     :class:`gcode.train.Dataset`) replaces ``train.dataset``; ``model_factory(input_shape,
     num_classes, **train.model_params) -> nn.Module`` replaces ``train.model`` (it is shipped to
-    the workers, so it must be importable or picklable by value). ``pool`` (from
+    the workers, so it must be importable there or registered with
+    ``ray.cloudpickle.register_pickle_by_value``). ``pool`` (from
     :func:`gcode.runtime.cluster.start_workers`, at least n actors) reuses running actors instead
     of starting n new ones (Ray must then already be initialised); its first n actors are used.
+    ``monitor`` (a started ``gcode.telemetry.monitor.MonitorServer``) streams every round's
+    RoundRecord, as does the run log at ``log.run_log``; a stop requested through the monitor
+    ends the run after the current round (``stopped`` in the result).
 
     Keys of the result: runtime_s (wall clock of the rounds), setup_s, rounds, waits (rounds that
-    fell back to waiting for all), decoded_jobs, final_loss and param_checksum (per model),
-    max_decode_rel_error (with train.check_decode, else None), approximate, stragglers, failures,
-    restarts, late_results_used, load, delay_T, models, compute_s_mean, response_s_mean,
-    load_slope_s (response time minus injected sleep, per unit load: the simulator's load slope),
-    overhead_s_per_round and timings (coordinator seconds per round by phase), durations_s.
+    fell back), decoded_jobs, final_loss and param_checksum (per model: float64 sum of all
+    parameters), max_decode_rel_error (with train.check_decode, else None), approximate,
+    stragglers, failures, restarts, late_results_used, load, delay_T, models, compute_s_mean,
+    response_s_mean, load_slope_s (response time minus injected sleep, per unit load: the
+    simulator's load slope), overhead_s_per_round and timings_s_per_round (coordinator seconds
+    per round by phase), durations_s, stopped.
     """
     cfg = config if config is not None else TrainConfig()
     validate(cfg)
     with _one_blas_thread():
-        return _train(cfg, progress, dataset, model_factory, pool)
+        return _train(cfg, progress, dataset, model_factory, pool, monitor)
 
 
 def _one_blas_thread():
@@ -73,33 +79,61 @@ def _one_blas_thread():
         return contextlib.nullcontext()
 
 
-def _train(cfg: TrainConfig, progress, dataset, model_factory, pool) -> dict[str, Any]:
+def build_scheme(cfg: TrainConfig):
+    """(scheme, policy, default M) for a validated config; 'auto' is the online tuner."""
+    from gcode.codes import make_scheme
+    from gcode.sim import make_policy
+    n, sc = cfg.cluster.workers, cfg.scheme
+    if sc.name == "auto":
+        from gcode.sim.online import OnlineConfig, OnlineTuner
+        ocfg = OnlineConfig(partial=cfg.policy.name == "partial", start_mu=cfg.policy.mu,
+                            **({"gc_code": sc.gc_code} if sc.gc_code else {}))
+        tuner = OnlineTuner(n, sc.jobs, sc.auto_load_slope or 0.0, ocfg)
+        return tuner.scheme, tuner, ocfg.max_delay + 1
+    scheme = make_scheme(sc.name, n=n, jobs=sc.jobs, **cfg.scheme_params())
+    policy = make_policy(cfg.policy.name, mu=cfg.policy.mu, deadline_s=cfg.policy.deadline_s)
+    return scheme, policy, scheme.delay + 1
+
+
+def live_run_config(cfg: TrainConfig, scheme, models: int, message_dtype, run_id: str):
+    """The telemetry RunConfig of a live run."""
+    from gcode.telemetry.messages import run_config
+    return run_config(
+        source="live", scheme=scheme.name, params=scheme.params, n=scheme.n, jobs=scheme.jobs,
+        delay=scheme.delay, load=scheme.load, rounds_planned=scheme.total_rounds,
+        policy=cfg.policy.name, mu=cfg.policy.mu, deadline_s=cfg.policy.deadline_s,
+        time_scale=cfg.inject.time_scale, models=models, seed=cfg.train.seed,
+        model=cfg.train.model, dataset=cfg.train.dataset, optimizer=cfg.train.optimizer,
+        message_dtype=str(message_dtype), run_id=run_id,
+        extra={"mode": cfg.train.mode, "inject": cfg.inject.trace or cfg.inject.model or "",
+               "batch_size": cfg.train.batch_size, "lr": cfg.train.lr})
+
+
+def _train(cfg: TrainConfig, progress, dataset, model_factory, pool, monitor) -> dict[str, Any]:
     import ray
     import torch
 
-    from gcode.codes import chunk_boundaries, make_scheme
-    from gcode.sim import make_policy
     from gcode.train import full_loss, load_dataset, num_params
 
     from .cluster import ensure_ray, launch_workers
 
     setup_start = time.perf_counter()
     tr, n = cfg.train, cfg.cluster.workers
-    scheme = make_scheme(cfg.scheme.name, n=n, jobs=cfg.scheme.jobs, **cfg.scheme_params())
-    policy = make_policy(cfg.policy.name, mu=cfg.policy.mu, deadline_s=cfg.policy.deadline_s)
-    rounds = scheme.total_rounds
+    scheme, policy, default_models = build_scheme(cfg)
     try:
-        delays = injected_delays(cfg.inject, n, rounds, tr.seed)
+        delays = DelaySource(cfg.inject, n, scheme.total_rounds, tr.seed)
     except ValueError as exc:
         raise ConfigError("inject", str(exc)) from None
     own_pool = pool is None
     if not own_pool and len(pool.actors) < n:
         raise ConfigError("cluster.workers", f"the given pool has {len(pool.actors)} actors, "
                                              f"fewer than workers={n}")
+    M = 1 if tr.mode == "delayed" else (tr.models or default_models)
+    run_id = uuid.uuid4().hex
 
     started = ensure_ray(cfg.cluster)
     prev_threads = torch.get_num_threads()
-    writer = None
+    writer = recorder = None
     try:
         if own_pool:  # actors import torch while the driver builds data and models
             pool = launch_workers(cfg.cluster)
@@ -110,31 +144,41 @@ def _train(cfg: TrainConfig, progress, dataset, model_factory, pool) -> dict[str
         if tr.batch_size > len(dataset):
             raise ConfigError("train.batch_size", f"must be <= the dataset size {len(dataset)}, "
                                                   f"got {tr.batch_size}")
-        M = 1 if tr.mode == "delayed" else (tr.models or scheme.delay + 1)
         models, optimizers = _build_models(cfg, dataset, M, model_factory)
         d = num_params(models[0])
-        bounds = tuple((s.start, s.stop)
-                       for s in chunk_boundaries(scheme.chunk_fractions, tr.batch_size))
         spec = WorkSpec(model=tr.model, input_shape=tuple(dataset.input_shape),
                         num_classes=dataset.num_classes, model_params=dict(tr.model_params),
                         factory=model_factory, seed=tr.seed, batch_size=tr.batch_size,
-                        num_samples=len(dataset), bounds=bounds,
-                        message_dtype=np.dtype(scheme.message_dtype).name, num_params=d)
-        ctx = (uuid.uuid4().hex, ray.put((spec, dataset.x, dataset.y)))
+                        num_samples=len(dataset), num_params=d)
+        ctx = (run_id, ray.put((spec, dataset.x, dataset.y)))
         writer = JsonlWriter(cfg.log.jsonl)
+        if cfg.log.run_log is not None or monitor is not None:
+            from gcode.telemetry.recorder import RunRecorder
+            recorder = RunRecorder(live_run_config(cfg, scheme, M, scheme.message_dtype, run_id[:16]),
+                                   log_prefix=cfg.log.run_log, monitor=monitor)
         pool.wait_ready(cfg.cluster.startup_timeout_s)
         coord = Coordinator(cfg, scheme, policy, pool.actors[:n], spec,
                             torch.from_numpy(dataset.x), torch.from_numpy(dataset.y),
-                            models, optimizers, delays, writer, progress, ctx)
+                            models, optimizers, delays, writer, progress, ctx, recorder,
+                            auto_slope=cfg.scheme.name == "auto" and cfg.scheme.auto_load_slope is None)
         setup_s = time.perf_counter() - setup_start
         runtime_s = coord.run()
         x_all, y_all = torch.from_numpy(dataset.x), torch.from_numpy(dataset.y)
         final_loss = [full_loss(m, x_all, y_all) for m in models]
         checksum = [float(sum(p.detach().double().sum().item() for p in m.parameters()))
                     for m in models]
+        if recorder is not None:
+            recorder.finish(runtime_s=runtime_s, wall_time_s=runtime_s,
+                            final_losses=dict(enumerate(final_loss)),
+                            param_checksums={m: repr(c) for m, c in enumerate(checksum)},
+                            checksum_algorithm="float64-sum",
+                            max_decode_rel_error=coord.max_rel_error, stopped=coord.stopped,
+                            stop_reason=coord.stop_reason)
     finally:
         if writer is not None:
             writer.close()
+        if recorder is not None:
+            recorder.close()
         torch.set_num_threads(prev_threads)
         if own_pool and pool is not None:
             pool.kill()
@@ -145,32 +189,40 @@ def _train(cfg: TrainConfig, progress, dataset, model_factory, pool) -> dict[str
     notes = [APPROX_DELAYED] if tr.mode == "delayed" else []
     if not scheme.exact:
         notes.append(APPROX_IGNORE)
+    rounds = coord.rounds_run
     t = coord.timings
-    per_round = {k: v / rounds for k, v in t.__dict__.items()}
+    per_round = {k: v / max(rounds, 1) for k, v in t.__dict__.items()}
     resp = float(np.mean(coord.response_s)) if coord.response_s else None
-    return {
+    out = {
         "scheme": scheme.name, "params": scheme.params, "n": n, "jobs": scheme.jobs,
         "policy": cfg.policy.name, "mu": cfg.policy.mu, "mode": tr.mode, "models": M,
         "approximate": approximate, "approximation": "; ".join(notes) or None,
-        "load": scheme.load, "delay_T": scheme.delay, "message_dtype": spec.message_dtype,
+        "load": scheme.load, "delay_T": scheme.delay,
+        "message_dtype": np.dtype(scheme.message_dtype).name,
         "num_params": d, "batch_size": tr.batch_size,
         "runtime_s": runtime_s, "setup_s": setup_s, "rounds": rounds, "waits": coord.waits,
         "decoded_jobs": coord.decoded, "updates_per_model": coord.updates,
         "final_loss": final_loss, "param_checksum": checksum,
         "max_decode_rel_error": coord.max_rel_error,
+        "stopped": coord.stopped, "stop_reason": coord.stop_reason or None,
         "stragglers": coord.stragglers_total, "late_results_used": coord.late_used,
         "failures": coord.failures, "retries": coord.retries,
         "restarts": {str(k): v for k, v in sorted(coord.restarts.items())},
         "nodes": len({pool.info[i].get("node") for i in range(n)}) if pool.info else None,
-        "node_ips": sorted({pool.info[i].get("ip") for i in range(n)}) if pool.info else None, "worker_cpus": pool.options.get("num_cpus"),
+        "node_ips": sorted({pool.info[i].get("ip") for i in range(n)}) if pool.info else None,
+        "worker_cpus": pool.options.get("num_cpus"),
         "compute_s_mean": float(np.mean(coord.compute_s)) if coord.compute_s else None,
         "response_s_mean": resp,
         "load_slope_s": (resp / scheme.load) if resp is not None and scheme.load > 0 else None,
-        "overhead_s_per_round": t.overhead() / rounds,
+        "overhead_s_per_round": t.overhead() / max(rounds, 1),
         "timings_s_per_round": per_round,
         "decode_streamed": coord.decoder.streamed, "decode_fallbacks": coord.decoder.fallbacks,
         "durations_s": coord.durations,
         "injected": (cfg.inject.trace or cfg.inject.model),
         "time_scale": cfg.inject.time_scale,
-        "seed": tr.seed,
+        "seed": tr.seed, "run_id": run_id[:16],
     }
+    if cfg.scheme.name == "auto":
+        out["switches"] = list(getattr(scheme, "switches", []))
+        out["auto_load_slope_s"] = getattr(policy, "load_slope", None)
+    return out

@@ -46,6 +46,7 @@ class GradientWorker:
         self.latest = -1
         self._newer: asyncio.Event | None = None
         self._loaded: int | None = None
+        self._jobs = {}
         self.started = time.time()
 
     async def _configure(self, ctx_id: str, ctx_box: list) -> None:
@@ -61,7 +62,7 @@ class GradientWorker:
         self.x = torch.from_numpy(np.array(x, dtype=np.float32))  # copy: ray arrays are read-only
         self.y = torch.from_numpy(np.array(y, dtype=np.int64))
         self.model = build_model(spec)
-        self.dtype = np.dtype(spec.message_dtype)
+        self._jobs: dict[int, tuple] = {}   # job -> (flat params, chunk bounds); never change
         self._loaded = None
         self.latest = -1
         self.ctx_id = ctx_id
@@ -89,10 +90,12 @@ class GradientWorker:
 
     # ---- the task ----------------------------------------------------------------------
     async def compute(self, ctx_id: str, ctx_box: list, r: int, tasks: list[WireTask],
-                      params: dict[int, Any], delay_s: float = 0.0, inject_mode: str = "add",
-                      fault: str | None = None, attempt: int = 0) -> dict:
+                      params: dict[int, Any], dtype: str = "float32", delay_s: float = 0.0,
+                      inject_mode: str = "add", fault: str | None = None,
+                      attempt: int = 0) -> dict:
         """Compute round r's mini-tasks of run ``ctx_id`` (``ctx_box = [ObjectRef of (spec, x,
-        y)]``); ``params`` maps job -> ObjectRef of that job's flat parameters."""
+        y)]``). ``params`` maps job -> ObjectRef of (flat parameters, chunk bounds) of that job;
+        results are stacked in ``dtype`` (the scheme's message dtype)."""
         from gcode.train import coded_combination, load_flat_params
 
         await self._configure(ctx_id, ctx_box)
@@ -102,30 +105,33 @@ class GradientWorker:
             raise InjectedFault(f"injected fault: worker {self.index} raises in round {r}")
         if fault == "exit":
             os._exit(17)
-        fetched: dict[int, np.ndarray] = {}
-        grads = np.empty((len(tasks), self.spec.num_params), dtype=self.dtype)
+        grads = np.empty((len(tasks), self.spec.num_params), dtype=np.dtype(dtype))
         for k, (job, slot, chunks, coefs) in enumerate(tasks):
             if self.latest > r:
                 return self._stale(r, t0)
+            if job not in self._jobs:
+                self._jobs[job] = await params[job]
+                if self.latest > r:
+                    return self._stale(r, t0)
+            flat, bounds = self._jobs[job]
             if self._loaded != job:  # a job's parameters never change: reload only on a switch
-                if job not in fetched:
-                    fetched[job] = await params[job]
-                    if self.latest > r:
-                        return self._stale(r, t0)
-                load_flat_params(self.model, fetched[job])
+                load_flat_params(self.model, flat)
                 self._loaded = job
             idx = job_indices(self.spec.seed, job, self.spec.batch_size, self.spec.num_samples)
-            rows = self.spec.chunk_rows(idx, chunks)
+            rows = [idx[bounds[c][0]:bounds[c][1]] for c in chunks]
             grads[k] = coded_combination(self.model, self.x, self.y, rows, list(coefs))
             await asyncio.sleep(0)  # let a newer round's call in
+        if r == self.latest:  # forget jobs this round no longer needs
+            live = {task[0] for task in tasks}
+            self._jobs = {j: v for j, v in self._jobs.items() if j in live}
         compute_s = time.perf_counter() - t0
         if fault == "shape":
-            grads = grads[:, :-1] if grads.shape[1] > 1 else np.empty((len(tasks) + 1, 1), self.dtype)
+            grads = grads[:, :-1] if grads.shape[1] > 1 else np.empty((len(tasks) + 1, 1), grads.dtype)
         elif fault == "nan":
             grads = grads.copy()
             grads.flat[0:1] = np.nan
             if grads.size == 0:
-                grads = np.full((1, self.spec.num_params), np.nan, self.dtype)
+                grads = np.full((1, self.spec.num_params), np.nan, grads.dtype)
         sleep_s = float(delay_s) if inject_mode == "add" else max(0.0, float(delay_s) - compute_s)
         if sleep_s > 0:
             try:
