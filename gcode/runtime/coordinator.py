@@ -396,16 +396,20 @@ class Coordinator:
             failures={f["worker"]: f["reason"] for f in info["failures"]
                       if f["round"] == r and not end.arrived[f["worker"]]},
             load=self.scheme.round_load(r), switches=new_switches))
-        if self.recorder.stop_requested and not self.stopped:
+
+    def _stop_requested(self) -> bool:
+        """A stop asked through the live monitor ends the run before the next round."""
+        if self.recorder is not None and self.recorder.stop_requested and not self.stopped:
             self.stopped = True
             self.stop_reason = getattr(self.recorder, "stop_reason", "") or "stop requested"
+        return self.stopped
 
     def run(self) -> float:
         """Run every round; returns the wall-clock seconds of the training loop."""
         self._switches_seen = 0
         start = time.perf_counter()
         r = 0
-        while r < self.scheme.total_rounds and not self.stopped:
+        while r < self.scheme.total_rounds and not self._stop_requested():
             round_start = time.perf_counter()
             n_fail = len(self.failures)
             tp = time.perf_counter()

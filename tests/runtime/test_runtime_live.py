@@ -204,3 +204,25 @@ def test_partial_policy_and_auto_scheme_stay_exact(ray_pool, uncoded, tmp_path, 
     assert len(rounds) == res["rounds"] and summary.decoded_jobs == 12
     assert [r.round for r in rounds] == list(range(res["rounds"]))
     assert sum(r.fell_back for r in rounds) == res["waits"]
+
+
+def test_monitor_streams_rounds_and_a_stop_request_ends_the_run_early(ray_pool):
+    from gcode.telemetry.monitor import MonitorClient, MonitorServer
+    server = MonitorServer("127.0.0.1:0")
+    client = MonitorClient(server.target)
+    replies = []
+
+    def progress(rec):
+        if rec["round"] == 3:
+            replies.append(client.request_stop("test says stop", timeout=5.0))
+    try:
+        res = train(config(scheme={"name": "gc", "s": 1, "jobs": 12}), pool=ray_pool,
+                    progress=progress, monitor=server)
+        streamed = [r.round for r in client.follow(0, retries=0)]
+    finally:
+        client.close()
+        server.close()
+    assert replies and replies[0].accepted
+    assert res["stopped"] and res["rounds"] == 4 and res["decoded_jobs"] == 4
+    assert "test says stop" in res["stop_reason"]
+    assert streamed == list(range(4))
