@@ -205,8 +205,12 @@ teardown() {
     done
     if [[ -n "$DRIVER_PID" ]] && kill -0 "$DRIVER_PID" 2>/dev/null; then
         log "stopping gcode train (pid $DRIVER_PID)"
+        kill -INT "$DRIVER_PID" 2>/dev/null   # KeyboardInterrupt: it disconnects from Ray
+        local t_drv=$((SECONDS + 10))
+        while kill -0 "$DRIVER_PID" 2>/dev/null && (( SECONDS < t_drv )); do sleep 0.2; done
         stop_stage "$DRIVER_PID"
     fi
+    local t0=$SECONDS
     if [[ ${#SIDS[@]} -gt 0 || -d "$TEMP_DIR" ]]; then
         # the order of `ray stop`: raylets, then everything else, then the GCS
         stop_stage $(pids_where match '^raylet$')
@@ -218,7 +222,7 @@ teardown() {
             log "error: processes of this run survived teardown: $left"
             [[ $STATUS -eq 0 ]] && STATUS=4
         elif [[ ${#SIDS[@]} -gt 0 ]]; then
-            log "stopped the local cluster (sessions ${SIDS[*]})"
+            log "stopped the local cluster in $((SECONDS - t0))s (sessions ${SIDS[*]})"
         fi
     fi
     if [[ $STATUS -eq 0 && $KEEP_TEMP -eq 0 ]]; then
@@ -276,7 +280,10 @@ start_node() {  # $1: label; rest: ray start args.  The session id lands in $TEM
     local rc=0 t0=$SECONDS
     timeout -k 5 "$START_TIMEOUT" "$PY" -c "$SESSION_PY" "$TEMP_DIR/.sid.$label" "$RAY" start "$@" \
         >"$TEMP_DIR/.start.$label.log" 2>&1 || rc=$?
-    if [[ $rc -ne 0 ]]; then
+    if [[ $rc -eq 130 || $rc -eq 143 || $rc -eq 137 ]]; then
+        log "ray start for $label interrupted"
+        return 3
+    elif [[ $rc -ne 0 ]]; then
         tail -n 30 "$TEMP_DIR/.start.$label.log" >&2
         log "error: ray start for $label failed (exit $rc$([[ $rc -eq 124 ]] && echo ", timed out after ${START_TIMEOUT}s"))"
         return 3
@@ -326,7 +333,10 @@ fi
 
 # ---------------------------------------------------------------- the run
 log "$GCODE train --address $ADDRESS ${TRAIN_ARGS[*]+${TRAIN_ARGS[*]}}"
-"$GCODE" train --address "$ADDRESS" ${TRAIN_ARGS[@]+"${TRAIN_ARGS[@]}"} &
+# in the background so that signals reach the trap at once; bash makes background commands ignore
+# SIGINT, so restore it: Ctrl-C (or teardown's SIGINT) then stops the driver with KeyboardInterrupt
+"$PY" -c 'import os, signal, sys; signal.signal(signal.SIGINT, signal.SIG_DFL); os.execv(sys.argv[1], sys.argv[1:])' \
+    "$GCODE" train --address "$ADDRESS" ${TRAIN_ARGS[@]+"${TRAIN_ARGS[@]}"} &
 DRIVER_PID=$!
 wait "$DRIVER_PID"
 STATUS=$?
