@@ -45,9 +45,10 @@ import dataclasses
 import math
 import os
 import typing
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 SCHEME_NAMES = ("uncoded", "ignore", "gc", "srsgc", "msgc", "auto")
 POLICY_NAMES = ("paper", "partial", "deadline", "all")
@@ -179,7 +180,7 @@ class TrainConfig:
         out["faults"] = [dataclasses.asdict(f) for f in self.faults]
         return out
 
-    def replace(self, **overrides: Any) -> "TrainConfig":
+    def replace(self, **overrides: Any) -> TrainConfig:
         """A validated copy with dotted overrides, e.g. ``replace(**{"scheme.B": 2})``."""
         return with_overrides(self, overrides)
 

@@ -4,8 +4,16 @@ import argparse
 
 import pytest
 
-from gcode.config import (ConfigError, Fault, TrainConfig, from_dict, load_config, parse_faults,
-                          validate, with_overrides)
+from gcode.config import (
+    ConfigError,
+    Fault,
+    TrainConfig,
+    from_dict,
+    load_config,
+    parse_faults,
+    validate,
+    with_overrides,
+)
 from gcode.runtime.cli_args import add_train_arguments, config_from_args, parse_value
 
 

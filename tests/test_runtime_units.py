@@ -6,7 +6,7 @@ import math
 import numpy as np
 import pytest
 
-from gcode.codes import MiniTask, ResultKey, make_scheme
+from gcode.codes import ResultKey, make_scheme
 from gcode.config import InjectConfig
 from gcode.runtime.data import job_indices, model_seed
 from gcode.runtime.decode import Decoder, weighted_sum
@@ -15,8 +15,8 @@ from gcode.runtime.rounds import End, FallBack, RoundState, Wait, decide
 from gcode.runtime.worker import check_result
 from gcode.sim import DeadlinePolicy, PaperPolicy, WaitAllPolicy
 
-ALWAYS = lambda s: True  # noqa: E731
-NEVER = lambda s: not s.any()  # noqa: E731
+ALWAYS = lambda s: True
+NEVER = lambda s: not s.any()
 
 
 # ---- decide: poll -> policy -> decision -------------------------------------------------
@@ -199,7 +199,7 @@ def test_threaded_weighted_sum_matches():
 
 def test_partial_wait_fallback_stops_once_the_missing_set_conforms():
     from gcode.sim import PartialWaitPolicy
-    at_most_one = lambda s: s.sum() <= 1  # noqa: E731
+    at_most_one = lambda s: s.sum() <= 1
     st = RoundState(4, arrived={0: 0.1})
     assert isinstance(decide(st, 0.3, PartialWaitPolicy(1.0), at_most_one), FallBack)
     st.fell_back = True

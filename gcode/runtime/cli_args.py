@@ -241,14 +241,15 @@ def _bar(args, cfg: TrainConfig):
 def format_summary(res: dict) -> str:
     params = ",".join(f"{k}={v}" for k, v in res["params"].items() if k != "gc_code")
     lines = [
-        f"{res['scheme']} ({params}) n={res['n']} T={res['delay_T']} load={res['load']:.4f} "
-        f"models={res['models']} mode={res['mode']}"
-        + (f"  [APPROXIMATE: {res['approximation']}]" if res["approximate"] else ""),
-        f"runtime {res['runtime_s']:.2f} s over {res['rounds']} rounds (setup {res['setup_s']:.1f} s); "
-        f"decoded {res['decoded_jobs']}/{res['jobs']} jobs; waits {res['waits']}; "
-        f"stragglers {res['stragglers']}; failures {len(res['failures'])}",
-        f"coordinator overhead {1e3 * res['overhead_s_per_round']:.2f} ms/round; "
-        f"mean worker compute {1e3 * (res['compute_s_mean'] or 0):.2f} ms",
+        (f"{res['scheme']} ({params}) n={res['n']} T={res['delay_T']} load={res['load']:.4f} "
+         f"models={res['models']} mode={res['mode']}"
+         + (f"  [APPROXIMATE: {res['approximation']}]" if res["approximate"] else "")),
+        (f"runtime {res['runtime_s']:.2f} s over {res['rounds']} rounds "
+         f"(setup {res['setup_s']:.1f} s); decoded {res['decoded_jobs']}/{res['jobs']} jobs; "
+         f"waits {res['waits']}; stragglers {res['stragglers']}; failures {len(res['failures'])}"
+         + (f"; STOPPED: {res['stop_reason']}" if res.get("stopped") else "")),
+        (f"coordinator overhead {1e3 * res['overhead_s_per_round']:.2f} ms/round; "
+         f"mean worker compute {1e3 * (res['compute_s_mean'] or 0):.2f} ms"),
         "final loss per model: " + ", ".join(f"{v:.4f}" for v in res["final_loss"]),
     ]
     if res.get("max_decode_rel_error") is not None:
@@ -294,5 +295,12 @@ def main(argv: list[str] | None = None) -> int:
         return 2
 
 
-__all__ = ["add_train_arguments", "config_from_args", "format_summary", "main", "parse_value",
-           "run_from_args", "FAULT_KINDS"]
+__all__ = [
+    "FAULT_KINDS",
+    "add_train_arguments",
+    "config_from_args",
+    "format_summary",
+    "main",
+    "parse_value",
+    "run_from_args",
+]

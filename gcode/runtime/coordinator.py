@@ -20,8 +20,9 @@ from __future__ import annotations
 import copy
 import math
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 
@@ -242,7 +243,7 @@ class Coordinator:
         state = RoundState(self.n)
         attempts = [0] * self.n
         failed_at: dict[int, float] = {}
-        conforms = lambda stragglers: self.scheme.conforms(r, stragglers)  # noqa: E731
+        conforms = lambda stragglers: self.scheme.conforms(r, stragglers)
         while True:
             now = time.perf_counter() - t0
             decision = decide(state, now, self.policy, conforms, self.partial)

@@ -8,8 +8,9 @@ its parameters (they can change between jobs when a switching scheme changes cod
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 

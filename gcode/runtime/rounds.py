@@ -19,8 +19,8 @@ A failed worker (raised, died, returned a bad array) is a straggler: it never co
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Callable
 
 import numpy as np
 

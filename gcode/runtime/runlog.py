@@ -41,7 +41,7 @@ class JsonlWriter:
         self._f = None
         if self.path is not None:
             self.path.parent.mkdir(parents=True, exist_ok=True)
-            self._f = open(self.path, "w", encoding="utf-8")
+            self._f = open(self.path, "w", encoding="utf-8")  # noqa: SIM115 - closed by close()
 
     def write(self, record: dict) -> None:
         if self._f is not None:

@@ -10,10 +10,10 @@ import sys
 os.environ.setdefault("RAY_AUTH_MODE", "disabled")
 os.environ["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] = "0"
 
-from ray.cluster_utils import Cluster  # noqa: E402
+from ray.cluster_utils import Cluster
 
-from gcode.config import from_dict  # noqa: E402
-from gcode.runtime import train  # noqa: E402
+from gcode.config import from_dict
+from gcode.runtime import train
 
 
 def main() -> int:

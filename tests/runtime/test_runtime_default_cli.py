@@ -16,7 +16,7 @@ def test_default_gcode_train_under_a_minute():
     env = dict(os.environ, RAY_AUTH_MODE="disabled", RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER="0")
     start = time.monotonic()
     proc = subprocess.run([sys.executable, "-m", "gcode", "train", "--json", "--quiet"], env=env,
-                          capture_output=True, text=True, timeout=120,
+                          capture_output=True, text=True, check=False, timeout=120,
                           cwd=Path(__file__).resolve().parents[2])
     wall = time.monotonic() - start
     assert proc.returncode == 0, proc.stderr[-3000:]

@@ -6,11 +6,11 @@ import json
 
 import numpy as np
 import pytest
+from runtime_helpers import BURSTY, config, rel
 
 from gcode.runtime import train
 from gcode.runtime.cli_args import add_train_arguments, run_from_args
 from gcode.runtime.runlog import read_jsonl
-from runtime_helpers import BURSTY, config, rel
 
 pytestmark = pytest.mark.ray
 
@@ -200,7 +200,7 @@ def test_partial_policy_and_auto_scheme_stay_exact(ray_pool, uncoded, tmp_path, 
     assert res["max_decode_rel_error"] < 1e-5
     for got, want in zip(res["param_checksum"], uncoded["param_checksum"]):
         assert rel(got, want) <= 1e-5
-    cfg, rounds, summary = read_run_log(prefix)
+    _cfg, rounds, summary = read_run_log(prefix)
     assert len(rounds) == res["rounds"] and summary.decoded_jobs == 12
     assert [r.round for r in rounds] == list(range(res["rounds"]))
     assert sum(r.fell_back for r in rounds) == res["waits"]

@@ -9,12 +9,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from runtime_helpers import config
 
 from gcode.codes import make_scheme
 from gcode.runtime import train
 from gcode.sim import make_policy, simulate
 from gcode.stragglers import load_trace
-from runtime_helpers import config
 
 pytestmark = [pytest.mark.ray, pytest.mark.slow]
 
@@ -28,7 +28,8 @@ def test_live_runtime_matches_the_simulator(ray_pool):
         trace = load_trace(p)
     n = 8
     assert trace.shape[1] > n   # 256 columns: the live run uses the first 8
-    jobs = trace.shape[0] - make_scheme("msgc", n=n, jobs=1, **{k: v for k, v in SCHEME.items() if k != "name"}).delay
+    params = {k: v for k, v in SCHEME.items() if k != "name"}
+    jobs = trace.shape[0] - make_scheme("msgc", n=n, jobs=1, **params).delay
     cfg = config(scheme={**SCHEME, "jobs": jobs}, cluster={"workers": n},
                  train={"models": None, "check_decode": False, "track_loss": False},
                  inject={"trace": trace_path, "time_scale": TIME_SCALE})
