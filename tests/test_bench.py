@@ -56,3 +56,19 @@ def test_bench_sim_quick(tmp_path):
     result = json.loads(proc.stdout)
     assert result["results_agree"] and result["grid_settings"] == 14080
     assert_png(tmp_path / "bench_sim.png")
+
+
+@pytest.mark.slow
+def test_bench_live_quick_reports_ratios_and_live_over_sim(tmp_path):
+    proc = subprocess.run([sys.executable, "-m", "gcode", "bench", "live", "--quick", "--jobs", "6",
+                           "--out", str(tmp_path), "--json"], capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    result = json.loads(proc.stdout)
+    assert set(result["injections"]) == {"bursty", "gilbert_elliott", "trace"}
+    for inj, rows in result["injections"].items():
+        assert set(rows) == SCHEMES
+        for row in rows.values():
+            assert row["runtime_s"] > 0 and row["speedup_vs_uncoded"] > 0 and row["speedup_vs_gc"] > 0
+            if inj == "trace":
+                assert row["simulated_s"] > 0 and row["live_over_sim"] > 0
+    assert_png(tmp_path / "bench_live.png")

@@ -101,6 +101,26 @@ def cmd_bench_auto(args) -> int:
     return _emit(args, "bench_auto", result, markdown_table(result), plot)
 
 
+def cmd_bench_live(args) -> int:
+    from tqdm import tqdm
+
+    from .live import SCHEMES, markdown_table, plot, run_live_bench
+    trace = Path(args.trace) if args.trace else None
+    if trace is None:
+        traces = default_traces_dir()
+        trace = traces / "lambda-cnn-w256-r30-canada.csv" if traces else None
+    if trace is None or not trace.is_file():
+        from importlib import resources
+        with resources.as_file(resources.files("gcode") / "data" / "lambda-cnn-w256-r30-canada.csv") as p:
+            trace = Path(p)
+    repeats = args.repeats or (1 if args.quick else 3)
+    total = repeats * 3 * len(SCHEMES)
+    with tqdm(total=total, desc="live runs", disable=args.json, leave=False, file=sys.stderr) as bar:
+        result = run_live_bench(trace, quick=args.quick, repeats=repeats, time_scale=args.time_scale,
+                                jobs=args.jobs, progress=bar.update)
+    return _emit(args, "bench_live", result, markdown_table(result), plot)
+
+
 def add_bench_parser(sub) -> None:
     bench = sub.add_parser("bench", help="benchmarks: tables, PNG plots and JSON under --out",
                            description="Measured benchmarks. Each writes <name>.json, <name>.md "
@@ -140,6 +160,18 @@ def add_bench_parser(sub) -> None:
     p.add_argument("--traces", help="folder with lambda-*.csv traces (default ../shared/traces or $GCODE_TRACES)")
     common(p)
     p.set_defaults(func=cmd_bench_auto)
+
+    p = kinds.add_parser("live", help="real Ray runs: schemes side by side under injected stragglers",
+                         description="8 Ray worker actors train an MLP on digits under injected "
+                                     "stragglers (bursty, Gilbert-Elliott, a Lambda trace replay); "
+                                     "all schemes interleaved; live-over-simulated ratio for the trace.")
+    p.add_argument("--quick", action="store_true", help="12 jobs, one repeat (a few minutes)")
+    p.add_argument("--repeats", type=int, help="interleaved repeats (default 1 quick, 3 full)")
+    p.add_argument("--time-scale", type=float, default=0.3, help="trace seconds -> live seconds (default 0.3)")
+    p.add_argument("--trace", help="trace to replay (default the 30-round Lambda trace)")
+    p.add_argument("--jobs", type=int, help="jobs per run (default 12 quick, 24 full)")
+    common(p)
+    p.set_defaults(func=cmd_bench_live)
 
     p = kinds.add_parser("decode", help="decode latency and GB/s against n, d and s, vs numpy gemv")
     p.add_argument("--n", type=int, nargs="+", default=[16, 64, 256], help="workers (default 16 64 256)")
