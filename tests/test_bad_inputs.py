@@ -147,6 +147,43 @@ def test_rpcs_with_bad_requests_and_tokens():
         MonitorServer("0.0.0.0:0")
 
 
+CONFIG_CASES = [
+    ("zero burst", {"scheme": {"name": "msgc", "B": 0}}, "scheme.B: must be >= 1"),
+    ("unknown section", {"schem": {}}, "schem: unknown section"),
+    ("unknown field", {"scheme": {"nme": "gc"}}, "scheme.nme: unknown field"),
+    ("no workers", {"cluster": {"workers": 0}}, "cluster.workers: must be >= 1"),
+    ("unknown policy", {"policy": {"name": "fast"}}, "policy.name: must be one of"),
+    ("negative lr", {"train": {"lr": -1}}, "train.lr: must be a positive"),
+    ("string batch", {"train": {"batch_size": "big"}}, "train.batch_size: must be an integer"),
+    ("s >= workers", {"scheme": {"name": "gc", "s": 9}}, "scheme.s: must satisfy"),
+    ("unknown delay model", {"inject": {"model": "weibull"}}, "inject.model: must be one of"),
+    ("unknown fault", {"faults": [{"round": 1, "worker": 0, "kind": "explode"}]}, "faults[0].kind"),
+    ("too few models", {"train": {"models": 1}, "scheme": {"name": "msgc", "B": 1, "W": 2, "lam": 1}},
+     "train.models: must be >= T+1"),
+]
+
+
+@pytest.mark.parametrize("label,data,message", CONFIG_CASES, ids=[c[0] for c in CONFIG_CASES])
+def test_train_configs(label, data, message):
+    from gcode.config import from_dict, validate
+    with pytest.raises(ValueError, match=message.replace("[", r"\[").replace("+", r"\+")):
+        validate(from_dict(data))
+
+
+@pytest.mark.parametrize("suffix,text,message", [
+    (".toml", "[scheme\nname = 1", "invalid TOML"),
+    (".yaml", "scheme: [unclosed", "invalid YAML"),
+    (".ini", "x=1", "unknown extension"),
+    (".toml", "scheme = 3", "scheme: must be a table"),
+])
+def test_config_files(tmp_path, suffix, text, message):
+    from gcode.config import load_config
+    path = tmp_path / f"c{suffix}"
+    path.write_text(text)
+    with pytest.raises(ValueError, match=message):
+        load_config(path)
+
+
 CLI_CASES = [
     (["simulate", "--scheme", "gc", "--s", "999"], "s must satisfy"),
     (["simulate", "--trace", "/nonexistent.csv"], "no such file"),
@@ -156,6 +193,8 @@ CLI_CASES = [
     (["verify", "--scheme", "gc", "--n", "0", "--s", "1"], "--n must be >= 1"),
     (["replay", "/nonexistent.pb"], "nonexistent"),
     (["bench", "trace", "--traces", "/nonexistent"], "no such directory"),
+    (["train", "--workers", "0"], "cluster.workers"),
+    (["train", "--config", "/nonexistent.toml"], "no such file"),
 ]
 
 
