@@ -264,12 +264,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("train", help="live distributed training on Ray with a coding scheme",
                        description="Train M >= T+1 models round-robin on Ray worker actors that "
                                    "compute real torch gradients; decode despite stragglers.")
-    try:
-        from .runtime.cli_args import add_train_arguments
-    except ImportError:  # runtime not installed in this build
-        add_train_arguments = None
-    if add_train_arguments is not None:
-        add_train_arguments(p)
+    from .runtime.cli_args import add_train_arguments
+    add_train_arguments(p)
     p.set_defaults(func=cmd_train)
 
     from .bench.cli import add_bench_parser
