@@ -1,0 +1,299 @@
+"""cluster/: the launcher configs parse and say what cluster/README.md promises, and
+cluster/local.sh runs a multi-node job on loopback from a fresh clone and stops only what it
+started.
+
+The end-to-end test clones this repository (HEAD) into a temporary folder, links the existing
+virtual environment into the clone (no reinstall), starts an unrelated Ray head of the same user
+beside it (which `ray stop` would kill), runs ``cluster/local.sh --nodes 2`` with a tiny
+training job, and then checks the JSON result, that no process of the script survived, and
+that the unrelated Ray instance is untouched. Everything binds 127.0.0.x; nothing contacts
+another address.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import tomllib
+from pathlib import Path
+
+import pytest
+import yaml
+
+REPO = Path(__file__).resolve().parents[1]
+CLUSTER = REPO / "cluster"
+LOCAL_SH = CLUSTER / "local.sh"
+
+
+def _venv() -> Path:
+    """The environment to reuse: $GCODE_TEST_VENV, else the running interpreter's, else .venv."""
+    for cand in (os.environ.get("GCODE_TEST_VENV"), sys.prefix, REPO / ".venv"):
+        if cand and (Path(cand) / "bin" / "gcode").exists() and (Path(cand) / "bin" / "ray").exists():
+            return Path(cand)
+    pytest.skip("no virtual environment with bin/gcode and bin/ray (set GCODE_TEST_VENV)")
+
+
+# ------------------------------------------------------------------------ launcher configs
+@pytest.mark.parametrize("name,provider", [("aws.yaml", "aws"), ("gcp.yaml", "gcp")])
+def test_cluster_launcher_config(name, provider):
+    text = (CLUSTER / name).read_text()
+    cfg = yaml.safe_load(text)
+    assert cfg["cluster_name"]
+    assert cfg["provider"]["type"] == provider
+    types = cfg["available_node_types"]
+    head = cfg["head_node_type"]
+    assert head in types
+    assert types[head]["resources"]["CPU"] == 0          # the head runs the driver only
+    workers = {k: v for k, v in types.items() if k != head}
+    assert workers, "no worker node type"
+    # autoscaling CPU workers whose CPUs at full scale cover the 64 gcode workers (1 CPU each)
+    cpus = sum(v["max_workers"] * v["resources"]["CPU"] for v in workers.values())
+    assert cpus >= 64
+    assert all(v["min_workers"] < v["max_workers"] for v in workers.values())
+    assert cfg["max_workers"] * min(v["resources"]["CPU"] for v in workers.values()) >= 64
+    setup = "\n".join(cfg["setup_commands"])
+    assert "torch==" in setup and "whl/cpu" in setup     # the CPU wheel, never the CUDA build
+    assert re.search(r"pip install .*gcode", setup)
+    assert "REPLACE-WITH" in setup                       # the gcode URL is a marked placeholder
+    starts = "\n".join(cfg["head_start_ray_commands"] + cfg["worker_start_ray_commands"])
+    assert starts.count("RAY_AUTH_MODE=token") == 2      # token auth on every node
+    assert "~/.ray/auth_token" in cfg["file_mounts"]
+    assert re.search(r"#\s*\w*gpu\w*:", text)            # the commented GPU worker type
+    # Ray's own loader: defaults filled in, then checked against its JSON schema (offline)
+    pytest.importorskip("jsonschema")
+    from ray.autoscaler._private.util import prepare_config, validate_config
+    validate_config(prepare_config(yaml.safe_load(text)))
+
+
+def test_rayjob_manifest():
+    docs = [d for d in yaml.safe_load_all((CLUSTER / "rayjob.yaml").read_text()) if d]
+    job = next(d for d in docs if d.get("kind") == "RayJob")
+    cm = next(d for d in docs if d.get("kind") == "ConfigMap")
+    assert job["apiVersion"] == "ray.io/v1"
+    spec = job["spec"]
+    assert spec["entrypoint"].startswith("gcode train --address auto --config ")
+    assert spec["shutdownAfterJobFinishes"] is True
+    rc = spec["rayClusterSpec"]
+    assert rc["rayVersion"]
+    head = rc["headGroupSpec"]
+    assert head["rayStartParams"]["num-cpus"] == "0"
+    mounts = head["template"]["spec"]["containers"][0]["volumeMounts"]
+    cfg_path = spec["entrypoint"].split("--config ")[1].split()[0]
+    assert any(cfg_path.startswith(m["mountPath"] + "/") for m in mounts)
+    cpus = 0
+    for group in rc["workerGroupSpecs"]:
+        per_pod = int(group["rayStartParams"]["num-cpus"])
+        res = group["template"]["spec"]["containers"][0]["resources"]
+        assert int(res["limits"]["cpu"]) == per_pod          # one Ray CPU per pod CPU
+        assert group["minReplicas"] <= group["replicas"] <= group["maxReplicas"]
+        cpus += group["replicas"] * per_pod
+    run = tomllib.loads(cm["data"][Path(cfg_path).name])
+    assert run["scheme"]["name"] == "msgc" and run["cluster"]["workers"] == 64
+    assert cpus == run["cluster"]["workers"] * run["cluster"]["worker_cpus"] == 64
+    # the inline config is cluster/msgc64.toml
+    assert run == tomllib.loads((CLUSTER / "msgc64.toml").read_text())
+
+
+def test_msgc64_config_is_valid():
+    from gcode.config import load_config
+    cfg = load_config(CLUSTER / "msgc64.toml")
+    assert cfg.scheme.name == "msgc" and cfg.cluster.workers == 64
+    assert cfg.cluster.worker_cpus == 1.0
+    assert cfg.scheme_params() == {"B": 1, "W": 2, "lam": 4, "gc_code": "cyclic"}
+
+
+def test_dockerfile_installs_cpu_torch_then_gcode():
+    text = (CLUSTER / "Dockerfile").read_text()
+    assert re.search(r"^FROM rayproject/ray:\S+-cpu", text, re.M)
+    assert text.index("torch==") < text.index("pip install --no-cache-dir .")
+    assert "whl/cpu" in text
+
+
+# ------------------------------------------------------------------------ local.sh, fast checks
+def _run(args, env=None, timeout=30, cwd=None):
+    return subprocess.run(args, capture_output=True, text=True, timeout=timeout, cwd=cwd,
+                          env=env if env is not None else os.environ.copy())
+
+
+def test_local_sh_help_and_usage_errors(tmp_path):
+    help_ = _run([str(LOCAL_SH), "--help"])
+    assert help_.returncode == 0
+    for word in ("--nodes", "--auth", "RAY_AUTH_MODE", "127.0.0.3", "--temp-dir", "--hold",
+                 "ray stop", "--"):
+        assert word in help_.stdout, word
+    for bad, msg in ((["--nodes", "0"], "--nodes"), (["--head-ip", "10.0.0.1"], "loopback"),
+                     (["--auth", "maybe"], "--auth"), (["--bogus"], "unknown option"),
+                     (["--", "--address", "1.2.3.4:6379"], "--address")):
+        res = _run([str(LOCAL_SH), *bad])
+        assert res.returncode == 2 and msg in res.stderr, (bad, res.stderr)
+    # a checkout without .venv and without gcode on PATH: a clear error, nothing started
+    lone = tmp_path / "checkout" / "cluster"
+    lone.mkdir(parents=True)
+    shutil.copy2(LOCAL_SH, lone / "local.sh")
+    env = {k: v for k, v in os.environ.items() if k != "GCODE"}
+    env["PATH"] = "/usr/bin:/bin"
+    res = _run([str(lone / "local.sh")], env=env)
+    if shutil.which("gcode", path=env["PATH"]) is None:
+        assert res.returncode == 2 and "no gcode executable" in res.stderr, res.stderr
+    res = _run([str(LOCAL_SH)], env=dict(os.environ, GCODE=str(tmp_path / "nope")))
+    assert res.returncode == 2 and "GCODE=" in res.stderr
+
+
+# ------------------------------------------------------------------------ local.sh, end to end
+def _session_pids(sids: set[int]) -> dict[int, str]:
+    """Live (non-zombie) processes whose session id is in ``sids``: pid -> command line."""
+    out = {}
+    for d in Path("/proc").iterdir():
+        if not d.name.isdigit():
+            continue
+        try:
+            stat = (d / "stat").read_text()
+            fields = stat[stat.rindex(")") + 2:].split()
+            state, sid = fields[0], int(fields[3])
+            if sid in sids and state != "Z":
+                out[int(d.name)] = (d / "cmdline").read_bytes().replace(b"\0", b" ").decode(
+                    errors="replace")
+        except (OSError, ValueError):
+            continue
+    return out
+
+
+def _pids_naming(text: str) -> dict[int, str]:
+    """Live processes whose command line contains ``text``."""
+    out = {}
+    for d in Path("/proc").iterdir():
+        if not d.name.isdigit() or int(d.name) == os.getpid():
+            continue
+        try:
+            cmd = (d / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+            stat = (d / "stat").read_text()
+            if text in cmd and stat[stat.rindex(")") + 2] != "Z":
+                out[int(d.name)] = cmd
+        except (OSError, ValueError):
+            continue
+    return out
+
+
+def _kill_sessions(sids: set[int], grace: float = 5.0) -> None:
+    """Test cleanup: SIGTERM, then SIGKILL, every process of the given sessions."""
+    for sig in (signal.SIGTERM, signal.SIGKILL):
+        pids = _session_pids(sids)
+        for pid in pids:
+            try:
+                os.kill(pid, sig)
+            except OSError:
+                pass
+        deadline = time.monotonic() + grace
+        while _session_pids(sids) and time.monotonic() < deadline:
+            time.sleep(0.2)
+
+
+def _free_port(host: str) -> int:
+    with socket.socket() as s:
+        s.bind((host, 0))
+        return s.getsockname()[1]
+
+
+@pytest.mark.slow
+@pytest.mark.ray
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="127.0.0.x beyond .1 and /proc: Linux")
+@pytest.mark.skipif(shutil.which("git") is None, reason="needs git for the fresh clone")
+def test_local_sh_two_nodes_from_fresh_clone(tmp_path):
+    venv = _venv()
+    if not (REPO / ".git").exists():
+        pytest.skip("not a git checkout: no fresh clone to make")
+    clone = tmp_path / "gcode"
+    _run(["git", "clone", "-q", str(REPO), str(clone)], timeout=60).check_returncode()
+    (clone / ".venv").symlink_to(venv, target_is_directory=True)   # reuse, do not reinstall
+    script = clone / "cluster" / "local.sh"
+    assert script.exists(), "cluster/local.sh is not committed"
+
+    env = {k: v for k, v in os.environ.items() if k not in ("RAY_ADDRESS", "GCODE")}
+    env["RAY_AUTH_MODE"] = "disabled"
+    # short paths: Ray's socket paths are length-limited
+    other_tmp = tempfile.mkdtemp(prefix="gco")
+    run_tmp = tempfile.mkdtemp(prefix="gct")
+    other = None
+    proc = None
+    run_sids: set[int] = set()
+    try:
+        # An unrelated Ray instance of the same user, in its own session: `ray stop` would kill it.
+        other_port = _free_port("127.0.0.1")
+        other = subprocess.Popen(
+            [str(venv / "bin" / "ray"), "start", "--head", "--node-ip-address", "127.0.0.1",
+             "--port", str(other_port), "--num-cpus", "1", "--temp-dir", other_tmp,
+             "--include-dashboard", "false", "--disable-usage-stats",
+             "--ray-client-server-port", str(_free_port("127.0.0.1")),
+             "--dashboard-agent-listen-port", str(_free_port("127.0.0.1")),
+             "--min-worker-port", "0", "--max-worker-port", "0"],
+            env=env, start_new_session=True, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+            text=True)
+        t0 = time.monotonic()
+        proc = subprocess.Popen(
+            [str(script), "--nodes", "2", "--temp-dir", run_tmp, "--start-timeout", "90", "--",
+             "--workers", "4", "--jobs", "6", "--model", "logistic", "--batch-size", "120",
+             "--check-decode", "--json", "--quiet"],
+            env=env, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        other_out, _ = other.communicate(timeout=120)
+        assert other.returncode == 0, other_out[-2000:]
+        other_pids = _session_pids({other.pid})
+        assert any("gcs_server" in c for c in other_pids.values()), other_pids
+        try:
+            out, err = proc.communicate(timeout=240)
+        except subprocess.TimeoutExpired:
+            proc.send_signal(signal.SIGTERM)       # local.sh tears down on SIGTERM
+            out, err = proc.communicate(timeout=90)
+            pytest.fail(f"local.sh took over 240 s\n{err[-3000:]}")
+        elapsed = time.monotonic() - t0
+        m = re.search(r"\(sessions ([\d ]+)\)", err)
+        if m:
+            run_sids = {int(s) for s in m.group(1).split()}
+        assert proc.returncode == 0, f"local.sh exited {proc.returncode}\n{err[-4000:]}"
+
+        # the training result: 6 jobs decoded exactly by 4 workers spread over both worker nodes
+        res = json.loads([ln for ln in out.splitlines() if ln.startswith("{")][-1])
+        assert res["scheme"] == "msgc" and res["n"] == 4
+        assert res["decoded_jobs"] == res["jobs"] == 6
+        assert res["max_decode_rel_error"] < 1e-5
+        assert res["nodes"] == 2
+        assert res["node_ips"] == ["127.0.0.3", "127.0.0.4"]   # the head (0 CPUs) runs no actor
+        assert 0 < res["worker_cpus"] < 1                      # fractional CPUs per actor
+        assert "--address 127.0.0.2:" in err
+
+        # nothing the script started survives; its temp dir is gone
+        assert len(run_sids) == 3, err[-2000:]                 # head + 2 worker nodes
+        assert _session_pids(run_sids) == {}
+        assert _pids_naming(run_tmp) == {}
+        assert not Path(run_tmp).exists()
+
+        # the unrelated Ray instance is untouched: same processes, GCS still accepting
+        alive = _session_pids({other.pid})
+        assert set(other_pids) <= set(alive), {p: other_pids[p] for p in set(other_pids) - set(alive)}
+        with socket.create_connection(("127.0.0.1", other_port), timeout=5):
+            pass
+        print(f"local.sh end to end: {elapsed:.1f} s")
+    finally:
+        if proc is not None and proc.poll() is None:
+            proc.kill()
+            proc.wait(timeout=30)
+        for f in Path(run_tmp).glob(".sid.*"):     # only if the script failed to clean up
+            try:
+                run_sids.add(int(f.read_text()))
+            except ValueError:
+                pass
+        if run_sids:
+            _kill_sessions(run_sids)
+        if other is not None:
+            if other.poll() is None:
+                other.kill()
+            _kill_sessions({other.pid})
+        shutil.rmtree(other_tmp, ignore_errors=True)
+        shutil.rmtree(run_tmp, ignore_errors=True)
