@@ -31,7 +31,11 @@ examples:
   gcode simulate --scheme msgc --B 1 --W 2 --lam 27 --jobs 26 --json
   gcode tune --trace traces/lambda-cnn-w256-r20-canada.csv --jobs 16
   gcode verify --scheme gc --n 256 --s 27 --rounds 20 --patterns 5
+  gcode simulate --scheme auto --policy partial   # the online tuner with the partial fallback
+  gcode simulate --scheme gc --s 11 --log runs/gc && gcode plot runs/gc.pb --out plots
   gcode train                                     # live Ray training, M-SGC on digits
+  gcode train --run-log runs/live --monitor 127.0.0.1:50051   # then: gcode watch 127.0.0.1:50051
+  gcode bench trace --traces ../shared/traces     # also: bench sim | decode | auto | live --quick
 """
 
 
@@ -271,15 +275,8 @@ def build_parser() -> argparse.ArgumentParser:
     from .bench.cli import add_bench_parser
     add_bench_parser(sub)
 
-    from .telemetry.cli import (add_plot_arguments, add_replay_arguments, add_watch_arguments,
-                                cmd_plot, cmd_replay, cmd_watch)
-    for name, add, cmd, text in (
-            ("replay", add_replay_arguments, cmd_replay, "re-render a finished run's summary from its log"),
-            ("plot", add_plot_arguments, cmd_plot, "write PNG plots (timeline, straggler heatmap, loss) of a run log"),
-            ("watch", add_watch_arguments, cmd_watch, "follow a live run through its gRPC monitor")):
-        p = sub.add_parser(name, help=text, description=text)
-        add(p)
-        p.set_defaults(func=cmd)
+    from .telemetry.cli import add_subcommands
+    add_subcommands(sub)
     return parser
 
 

@@ -203,17 +203,22 @@ def monitor_from_args(args, config=None):
     return server
 
 
-def build_parser() -> argparse.ArgumentParser:
-    """A stand-alone parser (``python -m gcode.telemetry``) with the three subcommands."""
-    parser = argparse.ArgumentParser(prog="python -m gcode.telemetry")
-    sub = parser.add_subparsers(dest="command", required=True)
+def add_subcommands(sub) -> None:
+    """Register ``replay``, ``plot`` and ``watch`` on an argparse subparsers object."""
     for name, add, cmd, text in (
-            ("replay", add_replay_arguments, cmd_replay, "re-render a run log's summary table"),
-            ("plot", add_plot_arguments, cmd_plot, "write PNG plots of a run log"),
-            ("watch", add_watch_arguments, cmd_watch, "follow a live run's monitor")):
+            ("replay", add_replay_arguments, cmd_replay, "re-render a finished run's summary from its log"),
+            ("plot", add_plot_arguments, cmd_plot,
+             "write PNG plots (timeline, straggler heatmap, loss) of a run log"),
+            ("watch", add_watch_arguments, cmd_watch, "follow a live run through its gRPC monitor")):
         p = sub.add_parser(name, help=text, description=text)
         add(p)
         p.set_defaults(func=cmd)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """A stand-alone parser (``python -m gcode.telemetry``) with the three subcommands."""
+    parser = argparse.ArgumentParser(prog="python -m gcode.telemetry")
+    add_subcommands(parser.add_subparsers(dest="command", required=True))
     return parser
 
 
