@@ -133,10 +133,8 @@ elif command -v python3 >/dev/null 2>&1; then PY=$(command -v python3)
 else die "no python next to $GCODE or on PATH"; fi
 
 # ---------------------------------------------------------------- state + teardown
-CREATED_TEMP=0
 if [[ -z "$TEMP_DIR" ]]; then
     TEMP_DIR=$(mktemp -d "${TMPDIR:-/tmp}/gcl.XXXXXX") || die "mktemp failed"
-    CREATED_TEMP=1
 else
     mkdir -p "$TEMP_DIR" || die "cannot create --temp-dir $TEMP_DIR"
     [[ -z "$(ls -A "$TEMP_DIR" 2>/dev/null)" ]] || die "--temp-dir $TEMP_DIR is not empty (it identifies this run's processes)"
@@ -161,7 +159,9 @@ our_pids() {
     GCL_DIR="$TEMP_DIR" GCL_SIDS="^(${sid_re:-NONE})\$" GCL_PGID="$MY_PGID" awk '
         $2 == ENVIRON["GCL_PGID"] { next }
         $3 ~ ENVIRON["GCL_SIDS"] { print $1; next }
-        index($0, ENVIRON["GCL_DIR"]) && $0 ~ /ray\/core\/src|site-packages\/ray\/|ray::|-m ray[.]/ { print $1 }'
+        { line = $0 " "; dir = ENVIRON["GCL_DIR"] }
+        (index(line, dir "/") || index(line, dir " ")) &&
+            line ~ /ray\/core\/src|site-packages\/ray\/|ray::|-m ray[.]/ { print $1 }'
 }
 # our pids whose short name (comm) matches / does not match a regex
 pids_where() {  # $1: "match"|"nomatch"  $2: comm regex
