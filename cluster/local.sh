@@ -93,17 +93,23 @@ while [[ $# -gt 0 ]]; do
         *) die "unknown option '$1' (gcode train arguments go after '--'; see --help)" ;;
     esac
 done
-is_uint "$NODES" && (( NODES >= 1 && NODES <= 250 )) || die "--nodes must be an integer in 1..250, got '$NODES'"
-is_uint "$CPUS_PER_NODE" && (( CPUS_PER_NODE >= 1 )) || die "--cpus-per-node must be an integer >= 1 (ray start takes whole CPUs), got '$CPUS_PER_NODE'"
+is_uint "$NODES" && (( NODES >= 1 && NODES <= 250 )) ||
+    die "--nodes must be an integer in 1..250, got '$NODES'"
+is_uint "$CPUS_PER_NODE" && (( CPUS_PER_NODE >= 1 )) ||
+    die "--cpus-per-node must be an integer >= 1 (ray start takes whole CPUs), got '$CPUS_PER_NODE'"
 is_uint "$HEAD_CPUS" || die "--head-cpus must be an integer >= 0, got '$HEAD_CPUS'"
 is_uint "$GRACE" || die "--grace must be whole seconds, got '$GRACE'"
-is_uint "$START_TIMEOUT" && (( START_TIMEOUT >= 1 )) || die "--start-timeout must be whole seconds >= 1, got '$START_TIMEOUT'"
-[[ -z "$PORT" ]] || { is_uint "$PORT" && (( PORT >= 1024 && PORT <= 65535 )); } || die "--port must be in 1024..65535, got '$PORT'"
-[[ "$HEAD_IP" =~ ^127\.([0-9]{1,3})\.([0-9]{1,3})\.([0-9]{1,3})$ ]] || die "--head-ip must be a loopback address 127.x.y.z, got '$HEAD_IP'"
+is_uint "$START_TIMEOUT" && (( START_TIMEOUT >= 1 )) ||
+    die "--start-timeout must be whole seconds >= 1, got '$START_TIMEOUT'"
+[[ -z "$PORT" ]] || { is_uint "$PORT" && (( PORT >= 1024 && PORT <= 65535 )); } ||
+    die "--port must be in 1024..65535, got '$PORT'"
+[[ "$HEAD_IP" =~ ^127\.([0-9]{1,3})\.([0-9]{1,3})\.([0-9]{1,3})$ ]] ||
+    die "--head-ip must be a loopback address 127.x.y.z, got '$HEAD_IP'"
 case "$AUTH" in disabled|token) ;; *) die "--auth must be 'disabled' or 'token', got '$AUTH'" ;; esac
 if [[ $HOLD -eq 0 ]]; then
     for a in ${TRAIN_ARGS[@]+"${TRAIN_ARGS[@]}"}; do
-        [[ "$a" == --address || "$a" == --address=* ]] && die "do not pass --address after '--': local.sh sets it to its own head"
+        [[ "$a" == --address || "$a" == --address=* ]] &&
+            die "do not pass --address after '--': local.sh sets it to its own head"
     done
 fi
 # worker node i (1-based) gets 127.0.0.(2+i), or the next addresses after the head's last octet
@@ -115,14 +121,16 @@ HEAD_PREFIX=${HEAD_IP%.*}
 SCRIPT_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 REPO=$(cd "$SCRIPT_DIR/.." && pwd)
 if [[ -n "${GCODE:-}" ]]; then
-    [[ -x "$GCODE" ]] || GCODE_RESOLVED=$(command -v "$GCODE" 2>/dev/null) || die "GCODE=$GCODE is not an executable"
+    [[ -x "$GCODE" ]] || GCODE_RESOLVED=$(command -v "$GCODE" 2>/dev/null) ||
+        die "GCODE=$GCODE is not an executable"
     GCODE=${GCODE_RESOLVED:-$GCODE}
 elif [[ -x "$REPO/.venv/bin/gcode" ]]; then
     GCODE="$REPO/.venv/bin/gcode"
 elif command -v gcode >/dev/null 2>&1; then
     GCODE=$(command -v gcode)
 else
-    die "no gcode executable: create $REPO/.venv and 'pip install torch==2.13.0 -e .' there (see cluster/README.md), put gcode on PATH, or set GCODE=/path/to/gcode"
+    die "no gcode executable: create $REPO/.venv and 'pip install torch==2.13.0 -e .' there\
+ (see cluster/README.md), put gcode on PATH, or set GCODE=/path/to/gcode"
 fi
 BIN_DIR=$(dirname "$GCODE")
 if [[ -x "$BIN_DIR/ray" ]]; then RAY="$BIN_DIR/ray"
@@ -137,10 +145,12 @@ if [[ -z "$TEMP_DIR" ]]; then
     TEMP_DIR=$(mktemp -d "${TMPDIR:-/tmp}/gcl.XXXXXX") || die "mktemp failed"
 else
     mkdir -p "$TEMP_DIR" || die "cannot create --temp-dir $TEMP_DIR"
-    [[ -z "$(ls -A "$TEMP_DIR" 2>/dev/null)" ]] || die "--temp-dir $TEMP_DIR is not empty (it identifies this run's processes)"
+    [[ -z "$(ls -A "$TEMP_DIR" 2>/dev/null)" ]] ||
+        die "--temp-dir $TEMP_DIR is not empty (it identifies this run's processes)"
 fi
 TEMP_DIR=$(cd "$TEMP_DIR" && pwd -P)
-(( ${#TEMP_DIR} <= 40 )) || log "warning: --temp-dir path is long (${#TEMP_DIR} chars); Ray's socket paths may exceed the 107-byte limit"
+(( ${#TEMP_DIR} <= 40 )) ||
+    log "warning: --temp-dir is long (${#TEMP_DIR} chars); Ray's socket paths may pass the 107-byte limit"
 SIDS=()          # session ids of the `ray start` calls (each is the leader's pid)
 STARTERS=()      # pids of `ray start` calls in flight
 DRIVER_PID=""
@@ -199,7 +209,9 @@ teardown() {
         busy=0
         for p in ${STARTERS[@]+"${STARTERS[@]}"}; do kill -0 "$p" 2>/dev/null && busy=1; done
         [[ $busy -eq 0 ]] && break
-        for s in ${SIDS[@]+"${SIDS[@]}"}; do kill -TERM "$s" 2>/dev/null; done
+        for s in ${SIDS[@]+"${SIDS[@]}"}; do  # only a live leader of that very session
+            [[ "$(ps -o sid= -p "$s" 2>/dev/null | tr -d ' ')" == "$s" ]] && kill -TERM "$s" 2>/dev/null
+        done
         (( SECONDS >= t_end )) && break
         sleep 0.2
     done
@@ -248,8 +260,8 @@ export RAY_AUTH_MODE=$AUTH
 export RAY_USAGE_STATS_ENABLED=0
 if [[ "$AUTH" == token ]]; then
     if [[ -z "${RAY_AUTH_TOKEN:-}" && -z "${RAY_AUTH_TOKEN_PATH:-}" ]]; then
-        (umask 077 && "$PY" -c 'import secrets; print(secrets.token_hex(32))' >"$TEMP_DIR/auth_token") \
-            || die "cannot write $TEMP_DIR/auth_token" 3
+        (umask 077 && "$PY" -c 'import secrets; print(secrets.token_hex(32))' >"$TEMP_DIR/auth_token") ||
+            die "cannot write $TEMP_DIR/auth_token" 3
         export RAY_AUTH_TOKEN_PATH="$TEMP_DIR/auth_token"
     elif [[ -n "${RAY_AUTH_TOKEN_PATH:-}" && ! -s "$RAY_AUTH_TOKEN_PATH" ]]; then
         die "RAY_AUTH_TOKEN_PATH=$RAY_AUTH_TOKEN_PATH is not a non-empty file"
@@ -285,7 +297,8 @@ start_node() {  # $1: label; rest: ray start args.  The session id lands in $TEM
         return 3
     elif [[ $rc -ne 0 ]]; then
         tail -n 30 "$TEMP_DIR/.start.$label.log" >&2
-        log "error: ray start for $label failed (exit $rc$([[ $rc -eq 124 ]] && echo ", timed out after ${START_TIMEOUT}s"))"
+        [[ $rc -eq 124 ]] && rc="$rc: timed out after ${START_TIMEOUT}s"
+        log "error: ray start for $label failed (exit $rc)"
         return 3
     fi
     log "$label up in $((SECONDS - t0))s"
@@ -297,10 +310,12 @@ collect_sids() {
 }
 
 # ---------------------------------------------------------------- cluster
-[[ -n "$PORT" ]] || PORT=$(free_port "$HEAD_IP") || die "cannot bind $HEAD_IP (is the loopback interface up?)" 3
+[[ -n "$PORT" ]] || PORT=$(free_port "$HEAD_IP") ||
+    die "cannot bind $HEAD_IP (is the loopback interface up?)" 3
 ADDRESS="$HEAD_IP:$PORT"
 COMMON=(--temp-dir "$TEMP_DIR" --disable-usage-stats --min-worker-port 0 --max-worker-port 0)
-log "head $ADDRESS (${HEAD_CPUS} CPUs), $NODES worker node(s) x $CPUS_PER_NODE CPU(s), temp dir $TEMP_DIR, auth $AUTH"
+log "head $ADDRESS (${HEAD_CPUS} CPUs), $NODES worker node(s) x $CPUS_PER_NODE CPU(s)," \
+    "temp dir $TEMP_DIR, auth $AUTH"
 RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0 start_node head --head --node-ip-address "$HEAD_IP" --port "$PORT" \
     --num-cpus "$HEAD_CPUS" --include-dashboard false \
     --ray-client-server-port "$(free_port "$HEAD_IP")" \
@@ -325,8 +340,10 @@ export RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0  # the driver resolves its own addres
 
 if [[ $HOLD -eq 1 ]]; then
     log "cluster up. In another shell:"
-    echo "  export RAY_ADDRESS=$ADDRESS RAY_AUTH_MODE=$AUTH${RAY_AUTH_TOKEN_PATH:+ RAY_AUTH_TOKEN_PATH=$RAY_AUTH_TOKEN_PATH}${PYTHONPATH:+ PYTHONPATH=$PYTHONPATH}"
-    echo "  $GCODE train --address $ADDRESS --workers 4 --jobs 10"
+    printf '  export RAY_ADDRESS=%q RAY_AUTH_MODE=%q' "$ADDRESS" "$AUTH"
+    [[ -n "${RAY_AUTH_TOKEN_PATH:-}" ]] && printf ' RAY_AUTH_TOKEN_PATH=%q' "$RAY_AUTH_TOKEN_PATH"
+    [[ -n "${PYTHONPATH:-}" ]] && printf ' PYTHONPATH=%q' "$PYTHONPATH"
+    printf '\n  %q train --address %q --workers 4 --jobs 10\n' "$GCODE" "$ADDRESS"
     log "Ctrl-C stops the cluster"
     while :; do sleep 3600 & HOLD_SLEEP=$!; wait $HOLD_SLEEP; done
 fi
@@ -335,8 +352,10 @@ fi
 log "$GCODE train --address $ADDRESS ${TRAIN_ARGS[*]+${TRAIN_ARGS[*]}}"
 # in the background so that signals reach the trap at once; bash makes background commands ignore
 # SIGINT, so restore it: Ctrl-C (or teardown's SIGINT) then stops the driver with KeyboardInterrupt
-"$PY" -c 'import os, signal, sys; signal.signal(signal.SIGINT, signal.SIG_DFL); os.execv(sys.argv[1], sys.argv[1:])' \
-    "$GCODE" train --address "$ADDRESS" ${TRAIN_ARGS[@]+"${TRAIN_ARGS[@]}"} &
+RESTORE_SIGINT='import os, signal, sys
+signal.signal(signal.SIGINT, signal.SIG_DFL)
+os.execv(sys.argv[1], sys.argv[1:])'
+"$PY" -c "$RESTORE_SIGINT" "$GCODE" train --address "$ADDRESS" ${TRAIN_ARGS[@]+"${TRAIN_ARGS[@]}"} &
 DRIVER_PID=$!
 wait "$DRIVER_PID"
 STATUS=$?
