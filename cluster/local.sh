@@ -28,9 +28,10 @@ Options:
                        head runs the driver only and no gcode worker actors)
   --head-ip IP         head address (default 127.0.0.2; must be a 127.x.y.z address)
   --port P             GCS port of the head (default: a free port on the head address)
-  --temp-dir DIR       Ray's root temp dir for all nodes (default: a fresh
-                       /tmp/gcl.XXXXXX; keep it short, Ray's socket paths are length-limited).
-                       Processes are identified by this dir and their session, never by name
+  --temp-dir DIR       an empty dir for Ray's files: the head's, and node<i>/ for worker node i
+                       (default: a fresh /tmp/gcl.XXXXXX; keep it short, Ray's socket paths
+                       are length-limited). Processes are identified by their session and
+                       this dir, never by name
   --keep-temp          keep the temp dir (Ray logs) after a successful run; it is always kept,
                        and its path printed, after a failure
   --auth MODE          disabled (default) or token.  token: RAY_AUTH_MODE=token for every node
@@ -149,7 +150,7 @@ else
         die "--temp-dir $TEMP_DIR is not empty (it identifies this run's processes)"
 fi
 TEMP_DIR=$(cd "$TEMP_DIR" && pwd -P)
-(( ${#TEMP_DIR} <= 40 )) ||
+(( ${#TEMP_DIR} <= 30 )) ||
     log "warning: --temp-dir is long (${#TEMP_DIR} chars); Ray's socket paths may pass the 107-byte limit"
 SIDS=()          # session ids of the `ray start` calls (each is the leader's pid)
 STARTERS=()      # pids of `ray start` calls in flight
@@ -240,7 +241,7 @@ teardown() {
     if [[ $STATUS -eq 0 && $KEEP_TEMP -eq 0 ]]; then
         rm -rf "$TEMP_DIR"
     elif [[ -d "$TEMP_DIR" ]]; then
-        log "Ray logs kept in $TEMP_DIR/session_latest/logs"
+        log "Ray logs kept in $TEMP_DIR/session_latest/logs (head) and $TEMP_DIR/node*/session_latest/logs"
     fi
 }
 on_exit() { local rc=$?; [[ $STATUS -eq 0 ]] && STATUS=$rc; teardown; exit "$STATUS"; }
@@ -313,27 +314,35 @@ collect_sids() {
 [[ -n "$PORT" ]] || PORT=$(free_port "$HEAD_IP") ||
     die "cannot bind $HEAD_IP (is the loopback interface up?)" 3
 ADDRESS="$HEAD_IP:$PORT"
-COMMON=(--temp-dir "$TEMP_DIR" --disable-usage-stats --min-worker-port 0 --max-worker-port 0)
+COMMON=(--disable-usage-stats --min-worker-port 0 --max-worker-port 0)
 log "head $ADDRESS (${HEAD_CPUS} CPUs), $NODES worker node(s) x $CPUS_PER_NODE CPU(s)," \
     "temp dir $TEMP_DIR, auth $AUTH"
 RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0 start_node head --head --node-ip-address "$HEAD_IP" --port "$PORT" \
     --num-cpus "$HEAD_CPUS" --include-dashboard false \
     --ray-client-server-port "$(free_port "$HEAD_IP")" \
-    --dashboard-agent-listen-port "$(free_port "$HEAD_IP")" "${COMMON[@]}" &
+    --dashboard-agent-listen-port "$(free_port "$HEAD_IP")" --temp-dir "$TEMP_DIR" "${COMMON[@]}" &
 STARTERS=($!)   # in the background, so that a signal is handled at once (bash defers traps
 wait "${STARTERS[0]}" || { STATUS=3; exit 3; }  # while a foreground command runs)
 STARTERS=()
 collect_sids
-for ((i = 1; i <= NODES; i++)); do
-    # one after another: nodes sharing a session dir race for the same socket names in parallel
-    ip="$HEAD_PREFIX.$((HEAD_LAST + i))"
-    # a worker node refuses to start when RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0 (set by test suites)
-    RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=1 start_node "node$i" --address "$ADDRESS" --node-ip-address "$ip" \
-        --num-cpus "$CPUS_PER_NODE" --dashboard-agent-listen-port "$(free_port "$ip")" "${COMMON[@]}" &
-    STARTERS=($!)
-    wait "${STARTERS[0]}" || { STATUS=3; exit 3; }
+# Worker nodes start in parallel, 4 at a time; each has its own temp dir under $TEMP_DIR (nodes
+# sharing one session dir race for the same socket names when they start together).
+wait_starters() {
+    local p failed=0
+    for p in ${STARTERS[@]+"${STARTERS[@]}"}; do wait "$p" || failed=1; done
     STARTERS=()
     collect_sids
+    [[ $failed -eq 0 ]] || { STATUS=3; exit 3; }
+}
+for ((i = 1; i <= NODES; i++)); do
+    ip="$HEAD_PREFIX.$((HEAD_LAST + i))"
+    mkdir -p "$TEMP_DIR/node$i"
+    # a worker node refuses to start when RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0 (set by test suites)
+    RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=1 start_node "node$i" --address "$ADDRESS" --node-ip-address "$ip" \
+        --num-cpus "$CPUS_PER_NODE" --dashboard-agent-listen-port "$(free_port "$ip")" \
+        --temp-dir "$TEMP_DIR/node$i" "${COMMON[@]}" &
+    STARTERS+=($!)
+    (( ${#STARTERS[@]} < 4 && i < NODES )) || wait_starters
 done
 export RAY_ADDRESS=$ADDRESS
 export RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0  # the driver resolves its own address to loopback
