@@ -202,27 +202,81 @@ def _free_port(host: str) -> int:
         return s.getsockname()[1]
 
 
-@pytest.mark.slow
-@pytest.mark.ray
-@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="127.0.0.x beyond .1 and /proc: Linux")
-@pytest.mark.skipif(shutil.which("git") is None, reason="needs git for the fresh clone")
-def test_local_sh_two_nodes_from_fresh_clone(tmp_path):
+def loopback_clone_test(fn):
+    """Marks of the end-to-end tests: slow, Ray, Linux (127.0.0.x beyond .1, /proc), git."""
+    for mark in (pytest.mark.slow, pytest.mark.ray,
+                 pytest.mark.skipif(not sys.platform.startswith("linux"), reason="Linux only"),
+                 pytest.mark.skipif(shutil.which("git") is None, reason="needs git to clone")):
+        fn = mark(fn)
+    return fn
+
+
+@pytest.fixture(scope="module")
+def fresh_clone(tmp_path_factory):
+    """``git clone`` of this repository (HEAD) with the existing environment linked in as .venv."""
     venv = _venv()
     if not (REPO / ".git").exists():
         pytest.skip("not a git checkout: no fresh clone to make")
-    clone = tmp_path / "gcode"
+    clone = tmp_path_factory.mktemp("clone") / "gcode"
     _run(["git", "clone", "-q", str(REPO), str(clone)], timeout=60).check_returncode()
     (clone / ".venv").symlink_to(venv, target_is_directory=True)   # reuse, do not reinstall
-    script = clone / "cluster" / "local.sh"
-    assert script.exists(), "cluster/local.sh is not committed"
+    assert (clone / "cluster" / "local.sh").exists(), "cluster/local.sh is not committed"
+    return clone
 
-    env = {k: v for k, v in os.environ.items() if k not in ("RAY_ADDRESS", "GCODE")}
+
+def _local_env(home: Path) -> dict:
+    """The caller's environment without Ray address or token, and with a private HOME (so no
+    test reads or writes the user's ~/.ray)."""
+    env = {k: v for k, v in os.environ.items()
+           if k not in ("RAY_ADDRESS", "GCODE", "RAY_AUTH_TOKEN", "RAY_AUTH_TOKEN_PATH")}
+    home.mkdir(parents=True, exist_ok=True)
+    env["HOME"] = str(home)
     env["RAY_AUTH_MODE"] = "disabled"
+    return env
+
+
+def _communicate(proc: subprocess.Popen, timeout: float) -> tuple[str, str]:
+    try:
+        return proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        proc.send_signal(signal.SIGTERM)            # local.sh tears down on SIGTERM
+        _, err = proc.communicate(timeout=90)
+        pytest.fail(f"local.sh took over {timeout} s\n{err[-3000:]}")
+
+
+def _result(out: str) -> dict:
+    return json.loads([ln for ln in out.splitlines() if ln.startswith("{")][-1])
+
+
+def _sessions(err: str) -> set[int]:
+    """The session ids local.sh reports on a clean teardown."""
+    m = re.search(r"\(sessions ([\d ]+)\)", err)
+    return {int(s) for s in m.group(1).split()} if m else set()
+
+
+def _cleanup_after_failure(proc, temp_dir: str, sids: set[int]) -> None:
+    if proc is not None and proc.poll() is None:
+        proc.kill()
+        proc.wait(timeout=30)
+    for f in Path(temp_dir).glob(".sid.*"):        # only left when the script did not clean up
+        try:
+            sids.add(int(f.read_text()))
+        except ValueError:
+            pass
+    if sids:
+        _kill_sessions(sids)
+    shutil.rmtree(temp_dir, ignore_errors=True)
+
+
+@loopback_clone_test
+def test_local_sh_two_nodes_from_fresh_clone(fresh_clone, tmp_path):
+    script = fresh_clone / "cluster" / "local.sh"
+    env = _local_env(tmp_path / "home")
+    venv = fresh_clone / ".venv"
     # short paths: Ray's socket paths are length-limited
     other_tmp = tempfile.mkdtemp(prefix="gco")
     run_tmp = tempfile.mkdtemp(prefix="gct")
-    other = None
-    proc = None
+    other = proc = None
     run_sids: set[int] = set()
     try:
         # An unrelated Ray instance of the same user, in its own session: `ray stop` would kill it.
@@ -246,20 +300,13 @@ def test_local_sh_two_nodes_from_fresh_clone(tmp_path):
         assert other.returncode == 0, other_out[-2000:]
         other_pids = _session_pids({other.pid})
         assert any("gcs_server" in c for c in other_pids.values()), other_pids
-        try:
-            out, err = proc.communicate(timeout=240)
-        except subprocess.TimeoutExpired:
-            proc.send_signal(signal.SIGTERM)       # local.sh tears down on SIGTERM
-            out, err = proc.communicate(timeout=90)
-            pytest.fail(f"local.sh took over 240 s\n{err[-3000:]}")
+        out, err = _communicate(proc, 240)
         elapsed = time.monotonic() - t0
-        m = re.search(r"\(sessions ([\d ]+)\)", err)
-        if m:
-            run_sids = {int(s) for s in m.group(1).split()}
+        run_sids = _sessions(err)
         assert proc.returncode == 0, f"local.sh exited {proc.returncode}\n{err[-4000:]}"
 
         # the training result: 6 jobs decoded exactly by 4 workers spread over both worker nodes
-        res = json.loads([ln for ln in out.splitlines() if ln.startswith("{")][-1])
+        res = _result(out)
         assert res["scheme"] == "msgc" and res["n"] == 4
         assert res["decoded_jobs"] == res["jobs"] == 6
         assert res["max_decode_rel_error"] < 1e-5
@@ -276,24 +323,43 @@ def test_local_sh_two_nodes_from_fresh_clone(tmp_path):
 
         # the unrelated Ray instance is untouched: same processes, GCS still accepting
         alive = _session_pids({other.pid})
-        assert set(other_pids) <= set(alive), {p: other_pids[p] for p in set(other_pids) - set(alive)}
+        gone = {p: c for p, c in other_pids.items() if p not in alive}
+        assert not gone, gone
         with socket.create_connection(("127.0.0.1", other_port), timeout=5):
             pass
         print(f"local.sh end to end: {elapsed:.1f} s")
     finally:
-        if proc is not None and proc.poll() is None:
-            proc.kill()
-            proc.wait(timeout=30)
-        for f in Path(run_tmp).glob(".sid.*"):     # only if the script failed to clean up
-            try:
-                run_sids.add(int(f.read_text()))
-            except ValueError:
-                pass
-        if run_sids:
-            _kill_sessions(run_sids)
+        _cleanup_after_failure(proc, run_tmp, run_sids)
         if other is not None:
             if other.poll() is None:
                 other.kill()
             _kill_sessions({other.pid})
         shutil.rmtree(other_tmp, ignore_errors=True)
-        shutil.rmtree(run_tmp, ignore_errors=True)
+
+
+@loopback_clone_test
+def test_local_sh_token_auth(fresh_clone, tmp_path):
+    """--auth token: every node and the driver use a fresh token from the run's temp dir; the
+    user's ~/.ray is neither read nor written."""
+    home = tmp_path / "home"
+    env = _local_env(home)
+    run_tmp = tempfile.mkdtemp(prefix="gct")
+    proc = None
+    sids: set[int] = set()
+    try:
+        proc = subprocess.Popen(
+            [str(fresh_clone / "cluster" / "local.sh"), "--auth", "token", "--nodes", "1",
+             "--temp-dir", run_tmp, "--", "--workers", "2", "--jobs", "3", "--model", "logistic",
+             "--batch-size", "60", "--json", "--quiet"],
+            env=env, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        out, err = _communicate(proc, 180)
+        sids = _sessions(err)
+        assert proc.returncode == 0, err[-4000:]
+        assert "auth token" in err
+        res = _result(out)
+        assert res["decoded_jobs"] == 3 and res["node_ips"] == ["127.0.0.3"]
+        assert len(sids) == 2 and _session_pids(sids) == {}
+        assert not (home / ".ray").exists()
+        assert not Path(run_tmp).exists()
+    finally:
+        _cleanup_after_failure(proc, run_tmp, sids)
