@@ -141,6 +141,10 @@ if [[ -x "$BIN_DIR/python" ]]; then PY="$BIN_DIR/python"
 elif command -v python3 >/dev/null 2>&1; then PY=$(command -v python3)
 else die "no python next to $GCODE or on PATH"; fi
 
+if command -v timeout >/dev/null 2>&1; then TIMEOUT=(timeout -k 5 "$START_TIMEOUT")
+elif command -v gtimeout >/dev/null 2>&1; then TIMEOUT=(gtimeout -k 5 "$START_TIMEOUT")  # macOS coreutils
+else TIMEOUT=(); log "warning: no timeout command; --start-timeout is not enforced"; fi
+
 # ---------------------------------------------------------------- state + teardown
 if [[ -z "$TEMP_DIR" ]]; then
     TEMP_DIR=$(mktemp -d "${TMPDIR:-/tmp}/gcl.XXXXXX") || die "mktemp failed"
@@ -291,7 +295,7 @@ os.execvp(sys.argv[2], sys.argv[2:])'
 start_node() {  # $1: label; rest: ray start args.  The session id lands in $TEMP_DIR/.sid.<label>
     local label=$1; shift
     local rc=0 t0=$SECONDS
-    timeout -k 5 "$START_TIMEOUT" "$PY" -c "$SESSION_PY" "$TEMP_DIR/.sid.$label" "$RAY" start "$@" \
+    ${TIMEOUT[@]+"${TIMEOUT[@]}"} "$PY" -c "$SESSION_PY" "$TEMP_DIR/.sid.$label" "$RAY" start "$@" \
         >"$TEMP_DIR/.start.$label.log" 2>&1 || rc=$?
     if [[ $rc -eq 130 || $rc -eq 143 || $rc -eq 137 ]]; then
         log "ray start for $label interrupted"
