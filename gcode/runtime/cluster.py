@@ -36,12 +36,14 @@ def start_local_ray(num_cpus: int | None = None, temp_dir: str | None = None, **
 
 
 def ensure_ray(cc: ClusterConfig) -> bool:
-    """Connect to Ray as configured; returns True when this call started it (caller shuts down)."""
+    """Connect to Ray as configured (``cluster.address``, else $RAY_ADDRESS, else a local
+    loopback instance); returns True when this call connected (the caller shuts down)."""
     import ray
     if ray.is_initialized():
         return False
-    if cc.address:
-        ray.init(address=cc.address, log_to_driver=False, logging_level="WARNING")
+    address = cc.address or os.environ.get("RAY_ADDRESS")  # set inside `ray job submit`
+    if address:
+        ray.init(address=address, log_to_driver=False, logging_level="WARNING")
         return True
     start_local_ray(cc.num_cpus)
     return True
