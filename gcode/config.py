@@ -31,10 +31,14 @@ Example TOML::
     model = "bursty"
     params = { B = 1, W = 2, lam = 2, base = 0.02, slowdown = 5.0 }
 
+    [checkpoint]         # optional: checkpoint every K rounds and on a stop request
+    dir = "runs/ckpt"
+    every = 10
+
     [[faults]]           # optional fault injection (tests)
     round = 3
     worker = 1
-    kind = "raise"       # raise | exit | kill | shape | nan
+    kind = "raise"       # raise | exit | kill | shape | nan | tag
 
 This module imports neither Ray nor torch at import time.
 """
@@ -55,7 +59,7 @@ POLICY_NAMES = ("paper", "partial", "deadline", "all")
 MODES = ("concurrent", "delayed")
 INJECT_MODES = ("add", "target")
 PLACEMENTS = ("spread", "pack")
-FAULT_KINDS = ("raise", "exit", "kill", "shape", "nan")
+FAULT_KINDS = ("raise", "exit", "kill", "shape", "nan", "tag")
 GC_CODES = ("cyclic", "fr")
 
 #: parameters each scheme takes from [scheme] (mirrors gcode.codes.SCHEMES)
@@ -151,13 +155,25 @@ class LogConfig:
     #                             (gcode replay / plot read it)
 
 
+@dataclass
+class CheckpointConfig:
+    """Checkpoint/resume of a live run (:mod:`gcode.runtime.checkpoint`)."""
+
+    dir: str | None = None      # write checkpoints here, one round-NNNNNNNN/ folder each
+    every: int = 10             # rounds between checkpoints (with dir); a stop request also writes one
+    keep: int = 2               # newest complete checkpoints kept (older ones are deleted after a
+    #                             new one is complete)
+    resume: str | None = None   # continue from this checkpoint: a checkpoint.dir (its newest
+    #                             checkpoint) or one round-NNNNNNNN/ folder in it
+
+
 @dataclass(frozen=True)
 class Fault:
     """Fault injection: ``worker`` misbehaves in round ``round`` (first attempt only)."""
 
     round: int
     worker: int
-    kind: str                   # raise | exit | kill | shape | nan
+    kind: str                   # raise | exit | kill | shape | nan | tag (wrong round tag)
 
 
 @dataclass
@@ -168,6 +184,7 @@ class TrainConfig:
     train: TrainSection = field(default_factory=TrainSection)
     inject: InjectConfig = field(default_factory=InjectConfig)
     log: LogConfig = field(default_factory=LogConfig)
+    checkpoint: CheckpointConfig = field(default_factory=CheckpointConfig)
     faults: tuple[Fault, ...] = ()
 
     # ---- derived values -------------------------------------------------------------------
@@ -186,7 +203,8 @@ class TrainConfig:
 
 
 SECTIONS = {"scheme": SchemeConfig, "policy": PolicyConfig, "cluster": ClusterConfig,
-            "train": TrainSection, "inject": InjectConfig, "log": LogConfig}
+            "train": TrainSection, "inject": InjectConfig, "log": LogConfig,
+            "checkpoint": CheckpointConfig}
 
 
 def scheme_params(sc: SchemeConfig, n: int) -> dict:
@@ -506,6 +524,20 @@ def validate(cfg: TrainConfig) -> None:
             raise ConfigError("inject.params", str(exc)) from None
     if ic.trace is not None and not Path(ic.trace).is_file():
         raise ConfigError("inject.trace", f"no such file: {ic.trace}")
+
+    # checkpoint
+    ck = cfg.checkpoint
+    if ck.dir is not None and not ck.dir.strip():
+        raise ConfigError("checkpoint.dir", "must be a non-empty path")
+    if ck.dir is not None and Path(ck.dir).exists() and not Path(ck.dir).is_dir():
+        raise ConfigError("checkpoint.dir", f"{ck.dir} exists and is not a directory")
+    _positive("checkpoint.every", ck.every, integer=True)
+    _positive("checkpoint.keep", ck.keep, integer=True)
+    if ck.resume is not None:
+        if not ck.resume.strip():
+            raise ConfigError("checkpoint.resume", "must be a non-empty path")
+        if not Path(ck.resume).is_dir():
+            raise ConfigError("checkpoint.resume", f"no such checkpoint directory: {ck.resume}")
 
     # faults
     for k, f in enumerate(cfg.faults):

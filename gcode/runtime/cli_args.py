@@ -34,6 +34,8 @@ examples:
   gcode train --workers 8 --scheme msgc --B 1 --W 2 --lam 3 --jobs 29 \\
               --inject-trace gcode/data/lambda-cnn-w256-r30-canada.csv --time-scale 0.4
   gcode train --config run.toml --lr 0.2 --log-jsonl runs/r1.jsonl
+  gcode train --scheme gc --s 1 --jobs 400 --checkpoint-dir runs/ck --checkpoint-every 20
+  gcode train --resume runs/ck                  # continue from the newest checkpoint in runs/ck
 """
 
 #: flag dest -> dotted config field
@@ -49,6 +51,8 @@ FLAG_FIELDS = {
     "inject": "inject.model", "inject_trace": "inject.trace", "time_scale": "inject.time_scale",
     "inject_mode": "inject.mode", "log_jsonl": "log.jsonl", "run_log": "log.run_log",
     "load_slope": "scheme.auto_load_slope",
+    "checkpoint_dir": "checkpoint.dir", "checkpoint_every": "checkpoint.every",
+    "checkpoint_keep": "checkpoint.keep", "resume": "checkpoint.resume",
 }
 
 
@@ -166,6 +170,21 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
                         "injected; matches gcode simulate's load term); target: sleep only the "
                         "rest of it (default add)")
 
+    g = parser.add_argument_group("checkpoint / resume")
+    g.add_argument("--checkpoint-dir", metavar="DIR", default=S,
+                   help="write the full run state (models, optimizers, scheme, decoder, RNGs) to "
+                        "DIR/round-NNNNNNNN/ every --checkpoint-every rounds and when a stop "
+                        "request ends the run; atomic (temp folder, fsync, rename), no pickle")
+    g.add_argument("--checkpoint-every", type=int, metavar="K", default=S,
+                   help="rounds between checkpoints (default 10)")
+    g.add_argument("--checkpoint-keep", type=int, metavar="N", default=S,
+                   help="newest complete checkpoints kept (default 2)")
+    g.add_argument("--resume", metavar="DIR", default=S,
+                   help="continue the run checkpointed in DIR (its newest checkpoint, or one "
+                        "round-NNNNNNNN folder); the config is the checkpoint's, and flags may "
+                        "change only logs, checkpoints, cluster placement/timeouts, "
+                        "--check-decode; the final parameters equal an uninterrupted run's")
+
     g = parser.add_argument_group("output")
     g.add_argument("--log-jsonl", metavar="PATH", default=S,
                    help="write one JSON record per round (arrivals, stragglers, decodes, loss)")
@@ -187,7 +206,13 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
 def config_from_args(args: argparse.Namespace) -> TrainConfig:
     """Defaults, then ``--config FILE``, then the flags that were given; validated."""
     given = vars(args)
-    base = load_config(given["config"]) if given.get("config") else TrainConfig()
+    if given.get("config"):
+        base = load_config(given["config"])
+    elif given.get("resume"):  # the checkpoint's own config; train() checks what flags change
+        from .checkpoint import resume_config
+        base = resume_config(given["resume"])
+    else:
+        base = TrainConfig()
     overrides: dict[str, Any] = {}
     for dest, dotted in FLAG_FIELDS.items():
         if dest in given and given[dest] is not None:
@@ -254,6 +279,10 @@ def format_summary(res: dict) -> str:
     ]
     if res.get("max_decode_rel_error") is not None:
         lines.append(f"max decode relative error {res['max_decode_rel_error']:.2e}")
+    if res.get("resumed_from"):
+        lines.append(f"resumed from {res['resumed_from']} (session {res['sessions']})")
+    if res.get("checkpoint"):
+        lines.append(f"last checkpoint {res['checkpoint']} ({len(res['checkpoints'])} written)")
     return "\n".join(lines)
 
 

@@ -70,6 +70,7 @@ class Timings:
     step: float = 0.0       # optimizer steps
     check: float = 0.0      # check_decode / track_loss diagnostics
     log: float = 0.0        # JSONL, run recorder, progress callback
+    checkpoint: float = 0.0  # writing checkpoints (not part of 'overhead': optional, every K rounds)
 
     def overhead(self) -> float:
         """Coordinator work per the issue's definition: plan + bookkeeping + decode + step."""
@@ -93,6 +94,8 @@ class Coordinator:
     ctx: tuple = ("", None)      # (run id, ObjectRef of (spec, x, y)) sent with every call
     recorder: Any = None         # gcode.telemetry RunRecorder (run log + live monitor), optional
     auto_slope: bool = False     # measure the tuner's load slope live (scheme 'auto')
+    checkpointer: Any = None     # gcode.runtime.checkpoint.Checkpointer, optional
+    run_id: str = ""             # the run's id (kept across resumes)
 
     # ---- state ------------------------------------------------------------------------
     jobs_ctx: dict = field(default_factory=dict)    # job -> ObjectRef of (flat params, bounds)
@@ -117,6 +120,11 @@ class Coordinator:
     updates: list = field(default_factory=list)
     stopped: bool = False
     stop_reason: str = ""
+    late_dropped: int = 0        # straggler results in flight when a checkpoint was resumed
+    start_round: int = 0         # first round of this session (the checkpoint's, when resumed)
+    runtime_before: float = 0.0  # runtime_s of the sessions before a resume
+    sessions: int = 1            # 1 + resumes
+    resumed_from: str | None = None
 
     def __post_init__(self):
         self.n = self.scheme.n
@@ -142,20 +150,22 @@ class Coordinator:
 
     def _issue(self, t: int) -> None:
         """Snapshot model (t mod M) for job t; put (params, chunk ranges) in the store once."""
-        import ray
-
         from gcode.train import flatten_params
         prev = t - self.M
         if not self.delayed and self.scheme.job_exists(prev) and not self.scheme.is_decoded(prev):
             raise RuntimeError(f"job {t} would start from model {t % self.M} before job {prev} "
                                f"updated it (M={self.M} must be >= T+1={self.T + 1})")
-        flat = flatten_params(self.models[self.model_of(t)])
+        self.put_job(t, flatten_params(self.models[self.model_of(t)]), self.scheme.message_dtype)
+
+    def put_job(self, t: int, flat: np.ndarray, dtype) -> None:
+        """Job t's parameter snapshot and chunk ranges, put in the object store once."""
+        import ray
         fractions = np.asarray(self.scheme.chunk_fractions_for(t), dtype=np.float64)
         key = fractions.tobytes()
         if key not in self._bounds_cache:
             self._bounds_cache[key] = bounds_of(fractions, self.cfg.train.batch_size)
         self.snapshots[t] = flat
-        self.job_dtype[t] = np.dtype(self.scheme.message_dtype)
+        self.job_dtype[t] = np.dtype(dtype)
         self.jobs_ctx[t] = ray.put((flat, self._bounds_cache[key]))
 
     def _dtype(self, tasks: list[MiniTask]) -> np.dtype:
@@ -405,16 +415,35 @@ class Coordinator:
             self.stop_reason = getattr(self.recorder, "stop_reason", "") or "stop requested"
         return self.stopped
 
+    def _checkpoint(self, r: int, start: float) -> None:
+        tc = time.perf_counter()
+        self.checkpointer.save(self, r, self.runtime_before + (tc - start))
+        self.timings.checkpoint += time.perf_counter() - tc
+
     def run(self) -> float:
-        """Run every round; returns the wall-clock seconds of the training loop."""
-        self._switches_seen = 0
+        """Run every round from ``start_round`` (0, or a resumed checkpoint's round); returns the
+        wall-clock seconds of this session's training loop.
+
+        With a checkpointer, the state at the boundary before round r (after absorbing the late
+        results that are ready) is written when r is a multiple of ``checkpoint.every``, and when
+        a stop request ends the run."""
+        self._switches_seen = len(getattr(self.scheme, "switches", ()))  # announced before a resume
         start = time.perf_counter()
-        r = 0
-        while r < self.scheme.total_rounds and not self._stop_requested():
+        r = self.start_round
+        while r < self.scheme.total_rounds:
+            if self._stop_requested():
+                if self.checkpointer is not None:
+                    self._absorb_late(r)
+                    self._checkpoint(r, start)
+                break
             round_start = time.perf_counter()
             n_fail = len(self.failures)
             tp = time.perf_counter()
             self._absorb_late(r)
+            if self.checkpointer is not None and self.checkpointer.due(r, self.start_round):
+                self.timings.plan += time.perf_counter() - tp
+                self._checkpoint(r, start)
+                tp = time.perf_counter()
             plan = self.scheme.plan(r)
             if self.scheme.job_exists(r) and r not in self.jobs_ctx:
                 self._issue(r)
@@ -451,7 +480,8 @@ class Coordinator:
             self.durations.append(duration)
             tl = time.perf_counter()
             info["failures"] = self.failures[n_fail:]
-            self._record(r, plan, end, info, duration, jobs_done, time.perf_counter() - start)
+            self._record(r, plan, end, info, duration, jobs_done,
+                         self.runtime_before + time.perf_counter() - start)
             self.timings.log += time.perf_counter() - tl
             r += 1
         self.rounds_run = r

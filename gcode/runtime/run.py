@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 import uuid
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -54,13 +55,23 @@ def train(config: TrainConfig | None = None, *, progress: ProgressFn | None = No
     RoundRecord, as does the run log at ``log.run_log``; a stop requested through the monitor
     ends the run after the current round (``stopped`` in the result).
 
+    Checkpoints (``cfg.checkpoint``, :mod:`gcode.runtime.checkpoint`): with ``checkpoint.dir`` the
+    full run state is written there every ``checkpoint.every`` rounds and when a stop request
+    ends the run; ``checkpoint.resume`` continues from a checkpoint, which must have been written
+    with the same config (except the fields in ``checkpoint.SAFE_OVERRIDES``; get it with
+    ``checkpoint.resume_config(path)``). A resumed run ends with the same parameters as the
+    uninterrupted run (bit-exact for exact FR codes; see the module docs).
+
     Keys of the result: runtime_s (wall clock of the rounds), setup_s, rounds, waits (rounds that
     fell back), decoded_jobs, final_loss and param_checksum (per model: float64 sum of all
     parameters), max_decode_rel_error (with train.check_decode, else None), approximate,
     stragglers, failures, restarts, late_results_used, load, delay_T, models, compute_s_mean,
     response_s_mean, load_slope_s (response time minus injected sleep, per unit load: the
     simulator's load slope), overhead_s_per_round and timings_s_per_round (coordinator seconds
-    per round by phase), durations_s, stopped.
+    per round by phase), durations_s, stopped, checkpoints (paths written by this session),
+    checkpoint (the last one, or None), resumed_from (the checkpoint this session started
+    from, or None), sessions, session_runtime_s, late_results_dropped. Across a resume,
+    runtime_s, rounds and the counters cover the whole run.
     """
     cfg = config if config is not None else TrainConfig()
     validate(cfg)
@@ -78,6 +89,39 @@ def _one_blas_thread():
     except ImportError:  # pragma: no cover - threadpoolctl comes with scikit-learn
         import contextlib
         return contextlib.nullcontext()
+
+
+def _checkpoint_root(cfg: TrainConfig, ck) -> Path | None:
+    """checkpoint.dir, checked before anything starts: writable, and not holding another run's
+    checkpoints (a resumed run may write into the folder it resumes from)."""
+    from .checkpoint import checkpoints_in, probe_writable
+    if cfg.checkpoint.dir is None:
+        return None
+    root = Path(cfg.checkpoint.dir)
+    existing = checkpoints_in(root)
+    if existing:
+        if ck is None:
+            raise ConfigError("checkpoint.dir", f"{root} already holds checkpoints (newest "
+                                                f"{existing[-1].name}); continue that run with "
+                                                f"--resume {root}, or choose an empty directory")
+        if root.resolve() != ck.path.parent.resolve():
+            raise ConfigError("checkpoint.dir", f"{root} holds checkpoints of another run; a "
+                                                f"resumed run writes into the directory it resumes "
+                                                f"from ({ck.path.parent}) or an empty one")
+    probe_writable(root)
+    return root
+
+
+def _keep_run_log(prefix: str, round_: int) -> None:
+    """Before a resumed session writes its run log, move an existing log at the same prefix to
+    PREFIX.before-rNNNNNNNN.{pb,jsonl} so the earlier session's rounds are not overwritten."""
+    base = Path(prefix)
+    if base.suffix in (".pb", ".jsonl"):
+        base = base.with_suffix("")
+    for suffix in (".pb", ".jsonl"):
+        path = base.with_name(base.name + suffix)
+        if path.exists():
+            path.rename(base.with_name(f"{base.name}.before-r{round_:08d}{suffix}"))
 
 
 def build_scheme(cfg: TrainConfig):
@@ -116,11 +160,25 @@ def _train(cfg: TrainConfig, progress, dataset, model_factory, pool, monitor) ->
 
     from gcode.train import full_loss, load_dataset, num_params
 
+    from .checkpoint import (
+        Checkpointer,
+        check_resume_config,
+        read_checkpoint,
+        restore_coordinator,
+        restore_scheme_and_policy,
+    )
     from .cluster import ensure_ray, launch_workers
 
     setup_start = time.perf_counter()
     tr, n = cfg.train, cfg.cluster.workers
+    ck = None
+    if cfg.checkpoint.resume is not None:
+        ck = read_checkpoint(cfg.checkpoint.resume)
+        check_resume_config(ck.config, cfg)
+    ckpt_root = _checkpoint_root(cfg, ck)
     scheme, policy, default_models = build_scheme(cfg)
+    if ck is not None:
+        scheme, policy = restore_scheme_and_policy(ck, scheme, policy)
     try:
         delays = DelaySource(cfg.inject, n, scheme.total_rounds, tr.seed)
     except ValueError as exc:
@@ -130,7 +188,7 @@ def _train(cfg: TrainConfig, progress, dataset, model_factory, pool, monitor) ->
         raise ConfigError("cluster.workers", f"the given pool has {len(pool.actors)} actors, "
                                              f"fewer than workers={n}")
     M = 1 if tr.mode == "delayed" else (tr.models or default_models)
-    run_id = uuid.uuid4().hex
+    run_id = ck.tree["run"]["run_id"] if ck is not None else uuid.uuid4().hex
 
     started = ensure_ray(cfg.cluster)
     prev_threads = torch.get_num_threads()
@@ -151,19 +209,28 @@ def _train(cfg: TrainConfig, progress, dataset, model_factory, pool, monitor) ->
                         num_classes=dataset.num_classes, model_params=dict(tr.model_params),
                         factory=model_factory, seed=tr.seed, batch_size=tr.batch_size,
                         num_samples=len(dataset), num_params=d)
-        ctx = (run_id, ray.put((spec, dataset.x, dataset.y)))
-        writer = JsonlWriter(cfg.log.jsonl)
+        # a fresh context id per session: workers drop any cached state of an earlier session
+        ctx = (uuid.uuid4().hex, ray.put((spec, dataset.x, dataset.y)))
+        writer = JsonlWriter(cfg.log.jsonl, resume_round=ck.round if ck is not None else None)
         if cfg.log.run_log is not None or monitor is not None:
             from gcode.telemetry.recorder import RunRecorder
+            if ck is not None and cfg.log.run_log is not None:
+                _keep_run_log(cfg.log.run_log, ck.round)
             recorder = RunRecorder(live_run_config(cfg, scheme, M, scheme.message_dtype, run_id[:16]),
                                    log_prefix=cfg.log.run_log, monitor=monitor)
         pool.wait_ready(cfg.cluster.startup_timeout_s)
         coord = Coordinator(cfg, scheme, policy, pool.actors[:n], spec,
                             torch.from_numpy(dataset.x), torch.from_numpy(dataset.y),
                             models, optimizers, delays, writer, progress, ctx, recorder,
-                            auto_slope=cfg.scheme.name == "auto" and cfg.scheme.auto_load_slope is None)
+                            auto_slope=cfg.scheme.name == "auto" and cfg.scheme.auto_load_slope is None,
+                            run_id=run_id)
+        if ck is not None:
+            restore_coordinator(coord, ck)
+        if ckpt_root is not None:
+            coord.checkpointer = Checkpointer(ckpt_root, cfg.checkpoint.every, cfg.checkpoint.keep)
         setup_s = time.perf_counter() - setup_start
-        runtime_s = coord.run()
+        session_s = coord.run()
+        runtime_s = coord.runtime_before + session_s
         x_all, y_all = torch.from_numpy(dataset.x), torch.from_numpy(dataset.y)
         final_loss = [full_loss(m, x_all, y_all) for m in models]
         checksum = [float(sum(p.detach().double().sum().item() for p in m.parameters()))
@@ -222,6 +289,10 @@ def _train(cfg: TrainConfig, progress, dataset, model_factory, pool, monitor) ->
         "injected": (cfg.inject.trace or cfg.inject.model),
         "time_scale": cfg.inject.time_scale,
         "seed": tr.seed, "run_id": run_id[:16],
+        "checkpoints": list(coord.checkpointer.written) if coord.checkpointer else [],
+        "checkpoint": coord.checkpointer.written[-1] if coord.checkpointer and coord.checkpointer.written else None,
+        "resumed_from": coord.resumed_from, "sessions": coord.sessions,
+        "session_runtime_s": session_s, "late_results_dropped": coord.late_dropped,
     }
     if cfg.scheme.name == "auto":
         out["switches"] = list(getattr(scheme, "switches", []))

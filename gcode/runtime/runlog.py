@@ -34,14 +34,32 @@ def to_json(value: Any) -> str:
 
 
 class JsonlWriter:
-    """Append-only JSONL writer (``None`` path: a no-op)."""
+    """Append-only JSONL writer (``None`` path: a no-op).
 
-    def __init__(self, path: str | os.PathLike | None):
+    ``resume_round``: continue an existing log of a resumed run: its records of rounds before
+    ``resume_round`` are kept, later ones (written after the checkpoint, before the interruption)
+    are dropped, since the resumed run writes those rounds again."""
+
+    def __init__(self, path: str | os.PathLike | None, resume_round: int | None = None):
         self.path = None if path is None else Path(path)
         self._f = None
         if self.path is not None:
             self.path.parent.mkdir(parents=True, exist_ok=True)
+            kept: list[str] = []
+            if resume_round is not None and self.path.exists():
+                with open(self.path, encoding="utf-8") as f:
+                    for line in f:
+                        try:
+                            rec = json.loads(line)
+                        except ValueError:  # a line torn by the interruption
+                            continue
+                        if isinstance(rec, dict) and isinstance(rec.get("round"), int) \
+                                and rec["round"] < resume_round:
+                            kept.append(line if line.endswith("\n") else line + "\n")
             self._f = open(self.path, "w", encoding="utf-8")  # noqa: SIM115 - closed by close()
+            if kept:
+                self._f.writelines(kept)
+                self._f.flush()
 
     def write(self, record: dict) -> None:
         if self._f is not None:

@@ -141,7 +141,8 @@ class GradientWorker:
                 pass
         if self.latest > r:
             return self._stale(r, t0)
-        return {"status": "ok", "round": r, "worker": self.index, "attempt": attempt,
+        tag = r - 1 if fault == "tag" else r  # fault 'tag': a result labelled with another round
+        return {"status": "ok", "round": tag, "worker": self.index, "attempt": attempt,
                 "tags": [(int(t[0]), int(t[1])) for t in tasks], "grads": grads,
                 "compute_s": compute_s, "sleep_s": sleep_s, "pid": os.getpid()}
 

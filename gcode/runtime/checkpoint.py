@@ -1,0 +1,592 @@
+"""Checkpoint and resume of a live run, without pickle.
+
+A checkpoint is one folder ``DIR/round-NNNNNNNN/`` (NNNNNNNN: the next round to run) holding
+
+* ``state.json``: the structure: format and version, the round, the config, the scheme state
+  (:func:`gcode.codes.state.scheme_state`: spec + event log), the online tuner's state (scheme
+  ``auto``), the coordinator's counters, the late-result bookkeeping, the decoder's stored results
+  and fp64 accumulators, pending jobs, the optimizers' structure and scalars, the RNG states. Every
+  array in it is a reference ``{"$array": NAME}`` into ``arrays.npz``; tuples, non-string keys and
+  non-finite floats are tagged (``$tuple``, ``$items``, ``$float``) so the tree round-trips
+  exactly;
+* ``arrays.npz``: every array (model parameters and buffers, optimizer tensors, job parameter
+  snapshots, stored worker results, decode accumulators, the injected-delay table, tuner history,
+  RNG states), written entry by entry with ``numpy.lib.format.write_array(...,
+  allow_pickle=False)`` and read with ``np.load(..., allow_pickle=False)``;
+* ``manifest.json``: format, version, round, size and SHA-256 of both files, and the SHA-256 of the
+  manifest itself. A torn or modified checkpoint fails verification with an error that names the
+  folder and the file.
+
+Writes are atomic: everything goes into ``DIR/.tmp-round-NNNNNNNN-XXXX/`` (same parent), each
+file and the folder are fsynced, then the folder is renamed to ``round-NNNNNNNN`` and ``DIR`` is
+fsynced. Older checkpoints are deleted only after the new one is complete (the newest
+``checkpoint.keep`` are kept), so a crash at any instant leaves the previous checkpoint intact;
+leftover ``.tmp-*`` folders are ignored by readers and removed by the next write.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import os
+import re
+import shutil
+import tempfile
+import time
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..config import ConfigError, TrainConfig
+
+FORMAT = "gcode-checkpoint"
+VERSION = 1
+STATE_FILE = "state.json"
+ARRAYS_FILE = "arrays.npz"
+MANIFEST_FILE = "manifest.json"
+_NAME = re.compile(r"^round-(\d{8})$")
+
+#: config fields that may differ between a checkpoint and the run resuming it: where and how the
+#: run executes, logs and checkpoints, fault injection and diagnostics. They never change what is
+#: computed. Every other field (scheme, policy, workers, model, data, optimizer, seed, injection,
+#: streaming decode) must be equal.
+SAFE_OVERRIDES = ("log.", "checkpoint.", "faults", "cluster.address", "cluster.num_cpus",
+                  "cluster.worker_cpus", "cluster.placement", "cluster.max_restarts",
+                  "cluster.round_timeout_s", "cluster.startup_timeout_s",
+                  "cluster.retry_backoff_s", "train.check_decode", "train.track_loss")
+
+
+class CheckpointError(ValueError):
+    """A checkpoint cannot be written, found, verified or restored; the message says which."""
+
+
+# ---- a JSON tree with arrays out of line ----------------------------------------------------
+def _encode(value: Any, arrays: dict[str, np.ndarray], path: str) -> Any:
+    """JSON-able copy of ``value``; arrays (numpy, torch) go to ``arrays`` under ``path``."""
+    if value is None or isinstance(value, (bool, str)):
+        return value
+    if isinstance(value, (int, np.integer)) and not isinstance(value, np.bool_):
+        return int(value)
+    if isinstance(value, np.bool_):
+        return bool(value)
+    if isinstance(value, (float, np.floating)):
+        f = float(value)
+        return f if math.isfinite(f) else {"$float": repr(f)}
+    if type(value).__module__.startswith("torch") and hasattr(value, "detach"):
+        value = value.detach().cpu().numpy()
+    if isinstance(value, np.ndarray):
+        if value.dtype.hasobject or value.dtype.kind not in "biufc":
+            raise CheckpointError(f"cannot store {value.dtype} array at {path!r} in a checkpoint")
+        name = path or "root"
+        if name in arrays:
+            raise CheckpointError(f"duplicate array name {name!r}")
+        arrays[name] = np.array(value, copy=True, order="C")  # (ascontiguousarray makes 0-d 1-d)
+        return {"$array": name}
+    if isinstance(value, tuple):
+        return {"$tuple": [_encode(v, arrays, f"{path}/{k}") for k, v in enumerate(value)]}
+    if isinstance(value, list):
+        return [_encode(v, arrays, f"{path}/{k}") for k, v in enumerate(value)]
+    if isinstance(value, dict):
+        if all(isinstance(k, str) and not k.startswith("$") and "/" not in k for k in value):
+            return {k: _encode(v, arrays, f"{path}/{k}") for k, v in value.items()}
+        return {"$items": [[_encode(k, arrays, f"{path}/k{i}"), _encode(v, arrays, f"{path}/{i}")]
+                           for i, (k, v) in enumerate(value.items())]}
+    raise CheckpointError(f"cannot store a {type(value).__name__} at {path!r} in a checkpoint")
+
+
+def _decode(value: Any, arrays: Any) -> Any:
+    if isinstance(value, list):
+        return [_decode(v, arrays) for v in value]
+    if isinstance(value, dict):
+        if len(value) == 1:
+            (tag, inner), = value.items()
+            if tag == "$array":
+                if inner not in arrays:
+                    raise CheckpointError(f"state refers to array {inner!r}, missing in {ARRAYS_FILE}")
+                return arrays[inner]
+            if tag == "$float":
+                return float(inner)
+            if tag == "$tuple":
+                return tuple(_decode(v, arrays) for v in inner)
+            if tag == "$items":
+                return {_decode(k, arrays): _decode(v, arrays) for k, v in inner}
+        return {k: _decode(v, arrays) for k, v in value.items()}
+    return value
+
+
+# ---- files ----------------------------------------------------------------------------------
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def _fsync_file(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _write_bytes(path: Path, data: bytes) -> None:
+    with open(path, "wb") as f:
+        f.write(data)
+        f.flush()
+        os.fsync(f.fileno())
+
+
+def _write_npz(path: Path, arrays: dict[str, np.ndarray]) -> None:
+    """An uncompressed .npz, every entry written with allow_pickle=False."""
+    with open(path, "wb") as f:
+        with zipfile.ZipFile(f, "w", compression=zipfile.ZIP_STORED, allowZip64=True) as zf:
+            for name, arr in arrays.items():
+                with zf.open(name + ".npy", "w", force_zip64=True) as entry:
+                    np.lib.format.write_array(entry, arr, allow_pickle=False)
+        f.flush()
+        os.fsync(f.fileno())
+
+
+def _canonical(obj: dict) -> bytes:
+    return json.dumps(obj, sort_keys=True, separators=(",", ":"), allow_nan=False).encode()
+
+
+def _round_of(path: Path) -> int | None:
+    m = _NAME.match(path.name)
+    return int(m.group(1)) if m else None
+
+
+def checkpoints_in(root: str | os.PathLike) -> list[Path]:
+    """The ``round-NNNNNNNN`` folders of ``root``, oldest first (complete or not)."""
+    root = Path(root)
+    if not root.is_dir():
+        return []
+    found = [p for p in root.iterdir() if p.is_dir() and _round_of(p) is not None]
+    return sorted(found, key=lambda p: _round_of(p))
+
+
+def _prune(root: Path, keep: int, newest: Path) -> None:
+    """Keep the newest ``keep`` checkpoints up to ``newest``; drop later rounds (an abandoned
+    timeline after resuming from an older checkpoint) and leftovers of interrupted writes."""
+    rounds = checkpoints_in(root)
+    limit = _round_of(newest)
+    older = [p for p in rounds if _round_of(p) <= limit]
+    doomed = [p for p in rounds if _round_of(p) > limit] + older[:-keep]
+    doomed += [p for p in root.iterdir() if p.is_dir() and p.name.startswith((".tmp-round-", ".old-round-"))]
+    for p in doomed:
+        shutil.rmtree(p, ignore_errors=True)
+
+
+def write_checkpoint(root: str | os.PathLike, round_: int, tree: dict, keep: int = 2) -> Path:
+    """Write ``tree`` as checkpoint ``root/round-NNNNNNNN`` atomically; returns its path.
+
+    Raises :class:`CheckpointError` naming the folder when the disk refuses (full, read-only,
+    permissions); the previous checkpoint is then untouched and nothing half-written remains under
+    a ``round-`` name."""
+    root = Path(root)
+    arrays: dict[str, np.ndarray] = {}
+    doc = _encode(tree, arrays, "")
+    state_bytes = json.dumps(doc, separators=(",", ":"), allow_nan=False).encode()
+    name = f"round-{int(round_):08d}"
+    final = root / name
+    tmp = None
+    try:
+        root.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=f".tmp-{name}-", dir=root))
+        _write_npz(tmp / ARRAYS_FILE, arrays)
+        _write_bytes(tmp / STATE_FILE, state_bytes)
+        manifest = {"format": FORMAT, "version": VERSION, "round": int(round_),
+                    "created_unix": time.time(), "arrays": len(arrays),
+                    "files": {f: {"bytes": (tmp / f).stat().st_size, "sha256": _sha256(tmp / f)}
+                              for f in (STATE_FILE, ARRAYS_FILE)}}
+        manifest["manifest_sha256"] = hashlib.sha256(_canonical(manifest)).hexdigest()
+        _write_bytes(tmp / MANIFEST_FILE, json.dumps(manifest, indent=1).encode())
+        _fsync_dir(tmp)
+        old = None
+        if final.exists():  # rewriting a round (resumed from an older checkpoint)
+            old = root / f".old-{name}-{os.getpid()}"
+            os.rename(final, old)
+        os.rename(tmp, final)
+        tmp = None
+        _fsync_dir(root)
+        if old is not None:
+            shutil.rmtree(old, ignore_errors=True)
+    except OSError as exc:
+        if tmp is not None:
+            shutil.rmtree(tmp, ignore_errors=True)
+        try:
+            prev = [p for p in checkpoints_in(root) if p != final]
+        except OSError:
+            prev = []
+        kept = f"the previous checkpoint {prev[-1]} is intact" if prev else "no earlier checkpoint exists"
+        raise CheckpointError(f"checkpoint.dir: cannot write the round-{round_} checkpoint to "
+                              f"{root}: {exc.strerror or exc} ({type(exc).__name__}, errno "
+                              f"{exc.errno}); {kept}") from None
+    except BaseException:
+        if tmp is not None:
+            shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    try:
+        _prune(root, keep, final)
+    except OSError:  # pragma: no cover - pruning is best effort; the new checkpoint is complete
+        pass
+    return final
+
+
+def probe_writable(root: str | os.PathLike) -> None:
+    """Fail early (ConfigError naming checkpoint.dir) when ``root`` cannot hold checkpoints."""
+    root = Path(root)
+    try:
+        root.mkdir(parents=True, exist_ok=True)
+        probe = Path(tempfile.mkdtemp(prefix=".tmp-probe-", dir=root))
+        _write_bytes(probe / "probe", b"gcode")
+        shutil.rmtree(probe)
+    except OSError as exc:
+        raise ConfigError("checkpoint.dir", f"{root} is not writable: {exc.strerror or exc} "
+                                            f"({type(exc).__name__})") from None
+
+
+# ---- reading --------------------------------------------------------------------------------
+@dataclass
+class Checkpoint:
+    path: Path
+    round: int
+    tree: dict                 # decoded state.json, arrays in place
+
+    @property
+    def config(self) -> dict:
+        return self.tree["config"]
+
+
+def resolve(path: str | os.PathLike) -> Path:
+    """The checkpoint folder ``path`` names: itself when it holds a manifest, else its newest
+    ``round-NNNNNNNN`` folder."""
+    p = Path(path)
+    if not p.is_dir():
+        raise CheckpointError(f"checkpoint.resume: no such checkpoint directory: {p}")
+    if (p / MANIFEST_FILE).exists() or _round_of(p) is not None:
+        return p
+    rounds = checkpoints_in(p)
+    if not rounds:
+        tmp = [q.name for q in p.iterdir() if q.name.startswith(".tmp-round-")]
+        extra = f" (only interrupted writes: {', '.join(sorted(tmp))})" if tmp else ""
+        raise CheckpointError(f"checkpoint.resume: {p} holds no checkpoint (no round-NNNNNNNN "
+                              f"folder){extra}")
+    return rounds[-1]
+
+
+def read_checkpoint(path: str | os.PathLike) -> Checkpoint:
+    """Find (:func:`resolve`), verify (manifest, sizes, SHA-256) and decode a checkpoint."""
+    folder = resolve(path)
+    older = [p for p in checkpoints_in(folder.parent) if p != folder and
+             (_round_of(p) or 0) < (_round_of(folder) or 0)]
+    hint = f"; an older checkpoint is {older[-1]} (resume from it explicitly)" if older else ""
+
+    def damaged(why: str) -> CheckpointError:
+        return CheckpointError(f"checkpoint {folder} is damaged or incomplete: {why}{hint}")
+
+    mpath = folder / MANIFEST_FILE
+    if not mpath.is_file():
+        raise damaged(f"no {MANIFEST_FILE}")
+    try:
+        manifest = json.loads(mpath.read_bytes())
+        claimed = manifest.pop("manifest_sha256")
+    except (ValueError, KeyError, AttributeError, TypeError):
+        raise damaged(f"{MANIFEST_FILE} is not a valid manifest") from None
+    if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
+        raise damaged(f"{MANIFEST_FILE} is not a {FORMAT} manifest")
+    if hashlib.sha256(_canonical(manifest)).hexdigest() != claimed:
+        raise damaged(f"{MANIFEST_FILE} does not match its checksum (modified)")
+    if manifest.get("version") != VERSION:
+        raise CheckpointError(f"checkpoint {folder}: format version {manifest.get('version')} is "
+                              f"not supported (this gcode reads version {VERSION})")
+    for fname in (STATE_FILE, ARRAYS_FILE):
+        entry = manifest.get("files", {}).get(fname)
+        fpath = folder / fname
+        if not isinstance(entry, dict):
+            raise damaged(f"the manifest does not list {fname}")
+        if not fpath.is_file():
+            raise damaged(f"{fname} is missing")
+        if fpath.stat().st_size != entry.get("bytes"):
+            raise damaged(f"{fname} has {fpath.stat().st_size} bytes, the manifest says "
+                          f"{entry.get('bytes')} (torn write or modified file)")
+        if _sha256(fpath) != entry.get("sha256"):
+            raise damaged(f"{fname} does not match its SHA-256 in the manifest (modified or "
+                          f"corrupted)")
+    try:
+        doc = json.loads((folder / STATE_FILE).read_bytes())
+        with np.load(folder / ARRAYS_FILE, allow_pickle=False) as z:
+            arrays = {k: z[k] for k in z.files}
+    except (ValueError, OSError, zipfile.BadZipFile) as exc:
+        raise damaged(f"cannot be read: {exc}") from None
+    tree = _decode(doc, arrays)
+    if not isinstance(tree, dict) or tree.get("format") != FORMAT or tree.get("round") != manifest.get("round"):
+        raise damaged(f"{STATE_FILE} does not match the manifest")
+    return Checkpoint(folder, int(tree["round"]), tree)
+
+
+# ---- configs --------------------------------------------------------------------------------
+def _flat(d: dict) -> dict:
+    out = {}
+    for section, fields in d.items():
+        if isinstance(fields, dict):
+            for k, v in fields.items():
+                out[f"{section}.{k}"] = v
+        else:
+            out[section] = fields
+    return out
+
+
+def _plain(value: Any) -> Any:
+    """Tuples as lists (a config dict from a file and from a checkpoint compare equal)."""
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    return value
+
+
+def check_resume_config(saved: dict, cfg: TrainConfig) -> None:
+    """ConfigError naming the first field (and listing the others) where ``cfg`` differs from the
+    checkpoint's config, ignoring :data:`SAFE_OVERRIDES`."""
+    a, b = _flat(_plain(saved)), _flat(_plain(cfg.to_dict()))
+    differ = [k for k in b if not k.startswith(SAFE_OVERRIDES) and k != "faults"
+              and a.get(k) != b.get(k)]
+    differ += [k for k in a if k not in b and not k.startswith(SAFE_OVERRIDES)]
+    if differ:
+        k = differ[0]
+        more = f"; also differ: {', '.join(differ[1:])}" if differ[1:] else ""
+        raise ConfigError(k, f"differs from the checkpoint's config (checkpoint: {a.get(k)!r}, "
+                             f"this run: {b.get(k)!r}){more}. A resumed run must compute the "
+                             f"same thing: resume with the checkpoint's own config (gcode train "
+                             f"--resume DIR, changing only log, checkpoint, cluster placement/"
+                             f"timeouts, faults, check_decode or track_loss), or start a new run "
+                             f"in a fresh checkpoint.dir")
+
+
+def resume_config(path: str | os.PathLike) -> TrainConfig:
+    """The config a checkpoint was written with, set to resume from it (``checkpoint.resume``)."""
+    from ..config import from_dict
+    ck = read_checkpoint(path)
+    data = json.loads(json.dumps(_plain(ck.config)))
+    data.setdefault("checkpoint", {})["resume"] = str(path)
+    return from_dict(data)
+
+
+# ---- capture and restore of a coordinator ----------------------------------------------------
+def _model_state(model, optimizer) -> dict:
+    sd = optimizer.state_dict()
+    return {"params": {k: v for k, v in model.state_dict().items()},
+            "optimizer": {"state": dict(sd["state"]), "param_groups": sd["param_groups"]}}
+
+
+def _tuner_state(policy) -> dict | None:
+    if getattr(policy, "name", None) != "auto" or not hasattr(policy, "base_times"):
+        return None
+    n = policy.n
+    base = np.array(policy.base_times, dtype=np.float64).reshape(-1, n)
+    cur = policy.current
+    return {"base_times": base, "current": {"scheme": cur.scheme, "params": dict(cur.params),
+                                            "mu": cur.mu},
+            "decisions": list(policy.decisions), "load_slope": float(policy.load_slope)}
+
+
+def _decoder_state(dec) -> dict:
+    return {"streaming": dec.streaming, "streamed": dec.streamed, "fallbacks": dec.fallbacks,
+            "results": [[tuple(key), dec.sig[key], arr] for key, arr in dec.results.items()],
+            "jobs": [[t, {"acc": job.acc, "folded": [[sig, tuple(k)] for sig, k in job.folded.items()],
+                          "keys": sorted(tuple(k) for k in job.keys)}]
+                     for t, job in dec.jobs.items()]}
+
+
+def capture(coord, r: int, runtime_s: float) -> dict:
+    """The full state of ``coord`` at the boundary before round ``r`` (late results of earlier
+    rounds already absorbed), as a tree for :func:`write_checkpoint`."""
+    import random
+
+    import torch
+
+    from ..codes.state import scheme_state
+    cfg = coord.cfg.to_dict()
+    cfg["checkpoint"]["resume"] = None
+    return {
+        "format": FORMAT, "version": VERSION, "round": int(r),
+        "config": cfg,
+        "run": {"run_id": coord.run_id, "runtime_s": float(runtime_s), "sessions": coord.sessions,
+                "n": coord.n, "models": coord.M, "num_params": coord.spec.num_params,
+                "scheme": coord.scheme.name},
+        "scheme": scheme_state(coord.scheme),
+        "tuner": _tuner_state(coord.policy),
+        "coordinator": {
+            "waits": coord.waits, "decoded": coord.decoded, "late_used": coord.late_used,
+            "late_dropped": coord.late_dropped, "retries": coord.retries,
+            "stragglers_total": coord.stragglers_total, "max_rel_error": coord.max_rel_error,
+            "last_loss": coord.last_loss, "updates": list(coord.updates),
+            "failures": list(coord.failures), "restarts": dict(coord.restarts),
+            "compute_s": list(coord.compute_s), "response_s": list(coord.response_s),
+            "slope_samples": list(coord.slope_samples), "durations": list(coord.durations),
+            "timings": dict(coord.timings.__dict__),
+        },
+        # straggler calls still in flight: their results cannot outlive this process, so a
+        # resumed run treats them as never arriving (their rounds already counted them as
+        # stragglers, which every scheme decodes without)
+        "late": [[rr, w, [t.job for t in tasks]] for _ref, rr, w, tasks in coord.late],
+        "jobs": {int(t): {"dtype": np.dtype(coord.job_dtype[t]).name, "params": coord.snapshots[t]}
+                 for t in sorted(coord.snapshots)},
+        "decoder": _decoder_state(coord.decoder),
+        "delays": {"table": coord.delays.table, "next_round": int(r)},
+        "models": [_model_state(m, o) for m, o in zip(coord.models, coord.optimizers)],
+        "rng": {"torch": torch.get_rng_state(), "numpy": np.random.get_state(),
+                "python": random.getstate()},
+    }
+
+
+def restore_scheme_and_policy(ck: Checkpoint, scheme, policy):
+    """(scheme, policy) in the checkpoint's state; ``scheme``/``policy`` are the freshly built ones
+    (the online tuner is rebuilt from its config and given its saved history and choice)."""
+    from ..codes.state import restore_scheme
+    try:
+        restored = restore_scheme(ck.tree["scheme"])
+    except ValueError as exc:
+        raise CheckpointError(f"checkpoint {ck.path}: {exc}") from None
+    if restored.n != scheme.n or restored.name != scheme.name:
+        raise CheckpointError(f"checkpoint {ck.path}: scheme {restored.name} n={restored.n} does "
+                              f"not match the config's {scheme.name} n={scheme.n}")
+    tuner = ck.tree.get("tuner")
+    if tuner is not None:
+        from ..sim.online import Candidate
+        if getattr(policy, "name", None) != "auto":
+            raise CheckpointError(f"checkpoint {ck.path}: holds tuner state but the run's policy "
+                                  f"is {getattr(policy, 'name', policy)!r}")
+        policy.scheme = restored
+        policy.base_times = [np.array(row, dtype=np.float64) for row in tuner["base_times"]]
+        cur = tuner["current"]
+        policy.current = Candidate(cur["scheme"], dict(cur["params"]), float(cur["mu"]))
+        policy.decisions = list(tuner["decisions"])
+        policy.load_slope = float(tuner["load_slope"])
+    return restored, policy
+
+
+def restore_coordinator(coord, ck: Checkpoint) -> None:
+    """Put a freshly built coordinator (same config, restored scheme) into the checkpoint's state:
+    models, optimizers, counters, decoder, pending jobs (re-put to the object store), delay table,
+    RNG states. The next ``coord.run()`` starts at the checkpoint's round."""
+    try:
+        _restore(coord, ck)
+    except CheckpointError:
+        raise
+    except (KeyError, IndexError, TypeError, ValueError, RuntimeError) as exc:
+        raise CheckpointError(f"checkpoint {ck.path}: inconsistent content: "
+                              f"{type(exc).__name__}: {exc}") from None
+
+
+def _restore(coord, ck: Checkpoint) -> None:
+    import random
+
+    import torch
+
+    from ..codes import ResultKey
+    from .decode import _Job
+    tree = ck.tree
+    run = tree["run"]
+    if (run["n"], run["models"], run["num_params"]) != (coord.n, coord.M, coord.spec.num_params):
+        raise CheckpointError(f"checkpoint {ck.path}: n={run['n']}, models={run['models']}, "
+                              f"num_params={run['num_params']} do not match this run's n={coord.n}, "
+                              f"models={coord.M}, num_params={coord.spec.num_params}")
+    # models and optimizers
+    if len(tree["models"]) != coord.M:
+        raise CheckpointError(f"checkpoint {ck.path}: {len(tree['models'])} models, expected {coord.M}")
+    for model, opt, saved in zip(coord.models, coord.optimizers, tree["models"]):
+        model.load_state_dict({k: torch.tensor(v) for k, v in saved["params"].items()}, strict=True)
+        state = {int(k): {kk: torch.tensor(vv) if isinstance(vv, np.ndarray) else vv
+                          for kk, vv in st.items()} for k, st in saved["optimizer"]["state"].items()}
+        opt.load_state_dict({"state": state, "param_groups": saved["optimizer"]["param_groups"]})
+    # counters
+    c = tree["coordinator"]
+    for key in ("waits", "decoded", "late_used", "late_dropped", "retries", "stragglers_total",
+                "max_rel_error", "last_loss"):
+        setattr(coord, key, c[key])
+    coord.updates = [int(u) for u in c["updates"]]
+    coord.failures = list(c["failures"])
+    coord.restarts = {int(k): int(v) for k, v in c["restarts"].items()}
+    for key in ("compute_s", "response_s", "slope_samples", "durations"):
+        setattr(coord, key, [float(v) for v in c[key]])
+    for key, value in c["timings"].items():
+        if hasattr(coord.timings, key):
+            setattr(coord.timings, key, float(value))
+    coord.late_dropped += len(tree["late"])
+    # decoder
+    d = tree["decoder"]
+    dec = coord.decoder
+    dec.streamed, dec.fallbacks = int(d["streamed"]), int(d["fallbacks"])
+    for key, sig, arr in d["results"]:
+        arr = np.asarray(arr)
+        if arr.shape != (dec.d,):
+            raise CheckpointError(f"checkpoint {ck.path}: a stored result has shape {arr.shape}, "
+                                  f"expected ({dec.d},)")
+        k = ResultKey(*key)
+        dec.results[k] = arr
+        dec.sig[k] = sig
+    for t, job in d["jobs"]:
+        acc = job["acc"]
+        dec.jobs[int(t)] = _Job(acc=None if acc is None else np.array(acc, dtype=np.float64),
+                                folded={sig: ResultKey(*k) for sig, k in job["folded"]},
+                                keys={ResultKey(*k) for k in job["keys"]})
+    # pending jobs: their parameter snapshots go back to the object store
+    for t, job in tree["jobs"].items():
+        coord.put_job(int(t), np.asarray(job["params"], dtype=np.float32), np.dtype(job["dtype"]))
+    # injected delays
+    table = np.asarray(tree["delays"]["table"], dtype=np.float64)
+    if table.ndim != 2 or table.shape[1] != coord.n:
+        raise CheckpointError(f"checkpoint {ck.path}: delay table shape {table.shape}")
+    coord.delays.table = table
+    # RNG states
+    rng = tree["rng"]
+    torch.set_rng_state(torch.tensor(rng["torch"], dtype=torch.uint8))
+    kind, keys, pos, has_gauss, cached = rng["numpy"]
+    np.random.set_state((kind, np.asarray(keys, dtype=np.uint32), int(pos), int(has_gauss), float(cached)))
+    version, internal, gauss = rng["python"]
+    random.setstate((version, tuple(int(v) for v in internal), gauss))
+    coord.start_round = ck.round
+    coord.runtime_before = float(run["runtime_s"])
+    coord.sessions = int(run["sessions"]) + 1
+    coord.resumed_from = str(ck.path)
+
+
+class Checkpointer:
+    """Writes the coordinator's checkpoints into ``root`` every ``every`` rounds and on stop."""
+
+    def __init__(self, root: str | os.PathLike, every: int, keep: int = 2):
+        self.root, self.every, self.keep = Path(root), int(every), int(keep)
+        self.written: list[str] = []
+        self.seconds = 0.0
+
+    def due(self, r: int, start_round: int) -> bool:
+        return r > start_round and r % self.every == 0
+
+    def save(self, coord, r: int, runtime_s: float) -> Path:
+        t0 = time.perf_counter()
+        path = write_checkpoint(self.root, r, capture(coord, r, runtime_s), keep=self.keep)
+        self.written.append(str(path))
+        self.seconds += time.perf_counter() - t0
+        return path
+
+
+__all__ = ["ARRAYS_FILE", "FORMAT", "MANIFEST_FILE", "SAFE_OVERRIDES", "STATE_FILE", "VERSION",
+           "Checkpoint", "CheckpointError", "Checkpointer", "capture", "check_resume_config",
+           "checkpoints_in", "probe_writable", "read_checkpoint", "resolve", "restore_coordinator",
+           "restore_scheme_and_policy", "resume_config", "write_checkpoint"]

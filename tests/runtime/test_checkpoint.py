@@ -1,0 +1,164 @@
+"""Checkpoint/resume on the session's Ray pool: a resumed run ends with the same parameters as the
+uninterrupted one, a stop request checkpoints, a changed config is refused by field name, the
+CLI's --resume continues the JSONL log."""
+
+import argparse
+import json
+
+import numpy as np
+import pytest
+from runtime_helpers import BURSTY, config, rel
+
+from gcode.config import ConfigError
+from gcode.runtime import train
+from gcode.runtime.checkpoint import checkpoints_in, read_checkpoint, resume_config
+from gcode.runtime.cli_args import add_train_arguments, run_from_args
+from gcode.runtime.runlog import read_jsonl
+
+pytestmark = pytest.mark.ray
+
+#: FR codes: a job's decoded gradient is the same sum of the same fp32 vectors whichever workers
+#: straggled, so two runs of one scheme agree bit for bit whatever the live timing was
+SCHEMES = {
+    "gc": {"name": "gc", "s": 1, "gc_code": "fr"},
+    "srsgc": {"name": "srsgc", "B": 1, "W": 2, "lam": 1, "gc_code": "fr"},
+    "msgc": {"name": "msgc", "B": 1, "W": 2, "lam": 1, "gc_code": "fr"},
+    "auto": {"name": "auto"},
+}
+
+
+def _checkpointed(cfg, root, every=3):
+    return cfg.replace(**{"checkpoint.dir": str(root), "checkpoint.every": every,
+                          "checkpoint.keep": 100})
+
+
+@pytest.mark.parametrize("name", sorted(SCHEMES))
+def test_resume_gives_the_same_final_parameters(ray_pool, tmp_path, name):
+    cfg = config(scheme=SCHEMES[name], inject=BURSTY)
+    full = train(_checkpointed(cfg, tmp_path / "ck"), pool=ray_pool)
+    assert full["stragglers"] > 0 and full["decoded_jobs"] == 12
+    rounds = [int(p.name.split("-")[1]) for p in checkpoints_in(tmp_path / "ck")]
+    assert rounds == list(range(3, full["rounds"], 3))
+    for start in (6, 3):   # resume from two different points of the same run
+        rc = resume_config(tmp_path / "ck" / f"round-{start:08d}")
+        if start == 6:     # without checkpoints; from 3, rewriting the later ones (new timeline)
+            rc = rc.replace(**{"checkpoint.dir": None})
+        res = train(rc, pool=ray_pool)
+        assert res["resumed_from"].endswith(f"round-{start:08d}") and res["sessions"] == 2
+        assert len(res["checkpoints"]) == (0 if start == 6 else len(rounds) - 1)
+        assert res["rounds"] == full["rounds"] and res["decoded_jobs"] == 12
+        assert res["updates_per_model"] == [6, 6] and res["max_decode_rel_error"] < 1e-5
+        if name != "auto" or res["switches"] == full["switches"]:
+            assert res["param_checksum"] == full["param_checksum"], (name, start)
+        else:  # the tuner chose differently after the resume (live timings): other chunkings
+            for got, want in zip(res["param_checksum"], full["param_checksum"]):
+                assert rel(got, want) <= 1e-5
+
+
+def _same(a, b, path=""):
+    if isinstance(a, np.ndarray):
+        assert isinstance(b, np.ndarray) and a.dtype == b.dtype and a.shape == b.shape, path
+        assert np.array_equal(a, b, equal_nan=True), path
+    elif isinstance(a, dict):
+        assert isinstance(b, dict) and set(a) == set(b), (path, set(a) ^ set(b))
+        for k in a:
+            _same(a[k], b[k], f"{path}/{k}")
+    elif isinstance(a, (list, tuple)):
+        assert len(a) == len(b), path
+        for k, (x, y) in enumerate(zip(a, b)):
+            _same(x, y, f"{path}/{k}")
+    else:
+        nan = isinstance(a, float) and isinstance(b, float) and np.isnan(a) and np.isnan(b)
+        assert a == b or nan, (path, a, b)
+
+
+def test_restoring_then_capturing_gives_the_checkpoint_back(ray_pool, tmp_path, monkeypatch):
+    """The auto scheme mid-run (tuner history, switches, pending jobs, stored results and
+    accumulators, RNGs): restore into a fresh coordinator, capture again, compare every value."""
+    from gcode.runtime import checkpoint as ckmod
+    from gcode.runtime.coordinator import Coordinator
+    cfg = config(scheme={"name": "auto", "jobs": 10}, inject=BURSTY)
+    full = train(_checkpointed(cfg, tmp_path / "ck", every=2), pool=ray_pool)
+    assert full["switches"], "the tuner should have switched at least once"
+    captured = []
+    original = Coordinator.run
+
+    def run_after_capture(self):
+        arrays = {}  # encode at once: the capture refers to live tensors
+        doc = ckmod._encode(ckmod.capture(self, self.start_round, self.runtime_before), arrays, "")
+        captured.append(ckmod._decode(doc, arrays))
+        return original(self)
+    monkeypatch.setattr(Coordinator, "run", run_after_capture)
+    for path in checkpoints_in(tmp_path / "ck"):
+        saved = read_checkpoint(path).tree
+        train(resume_config(path), pool=ray_pool)
+        again = captured[-1]
+        assert again["run"]["sessions"] == saved["run"]["sessions"] + 1
+        for tree in (saved, again):
+            tree["run"].pop("sessions")
+            tree.pop("late")                            # in-flight calls do not survive
+            tree["coordinator"].pop("late_dropped")
+        _same(again, saved, path.name)
+        assert saved["tuner"]["base_times"].shape[0] == saved["round"]
+
+
+def test_a_stop_request_writes_a_checkpoint_and_resume_finishes_the_run(ray_pool, tmp_path):
+    from gcode.telemetry.monitor import MonitorClient, MonitorServer
+    cfg = config(scheme=SCHEMES["gc"], inject=BURSTY)
+    full = train(cfg, pool=ray_pool)
+    server = MonitorServer("127.0.0.1:0")
+    client = MonitorClient(server.target)
+
+    def progress(rec):
+        if rec["round"] == 4:
+            client.request_stop("maintenance", timeout=5.0)
+    try:
+        stopped = train(_checkpointed(cfg, tmp_path / "ck", every=100), pool=ray_pool,
+                        progress=progress, monitor=server)
+    finally:
+        client.close()
+        server.close()
+    assert stopped["stopped"] and stopped["rounds"] == 5
+    assert stopped["checkpoint"].endswith("round-00000005") and len(stopped["checkpoints"]) == 1
+    res = train(resume_config(tmp_path / "ck"), pool=ray_pool)
+    assert not res["stopped"] and res["rounds"] == full["rounds"] and res["decoded_jobs"] == 12
+    assert res["param_checksum"] == full["param_checksum"]
+
+
+def test_a_changed_config_is_refused_by_field_name(ray_pool, tmp_path):
+    cfg = _checkpointed(config(scheme=SCHEMES["gc"]), tmp_path / "ck", every=4)
+    train(cfg, pool=ray_pool)
+    base = resume_config(tmp_path / "ck")
+    for key, value in [("scheme.jobs", 20), ("train.lr", 0.1), ("scheme.s", 2),
+                       ("inject.model", "shifted_exp")]:
+        extra = {"inject.params": {"shift": 0.01, "rate": 50.0}} if key == "inject.model" else {}
+        with pytest.raises(ConfigError) as info:
+            train(base.replace(**{key: value}, **extra), pool=ray_pool)
+        assert info.value.field == key
+    # a fresh run may not write into a directory holding another run's checkpoints
+    with pytest.raises(ConfigError, match="^checkpoint.dir: .* already holds checkpoints"):
+        train(cfg, pool=ray_pool)
+
+
+def test_cli_resume_continues_the_jsonl_log(ray_pool, tmp_path, capsys):
+    parser = argparse.ArgumentParser()
+    add_train_arguments(parser)
+    log = tmp_path / "run.jsonl"
+    common = ["--workers", "4", "--jobs", "10", "--model", "logistic", "--scheme", "msgc",
+              "--B", "1", "--W", "2", "--lam", "1", "--gc-code", "fr", "--models", "2",
+              "--json", "--quiet", "--log-jsonl", str(log)]
+    ck = tmp_path / "ck"
+    assert run_from_args(parser.parse_args(common + ["--checkpoint-dir", str(ck),
+                                                     "--checkpoint-every", "4"]),
+                         pool=ray_pool) == 0
+    full = json.loads(capsys.readouterr().out)
+    assert [r["round"] for r in read_jsonl(log)] == list(range(full["rounds"]))
+    # as if the run had died after writing round 4's checkpoint and logging rounds 4..10
+    resumed_from = ck / "round-00000004"
+    assert run_from_args(parser.parse_args(["--resume", str(resumed_from), "--json", "--quiet"]),
+                         pool=ray_pool) == 0
+    res = json.loads(capsys.readouterr().out)
+    assert res["param_checksum"] == full["param_checksum"] and res["rounds"] == full["rounds"]
+    records = read_jsonl(log)
+    assert [r["round"] for r in records] == list(range(full["rounds"]))
+    assert records[-1]["decoded_jobs"] == 10
