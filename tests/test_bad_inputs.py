@@ -203,3 +203,119 @@ def test_cli_reports_one_line_without_traceback(args, message):
     proc = subprocess.run([sys.executable, "-m", "gcode", *args], capture_output=True, text=True, timeout=120)
     assert proc.returncode == 2, proc.stderr
     assert message in proc.stderr and "Traceback" not in proc.stderr
+
+
+# ---- run checkpoints (gcode train --checkpoint-dir / --resume) -------------------------------
+def _run_checkpoint(tmp_path, **extra):
+    from gcode.config import TrainConfig
+    from gcode.runtime.checkpoint import write_checkpoint
+    tree = {"format": "gcode-checkpoint", "version": 1, "round": 4,
+            "config": TrainConfig().to_dict(), "w": np.ones(3, dtype=np.float32), **extra}
+    write_checkpoint(tmp_path / "ck", 2, {**tree, "round": 2})
+    return write_checkpoint(tmp_path / "ck", 4, tree)
+
+
+def _rehash(path):
+    """Recompute the manifest after an edit, so only the content check can catch it."""
+    import hashlib
+
+    from gcode.runtime import checkpoint as ck
+    m = json.loads((path / ck.MANIFEST_FILE).read_text())
+    m.pop("manifest_sha256")
+    for name in (ck.STATE_FILE, ck.ARRAYS_FILE):
+        m["files"][name] = {"bytes": (path / name).stat().st_size, "sha256": ck._sha256(path / name)}
+    m["manifest_sha256"] = hashlib.sha256(ck._canonical(m)).hexdigest()
+    (path / ck.MANIFEST_FILE).write_text(json.dumps(m))
+
+
+def _flip_byte(path):
+    data = bytearray((path / "arrays.npz").read_bytes())
+    data[len(data) // 2] ^= 1
+    (path / "arrays.npz").write_bytes(bytes(data))
+
+
+def _truncate_state(path):
+    (path / "state.json").write_bytes((path / "state.json").read_bytes()[:-10])
+
+
+def _manifest_garbage(path):
+    (path / "manifest.json").write_text("{not json")
+
+
+def _future_version(path):
+    import hashlib
+
+    from gcode.runtime import checkpoint as ck
+    m = json.loads((path / "manifest.json").read_text())
+    m.pop("manifest_sha256")
+    m["version"] = 99
+    m["manifest_sha256"] = hashlib.sha256(ck._canonical(m)).hexdigest()
+    (path / "manifest.json").write_text(json.dumps(m))
+
+
+def _pickled_array(path):
+    import zipfile
+    with zipfile.ZipFile(path / "arrays.npz", "a") as zf, zf.open("evil.npy", "w") as f:
+        np.lib.format.write_array(f, np.array([print], dtype=object), allow_pickle=True)
+    _rehash(path)
+
+
+def _dangling_array(path):
+    text = (path / "state.json").read_text()
+    (path / "state.json").write_text(text.replace('{"$array":"/w"}', '{"$array":"/gone"}'))
+    _rehash(path)
+
+
+RUN_CHECKPOINT_CASES = [
+    ("flipped byte", _flip_byte, "arrays.npz does not match its SHA-256"),
+    ("torn state", _truncate_state, "torn write or modified"),
+    ("manifest not JSON", _manifest_garbage, "not a valid manifest"),
+    ("no manifest", lambda p: (p / "manifest.json").unlink(), "no manifest.json"),
+    ("future version", _future_version, "format version 99 is not supported"),
+    ("pickled array", _pickled_array, "allow_pickle"),
+    ("dangling array", _dangling_array, "refers to array '/gone', missing in arrays.npz"),
+]
+
+
+@pytest.mark.parametrize("label,damage,message", RUN_CHECKPOINT_CASES,
+                         ids=[c[0] for c in RUN_CHECKPOINT_CASES])
+def test_run_checkpoints(tmp_path, label, damage, message):
+    from gcode.runtime.checkpoint import CheckpointError, read_checkpoint
+    damage(_run_checkpoint(tmp_path))
+    with pytest.raises(CheckpointError, match=message.replace("(", r"\(")) as info:
+        read_checkpoint(tmp_path / "ck")
+    assert "round-00000004" in str(info.value)
+
+
+def test_run_checkpoint_settings_and_resume_configs(tmp_path):
+    from gcode.config import ConfigError, TrainConfig, from_dict
+    from gcode.runtime.checkpoint import CheckpointError, check_resume_config, read_checkpoint
+    (tmp_path / "file").write_text("x")
+    (tmp_path / "empty").mkdir()
+    for data, message in [({"checkpoint": {"every": 0}}, "checkpoint.every: must be >= 1"),
+                          ({"checkpoint": {"keep": -1}}, "checkpoint.keep: must be >= 1"),
+                          ({"checkpoint": {"dir": str(tmp_path / "file")}}, "is not a directory"),
+                          ({"checkpoint": {"resume": str(tmp_path / "nope")}},
+                           "checkpoint.resume: no such checkpoint directory")]:
+        with pytest.raises(ConfigError, match=message):
+            from_dict(data)
+    with pytest.raises(CheckpointError, match="holds no checkpoint"):
+        read_checkpoint(tmp_path / "empty")
+    with pytest.raises(ConfigError, match=r"^scheme.jobs: differs from the checkpoint's config "
+                                          r"\(checkpoint: 40, this run: 41\)"):
+        check_resume_config(TrainConfig().to_dict(), TrainConfig().replace(**{"scheme.jobs": 41}))
+
+
+@pytest.mark.parametrize("args,message", [
+    (["train", "--resume", "/nonexistent/ck"], "checkpoint.resume: no such checkpoint directory"),
+    (["train", "--checkpoint-every", "0"], "checkpoint.every: must be >= 1"),
+    (["train", "--resume", "DAMAGED"], "is damaged or incomplete"),
+], ids=["resume missing", "every 0", "resume damaged"])
+def test_cli_checkpoint_errors_are_one_line(tmp_path, args, message):
+    path = _run_checkpoint(tmp_path)
+    _flip_byte(path)
+    args = [str(path) if a == "DAMAGED" else a for a in args]
+    proc = subprocess.run([sys.executable, "-m", "gcode", *args], capture_output=True, text=True,
+                          timeout=120, check=False)
+    assert proc.returncode == 2, proc.stderr
+    assert message in proc.stderr and "Traceback" not in proc.stderr

@@ -333,7 +333,10 @@ def read_checkpoint(path: str | os.PathLike) -> Checkpoint:
             arrays = {k: z[k] for k in z.files}
     except (ValueError, OSError, zipfile.BadZipFile) as exc:
         raise damaged(f"cannot be read: {exc}") from None
-    tree = _decode(doc, arrays)
+    try:
+        tree = _decode(doc, arrays)
+    except CheckpointError as exc:
+        raise damaged(str(exc)) from None
     if not isinstance(tree, dict) or tree.get("format") != FORMAT or tree.get("round") != manifest.get("round"):
         raise damaged(f"{STATE_FILE} does not match the manifest")
     return Checkpoint(folder, int(tree["round"]), tree)

@@ -279,9 +279,12 @@ class Coordinator:
                     next_retry = min(next_retry, ready_at)
             if now > cc.round_timeout_s:
                 missing = sorted(set(range(self.n)) - set(state.arrived))
+                saved = self.checkpointer.written if self.checkpointer is not None else []
+                hint = (f"; the last checkpoint is {saved[-1]} (gcode train --resume "
+                        f"{self.checkpointer.root} continues from it)" if saved else "")
                 raise RuntimeError(f"round {r} exceeded cluster.round_timeout_s="
                                    f"{cc.round_timeout_s}s waiting for workers {missing} "
-                                   f"(failures: {state.failed or 'none'})")
+                                   f"(failures: {state.failed or 'none'}){hint}")
             until = min(decision.until, next_retry, cc.round_timeout_s + 1e-3)
             timeout = max(0.0, until - now)
             if not pending:
