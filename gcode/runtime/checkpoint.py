@@ -22,6 +22,39 @@ file and the folder are fsynced, then the folder is renamed to ``round-NNNNNNNN`
 fsynced. Older checkpoints are deleted only after the new one is complete (the newest
 ``checkpoint.keep`` are kept), so a crash at any instant leaves the previous checkpoint intact;
 leftover ``.tmp-*`` folders are ignored by readers and removed by the next write.
+
+Resume semantics
+----------------
+* A checkpoint is taken at a round boundary: before round r is planned, after the late results of
+  earlier rounds that had already arrived were absorbed (every ``checkpoint.every`` rounds, and
+  when a stop request ends the run). Resuming runs round r next from exactly the state the
+  uninterrupted run had there: parameters and buffers of all M models, their optimizers' state,
+  the scheme (its replayed event log: history, pending jobs, received results, switches), the
+  online tuner (auto: base-time history, current scheme/μ, decisions, load slope), the decoder's
+  stored results and fp64 accumulators, the pending jobs' parameter snapshots, the counters, the
+  injected-delay table and the torch/numpy/python RNG states.
+* Straggler calls still in flight at the checkpoint cannot outlive the process: the resumed run
+  treats them as never arriving (``late_results_dropped``). Their rounds already recorded them as
+  stragglers, and every scheme decodes without late results, so decoding is unaffected.
+* Live timing decides only which received results a decode uses. With FR codes (and uncoded)
+  every choice sums the same fp32 vectors in fp64, so a resumed run ends with parameters
+  bit-identical to the uninterrupted run's. With cyclic codes the decode coefficients depend on
+  the straggler set, so any two live runs, resumed or not, agree to the decode precision (about
+  1e-7 relative per gradient). The auto scheme's later switches depend on the times it observes
+  after the resume: when it switches as the uninterrupted run did the parameters are
+  bit-identical, otherwise they agree to that precision (other chunkings round differently).
+* The resuming run's config must equal the checkpoint's, except the fields in
+  :data:`SAFE_OVERRIDES` (logs, checkpoint settings, cluster address/placement/CPUs/timeouts/
+  restarts, fault injection, check_decode, track_loss); any other difference is a ConfigError
+  naming the field. Extending ``scheme.jobs`` is not supported.
+* A resumed run writes its checkpoints into the folder it resumed from; checkpoints of later
+  rounds there (the abandoned continuation) are deleted when it writes its first one. A fresh run
+  refuses a ``checkpoint.dir`` that already holds checkpoints.
+* ``log.jsonl`` keeps the records of the rounds before the resume round and continues; a
+  telemetry run log at the same prefix is moved to ``PREFIX.before-rNNNNNNNN.{pb,jsonl}`` and a new
+  one starts at the resume round.
+* Worker actors hold no run state (every call carries it), so a resumed run may use a different
+  cluster or pool.
 """
 
 from __future__ import annotations
@@ -77,7 +110,11 @@ def _encode(value: Any, arrays: dict[str, np.ndarray], path: str) -> Any:
         f = float(value)
         return f if math.isfinite(f) else {"$float": repr(f)}
     if type(value).__module__.startswith("torch") and hasattr(value, "detach"):
-        value = value.detach().cpu().numpy()
+        try:
+            value = value.detach().cpu().numpy()
+        except (TypeError, RuntimeError) as exc:  # e.g. bfloat16 has no numpy dtype
+            raise CheckpointError(f"cannot store the {value.dtype} tensor at {path!r} in a "
+                                  f"checkpoint: {exc}") from None
     if isinstance(value, np.ndarray):
         if value.dtype.hasobject or value.dtype.kind not in "biufc":
             raise CheckpointError(f"cannot store {value.dtype} array at {path!r} in a checkpoint")
@@ -386,7 +423,10 @@ def resume_config(path: str | os.PathLike) -> TrainConfig:
     from ..config import from_dict
     ck = read_checkpoint(path)
     data = json.loads(json.dumps(_plain(ck.config)))
-    data.setdefault("checkpoint", {})["resume"] = str(path)
+    section = data.setdefault("checkpoint", {})
+    section["resume"] = str(path)
+    if section.get("dir") is not None:  # keep checkpointing where the run's checkpoints are
+        section["dir"] = str(ck.path.parent)
     return from_dict(data)
 
 

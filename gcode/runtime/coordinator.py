@@ -2,7 +2,8 @@
 
 Per round r (mirrors :func:`gcode.sim.simulate`)::
 
-    absorb late results of earlier rounds (scheme.accept_late) -> plan(r)
+    absorb late results of earlier rounds (scheme.accept_late)
+    -> [checkpoint every K rounds / on a stop request: gcode.runtime.checkpoint] -> plan(r)
     -> issue job r: put model (r mod M)'s parameters and chunk ranges once (ray.put)
     -> dispatch compute(r, ...) to every worker
     -> loop: poll arrivals (ray.wait) -> policy (rounds.decide) -> decision

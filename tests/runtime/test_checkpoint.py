@@ -158,7 +158,7 @@ def test_cli_resume_continues_the_jsonl_log(ray_pool, tmp_path, capsys):
     log = tmp_path / "run.jsonl"
     common = ["--workers", "4", "--jobs", "10", "--model", "logistic", "--scheme", "msgc",
               "--B", "1", "--W", "2", "--lam", "1", "--gc-code", "fr", "--models", "2",
-              "--json", "--quiet", "--log-jsonl", str(log)]
+              "--json", "--quiet", "--log-jsonl", str(log), "--run-log", str(tmp_path / "rl")]
     ck = tmp_path / "ck"
     assert run_from_args(parser.parse_args(common + ["--checkpoint-dir", str(ck),
                                                      "--checkpoint-every", "4"]),
@@ -174,3 +174,9 @@ def test_cli_resume_continues_the_jsonl_log(ray_pool, tmp_path, capsys):
     records = read_jsonl(log)
     assert [r["round"] for r in records] == list(range(full["rounds"]))
     assert records[-1]["decoded_jobs"] == 10
+    # the first session's telemetry run log is kept aside; the new one starts at the resume round
+    from gcode.telemetry.runlog import read_run_log
+    _cfg, first, _summary = read_run_log(tmp_path / "rl.before-r00000004")
+    _cfg, second, _summary = read_run_log(tmp_path / "rl")
+    assert [r.round for r in first] == list(range(full["rounds"]))
+    assert [r.round for r in second] == list(range(4, full["rounds"]))
