@@ -438,14 +438,7 @@ def _model_state(model, optimizer) -> dict:
 
 
 def _tuner_state(policy) -> dict | None:
-    if getattr(policy, "name", None) != "auto" or not hasattr(policy, "base_times"):
-        return None
-    n = policy.n
-    base = np.array(policy.base_times, dtype=np.float64).reshape(-1, n)
-    cur = policy.current
-    return {"base_times": base, "current": {"scheme": cur.scheme, "params": dict(cur.params),
-                                            "mu": cur.mu},
-            "decisions": list(policy.decisions), "load_slope": float(policy.load_slope)}
+    return policy.state() if getattr(policy, "name", None) == "auto" else None
 
 
 def _decoder_state(dec) -> dict:
@@ -511,16 +504,10 @@ def restore_scheme_and_policy(ck: Checkpoint, scheme, policy):
                               f"not match the config's {scheme.name} n={scheme.n}")
     tuner = ck.tree.get("tuner")
     if tuner is not None:
-        from ..sim.online import Candidate
         if getattr(policy, "name", None) != "auto":
             raise CheckpointError(f"checkpoint {ck.path}: holds tuner state but the run's policy "
                                   f"is {getattr(policy, 'name', policy)!r}")
-        policy.scheme = restored
-        policy.base_times = [np.array(row, dtype=np.float64) for row in tuner["base_times"]]
-        cur = tuner["current"]
-        policy.current = Candidate(cur["scheme"], dict(cur["params"]), float(cur["mu"]))
-        policy.decisions = list(tuner["decisions"])
-        policy.load_slope = float(tuner["load_slope"])
+        policy.restore(tuner, restored)
     return restored, policy
 
 

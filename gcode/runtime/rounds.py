@@ -24,15 +24,13 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from ..sim.policy import PartialWaitPolicy, Policy
+from ..sim.policy import Policy
 
 
 def partial_fallback(policy: Policy) -> bool:
-    """True when ``policy`` falls back by partial wait: PartialWaitPolicy, or a policy (the
-    online tuner) whose ``cfg.partial`` says it delegates to one."""
-    if isinstance(policy, PartialWaitPolicy):
-        return True
-    return bool(getattr(getattr(policy, "cfg", None), "partial", False))
+    """True when ``policy`` falls back by partial wait (PartialWaitPolicy, or the online tuner
+    configured to)."""
+    return bool(policy.partial_fallback)
 
 
 @dataclass

@@ -121,6 +121,26 @@ class OnlineTuner(Policy):
     def mu(self) -> float:
         return self.current.mu
 
+    @property
+    def partial_fallback(self) -> bool:
+        return self.cfg.partial
+
+    def state(self) -> dict:
+        """The tuner's learned state (JSON-able but for the (rounds, n) array ``base_times``)."""
+        return {"base_times": np.array(self.base_times, dtype=np.float64).reshape(-1, self.n),
+                "current": {"scheme": self.current.scheme, "params": dict(self.current.params),
+                            "mu": self.current.mu},
+                "decisions": list(self.decisions), "load_slope": float(self.load_slope)}
+
+    def restore(self, state: dict, scheme: SwitchingScheme) -> None:
+        """Adopt a saved :meth:`state` and the scheme restored alongside it."""
+        self.scheme = scheme
+        self.base_times = [np.array(row, dtype=np.float64) for row in state["base_times"]]
+        cur = state["current"]
+        self.current = Candidate(cur["scheme"], dict(cur["params"]), float(cur["mu"]))
+        self.decisions = list(state["decisions"])
+        self.load_slope = float(state["load_slope"])
+
     def _policy(self) -> Policy:
         return PartialWaitPolicy(self.mu) if self.cfg.partial else PaperPolicy(self.mu)
 

@@ -9,8 +9,8 @@ for every worker, and the round is recorded straggler-free.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 import numpy as np
 
@@ -24,6 +24,8 @@ class RoundOutcome:
 
 class Policy(ABC):
     name: str
+    #: True when a violation waits only until the missing workers conform (not for everyone)
+    partial_fallback: bool = False
 
     @abstractmethod
     def deadline(self, fastest: float) -> float:
@@ -69,6 +71,7 @@ class PartialWaitPolicy(PaperPolicy):
     """
 
     name = "partial"
+    partial_fallback = True
 
     def resolve(self, times, conforms):
         times = np.asarray(times, dtype=np.float64)
