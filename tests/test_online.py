@@ -52,3 +52,14 @@ def test_bench_auto_protocol_with_a_tiny_grid():
     for row in result["traces"].values():
         assert row["auto"]["decoded_jobs"] == row["jobs"]
         assert row["hindsight_msgc"]["runtime_s"] > 0
+
+
+def test_window_statistics_describe_what_the_tuner_saw():
+    from gcode.sim.online import window_statistics
+    times = np.ones((4, 5))
+    times[1:3, 2] = 5.0  # worker 2 straggles in rounds 1 and 2
+    times[3, 4] = 3.0
+    stats = window_statistics(times, mu=1.0)
+    assert stats == {"rounds": 4, "stragglers_per_round": 0.75, "distinct_stragglers": 2,
+                     "longest_burst": 2, "tail_ratio": stats["tail_ratio"]}
+    assert stats["tail_ratio"] == pytest.approx(4.0)

@@ -100,6 +100,26 @@ def evaluate_candidates(base_times: np.ndarray, n: int, slope: float, cfg: Onlin
     return candidates, np.concatenate(means)
 
 
+def window_statistics(base_times: np.ndarray, mu: float) -> dict:
+    """Straggler statistics of a window of zero-load times (rounds × n), at threshold μ.
+
+    The tuner does not decide from these summaries: it replays the window itself through every
+    candidate, which accounts for them exactly. They are logged with each decision so that a
+    person can see what the tuner saw.
+    """
+    stragglers = base_times > (1 + mu) * base_times.min(axis=1, keepdims=True)
+    longest = 0
+    run = np.zeros(base_times.shape[1], dtype=np.int64)
+    for row in stragglers:
+        run = np.where(row, run + 1, 0)
+        longest = max(longest, int(run.max()))
+    return {"rounds": int(base_times.shape[0]),
+            "stragglers_per_round": float(stragglers.sum(axis=1).mean()),
+            "distinct_stragglers": int(stragglers.any(axis=0).sum()),
+            "longest_burst": longest,
+            "tail_ratio": float(np.median(base_times.max(axis=1) / base_times.min(axis=1)))}
+
+
 class OnlineTuner(Policy):
     """The auto scheme's policy and brain; ``self.scheme`` is the scheme to drive."""
 
@@ -178,7 +198,7 @@ class OnlineTuner(Policy):
         decision = {"round": next_round, "best": candidates[best].scheme,
                     "best_params": candidates[best].params, "best_mu": candidates[best].mu,
                     "best_mean_s": float(means[best]), "current_mean_s": float(current_mean),
-                    "switched": False}
+                    "window": window_statistics(window, self.current.mu), "switched": False}
         if means[best] < current_mean * (1 - self.cfg.margin):
             choice = candidates[best]
             if (choice.scheme, choice.params) != (self.current.scheme, self.current.params):
