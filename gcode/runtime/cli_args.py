@@ -44,6 +44,7 @@ FLAG_FIELDS = {
     "lam": "scheme.lam", "gc_code": "scheme.gc_code", "jobs": "scheme.jobs",
     "policy": "policy.name", "mu": "policy.mu", "deadline": "policy.deadline_s",
     "workers": "cluster.workers", "address": "cluster.address", "num_cpus": "cluster.num_cpus",
+    "worker_cpus": "cluster.worker_cpus",
     "models": "train.models", "mode": "train.mode", "seed": "train.seed",
     "model": "train.model", "dataset": "train.dataset", "num_samples": "train.num_samples",
     "optimizer": "train.optimizer", "lr": "train.lr", "batch_size": "train.batch_size",
@@ -131,6 +132,10 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
                         "loopback-only Ray instance for this run")
     g.add_argument("--num-cpus", type=int, default=S,
                    help="CPUs of the local Ray instance (default: all cores)")
+    g.add_argument("--worker-cpus", type=float, default=S,
+                   help="CPUs each worker actor reserves (default: share the free CPUs, "
+                        "min(1, free/n); 1 on a cluster with no free CPU yet, so that an "
+                        "autoscaler adds nodes instead of packing actors onto one)")
 
     g = parser.add_argument_group("training")
     g.add_argument("--models", type=int, metavar="M", default=S,

@@ -109,10 +109,12 @@ def launch_workers(cc: ClusterConfig, n: int | None = None) -> WorkerPool:
     n = cc.workers if n is None else int(n)
     cpus = cc.worker_cpus
     alive = [nd for nd in ray.nodes() if nd.get("Alive") and nd.get("Resources", {}).get("CPU", 0) > 0]
+    free_now = ray.available_resources().get("CPU", 0.0)
+    if cpus is None and free_now <= 0 and (cc.address or os.environ.get("RAY_ADDRESS")):
+        cpus = 1.0  # a cluster with no CPU up yet (autoscaling): ask for one each, so it scales
     if cpus is None:  # share the CPUs that are free now (another pool may hold some)
-        free = ray.available_resources().get("CPU", 0.0)
         total = sum(nd["Resources"]["CPU"] for nd in alive) or 1.0
-        cpus = min(1.0, (free if free > 0 else total) / n)
+        cpus = min(1.0, (free_now if free_now > 0 else total) / n)
         cpus = max(0.01, int(cpus * 100) / 100.0)  # round down so n actors always fit
     remote_cls = ray.remote(GradientWorker)
     actors = []
