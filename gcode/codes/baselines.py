@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from abc import abstractmethod
+
 import numpy as np
 
 from .base import CodeBacked, Decoding, MiniTask, ResultKey, Scheme, coded_task
@@ -20,8 +22,9 @@ class _OneRoundScheme(Scheme):
     def delay(self) -> int:
         return 0
 
+    @abstractmethod
     def _worker_task(self, worker: int, job: int) -> MiniTask:
-        raise NotImplementedError
+        """Worker's single task for ``job``."""
 
     def _plan(self, r):
         if not self.job_exists(r):
