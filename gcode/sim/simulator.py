@@ -71,10 +71,11 @@ def simulate(scheme: Scheme, trace: np.ndarray, policy: Policy, load_slope: floa
     while r < scheme.total_rounds:  # an adaptive scheme may extend its rounds as it switches
         check_trace(trace, scheme.n, scheme.total_rounds)
         scheme.plan(r)
-        times = trace[r, :scheme.n] * time_scale + scheme.round_load(r) * load_slope
+        load = scheme.round_load(r)
+        times = trace[r, :scheme.n] * time_scale + load * load_slope
         outcome = policy.resolve(times, lambda stragglers: scheme.conforms(r, stragglers))
         scheme.record(r, outcome.arrived)
-        policy.observe(r, times, scheme.round_load(r))
+        policy.observe(r, times, load)
         durations.append(outcome.duration)
         waits += outcome.fell_back
         newly = [t for t in range(max(0, r - scheme.delay), r + 1) if scheme.decodable(t)]
