@@ -61,6 +61,8 @@ INJECT_MODES = ("add", "target")
 PLACEMENTS = ("spread", "pack")
 FAULT_KINDS = ("raise", "exit", "kill", "shape", "nan", "tag")
 GC_CODES = ("cyclic", "fr")
+DATASET_NAMES = ("digits", "synthetic", "cifar", "diabetes", "text")  # gcode.train.presets
+COORDINATOR_DEVICES = ("auto", "cpu", "cuda")
 
 #: parameters each scheme takes from [scheme] (mirrors gcode.codes.SCHEMES)
 SCHEME_PARAMS = {"uncoded": (), "ignore": ("s",), "gc": ("s", "gc_code"),
@@ -113,17 +115,22 @@ class ClusterConfig:
     round_timeout_s: float = 120.0  # a round (incl. fallback retries) longer than this aborts
     startup_timeout_s: float = 180.0  # actors must be ready within this
     retry_backoff_s: float = 0.25  # pause before re-sending a failed worker's tasks (fallback)
+    gpus_per_worker: float = 0.0  # GPUs each actor reserves (fractional: actors share a GPU);
+    #                               > 0 places each worker's model and batches on its GPU
+    coordinator_device: str = "auto"  # auto (a GPU when this process sees one) | cpu | cuda:
+    #                                   where the coordinator's models live and jobs decode (fp64)
+    decode_threads: int | None = None  # host decode threads (default: the CPUs the workers leave)
 
 
 @dataclass
 class TrainSection:
     """What is trained and how the coordinator steps it."""
 
-    model: str = "mlp"          # logistic | mlp | cnn | any registered name
+    model: str = "mlp"          # logistic | mlp | cnn | resnet18 | resnet50 | charlm | registered
     model_params: dict = field(default_factory=dict)
-    dataset: str = "digits"     # digits | synthetic
+    dataset: str = "digits"     # digits | synthetic | cifar | diabetes | text (gcode.train.presets)
     dataset_params: dict = field(default_factory=dict)
-    num_samples: int | None = None  # dataset size (digits: subset; synthetic: size)
+    num_samples: int | None = None  # dataset size (digits/diabetes/text: a subset; others: any)
     batch_size: int = 256       # samples per job (one full gradient)
     optimizer: str = "adam"     # sgd | adam
     lr: float = 0.01
@@ -132,7 +139,7 @@ class TrainSection:
     mode: str = "concurrent"    # concurrent | delayed (one model, gradient T rounds stale)
     seed: int = 0
     check_decode: bool = False  # compare every decoded gradient with a direct one
-    track_loss: bool = True     # loss of each decoded job's batch, for logs and progress
+    eval_every: int | None = None  # held-out loss (and accuracy) of every model every K rounds
     streaming_decode: bool = True  # fold coefficient-1 results into fp64 accumulators on arrival
 
 
@@ -429,6 +436,10 @@ def validate(cfg: TrainConfig) -> None:
     if cc.max_restarts < 0:
         raise ConfigError("cluster.max_restarts", f"must be >= 0, got {cc.max_restarts}")
     _positive("cluster.round_timeout_s", cc.round_timeout_s)
+    if not (math.isfinite(cc.gpus_per_worker) and cc.gpus_per_worker >= 0):
+        raise ConfigError("cluster.gpus_per_worker", f"must be >= 0, got {cc.gpus_per_worker}")
+    _choice("cluster.coordinator_device", cc.coordinator_device, COORDINATOR_DEVICES)
+    _positive("cluster.decode_threads", cc.decode_threads, allow_none=True, integer=True)
     _positive("cluster.startup_timeout_s", cc.startup_timeout_s)
     if cc.retry_backoff_s < 0:
         raise ConfigError("cluster.retry_backoff_s", f"must be >= 0, got {cc.retry_backoff_s}")
@@ -499,8 +510,8 @@ def validate(cfg: TrainConfig) -> None:
                                               f"got {tc.models}, or use mode 'delayed'")
         if tc.mode == "delayed" and tc.models != 1:
             raise ConfigError("train.models", f"mode 'delayed' trains one model; got {tc.models}")
-    if tc.dataset not in ("digits", "synthetic"):
-        raise ConfigError("train.dataset", f"must be one of digits, synthetic; got {tc.dataset!r}")
+    _choice("train.dataset", tc.dataset, DATASET_NAMES)
+    _positive("train.eval_every", tc.eval_every, allow_none=True, integer=True)
     if tc.optimizer not in ("sgd", "adam"):
         raise ConfigError("train.optimizer", f"must be one of sgd, adam; got {tc.optimizer!r}")
     if "lr" in tc.optimizer_params:

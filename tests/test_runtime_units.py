@@ -70,6 +70,7 @@ def _drive(scheme, rng, d, stragglers_by_round):
     k = len(scheme.chunk_fractions)
     jobs = scheme.jobs
     chunk_grads = rng.standard_normal((jobs, k, d))
+    chunk_losses = rng.random((jobs, k))
     dec = Decoder(d, streaming=True)
     ref = Decoder(d, streaming=False)
     out = {}
@@ -82,13 +83,18 @@ def _drive(scheme, rng, d, stragglers_by_round):
             for task in plan[w]:
                 msg = sum(c * chunk_grads[task.job, ch] for ch, c in zip(task.chunks, task.coefficients))
                 msg = msg.astype(scheme.message_dtype)
-                dec.add(ResultKey(int(w), r, task.slot), task, msg)
-                ref.add(ResultKey(int(w), r, task.slot), task, msg)
+                loss = sum(c * chunk_losses[task.job, ch] for ch, c in zip(task.chunks, task.coefficients))
+                dec.add(ResultKey(int(w), r, task.slot), task, msg, loss)
+                ref.add(ResultKey(int(w), r, task.slot), task, msg, loss)
         scheme.record(r, ~strag)
         for t in range(max(0, r - scheme.delay), r + 1):
             if scheme.decodable(t):
                 decoding = scheme.decode(t)
-                out[t] = (dec.decode(t, decoding), ref.decode(t, decoding), chunk_grads[t].sum(0))
+                (grad, loss), (ref_grad, ref_loss) = dec.decode(t, decoding), ref.decode(t, decoding)
+                assert loss == pytest.approx(ref_loss, rel=1e-12)
+                if scheme.exact:
+                    assert loss == pytest.approx(chunk_losses[t].sum(), rel=1e-9)
+                out[t] = (grad.numpy(), ref_grad.numpy(), chunk_grads[t].sum(0))
     return out, dec
 
 
@@ -140,7 +146,7 @@ def test_decoder_refuses_unknown_results():
 # ---- result validation -----------------------------------------------------------------
 def _payload(**kw):
     p = {"status": "ok", "round": 3, "worker": 1, "tags": [(3, 0)],
-         "grads": np.zeros((1, 5), np.float32)}
+         "grads": np.zeros((1, 5), np.float32), "losses": [0.5]}
     p.update(kw)
     return p
 
@@ -154,6 +160,8 @@ def _payload(**kw):
     (_payload(round=2), "tagged round"),
     (_payload(tags=[(2, 0)]), "tags"),
     (_payload(status="stale"), "status"),
+    (_payload(losses=[float("nan")]), "non-finite"),
+    (_payload(losses=[]), "losses"),
     ("garbage", "not a result"),
 ])
 def test_check_result(payload, reason):

@@ -11,19 +11,23 @@ from torch import nn
 
 from gcode.train import (
     Dataset,
-    apply_gradient,
-    chunk_gradient,
-    coded_combination,
-    flatten_params,
-    full_loss,
+    FlatModel,
+    TaskComputer,
+    Workload,
+    WorkloadError,
     load_dataset,
-    load_flat_params,
     make_model,
+    make_model_factory,
     make_optimizer,
     model_names,
     num_params,
     register_model,
 )
+from gcode.train.presets import classification_loss
+
+
+def flatten_params(model):
+    return torch.cat([p.detach().reshape(-1) for p in model.parameters()]).numpy().copy()
 
 MODELS = ["logistic", "mlp", "cnn"]
 
@@ -81,7 +85,7 @@ def test_mlp_hidden_and_int_in_features():
 
 
 def test_model_errors():
-    with pytest.raises(ValueError, match="valid names: cnn, logistic, mlp"):
+    with pytest.raises(ValueError, match="valid names: charlm, cnn, logistic, mlp, resnet18"):
         make_model("resnet", 64, 10, seed=0)
     with pytest.raises(ValueError, match=r"\(C, H, W\)"):
         make_model("cnn", 64, 10, seed=0)
@@ -171,29 +175,33 @@ def test_from_arrays_errors(x, y, kwargs, match):
         Dataset.from_arrays(x, y, **kwargs)
 
 
-# ---------------------------------------------------------------- grad
+# ---------------------------------------------------------------- flat storage and coded gradients
 
 
 @pytest.mark.parametrize("name", MODELS)
-def test_flatten_load_roundtrip_read_only(name):
-    src, dst = _model(name, 1), _model(name, 2)
+def test_flat_model_load_roundtrip_read_only(name):
+    src, dst = _model(name, 1), FlatModel(_model(name, 2))
     flat = flatten_params(src)
-    assert flat.dtype == np.float32 and flat.shape == (num_params(src),)
+    assert flat.dtype == np.float32 and flat.shape == (num_params(src),) == (dst.numel,)
     flat.setflags(write=False)  # as returned by ray.get
-    load_flat_params(dst, flat)
-    assert np.array_equal(flatten_params(dst), flat)
-    for p, q in zip(src.parameters(), dst.parameters()):
+    dst.load(flat)
+    assert np.array_equal(dst.snapshot(), flat)
+    for p, q in zip(src.parameters(), dst.module.parameters()):
         assert torch.equal(p, q)
-    before = flatten_params(dst)
     writable = flat.copy()
-    load_flat_params(dst, writable)
+    dst.load(writable)
     writable[:] = 7.0  # the model holds a copy, not a view
-    assert np.array_equal(flatten_params(dst), before)
+    assert np.array_equal(dst.snapshot(), flat)
+    with pytest.raises(ValueError, match="expected"):
+        dst.load(np.zeros(10, dtype=np.float32))
 
 
-def test_load_flat_params_wrong_size():
-    with pytest.raises(ValueError, match="650 values"):
-        load_flat_params(_model("logistic"), np.zeros(10, dtype=np.float32))
+def _digits_workload(name, x, y, loss=classification_loss):
+    from functools import partial
+
+    from torch.utils.data import TensorDataset
+    return Workload(make_model_factory(name, (1, 8, 8), 10), loss, partial(TensorDataset, x, y),
+                    partial(make_optimizer, "sgd", lr=0.1))
 
 
 def _sum_loss_grad_fp64(model, x, y):
@@ -203,94 +211,83 @@ def _sum_loss_grad_fp64(model, x, y):
 
 
 @pytest.mark.parametrize("name", MODELS)
-def test_chunk_gradients_add_up_to_full_gradient(name, digits200):
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_one_weighted_pass_equals_the_coded_sum_of_chunk_gradients(name, dtype, digits200):
+    """Σ c_k ∇L_k from one backward pass of Σ w_i loss_i (fp32 messages), or per chunk in fp64."""
     x, y = digits200
-    model = _model(name)
-    perm = np.random.default_rng(7).permutation(len(y))
-    cuts = np.sort(np.random.default_rng(8).choice(np.arange(1, len(y)), size=6, replace=False))
-    chunks = np.split(perm, cuts)
-    total = sum(chunk_gradient(model, x[c], y[c]) for c in chunks)
-    expected = _sum_loss_grad_fp64(model, x, y)
-    assert total.dtype == np.float64
-    assert np.linalg.norm(total - expected) / np.linalg.norm(expected) < 1e-5
-    assert all(p.grad is None for p in model.parameters())
+    computer = TaskComputer(_digits_workload(name, x, y))
+    computer.model.load(flatten_params(_model(name, 5)))
+    ref = _model(name, 5)
+    chunks = [np.arange(0, 50), np.arange(50, 120), np.arange(120, 200)]
+    coefs = [0.5, -1.25, 2.0]
+    expected = sum(c * _sum_loss_grad_fp64(ref, x[i], y[i]) for i, c in zip(chunks, coefs))
+    out = torch.empty(computer.num_params, dtype=dtype)
+    loss = computer.coded_gradient(chunks, coefs, out)
+    assert np.linalg.norm(out.double().numpy() - expected) / np.linalg.norm(expected) < 1e-5
+    with torch.no_grad():
+        exp_loss = sum(c * float(F.cross_entropy(ref(x[i]), y[i], reduction="sum"))
+                       for i, c in zip(chunks, coefs))
+    assert loss == pytest.approx(exp_loss, rel=1e-5)
+    assert computer.model.grads_bound()
 
 
-def test_empty_chunk_gives_zeros(digits200):
+def test_empty_task_gives_zeros(digits200):
     x, y = digits200
-    model = _model("mlp")
-    g = chunk_gradient(model, x[:0], y[:0])
-    assert g.dtype == np.float64 and g.shape == (num_params(model),) and not g.any()
+    computer = TaskComputer(_digits_workload("mlp", x, y))
+    out = torch.ones(computer.num_params)
+    assert computer.coded_gradient([np.arange(0)], [1.0], out) == 0.0 and not out.any()
 
 
 def test_frozen_parameters_get_zero_gradient(digits200):
     x, y = digits200
-    model = _model("mlp")
-    first = next(model.parameters())
+    computer = TaskComputer(_digits_workload("mlp", x, y))
+    first = computer.model.parameters[0]
     first.requires_grad_(False)
-    g = chunk_gradient(model, x, y)
-    assert not g[: first.numel()].any() and g[first.numel() :].any()
+    out = torch.empty(computer.num_params)
+    computer.coded_gradient([np.arange(200)], [1.0], out)
+    assert not out[: first.numel()].any() and out[first.numel():].any()
 
 
-def test_unknown_loss(digits200):
+@pytest.mark.parametrize("loss, match", [
+    (lambda m, b: F.cross_entropy(m(b[0]), b[1]), r"shape \(200,\).*scalar.*reduction='none'"),
+    (lambda m, b: F.cross_entropy(m(b[0]), b[1], reduction="none")[:3], r"shape \(3,\)"),
+    (lambda m, b: 3.0, "got float"),
+    (lambda m, b: F.cross_entropy(m(b[0]), b[1], reduction="none") * float("nan"), "non-finite"),
+])
+def test_bad_losses_are_named(loss, match, digits200):
     x, y = digits200
-    with pytest.raises(ValueError, match="cross_entropy"):
-        chunk_gradient(_model("logistic"), x, y, loss="hinge")
+    computer = TaskComputer(_digits_workload("mlp", x, y, loss))
+    with pytest.raises(WorkloadError, match="loss_fn") as info:
+        computer.coded_gradient([np.arange(200)], [1.0], torch.empty(computer.num_params))
+    assert info.match(match)
 
 
-def test_coded_combination_equals_manual(digits200):
+@pytest.mark.parametrize("kwargs, match", [
+    ({"model_fn": lambda shape, classes: None}, r"model_fn must be callable as model_fn\(\)"),
+    ({"loss_fn": lambda batch: 0}, "loss_fn must be callable as loss_fn.model, batch."),
+    ({"dataset_fn": 3}, "dataset_fn must be callable"),
+    ({"optimizer_fn": lambda: None}, "optimizer_fn must be callable as optimizer_fn.params."),
+])
+def test_workload_signatures_are_checked(kwargs, match, digits200):
     x, y = digits200
-    model = _model("cnn")
-    chunks = [np.arange(0, 50), np.arange(50, 120), np.arange(120, 200)]
-    coefs = [0.5, -1.25, 2.0]
-    expected = sum(c * chunk_gradient(model, x[i], y[i]) for i, c in zip(chunks, coefs))
-    for c in chunks:
-        c.setflags(write=False)  # as returned by ray.get
-    np.testing.assert_array_equal(coded_combination(model, x, y, chunks, coefs), expected)
-    with pytest.raises(ValueError, match="same length"):
-        coded_combination(model, x, y, chunks, coefs[:2])
-    with pytest.raises(ValueError, match="integer"):
-        coded_combination(model, x, y, [np.array([0.5])], [1.0])
-
-
-def test_full_loss_is_mean(digits200):
-    x, y = digits200
-    model = _model("logistic")
-    expected = F.cross_entropy(model(x), y).item()
-    assert full_loss(model, x, y) == pytest.approx(expected)
-    assert full_loss(model, x, y) == pytest.approx(np.log(10), rel=0.2)
-
-
-# ---------------------------------------------------------------- optim
-
-
-def test_apply_gradient_sgd_matches_manual_step(digits200):
-    x, y = digits200
-    model = _model("mlp")
-    before = flatten_params(model).astype(np.float64)
-    grad = chunk_gradient(model, x, y)
-    grad.setflags(write=False)
-    lr, scale = 0.1, 1.0 / len(y)
-    apply_gradient(model, make_optimizer("sgd", model.parameters(), lr=lr), grad, scale)
-    expected = (before - lr * grad * scale).astype(np.float32)
-    np.testing.assert_allclose(flatten_params(model), expected, rtol=0, atol=1e-6)
-
-
-def test_apply_gradient_wrong_size():
-    model = _model("logistic")
-    opt = make_optimizer("sgd", model.parameters(), lr=0.1)
-    with pytest.raises(ValueError, match="650 values"):
-        apply_gradient(model, opt, np.zeros(3), 1.0)
+    base = _digits_workload("mlp", x, y)
+    args = {k: getattr(base, k) for k in ("model_fn", "loss_fn", "dataset_fn", "optimizer_fn")}
+    with pytest.raises(WorkloadError, match=match):
+        Workload(**{**args, **kwargs})
 
 
 def test_training_reduces_loss(digits):
     x, y = torch.from_numpy(digits.x[:400]), torch.from_numpy(digits.y[:400])
-    model = _model("mlp")
-    opt = make_optimizer("adam", model.parameters(), lr=0.01, weight_decay=1e-4)
-    start = full_loss(model, x, y)
+    computer = TaskComputer(_digits_workload("mlp", x, y))
+    model = computer.model
+    opt = make_optimizer("adam", model.module.parameters(), lr=0.01, weight_decay=1e-4)
+    grad = torch.empty(model.numel, dtype=torch.float64)
+    start = computer.coded_gradient([np.arange(400)], [1.0], grad) / 400
     for _ in range(30):
-        apply_gradient(model, opt, chunk_gradient(model, x, y), 1.0 / len(y))
-    assert full_loss(model, x, y) < 0.5 * start
+        computer.coded_gradient([np.arange(400)], [1.0], grad)
+        model.set_gradient(grad, 1.0 / 400)
+        opt.step()
+    assert computer.coded_gradient([np.arange(400)], [1.0], grad) / 400 < 0.5 * start
 
 
 def test_optimizer_hyperparameters_pass_through():

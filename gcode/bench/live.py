@@ -51,7 +51,7 @@ def _config(scheme: dict, policy: str, inject: dict, jobs: int, seed: int) -> Tr
         "scheme": {**scheme, "jobs": jobs}, "policy": {"name": policy, "mu": 1.0},
         "cluster": {"workers": N},
         "train": {"model": "mlp", "dataset": "digits", "batch_size": 512, "seed": seed,
-                  "optimizer": "adam", "lr": 0.01, "track_loss": True},
+                  "optimizer": "adam", "lr": 0.01},
         "inject": {**inject, "seed": seed},
     })
 

@@ -45,7 +45,7 @@ Resume semantics
   bit-identical, otherwise they agree to that precision (other chunkings round differently).
 * The resuming run's config must equal the checkpoint's, except the fields in
   :data:`SAFE_OVERRIDES` (logs, checkpoint settings, cluster address/placement/CPUs/timeouts/
-  restarts, fault injection, check_decode, track_loss); any other difference is a ConfigError
+  restarts, GPU placement, decode threads, fault injection, check_decode, eval_every); any other difference is a ConfigError
   naming the field. Extending ``scheme.jobs`` is not supported.
 * A resumed run writes its checkpoints into the folder it resumed from; checkpoints of later
   rounds there (the abandoned continuation) are deleted when it writes its first one. A fresh run
@@ -90,7 +90,8 @@ _NAME = re.compile(r"^round-(\d{8})$")
 SAFE_OVERRIDES = ("log.", "checkpoint.", "faults", "cluster.address", "cluster.num_cpus",
                   "cluster.worker_cpus", "cluster.placement", "cluster.max_restarts",
                   "cluster.round_timeout_s", "cluster.startup_timeout_s",
-                  "cluster.retry_backoff_s", "train.check_decode", "train.track_loss")
+                  "cluster.retry_backoff_s", "train.check_decode", "train.eval_every",
+                  "cluster.gpus_per_worker", "cluster.coordinator_device", "cluster.decode_threads")
 
 
 class CheckpointError(ValueError):
@@ -414,7 +415,7 @@ def check_resume_config(saved: dict, cfg: TrainConfig) -> None:
                              f"this run: {b.get(k)!r}){more}. A resumed run must compute the "
                              f"same thing: resume with the checkpoint's own config (gcode train "
                              f"--resume DIR, changing only log, checkpoint, cluster placement/"
-                             f"timeouts, faults, check_decode or track_loss), or start a new run "
+                             f"timeouts, GPUs, faults, check_decode or eval_every), or start a new run "
                              f"in a fresh checkpoint.dir")
 
 
@@ -433,7 +434,7 @@ def resume_config(path: str | os.PathLike) -> TrainConfig:
 # ---- capture and restore of a coordinator ----------------------------------------------------
 def _model_state(model, optimizer) -> dict:
     sd = optimizer.state_dict()
-    return {"params": {k: v for k, v in model.state_dict().items()},
+    return {"params": {k: v.cpu() for k, v in model.module.state_dict().items()},
             "optimizer": {"state": dict(sd["state"]), "param_groups": sd["param_groups"]}}
 
 
@@ -442,9 +443,13 @@ def _tuner_state(policy) -> dict | None:
 
 
 def _decoder_state(dec) -> dict:
+    def host(acc):
+        return None if acc is None else np.asarray(dec.math.tensor(acc).cpu().numpy())
     return {"streaming": dec.streaming, "streamed": dec.streamed, "fallbacks": dec.fallbacks,
-            "results": [[tuple(key), dec.sig[key], arr] for key, arr in dec.results.items()],
-            "jobs": [[t, {"acc": job.acc, "folded": [[sig, tuple(k)] for sig, k in job.folded.items()],
+            "results": [[tuple(key), dec.sig[key], arr, dec.losses[key]]
+                        for key, arr in dec.results.items()],
+            "jobs": [[t, {"acc": host(job.acc), "loss": job.loss,
+                          "folded": [[sig, tuple(k)] for sig, k in job.folded.items()],
                           "keys": sorted(tuple(k) for k in job.keys)}]
                      for t, job in dec.jobs.items()]}
 
@@ -472,6 +477,8 @@ def capture(coord, r: int, runtime_s: float) -> dict:
             "late_dropped": coord.late_dropped, "retries": coord.retries,
             "stragglers_total": coord.stragglers_total, "max_rel_error": coord.max_rel_error,
             "last_loss": coord.last_loss, "updates": list(coord.updates),
+            "model_loss": {str(m): v for m, v in coord.model_loss.items()},
+            "evals": list(coord.evals),
             "failures": list(coord.failures), "restarts": dict(coord.restarts),
             "compute_s": list(coord.compute_s), "response_s": list(coord.response_s),
             "slope_samples": list(coord.slope_samples), "durations": list(coord.durations),
@@ -481,8 +488,8 @@ def capture(coord, r: int, runtime_s: float) -> dict:
         # resumed run treats them as never arriving (their rounds already counted them as
         # stragglers, which every scheme decodes without)
         "late": [[rr, w, [t.job for t in tasks]] for _ref, rr, w, tasks in coord.late],
-        "jobs": {int(t): {"dtype": np.dtype(coord.job_dtype[t]).name, "params": coord.snapshots[t]}
-                 for t in sorted(coord.snapshots)},
+        "jobs": {int(t): {"dtype": np.dtype(coord.job_dtype[t]).name, "params": coord.job_params(t)}
+                 for t in sorted(coord.jobs_ctx)},
         "decoder": _decoder_state(coord.decoder),
         "delays": {"table": coord.delays.table, "next_round": int(r)},
         "models": [_model_state(m, o) for m, o in zip(coord.models, coord.optimizers)],
@@ -541,7 +548,8 @@ def _restore(coord, ck: Checkpoint) -> None:
     if len(tree["models"]) != coord.M:
         raise CheckpointError(f"checkpoint {ck.path}: {len(tree['models'])} models, expected {coord.M}")
     for model, opt, saved in zip(coord.models, coord.optimizers, tree["models"]):
-        model.load_state_dict({k: torch.tensor(v) for k, v in saved["params"].items()}, strict=True)
+        model.module.load_state_dict({k: torch.tensor(v) for k, v in saved["params"].items()},
+                                     strict=True)
         state = {int(k): {kk: torch.tensor(vv) if isinstance(vv, np.ndarray) else vv
                           for kk, vv in st.items()} for k, st in saved["optimizer"]["state"].items()}
         opt.load_state_dict({"state": state, "param_groups": saved["optimizer"]["param_groups"]})
@@ -551,6 +559,8 @@ def _restore(coord, ck: Checkpoint) -> None:
                 "max_rel_error", "last_loss"):
         setattr(coord, key, c[key])
     coord.updates = [int(u) for u in c["updates"]]
+    coord.model_loss = {int(m): float(v) for m, v in c["model_loss"].items()}
+    coord.evals = list(c["evals"])
     coord.failures = list(c["failures"])
     coord.restarts = {int(k): int(v) for k, v in c["restarts"].items()}
     for key in ("compute_s", "response_s", "slope_samples", "durations"):
@@ -563,17 +573,21 @@ def _restore(coord, ck: Checkpoint) -> None:
     d = tree["decoder"]
     dec = coord.decoder
     dec.streamed, dec.fallbacks = int(d["streamed"]), int(d["fallbacks"])
-    for key, sig, arr in d["results"]:
+    for key, sig, arr, loss in d["results"]:
         arr = np.asarray(arr)
         if arr.shape != (dec.d,):
             raise CheckpointError(f"checkpoint {ck.path}: a stored result has shape {arr.shape}, "
                                   f"expected ({dec.d},)")
         k = ResultKey(*key)
         dec.results[k] = arr
+        dec.losses[k] = float(loss)
         dec.sig[k] = sig
     for t, job in d["jobs"]:
-        acc = job["acc"]
-        dec.jobs[int(t)] = _Job(acc=None if acc is None else np.array(acc, dtype=np.float64),
+        acc = None
+        if job["acc"] is not None:
+            acc = dec.math.zeros()
+            dec.math.fold(acc, [np.asarray(job["acc"], dtype=np.float64)], [1.0])
+        dec.jobs[int(t)] = _Job(acc=acc, loss=float(job["loss"]),
                                 folded={sig: ResultKey(*k) for sig, k in job["folded"]},
                                 keys={ResultKey(*k) for k in job["keys"]})
     # pending jobs: their parameter snapshots go back to the object store

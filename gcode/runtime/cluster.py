@@ -121,10 +121,13 @@ def launch_workers(cc: ClusterConfig, n: int | None = None) -> WorkerPool:
     for i in range(n):
         opts = {"num_cpus": cpus, "max_restarts": cc.max_restarts, "max_task_retries": 0,
                 "max_concurrency": 64}
+        if cc.gpus_per_worker > 0:
+            opts["num_gpus"] = cc.gpus_per_worker
         if cc.placement == "spread" and len(alive) > 1:
             node = alive[i % len(alive)]["NodeID"]
             opts["scheduling_strategy"] = NodeAffinitySchedulingStrategy(node, soft=True)
         actors.append(remote_cls.options(**opts).remote(i))
-    pool = WorkerPool(actors, options={"num_cpus": cpus, "placement": cc.placement})
+    pool = WorkerPool(actors, options={"num_cpus": cpus, "num_gpus": cc.gpus_per_worker,
+                                       "placement": cc.placement})
     pool._ready = [a.ready.remote() for a in actors]
     return pool

@@ -18,7 +18,6 @@ switching one (``auto``): rounds, delay, chunking and message dtype are read per
 
 from __future__ import annotations
 
-import copy
 import math
 import time
 from collections.abc import Callable
@@ -69,7 +68,7 @@ class Timings:
     process: float = 0.0    # ray.get + validation + storing/folding results (inside 'wait')
     decode: float = 0.0     # record + decode of every decodable job
     step: float = 0.0       # optimizer steps
-    check: float = 0.0      # check_decode / track_loss diagnostics
+    check: float = 0.0      # check_decode diagnostics and held-out evaluation
     log: float = 0.0        # JSONL, run recorder, progress callback
     checkpoint: float = 0.0  # writing checkpoints (not part of 'overhead': optional, every K rounds)
 
@@ -85,9 +84,7 @@ class Coordinator:
     policy: Policy
     actors: list
     spec: WorkSpec
-    x: Any                       # torch tensors of the whole dataset
-    y: Any
-    models: list
+    models: list                 # one gcode.train.FlatModel per concurrent model
     optimizers: list
     delays: DelaySource          # injected seconds per (round, worker)
     writer: JsonlWriter
@@ -97,11 +94,13 @@ class Coordinator:
     auto_slope: bool = False     # measure the tuner's load slope live (scheme 'auto')
     checkpointer: Any = None     # gcode.runtime.checkpoint.Checkpointer, optional
     run_id: str = ""             # the run's id (kept across resumes)
+    device: Any = None           # torch device of the models and the decode (None: CPU)
+    decode_threads: int = 1      # host decode threads (CPU decode only)
+    eval_dataset: Any = None     # held-out dataset for train.eval_every (read on the coordinator)
 
     # ---- state ------------------------------------------------------------------------
     jobs_ctx: dict = field(default_factory=dict)    # job -> ObjectRef of (flat params, bounds)
     job_dtype: dict = field(default_factory=dict)   # job -> message dtype
-    snapshots: dict = field(default_factory=dict)   # job -> flat params (checks, loss)
     late: list = field(default_factory=list)
     failures: list = field(default_factory=list)
     pids: dict = field(default_factory=dict)
@@ -118,6 +117,10 @@ class Coordinator:
     stragglers_total: int = 0
     max_rel_error: float | None = None
     last_loss: float | None = None
+    model_loss: dict = field(default_factory=dict)  # model -> mean batch loss of its last job
+    peak_rss_mb: dict = field(default_factory=dict)  # worker -> peak resident memory reported
+    round_compute_s: float = 0.0  # Σ over rounds of the arrived workers' mean compute time
+    evals: list = field(default_factory=list)      # {"round", "model", "loss"[, "accuracy"]}
     updates: list = field(default_factory=list)
     stopped: bool = False
     stop_reason: str = ""
@@ -131,9 +134,10 @@ class Coordinator:
         self.n = self.scheme.n
         self.M = len(self.models)
         self.delayed = self.cfg.train.mode == "delayed"
-        self.decoder = Decoder(self.spec.num_params, streaming=self.cfg.train.streaming_decode)
+        self.decoder = Decoder(self.spec.num_params, streaming=self.cfg.train.streaming_decode,
+                               threads=self.decode_threads, device=self.device)
         self.updates = [0] * self.M
-        self.scratch = copy.deepcopy(self.models[0])
+        self._local = None  # a TaskComputer for check_decode, built on first use
         self.partial = partial_fallback(self.policy)
         self._bounds_cache: dict[bytes, tuple] = {}
         self._call_dtype: dict[tuple[int, int], np.dtype] = {}  # (round, worker) -> dtype sent
@@ -150,24 +154,30 @@ class Coordinator:
         return 0 if self.delayed else t % self.M
 
     def _issue(self, t: int) -> None:
-        """Snapshot model (t mod M) for job t; put (params, chunk ranges) in the store once."""
-        from gcode.train import flatten_params
+        """Put model (t mod M)'s parameters and job t's chunk ranges in the store, once."""
         prev = t - self.M
         if not self.delayed and self.scheme.job_exists(prev) and not self.scheme.is_decoded(prev):
             raise RuntimeError(f"job {t} would start from model {t % self.M} before job {prev} "
                                f"updated it (M={self.M} must be >= T+1={self.T + 1})")
-        self.put_job(t, flatten_params(self.models[self.model_of(t)]), self.scheme.message_dtype)
+        model = self.models[self.model_of(t)]
+        self.put_job(t, model.params.numpy() if model.device.type == "cpu" else model.snapshot(),
+                     self.scheme.message_dtype)
 
     def put_job(self, t: int, flat: np.ndarray, dtype) -> None:
-        """Job t's parameter snapshot and chunk ranges, put in the object store once."""
+        """Job t's parameters and chunk ranges, copied into the object store once (``flat`` may
+        be a view of the live model: ``ray.put`` copies before returning)."""
         import ray
         fractions = np.asarray(self.scheme.chunk_fractions_for(t), dtype=np.float64)
         key = fractions.tobytes()
         if key not in self._bounds_cache:
             self._bounds_cache[key] = bounds_of(fractions, self.cfg.train.batch_size)
-        self.snapshots[t] = flat
         self.job_dtype[t] = np.dtype(dtype)
         self.jobs_ctx[t] = ray.put((flat, self._bounds_cache[key]))
+
+    def job_params(self, t: int) -> np.ndarray:
+        """Job t's parameter snapshot (a read-only view of the object store's copy)."""
+        import ray
+        return ray.get(self.jobs_ctx[t])[0]
 
     def _dtype(self, tasks: list[MiniTask]) -> np.dtype:
         if not tasks:
@@ -190,9 +200,14 @@ class Coordinator:
 
     def _fetch(self, ref) -> tuple[Any, str | None]:
         import ray
+
+        from gcode.train.workload import WorkloadError
         try:
             return ray.get(ref, timeout=30), None
         except Exception as exc:  # noqa: BLE001 - any failure makes the worker a straggler
+            cause = getattr(exc, "cause", None)
+            if isinstance(cause, WorkloadError):  # the user's code, not the worker, is at fault
+                raise WorkloadError(str(cause)) from None
             return None, _failure_kind(exc)
 
     def _note_pid(self, w: int, payload: dict) -> None:
@@ -203,10 +218,11 @@ class Coordinator:
             self.restarts[w] = self.restarts.get(w, 0) + 1
         self.pids[w] = pid
 
-    def _store(self, w: int, r: int, tasks: list[MiniTask], grads: np.ndarray) -> None:
+    def _store(self, w: int, r: int, tasks: list[MiniTask], payload: dict) -> None:
         for k, task in enumerate(tasks):
             if not self.scheme.is_decoded(task.job):
-                self.decoder.add(ResultKey(w, r, task.slot), task, grads[k])
+                self.decoder.add(ResultKey(w, r, task.slot), task, payload["grads"][k],
+                                 payload["losses"][k])
 
     def _check(self, payload, r: int, w: int, tasks: list[MiniTask]) -> str | None:
         """Validate worker w's round-r result against what was sent (tags, shape, dtype)."""
@@ -240,7 +256,7 @@ class Coordinator:
                 continue
             self._note_pid(w, payload)
             if rr >= r - self.T - 1:  # the scheme still holds round rr's plan
-                self._store(w, rr, tasks, payload["grads"])
+                self._store(w, rr, tasks, payload)
                 self.scheme.accept_late(rr, w)
                 self.late_used += 1
         self.late = keep
@@ -280,12 +296,9 @@ class Coordinator:
                     next_retry = min(next_retry, ready_at)
             if now > cc.round_timeout_s:
                 missing = sorted(set(range(self.n)) - set(state.arrived))
-                saved = self.checkpointer.written if self.checkpointer is not None else []
-                hint = (f"; the last checkpoint is {saved[-1]} (gcode train --resume "
-                        f"{self.checkpointer.root} continues from it)" if saved else "")
                 raise RuntimeError(f"round {r} exceeded cluster.round_timeout_s="
                                    f"{cc.round_timeout_s}s waiting for workers {missing} "
-                                   f"(failures: {state.failed or 'none'}){hint}")
+                                   f"(failures: {state.failed or 'none'}){self._checkpoint_hint()}")
             until = min(decision.until, next_retry, cc.round_timeout_s + 1e-3)
             timeout = max(0.0, until - now)
             if not pending:
@@ -310,8 +323,9 @@ class Coordinator:
                                           "reason": err})
                     continue
                 self._note_pid(w, payload)
+                self.peak_rss_mb[w] = float(payload.get("peak_rss_mb", 0.0))
                 state.arrived[w] = arrived_at
-                self._store(w, r, plan[w], payload["grads"])
+                self._store(w, r, plan[w], payload)
                 if attempts[w] == 0:
                     self.compute_s.append(float(payload["compute_s"]))
                     response = arrived_at - float(payload["sleep_s"])
@@ -328,37 +342,77 @@ class Coordinator:
         """Decode job t (already recorded decodable), check it, step its model."""
         import torch
 
-        from gcode.train import apply_gradient, chunk_gradient, full_loss, load_flat_params
-
+        from gcode.train.workload import WorkloadError
         td = time.perf_counter()
         decoding = self.scheme.decode(t)
-        grad = self.decoder.decode(t, decoding)
+        grad, loss = self.decoder.decode(t, decoding)
         self.timings.decode += time.perf_counter() - td
-        out = {"job": t, "model": self.model_of(t)}
-        tc = time.perf_counter()
+        m = self.model_of(t)
         tr = self.cfg.train
-        if tr.check_decode or tr.track_loss:
-            idx = torch.from_numpy(job_indices(tr.seed, t, tr.batch_size, len(self.y)))
-            load_flat_params(self.scratch, self.snapshots[t])
-            bx, by = self.x[idx], self.y[idx]
-            if tr.check_decode:
-                direct = chunk_gradient(self.scratch, bx, by)
-                err = float(np.linalg.norm(grad - direct) / max(np.linalg.norm(direct), 1e-300))
-                self.max_rel_error = err if self.max_rel_error is None else max(self.max_rel_error, err)
-                out["rel_error"] = err
-            if tr.track_loss:
-                self.last_loss = full_loss(self.scratch, bx, by)
-                out["loss"] = self.last_loss
+        if not (math.isfinite(loss) and math.isfinite(float(grad.sum()))):
+            raise WorkloadError(f"model {m} diverged: job {t}'s decoded "
+                                f"{'loss' if not math.isfinite(loss) else 'gradient'} is not "
+                                f"finite (lower the learning rate?){self._checkpoint_hint()}")
+        out = {"job": t, "model": m, "loss": loss / tr.batch_size}
+        self.last_loss = self.model_loss[m] = out["loss"]
+        tc = time.perf_counter()
+        if tr.check_decode:
+            direct = self._direct_gradient(t)
+            err = float(torch.linalg.vector_norm(grad.cpu() - direct)
+                        / max(float(torch.linalg.vector_norm(direct)), 1e-300))
+            self.max_rel_error = err if self.max_rel_error is None else max(self.max_rel_error, err)
+            out["rel_error"] = err
         self.timings.check += time.perf_counter() - tc
         ts = time.perf_counter()
-        m = self.model_of(t)
-        apply_gradient(self.models[m], self.optimizers[m], grad, 1.0 / tr.batch_size)
+        self.models[m].set_gradient(grad, 1.0 / tr.batch_size)
+        self.optimizers[m].step()
         self.updates[m] += 1
         self.timings.step += time.perf_counter() - ts
-        for d in (self.jobs_ctx, self.job_dtype, self.snapshots):
+        for d in (self.jobs_ctx, self.job_dtype):
             d.pop(t, None)
         self.decoded += 1
         return out
+
+    def _direct_gradient(self, t: int):
+        """Job t's full gradient computed here in one pass (check_decode: reads the batch on the
+        coordinator, which a normal run never does)."""
+        import torch
+
+        from gcode.train.compute import TaskComputer
+        if self._local is None:
+            self._local = TaskComputer(self.spec.workload, "cpu")
+        tr = self.cfg.train
+        self._local.model.load(self.job_params(t))
+        idx = job_indices(tr.seed, t, tr.batch_size, self.spec.num_samples)
+        direct = torch.empty(self.spec.num_params, dtype=torch.float64)
+        self._local.coded_gradient([idx], [1.0], direct)
+        return direct
+
+    def _evaluate(self, r: int) -> list[dict]:
+        """Held-out loss (and accuracy) of every model, every ``train.eval_every`` rounds."""
+        from gcode.train.compute import evaluate
+        every = self.cfg.train.eval_every
+        if self.eval_dataset is None or not every or (r + 1) % every:
+            return []
+        rows = [{"round": r, "model": m, "updates": self.updates[m],
+                 **evaluate(model.module, self.spec.workload, self.eval_dataset, model.device)}
+                for m, model in enumerate(self.models)]
+        self.evals += rows
+        return rows
+
+    def final_evaluation(self) -> list[dict] | None:
+        """Every model's held-out metrics at the end of the run (None without an eval set)."""
+        from gcode.train.compute import evaluate
+        if self.eval_dataset is None:
+            return None
+        return [{"model": m, "updates": self.updates[m],
+                 **evaluate(model.module, self.spec.workload, self.eval_dataset, model.device)}
+                for m, model in enumerate(self.models)]
+
+    def _checkpoint_hint(self) -> str:
+        saved = self.checkpointer.written if self.checkpointer is not None else []
+        return (f"; the last checkpoint is {saved[-1]} (gcode train --resume "
+                f"{self.checkpointer.root} continues from it)" if saved else "")
 
     def _observe(self, r: int, info: dict) -> None:
         """Tell the policy the round's per-worker times (NaN: no result), as the simulator does."""
@@ -385,6 +439,8 @@ class Coordinator:
         }
         if "fallback_stragglers" in info:
             record["fallback_stragglers"] = info["fallback_stragglers"]
+        if info.get("evals"):
+            record["evals"] = info["evals"]
         self.writer.write(record)
         if self.recorder is not None:
             self._to_recorder(r, plan, end, info, duration, jobs_done, wall)
@@ -477,6 +533,9 @@ class Coordinator:
                                       f"round {r}; the recorded stragglers broke the scheme's "
                                       f"guarantee")
             self.decoder.forget_before(r - T)
+            if info["compute_s"]:
+                self.round_compute_s += float(np.mean(list(info["compute_s"].values())))
+            info["evals"] = self._evaluate(r)
             oldest = min([item[1] for item in self.late] + [r + 1])
             for key in [k for k in self._call_dtype if k[0] < oldest]:
                 del self._call_dtype[key]

@@ -1,15 +1,15 @@
-"""What workers and the coordinator agree on without talking: job batches and model specs.
+"""What workers and the coordinator agree on without talking: job batches and the work spec.
 
-Every process holds the (small, in-memory) dataset and derives job t's batch from (seed, t)
-alone, so no sample indices travel with the tasks and a restarted actor rebuilds the same data.
+Every worker builds the dataset itself (``dataset_fn``) and derives job t's batch from (seed, t)
+and the dataset's length alone, so no samples or indices travel with the tasks and a restarted
+actor rebuilds the same data.
 A job's chunk ranges ([start, stop) of each chunk id inside its batch) travel once per job with
 its parameters (they can change between jobs when a switching scheme changes codes).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -41,22 +41,12 @@ def bounds_of(fractions: np.ndarray, batch_size: int) -> tuple[tuple[int, int], 
 
 @dataclass(frozen=True)
 class WorkSpec:
-    """Everything a worker actor needs to compute any task of the run (sent once, at start)."""
+    """Everything a worker actor needs to compute any task of the run (sent once per session):
+    the user's workload (the worker calls its ``dataset_fn`` itself; no data is shipped)."""
 
-    model: str
-    input_shape: tuple[int, ...]
-    num_classes: int
-    model_params: dict = field(default_factory=dict)
-    factory: Callable[..., Any] | None = None   # a user nn.Module factory (overrides ``model``)
+    workload: Any                # gcode.train.Workload
     seed: int = 0
     batch_size: int = 1
     num_samples: int = 1
     num_params: int = 0
-
-
-def build_model(spec: WorkSpec):
-    """The spec's torch model (initial weights do not matter: tasks carry the parameters)."""
-    from gcode.train import make_model
-    if spec.factory is not None:
-        return spec.factory(spec.input_shape, spec.num_classes, **spec.model_params)
-    return make_model(spec.model, spec.input_shape, spec.num_classes, seed=0, **spec.model_params)
+    use_gpu: bool = False        # place the model and batches on the actor's GPU when it has one

@@ -91,42 +91,92 @@ def signature(task: MiniTask) -> tuple:
     return (task.job, task.chunks, task.coefficients)
 
 
+class _HostMath:
+    """fp64 accumulation in numpy on the host (numpy's mixed fp32->fp64 add is ~3x torch's)."""
+
+    def __init__(self, d: int, threads: int):
+        self.d, self.threads = d, threads
+
+    def zeros(self) -> np.ndarray:
+        return np.zeros(self.d, dtype=np.float64)
+
+    def fold(self, acc: np.ndarray, arrays: list[np.ndarray], coefficients: list[float]) -> None:
+        if len(arrays) == 1 and coefficients[0] == 1.0 and self.threads == 1:
+            np.add(acc, arrays[0], out=acc, dtype=np.float64)
+        else:
+            weighted_sum(arrays, coefficients, out=acc, threads=self.threads)
+
+    @staticmethod
+    def tensor(acc: np.ndarray):
+        import torch
+        return torch.from_numpy(acc)
+
+
+class _DeviceMath:
+    """fp64 accumulation with torch on an accelerator (results are copied there as they come)."""
+
+    def __init__(self, d: int, device):
+        import torch
+        self.d, self.device, self.torch = d, device, torch
+
+    def zeros(self):
+        return self.torch.zeros(self.d, dtype=self.torch.float64, device=self.device)
+
+    def fold(self, acc, arrays: list[np.ndarray], coefficients: list[float]) -> None:
+        from gcode.train.flat import as_tensor
+        for array, c in zip(arrays, coefficients):
+            acc.add_(as_tensor(array).to(self.device), alpha=float(c))
+
+    @staticmethod
+    def tensor(acc):
+        return acc
+
+
 @dataclass
 class _Job:
-    acc: np.ndarray | None = None
+    acc: object = None                                  # fp64 accumulator (numpy or tensor)
+    loss: float = 0.0                                   # folded coded losses
     folded: dict[tuple, ResultKey] = field(default_factory=dict)
     keys: set[ResultKey] = field(default_factory=set)
 
 
 class Decoder:
-    """Stores received results per job and decodes them in float64."""
+    """Stores received results per job and decodes them in float64, on the host (numpy,
+    ``threads`` threads) or on an accelerator ``device`` (torch). A result carries its task's
+    coded loss, which decodes with the same coefficients into the job's batch loss."""
 
-    def __init__(self, num_params: int, streaming: bool = True, threads: int = 1):
+    def __init__(self, num_params: int, streaming: bool = True, threads: int = 1, device=None):
         self.d = int(num_params)
         self.streaming = streaming
-        self.threads = threads
+        self.device = device
+        on_host = device is None or getattr(device, "type", str(device)) == "cpu"
+        self.math = _HostMath(self.d, max(1, threads)) if on_host else _DeviceMath(self.d, device)
         self.results: dict[ResultKey, np.ndarray] = {}
+        self.losses: dict[ResultKey, float] = {}
         self.sig: dict[ResultKey, tuple] = {}
         self.jobs: dict[int, _Job] = {}
         self.streamed = 0     # decodes that used the accumulator
         self.fallbacks = 0    # decodes that had to discard it
 
-    def add(self, key: ResultKey, task: MiniTask, array: np.ndarray) -> None:
+    def add(self, key: ResultKey, task: MiniTask, array: np.ndarray, loss: float = 0.0) -> None:
         """Keep ``array`` (worker key.worker's result for ``task``); fold it when streamable."""
         if key in self.results:
             return
         job = self.jobs.setdefault(task.job, _Job())
         self.results[key] = array
+        self.losses[key] = float(loss)
         self.sig[key] = sig = signature(task)
         job.keys.add(key)
         if self.streaming and all(c == 1.0 for c in task.coefficients) and sig not in job.folded:
             if job.acc is None:
-                job.acc = np.zeros(self.d, dtype=np.float64)
-            np.add(job.acc, array, out=job.acc, dtype=np.float64)
+                job.acc = self.math.zeros()
+            self.math.fold(job.acc, [array], [1.0])
+            job.loss += float(loss)
             job.folded[sig] = key
 
-    def decode(self, t: int, decoding: list[tuple[ResultKey, float]]) -> np.ndarray:
-        """Job t's gradient Σ coef · result in float64, then forget job t's results."""
+    def decode(self, t: int, decoding: list[tuple[ResultKey, float]]):
+        """Job t's (gradient, loss): Σ coef · result as a float64 tensor and Σ coef · loss as a
+        float; then forget job t's results."""
         job = self.jobs.get(t, _Job())
         missing = [k for k, _ in decoding if k not in self.results]
         if missing:
@@ -140,20 +190,18 @@ class Decoder:
                 rest_keys.append(key)
                 rest_coefs.append(coef)
         if job.acc is not None and consumed == set(job.folded):
-            out = job.acc
+            out, loss = job.acc, job.loss
             self.streamed += 1
-            if rest_keys:
-                weighted_sum([self.results[k] for k in rest_keys], rest_coefs, out=out,
-                             threads=self.threads)
         else:
             if job.acc is not None:
                 self.fallbacks += 1
-            out = np.zeros(self.d, dtype=np.float64)
-            if decoding:
-                weighted_sum([self.results[k] for k, _ in decoding], [c for _, c in decoding],
-                             out=out, threads=self.threads)
+            out, loss = self.math.zeros(), 0.0
+            rest_keys, rest_coefs = [k for k, _ in decoding], [c for _, c in decoding]
+        if rest_keys:
+            self.math.fold(out, [self.results[k] for k in rest_keys], rest_coefs)
+            loss += sum(c * self.losses[k] for k, c in zip(rest_keys, rest_coefs))
         self.forget(t)
-        return out
+        return self.math.tensor(out), loss
 
     def forget(self, t: int) -> None:
         job = self.jobs.pop(t, None)
@@ -161,6 +209,7 @@ class Decoder:
             return
         for key in job.keys:
             self.results.pop(key, None)
+            self.losses.pop(key, None)
             self.sig.pop(key, None)
 
     def forget_before(self, t: int) -> None:

@@ -1,7 +1,10 @@
-"""``train(config) -> dict``: the Python entry point of a live run."""
+"""The live run: ``execute(config, workload)`` drives a run on Ray and returns its metrics and
+trained models; ``train(config)`` is the config-only entry point (presets named in the config),
+which ``gcode train`` and ``gcode.fit`` share."""
 
 from __future__ import annotations
 
+import os
 import time
 import uuid
 from collections.abc import Callable
@@ -17,43 +20,75 @@ from .inject import DelaySource
 from .runlog import JsonlWriter
 
 
-def _build_models(cfg: TrainConfig, dataset, count: int, factory: Callable | None):
-    import torch
-
-    from gcode.train import make_model, make_optimizer
+def preset_workload_of(cfg: TrainConfig):
+    """The Workload of the presets the config names (train.model on train.dataset)."""
+    from gcode.train.presets import preset_workload
     tr = cfg.train
-    models, optimizers = [], []
-    for m in range(count):
-        seed = model_seed(tr.seed, m)
-        if factory is not None:
-            with torch.random.fork_rng(devices=[]):
-                torch.manual_seed(seed)
-                model = factory(dataset.input_shape, dataset.num_classes, **tr.model_params)
-        else:
-            model = make_model(tr.model, dataset.input_shape, dataset.num_classes, seed=seed,
-                               **tr.model_params)
-        models.append(model)
-        optimizers.append(make_optimizer(tr.optimizer, model.parameters(), lr=tr.lr,
-                                         **tr.optimizer_params))
-    return models, optimizers
+    try:
+        return preset_workload(tr.model, tr.dataset, model_params=tr.model_params,
+                               dataset_params=tr.dataset_params, num_samples=tr.num_samples,
+                               seed=tr.seed, optimizer=tr.optimizer, lr=tr.lr,
+                               optimizer_params=tr.optimizer_params)
+    except ValueError as exc:
+        raise ConfigError("train", str(exc)) from None
+
+
+def arrays_workload(cfg: TrainConfig, dataset, model_factory: Callable | None):
+    """A Workload for a :class:`gcode.train.Dataset` of in-memory arrays (shipped to every worker
+    inside ``dataset_fn``) and an optional ``model_factory(input_shape, num_classes, **params)``."""
+    from functools import partial
+
+    import torch
+    from torch.utils.data import TensorDataset
+
+    from gcode.train import Workload, make_model_factory, make_optimizer
+    from gcode.train.presets import accuracy, classification_loss
+    tr = cfg.train
+    shape, classes = tuple(dataset.input_shape), dataset.num_classes
+    if model_factory is None:
+        model_fn = make_model_factory(tr.model, shape, classes, **tr.model_params)
+    else:
+        model_fn = partial(model_factory, shape, classes, **tr.model_params)
+    x, y = torch.from_numpy(dataset.x), torch.from_numpy(dataset.y)
+    return Workload(model_fn, classification_loss, partial(TensorDataset, x, y),
+                    partial(make_optimizer, tr.optimizer, lr=tr.lr, **tr.optimizer_params),
+                    metric_fn=accuracy, name=tr.model if model_factory is None else "custom")
 
 
 def train(config: TrainConfig | None = None, *, progress: ProgressFn | None = None,
           dataset=None, model_factory: Callable | None = None, pool=None,
           monitor=None) -> dict[str, Any]:
-    """Train live on Ray with the configured coding scheme; returns the run summary.
+    """Train the config's presets live on Ray; returns the run's metrics (see :func:`execute`).
+
+    ``dataset`` (a :class:`gcode.train.Dataset` of arrays) replaces ``train.dataset`` and
+    ``model_factory(input_shape, num_classes, **train.model_params)`` replaces ``train.model``;
+    for anything else (other losses, batches, data read by index, GPUs) use ``gcode.fit``.
+    """
+    cfg = config if config is not None else TrainConfig()
+    validate(cfg)
+    workload = (preset_workload_of(cfg) if dataset is None and model_factory is None
+                else arrays_workload(cfg, dataset if dataset is not None else _preset_arrays(cfg),
+                                     model_factory))
+    return execute(cfg, workload, progress=progress, pool=pool, monitor=monitor)[0]
+
+
+def _preset_arrays(cfg: TrainConfig):
+    from gcode.train import load_dataset
+    tr = cfg.train
+    return load_dataset(tr.dataset, num_samples=tr.num_samples, seed=tr.seed, **tr.dataset_params)
+
+
+def execute(cfg: TrainConfig, workload, *, progress: ProgressFn | None = None, pool=None,
+            monitor=None) -> tuple[dict[str, Any], list]:
+    """Run ``workload`` live under ``cfg``; returns (metrics, the M trained nn.Modules on CPU).
 
     ``progress(record)`` is called after every round with the round's log record (round,
-    rounds, decoded_jobs, jobs, stragglers, loss, fell_back, ...). ``dataset`` (a
-    :class:`gcode.train.Dataset`) replaces ``train.dataset``; ``model_factory(input_shape,
-    num_classes, **train.model_params) -> nn.Module`` replaces ``train.model`` (it is shipped to
-    the workers, so it must be importable there or registered with
-    ``ray.cloudpickle.register_pickle_by_value``). ``pool`` (from
+    rounds, decoded_jobs, jobs, stragglers, loss, fell_back, ...). ``pool`` (from
     :func:`gcode.runtime.cluster.start_workers`, at least n actors) reuses running actors instead
     of starting n new ones (Ray must then already be initialised); its first n actors are used.
     ``monitor`` (a started ``gcode.telemetry.monitor.MonitorServer``) streams every round's
     RoundRecord, as does the run log at ``log.run_log``; a stop requested through the monitor
-    ends the run after the current round (``stopped`` in the result).
+    ends the run after the current round (``stopped`` in the metrics).
 
     Checkpoints (``cfg.checkpoint``, :mod:`gcode.runtime.checkpoint`): with ``checkpoint.dir`` the
     full run state is written there every ``checkpoint.every`` rounds and when a stop request
@@ -62,21 +97,23 @@ def train(config: TrainConfig | None = None, *, progress: ProgressFn | None = No
     ``checkpoint.resume_config(path)``). A resumed run ends with the same parameters as the
     uninterrupted run (bit-exact for exact FR codes; see the module docs).
 
-    Keys of the result: runtime_s (wall clock of the rounds), setup_s, rounds, waits (rounds that
-    fell back), decoded_jobs, final_loss and param_checksum (per model: float64 sum of all
-    parameters), max_decode_rel_error (with train.check_decode, else None), approximate,
-    stragglers, failures, restarts, late_results_used, load, delay_T, models, compute_s_mean,
+    Keys of the metrics: runtime_s (wall clock of the rounds), setup_s, rounds, waits (rounds
+    that fell back), decoded_jobs, final_loss (per model: the mean loss of its last job's batch,
+    decoded like its gradient) and param_checksum (per model: float64 sum of all parameters),
+    evals (held-out loss/accuracy every train.eval_every rounds) and final_eval,
+    max_decode_rel_error (with train.check_decode, else None), approximate, stragglers,
+    failures, restarts, late_results_used, load, delay_T, models, compute_s_mean,
     response_s_mean, load_slope_s (response time minus injected sleep, per unit load: the
-    simulator's load slope), overhead_s_per_round and timings_s_per_round (coordinator seconds
-    per round by phase), durations_s, stopped, checkpoints (paths written by this session),
-    checkpoint (the last one, or None), resumed_from (the checkpoint this session started
-    from, or None), sessions, session_runtime_s, late_results_dropped. Across a resume,
-    runtime_s, rounds and the counters cover the whole run.
+    simulator's load slope), overhead_s_per_round, compute_s_per_round and timings_s_per_round
+    (coordinator seconds per round by phase), coordinator_device, worker_peak_rss_mb,
+    durations_s, stopped, checkpoints (paths written by this session), checkpoint (the last one,
+    or None), resumed_from (the checkpoint this session started from, or None), sessions,
+    session_runtime_s, late_results_dropped. Across a resume, runtime_s, rounds and the counters
+    cover the whole run.
     """
-    cfg = config if config is not None else TrainConfig()
     validate(cfg)
     with _one_blas_thread():
-        return _train(cfg, progress, dataset, model_factory, pool, monitor)
+        return _execute(cfg, workload, progress, pool, monitor)
 
 
 def _one_blas_thread():
@@ -154,11 +191,42 @@ def live_run_config(cfg: TrainConfig, scheme, models: int, message_dtype, run_id
                "batch_size": cfg.train.batch_size, "lr": cfg.train.lr})
 
 
-def _train(cfg: TrainConfig, progress, dataset, model_factory, pool, monitor) -> dict[str, Any]:
+def _devices(cfg: TrainConfig):
+    """(coordinator device, host decode threads) as configured (``auto``: a GPU if visible)."""
+    import torch
+    cc = cfg.cluster
+    has_gpu = torch.cuda.is_available()
+    if cc.coordinator_device == "cuda" and not has_gpu:
+        raise ConfigError("cluster.coordinator_device", "is 'cuda' but this process sees no GPU")
+    device = torch.device("cuda" if cc.coordinator_device != "cpu" and has_gpu else "cpu")
+    cores = os.cpu_count() or 1
+    local_workers = 0 if (cc.address or os.environ.get("RAY_ADDRESS")) else cc.workers
+    threads = cc.decode_threads or max(1, min(8, cores - local_workers))
+    return device, threads
+
+
+def _build_models(cfg: TrainConfig, workload, count: int, device):
+    """M replicas from ``model_fn`` (model m seeded by (seed, m)), flat storage, optimizers."""
+    import torch
+
+    from gcode.train import FlatModel, WorkloadError, build_model
+    models, optimizers = [], []
+    for m in range(count):
+        model = FlatModel(build_model(workload.model_fn, model_seed(cfg.train.seed, m)), device)
+        optimizer = workload.optimizer_fn(model.module.parameters())
+        if not isinstance(optimizer, torch.optim.Optimizer):
+            raise WorkloadError(f"optimizer_fn must return a torch.optim.Optimizer, got "
+                                f"{type(optimizer).__name__}")
+        models.append(model)
+        optimizers.append(optimizer)
+    return models, optimizers
+
+
+def _execute(cfg: TrainConfig, workload, progress, pool, monitor) -> tuple[dict[str, Any], list]:
     import ray
     import torch
 
-    from gcode.train import full_loss, load_dataset, num_params
+    from gcode.train import open_dataset
 
     from .checkpoint import (
         Checkpointer,
@@ -189,28 +257,29 @@ def _train(cfg: TrainConfig, progress, dataset, model_factory, pool, monitor) ->
                                              f"fewer than workers={n}")
     M = 1 if tr.mode == "delayed" else (tr.models or default_models)
     run_id = ck.tree["run"]["run_id"] if ck is not None else uuid.uuid4().hex
+    device, threads = _devices(cfg)
 
     started = ensure_ray(cfg.cluster)
     prev_threads = torch.get_num_threads()
     writer = recorder = None
     try:
-        if own_pool:  # actors import torch while the driver builds data and models
+        if own_pool:  # actors import torch while the driver builds its models
             pool = launch_workers(cfg.cluster)
-        torch.set_num_threads(1)
-        if dataset is None:
-            dataset = load_dataset(tr.dataset, num_samples=tr.num_samples, seed=tr.seed,
-                                   **dict(tr.dataset_params))
-        if tr.batch_size > len(dataset):
-            raise ConfigError("train.batch_size", f"must be <= the dataset size {len(dataset)}, "
+        torch.set_num_threads(threads)
+        num_samples = len(open_dataset(workload.dataset_fn))  # its length only: no item is read
+        if tr.batch_size > num_samples:
+            raise ConfigError("train.batch_size", f"must be <= the dataset size {num_samples}, "
                                                   f"got {tr.batch_size}")
-        models, optimizers = _build_models(cfg, dataset, M, model_factory)
-        d = num_params(models[0])
-        spec = WorkSpec(model=tr.model, input_shape=tuple(dataset.input_shape),
-                        num_classes=dataset.num_classes, model_params=dict(tr.model_params),
-                        factory=model_factory, seed=tr.seed, batch_size=tr.batch_size,
-                        num_samples=len(dataset), num_params=d)
+        models, optimizers = _build_models(cfg, workload, M, device)
+        d = models[0].numel
+        eval_dataset = None
+        if tr.eval_every and workload.eval_dataset_fn is not None:
+            eval_dataset = open_dataset(workload.eval_dataset_fn, "eval_dataset_fn")
+        spec = WorkSpec(workload=workload, seed=tr.seed, batch_size=tr.batch_size,
+                        num_samples=num_samples, num_params=d,
+                        use_gpu=cfg.cluster.gpus_per_worker > 0)
         # a fresh context id per session: workers drop any cached state of an earlier session
-        ctx = (uuid.uuid4().hex, ray.put((spec, dataset.x, dataset.y)))
+        ctx = (uuid.uuid4().hex, ray.put(spec))
         writer = JsonlWriter(cfg.log.jsonl, resume_round=ck.round if ck is not None else None)
         if cfg.log.run_log is not None or monitor is not None:
             from gcode.telemetry.recorder import RunRecorder
@@ -219,11 +288,11 @@ def _train(cfg: TrainConfig, progress, dataset, model_factory, pool, monitor) ->
             recorder = RunRecorder(live_run_config(cfg, scheme, M, scheme.message_dtype, run_id[:16]),
                                    log_prefix=cfg.log.run_log, monitor=monitor)
         pool.wait_ready(cfg.cluster.startup_timeout_s)
-        coord = Coordinator(cfg, scheme, policy, pool.actors[:n], spec,
-                            torch.from_numpy(dataset.x), torch.from_numpy(dataset.y),
-                            models, optimizers, delays, writer, progress, ctx, recorder,
+        coord = Coordinator(cfg, scheme, policy, pool.actors[:n], spec, models, optimizers,
+                            delays, writer, progress, ctx, recorder,
                             auto_slope=cfg.scheme.name == "auto" and cfg.scheme.auto_load_slope is None,
-                            run_id=run_id)
+                            run_id=run_id, device=device, decode_threads=threads,
+                            eval_dataset=eval_dataset)
         if ck is not None:
             restore_coordinator(coord, ck)
         if ckpt_root is not None:
@@ -231,13 +300,12 @@ def _train(cfg: TrainConfig, progress, dataset, model_factory, pool, monitor) ->
         setup_s = time.perf_counter() - setup_start
         session_s = coord.run()
         runtime_s = coord.runtime_before + session_s
-        x_all, y_all = torch.from_numpy(dataset.x), torch.from_numpy(dataset.y)
-        final_loss = [full_loss(m, x_all, y_all) for m in models]
-        checksum = [float(sum(p.detach().double().sum().item() for p in m.parameters()))
-                    for m in models]
+        final_loss = [coord.model_loss.get(m) for m in range(M)]
+        final_eval = coord.final_evaluation()
+        checksum = [float(model.params.double().sum()) for model in models]
         if recorder is not None:
             recorder.finish(runtime_s=runtime_s, wall_time_s=runtime_s,
-                            final_losses=dict(enumerate(final_loss)),
+                            final_losses={m: v for m, v in enumerate(final_loss) if v is not None},
                             param_checksums={m: repr(c) for m, c in enumerate(checksum)},
                             checksum_algorithm="float64-sum",
                             max_decode_rel_error=coord.max_rel_error, stopped=coord.stopped,
@@ -252,7 +320,15 @@ def _train(cfg: TrainConfig, progress, dataset, model_factory, pool, monitor) ->
             pool.kill()
         if started:
             ray.shutdown()
+    metrics = _metrics(cfg, coord, scheme, policy, pool, M, d, runtime_s, setup_s, session_s)
+    metrics.update(final_loss=final_loss, final_eval=final_eval, param_checksum=checksum,
+                   run_id=run_id[:16], coordinator_device=str(device), decode_threads=threads,
+                   model=workload.name)
+    return metrics, [model.module.cpu() for model in models]
 
+
+def _metrics(cfg, coord, scheme, policy, pool, M, d, runtime_s, setup_s, session_s) -> dict:
+    tr, n = cfg.train, cfg.cluster.workers
     approximate = tr.mode == "delayed" or not scheme.exact
     notes = [APPROX_DELAYED] if tr.mode == "delayed" else []
     if not scheme.exact:
@@ -270,25 +346,25 @@ def _train(cfg: TrainConfig, progress, dataset, model_factory, pool, monitor) ->
         "num_params": d, "batch_size": tr.batch_size,
         "runtime_s": runtime_s, "setup_s": setup_s, "rounds": rounds, "waits": coord.waits,
         "decoded_jobs": coord.decoded, "updates_per_model": coord.updates,
-        "final_loss": final_loss, "param_checksum": checksum,
-        "max_decode_rel_error": coord.max_rel_error,
+        "evals": coord.evals, "max_decode_rel_error": coord.max_rel_error,
         "stopped": coord.stopped, "stop_reason": coord.stop_reason or None,
         "stragglers": coord.stragglers_total, "late_results_used": coord.late_used,
         "failures": coord.failures, "retries": coord.retries,
         "restarts": {str(k): v for k, v in sorted(coord.restarts.items())},
         "nodes": len({pool.info[i].get("node") for i in range(n)}) if pool.info else None,
         "node_ips": sorted({pool.info[i].get("ip") for i in range(n)}) if pool.info else None,
-        "worker_cpus": pool.options.get("num_cpus"),
+        "worker_cpus": pool.options.get("num_cpus"), "worker_gpus": pool.options.get("num_gpus"),
+        "worker_peak_rss_mb": max(coord.peak_rss_mb.values(), default=None),
         "compute_s_mean": float(np.mean(coord.compute_s)) if coord.compute_s else None,
         "response_s_mean": resp,
         "load_slope_s": (resp / scheme.load) if resp is not None and scheme.load > 0 else None,
         "overhead_s_per_round": t.overhead() / max(rounds, 1),
+        "compute_s_per_round": coord.round_compute_s / max(rounds, 1),
         "timings_s_per_round": per_round,
         "decode_streamed": coord.decoder.streamed, "decode_fallbacks": coord.decoder.fallbacks,
         "durations_s": coord.durations,
         "injected": (cfg.inject.trace or cfg.inject.model),
-        "time_scale": cfg.inject.time_scale,
-        "seed": tr.seed, "run_id": run_id[:16],
+        "time_scale": cfg.inject.time_scale, "seed": tr.seed,
         "checkpoints": list(coord.checkpointer.written) if coord.checkpointer else [],
         "checkpoint": coord.checkpointer.written[-1] if coord.checkpointer and coord.checkpointer.written else None,
         "resumed_from": coord.resumed_from, "sessions": coord.sessions,

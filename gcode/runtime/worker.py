@@ -9,8 +9,8 @@ It is an *async* Ray actor, so a straggler's old task never blocks a newer round
   stale compute (milliseconds) delays a newer round.
 
 A result is a dict with one stacked array ``grads`` of shape (tasks, num_params) in the scheme's
-message dtype, the tags ``[(job, slot), ...]`` in task order, the round, the worker, the compute
-time and the injected sleep. The coordinator validates all of it (:func:`check_result`).
+message dtype, the coded losses (one float per task), the tags ``[(job, slot), ...]`` in task
+order, the round, the worker, the compute time and the injected sleep. The coordinator validates all of it (:func:`check_result`).
 """
 
 from __future__ import annotations
@@ -21,11 +21,33 @@ import time
 from typing import Any
 
 import numpy as np
+import torch
 
-from .data import WorkSpec, build_model, job_indices
+from .data import WorkSpec, job_indices
+
+_TORCH_DTYPES = {"float32": torch.float32, "float64": torch.float64}
 
 #: a mini-task on the wire: (job, slot, chunks, coefficients)
 WireTask = tuple[int, int, tuple[int, ...], tuple[float, ...]]
+
+
+def _device(use_gpu: bool):
+    """The actor's GPU when it was given one (Ray sets CUDA_VISIBLE_DEVICES), else the CPU."""
+    return torch.device("cuda" if use_gpu and torch.cuda.is_available() else "cpu")
+
+
+def _to_host(out) -> np.ndarray:
+    """The results as a fresh host array (through pinned memory from a GPU)."""
+    if out.device.type == "cpu":
+        return out.numpy()
+    host = torch.empty(out.shape, dtype=out.dtype, pin_memory=True)
+    host.copy_(out)
+    return host.numpy()
+
+
+def _peak_rss_mb() -> float:
+    import resource
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
 
 
 class InjectedFault(RuntimeError):
@@ -36,8 +58,6 @@ class GradientWorker:
     """Ray actor body (wrapped with ``ray.remote`` by :mod:`gcode.runtime.cluster`)."""
 
     def __init__(self, index: int):
-        import torch  # noqa: F401  (the slow import happens once, at actor start)
-
         from gcode.train import set_single_thread
 
         set_single_thread()
@@ -50,18 +70,17 @@ class GradientWorker:
         self.started = time.time()
 
     async def _configure(self, ctx_id: str, ctx_box: list) -> None:
-        """Adopt a run's context (spec, x, y) unless already on it. Runs again after a restart,
-        since every call carries the context reference: no state is lost with the process."""
+        """Adopt a run's context (its WorkSpec) unless already on it: build the model replica and
+        call the user's ``dataset_fn`` here, once. Runs again after a restart, since every call
+        carries the context reference: no state is lost with the process."""
         if self.ctx_id == ctx_id:
             return
-        import torch
-        spec, x, y = await ctx_box[0]
+        spec = await ctx_box[0]
         if self.ctx_id == ctx_id:  # a concurrent call adopted it while we awaited
             return
+        from gcode.train.compute import TaskComputer
         self.spec: WorkSpec = spec
-        self.x = torch.from_numpy(np.array(x, dtype=np.float32))  # copy: ray arrays are read-only
-        self.y = torch.from_numpy(np.array(y, dtype=np.int64))
-        self.model = build_model(spec)
+        self.computer = TaskComputer(spec.workload, _device(spec.use_gpu))
         self._jobs: dict[int, tuple] = {}   # job -> (flat params, chunk bounds); never change
         self._loaded = None
         self.latest = -1
@@ -93,11 +112,9 @@ class GradientWorker:
                       params: dict[int, Any], dtype: str = "float32", delay_s: float = 0.0,
                       inject_mode: str = "add", fault: str | None = None,
                       attempt: int = 0) -> dict:
-        """Compute round r's mini-tasks of run ``ctx_id`` (``ctx_box = [ObjectRef of (spec, x,
-        y)]``). ``params`` maps job -> ObjectRef of (flat parameters, chunk bounds) of that job;
-        results are stacked in ``dtype`` (the scheme's message dtype)."""
-        from gcode.train import coded_combination, load_flat_params
-
+        """Compute round r's mini-tasks of run ``ctx_id`` (``ctx_box = [ObjectRef of its
+        WorkSpec]``). ``params`` maps job -> ObjectRef of (flat parameters, chunk bounds) of that
+        job; results are stacked in ``dtype`` (the scheme's message dtype)."""
         await self._configure(ctx_id, ctx_box)
         newer = self._bump(r)
         t0 = time.perf_counter()
@@ -105,7 +122,10 @@ class GradientWorker:
             raise InjectedFault(f"injected fault: worker {self.index} raises in round {r}")
         if fault == "exit":
             os._exit(17)
-        grads = np.empty((len(tasks), self.spec.num_params), dtype=np.dtype(dtype))
+        computer = self.computer
+        out = torch.empty((len(tasks), self.spec.num_params), dtype=_TORCH_DTYPES[dtype],
+                          device=computer.device)
+        losses = []
         for k, (job, slot, chunks, coefs) in enumerate(tasks):
             if self.latest > r:
                 return self._stale(r, t0)
@@ -115,12 +135,13 @@ class GradientWorker:
                     return self._stale(r, t0)
             flat, bounds = self._jobs[job]
             if self._loaded != job:  # a job's parameters never change: reload only on a switch
-                load_flat_params(self.model, flat)
+                computer.model.load(flat)
                 self._loaded = job
             idx = job_indices(self.spec.seed, job, self.spec.batch_size, self.spec.num_samples)
             rows = [idx[bounds[c][0]:bounds[c][1]] for c in chunks]
-            grads[k] = coded_combination(self.model, self.x, self.y, rows, list(coefs))
+            losses.append(computer.coded_gradient(rows, coefs, out[k]))
             await asyncio.sleep(0)  # let a newer round's call in
+        grads = _to_host(out)
         if r == self.latest:  # forget jobs this round no longer needs
             live = {task[0] for task in tasks}
             self._jobs = {j: v for j, v in self._jobs.items() if j in live}
@@ -143,8 +164,9 @@ class GradientWorker:
             return self._stale(r, t0)
         tag = r - 1 if fault == "tag" else r  # fault 'tag': a result labelled with another round
         return {"status": "ok", "round": tag, "worker": self.index, "attempt": attempt,
-                "tags": [(int(t[0]), int(t[1])) for t in tasks], "grads": grads,
-                "compute_s": compute_s, "sleep_s": sleep_s, "pid": os.getpid()}
+                "tags": [(int(t[0]), int(t[1])) for t in tasks], "grads": grads, "losses": losses,
+                "compute_s": compute_s, "sleep_s": sleep_s, "pid": os.getpid(),
+                "peak_rss_mb": _peak_rss_mb()}
 
 
 def check_result(payload: Any, r: int, worker: int, tasks: list[WireTask], num_params: int,
@@ -171,4 +193,9 @@ def check_result(payload: Any, r: int, worker: int, tasks: list[WireTask], num_p
         return f"wrong dtype {grads.dtype}, expected {dtype}"
     if grads.size and not np.isfinite(grads).all():
         return f"{int(grads.size - np.isfinite(grads).sum())} non-finite values"
+    losses = payload.get("losses")
+    if not isinstance(losses, list) or len(losses) != len(tasks):
+        return f"losses is not a list of {len(tasks)} values"
+    if not all(isinstance(v, float) and np.isfinite(v) for v in losses):
+        return "non-finite or non-float coded loss"
     return None

@@ -1,33 +1,29 @@
-"""Torch models, datasets and the gradient math of workers. Imports torch, never ray."""
+"""Torch models, datasets, workloads and the gradient math of workers. Imports torch, never ray."""
 
+from gcode.train.compute import TaskComputer, evaluate
 from gcode.train.datasets import DATASET_NAMES, Dataset, SyntheticConfig, load_dataset
-from gcode.train.grad import (
-    chunk_gradient,
-    coded_combination,
-    flatten_params,
-    full_loss,
-    load_flat_params,
-    num_params,
-    set_single_thread,
-)
-from gcode.train.models import make_model, model_names, register_model
-from gcode.train.optim import apply_gradient, make_optimizer
+from gcode.train.flat import FlatModel, num_params, set_single_thread
+from gcode.train.models import make_model, make_model_factory, model_names, register_model
+from gcode.train.optim import make_optimizer
+from gcode.train.workload import Workload, WorkloadError, build_model, open_dataset
 
 __all__ = [
     "DATASET_NAMES",
     "Dataset",
+    "FlatModel",
     "SyntheticConfig",
-    "apply_gradient",
-    "chunk_gradient",
-    "coded_combination",
-    "flatten_params",
-    "full_loss",
+    "TaskComputer",
+    "Workload",
+    "WorkloadError",
+    "build_model",
+    "evaluate",
     "load_dataset",
-    "load_flat_params",
     "make_model",
+    "make_model_factory",
     "make_optimizer",
     "model_names",
     "num_params",
+    "open_dataset",
     "register_model",
     "set_single_thread",
 ]

@@ -14,6 +14,7 @@ from typing import Callable
 import torch
 from torch import nn
 
+from gcode.train import nets
 from gcode.train._checks import positive_int
 from gcode.train._checks import seed as check_seed
 
@@ -116,6 +117,29 @@ def make_model(
         return factory(shape, num_classes, **params)
 
 
+def _build(name: str, shape: tuple[int, ...], num_classes: int, params: dict) -> nn.Module:
+    return _REGISTRY[name](shape, num_classes, **params)
+
+
+def make_model_factory(name: str, in_features: int | tuple[int, ...], num_classes: int,
+                       **params: object) -> Callable[[], nn.Module]:
+    """A picklable zero-argument ``model_fn`` for ``gcode.fit`` that builds model ``name``
+    (unseeded: ``fit`` seeds torch before each call). Bad names or parameters raise here."""
+    from functools import partial
+    if name not in _REGISTRY:
+        raise ValueError(f"unknown model {name!r}; valid names: {', '.join(model_names())}")
+    shape = _shape(in_features)
+    positive_int("num_classes", num_classes)
+    try:
+        inspect.signature(_REGISTRY[name]).bind(shape, num_classes, **params)
+    except TypeError as e:
+        raise ValueError(f"bad parameters for model {name!r}: {e}") from None
+    return partial(_build, name, shape, num_classes, dict(params))
+
+
 register_model("logistic", _logistic)
 register_model("mlp", _mlp)
 register_model("cnn", SmallCNN)
+register_model("resnet18", nets.resnet18)
+register_model("resnet50", nets.resnet50)
+register_model("charlm", nets.CharTransformer)

@@ -31,7 +31,7 @@ def test_live_runtime_matches_the_simulator(ray_pool):
     params = {k: v for k, v in SCHEME.items() if k != "name"}
     jobs = trace.shape[0] - make_scheme("msgc", n=n, jobs=1, **params).delay
     cfg = config(scheme={**SCHEME, "jobs": jobs}, cluster={"workers": n},
-                 train={"models": None, "check_decode": False, "track_loss": False},
+                 train={"models": None, "check_decode": False},
                  inject={"trace": trace_path, "time_scale": TIME_SCALE})
     live = train(cfg, pool=ray_pool)
     scheme = make_scheme("msgc", n=n, jobs=jobs, B=1, W=2, lam=3)

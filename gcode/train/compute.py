@@ -1,0 +1,119 @@
+"""Coded partial gradients: read a task's samples by index, then one weighted backward pass.
+
+A mini-task asks for Σ_k c_k·∇L_k, where L_k = Σ_{i ∈ chunk k} loss_i. Because losses are
+per-sample, that is the gradient of Σ_i w_i·loss_i with w_i = c_k for every sample i of chunk k:
+one forward and one backward pass over the task's samples, whatever the number of chunks.
+The task's coded loss Σ_k c_k·L_k comes with it, so a job's batch loss decodes exactly like its
+gradient, without the coordinator ever reading the data.
+
+Messages in float64 (cyclic codes whose decode could amplify fp32 rounding past 1e-6) instead
+accumulate each chunk's fp32 gradient in fp64, which is the error model the code certifies.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import torch
+
+from .flat import FlatModel
+from .workload import Workload, build_model, check_finite_loss, check_losses, open_dataset, to_device
+
+
+def fetch(dataset: Any, indices: np.ndarray) -> list:
+    """The dataset's items at ``indices`` (``__getitems__`` when the dataset has it)."""
+    idx = [int(i) for i in indices]
+    getitems = getattr(dataset, "__getitems__", None)
+    return list(getitems(idx)) if getitems is not None else [dataset[i] for i in idx]
+
+
+class TaskComputer:
+    """One worker's replica of the user's model and its view of the dataset."""
+
+    def __init__(self, workload: Workload, device: torch.device | str = "cpu"):
+        self.workload = workload
+        self.device = torch.device(device)
+        self.dataset = open_dataset(workload.dataset_fn)
+        # initial weights do not matter: every job loads its parameters
+        self.model = FlatModel(build_model(workload.model_fn, 0), self.device)
+        self.model.module.train()
+
+    @property
+    def num_params(self) -> int:
+        return self.model.numel
+
+    def batch(self, indices: np.ndarray) -> Any:
+        return to_device(self.workload.collate(fetch(self.dataset, indices)), self.device)
+
+    def losses(self, batch: Any, count: int) -> torch.Tensor:
+        return check_losses(self.workload.loss_fn(self.model.module, batch), count)
+
+    def coded_gradient(self, chunks: Sequence[np.ndarray], coefficients: Sequence[float],
+                       out: torch.Tensor) -> float:
+        """``out[:] = Σ_k c_k·∇L_k`` (in ``out``'s dtype, on ``out``'s device); returns the coded
+        loss Σ_k c_k·L_k in float64."""
+        if out.dtype == torch.float64:
+            return self._per_chunk(chunks, coefficients, out)
+        sizes = [len(c) for c in chunks]
+        if sum(sizes) == 0:
+            out.zero_()
+            return 0.0
+        weights = torch.repeat_interleave(
+            torch.tensor(list(coefficients), dtype=torch.float32), torch.tensor(sizes)).to(self.device)
+        losses = self.losses(self.batch(np.concatenate(chunks)), len(weights))
+        self._backward((losses * weights).sum())
+        out.copy_(self.model.grads)
+        loss = float((losses.detach().double() * weights.double()).sum())
+        check_finite_loss(loss)
+        return loss
+
+    def _per_chunk(self, chunks, coefficients, out: torch.Tensor) -> float:
+        out.zero_()
+        loss = 0.0
+        for rows, c in zip(chunks, coefficients):
+            if len(rows) == 0:
+                continue
+            losses = self.losses(self.batch(rows), len(rows))
+            self._backward(losses.sum())
+            out.add_(self.model.grads, alpha=float(c))
+            loss += float(c) * float(losses.detach().double().sum())
+        check_finite_loss(loss)
+        return loss
+
+    def _backward(self, total: torch.Tensor) -> None:
+        model = self.model
+        model.grads.zero_()
+        model.bind_grads()
+        total.backward()
+        if not model.grads_bound():  # autograd replaced a .grad (e.g. a sparse one): gather
+            with torch.no_grad():
+                for p, view in zip(model.parameters, model.grad_views):
+                    if p.grad is not None and p.grad.data_ptr() != view.data_ptr():
+                        view.copy_(p.grad.to_dense() if p.grad.is_sparse else p.grad)
+            model.bind_grads()
+
+
+def evaluate(model: torch.nn.Module, workload: Workload, dataset: Any, device: torch.device,
+             batch_size: int = 256) -> dict:
+    """Mean loss (and accuracy, when the workload has a ``metric_fn``) over ``dataset``."""
+    was_training = model.training
+    model.eval()
+    total, correct, count = 0.0, 0.0, 0
+    try:
+        with torch.no_grad():
+            for start in range(0, len(dataset), batch_size):
+                idx = np.arange(start, min(start + batch_size, len(dataset)))
+                batch = to_device(workload.collate(fetch(dataset, idx)), device)
+                losses = check_losses(workload.loss_fn(model, batch), len(idx))
+                total += float(losses.double().sum())
+                if workload.metric_fn is not None:
+                    correct += float(workload.metric_fn(model, batch).double().sum())
+                count += len(idx)
+    finally:
+        model.train(was_training)
+    out = {"loss": total / count}
+    if workload.metric_fn is not None:
+        out["accuracy"] = correct / count
+    return out

@@ -1,0 +1,88 @@
+"""A model whose parameters and gradients live in two flat float32 buffers.
+
+Every parameter is a view into ``params`` and its ``.grad`` a view into ``grads`` (in
+``model.parameters()`` order), so loading a parameter vector, reading a gradient or handing a
+decoded gradient to the optimizer is one contiguous copy, not one per tensor. Autograd
+accumulates into an existing ``.grad`` in place, which keeps the gradient views bound.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from torch import nn
+
+
+def set_single_thread() -> None:
+    """Make torch use one intra-op thread (one per worker process avoids oversubscription)."""
+    torch.set_num_threads(1)
+
+
+def num_params(model: nn.Module) -> int:
+    return sum(p.numel() for p in model.parameters())
+
+
+class FlatModel:
+    """``module`` moved to ``device`` with flat parameter and gradient storage."""
+
+    def __init__(self, module: nn.Module, device: torch.device | str = "cpu"):
+        self.device = torch.device(device)
+        self.module = module.to(self.device)
+        self.parameters = list(self.module.parameters())
+        sizes = [p.numel() for p in self.parameters]
+        self.numel = int(sum(sizes))
+        self.params = torch.empty(self.numel, dtype=torch.float32, device=self.device)
+        self.grads = torch.zeros(self.numel, dtype=torch.float32, device=self.device)
+        self.grad_views: list[torch.Tensor] = []
+        offset = 0
+        with torch.no_grad():
+            for p, size in zip(self.parameters, sizes):
+                view = self.params[offset: offset + size].view_as(p)
+                view.copy_(p.data)
+                p.data = view
+                self.grad_views.append(self.grads[offset: offset + size].view_as(p))
+                offset += size
+        self.bind_grads()
+
+    def bind_grads(self) -> None:
+        """Point every ``param.grad`` at its view of ``grads`` (after anything replaced them)."""
+        for p, g in zip(self.parameters, self.grad_views):
+            if p.grad is None or p.grad.data_ptr() != g.data_ptr():
+                p.grad = g
+
+    def grads_bound(self) -> bool:
+        return all(p.grad is not None and p.grad.data_ptr() == g.data_ptr()
+                   for p, g in zip(self.parameters, self.grad_views))
+
+    def load(self, flat: np.ndarray | torch.Tensor) -> None:
+        """Copy a flat parameter vector (numpy or tensor, any device; never aliased) in."""
+        if isinstance(flat, np.ndarray):
+            if flat.shape != (self.numel,):
+                raise ValueError(f"parameter vector has shape {flat.shape}, expected ({self.numel},)")
+            if self.device.type == "cpu":
+                np.copyto(self.params.numpy(), flat, casting="same_kind")
+                return
+            flat = as_tensor(flat)
+        with torch.no_grad():
+            self.params.copy_(flat)
+
+    def snapshot(self) -> np.ndarray:
+        """A fresh float32 numpy copy of the parameters (on the host)."""
+        return self.params.detach().to("cpu", copy=True).numpy()
+
+    def set_gradient(self, grad: torch.Tensor, scale: float) -> None:
+        """``grads = grad · scale``, formed in ``grad``'s precision (fp64 decode) then cast."""
+        self.bind_grads()
+        with torch.no_grad():
+            self.grads.copy_(grad.to(self.device).mul(scale))
+
+
+def as_tensor(array: np.ndarray) -> torch.Tensor:
+    """A tensor over ``array`` without copying; read-only arrays (Ray's) are only ever read."""
+    if not array.flags.writeable:
+        import warnings
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", UserWarning)
+            return torch.from_numpy(array)
+    return torch.from_numpy(array)
+
