@@ -142,9 +142,11 @@ def public_field(internal: str) -> str:
     for public, inner in _FIELDS:
         if internal == inner or internal.startswith(inner + "."):
             return public + internal[len(inner):]
+    if internal.startswith("faults"):
+        return "run." + internal
     section, _, rest = internal.partition(".")
     renamed = {"inject": "run.inject", "log": "run.logs", "checkpoint": "run.checkpoint",
-               "faults": "run.faults", "train": "run.tags"}.get(section)
+               "train": "run.tags"}.get(section)
     return f"{renamed}.{rest}".rstrip(".") if renamed else internal
 
 
