@@ -234,7 +234,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="round ending: paper = cut at (1+mu) x fastest, wait for all when the "
                         "stragglers break the scheme's model; partial = same cut, but on a violation "
                         "wait only until the missing workers conform (gcode's fallback); "
-                        "deadline = cut at --deadline s; "
+                        "earliest = no cut: end the round as soon as the missing workers conform "
+                        "(GC: the (n-s)-th arrival); deadline = cut at --deadline s; "
                         "all = always wait for everyone")
     p.add_argument("--deadline", type=float, help="seconds, for --policy deadline")
     p.add_argument("--log", metavar="PREFIX",

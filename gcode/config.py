@@ -55,7 +55,7 @@ from pathlib import Path
 from typing import Any
 
 SCHEME_NAMES = ("uncoded", "ignore", "gc", "srsgc", "msgc", "auto")
-POLICY_NAMES = ("paper", "partial", "deadline", "all")
+POLICY_NAMES = ("paper", "partial", "earliest", "deadline", "all")
 MODES = ("concurrent", "delayed")
 INJECT_MODES = ("add", "target")
 PLACEMENTS = ("spread", "pack")
@@ -97,7 +97,8 @@ class SchemeConfig:
 class PolicyConfig:
     """How a round ends (the same policy objects as the simulator)."""
 
-    name: str = "paper"         # paper | partial (paper cut, partial-wait fallback) | deadline | all
+    name: str = "paper"         # paper | partial (paper cut, partial-wait fallback) | earliest
+    #                             (end once the missing workers conform) | deadline | all
     mu: float = 1.0             # paper/partial: stragglers are slower than (1+mu) x fastest
     deadline_s: float | None = None  # deadline: cut at this many seconds
 

@@ -119,7 +119,9 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
     g = parser.add_argument_group("round ending (as in gcode simulate)")
     g.add_argument("--policy", choices=POLICY_NAMES, default=S,
                    help="paper: cut at (1+mu) x the fastest arrival; partial: the same cut, but "
-                        "a violation waits only until the missing workers conform; deadline: "
+                        "a violation waits only until the missing workers conform; earliest: no "
+                        "cut, end as soon as the missing workers conform (GC: the (n-s)-th "
+                        "arrival); deadline: "
                         "cut at --deadline seconds; all: wait for every worker. If the "
                         "stragglers at the cut break the scheme's model, the round waits for all "
                         "(counted in 'waits')")

@@ -62,10 +62,12 @@ def _failure_kind(exc: BaseException) -> str:
 class Timings:
     """Coordinator seconds per phase, summed over rounds."""
 
-    plan: float = 0.0       # late absorption, plan(r), issuing parameters (flatten + ray.put)
+    plan: float = 0.0       # late-result absorption and plan(r)
+    issue: float = 0.0      # a new job's parameters into the object store (transfer out)
     dispatch: float = 0.0   # the compute.remote calls
-    wait: float = 0.0       # dispatch end -> round decision (includes 'process')
-    process: float = 0.0    # ray.get + validation + storing/folding results (inside 'wait')
+    wait: float = 0.0       # dispatch end -> round decision (includes 'fetch' and 'fold')
+    fetch: float = 0.0      # ray.get + validation of arrived results (transfer in; inside 'wait')
+    fold: float = 0.0       # streaming fp64 accumulation of arrived results (inside 'wait')
     decode: float = 0.0     # record + decode of every decodable job
     step: float = 0.0       # optimizer steps
     check: float = 0.0      # check_decode diagnostics and held-out evaluation
@@ -73,8 +75,9 @@ class Timings:
     checkpoint: float = 0.0  # writing checkpoints (not part of 'overhead': optional, every K rounds)
 
     def overhead(self) -> float:
-        """Coordinator work per the issue's definition: plan + bookkeeping + decode + step."""
-        return self.plan + self.dispatch + self.process + self.decode + self.step + self.log
+        """The coordinator's own work in a round: everything but waiting for workers."""
+        return (self.plan + self.issue + self.dispatch + self.fetch + self.fold + self.decode
+                + self.step + self.log)
 
 
 @dataclass
@@ -187,13 +190,16 @@ class Coordinator:
     def _dispatch(self, r: int, w: int, tasks: list[MiniTask], attempt: int):
         import ray
         fault = self.faults.get((r, w)) if attempt == 0 else None
-        refs = {t.job: self.jobs_ctx[t.job] for t in tasks}
+        jobs = sorted({t.job for t in tasks})
         delay = self.delays.get(r, w) if attempt == 0 else 0.0
         dtype = self._dtype(tasks)
         self._call_dtype[(r, w)] = dtype
+        # the jobs' (parameters, chunk ranges) go as top-level arguments: Ray fetches them into
+        # the worker before the call starts, from shared memory on the same node
         ref = self.actors[w].compute.remote(
-            self.ctx[0], [self.ctx[1]], r, [_wire(t) for t in tasks], refs,
-            dtype.name, delay, self.cfg.inject.mode, fault if fault != "kill" else None, attempt)
+            self.ctx[0], [self.ctx[1]], r, [_wire(t) for t in tasks], jobs, dtype.name, delay,
+            self.cfg.inject.mode, fault if fault != "kill" else None, attempt,
+            *[self.jobs_ctx[j] for j in jobs])
         if fault == "kill":
             ray.kill(self.actors[w], no_restart=False)
         return ref
@@ -310,12 +316,13 @@ class Coordinator:
                 more, _ = ray.wait(rest, num_returns=len(rest), timeout=0)
                 ready += more
             arrived_at = time.perf_counter() - t0
-            tp = time.perf_counter()
             for ref in ready:
                 w = pending.pop(ref)
+                tp = time.perf_counter()
                 payload, err = self._fetch(ref)
                 if err is None:
                     err = self._check(payload, r, w, plan[w])
+                self.timings.fetch += time.perf_counter() - tp
                 if err is not None:
                     state.failed[w] = err
                     failed_at[w] = arrived_at
@@ -325,7 +332,9 @@ class Coordinator:
                 self._note_pid(w, payload)
                 self.peak_rss_mb[w] = float(payload.get("peak_rss_mb", 0.0))
                 state.arrived[w] = arrived_at
+                tf = time.perf_counter()
                 self._store(w, r, plan[w], payload)
+                self.timings.fold += time.perf_counter() - tf
                 if attempts[w] == 0:
                     self.compute_s.append(float(payload["compute_s"]))
                     response = arrived_at - float(payload["sleep_s"])
@@ -336,7 +345,6 @@ class Coordinator:
                 info["arrival_s"][w] = arrived_at
                 info["compute_s"][w] = float(payload["compute_s"])
                 info["sleep_s"][w] = float(payload["sleep_s"])
-            self.timings.process += time.perf_counter() - tp
 
     def _finish_job(self, t: int) -> dict:
         """Decode job t (already recorded decodable), check it, step its model."""
@@ -505,9 +513,11 @@ class Coordinator:
                 self._checkpoint(r, start)
                 tp = time.perf_counter()
             plan = self.scheme.plan(r)
+            ti = time.perf_counter()
+            self.timings.plan += ti - tp
             if self.scheme.job_exists(r) and r not in self.jobs_ctx:
                 self._issue(r)
-            self.timings.plan += time.perf_counter() - tp
+            self.timings.issue += time.perf_counter() - ti
             td = time.perf_counter()
             pending = {self._dispatch(r, w, plan[w], 0): w for w in range(self.n)}
             t0 = time.perf_counter()

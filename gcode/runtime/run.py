@@ -288,6 +288,7 @@ def _execute(cfg: TrainConfig, workload, progress, pool, monitor) -> tuple[dict[
             recorder = RunRecorder(live_run_config(cfg, scheme, M, scheme.message_dtype, run_id[:16]),
                                    log_prefix=cfg.log.run_log, monitor=monitor)
         pool.wait_ready(cfg.cluster.startup_timeout_s)
+        pool.prepare(ctx, n, cfg.cluster.startup_timeout_s)
         coord = Coordinator(cfg, scheme, policy, pool.actors[:n], spec, models, optimizers,
                             delays, writer, progress, ctx, recorder,
                             auto_slope=cfg.scheme.name == "auto" and cfg.scheme.auto_load_slope is None,

@@ -65,8 +65,7 @@ class GradientWorker:
         self.ctx_id: str | None = None
         self.latest = -1
         self._newer: asyncio.Event | None = None
-        self._loaded: int | None = None
-        self._jobs = {}
+        self._loaded: tuple | None = None
         self.started = time.time()
 
     async def _configure(self, ctx_id: str, ctx_box: list) -> None:
@@ -81,7 +80,6 @@ class GradientWorker:
         from gcode.train.compute import TaskComputer
         self.spec: WorkSpec = spec
         self.computer = TaskComputer(spec.workload, _device(spec.use_gpu))
-        self._jobs: dict[int, tuple] = {}   # job -> (flat params, chunk bounds); never change
         self._loaded = None
         self.latest = -1
         self.ctx_id = ctx_id
@@ -108,13 +106,20 @@ class GradientWorker:
                 "compute_s": time.perf_counter() - t0}
 
     # ---- the task ----------------------------------------------------------------------
+    async def prepare(self, ctx_id: str, ctx_box: list) -> dict:
+        """Adopt the run's context before round 0 (model replica, ``dataset_fn``), so that the
+        first round measures training, not start-up."""
+        await self._configure(ctx_id, ctx_box)
+        return {"worker": self.index, "num_params": self.computer.num_params,
+                "device": str(self.computer.device), "peak_rss_mb": _peak_rss_mb()}
+
     async def compute(self, ctx_id: str, ctx_box: list, r: int, tasks: list[WireTask],
-                      params: dict[int, Any], dtype: str = "float32", delay_s: float = 0.0,
-                      inject_mode: str = "add", fault: str | None = None,
-                      attempt: int = 0) -> dict:
+                      jobs: list[int], dtype: str = "float32", delay_s: float = 0.0,
+                      inject_mode: str = "add", fault: str | None = None, attempt: int = 0,
+                      *job_data: tuple) -> dict:
         """Compute round r's mini-tasks of run ``ctx_id`` (``ctx_box = [ObjectRef of its
-        WorkSpec]``). ``params`` maps job -> ObjectRef of (flat parameters, chunk bounds) of that
-        job; results are stacked in ``dtype`` (the scheme's message dtype)."""
+        WorkSpec]``). ``job_data[i]`` is (flat parameters, chunk bounds) of ``jobs[i]``, resolved
+        by Ray before the call; results are stacked in ``dtype`` (the scheme's message dtype)."""
         await self._configure(ctx_id, ctx_box)
         newer = self._bump(r)
         t0 = time.perf_counter()
@@ -123,28 +128,22 @@ class GradientWorker:
         if fault == "exit":
             os._exit(17)
         computer = self.computer
+        data = dict(zip(jobs, job_data))
         out = torch.empty((len(tasks), self.spec.num_params), dtype=_TORCH_DTYPES[dtype],
                           device=computer.device)
         losses = []
         for k, (job, slot, chunks, coefs) in enumerate(tasks):
             if self.latest > r:
                 return self._stale(r, t0)
-            if job not in self._jobs:
-                self._jobs[job] = await params[job]
-                if self.latest > r:
-                    return self._stale(r, t0)
-            flat, bounds = self._jobs[job]
-            if self._loaded != job:  # a job's parameters never change: reload only on a switch
+            flat, bounds = data[job]
+            if self._loaded != (self.ctx_id, job):  # a job's parameters never change
                 computer.model.load(flat)
-                self._loaded = job
+                self._loaded = (self.ctx_id, job)
             idx = job_indices(self.spec.seed, job, self.spec.batch_size, self.spec.num_samples)
             rows = [idx[bounds[c][0]:bounds[c][1]] for c in chunks]
             losses.append(computer.coded_gradient(rows, coefs, out[k]))
             await asyncio.sleep(0)  # let a newer round's call in
         grads = _to_host(out)
-        if r == self.latest:  # forget jobs this round no longer needs
-            live = {task[0] for task in tasks}
-            self._jobs = {j: v for j, v in self._jobs.items() if j in live}
         compute_s = time.perf_counter() - t0
         if fault == "shape":
             grads = grads[:, :-1] if grads.shape[1] > 1 else np.empty((len(tasks) + 1, 1), grads.dtype)

@@ -26,6 +26,8 @@ class Policy(ABC):
     name: str
     #: True when a violation waits only until the missing workers conform (not for everyone)
     partial_fallback: bool = False
+    #: True when the round ends as soon as the missing workers conform (no deadline at all)
+    ends_when_conforming: bool = False
 
     @abstractmethod
     def deadline(self, fastest: float) -> float:
@@ -89,6 +91,30 @@ class PartialWaitPolicy(PaperPolicy):
 
 
 @dataclass(frozen=True)
+class EarliestPolicy(Policy):
+    """End the round the moment the workers still missing form a set the scheme's model allows
+    (for GC: at the (n−s)-th arrival), and never before the first arrival. There is no deadline
+    to miss, so no round counts as a wait. The recorded stragglers conform, so decoding is as
+    guaranteed as under the paper policy."""
+
+    name = "earliest"
+    partial_fallback = True
+    ends_when_conforming = True
+
+    def deadline(self, fastest):
+        return fastest
+
+    def resolve(self, times, conforms):
+        times = np.asarray(times, dtype=np.float64)
+        missing = np.ones(len(times), dtype=bool)
+        for worker in np.argsort(times, kind="stable"):  # conformance is monotone: first hit wins
+            missing[worker] = False
+            if conforms(missing):
+                return RoundOutcome(~missing, float(times[worker]), False)
+        raise AssertionError("the empty straggler set always conforms")
+
+
+@dataclass(frozen=True)
 class DeadlinePolicy(Policy):
     """A fixed deadline in seconds after the round start."""
 
@@ -113,7 +139,7 @@ class WaitAllPolicy(Policy):
         return float("inf")
 
 
-POLICIES = ("paper", "partial", "deadline", "all")
+POLICIES = ("paper", "partial", "earliest", "deadline", "all")
 
 
 def make_policy(name: str, mu: float = 1.0, deadline_s: float | None = None) -> Policy:
@@ -127,4 +153,6 @@ def make_policy(name: str, mu: float = 1.0, deadline_s: float | None = None) -> 
         return DeadlinePolicy(deadline_s)
     if name == "all":
         return WaitAllPolicy()
+    if name == "earliest":
+        return EarliestPolicy()
     raise ValueError(f"unknown policy {name!r}; valid: {', '.join(POLICIES)}")
