@@ -19,6 +19,7 @@ switching one (``auto``): rounds, delay, chunking and message dtype are read per
 from __future__ import annotations
 
 import math
+import pickle
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -92,7 +93,7 @@ class Coordinator:
     delays: DelaySource          # injected seconds per (round, worker)
     writer: JsonlWriter
     progress: ProgressFn | None = None
-    ctx: tuple = ("", None)      # (run id, ObjectRef of (spec, x, y)) sent with every call
+    ctx: tuple = ("", None)      # (context id, ObjectRef of the WorkSpec) the workers adopted
     recorder: Any = None         # gcode.telemetry RunRecorder (run log + live monitor), optional
     auto_slope: bool = False     # measure the tuner's load slope live (scheme 'auto')
     checkpointer: Any = None     # gcode.runtime.checkpoint.Checkpointer, optional
@@ -127,6 +128,7 @@ class Coordinator:
     updates: list = field(default_factory=list)
     stopped: bool = False
     stop_reason: str = ""
+    needs_ctx: set = field(default_factory=set)  # workers that failed since: resend the context
     late_dropped: int = 0        # straggler results in flight when a checkpoint was resumed
     start_round: int = 0         # first round of this session (the checkpoint's, when resumed)
     runtime_before: float = 0.0  # runtime_s of the sessions before a resume
@@ -196,10 +198,10 @@ class Coordinator:
         self._call_dtype[(r, w)] = dtype
         # the jobs' (parameters, chunk ranges) go as top-level arguments: Ray fetches them into
         # the worker before the call starts, from shared memory on the same node
-        ref = self.actors[w].compute.remote(
-            self.ctx[0], [self.ctx[1]], r, [_wire(t) for t in tasks], jobs, dtype.name, delay,
-            self.cfg.inject.mode, fault if fault != "kill" else None, attempt,
-            *[self.jobs_ctx[j] for j in jobs])
+        header = pickle.dumps((self.ctx[0], r, [_wire(t) for t in tasks], jobs, dtype.name, delay,
+                               self.cfg.inject.mode, fault if fault != "kill" else None, attempt))
+        ctx_box = [self.ctx[1]] if w in self.needs_ctx else None
+        ref = self.actors[w].compute.remote(header, ctx_box, *[self.jobs_ctx[j] for j in jobs])
         if fault == "kill":
             ray.kill(self.actors[w], no_restart=False)
         return ref
@@ -257,6 +259,7 @@ class Coordinator:
             if err is None:
                 err = self._check(payload, rr, w, tasks)
             if err is not None:  # a straggler that then failed: log it, use nothing
+                self.needs_ctx.add(w)
                 self.failures.append({"round": rr, "worker": w, "attempt": 0, "reason": err,
                                       "late": True})
                 continue
@@ -324,12 +327,14 @@ class Coordinator:
                     err = self._check(payload, r, w, plan[w])
                 self.timings.fetch += time.perf_counter() - tp
                 if err is not None:
+                    self.needs_ctx.add(w)
                     state.failed[w] = err
                     failed_at[w] = arrived_at
                     self.failures.append({"round": r, "worker": w, "attempt": attempts[w],
                                           "reason": err})
                     continue
                 self._note_pid(w, payload)
+                self.needs_ctx.discard(w)
                 self.peak_rss_mb[w] = float(payload.get("peak_rss_mb", 0.0))
                 state.arrived[w] = arrived_at
                 tf = time.perf_counter()

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import pickle
 import time
 from typing import Any
 
@@ -113,14 +114,18 @@ class GradientWorker:
         return {"worker": self.index, "num_params": self.computer.num_params,
                 "device": str(self.computer.device), "peak_rss_mb": _peak_rss_mb()}
 
-    async def compute(self, ctx_id: str, ctx_box: list, r: int, tasks: list[WireTask],
-                      jobs: list[int], dtype: str = "float32", delay_s: float = 0.0,
-                      inject_mode: str = "add", fault: str | None = None, attempt: int = 0,
-                      *job_data: tuple) -> dict:
-        """Compute round r's mini-tasks of run ``ctx_id`` (``ctx_box = [ObjectRef of its
-        WorkSpec]``). ``job_data[i]`` is (flat parameters, chunk bounds) of ``jobs[i]``, resolved
-        by Ray before the call; results are stacked in ``dtype`` (the scheme's message dtype)."""
-        await self._configure(ctx_id, ctx_box)
+    async def compute(self, header: bytes, ctx_box: list | None, *job_data: tuple) -> dict:
+        """Compute one round's mini-tasks. ``header`` packs (run context id, round r, wire tasks,
+        jobs, message dtype, injected delay, inject mode, fault, attempt) into one argument, which
+        makes a call about twice as cheap to dispatch as ten. ``ctx_box`` is ``[ObjectRef of the
+        WorkSpec]`` when the coordinator suspects this actor lost its context (a failure, a
+        restart), else None; ``job_data[i]`` is (flat parameters, chunk bounds) of ``jobs[i]``,
+        resolved by Ray before the call. Results are stacked in the message dtype."""
+        ctx_id, r, tasks, jobs, dtype, delay_s, inject_mode, fault, attempt = pickle.loads(header)
+        if ctx_box is not None:
+            await self._configure(ctx_id, ctx_box)
+        elif self.ctx_id != ctx_id:  # restarted since the run began: ask for the context
+            return {"status": "unprepared", "round": r, "worker": self.index}
         newer = self._bump(r)
         t0 = time.perf_counter()
         if fault == "raise":

@@ -93,8 +93,14 @@ def test_dead_workers_restart_and_training_goes_on(faulty, kind, ray_pool):
     res, records = faulty
     fault = next(f for f in FAULTS if f["kind"] == kind)
     w = fault["worker"]
-    assert _failed(res, fault["round"], w) and "died" in _failed(res, fault["round"], w)[0]["reason"]
-    assert _not_used_in_round(records, fault["round"], w)
+    lost = [f for f in res["failures"] if f["worker"] == w and f["round"] >= fault["round"]
+            and ("died" in f["reason"] or "unprepared" in f["reason"])]
+    if kind == "exit":  # dies inside the task: always seen in that round
+        assert lost and lost[0]["round"] == fault["round"] and "died" in lost[0]["reason"]
+    # ray.kill is asynchronous: the task may finish first, and calls sent while the actor
+    # restarts wait for it (then find it without the run's context: 'unprepared')
+    for f in lost:
+        assert _not_used_in_round(records, f["round"], w)
     # the worker came back as a new process: seen delivering by the coordinator (restarts), or,
     # when the run ended before its restart finished (a restart takes seconds, the remaining
     # rounds milliseconds), answering now from a new process
