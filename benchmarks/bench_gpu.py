@@ -17,7 +17,6 @@ import json
 import sys
 from pathlib import Path
 
-import numpy as np
 import torch
 
 from gcode.bench.report import write_results
@@ -36,6 +35,7 @@ def main(argv=None) -> int:
     p.add_argument("--jobs", type=int, default=12)
     p.add_argument("--workers", type=int, default=8)
     p.add_argument("--batch-size", type=int, default=512)
+    p.add_argument("--decode-device", default="auto", choices=("auto", "cpu", "cuda"))
     p.add_argument("--out", default="benchmarks/results")
     args = p.parse_args(argv)
     gpu = torch.cuda.is_available()
@@ -50,7 +50,7 @@ def main(argv=None) -> int:
     for name, scheme in SCHEMES.items():
         cfg = from_dict({"scheme": {**scheme, "jobs": args.jobs}, "cluster": {
                              "workers": n, "gpus_per_worker": (1.0 / n) if gpu else 0.0,
-                             "round_timeout_s": 600},
+                             "round_timeout_s": 600, "decode_device": args.decode_device},
                          "train": {"batch_size": args.batch_size, "models": 2, "seed": 0},
                          "inject": {"model": "bursty", "params": {"B": 1, "W": 2, "lam": 2,
                                                                   "base": 0.02, "slowdown": 4.0}}})
@@ -75,14 +75,16 @@ def main(argv=None) -> int:
                      "decode_ms": 1e3 * (t["fold"] + t["decode"]), "step_ms": 1e3 * t["step"],
                      "overhead_ms": 1e3 * m["overhead_s_per_round"],
                      "round_ms": 1e3 * m["runtime_s"] / m["rounds"],
-                     "coordinator_device": m["coordinator_device"]})
+                     "coordinator_device": m["coordinator_device"],
+                     "decode_device": m["decode_device"]})
     result = {"gpu": torch.cuda.get_device_name(0) if gpu else None, "workers": n,
               "gpus_per_worker": (1.0 / n) if gpu else 0.0, "jobs": args.jobs,
               "batch_size": args.batch_size, "model": f"resnet18 (width {width})",
               "num_params": results["uncoded"]["num_params"], "rows": rows}
     lines = [f"ResNet-18 ({result['num_params']:,} parameters), {n} workers sharing "
              f"{result['gpu'] or 'the CPU'}, global batch {args.batch_size}, {args.jobs} jobs, "
-             f"bursty injection; per-round phases in ms.", "",
+             f"bursty injection, coordinator on {rows[0]['coordinator_device']}, decode on "
+             f"{rows[0]['decode_device']}; per-round phases in ms.", "",
              "| scheme | wall s | rounds | param diff vs uncoded | compute | transfer | decode | "
              "step | coordinator overhead | round |", "|---|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
@@ -91,7 +93,7 @@ def main(argv=None) -> int:
                      f"{r['transfer_ms']:.1f} | {r['decode_ms']:.1f} | {r['step_ms']:.1f} | "
                      f"{r['overhead_ms']:.1f} | {r['round_ms']:.1f} |")
     table = "\n".join(lines)
-    write_results(Path(args.out), "bench_gpu", result, table)
+    write_results(Path(args.out), f"bench_gpu_decode-{rows[0]['decode_device']}", result, table)
     print(table)
     print(json.dumps({r["scheme"]: r["rel_param_diff_vs_uncoded"] for r in rows}))
     return 0

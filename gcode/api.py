@@ -19,7 +19,6 @@ import dataclasses
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
 
 from .config import CheckpointConfig, ConfigError, Fault, InjectConfig, LogConfig, TrainConfig, validate
 
@@ -53,7 +52,8 @@ class ScalingConfig:
     max_restarts: int = 3
     round_timeout_s: float = 120.0
     startup_timeout_s: float = 180.0
-    coordinator_device: str = "auto"  # auto | cpu | cuda: the coordinator's models and decode
+    coordinator_device: str = "auto"  # auto | cpu | cuda: where the coordinator's models live
+    decode_device: str = "auto"  # auto (the coordinator's) | cpu | cuda: where jobs decode (fp64)
     decode_threads: int | None = None
 
 
@@ -96,7 +96,8 @@ _FIELDS = (
     ("coding.deadline", "policy.deadline_s"),
     *[(f"scaling.{k}", f"cluster.{k}") for k in (
         "workers", "gpus_per_worker", "address", "num_cpus", "placement", "max_restarts",
-        "round_timeout_s", "startup_timeout_s", "coordinator_device", "decode_threads")],
+        "round_timeout_s", "startup_timeout_s", "coordinator_device", "decode_device",
+        "decode_threads")],
     ("scaling.cpus_per_worker", "cluster.worker_cpus"),
     ("run.jobs", "scheme.jobs"),
     *[(f"run.{k}", f"train.{k}") for k in (

@@ -120,6 +120,8 @@ class ClusterConfig:
     #                               > 0 places each worker's model and batches on its GPU
     coordinator_device: str = "auto"  # auto (a GPU when this process sees one) | cpu | cuda:
     #                                   where the coordinator's models live and jobs decode (fp64)
+    decode_device: str = "auto"  # auto (the coordinator's device) | cpu | cuda: where the fp64
+    #                              decode runs (results arrive in host memory)
     decode_threads: int | None = None  # host decode threads (default: the CPUs the workers leave)
 
 
@@ -440,6 +442,7 @@ def validate(cfg: TrainConfig) -> None:
     if not (math.isfinite(cc.gpus_per_worker) and cc.gpus_per_worker >= 0):
         raise ConfigError("cluster.gpus_per_worker", f"must be >= 0, got {cc.gpus_per_worker}")
     _choice("cluster.coordinator_device", cc.coordinator_device, COORDINATOR_DEVICES)
+    _choice("cluster.decode_device", cc.decode_device, COORDINATOR_DEVICES)
     _positive("cluster.decode_threads", cc.decode_threads, allow_none=True, integer=True)
     _positive("cluster.startup_timeout_s", cc.startup_timeout_s)
     if cc.retry_backoff_s < 0:

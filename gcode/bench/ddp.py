@@ -78,6 +78,9 @@ def _rank_main(rank: int, run: DDPRun, port: int, out: str, timeout_s: float) ->
     from gcode.train.compute import fetch
     from gcode.train.workload import to_device
 
+    from gcode.train.flat import exact_fp32
+
+    exact_fp32()  # as gcode's workers: the same arithmetic on both sides of the comparison
     backend, kind = _backend(run)
     device = torch.device(f"cuda:{rank % torch.cuda.device_count()}" if kind == "cuda" else "cpu")
     if kind == "cuda":

@@ -12,6 +12,7 @@ measured compute time per round, so a straggler costs about 9 computes and the o
 
 from __future__ import annotations
 
+import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -122,7 +123,7 @@ def delay_table(cfg: VersusConfig, rounds: int, compute_s: float) -> tuple[np.nd
 def run_versus(cfg: VersusConfig, progress=None) -> dict:
     import ray
 
-    from ..config import ClusterConfig, InjectConfig, from_dict
+    from ..config import ClusterConfig, from_dict
     from ..runtime import start_local_ray, start_workers
     from ..runtime.run import execute
     from .ddp import DDPRun, run_ddp
@@ -137,9 +138,10 @@ def run_versus(cfg: VersusConfig, progress=None) -> dict:
     pool = start_workers(ClusterConfig(workers=cfg.workers, gpus_per_worker=cfg.gpus_per_worker,
                                        startup_timeout_s=300), cfg.workers)
     rows: dict[str, list[dict]] = {"ddp": [], **{s: [] for s in cfg.schemes}}
-    trace_dir = Path(__import__("tempfile").mkdtemp(prefix="gcvs"))
+    trace_dir = Path(tempfile.mkdtemp(prefix="gcvs"))
     trace_path = trace_dir / "delays.csv"
     np.savetxt(trace_path, table, delimiter=",", fmt="%.9f")
+    gcode_inject = {"trace": str(trace_path), "time_scale": 1.0} if table.any() else {}
     try:
         for rep in range(cfg.repeats):
             order = ["ddp", *cfg.schemes]
@@ -160,7 +162,7 @@ def run_versus(cfg: VersusConfig, progress=None) -> dict:
                                                 "gpus_per_worker": cfg.gpus_per_worker,
                                                 "round_timeout_s": 600},
                                     "train": {"batch_size": cfg.batch_size, "seed": cfg.seed},
-                                    "inject": {"trace": str(trace_path), "time_scale": 1.0}})
+                                    "inject": gcode_inject})
                     metrics, _ = execute(tc, workload, pool=pool)
                     rows[name].append({
                         "system": "gcode", "scheme": metrics["scheme"], "row": name,

@@ -91,7 +91,8 @@ SAFE_OVERRIDES = ("log.", "checkpoint.", "faults", "cluster.address", "cluster.n
                   "cluster.worker_cpus", "cluster.placement", "cluster.max_restarts",
                   "cluster.round_timeout_s", "cluster.startup_timeout_s",
                   "cluster.retry_backoff_s", "train.check_decode", "train.eval_every",
-                  "cluster.gpus_per_worker", "cluster.coordinator_device", "cluster.decode_threads")
+                  "cluster.gpus_per_worker", "cluster.coordinator_device", "cluster.decode_device",
+                  "cluster.decode_threads")
 
 
 class CheckpointError(ValueError):

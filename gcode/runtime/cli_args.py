@@ -48,6 +48,7 @@ FLAG_FIELDS = {
     "workers": "cluster.workers", "address": "cluster.address", "num_cpus": "cluster.num_cpus",
     "worker_cpus": "cluster.worker_cpus", "gpus_per_worker": "cluster.gpus_per_worker",
     "coordinator_device": "cluster.coordinator_device", "decode_threads": "cluster.decode_threads",
+    "decode_device": "cluster.decode_device",
     "eval_every": "train.eval_every",
     "models": "train.models", "mode": "train.mode", "seed": "train.seed",
     "model": "train.model", "dataset": "train.dataset", "num_samples": "train.num_samples",
@@ -144,6 +145,9 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--coordinator-device", choices=COORDINATOR_DEVICES, default=S,
                    help="where the coordinator keeps its models and decodes (fp64): auto uses a "
                         "GPU when this process sees one (default auto)")
+    g.add_argument("--decode-device", choices=COORDINATOR_DEVICES, default=S,
+                   help="where jobs decode in fp64: auto follows --coordinator-device; cpu "
+                        "decodes results where they arrive (host memory) with --decode-threads")
     g.add_argument("--decode-threads", type=int, metavar="K", default=S,
                    help="host threads for the fp64 decode (default: the cores the local workers "
                         "leave, at most 8)")

@@ -99,7 +99,8 @@ class Coordinator:
     checkpointer: Any = None     # gcode.runtime.checkpoint.Checkpointer, optional
     run_id: str = ""             # the run's id (kept across resumes)
     device: Any = None           # torch device of the models and the decode (None: CPU)
-    decode_threads: int = 1      # host decode threads (CPU decode only)
+    decode_device: Any = None    # torch device of the fp64 decode (None: the host)
+    decode_threads: int = 1      # host decode threads (host decode only)
     eval_dataset: Any = None     # held-out dataset for train.eval_every (read on the coordinator)
 
     # ---- state ------------------------------------------------------------------------
@@ -140,7 +141,7 @@ class Coordinator:
         self.M = len(self.models)
         self.delayed = self.cfg.train.mode == "delayed"
         self.decoder = Decoder(self.spec.num_params, streaming=self.cfg.train.streaming_decode,
-                               threads=self.decode_threads, device=self.device)
+                               threads=self.decode_threads, device=self.decode_device)
         self.updates = [0] * self.M
         self._local = None  # a TaskComputer for check_decode, built on first use
         self.partial = partial_fallback(self.policy)
@@ -235,7 +236,7 @@ class Coordinator:
     def _check(self, payload, r: int, w: int, tasks: list[MiniTask]) -> str | None:
         """Validate worker w's round-r result against what was sent (tags, shape, dtype)."""
         return check_result(payload, r, w, [_wire(t) for t in tasks], self.spec.num_params,
-                            self._call_dtype[(r, w)])
+                            self._call_dtype[(r, w)], self.decode_threads)
 
     # ---- late results -----------------------------------------------------------------
     def _absorb_late(self, r: int) -> None:

@@ -75,6 +75,21 @@ def weighted_sum(arrays: list[np.ndarray], coefficients: list[float], out: np.nd
     return out
 
 
+def all_finite(array: np.ndarray, threads: int = 1, block: int = BLOCK) -> bool:
+    """True when every value of ``array`` is finite; blocks are checked on ``threads`` threads
+    (numpy releases the GIL), so validating a result costs a fraction of one read of it."""
+    flat = array.reshape(-1)
+    d = flat.shape[0]
+
+    def part(start: int, stop: int) -> bool:
+        return all(np.isfinite(flat[s:min(s + block, stop)]).all() for s in range(start, stop, block))
+    if threads > 1 and d >= 2 * block:
+        step = -(-d // threads)
+        futures = [_pool(threads).submit(part, s, min(s + step, d)) for s in range(0, d, step)]
+        return all(f.result() for f in futures)
+    return part(0, d)
+
+
 def axpy64(acc: np.ndarray, array: np.ndarray, coefficient: float = 1.0,
            scratch: np.ndarray | None = None) -> None:
     """acc += coefficient · array, computed in float64 (array may be fp32)."""

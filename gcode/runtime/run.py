@@ -192,17 +192,24 @@ def live_run_config(cfg: TrainConfig, scheme, models: int, message_dtype, run_id
 
 
 def _devices(cfg: TrainConfig):
-    """(coordinator device, host decode threads) as configured (``auto``: a GPU if visible)."""
+    """(coordinator device, decode device, host decode threads) as configured (``auto``: a GPU
+    when this process sees one; the decode follows the coordinator)."""
     import torch
     cc = cfg.cluster
     has_gpu = torch.cuda.is_available()
-    if cc.coordinator_device == "cuda" and not has_gpu:
-        raise ConfigError("cluster.coordinator_device", "is 'cuda' but this process sees no GPU")
+    for field_name in ("coordinator_device", "decode_device"):
+        if getattr(cc, field_name) == "cuda" and not has_gpu:
+            raise ConfigError(f"cluster.{field_name}", "is 'cuda' but this process sees no GPU")
     device = torch.device("cuda" if cc.coordinator_device != "cpu" and has_gpu else "cpu")
+    decode = device if cc.decode_device == "auto" else torch.device(cc.decode_device)
+    if "cuda" in (device.type, decode.type):
+        from gcode.train.flat import exact_fp32
+        exact_fp32()
     cores = os.cpu_count() or 1
     local_workers = 0 if (cc.address or os.environ.get("RAY_ADDRESS")) else cc.workers
-    threads = cc.decode_threads or max(1, min(8, cores - local_workers))
-    return device, threads
+    # leave a core for Ray's own processes; at most 4: the decode is memory-bound beyond that
+    threads = cc.decode_threads or max(1, min(4, cores - local_workers - 1))
+    return device, decode, threads
 
 
 def _build_models(cfg: TrainConfig, workload, count: int, device):
@@ -257,7 +264,7 @@ def _execute(cfg: TrainConfig, workload, progress, pool, monitor) -> tuple[dict[
                                              f"fewer than workers={n}")
     M = 1 if tr.mode == "delayed" else (tr.models or default_models)
     run_id = ck.tree["run"]["run_id"] if ck is not None else uuid.uuid4().hex
-    device, threads = _devices(cfg)
+    device, decode_device, threads = _devices(cfg)
 
     started = ensure_ray(cfg.cluster)
     prev_threads = torch.get_num_threads()
@@ -292,7 +299,8 @@ def _execute(cfg: TrainConfig, workload, progress, pool, monitor) -> tuple[dict[
         coord = Coordinator(cfg, scheme, policy, pool.actors[:n], spec, models, optimizers,
                             delays, writer, progress, ctx, recorder,
                             auto_slope=cfg.scheme.name == "auto" and cfg.scheme.auto_load_slope is None,
-                            run_id=run_id, device=device, decode_threads=threads,
+                            run_id=run_id, device=device, decode_device=decode_device,
+                            decode_threads=threads,
                             eval_dataset=eval_dataset)
         if ck is not None:
             restore_coordinator(coord, ck)
@@ -323,7 +331,8 @@ def _execute(cfg: TrainConfig, workload, progress, pool, monitor) -> tuple[dict[
             ray.shutdown()
     metrics = _metrics(cfg, coord, scheme, policy, pool, M, d, runtime_s, setup_s, session_s)
     metrics.update(final_loss=final_loss, final_eval=final_eval, param_checksum=checksum,
-                   run_id=run_id[:16], coordinator_device=str(device), decode_threads=threads,
+                   run_id=run_id[:16], coordinator_device=str(device),
+                   decode_device=str(decode_device), decode_threads=threads,
                    model=workload.name)
     return metrics, [model.module.cpu() for model in models]
 

@@ -25,6 +25,7 @@ import numpy as np
 import torch
 
 from .data import WorkSpec, job_indices
+from .decode import all_finite
 
 _TORCH_DTYPES = {"float32": torch.float32, "float64": torch.float64}
 
@@ -174,7 +175,7 @@ class GradientWorker:
 
 
 def check_result(payload: Any, r: int, worker: int, tasks: list[WireTask], num_params: int,
-                 dtype: np.dtype) -> str | None:
+                 dtype: np.dtype, threads: int = 1) -> str | None:
     """None when ``payload`` is a valid round-r result of ``worker`` for ``tasks``; otherwise the
     reason it is not (wrong tags, shape, dtype or non-finite values). Never trust a result that
     does not pass: decoding it would be a mis-decode."""
@@ -195,7 +196,7 @@ def check_result(payload: Any, r: int, worker: int, tasks: list[WireTask], num_p
         return f"wrong shape {grads.shape}, expected {(len(tasks), num_params)}"
     if grads.dtype != dtype:
         return f"wrong dtype {grads.dtype}, expected {dtype}"
-    if grads.size and not np.isfinite(grads).all():
+    if grads.size and not all_finite(grads, threads):
         return f"{int(grads.size - np.isfinite(grads).sum())} non-finite values"
     losses = payload.get("losses")
     if not isinstance(losses, list) or len(losses) != len(tasks):

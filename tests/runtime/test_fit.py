@@ -3,7 +3,6 @@ by index on the workers only, the returned models, and errors that name the argu
 
 import os
 import sys
-from functools import partial
 
 import numpy as np
 import pytest
