@@ -444,6 +444,8 @@ def _tuner_state(policy) -> dict | None:
 
 
 def _decoder_state(dec) -> dict:
+    dec.flush(min_pending=1)  # the state is then accumulators and stored results only
+
     def host(acc):
         return None if acc is None else np.asarray(dec.math.tensor(acc).cpu().numpy())
     return {"streaming": dec.streaming, "streamed": dec.streamed, "fallbacks": dec.fallbacks,
