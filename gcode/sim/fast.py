@@ -43,6 +43,10 @@ class TraceView:
         slowest_first = np.argsort(self.times, axis=1, kind="stable")[:, ::-1]
         self.prefix = np.zeros((rounds, n + 1, words), dtype=np.uint64)
         self.prefix[:, 1:] = np.bitwise_or.accumulate(onehot[slowest_first], axis=1)
+        #: slow_rank[r, w]: worker w's position in round r's slowest-first order, so the
+        #: straggler set "the k slowest" is ``slow_rank[r] < k``
+        self.slow_rank = np.empty((rounds, n), dtype=np.int64)
+        np.put_along_axis(self.slow_rank, slowest_first, np.arange(n)[None, :], axis=1)
 
     def round_stats(self, offsets: np.ndarray):
         """For per-setting time offsets c (P,): straggler counts k, cut-off and slowest, (P, R)."""
@@ -81,22 +85,33 @@ def s_per_round_runtimes(view: TraceView, s: np.ndarray, loads: np.ndarray, slop
 
 
 def bursty_runtimes(view: TraceView, B: int, W: int, lams: np.ndarray, loads: np.ndarray,
-                    slope: float, rounds: int, partial: bool = False) -> tuple[np.ndarray, np.ndarray]:
+                    slope: float, rounds: int, partial: bool = False,
+                    srsgc_s: np.ndarray | None = None, jobs: int | None = None
+                    ) -> tuple[np.ndarray, np.ndarray]:
     """Runtime and waits for (B, W, λ) settings sharing B and W, vectorized over λ.
 
     ``partial``: on a violation keep the largest still-missing prefix (the k′ slowest workers)
     that conforms, found by binary search (conformance is monotone under subsets), and end the
     round at the arrival that leaves exactly those k′ missing.
+    ``srsgc_s``: the settings are SR-SGC with these GC redundancies. Its repeats are tracked, and
+    a round in which every worker ran the round's own job with at most s stragglers is left out
+    of later model checks (:class:`gcode.codes.SelectiveRepeatSGC`). Otherwise M-SGC.
+    ``jobs``: the run issues this many jobs; a later round in which no worker has a task costs
+    nothing (SR-SGC with no repeat due; M-SGC with λ = n once every D1 chunk is in). None: a
+    job in every round (a window replay).
     """
     lams = np.asarray(lams)
     offsets = np.asarray(loads, dtype=np.float64) * slope
     k, cut, slowest = view.round_stats(offsets)
-    settings = len(lams)
+    settings, n = len(lams), view.n
     words = view.prefix.shape[2]
     history = np.zeros((settings, rounds, words), dtype=np.uint64)
     total = np.zeros(settings)
     waits = np.zeros(settings, dtype=np.int64)
     rows = np.arange(settings)
+    repeats = _SelectiveRepeats(srsgc_s, B, n) if srsgc_s is not None else None
+    d1_only = None if repeats is not None or jobs is None else lams >= n
+    d1_arrivals = np.zeros((settings, n), dtype=np.int64)  # M-SGC λ = n: of the last job
     for r in range(rounds):
         lo = max(0, r - W + 1)
         hi = max(0, r - B + 1)
@@ -111,7 +126,15 @@ def bursty_runtimes(view: TraceView, B: int, W: int, lams: np.ndarray, loads: np
                 ok &= ~(early & now).any(axis=1)
             return ok
 
-        conform = conforms(k[:, r])
+        in_tail = jobs is not None and r >= jobs
+        idle = np.zeros(settings, dtype=bool)
+        if repeats is not None:
+            repeaters = repeats.plan(r)
+            if in_tail:
+                idle = ~repeaters.any(axis=1)
+        elif d1_only is not None and in_tail:
+            idle = d1_only & (d1_arrivals >= W - 1).all(axis=1)
+        conform = conforms(k[:, r]) | idle
         kept = np.where(conform, k[:, r], 0)
         durations = np.where(conform, np.minimum(cut[:, r], slowest[:, r]), slowest[:, r])
         if partial and not conform.all():
@@ -123,7 +146,40 @@ def bursty_runtimes(view: TraceView, B: int, W: int, lams: np.ndarray, loads: np
             kept = np.where(conform, k[:, r], low)
             waited = view.ascending[r, view.n - kept - 1] + offsets
             durations = np.where(conform, durations, waited)
-        history[rows, r] = view.prefix[r][kept]
+        kept = np.where(idle, 0, kept)
+        durations = np.where(idle, 0.0, durations)
+        counted = kept
+        if repeats is not None:
+            stragglers = view.slow_rank[r][None, :] < kept[:, None]
+            exempt = repeats.record(r, stragglers, repeaters, job_exists=not in_tail)
+            counted = np.where(exempt, 0, kept)
+        elif d1_only is not None and r >= jobs - 1:
+            d1_arrivals += view.slow_rank[r][None, :] >= kept[:, None]
+        history[rows, r] = view.prefix[r][counted]
         total += durations
         waits += ~conform
     return total, waits
+
+
+class _SelectiveRepeats:
+    """SR-SGC's repeat bookkeeping for P settings: who misses each recent job (bool (P, n))."""
+
+    def __init__(self, s: np.ndarray, B: int, n: int):
+        self.s, self.B, self.n = np.asarray(s, dtype=np.int64), B, n
+        self.missing: dict[int, np.ndarray] = {}
+
+    def plan(self, r: int) -> np.ndarray:
+        """Round r's repeaters: the lowest-numbered v−s of the v workers missing job r−B."""
+        missing = self.missing.pop(r - self.B, None)
+        if missing is None:
+            return np.zeros((len(self.s), self.n), dtype=bool)
+        excess = missing.sum(axis=1) - self.s
+        return missing & (np.cumsum(missing, axis=1) <= excess[:, None])
+
+    def record(self, r: int, stragglers: np.ndarray, repeaters: np.ndarray,
+               job_exists: bool) -> np.ndarray:
+        """Store who misses job r; returns the settings whose round-r stragglers are exempt."""
+        if not job_exists:
+            return np.zeros(len(self.s), dtype=bool)
+        self.missing[r] = stragglers | repeaters
+        return ~repeaters.any(axis=1) & (stragglers.sum(axis=1) <= self.s)

@@ -2,8 +2,9 @@
 
 It is a round-ending :class:`Policy` bound to a :class:`SwitchingScheme`:
   * it ends rounds with the partial-wait fallback (or the paper's) at the current μ;
-  * it observes every finished round's per-worker times and subtracts the load term to
-    recover the base times (what a worker would take at zero load);
+  * it observes every finished round's per-worker times as a live coordinator sees them (a
+    worker cut off is only known to be slower than the round's end) and removes the load term
+    to recover the base times (what a worker would take at zero load);
   * every ``every`` rounds it replays the last ``window`` rounds of base times through every
     candidate (uncoded; GC s = 1 … n−1; SR-SGC and M-SGC (B, W, λ) with delay ≤ max_delay; each
     at every μ in ``mus``) with the vectorized simulator, and switches at the next job boundary
@@ -18,7 +19,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from ..codes import make_scheme
+from ..codes import make_scheme, srsgc_s
 from ..codes.loads import gc_load, msgc_load, srsgc_load
 from ..codes.switching import SwitchingScheme
 from .fast import TraceView, bursty_runtimes, s_per_round_runtimes
@@ -93,7 +94,9 @@ def evaluate_candidates(base_times: np.ndarray, n: int, slope: float, cfg: Onlin
             for B, W in pairs:
                 loads = np.array([load_of(n, B, W, int(lam), code) for lam in lams])
                 valid = np.array([name != "srsgc" or lam < n for lam in lams])
-                total, _ = bursty_runtimes(view, B, W, lams[valid], loads[valid], slope, rounds, cfg.partial)
+                s = np.array([srsgc_s(B, W, int(lam)) for lam in lams[valid]]) if name == "srsgc" else None
+                total, _ = bursty_runtimes(view, B, W, lams[valid], loads[valid], slope, rounds,
+                                           cfg.partial, srsgc_s=s)
                 candidates += [Candidate(name, {"B": B, "W": W, "lam": int(lam), "gc_code": code}, mu)
                                for lam in lams[valid]]
                 means.append(total / rounds)
@@ -177,11 +180,13 @@ class OnlineTuner(Policy):
         if len(self.base_times) >= self.cfg.min_history:
             self._decide(len(self.scheme.history))
 
-    def observe(self, r: int, times: np.ndarray, load: float) -> None:
-        base = np.asarray(times, dtype=np.float64) - load * self.load_slope
-        if np.isnan(base).any():  # live: fill unknown finish times with the slowest known
-            base = np.where(np.isnan(base), np.nanmax(base), base)
-        self.base_times.append(base)
+    def observe(self, r: int, times: np.ndarray, load: float, end: float) -> None:
+        """Keep the round's zero-load times. A worker cut off at ``end`` (NaN) is only known to
+        take longer; it is kept at the smallest value above ``end``, so that it still straggles
+        under the round's own cut and the replay never assumes it was faster than it was."""
+        times = np.asarray(times, dtype=np.float64)
+        times = np.where(np.isnan(times), np.nextafter(float(end), np.inf), times)
+        self.base_times.append(times - load * self.load_slope)
         next_round = r + 1
         if len(self.base_times) >= self.cfg.min_history and next_round % self.cfg.every == 0:
             self._decide(next_round)

@@ -8,7 +8,7 @@ from typing import Callable
 import numpy as np
 
 from ..codes import DecodeError, Scheme
-from .policy import Policy
+from .policy import Policy, RoundOutcome, censored_times
 
 
 @dataclass
@@ -59,9 +59,11 @@ def simulate(scheme: Scheme, trace: np.ndarray, policy: Policy, load_slope: floa
              on_round: Callable[[int, np.ndarray, object, list[int]], None] | None = None) -> SimResult:
     """Run ``scheme`` for scheme.jobs jobs over ``trace``; every job must decode by t + T.
 
+    A round in which no worker has a task (a delayed scheme's tail) is skipped: zero duration.
     ``on_round(r, times, outcome, decoded_jobs)`` is called after each round (for run logs).
-    The policy also observes each round's times (``Policy.observe``), which lets an online
-    tuner adapt the scheme between rounds.
+    The policy also observes each round's times (``Policy.observe``) as a live coordinator sees
+    them, censored at the round's end (:func:`censored_times`), which lets an online tuner adapt
+    the scheme between rounds.
     """
     trace = np.asarray(trace, dtype=np.float64)
     if scheme.jobs is None:
@@ -70,12 +72,15 @@ def simulate(scheme: Scheme, trace: np.ndarray, policy: Policy, load_slope: floa
     r = 0
     while r < scheme.total_rounds:  # an adaptive scheme may extend its rounds as it switches
         check_trace(trace, scheme.n, scheme.total_rounds)
-        scheme.plan(r)
         load = scheme.round_load(r)
         times = trace[r, :scheme.n] * time_scale + load * load_slope
-        outcome = policy.resolve(times, lambda stragglers: scheme.conforms(r, stragglers))
-        scheme.record(r, outcome.arrived)
-        policy.observe(r, times, load)
+        if not any(scheme.plan(r)):  # a tail round with no task: nothing runs, it costs nothing
+            outcome = RoundOutcome(np.ones(scheme.n, dtype=bool), 0.0, False)
+            scheme.record(r, outcome.arrived)
+        else:
+            outcome = policy.resolve(times, lambda stragglers: scheme.conforms(r, stragglers))
+            scheme.record(r, outcome.arrived)
+            policy.observe(r, censored_times(times, outcome.arrived), load, outcome.duration)
         durations.append(outcome.duration)
         waits += outcome.fell_back
         newly = [t for t in range(max(0, r - scheme.delay), r + 1) if scheme.decodable(t)]

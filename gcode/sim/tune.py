@@ -15,6 +15,7 @@ from typing import Callable
 
 import numpy as np
 
+from ..codes import srsgc_s
 from ..codes.loads import gc_load, msgc_load, srsgc_load, uncoded_load
 from .fast import TraceView, bursty_runtimes, s_per_round_runtimes
 from .simulator import worker_times
@@ -90,7 +91,9 @@ def grid_search(trace: np.ndarray, settings: TuneSettings, n: int | None = None,
         params, runtimes, waits_all, loads_all = [], [], [], []
         for B, W in grids[name]:
             loads = np.array([load_of[name](n, B, W, int(lam), code) for lam in lams])
-            runtime, waits = bursty_runtimes(view, B, W, lams, loads, slope, jobs + delay_of[name](B, W))
+            s = np.array([srsgc_s(B, W, int(lam)) for lam in lams]) if name == "srsgc" else None
+            runtime, waits = bursty_runtimes(view, B, W, lams, loads, slope,
+                                             jobs + delay_of[name](B, W), srsgc_s=s, jobs=jobs)
             params += [{"B": B, "W": W, "lam": int(lam), "gc_code": code} for lam in lams]
             runtimes.append(runtime)
             waits_all.append(waits)
