@@ -112,6 +112,12 @@ class Scheme(ABC):
         """Fraction of one job's data in each chunk; sums to 1."""
 
     @property
+    def chunk_groups(self) -> tuple[int, ...]:
+        """Sizes of the consecutive groups of equal chunks that sample allocation rounds as one
+        (:mod:`gcode.codes.chunking`); one group unless a scheme has several codes."""
+        return (len(self.chunk_fractions),)
+
+    @property
     @abstractmethod
     def model(self) -> StragglerModel:
         """The straggler model under which decoding is guaranteed."""
@@ -151,6 +157,10 @@ class Scheme(ABC):
     def chunk_fractions_for(self, t: int) -> np.ndarray:
         """Chunk fractions of job t (the same for every job of a single scheme)."""
         return self.chunk_fractions
+
+    def chunk_groups_for(self, t: int) -> tuple[int, ...]:
+        """Chunk groups of job t (the same for every job of a single scheme)."""
+        return self.chunk_groups
 
     def decode_deadline(self, t: int) -> int:
         """The round by whose end job t is decodable under a conforming pattern."""

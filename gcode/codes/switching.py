@@ -115,6 +115,9 @@ class SwitchingScheme:
     def chunk_fractions_for(self, t: int) -> np.ndarray:
         return self._segment_of(t).scheme.chunk_fractions
 
+    def chunk_groups_for(self, t: int) -> tuple[int, ...]:
+        return self._segment_of(t).scheme.chunk_groups
+
     @property
     def message_dtype(self) -> np.dtype:
         return np.result_type(*(seg.scheme.message_dtype for seg in self.segments))

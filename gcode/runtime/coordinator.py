@@ -135,7 +135,7 @@ class Coordinator:
         self.updates = [0] * self.M
         self.scratch = copy.deepcopy(self.models[0])
         self.partial = partial_fallback(self.policy)
-        self._bounds_cache: dict[bytes, tuple] = {}
+        self._bounds_cache: dict[tuple, tuple] = {}
         self._call_dtype: dict[tuple[int, int], np.dtype] = {}  # (round, worker) -> dtype sent
         self.faults = {}
         for f in self.cfg.faults:
@@ -162,9 +162,10 @@ class Coordinator:
         """Job t's parameter snapshot and chunk ranges, put in the object store once."""
         import ray
         fractions = np.asarray(self.scheme.chunk_fractions_for(t), dtype=np.float64)
-        key = fractions.tobytes()
+        groups = tuple(self.scheme.chunk_groups_for(t))
+        key = (fractions.tobytes(), groups)
         if key not in self._bounds_cache:
-            self._bounds_cache[key] = bounds_of(fractions, self.cfg.train.batch_size)
+            self._bounds_cache[key] = bounds_of(fractions, self.cfg.train.batch_size, groups)
         self.snapshots[t] = flat
         self.job_dtype[t] = np.dtype(dtype)
         self.jobs_ctx[t] = ray.put((flat, self._bounds_cache[key]))

@@ -65,7 +65,8 @@ def train(config: TrainConfig | None = None, *, progress: ProgressFn | None = No
     Keys of the result: runtime_s (wall clock of the rounds), setup_s, rounds, waits (rounds that
     fell back), decoded_jobs, final_loss and param_checksum (per model: float64 sum of all
     parameters), max_decode_rel_error (with train.check_decode, else None), approximate,
-    stragglers, failures, restarts, late_results_used, load, delay_T, models, compute_s_mean,
+    stragglers, failures, restarts, late_results_used, load, real_load and worker_samples (the
+    per-worker load in whole samples), delay_T, models, compute_s_mean,
     response_s_mean, load_slope_s (response time minus injected sleep, per unit load: the
     simulator's load slope), overhead_s_per_round and timings_s_per_round (coordinator seconds
     per round by phase), durations_s, stopped, checkpoints (paths written by this session),
@@ -122,6 +123,16 @@ def _keep_run_log(prefix: str, round_: int) -> None:
         path = base.with_name(base.name + suffix)
         if path.exists():
             path.rename(base.with_name(f"{base.name}.before-r{round_:08d}{suffix}"))
+
+
+def real_load(scheme, batch_size: int) -> dict:
+    """The per-worker load in whole samples (chunks balanced per group), next to ``load``:
+    ``real_load`` is the busiest worker's steady-state samples per round over the batch size
+    (for ``auto``, of its last scheme)."""
+    from gcode.codes import worker_samples
+    samples = worker_samples(scheme, batch_size)
+    return {"real_load": int(samples.max()) / batch_size,
+            "worker_samples": {"min": int(samples.min()), "max": int(samples.max())}}
 
 
 def build_scheme(cfg: TrainConfig):
@@ -265,7 +276,7 @@ def _train(cfg: TrainConfig, progress, dataset, model_factory, pool, monitor) ->
         "scheme": scheme.name, "params": scheme.params, "n": n, "jobs": scheme.jobs,
         "policy": cfg.policy.name, "mu": cfg.policy.mu, "mode": tr.mode, "models": M,
         "approximate": approximate, "approximation": "; ".join(notes) or None,
-        "load": scheme.load, "delay_T": scheme.delay,
+        "load": scheme.load, "delay_T": scheme.delay, **real_load(scheme, tr.batch_size),
         "message_dtype": np.dtype(scheme.message_dtype).name,
         "num_params": d, "batch_size": tr.batch_size,
         "runtime_s": runtime_s, "setup_s": setup_s, "rounds": rounds, "waits": coord.waits,
