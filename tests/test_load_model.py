@@ -43,6 +43,10 @@ def test_proportional_model_scales_by_load_over_trace_load():
         LoadModel("proportional", trace_load=0.0)
     with pytest.raises(ValueError, match="load model must be one of"):
         LoadModel("cubic")
+    # bench live's calibration: a per-call intercept on top of the additive slope
+    assert LoadModel("additive", 1.0, intercept=0.5).times(base, 0.5).tolist() == [[2.0, 3.0, 5.0]]
+    with pytest.raises(ValueError, match="intercept applies to the additive"):
+        LoadModel("proportional", intercept=0.1)
 
 
 @pytest.mark.parametrize("policy", [PaperPolicy(1.0), PartialWaitPolicy(0.5)])

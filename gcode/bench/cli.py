@@ -114,7 +114,7 @@ def cmd_bench_auto(args) -> int:
 def cmd_bench_live(args) -> int:
     from tqdm import tqdm
 
-    from .live import SCHEMES, markdown_table, plot, run_live_bench
+    from .live import CALIBRATION, SCHEMES, markdown_table, plot, run_live_bench
     trace = Path(args.trace) if args.trace else None
     if trace is None:
         traces = default_traces_dir()
@@ -124,7 +124,7 @@ def cmd_bench_live(args) -> int:
         with resources.as_file(resources.files("gcode") / "data" / "lambda-cnn-w256-r30-canada.csv") as p:
             trace = Path(p)
     repeats = args.repeats or (1 if args.quick else 3)
-    total = repeats * 3 * len(SCHEMES)
+    total = len(CALIBRATION) + repeats * 3 * len(SCHEMES)
     with tqdm(total=total, desc="live runs", disable=args.json, leave=False, file=sys.stderr) as bar:
         result = run_live_bench(trace, quick=args.quick, repeats=repeats, time_scale=args.time_scale,
                                 jobs=args.jobs, progress=bar.update)
@@ -181,7 +181,9 @@ def add_bench_parser(sub) -> None:
     p = kinds.add_parser("live", help="real Ray runs: schemes side by side under injected stragglers",
                          description="8 Ray worker actors train an MLP on digits under injected "
                                      "stragglers (bursty, Gilbert-Elliott, a Lambda trace replay); "
-                                     "all schemes interleaved; live-over-simulated ratio for the trace.")
+                                     "all schemes interleaved; live-over-simulated ratio for the trace, "
+                                     "with the simulator calibrated once (slope and intercept) on "
+                                     "separate runs.")
     p.add_argument("--quick", action="store_true", help="12 jobs, one repeat (a few minutes)")
     p.add_argument("--repeats", type=int, help="interleaved repeats (default 1 quick, 3 full)")
     p.add_argument("--time-scale", type=float, default=0.3, help="trace seconds -> live seconds (default 0.3)")

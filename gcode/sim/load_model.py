@@ -1,8 +1,10 @@
 """How a worker's round time grows with its normalized load L (the data it processes per round).
 
-* ``additive``: ``trace·time_scale + L·slope``. A call has a fixed cost that the trace records,
-  and the work adds ``slope`` seconds per unit load, the same for every worker. This fits AWS
-  Lambda, where the traces were recorded at zero load (the paper's model).
+* ``additive``: ``trace·time_scale + intercept + L·slope``. A call has a fixed cost that the
+  trace records, and the work adds ``slope`` seconds per unit load, the same for every worker.
+  This fits AWS Lambda, where the traces were recorded at zero load (the paper's model, with no
+  intercept). ``intercept`` is a per-call cost the trace does not hold, such as a live
+  runtime's dispatch overhead (``gcode bench live`` calibrates it).
 * ``proportional``: ``trace·time_scale·L/trace_load``. A worker's time is proportional to its
   work, so a slow worker is slow on every sample. This fits a GPU cluster; ``trace_load`` is the
   load at which the trace was recorded (default 1/n: one uncoded share per worker).
@@ -26,12 +28,17 @@ class LoadModel:
     kind: str = "additive"
     slope: float = 0.0                # additive: seconds per unit of normalized load
     trace_load: float | None = None   # proportional: the trace's load; None: 1/n
+    intercept: float = 0.0            # additive: seconds added to every call
 
     def __post_init__(self):
         if self.kind not in LOAD_MODELS:
             raise ValueError(f"load model must be one of {', '.join(LOAD_MODELS)}, got {self.kind!r}")
         if not self.slope >= 0:
             raise ValueError(f"load_slope must be >= 0, got load_slope={self.slope}")
+        if not self.intercept >= 0:
+            raise ValueError(f"intercept must be >= 0, got intercept={self.intercept}")
+        if self.kind == "proportional" and self.intercept:
+            raise ValueError("intercept applies to the additive load model only")
         if self.trace_load is not None and not 0 < self.trace_load <= 1:
             raise ValueError(f"trace_load must be in (0, 1], got trace_load={self.trace_load}")
 
@@ -44,7 +51,7 @@ class LoadModel:
         """(scale, offset) for each load: time = scale·base + offset."""
         loads = np.asarray(loads, dtype=np.float64)
         if self.kind == "additive":
-            return np.ones_like(loads), loads * self.slope
+            return np.ones_like(loads), loads * self.slope + self.intercept
         reference = self.trace_load if self.trace_load is not None else 1.0 / n
         return loads / reference, np.zeros_like(loads)
 
@@ -60,5 +67,6 @@ class LoadModel:
 
     def describe(self) -> str:
         if self.kind == "additive":
-            return f"additive, load slope={self.slope} s"
+            return f"additive, load slope={self.slope} s" + (
+                f", intercept={self.intercept} s" if self.intercept else "")
         return f"proportional, trace load={self.trace_load if self.trace_load is not None else '1/n'}"
