@@ -115,6 +115,16 @@ def test_the_tuner_sees_only_what_a_live_coordinator_sees():
         assert (times[~stragglers] <= end).all()
         cut_off += stragglers.sum()
     assert cut_off > 0
+    # the live coordinator tells the policy the same: arrivals, NaN for the rest, the round's end
+    from types import SimpleNamespace
+
+    from gcode.runtime.coordinator import Coordinator
+    live = _Recording()
+    coordinator = SimpleNamespace(n=3, auto_slope=False, slope_samples=[], policy=live,
+                                  scheme=SimpleNamespace(round_load=lambda r: 1 / 3))
+    Coordinator._observe(coordinator, 0, {"arrival_s": {0: 1.0, 1: 1.5}, "wait_s": 2.0})
+    (times, end), = live.seen
+    assert np.isnan(times[2]) and times[:2].tolist() == [1.0, 1.5] and end == 2.0
     tuner = OnlineTuner(3, None, 0.0)
     tuner.observe(0, np.array([1.0, 1.5, np.nan]), 1 / 3, 2.0)
     assert tuner.base_times[0][2] > 2.0 and tuner.base_times[0][2] < 2.0 + 1e-12
