@@ -25,6 +25,8 @@ from .load_model import LoadModel
 
 #: settings × rounds × workers compared at once when counting stragglers (bounds memory)
 _COUNT_BLOCK = 1 << 22
+#: up to this many workers stragglers are counted by comparing every time; beyond, by search
+_COUNT_MAX_N = 64
 
 
 @dataclass
@@ -64,11 +66,24 @@ class TraceView:
         cut = (self.fastest[None, :] * a + c) * (1 + mu)
         slowest = self.slowest[None, :] * a + c
         k = np.empty(cut.shape, dtype=np.int64)
-        step = max(1, _COUNT_BLOCK // max(1, self.rounds * self.n))
-        for lo in range(0, len(a), step):
-            block = slice(lo, lo + step)
-            times = self.ascending[None, :, :] * a[block, :, None] + c[block, :, None]
-            k[block] = (times > cut[block, :, None]).sum(axis=2)
+        if self.n <= _COUNT_MAX_N:  # few workers: compare every time, all rounds at once
+            step = max(1, _COUNT_BLOCK // max(1, self.rounds * self.n))
+            for lo in range(0, len(a), step):
+                block = slice(lo, lo + step)
+                times = self.ascending[None, :, :] * a[block, :, None] + c[block, :, None]
+                k[block] = (times > cut[block, :, None]).sum(axis=2)
+            return k, cut, slowest
+        a, c = a[:, 0], c[:, 0]
+        for r in range(self.rounds):  # many workers: binary search per round, then exact fix-up
+            column, limit = self.ascending[r], cut[:, r]
+            kept = np.searchsorted(column, (limit - c) / a, side="right")  # arrived by the cut
+            while True:  # straggler iff fl(a·t + c) > cut, monotone in t
+                over = (kept > 0) & (column[np.maximum(kept - 1, 0)] * a + c > limit)
+                under = (kept < self.n) & (column[np.minimum(kept, self.n - 1)] * a + c <= limit)
+                if not (over.any() or under.any()):
+                    break
+                kept = kept - over + under
+            k[:, r] = self.n - kept
         return k, cut, slowest
 
 
@@ -190,10 +205,15 @@ class _SelectiveRepeats:
     def plan(self, r: int) -> np.ndarray:
         """Round r's repeaters: the lowest-numbered v−s of the v workers missing job r−B."""
         missing = self.missing.pop(r - self.B, None)
-        excess = None if missing is None else missing.sum(axis=1) - self.s
-        if excess is None or not (excess > 0).any():
-            return np.zeros((len(self.s), self.n), dtype=bool)
-        return missing & (np.cumsum(missing, axis=1) <= excess[:, None])
+        repeaters = np.zeros((len(self.s), self.n), dtype=bool)
+        if missing is None:
+            return repeaters
+        excess = missing.sum(axis=1) - self.s
+        rows = np.flatnonzero(excess > 0)
+        if len(rows):
+            some = missing[rows]
+            repeaters[rows] = some & (np.cumsum(some, axis=1, dtype=np.int32) <= excess[rows, None])
+        return repeaters
 
     def record(self, r: int, kept: np.ndarray, stragglers: np.ndarray, repeaters: np.ndarray,
                job_exists: bool) -> np.ndarray:

@@ -32,7 +32,7 @@ from .policy import PaperPolicy, PartialWaitPolicy, Policy
 class OnlineConfig:
     # defaults: chosen by `gcode bench auto` on the load-level traces only (never on the public
     # traces the auto scheme is evaluated on)
-    window: int = 8
+    window: int = 6
     every: int = 2
     margin: float = 0.03
     mus: tuple[float, ...] = (0.25, 0.5, 0.75, 1.0)
