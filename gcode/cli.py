@@ -115,6 +115,8 @@ def cmd_simulate(args) -> int:
                 if args.scheme:
                     raise
                 results[name] = {"skipped": str(exc)}
+    if all("skipped" in res for res in results.values()):  # nothing could run: the input is wrong
+        raise CliError(next(iter(results.values()))["skipped"])
     if args.json:
         out = results[args.scheme] if args.scheme else {"trace": trace_name, "schemes": results}
         print(json.dumps(out))

@@ -120,4 +120,6 @@ def workers_for(args, trace: np.ndarray) -> int:
     n = args.n or trace.shape[1]
     if n < 1:
         raise CliError(f"--n must be >= 1, got {n}")
+    if n > trace.shape[1]:
+        raise CliError(f"--n: the trace has {trace.shape[1]} workers (columns), fewer than n={n}")
     return n
