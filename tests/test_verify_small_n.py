@@ -16,7 +16,7 @@ from gcode.codes.gc import CERTIFY_MAX_DECODE_SETS, FP32_DECODE_ERROR_BUDGET, Cy
 from gcode.sim.verify import TOLERANCE, verify
 
 NS = range(3, 13)
-#: (B, W) pairs; (2, 4), (3, 5) and (2, 3)… where B does not divide W−1 are included
+#: (B, W) pairs, including (2, 4) and (3, 5), where B does not divide W−1
 PAIRS = [(1, 2), (2, 3), (1, 3), (2, 4), (3, 5), (3, 4)]
 
 
