@@ -9,6 +9,9 @@ from pathlib import Path
 
 import numpy as np
 
+from ..cli_common import add_load_model_args, load_model_arg
+from ..sim.load_model import LOAD_MODELS
+
 RESULTS = "results"
 
 
@@ -47,7 +50,12 @@ def cmd_bench_trace(args) -> int:
     traces = Path(args.traces) if args.traces else default_traces_dir()
     if traces is None:
         raise ValueError("--traces: give the folder of Lambda traces (e.g. ../shared/traces)")
-    cfg = TraceBenchConfig(traces, mu=args.mu, load_slope=args.load_slope, gc_code=args.gc_code)
+    if args.load_model == "proportional" and args.load_slope is not None:
+        raise ValueError("--load-slope applies to --load-model additive only")
+    if args.load_model == "additive" and args.trace_load is not None:
+        raise ValueError("--trace-load applies to --load-model proportional only")
+    cfg = TraceBenchConfig(traces, mu=args.mu, load_slope=args.load_slope, gc_code=args.gc_code,
+                           load_model=args.load_model, trace_load=args.trace_load)
     with tqdm(total=len(public_traces(traces)), desc="bench trace", disable=args.json,
               leave=False, file=sys.stderr) as bar:
         result = run_trace_bench(cfg, progress=bar.update)
@@ -65,7 +73,9 @@ def cmd_bench_sim(args) -> int:
     else:
         with resources.as_file(resources.files("gcode") / "data" / "lambda-cnn-w256-r30-canada.csv") as p:
             trace, name = load_trace(p), p.name
-    settings = TuneSettings(jobs=args.jobs or trace.shape[0] - 4)
+    loads = load_model_arg(args)
+    settings = TuneSettings(jobs=args.jobs or trace.shape[0] - 4, load_slope=loads.slope,
+                            load_model=loads.kind, trace_load=loads.trace_load)
     result = run_sim_bench(trace, settings, repeats=args.repeats,
                            reference_fraction=0.1 if args.quick else 1.0)
     result["trace"] = name
@@ -97,14 +107,14 @@ def cmd_bench_auto(args) -> int:
         raise ValueError("--traces: give the folder of Lambda traces (e.g. ../shared/traces)")
     total = int(np.prod([len(v) for v in META_GRID.values()]))
     with tqdm(total=total, desc="tuner settings", disable=args.json, leave=False, file=sys.stderr) as bar:
-        result = run_auto_bench(traces, progress=bar.update)
+        result = run_auto_bench(traces, progress=bar.update, loads=load_model_arg(args))
     return _emit(args, "bench_auto", result, markdown_table(result), plot)
 
 
 def cmd_bench_live(args) -> int:
     from tqdm import tqdm
 
-    from .live import SCHEMES, markdown_table, plot, run_live_bench
+    from .live import CALIBRATION, SCHEMES, markdown_table, plot, run_live_bench
     trace = Path(args.trace) if args.trace else None
     if trace is None:
         traces = default_traces_dir()
@@ -114,7 +124,7 @@ def cmd_bench_live(args) -> int:
         with resources.as_file(resources.files("gcode") / "data" / "lambda-cnn-w256-r30-canada.csv") as p:
             trace = Path(p)
     repeats = args.repeats or (1 if args.quick else 3)
-    total = repeats * 3 * len(SCHEMES)
+    total = len(CALIBRATION) + repeats * 3 * len(SCHEMES)
     with tqdm(total=total, desc="live runs", disable=args.json, leave=False, file=sys.stderr) as bar:
         result = run_live_bench(trace, quick=args.quick, repeats=repeats, time_scale=args.time_scale,
                                 jobs=args.jobs, progress=bar.update)
@@ -162,8 +172,13 @@ def add_bench_parser(sub) -> None:
                                      "for the second half itself (hindsight).")
     p.add_argument("--traces", help="folder with lambda-*.csv traces (default ../shared/traces or $GCODE_TRACES)")
     p.add_argument("--mu", type=float, default=1.0, help="straggler threshold (default 1)")
+    p.add_argument("--load-model", choices=LOAD_MODELS, default="additive",
+                   help="additive: trace + load*slope (default); proportional: trace*load/trace_load")
     p.add_argument("--load-slope", type=float,
-                   help="seconds per unit load (default: fitted to the load-level traces)")
+                   help="additive: seconds per unit load (default: fitted to the load-level "
+                        "traces *-load*.csv only, never to an evaluated trace)")
+    p.add_argument("--trace-load", type=float,
+                   help="proportional: the load at which the traces were recorded (default 1/n)")
     p.add_argument("--gc-code", choices=("cyclic", "fr"), default="cyclic")
     common(p)
     p.set_defaults(func=cmd_bench_trace)
@@ -173,6 +188,7 @@ def add_bench_parser(sub) -> None:
     p.add_argument("--jobs", type=int, help="jobs (default: rounds - 4)")
     p.add_argument("--repeats", type=int, default=5, help="timed repeats of the fast search")
     p.add_argument("--quick", action="store_true", help="time the reference on 10%% of the grid")
+    add_load_model_args(p)
     common(p)
     p.set_defaults(func=cmd_bench_sim)
 
@@ -181,13 +197,16 @@ def add_bench_parser(sub) -> None:
                                      "traces, against the hindsight-best M-SGC. The tuner's own "
                                      "settings are chosen on the load-level traces only.")
     p.add_argument("--traces", help="folder with lambda-*.csv traces (default ../shared/traces or $GCODE_TRACES)")
+    add_load_model_args(p)
     common(p)
     p.set_defaults(func=cmd_bench_auto)
 
     p = kinds.add_parser("live", help="real Ray runs: schemes side by side under injected stragglers",
                          description="8 Ray worker actors train an MLP on digits under injected "
                                      "stragglers (bursty, Gilbert-Elliott, a Lambda trace replay); "
-                                     "all schemes interleaved; live-over-simulated ratio for the trace.")
+                                     "all schemes interleaved; live-over-simulated ratio for the trace, "
+                                     "with the simulator calibrated once (slope and intercept) on "
+                                     "separate runs.")
     p.add_argument("--quick", action="store_true", help="12 jobs, one repeat (a few minutes)")
     p.add_argument("--repeats", type=int, help="interleaved repeats (default 1 quick, 3 full)")
     p.add_argument("--time-scale", type=float, default=0.3, help="trace seconds -> live seconds (default 0.3)")

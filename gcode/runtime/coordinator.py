@@ -7,7 +7,7 @@ Per round r (mirrors :func:`gcode.sim.simulate`)::
     -> issue job r: put model (r mod M)'s parameters and chunk ranges once (ray.put)
     -> dispatch compute(r, ...) to every worker
     -> loop: poll arrivals (ray.wait) -> policy (rounds.decide) -> decision
-    -> record(r, arrived) -> policy.observe(r, times, load)
+    -> record(r, arrived) -> policy.observe(r, times, load, end)
     -> decode every decodable job in fp64 -> step that job's model
     -> check decode deadlines -> log record, progress callback, run recorder
 
@@ -145,7 +145,7 @@ class Coordinator:
         self.updates = [0] * self.M
         self._local = None  # a TaskComputer for check_decode, built on first use
         self.partial = partial_fallback(self.policy)
-        self._bounds_cache: dict[bytes, tuple] = {}
+        self._bounds_cache: dict[tuple, tuple] = {}
         self._call_dtype: dict[tuple[int, int], np.dtype] = {}  # (round, worker) -> dtype sent
         self.faults = {}
         for f in self.cfg.faults:
@@ -174,9 +174,10 @@ class Coordinator:
         be a view of the live model: ``ray.put`` copies before returning)."""
         import ray
         fractions = np.asarray(self.scheme.chunk_fractions_for(t), dtype=np.float64)
-        key = fractions.tobytes()
+        groups = tuple(self.scheme.chunk_groups_for(t))
+        key = (fractions.tobytes(), groups)
         if key not in self._bounds_cache:
-            self._bounds_cache[key] = bounds_of(fractions, self.cfg.train.batch_size)
+            self._bounds_cache[key] = bounds_of(fractions, self.cfg.train.batch_size, groups)
         self.job_dtype[t] = np.dtype(dtype)
         self.jobs_ctx[t] = ray.put((flat, self._bounds_cache[key]))
 
@@ -432,14 +433,15 @@ class Coordinator:
                 f"{self.checkpointer.root} continues from it)" if saved else "")
 
     def _observe(self, r: int, info: dict) -> None:
-        """Tell the policy the round's per-worker times (NaN: no result), as the simulator does."""
+        """Tell the policy the round's per-worker times (NaN: no result by the round's end),
+        the censored view the simulator gives it too."""
         times = np.full(self.n, np.nan)
         for w, at in info["arrival_s"].items():
             times[w] = at
         if self.auto_slope and self.slope_samples and hasattr(self.policy, "load_slope"):
             self.policy.load_slope = float(np.median(self.slope_samples[-8 * self.n:]))
         if np.isfinite(times).any():
-            self.policy.observe(r, times, self.scheme.round_load(r))
+            self.policy.observe(r, times, self.scheme.round_load(r), info["wait_s"])
 
     def _record(self, r: int, plan, end: End, info: dict, duration: float, jobs_done: list,
                 wall: float) -> dict:
@@ -527,15 +529,20 @@ class Coordinator:
             if self.scheme.job_exists(r) and r not in self.jobs_ctx:
                 self._issue(r)
             self.timings.issue += time.perf_counter() - ti
-            td = time.perf_counter()
-            pending = {self._dispatch(r, w, plan[w], 0): w for w in range(self.n)}
-            t0 = time.perf_counter()
-            self.timings.dispatch += t0 - td
             info: dict = {"arrival_s": {}, "compute_s": {}, "sleep_s": {}}
-            end = self._wait_round(r, plan, pending, t0, info)
-            wait_end = time.perf_counter()
-            info["wait_s"] = wait_end - t0
-            self.timings.wait += wait_end - t0
+            skipped = not any(plan)  # a tail round with no task: no dispatch, zero duration
+            if skipped:
+                end = End(np.ones(self.n, dtype=bool), False, math.inf)
+                info["wait_s"] = 0.0
+            else:
+                td = time.perf_counter()
+                pending = {self._dispatch(r, w, plan[w], 0): w for w in range(self.n)}
+                t0 = time.perf_counter()
+                self.timings.dispatch += t0 - td
+                end = self._wait_round(r, plan, pending, t0, info)
+                wait_end = time.perf_counter()
+                info["wait_s"] = wait_end - t0
+                self.timings.wait += wait_end - t0
             tdec = time.perf_counter()
             self.scheme.record(r, end.arrived)
             self._observe(r, info)
@@ -558,7 +565,7 @@ class Coordinator:
             oldest = min([item[1] for item in self.late] + [r + 1])
             for key in [k for k in self._call_dtype if k[0] < oldest]:
                 del self._call_dtype[key]
-            duration = time.perf_counter() - round_start
+            duration = 0.0 if skipped else time.perf_counter() - round_start
             self.durations.append(duration)
             tl = time.perf_counter()
             info["failures"] = self.failures[n_fail:]

@@ -102,7 +102,8 @@ def execute(cfg: TrainConfig, workload, *, progress: ProgressFn | None = None, p
     decoded like its gradient) and param_checksum (per model: float64 sum of all parameters),
     evals (held-out loss/accuracy every train.eval_every rounds) and final_eval,
     max_decode_rel_error (with train.check_decode, else None), approximate, stragglers,
-    failures, restarts, late_results_used, load, delay_T, models, compute_s_mean,
+    failures, restarts, late_results_used, load, real_load and worker_samples (the per-worker
+    load in whole samples), delay_T, models, compute_s_mean,
     response_s_mean, load_slope_s (response time minus injected sleep, per unit load: the
     simulator's load slope), overhead_s_per_round, compute_s_per_round and timings_s_per_round
     (coordinator seconds per round by phase), coordinator_device, worker_peak_rss_mb,
@@ -159,6 +160,16 @@ def _keep_run_log(prefix: str, round_: int) -> None:
         path = base.with_name(base.name + suffix)
         if path.exists():
             path.rename(base.with_name(f"{base.name}.before-r{round_:08d}{suffix}"))
+
+
+def real_load(scheme, batch_size: int) -> dict:
+    """The per-worker load in whole samples (chunks balanced per group), next to ``load``:
+    ``real_load`` is the busiest worker's steady-state samples per round over the batch size
+    (for ``auto``, of its last scheme)."""
+    from gcode.codes import worker_samples
+    samples = worker_samples(scheme, batch_size)
+    return {"real_load": int(samples.max()) / batch_size,
+            "worker_samples": {"min": int(samples.min()), "max": int(samples.max())}}
 
 
 def build_scheme(cfg: TrainConfig):
@@ -351,7 +362,7 @@ def _metrics(cfg, coord, scheme, policy, pool, M, d, runtime_s, setup_s, session
         "scheme": scheme.name, "params": scheme.params, "n": n, "jobs": scheme.jobs,
         "policy": cfg.policy.name, "mu": cfg.policy.mu, "mode": tr.mode, "models": M,
         "approximate": approximate, "approximation": "; ".join(notes) or None,
-        "load": scheme.load, "delay_T": scheme.delay,
+        "load": scheme.load, "delay_T": scheme.delay, **real_load(scheme, tr.batch_size),
         "message_dtype": np.dtype(scheme.message_dtype).name,
         "num_params": d, "batch_size": tr.batch_size,
         "runtime_s": runtime_s, "setup_s": setup_s, "rounds": rounds, "waits": coord.waits,

@@ -22,6 +22,11 @@ class RoundOutcome:
     fell_back: bool      # True when the round waited past the deadline after a model violation
 
 
+def censored_times(times: np.ndarray, arrived: np.ndarray) -> np.ndarray:
+    """What a live coordinator knows of a round's times: arrived workers' own, NaN for the rest."""
+    return np.where(np.asarray(arrived, dtype=bool), np.asarray(times, dtype=np.float64), np.nan)
+
+
 class Policy(ABC):
     name: str
     #: True when a violation waits only until the missing workers conform (not for everyone)
@@ -33,8 +38,10 @@ class Policy(ABC):
     def deadline(self, fastest: float) -> float:
         """Seconds after the round start at which the round is cut, given the fastest finish."""
 
-    def observe(self, r: int, times: np.ndarray, load: float) -> None:
-        """Told each finished round's per-worker times (NaN where unknown) and its load."""
+    def observe(self, r: int, times: np.ndarray, load: float, end: float) -> None:
+        """Told each finished round's per-worker times, its load and its end (seconds from the
+        round's start). ``times`` is the censored view both drivers share: NaN for a worker
+        that had not arrived when the round ended, whose time is only known to exceed ``end``."""
 
     def resolve(self, times: np.ndarray, conforms: Callable[[np.ndarray], bool]) -> RoundOutcome:
         """The outcome of a round whose per-worker finish times are known (the simulator)."""
