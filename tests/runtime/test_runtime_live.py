@@ -66,7 +66,17 @@ def faulty(ray_pool, tmp_path_factory):
 
 
 def _pids(ray, pool, n):
-    return [info["pid"] for info in ray.get([a.ready.remote() for a in pool.actors[:n]], timeout=120)]
+    """The actors' process ids, waiting (at most 120 s) for any that is restarting."""
+    import time
+    deadline = time.monotonic() + 120
+    while True:
+        try:
+            return [info["pid"] for info in ray.get([a.ready.remote() for a in pool.actors[:n]],
+                                                    timeout=120)]
+        except ray.exceptions.ActorUnavailableError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.5)
 
 
 def _failed(res, rnd, worker):
