@@ -64,19 +64,27 @@ def plot_run(cfg: RunConfig, rounds: Sequence[RoundRecord], out_dir: str | Path,
 
     # 3. per-model loss against wall time
     series: dict[int, list[tuple[float, float]]] = {}
+    held_out: dict[int, list[tuple[float, float]]] = {}
     for rec in rounds:
         for loss in rec.losses:
             series.setdefault(loss.model, []).append((rec.wall_time_s, loss.loss))
+        for e in rec.evals:
+            held_out.setdefault(e.model, []).append((rec.wall_time_s, e.loss))
     if series:
         fig, ax = plt.subplots(figsize=(10, 4), dpi=100)
         for model in sorted(series):
             t, v = np.array(series[model]).T
-            ax.plot(t, v, marker=".", label=f"model {model}")
+            line, = ax.plot(t, v, marker=".", lw=0.8,
+                            label=f"model {model}: batch loss of each decoded job")
+            if model in held_out:
+                t, v = np.array(held_out[model]).T
+                ax.plot(t, v, marker="o", ls="--", color=line.get_color(),
+                        label=f"model {model}: held-out loss")
         ax.set_xlabel("wall time (s)")
-        ax.set_ylabel("training loss")
+        ax.set_ylabel("loss (mean per sample)")
         ax.set_title(f"Loss per model: {_title(cfg)}")
         ax.grid(alpha=0.3)
-        ax.legend()
+        ax.legend(fontsize=8)
         written.append(_save(fig, out / f"{stem}_loss.png", plt))
     else:
         notes.append("no losses in this log (a simulator log has none): skipped the loss plot")
