@@ -22,7 +22,7 @@ import torch
 
 from gcode.bench.report import write_results
 from gcode.config import ClusterConfig, from_dict
-from gcode.runtime import start_local_ray, start_workers
+from gcode.runtime import pool_session
 from gcode.runtime.run import execute
 from gcode.train.presets import preset_workload
 
@@ -44,25 +44,24 @@ def main(argv=None) -> int:
     width = 64 if gpu else 8
     workload = preset_workload("resnet18", "cifar", model_params={"width": width}, seed=0,
                                optimizer="sgd", lr=0.02, optimizer_params={"momentum": 0.9})
-    start_local_ray()
-    pool = start_workers(ClusterConfig(workers=n, gpus_per_worker=(1.0 / n) if gpu else 0.0,
-                                       startup_timeout_s=600))
-    results, models = {}, {}
-    runs = [(name, scheme, n) for name, scheme in SCHEMES.items()]
-    # the floor: uncoded on n/2 workers splits each batch as GC-FR s=1 on n does (groups of 2),
-    # so its distance to uncoded on n is fp32 summation order alone, no coding involved
-    runs.insert(1, (f"uncoded-n{n // 2}", SCHEMES["uncoded"], n // 2))
-    for name, scheme, workers in runs:
-        cfg = from_dict({"scheme": {**scheme, "jobs": args.jobs}, "cluster": {
-                             "workers": workers, "gpus_per_worker": (1.0 / n) if gpu else 0.0,
-                             "round_timeout_s": 600, "decode_device": args.decode_device},
-                         "train": {"batch_size": args.batch_size, "models": 2, "seed": 0},
-                         "inject": {"model": "bursty", "params": {"B": 1, "W": 2, "lam": 2,
-                                                                  "base": 0.02, "slowdown": 4.0}}})
-        metrics, trained = execute(cfg, workload, pool=pool)
-        results[name], models[name] = metrics, trained
-        print(f"{name}: {metrics['runtime_s']:.2f} s, {metrics['rounds']} rounds", file=sys.stderr)
-    pool.kill()
+    cluster = ClusterConfig(workers=n, gpus_per_worker=(1.0 / n) if gpu else 0.0,
+                            startup_timeout_s=600)
+    with pool_session(cluster) as pool:
+        results, models = {}, {}
+        runs = [(name, scheme, n) for name, scheme in SCHEMES.items()]
+        # the floor: uncoded on n/2 workers splits each batch as GC-FR s=1 on n does (groups of 2),
+        # so its distance to uncoded on n is fp32 summation order alone, no coding involved
+        runs.insert(1, (f"uncoded-n{n // 2}", SCHEMES["uncoded"], n // 2))
+        for name, scheme, workers in runs:
+            cfg = from_dict({"scheme": {**scheme, "jobs": args.jobs}, "cluster": {
+                                 "workers": workers, "gpus_per_worker": (1.0 / n) if gpu else 0.0,
+                                 "round_timeout_s": 600, "decode_device": args.decode_device},
+                             "train": {"batch_size": args.batch_size, "models": 2, "seed": 0},
+                             "inject": {"model": "bursty", "params": {"B": 1, "W": 2, "lam": 2,
+                                                                      "base": 0.02, "slowdown": 4.0}}})
+            metrics, trained = execute(cfg, workload, pool=pool)
+            results[name], models[name] = metrics, trained
+            print(f"{name}: {metrics['runtime_s']:.2f} s, {metrics['rounds']} rounds", file=sys.stderr)
 
     def rel(a, b):
         """‖θ − θ_uncoded‖ / ‖θ_uncoded‖ over all parameters, worst model."""

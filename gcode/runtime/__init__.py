@@ -10,7 +10,7 @@ import Ray). Entry point::
 See :func:`train` for the result keys and :mod:`gcode.runtime.cli_args` for the flags.
 """
 
-from .cluster import WorkerPool, launch_workers, start_local_ray, start_workers
+from .cluster import WorkerPool, launch_workers, pool_session, start_local_ray, start_workers
 from .run import train
 
-__all__ = ["WorkerPool", "launch_workers", "start_local_ray", "start_workers", "train"]
+__all__ = ["WorkerPool", "launch_workers", "pool_session", "start_local_ray", "start_workers", "train"]

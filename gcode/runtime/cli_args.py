@@ -150,7 +150,7 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
                         "decodes results where they arrive (host memory) with --decode-threads")
     g.add_argument("--decode-threads", type=int, metavar="K", default=S,
                    help="host threads for the fp64 decode (default: the cores the local workers "
-                        "leave, at most 8)")
+                        "leave, at most 4)")
     g.add_argument("--worker-cpus", type=float, default=S,
                    help="CPUs each worker actor reserves (default: share the free CPUs, "
                         "min(1, free/n); 1 on a cluster with no free CPU yet, so that an "

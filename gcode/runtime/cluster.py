@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import tempfile
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 from ..config import ClusterConfig
@@ -105,6 +106,26 @@ class WorkerPool:
                 ray.kill(a, no_restart=True)
             except Exception:  # noqa: BLE001, S110 - already dead or gone with its cluster
                 pass
+
+
+@contextmanager
+def pool_session(cc: ClusterConfig, n: int | None = None):
+    """n worker actors shared by several runs (benchmarks, tests): on the Ray this process is
+    connected to, else on a local loopback instance started here; everything started here is
+    stopped on exit."""
+    import ray
+    started = not ray.is_initialized()
+    if started:
+        start_local_ray(cc.num_cpus)
+    pool = None
+    try:
+        pool = start_workers(cc, n)
+        yield pool
+    finally:
+        if pool is not None:
+            pool.kill()
+        if started:
+            ray.shutdown()
 
 
 def start_workers(cc: ClusterConfig, n: int | None = None) -> WorkerPool:
