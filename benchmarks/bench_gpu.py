@@ -57,7 +57,7 @@ def main(argv=None) -> int:
                                  "workers": workers, "gpus_per_worker": (1.0 / n) if gpu else 0.0,
                                  "round_timeout_s": 600, "decode_device": args.decode_device},
                              "train": {"batch_size": args.batch_size, "models": 2, "seed": 0},
-                             "inject": {"model": "bursty", "params": {"B": 1, "W": 2, "lam": 2,
+                             "inject": {"model": "bursty", "params": {"B": 1, "W": 2, "lam": min(2, workers),
                                                                       "base": 0.02, "slowdown": 4.0}}})
             metrics, trained = execute(cfg, workload, pool=pool)
             results[name], models[name] = metrics, trained
