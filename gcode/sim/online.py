@@ -35,7 +35,8 @@ class OnlineConfig:
     window: int = 8
     every: int = 2
     margin: float = 0.0
-    mus: tuple[float, ...] = (0.0, 0.25, 0.5, 0.75, 1.0)  # 0: the earliest policy (no cut)
+    mus: tuple[float, ...] = (0.0, 0.25, 0.5, 0.75, 1.0)  # 0: the earliest policy (no cut);
+    #                                                       dropped without the partial fallback
     max_delay: int = 1
     partial: bool = True
     start_scheme: str = "gc"
@@ -58,8 +59,11 @@ class OnlineConfig:
             raise ValueError(f"margin must be in [0, 1), got {self.margin}")
         if not self.mus or any(not mu >= 0 for mu in self.mus):
             raise ValueError(f"mus must be a non-empty tuple of values >= 0, got {self.mus}")
-        if 0 in self.mus and not self.partial:
-            raise ValueError("mu = 0 (the earliest policy) needs the partial fallback")
+        if not self.partial:  # μ = 0 is the earliest policy, a partial-fallback policy
+            object.__setattr__(self, "mus", tuple(mu for mu in self.mus if mu > 0))
+            if not self.mus:
+                raise ValueError("mus: without the partial fallback it needs a value > 0 "
+                                 "(0, the earliest policy, waits partially by definition)")
         if self.max_delay < 0:
             raise ValueError(f"max_delay must be >= 0, got {self.max_delay}")
 
