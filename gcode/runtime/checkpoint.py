@@ -235,7 +235,11 @@ def write_checkpoint(root: str | os.PathLike, round_: int, tree: dict, keep: int
     Raises :class:`CheckpointError` naming the folder when the disk refuses (full, read-only,
     permissions); the previous checkpoint is then untouched and nothing half-written remains under
     a ``round-`` name."""
+    from .checkpoint_dir import check_owner
     root = Path(root)
+    run = tree.get("run") if isinstance(tree, dict) else None
+    run_id = run.get("run_id") if isinstance(run, dict) else None
+    check_owner(root, run_id)
     arrays: dict[str, np.ndarray] = {}
     doc = _encode(tree, arrays, "")
     state_bytes = json.dumps(doc, separators=(",", ":"), allow_nan=False).encode()
@@ -247,7 +251,7 @@ def write_checkpoint(root: str | os.PathLike, round_: int, tree: dict, keep: int
         tmp = Path(tempfile.mkdtemp(prefix=f".tmp-{name}-", dir=root))
         _write_npz(tmp / ARRAYS_FILE, arrays)
         _write_bytes(tmp / STATE_FILE, state_bytes)
-        manifest = {"format": FORMAT, "version": VERSION, "round": int(round_),
+        manifest = {"format": FORMAT, "version": VERSION, "round": int(round_), "run_id": run_id,
                     "created_unix": time.time(), "arrays": len(arrays),
                     "files": {f: {"bytes": (tmp / f).stat().st_size, "sha256": _sha256(tmp / f)}
                               for f in (STATE_FILE, ARRAYS_FILE)}}
@@ -327,8 +331,38 @@ def resolve(path: str | os.PathLike) -> Path:
     return rounds[-1]
 
 
+def _manifest_problem(manifest: Any) -> str | None:
+    """What is wrong with the structure of a parsed manifest (its checksum already matches)."""
+    if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
+        return f"{MANIFEST_FILE} is not a {FORMAT} manifest"
+    rnd = manifest.get("round")
+    if not isinstance(rnd, int) or isinstance(rnd, bool) or not 0 <= rnd < 10 ** 8:
+        return f"{MANIFEST_FILE}: 'round' must be an integer in [0, 1e8), got {rnd!r}"
+    files = manifest.get("files")
+    if not isinstance(files, dict):
+        return f"{MANIFEST_FILE}: 'files' must be an object, got a {type(files).__name__}"
+    for fname in (STATE_FILE, ARRAYS_FILE):
+        entry = files.get(fname)
+        if not isinstance(entry, dict):
+            return f"the manifest does not list {fname}"
+        size, digest = entry.get("bytes"), entry.get("sha256")
+        if not isinstance(size, int) or isinstance(size, bool) or size < 0:
+            return f"{MANIFEST_FILE}: files.{fname}.bytes must be an integer >= 0, got {size!r}"
+        if not isinstance(digest, str):
+            return f"{MANIFEST_FILE}: files.{fname}.sha256 must be a string, got {digest!r}"
+    run_id = manifest.get("run_id")
+    if run_id is not None and not isinstance(run_id, str):
+        return f"{MANIFEST_FILE}: 'run_id' must be a string, got {run_id!r}"
+    return None
+
+
 def read_checkpoint(path: str | os.PathLike) -> Checkpoint:
-    """Find (:func:`resolve`), verify (manifest, sizes, SHA-256) and decode a checkpoint."""
+    """Find (:func:`resolve`), verify (manifest, sizes, SHA-256, folder name, run id, bounded
+    sizes and nesting) and decode a checkpoint, then check its content against itself
+    (:func:`gcode.runtime.checkpoint_checks.check_tree`)."""
+    from .. import limits
+    from .checkpoint_checks import check_tree
+    from .checkpoint_dir import check_single_owner
     folder = resolve(path)
     older = [p for p in checkpoints_in(folder.parent) if p != folder and
              (_round_of(p) or 0) < (_round_of(folder) or 0)]
@@ -337,47 +371,70 @@ def read_checkpoint(path: str | os.PathLike) -> Checkpoint:
     def damaged(why: str) -> CheckpointError:
         return CheckpointError(f"checkpoint {folder} is damaged or incomplete: {why}{hint}")
 
+    links = [q.name for q in (folder, *(folder / f for f in (MANIFEST_FILE, STATE_FILE, ARRAYS_FILE)))
+             if q.is_symlink()]
+    if links:
+        raise damaged(f"{links[0]} is a symbolic link; a checkpoint is a real folder of real files "
+                      f"(a link could lead to another run's checkpoint)")
     mpath = folder / MANIFEST_FILE
     if not mpath.is_file():
         raise damaged(f"no {MANIFEST_FILE}")
     try:
-        manifest = json.loads(mpath.read_bytes())
+        manifest = limits.loads_json(limits.read_bytes(mpath, limits.MAX_CONFIG_BYTES, "manifest"),
+                                     MANIFEST_FILE, limit=8)
         claimed = manifest.pop("manifest_sha256")
+        digest = hashlib.sha256(_canonical(manifest)).hexdigest()
     except (ValueError, KeyError, AttributeError, TypeError):
         raise damaged(f"{MANIFEST_FILE} is not a valid manifest") from None
     if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
         raise damaged(f"{MANIFEST_FILE} is not a {FORMAT} manifest")
-    if hashlib.sha256(_canonical(manifest)).hexdigest() != claimed:
+    if digest != claimed:
         raise damaged(f"{MANIFEST_FILE} does not match its checksum (modified)")
     if manifest.get("version") != VERSION:
         raise CheckpointError(f"checkpoint {folder}: format version {manifest.get('version')} is "
                               f"not supported (this gcode reads version {VERSION})")
+    problem = _manifest_problem(manifest)
+    if problem is not None:
+        raise damaged(problem)
+    named = _round_of(folder)
+    if named is not None and named != manifest["round"]:
+        raise damaged(f"the folder is named for round {named} but its manifest is of round "
+                      f"{manifest['round']} (a renamed or copied folder)")
     for fname in (STATE_FILE, ARRAYS_FILE):
-        entry = manifest.get("files", {}).get(fname)
+        entry = manifest["files"][fname]
         fpath = folder / fname
-        if not isinstance(entry, dict):
-            raise damaged(f"the manifest does not list {fname}")
         if not fpath.is_file():
             raise damaged(f"{fname} is missing")
-        if fpath.stat().st_size != entry.get("bytes"):
+        if fpath.stat().st_size != entry["bytes"]:
             raise damaged(f"{fname} has {fpath.stat().st_size} bytes, the manifest says "
-                          f"{entry.get('bytes')} (torn write or modified file)")
-        if _sha256(fpath) != entry.get("sha256"):
+                          f"{entry['bytes']} (torn write or modified file)")
+        if _sha256(fpath) != entry["sha256"]:
             raise damaged(f"{fname} does not match its SHA-256 in the manifest (modified or "
                           f"corrupted)")
     try:
-        doc = json.loads((folder / STATE_FILE).read_bytes())
-        with np.load(folder / ARRAYS_FILE, allow_pickle=False) as z:
-            arrays = {k: z[k] for k in z.files}
-    except (ValueError, OSError, zipfile.BadZipFile) as exc:
-        raise damaged(f"cannot be read: {exc}") from None
+        doc = limits.loads_json((folder / STATE_FILE).read_bytes(), STATE_FILE)
+        arrays = limits.load_npz(folder / ARRAYS_FILE)
+    except ValueError as exc:
+        raise damaged(f"cannot be read: {exc}".replace(str(folder) + "/", "")) from None
+    except OSError as exc:
+        raise damaged(f"cannot be read: {exc.strerror or exc}") from None
     try:
         tree = _decode(doc, arrays)
     except CheckpointError as exc:
         raise damaged(str(exc)) from None
-    if not isinstance(tree, dict) or tree.get("format") != FORMAT or tree.get("round") != manifest.get("round"):
+    if not isinstance(tree, dict) or tree.get("format") != FORMAT or tree.get("round") != manifest["round"]:
         raise damaged(f"{STATE_FILE} does not match the manifest")
-    return Checkpoint(folder, int(tree["round"]), tree)
+    run = tree.get("run")
+    run_id = run.get("run_id") if isinstance(run, dict) else None
+    if manifest.get("run_id") is not None and manifest["run_id"] != run_id:
+        raise damaged(f"{STATE_FILE} is of run {str(run_id)[:16]} but the manifest of run "
+                      f"{manifest['run_id'][:16]}")
+    ck = Checkpoint(folder, int(tree["round"]), tree)
+    problem = check_tree(ck)
+    if problem is not None:
+        raise CheckpointError(f"checkpoint {folder} is inconsistent: {problem}{hint}")
+    check_single_owner(folder.parent, run_id, folder)
+    return ck
 
 
 # ---- configs --------------------------------------------------------------------------------
@@ -522,6 +579,10 @@ def restore_coordinator(coord, ck: Checkpoint) -> None:
     """Put a freshly built coordinator (same config, restored scheme) into the checkpoint's state:
     models, optimizers, counters, decoder, pending jobs (re-put to the object store), delay table,
     RNG states. The next ``coord.run()`` starts at the checkpoint's round."""
+    from .checkpoint_checks import check_against
+    problem = check_against(coord, ck)
+    if problem is not None:
+        raise CheckpointError(f"checkpoint {ck.path} does not fit this run: {problem}")
     try:
         _restore(coord, ck)
     except CheckpointError:

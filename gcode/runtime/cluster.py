@@ -43,7 +43,8 @@ def ensure_ray(cc: ClusterConfig) -> bool:
         return False
     address = cc.address or os.environ.get("RAY_ADDRESS")  # set inside `ray job submit`
     if address:
-        ray.init(address=address, log_to_driver=False, logging_level="WARNING")
+        from .connect import connect
+        connect(address)  # bounded: a one-line error when nothing answers there
         return True
     start_local_ray(cc.num_cpus)
     return True

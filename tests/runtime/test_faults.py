@@ -18,7 +18,7 @@ direct one (check_decode).
 |                                               | checkpoint verified; resume -> exact      |
 | coordinator SIGKILLed                         | --resume -> exact                         |
 | worker node killed, actors can restart        | completes; exact                          |
-| worker node killed, actors cannot restart     | RuntimeError naming the workers and the   |
+| worker node killed, actors cannot restart     | RunFailed naming the workers and the      |
 |                                               | checkpoint; resume -> exact               |
 """
 
@@ -372,7 +372,7 @@ def test_killing_a_worker_node(ray_pool, tmp_path, mode):
     restart: Ray restarts the two actors on the surviving node; the rounds meanwhile fall back
     and re-send their tasks; the run completes with the fault-free parameters.
     lost (max_restarts=0): the actors cannot come back, the round exceeds round_timeout_s and the
-    run fails with a RuntimeError naming the missing workers and the last checkpoint; resuming
+    run fails with a RunFailed error naming the missing workers and the last checkpoint; resuming
     from that checkpoint (here on the session's pool) gives the fault-free parameters."""
     cfg_path = tmp_path / "cfg.json"
     cfg_path.write_text(json.dumps(NODE_CONFIG))
@@ -392,7 +392,7 @@ def test_killing_a_worker_node(ray_pool, tmp_path, mode):
         assert res["decoded_jobs"] == 12 and res["max_decode_rel_error"] < 1e-5
         assert res["param_checksum"] == want["param_checksum"]
         return
-    assert not res["ok"] and res["error_type"] == "RuntimeError"
+    assert not res["ok"] and res["error_type"] == "RunFailed"
     assert "round_timeout_s" in res["error"] and "waiting for workers [1, 3]" in res["error"]
     last = read_checkpoint(ck)
     assert f"last checkpoint is {last.path}" in res["error"]
