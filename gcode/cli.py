@@ -7,14 +7,16 @@ Every subcommand validates its input at the edge and turns a bad value into one 
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from importlib import resources
 from pathlib import Path
 
 import numpy as np
 
+from . import cli_types as types
 from .codes import GC_CODE_KINDS, SCHEMES, make_scheme
+from .config import MAX_WORKERS
+from .jsonout import dumps
 from .sim import POLICIES, make_policy, simulate
 from .sim.tune import TuneSettings, tune
 from .sim.verify import verify
@@ -24,18 +26,23 @@ BUNDLED_TRACE = "lambda-cnn-w256-r30-canada.csv"
 PAPER_DEFAULTS = {"uncoded": {}, "ignore": {"s": 15}, "gc": {"s": 15},
                   "srsgc": {"B": 2, "W": 3, "lam": 23}, "msgc": {"B": 1, "W": 2, "lam": 27}}
 DELAY_BUDGET = 4  # default --jobs leaves this many extra trace rounds for delayed schemes
+#: gcode verify: at most this many worker-rounds (n x rounds x patterns), about a minute here
+MAX_VERIFY_WORK = 10_000_000
 
 EPILOG = """\
 examples:
   gcode simulate                                  # every scheme on the bundled Lambda trace
   gcode simulate --scheme msgc --B 1 --W 2 --lam 27 --jobs 26 --json
-  gcode tune --trace traces/lambda-cnn-w256-r20-canada.csv --jobs 16
+  gcode tune --trace traces/lambda-cnn-w256-r20-canada.csv --jobs 16  # traces/: in the repo
   gcode verify --scheme gc --n 256 --s 27 --rounds 20 --patterns 5
   gcode simulate --scheme auto --policy partial   # the online tuner with the partial fallback
   gcode simulate --scheme gc --s 11 --log runs/gc && gcode plot runs/gc.pb --out plots
   gcode train                                     # live Ray training, M-SGC on digits
   gcode train --run-log runs/live --monitor 127.0.0.1:50051   # then: gcode watch 127.0.0.1:50051
-  gcode bench trace --traces ../shared/traces     # also: bench sim | decode | auto | live --quick
+  gcode train --config examples/digits-msgc.toml --json
+  gcode bench trace --traces traces               # also: bench sim | decode | auto | live --quick
+
+docs: README.md, docs/SCHEMES.md (the math), docs/DESIGN.md, docs/OPERATING.md (limits, errors)
 """
 
 
@@ -59,6 +66,20 @@ def load_trace_arg(path: str | None) -> tuple[np.ndarray, str]:
     return load_trace(path), path
 
 
+def _workers(args, trace: np.ndarray) -> int:
+    """--n (validated against the trace), or the trace's columns."""
+    if args.n is None:
+        if trace.shape[1] > MAX_WORKERS:
+            raise CliError(f"the trace has {trace.shape[1]} workers (columns), more than "
+                           f"{MAX_WORKERS}: pass --n to use its first n columns")
+        return trace.shape[1]
+    if args.n > trace.shape[1]:
+        raise CliError(f"--n {args.n}: the trace has only {trace.shape[1]} workers (columns)")
+    if args.n > MAX_WORKERS:
+        raise CliError(f"--n must be <= {MAX_WORKERS}, got {args.n}")
+    return args.n
+
+
 def _scheme_params(args, name: str) -> dict:
     given = {"s": args.s, "B": args.B, "W": args.W, "lam": args.lam}
     accepted = SCHEMES[name][1]
@@ -80,10 +101,10 @@ def _add_scheme_args(p: argparse.ArgumentParser, scheme_required: bool = False,
                         "T=B), msgc (multiplexed SGC, T=W-2+B)"
                         + ("; auto (online tuner: picks scheme, parameters and mu from the rounds "
                            "seen so far, switching at job boundaries)" if allow_auto else ""))
-    g.add_argument("--s", type=int, help="gc/ignore: stragglers tolerated per round")
-    g.add_argument("--B", type=int, help="srsgc/msgc: longest straggler burst, in rounds")
-    g.add_argument("--W", type=int, help="srsgc/msgc: window length, in rounds (W > B)")
-    g.add_argument("--lam", type=int, help="srsgc/msgc: distinct stragglers per window (<= n)")
+    g.add_argument("--s", type=types.whole, help="gc/ignore: stragglers tolerated per round")
+    g.add_argument("--B", type=types.whole, help="srsgc/msgc: longest straggler burst, in rounds")
+    g.add_argument("--W", type=types.whole, help="srsgc/msgc: window length, in rounds (W > B)")
+    g.add_argument("--lam", type=types.whole, help="srsgc/msgc: distinct stragglers per window (<= n)")
     g.add_argument("--gc-code", choices=GC_CODE_KINDS,
                    help="gradient code inside gc/srsgc/msgc: cyclic (load (s+1)/n, the paper's; "
                         "fp64 messages when ill-conditioned) or fr (fractional repetition, exact "
@@ -95,16 +116,18 @@ def _add_trace_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--trace", metavar="PATH",
                    help="CSV of per-worker round times (rows: rounds, columns: workers, seconds, "
                         "no header). Default: the bundled 30-round, 256-worker Lambda trace")
-    g.add_argument("--jobs", type=int,
+    g.add_argument("--jobs", type=types.positive_int,
                    help=f"jobs to finish; runtime covers rounds 0..jobs+T-1. Default: trace rounds - {DELAY_BUDGET}")
-    g.add_argument("--mu", type=float, default=1.0,
+    g.add_argument("--mu", type=types.positive, default=1.0,
                    help="a worker straggles when slower than (1+mu) x the round's fastest (default 1)")
-    g.add_argument("--load-slope", type=float, default=2.2013,
+    g.add_argument("--load-slope", type=types.nonnegative, default=2.2013,
                    help="seconds added per unit of normalized load: time = trace + load*slope "
                         "(default 2.2013, the authors' fit for a 4096-sample job)")
-    g.add_argument("--time-scale", type=float, default=1.0,
-                   help="multiply every trace time by this before adding the load term")
-    g.add_argument("--n", type=int, help="workers (default: the trace's columns; uses the first n)")
+    g.add_argument("--time-scale", type=types.positive, default=1.0,
+                   help="multiply every trace time by this (> 0) before adding the load term")
+    g.add_argument("--n", type=types.positive_int,
+                   help=f"workers (default: the trace's columns; uses the first n; at most "
+                        f"{MAX_WORKERS})")
 
 
 def _jobs_for(args, trace: np.ndarray) -> int:
@@ -115,10 +138,16 @@ def _jobs_for(args, trace: np.ndarray) -> int:
 
 
 def cmd_simulate(args) -> int:
-    trace, trace_name = load_trace_arg(args.trace)
-    n = args.n or trace.shape[1]
-    jobs = _jobs_for(args, trace)
     names = [args.scheme] if args.scheme else [*SCHEMES, "auto"]
+    if args.log:
+        from .paths import run_log_problem
+        for prefix in ([args.log] if args.scheme else [f"{args.log}-{name}" for name in names]):
+            problem = run_log_problem(prefix)
+            if problem is not None:
+                raise CliError(f"--log: {problem}")
+    trace, trace_name = load_trace_arg(args.trace)
+    n = _workers(args, trace)
+    jobs = _jobs_for(args, trace)
     results = {}
     with _progress(len(names), "simulate", not args.json and len(names) > 1) as bar:
         for name in names:
@@ -138,7 +167,7 @@ def cmd_simulate(args) -> int:
             bar.update(1)
     if args.json:
         out = results[args.scheme] if args.scheme else {"trace": trace_name, "schemes": results}
-        print(json.dumps(out))
+        print(dumps(out))
         return 0
     print(f"trace {trace_name}: {trace.shape[0]} rounds x {trace.shape[1]} workers; n={n}, "
           f"jobs={jobs}, policy={args.policy}, mu={args.mu}, load slope={args.load_slope} s")
@@ -176,11 +205,11 @@ def cmd_tune(args) -> int:
     trace, trace_name = load_trace_arg(args.trace)
     settings = TuneSettings(jobs=_jobs_for(args, trace), mu=args.mu, load_slope=args.load_slope,
                             time_scale=args.time_scale, gc_code=args.gc_code)
-    n = args.n or trace.shape[1]
+    n = _workers(args, trace)
     with _progress(None, "tune grid", not args.json) as bar:
         result = tune(trace, settings, n=n, progress=bar.update)
     if args.json:
-        print(json.dumps(result))
+        print(dumps(result))
         return 0
     print(f"hindsight grid search on {trace_name} (n={n}, jobs={settings.jobs}): "
           f"{result['evaluated']} settings in {result['elapsed_s']:.3f} s")
@@ -192,8 +221,13 @@ def cmd_tune(args) -> int:
 
 def cmd_verify(args) -> int:
     params = _scheme_params(args, args.scheme)
-    if args.n < 1:
-        raise CliError(f"--n must be >= 1, got {args.n}")
+    if args.n > MAX_WORKERS:
+        raise CliError(f"--n must be <= {MAX_WORKERS}, got {args.n}")
+    work = args.n * args.rounds * args.patterns
+    if work > MAX_VERIFY_WORK:
+        raise CliError(f"--n {args.n} x --rounds {args.rounds} x --patterns {args.patterns} = "
+                       f"{work:.3g} worker-rounds, more than the {MAX_VERIFY_WORK:.0e} one "
+                       f"verify run does; lower --patterns or --rounds")
     probe = make_scheme(args.scheme, n=args.n, jobs=1, **params)
     jobs = args.rounds - probe.delay
     if jobs < 1:
@@ -203,7 +237,7 @@ def cmd_verify(args) -> int:
                         args.patterns, args.seed, progress=bar.update)
     out = report.summary()
     if args.json:
-        print(json.dumps(out))
+        print(dumps(out))
     else:
         print(f"{report.scheme} {report.params}: {report.patterns} conforming patterns, "
               f"{report.decoded_jobs} jobs decoded, {report.failures} failures, "
@@ -236,7 +270,7 @@ def build_parser() -> argparse.ArgumentParser:
                         "wait only until the missing workers conform (gcode's fallback); "
                         "deadline = cut at --deadline s; "
                         "all = always wait for everyone")
-    p.add_argument("--deadline", type=float, help="seconds, for --policy deadline")
+    p.add_argument("--deadline", type=types.positive, help="seconds, for --policy deadline")
     p.add_argument("--log", metavar="PREFIX",
                    help="write the run log PREFIX.pb (protobuf) and PREFIX.jsonl; with several "
                         "schemes, PREFIX-SCHEME.*; view with gcode replay / gcode plot")
@@ -258,10 +292,14 @@ def build_parser() -> argparse.ArgumentParser:
                                    "straggler patterns its model allows; decode every job in fp64 "
                                    "and report the worst relative error. Exit 1 on any failure.")
     _add_scheme_args(p, scheme_required=True)
-    p.add_argument("--n", type=int, required=True, help="workers")
-    p.add_argument("--rounds", type=int, default=20, help="rounds per pattern (default 20)")
-    p.add_argument("--patterns", type=int, default=20, help="random patterns (default 20)")
-    p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    p.add_argument("--n", type=types.positive_int, required=True,
+                   help=f"workers (at most {MAX_WORKERS}; n x rounds x patterns at most "
+                        f"{MAX_VERIFY_WORK:.0e})")
+    p.add_argument("--rounds", type=types.positive_int, default=20,
+                   help="rounds per pattern (default 20)")
+    p.add_argument("--patterns", type=types.positive_int, default=20,
+                   help="random patterns (default 20)")
+    p.add_argument("--seed", type=types.count, default=0, help="random seed (default 0)")
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.set_defaults(func=cmd_verify)
 
@@ -280,14 +318,31 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _one_line(exc: BaseException) -> str:
+    return " ".join(str(exc).split())
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    from .runtime.health import RunFailed
     try:
         return args.func(args)
     except (CliError, ValueError) as exc:
-        print(f"gcode: error: {exc}", file=sys.stderr)
+        print(f"gcode: error: {_one_line(exc)}", file=sys.stderr)
         return 2
+    except RunFailed as exc:  # the run could not continue; what was kept is in the message
+        print(f"gcode: error: {_one_line(exc)}", file=sys.stderr)
+        return 1
+    except MemoryError as exc:
+        print(f"gcode: error: out of memory ({_one_line(exc) or 'MemoryError'}); the problem is "
+              f"too large for this machine: lower --n, --jobs, --rounds or --patterns",
+              file=sys.stderr)
+        return 1
+    except OSError as exc:  # a file or device the command needed failed
+        where = f"{exc.filename}: " if exc.filename else ""
+        print(f"gcode: error: {where}{exc.strerror or _one_line(exc)}", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         print("gcode: interrupted", file=sys.stderr)
         return 130

@@ -187,10 +187,10 @@ def test_config_files(tmp_path, suffix, text, message):
 CLI_CASES = [
     (["simulate", "--scheme", "gc", "--s", "999"], "s must satisfy"),
     (["simulate", "--trace", "/nonexistent.csv"], "no such file"),
-    (["simulate", "--mu", "-1"], "mu must be > 0"),
-    (["simulate", "--jobs", "0"], "--jobs must be >= 1"),
+    (["simulate", "--mu", "-1"], "argument --mu: must be a positive finite number"),
+    (["simulate", "--jobs", "0"], "argument --jobs: must be >= 1"),
     (["tune", "--jobs", "100"], "exceeds the trace"),
-    (["verify", "--scheme", "gc", "--n", "0", "--s", "1"], "--n must be >= 1"),
+    (["verify", "--scheme", "gc", "--n", "0", "--s", "1"], "argument --n: must be >= 1"),
     (["replay", "/nonexistent.pb"], "nonexistent"),
     (["bench", "trace", "--traces", "/nonexistent"], "no such directory"),
     (["train", "--workers", "0"], "cluster.workers"),

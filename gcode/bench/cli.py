@@ -2,19 +2,23 @@
 
 from __future__ import annotations
 
-import json
 import os
 import sys
 from pathlib import Path
 
 import numpy as np
 
+from .. import cli_types as types
+from ..jsonout import dumps
+
 RESULTS = "results"
 
 
 def default_traces_dir() -> Path | None:
-    """$GCODE_TRACES, else ../shared/traces beside the current checkout, if present."""
-    candidates = [os.environ.get("GCODE_TRACES"), Path.cwd().parent / "shared" / "traces"]
+    """$GCODE_TRACES, else ../shared/traces beside the current checkout, else the repository's
+    own traces/ folder, if present."""
+    candidates = [os.environ.get("GCODE_TRACES"), Path.cwd().parent / "shared" / "traces",
+                  Path(__file__).resolve().parents[2] / "traces"]
     for candidate in candidates:
         if candidate and Path(candidate).is_dir():
             return Path(candidate)
@@ -23,11 +27,15 @@ def default_traces_dir() -> Path | None:
 
 def _emit(args, name: str, result: dict, table: str, plot) -> int:
     from .report import write_results
+    from ..paths import output_dir_problem
     out = Path(args.out)
+    problem = output_dir_problem(out)
+    if problem is not None:
+        raise ValueError(f"--out: {problem}")
     paths = write_results(out, name, result, table)
     pngs = plot(result, out)
     if args.json:
-        print(json.dumps(result))
+        print(dumps(result))
     else:
         print(table)
         print(f"\nwrote {paths['json']}, {paths['markdown']}, " + ", ".join(str(p) for p in pngs))
@@ -46,7 +54,7 @@ def cmd_bench_trace(args) -> int:
     )
     traces = Path(args.traces) if args.traces else default_traces_dir()
     if traces is None:
-        raise ValueError("--traces: give the folder of Lambda traces (e.g. ../shared/traces)")
+        raise ValueError("--traces: give the folder of Lambda traces (e.g. traces)")
     cfg = TraceBenchConfig(traces, mu=args.mu, load_slope=args.load_slope, gc_code=args.gc_code)
     with tqdm(total=len(public_traces(traces)), desc="bench trace", disable=args.json,
               leave=False, file=sys.stderr) as bar:
@@ -94,7 +102,7 @@ def cmd_bench_auto(args) -> int:
     from .auto import META_GRID, markdown_table, plot, run_auto_bench
     traces = Path(args.traces) if args.traces else default_traces_dir()
     if traces is None:
-        raise ValueError("--traces: give the folder of Lambda traces (e.g. ../shared/traces)")
+        raise ValueError("--traces: give the folder of Lambda traces (e.g. traces)")
     total = int(np.prod([len(v) for v in META_GRID.values()]))
     with tqdm(total=total, desc="tuner settings", disable=args.json, leave=False, file=sys.stderr) as bar:
         result = run_auto_bench(traces, progress=bar.update)
@@ -137,9 +145,9 @@ def add_bench_parser(sub) -> None:
                                      "policy. Tunes on the first half of the rounds and evaluates "
                                      "on the second (out-of-sample), next to the best parameters "
                                      "for the second half itself (hindsight).")
-    p.add_argument("--traces", help="folder with lambda-*.csv traces (default ../shared/traces or $GCODE_TRACES)")
-    p.add_argument("--mu", type=float, default=1.0, help="straggler threshold (default 1)")
-    p.add_argument("--load-slope", type=float,
+    p.add_argument("--traces", help="folder with lambda-*.csv traces (default $GCODE_TRACES, ../shared/traces, or the repository's traces/)")
+    p.add_argument("--mu", type=types.positive, default=1.0, help="straggler threshold (default 1)")
+    p.add_argument("--load-slope", type=types.nonnegative,
                    help="seconds per unit load (default: fitted to the load-level traces)")
     p.add_argument("--gc-code", choices=("cyclic", "fr"), default="cyclic")
     common(p)
@@ -147,8 +155,8 @@ def add_bench_parser(sub) -> None:
 
     p = kinds.add_parser("sim", help="simulator and tuner speed vs a per-round reference loop")
     p.add_argument("--trace", help="trace CSV (default: the bundled 30-round Lambda trace)")
-    p.add_argument("--jobs", type=int, help="jobs (default: rounds - 4)")
-    p.add_argument("--repeats", type=int, default=5, help="timed repeats of the fast search")
+    p.add_argument("--jobs", type=types.positive_int, help="jobs (default: rounds - 4)")
+    p.add_argument("--repeats", type=types.positive_int, default=5, help="timed repeats of the fast search")
     p.add_argument("--quick", action="store_true", help="time the reference on 10%% of the grid")
     common(p)
     p.set_defaults(func=cmd_bench_sim)
@@ -157,7 +165,7 @@ def add_bench_parser(sub) -> None:
                          description="The auto scheme with the partial-wait fallback on the public "
                                      "traces, against the hindsight-best M-SGC. The tuner's own "
                                      "settings are chosen on the load-level traces only.")
-    p.add_argument("--traces", help="folder with lambda-*.csv traces (default ../shared/traces or $GCODE_TRACES)")
+    p.add_argument("--traces", help="folder with lambda-*.csv traces (default $GCODE_TRACES, ../shared/traces, or the repository's traces/)")
     common(p)
     p.set_defaults(func=cmd_bench_auto)
 
@@ -166,20 +174,20 @@ def add_bench_parser(sub) -> None:
                                      "stragglers (bursty, Gilbert-Elliott, a Lambda trace replay); "
                                      "all schemes interleaved; live-over-simulated ratio for the trace.")
     p.add_argument("--quick", action="store_true", help="12 jobs, one repeat (a few minutes)")
-    p.add_argument("--repeats", type=int, help="interleaved repeats (default 1 quick, 3 full)")
-    p.add_argument("--time-scale", type=float, default=0.3, help="trace seconds -> live seconds (default 0.3)")
+    p.add_argument("--repeats", type=types.positive_int, help="interleaved repeats (default 1 quick, 3 full)")
+    p.add_argument("--time-scale", type=types.positive, default=0.3, help="trace seconds -> live seconds (default 0.3)")
     p.add_argument("--trace", help="trace to replay (default the 30-round Lambda trace)")
-    p.add_argument("--jobs", type=int, help="jobs per run (default 12 quick, 24 full)")
+    p.add_argument("--jobs", type=types.positive_int, help="jobs per run (default 12 quick, 24 full)")
     common(p)
     p.set_defaults(func=cmd_bench_live)
 
     p = kinds.add_parser("decode", help="decode latency and GB/s against n, d and s, vs numpy gemv")
-    p.add_argument("--n", type=int, nargs="+", default=[16, 64, 256], help="workers (default 16 64 256)")
+    p.add_argument("--n", type=types.positive_int, nargs="+", default=[16, 64, 256], help="workers (default 16 64 256)")
     p.add_argument("--d", nargs="+", default=["1e4", "1e5", "1e6", "1e7"],
                    help="values per result (default 1e4 1e5 1e6 1e7)")
     p.add_argument("--s-fraction", type=float, nargs="+", default=[0.0, 0.1],
                    help="stragglers tolerated, as a fraction of n (default 0 0.1)")
-    p.add_argument("--repeats", type=int, default=3, help="best of this many timings")
+    p.add_argument("--repeats", type=types.positive_int, default=3, help="best of this many timings")
     p.add_argument("--max-gib", type=float, default=2.0, help="skip settings with more results than this")
     common(p)
     p.set_defaults(func=cmd_bench_decode)

@@ -51,7 +51,7 @@ class JsonlWriter:
                     for line in f:
                         try:
                             rec = json.loads(line)
-                        except ValueError:  # a line torn by the interruption
+                        except (ValueError, RecursionError):  # torn by the interruption
                             continue
                         if isinstance(rec, dict) and isinstance(rec.get("round"), int) \
                                 and rec["round"] < resume_round:
@@ -63,8 +63,13 @@ class JsonlWriter:
 
     def write(self, record: dict) -> None:
         if self._f is not None:
-            self._f.write(to_json(record) + "\n")
-            self._f.flush()
+            try:
+                self._f.write(to_json(record) + "\n")
+                self._f.flush()
+            except OSError as exc:  # e.g. the disk filled: one line, not a traceback
+                from .health import RunFailed
+                raise RunFailed(f"log.jsonl {self.path}: cannot write: {exc.strerror or exc}; "
+                                f"the records written before are intact") from None
 
     def close(self) -> None:
         if self._f is not None:

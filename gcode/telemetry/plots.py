@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .messages import RoundRecord, RunConfig, arrays, describe_params
+from .messages import RoundRecord, RunConfig, RunSummary, arrays, describe_params
 
 
 def _pyplot():
@@ -21,14 +21,24 @@ def _title(cfg: RunConfig) -> str:
     return f"{cfg.scheme} ({describe_params(cfg)}), n={cfg.n}"
 
 
+#: rounds x workers cells a heatmap may have (the arrays behind it stay well under 1 GiB)
+MAX_CELLS = 20_000_000
+
+
 def plot_run(cfg: RunConfig, rounds: Sequence[RoundRecord], out_dir: str | Path,
-             stem: str = "run") -> tuple[list[Path], list[str]]:
+             stem: str = "run", summary: RunSummary | None = None) -> tuple[list[Path], list[str]]:
     """Write the timeline, straggler heatmap and (when there are losses) loss plots.
 
-    Returns (written paths, notes about skipped plots). ValueError when there are no rounds.
+    Returns (written paths, notes about skipped plots). ValueError when there are no rounds,
+    or more rounds x workers than :data:`MAX_CELLS` (checked before anything is allocated).
+    The loss plot shows each decoded job's batch loss (what the run log records per round);
+    the final loss on the full data, from the summary, is marked separately and labelled.
     """
     if not rounds:
         raise ValueError("the run log has no rounds to plot")
+    if len(rounds) * max(cfg.n, 1) > MAX_CELLS:
+        raise ValueError(f"{len(rounds)} rounds x n={cfg.n} workers is more than the "
+                         f"{MAX_CELLS} cells gcode plot draws")
     plt = _pyplot()
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -71,9 +81,14 @@ def plot_run(cfg: RunConfig, rounds: Sequence[RoundRecord], out_dir: str | Path,
         fig, ax = plt.subplots(figsize=(10, 4), dpi=100)
         for model in sorted(series):
             t, v = np.array(series[model]).T
-            ax.plot(t, v, marker=".", label=f"model {model}")
+            line, = ax.plot(t, v, marker=".", label=f"model {model}: batch loss of each decoded job")
+            final = {x.model: x.loss for x in summary.final_losses} if summary is not None else {}
+            if model in final and np.isfinite(final[model]):
+                ax.plot([t[-1]], [final[model]], marker="*", markersize=12, linestyle="none",
+                        color=line.get_color(),
+                        label=f"model {model}: final loss, as in the run summary")
         ax.set_xlabel("wall time (s)")
-        ax.set_ylabel("training loss")
+        ax.set_ylabel("loss (batch loss: noisy, one job's samples)")
         ax.set_title(f"Loss per model: {_title(cfg)}")
         ax.grid(alpha=0.3)
         ax.legend()
