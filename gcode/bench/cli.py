@@ -25,13 +25,20 @@ def default_traces_dir() -> Path | None:
     return None
 
 
+def _checked_out(command):
+    """``command`` after checking that --out can hold the results (before any benchmark runs)."""
+    def run(args) -> int:
+        from ..paths import output_dir_problem
+        problem = output_dir_problem(args.out)
+        if problem is not None:
+            raise ValueError(f"--out: {problem}")
+        return command(args)
+    return run
+
+
 def _emit(args, name: str, result: dict, table: str, plot) -> int:
     from .report import write_results
-    from ..paths import output_dir_problem
     out = Path(args.out)
-    problem = output_dir_problem(out)
-    if problem is not None:
-        raise ValueError(f"--out: {problem}")
     paths = write_results(out, name, result, table)
     pngs = plot(result, out)
     if args.json:
@@ -151,7 +158,7 @@ def add_bench_parser(sub) -> None:
                    help="seconds per unit load (default: fitted to the load-level traces)")
     p.add_argument("--gc-code", choices=("cyclic", "fr"), default="cyclic")
     common(p)
-    p.set_defaults(func=cmd_bench_trace)
+    p.set_defaults(func=_checked_out(cmd_bench_trace))
 
     p = kinds.add_parser("sim", help="simulator and tuner speed vs a per-round reference loop")
     p.add_argument("--trace", help="trace CSV (default: the bundled 30-round Lambda trace)")
@@ -159,7 +166,7 @@ def add_bench_parser(sub) -> None:
     p.add_argument("--repeats", type=types.positive_int, default=5, help="timed repeats of the fast search")
     p.add_argument("--quick", action="store_true", help="time the reference on 10%% of the grid")
     common(p)
-    p.set_defaults(func=cmd_bench_sim)
+    p.set_defaults(func=_checked_out(cmd_bench_sim))
 
     p = kinds.add_parser("auto", help="online auto scheme + partial wait vs hindsight-best M-SGC",
                          description="The auto scheme with the partial-wait fallback on the public "
@@ -167,7 +174,7 @@ def add_bench_parser(sub) -> None:
                                      "settings are chosen on the load-level traces only.")
     p.add_argument("--traces", help="folder with lambda-*.csv traces (default $GCODE_TRACES, ../shared/traces, or the repository's traces/)")
     common(p)
-    p.set_defaults(func=cmd_bench_auto)
+    p.set_defaults(func=_checked_out(cmd_bench_auto))
 
     p = kinds.add_parser("live", help="real Ray runs: schemes side by side under injected stragglers",
                          description="8 Ray worker actors train an MLP on digits under injected "
@@ -179,7 +186,7 @@ def add_bench_parser(sub) -> None:
     p.add_argument("--trace", help="trace to replay (default the 30-round Lambda trace)")
     p.add_argument("--jobs", type=types.positive_int, help="jobs per run (default 12 quick, 24 full)")
     common(p)
-    p.set_defaults(func=cmd_bench_live)
+    p.set_defaults(func=_checked_out(cmd_bench_live))
 
     p = kinds.add_parser("decode", help="decode latency and GB/s against n, d and s, vs numpy gemv")
     p.add_argument("--n", type=types.positive_int, nargs="+", default=[16, 64, 256], help="workers (default 16 64 256)")
@@ -190,4 +197,4 @@ def add_bench_parser(sub) -> None:
     p.add_argument("--repeats", type=types.positive_int, default=3, help="best of this many timings")
     p.add_argument("--max-gib", type=float, default=2.0, help="skip settings with more results than this")
     common(p)
-    p.set_defaults(func=cmd_bench_decode)
+    p.set_defaults(func=_checked_out(cmd_bench_decode))

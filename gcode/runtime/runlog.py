@@ -73,7 +73,10 @@ class JsonlWriter:
 
     def close(self) -> None:
         if self._f is not None:
-            self._f.close()
+            try:
+                self._f.close()
+            except OSError:  # a write that already failed (and was reported) cannot be flushed
+                pass
             self._f = None
 
     def __enter__(self):

@@ -14,6 +14,7 @@ import sys
 from pathlib import Path
 from typing import TextIO
 
+from .. import cli_types as types
 from .messages import round_to_dict, to_dict
 from .monitor_client import GIVE_UP_AFTER_S
 from .runlog import read_run_log
@@ -89,12 +90,12 @@ def add_watch_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--token", default=None,
                    help=f"bearer token for a non-loopback monitor (default: ${TOKEN_ENV}; "
                         "prefer the variable, a flag shows up in process listings)")
-    p.add_argument("--from-round", type=int, default=0, metavar="R",
+    p.add_argument("--from-round", type=types.count, default=0, metavar="R",
                    help="start from round R (default 0: replay the whole run, then follow)")
-    p.add_argument("--retries", type=int, default=10,
+    p.add_argument("--retries", type=types.count, default=10,
                    help="reconnect attempts in a row before giving up (default 10, backoff "
                         "0.2 s doubling to 5 s; each attempt waits at most 5 s for an answer)")
-    p.add_argument("--give-up-after", type=float, default=GIVE_UP_AFTER_S, metavar="SECONDS",
+    p.add_argument("--give-up-after", type=types.positive, default=GIVE_UP_AFTER_S, metavar="SECONDS",
                    help=f"give up after this many seconds of trying to (re)connect, whatever "
                         f"--retries says (default {GIVE_UP_AFTER_S:g}): against an address where "
                         f"nothing or something silent listens, gcode watch exits with status 1 "
