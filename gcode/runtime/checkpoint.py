@@ -519,6 +519,8 @@ def capture(coord, r: int, runtime_s: float) -> dict:
     import torch
 
     from ..codes.state import scheme_state
+    from .health import check_all_params
+    check_all_params(coord, r)  # a diverged model is never checkpointed
     cfg = coord.cfg.to_dict()
     cfg["checkpoint"]["resume"] = None
     return {

@@ -31,7 +31,7 @@ from ..config import TrainConfig
 from ..sim.policy import Policy
 from .data import WorkSpec, bounds_of, job_indices
 from .decode import Decoder
-from .health import RunFailed, check_params, confirm_worker_fault
+from .health import RunFailed, check_params, confirm_worker_fault, explain_workload_error
 from .inject import DelaySource
 from .rounds import End, FallBack, RoundState, Wait, decide, partial_fallback
 from .runlog import JsonlWriter
@@ -209,7 +209,7 @@ class Coordinator:
         except Exception as exc:  # noqa: BLE001 - any failure makes the worker a straggler
             cause = getattr(exc, "cause", None)
             if isinstance(cause, WorkloadError):  # the user's code, not the worker, is at fault
-                raise WorkloadError(str(cause)) from None
+                raise explain_workload_error(self, cause) from None  # a diverged model?
             return None, _failure_kind(exc)
 
     def _note_pid(self, w: int, payload: dict) -> None:
