@@ -1,7 +1,7 @@
 """Ray connection and the worker actors.
 
 Local runs start a loopback-only Ray instance (no dashboard, token auth off, explicit CPUs): see
-docs/PLATFORM.md. To use a real cluster pass its address (``--address ray://...`` or
+docs/OPERATING.md. To use a real cluster pass its address (``--address ray://...`` or
 ``host:port``); token auth then follows that cluster's own settings (``RAY_AUTH_MODE``).
 """
 

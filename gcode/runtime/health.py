@@ -32,8 +32,7 @@ class DivergedError(RunFailed):
 def _hint(coord) -> str:
     written = coord.checkpointer.written if getattr(coord, "checkpointer", None) else []
     if written:
-        return (f"; the last good checkpoint is {written[-1]} (resume from it with a lower "
-                f"train.lr: gcode train --resume {written[-1]} --lr ...)")
+        return f"; the last good checkpoint is {written[-1]}"
     if getattr(coord, "resumed_from", None):
         return f"; this session resumed from {coord.resumed_from}, no checkpoint since"
     return "; no checkpoint was written (set checkpoint.dir to keep one)"
