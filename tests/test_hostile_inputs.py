@@ -178,6 +178,29 @@ def test_run_log_claiming_a_huge_n_is_refused_before_allocating(tmp_path):
     assert not list((tmp_path / "plots").glob("*.png"))
 
 
+def test_deeply_nested_scheme_parameter_in_a_run_log(tmp_path):
+    """A parameter value nested 100 000 deep: replay shows it as text instead of recursing."""
+    from gcode.telemetry.messages import run_config
+    from gcode.telemetry.runlog import RunLogWriter
+    deep = "[" * 100_000 + "]" * 100_000
+    with RunLogWriter(tmp_path / "run", run_config(source="sim", scheme="gc", n=2,
+                                                   params={"s": 1, "x": deep})):
+        pass
+    code, out, _, full, seconds = cli("replay", tmp_path / "run.pb")
+    assert code == 0 and "Traceback" not in full and "x=[[[" in out and seconds < 10
+
+
+def test_a_checkpoint_claiming_a_huge_round_is_checked_without_building_it(tmp_path):
+    tree = _full_tree()
+    tree["round"] = 99_999_999
+    write_checkpoint(tmp_path / "ck", 99_999_999, tree)
+    start = time.monotonic()
+    with pytest.raises(CheckpointError, match="round is 99999999 but the scheme's event log "
+                                              "records rounds 0..3"):
+        read_checkpoint(tmp_path / "ck")
+    assert time.monotonic() - start < 5
+
+
 def test_deeply_nested_jsonl_run_log_line(tmp_path):
     path = _write(tmp_path / "run.jsonl", '{"config": {"n": 1}}\n' + "[" * 100_000 + "]" * 100_000 + "\n")
     code, _, last, full, _ = cli("replay", path)

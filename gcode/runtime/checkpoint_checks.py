@@ -39,7 +39,7 @@ def _scheme_problem(tree: dict) -> str | None:
     if not isinstance(events, list) or not all(isinstance(e, list) and e for e in events):
         return "scheme.events must be a list of events"
     records = [e[1] for e in events if e[0] == "record"]
-    if records != list(range(tree["round"])):
+    if len(records) != tree["round"] or any(rr != i for i, rr in enumerate(records)):
         have = (f"rounds {records[0]}..{records[-1]}" if records else "no rounds")
         return (f"round is {tree['round']} but the scheme's event log records {have} "
                 f"(a checkpoint before round r records rounds 0..r-1)")

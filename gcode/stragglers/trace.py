@@ -67,8 +67,8 @@ def load_trace(path: str | os.PathLike[str]) -> np.ndarray:
                 raise TraceError(f"{where}: {cell.strip()!r} is not finite")
             if v <= 0:
                 raise TraceError(f"{where}: time {cell.strip()} is not > 0")
-        rows.append(values)
-    return np.array(rows, dtype=np.float64)
+        rows.append(np.array(values, dtype=np.float64))  # 8 bytes a value, not a Python float
+    return np.vstack(rows)
 
 
 @dataclass(frozen=True)

@@ -91,7 +91,7 @@ def plot_run(cfg: RunConfig, rounds: Sequence[RoundRecord], out_dir: str | Path,
         ax.set_ylabel("loss (batch loss: noisy, one job's samples)")
         ax.set_title(f"Loss per model: {_title(cfg)}")
         ax.grid(alpha=0.3)
-        ax.legend()
+        ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=8)  # beside the data
         written.append(_save(fig, out / f"{stem}_loss.png", plt))
     else:
         notes.append("no losses in this log (a simulator log has none): skipped the loss plot")
