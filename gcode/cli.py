@@ -117,7 +117,8 @@ def _add_trace_args(p: argparse.ArgumentParser) -> None:
                    help="CSV of per-worker round times (rows: rounds, columns: workers, seconds, "
                         "no header). Default: the bundled 30-round, 256-worker Lambda trace")
     g.add_argument("--jobs", type=types.positive_int,
-                   help=f"jobs to finish; runtime covers rounds 0..jobs+T-1. Default: trace rounds - {DELAY_BUDGET}")
+                   help=f"jobs to finish; runtime covers rounds 0..jobs+T-1. Default: trace rounds "
+                        f"- {DELAY_BUDGET}")
     g.add_argument("--mu", type=types.positive, default=1.0,
                    help="a worker straggles when slower than (1+mu) x the round's fastest (default 1)")
     g.add_argument("--load-slope", type=types.nonnegative, default=2.2013,

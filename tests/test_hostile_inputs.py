@@ -378,7 +378,8 @@ def _nan_weights(folder):
 
 
 TAMPER_CASES = [
-    ("round edited, rechecksummed", _round_edited, "round is 10 but the scheme's event log records rounds 0..3"),
+    ("round edited, rechecksummed", _round_edited,
+     "round is 10 but the scheme's event log records rounds 0..3"),
     ("negative counter", lambda f: _edit_state(f, lambda d: d["coordinator"].update(waits=-3)),
      "coordinator.waits must be an integer >= 0, got -3"),
     ("decoded count edited", lambda f: _edit_state(f, lambda d: d["coordinator"].update(decoded=9)),
@@ -676,7 +677,8 @@ def test_a_live_jsonl_log_on_a_full_disk(tmp_path):
 
 # ---- F. messages name the file or field; nothing is accepted silently ------------------------------
 @pytest.mark.parametrize("name,text,message", [
-    ("c.toml", '[faults]\n"1_0" = [0, "raise"]\n', "faults.1_0: round key must be a decimal integer, got '1_0'"),
+    ("c.toml", '[faults]\n"1_0" = [0, "raise"]\n',
+     "faults.1_0: round key must be a decimal integer, got '1_0'"),
     ("c.yaml", "faults:\n  true: [0, raise]\n", "faults.True: round key must be a decimal integer, got True"),
     ("c.yaml", "faults:\n  ' 3': [0, raise]\n", "round key must be a decimal integer, got ' 3'"),
 ], ids=["'1_0' key", "true key", "padded key"])

@@ -12,6 +12,8 @@ from .. import cli_types as types
 from ..jsonout import dumps
 
 RESULTS = "results"
+TRACES_HELP = ("folder with lambda-*.csv traces (default $GCODE_TRACES, ../shared/traces, or the "
+               "repository's traces/)")
 
 
 def default_traces_dir() -> Path | None:
@@ -152,7 +154,7 @@ def add_bench_parser(sub) -> None:
                                      "policy. Tunes on the first half of the rounds and evaluates "
                                      "on the second (out-of-sample), next to the best parameters "
                                      "for the second half itself (hindsight).")
-    p.add_argument("--traces", help="folder with lambda-*.csv traces (default $GCODE_TRACES, ../shared/traces, or the repository's traces/)")
+    p.add_argument("--traces", help=TRACES_HELP)
     p.add_argument("--mu", type=types.positive, default=1.0, help="straggler threshold (default 1)")
     p.add_argument("--load-slope", type=types.nonnegative,
                    help="seconds per unit load (default: fitted to the load-level traces)")
@@ -172,7 +174,7 @@ def add_bench_parser(sub) -> None:
                          description="The auto scheme with the partial-wait fallback on the public "
                                      "traces, against the hindsight-best M-SGC. The tuner's own "
                                      "settings are chosen on the load-level traces only.")
-    p.add_argument("--traces", help="folder with lambda-*.csv traces (default $GCODE_TRACES, ../shared/traces, or the repository's traces/)")
+    p.add_argument("--traces", help=TRACES_HELP)
     common(p)
     p.set_defaults(func=_checked_out(cmd_bench_auto))
 
@@ -182,19 +184,22 @@ def add_bench_parser(sub) -> None:
                                      "all schemes interleaved; live-over-simulated ratio for the trace.")
     p.add_argument("--quick", action="store_true", help="12 jobs, one repeat (a few minutes)")
     p.add_argument("--repeats", type=types.positive_int, help="interleaved repeats (default 1 quick, 3 full)")
-    p.add_argument("--time-scale", type=types.positive, default=0.3, help="trace seconds -> live seconds (default 0.3)")
+    p.add_argument("--time-scale", type=types.positive, default=0.3,
+                   help="trace seconds -> live seconds (default 0.3)")
     p.add_argument("--trace", help="trace to replay (default the 30-round Lambda trace)")
     p.add_argument("--jobs", type=types.positive_int, help="jobs per run (default 12 quick, 24 full)")
     common(p)
     p.set_defaults(func=_checked_out(cmd_bench_live))
 
     p = kinds.add_parser("decode", help="decode latency and GB/s against n, d and s, vs numpy gemv")
-    p.add_argument("--n", type=types.positive_int, nargs="+", default=[16, 64, 256], help="workers (default 16 64 256)")
+    p.add_argument("--n", type=types.positive_int, nargs="+", default=[16, 64, 256],
+                   help="workers (default 16 64 256)")
     p.add_argument("--d", nargs="+", default=["1e4", "1e5", "1e6", "1e7"],
                    help="values per result (default 1e4 1e5 1e6 1e7)")
-    p.add_argument("--s-fraction", type=float, nargs="+", default=[0.0, 0.1],
+    p.add_argument("--s-fraction", type=types.nonnegative, nargs="+", default=[0.0, 0.1],
                    help="stragglers tolerated, as a fraction of n (default 0 0.1)")
     p.add_argument("--repeats", type=types.positive_int, default=3, help="best of this many timings")
-    p.add_argument("--max-gib", type=float, default=2.0, help="skip settings with more results than this")
+    p.add_argument("--max-gib", type=types.positive, default=2.0,
+                   help="skip settings with more results than this")
     common(p)
     p.set_defaults(func=_checked_out(cmd_bench_decode))

@@ -18,8 +18,8 @@ Limits: messages up to 64 MiB both ways on server and client (gRPC's default is 
 256-worker RoundRecord is far below 1 MiB, and a Status carries the RunConfig, whose trace can
 be several MiB). At most ``max_watchers`` concurrent WatchRounds streams; further streams get
 RESOURCE_EXHAUSTED, while GetStatus and RequestStop always have threads of their own
-(:data:`CONTROL_THREADS`), so idle streams cannot lock the operator out. The history keeps the last ``max_history`` records; older ones get
-OUT_OF_RANGE (the run log on disk has everything).
+(:data:`CONTROL_THREADS`), so idle streams cannot lock the operator out. The history keeps the
+last ``max_history`` records; older ones get OUT_OF_RANGE (the run log on disk has everything).
 """
 
 from __future__ import annotations

@@ -40,6 +40,7 @@ from runtime_helpers import BASE, BURSTY, config, rel
 from gcode.config import ConfigError, from_dict
 from gcode.runtime import train
 from gcode.runtime.checkpoint import CheckpointError, read_checkpoint, resume_config
+from gcode.runtime.checkpoint_dir import LOCK_FILE
 from gcode.runtime.runlog import read_jsonl
 
 pytestmark = pytest.mark.ray
@@ -244,7 +245,8 @@ def test_checkpoint_dir_failing_mid_run(ray_pool, clean, small_fs, failure):
     errno_text = "Read-only file system" if mounted else "Permission denied"
     assert (errno_text if failure == "read-only" else "No space left on device") in msg
     assert f"the previous checkpoint {root / 'round-00000002'} is intact" in msg
-    assert sorted(p.name for p in root.iterdir()) == ["round-00000002"]  # no partial write left
+    # no partial write left (only the run's lock file beside the checkpoint)
+    assert sorted(p.name for p in root.iterdir() if p.name != LOCK_FILE) == ["round-00000002"]
     assert read_checkpoint(root).round == 2                               # verifies
     if failure == "read-only":  # resuming into it is refused before anything starts
         with pytest.raises(ConfigError, match=r"^checkpoint\.dir: .* is not writable"):
