@@ -71,4 +71,32 @@ def run_log_problem(prefix: str | os.PathLike) -> str | None:
     return None
 
 
-__all__ = ["output_dir_problem", "output_file_problem", "run_log_paths", "run_log_problem"]
+class FileInUse(OSError):
+    """Another process holds the file open for writing (see :func:`open_exclusive`)."""
+
+
+def open_exclusive(path: str | os.PathLike, mode: str = "w"):
+    """``open(path, mode)`` for a log that one process writes at a time: the file is locked
+    (``flock``, released on close or when the process dies) *before* it is truncated, so a
+    second run given the same log path fails with :class:`FileInUse` instead of overwriting the
+    first run's log. ``mode`` is "w" or "wb"."""
+    import fcntl
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        os.close(fd)
+        raise FileInUse(f"{path} is being written by another process (another run with the same "
+                        f"log path?); choose another path") from None
+    try:
+        import stat
+        if stat.S_ISREG(os.fstat(fd).st_mode):
+            os.ftruncate(fd, 0)
+        return os.fdopen(fd, mode, **({} if "b" in mode else {"encoding": "utf-8"}))
+    except BaseException:
+        os.close(fd)
+        raise
+
+
+__all__ = ["FileInUse", "open_exclusive", "output_dir_problem", "output_file_problem",
+           "run_log_paths", "run_log_problem"]

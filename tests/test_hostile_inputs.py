@@ -651,6 +651,27 @@ def test_output_paths(tmp_path):
         assert seconds < 20, argv
 
 
+def test_two_writers_never_share_a_log(tmp_path):
+    """A second run given the same --run-log or --log-jsonl path is refused; the first run's
+    log is neither truncated nor interleaved."""
+    from gcode.runtime.runlog import JsonlWriter
+    from gcode.telemetry.messages import run_config
+    from gcode.telemetry.runlog import RunLogError, RunLogWriter, read_run_log
+    with RunLogWriter(tmp_path / "run", run_config(source="sim", scheme="uncoded", n=2)):
+        before = (tmp_path / "run.pb").read_bytes()
+        with pytest.raises(RunLogError, match=r"^run log .*run\.pb is being written by another "
+                                              r"process"):
+            RunLogWriter(tmp_path / "run", run_config(source="sim", scheme="gc", n=2))
+        assert (tmp_path / "run.pb").read_bytes() == before
+    assert read_run_log(tmp_path / "run.pb").config.scheme == "uncoded"
+    with JsonlWriter(tmp_path / "r.jsonl") as first:
+        first.write({"round": 0})
+        with pytest.raises(ConfigError, match=r"^log\.jsonl: .*r\.jsonl is being written"):
+            JsonlWriter(tmp_path / "r.jsonl")
+        first.write({"round": 1})
+    assert (tmp_path / "r.jsonl").read_text() == '{"round": 0}\n{"round": 1}\n'
+
+
 def _full_disk(path):
     if not os.path.exists("/dev/full"):
         pytest.skip("no /dev/full")

@@ -56,7 +56,12 @@ class JsonlWriter:
                         if isinstance(rec, dict) and isinstance(rec.get("round"), int) \
                                 and rec["round"] < resume_round:
                             kept.append(line if line.endswith("\n") else line + "\n")
-            self._f = open(self.path, "w", encoding="utf-8")  # noqa: SIM115 - closed by close()
+            from ..paths import FileInUse, open_exclusive
+            try:  # one writer per log: a second run on the same path must not clobber it
+                self._f = open_exclusive(self.path, "w")
+            except FileInUse as exc:
+                from ..config import ConfigError
+                raise ConfigError("log.jsonl", str(exc)) from None
             if kept:
                 self._f.writelines(kept)
                 self._f.flush()

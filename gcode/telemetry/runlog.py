@@ -25,6 +25,7 @@ from typing import BinaryIO, Iterator, NamedTuple
 from google.protobuf import json_format
 from google.protobuf.message import DecodeError
 
+from ..paths import FileInUse, open_exclusive
 from .messages import LogEntry, RoundRecord, RunConfig, RunSummary, entry_to_dict
 
 MAGIC = b"gcode.v1.RunLog\n"
@@ -95,10 +96,13 @@ class RunLogWriter:
         self._jsonl = None
         try:
             prefix.parent.mkdir(parents=True, exist_ok=True)
-            self._pb = open(self.pb_path, "wb")
-            self._jsonl = open(self.jsonl_path, "w", encoding="utf-8") if jsonl else None
+            self._pb = open_exclusive(self.pb_path, "wb")  # one writer per log, never clobbered
+            self._jsonl = open_exclusive(self.jsonl_path, "w") if jsonl else None
             self._pb.write(MAGIC)
             self._pb.flush()
+        except FileInUse as exc:
+            self.close()
+            raise RunLogError(f"run log {exc}") from None
         except OSError as exc:
             self.close()
             raise RunLogError(f"run log {exc.filename or self.pb_path}: cannot write: "
