@@ -340,15 +340,16 @@ def parse_faults(value: Any) -> tuple[Fault, ...]:
     return tuple(sorted(out, key=lambda f: (f.round, f.worker)))
 
 
-def from_dict(data: Mapping[str, Any] | None) -> TrainConfig:
-    """Build and validate a TrainConfig from nested dicts (a parsed TOML/YAML file)."""
+def from_dict(data: Mapping[str, Any] | None, paths: bool = True) -> TrainConfig:
+    """Build and validate a TrainConfig from nested dicts (a parsed TOML/YAML file);
+    ``paths`` as in :func:`validate`."""
     data = dict(data or {})
     unknown = sorted(set(data) - set(SECTIONS) - {"faults"})
     if unknown:
         raise ConfigError(unknown[0], f"unknown section; valid: {', '.join([*SECTIONS, 'faults'])}")
     kwargs = {name: _section_from_dict(name, cls, data.get(name)) for name, cls in SECTIONS.items()}
     cfg = TrainConfig(**kwargs, faults=parse_faults(data.get("faults")))
-    validate(cfg)
+    validate(cfg, paths)
     return cfg
 
 
@@ -422,8 +423,10 @@ def _choice(where: str, value, choices):
         raise ConfigError(where, f"must be one of {', '.join(choices)}; got {value!r}")
 
 
-def validate(cfg: TrainConfig) -> None:
-    """Check every field and the cross-field rules; raise ConfigError naming the field."""
+def validate(cfg: TrainConfig, paths: bool = True) -> None:
+    """Check every field and the cross-field rules; raise ConfigError naming the field.
+    ``paths=False`` skips whether the log files can be written (for a config that flags will
+    still change, such as a checkpoint's own)."""
     for name, cls in SECTIONS.items():
         section = getattr(cfg, name)
         if not isinstance(section, cls):
@@ -558,7 +561,7 @@ def validate(cfg: TrainConfig) -> None:
     from .paths import output_dir_problem, output_file_problem, run_log_problem
     for where, value, check in (("log.jsonl", cfg.log.jsonl, output_file_problem),
                                 ("log.run_log", cfg.log.run_log, run_log_problem)):
-        problem = None if value is None else check(value)
+        problem = None if value is None or not paths else check(value)
         if problem is not None:
             raise ConfigError(where, problem)
 
@@ -568,8 +571,10 @@ def validate(cfg: TrainConfig) -> None:
         raise ConfigError("checkpoint.dir", "must be a non-empty path")
     if ck.dir is not None and Path(ck.dir).exists() and not Path(ck.dir).is_dir():
         raise ConfigError("checkpoint.dir", f"{ck.dir} exists and is not a directory")
-    if ck.dir is not None and output_dir_problem(ck.dir) is not None:
-        raise ConfigError("checkpoint.dir", output_dir_problem(ck.dir))
+    if ck.dir is not None and output_dir_problem(ck.dir, writable=False) is not None:
+        # (whether it is writable is probed when the run starts: a resumed config may name a
+        # directory that has since become read-only and that the run then replaces)
+        raise ConfigError("checkpoint.dir", output_dir_problem(ck.dir, writable=False))
     _positive("checkpoint.every", ck.every, integer=True)
     _positive("checkpoint.keep", ck.keep, integer=True)
     if ck.resume is not None:

@@ -40,16 +40,21 @@ def output_file_problem(path: str | os.PathLike) -> str | None:
     return _parent_problem(p)
 
 
-def output_dir_problem(path: str | os.PathLike) -> str | None:
-    """What keeps ``path`` from being created or used as a directory, or None."""
+def output_dir_problem(path: str | os.PathLike, writable: bool = True) -> str | None:
+    """What keeps ``path`` from being created or used as a directory, or None (``writable``:
+    also whether this process may write there now)."""
     p = Path(path)
     if not str(path).strip():
         return "must be a non-empty path"
     if p.exists() and not p.is_dir():
         return f"{p} is a file, not a directory"
     if p.is_dir():
-        return None if os.access(p, os.W_OK | os.X_OK) else f"the directory {p} is not writable"
-    return _parent_problem(p)
+        ok = not writable or os.access(p, os.W_OK | os.X_OK)
+        return None if ok else f"the directory {p} is not writable"
+    base = _first_existing(p.parent if str(p.parent) else Path("."))
+    if not base.is_dir():
+        return f"{p}: {base} is a file, not a directory"
+    return _parent_problem(p) if writable else None
 
 
 def run_log_paths(prefix: str | os.PathLike) -> tuple[Path, Path]:

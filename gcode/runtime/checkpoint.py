@@ -485,7 +485,7 @@ def resume_config(path: str | os.PathLike) -> TrainConfig:
     section["resume"] = str(path)
     if section.get("dir") is not None:  # keep checkpointing where the run's checkpoints are
         section["dir"] = str(ck.path.parent)
-    return from_dict(data)
+    return from_dict(data, paths=False)  # its log paths are checked once flags have changed them
 
 
 # ---- capture and restore of a coordinator ----------------------------------------------------

@@ -52,7 +52,9 @@ def _lock(root: Path, field: str, create: bool) -> int | None:
     try:
         if create:
             root.mkdir(parents=True, exist_ok=True)
-        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        # read-only: flock needs no write access, and a file held open for writing would keep
+        # the file system from being remounted read-only underneath the run
+        fd = os.open(path, os.O_RDONLY | os.O_CREAT, 0o644)
     except OSError as exc:
         if not create:
             return None
@@ -67,9 +69,10 @@ def _lock(root: Path, field: str, create: bool) -> int | None:
                                  f"run to end, or choose another directory") from None
     stamp = json.dumps({"pid": os.getpid(), "host": socket.gethostname(),
                         "started_unix": time.time()}).encode()
-    try:
-        os.ftruncate(fd, 0)
-        os.pwrite(fd, stamp, 0)
+    try:  # who holds it, for the message a second run prints; written under the lock
+        with open(path, "r+b") as f:
+            f.truncate(0)
+            f.write(stamp)
     except OSError:  # the lock itself holds; the note about its holder is a courtesy
         pass
     return fd
