@@ -167,9 +167,9 @@ def bench_decode(n: int, d: int, repeat: int) -> dict:
             cached.append(1e3 * (time.perf_counter() - t))
         return statistics.median(firsts), statistics.median(cached)
     out["cyclic_solve_first_ms"], out["cyclic_solve_cached_ms"] = solves(
-        CyclicRepetitionCode(256, 27, conditioning_samples=1))
+        CyclicRepetitionCode(256, 27))
     with threadpool_limits(limits=1, user_api="blas"):
-        out["cyclic_solve_first_1blas_ms"], _ = solves(CyclicRepetitionCode(256, 27, conditioning_samples=1))
+        out["cyclic_solve_first_1blas_ms"], _ = solves(CyclicRepetitionCode(256, 27))
     return out
 
 

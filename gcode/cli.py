@@ -8,26 +8,37 @@ from __future__ import annotations
 
 import argparse
 import sys
-from importlib import resources
-from pathlib import Path
-
-import numpy as np
 
 from . import cli_types as types
-from .codes import GC_CODE_KINDS, SCHEMES, make_scheme
+from .cli_common import (
+    CliError,
+    add_trace_args,
+    default_params,
+    jobs_for,
+    load_model_arg,
+    load_trace_arg,
+    progress_bar,
+    workers_for,
+)
+from .codes import GC_CODE_KINDS, SCHEMES, make_scheme, worker_samples
 from .config import MAX_WORKERS
 from .jsonout import dumps
 from .sim import POLICIES, make_policy, simulate
-from .sim.tune import TuneSettings, tune
+from .sim.tune import TuneSettings, grid_size, tune
 from .sim.verify import verify
 
-BUNDLED_TRACE = "lambda-cnn-w256-r30-canada.csv"
-#: the parameters the paper picked by grid search for 256 Lambda workers
-PAPER_DEFAULTS = {"uncoded": {}, "ignore": {"s": 15}, "gc": {"s": 15},
-                  "srsgc": {"B": 2, "W": 3, "lam": 23}, "msgc": {"B": 1, "W": 2, "lam": 27}}
-DELAY_BUDGET = 4  # default --jobs leaves this many extra trace rounds for delayed schemes
-#: gcode verify: at most this many worker-rounds (n x rounds x patterns), about a minute here
-MAX_VERIFY_WORK = 10_000_000
+SIMULATE_EPILOG = """\
+default parameters:
+  With no --s/--B/--W/--lam, each scheme uses the paper's parameters scaled to the trace's n:
+  GC and ignore s = round(15n/256); SR-SGC (B,W) = (2,3) with lam = round(23n/256); M-SGC
+  (B,W) = (1,2) with lam = round(27n/256); each at least 1 and valid for n. At n = 256 these
+  are the paper's. A scheme that cannot run on the trace (too few rounds for its delay) is
+  listed as skipped. Pick parameters for your trace with `gcode tune`.
+
+load models:
+  additive (default)   time = trace*time_scale + load*slope        (AWS Lambda traces)
+  proportional         time = trace*time_scale * load/trace_load   (GPU clusters)
+"""
 
 EPILOG = """\
 examples:
@@ -45,47 +56,17 @@ examples:
 docs: README.md, docs/SCHEMES.md (the math), docs/DESIGN.md, docs/OPERATING.md (limits, errors)
 """
 
-
-class CliError(Exception):
-    """A user error with a message meant for the terminal."""
-
-
-def _progress(total: int, desc: str, enabled: bool):
-    from tqdm import tqdm
-    return tqdm(total=total, desc=desc, disable=not enabled, leave=False, file=sys.stderr)
+#: gcode verify: at most this many worker-rounds (n x rounds x patterns), about a minute here
+MAX_VERIFY_WORK = 10_000_000
 
 
-def load_trace_arg(path: str | None) -> tuple[np.ndarray, str]:
-    """The trace at ``path``, or the bundled 30-round Lambda trace."""
-    from .stragglers import load_trace
-    if path is None:
-        with resources.as_file(resources.files("gcode") / "data" / BUNDLED_TRACE) as bundled:
-            return load_trace(bundled), f"bundled:{BUNDLED_TRACE}"
-    if not Path(path).is_file():
-        raise CliError(f"--trace: no such file: {path}")
-    return load_trace(path), path
-
-
-def _workers(args, trace: np.ndarray) -> int:
-    """--n (validated against the trace), or the trace's columns."""
-    if args.n is None:
-        if trace.shape[1] > MAX_WORKERS:
-            raise CliError(f"the trace has {trace.shape[1]} workers (columns), more than "
-                           f"{MAX_WORKERS}: pass --n to use its first n columns")
-        return trace.shape[1]
-    if args.n > trace.shape[1]:
-        raise CliError(f"--n {args.n}: the trace has only {trace.shape[1]} workers (columns)")
-    if args.n > MAX_WORKERS:
-        raise CliError(f"--n must be <= {MAX_WORKERS}, got {args.n}")
-    return args.n
-
-
-def _scheme_params(args, name: str) -> dict:
+def _scheme_params(args, name: str, n: int) -> dict:
+    """The scheme parameters given on the command line; with none, :func:`default_params`."""
     given = {"s": args.s, "B": args.B, "W": args.W, "lam": args.lam}
     accepted = SCHEMES[name][1]
     params = {k: v for k, v in given.items() if v is not None and k in accepted}
     if not params:
-        params = dict(PAPER_DEFAULTS[name])
+        params = default_params(name, n)
     if "gc_code" in accepted:
         params["gc_code"] = args.gc_code or "cyclic"
     return params
@@ -104,78 +85,67 @@ def _add_scheme_args(p: argparse.ArgumentParser, scheme_required: bool = False,
     g.add_argument("--s", type=types.whole, help="gc/ignore: stragglers tolerated per round")
     g.add_argument("--B", type=types.whole, help="srsgc/msgc: longest straggler burst, in rounds")
     g.add_argument("--W", type=types.whole, help="srsgc/msgc: window length, in rounds (W > B)")
-    g.add_argument("--lam", type=types.whole, help="srsgc/msgc: distinct stragglers per window (<= n)")
+    g.add_argument("--lam", type=types.whole,
+                   help="srsgc/msgc: distinct stragglers per window (<= n)")
     g.add_argument("--gc-code", choices=GC_CODE_KINDS,
                    help="gradient code inside gc/srsgc/msgc: cyclic (load (s+1)/n, the paper's; "
                         "fp64 messages when ill-conditioned) or fr (fractional repetition, exact "
                         "in fp32, load 1/floor(n/(s+1))). Default: cyclic, and fr for auto")
 
 
-def _add_trace_args(p: argparse.ArgumentParser) -> None:
-    g = p.add_argument_group("trace replay")
-    g.add_argument("--trace", metavar="PATH",
-                   help="CSV of per-worker round times (rows: rounds, columns: workers, seconds, "
-                        "no header). Default: the bundled 30-round, 256-worker Lambda trace")
-    g.add_argument("--jobs", type=types.positive_int,
-                   help=f"jobs to finish; runtime covers rounds 0..jobs+T-1. Default: trace rounds "
-                        f"- {DELAY_BUDGET}")
-    g.add_argument("--mu", type=types.positive, default=1.0,
-                   help="a worker straggles when slower than (1+mu) x the round's fastest (default 1)")
-    g.add_argument("--load-slope", type=types.nonnegative, default=2.2013,
-                   help="seconds added per unit of normalized load: time = trace + load*slope "
-                        "(default 2.2013, the authors' fit for a 4096-sample job)")
-    g.add_argument("--time-scale", type=types.positive, default=1.0,
-                   help="multiply every trace time by this (> 0) before adding the load term")
-    g.add_argument("--n", type=types.positive_int,
-                   help=f"workers (default: the trace's columns; uses the first n; at most "
-                        f"{MAX_WORKERS})")
-
-
-def _jobs_for(args, trace: np.ndarray) -> int:
-    jobs = args.jobs if args.jobs is not None else trace.shape[0] - DELAY_BUDGET
-    if jobs < 1:
-        raise CliError(f"--jobs must be >= 1, got {jobs}")
-    return jobs
-
-
 def cmd_simulate(args) -> int:
-    names = [args.scheme] if args.scheme else [*SCHEMES, "auto"]
-    if args.log:
+    if args.log:  # a log that cannot be written fails before any work
         from .paths import run_log_problem
+        names = [args.scheme] if args.scheme else [*SCHEMES, "auto"]
         for prefix in ([args.log] if args.scheme else [f"{args.log}-{name}" for name in names]):
             problem = run_log_problem(prefix)
             if problem is not None:
                 raise CliError(f"--log: {problem}")
     trace, trace_name = load_trace_arg(args.trace)
-    n = _workers(args, trace)
-    jobs = _jobs_for(args, trace)
+    n = workers_for(args, trace)
+    jobs = jobs_for(args, trace)
+    loads = load_model_arg(args)
+    if args.batch_size < 1:
+        raise CliError(f"--batch-size must be >= 1, got {args.batch_size}")
+    make_policy(args.policy, mu=args.mu, deadline_s=args.deadline)  # a bad policy fails at once
+    names = [args.scheme] if args.scheme else [*SCHEMES, "auto"]
+    runs = {}
+    for name in names:  # build every scheme first: the progress bar counts their rounds
+        try:
+            runs[name] = _simulation(args, name, n, jobs, loads)
+        except (ValueError, CliError) as exc:
+            if args.scheme:
+                raise
+            runs[name] = str(exc)  # the comparison table skips a scheme that cannot run here
     results = {}
-    with _progress(len(names), "simulate", not args.json and len(names) > 1) as bar:
-        for name in names:
-            if name == "auto":
-                scheme, policy = _auto_scheme(args, n, jobs)
-            else:
-                policy = make_policy(args.policy, mu=args.mu, deadline_s=args.deadline)
-                scheme = make_scheme(name, n=n, jobs=jobs, **_scheme_params(args, name))
-            if args.log:
-                from .telemetry.sim_logging import simulate_with_log
-                prefix = args.log if args.scheme else f"{args.log}-{name}"
-                result = simulate_with_log(scheme, trace, policy, args.load_slope, args.time_scale,
-                                           prefix, trace_name=trace_name)
-            else:
-                result = simulate(scheme, trace, policy, args.load_slope, args.time_scale)
-            results[name] = result.summary()
-            bar.update(1)
+    total = sum(scheme.total_rounds for scheme, _ in (v for v in runs.values() if not isinstance(v, str)))
+    with progress_bar(total, "simulate rounds", not args.json) as bar:
+        for name, run in runs.items():
+            if isinstance(run, str):
+                results[name] = {"skipped": run}
+                continue
+            scheme, policy = run
+            try:
+                results[name] = _simulate_one(args, name, scheme, policy, trace, trace_name, loads, bar)
+            except ValueError as exc:
+                if args.scheme:
+                    raise
+                results[name] = {"skipped": str(exc)}
+    if all("skipped" in res for res in results.values()):  # nothing could run: the input is wrong
+        raise CliError(next(iter(results.values()))["skipped"])
     if args.json:
         out = results[args.scheme] if args.scheme else {"trace": trace_name, "schemes": results}
         print(dumps(out))
         return 0
     print(f"trace {trace_name}: {trace.shape[0]} rounds x {trace.shape[1]} workers; n={n}, "
-          f"jobs={jobs}, policy={args.policy}, mu={args.mu}, load slope={args.load_slope} s")
+          f"jobs={jobs}, policy={args.policy}, mu={args.mu}, load model {loads.describe()}")
     base = results.get("uncoded", {}).get("runtime_s")
     header = f"{'scheme':8} {'params':28} {'load':>8} {'T':>3} {'rounds':>6} {'waits':>5} {'runtime s':>10}"
     print(header + ("  vs uncoded" if base else ""))
     for name, res in results.items():
+        if "skipped" in res:
+            print(f"{name:8} skipped: {res['skipped']}")
+            continue
         if "segments" in res["params"]:
             last = res["params"]["segments"][-1]
             params = f"{len(res['params']['segments'])} segs, last {last['scheme']}"
@@ -191,29 +161,55 @@ def cmd_simulate(args) -> int:
     return 0
 
 
-def _auto_scheme(args, n: int, jobs: int):
+def _simulation(args, name: str, n: int, jobs: int, loads):
+    """(scheme, policy) for one row of ``gcode simulate``."""
+    if name == "auto":
+        return _auto_scheme(args, n, jobs, loads)
+    policy = make_policy(args.policy, mu=args.mu, deadline_s=args.deadline)
+    return make_scheme(name, n=n, jobs=jobs, **_scheme_params(args, name, n)), policy
+
+
+def _simulate_one(args, name, scheme, policy, trace, trace_name, loads, bar) -> dict:
+    if args.log:
+        from .telemetry.sim_logging import simulate_with_log
+        prefix = args.log if args.scheme else f"{args.log}-{name}"
+        result = simulate_with_log(scheme, trace, policy, loads, args.time_scale, prefix,
+                                   trace_name=trace_name, progress=bar.update)
+    else:
+        result = simulate(scheme, trace, policy, loads, args.time_scale,
+                          on_round=lambda *_: bar.update(1))
+    samples = worker_samples(scheme, args.batch_size)
+    return {**result.summary(), "load_model": loads.kind, "batch_size": args.batch_size,
+            "real_load": int(samples.max()) / args.batch_size,
+            "worker_samples": {"min": int(samples.min()), "max": int(samples.max())}}
+
+
+def _auto_scheme(args, n: int, jobs: int, loads):
     """The online auto scheme and its policy (the tuner); see gcode.sim.online."""
     from .sim.online import OnlineConfig, OnlineTuner
     if args.policy not in ("paper", "partial"):
         raise CliError("--scheme auto supports --policy paper or partial (its fallback)")
     cfg = OnlineConfig(partial=args.policy == "partial" or args.scheme is None, start_mu=args.mu,
                        **({"gc_code": args.gc_code} if args.gc_code else {}))
-    tuner = OnlineTuner(n, jobs, args.load_slope, cfg)
+    tuner = OnlineTuner(n, jobs, loads, cfg)
     return tuner.scheme, tuner
 
 
 def cmd_tune(args) -> int:
     trace, trace_name = load_trace_arg(args.trace)
-    settings = TuneSettings(jobs=_jobs_for(args, trace), mu=args.mu, load_slope=args.load_slope,
-                            time_scale=args.time_scale, gc_code=args.gc_code)
-    n = _workers(args, trace)
-    with _progress(None, "tune grid", not args.json) as bar:
+    loads = load_model_arg(args)
+    settings = TuneSettings(jobs=jobs_for(args, trace), mu=args.mu, load_slope=loads.slope,
+                            time_scale=args.time_scale, gc_code=args.gc_code,
+                            load_model=loads.kind, trace_load=loads.trace_load,
+                            max_delay=args.max_delay)
+    n = workers_for(args, trace)
+    with progress_bar(grid_size(trace.shape[0], n, settings), "tune grid", not args.json) as bar:
         result = tune(trace, settings, n=n, progress=bar.update)
     if args.json:
         print(dumps(result))
         return 0
-    print(f"hindsight grid search on {trace_name} (n={n}, jobs={settings.jobs}): "
-          f"{result['evaluated']} settings in {result['elapsed_s']:.3f} s")
+    print(f"hindsight grid search on {trace_name} (n={n}, jobs={settings.jobs}, load model "
+          f"{loads.describe()}): {result['evaluated']} settings in {result['elapsed_s']:.3f} s")
     for name, best in result["best"].items():
         params = ",".join(f"{k}={v}" for k, v in best["params"].items() if k != "gc_code")
         print(f"  {name:8} {params:20} runtime {best['runtime_s']:9.4f} s  waits {best['waits']}")
@@ -221,7 +217,6 @@ def cmd_tune(args) -> int:
 
 
 def cmd_verify(args) -> int:
-    params = _scheme_params(args, args.scheme)
     if args.n > MAX_WORKERS:
         raise CliError(f"--n must be <= {MAX_WORKERS}, got {args.n}")
     work = args.n * args.rounds * args.patterns
@@ -229,11 +224,12 @@ def cmd_verify(args) -> int:
         raise CliError(f"--n {args.n} x --rounds {args.rounds} x --patterns {args.patterns} = "
                        f"{work:.3g} worker-rounds, more than the {MAX_VERIFY_WORK:.0e} one "
                        f"verify run does; lower --patterns or --rounds")
+    params = _scheme_params(args, args.scheme, args.n)
     probe = make_scheme(args.scheme, n=args.n, jobs=1, **params)
     jobs = args.rounds - probe.delay
     if jobs < 1:
         raise CliError(f"--rounds must exceed the scheme's delay T={probe.delay}, got {args.rounds}")
-    with _progress(args.patterns, "verify", not args.json) as bar:
+    with progress_bar(args.patterns, "verify", not args.json) as bar:
         report = verify(lambda: make_scheme(args.scheme, n=args.n, jobs=jobs, **params),
                         args.patterns, args.seed, progress=bar.update)
     out = report.summary()
@@ -260,29 +256,40 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     p = sub.add_parser("simulate", help="replay a straggler trace through one or all schemes",
+                       formatter_class=argparse.RawDescriptionHelpFormatter,
                        description="Replay per-worker round times through coding schemes and "
                                    "report the runtime. Without --scheme, compares all schemes "
-                                   "(paper parameters unless given) and the auto scheme.")
+                                   "and the auto scheme.",
+                       epilog=SIMULATE_EPILOG)
     _add_scheme_args(p, allow_auto=True)
-    _add_trace_args(p)
+    add_trace_args(p)
     p.add_argument("--policy", choices=POLICIES, default="paper",
                    help="round ending: paper = cut at (1+mu) x fastest, wait for all when the "
                         "stragglers break the scheme's model; partial = same cut, but on a violation "
                         "wait only until the missing workers conform (gcode's fallback); "
-                        "deadline = cut at --deadline s; "
+                        "earliest = no cut: end the round as soon as the missing workers conform "
+                        "(GC: the (n-s)-th arrival); deadline = cut at --deadline s; "
                         "all = always wait for everyone")
     p.add_argument("--deadline", type=types.positive, help="seconds, for --policy deadline")
     p.add_argument("--log", metavar="PREFIX",
                    help="write the run log PREFIX.pb (protobuf) and PREFIX.jsonl; with several "
                         "schemes, PREFIX-SCHEME.*; view with gcode replay / gcode plot")
+    p.add_argument("--batch-size", type=types.positive_int, default=4096,
+                   help="samples per job, to report the real per-worker load in whole samples "
+                        "(real_load, worker_samples in --json); default 4096, the paper's")
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.set_defaults(func=cmd_simulate)
 
     p = sub.add_parser("tune", help="hindsight grid search of every scheme's parameters on a trace",
                        description="Grid-search GC s, SR-SGC and M-SGC (B, W, lam) on a trace "
                                    "under the paper policy; reports the best per scheme. This is "
-                                   "in-sample: evaluate on other rounds before trusting it.")
-    _add_trace_args(p)
+                                   "in-sample: evaluate on other rounds before trusting it. The "
+                                   "grid grows with n and the delay budget, not with the trace's "
+                                   "length.")
+    add_trace_args(p)
+    p.add_argument("--max-delay", type=types.count, default=4,
+                   help="largest delay budget D searched: SR-SGC B <= D, M-SGC W-1+B <= D, and "
+                        "never more than trace rounds - jobs (default 4)")
     p.add_argument("--gc-code", choices=GC_CODE_KINDS, default="cyclic",
                    help="code whose load the grid assumes (default cyclic, (s+1)/n)")
     p.add_argument("--json", action="store_true", help="print one JSON object")

@@ -55,7 +55,7 @@ from pathlib import Path
 from typing import Any
 
 SCHEME_NAMES = ("uncoded", "ignore", "gc", "srsgc", "msgc", "auto")
-POLICY_NAMES = ("paper", "partial", "deadline", "all")
+POLICY_NAMES = ("paper", "partial", "earliest", "deadline", "all")
 MODES = ("concurrent", "delayed")
 INJECT_MODES = ("add", "target")
 PLACEMENTS = ("spread", "pack")
@@ -102,7 +102,8 @@ class SchemeConfig:
 class PolicyConfig:
     """How a round ends (the same policy objects as the simulator)."""
 
-    name: str = "paper"         # paper | partial (paper cut, partial-wait fallback) | deadline | all
+    name: str = "paper"         # paper | partial (paper cut, partial-wait fallback) | earliest
+    #                             (end once the missing workers conform) | deadline | all
     mu: float = 1.0             # paper/partial: stragglers are slower than (1+mu) x fastest
     deadline_s: float | None = None  # deadline: cut at this many seconds
 
@@ -124,6 +125,8 @@ class ClusterConfig:
     #                               > 0 places each worker's model and batches on its GPU
     coordinator_device: str = "auto"  # auto (a GPU when this process sees one) | cpu | cuda:
     #                                   where the coordinator's models live and jobs decode (fp64)
+    decode_device: str = "auto"  # auto (the coordinator's device) | cpu | cuda: where the fp64
+    #                              decode runs (results arrive in host memory)
     decode_threads: int | None = None  # host decode threads (default: the CPUs the workers leave)
 
 
@@ -452,6 +455,7 @@ def validate(cfg: TrainConfig, paths: bool = True) -> None:
     if not (math.isfinite(cc.gpus_per_worker) and cc.gpus_per_worker >= 0):
         raise ConfigError("cluster.gpus_per_worker", f"must be >= 0, got {cc.gpus_per_worker}")
     _choice("cluster.coordinator_device", cc.coordinator_device, COORDINATOR_DEVICES)
+    _choice("cluster.decode_device", cc.decode_device, COORDINATOR_DEVICES)
     _positive("cluster.decode_threads", cc.decode_threads, allow_none=True, integer=True)
     _positive("cluster.startup_timeout_s", cc.startup_timeout_s)
     if cc.retry_backoff_s < 0:

@@ -65,6 +65,10 @@ def test_bench_live_quick_reports_ratios_and_live_over_sim(tmp_path):
     assert proc.returncode == 0, proc.stderr[-3000:]
     result = json.loads(proc.stdout)
     assert set(result["injections"]) == {"bursty", "gilbert_elliott", "trace"}
+    cal = result["calibration"]  # one slope and intercept, from separate runs, for every scheme
+    assert [p["load"] for p in cal["points"]] == [0.125, 0.25, 0.5, 1.0]
+    assert cal["slope_s_per_load"] >= 0 and cal["intercept_s"] >= 0
+    assert all(p["response_s_mean"] > 0 for p in cal["points"])
     for inj, rows in result["injections"].items():
         assert set(rows) == SCHEMES
         for row in rows.values():

@@ -592,7 +592,7 @@ NUMBER_CASES = [
     (["simulate", "--mu", "nan"], "argument --mu: must be a finite number"),
     (["simulate", "--policy", "deadline", "--deadline", "-1"], "argument --deadline: must be a positive"),
     (["simulate", "--n", "0"], "argument --n: must be >= 1, got 0"),
-    (["simulate", "--n", "300"], "--n 300: the trace has only 256 workers"),
+    (["simulate", "--n", "300"], "--n: the trace has 256 workers (columns), fewer than n=300"),
     (["tune", "--n", "-4"], "argument --n: must be >= 1, got -4"),
     (["simulate", "--jobs", "1_0"], "argument --jobs: must be a whole number, got '1_0'"),
     (["train", "--jobs", "1_0"], "argument --jobs: must be a whole number, got '1_0'"),
@@ -716,8 +716,8 @@ def test_inject_params_are_not_coerced():
 
 def test_nothing_listening_at_address_is_a_bounded_one_line_error():
     code, _, last, full, seconds = cli("train", "--address", "127.0.0.1:1", timeout_s=30)
-    assert_one_line(code, last, full, "cluster.address: nothing answers at 127.0.0.1:1",
-                    "waited at most 5 s")
+    assert_one_line(code, last, full, "address: nothing answers at 127.0.0.1:1",
+                    "waited at most 5 s")  # cluster.address, as gcode.fit names it: scaling.address
     assert seconds < 15
 
 

@@ -35,6 +35,21 @@ def test_srsgc_decodes_exactly(n, B, extra_w, lam_frac, seed):
 
 
 @FAST
+@given(n=st.integers(4, 40), B=st.integers(1, 3), extra_w=st.integers(1, 4),
+       lam_frac=st.floats(0.0, 0.5), seed=st.integers(0, 2**16))
+def test_srsgc_cyclic_extended_model_decodes_exactly(n, B, extra_w, lam_frac, seed):
+    """SR-SGC's extended model (a round that decodes its own job is not counted later), with the
+    cyclic code, whose finished sets must be exactly n−s or more."""
+    W = B + extra_w
+    lam = max(1, int(lam_frac * n))
+    if srsgc_s(B, W, lam) >= n:
+        return
+    report = verify(lambda: make_scheme("srsgc", n=n, jobs=6, B=B, W=W, lam=lam, gc_code="cyclic"),
+                    2, seed, dim=8)
+    assert report.failures == 0 and report.max_rel_error <= TOLERANCE
+
+
+@FAST
 @given(n=st.integers(6, 256), B=st.integers(1, 3), extra_w=st.integers(1, 3),
        lam_frac=st.floats(0.0, 1.0), seed=st.integers(0, 2**16))
 def test_msgc_decodes_exactly(n, B, extra_w, lam_frac, seed):

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from paths import TRACES
 
-from gcode.codes import make_scheme
+from gcode.codes import make_scheme, srsgc_s
 from gcode.codes.loads import gc_load, msgc_load, srsgc_load
 from gcode.sim import DeadlinePolicy, PaperPolicy, WaitAllPolicy, simulate
 from gcode.sim.fast import TraceView, bursty_runtimes, s_per_round_runtimes
@@ -42,6 +42,29 @@ def test_paper_policy_reproduces_published_replay(trace30, name, params, expecte
     assert result.rounds == 26 + result.delay_T
 
 
+@pytest.mark.parametrize("trace_name,jobs,params,expected,waits", [
+    ("r30", 26, dict(B=2, W=3, lam=23), 36.1051, 2),
+    ("r30", 26, dict(B=1, W=2, lam=27), 36.6973, 2),
+    ("r30", 26, dict(B=3, W=4, lam=40), 38.3764, 0),
+    ("r20", 16, dict(B=2, W=3, lam=25), 21.6454, 1),
+])
+def test_srsgc_reproduces_the_authors_replay(trace30, trace20, trace_name, jobs, params, expected,
+                                            waits):
+    """The authors' SR-SGC classes: free tail rounds, and a round that decodes its own job
+    within the round does not count against (B, W, λ)."""
+    trace = trace30 if trace_name == "r30" else trace20
+    result = simulate(make_scheme("srsgc", n=256, jobs=jobs, **params), trace, PaperPolicy(1.0), SLOPE)
+    assert (round(result.runtime_s, 4), result.waits) == (expected, waits)
+    assert result.decoded_jobs == jobs
+
+
+def test_a_tail_round_with_no_task_costs_nothing(trace30):
+    scheme = make_scheme("srsgc", n=256, jobs=26, B=2, W=3, lam=23)
+    result = simulate(scheme, trace30, PaperPolicy(1.0), SLOPE)
+    idle = [r for r in range(26, 28) if result.durations[r] == 0.0]
+    assert idle and all(not result.stragglers[r].any() for r in idle)
+
+
 def _full(trace, name, params, jobs, time_scale=1.0):
     """The state-machine simulator with FR codes (exact, no linear solves: fast to decode)."""
     scheme = make_scheme(name, n=trace.shape[1], jobs=jobs, gc_code="fr", **params)
@@ -58,10 +81,13 @@ def test_vectorized_runtimes_equal_the_state_machine_simulator(trace30, trace20,
         full = _full(trace, "gc", dict(s=s), jobs)
         assert fast[0] == pytest.approx(full.runtime_s, rel=1e-12) and waits[0] == full.waits
     for name, (B, W), load, T in [("msgc", (1, 2), msgc_load, 1), ("msgc", (2, 3), msgc_load, 3),
-                                  ("srsgc", (2, 3), srsgc_load, 2), ("srsgc", (1, 3), srsgc_load, 1)]:
-        lams = np.array([3, 12, 27, 60])
+                                  ("msgc", (1, 3), msgc_load, 2),
+                                  ("srsgc", (2, 3), srsgc_load, 2), ("srsgc", (1, 3), srsgc_load, 1),
+                                  ("srsgc", (3, 4), srsgc_load, 3), ("srsgc", (1, 2), srsgc_load, 1)]:
+        lams = np.array([3, 12, 23, 27, 40, 60] + ([256] if name == "msgc" else []))
         loads = np.array([load(n, B, W, int(lam), "fr") for lam in lams])
-        fast, waits = bursty_runtimes(view, B, W, lams, loads, SLOPE, jobs + T)
+        s = np.array([srsgc_s(B, W, int(lam)) for lam in lams]) if name == "srsgc" else None
+        fast, waits = bursty_runtimes(view, B, W, lams, loads, SLOPE, jobs + T, srsgc_s=s, jobs=jobs)
         for lam, f, w in zip(lams, fast, waits):
             full = _full(trace, name, dict(B=B, W=W, lam=int(lam)), jobs)
             assert f == pytest.approx(full.runtime_s, rel=1e-12) and w == full.waits, (name, B, W, lam)
@@ -71,7 +97,9 @@ def test_tune_finds_the_authors_hindsight_best(trace30, trace20):
     best30 = tune(trace30, TuneSettings(jobs=26))["best"]
     assert best30["msgc"]["params"]["lam"] == 27 and round(best30["msgc"]["runtime_s"], 2) == 34.94
     best20 = tune(trace20, TuneSettings(jobs=16))["best"]
-    assert round(best20["msgc"]["runtime_s"], 2) == 22.67
+    # (1,2,256) has no D2 code: its last round is free once every D1 chunk is in
+    assert best20["msgc"]["params"]["lam"] == 256 and round(best20["msgc"]["runtime_s"], 2) == 21.49
+    assert best20["srsgc"]["params"] | {"gc_code": "cyclic"} == {"B": 2, "W": 3, "lam": 25, "gc_code": "cyclic"}
     for best in (best30, best20):
         assert best["msgc"]["runtime_s"] < best["uncoded"]["runtime_s"]
 
@@ -194,10 +222,12 @@ def test_vectorized_partial_policy_equals_the_state_machine(trace30, trace20, mu
                             PartialWaitPolicy(mu), SLOPE)
             assert fast[0] == pytest.approx(full.runtime_s, rel=1e-12) and waits[0] == full.waits
         for name, (B, W), load, T in [("msgc", (1, 2), msgc_load, 1), ("msgc", (2, 3), msgc_load, 3),
-                                      ("srsgc", (1, 3), srsgc_load, 1)]:
+                                      ("srsgc", (1, 3), srsgc_load, 1), ("srsgc", (2, 3), srsgc_load, 2)]:
             lams = np.array([4, 12, 27])
             loads = np.array([load(256, B, W, int(lam), "fr") for lam in lams])
-            fast, waits = bursty_runtimes(view, B, W, lams, loads, SLOPE, jobs + T, partial=True)
+            s = np.array([srsgc_s(B, W, int(lam)) for lam in lams]) if name == "srsgc" else None
+            fast, waits = bursty_runtimes(view, B, W, lams, loads, SLOPE, jobs + T, partial=True,
+                                          srsgc_s=s, jobs=jobs)
             for lam, f, w in zip(lams, fast, waits):
                 scheme = make_scheme(name, n=256, jobs=jobs, B=B, W=W, lam=int(lam), gc_code="fr")
                 full = simulate(scheme, trace, PartialWaitPolicy(mu), SLOPE)

@@ -1,4 +1,4 @@
-"""``gcode bench {trace,sim,decode,live}``: argument parsing and output for the benchmarks."""
+"""``gcode bench {trace,sim,decode,auto,live,versus}``: argument parsing and output for the benchmarks."""
 
 from __future__ import annotations
 
@@ -9,7 +9,9 @@ from pathlib import Path
 import numpy as np
 
 from .. import cli_types as types
+from ..cli_common import add_load_model_args, load_model_arg
 from ..jsonout import dumps
+from ..sim.load_model import LOAD_MODELS
 
 RESULTS = "results"
 TRACES_HELP = ("folder with lambda-*.csv traces (default $GCODE_TRACES, ../shared/traces, or the "
@@ -64,7 +66,12 @@ def cmd_bench_trace(args) -> int:
     traces = Path(args.traces) if args.traces else default_traces_dir()
     if traces is None:
         raise ValueError("--traces: give the folder of Lambda traces (e.g. traces)")
-    cfg = TraceBenchConfig(traces, mu=args.mu, load_slope=args.load_slope, gc_code=args.gc_code)
+    if args.load_model == "proportional" and args.load_slope is not None:
+        raise ValueError("--load-slope applies to --load-model additive only")
+    if args.load_model == "additive" and args.trace_load is not None:
+        raise ValueError("--trace-load applies to --load-model proportional only")
+    cfg = TraceBenchConfig(traces, mu=args.mu, load_slope=args.load_slope, gc_code=args.gc_code,
+                           load_model=args.load_model, trace_load=args.trace_load)
     with tqdm(total=len(public_traces(traces)), desc="bench trace", disable=args.json,
               leave=False, file=sys.stderr) as bar:
         result = run_trace_bench(cfg, progress=bar.update)
@@ -82,7 +89,9 @@ def cmd_bench_sim(args) -> int:
     else:
         with resources.as_file(resources.files("gcode") / "data" / "lambda-cnn-w256-r30-canada.csv") as p:
             trace, name = load_trace(p), p.name
-    settings = TuneSettings(jobs=args.jobs or trace.shape[0] - 4)
+    loads = load_model_arg(args)
+    settings = TuneSettings(jobs=args.jobs or trace.shape[0] - 4, load_slope=loads.slope,
+                            load_model=loads.kind, trace_load=loads.trace_load)
     result = run_sim_bench(trace, settings, repeats=args.repeats,
                            reference_fraction=0.1 if args.quick else 1.0)
     result["trace"] = name
@@ -114,14 +123,14 @@ def cmd_bench_auto(args) -> int:
         raise ValueError("--traces: give the folder of Lambda traces (e.g. traces)")
     total = int(np.prod([len(v) for v in META_GRID.values()]))
     with tqdm(total=total, desc="tuner settings", disable=args.json, leave=False, file=sys.stderr) as bar:
-        result = run_auto_bench(traces, progress=bar.update)
+        result = run_auto_bench(traces, progress=bar.update, loads=load_model_arg(args))
     return _emit(args, "bench_auto", result, markdown_table(result), plot)
 
 
 def cmd_bench_live(args) -> int:
     from tqdm import tqdm
 
-    from .live import SCHEMES, markdown_table, plot, run_live_bench
+    from .live import CALIBRATION, SCHEMES, markdown_table, plot, run_live_bench
     trace = Path(args.trace) if args.trace else None
     if trace is None:
         traces = default_traces_dir()
@@ -131,11 +140,34 @@ def cmd_bench_live(args) -> int:
         with resources.as_file(resources.files("gcode") / "data" / "lambda-cnn-w256-r30-canada.csv") as p:
             trace = Path(p)
     repeats = args.repeats or (1 if args.quick else 3)
-    total = repeats * 3 * len(SCHEMES)
+    total = len(CALIBRATION) + repeats * 3 * len(SCHEMES)
     with tqdm(total=total, desc="live runs", disable=args.json, leave=False, file=sys.stderr) as bar:
         result = run_live_bench(trace, quick=args.quick, repeats=repeats, time_scale=args.time_scale,
                                 jobs=args.jobs, progress=bar.update)
     return _emit(args, "bench_live", result, markdown_table(result), plot)
+
+
+def cmd_bench_versus(args) -> int:
+    from tqdm import tqdm
+
+    from ..runtime.cli_args import parse_value
+    from .versus import VersusConfig, markdown_table, plot, run_versus
+    params = {}
+    for text in args.inject_param or ():
+        key, sep, raw = text.partition("=")
+        if not sep or not key:
+            raise ValueError(f"--inject-param: expected KEY=VALUE, got {text!r}")
+        params[key.strip()] = parse_value(raw.strip())
+    cfg = VersusConfig(model=args.model, workers=args.workers, jobs=args.jobs,
+                       batch_size=args.batch_size, seed=args.seed,
+                       schemes=tuple(s.strip() for s in args.schemes.split(",") if s.strip()),
+                       inject=args.inject, inject_params=params, inject_trace=args.inject_trace,
+                       time_scale=args.time_scale, gpus_per_worker=args.gpus_per_worker,
+                       repeats=args.repeats)
+    with tqdm(total=cfg.repeats * (1 + len(cfg.schemes)), desc="bench versus", disable=args.json,
+              leave=False, file=sys.stderr) as bar:
+        result = run_versus(cfg, progress=bar.update)
+    return _emit(args, f"bench_versus_{cfg.model}", result, markdown_table(result), plot)
 
 
 def add_bench_parser(sub) -> None:
@@ -156,8 +188,13 @@ def add_bench_parser(sub) -> None:
                                      "for the second half itself (hindsight).")
     p.add_argument("--traces", help=TRACES_HELP)
     p.add_argument("--mu", type=types.positive, default=1.0, help="straggler threshold (default 1)")
+    p.add_argument("--load-model", choices=LOAD_MODELS, default="additive",
+                   help="additive: trace + load*slope (default); proportional: trace*load/trace_load")
     p.add_argument("--load-slope", type=types.nonnegative,
-                   help="seconds per unit load (default: fitted to the load-level traces)")
+                   help="additive: seconds per unit load (default: fitted to the load-level "
+                        "traces *-load*.csv only, never to an evaluated trace)")
+    p.add_argument("--trace-load", type=types.positive,
+                   help="proportional: the load at which the traces were recorded (default 1/n)")
     p.add_argument("--gc-code", choices=("cyclic", "fr"), default="cyclic")
     common(p)
     p.set_defaults(func=_checked_out(cmd_bench_trace))
@@ -167,6 +204,7 @@ def add_bench_parser(sub) -> None:
     p.add_argument("--jobs", type=types.positive_int, help="jobs (default: rounds - 4)")
     p.add_argument("--repeats", type=types.positive_int, default=5, help="timed repeats of the fast search")
     p.add_argument("--quick", action="store_true", help="time the reference on 10%% of the grid")
+    add_load_model_args(p)
     common(p)
     p.set_defaults(func=_checked_out(cmd_bench_sim))
 
@@ -175,13 +213,16 @@ def add_bench_parser(sub) -> None:
                                      "traces, against the hindsight-best M-SGC. The tuner's own "
                                      "settings are chosen on the load-level traces only.")
     p.add_argument("--traces", help=TRACES_HELP)
+    add_load_model_args(p)
     common(p)
     p.set_defaults(func=_checked_out(cmd_bench_auto))
 
     p = kinds.add_parser("live", help="real Ray runs: schemes side by side under injected stragglers",
                          description="8 Ray worker actors train an MLP on digits under injected "
                                      "stragglers (bursty, Gilbert-Elliott, a Lambda trace replay); "
-                                     "all schemes interleaved; live-over-simulated ratio for the trace.")
+                                     "all schemes interleaved; live-over-simulated ratio for the trace, "
+                                     "with the simulator calibrated once (slope and intercept) on "
+                                     "separate runs.")
     p.add_argument("--quick", action="store_true", help="12 jobs, one repeat (a few minutes)")
     p.add_argument("--repeats", type=types.positive_int, help="interleaved repeats (default 1 quick, 3 full)")
     p.add_argument("--time-scale", type=types.positive, default=0.3,
@@ -190,6 +231,47 @@ def add_bench_parser(sub) -> None:
     p.add_argument("--jobs", type=types.positive_int, help="jobs per run (default 12 quick, 24 full)")
     common(p)
     p.set_defaults(func=_checked_out(cmd_bench_live))
+
+    from .versus import DEFAULT_SCHEMES, MODELS, SCHEMES
+    p = kinds.add_parser(
+        "versus", help="torch DDP vs gcode's schemes on the same injected stragglers",
+        description="Trains the same model from the same seed on the same batches for the same "
+                    "number of steps with torch DistributedDataParallel (gloo on CPU, NCCL when "
+                    "every rank has its own GPU) and with gcode's schemes, every row under the "
+                    "same per-(step, worker) injected delays: a DDP rank sleeps its delay after "
+                    "computing, before its allreduce, as a gcode worker does before sending. "
+                    "Reports wall time and vs_ddp = DDP's wall time / the row's (above 1: faster "
+                    "than DDP). The default injection is bursty (B,W,lam)=(1,2,2) with base = 3 x "
+                    "one worker's measured compute time.",
+        epilog="examples:\n  gcode bench versus --model mlp-wide --workers 8\n"
+               "  gcode bench versus --model mlp --workers 4 --inject-param base=0.3\n"
+               "  gcode bench versus --model resnet18 --gpus-per-worker 0.125 --jobs 20\n"
+               "  gcode bench versus --inject none --schemes uncoded,gc-s1",
+        formatter_class=__import__("argparse").RawDescriptionHelpFormatter)
+    p.add_argument("--model", choices=tuple(MODELS), default="mlp",
+                   help="mlp (784-256-10), mlp-wide (784-4096-10), resnet18, resnet50 "
+                        "(CIFAR-shaped, generated by index); default mlp")
+    p.add_argument("--workers", type=types.positive_int, default=8, help="workers = DDP ranks (default 8)")
+    p.add_argument("--jobs", type=types.positive_int, default=40, help="full-batch steps (default 40)")
+    p.add_argument("--batch-size", type=types.positive_int, default=512, help="global batch (default 512)")
+    p.add_argument("--seed", type=types.count, default=0)
+    p.add_argument("--schemes", default=",".join(DEFAULT_SCHEMES),
+                   help=f"comma-separated rows among {', '.join(SCHEMES)} "
+                        f"(default {','.join(DEFAULT_SCHEMES)})")
+    p.add_argument("--inject", default="bursty",
+                   help="delay model for every row (bursty, gilbert_elliott, shifted_exp, pareto) "
+                        "or none (default bursty)")
+    p.add_argument("--inject-param", metavar="KEY=VALUE", action="append",
+                   help="a delay-model parameter, repeatable (bursty defaults: B=1 W=2 lam=2, "
+                        "base = 3 x compute)")
+    p.add_argument("--inject-trace", metavar="PATH", help="replay a CSV trace instead")
+    p.add_argument("--time-scale", type=types.positive, default=1.0, help="multiply injected times")
+    p.add_argument("--gpus-per-worker", type=types.nonnegative, default=0.0,
+                   help="GPU share per worker and DDP rank (default 0: CPU)")
+    p.add_argument("--repeats", type=types.positive_int, default=1,
+                   help="interleaved repeats (median reported)")
+    common(p)
+    p.set_defaults(func=cmd_bench_versus)
 
     p = kinds.add_parser("decode", help="decode latency and GB/s against n, d and s, vs numpy gemv")
     p.add_argument("--n", type=types.positive_int, nargs="+", default=[16, 64, 256],

@@ -8,8 +8,13 @@ worker sleeps per round as an injected delay model says (added after its real co
   * trace: the 30-round Lambda trace, first 8 columns, scaled so a round takes ~0.2-0.6 s.
 Runs are interleaved (repeat → injection → schemes in a rotated order) so that machine drift
 hits every scheme alike. For the trace injection, the same trace goes through the simulator
-with the same time scale, parameters and the load slope the live run measured, so each scheme
-gets a live-over-sim ratio.
+with the same time scale and parameters, so each scheme gets a live-over-sim ratio.
+
+The simulator's load model is calibrated once, before the benchmark, on separate calibration
+runs: uncoded and FR gradient codes at four loads (1/8 … 1), no injected delay, waiting for every
+worker so every response time is seen. A least-squares line through (load, mean response time)
+gives one slope and one intercept (the per-call overhead), and every scheme's simulation uses
+those two numbers. No scheme is simulated with a slope fitted to its own live run.
 """
 
 from __future__ import annotations
@@ -22,6 +27,7 @@ import numpy as np
 from ..codes import make_scheme
 from ..config import ClusterConfig, TrainConfig, from_dict
 from ..sim import make_policy, simulate
+from ..sim.load_model import LoadModel
 from ..stragglers import load_trace
 
 N = 8
@@ -56,15 +62,45 @@ def _config(scheme: dict, policy: str, inject: dict, jobs: int, seed: int) -> Tr
     })
 
 
+#: calibration runs: (label, scheme) at loads 1/8, 1/4, 1/2 and 1 for N = 8 workers
+CALIBRATION = (("uncoded", {"name": "uncoded"}),
+               ("gc s=1", {"name": "gc", "s": 1, "gc_code": "fr"}),
+               ("gc s=3", {"name": "gc", "s": 3, "gc_code": "fr"}),
+               ("gc s=7", {"name": "gc", "s": 7, "gc_code": "fr"}))
+
+
+def calibrate(pool, jobs: int, seed: int = 0, progress=None) -> dict:
+    """One slope and one intercept for the simulator, from separate live runs at four loads.
+
+    Each run waits for every worker (policy ``all``) with no injected delay; its point is
+    (normalized load, mean response time of the workers). The fit is a least-squares line; a
+    negative slope or intercept (noise) is clipped to 0 for the simulator and reported raw.
+    """
+    from ..runtime import train
+    points = []
+    for label, scheme in CALIBRATION:
+        result = train(_config(scheme, "all", {}, jobs, seed), pool=pool)
+        points.append({"run": label, "load": float(result["load"]),
+                       "response_s_mean": float(result["response_s_mean"])})
+        if progress is not None:
+            progress(1)
+    loads = np.array([p["load"] for p in points])
+    responses = np.array([p["response_s_mean"] for p in points])
+    slope, intercept = np.polyfit(loads, responses, 1)
+    return {"slope_s_per_load": max(float(slope), 0.0), "intercept_s": max(float(intercept), 0.0),
+            "fit": {"slope": float(slope), "intercept": float(intercept)}, "points": points,
+            "jobs": jobs}
+
+
 def _simulated(name: str, scheme_cfg: dict, jobs: int, trace: np.ndarray, time_scale: float,
-               slope: float) -> float | None:
+               loads: LoadModel) -> float | None:
     if name == "auto":
         from ..sim.online import OnlineTuner
-        tuner = OnlineTuner(N, jobs, slope)
-        return simulate(tuner.scheme, trace, tuner, slope, time_scale).runtime_s
+        tuner = OnlineTuner(N, jobs, loads)
+        return simulate(tuner.scheme, trace, tuner, loads, time_scale).runtime_s
     params = {k: v for k, v in scheme_cfg.items() if k != "name"}
     scheme = make_scheme(scheme_cfg["name"], n=N, jobs=jobs, **params)
-    return simulate(scheme, trace, make_policy(SCHEMES[name][1], mu=1.0), slope, time_scale).runtime_s
+    return simulate(scheme, trace, make_policy(SCHEMES[name][1], mu=1.0), loads, time_scale).runtime_s
 
 
 def run_live_bench(trace_path: Path, quick: bool = True, repeats: int | None = None,
@@ -83,6 +119,7 @@ def run_live_bench(trace_path: Path, quick: bool = True, repeats: int | None = N
     runs: dict[str, dict[str, list[dict]]] = {inj: {s: [] for s in SCHEMES} for inj in plan}
     names = list(SCHEMES)
     try:
+        calibration = calibrate(pool, jobs, progress=progress)
         for rep in range(repeats):
             for inj_name, inject in plan.items():
                 order = names[rep % len(names):] + names[:rep % len(names)]
@@ -98,8 +135,10 @@ def run_live_bench(trace_path: Path, quick: bool = True, repeats: int | None = N
         pool.kill()
         if started:
             ray.shutdown()
+    loads = LoadModel("additive", calibration["slope_s_per_load"],
+                      intercept=calibration["intercept_s"])
     out = {"workers": N, "jobs": jobs, "repeats": repeats, "model": "mlp", "dataset": "digits",
-           "time_scale": time_scale, "injections": {}}
+           "time_scale": time_scale, "calibration": calibration, "injections": {}}
     for inj_name, per_scheme in runs.items():
         rows = {}
         for name, results in per_scheme.items():
@@ -110,8 +149,7 @@ def run_live_bench(trace_path: Path, quick: bool = True, repeats: int | None = N
                           "approximate": bool(results[0].get("approximate")),
                           "load_slope_s": float(np.median([r["load_slope_s"] for r in results]))}
             if inj_name == "trace":
-                slope = rows[name]["load_slope_s"]
-                sim = _simulated(name, SCHEMES[name][0], jobs, trace, time_scale, max(slope, 0.0))
+                sim = _simulated(name, SCHEMES[name][0], jobs, trace, time_scale, loads)
                 rows[name]["simulated_s"] = sim
                 rows[name]["live_over_sim"] = runtime / sim
         for name in rows:
@@ -124,6 +162,12 @@ def run_live_bench(trace_path: Path, quick: bool = True, repeats: int | None = N
 def markdown_table(result: dict) -> str:
     lines = [f"Live Ray runs: {result['workers']} workers, MLP on digits, {result['jobs']} jobs, "
              f"median of {result['repeats']} interleaved repeat(s).", ""]
+    cal = result.get("calibration")
+    if cal:
+        loads = ", ".join(f"{point['load']:.3g}" for point in cal["points"])
+        lines += [f"Simulator calibrated once on separate runs (loads {loads}, no injection): "
+                  f"slope {cal['slope_s_per_load']:.4f} s/unit load, intercept "
+                  f"{cal['intercept_s'] * 1e3:.1f} ms per call, for every scheme.", ""]
     for inj, rows in result["injections"].items():
         lines += [f"**injection: {inj}**", "",
                   "| scheme | wall s | rounds | waits | final loss | vs uncoded | vs GC |"

@@ -11,33 +11,62 @@ import time
 
 import numpy as np
 
+from ..codes import srsgc_s
 from ..sim.tune import TuneSettings, grid_search
 
 _DELAY = {"uncoded": lambda p: 0, "gc": lambda p: 0, "srsgc": lambda p: p["B"],
           "msgc": lambda p: p["W"] - 2 + p["B"]}
 
 
-def reference_runtime(times: np.ndarray, rounds: int, mu: float, params: dict) -> float:
-    """One grid point, one round at a time. ``params`` has s, or B, W and lam."""
+def _bursty_conforms(history: list[np.ndarray], stragglers: np.ndarray, B: int, W: int, lam: int) -> bool:
+    r = len(history)
+    window = history[max(0, r - W + 1): r]
+    seen = np.any(window, axis=0) if window else np.zeros_like(stragglers)
+    if (seen | stragglers).sum() > lam:
+        return False
+    early = history[max(0, r - W + 1): max(0, r - B + 1)]
+    return not (early and np.any(np.any(early, axis=0) & stragglers))
+
+
+def reference_runtime(times: np.ndarray, jobs: int, mu: float, name: str, params: dict) -> float:
+    """One grid point, one round at a time, like the authors' replay classes. ``params`` has s,
+    or B, W and lam. SR-SGC tracks who misses each job and who repeats; a round in which every
+    worker ran its own job with at most s stragglers is not counted later, and a tail round with
+    nothing to run is free (so is M-SGC's with λ = n once every D1 chunk is in)."""
     n = times.shape[1]
+    rounds = jobs + _DELAY[name](params)
+    none = np.zeros(n, bool)
     history: list[np.ndarray] = []
+    missing: dict[int, np.ndarray] = {}
+    d1_arrivals = np.zeros(n, dtype=np.int64)
+    s = srsgc_s(params["B"], params["W"], params["lam"]) if name == "srsgc" else params.get("s", 0)
     total = 0.0
     for r in range(rounds):
+        repeaters = none
+        if name == "srsgc" and r - params["B"] in missing:
+            late = np.flatnonzero(missing.pop(r - params["B"]))
+            repeaters = np.isin(np.arange(n), late[: max(0, len(late) - s)])
+        idle = r >= jobs and (
+            (name == "srsgc" and not repeaters.any())
+            or (name == "msgc" and params["lam"] >= n and (d1_arrivals >= params["W"] - 1).all()))
+        if idle:
+            history.append(none)
+            continue
         t = times[r]
         cut = t.min() * (1 + mu)
         stragglers = t > cut
-        if "lam" not in params:
-            conform = stragglers.sum() <= params.get("s", 0)
+        if name in ("uncoded", "gc"):
+            conform = stragglers.sum() <= s
         else:
-            B, W, lam = params["B"], params["W"], params["lam"]
-            window = history[max(0, r - W + 1): r]
-            seen = np.any(window, axis=0) if window else np.zeros(n, bool)
-            conform = (seen | stragglers).sum() <= lam
-            early = history[max(0, r - W + 1): max(0, r - B + 1)]
-            if conform and early:
-                conform = not np.any(np.any(early, axis=0) & stragglers)
-        history.append(stragglers if conform else np.zeros(n, bool))
+            conform = _bursty_conforms(history, stragglers, params["B"], params["W"], params["lam"])
+        stragglers = stragglers if conform else none
         total += min(cut, t.max()) if conform else t.max()
+        exempt = name == "srsgc" and r < jobs and not repeaters.any() and stragglers.sum() <= s
+        history.append(none if exempt else stragglers)
+        if name == "srsgc" and r < jobs:
+            missing[r] = stragglers | repeaters
+        if r >= jobs - 1:
+            d1_arrivals += ~stragglers
     return total
 
 
@@ -58,11 +87,10 @@ def run_sim_bench(trace: np.ndarray, settings: TuneSettings, repeats: int = 5,
     mismatches = 0
     worker_rounds = 0
     for name, params, load, runtime in sample:
-        rounds = settings.jobs + _DELAY[name](params)
-        times = trace * settings.time_scale + load * settings.load_slope
-        ref = reference_runtime(times, rounds, settings.mu, params)
+        times = settings.loads.times(trace * settings.time_scale, load)
+        ref = reference_runtime(times, settings.jobs, settings.mu, name, params)
         mismatches += not np.isclose(ref, runtime, rtol=1e-12, atol=0)
-        worker_rounds += rounds * trace.shape[1]
+        worker_rounds += (settings.jobs + _DELAY[name](params)) * trace.shape[1]
     reference_s = (time.perf_counter() - start) * len(points) / len(sample)
     total_worker_rounds = worker_rounds * len(points) / len(sample)
     fast = float(np.median(fast_times))

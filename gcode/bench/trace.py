@@ -10,7 +10,9 @@ past rounds (the tuning half primes it), so both of its columns hold the same on
 ``ignore`` is not tuned (a faster-looking but less exact gradient always
 "wins"); it uses GC's chosen s and is labelled approximate.
 
-The load slope is fitted by least squares to the median round time of the load-level traces.
+The load slope is fitted by least squares to the median round time of the load-level traces
+(``*-load*.csv``) only, never to a trace that is evaluated. ``--load-model proportional`` scales
+each trace by load/trace_load instead, and needs no slope.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ import numpy as np
 
 from ..codes import make_scheme
 from ..sim import PaperPolicy, simulate
+from ..sim.load_model import LoadModel
 from ..sim.online import OnlineConfig, OnlineTuner
 from ..sim.tune import TuneSettings, tune
 from ..stragglers import load_trace
@@ -37,23 +40,28 @@ class TraceBenchConfig:
     mu: float = 1.0
     load_slope: float | None = None  # None: fit from the load-level files
     gc_code: str = "cyclic"
+    load_model: str = "additive"       # or "proportional" (gcode.sim.load_model)
+    trace_load: float | None = None    # proportional: the traces' load (None: 1/n)
 
     def __post_init__(self):
         if not Path(self.traces_dir).is_dir():
             raise ValueError(f"traces_dir: no such directory: {self.traces_dir}")
         if not self.mu > 0:
             raise ValueError(f"mu must be > 0, got {self.mu}")
+        LoadModel(self.load_model, self.load_slope or 0.0, self.trace_load)  # validates
+
+    def loads(self, slope: float) -> LoadModel:
+        return LoadModel(self.load_model, slope if self.load_model == "additive" else 0.0,
+                         self.trace_load)
 
 
 def fit_load_slope(traces_dir: Path) -> dict:
-    """Least-squares fit of median round time against per-worker load over the load files."""
+    """Least-squares fit of median round time against per-worker load over the load-level files
+    (``*-load*.csv``) only: the traces that are evaluated never enter the fit."""
     points = []
     for path in sorted(Path(traces_dir).glob("*-load*.csv")):
         load = float(path.stem.rsplit("load", 1)[1])
         points.append((load, float(np.median(load_trace(path)))))
-    base = Path(traces_dir) / "lambda-cnn-w256-r30-canada.csv"
-    if base.exists():
-        points.append((0.0, float(np.median(load_trace(base)))))
     if len(points) < 2:
         raise ValueError(f"need at least two load-level traces in {traces_dir} to fit a slope")
     loads, medians = np.array(points).T
@@ -71,7 +79,7 @@ def public_traces(traces_dir: Path) -> list[Path]:
 def _evaluate(trace: np.ndarray, name: str, params: dict, jobs: int, cfg: TraceBenchConfig,
               slope: float) -> dict:
     scheme = make_scheme(name, n=trace.shape[1], jobs=jobs, **params)
-    result = simulate(scheme, trace, PaperPolicy(cfg.mu), slope)
+    result = simulate(scheme, trace, PaperPolicy(cfg.mu), cfg.loads(slope))
     return {"runtime_s": result.runtime_s, "params": params, "waits": result.waits,
             "rounds": result.rounds, "load": result.load, "delay_T": result.delay_T}
 
@@ -80,9 +88,10 @@ def _evaluate_auto(tuning: np.ndarray, evaluation: np.ndarray, jobs: int, cfg: T
                    slope: float) -> dict:
     """The online auto scheme (partial-wait fallback) on the evaluation half, primed with the
     tuning half as past rounds: it never sees a round before that round has happened."""
-    tuner = OnlineTuner(evaluation.shape[1], jobs, slope, OnlineConfig())
+    loads = cfg.loads(slope)
+    tuner = OnlineTuner(evaluation.shape[1], jobs, loads, OnlineConfig())
     tuner.prime(tuning)
-    result = simulate(tuner.scheme, evaluation, tuner, slope)
+    result = simulate(tuner.scheme, evaluation, tuner, loads)
     return {"runtime_s": result.runtime_s, "params": {"switches": len(tuner.scheme.switches),
                                                       "final": tuner.current.scheme,
                                                       "final_mu": tuner.current.mu},
@@ -105,7 +114,9 @@ def bench_trace_file(path: Path, cfg: TraceBenchConfig, slope: float) -> dict:
     jobs = evaluation.shape[0] - DELAY_BUDGET
     if jobs < 1:
         raise ValueError(f"{path.name}: {trace.shape[0]} rounds are too few to split in halves")
-    settings = TuneSettings(jobs=jobs, mu=cfg.mu, load_slope=slope, gc_code=cfg.gc_code)
+    settings = TuneSettings(jobs=jobs, mu=cfg.mu, load_slope=cfg.loads(slope).slope,
+                            gc_code=cfg.gc_code, load_model=cfg.load_model,
+                            trace_load=cfg.trace_load)
     start = time.perf_counter()
     hindsight = _chosen_params(tune(evaluation, settings)["best"], cfg)
     out_of_sample = _chosen_params(tune(tuning, settings)["best"], cfg)
@@ -133,9 +144,11 @@ def bench_trace_file(path: Path, cfg: TraceBenchConfig, slope: float) -> dict:
 
 
 def run_trace_bench(cfg: TraceBenchConfig, progress=None) -> dict:
-    fit = fit_load_slope(cfg.traces_dir)
-    slope = cfg.load_slope if cfg.load_slope is not None else fit["slope_s_per_load"]
+    needs_fit = cfg.load_model == "additive" and cfg.load_slope is None
+    fit = fit_load_slope(cfg.traces_dir) if needs_fit else None
+    slope = fit["slope_s_per_load"] if needs_fit else (cfg.load_slope or 0.0)
     out = {"mu": cfg.mu, "policy": "paper", "load_slope": slope, "load_slope_fit": fit,
+           "load_model": cfg.load_model, "trace_load": cfg.trace_load,
            "gc_code": cfg.gc_code, "traces": {}}
     for path in public_traces(cfg.traces_dir):
         out["traces"][path.name] = bench_trace_file(path, cfg, slope)
@@ -147,8 +160,11 @@ def run_trace_bench(cfg: TraceBenchConfig, progress=None) -> dict:
 
 
 def markdown_table(result: dict) -> str:
-    lines = [f"Paper policy, mu={result['mu']}, load slope {result['load_slope']:.4f} s/unit load "
-             f"(fitted to the load-level traces, batch 2048). Evaluation: second half of each trace.", ""]
+    model = result.get("load_model", "additive")
+    how = (f"load slope {result['load_slope']:.4f} s/unit load (fitted to the load-level traces "
+           f"only, batch 2048)" if model == "additive" else
+           f"proportional load model, trace load {result.get('trace_load') or '1/n'}")
+    lines = [f"Paper policy, mu={result['mu']}, {how}. Evaluation: second half of each trace.", ""]
     for name, res in result["traces"].items():
         lines += [f"**{name}** (evaluation rounds {res['evaluation_rounds'][0]}-"
                   f"{res['evaluation_rounds'][1] - 1}, {res['jobs']} jobs)", "",

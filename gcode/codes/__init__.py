@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from .base import Decoding, MiniTask, ResultKey, Scheme, coded_task
 from .baselines import GradientCoding, IgnoreStragglers, Uncoded
-from .chunking import allocate_samples, chunk_boundaries
+from .chunking import allocate_samples, chunk_boundaries, worker_samples
 from .gc import (
     GC_CODE_KINDS,
     CyclicRepetitionCode,
@@ -58,5 +58,5 @@ __all__ = [
     "GC_CODE_KINDS", "GradientCode", "GradientCoding", "IgnoreStragglers", "MiniTask",
     "MultiplexedSGC", "ResultKey", "SCHEMES", "SPerRound", "Scheme", "SelectiveRepeatSGC",
     "StragglerModel", "Uncoded", "allocate_samples", "chunk_boundaries", "coded_task",
-    "make_gc_code", "make_scheme", "srsgc_s", "validate_bursty",
+    "make_gc_code", "make_scheme", "srsgc_s", "validate_bursty", "worker_samples",
 ]

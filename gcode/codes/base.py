@@ -10,6 +10,10 @@ Each round r a driver asks, in this order:
 
 Invariant: if every recorded round conforms (a round that did not conform was waited out and is
 recorded with everyone arrived), every job t < jobs is decodable by the end of round t + delay.
+
+``history`` holds each round's recorded stragglers; ``counted`` holds the ones that count against
+the straggler model in later rounds (the same masks, unless a scheme proves a round's stragglers
+harmless, as SR-SGC does for a round that decodes its own job).
 """
 
 from __future__ import annotations
@@ -84,6 +88,8 @@ class Scheme(ABC):
         self.n = int(n)
         self.jobs = None if jobs is None else int(jobs)
         self.history: list[np.ndarray] = []
+        #: the straggler masks that later rounds' model checks see (see the module docstring)
+        self.counted: list[np.ndarray] = []
         #: every state-changing call, in order; replaying them rebuilds the state (checkpoints)
         self.events: list[list] = []
         self._plans: dict[int, list[list[MiniTask]]] = {}
@@ -104,6 +110,12 @@ class Scheme(ABC):
     @abstractmethod
     def chunk_fractions(self) -> np.ndarray:
         """Fraction of one job's data in each chunk; sums to 1."""
+
+    @property
+    def chunk_groups(self) -> tuple[int, ...]:
+        """Sizes of the consecutive groups of equal chunks that sample allocation rounds as one
+        (:mod:`gcode.codes.chunking`); one group unless a scheme has several codes."""
+        return (len(self.chunk_fractions),)
 
     @property
     @abstractmethod
@@ -146,6 +158,10 @@ class Scheme(ABC):
         """Chunk fractions of job t (the same for every job of a single scheme)."""
         return self.chunk_fractions
 
+    def chunk_groups_for(self, t: int) -> tuple[int, ...]:
+        """Chunk groups of job t (the same for every job of a single scheme)."""
+        return self.chunk_groups
+
     def decode_deadline(self, t: int) -> int:
         """The round by whose end job t is decodable under a conforming pattern."""
         return t + self.delay
@@ -162,7 +178,7 @@ class Scheme(ABC):
     def conforms(self, r: int, stragglers: np.ndarray) -> bool:
         if r != len(self.history):
             raise ValueError(f"conforms({r}) called but the next round is {len(self.history)}")
-        return self.model.conforms(self.history, self._mask(stragglers, "stragglers"))
+        return self.model.conforms(self.counted, self._mask(stragglers, "stragglers"))
 
     def record(self, r: int, arrived: np.ndarray) -> None:
         """Record round r: ``arrived[i]`` means all of worker i's round-r results arrived."""
@@ -171,6 +187,7 @@ class Scheme(ABC):
         for worker in np.flatnonzero(arrived):
             for task in plan[worker]:
                 self._accept(int(worker), r, task)
+        self.counted.append(self._counted_stragglers(r, ~arrived))
         self.history.append(~arrived)
         self.events.append(["record", r, "".join("1" if a else "0" for a in arrived)])
         self._plans.pop(r - self.delay - 1, None)
@@ -208,6 +225,11 @@ class Scheme(ABC):
         if mask.shape != (self.n,):
             raise ValueError(f"{name} must be a bool array of shape ({self.n},), got {mask.shape}")
         return mask
+
+    def _counted_stragglers(self, r: int, stragglers: np.ndarray) -> np.ndarray:
+        """The part of round r's stragglers that later model checks count (all of them here).
+        Called by ``record`` while round r's plan is still current."""
+        return stragglers
 
     # ---- what each scheme implements -------------------------------------------------------
     @abstractmethod

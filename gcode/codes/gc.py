@@ -8,15 +8,20 @@ at least n − s finished workers there are decode coefficients a with aᵀ·enc
 
 from __future__ import annotations
 
+import itertools
+import math
 from abc import ABC, abstractmethod
 from functools import lru_cache
 
 import numpy as np
 
-#: fp32 carries a relative rounding error of u = 2**-24 ≈ 6e-8 per message. A code whose worst
-#: coefficient growth would turn that into more than this bound (half the 1e-6 that gcode
-#: promises) ships fp64 messages instead.
+#: fp32 carries a relative rounding error of u = 2**-24 ≈ 6e-8 per message. A code whose
+#: certified worst coefficient growth would turn that into more than this bound (half the 1e-6
+#: that gcode promises) ships fp64 messages instead.
 FP32_DECODE_ERROR_BUDGET = 5e-7
+#: a cyclic code is certified by solving every decode set; with more sets than this it is not
+#: certified, and sends fp64
+CERTIFY_MAX_DECODE_SETS = 5000
 _RESIDUAL_TOLERANCE = 1e-10  # relative to the coefficient mass Σ|a_i|·max|B_i|
 
 
@@ -133,15 +138,19 @@ class CyclicRepetitionCode(GradientCode):
     B[i, i] = 1 and B[i, S] = −H[:, S]⁻¹ H[:, i] for S = {i+1 … i+s}. Decoding solves
     aᵀ B_I = 1ᵀ by least squares in float64 and checks the residual.
 
-    Conditioning is checked at construction: the worst coefficient growth over a sample of
-    straggler sets bounds the fp32 decode error; above ``FP32_DECODE_ERROR_BUDGET`` the code
-    asks for float64 messages (``message_dtype``), which keeps decoding exact to ~1e-12.
+    Conditioning is certified at construction. A decode uses the first n−s finished workers, so
+    the decode sets are exactly the C(n, s) sets of n−s workers; when there are at most
+    ``CERTIFY_MAX_DECODE_SETS`` of them, every one is solved and ``coefficient_growth`` is the
+    worst case. Rounding each fp32 message f_i = Σ_j B_ij g_j moves the decoded sum by at most
+    (u/2)·Σ_i |a_i|·Σ_j |B_ij|·max_j ‖g_j‖, that is (u/2)·growth·‖Σ_j g_j‖ for independent
+    partial gradients of equal size (‖Σ_j g_j‖ ≈ √n·‖g_j‖). Messages are fp32 only when that is
+    within ``FP32_DECODE_ERROR_BUDGET``; a code that is worse, or too large to certify
+    (growth = inf), sends fp64.
     """
 
     kind = "cyclic"
 
-    def __init__(self, n: int, s: int, seed: int = 0, conditioning_samples: int = 8,
-                 encoding: np.ndarray | None = None):
+    def __init__(self, n: int, s: int, seed: int = 0, encoding: np.ndarray | None = None):
         super().__init__(n, s)
         self.seed = seed
         if encoding is None:
@@ -150,7 +159,7 @@ class CyclicRepetitionCode(GradientCode):
             raise ValueError(f"encoding must have shape ({n}, {n}), got {np.shape(encoding)}")
         self._encoding = np.array(encoding, dtype=np.float64)
         self._encoding.flags.writeable = False
-        self.coefficient_growth = self._measure_growth(conditioning_samples)
+        self.coefficient_growth = self._certify_growth()
 
     @staticmethod
     def _build(n: int, s: int, seed: int) -> np.ndarray:
@@ -167,21 +176,21 @@ class CyclicRepetitionCode(GradientCode):
             enc[i, support] = -np.linalg.solve(h[:, support], h[:, i])
         return enc
 
-    def _measure_growth(self, samples: int) -> float:
-        """max over sampled straggler sets of Σ_i |a_i|·Σ_j |B_ij|: the fp32 error amplification."""
+    def _certify_growth(self) -> float:
+        """max over every decode set I of Σ_{i∈I} |a_i|·Σ_j |B_ij| / √n; inf when not certified."""
         if self.s == 0:
-            return 1.0
-        rng = np.random.default_rng(self.seed + 1)
+            return float(np.abs(self._encoding).sum(axis=1).max() / np.sqrt(self.n))
+        if math.comb(self.n, self.s) > CERTIFY_MAX_DECODE_SETS:
+            return math.inf
         row_mass = np.abs(self._encoding).sum(axis=1)
-        candidate_sets = [frozenset(range(self.s, self.n))]  # one contiguous straggler block
-        for _ in range(samples):
-            stragglers = rng.choice(self.n, size=self.s, replace=False)
-            candidate_sets.append(frozenset(range(self.n)) - frozenset(stragglers.tolist()))
         growth = 0.0
-        for finished in candidate_sets:
-            a = self._solve(finished)
-            growth = max(growth, sum(abs(c) * row_mass[w] for w, c in a.items()) / self.n)
-        return growth
+        for workers in itertools.combinations(range(self.n), self.n - self.s):
+            try:
+                a = self._solve(frozenset(workers))
+            except DecodeError as exc:
+                raise ValueError(f"encoding does not tolerate s={self.s} stragglers: {exc}") from None
+            growth = max(growth, sum(abs(c) * row_mass[w] for w, c in a.items()))
+        return growth / math.sqrt(self.n)
 
     @property
     def encoding(self) -> np.ndarray:

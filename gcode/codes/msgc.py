@@ -87,6 +87,11 @@ class MultiplexedSGC(Scheme):
         return np.concatenate([d1, d2])
 
     @property
+    def chunk_groups(self):
+        d2 = (self.code.num_parts,) * self.B if self.code is not None else ()
+        return (self.n * (self.W - 1),) + d2
+
+    @property
     def model(self):
         return self._model
 

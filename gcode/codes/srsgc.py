@@ -24,6 +24,14 @@ class SelectiveRepeatSGC(CodeBacked, Scheme):
     """Every worker computes its GC task for job r in round r, except that when job t = r−B still
     misses v > s results, v−s of its missing workers redo their job-t task instead.
 
+    A job decodes once it has n−s results (the GC code's guarantee), so v ≤ s after round t is
+    exactly "job t decoded in round t", whatever the code.
+
+    Extended model (the authors' replay rule): when every worker ran job r in round r and at
+    most s straggled, job r decodes within round r and those stragglers touch no other job, so
+    they are not counted in later rounds' (B, W, λ) checks. The scheme then evolves exactly as
+    after a straggler-free round, so the original guarantee carries over.
+
     Invariant: under a conforming pattern job t has ≥ n−s results by the end of round t+B.
     """
 
@@ -69,8 +77,15 @@ class SelectiveRepeatSGC(CodeBacked, Scheme):
     def _finished(self, t):
         return frozenset(self._arrived.get(t, {}))
 
+    def _counted_stragglers(self, r, stragglers):
+        own_job_only = all(len(tasks) == 1 and tasks[0].job == r for tasks in self.plan(r))
+        if own_job_only and int(np.count_nonzero(stragglers)) <= self.s:
+            return np.zeros_like(stragglers)
+        return stragglers
+
     def _decodable(self, t):
-        return self.code.can_decode(self._finished(t))
+        finished = self._finished(t)
+        return len(finished) >= self.n - self.s and self.code.can_decode(finished)
 
     def _decode(self, t) -> Decoding:
         keys = self._arrived[t]

@@ -57,6 +57,7 @@ class SwitchingScheme:
         self.switches: list[dict] = []
         self.first_spec = first.spec
         self.events: list[list] = []
+        self._max_delay = first.delay
 
     # ---- switching --------------------------------------------------------------------------
     @property
@@ -65,7 +66,7 @@ class SwitchingScheme:
 
     def can_switch(self, r: int) -> bool:
         """True when no earlier segment is still draining and jobs remain to be issued."""
-        draining = any(seg.active(r) for seg in self.segments[:-1])
+        draining = any(seg.active(r) for seg in self.segments[-2:-1])
         return not draining and (self.jobs is None or r < self.jobs)
 
     def switch(self, r: int, make: Callable[[int | None], Scheme]) -> Scheme:
@@ -80,6 +81,7 @@ class SwitchingScheme:
         if new.n != self.n:
             raise ValueError(f"new scheme has n={new.n}, expected n={self.n}")
         new.jobs = remaining
+        self._max_delay = max(self._max_delay, new.delay)
         if r == last.start:  # the old segment has issued nothing yet: replace it
             self.segments[-1] = Segment(new, r, last.slot_offset)
         else:
@@ -91,7 +93,8 @@ class SwitchingScheme:
 
     # ---- properties drivers read ------------------------------------------------------------
     def _active(self, r: int) -> list[Segment]:
-        return [seg for seg in self.segments if seg.active(r)]
+        # at most the last two run at once (a switch waits until the previous one drained)
+        return [seg for seg in self.segments[-2:] if seg.active(r)]
 
     def _segment_of(self, t: int) -> Segment:
         for seg in reversed(self.segments):
@@ -102,7 +105,7 @@ class SwitchingScheme:
     @property
     def delay(self) -> int:
         """The largest delay of any segment so far (drivers scan this many jobs back)."""
-        return max(seg.scheme.delay for seg in self.segments)
+        return self._max_delay
 
     @property
     def load(self) -> float:
@@ -114,6 +117,9 @@ class SwitchingScheme:
 
     def chunk_fractions_for(self, t: int) -> np.ndarray:
         return self._segment_of(t).scheme.chunk_fractions
+
+    def chunk_groups_for(self, t: int) -> tuple[int, ...]:
+        return self._segment_of(t).scheme.chunk_groups
 
     @property
     def message_dtype(self) -> np.dtype:
@@ -136,7 +142,8 @@ class SwitchingScheme:
     def total_rounds(self) -> int:
         if self.jobs is None:
             raise ValueError("total_rounds needs a finite number of jobs")
-        return max(seg.start + seg.scheme.total_rounds for seg in self.segments)
+        # every older segment ended before the second-to-last one started
+        return max(seg.start + seg.scheme.total_rounds for seg in self.segments[-2:])
 
     def job_exists(self, t: int) -> bool:
         return t >= 0 and (self.jobs is None or t < self.jobs)

@@ -91,7 +91,8 @@ SAFE_OVERRIDES = ("log.", "checkpoint.", "faults", "cluster.address", "cluster.n
                   "cluster.worker_cpus", "cluster.placement", "cluster.max_restarts",
                   "cluster.round_timeout_s", "cluster.startup_timeout_s",
                   "cluster.retry_backoff_s", "train.check_decode", "train.eval_every",
-                  "cluster.gpus_per_worker", "cluster.coordinator_device", "cluster.decode_threads")
+                  "cluster.gpus_per_worker", "cluster.coordinator_device", "cluster.decode_device",
+                  "cluster.decode_threads")
 
 
 class CheckpointError(ValueError):
@@ -500,6 +501,8 @@ def _tuner_state(policy) -> dict | None:
 
 
 def _decoder_state(dec) -> dict:
+    dec.flush(min_pending=1)  # the state is then accumulators and stored results only
+
     def host(acc):
         return None if acc is None else np.asarray(dec.math.tensor(acc).cpu().numpy())
     return {"streaming": dec.streaming, "streamed": dec.streamed, "fallbacks": dec.fallbacks,

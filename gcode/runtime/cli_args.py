@@ -15,6 +15,8 @@ from typing import Any
 
 from .. import cli_types as types
 from ..config import (
+    COORDINATOR_DEVICES,
+    DATASET_NAMES,
     FAULT_KINDS,
     GC_CODES,
     INJECT_MODES,
@@ -46,7 +48,10 @@ FLAG_FIELDS = {
     "lam": "scheme.lam", "gc_code": "scheme.gc_code", "jobs": "scheme.jobs",
     "policy": "policy.name", "mu": "policy.mu", "deadline": "policy.deadline_s",
     "workers": "cluster.workers", "address": "cluster.address", "num_cpus": "cluster.num_cpus",
-    "worker_cpus": "cluster.worker_cpus",
+    "worker_cpus": "cluster.worker_cpus", "gpus_per_worker": "cluster.gpus_per_worker",
+    "coordinator_device": "cluster.coordinator_device", "decode_threads": "cluster.decode_threads",
+    "decode_device": "cluster.decode_device",
+    "eval_every": "train.eval_every",
     "models": "train.models", "mode": "train.mode", "seed": "train.seed",
     "model": "train.model", "dataset": "train.dataset", "num_samples": "train.num_samples",
     "optimizer": "train.optimizer", "lr": "train.lr", "batch_size": "train.batch_size",
@@ -110,7 +115,9 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
     g = parser.add_argument_group("round ending (as in gcode simulate)")
     g.add_argument("--policy", choices=POLICY_NAMES, default=S,
                    help="paper: cut at (1+mu) x the fastest arrival; partial: the same cut, but "
-                        "a violation waits only until the missing workers conform; deadline: "
+                        "a violation waits only until the missing workers conform; earliest: no "
+                        "cut, end as soon as the missing workers conform (GC: the (n-s)-th "
+                        "arrival); deadline: "
                         "cut at --deadline seconds; all: wait for every worker. If the "
                         "stragglers at the cut break the scheme's model, the round waits for all "
                         "(counted in 'waits')")
@@ -127,6 +134,18 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
                         "loopback-only Ray instance for this run")
     g.add_argument("--num-cpus", type=types.whole, default=S,
                    help="CPUs of the local Ray instance (default: all cores)")
+    g.add_argument("--gpus-per-worker", type=types.number, metavar="G", default=S,
+                   help="GPUs each worker reserves; fractional shares a GPU (0.125: 8 workers on "
+                        "one GPU). Workers then compute on their GPU (default 0: CPU)")
+    g.add_argument("--coordinator-device", choices=COORDINATOR_DEVICES, default=S,
+                   help="where the coordinator keeps its models and decodes (fp64): auto uses a "
+                        "GPU when this process sees one (default auto)")
+    g.add_argument("--decode-device", choices=COORDINATOR_DEVICES, default=S,
+                   help="where jobs decode in fp64: auto follows --coordinator-device; cpu "
+                        "decodes results where they arrive (host memory) with --decode-threads")
+    g.add_argument("--decode-threads", type=types.whole, metavar="K", default=S,
+                   help="host threads for the fp64 decode (default: the cores the local workers "
+                        "leave, at most 8)")
     g.add_argument("--worker-cpus", type=types.number, default=S,
                    help="CPUs each worker actor reserves (default: share the free CPUs, "
                         "min(1, free/n); 1 on a cluster with no free CPU yet, so that an "
@@ -141,12 +160,20 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
                         "gradients applied T rounds late (APPROXIMATE, staleness T)")
     g.add_argument("--seed", type=types.whole, default=S,
                    help="seeds model init, job batches and injected delays (default 0)")
-    g.add_argument("--model", default=S, help="logistic | mlp | cnn (default mlp)")
-    g.add_argument("--dataset", choices=("digits", "synthetic"), default=S,
-                   help="digits: scikit-learn's bundled 8x8 digits, no download (default); "
-                        "synthetic: seeded Gaussian blobs")
+    g.add_argument("--model", default=S,
+                   help="a model preset: logistic | mlp | cnn | resnet18 | resnet50 (CIFAR-shaped, "
+                        "GroupNorm) | charlm (character transformer); default: the dataset's "
+                        "(mlp; cifar: resnet18; text: charlm). Your own model: gcode.fit")
+    g.add_argument("--dataset", choices=DATASET_NAMES, default=S,
+                   help="a dataset preset: digits (scikit-learn's 8x8 digits, default); synthetic "
+                        "(Gaussian blobs); cifar (3x32x32 images generated from their index: any "
+                        "size, no memory); diabetes (regression, mean-squared error); text (the "
+                        "bundled text, next-character prediction, for charlm)")
     g.add_argument("--num-samples", type=types.whole, default=S,
-                   help="dataset size (digits: a seeded subset of 1797; synthetic: any)")
+                   help="dataset size (digits, diabetes, text: a subset; synthetic, cifar: any)")
+    g.add_argument("--eval-every", type=types.whole, metavar="K", default=S,
+                   help="every K rounds, report every model's held-out loss (and accuracy for "
+                        "classifiers) in the progress, --json and the run log")
     g.add_argument("--optimizer", choices=("sgd", "adam"), default=S, help="default adam")
     g.add_argument("--lr", type=types.number, default=S, help="learning rate (default 0.01)")
     g.add_argument("--batch-size", type=types.whole, default=S,
@@ -206,6 +233,20 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
             pass
 
 
+def _pair_presets(base: TrainConfig, overrides: dict) -> None:
+    """--model alone picks its dataset (resnet18: cifar, charlm: text) and --dataset alone its
+    model (text: charlm, cifar: resnet18), unless the config file already set the other."""
+    from ..train.presets import DATASETS
+    model, dataset = overrides.get("train.model"), overrides.get("train.dataset")
+    defaults = TrainConfig().train
+    if model is not None and dataset is None and base.train.dataset == defaults.dataset:
+        paired = [name for name, preset in DATASETS.items() if preset.default_model == model]
+        if paired and defaults.dataset not in paired:
+            overrides["train.dataset"] = paired[0]
+    if dataset is not None and model is None and base.train.model == defaults.model:
+        overrides["train.model"] = DATASETS[dataset].default_model
+
+
 def config_from_args(args: argparse.Namespace) -> TrainConfig:
     """Defaults, then ``--config FILE``, then the flags that were given; validated."""
     given = vars(args)
@@ -226,6 +267,7 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
         for key in ("s", "B", "W", "lam"):
             if key not in SCHEME_PARAMS[new_scheme] and f"scheme.{key}" not in overrides:
                 overrides[f"scheme.{key}"] = None
+    _pair_presets(base, overrides)
     if "inject_param" in given:
         params = dict(base.inject.params)
         params.update(dict(given["inject_param"]))
@@ -236,34 +278,6 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
     if "inject.model" in overrides and base.inject.trace is not None and "inject.trace" not in overrides:
         overrides["inject.trace"] = None
     return with_overrides(base, overrides)
-
-
-def _bar(args, cfg: TrainConfig):
-    """A tqdm bar on stderr, created at the first round (setup time is reported separately)."""
-    if getattr(args, "quiet", False):
-        return None, None
-    from tqdm import tqdm
-    state: dict = {}
-    print(f"gcode train: starting {cfg.cluster.workers} workers "
-          f"({'local Ray' if not cfg.cluster.address else cfg.cluster.address})...",
-          file=sys.stderr)
-
-    def progress(rec: dict) -> None:
-        if "bar" not in state:
-            state["bar"] = tqdm(total=rec["rounds"], desc="train", unit="round", file=sys.stderr,
-                                leave=False)
-        bar = state["bar"]
-        loss = rec.get("loss")
-        bar.set_postfix_str(f"decoded {rec['decoded_jobs']}/{rec['jobs']} "
-                            f"stragglers {len(rec['stragglers'])} waits {rec['waits']}"
-                            + (f" loss {loss:.4f}" if loss is not None else ""), refresh=False)
-        bar.update(1)
-
-    class _Closer:
-        def close(self):
-            if "bar" in state:
-                state["bar"].close()
-    return _Closer(), progress
 
 
 def format_summary(res: dict) -> str:
@@ -278,13 +292,13 @@ def format_summary(res: dict) -> str:
          + (f"; STOPPED: {res['stop_reason']}" if res.get("stopped") else "")),
         (f"coordinator overhead {1e3 * res['overhead_s_per_round']:.2f} ms/round; "
          f"mean worker compute {1e3 * (res['compute_s_mean'] or 0):.2f} ms"),
-        "final loss per model (the batch of its last decoded job, as in the loss plot): "
-        + ", ".join("-" if v is None else f"{v:.4f}" for v in res["final_loss"]),
+        "final batch loss per model: " + ", ".join("-" if v is None else f"{v:.4f}"
+                                                   for v in res["final_loss"]),
     ]
-    held_out = [e for e in res.get("final_eval") or () if e.get("loss") is not None]
-    if held_out:
-        lines.append("held-out loss per model (the full evaluation set): "
-                     + ", ".join(f"{e['loss']:.4f}" for e in held_out))
+    if res.get("final_eval"):
+        lines.append("held-out per model: " + ", ".join(
+            f"loss {e['loss']:.4f}" + (f" acc {e['accuracy']:.3f}" if "accuracy" in e else "")
+            for e in res["final_eval"]))
     if res.get("max_decode_rel_error") is not None:
         lines.append(f"max decode relative error {res['max_decode_rel_error']:.2e}")
     if res.get("resumed_from"):
@@ -295,26 +309,30 @@ def format_summary(res: dict) -> str:
 
 
 def run_from_args(args: argparse.Namespace, pool=None) -> int:
-    """Run ``gcode train`` from parsed flags; prints a summary or ``--json``. Returns 0.
-    ``pool``: reuse running worker actors (tests)."""
-    from .run import train
+    """Run ``gcode train`` from parsed flags: the config's presets through :func:`gcode.fit`;
+    prints a summary or ``--json``. Returns 0. ``pool``: reuse running worker actors (tests)."""
+
+    from ..api import fit, from_train_config
+    from ..telemetry.cli import TOKEN_ENV
+    from .run import preset_workload_of
     from .runlog import to_json
     cfg = config_from_args(args)
-    monitor = None
-    if getattr(args, "monitor", None):
-        from ..telemetry.cli import monitor_from_args
-        monitor = monitor_from_args(args)
-    bar, progress = _bar(args, cfg)
+    workload = preset_workload_of(cfg)
+    coding, scaling, run = from_train_config(cfg)
+    run.monitor = getattr(args, "monitor", None)
+    run.monitor_token = getattr(args, "monitor_token", None) or os.environ.get(TOKEN_ENV) or None
+    quiet = getattr(args, "quiet", False)
+    if not quiet:
+        print(f"gcode train: starting {cfg.cluster.workers} workers "
+              f"({'local Ray' if not cfg.cluster.address else cfg.cluster.address})...",
+              file=sys.stderr)
     from .watchdog import watching
     own_ray = pool is None and not (cfg.cluster.address or os.environ.get("RAY_ADDRESS"))
-    try:
-        with watching(own_ray, cfg.checkpoint.dir):  # a dying local Ray node: one line, exit 1
-            result = train(cfg, progress=progress, pool=pool, monitor=monitor)
-    finally:
-        if bar is not None:
-            bar.close()
-        if monitor is not None:
-            monitor.close()
+    with watching(own_ray, cfg.checkpoint.dir):  # a dying local Ray node: one line, exit 1
+        result = fit(workload.model_fn, workload.loss_fn, workload.dataset_fn,
+                     workload.optimizer_fn, coding=coding, scaling=scaling, run=run,
+                     collate_fn=workload.collate_fn, eval_dataset_fn=workload.eval_dataset_fn,
+                     metric_fn=workload.metric_fn, progress=not quiet, pool=pool).metrics
     if getattr(args, "json", False):
         print(to_json(result))
     else:

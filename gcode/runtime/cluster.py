@@ -81,6 +81,24 @@ class WorkerPool:
             raise
         self._ready = None
 
+    def prepare(self, ctx: tuple, n: int, timeout_s: float) -> None:
+        """Have the first n actors adopt run context ``ctx`` (model, dataset) before round 0. A
+        user error (model_fn, dataset_fn) surfaces here, named, instead of in round 0."""
+        import ray
+
+        from gcode.train.workload import WorkloadError
+        refs = [a.prepare.remote(ctx[0], [ctx[1]]) for a in self.actors[:n]]
+        try:
+            ray.get(refs, timeout=timeout_s)
+        except ray.exceptions.GetTimeoutError:
+            raise RuntimeError(f"workers did not build the model and dataset within "
+                               f"cluster.startup_timeout_s={timeout_s}s") from None
+        except ray.exceptions.RayTaskError as exc:
+            cause = getattr(exc, "cause", None)
+            if isinstance(cause, (WorkloadError, ValueError, TypeError)):
+                raise WorkloadError(f"on a worker: {type(cause).__name__}: {cause}") from None
+            raise
+
     def kill(self) -> None:
         import ray
         for a in self.actors:

@@ -7,7 +7,7 @@ Per round r (mirrors :func:`gcode.sim.simulate`)::
     -> issue job r: put model (r mod M)'s parameters and chunk ranges once (ray.put)
     -> dispatch compute(r, ...) to every worker
     -> loop: poll arrivals (ray.wait) -> policy (rounds.decide) -> decision
-    -> record(r, arrived) -> policy.observe(r, times, load)
+    -> record(r, arrived) -> policy.observe(r, times, load, end)
     -> decode every decodable job in fp64 -> step that job's model
     -> check decode deadlines -> log record, progress callback, run recorder
 
@@ -19,6 +19,7 @@ switching one (``auto``): rounds, delay, chunking and message dtype are read per
 from __future__ import annotations
 
 import math
+import pickle
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -63,10 +64,12 @@ def _failure_kind(exc: BaseException) -> str:
 class Timings:
     """Coordinator seconds per phase, summed over rounds."""
 
-    plan: float = 0.0       # late absorption, plan(r), issuing parameters (flatten + ray.put)
+    plan: float = 0.0       # late-result absorption and plan(r)
+    issue: float = 0.0      # a new job's parameters into the object store (transfer out)
     dispatch: float = 0.0   # the compute.remote calls
-    wait: float = 0.0       # dispatch end -> round decision (includes 'process')
-    process: float = 0.0    # ray.get + validation + storing/folding results (inside 'wait')
+    wait: float = 0.0       # dispatch end -> round decision (includes 'fetch' and 'fold')
+    fetch: float = 0.0      # ray.get + validation of arrived results (transfer in; inside 'wait')
+    fold: float = 0.0       # streaming fp64 accumulation of arrived results (inside 'wait')
     decode: float = 0.0     # record + decode of every decodable job
     step: float = 0.0       # optimizer steps
     check: float = 0.0      # check_decode diagnostics and held-out evaluation
@@ -74,8 +77,9 @@ class Timings:
     checkpoint: float = 0.0  # writing checkpoints (not part of 'overhead': optional, every K rounds)
 
     def overhead(self) -> float:
-        """Coordinator work per the issue's definition: plan + bookkeeping + decode + step."""
-        return self.plan + self.dispatch + self.process + self.decode + self.step + self.log
+        """The coordinator's own work in a round: everything but waiting for workers."""
+        return (self.plan + self.issue + self.dispatch + self.fetch + self.fold + self.decode
+                + self.step + self.log)
 
 
 @dataclass
@@ -90,13 +94,14 @@ class Coordinator:
     delays: DelaySource          # injected seconds per (round, worker)
     writer: JsonlWriter
     progress: ProgressFn | None = None
-    ctx: tuple = ("", None)      # (run id, ObjectRef of (spec, x, y)) sent with every call
+    ctx: tuple = ("", None)      # (context id, ObjectRef of the WorkSpec) the workers adopted
     recorder: Any = None         # gcode.telemetry RunRecorder (run log + live monitor), optional
     auto_slope: bool = False     # measure the tuner's load slope live (scheme 'auto')
     checkpointer: Any = None     # gcode.runtime.checkpoint.Checkpointer, optional
     run_id: str = ""             # the run's id (kept across resumes)
     device: Any = None           # torch device of the models and the decode (None: CPU)
-    decode_threads: int = 1      # host decode threads (CPU decode only)
+    decode_device: Any = None    # torch device of the fp64 decode (None: the host)
+    decode_threads: int = 1      # host decode threads (host decode only)
     eval_dataset: Any = None     # held-out dataset for train.eval_every (read on the coordinator)
 
     # ---- state ------------------------------------------------------------------------
@@ -125,6 +130,7 @@ class Coordinator:
     updates: list = field(default_factory=list)
     stopped: bool = False
     stop_reason: str = ""
+    needs_ctx: set = field(default_factory=set)  # workers that failed since: resend the context
     late_dropped: int = 0        # straggler results in flight when a checkpoint was resumed
     start_round: int = 0         # first round of this session (the checkpoint's, when resumed)
     runtime_before: float = 0.0  # runtime_s of the sessions before a resume
@@ -136,11 +142,11 @@ class Coordinator:
         self.M = len(self.models)
         self.delayed = self.cfg.train.mode == "delayed"
         self.decoder = Decoder(self.spec.num_params, streaming=self.cfg.train.streaming_decode,
-                               threads=self.decode_threads, device=self.device)
+                               threads=self.decode_threads, device=self.decode_device)
         self.updates = [0] * self.M
         self._local = None  # a TaskComputer for check_decode, built on first use
         self.partial = partial_fallback(self.policy)
-        self._bounds_cache: dict[bytes, tuple] = {}
+        self._bounds_cache: dict[tuple, tuple] = {}
         self._call_dtype: dict[tuple[int, int], np.dtype] = {}  # (round, worker) -> dtype sent
         self.faults = {}
         for f in self.cfg.faults:
@@ -170,9 +176,10 @@ class Coordinator:
         be a view of the live model: ``ray.put`` copies before returning)."""
         import ray
         fractions = np.asarray(self.scheme.chunk_fractions_for(t), dtype=np.float64)
-        key = fractions.tobytes()
+        groups = tuple(self.scheme.chunk_groups_for(t))
+        key = (fractions.tobytes(), groups)
         if key not in self._bounds_cache:
-            self._bounds_cache[key] = bounds_of(fractions, self.cfg.train.batch_size)
+            self._bounds_cache[key] = bounds_of(fractions, self.cfg.train.batch_size, groups)
         self.job_dtype[t] = np.dtype(dtype)
         self.jobs_ctx[t] = ray.put((flat, self._bounds_cache[key]))
 
@@ -189,13 +196,16 @@ class Coordinator:
     def _dispatch(self, r: int, w: int, tasks: list[MiniTask], attempt: int):
         import ray
         fault = self.faults.get((r, w)) if attempt == 0 else None
-        refs = {t.job: self.jobs_ctx[t.job] for t in tasks}
+        jobs = sorted({t.job for t in tasks})
         delay = self.delays.get(r, w) if attempt == 0 else 0.0
         dtype = self._dtype(tasks)
         self._call_dtype[(r, w)] = dtype
-        ref = self.actors[w].compute.remote(
-            self.ctx[0], [self.ctx[1]], r, [_wire(t) for t in tasks], refs,
-            dtype.name, delay, self.cfg.inject.mode, fault if fault != "kill" else None, attempt)
+        # the jobs' (parameters, chunk ranges) go as top-level arguments: Ray fetches them into
+        # the worker before the call starts, from shared memory on the same node
+        header = pickle.dumps((self.ctx[0], r, [_wire(t) for t in tasks], jobs, dtype.name, delay,
+                               self.cfg.inject.mode, fault if fault != "kill" else None, attempt))
+        ctx_box = [self.ctx[1]] if w in self.needs_ctx else None
+        ref = self.actors[w].compute.remote(header, ctx_box, *[self.jobs_ctx[j] for j in jobs])
         if fault == "kill":
             ray.kill(self.actors[w], no_restart=False)
         return ref
@@ -229,7 +239,7 @@ class Coordinator:
     def _check(self, payload, r: int, w: int, tasks: list[MiniTask]) -> str | None:
         """Validate worker w's round-r result against what was sent (tags, shape, dtype)."""
         reason = check_result(payload, r, w, [_wire(t) for t in tasks], self.spec.num_params,
-                              self._call_dtype[(r, w)])
+                              self._call_dtype[(r, w)], self.decode_threads)
         confirm_worker_fault(self, r, w, [t.job for t in tasks], reason)  # diverged model?
         return reason
 
@@ -255,6 +265,7 @@ class Coordinator:
             if err is None:
                 err = self._check(payload, rr, w, tasks)
             if err is not None:  # a straggler that then failed: log it, use nothing
+                self.needs_ctx.add(w)
                 self.failures.append({"round": rr, "worker": w, "attempt": 0, "reason": err,
                                       "late": True})
                 continue
@@ -314,22 +325,27 @@ class Coordinator:
                 more, _ = ray.wait(rest, num_returns=len(rest), timeout=0)
                 ready += more
             arrived_at = time.perf_counter() - t0
-            tp = time.perf_counter()
             for ref in ready:
                 w = pending.pop(ref)
+                tp = time.perf_counter()
                 payload, err = self._fetch(ref)
                 if err is None:
                     err = self._check(payload, r, w, plan[w])
+                self.timings.fetch += time.perf_counter() - tp
                 if err is not None:
+                    self.needs_ctx.add(w)
                     state.failed[w] = err
                     failed_at[w] = arrived_at
                     self.failures.append({"round": r, "worker": w, "attempt": attempts[w],
                                           "reason": err})
                     continue
                 self._note_pid(w, payload)
+                self.needs_ctx.discard(w)
                 self.peak_rss_mb[w] = float(payload.get("peak_rss_mb", 0.0))
                 state.arrived[w] = arrived_at
+                tf = time.perf_counter()
                 self._store(w, r, plan[w], payload)
+                self.timings.fold += time.perf_counter() - tf
                 if attempts[w] == 0:
                     self.compute_s.append(float(payload["compute_s"]))
                     response = arrived_at - float(payload["sleep_s"])
@@ -340,7 +356,9 @@ class Coordinator:
                 info["arrival_s"][w] = arrived_at
                 info["compute_s"][w] = float(payload["compute_s"])
                 info["sleep_s"][w] = float(payload["sleep_s"])
-            self.timings.process += time.perf_counter() - tp
+            tf = time.perf_counter()
+            self.decoder.flush()  # fold queued results a few at a time, while others compute
+            self.timings.fold += time.perf_counter() - tf
 
     def _finish_job(self, t: int) -> dict:
         """Decode job t (already recorded decodable), check it, step its model."""
@@ -419,14 +437,15 @@ class Coordinator:
                 f"{self.checkpointer.root} continues from it)" if saved else "")
 
     def _observe(self, r: int, info: dict) -> None:
-        """Tell the policy the round's per-worker times (NaN: no result), as the simulator does."""
+        """Tell the policy the round's per-worker times (NaN: no result by the round's end),
+        the censored view the simulator gives it too."""
         times = np.full(self.n, np.nan)
         for w, at in info["arrival_s"].items():
             times[w] = at
         if self.auto_slope and self.slope_samples and hasattr(self.policy, "load_slope"):
             self.policy.load_slope = float(np.median(self.slope_samples[-8 * self.n:]))
         if np.isfinite(times).any():
-            self.policy.observe(r, times, self.scheme.round_load(r))
+            self.policy.observe(r, times, self.scheme.round_load(r), info["wait_s"])
 
     def _record(self, r: int, plan, end: End, info: dict, duration: float, jobs_done: list,
                 wall: float) -> dict:
@@ -509,18 +528,25 @@ class Coordinator:
                 self._checkpoint(r, start)
                 tp = time.perf_counter()
             plan = self.scheme.plan(r)
+            ti = time.perf_counter()
+            self.timings.plan += ti - tp
             if self.scheme.job_exists(r) and r not in self.jobs_ctx:
                 self._issue(r)
-            self.timings.plan += time.perf_counter() - tp
-            td = time.perf_counter()
-            pending = {self._dispatch(r, w, plan[w], 0): w for w in range(self.n)}
-            t0 = time.perf_counter()
-            self.timings.dispatch += t0 - td
+            self.timings.issue += time.perf_counter() - ti
             info: dict = {"arrival_s": {}, "compute_s": {}, "sleep_s": {}}
-            end = self._wait_round(r, plan, pending, t0, info)
-            wait_end = time.perf_counter()
-            info["wait_s"] = wait_end - t0
-            self.timings.wait += wait_end - t0
+            skipped = not any(plan)  # a tail round with no task: no dispatch, zero duration
+            if skipped:
+                end = End(np.ones(self.n, dtype=bool), False, math.inf)
+                info["wait_s"] = 0.0
+            else:
+                td = time.perf_counter()
+                pending = {self._dispatch(r, w, plan[w], 0): w for w in range(self.n)}
+                t0 = time.perf_counter()
+                self.timings.dispatch += t0 - td
+                end = self._wait_round(r, plan, pending, t0, info)
+                wait_end = time.perf_counter()
+                info["wait_s"] = wait_end - t0
+                self.timings.wait += wait_end - t0
             tdec = time.perf_counter()
             self.scheme.record(r, end.arrived)
             self._observe(r, info)
@@ -543,7 +569,7 @@ class Coordinator:
             oldest = min([item[1] for item in self.late] + [r + 1])
             for key in [k for k in self._call_dtype if k[0] < oldest]:
                 del self._call_dtype[key]
-            duration = time.perf_counter() - round_start
+            duration = 0.0 if skipped else time.perf_counter() - round_start
             self.durations.append(duration)
             tl = time.perf_counter()
             info["failures"] = self.failures[n_fail:]

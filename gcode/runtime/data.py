@@ -33,10 +33,11 @@ def model_seed(seed: int, model: int) -> int:
     return int(np.random.SeedSequence([int(seed), int(model)]).generate_state(1)[0] & 0x7FFFFFFF)
 
 
-def bounds_of(fractions: np.ndarray, batch_size: int) -> tuple[tuple[int, int], ...]:
-    """Chunk id -> [start, stop) inside a job batch (balanced when not divisible)."""
+def bounds_of(fractions: np.ndarray, batch_size: int,
+              groups: tuple[int, ...] | None = None) -> tuple[tuple[int, int], ...]:
+    """Chunk id -> [start, stop) inside a job batch (balanced per chunk group when not divisible)."""
     from ..codes import chunk_boundaries
-    return tuple((s.start, s.stop) for s in chunk_boundaries(fractions, batch_size))
+    return tuple((s.start, s.stop) for s in chunk_boundaries(fractions, batch_size, groups))
 
 
 @dataclass(frozen=True)

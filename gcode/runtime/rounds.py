@@ -11,7 +11,9 @@ workers arrived. It applies the same rule as ``Policy.resolve`` does on a trace:
   arrived or failed; the workers missing then are the stragglers;
 * if the stragglers do not conform, the round falls back: wait for every worker (failed ones are
   re-sent their tasks) and record the round straggler-free; with the partial-wait fallback
-  (``--policy partial``) wait only until the workers still missing form a conforming set.
+  (``--policy partial``) wait only until the workers still missing form a conforming set;
+* ``--policy earliest`` has no cut: the round ends at the first arrival after which the workers
+  still missing conform (failed workers are re-sent their tasks meanwhile).
 
 A failed worker (raised, died, returned a bad array) is a straggler: it never counts as arrived.
 """
@@ -81,6 +83,11 @@ def decide(state: RoundState, now: float, policy: Policy,
     cut = policy.deadline(state.fastest)
     if len(state.arrived) == n:
         return End(np.ones(n, dtype=bool), state.fell_back, cut)
+    if policy.ends_when_conforming:  # 'earliest': no deadline, end once the missing conform
+        arrived = state.arrived_mask()
+        if state.arrived and conforms(~arrived):
+            return End(arrived, False, now)
+        return Wait(math.inf, tuple(sorted(state.failed)))
     if state.fell_back:
         if partial if partial is not None else partial_fallback(policy):
             arrived = state.arrived_mask()

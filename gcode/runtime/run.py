@@ -102,7 +102,8 @@ def execute(cfg: TrainConfig, workload, *, progress: ProgressFn | None = None, p
     decoded like its gradient) and param_checksum (per model: float64 sum of all parameters),
     evals (held-out loss/accuracy every train.eval_every rounds) and final_eval,
     max_decode_rel_error (with train.check_decode, else None), approximate, stragglers,
-    failures, restarts, late_results_used, load, delay_T, models, compute_s_mean,
+    failures, restarts, late_results_used, load, real_load and worker_samples (the per-worker
+    load in whole samples), delay_T, models, compute_s_mean,
     response_s_mean, load_slope_s (response time minus injected sleep, per unit load: the
     simulator's load slope), overhead_s_per_round, compute_s_per_round and timings_s_per_round
     (coordinator seconds per round by phase), coordinator_device, worker_peak_rss_mb,
@@ -162,6 +163,16 @@ def _keep_run_log(prefix: str, round_: int) -> None:
             path.rename(base.with_name(f"{base.name}.before-r{round_:08d}{suffix}"))
 
 
+def real_load(scheme, batch_size: int) -> dict:
+    """The per-worker load in whole samples (chunks balanced per group), next to ``load``:
+    ``real_load`` is the busiest worker's steady-state samples per round over the batch size
+    (for ``auto``, of its last scheme)."""
+    from gcode.codes import worker_samples
+    samples = worker_samples(scheme, batch_size)
+    return {"real_load": int(samples.max()) / batch_size,
+            "worker_samples": {"min": int(samples.min()), "max": int(samples.max())}}
+
+
 def build_scheme(cfg: TrainConfig):
     """(scheme, policy, default M) for a validated config; 'auto' is the online tuner."""
     from gcode.codes import make_scheme
@@ -193,17 +204,24 @@ def live_run_config(cfg: TrainConfig, scheme, models: int, message_dtype, run_id
 
 
 def _devices(cfg: TrainConfig):
-    """(coordinator device, host decode threads) as configured (``auto``: a GPU if visible)."""
+    """(coordinator device, decode device, host decode threads) as configured (``auto``: a GPU
+    when this process sees one; the decode follows the coordinator)."""
     import torch
     cc = cfg.cluster
     has_gpu = torch.cuda.is_available()
-    if cc.coordinator_device == "cuda" and not has_gpu:
-        raise ConfigError("cluster.coordinator_device", "is 'cuda' but this process sees no GPU")
+    for field_name in ("coordinator_device", "decode_device"):
+        if getattr(cc, field_name) == "cuda" and not has_gpu:
+            raise ConfigError(f"cluster.{field_name}", "is 'cuda' but this process sees no GPU")
     device = torch.device("cuda" if cc.coordinator_device != "cpu" and has_gpu else "cpu")
+    decode = device if cc.decode_device == "auto" else torch.device(cc.decode_device)
+    if "cuda" in (device.type, decode.type):
+        from gcode.train.flat import exact_fp32
+        exact_fp32()
     cores = os.cpu_count() or 1
     local_workers = 0 if (cc.address or os.environ.get("RAY_ADDRESS")) else cc.workers
-    threads = cc.decode_threads or max(1, min(8, cores - local_workers))
-    return device, threads
+    # leave a core for Ray's own processes; at most 4: the decode is memory-bound beyond that
+    threads = cc.decode_threads or max(1, min(4, cores - local_workers - 1))
+    return device, decode, threads
 
 
 def _build_models(cfg: TrainConfig, workload, count: int, device):
@@ -258,7 +276,7 @@ def _execute(cfg: TrainConfig, workload, progress, pool, monitor) -> tuple[dict[
                                              f"fewer than workers={n}")
     M = 1 if tr.mode == "delayed" else (tr.models or default_models)
     run_id = ck.tree["run"]["run_id"] if ck is not None else uuid.uuid4().hex
-    device, threads = _devices(cfg)
+    device, decode_device, threads = _devices(cfg)
 
     started = ensure_ray(cfg.cluster)
     prev_threads = torch.get_num_threads()
@@ -289,10 +307,12 @@ def _execute(cfg: TrainConfig, workload, progress, pool, monitor) -> tuple[dict[
             recorder = RunRecorder(live_run_config(cfg, scheme, M, scheme.message_dtype, run_id[:16]),
                                    log_prefix=cfg.log.run_log, monitor=monitor)
         pool.wait_ready(cfg.cluster.startup_timeout_s)
+        pool.prepare(ctx, n, cfg.cluster.startup_timeout_s)
         coord = Coordinator(cfg, scheme, policy, pool.actors[:n], spec, models, optimizers,
                             delays, writer, progress, ctx, recorder,
                             auto_slope=cfg.scheme.name == "auto" and cfg.scheme.auto_load_slope is None,
-                            run_id=run_id, device=device, decode_threads=threads,
+                            run_id=run_id, device=device, decode_device=decode_device,
+                            decode_threads=threads,
                             eval_dataset=eval_dataset)
         if ck is not None:
             restore_coordinator(coord, ck)
@@ -323,7 +343,8 @@ def _execute(cfg: TrainConfig, workload, progress, pool, monitor) -> tuple[dict[
             ray.shutdown()
     metrics = _metrics(cfg, coord, scheme, policy, pool, M, d, runtime_s, setup_s, session_s)
     metrics.update(final_loss=final_loss, final_eval=final_eval, param_checksum=checksum,
-                   run_id=run_id[:16], coordinator_device=str(device), decode_threads=threads,
+                   run_id=run_id[:16], coordinator_device=str(device),
+                   decode_device=str(decode_device), decode_threads=threads,
                    model=workload.name)
     return metrics, [model.module.cpu() for model in models]
 
@@ -342,7 +363,7 @@ def _metrics(cfg, coord, scheme, policy, pool, M, d, runtime_s, setup_s, session
         "scheme": scheme.name, "params": scheme.params, "n": n, "jobs": scheme.jobs,
         "policy": cfg.policy.name, "mu": cfg.policy.mu, "mode": tr.mode, "models": M,
         "approximate": approximate, "approximation": "; ".join(notes) or None,
-        "load": scheme.load, "delay_T": scheme.delay,
+        "load": scheme.load, "delay_T": scheme.delay, **real_load(scheme, tr.batch_size),
         "message_dtype": np.dtype(scheme.message_dtype).name,
         "num_params": d, "batch_size": tr.batch_size,
         "runtime_s": runtime_s, "setup_s": setup_s, "rounds": rounds, "waits": coord.waits,

@@ -3,6 +3,7 @@
 from .policy import (
                      POLICIES,
                      DeadlinePolicy,
+                     EarliestPolicy,
                      PaperPolicy,
                      PartialWaitPolicy,
                      Policy,
@@ -12,5 +13,5 @@ from .policy import (
 )
 from .simulator import SimResult, simulate, worker_times
 
-__all__ = ["POLICIES", "DeadlinePolicy", "PaperPolicy", "PartialWaitPolicy", "Policy", "RoundOutcome", "SimResult",
+__all__ = ["POLICIES", "DeadlinePolicy", "EarliestPolicy", "PaperPolicy", "PartialWaitPolicy", "Policy", "RoundOutcome", "SimResult",
            "WaitAllPolicy", "make_policy", "simulate", "worker_times"]

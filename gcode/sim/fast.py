@@ -4,14 +4,15 @@ Under ``PaperPolicy`` a round's duration depends only on whether its straggler s
 the scheme's straggler model, so the tuner needs the model check, not the coded data. This
 module evaluates that check for thousands of settings at once:
 
-* For load L the per-worker time is t + c with c = L·slope. Adding c keeps the order of workers,
-  so the stragglers of a round (time > (1+μ)·fastest) are always its k slowest workers. k is
-  found by binary search per setting, with an exact fix-up at the boundary, so the sets equal
-  the simulator's bit for bit.
+* For load L the per-worker time is a·t + c (:class:`LoadModel`: c = L·slope for the additive
+  model, a = L/L_trace for the proportional one). That keeps the order of workers, so the
+  stragglers of a round (time > (1+μ)·fastest) are always its k slowest workers. k is counted
+  with the simulator's own floating-point comparison, so the sets equal the simulator's bit for
+  bit.
 * Straggler sets are bitsets (one uint64 per 64 workers). A (B, W, λ) check is a few ORs and a
   popcount over a ring of W−1 past bitsets, vectorized over every λ that shares (B, W).
 
-``tests/test_fast.py`` checks equality with :func:`gcode.sim.simulate` driving the real schemes.
+``tests/test_sim.py`` checks equality with :func:`gcode.sim.simulate` driving the real schemes.
 """
 
 from __future__ import annotations
@@ -19,6 +20,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+
+from .load_model import LoadModel
+
+#: settings × rounds × workers compared at once when counting stragglers (bounds memory)
+_COUNT_BLOCK = 1 << 22
+#: up to this many workers stragglers are counted by comparing every time; beyond, by search
+_COUNT_MAX_N = 64
 
 
 @dataclass
@@ -43,65 +51,97 @@ class TraceView:
         slowest_first = np.argsort(self.times, axis=1, kind="stable")[:, ::-1]
         self.prefix = np.zeros((rounds, n + 1, words), dtype=np.uint64)
         self.prefix[:, 1:] = np.bitwise_or.accumulate(onehot[slowest_first], axis=1)
+        #: slow_rank[r, w]: worker w's position in round r's slowest-first order, so the
+        #: straggler set "the k slowest" is ``slow_rank[r] < k``
+        self.slow_rank = np.empty((rounds, n), dtype=np.int64)
+        np.put_along_axis(self.slow_rank, slowest_first, np.arange(n)[None, :], axis=1)
 
-    def round_stats(self, offsets: np.ndarray):
-        """For per-setting time offsets c (P,): straggler counts k, cut-off and slowest, (P, R)."""
+    def round_stats(self, scales: np.ndarray, offsets: np.ndarray, mus: np.ndarray | None = None):
+        """For per-setting affine times a·t + c (P,): straggler counts k, cut-off and slowest,
+        each (P, R). A worker straggles iff fl(a·t + c) > cut, exactly as the simulator decides.
+        ``mus``: a per-setting μ instead of the view's."""
+        a = np.asarray(scales, dtype=np.float64)[:, None]
         c = np.asarray(offsets, dtype=np.float64)[:, None]
-        cut = (self.fastest[None, :] + c) * (1 + self.mu)
-        slowest = self.slowest[None, :] + c
+        mu = self.mu if mus is None else np.asarray(mus, dtype=np.float64)[:, None]
+        cut = (self.fastest[None, :] * a + c) * (1 + mu)
+        slowest = self.slowest[None, :] * a + c
         k = np.empty(cut.shape, dtype=np.int64)
-        for r in range(self.rounds):
-            column = self.ascending[r]
-            idx = np.searchsorted(column, cut[:, r] - c[:, 0], side="right")
-            # exact fix-up: straggler iff fl(t + c) > cut, monotone in t
-            lo = np.clip(idx - 1, 0, self.n - 1)
-            idx = np.where((idx > 0) & (column[lo] + c[:, 0] > cut[:, r]), idx - 1, idx)
-            hi = np.clip(idx, 0, self.n - 1)
-            idx = np.where((idx < self.n) & (column[hi] + c[:, 0] <= cut[:, r]), idx + 1, idx)
-            k[:, r] = self.n - idx
+        if self.n <= _COUNT_MAX_N:  # few workers: compare every time, all rounds at once
+            step = max(1, _COUNT_BLOCK // max(1, self.rounds * self.n))
+            for lo in range(0, len(a), step):
+                block = slice(lo, lo + step)
+                times = self.ascending[None, :, :] * a[block, :, None] + c[block, :, None]
+                k[block] = (times > cut[block, :, None]).sum(axis=2)
+            return k, cut, slowest
+        a, c = a[:, 0], c[:, 0]
+        for r in range(self.rounds):  # many workers: binary search per round, then exact fix-up
+            column, limit = self.ascending[r], cut[:, r]
+            kept = np.searchsorted(column, (limit - c) / a, side="right")  # arrived by the cut
+            while True:  # straggler iff fl(a·t + c) > cut, monotone in t
+                over = (kept > 0) & (column[np.maximum(kept - 1, 0)] * a + c > limit)
+                under = (kept < self.n) & (column[np.minimum(kept, self.n - 1)] * a + c <= limit)
+                if not (over.any() or under.any()):
+                    break
+                kept = kept - over + under
+            k[:, r] = self.n - kept
         return k, cut, slowest
 
 
-def s_per_round_runtimes(view: TraceView, s: np.ndarray, loads: np.ndarray, slope: float,
-                         rounds: int, partial: bool = False) -> tuple[np.ndarray, np.ndarray]:
+def s_per_round_runtimes(view: TraceView, s: np.ndarray, loads: np.ndarray,
+                         slope: float | LoadModel, rounds: int, partial: bool = False,
+                         mus: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Runtime and waits for s-per-round schemes (uncoded: s=0, GC, ignore) over ``rounds``.
 
+    ``slope``: the additive load slope, or a :class:`LoadModel`.
     ``partial``: on a violation wait for the (n−s)-th arrival instead of the slowest worker.
+    ``mus``: a per-setting μ instead of the view's.
     """
     s = np.asarray(s)
-    offsets = np.asarray(loads, dtype=np.float64) * slope
-    k, cut, slowest = view.round_stats(offsets)
+    scales, offsets = LoadModel.of(slope).affine(loads, view.n)
+    k, cut, slowest = view.round_stats(scales, offsets, mus)
     k, cut, slowest = k[:, :rounds], cut[:, :rounds], slowest[:, :rounds]
     conform = k <= s[:, None]
     fallback = slowest
     if partial:
-        fallback = view.ascending[:rounds, view.n - s - 1].T + offsets[:, None]
+        fallback = view.ascending[:rounds, view.n - s - 1].T * scales[:, None] + offsets[:, None]
     durations = np.where(conform, np.minimum(cut, slowest), fallback)
     return durations.sum(axis=1), (~conform).sum(axis=1)
 
 
 def bursty_runtimes(view: TraceView, B: int, W: int, lams: np.ndarray, loads: np.ndarray,
-                    slope: float, rounds: int, partial: bool = False) -> tuple[np.ndarray, np.ndarray]:
+                    slope: float | LoadModel, rounds: int, partial: bool = False,
+                    srsgc_s: np.ndarray | None = None, jobs: int | None = None,
+                    mus: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Runtime and waits for (B, W, λ) settings sharing B and W, vectorized over λ.
 
     ``partial``: on a violation keep the largest still-missing prefix (the k′ slowest workers)
     that conforms, found by binary search (conformance is monotone under subsets), and end the
     round at the arrival that leaves exactly those k′ missing.
+    ``srsgc_s``: the settings are SR-SGC with these GC redundancies. Its repeats are tracked, and
+    a round in which every worker ran the round's own job with at most s stragglers is left out
+    of later model checks (:class:`gcode.codes.SelectiveRepeatSGC`). Otherwise M-SGC.
+    ``jobs``: the run issues this many jobs; a later round in which no worker has a task costs
+    nothing (SR-SGC with no repeat due; M-SGC with λ = n once every D1 chunk is in). None: a
+    job in every round (a window replay).
+    ``mus``: a per-setting μ instead of the view's.
     """
     lams = np.asarray(lams)
-    offsets = np.asarray(loads, dtype=np.float64) * slope
-    k, cut, slowest = view.round_stats(offsets)
-    settings = len(lams)
+    scales, offsets = LoadModel.of(slope).affine(loads, view.n)
+    k, cut, slowest = view.round_stats(scales, offsets, mus)
+    settings, n = len(lams), view.n
     words = view.prefix.shape[2]
     history = np.zeros((settings, rounds, words), dtype=np.uint64)
     total = np.zeros(settings)
     waits = np.zeros(settings, dtype=np.int64)
     rows = np.arange(settings)
+    repeats = _SelectiveRepeats(srsgc_s, B, n) if srsgc_s is not None else None
+    d1_only = None if repeats is not None or jobs is None else lams >= n
+    d1_arrivals = np.zeros((settings, n), dtype=np.int64)  # M-SGC λ = n: of the last job
     for r in range(rounds):
         lo = max(0, r - W + 1)
         hi = max(0, r - B + 1)
-        recent = np.bitwise_or.reduce(history[:, lo:r], axis=1) if r > lo else None
-        early = np.bitwise_or.reduce(history[:, lo:hi], axis=1) if hi > lo else None
+        recent = _union(history, lo, r)
+        early = _union(history, lo, hi)
 
         def conforms(count):
             now = view.prefix[r][count]
@@ -111,7 +151,15 @@ def bursty_runtimes(view: TraceView, B: int, W: int, lams: np.ndarray, loads: np
                 ok &= ~(early & now).any(axis=1)
             return ok
 
-        conform = conforms(k[:, r])
+        in_tail = jobs is not None and r >= jobs
+        idle = np.zeros(settings, dtype=bool)
+        if repeats is not None:
+            repeaters = repeats.plan(r)
+            if in_tail:
+                idle = ~repeaters.any(axis=1)
+        elif d1_only is not None and in_tail:
+            idle = d1_only & (d1_arrivals >= W - 1).all(axis=1)
+        conform = conforms(k[:, r]) | idle
         kept = np.where(conform, k[:, r], 0)
         durations = np.where(conform, np.minimum(cut[:, r], slowest[:, r]), slowest[:, r])
         if partial and not conform.all():
@@ -121,9 +169,57 @@ def bursty_runtimes(view: TraceView, B: int, W: int, lams: np.ndarray, loads: np
                 ok = conforms(mid)
                 low, high = np.where(ok, mid, low), np.where(ok, high, mid - 1)
             kept = np.where(conform, k[:, r], low)
-            waited = view.ascending[r, view.n - kept - 1] + offsets
+            waited = view.ascending[r, view.n - kept - 1] * scales + offsets
             durations = np.where(conform, durations, waited)
-        history[rows, r] = view.prefix[r][kept]
+        kept = np.where(idle, 0, kept)
+        durations = np.where(idle, 0.0, durations)
+        counted = kept
+        if repeats is not None:
+            stragglers = view.slow_rank[r][None, :] < kept[:, None]
+            exempt = repeats.record(r, kept, stragglers, repeaters, job_exists=not in_tail)
+            counted = np.where(exempt, 0, kept)
+        elif d1_only is not None and r >= jobs - 1:
+            d1_arrivals += view.slow_rank[r][None, :] >= kept[:, None]
+        history[rows, r] = view.prefix[r][counted]
         total += durations
         waits += ~conform
     return total, waits
+
+
+def _union(history: np.ndarray, lo: int, hi: int) -> np.ndarray | None:
+    """OR of the recorded bitsets of rounds lo … hi−1 ((P, words)), None when empty."""
+    if hi <= lo:
+        return None
+    if hi == lo + 1:
+        return history[:, lo]
+    return np.bitwise_or.reduce(history[:, lo:hi], axis=1)
+
+
+class _SelectiveRepeats:
+    """SR-SGC's repeat bookkeeping for P settings: who misses each recent job (bool (P, n))."""
+
+    def __init__(self, s: np.ndarray, B: int, n: int):
+        self.s, self.B, self.n = np.asarray(s, dtype=np.int64), B, n
+        self.missing: dict[int, np.ndarray] = {}
+
+    def plan(self, r: int) -> np.ndarray:
+        """Round r's repeaters: the lowest-numbered v−s of the v workers missing job r−B."""
+        missing = self.missing.pop(r - self.B, None)
+        repeaters = np.zeros((len(self.s), self.n), dtype=bool)
+        if missing is None:
+            return repeaters
+        excess = missing.sum(axis=1) - self.s
+        rows = np.flatnonzero(excess > 0)
+        if len(rows):
+            some = missing[rows]
+            repeaters[rows] = some & (np.cumsum(some, axis=1, dtype=np.int32) <= excess[rows, None])
+        return repeaters
+
+    def record(self, r: int, kept: np.ndarray, stragglers: np.ndarray, repeaters: np.ndarray,
+               job_exists: bool) -> np.ndarray:
+        """Store who misses job r (``kept``: how many straggled); returns the settings whose
+        round-r stragglers are exempt."""
+        if not job_exists:
+            return np.zeros(len(self.s), dtype=bool)
+        self.missing[r] = stragglers | repeaters
+        return ~repeaters.any(axis=1) & (kept <= self.s)

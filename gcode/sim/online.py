@@ -2,8 +2,10 @@
 
 It is a round-ending :class:`Policy` bound to a :class:`SwitchingScheme`:
   * it ends rounds with the partial-wait fallback (or the paper's) at the current μ;
-  * it observes every finished round's per-worker times and subtracts the load term to
-    recover the base times (what a worker would take at zero load);
+  * it observes every finished round's per-worker times as a live coordinator sees them (a
+    worker cut off is only known to be slower than the round's end) and removes the load term
+    of its :class:`LoadModel` to recover the base times (what a worker would take at zero load,
+    or at the trace's load for the proportional model);
   * every ``every`` rounds it replays the last ``window`` rounds of base times through every
     candidate (uncoded; GC s = 1 … n−1; SR-SGC and M-SGC (B, W, λ) with delay ≤ max_delay; each
     at every μ in ``mus``) with the vectorized simulator, and switches at the next job boundary
@@ -14,14 +16,15 @@ Only past rounds are ever used, so every decision is out of sample. Switching fo
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
-from ..codes import make_scheme
+from ..codes import make_scheme, srsgc_s
 from ..codes.loads import gc_load, msgc_load, srsgc_load
 from ..codes.switching import SwitchingScheme
 from .fast import TraceView, bursty_runtimes, s_per_round_runtimes
+from .load_model import LoadModel
 from .policy import PaperPolicy, PartialWaitPolicy, Policy
 
 
@@ -29,7 +32,7 @@ from .policy import PaperPolicy, PartialWaitPolicy, Policy
 class OnlineConfig:
     # defaults: chosen by `gcode bench auto` on the load-level traces only (never on the public
     # traces the auto scheme is evaluated on)
-    window: int = 8
+    window: int = 6
     every: int = 2
     margin: float = 0.03
     mus: tuple[float, ...] = (0.25, 0.5, 0.75, 1.0)
@@ -69,35 +72,57 @@ class Candidate:
         return (self.scheme, tuple(sorted(self.params.items())), self.mu)
 
 
-def evaluate_candidates(base_times: np.ndarray, n: int, slope: float, cfg: OnlineConfig
+def evaluate_candidates(base_times: np.ndarray, n: int, slope: float | LoadModel, cfg: OnlineConfig
                         ) -> tuple[list[Candidate], np.ndarray]:
-    """Mean round time of every candidate over ``base_times`` (rounds × n, zero-load times)."""
+    """Mean round time of every candidate over ``base_times`` (rounds × n, the base times of
+    ``slope``'s load model: zero-load times for the additive one).
+
+    Candidates are ordered by μ, then uncoded and GC, then M-SGC and SR-SGC per (B, W) over λ;
+    each block is evaluated for every μ in one vectorized call."""
     rounds = base_times.shape[0]
-    candidates: list[Candidate] = []
-    means: list[np.ndarray] = []
+    view = TraceView(base_times, cfg.mus[0])
+    mus = np.asarray(cfg.mus, dtype=np.float64)
     lams = np.unique(np.round(np.geomspace(1, n, cfg.grid_points)).astype(np.int64))
     code = cfg.gc_code
-    for mu in cfg.mus:
-        view = TraceView(base_times, mu)
-        s = np.concatenate([[0], lams[lams < n]])
-        loads = np.array([gc_load(n, int(v), code) for v in s])
-        loads[0] = 1.0 / n  # s = 0 is uncoded
-        total, _ = s_per_round_runtimes(view, s, loads, slope, rounds, cfg.partial)
-        candidates += [Candidate("uncoded", {}, mu)] + [Candidate("gc", {"s": int(v), "gc_code": code}, mu) for v in s[1:]]
-        means.append(total / rounds)
-        for name, load_of, pairs in (
-                ("msgc", msgc_load, [(B, W) for W in range(2, cfg.max_delay + 3)
-                                     for B in range(1, W) if W - 2 + B <= cfg.max_delay]),
-                ("srsgc", srsgc_load, [(B, W) for B in range(1, cfg.max_delay + 1)
-                                       for W in range(B + 1, 3 * B + 2, B)])):
-            for B, W in pairs:
-                loads = np.array([load_of(n, B, W, int(lam), code) for lam in lams])
-                valid = np.array([name != "srsgc" or lam < n for lam in lams])
-                total, _ = bursty_runtimes(view, B, W, lams[valid], loads[valid], slope, rounds, cfg.partial)
-                candidates += [Candidate(name, {"B": B, "W": W, "lam": int(lam), "gc_code": code}, mu)
-                               for lam in lams[valid]]
-                means.append(total / rounds)
-    return candidates, np.concatenate(means)
+    blocks: list[tuple[list[dict], str | None, np.ndarray]] = []  # (params, scheme, means (μ, P))
+
+    def over_mus(run, *per_setting):
+        """Evaluate P settings at every μ at once; returns mean round times (len(mus), P)."""
+        tiled = [np.tile(np.asarray(x), len(mus)) for x in per_setting]
+        total = run(*tiled, np.repeat(mus, len(per_setting[0])))
+        return (total / rounds).reshape(len(mus), -1)
+
+    s = np.concatenate([[0], lams[lams < n]])
+    loads = np.array([gc_load(n, int(v), code) for v in s])
+    loads[0] = 1.0 / n  # s = 0 is uncoded
+    means = over_mus(lambda s_, loads_, mus_: s_per_round_runtimes(
+        view, s_, loads_, slope, rounds, cfg.partial, mus_)[0], s, loads)
+    blocks.append(([{}] + [{"s": int(v), "gc_code": code} for v in s[1:]], None, means))
+    for name, load_of, pairs in (
+            ("msgc", msgc_load, [(B, W) for W in range(2, cfg.max_delay + 3)
+                                 for B in range(1, W) if W - 2 + B <= cfg.max_delay]),
+            ("srsgc", srsgc_load, [(B, W) for B in range(1, cfg.max_delay + 1)
+                                   for W in range(B + 1, 3 * B + 2, B)])):
+        for B, W in pairs:
+            valid = lams[[name != "srsgc" or lam < n for lam in lams]]
+            loads = np.array([load_of(n, B, W, int(lam), code) for lam in valid])
+            if name == "srsgc":
+                s = np.array([srsgc_s(B, W, int(lam)) for lam in valid])
+                means = over_mus(lambda l_, loads_, s_, mus_: bursty_runtimes(
+                    view, B, W, l_, loads_, slope, rounds, cfg.partial, srsgc_s=s_, mus=mus_)[0],
+                    valid, loads, s)
+            else:
+                means = over_mus(lambda l_, loads_, mus_: bursty_runtimes(
+                    view, B, W, l_, loads_, slope, rounds, cfg.partial, mus=mus_)[0], valid, loads)
+            blocks.append(([{"B": B, "W": W, "lam": int(lam), "gc_code": code} for lam in valid],
+                           name, means))
+    candidates: list[Candidate] = []
+    out: list[np.ndarray] = []
+    for m, mu in enumerate(cfg.mus):
+        for params, name, means in blocks:
+            candidates += [Candidate(name or ("gc" if p else "uncoded"), p, mu) for p in params]
+            out.append(means[m])
+    return candidates, np.concatenate(out)
 
 
 def window_statistics(base_times: np.ndarray, mu: float) -> dict:
@@ -125,10 +150,9 @@ class OnlineTuner(Policy):
 
     name = "auto"
 
-    def __init__(self, n: int, jobs: int | None, load_slope: float, cfg: OnlineConfig = OnlineConfig()):
-        if load_slope < 0:
-            raise ValueError(f"load_slope must be >= 0, got {load_slope}")
-        self.n, self.cfg, self.load_slope = n, cfg, load_slope
+    def __init__(self, n: int, jobs: int | None, load_slope: float | LoadModel,
+                 cfg: OnlineConfig = OnlineConfig()):
+        self.n, self.cfg, self.loads = n, cfg, LoadModel.of(load_slope)
         s = max(1, int(np.ceil(n * cfg.start_s_fraction))) if n > 1 else 0
         params = {"s": min(s, n - 1), "gc_code": cfg.gc_code} if cfg.start_scheme == "gc" else {}
         first = make_scheme(cfg.start_scheme, n=n, jobs=jobs, **params)
@@ -136,6 +160,15 @@ class OnlineTuner(Policy):
         self.scheme = SwitchingScheme(n, jobs, first)
         self.base_times: list[np.ndarray] = []
         self.decisions: list[dict] = []
+
+    @property
+    def load_slope(self) -> float:
+        """The additive model's seconds per unit load (a live run may measure and set it)."""
+        return self.loads.slope
+
+    @load_slope.setter
+    def load_slope(self, slope: float) -> None:
+        self.loads = replace(self.loads, slope=float(slope))
 
     @property
     def mu(self) -> float:
@@ -150,7 +183,8 @@ class OnlineTuner(Policy):
         return {"base_times": np.array(self.base_times, dtype=np.float64).reshape(-1, self.n),
                 "current": {"scheme": self.current.scheme, "params": dict(self.current.params),
                             "mu": self.current.mu},
-                "decisions": list(self.decisions), "load_slope": float(self.load_slope)}
+                "decisions": list(self.decisions), "load_slope": float(self.load_slope),
+                "load_model": self.loads.kind, "trace_load": self.loads.trace_load}
 
     def restore(self, state: dict, scheme: SwitchingScheme) -> None:
         """Adopt a saved :meth:`state` and the scheme restored alongside it."""
@@ -159,7 +193,8 @@ class OnlineTuner(Policy):
         cur = state["current"]
         self.current = Candidate(cur["scheme"], dict(cur["params"]), float(cur["mu"]))
         self.decisions = list(state["decisions"])
-        self.load_slope = float(state["load_slope"])
+        self.loads = LoadModel(state.get("load_model", "additive"), float(state["load_slope"]),
+                               state.get("trace_load"))
 
     def _policy(self) -> Policy:
         return PartialWaitPolicy(self.mu) if self.cfg.partial else PaperPolicy(self.mu)
@@ -177,11 +212,13 @@ class OnlineTuner(Policy):
         if len(self.base_times) >= self.cfg.min_history:
             self._decide(len(self.scheme.history))
 
-    def observe(self, r: int, times: np.ndarray, load: float) -> None:
-        base = np.asarray(times, dtype=np.float64) - load * self.load_slope
-        if np.isnan(base).any():  # live: fill unknown finish times with the slowest known
-            base = np.where(np.isnan(base), np.nanmax(base), base)
-        self.base_times.append(base)
+    def observe(self, r: int, times: np.ndarray, load: float, end: float) -> None:
+        """Keep the round's zero-load times. A worker cut off at ``end`` (NaN) is only known to
+        take longer; it is kept at the smallest value above ``end``, so that it still straggles
+        under the round's own cut and the replay never assumes it was faster than it was."""
+        times = np.asarray(times, dtype=np.float64)
+        times = np.where(np.isnan(times), np.nextafter(float(end), np.inf), times)
+        self.base_times.append(self.loads.base(times, load))
         next_round = r + 1
         if len(self.base_times) >= self.cfg.min_history and next_round % self.cfg.every == 0:
             self._decide(next_round)
@@ -191,7 +228,7 @@ class OnlineTuner(Policy):
         if not self.scheme.can_switch(next_round):
             return
         window = np.array(self.base_times[-self.cfg.window:])
-        candidates, means = evaluate_candidates(window, self.n, self.load_slope, self.cfg)
+        candidates, means = evaluate_candidates(window, self.n, self.loads, self.cfg)
         best = int(np.argmin(means))
         keys = [c.key() for c in candidates]
         current_mean = means[keys.index(self.current.key())] if self.current.key() in keys else np.inf

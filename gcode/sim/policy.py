@@ -22,17 +22,26 @@ class RoundOutcome:
     fell_back: bool      # True when the round waited past the deadline after a model violation
 
 
+def censored_times(times: np.ndarray, arrived: np.ndarray) -> np.ndarray:
+    """What a live coordinator knows of a round's times: arrived workers' own, NaN for the rest."""
+    return np.where(np.asarray(arrived, dtype=bool), np.asarray(times, dtype=np.float64), np.nan)
+
+
 class Policy(ABC):
     name: str
     #: True when a violation waits only until the missing workers conform (not for everyone)
     partial_fallback: bool = False
+    #: True when the round ends as soon as the missing workers conform (no deadline at all)
+    ends_when_conforming: bool = False
 
     @abstractmethod
     def deadline(self, fastest: float) -> float:
         """Seconds after the round start at which the round is cut, given the fastest finish."""
 
-    def observe(self, r: int, times: np.ndarray, load: float) -> None:
-        """Told each finished round's per-worker times (NaN where unknown) and its load."""
+    def observe(self, r: int, times: np.ndarray, load: float, end: float) -> None:
+        """Told each finished round's per-worker times, its load and its end (seconds from the
+        round's start). ``times`` is the censored view both drivers share: NaN for a worker
+        that had not arrived when the round ended, whose time is only known to exceed ``end``."""
 
     def resolve(self, times: np.ndarray, conforms: Callable[[np.ndarray], bool]) -> RoundOutcome:
         """The outcome of a round whose per-worker finish times are known (the simulator)."""
@@ -89,6 +98,30 @@ class PartialWaitPolicy(PaperPolicy):
 
 
 @dataclass(frozen=True)
+class EarliestPolicy(Policy):
+    """End the round the moment the workers still missing form a set the scheme's model allows
+    (for GC: at the (n−s)-th arrival), and never before the first arrival. There is no deadline
+    to miss, so no round counts as a wait. The recorded stragglers conform, so decoding is as
+    guaranteed as under the paper policy."""
+
+    name = "earliest"
+    partial_fallback = True
+    ends_when_conforming = True
+
+    def deadline(self, fastest):
+        return fastest
+
+    def resolve(self, times, conforms):
+        times = np.asarray(times, dtype=np.float64)
+        missing = np.ones(len(times), dtype=bool)
+        for worker in np.argsort(times, kind="stable"):  # conformance is monotone: first hit wins
+            missing[worker] = False
+            if conforms(missing):
+                return RoundOutcome(~missing, float(times[worker]), False)
+        raise AssertionError("the empty straggler set always conforms")
+
+
+@dataclass(frozen=True)
 class DeadlinePolicy(Policy):
     """A fixed deadline in seconds after the round start."""
 
@@ -113,7 +146,7 @@ class WaitAllPolicy(Policy):
         return float("inf")
 
 
-POLICIES = ("paper", "partial", "deadline", "all")
+POLICIES = ("paper", "partial", "earliest", "deadline", "all")
 
 
 def make_policy(name: str, mu: float = 1.0, deadline_s: float | None = None) -> Policy:
@@ -127,4 +160,6 @@ def make_policy(name: str, mu: float = 1.0, deadline_s: float | None = None) -> 
         return DeadlinePolicy(deadline_s)
     if name == "all":
         return WaitAllPolicy()
+    if name == "earliest":
+        return EarliestPolicy()
     raise ValueError(f"unknown policy {name!r}; valid: {', '.join(POLICIES)}")

@@ -8,7 +8,8 @@ from typing import Callable
 import numpy as np
 
 from ..codes import DecodeError, Scheme
-from .policy import Policy
+from .load_model import LoadModel
+from .policy import Policy, RoundOutcome, censored_times
 
 
 @dataclass
@@ -43,39 +44,50 @@ def check_trace(trace: np.ndarray, n: int, rounds: int) -> None:
                          f"(jobs + delay T); lower --jobs")
 
 
-def worker_times(trace: np.ndarray, n: int, rounds: int, load: float, load_slope: float,
-                 time_scale: float = 1.0) -> np.ndarray:
-    """Per-worker round times (rounds, n): trace·time_scale + load·load_slope.
+def worker_times(trace: np.ndarray, n: int, rounds: int, load: float,
+                 load_slope: float | LoadModel, time_scale: float = 1.0) -> np.ndarray:
+    """Per-worker round times (rounds, n) at ``load``: by default trace·time_scale + load·slope;
+    ``load_slope`` may be a :class:`LoadModel` instead of the additive slope.
 
     A trace with more columns than workers contributes its first n columns.
     """
     trace = np.asarray(trace, dtype=np.float64)
     check_trace(trace, n, rounds)
-    return trace[:rounds, :n] * time_scale + load * load_slope
+    return LoadModel.of(load_slope).times(trace[:rounds, :n] * time_scale, load)
 
 
-def simulate(scheme: Scheme, trace: np.ndarray, policy: Policy, load_slope: float = 0.0,
-             time_scale: float = 1.0,
+def simulate(scheme: Scheme, trace: np.ndarray, policy: Policy,
+             load_slope: float | LoadModel = 0.0, time_scale: float = 1.0,
              on_round: Callable[[int, np.ndarray, object, list[int]], None] | None = None) -> SimResult:
     """Run ``scheme`` for scheme.jobs jobs over ``trace``; every job must decode by t + T.
 
-    ``on_round(r, times, outcome, decoded_jobs)`` is called after each round (for run logs).
-    The policy also observes each round's times (``Policy.observe``), which lets an online
-    tuner adapt the scheme between rounds.
+    ``load_slope``: seconds per unit load (the additive model), or a :class:`LoadModel`.
+
+    A round in which no worker has a task (a delayed scheme's tail) is skipped: zero duration.
+    ``on_round(r, times, outcome, decoded_jobs)`` is called after each round (for run logs;
+    ``times`` are NaN in a skipped round).
+    The policy also observes each round's times (``Policy.observe``) as a live coordinator sees
+    them, censored at the round's end (:func:`censored_times`), which lets an online tuner adapt
+    the scheme between rounds.
     """
     trace = np.asarray(trace, dtype=np.float64)
+    load_model = LoadModel.of(load_slope)
     if scheme.jobs is None:
         raise ValueError("simulate needs a scheme built with a finite number of jobs")
     durations, waits, decoded = [], 0, 0
     r = 0
     while r < scheme.total_rounds:  # an adaptive scheme may extend its rounds as it switches
         check_trace(trace, scheme.n, scheme.total_rounds)
-        scheme.plan(r)
         load = scheme.round_load(r)
-        times = trace[r, :scheme.n] * time_scale + load * load_slope
-        outcome = policy.resolve(times, lambda stragglers: scheme.conforms(r, stragglers))
-        scheme.record(r, outcome.arrived)
-        policy.observe(r, times, load)
+        times = load_model.times(trace[r, :scheme.n] * time_scale, load)
+        if not any(scheme.plan(r)):  # a tail round with no task: nothing runs, it costs nothing
+            times = np.full(scheme.n, np.nan)
+            outcome = RoundOutcome(np.ones(scheme.n, dtype=bool), 0.0, False)
+            scheme.record(r, outcome.arrived)
+        else:
+            outcome = policy.resolve(times, lambda stragglers: scheme.conforms(r, stragglers))
+            scheme.record(r, outcome.arrived)
+            policy.observe(r, censored_times(times, outcome.arrived), load, outcome.duration)
         durations.append(outcome.duration)
         waits += outcome.fell_back
         newly = [t for t in range(max(0, r - scheme.delay), r + 1) if scheme.decodable(t)]

@@ -9,6 +9,7 @@ import numpy as np
 
 from ..codes import Scheme
 from ..sim import Policy, SimResult, simulate
+from ..sim.load_model import LoadModel
 from .messages import RunConfig, round_record, run_config
 from .recorder import RunRecorder
 
@@ -30,9 +31,12 @@ class _PlanCapture:
         return getattr(self._scheme, name)
 
 
-def sim_config(scheme: Scheme, trace: np.ndarray, policy: Policy, load_slope: float,
+def sim_config(scheme: Scheme, trace: np.ndarray, policy: Policy, load_slope: float | LoadModel,
                time_scale: float, trace_name: str = "", include_trace: bool = True) -> RunConfig:
     rounds = scheme.total_rounds
+    loads = LoadModel.of(load_slope)
+    extra = {} if loads.kind == "additive" else {
+        "load_model": loads.kind, "trace_load": loads.trace_load if loads.trace_load else 1.0 / scheme.n}
     # every round of the trace (an adaptive scheme may run longer than first planned), but only
     # the first n workers' columns, which is all the simulator reads
     used = np.asarray(trace, dtype=np.float64)[:, :scheme.n]
@@ -40,19 +44,21 @@ def sim_config(scheme: Scheme, trace: np.ndarray, policy: Policy, load_slope: fl
         source="sim", scheme=scheme.name, params=scheme.params, n=scheme.n, jobs=scheme.jobs,
         delay=scheme.delay, load=scheme.load, rounds_planned=rounds, policy=policy.name,
         mu=getattr(policy, "mu", 0.0), deadline_s=getattr(policy, "seconds", None),
-        load_slope=load_slope, time_scale=time_scale,
+        load_slope=loads.slope, time_scale=time_scale,
         message_dtype=str(scheme.message_dtype),
-        trace=used if include_trace else None, trace_name=trace_name)
+        trace=used if include_trace else None, trace_name=trace_name, extra=extra)
 
 
-def simulate_with_log(scheme: Scheme, trace: np.ndarray, policy: Policy, load_slope: float = 0.0,
-                      time_scale: float = 1.0, log_prefix: str | os.PathLike | None = None, *,
-                      trace_name: str = "", monitor=None, include_trace: bool = True,
-                      jsonl: bool = True) -> SimResult:
+def simulate_with_log(scheme: Scheme, trace: np.ndarray, policy: Policy,
+                      load_slope: float | LoadModel = 0.0, time_scale: float = 1.0,
+                      log_prefix: str | os.PathLike | None = None, *, trace_name: str = "",
+                      monitor=None, include_trace: bool = True, jsonl: bool = True,
+                      progress=None) -> SimResult:
     """:func:`gcode.sim.simulate`, writing ``<log_prefix>.pb`` / ``.jsonl`` and/or publishing to
     a MonitorServer. Returns the simulator's own result. The config embeds the trace slice the
     simulation used (rounds x n), so the log alone can re-run it; ``include_trace=False`` omits
-    it. wall_time_s in the records is simulated time (the sum of round durations so far)."""
+    it. wall_time_s in the records is simulated time (the sum of round durations so far).
+    ``progress(1)`` is called after each round."""
     config = sim_config(scheme, trace, policy, load_slope, time_scale, trace_name, include_trace)
     capture = _PlanCapture(scheme)
     clock = [0.0]
@@ -73,6 +79,8 @@ def simulate_with_log(scheme: Scheme, trace: np.ndarray, policy: Policy, load_sl
                 deadline_s=deadline if math.isfinite(deadline) else None,
                 load=round_load(r) if round_load is not None else scheme.load,
                 switches=new_switches))
+            if progress is not None:
+                progress(1)
 
         result = simulate(capture, trace, policy, load_slope, time_scale, on_round=on_round)
         recorder.finish(runtime_s=result.runtime_s, wall_time_s=result.runtime_s)

@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from .flat import FlatModel
+from .flat import FlatModel, exact_fp32
 from .workload import Workload, build_model, check_finite_loss, check_losses, open_dataset, to_device
 
 
@@ -35,6 +35,7 @@ class TaskComputer:
     def __init__(self, workload: Workload, device: torch.device | str = "cpu"):
         self.workload = workload
         self.device = torch.device(device)
+        exact_fp32()
         self.dataset = open_dataset(workload.dataset_fn)
         # initial weights do not matter: every job loads its parameters
         self.model = FlatModel(build_model(workload.model_fn, 0), self.device)

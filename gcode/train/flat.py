@@ -13,6 +13,14 @@ import torch
 from torch import nn
 
 
+def exact_fp32() -> None:
+    """Full fp32 matmuls and convolutions on GPUs (no TF32). TF32 rounds to 10 mantissa bits,
+    so gradients of the same samples would differ by ~1e-3 between batch compositions, and
+    coded and uncoded runs could not end with the same parameters."""
+    torch.backends.cuda.matmul.allow_tf32 = False
+    torch.backends.cudnn.allow_tf32 = False
+
+
 def set_single_thread() -> None:
     """Make torch use one intra-op thread (one per worker process avoids oversubscription)."""
     torch.set_num_threads(1)
@@ -71,10 +79,11 @@ class FlatModel:
         return self.params.detach().to("cpu", copy=True).numpy()
 
     def set_gradient(self, grad: torch.Tensor, scale: float) -> None:
-        """``grads = grad · scale``, formed in ``grad``'s precision (fp64 decode) then cast."""
+        """``grads = grad · scale``, formed in ``grad``'s precision (fp64 decode) on its device,
+        then cast to float32 before it moves (half the bytes to copy)."""
         self.bind_grads()
         with torch.no_grad():
-            self.grads.copy_(grad.to(self.device).mul(scale))
+            self.grads.copy_(grad.mul(scale).to(torch.float32))
 
 
 def as_tensor(array: np.ndarray) -> torch.Tensor:

@@ -125,8 +125,9 @@ def test_two_runs_on_one_checkpoint_directory(ray_pool, tmp_path):
                                 env=dict(os.environ, RAY_AUTH_MODE="disabled"))
         assert second.returncode == 2 and "Traceback" not in second.stderr, second.stderr
         last = second.stderr.strip().splitlines()[-1]
-        assert last.startswith(f"gcode: error: checkpoint.dir: {ck.resolve()} is in use by "
-                               f"another gcode run (pid {first.pid} on "), last
+        assert last.startswith("gcode: error: ") and (  # checkpoint.dir (run.checkpoint.dir)
+            f"checkpoint.dir: {ck.resolve()} is in use by another gcode run (pid {first.pid} on "
+            in last), last
         assert time.monotonic() - start < 60
         with pytest.raises(ConfigError, match=r"^checkpoint\.dir: .* is in use by another gcode run"):
             train(load_config(tmp_path / "run.toml").replace(**{"checkpoint.dir": str(ck)}),

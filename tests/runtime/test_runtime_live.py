@@ -93,8 +93,14 @@ def test_dead_workers_restart_and_training_goes_on(faulty, kind, ray_pool):
     res, records = faulty
     fault = next(f for f in FAULTS if f["kind"] == kind)
     w = fault["worker"]
-    assert _failed(res, fault["round"], w) and "died" in _failed(res, fault["round"], w)[0]["reason"]
-    assert _not_used_in_round(records, fault["round"], w)
+    lost = [f for f in res["failures"] if f["worker"] == w and f["round"] >= fault["round"]
+            and ("died" in f["reason"] or "unprepared" in f["reason"])]
+    if kind == "exit":  # dies inside the task: always seen in that round
+        assert lost and lost[0]["round"] == fault["round"] and "died" in lost[0]["reason"]
+    # ray.kill is asynchronous: the task may finish first, and calls sent while the actor
+    # restarts wait for it (then find it without the run's context: 'unprepared')
+    for f in lost:
+        assert _not_used_in_round(records, f["round"], w)
     # the worker came back as a new process: seen delivering by the coordinator (restarts), or,
     # when the run ended before its restart finished (a restart takes seconds, the remaining
     # rounds milliseconds), answering now from a new process
@@ -237,3 +243,15 @@ def test_monitor_streams_rounds_and_a_stop_request_ends_the_run_early(ray_pool):
     assert res["stopped"] and res["rounds"] == 4 and res["decoded_jobs"] == 4
     assert "test says stop" in res["stop_reason"]
     assert streamed == list(range(4))
+
+
+def test_a_tail_round_with_no_task_is_skipped(ray_pool, tmp_path):
+    """SR-SGC's last round has work only for repeaters; with everyone in (policy 'all'), it has
+    none, so nothing is dispatched and it takes no time, as in the simulator."""
+    log = tmp_path / "srsgc.jsonl"
+    res = train(config(scheme={"name": "srsgc", "B": 1, "W": 2, "lam": 1, "gc_code": "fr"},
+                       policy={"name": "all"}, log={"jsonl": str(log)}), pool=ray_pool)
+    records = {rec["round"]: rec for rec in read_jsonl(log)}
+    assert res["decoded_jobs"] == 12 and res["rounds"] == 13
+    assert records[12]["duration_s"] == 0.0 and records[12]["arrival_s"] == {}
+    assert all(records[r]["duration_s"] > 0 for r in range(12))

@@ -1,0 +1,267 @@
+"""``gcode bench versus``: torch DDP and gcode's schemes side by side on the same stragglers.
+
+Every row trains the same model from the same seed on the same job batches for the same number
+of full-batch steps (gcode: jobs; a scheme with delay T trains M = T+1 models round-robin, so
+each sees jobs/M of them). Injected delays come from one (rounds, workers) table shared by every
+row: DDP rank w sleeps table[t, w] in step t after computing, before its allreduce; gcode worker
+w sleeps table[r, w] in round r after computing, before it sends (``inject.mode = add``).
+
+The default injection is bursty (B, W, λ) = (1, 2, 2) with ``base`` three times the model's
+measured compute time per round, so a straggler costs about 9 computes and the others 3.
+"""
+
+from __future__ import annotations
+
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+#: name -> (model preset, model params, dataset preset, dataset params)
+MODELS = {
+    "mlp": ("mlp", {"hidden": 256}, "synthetic", {"num_features": 784, "num_classes": 10}),
+    "mlp-wide": ("mlp", {"hidden": 4096}, "synthetic", {"num_features": 784, "num_classes": 10}),
+    "resnet18": ("resnet18", {}, "cifar", {}),
+    "resnet50": ("resnet50", {}, "cifar", {}),
+}
+#: row name -> (scheme section, policy section)
+SCHEMES = {
+    "uncoded": ({"name": "uncoded"}, {"name": "paper"}),
+    "gc-s1": ({"name": "gc", "s": 1, "gc_code": "fr"}, {"name": "paper"}),
+    "gc-s2": ({"name": "gc", "s": 2, "gc_code": "fr"}, {"name": "paper"}),
+    "gc-s2-earliest": ({"name": "gc", "s": 2, "gc_code": "fr"}, {"name": "earliest"}),
+    "msgc": ({"name": "msgc", "B": 1, "W": 2, "lam": 2, "gc_code": "fr"}, {"name": "paper"}),
+    "msgc-earliest": ({"name": "msgc", "B": 1, "W": 2, "lam": 2, "gc_code": "fr"}, {"name": "earliest"}),
+    "srsgc": ({"name": "srsgc", "B": 1, "W": 2, "lam": 2, "gc_code": "fr"}, {"name": "paper"}),
+    "auto": ({"name": "auto"}, {"name": "partial"}),
+}
+DEFAULT_SCHEMES = ("uncoded", "gc-s2", "gc-s2-earliest", "msgc", "msgc-earliest", "auto")
+
+
+@dataclass
+class VersusConfig:
+    model: str = "mlp"
+    workers: int = 8
+    jobs: int = 40
+    batch_size: int = 512
+    seed: int = 0
+    schemes: tuple[str, ...] = DEFAULT_SCHEMES
+    inject: str | None = "bursty"          # a delay model, "none", or None with a trace
+    inject_params: dict = field(default_factory=dict)
+    inject_trace: str | None = None
+    time_scale: float = 1.0
+    gpus_per_worker: float = 0.0
+    repeats: int = 1
+    num_samples: int = 8192
+
+    def __post_init__(self):
+        if self.model not in MODELS:
+            raise ValueError(f"--model must be one of {', '.join(MODELS)}, got {self.model!r}")
+        unknown = [s for s in self.schemes if s not in SCHEMES]
+        if unknown:
+            raise ValueError(f"--schemes: unknown {unknown[0]!r}; valid: {', '.join(SCHEMES)}")
+        for name in ("workers", "jobs", "batch_size", "repeats"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"--{name.replace('_', '-')} must be >= 1, got {getattr(self, name)}")
+        if not self.time_scale > 0:
+            raise ValueError(f"--time-scale must be > 0, got {self.time_scale}")
+
+
+def workload_of(cfg: VersusConfig):
+    from ..train.presets import preset_workload
+    model, mparams, dataset, dparams = MODELS[cfg.model]
+    return preset_workload(model, dataset, model_params=mparams, dataset_params=dparams,
+                           num_samples=cfg.num_samples, seed=cfg.seed, optimizer="sgd", lr=0.01,
+                           optimizer_params={"momentum": 0.9})
+
+
+def measure_compute(cfg: VersusConfig, workload) -> float:
+    """Seconds of one worker's forward + backward on its share (batch/n) of a job, on one thread
+    (or the GPU): the unit of the default injection."""
+    import torch
+
+    from ..train import TaskComputer
+    device = "cuda" if cfg.gpus_per_worker > 0 and torch.cuda.is_available() else "cpu"
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        computer = TaskComputer(workload, device)
+        rows = np.arange(max(1, cfg.batch_size // cfg.workers))
+        out = torch.empty(computer.num_params, device=computer.device)
+        times = []
+        for _ in range(4):
+            t0 = time.perf_counter()
+            computer.coded_gradient([rows], [1.0], out)
+            if device == "cuda":
+                torch.cuda.synchronize()
+            times.append(time.perf_counter() - t0)
+        return float(np.median(times[1:]))
+    finally:
+        torch.set_num_threads(threads)
+
+
+def delay_table(cfg: VersusConfig, rounds: int, compute_s: float) -> tuple[np.ndarray, dict]:
+    """(rounds, workers) injected seconds shared by every row, and its description."""
+    from ..config import InjectConfig
+    from ..runtime.inject import injected_delays
+    if cfg.inject_trace is not None:
+        ic = InjectConfig(trace=cfg.inject_trace, time_scale=cfg.time_scale)
+    elif cfg.inject in (None, "none"):
+        return np.zeros((rounds, cfg.workers)), {"model": None}
+    else:
+        params = dict(cfg.inject_params)
+        if cfg.inject == "bursty":
+            params = {"B": 1, "W": 2, "lam": 2, "base": 3.0 * compute_s, **params}
+        ic = InjectConfig(model=cfg.inject, params=params, time_scale=cfg.time_scale)
+    table = injected_delays(ic, cfg.workers, rounds, cfg.seed)
+    return table, {"model": ic.model, "trace": ic.trace, "params": ic.params,
+                   "time_scale": ic.time_scale}
+
+
+def run_versus(cfg: VersusConfig, progress=None) -> dict:
+    import ray
+
+    from ..config import ClusterConfig, from_dict
+    from ..runtime import start_local_ray, start_workers
+    from ..runtime.run import execute
+    from .ddp import DDPRun, run_ddp
+
+    workload = workload_of(cfg)
+    compute_s = measure_compute(cfg, workload)
+    rounds = cfg.jobs + 16  # room for delays T and an auto scheme's switches
+    table, inject = delay_table(cfg, rounds, compute_s)
+    started = not ray.is_initialized()
+    if started:
+        start_local_ray()
+    pool = start_workers(ClusterConfig(workers=cfg.workers, gpus_per_worker=cfg.gpus_per_worker,
+                                       startup_timeout_s=300), cfg.workers)
+    rows: dict[str, list[dict]] = {"ddp": [], **{s: [] for s in cfg.schemes}}
+    trace_dir = Path(tempfile.mkdtemp(prefix="gcvs"))
+    trace_path = trace_dir / "delays.csv"
+    np.savetxt(trace_path, table, delimiter=",", fmt="%.9f")
+    gcode_inject = {"trace": str(trace_path), "time_scale": 1.0} if table.any() else {}
+    try:
+        for rep in range(cfg.repeats):
+            order = ["ddp", *cfg.schemes]
+            order = order[rep % len(order):] + order[:rep % len(order)]
+            for name in order:
+                if name == "ddp":
+                    res = run_ddp(DDPRun(workload, cfg.workers, cfg.jobs, cfg.batch_size, cfg.seed,
+                                         table, use_gpu=cfg.gpus_per_worker > 0))
+                    rows["ddp"].append({"system": "ddp", "scheme": "ddp", "params": {"backend": res["backend"]},
+                                        "wall_s": res["wall_s"], "steps": res["steps"],
+                                        "compute_s_per_round": res["compute_s_per_round"],
+                                        "overhead_s_per_round": None,
+                                        "param_checksum": [res["param_checksum"]], "exact": True})
+                else:
+                    scheme, policy = SCHEMES[name]
+                    tc = from_dict({"scheme": {**scheme, "jobs": cfg.jobs}, "policy": policy,
+                                    "cluster": {"workers": cfg.workers,
+                                                "gpus_per_worker": cfg.gpus_per_worker,
+                                                "round_timeout_s": 600},
+                                    "train": {"batch_size": cfg.batch_size, "seed": cfg.seed},
+                                    "inject": gcode_inject})
+                    metrics, _ = execute(tc, workload, pool=pool)
+                    rows[name].append({
+                        "system": "gcode", "scheme": metrics["scheme"], "row": name,
+                        "params": {**metrics["params"], "policy": policy["name"]},
+                        "wall_s": metrics["runtime_s"], "steps": metrics["decoded_jobs"],
+                        "rounds": metrics["rounds"], "waits": metrics["waits"],
+                        "models": metrics["models"],
+                        "compute_s_per_round": metrics["compute_s_per_round"],
+                        "overhead_s_per_round": metrics["overhead_s_per_round"],
+                        "timings_s_per_round": metrics["timings_s_per_round"],
+                        "param_checksum": metrics["param_checksum"],
+                        "exact": not metrics["approximate"]})
+                if progress is not None:
+                    progress(1)
+    finally:
+        pool.kill()
+        if started:
+            ray.shutdown()
+        trace_path.unlink(missing_ok=True)
+        trace_dir.rmdir()
+    return summarize(cfg, rows, compute_s, inject, workload)
+
+
+def summarize(cfg: VersusConfig, runs: dict[str, list[dict]], compute_s: float, inject: dict,
+              workload) -> dict:
+    """Median over repeats per row; ``vs_ddp`` = DDP's wall time / the row's."""
+    out_rows = []
+    for name, reps in runs.items():
+        if not reps:
+            continue
+        row = dict(reps[len(reps) // 2] if len(reps) % 2 else reps[0])
+        row["wall_s"] = float(np.median([r["wall_s"] for r in reps]))
+        row["wall_s_all"] = [r["wall_s"] for r in reps]
+        out_rows.append(row)
+    ddp = out_rows[0]["wall_s"]
+    for row in out_rows:
+        row["vs_ddp"] = ddp / row["wall_s"]
+    exact = [r for r in out_rows if r["system"] == "gcode" and r["exact"]]
+    best = max(exact, key=lambda r: r["vs_ddp"]) if exact else None
+    import torch
+    from ..train import build_model, num_params
+    return {"config": {"model": cfg.model, "num_params": num_params(build_model(workload.model_fn, 0)),
+                       "workers": cfg.workers, "jobs": cfg.jobs, "batch_size": cfg.batch_size,
+                       "seed": cfg.seed, "repeats": cfg.repeats, "inject": inject,
+                       "compute_s_per_worker": compute_s, "gpus_per_worker": cfg.gpus_per_worker,
+                       "gpu": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None},
+            "rows": out_rows,
+            "best_exact": {"row": best.get("row"), "vs_ddp": best["vs_ddp"]} if best else None}
+
+
+def markdown_table(result: dict) -> str:
+    c = result["config"]
+    inj = c["inject"]
+    what = ("no injection" if not inj.get("model") and not inj.get("trace")
+            else f"injection {inj.get('model') or 'trace'} {inj.get('params') or ''}")
+    lines = [f"gcode vs torch DDP: {c['model']} ({c['num_params']:,} parameters), {c['workers']} "
+             f"workers, global batch {c['batch_size']}, {c['jobs']} steps, {what}; one worker's "
+             f"compute {1e3 * c['compute_s_per_worker']:.1f} ms.", "",
+             "| system | scheme | params | wall s | vs DDP | rounds | waits | compute ms/round | "
+             "overhead ms/round |", "|---|---|---|---|---|---|---|---|---|"]
+    for r in result["rows"]:
+        params = ",".join(f"{k}={v}" for k, v in r["params"].items() if k != "gc_code")
+        ms = lambda v: "-" if v is None else f"{1e3 * v:.1f}"
+        lines.append(f"| {r['system']} | {r.get('row', r['scheme'])} | {params} | {r['wall_s']:.2f} | "
+                     f"{r['vs_ddp']:.2f}x | {r.get('rounds', r['steps'])} | {r.get('waits', '-')} | "
+                     f"{ms(r['compute_s_per_round'])} | {ms(r['overhead_s_per_round'])} |")
+    if result.get("best_exact"):
+        b = result["best_exact"]
+        lines += ["", f"Best exact gcode scheme: {b['row']}, {b['vs_ddp']:.2f}x DDP."]
+    return "\n".join(lines)
+
+
+def plot(result: dict, out_dir) -> list:
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    rows = result["rows"]
+    names = [r.get("row", r["scheme"]) for r in rows]
+    fig, (ax, bx) = plt.subplots(1, 2, figsize=(11, 3.8))
+    colors = ["tab:gray" if r["system"] == "ddp" else "tab:blue" for r in rows]
+    ax.bar(range(len(rows)), [r["wall_s"] for r in rows], color=colors)
+    for i, r in enumerate(rows):
+        ax.text(i, r["wall_s"], f"{r['vs_ddp']:.2f}x", ha="center", va="bottom", fontsize=8)
+    ax.axhline(rows[0]["wall_s"], color="tab:gray", lw=0.8, ls="--")
+    ax.set_xticks(range(len(rows)), names, rotation=30, ha="right", fontsize=8)
+    ax.set_ylabel("wall seconds (lower is better)")
+    ax.set_title(f"{result['config']['model']}: wall time, ratio = DDP / row", fontsize=9)
+    g = [r for r in rows if r["system"] == "gcode"]
+    x = np.arange(len(g))
+    comp = [1e3 * r["compute_s_per_round"] for r in g]
+    over = [1e3 * r["overhead_s_per_round"] for r in g]
+    bx.bar(x, comp, label="worker compute", color="tab:green")
+    bx.bar(x, over, bottom=comp, label="coordinator overhead", color="tab:red")
+    bx.set_xticks(x, [r.get("row") for r in g], rotation=30, ha="right", fontsize=8)
+    bx.set_ylabel("ms per round")
+    bx.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.0, 1.0))
+    bx.set_title("gcode per round: compute and coordinator overhead", fontsize=9)
+    fig.tight_layout()
+    path = Path(out_dir) / f"bench_versus_{result['config']['model']}.png"
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return [path]

@@ -1,0 +1,133 @@
+"""Command-line pieces shared by ``gcode simulate``, ``tune`` and ``bench``: the trace-replay
+argument group, its validation, and the default scheme parameters for a trace's n."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from importlib import resources
+from pathlib import Path
+
+import numpy as np
+
+from . import cli_types as types
+from .codes import srsgc_s
+from .config import MAX_WORKERS
+from .sim.load_model import LOAD_MODELS, LoadModel
+
+BUNDLED_TRACE = "lambda-cnn-w256-r30-canada.csv"
+#: the parameters the paper picked by grid search for 256 Lambda workers
+PAPER_DEFAULTS = {"uncoded": {}, "ignore": {"s": 15}, "gc": {"s": 15},
+                  "srsgc": {"B": 2, "W": 3, "lam": 23}, "msgc": {"B": 1, "W": 2, "lam": 27}}
+PAPER_N = 256
+DELAY_BUDGET = 4  # default --jobs leaves this many extra trace rounds for delayed schemes
+PAPER_LOAD_SLOPE = 2.2013  # the authors' fit, seconds per unit load for a 4096-sample job
+
+
+class CliError(Exception):
+    """A user error with a message meant for the terminal."""
+
+
+def progress_bar(total: int | None, desc: str, enabled: bool):
+    from tqdm import tqdm
+    return tqdm(total=total, desc=desc, disable=not enabled, leave=False, file=sys.stderr)
+
+
+def default_params(name: str, n: int) -> dict:
+    """The paper's parameters scaled to n workers (exactly the paper's at n = 256).
+
+    s (GC, ignore) and λ (SR-SGC, M-SGC) keep their share of the workers: round(value·n/256),
+    at least 1, with s ≤ n−1, λ ≤ n and SR-SGC's own s = ⌈λ/2⌉ ≤ n−1; B and W stay the paper's.
+    """
+    params = dict(PAPER_DEFAULTS[name])
+    for key in ("s", "lam"):
+        if key in params:
+            params[key] = max(1, int(params[key] * n / PAPER_N + 0.5))
+    if "s" in params:
+        params["s"] = min(params["s"], n - 1)
+    if "lam" in params:
+        params["lam"] = min(params["lam"], n)
+        while name == "srsgc" and params["lam"] > 1 and srsgc_s(params["B"], params["W"], params["lam"]) >= n:
+            params["lam"] -= 1
+    return params
+
+
+def load_trace_arg(path: str | None) -> tuple[np.ndarray, str]:
+    """The trace at ``path``, or the bundled 30-round Lambda trace."""
+    from .stragglers import load_trace
+    if path is None:
+        with resources.as_file(resources.files("gcode") / "data" / BUNDLED_TRACE) as bundled:
+            return load_trace(bundled), f"bundled:{BUNDLED_TRACE}"
+    if not Path(path).is_file():
+        raise CliError(f"--trace: no such file: {path}")
+    return load_trace(path), path
+
+
+def add_load_model_args(g) -> None:
+    """--load-model, --load-slope and --trace-load (validated by :func:`load_model_arg`)."""
+    g.add_argument("--load-model", choices=LOAD_MODELS, default="additive",
+                   help="how a worker's time grows with its load L: additive = trace + L*slope "
+                        "(a fixed cost per call plus the work: AWS Lambda, the paper's model); "
+                        "proportional = trace * L/L_trace (a slow worker is slow on every sample: "
+                        "a GPU cluster). Default additive")
+    g.add_argument("--load-slope", type=types.nonnegative,
+                   help=f"additive: seconds added per unit of normalized load (default {PAPER_LOAD_SLOPE}, "
+                        "the authors' fit for a 4096-sample job)")
+    g.add_argument("--trace-load", type=types.positive,
+                   help="proportional: the normalized load at which the trace was recorded, L_trace "
+                        "in (0, 1] (default 1/n: each worker computed one uncoded share)")
+
+
+def load_model_arg(args) -> LoadModel:
+    """The load model the flags describe; a flag that does not fit the model is an error."""
+    if args.load_model == "additive":
+        if args.trace_load is not None:
+            raise CliError("--trace-load applies to --load-model proportional only")
+        slope = PAPER_LOAD_SLOPE if args.load_slope is None else args.load_slope
+        if not slope >= 0:
+            raise CliError(f"--load-slope must be >= 0, got {slope}")
+        return LoadModel("additive", slope)
+    if args.load_slope is not None:
+        raise CliError("--load-slope applies to --load-model additive only")
+    if args.trace_load is not None and not 0 < args.trace_load <= 1:
+        raise CliError(f"--trace-load must be in (0, 1], got {args.trace_load}")
+    return LoadModel("proportional", 0.0, args.trace_load)
+
+
+def add_trace_args(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("trace replay")
+    g.add_argument("--trace", metavar="PATH",
+                   help="CSV of per-worker round times (rows: rounds, columns: workers, seconds, "
+                        "no header). Default: the bundled 30-round, 256-worker Lambda trace")
+    g.add_argument("--jobs", type=types.positive_int,
+                   help=f"jobs to finish; runtime covers rounds 0..jobs+T-1. Default: trace rounds "
+                        f"- {DELAY_BUDGET} (at least 1)")
+    g.add_argument("--mu", type=types.positive, default=1.0,
+                   help="a worker straggles when slower than (1+mu) x the round's fastest (default 1)")
+    add_load_model_args(g)
+    g.add_argument("--time-scale", type=types.positive, default=1.0,
+                   help="multiply every trace time by this (> 0) before applying the load model")
+    g.add_argument("--n", type=types.positive_int,
+                   help=f"workers (default: the trace's columns; uses the first n; at most "
+                        f"{MAX_WORKERS})")
+
+
+def jobs_for(args, trace: np.ndarray) -> int:
+    if args.jobs is None:
+        return max(1, trace.shape[0] - DELAY_BUDGET)
+    if args.jobs < 1:
+        raise CliError(f"--jobs must be >= 1, got {args.jobs}")
+    return args.jobs
+
+
+def workers_for(args, trace: np.ndarray) -> int:
+    n = trace.shape[1] if args.n is None else args.n  # (--n 0 is refused, never ignored)
+    if n < 1:
+        raise CliError(f"--n must be >= 1, got {n}")
+    if n > MAX_WORKERS:
+        raise CliError(f"--n must be <= {MAX_WORKERS}, got {n}" if args.n is not None else
+                       f"the trace has {n} workers (columns), more than {MAX_WORKERS}: pass --n "
+                       f"to use its first n columns")
+    if n > trace.shape[1]:
+        raise CliError(f"--n: the trace has {trace.shape[1]} workers (columns), fewer than n={n}")
+    return n
