@@ -489,7 +489,7 @@ class Coordinator:
             compute_s=info["compute_s"], injected_sleep_s=info["sleep_s"],
             failures={f["worker"]: f["reason"] for f in info["failures"]
                       if f["round"] == r and not end.arrived[f["worker"]]},
-            load=self.scheme.round_load(r), switches=new_switches))
+            load=self.scheme.round_load(r), switches=new_switches, evals=info.get("evals", ())))
 
     def _stop_requested(self) -> bool:
         """A stop asked through the live monitor ends the run before the next round."""

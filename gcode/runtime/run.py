@@ -330,7 +330,7 @@ def _execute(cfg: TrainConfig, workload, progress, pool, monitor) -> tuple[dict[
                             param_checksums={m: repr(c) for m, c in enumerate(checksum)},
                             checksum_algorithm="float64-sum",
                             max_decode_rel_error=coord.max_rel_error, stopped=coord.stopped,
-                            stop_reason=coord.stop_reason)
+                            stop_reason=coord.stop_reason, final_evals=final_eval or ())
     finally:
         if writer is not None:
             writer.close()

@@ -72,9 +72,9 @@ def cmd_plot(args) -> int:
     problem = output_dir_problem(args.out)
     if problem is not None:
         raise ValueError(f"--out: {problem}")
-    cfg, rounds, summary = read_run_log(args.log, allow_truncated=args.allow_truncated)
+    cfg, rounds, _ = read_run_log(args.log, allow_truncated=args.allow_truncated)
     stem = args.stem or Path(args.log).name.removesuffix(".pb").removesuffix(".jsonl")
-    written, notes = plot_run(cfg, rounds, args.out, stem=stem, summary=summary)
+    written, notes = plot_run(cfg, rounds, args.out, stem=stem)
     for path in written:
         print(path)
     for note in notes:

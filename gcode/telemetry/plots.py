@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .messages import RoundRecord, RunConfig, RunSummary, arrays, describe_params
+from .messages import RoundRecord, RunConfig, arrays, describe_params
 
 
 def _pyplot():
@@ -26,13 +26,13 @@ MAX_CELLS = 20_000_000
 
 
 def plot_run(cfg: RunConfig, rounds: Sequence[RoundRecord], out_dir: str | Path,
-             stem: str = "run", summary: RunSummary | None = None) -> tuple[list[Path], list[str]]:
+             stem: str = "run") -> tuple[list[Path], list[str]]:
     """Write the timeline, straggler heatmap and (when there are losses) loss plots.
 
     Returns (written paths, notes about skipped plots). ValueError when there are no rounds,
     or more rounds x workers than :data:`MAX_CELLS` (checked before anything is allocated).
-    The loss plot shows each decoded job's batch loss (what the run log records per round);
-    the final loss on the full data, from the summary, is marked separately and labelled.
+    The loss plot shows each decoded job's batch loss and, when the run evaluated, the held-out
+    loss, each labelled.
     """
     if not rounds:
         raise ValueError("the run log has no rounds to plot")
@@ -74,21 +74,24 @@ def plot_run(cfg: RunConfig, rounds: Sequence[RoundRecord], out_dir: str | Path,
 
     # 3. per-model loss against wall time
     series: dict[int, list[tuple[float, float]]] = {}
+    held_out: dict[int, list[tuple[float, float]]] = {}
     for rec in rounds:
         for loss in rec.losses:
             series.setdefault(loss.model, []).append((rec.wall_time_s, loss.loss))
+        for e in rec.evals:
+            held_out.setdefault(e.model, []).append((rec.wall_time_s, e.loss))
     if series:
         fig, ax = plt.subplots(figsize=(10, 4), dpi=100)
         for model in sorted(series):
             t, v = np.array(series[model]).T
-            line, = ax.plot(t, v, marker=".", label=f"model {model}: batch loss of each decoded job")
-            final = {x.model: x.loss for x in summary.final_losses} if summary is not None else {}
-            if model in final and np.isfinite(final[model]):
-                ax.plot([t[-1]], [final[model]], marker="*", markersize=12, linestyle="none",
-                        color=line.get_color(),
-                        label=f"model {model}: final loss, as in the run summary")
+            line, = ax.plot(t, v, marker=".", lw=0.8,
+                            label=f"model {model}: batch loss of each decoded job")
+            if model in held_out:
+                t, v = np.array(held_out[model]).T
+                ax.plot(t, v, marker="o", ls="--", color=line.get_color(),
+                        label=f"model {model}: held-out loss")
         ax.set_xlabel("wall time (s)")
-        ax.set_ylabel("loss (batch loss: noisy, one job's samples)")
+        ax.set_ylabel("loss (mean per sample)")
         ax.set_title(f"Loss per model: {_title(cfg)}")
         ax.grid(alpha=0.3)
         ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=8)  # beside the data

@@ -4,6 +4,7 @@ CLI's --resume continues the JSONL log."""
 
 import argparse
 import json
+import shutil
 
 import numpy as np
 import pytest
@@ -101,7 +102,10 @@ def test_restoring_then_capturing_gives_the_checkpoint_back(ray_pool, tmp_path, 
         captured.append(ckmod._decode(doc, arrays))
         return original(self)
     monkeypatch.setattr(Coordinator, "run", run_after_capture)
-    for path in checkpoints_in(tmp_path / "ck"):
+    for i, original_path in enumerate(checkpoints_in(tmp_path / "ck")):
+        # resume from a copy: a resumed run writes (and prunes) checkpoints beside its own
+        path = tmp_path / f"copy{i}" / original_path.name
+        shutil.copytree(original_path, path)
         saved = read_checkpoint(path).tree
         train(resume_config(path), pool=ray_pool)
         again = captured[-1]
@@ -109,6 +113,7 @@ def test_restoring_then_capturing_gives_the_checkpoint_back(ray_pool, tmp_path, 
         for tree in (saved, again):
             tree["run"].pop("sessions")
             tree.pop("late")                            # in-flight calls do not survive
+            tree["config"]["checkpoint"].pop("dir")     # the copy lives elsewhere
             tree["coordinator"].pop("late_dropped")
         _same(again, saved, path.name)
         assert saved["tuner"]["base_times"].shape[0] == saved["round"]

@@ -167,9 +167,19 @@ def test_held_out_evaluation_and_the_checkpoint_come_back(ray_pool, tmp_path):
     w = preset_workload("mlp", "digits")
     res = _fit((w.model_fn, w.loss_fn, w.dataset_fn, w.optimizer_fn), {"scheme": "gc", "s": 1},
                gcode.RunConfig(jobs=6, batch_size=128, eval_every=3,
-                               checkpoint=gcode.CheckpointConfig(dir=str(tmp_path / "ck"), every=3)),
+                               checkpoint=gcode.CheckpointConfig(dir=str(tmp_path / "ck"), every=3),
+                               logs=gcode.LogConfig(run_log=str(tmp_path / "run"))),
                ray_pool, eval_dataset_fn=w.eval_dataset_fn, metric_fn=w.metric_fn)
     evals = res.metrics["evals"]
     assert [e["round"] for e in evals] == [2, 5] and all(0 <= e["accuracy"] <= 1 for e in evals)
     assert res.metrics["final_eval"][0]["loss"] < evals[0]["loss"]
     assert res.checkpoint is not None and res.checkpoint.endswith("round-00000003")
+    # the run log carries them too, and the loss plot draws them beside the batch losses
+    from gcode.telemetry.plots import plot_run
+    from gcode.telemetry.runlog import read_run_log
+    log = read_run_log(tmp_path / "run.pb")
+    logged = [(r.round, e.model, e.loss) for r in log.rounds for e in r.evals]
+    assert logged == [(e["round"], e["model"], pytest.approx(e["loss"])) for e in evals]
+    assert log.summary.final_evals[0].accuracy == pytest.approx(res.metrics["final_eval"][0]["accuracy"])
+    written, _ = plot_run(log.config, log.rounds, tmp_path / "plots")
+    assert any(p.name.endswith("_loss.png") for p in written)
