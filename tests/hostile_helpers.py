@@ -53,8 +53,8 @@ def rehash(folder):
     m.pop("manifest_sha256")
     for name in (ckpt.STATE_FILE, ckpt.ARRAYS_FILE):
         m["files"][name] = {"bytes": (folder / name).stat().st_size,
-                            "sha256": ckpt._sha256(folder / name)}
-    m["manifest_sha256"] = hashlib.sha256(ckpt._canonical(m)).hexdigest()
+                            "sha256": ckpt.sha256_file(folder / name)}
+    m["manifest_sha256"] = hashlib.sha256(ckpt.canonical_json(m)).hexdigest()
     (folder / ckpt.MANIFEST_FILE).write_text(json.dumps(m))
 
 

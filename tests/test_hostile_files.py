@@ -273,7 +273,7 @@ def _edit_manifest(folder, edit):
     m = json.loads((folder / ckpt.MANIFEST_FILE).read_text())
     m.pop("manifest_sha256")
     edit(m)
-    m["manifest_sha256"] = hashlib.sha256(ckpt._canonical(m)).hexdigest()
+    m["manifest_sha256"] = hashlib.sha256(ckpt.canonical_json(m)).hexdigest()
     (folder / ckpt.MANIFEST_FILE).write_text(json.dumps(m))
 
 
@@ -288,7 +288,7 @@ def _nan_weights(folder):
     arrays = dict(np.load(folder / ckpt.ARRAYS_FILE))
     key = next(k for k in arrays if k.endswith("/weight"))
     arrays[key] = np.full_like(arrays[key], np.nan)
-    ckpt._write_npz(folder / ckpt.ARRAYS_FILE, arrays)
+    ckpt.write_npz(folder / ckpt.ARRAYS_FILE, arrays)
     rehash(folder)
 
 

@@ -121,7 +121,7 @@ def _manifest_run_id(folder: Path) -> str | None:
 def owners(root: str | os.PathLike) -> dict[str, list[Path]]:
     """Run id -> the ``round-*`` folders of ``root`` that carry it (manifests without one are
     left out: checkpoints of an older gcode)."""
-    from .checkpoint import checkpoints_in
+    from .checkpoint_files import checkpoints_in
     out: dict[str, list[Path]] = {}
     for folder in checkpoints_in(root):
         run_id = _manifest_run_id(folder)
@@ -133,7 +133,7 @@ def owners(root: str | os.PathLike) -> dict[str, list[Path]]:
 def check_owner(root: Path, run_id: str | None) -> None:
     """Before writing a checkpoint of run ``run_id`` into ``root``: no folder of another run is
     there, and the lock this process took on ``root`` (if any) is still in place."""
-    from .checkpoint import CheckpointError
+    from .checkpoint_files import CheckpointError
     fd = _held.get(root.resolve()) if root.exists() else None
     if fd is not None:
         try:
@@ -156,7 +156,7 @@ def check_owner(root: Path, run_id: str | None) -> None:
 
 def check_single_owner(root: Path, run_id: str | None, folder: Path) -> None:
     """On resume: ``root`` holds checkpoints of the resumed run only."""
-    from .checkpoint import CheckpointError
+    from .checkpoint_files import CheckpointError
     others = {k: v for k, v in owners(root).items() if k != run_id}
     if others:
         other, folders = next(iter(others.items()))

@@ -154,12 +154,12 @@ def test_two_runs_on_one_checkpoint_directory(ray_pool, tmp_path):
     arrays = dict(np.load(bad / ckpt.ARRAYS_FILE))
     key = next(k for k in sorted(arrays) if "/params/" in k)
     arrays[key] = np.full_like(arrays[key], np.nan)
-    ckpt._write_npz(bad / ckpt.ARRAYS_FILE, arrays)
+    ckpt.write_npz(bad / ckpt.ARRAYS_FILE, arrays)
     m = json.loads((bad / ckpt.MANIFEST_FILE).read_text())
     m.pop("manifest_sha256")
     m["files"][ckpt.ARRAYS_FILE] = {"bytes": (bad / ckpt.ARRAYS_FILE).stat().st_size,
-                                    "sha256": ckpt._sha256(bad / ckpt.ARRAYS_FILE)}
-    m["manifest_sha256"] = hashlib.sha256(ckpt._canonical(m)).hexdigest()
+                                    "sha256": ckpt.sha256_file(bad / ckpt.ARRAYS_FILE)}
+    m["manifest_sha256"] = hashlib.sha256(ckpt.canonical_json(m)).hexdigest()
     (bad / ckpt.MANIFEST_FILE).write_text(json.dumps(m))
     with pytest.raises(CheckpointError, match=r"non-finite values \(model \d had diverged\)"):
         resume_config(bad)
