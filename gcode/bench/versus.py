@@ -224,7 +224,7 @@ def markdown_table(result: dict) -> str:
              "| system | scheme | params | wall s | vs DDP | rounds | waits | compute ms/round | "
              "overhead ms/round |", "|---|---|---|---|---|---|---|---|---|"]
     for r in result["rows"]:
-        params = ",".join(f"{k}={v}" for k, v in r["params"].items() if k != "gc_code")
+        params = _params_text(r["params"])
         ms = lambda v: "-" if v is None else f"{1e3 * v:.1f}"
         lines.append(f"| {r['system']} | {r.get('row', r['scheme'])} | {params} | {r['wall_s']:.2f} | "
                      f"{r['vs_ddp']:.2f}x | {r.get('rounds', r['steps'])} | {r.get('waits', '-')} | "
@@ -233,6 +233,18 @@ def markdown_table(result: dict) -> str:
         b = result["best_exact"]
         lines += ["", f"Best exact gcode scheme: {b['row']}, {b['vs_ddp']:.2f}x DDP."]
     return "\n".join(lines)
+
+
+def _params_text(params: dict) -> str:
+    """Row parameters for a table cell; an auto scheme's segments as a count and the last."""
+    shown = dict(params)
+    segments = shown.pop("segments", None)
+    text = ",".join(f"{k}={v}" for k, v in shown.items() if k != "gc_code")
+    if segments:
+        last = segments[-1]
+        tail = ",".join(f"{k}={v}" for k, v in last.items() if k not in ("start_job", "scheme", "gc_code"))
+        text = f"{len(segments)} segments, last {last['scheme']}({tail})," + text
+    return text
 
 
 def plot(result: dict, out_dir) -> list:

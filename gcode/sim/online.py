@@ -32,9 +32,9 @@ from .policy import EarliestPolicy, PaperPolicy, PartialWaitPolicy, Policy
 class OnlineConfig:
     # defaults: chosen by `gcode bench auto` on the load-level traces only (never on the public
     # traces the auto scheme is evaluated on)
-    window: int = 6
+    window: int = 8
     every: int = 2
-    margin: float = 0.03
+    margin: float = 0.0
     mus: tuple[float, ...] = (0.0, 0.25, 0.5, 0.75, 1.0)  # 0: the earliest policy (no cut)
     max_delay: int = 1
     partial: bool = True
