@@ -1,7 +1,7 @@
 """Ray connection and the worker actors.
 
 Local runs start a loopback-only Ray instance (no dashboard, token auth off, explicit CPUs): see
-docs/PLATFORM.md. To use a real cluster pass its address (``--address ray://...`` or
+docs/OPERATING.md. To use a real cluster pass its address (``--address ray://...`` or
 ``host:port``); token auth then follows that cluster's own settings (``RAY_AUTH_MODE``).
 """
 
@@ -44,7 +44,8 @@ def ensure_ray(cc: ClusterConfig) -> bool:
         return False
     address = cc.address or os.environ.get("RAY_ADDRESS")  # set inside `ray job submit`
     if address:
-        ray.init(address=address, log_to_driver=False, logging_level="WARNING")
+        from .connect import connect
+        connect(address)  # bounded: a one-line error when nothing answers there
         return True
     start_local_ray(cc.num_cpus)
     return True

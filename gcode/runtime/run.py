@@ -113,7 +113,8 @@ def execute(cfg: TrainConfig, workload, *, progress: ProgressFn | None = None, p
     cover the whole run.
     """
     validate(cfg)
-    with _one_blas_thread():
+    from .checkpoint_dir import claimed
+    with _one_blas_thread(), claimed(cfg):  # one run per checkpoint directory
         return _execute(cfg, workload, progress, pool, monitor)
 
 

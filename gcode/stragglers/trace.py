@@ -32,15 +32,15 @@ def load_trace(path: str | os.PathLike[str]) -> np.ndarray:
     """Read a trace CSV into a (rounds, workers) float64 array.
 
     Invariants of the result: at least one row and one column, rectangular, every value finite
-    and > 0. Anything else raises TraceError naming the file and the 1-based line and column.
+    and > 0. Anything else raises TraceError naming the file and the 1-based line and column;
+    a file larger than :data:`gcode.limits.MAX_TRACE_BYTES` is refused before it is read.
     """
-    name = os.fspath(path)
-    with open(path, "rb") as f:
-        raw = f.read()
+    from ..limits import MAX_TRACE_BYTES, read_text
     try:
-        text = raw.decode("utf-8-sig")
-    except UnicodeDecodeError as e:
-        raise TraceError(f"{name}: not UTF-8 text (byte {e.start})") from None
+        text = read_text(path, MAX_TRACE_BYTES, "trace")
+    except ValueError as exc:
+        raise TraceError(str(exc)) from None
+    name = os.fspath(path)
     lines = text.splitlines()
     if not any(line.strip() for line in lines):
         raise TraceError(f"{name}: empty file, expected rows of comma-separated round times")
@@ -67,8 +67,8 @@ def load_trace(path: str | os.PathLike[str]) -> np.ndarray:
                 raise TraceError(f"{where}: {cell.strip()!r} is not finite")
             if v <= 0:
                 raise TraceError(f"{where}: time {cell.strip()} is not > 0")
-        rows.append(values)
-    return np.array(rows, dtype=np.float64)
+        rows.append(np.array(values, dtype=np.float64))  # 8 bytes a value, not a Python float
+    return np.vstack(rows)
 
 
 @dataclass(frozen=True)

@@ -146,7 +146,10 @@ def params_to_proto(params: Mapping[str, Any]) -> dict[str, str]:
 def _json_container(text: str):
     if not text.startswith(("[", "{")):
         raise ValueError(text)
-    return json.loads(text)  # json.JSONDecodeError is a ValueError
+    try:
+        return json.loads(text)  # json.JSONDecodeError is a ValueError
+    except RecursionError:  # nested past Python's limit: keep it as text
+        raise ValueError(text[:20]) from None
 
 
 def params_from_proto(params: Mapping[str, str]) -> dict[str, Any]:
