@@ -32,7 +32,7 @@ from ..config import TrainConfig
 from ..sim.policy import Policy
 from .data import WorkSpec, bounds_of, job_indices
 from .decode import Decoder
-from .health import RunFailed, check_params, confirm_worker_fault, explain_workload_error
+from .health import DivergedError, RunFailed, check_params, confirm_worker_fault, explain_workload_error
 from .inject import DelaySource
 from .rounds import End, FallBack, RoundState, Wait, decide, partial_fallback
 from .runlog import JsonlWriter
@@ -364,7 +364,6 @@ class Coordinator:
         """Decode job t (already recorded decodable), check it, step its model."""
         import torch
 
-        from gcode.train.workload import WorkloadError
         td = time.perf_counter()
         decoding = self.scheme.decode(t)
         grad, loss = self.decoder.decode(t, decoding)
@@ -372,7 +371,7 @@ class Coordinator:
         m = self.model_of(t)
         tr = self.cfg.train
         if not (math.isfinite(loss) and math.isfinite(float(grad.sum()))):
-            raise WorkloadError(f"model {m} diverged: job {t}'s decoded "
+            raise DivergedError(f"model {m} diverged: job {t}'s decoded "
                                 f"{'loss' if not math.isfinite(loss) else 'gradient'} is not "
                                 f"finite (lower the learning rate?){self._checkpoint_hint()}")
         out = {"job": t, "model": m, "loss": loss / tr.batch_size}
