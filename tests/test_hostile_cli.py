@@ -67,7 +67,7 @@ def test_gcode_train_with_a_squatted_monitor_port_stops_before_ray(tmp_path):
     finally:
         squatter.close()
     assert_one_line(code, last, full, f"[::1]:{port}", "Address already in use")
-    assert "serving on" not in full and seconds < 20
+    assert "serving on" not in full and seconds < 60
 
 
 def test_the_client_sends_its_token_only_where_the_server_is():
@@ -231,7 +231,7 @@ def test_output_paths(tmp_path):
     for argv, message in cases:
         code, _, last, full, seconds = cli(*argv)
         assert_one_line(code, last, full, message)
-        assert seconds < 20, argv
+        assert seconds < 60, argv
 
 
 def test_two_writers_never_share_a_log(tmp_path):
@@ -301,7 +301,7 @@ def test_nothing_listening_at_address_is_a_bounded_one_line_error():
     code, _, last, full, seconds = cli("train", "--address", "127.0.0.1:1", timeout_s=30)
     assert_one_line(code, last, full, "address: nothing answers at 127.0.0.1:1",
                     "waited at most 5 s")  # cluster.address, as gcode.fit names it: scaling.address
-    assert seconds < 15
+    assert seconds < 60  # a bound, not a speed: the hang it replaces lasted 9 minutes
 
 
 @pytest.mark.parametrize("address", ["foo", "127.0.0.1:99999", "ray://host", "h:p"])

@@ -67,7 +67,9 @@ def check_all_params(coord, r: int) -> None:
 
 
 def _job_diverged(coord, t: int) -> bool:
-    """Whether job t's loss or gradient, computed here at its parameters, is non-finite."""
+    """Whether job t's loss or gradient, computed here at its parameters, is non-finite (the
+    one time the coordinator reads a job's batch). False when this process cannot compute it
+    (a dataset readable only on workers): then nothing is known beyond the worker's report."""
     import torch
 
     from gcode.train.workload import WorkloadError
@@ -75,6 +77,8 @@ def _job_diverged(coord, t: int) -> bool:
         grad = coord._direct_gradient(t)
     except WorkloadError:  # the workload's own non-finite loss check
         return True
+    except Exception:  # noqa: BLE001 - a diagnosis must never replace the error it explains
+        return False
     return not bool(torch.isfinite(grad).all())
 
 

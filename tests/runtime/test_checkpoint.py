@@ -89,6 +89,7 @@ def test_restoring_then_capturing_gives_the_checkpoint_back(ray_pool, tmp_path, 
     """The auto scheme mid-run (tuner history, switches, pending jobs, stored results and
     accumulators, RNGs): restore into a fresh coordinator, capture again, compare every value."""
     from gcode.runtime import checkpoint as ckmod
+    from gcode.runtime import checkpoint_files as ckfiles
     from gcode.runtime.coordinator import Coordinator
     cfg = config(scheme={"name": "auto", "jobs": 10}, inject=BURSTY)
     full = train(_checkpointed(cfg, tmp_path / "ck", every=2), pool=ray_pool)
@@ -98,8 +99,8 @@ def test_restoring_then_capturing_gives_the_checkpoint_back(ray_pool, tmp_path, 
 
     def run_after_capture(self):
         arrays = {}  # encode at once: the capture refers to live tensors
-        doc = ckmod._encode(ckmod.capture(self, self.start_round, self.runtime_before), arrays, "")
-        captured.append(ckmod._decode(doc, arrays))
+        doc = ckfiles._encode(ckmod.capture(self, self.start_round, self.runtime_before), arrays, "")
+        captured.append(ckfiles._decode(doc, arrays))
         return original(self)
     monkeypatch.setattr(Coordinator, "run", run_after_capture)
     for i, original_path in enumerate(checkpoints_in(tmp_path / "ck")):
