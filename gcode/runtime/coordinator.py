@@ -11,8 +11,10 @@ Per round r (mirrors :func:`gcode.sim.simulate`)::
     -> decode every decodable job in fp64 -> step that job's model
     -> check decode deadlines -> log record, progress callback, run recorder
 
-Mechanism (Ray calls, validation, retries) lives here; the round-ending *policy* is the
-simulator's Policy object, applied by :func:`gcode.runtime.rounds.decide`. The scheme may be a
+Mechanism (Ray calls, validation, retries) lives here; a job's life (issue, decode, step,
+evaluation) in :mod:`gcode.runtime.jobs` and the round's reports in
+:mod:`gcode.runtime.reporting`. The round-ending *policy* is the simulator's Policy object,
+applied by :func:`gcode.runtime.rounds.decide`. The scheme may be a
 switching one (``auto``): rounds, delay, chunking and message dtype are read per round / per job.
 """
 
@@ -30,10 +32,12 @@ import numpy as np
 from ..codes import DecodeError, MiniTask, ResultKey, Scheme
 from ..config import TrainConfig
 from ..sim.policy import Policy
-from .data import WorkSpec, bounds_of, job_indices
+from .data import WorkSpec
 from .decode import Decoder
-from .health import DivergedError, RunFailed, check_params, confirm_worker_fault, explain_workload_error
+from .health import RunFailed, confirm_worker_fault, explain_workload_error
 from .inject import DelaySource
+from .jobs import JobLifecycle
+from .reporting import RoundReporting, Timings
 from .rounds import End, FallBack, RoundState, Wait, decide, partial_fallback
 from .runlog import JsonlWriter
 from .worker import check_result
@@ -61,29 +65,7 @@ def _failure_kind(exc: BaseException) -> str:
 
 
 @dataclass
-class Timings:
-    """Coordinator seconds per phase, summed over rounds."""
-
-    plan: float = 0.0       # late-result absorption and plan(r)
-    issue: float = 0.0      # a new job's parameters into the object store (transfer out)
-    dispatch: float = 0.0   # the compute.remote calls
-    wait: float = 0.0       # dispatch end -> round decision (includes 'fetch' and 'fold')
-    fetch: float = 0.0      # ray.get + validation of arrived results (transfer in; inside 'wait')
-    fold: float = 0.0       # streaming fp64 accumulation of arrived results (inside 'wait')
-    decode: float = 0.0     # record + decode of every decodable job
-    step: float = 0.0       # optimizer steps
-    check: float = 0.0      # check_decode diagnostics and held-out evaluation
-    log: float = 0.0        # JSONL, run recorder, progress callback
-    checkpoint: float = 0.0  # writing checkpoints (not part of 'overhead': optional, every K rounds)
-
-    def overhead(self) -> float:
-        """The coordinator's own work in a round: everything but waiting for workers."""
-        return (self.plan + self.issue + self.dispatch + self.fetch + self.fold + self.decode
-                + self.step + self.log)
-
-
-@dataclass
-class Coordinator:
+class Coordinator(JobLifecycle, RoundReporting):
     cfg: TrainConfig
     scheme: Scheme
     policy: Policy
@@ -159,34 +141,6 @@ class Coordinator:
     # ---- helpers ----------------------------------------------------------------------
     def model_of(self, t: int) -> int:
         return 0 if self.delayed else t % self.M
-
-    def _issue(self, t: int) -> None:
-        """Put model (t mod M)'s parameters and job t's chunk ranges in the store, once."""
-        prev = t - self.M
-        if not self.delayed and self.scheme.job_exists(prev) and not self.scheme.is_decoded(prev):
-            raise RuntimeError(f"job {t} would start from model {t % self.M} before job {prev} "
-                               f"updated it (M={self.M} must be >= T+1={self.T + 1})")
-        check_params(self, t)  # a diverged model stops the run here (gcode.runtime.health)
-        model = self.models[self.model_of(t)]
-        self.put_job(t, model.params.numpy() if model.device.type == "cpu" else model.snapshot(),
-                     self.scheme.message_dtype)
-
-    def put_job(self, t: int, flat: np.ndarray, dtype) -> None:
-        """Job t's parameters and chunk ranges, copied into the object store once (``flat`` may
-        be a view of the live model: ``ray.put`` copies before returning)."""
-        import ray
-        fractions = np.asarray(self.scheme.chunk_fractions_for(t), dtype=np.float64)
-        groups = tuple(self.scheme.chunk_groups_for(t))
-        key = (fractions.tobytes(), groups)
-        if key not in self._bounds_cache:
-            self._bounds_cache[key] = bounds_of(fractions, self.cfg.train.batch_size, groups)
-        self.job_dtype[t] = np.dtype(dtype)
-        self.jobs_ctx[t] = ray.put((flat, self._bounds_cache[key]))
-
-    def job_params(self, t: int) -> np.ndarray:
-        """Job t's parameter snapshot (a read-only view of the object store's copy)."""
-        import ray
-        return ray.get(self.jobs_ctx[t])[0]
 
     def _dtype(self, tasks: list[MiniTask]) -> np.dtype:
         if not tasks:
@@ -359,136 +313,6 @@ class Coordinator:
             tf = time.perf_counter()
             self.decoder.flush()  # fold queued results a few at a time, while others compute
             self.timings.fold += time.perf_counter() - tf
-
-    def _finish_job(self, t: int) -> dict:
-        """Decode job t (already recorded decodable), check it, step its model."""
-        import torch
-
-        td = time.perf_counter()
-        decoding = self.scheme.decode(t)
-        grad, loss = self.decoder.decode(t, decoding)
-        self.timings.decode += time.perf_counter() - td
-        m = self.model_of(t)
-        tr = self.cfg.train
-        if not (math.isfinite(loss) and math.isfinite(float(grad.sum()))):
-            raise DivergedError(f"model {m} diverged: job {t}'s decoded "
-                                f"{'loss' if not math.isfinite(loss) else 'gradient'} is not "
-                                f"finite (lower the learning rate?){self._checkpoint_hint()}")
-        out = {"job": t, "model": m, "loss": loss / tr.batch_size}
-        self.last_loss = self.model_loss[m] = out["loss"]
-        tc = time.perf_counter()
-        if tr.check_decode:
-            direct = self._direct_gradient(t)
-            err = float(torch.linalg.vector_norm(grad.cpu() - direct)
-                        / max(float(torch.linalg.vector_norm(direct)), 1e-300))
-            self.max_rel_error = err if self.max_rel_error is None else max(self.max_rel_error, err)
-            out["rel_error"] = err
-        self.timings.check += time.perf_counter() - tc
-        ts = time.perf_counter()
-        self.models[m].set_gradient(grad, 1.0 / tr.batch_size)
-        self.optimizers[m].step()
-        self.updates[m] += 1
-        self.timings.step += time.perf_counter() - ts
-        for d in (self.jobs_ctx, self.job_dtype):
-            d.pop(t, None)
-        self.decoded += 1
-        return out
-
-    def _direct_gradient(self, t: int):
-        """Job t's full gradient computed here in one pass (check_decode: reads the batch on the
-        coordinator, which a normal run never does)."""
-        import torch
-
-        from gcode.train.compute import TaskComputer
-        if self._local is None:
-            self._local = TaskComputer(self.spec.workload, "cpu")
-        tr = self.cfg.train
-        self._local.model.load(self.job_params(t))
-        idx = job_indices(tr.seed, t, tr.batch_size, self.spec.num_samples)
-        direct = torch.empty(self.spec.num_params, dtype=torch.float64)
-        self._local.coded_gradient([idx], [1.0], direct)
-        return direct
-
-    def _evaluate(self, r: int) -> list[dict]:
-        """Held-out loss (and accuracy) of every model, every ``train.eval_every`` rounds."""
-        from gcode.train.compute import evaluate
-        every = self.cfg.train.eval_every
-        if self.eval_dataset is None or not every or (r + 1) % every:
-            return []
-        rows = [{"round": r, "model": m, "updates": self.updates[m],
-                 **evaluate(model.module, self.spec.workload, self.eval_dataset, model.device)}
-                for m, model in enumerate(self.models)]
-        self.evals += rows
-        return rows
-
-    def final_evaluation(self) -> list[dict] | None:
-        """Every model's held-out metrics at the end of the run (None without an eval set)."""
-        from gcode.train.compute import evaluate
-        if self.eval_dataset is None:
-            return None
-        return [{"model": m, "updates": self.updates[m],
-                 **evaluate(model.module, self.spec.workload, self.eval_dataset, model.device)}
-                for m, model in enumerate(self.models)]
-
-    def _checkpoint_hint(self) -> str:
-        saved = self.checkpointer.written if self.checkpointer is not None else []
-        return (f"; the last checkpoint is {saved[-1]} (gcode train --resume "
-                f"{self.checkpointer.root} continues from it)" if saved else "")
-
-    def _observe(self, r: int, info: dict) -> None:
-        """Tell the policy the round's per-worker times (NaN: no result by the round's end),
-        the censored view the simulator gives it too."""
-        times = np.full(self.n, np.nan)
-        for w, at in info["arrival_s"].items():
-            times[w] = at
-        if self.auto_slope and self.slope_samples and hasattr(self.policy, "load_slope"):
-            self.policy.load_slope = float(np.median(self.slope_samples[-8 * self.n:]))
-        if np.isfinite(times).any():
-            self.policy.observe(r, times, self.scheme.round_load(r), info["wait_s"])
-
-    def _record(self, r: int, plan, end: End, info: dict, duration: float, jobs_done: list,
-                wall: float) -> dict:
-        stragglers = np.flatnonzero(~end.arrived).tolist()
-        record = {
-            "round": r, "rounds": self.scheme.total_rounds, "duration_s": duration,
-            "wall_time_s": wall, "wait_s": info["wait_s"],
-            "cut_s": end.cut if math.isfinite(end.cut) else None, "fell_back": end.fell_back,
-            "stragglers": stragglers, "failures": info["failures"],
-            "arrival_s": info["arrival_s"], "compute_s": info["compute_s"],
-            "sleep_s": info["sleep_s"], "decoded": jobs_done, "decoded_jobs": self.decoded,
-            "jobs": self.scheme.jobs, "waits": self.waits, "loss": self.last_loss,
-            "late_used": self.late_used, "load": self.scheme.round_load(r),
-        }
-        if "fallback_stragglers" in info:
-            record["fallback_stragglers"] = info["fallback_stragglers"]
-        if info.get("evals"):
-            record["evals"] = info["evals"]
-        self.writer.write(record)
-        if self.recorder is not None:
-            self._to_recorder(r, plan, end, info, duration, jobs_done, wall)
-        if self.progress is not None:
-            self.progress(record)
-        return record
-
-    def _to_recorder(self, r, plan, end, info, duration, jobs_done, wall) -> None:
-        from gcode.telemetry.messages import round_record
-        arrival = np.full(self.n, np.nan)
-        for w, at in info["arrival_s"].items():
-            arrival[w] = at
-        errors = [j["rel_error"] for j in jobs_done if "rel_error" in j]
-        losses = {j["model"]: (j["job"], j["loss"]) for j in jobs_done if "loss" in j}
-        switches = list(getattr(self.scheme, "switches", ()))
-        new_switches, self._switches_seen = switches[self._switches_seen:], len(switches)
-        self.recorder.round(round_record(
-            round=r, plans=plan, arrival_s=arrival, stragglers=~end.arrived,
-            fell_back=end.fell_back, duration_s=duration, decoded_jobs=[j["job"] for j in jobs_done],
-            losses=losses or None, wall_time_s=wall,
-            deadline_s=end.cut if math.isfinite(end.cut) else None,
-            max_decode_rel_error=max(errors) if errors else None,
-            compute_s=info["compute_s"], injected_sleep_s=info["sleep_s"],
-            failures={f["worker"]: f["reason"] for f in info["failures"]
-                      if f["round"] == r and not end.arrived[f["worker"]]},
-            load=self.scheme.round_load(r), switches=new_switches, evals=info.get("evals", ())))
 
     def _stop_requested(self) -> bool:
         """A stop asked through the live monitor ends the run before the next round."""
