@@ -136,5 +136,4 @@ class GradientCoding(CodeBacked, _OneRoundScheme):
         return self.code.decodable(self._finished(t))
 
     def _decode(self, t) -> Decoding:
-        workers, coefficients = self.code.decode_vector(self._finished(t))
-        return Decoding(workers, t, 0, coefficients)
+        return Decoding.coded(self.code, self._finished(t), t, 0)

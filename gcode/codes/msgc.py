@@ -151,9 +151,8 @@ class MultiplexedSGC(Scheme):
         parts = [Decoding(np.repeat(np.arange(self.n), self.W - 1), state.d1_round.ravel(),
                           state.d1_slot.ravel(), 1.0)]
         for group in range(state.d2_round.shape[0]):
-            workers, coefficients = self.code.decode_vector(state.d2_round[group] >= 0)
-            parts.append(Decoding(workers, state.d2_round[group, workers],
-                                  state.d2_slot[group, workers], coefficients))
+            parts.append(Decoding.coded(self.code, state.d2_round[group] >= 0,
+                                        state.d2_round[group], state.d2_slot[group]))
         return Decoding.concat(parts)
 
     def _forget(self, t):

@@ -147,15 +147,51 @@ class Plan(Sequence):
 
 class Decoding(Sequence):
     """Job t's decoding: Σ coefficients[k] · result (workers[k], rounds[k], slots[k]) equals
-    its full gradient. Indexing and iteration give (ResultKey, coefficient) pairs."""
+    its full gradient. Indexing and iteration give (ResultKey, coefficient) pairs.
+
+    A decoding may be *deferred* (:meth:`deferred`): its arrays, and so any coefficient solve,
+    are computed on first use. A driver that only needs to know that the job decoded (the
+    simulator) never pays for them; a solve that fails raises DecodeError at that first use.
+    """
+
+    _FIELDS = ("workers", "rounds", "slots", "coefficients")
 
     def __init__(self, workers, rounds, slots, coefficients):
-        self.workers = np.asarray(workers, dtype=np.int64)
-        size = len(self.workers)
-        self.rounds = np.broadcast_to(np.asarray(rounds, dtype=np.int64), (size,))
-        self.slots = np.broadcast_to(np.asarray(slots, dtype=np.int64), (size,))
-        self.coefficients = np.broadcast_to(np.asarray(coefficients, dtype=np.float64), (size,))
+        workers = np.asarray(workers, dtype=np.int64)
+        size = (len(workers),)
+        self._arrays = (workers, np.broadcast_to(np.asarray(rounds, dtype=np.int64), size),
+                        np.broadcast_to(np.asarray(slots, dtype=np.int64), size),
+                        np.broadcast_to(np.asarray(coefficients, dtype=np.float64), size))
+        self._build = None
         self._items: list[tuple[ResultKey, float]] | None = None
+
+    @classmethod
+    def deferred(cls, build) -> Decoding:
+        """A decoding computed by ``build()`` (returning a Decoding) on first use."""
+        decoding = cls.__new__(cls)
+        decoding._arrays, decoding._build, decoding._items = None, build, None
+        return decoding
+
+    def _resolved(self) -> tuple[np.ndarray, ...]:
+        if self._arrays is None:
+            self._arrays = self._build()._resolved()
+            self._build = None
+        return self._arrays
+
+    workers = property(lambda self: self._resolved()[0])
+    rounds = property(lambda self: self._resolved()[1])
+    slots = property(lambda self: self._resolved()[2])
+    coefficients = property(lambda self: self._resolved()[3])
+
+    @staticmethod
+    def coded(code, arrived: np.ndarray, rounds, slots) -> Decoding:
+        """Deferred: gradient code ``code``'s decode vector over the bool mask ``arrived``;
+        ``rounds`` and ``slots`` are scalars or (n,) arrays indexed by worker."""
+        def build() -> Decoding:
+            workers, coefficients = code.decode_vector(arrived)
+            return Decoding(workers, rounds[workers] if np.ndim(rounds) else rounds,
+                            slots[workers] if np.ndim(slots) else slots, coefficients)
+        return Decoding.deferred(build)
 
     @staticmethod
     def from_pairs(pairs) -> Decoding:
@@ -168,18 +204,19 @@ class Decoding(Sequence):
     def concat(parts: Sequence[Decoding]) -> Decoding:
         if len(parts) == 1:
             return parts[0]
-        return Decoding(*(np.concatenate([getattr(p, f) for p in parts])
-                          for f in ("workers", "rounds", "slots", "coefficients")))
+        return Decoding.deferred(lambda: Decoding(*(
+            np.concatenate([p._resolved()[i] for p in parts]) for i in range(4))))
 
     def shifted(self, round_offset: int, slot_offset: int) -> Decoding:
-        return Decoding(self.workers, self.rounds + round_offset, self.slots + slot_offset,
-                        self.coefficients)
+        if round_offset == 0 and slot_offset == 0:
+            return self
+        return Decoding.deferred(lambda: Decoding(self.workers, self.rounds + round_offset,
+                                                  self.slots + slot_offset, self.coefficients))
 
     def items(self) -> list[tuple[ResultKey, float]]:
         if self._items is None:
             self._items = [(ResultKey(w, r, s), c) for w, r, s, c in zip(
-                self.workers.tolist(), self.rounds.tolist(), self.slots.tolist(),
-                self.coefficients.tolist())]
+                *(a.tolist() for a in self._resolved()))]
         return self._items
 
     def __len__(self) -> int:

@@ -101,8 +101,7 @@ class SelectiveRepeatSGC(CodeBacked, Scheme):
         return int(np.count_nonzero(finished)) >= self.n - self.s and self.code.decodable(finished)
 
     def _decode(self, t) -> Decoding:
-        workers, coefficients = self.code.decode_vector(self._finished(t))
-        return Decoding(workers, self._arrived[t][workers], 0, coefficients)
+        return Decoding.coded(self.code, self._finished(t), self._arrived[t], 0)
 
     def _forget(self, t):
         self._arrived.pop(t, None)
