@@ -124,7 +124,7 @@ def cmd_bench_scale(args) -> int:
     with tqdm(total=len(ns) * len(ROWS) + len(runs), desc="bench scale", disable=args.json,
               leave=False, file=sys.stderr) as bar:
         result = run_scale_bench(ns, rounds, book_rounds, args.cyclic_book_max_n, runs,
-                                 progress=bar.update)
+                                 args.auto_max_n, progress=bar.update)
     return _emit(args, "bench_scale", result, markdown_table(result), plot)
 
 
@@ -290,6 +290,9 @@ def add_bench_parser(sub) -> None:
     p.add_argument("--cyclic-book-max-n", type=int, default=1024,
                    help="largest n at which cyclic codes' bookkeeping is timed (their rows cost "
                         "O(n s^3) to build; default 1024)")
+    p.add_argument("--auto-max-n", type=int, default=1024,
+                   help="largest n at which the auto scheme is timed (its tuner re-evaluates "
+                        "hundreds of candidates every two rounds; default 1024)")
     p.add_argument("--no-end-to-end", action="store_true", help="skip the gcode simulate subprocess runs")
     common(p)
     p.set_defaults(func=cmd_bench_scale)

@@ -34,7 +34,8 @@ from ..cli_common import BUNDLED_TRACE, PAPER_LOAD_SLOPE, default_params
 from ..codes import make_scheme
 from ..sim import PaperPolicy, simulate
 from ..sim.load_model import LoadModel
-from ..sim.policy import RoundOutcome
+from ..sim.online import OnlineConfig, OnlineTuner
+from ..sim.policy import RoundOutcome, censored_times
 from ..stragglers import load_trace
 from ..stragglers.trace import save_trace
 
@@ -42,7 +43,10 @@ BUDGET_US = 20.0  # coordinator bookkeeping target per worker per round (at n = 
 #: (label, scheme, gc_code)
 ROWS = [("uncoded", "uncoded", None), ("ignore", "ignore", None), ("gc fr", "gc", "fr"),
         ("srsgc fr", "srsgc", "fr"), ("msgc fr", "msgc", "fr"), ("gc cyclic", "gc", "cyclic"),
-        ("srsgc cyclic", "srsgc", "cyclic"), ("msgc cyclic", "msgc", "cyclic")]
+        ("srsgc cyclic", "srsgc", "cyclic"), ("msgc cyclic", "msgc", "cyclic"), ("auto", "auto", None)]
+#: the auto scheme's tuner re-evaluates hundreds of candidates over its window every two
+#: rounds, O(n) each: it is timed over at most this many rounds, up to ``auto_max_n``
+AUTO_ROUNDS = 200
 #: the runs the issue timed before (CLI arguments after --trace)
 ISSUE_RUNS = [["--scheme", "uncoded"], ["--scheme", "gc", "--s", "100", "--gc-code", "fr"],
               ["--scheme", "msgc", "--B", "1", "--W", "2", "--lam", "200"]]
@@ -60,20 +64,29 @@ def synthetic_trace(rounds: int, n: int, seed: int = 0) -> np.ndarray:
 
 
 def _params(name: str, n: int, code: str | None) -> dict:
+    if name == "auto":
+        return {}
     params = default_params(name, n)
     return {**params, "gc_code": code} if code else params
 
 
+def _make(name: str, params: dict, n: int, jobs: int, loads: LoadModel):
+    """(scheme, round-ending policy) as ``gcode simulate`` builds them (auto: its tuner)."""
+    if name == "auto":
+        tuner = OnlineTuner(n, jobs, loads, OnlineConfig())
+        return tuner.scheme, tuner
+    return make_scheme(name, n=n, jobs=jobs, **params), PaperPolicy(1.0)
+
+
 def _simulate(name, params, n, trace, loads):
-    scheme = make_scheme(name, n=n, jobs=trace.shape[0] - 4, **params)
-    return simulate(scheme, trace[:, :n], PaperPolicy(1.0), loads)
+    scheme, policy = _make(name, params, n, trace.shape[0] - 4, loads)
+    return simulate(scheme, trace[:, :n], policy, loads)
 
 
 def _bookkeeping(name, params, n, trace, loads, rounds: int) -> tuple[float, list[float]]:
     """(setup seconds: construction and round 0, seconds of each round 1 …)."""
     start = time.perf_counter()
-    scheme = make_scheme(name, n=n, jobs=rounds + 4, **params)
-    policy = PaperPolicy(1.0)
+    scheme, policy = _make(name, params, n, rounds + 4, loads)
     setup, steady = time.perf_counter() - start, []
     for r in range(rounds):
         times = loads.times(trace[r, :n], scheme.round_load(r))
@@ -83,6 +96,7 @@ def _bookkeeping(name, params, n, trace, loads, rounds: int) -> tuple[float, lis
         outcome = (policy.resolve(times, lambda stragglers, r=r: scheme.conforms(r, stragglers))
                    if plan.has_tasks else RoundOutcome(np.ones(n, dtype=bool), 0.0, False))
         scheme.record(r, outcome.arrived)
+        policy.observe(r, censored_times(times, outcome.arrived), scheme.round_load(r), outcome.duration)
         for t in range(max(0, r - scheme.delay), r + 1):
             if scheme.decodable(t):
                 scheme.decode(t).items()
@@ -137,7 +151,8 @@ def end_to_end_runs(quick: bool = False) -> list[list[str]]:
 
 
 def run_scale_bench(ns=(256, 1024, 4096, 10000), rounds: int = 1000, book_rounds: int = 40,
-                    cyclic_book_max_n: int = 1024, end_to_end=None, progress=None) -> dict:
+                    cyclic_book_max_n: int = 1024, end_to_end=None, auto_max_n: int = 1024,
+                    progress=None) -> dict:
     """Every row of :data:`ROWS` at every n, then ``end_to_end`` (a list of ``gcode simulate``
     argument lists, see :func:`end_to_end_runs`) at the largest n; see the module docstring."""
     """Every row of :data:`ROWS` at every n; see the module docstring."""
@@ -147,14 +162,21 @@ def run_scale_bench(ns=(256, 1024, 4096, 10000), rounds: int = 1000, book_rounds
     for n in ns:
         for label, name, code in ROWS:
             params = _params(name, n, code)
+            if name == "auto" and n > auto_max_n:
+                rows.append({"n": n, "label": label, "scheme": name, "params": params,
+                             "skipped": f"the auto scheme's tuner is timed up to n={auto_max_n}"})
+                if progress is not None:
+                    progress(1)
+                continue
+            sim_trace = trace[:AUTO_ROUNDS] if name == "auto" else trace
             start = time.perf_counter()
-            result = _simulate(name, params, n, trace, loads)
+            result = _simulate(name, params, n, sim_trace, loads)
             sim_s = time.perf_counter() - start
             row = {"n": n, "label": label, "scheme": name, "params": params, "rounds": result.rounds,
                    "runtime_s": result.runtime_s, "waits": result.waits, "sim_s": sim_s,
                    "sim_us_per_worker_round": sim_s / (result.rounds * n) * 1e6,
-                   "sim_peak_mb": _peak_mb(lambda a=(name, params, n, trace, loads): _simulate(*a))}
-            if code == "cyclic" and n > cyclic_book_max_n:
+                   "sim_peak_mb": _peak_mb(lambda a=(name, params, n, sim_trace, loads): _simulate(*a))}
+            if code == "cyclic" and n > cyclic_book_max_n:  # the simulator never builds the rows
                 row["book_skipped"] = (f"a cyclic code solves n systems of s x s for its rows "
                                        f"(O(n s^3)) and an O(n s^2) banded system per straggler "
                                        f"set; measured up to n={cyclic_book_max_n}")
@@ -207,18 +229,22 @@ def markdown_table(result: dict) -> str:
             lines.append(f"| {label} | " + " | ".join(cells) + " |")
         return lines
 
-    out = grid(f"**Simulator**, µs per worker-round ({result['rounds']} rounds, paper policy):",
-               lambda r: f"{r['sim_us_per_worker_round']:.3f}")
+    def cell(key, fmt):
+        return lambda r: fmt.format(r[key]) if key in r else "skipped"
+
+    out = grid(f"**Simulator**, µs per worker-round ({result['rounds']} rounds, paper policy; auto: "
+               f"{AUTO_ROUNDS} rounds, its tuner with the partial fallback):",
+               cell("sim_us_per_worker_round", "{:.3f}"))
     out += [""] + grid(f"**Coordinator bookkeeping**, µs per worker-round, median round of "
                        f"{result['rows'][0].get('book_rounds', 0) - 1} (no Ray; budget "
                        f"{result['budget_us']:.0f} µs; setup = construction and round 0):",
                        lambda r: (f"{r['book_us_per_worker_round']:.2f} (setup {r['book_setup_s']:.2f} s)"
                                   if "book_us_per_worker_round" in r else "skipped"))
     out += [""] + grid("**Simulator peak memory**, MiB above the trace (tracemalloc):",
-                       lambda r: f"{r['sim_peak_mb']:.1f}")
-    skipped = {r["book_skipped"] for r in result["rows"] if "book_skipped" in r}
+                       cell("sim_peak_mb", "{:.1f}"))
+    skipped = {r[k] for r in result["rows"] for k in ("skipped", "book_skipped") if k in r}
     if skipped:
-        out += ["", "Skipped bookkeeping: " + "; ".join(sorted(skipped)) + "."]
+        out += ["", "Skipped: " + "; ".join(sorted(skipped)) + "."]
     if result["end_to_end"]:
         first = result["end_to_end"][0]
         out += ["", (f"**End to end**, `gcode simulate` on {first['rounds']:,} rounds x {first['n']:,} "
@@ -236,7 +262,8 @@ def plot(result: dict, out_dir) -> list:
     import matplotlib.pyplot as plt
     fig, axes = plt.subplots(1, 2, figsize=(11, 4.2))
     for label, _, _ in ROWS:
-        rows = sorted((r for r in result["rows"] if r["label"] == label), key=lambda r: r["n"])
+        rows = sorted((r for r in result["rows"] if r["label"] == label and "skipped" not in r),
+                      key=lambda r: r["n"])
         style = "--" if "cyclic" in label else "-"
         axes[0].loglog([r["n"] for r in rows], [r["sim_us_per_worker_round"] for r in rows],
                        "o" + style, label=label)
