@@ -49,7 +49,7 @@ examples:
   gcode train                                     # live Ray training, M-SGC on digits
   gcode train --run-log runs/live --monitor 127.0.0.1:50051   # then: gcode watch 127.0.0.1:50051
   gcode bench trace --traces ../shared/traces     # also: bench sim | decode | auto | live --quick
-  gcode trace convert big.csv big.npy             # a binary trace: loads ~10x faster
+  gcode trace convert big.csv big.npy             # a binary trace: no parsing on load
   gcode bench scale --quick                       # cost per worker-round as n grows
 """
 
@@ -326,8 +326,8 @@ def build_parser() -> argparse.ArgumentParser:
                     "  .npy  a float64 array (read back with allow_pickle=False)\n"
                     "  .pb   a serialized gcode.v1.Trace (proto/gcode/v1/run.proto)\n"
                     "  .csv  text, every value written to round-trip exactly\n"
-                    "A binary trace needs no text parsing: at 1,000 rounds x 10,000 workers it\n"
-                    "loads in a fraction of a second, where the CSV takes seconds.",
+                    "A binary trace needs no text parsing: at 1,000 rounds x 10,000 workers the\n"
+                    ".npy loads in about 0.05 s, the 70 MB CSV in about 1 s.",
         epilog="examples:\n  gcode trace convert cluster-times.csv cluster-times.npy\n"
                "  gcode simulate --trace cluster-times.npy --scheme msgc --B 1 --W 2 --lam 200")
     p.add_argument("input", metavar="IN", help="trace to read (.csv, .npy or .pb)")
