@@ -51,7 +51,7 @@ Options:
 Executables: $GCODE if set, else <repo>/.venv/bin/gcode, else `gcode` on PATH; `ray` is taken
 from the same directory as gcode, else PATH.
 
-Token auth: local runs default to RAY_AUTH_MODE=disabled (docs/PLATFORM.md: with the mode
+Token auth: local runs default to RAY_AUTH_MODE=disabled (docs/OPERATING.md: with the mode
 unset, `ray start --head` turns auth on only when ~/.ray/auth_token happens to exist, which
 makes behaviour depend on the machine).  On real clusters keep auth on: see cluster/README.md.
 

@@ -196,7 +196,8 @@ def fit(model_fn, loss_fn, dataset_fn, optimizer_fn, *, coding: CodingConfig | N
     if run.monitor:
         from .telemetry.monitor import MonitorServer
         monitor = MonitorServer(run.monitor, token=run.monitor_token)
-        print(f"monitor: serving on {monitor.target} (gcode watch {monitor.target})", file=sys.stderr)
+        print(f"monitor: serving on {' and '.join(monitor.addresses)} (gcode watch "
+              f"{monitor.target})", file=sys.stderr)
     bar = _ProgressBar() if progress is True else None
     try:
         metrics, models = execute(cfg, workload, pool=pool, monitor=monitor,

@@ -7,9 +7,9 @@ Every subcommand validates its input at the edge and turns a bad value into one 
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 
+from . import cli_types as types
 from .cli_common import (
     CliError,
     add_trace_args,
@@ -21,6 +21,8 @@ from .cli_common import (
     workers_for,
 )
 from .codes import GC_CODE_KINDS, SCHEMES, make_scheme, worker_samples
+from .config import MAX_WORKERS
+from .jsonout import dumps
 from .sim import POLICIES, make_policy, simulate
 from .sim.tune import TuneSettings, grid_size, tune
 from .sim.verify import verify
@@ -42,16 +44,22 @@ EPILOG = """\
 examples:
   gcode simulate                                  # every scheme on the bundled Lambda trace
   gcode simulate --scheme msgc --B 1 --W 2 --lam 27 --jobs 26 --json
-  gcode tune --trace traces/lambda-cnn-w256-r20-canada.csv --jobs 16
+  gcode tune --trace traces/lambda-cnn-w256-r20-canada.csv --jobs 16  # traces/: in the repo
   gcode verify --scheme gc --n 256 --s 27 --rounds 20 --patterns 5
   gcode simulate --scheme auto --policy partial   # the online tuner with the partial fallback
   gcode simulate --scheme gc --s 11 --log runs/gc && gcode plot runs/gc.pb --out plots
   gcode train                                     # live Ray training, M-SGC on digits
   gcode train --run-log runs/live --monitor 127.0.0.1:50051   # then: gcode watch 127.0.0.1:50051
-  gcode bench trace --traces ../shared/traces     # also: bench sim | decode | auto | live --quick
+  gcode train --config examples/digits-msgc.toml --json
+  gcode bench trace --traces traces               # also: bench sim | decode | auto | live --quick
   gcode trace convert big.csv big.npy             # a binary trace: no parsing on load
   gcode bench scale --quick                       # cost per worker-round as n grows
+
+docs: README.md, docs/SCHEMES.md (the math), docs/DESIGN.md, docs/OPERATING.md (limits, errors)
 """
+
+#: gcode verify: at most this many worker-rounds (n x rounds x patterns), about a minute here
+MAX_VERIFY_WORK = 10_000_000
 
 
 def _scheme_params(args, name: str, n: int) -> dict:
@@ -76,10 +84,11 @@ def _add_scheme_args(p: argparse.ArgumentParser, scheme_required: bool = False,
                         "T=B), msgc (multiplexed SGC, T=W-2+B)"
                         + ("; auto (online tuner: picks scheme, parameters and mu from the rounds "
                            "seen so far, switching at job boundaries)" if allow_auto else ""))
-    g.add_argument("--s", type=int, help="gc/ignore: stragglers tolerated per round")
-    g.add_argument("--B", type=int, help="srsgc/msgc: longest straggler burst, in rounds")
-    g.add_argument("--W", type=int, help="srsgc/msgc: window length, in rounds (W > B)")
-    g.add_argument("--lam", type=int, help="srsgc/msgc: distinct stragglers per window (<= n)")
+    g.add_argument("--s", type=types.whole, help="gc/ignore: stragglers tolerated per round")
+    g.add_argument("--B", type=types.whole, help="srsgc/msgc: longest straggler burst, in rounds")
+    g.add_argument("--W", type=types.whole, help="srsgc/msgc: window length, in rounds (W > B)")
+    g.add_argument("--lam", type=types.whole,
+                   help="srsgc/msgc: distinct stragglers per window (<= n)")
     g.add_argument("--gc-code", choices=GC_CODE_KINDS,
                    help="gradient code inside gc/srsgc/msgc: cyclic (load (s+1)/n, the paper's; "
                         "fp64 messages when ill-conditioned) or fr (fractional repetition, exact "
@@ -87,6 +96,13 @@ def _add_scheme_args(p: argparse.ArgumentParser, scheme_required: bool = False,
 
 
 def cmd_simulate(args) -> int:
+    if args.log:  # a log that cannot be written fails before any work
+        from .paths import run_log_problem
+        names = [args.scheme] if args.scheme else [*SCHEMES, "auto"]
+        for prefix in ([args.log] if args.scheme else [f"{args.log}-{name}" for name in names]):
+            problem = run_log_problem(prefix)
+            if problem is not None:
+                raise CliError(f"--log: {problem}")
     trace, trace_name = load_trace_arg(args.trace)
     n = workers_for(args, trace)
     jobs = jobs_for(args, trace)
@@ -121,7 +137,7 @@ def cmd_simulate(args) -> int:
         raise CliError(next(iter(results.values()))["skipped"])
     if args.json:
         out = results[args.scheme] if args.scheme else {"trace": trace_name, "schemes": results}
-        print(json.dumps(out))
+        print(dumps(out))
         return 0
     print(f"trace {trace_name}: {trace.shape[0]} rounds x {trace.shape[1]} workers; n={n}, "
           f"jobs={jobs}, policy={args.policy}, mu={args.mu}, load model {loads.describe()}")
@@ -192,7 +208,7 @@ def cmd_tune(args) -> int:
     with progress_bar(grid_size(trace.shape[0], n, settings), "tune grid", not args.json) as bar:
         result = tune(trace, settings, n=n, progress=bar.update)
     if args.json:
-        print(json.dumps(result))
+        print(dumps(result))
         return 0
     print(f"hindsight grid search on {trace_name} (n={n}, jobs={settings.jobs}, load model "
           f"{loads.describe()}): {result['evaluated']} settings in {result['elapsed_s']:.3f} s")
@@ -203,8 +219,13 @@ def cmd_tune(args) -> int:
 
 
 def cmd_verify(args) -> int:
-    if args.n < 1:
-        raise CliError(f"--n must be >= 1, got {args.n}")
+    if args.n > MAX_WORKERS:
+        raise CliError(f"--n must be <= {MAX_WORKERS}, got {args.n}")
+    work = args.n * args.rounds * args.patterns
+    if work > MAX_VERIFY_WORK:
+        raise CliError(f"--n {args.n} x --rounds {args.rounds} x --patterns {args.patterns} = "
+                       f"{work:.3g} worker-rounds, more than the {MAX_VERIFY_WORK:.0e} one "
+                       f"verify run does; lower --patterns or --rounds")
     params = _scheme_params(args, args.scheme, args.n)
     probe = make_scheme(args.scheme, n=args.n, jobs=1, **params)
     jobs = args.rounds - probe.delay
@@ -215,7 +236,7 @@ def cmd_verify(args) -> int:
                         args.patterns, args.seed, progress=bar.update)
     out = report.summary()
     if args.json:
-        print(json.dumps(out))
+        print(dumps(out))
     else:
         print(f"{report.scheme} {report.params}: {report.patterns} conforming patterns, "
               f"{report.decoded_jobs} jobs decoded, {report.failures} failures, "
@@ -269,11 +290,11 @@ def build_parser() -> argparse.ArgumentParser:
                         "earliest = no cut: end the round as soon as the missing workers conform "
                         "(GC: the (n-s)-th arrival); deadline = cut at --deadline s; "
                         "all = always wait for everyone")
-    p.add_argument("--deadline", type=float, help="seconds, for --policy deadline")
+    p.add_argument("--deadline", type=types.positive, help="seconds, for --policy deadline")
     p.add_argument("--log", metavar="PREFIX",
                    help="write the run log PREFIX.pb (protobuf) and PREFIX.jsonl; with several "
                         "schemes, PREFIX-SCHEME.*; view with gcode replay / gcode plot")
-    p.add_argument("--batch-size", type=int, default=4096,
+    p.add_argument("--batch-size", type=types.positive_int, default=4096,
                    help="samples per job, to report the real per-worker load in whole samples "
                         "(real_load, worker_samples in --json); default 4096, the paper's")
     p.add_argument("--json", action="store_true", help="print one JSON object")
@@ -286,7 +307,7 @@ def build_parser() -> argparse.ArgumentParser:
                                    "grid grows with n and the delay budget, not with the trace's "
                                    "length.")
     add_trace_args(p)
-    p.add_argument("--max-delay", type=int, default=4,
+    p.add_argument("--max-delay", type=types.count, default=4,
                    help="largest delay budget D searched: SR-SGC B <= D, M-SGC W-1+B <= D, and "
                         "never more than trace rounds - jobs (default 4)")
     p.add_argument("--gc-code", choices=GC_CODE_KINDS, default="cyclic",
@@ -299,10 +320,14 @@ def build_parser() -> argparse.ArgumentParser:
                                    "straggler patterns its model allows; decode every job in fp64 "
                                    "and report the worst relative error. Exit 1 on any failure.")
     _add_scheme_args(p, scheme_required=True)
-    p.add_argument("--n", type=int, required=True, help="workers")
-    p.add_argument("--rounds", type=int, default=20, help="rounds per pattern (default 20)")
-    p.add_argument("--patterns", type=int, default=20, help="random patterns (default 20)")
-    p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    p.add_argument("--n", type=types.positive_int, required=True,
+                   help=f"workers (at most {MAX_WORKERS}; n x rounds x patterns at most "
+                        f"{MAX_VERIFY_WORK:.0e})")
+    p.add_argument("--rounds", type=types.positive_int, default=20,
+                   help="rounds per pattern (default 20)")
+    p.add_argument("--patterns", type=types.positive_int, default=20,
+                   help="random patterns (default 20)")
+    p.add_argument("--seed", type=types.count, default=0, help="random seed (default 0)")
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.set_defaults(func=cmd_verify)
 
@@ -315,21 +340,21 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("trace", help="trace files: convert CSV to a binary format and back",
                        description="Work with trace files (per-worker round times: rows = rounds, "
-                                   "columns = workers, seconds). Every command that takes --trace "
-                                   "reads CSV, .npy and .pb alike.")
+                                   "columns = workers, seconds). Every trace flag (--trace, "
+                                   "--inject-trace) reads CSV, .npy and .pb alike.")
     trace_sub = p.add_subparsers(dest="trace_command", required=True, metavar="ACTION")
     p = trace_sub.add_parser(
         "convert", help="convert a trace between CSV, .npy and .pb (protobuf gcode.v1.Trace)",
         formatter_class=argparse.RawDescriptionHelpFormatter,
-        description="Read IN (CSV, .npy or .pb, validated as --trace would) and write OUT in the\n"
+        description="Read IN (CSV, .npy or .pb, validated as any trace flag validates it) and\nwrite OUT in the "
                     "format its suffix names:\n"
                     "  .npy  a float64 array (read back with allow_pickle=False)\n"
                     "  .pb   a serialized gcode.v1.Trace (proto/gcode/v1/run.proto)\n"
                     "  .csv  text, every value written to round-trip exactly\n"
                     "A binary trace needs no text parsing: at 1,000 rounds x 10,000 workers the\n"
                     ".npy loads in about 0.05 s, the 70 MB CSV in about 1 s.",
-        epilog="examples:\n  gcode trace convert cluster-times.csv cluster-times.npy\n"
-               "  gcode simulate --trace cluster-times.npy --scheme msgc --B 1 --W 2 --lam 200")
+        epilog="examples:\n  gcode trace convert <times>.csv <times>.npy\n"
+               "  gcode simulate --trace <times>.npy --scheme msgc --B 1 --W 2 --lam 200")
     p.add_argument("input", metavar="IN", help="trace to read (.csv, .npy or .pb)")
     p.add_argument("output", metavar="OUT", help="trace to write; its suffix picks the format")
     p.set_defaults(func=cmd_trace_convert)
@@ -342,14 +367,31 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _one_line(exc: BaseException) -> str:
+    return " ".join(str(exc).split())
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    from .runtime.health import RunFailed
     try:
         return args.func(args)
     except (CliError, ValueError) as exc:
-        print(f"gcode: error: {exc}", file=sys.stderr)
+        print(f"gcode: error: {_one_line(exc)}", file=sys.stderr)
         return 2
+    except RunFailed as exc:  # the run could not continue; what was kept is in the message
+        print(f"gcode: error: {_one_line(exc)}", file=sys.stderr)
+        return 1
+    except MemoryError as exc:
+        print(f"gcode: error: out of memory ({_one_line(exc) or 'MemoryError'}); the problem is "
+              f"too large for this machine: lower --n, --jobs, --rounds or --patterns",
+              file=sys.stderr)
+        return 1
+    except OSError as exc:  # a file or device the command needed failed
+        where = f"{exc.filename}: " if exc.filename else ""
+        print(f"gcode: error: {where}{exc.strerror or _one_line(exc)}", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         print("gcode: interrupted", file=sys.stderr)
         return 130

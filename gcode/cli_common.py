@@ -10,7 +10,9 @@ from pathlib import Path
 
 import numpy as np
 
+from . import cli_types as types
 from .codes import srsgc_s
+from .config import MAX_WORKERS
 from .sim.load_model import LOAD_MODELS, LoadModel
 
 BUNDLED_TRACE = "lambda-cnn-w256-r30-canada.csv"
@@ -68,10 +70,10 @@ def add_load_model_args(g) -> None:
                         "(a fixed cost per call plus the work: AWS Lambda, the paper's model); "
                         "proportional = trace * L/L_trace (a slow worker is slow on every sample: "
                         "a GPU cluster). Default additive")
-    g.add_argument("--load-slope", type=float,
+    g.add_argument("--load-slope", type=types.nonnegative,
                    help=f"additive: seconds added per unit of normalized load (default {PAPER_LOAD_SLOPE}, "
                         "the authors' fit for a 4096-sample job)")
-    g.add_argument("--trace-load", type=float,
+    g.add_argument("--trace-load", type=types.positive,
                    help="proportional: the normalized load at which the trace was recorded, L_trace "
                         "in (0, 1] (default 1/n: each worker computed one uncoded share)")
 
@@ -98,15 +100,17 @@ def add_trace_args(p: argparse.ArgumentParser) -> None:
                    help="per-worker round times (rows: rounds, columns: workers, seconds): a CSV "
                         "with no header, or a binary .npy or .pb (see gcode trace convert; it loads "
                         "faster). Default: the bundled 30-round, 256-worker Lambda trace")
-    g.add_argument("--jobs", type=int,
+    g.add_argument("--jobs", type=types.positive_int,
                    help=f"jobs to finish; runtime covers rounds 0..jobs+T-1. Default: trace rounds "
                         f"- {DELAY_BUDGET} (at least 1)")
-    g.add_argument("--mu", type=float, default=1.0,
+    g.add_argument("--mu", type=types.positive, default=1.0,
                    help="a worker straggles when slower than (1+mu) x the round's fastest (default 1)")
     add_load_model_args(g)
-    g.add_argument("--time-scale", type=float, default=1.0,
-                   help="multiply every trace time by this before applying the load model")
-    g.add_argument("--n", type=int, help="workers (default: the trace's columns; uses the first n)")
+    g.add_argument("--time-scale", type=types.positive, default=1.0,
+                   help="multiply every trace time by this (> 0) before applying the load model")
+    g.add_argument("--n", type=types.positive_int,
+                   help=f"workers (default: the trace's columns; uses the first n; at most "
+                        f"{MAX_WORKERS})")
 
 
 def jobs_for(args, trace: np.ndarray) -> int:
@@ -118,9 +122,13 @@ def jobs_for(args, trace: np.ndarray) -> int:
 
 
 def workers_for(args, trace: np.ndarray) -> int:
-    n = args.n or trace.shape[1]
+    n = trace.shape[1] if args.n is None else args.n  # (--n 0 is refused, never ignored)
     if n < 1:
         raise CliError(f"--n must be >= 1, got {n}")
+    if n > MAX_WORKERS:
+        raise CliError(f"--n must be <= {MAX_WORKERS}, got {n}" if args.n is not None else
+                       f"the trace has {n} workers (columns), more than {MAX_WORKERS}: pass --n "
+                       f"to use its first n columns")
     if n > trace.shape[1]:
         raise CliError(f"--n: the trace has {trace.shape[1]} workers (columns), fewer than n={n}")
     return n

@@ -63,6 +63,13 @@ FAULT_KINDS = ("raise", "exit", "kill", "shape", "nan", "tag")
 GC_CODES = ("cyclic", "fr")
 DATASET_NAMES = ("digits", "synthetic", "cifar", "diabetes", "text")  # gcode.train.presets
 COORDINATOR_DEVICES = ("auto", "cpu", "cuda")
+#: bounds that keep a small config from asking for unbounded memory or time: n (a scheme's work
+#: per round is O(n) numpy, `gcode simulate` runs 10,000 workers x 1,000 rounds in about a
+#: second; a cyclic code's rows, n solves of s x s, are built only when tasks are handed out),
+#: jobs, and the (rounds x n) float64 table of injected delays
+MAX_WORKERS = 100_000
+MAX_JOBS = 10_000_000
+MAX_DELAY_TABLE_BYTES = 1 << 30
 
 #: parameters each scheme takes from [scheme] (mirrors gcode.codes.SCHEMES)
 SCHEME_PARAMS = {"uncoded": (), "ignore": ("s",), "gc": ("s", "gc_code"),
@@ -288,6 +295,16 @@ def _section_from_dict(name: str, cls, data: Any):
     return cls(**kwargs)
 
 
+def _round_key(key: Any) -> int:
+    """A fault round given as a mapping key: an int, or a string of decimal digits (TOML keys are
+    strings). Anything else (``true``, ``"1_0"``, ``" 3"``, ``"1e1"``) is refused, not coerced."""
+    if isinstance(key, int) and not isinstance(key, bool):
+        return key
+    if isinstance(key, str) and key.isascii() and key.isdigit():
+        return int(key)
+    raise ConfigError(f"faults.{key}", f"round key must be a decimal integer, got {key!r}")
+
+
 def parse_faults(value: Any) -> tuple[Fault, ...]:
     """Faults as a list of {round, worker, kind} tables, or a mapping {round: (worker, kind)} or
     {round: [(worker, kind), ...]}. Round keys may be strings (TOML/YAML)."""
@@ -301,11 +318,7 @@ def parse_faults(value: Any) -> tuple[Fault, ...]:
             for one in specs:
                 if not isinstance(one, (list, tuple)) or len(one) != 2:
                     raise ConfigError(f"faults.{rnd}", f"must be (worker, kind), got {one!r}")
-                try:
-                    rnd_i = int(rnd)
-                except (TypeError, ValueError):
-                    raise ConfigError("faults", f"round key must be an integer, got {rnd!r}") from None
-                items.append((rnd_i, one[0], one[1]))
+                items.append((_round_key(rnd), one[0], one[1]))
     elif isinstance(value, (list, tuple)):
         for k, one in enumerate(value):
             if isinstance(one, Fault):
@@ -332,39 +345,34 @@ def parse_faults(value: Any) -> tuple[Fault, ...]:
     return tuple(sorted(out, key=lambda f: (f.round, f.worker)))
 
 
-def from_dict(data: Mapping[str, Any] | None) -> TrainConfig:
-    """Build and validate a TrainConfig from nested dicts (a parsed TOML/YAML file)."""
+def from_dict(data: Mapping[str, Any] | None, paths: bool = True) -> TrainConfig:
+    """Build and validate a TrainConfig from nested dicts (a parsed TOML/YAML file);
+    ``paths`` as in :func:`validate`."""
     data = dict(data or {})
     unknown = sorted(set(data) - set(SECTIONS) - {"faults"})
     if unknown:
         raise ConfigError(unknown[0], f"unknown section; valid: {', '.join([*SECTIONS, 'faults'])}")
     kwargs = {name: _section_from_dict(name, cls, data.get(name)) for name, cls in SECTIONS.items()}
     cfg = TrainConfig(**kwargs, faults=parse_faults(data.get("faults")))
-    validate(cfg)
+    validate(cfg, paths)
     return cfg
 
 
 def load_config(path: str | os.PathLike) -> TrainConfig:
-    """Read a .toml, .yaml or .yml file into a validated TrainConfig."""
+    """Read a .toml, .yaml or .yml file into a validated TrainConfig. The file is read with the
+    bounds of :mod:`gcode.limits` (size, nesting, YAML alias expansion) before it is parsed."""
+    from . import limits
     p = Path(path)
     if not p.is_file():
         raise ConfigError("config", f"no such file: {p}")
     suffix = p.suffix.lower()
-    text = p.read_text(encoding="utf-8")
-    if suffix == ".toml":
-        import tomllib
-        try:
-            data = tomllib.loads(text)
-        except tomllib.TOMLDecodeError as exc:
-            raise ConfigError("config", f"{p}: invalid TOML: {exc}") from None
-    elif suffix in (".yaml", ".yml"):
-        import yaml
-        try:
-            data = yaml.safe_load(text)
-        except yaml.YAMLError as exc:
-            raise ConfigError("config", f"{p}: invalid YAML: {exc}") from None
-    else:
+    if suffix not in (".toml", ".yaml", ".yml"):
         raise ConfigError("config", f"{p}: unknown extension {suffix!r}; use .toml, .yaml or .yml")
+    try:
+        text = limits.read_text(p, limits.MAX_CONFIG_BYTES, "config file")
+        data = limits.loads_toml(text, str(p)) if suffix == ".toml" else limits.loads_yaml(text, str(p))
+    except ValueError as exc:
+        raise ConfigError("config", str(exc)) from None
     if data is None:
         data = {}
     if not isinstance(data, Mapping):
@@ -420,8 +428,10 @@ def _choice(where: str, value, choices):
         raise ConfigError(where, f"must be one of {', '.join(choices)}; got {value!r}")
 
 
-def validate(cfg: TrainConfig) -> None:
-    """Check every field and the cross-field rules; raise ConfigError naming the field."""
+def validate(cfg: TrainConfig, paths: bool = True) -> None:
+    """Check every field and the cross-field rules; raise ConfigError naming the field.
+    ``paths=False`` skips whether the log files can be written (for a config that flags will
+    still change, such as a checkpoint's own)."""
     for name, cls in SECTIONS.items():
         section = getattr(cfg, name)
         if not isinstance(section, cls):
@@ -433,9 +443,14 @@ def validate(cfg: TrainConfig) -> None:
     sc, pc, cc, tc, ic = cfg.scheme, cfg.policy, cfg.cluster, cfg.train, cfg.inject
     # cluster
     _positive("cluster.workers", cc.workers, integer=True)
+    if cc.workers > MAX_WORKERS:
+        raise ConfigError("cluster.workers", f"must be <= {MAX_WORKERS}, got {cc.workers}")
     _positive("cluster.num_cpus", cc.num_cpus, allow_none=True, integer=True)
     _positive("cluster.worker_cpus", cc.worker_cpus, allow_none=True)
     _choice("cluster.placement", cc.placement, PLACEMENTS)
+    if cc.address is not None:
+        from .runtime.connect import endpoint
+        endpoint(cc.address)  # its form only; whether anything answers is checked at start
     if cc.max_restarts < 0:
         raise ConfigError("cluster.max_restarts", f"must be >= 0, got {cc.max_restarts}")
     _positive("cluster.round_timeout_s", cc.round_timeout_s)
@@ -452,6 +467,8 @@ def validate(cfg: TrainConfig) -> None:
     # scheme
     _choice("scheme.name", sc.name, SCHEME_NAMES)
     _positive("scheme.jobs", sc.jobs, integer=True)
+    if sc.jobs > MAX_JOBS:
+        raise ConfigError("scheme.jobs", f"must be <= {MAX_JOBS}, got {sc.jobs}")
     if sc.gc_code is not None:
         _choice("scheme.gc_code", sc.gc_code, GC_CODES)
     if sc.auto_load_slope is not None:
@@ -484,6 +501,12 @@ def validate(cfg: TrainConfig) -> None:
             probe_delay = make_scheme(sc.name, n=n, jobs=sc.jobs, **params).delay
         except ValueError as exc:
             raise ConfigError("scheme", str(exc)) from None
+
+    table = (sc.jobs + probe_delay) * n * 8
+    if table > MAX_DELAY_TABLE_BYTES:
+        raise ConfigError("scheme.jobs", f"{sc.jobs} jobs x {n} workers need a {table / 2**30:.1f} GiB "
+                                         f"table of per-round delays (at most "
+                                         f"{MAX_DELAY_TABLE_BYTES >> 30} GiB); lower scheme.jobs")
 
     # policy
     _choice("policy.name", pc.name, POLICY_NAMES)
@@ -540,12 +563,24 @@ def validate(cfg: TrainConfig) -> None:
     if ic.trace is not None and not Path(ic.trace).is_file():
         raise ConfigError("inject.trace", f"no such file: {ic.trace}")
 
+    # log: files that cannot be written fail here, before Ray starts
+    from .paths import output_dir_problem, output_file_problem, run_log_problem
+    for where, value, check in (("log.jsonl", cfg.log.jsonl, output_file_problem),
+                                ("log.run_log", cfg.log.run_log, run_log_problem)):
+        problem = None if value is None or not paths else check(value)
+        if problem is not None:
+            raise ConfigError(where, problem)
+
     # checkpoint
     ck = cfg.checkpoint
     if ck.dir is not None and not ck.dir.strip():
         raise ConfigError("checkpoint.dir", "must be a non-empty path")
     if ck.dir is not None and Path(ck.dir).exists() and not Path(ck.dir).is_dir():
         raise ConfigError("checkpoint.dir", f"{ck.dir} exists and is not a directory")
+    if ck.dir is not None and output_dir_problem(ck.dir, writable=False) is not None:
+        # (whether it is writable is probed when the run starts: a resumed config may name a
+        # directory that has since become read-only and that the run then replaces)
+        raise ConfigError("checkpoint.dir", output_dir_problem(ck.dir, writable=False))
     _positive("checkpoint.every", ck.every, integer=True)
     _positive("checkpoint.keep", ck.keep, integer=True)
     if ck.resume is not None:

@@ -1,6 +1,9 @@
-"""Where the shared real traces live: ../shared/traces beside the checkout (as in CI)."""
+"""Where the real traces live: $GCODE_TRACES, else ../shared/traces beside the checkout (as in
+CI), else the copy shipped in the repository's traces/ folder."""
 
 import os
 from pathlib import Path
 
-TRACES = Path(os.environ.get("GCODE_TRACES", Path(__file__).resolve().parents[2] / "shared" / "traces"))
+_REPO = Path(__file__).resolve().parents[1]
+_SHARED = _REPO.parent / "shared" / "traces"
+TRACES = Path(os.environ.get("GCODE_TRACES") or (_SHARED if _SHARED.is_dir() else _REPO / "traces"))

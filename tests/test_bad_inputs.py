@@ -187,10 +187,10 @@ def test_config_files(tmp_path, suffix, text, message):
 CLI_CASES = [
     (["simulate", "--scheme", "gc", "--s", "999"], "s must satisfy"),
     (["simulate", "--trace", "/nonexistent.csv"], "no such file"),
-    (["simulate", "--mu", "-1"], "mu must be > 0"),
-    (["simulate", "--jobs", "0"], "--jobs must be >= 1"),
+    (["simulate", "--mu", "-1"], "argument --mu: must be a positive finite number"),
+    (["simulate", "--jobs", "0"], "argument --jobs: must be >= 1"),
     (["tune", "--jobs", "100"], "exceeds the trace"),
-    (["verify", "--scheme", "gc", "--n", "0", "--s", "1"], "--n must be >= 1"),
+    (["verify", "--scheme", "gc", "--n", "0", "--s", "1"], "argument --n: must be >= 1"),
     (["replay", "/nonexistent.pb"], "nonexistent"),
     (["bench", "trace", "--traces", "/nonexistent"], "no such directory"),
     (["train", "--workers", "0"], "cluster.workers"),
@@ -223,8 +223,8 @@ def _rehash(path):
     m = json.loads((path / ck.MANIFEST_FILE).read_text())
     m.pop("manifest_sha256")
     for name in (ck.STATE_FILE, ck.ARRAYS_FILE):
-        m["files"][name] = {"bytes": (path / name).stat().st_size, "sha256": ck._sha256(path / name)}
-    m["manifest_sha256"] = hashlib.sha256(ck._canonical(m)).hexdigest()
+        m["files"][name] = {"bytes": (path / name).stat().st_size, "sha256": ck.sha256_file(path / name)}
+    m["manifest_sha256"] = hashlib.sha256(ck.canonical_json(m)).hexdigest()
     (path / ck.MANIFEST_FILE).write_text(json.dumps(m))
 
 
@@ -249,7 +249,7 @@ def _future_version(path):
     m = json.loads((path / "manifest.json").read_text())
     m.pop("manifest_sha256")
     m["version"] = 99
-    m["manifest_sha256"] = hashlib.sha256(ck._canonical(m)).hexdigest()
+    m["manifest_sha256"] = hashlib.sha256(ck.canonical_json(m)).hexdigest()
     (path / "manifest.json").write_text(json.dumps(m))
 
 

@@ -76,3 +76,32 @@ def test_bench_live_quick_reports_ratios_and_live_over_sim(tmp_path):
             if inj == "trace":
                 assert row["simulated_s"] > 0 and row["live_over_sim"] > 0
     assert_png(tmp_path / "bench_live.png")
+
+
+def test_bench_versus_runs_ddp_and_gcode_side_by_side(tmp_path):
+    """Real torch DDP (gloo) and real gcode runs on one shared delay table; every row and every
+    contract key is in the JSON, and vs_ddp is DDP's wall time over the row's."""
+    proc = subprocess.run([sys.executable, "-m", "gcode", "bench", "versus", "--model", "mlp",
+                           "--workers", "2", "--jobs", "4", "--batch-size", "64",
+                           "--schemes", "uncoded,gc-s1",
+                           "--inject-param", "base=0.02", "--out", str(tmp_path), "--json"],
+                          capture_output=True, text=True, timeout=600,
+                          env={**__import__("os").environ, "RAY_AUTH_MODE": "disabled"})
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    result = json.loads(proc.stdout)
+    assert result["config"]["model"] == "mlp" and result["config"]["workers"] == 2
+    rows = result["rows"]
+    assert [r["system"] for r in rows] == ["ddp", "gcode", "gcode"]
+    assert [r.get("row") for r in rows[1:]] == ["uncoded", "gc-s1"]
+    for r in rows:
+        for key in ("system", "scheme", "params", "wall_s", "steps", "vs_ddp",
+                    "overhead_s_per_round", "compute_s_per_round"):
+            assert key in r, key
+        assert r["steps"] == 4 and r["wall_s"] > 0
+        assert r["vs_ddp"] == pytest.approx(rows[0]["wall_s"] / r["wall_s"])
+    assert rows[0]["params"]["backend"] == "gloo" and rows[0]["vs_ddp"] == 1.0
+    assert all(r["overhead_s_per_round"] > 0 and r["compute_s_per_round"] > 0 for r in rows[1:])
+    # the same batches from the same seed: uncoded gcode and DDP end with nearly equal weights
+    assert rows[1]["param_checksum"][0] == pytest.approx(rows[0]["param_checksum"][0], rel=1e-4)
+    assert_png(tmp_path / "bench_versus_mlp.png")
+    assert "vs DDP" in (tmp_path / "bench_versus_mlp.md").read_text()

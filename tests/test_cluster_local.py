@@ -363,3 +363,23 @@ def test_local_sh_token_auth(fresh_clone, tmp_path):
         assert not Path(run_tmp).exists()
     finally:
         _cleanup_after_failure(proc, run_tmp, sids)
+
+
+def test_gpu_cluster_recipe():
+    """cluster/aws-gpu.yaml (8-GPU nodes) passes Ray's own schema, and cluster/gpu8.toml is a
+    valid run config with one GPU per worker."""
+    text = (CLUSTER / "aws-gpu.yaml").read_text()
+    cfg = yaml.safe_load(text)
+    types = cfg["available_node_types"]
+    assert all(t["resources"]["GPU"] == 8 for t in types.values())
+    setup = "\n".join(cfg["setup_commands"])
+    assert "whl/cu" in setup and "REPLACE-WITH" in setup
+    assert "\n".join(cfg["head_start_ray_commands"] + cfg["worker_start_ray_commands"]).count(
+        "RAY_AUTH_MODE=token") == 2
+    pytest.importorskip("jsonschema")
+    from ray.autoscaler._private.util import prepare_config, validate_config
+    validate_config(prepare_config(cfg))
+    from gcode.config import load_config
+    run = load_config(CLUSTER / "gpu8.toml")
+    assert run.cluster.workers == 8 and run.cluster.gpus_per_worker == 1.0
+    assert run.train.model == "resnet18" and run.policy.name == "earliest"

@@ -70,3 +70,29 @@ def test_decoding_is_exact_under_earliest(name, params):
 
         decoded, failures, worst = run_pattern(scheme, rng, 16, stragglers)
         assert decoded == 8 and failures == 0 and worst < 1e-6
+
+
+def test_the_vectorized_tuner_models_earliest_as_mu_zero_with_the_partial_fallback():
+    """fast.py at μ = 0 with the partial fallback ends each round exactly where EarliestPolicy
+    does, so the online tuner can weigh the earliest policy like any μ."""
+    from pathlib import Path
+
+    from gcode.codes.loads import gc_load, msgc_load
+    from gcode.sim.fast import TraceView, bursty_runtimes, s_per_round_runtimes
+    from gcode.stragglers import load_trace
+    trace = load_trace(Path(__file__).resolve().parents[1] / "gcode" / "data"
+                       / "lambda-cnn-w256-r30-canada.csv")
+    view, slope, jobs = TraceView(trace, 0.0), 2.2013, 26
+    for s in (3, 11):
+        fast, _ = s_per_round_runtimes(view, np.array([s]), np.array([gc_load(256, s, "fr")]), slope,
+                                       jobs, partial=True)
+        full = simulate(make_scheme("gc", n=256, jobs=jobs, s=s, gc_code="fr"), trace,
+                        EarliestPolicy(), slope)
+        assert fast[0] == pytest.approx(full.runtime_s, rel=1e-12)
+    lams = np.array([4, 27])
+    loads = np.array([msgc_load(256, 1, 2, int(lam), "fr") for lam in lams])
+    fast, _ = bursty_runtimes(view, 1, 2, lams, loads, slope, jobs + 1, partial=True, jobs=jobs)
+    for lam, f in zip(lams, fast):
+        full = simulate(make_scheme("msgc", n=256, jobs=jobs, B=1, W=2, lam=int(lam), gc_code="fr"),
+                        trace, EarliestPolicy(), slope)
+        assert f == pytest.approx(full.runtime_s, rel=1e-12), lam

@@ -155,9 +155,11 @@ def test_a_10_worker_2000_round_trace_end_to_end_with_the_proportional_model(tmp
 @pytest.mark.parametrize("args,message", [
     (["simulate", "--trace-load", "0.1"], "--trace-load applies to --load-model proportional only"),
     (["simulate", "--load-model", "proportional", "--load-slope", "1"], "--load-slope applies to --load-model additive"),
-    (["tune", "--load-model", "proportional", "--trace-load", "0"], "--trace-load must be in (0, 1]"),
-    (["simulate", "--load-slope", "-1"], "--load-slope must be >= 0"),
-    (["simulate", "--batch-size", "0"], "--batch-size must be >= 1"),
+    (["tune", "--load-model", "proportional", "--trace-load", "0"],
+     "argument --trace-load: must be a positive finite number"),
+    (["tune", "--load-model", "proportional", "--trace-load", "2"], "--trace-load must be in (0, 1]"),
+    (["simulate", "--load-slope", "-1"], "argument --load-slope: must be a finite number >= 0"),
+    (["simulate", "--batch-size", "0"], "argument --batch-size: must be >= 1"),
 ])
 def test_load_model_flags_give_one_clear_line(args, message):
     proc = gcode(*args)

@@ -190,7 +190,7 @@ def test_cli_verify_gc_n256_s27():
     (["simulate", "--policy", "deadline"], "needs deadline_s"),
     (["tune", "--jobs", "31"], "exceeds the trace"),
     (["verify", "--scheme", "msgc", "--n", "4", "--B", "1", "--W", "2", "--lam", "5"], "lam must satisfy lam <= n"),
-    (["simulate", "--mu", "0"], "mu must be > 0"),
+    (["simulate", "--mu", "0"], "argument --mu: must be a positive finite number"),
 ])
 def test_cli_errors_are_one_clear_line(args, message):
     proc = gcode(*args, check=False)

@@ -266,7 +266,7 @@ def test_plot_writes_nontrivial_pngs(sim_log, tmp_path, trace, capsys):
     _png_ok(out / "live_loss.png")
     assert tcli.cmd_replay(parser.parse_args(["replay", str(tmp_path / "live.jsonl")])) == 0
     text = capsys.readouterr().out
-    assert "final losses: model 0: 0.60000, model 1: 0.50000" in text and "sha256 ab" in text
+    assert "final batch losses: model 0: 0.60000, model 1: 0.50000" in text and "sha256 ab" in text
 
 
 def test_summary_from_rounds_for_unfinished_runs(sim_log):

@@ -2,26 +2,42 @@
 
 from __future__ import annotations
 
-import json
 import os
 import sys
 from pathlib import Path
 
 import numpy as np
 
+from .. import cli_types as types
 from ..cli_common import add_load_model_args, load_model_arg
+from ..jsonout import dumps
 from ..sim.load_model import LOAD_MODELS
 
 RESULTS = "results"
+TRACES_HELP = ("folder with lambda-*.csv traces (default $GCODE_TRACES, ../shared/traces, or the "
+               "repository's traces/)")
 
 
 def default_traces_dir() -> Path | None:
-    """$GCODE_TRACES, else ../shared/traces beside the current checkout, if present."""
-    candidates = [os.environ.get("GCODE_TRACES"), Path.cwd().parent / "shared" / "traces"]
+    """$GCODE_TRACES, else ../shared/traces beside the current checkout, else the repository's
+    own traces/ folder, if present."""
+    candidates = [os.environ.get("GCODE_TRACES"), Path.cwd().parent / "shared" / "traces",
+                  Path(__file__).resolve().parents[2] / "traces"]
     for candidate in candidates:
         if candidate and Path(candidate).is_dir():
             return Path(candidate)
     return None
+
+
+def _checked_out(command):
+    """``command`` after checking that --out can hold the results (before any benchmark runs)."""
+    def run(args) -> int:
+        from ..paths import output_dir_problem
+        problem = output_dir_problem(args.out)
+        if problem is not None:
+            raise ValueError(f"--out: {problem}")
+        return command(args)
+    return run
 
 
 def _emit(args, name: str, result: dict, table: str, plot) -> int:
@@ -30,7 +46,7 @@ def _emit(args, name: str, result: dict, table: str, plot) -> int:
     paths = write_results(out, name, result, table)
     pngs = plot(result, out)
     if args.json:
-        print(json.dumps(result))
+        print(dumps(result))
     else:
         print(table)
         print(f"\nwrote {paths['json']}, {paths['markdown']}, " + ", ".join(str(p) for p in pngs))
@@ -49,7 +65,7 @@ def cmd_bench_trace(args) -> int:
     )
     traces = Path(args.traces) if args.traces else default_traces_dir()
     if traces is None:
-        raise ValueError("--traces: give the folder of Lambda traces (e.g. ../shared/traces)")
+        raise ValueError("--traces: give the folder of Lambda traces (e.g. traces)")
     if args.load_model == "proportional" and args.load_slope is not None:
         raise ValueError("--load-slope applies to --load-model additive only")
     if args.load_model == "additive" and args.trace_load is not None:
@@ -104,7 +120,7 @@ def cmd_bench_auto(args) -> int:
     from .auto import META_GRID, markdown_table, plot, run_auto_bench
     traces = Path(args.traces) if args.traces else default_traces_dir()
     if traces is None:
-        raise ValueError("--traces: give the folder of Lambda traces (e.g. ../shared/traces)")
+        raise ValueError("--traces: give the folder of Lambda traces (e.g. traces)")
     total = int(np.prod([len(v) for v in META_GRID.values()]))
     with tqdm(total=total, desc="tuner settings", disable=args.json, leave=False, file=sys.stderr) as bar:
         result = run_auto_bench(traces, progress=bar.update, loads=load_model_arg(args))
@@ -187,36 +203,36 @@ def add_bench_parser(sub) -> None:
                                      "policy. Tunes on the first half of the rounds and evaluates "
                                      "on the second (out-of-sample), next to the best parameters "
                                      "for the second half itself (hindsight).")
-    p.add_argument("--traces", help="folder with lambda-*.csv traces (default ../shared/traces or $GCODE_TRACES)")
-    p.add_argument("--mu", type=float, default=1.0, help="straggler threshold (default 1)")
+    p.add_argument("--traces", help=TRACES_HELP)
+    p.add_argument("--mu", type=types.positive, default=1.0, help="straggler threshold (default 1)")
     p.add_argument("--load-model", choices=LOAD_MODELS, default="additive",
                    help="additive: trace + load*slope (default); proportional: trace*load/trace_load")
-    p.add_argument("--load-slope", type=float,
+    p.add_argument("--load-slope", type=types.nonnegative,
                    help="additive: seconds per unit load (default: fitted to the load-level "
                         "traces *-load*.csv only, never to an evaluated trace)")
-    p.add_argument("--trace-load", type=float,
+    p.add_argument("--trace-load", type=types.positive,
                    help="proportional: the load at which the traces were recorded (default 1/n)")
     p.add_argument("--gc-code", choices=("cyclic", "fr"), default="cyclic")
     common(p)
-    p.set_defaults(func=cmd_bench_trace)
+    p.set_defaults(func=_checked_out(cmd_bench_trace))
 
     p = kinds.add_parser("sim", help="simulator and tuner speed vs a per-round reference loop")
     p.add_argument("--trace", help="trace CSV (default: the bundled 30-round Lambda trace)")
-    p.add_argument("--jobs", type=int, help="jobs (default: rounds - 4)")
-    p.add_argument("--repeats", type=int, default=5, help="timed repeats of the fast search")
+    p.add_argument("--jobs", type=types.positive_int, help="jobs (default: rounds - 4)")
+    p.add_argument("--repeats", type=types.positive_int, default=5, help="timed repeats of the fast search")
     p.add_argument("--quick", action="store_true", help="time the reference on 10%% of the grid")
     add_load_model_args(p)
     common(p)
-    p.set_defaults(func=cmd_bench_sim)
+    p.set_defaults(func=_checked_out(cmd_bench_sim))
 
     p = kinds.add_parser("auto", help="online auto scheme + partial wait vs hindsight-best M-SGC",
                          description="The auto scheme with the partial-wait fallback on the public "
                                      "traces, against the hindsight-best M-SGC. The tuner's own "
                                      "settings are chosen on the load-level traces only.")
-    p.add_argument("--traces", help="folder with lambda-*.csv traces (default ../shared/traces or $GCODE_TRACES)")
+    p.add_argument("--traces", help=TRACES_HELP)
     add_load_model_args(p)
     common(p)
-    p.set_defaults(func=cmd_bench_auto)
+    p.set_defaults(func=_checked_out(cmd_bench_auto))
 
     p = kinds.add_parser("live", help="real Ray runs: schemes side by side under injected stragglers",
                          description="8 Ray worker actors train an MLP on digits under injected "
@@ -225,12 +241,13 @@ def add_bench_parser(sub) -> None:
                                      "with the simulator calibrated once (slope and intercept) on "
                                      "separate runs.")
     p.add_argument("--quick", action="store_true", help="12 jobs, one repeat (a few minutes)")
-    p.add_argument("--repeats", type=int, help="interleaved repeats (default 1 quick, 3 full)")
-    p.add_argument("--time-scale", type=float, default=0.3, help="trace seconds -> live seconds (default 0.3)")
+    p.add_argument("--repeats", type=types.positive_int, help="interleaved repeats (default 1 quick, 3 full)")
+    p.add_argument("--time-scale", type=types.positive, default=0.3,
+                   help="trace seconds -> live seconds (default 0.3)")
     p.add_argument("--trace", help="trace to replay (default the 30-round Lambda trace)")
-    p.add_argument("--jobs", type=int, help="jobs per run (default 12 quick, 24 full)")
+    p.add_argument("--jobs", type=types.positive_int, help="jobs per run (default 12 quick, 24 full)")
     common(p)
-    p.set_defaults(func=cmd_bench_live)
+    p.set_defaults(func=_checked_out(cmd_bench_live))
 
     from .versus import DEFAULT_SCHEMES, MODELS, SCHEMES
     p = kinds.add_parser(
@@ -251,10 +268,10 @@ def add_bench_parser(sub) -> None:
     p.add_argument("--model", choices=tuple(MODELS), default="mlp",
                    help="mlp (784-256-10), mlp-wide (784-4096-10), resnet18, resnet50 "
                         "(CIFAR-shaped, generated by index); default mlp")
-    p.add_argument("--workers", type=int, default=8, help="workers = DDP ranks (default 8)")
-    p.add_argument("--jobs", type=int, default=40, help="full-batch steps (default 40)")
-    p.add_argument("--batch-size", type=int, default=512, help="global batch (default 512)")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--workers", type=types.positive_int, default=8, help="workers = DDP ranks (default 8)")
+    p.add_argument("--jobs", type=types.positive_int, default=40, help="full-batch steps (default 40)")
+    p.add_argument("--batch-size", type=types.positive_int, default=512, help="global batch (default 512)")
+    p.add_argument("--seed", type=types.count, default=0)
     p.add_argument("--schemes", default=",".join(DEFAULT_SCHEMES),
                    help=f"comma-separated rows among {', '.join(SCHEMES)} "
                         f"(default {','.join(DEFAULT_SCHEMES)})")
@@ -265,10 +282,11 @@ def add_bench_parser(sub) -> None:
                    help="a delay-model parameter, repeatable (bursty defaults: B=1 W=2 lam=2, "
                         "base = 3 x compute)")
     p.add_argument("--inject-trace", metavar="PATH", help="replay a CSV trace instead")
-    p.add_argument("--time-scale", type=float, default=1.0, help="multiply injected times")
-    p.add_argument("--gpus-per-worker", type=float, default=0.0,
+    p.add_argument("--time-scale", type=types.positive, default=1.0, help="multiply injected times")
+    p.add_argument("--gpus-per-worker", type=types.nonnegative, default=0.0,
                    help="GPU share per worker and DDP rank (default 0: CPU)")
-    p.add_argument("--repeats", type=int, default=1, help="interleaved repeats (median reported)")
+    p.add_argument("--repeats", type=types.positive_int, default=1,
+                   help="interleaved repeats (median reported)")
     common(p)
     p.set_defaults(func=cmd_bench_versus)
 
@@ -284,13 +302,15 @@ def add_bench_parser(sub) -> None:
                     "takes several minutes.")
     p.add_argument("--quick", action="store_true",
                    help="n = 64 and 256, 40 rounds, one end-to-end run (seconds; for tests)")
-    p.add_argument("--n", type=int, nargs="+", help="worker counts (default 256 1024 4096 10000)")
-    p.add_argument("--rounds", type=int, help="trace rounds simulated (default 1000)")
-    p.add_argument("--book-rounds", type=int, help="rounds of bookkeeping timed per row (default 40)")
-    p.add_argument("--cyclic-book-max-n", type=int, default=1024,
+    p.add_argument("--n", type=types.positive_int, nargs="+",
+                   help="worker counts (default 256 1024 4096 10000)")
+    p.add_argument("--rounds", type=types.positive_int, help="trace rounds simulated (default 1000)")
+    p.add_argument("--book-rounds", type=types.positive_int,
+                   help="rounds of bookkeeping timed per row (default 40)")
+    p.add_argument("--cyclic-book-max-n", type=types.count, default=1024,
                    help="largest n at which cyclic codes' bookkeeping is timed (their rows cost "
                         "O(n s^3) to build; default 1024)")
-    p.add_argument("--auto-max-n", type=int, default=1024,
+    p.add_argument("--auto-max-n", type=types.count, default=1024,
                    help="largest n at which the auto scheme is timed (its tuner re-evaluates "
                         "hundreds of candidates every two rounds; default 1024)")
     p.add_argument("--no-end-to-end", action="store_true", help="skip the gcode simulate subprocess runs")
@@ -298,12 +318,14 @@ def add_bench_parser(sub) -> None:
     p.set_defaults(func=cmd_bench_scale)
 
     p = kinds.add_parser("decode", help="decode latency and GB/s against n, d and s, vs numpy gemv")
-    p.add_argument("--n", type=int, nargs="+", default=[16, 64, 256], help="workers (default 16 64 256)")
+    p.add_argument("--n", type=types.positive_int, nargs="+", default=[16, 64, 256],
+                   help="workers (default 16 64 256)")
     p.add_argument("--d", nargs="+", default=["1e4", "1e5", "1e6", "1e7"],
                    help="values per result (default 1e4 1e5 1e6 1e7)")
-    p.add_argument("--s-fraction", type=float, nargs="+", default=[0.0, 0.1],
+    p.add_argument("--s-fraction", type=types.nonnegative, nargs="+", default=[0.0, 0.1],
                    help="stragglers tolerated, as a fraction of n (default 0 0.1)")
-    p.add_argument("--repeats", type=int, default=3, help="best of this many timings")
-    p.add_argument("--max-gib", type=float, default=2.0, help="skip settings with more results than this")
+    p.add_argument("--repeats", type=types.positive_int, default=3, help="best of this many timings")
+    p.add_argument("--max-gib", type=types.positive, default=2.0,
+                   help="skip settings with more results than this")
     common(p)
-    p.set_defaults(func=cmd_bench_decode)
+    p.set_defaults(func=_checked_out(cmd_bench_decode))

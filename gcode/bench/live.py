@@ -19,7 +19,6 @@ those two numbers. No scheme is simulated with a slope fitted to its own live ru
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 
 import numpy as np
@@ -105,20 +104,15 @@ def _simulated(name: str, scheme_cfg: dict, jobs: int, trace: np.ndarray, time_s
 
 def run_live_bench(trace_path: Path, quick: bool = True, repeats: int | None = None,
                    time_scale: float = 0.3, jobs: int | None = None, progress=None) -> dict:
-    from ..runtime import start_local_ray, start_workers
-    import ray
+    from ..runtime import pool_session, train
 
     jobs = jobs or (12 if quick else 24)
     repeats = repeats or (1 if quick else 3)
     trace = load_trace(trace_path)
     plan = injections(trace_path, time_scale)
-    started = not ray.is_initialized()
-    if started:
-        start_local_ray()
-    pool = start_workers(ClusterConfig(workers=N), N)
     runs: dict[str, dict[str, list[dict]]] = {inj: {s: [] for s in SCHEMES} for inj in plan}
     names = list(SCHEMES)
-    try:
+    with pool_session(ClusterConfig(workers=N), N) as pool:
         calibration = calibrate(pool, jobs, progress=progress)
         for rep in range(repeats):
             for inj_name, inject in plan.items():
@@ -126,15 +120,9 @@ def run_live_bench(trace_path: Path, quick: bool = True, repeats: int | None = N
                 for name in order:
                     scheme_cfg, policy = SCHEMES[name]
                     cfg = _config(scheme_cfg, policy, inject, jobs, seed=rep)
-                    from ..runtime import train
-                    result = train(cfg, pool=pool)
-                    runs[inj_name][name].append(result)
+                    runs[inj_name][name].append(train(cfg, pool=pool))
                     if progress is not None:
                         progress(1)
-    finally:
-        pool.kill()
-        if started:
-            ray.shutdown()
     loads = LoadModel("additive", calibration["slope_s_per_load"],
                       intercept=calibration["intercept_s"])
     out = {"workers": N, "jobs": jobs, "repeats": repeats, "model": "mlp", "dataset": "digits",

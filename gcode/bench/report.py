@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import platform
 from datetime import date
 from pathlib import Path
@@ -21,7 +20,8 @@ def write_results(out_dir: Path, name: str, result: dict, table: str) -> dict[st
     result = {**result, "environment": machine_info()}
     json_path = out_dir / f"{name}.json"
     md_path = out_dir / f"{name}.md"
-    json_path.write_text(json.dumps(result, indent=2))
+    from ..jsonout import dumps
+    json_path.write_text(dumps(result, indent=2))
     env = result["environment"]
     md_path.write_text(f"{table}\n\nMeasured on {env['machine']} {env['system']}, "
                        f"{env['cpus']} CPUs, Python {env['python']}, {env['date']}.\n")

@@ -198,8 +198,9 @@ def plot(result: dict, out_dir: Path) -> list[Path]:
         ax.set_xticks(x, names)
         ax.set_ylabel("simulated runtime (s)")
         ax.set_title(name.replace(".csv", ""), fontsize=9)
-        ax.legend(fontsize=8)
-    fig.tight_layout()
+    handles, labels = axes[0][0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="lower center", ncol=len(labels), fontsize=8, frameon=False)
+    fig.tight_layout(rect=(0, 0.07, 1, 1))  # the legend sits below the axes, never on a bar
     path = Path(out_dir) / "bench_trace.png"
     fig.savefig(path, dpi=120)
     plt.close(fig)

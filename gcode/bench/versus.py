@@ -121,69 +121,58 @@ def delay_table(cfg: VersusConfig, rounds: int, compute_s: float) -> tuple[np.nd
 
 
 def run_versus(cfg: VersusConfig, progress=None) -> dict:
-    import ray
-
-    from ..config import ClusterConfig, from_dict
-    from ..runtime import start_local_ray, start_workers
-    from ..runtime.run import execute
-    from .ddp import DDPRun, run_ddp
+    """DDP and every scheme of ``cfg`` on one shared table of injected delays."""
+    from ..config import ClusterConfig
+    from ..runtime import pool_session
 
     workload = workload_of(cfg)
     compute_s = measure_compute(cfg, workload)
     rounds = cfg.jobs + 16  # room for delays T and an auto scheme's switches
     table, inject = delay_table(cfg, rounds, compute_s)
-    started = not ray.is_initialized()
-    if started:
-        start_local_ray()
-    pool = start_workers(ClusterConfig(workers=cfg.workers, gpus_per_worker=cfg.gpus_per_worker,
-                                       startup_timeout_s=300), cfg.workers)
     rows: dict[str, list[dict]] = {"ddp": [], **{s: [] for s in cfg.schemes}}
-    trace_dir = Path(tempfile.mkdtemp(prefix="gcvs"))
-    trace_path = trace_dir / "delays.csv"
-    np.savetxt(trace_path, table, delimiter=",", fmt="%.9f")
-    gcode_inject = {"trace": str(trace_path), "time_scale": 1.0} if table.any() else {}
-    try:
-        for rep in range(cfg.repeats):
+    cluster = ClusterConfig(workers=cfg.workers, gpus_per_worker=cfg.gpus_per_worker,
+                            startup_timeout_s=300)
+    with tempfile.TemporaryDirectory(prefix="gcvs") as tmp, pool_session(cluster) as pool:
+        trace_path = Path(tmp) / "delays.csv"
+        np.savetxt(trace_path, table, delimiter=",", fmt="%.9f")
+        gcode_inject = {"trace": str(trace_path), "time_scale": 1.0} if table.any() else {}
+        for rep in range(cfg.repeats):  # interleaved, rotated: drift hits every row alike
             order = ["ddp", *cfg.schemes]
-            order = order[rep % len(order):] + order[:rep % len(order)]
-            for name in order:
-                if name == "ddp":
-                    res = run_ddp(DDPRun(workload, cfg.workers, cfg.jobs, cfg.batch_size, cfg.seed,
-                                         table, use_gpu=cfg.gpus_per_worker > 0))
-                    rows["ddp"].append({"system": "ddp", "scheme": "ddp", "params": {"backend": res["backend"]},
-                                        "wall_s": res["wall_s"], "steps": res["steps"],
-                                        "compute_s_per_round": res["compute_s_per_round"],
-                                        "overhead_s_per_round": None,
-                                        "param_checksum": [res["param_checksum"]], "exact": True})
-                else:
-                    scheme, policy = SCHEMES[name]
-                    tc = from_dict({"scheme": {**scheme, "jobs": cfg.jobs}, "policy": policy,
-                                    "cluster": {"workers": cfg.workers,
-                                                "gpus_per_worker": cfg.gpus_per_worker,
-                                                "round_timeout_s": 600},
-                                    "train": {"batch_size": cfg.batch_size, "seed": cfg.seed},
-                                    "inject": gcode_inject})
-                    metrics, _ = execute(tc, workload, pool=pool)
-                    rows[name].append({
-                        "system": "gcode", "scheme": metrics["scheme"], "row": name,
-                        "params": {**metrics["params"], "policy": policy["name"]},
-                        "wall_s": metrics["runtime_s"], "steps": metrics["decoded_jobs"],
-                        "rounds": metrics["rounds"], "waits": metrics["waits"],
-                        "models": metrics["models"],
-                        "compute_s_per_round": metrics["compute_s_per_round"],
-                        "overhead_s_per_round": metrics["overhead_s_per_round"],
-                        "timings_s_per_round": metrics["timings_s_per_round"],
-                        "param_checksum": metrics["param_checksum"],
-                        "exact": not metrics["approximate"]})
+            for name in order[rep % len(order):] + order[:rep % len(order)]:
+                rows[name].append(_ddp_row(cfg, workload, table) if name == "ddp" else
+                                  _gcode_row(cfg, name, workload, gcode_inject, pool))
                 if progress is not None:
                     progress(1)
-    finally:
-        pool.kill()
-        if started:
-            ray.shutdown()
-        trace_path.unlink(missing_ok=True)
-        trace_dir.rmdir()
     return summarize(cfg, rows, compute_s, inject, workload)
+
+
+def _ddp_row(cfg: VersusConfig, workload, table: np.ndarray) -> dict:
+    from .ddp import DDPRun, run_ddp
+    res = run_ddp(DDPRun(workload, cfg.workers, cfg.jobs, cfg.batch_size, cfg.seed, table,
+                         use_gpu=cfg.gpus_per_worker > 0))
+    return {"system": "ddp", "scheme": "ddp", "params": {"backend": res["backend"]},
+            "wall_s": res["wall_s"], "steps": res["steps"],
+            "compute_s_per_round": res["compute_s_per_round"], "overhead_s_per_round": None,
+            "param_checksum": [res["param_checksum"]], "exact": True}
+
+
+def _gcode_row(cfg: VersusConfig, name: str, workload, inject: dict, pool) -> dict:
+    from ..config import from_dict
+    from ..runtime.run import execute
+    scheme, policy = SCHEMES[name]
+    tc = from_dict({"scheme": {**scheme, "jobs": cfg.jobs}, "policy": policy,
+                    "cluster": {"workers": cfg.workers, "gpus_per_worker": cfg.gpus_per_worker,
+                                "round_timeout_s": 600},
+                    "train": {"batch_size": cfg.batch_size, "seed": cfg.seed}, "inject": inject})
+    metrics, _ = execute(tc, workload, pool=pool)
+    return {"system": "gcode", "scheme": metrics["scheme"], "row": name,
+            "params": {**metrics["params"], "policy": policy["name"]},
+            "wall_s": metrics["runtime_s"], "steps": metrics["decoded_jobs"],
+            "rounds": metrics["rounds"], "waits": metrics["waits"], "models": metrics["models"],
+            "compute_s_per_round": metrics["compute_s_per_round"],
+            "overhead_s_per_round": metrics["overhead_s_per_round"],
+            "timings_s_per_round": metrics["timings_s_per_round"],
+            "param_checksum": metrics["param_checksum"], "exact": not metrics["approximate"]}
 
 
 def summarize(cfg: VersusConfig, runs: dict[str, list[dict]], compute_s: float, inject: dict,
@@ -224,7 +213,7 @@ def markdown_table(result: dict) -> str:
              "| system | scheme | params | wall s | vs DDP | rounds | waits | compute ms/round | "
              "overhead ms/round |", "|---|---|---|---|---|---|---|---|---|"]
     for r in result["rows"]:
-        params = ",".join(f"{k}={v}" for k, v in r["params"].items() if k != "gc_code")
+        params = _params_text(r["params"])
         ms = lambda v: "-" if v is None else f"{1e3 * v:.1f}"
         lines.append(f"| {r['system']} | {r.get('row', r['scheme'])} | {params} | {r['wall_s']:.2f} | "
                      f"{r['vs_ddp']:.2f}x | {r.get('rounds', r['steps'])} | {r.get('waits', '-')} | "
@@ -233,6 +222,18 @@ def markdown_table(result: dict) -> str:
         b = result["best_exact"]
         lines += ["", f"Best exact gcode scheme: {b['row']}, {b['vs_ddp']:.2f}x DDP."]
     return "\n".join(lines)
+
+
+def _params_text(params: dict) -> str:
+    """Row parameters for a table cell; an auto scheme's segments as a count and the last."""
+    shown = dict(params)
+    segments = shown.pop("segments", None)
+    text = ",".join(f"{k}={v}" for k, v in shown.items() if k != "gc_code")
+    if segments:
+        last = segments[-1]
+        tail = ",".join(f"{k}={v}" for k, v in last.items() if k not in ("start_job", "scheme", "gc_code"))
+        text = f"{len(segments)} segments, last {last['scheme']}({tail})," + text
+    return text
 
 
 def plot(result: dict, out_dir) -> list:

@@ -14,10 +14,10 @@ import importlib
 
 #: public name -> submodule; imported on first use, so that ``gcode`` commands which only build
 #: the ``train`` argument parser (every command does) never import torch
-_EXPORTS = {"WorkerPool": ".cluster", "launch_workers": ".cluster", "start_local_ray": ".cluster",
-            "start_workers": ".cluster", "train": ".run"}
+_EXPORTS = {"WorkerPool": ".cluster", "launch_workers": ".cluster", "pool_session": ".cluster",
+            "start_local_ray": ".cluster", "start_workers": ".cluster", "train": ".run"}
 
-__all__ = ["WorkerPool", "launch_workers", "start_local_ray", "start_workers", "train"]
+__all__ = ["WorkerPool", "launch_workers", "pool_session", "start_local_ray", "start_workers", "train"]
 
 
 def __getattr__(name: str):

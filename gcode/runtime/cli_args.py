@@ -9,9 +9,11 @@ value is reported with its config field (``scheme.B: must be >= 1, got 0``).
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from typing import Any
 
+from .. import cli_types as types
 from ..config import (
     COORDINATOR_DEVICES,
     DATASET_NAMES,
@@ -35,7 +37,7 @@ examples:
               --inject-param base=0.02 --inject-param slowdown=5
   gcode train --workers 8 --scheme msgc --B 1 --W 2 --lam 3 --jobs 29 \\
               --inject-trace gcode/data/lambda-cnn-w256-r30-canada.csv --time-scale 0.4
-  gcode train --config run.toml --lr 0.2 --log-jsonl runs/r1.jsonl
+  gcode train --config examples/digits-msgc.toml --lr 0.02 --log-jsonl runs/r1.jsonl
   gcode train --scheme gc --s 1 --jobs 400 --checkpoint-dir runs/ck --checkpoint-every 20
   gcode train --resume runs/ck                  # continue from the newest checkpoint in runs/ck
 """
@@ -70,16 +72,9 @@ def _key_value(text: str) -> tuple[str, Any]:
 
 
 def parse_value(raw: str) -> Any:
-    """'3' -> 3, '0.5' / '1e-3' -> float, 'true'/'false' -> bool, anything else a string."""
-    low = raw.lower()
-    if low in ("true", "false"):
-        return low == "true"
-    for conv in (int, float):
-        try:
-            return conv(raw)
-        except ValueError:
-            pass
-    return raw
+    """'3' -> 3, '0.5' / '1e-3' -> float, 'true'/'false' -> bool, anything else a string (so
+    '1_0', 'nan' and 'inf' stay text, and the field they set names them as wrong)."""
+    return types.scalar(raw)
 
 
 def add_train_arguments(parser: argparse.ArgumentParser) -> None:
@@ -99,22 +94,22 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
                         "multiplexed SGC, T=W-2+B, the lowest load (default msgc); auto: the "
                         "online tuner picks scheme, parameters and mu from the rounds seen so "
                         "far and switches at job boundaries")
-    g.add_argument("--s", type=int, default=S,
+    g.add_argument("--s", type=types.whole, default=S,
                    help="gc/ignore: stragglers tolerated in every round (default 1)")
-    g.add_argument("--B", type=int, default=S,
+    g.add_argument("--B", type=types.whole, default=S,
                    help="srsgc/msgc: a worker straggles in bursts of at most B rounds (default 1)")
-    g.add_argument("--W", type=int, default=S,
+    g.add_argument("--W", type=types.whole, default=S,
                    help="srsgc/msgc: window length in rounds, W > B (default 2)")
-    g.add_argument("--lam", type=int, default=S,
+    g.add_argument("--lam", type=types.whole, default=S,
                    help="srsgc/msgc: at most lam distinct stragglers per window (default min(2,n))")
     g.add_argument("--gc-code", choices=GC_CODES, default=S,
                    help="code inside gc/srsgc/msgc: cyclic (the paper's; fp64 messages when "
                         "ill-conditioned) or fr (fractional repetition: exact, streams in "
                         "decode). Default cyclic (auto: fr)")
-    g.add_argument("--load-slope", type=float, metavar="SECONDS", default=S,
+    g.add_argument("--load-slope", type=types.number, metavar="SECONDS", default=S,
                    help="auto: seconds per unit of normalized load the tuner assumes when it "
                         "compares schemes (default: measured live, round by round)")
-    g.add_argument("--jobs", type=int, default=S,
+    g.add_argument("--jobs", type=types.whole, default=S,
                    help="full gradients to compute; the run takes jobs+T rounds (default 40)")
 
     g = parser.add_argument_group("round ending (as in gcode simulate)")
@@ -126,20 +121,20 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
                         "cut at --deadline seconds; all: wait for every worker. If the "
                         "stragglers at the cut break the scheme's model, the round waits for all "
                         "(counted in 'waits')")
-    g.add_argument("--mu", type=float, default=S,
+    g.add_argument("--mu", type=types.number, default=S,
                    help="paper policy: stragglers are slower than (1+mu) x fastest (default 1)")
-    g.add_argument("--deadline", type=float, metavar="SECONDS", default=S,
+    g.add_argument("--deadline", type=types.number, metavar="SECONDS", default=S,
                    help="deadline policy: seconds after dispatch")
 
     g = parser.add_argument_group("cluster")
-    g.add_argument("--workers", type=int, metavar="N", default=S,
+    g.add_argument("--workers", type=types.whole, metavar="N", default=S,
                    help="worker actors n (default 4); each gets min(1, CPUs/n) CPUs")
     g.add_argument("--address", default=S,
                    help="Ray cluster address (host:port or ray://...). Default: start a local "
                         "loopback-only Ray instance for this run")
-    g.add_argument("--num-cpus", type=int, default=S,
+    g.add_argument("--num-cpus", type=types.whole, default=S,
                    help="CPUs of the local Ray instance (default: all cores)")
-    g.add_argument("--gpus-per-worker", type=float, metavar="G", default=S,
+    g.add_argument("--gpus-per-worker", type=types.number, metavar="G", default=S,
                    help="GPUs each worker reserves; fractional shares a GPU (0.125: 8 workers on "
                         "one GPU). Workers then compute on their GPU (default 0: CPU)")
     g.add_argument("--coordinator-device", choices=COORDINATOR_DEVICES, default=S,
@@ -148,22 +143,22 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--decode-device", choices=COORDINATOR_DEVICES, default=S,
                    help="where jobs decode in fp64: auto follows --coordinator-device; cpu "
                         "decodes results where they arrive (host memory) with --decode-threads")
-    g.add_argument("--decode-threads", type=int, metavar="K", default=S,
+    g.add_argument("--decode-threads", type=types.whole, metavar="K", default=S,
                    help="host threads for the fp64 decode (default: the cores the local workers "
-                        "leave, at most 8)")
-    g.add_argument("--worker-cpus", type=float, default=S,
+                        "leave, at most 4)")
+    g.add_argument("--worker-cpus", type=types.number, default=S,
                    help="CPUs each worker actor reserves (default: share the free CPUs, "
                         "min(1, free/n); 1 on a cluster with no free CPU yet, so that an "
                         "autoscaler adds nodes instead of packing actors onto one)")
 
     g = parser.add_argument_group("training")
-    g.add_argument("--models", type=int, metavar="M", default=S,
+    g.add_argument("--models", type=types.whole, metavar="M", default=S,
                    help="concurrent models trained round-robin, job t -> model t mod M; must be "
                         ">= T+1 (default T+1)")
     g.add_argument("--mode", choices=MODES, default=S,
                    help="concurrent: M independent models, exact SGD each; delayed: one model, "
                         "gradients applied T rounds late (APPROXIMATE, staleness T)")
-    g.add_argument("--seed", type=int, default=S,
+    g.add_argument("--seed", type=types.whole, default=S,
                    help="seeds model init, job batches and injected delays (default 0)")
     g.add_argument("--model", default=S,
                    help="a model preset: logistic | mlp | cnn | resnet18 | resnet50 (CIFAR-shaped, "
@@ -174,28 +169,31 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
                         "(Gaussian blobs); cifar (3x32x32 images generated from their index: any "
                         "size, no memory); diabetes (regression, mean-squared error); text (the "
                         "bundled text, next-character prediction, for charlm)")
-    g.add_argument("--num-samples", type=int, default=S,
+    g.add_argument("--num-samples", type=types.whole, default=S,
                    help="dataset size (digits, diabetes, text: a subset; synthetic, cifar: any)")
-    g.add_argument("--eval-every", type=int, metavar="K", default=S,
+    g.add_argument("--eval-every", type=types.whole, metavar="K", default=S,
                    help="every K rounds, report every model's held-out loss (and accuracy for "
                         "classifiers) in the progress, --json and the run log")
     g.add_argument("--optimizer", choices=("sgd", "adam"), default=S, help="default adam")
-    g.add_argument("--lr", type=float, default=S, help="learning rate (default 0.01)")
-    g.add_argument("--batch-size", type=int, default=S,
+    g.add_argument("--lr", type=types.number, default=S, help="learning rate (default 0.01)")
+    g.add_argument("--batch-size", type=types.whole, default=S,
                    help="samples per job, i.e. per full gradient (default 256)")
     g.add_argument("--check-decode", action="store_true", default=S,
                    help="recompute every decoded gradient directly and report "
                         "max_decode_rel_error (costs one extra gradient per job)")
 
     g = parser.add_argument_group("straggler injection")
+    from ..stragglers.registry import describe_models
     g.add_argument("--inject", metavar="MODEL", default=S,
-                   help="workers sleep per round following a delay model: bursty, "
-                        "gilbert_elliott, shifted_exp, pareto (parameters: --inject-param)")
+                   help="workers sleep per round following a delay model, with its parameters "
+                        "(--inject-param; those without a default are required): "
+                        + describe_models().replace("%", "%%"))
     g.add_argument("--inject-param", metavar="KEY=VALUE", action="append", type=_key_value,
-                   default=S, help="a delay-model parameter, repeatable (e.g. base=0.05)")
+                   default=S, help="a delay-model parameter, repeatable (e.g. base=0.05); every "
+                                   "missing one is reported at once")
     g.add_argument("--inject-trace", metavar="PATH", default=S,
                    help="replay a CSV trace: worker i sleeps column i of row r (first n columns)")
-    g.add_argument("--time-scale", type=float, default=S,
+    g.add_argument("--time-scale", type=types.number, default=S,
                    help="multiply injected times by this (e.g. 0.4 turns 0.7 s into 0.28 s)")
     g.add_argument("--inject-mode", choices=INJECT_MODES, default=S,
                    help="add: sleep the injected time after computing (round = compute + "
@@ -207,9 +205,9 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
                    help="write the full run state (models, optimizers, scheme, decoder, RNGs) to "
                         "DIR/round-NNNNNNNN/ every --checkpoint-every rounds and when a stop "
                         "request ends the run; atomic (temp folder, fsync, rename), no pickle")
-    g.add_argument("--checkpoint-every", type=int, metavar="K", default=S,
+    g.add_argument("--checkpoint-every", type=types.whole, metavar="K", default=S,
                    help="rounds between checkpoints (default 10)")
-    g.add_argument("--checkpoint-keep", type=int, metavar="N", default=S,
+    g.add_argument("--checkpoint-keep", type=types.whole, metavar="N", default=S,
                    help="newest complete checkpoints kept (default 2)")
     g.add_argument("--resume", metavar="DIR", default=S,
                    help="continue the run checkpointed in DIR (its newest checkpoint, or one "
@@ -313,7 +311,6 @@ def format_summary(res: dict) -> str:
 def run_from_args(args: argparse.Namespace, pool=None) -> int:
     """Run ``gcode train`` from parsed flags: the config's presets through :func:`gcode.fit`;
     prints a summary or ``--json``. Returns 0. ``pool``: reuse running worker actors (tests)."""
-    import os
 
     from ..api import fit, from_train_config
     from ..telemetry.cli import TOKEN_ENV
@@ -329,10 +326,13 @@ def run_from_args(args: argparse.Namespace, pool=None) -> int:
         print(f"gcode train: starting {cfg.cluster.workers} workers "
               f"({'local Ray' if not cfg.cluster.address else cfg.cluster.address})...",
               file=sys.stderr)
-    result = fit(workload.model_fn, workload.loss_fn, workload.dataset_fn, workload.optimizer_fn,
-                 coding=coding, scaling=scaling, run=run, collate_fn=workload.collate_fn,
-                 eval_dataset_fn=workload.eval_dataset_fn, metric_fn=workload.metric_fn,
-                 progress=not quiet, pool=pool).metrics
+    from .watchdog import watching
+    own_ray = pool is None and not (cfg.cluster.address or os.environ.get("RAY_ADDRESS"))
+    with watching(own_ray, cfg.checkpoint.dir):  # a dying local Ray node: one line, exit 1
+        result = fit(workload.model_fn, workload.loss_fn, workload.dataset_fn,
+                     workload.optimizer_fn, coding=coding, scaling=scaling, run=run,
+                     collate_fn=workload.collate_fn, eval_dataset_fn=workload.eval_dataset_fn,
+                     metric_fn=workload.metric_fn, progress=not quiet, pool=pool).metrics
     if getattr(args, "json", False):
         print(to_json(result))
     else:

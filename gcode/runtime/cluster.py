@@ -1,7 +1,7 @@
 """Ray connection and the worker actors.
 
 Local runs start a loopback-only Ray instance (no dashboard, token auth off, explicit CPUs): see
-docs/PLATFORM.md. To use a real cluster pass its address (``--address ray://...`` or
+docs/OPERATING.md. To use a real cluster pass its address (``--address ray://...`` or
 ``host:port``); token auth then follows that cluster's own settings (``RAY_AUTH_MODE``).
 """
 
@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import tempfile
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 from ..config import ClusterConfig
@@ -43,7 +44,8 @@ def ensure_ray(cc: ClusterConfig) -> bool:
         return False
     address = cc.address or os.environ.get("RAY_ADDRESS")  # set inside `ray job submit`
     if address:
-        ray.init(address=address, log_to_driver=False, logging_level="WARNING")
+        from .connect import connect
+        connect(address)  # bounded: a one-line error when nothing answers there
         return True
     start_local_ray(cc.num_cpus)
     return True
@@ -105,6 +107,26 @@ class WorkerPool:
                 ray.kill(a, no_restart=True)
             except Exception:  # noqa: BLE001, S110 - already dead or gone with its cluster
                 pass
+
+
+@contextmanager
+def pool_session(cc: ClusterConfig, n: int | None = None):
+    """n worker actors shared by several runs (benchmarks, tests): on the Ray this process is
+    connected to, else on a local loopback instance started here; everything started here is
+    stopped on exit."""
+    import ray
+    started = not ray.is_initialized()
+    if started:
+        start_local_ray(cc.num_cpus)
+    pool = None
+    try:
+        pool = start_workers(cc, n)
+        yield pool
+    finally:
+        if pool is not None:
+            pool.kill()
+        if started:
+            ray.shutdown()
 
 
 def start_workers(cc: ClusterConfig, n: int | None = None) -> WorkerPool:

@@ -32,6 +32,7 @@ from ..config import TrainConfig
 from ..sim.policy import Policy
 from .data import WorkSpec, bounds_of, job_indices
 from .decode import Decoder
+from .health import DivergedError, RunFailed, check_params, confirm_worker_fault, explain_workload_error
 from .inject import DelaySource
 from .rounds import End, FallBack, RoundState, Wait, decide, partial_fallback
 from .runlog import JsonlWriter
@@ -165,6 +166,7 @@ class Coordinator:
         if not self.delayed and self.scheme.job_exists(prev) and not self.scheme.is_decoded(prev):
             raise RuntimeError(f"job {t} would start from model {t % self.M} before job {prev} "
                                f"updated it (M={self.M} must be >= T+1={self.T + 1})")
+        check_params(self, t)  # a diverged model stops the run here (gcode.runtime.health)
         model = self.models[self.model_of(t)]
         self.put_job(t, model.params.numpy() if model.device.type == "cpu" else model.snapshot(),
                      self.scheme.message_dtype)
@@ -217,7 +219,7 @@ class Coordinator:
         except Exception as exc:  # noqa: BLE001 - any failure makes the worker a straggler
             cause = getattr(exc, "cause", None)
             if isinstance(cause, WorkloadError):  # the user's code, not the worker, is at fault
-                raise WorkloadError(str(cause)) from None
+                raise explain_workload_error(self, cause) from None  # a diverged model?
             return None, _failure_kind(exc)
 
     def _note_pid(self, w: int, payload: dict) -> None:
@@ -236,8 +238,10 @@ class Coordinator:
 
     def _check(self, payload, r: int, w: int, tasks: list[MiniTask]) -> str | None:
         """Validate worker w's round-r result against what was sent (tags, shape, dtype)."""
-        return check_result(payload, r, w, [_wire(t) for t in tasks], self.spec.num_params,
-                            self._call_dtype[(r, w)], self.decode_threads)
+        reason = check_result(payload, r, w, [_wire(t) for t in tasks], self.spec.num_params,
+                              self._call_dtype[(r, w)], self.decode_threads)
+        confirm_worker_fault(self, r, w, [t.job for t in tasks], reason)  # diverged model?
+        return reason
 
     # ---- late results -----------------------------------------------------------------
     def _absorb_late(self, r: int) -> None:
@@ -307,7 +311,7 @@ class Coordinator:
                     next_retry = min(next_retry, ready_at)
             if now > cc.round_timeout_s:
                 missing = sorted(set(range(self.n)) - set(state.arrived))
-                raise RuntimeError(f"round {r} exceeded cluster.round_timeout_s="
+                raise RunFailed(f"round {r} exceeded cluster.round_timeout_s="
                                    f"{cc.round_timeout_s}s waiting for workers {missing} "
                                    f"(failures: {state.failed or 'none'}){self._checkpoint_hint()}")
             until = min(decision.until, next_retry, cc.round_timeout_s + 1e-3)
@@ -360,7 +364,6 @@ class Coordinator:
         """Decode job t (already recorded decodable), check it, step its model."""
         import torch
 
-        from gcode.train.workload import WorkloadError
         td = time.perf_counter()
         decoding = self.scheme.decode(t)
         grad, loss = self.decoder.decode(t, decoding)
@@ -368,7 +371,7 @@ class Coordinator:
         m = self.model_of(t)
         tr = self.cfg.train
         if not (math.isfinite(loss) and math.isfinite(float(grad.sum()))):
-            raise WorkloadError(f"model {m} diverged: job {t}'s decoded "
+            raise DivergedError(f"model {m} diverged: job {t}'s decoded "
                                 f"{'loss' if not math.isfinite(loss) else 'gradient'} is not "
                                 f"finite (lower the learning rate?){self._checkpoint_hint()}")
         out = {"job": t, "model": m, "loss": loss / tr.batch_size}
@@ -485,7 +488,7 @@ class Coordinator:
             compute_s=info["compute_s"], injected_sleep_s=info["sleep_s"],
             failures={f["worker"]: f["reason"] for f in info["failures"]
                       if f["round"] == r and not end.arrived[f["worker"]]},
-            load=self.scheme.round_load(r), switches=new_switches))
+            load=self.scheme.round_load(r), switches=new_switches, evals=info.get("evals", ())))
 
     def _stop_requested(self) -> bool:
         """A stop asked through the live monitor ends the run before the next round."""

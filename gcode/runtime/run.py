@@ -113,7 +113,8 @@ def execute(cfg: TrainConfig, workload, *, progress: ProgressFn | None = None, p
     cover the whole run.
     """
     validate(cfg)
-    with _one_blas_thread():
+    from .checkpoint_dir import claimed
+    with _one_blas_thread(), claimed(cfg):  # one run per checkpoint directory
         return _execute(cfg, workload, progress, pool, monitor)
 
 
@@ -329,7 +330,7 @@ def _execute(cfg: TrainConfig, workload, progress, pool, monitor) -> tuple[dict[
                             param_checksums={m: repr(c) for m, c in enumerate(checksum)},
                             checksum_algorithm="float64-sum",
                             max_decode_rel_error=coord.max_rel_error, stopped=coord.stopped,
-                            stop_reason=coord.stop_reason)
+                            stop_reason=coord.stop_reason, final_evals=final_eval or ())
     finally:
         if writer is not None:
             writer.close()

@@ -51,24 +51,37 @@ class JsonlWriter:
                     for line in f:
                         try:
                             rec = json.loads(line)
-                        except ValueError:  # a line torn by the interruption
+                        except (ValueError, RecursionError):  # torn by the interruption
                             continue
                         if isinstance(rec, dict) and isinstance(rec.get("round"), int) \
                                 and rec["round"] < resume_round:
                             kept.append(line if line.endswith("\n") else line + "\n")
-            self._f = open(self.path, "w", encoding="utf-8")  # noqa: SIM115 - closed by close()
+            from ..paths import FileInUse, open_exclusive
+            try:  # one writer per log: a second run on the same path must not clobber it
+                self._f = open_exclusive(self.path, "w")
+            except FileInUse as exc:
+                from ..config import ConfigError
+                raise ConfigError("log.jsonl", str(exc)) from None
             if kept:
                 self._f.writelines(kept)
                 self._f.flush()
 
     def write(self, record: dict) -> None:
         if self._f is not None:
-            self._f.write(to_json(record) + "\n")
-            self._f.flush()
+            try:
+                self._f.write(to_json(record) + "\n")
+                self._f.flush()
+            except OSError as exc:  # e.g. the disk filled: one line, not a traceback
+                from .health import RunFailed
+                raise RunFailed(f"log.jsonl {self.path}: cannot write: {exc.strerror or exc}; "
+                                f"the records written before are intact") from None
 
     def close(self) -> None:
         if self._f is not None:
-            self._f.close()
+            try:
+                self._f.close()
+            except OSError:  # a write that already failed (and was reported) cannot be flushed
+                pass
             self._f = None
 
     def __enter__(self):

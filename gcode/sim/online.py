@@ -25,17 +25,18 @@ from ..codes.loads import gc_load, msgc_load, srsgc_load
 from ..codes.switching import SwitchingScheme
 from .fast import TraceView, bursty_runtimes, s_per_round_runtimes
 from .load_model import LoadModel
-from .policy import PaperPolicy, PartialWaitPolicy, Policy
+from .policy import EarliestPolicy, PaperPolicy, PartialWaitPolicy, Policy
 
 
 @dataclass(frozen=True)
 class OnlineConfig:
     # defaults: chosen by `gcode bench auto` on the load-level traces only (never on the public
     # traces the auto scheme is evaluated on)
-    window: int = 6
+    window: int = 8
     every: int = 2
-    margin: float = 0.03
-    mus: tuple[float, ...] = (0.25, 0.5, 0.75, 1.0)
+    margin: float = 0.0
+    mus: tuple[float, ...] = (0.0, 0.25, 0.5, 0.75, 1.0)  # 0: the earliest policy (no cut);
+    #                                                       dropped without the partial fallback
     max_delay: int = 1
     partial: bool = True
     start_scheme: str = "gc"
@@ -56,8 +57,13 @@ class OnlineConfig:
             raise ValueError(f"every must be >= 1, got {self.every}")
         if not 0 <= self.margin < 1:
             raise ValueError(f"margin must be in [0, 1), got {self.margin}")
-        if not self.mus or any(not mu > 0 for mu in self.mus):
-            raise ValueError(f"mus must be a non-empty tuple of positive values, got {self.mus}")
+        if not self.mus or any(not mu >= 0 for mu in self.mus):
+            raise ValueError(f"mus must be a non-empty tuple of values >= 0, got {self.mus}")
+        if not self.partial:  # μ = 0 is the earliest policy, a partial-fallback policy
+            object.__setattr__(self, "mus", tuple(mu for mu in self.mus if mu > 0))
+            if not self.mus:
+                raise ValueError("mus: without the partial fallback it needs a value > 0 "
+                                 "(0, the earliest policy, waits partially by definition)")
         if self.max_delay < 0:
             raise ValueError(f"max_delay must be >= 0, got {self.max_delay}")
 
@@ -197,7 +203,15 @@ class OnlineTuner(Policy):
                                state.get("trace_load"))
 
     def _policy(self) -> Policy:
+        """μ = 0 is the earliest policy: the vectorized simulator at μ = 0 with the partial
+        fallback ends every round exactly where it does (tests/test_earliest.py)."""
+        if self.mu == 0:
+            return EarliestPolicy()
         return PartialWaitPolicy(self.mu) if self.cfg.partial else PaperPolicy(self.mu)
+
+    @property
+    def ends_when_conforming(self) -> bool:
+        return self.mu == 0
 
     def deadline(self, fastest: float) -> float:
         return self._policy().deadline(fastest)

@@ -32,8 +32,24 @@ def make_delay_model(name: str, **params: object) -> DelayModel:
             raise ValueError(
                 f"unknown parameter {key!r} for model {name!r}; valid: {', '.join(valid)}"
             )
-    for f in fields:
-        required = f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING
-        if required and f.name not in params:
-            raise ValueError(f"missing parameter {f.name!r} for model {name!r}")
+    missing = [f.name for f in fields if f.name not in params and _required(f)]
+    if missing:
+        raise ValueError(f"missing parameter{'s' if len(missing) > 1 else ''} "
+                         f"{', '.join(repr(m) for m in missing)} for model {name!r}; it takes "
+                         f"{signature(name)}")
     return cls(**params)
+
+
+def _required(f: dataclasses.Field) -> bool:
+    return f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING
+
+
+def signature(name: str) -> str:
+    """``name``'s parameters with their defaults, e.g. ``B, W, lam, base=1.0, ...``."""
+    fields = [f for f in dataclasses.fields(MODELS[name]) if f.init]
+    return ", ".join(f.name if _required(f) else f"{f.name}={f.default!r}" for f in fields)
+
+
+def describe_models(exclude: tuple[str, ...] = ("trace",)) -> str:
+    """One line per model, ``name(param, param=default, ...)``, for --help texts."""
+    return "; ".join(f"{name}({signature(name)})" for name in MODELS if name not in exclude)

@@ -17,6 +17,7 @@ from __future__ import annotations
 import io
 import math
 import os
+import stat
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -34,6 +35,8 @@ _PLAIN_CSV_BYTES = b"0123456789.,+-eE \t\r\n"
 
 def trace_format(path: str | os.PathLike[str]) -> str:
     """'npy' (by its magic bytes or suffix), 'pb' (suffix .pb or .binpb) or 'csv'."""
+    if not stat.S_ISREG(os.stat(path).st_mode):
+        raise TraceError(f"{os.fspath(path)}: not a regular file (a trace must be a file)")
     with open(path, "rb") as f:
         if f.read(len(_NPY_MAGIC)) == _NPY_MAGIC:
             return "npy"
@@ -45,19 +48,22 @@ def load_trace(path: str | os.PathLike[str]) -> np.ndarray:
 
     Invariants of the result: at least one row and one column, rectangular, every value finite
     and > 0. Anything else raises TraceError naming the file and the 1-based line and column
-    (row and column for the binary formats).
+    (row and column for the binary formats); a file larger than
+    :data:`gcode.limits.MAX_TRACE_BYTES` is refused before it is read.
     """
+    from ..limits import MAX_TRACE_BYTES, read_bytes
     name = os.fspath(path)
     try:
         kind = trace_format(path)
+        raw = None if kind == "npy" else read_bytes(path, MAX_TRACE_BYTES, "trace")
     except OSError as exc:
         raise TraceError(f"{name}: cannot read the trace: {exc.strerror or exc}") from None
+    except ValueError as exc:
+        raise TraceError(str(exc)) from None
     if kind == "npy":
-        return read_npy(path)
+        return read_npy(path, MAX_TRACE_BYTES)
     if kind == "pb":
-        return read_proto(path)
-    with open(path, "rb") as f:
-        raw = f.read()
+        return read_proto(raw, name)
     times = _parse_plain_csv(raw)
     return times if times is not None else _parse_csv_strictly(raw, name)
 
@@ -118,10 +124,11 @@ def _cell(text: str) -> float | None:
 
 
 def _parse_csv_strictly(raw: bytes, name: str) -> np.ndarray:
+    from ..limits import decode_utf8
     try:
-        text = raw.decode("utf-8-sig")
-    except UnicodeDecodeError as e:
-        raise TraceError(f"{name}: not UTF-8 text (byte {e.start})") from None
+        text = decode_utf8(raw, name)
+    except ValueError as exc:
+        raise TraceError(str(exc)) from None
     lines = text.splitlines()
     if not any(line.strip() for line in lines):
         raise TraceError(f"{name}: empty file, expected rows of comma-separated round times")

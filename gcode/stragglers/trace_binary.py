@@ -28,14 +28,18 @@ def check_times(times: np.ndarray, name: str) -> np.ndarray:
     return times
 
 
-def read_npy(path: str | os.PathLike[str]) -> np.ndarray:
-    """A 2-D float32/float64 ``.npy`` trace as float64. The header must describe exactly the
-    bytes that follow it; object arrays are refused (``allow_pickle=False``)."""
+def read_npy(path: str | os.PathLike[str], limit: int) -> np.ndarray:
+    """A 2-D float32/float64 ``.npy`` trace as float64. The file must be at most ``limit``
+    bytes, and its header must describe exactly the bytes that follow it; object arrays are
+    refused (``allow_pickle=False``)."""
     name = os.fspath(path)
     fmt = np.lib.format
     try:
         with open(path, "rb") as f:
             size = os.fstat(f.fileno()).st_size
+            if size > limit:
+                raise TraceError(f"{name}: {size} bytes, more than the {limit / 2**20:g} MiB a "
+                                 f"trace may have")
             try:
                 version = fmt.read_magic(f)
                 if version == (1, 0):
@@ -70,17 +74,12 @@ def write_npy(times: np.ndarray, f) -> None:
     np.save(f, np.ascontiguousarray(times, dtype="<f8"), allow_pickle=False)
 
 
-def read_proto(path: str | os.PathLike[str]) -> np.ndarray:
-    """A serialized ``gcode.v1.Trace`` as float64; its byte count must match its shape."""
+def read_proto(raw: bytes, name: str) -> np.ndarray:
+    """A serialized ``gcode.v1.Trace`` (the bytes of file ``name``) as float64; its byte count
+    must match its shape."""
     from google.protobuf.message import DecodeError
 
     from ..telemetry.messages import Trace, trace_from_proto
-    name = os.fspath(path)
-    try:
-        with open(path, "rb") as f:
-            raw = f.read()
-    except OSError as exc:
-        raise TraceError(f"{name}: cannot read the trace: {exc.strerror or exc}") from None
     try:
         message = Trace.FromString(raw)
     except DecodeError as exc:

@@ -8,12 +8,15 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import sys
 from pathlib import Path
 from typing import TextIO
 
+from .. import cli_types as types
 from .messages import round_to_dict, to_dict
+from .monitor_client import GIVE_UP_AFTER_S
 from .runlog import read_run_log
 
 TOKEN_ENV = "GCODE_MONITOR_TOKEN"
@@ -58,12 +61,17 @@ def cmd_replay(args) -> int:
 # ---- plot ----------------------------------------------------------------------------------
 def add_plot_arguments(p: argparse.ArgumentParser) -> None:
     _add_log_arg(p)
-    p.add_argument("--out", metavar="DIR", required=True, help="directory for the PNG files")
+    p.add_argument("--out", metavar="DIR", default="results",
+                   help="directory for the PNG files (default ./results, as gcode bench)")
     p.add_argument("--stem", help="file name stem (default: the log's name without suffix)")
 
 
 def cmd_plot(args) -> int:
+    from ..paths import output_dir_problem
     from .plots import plot_run
+    problem = output_dir_problem(args.out)
+    if problem is not None:
+        raise ValueError(f"--out: {problem}")
     cfg, rounds, _ = read_run_log(args.log, allow_truncated=args.allow_truncated)
     stem = args.stem or Path(args.log).name.removesuffix(".pb").removesuffix(".jsonl")
     written, notes = plot_run(cfg, rounds, args.out, stem=stem)
@@ -82,19 +90,26 @@ def add_watch_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--token", default=None,
                    help=f"bearer token for a non-loopback monitor (default: ${TOKEN_ENV}; "
                         "prefer the variable, a flag shows up in process listings)")
-    p.add_argument("--from-round", type=int, default=0, metavar="R",
+    p.add_argument("--from-round", type=types.count, default=0, metavar="R",
                    help="start from round R (default 0: replay the whole run, then follow)")
-    p.add_argument("--retries", type=int, default=10,
+    p.add_argument("--retries", type=types.count, default=10,
                    help="reconnect attempts in a row before giving up (default 10, backoff "
-                        "0.2 s doubling to 5 s)")
+                        "0.2 s doubling to 5 s; each attempt waits at most 5 s for an answer)")
+    p.add_argument("--give-up-after", type=types.positive, default=GIVE_UP_AFTER_S, metavar="SECONDS",
+                   help=f"give up after this many seconds of trying to (re)connect, whatever "
+                        f"--retries says (default {GIVE_UP_AFTER_S:g}): against an address where "
+                        f"nothing or something silent listens, gcode watch exits with status 1 "
+                        f"within about this long")
     p.add_argument("--stop", metavar="REASON", nargs="?", const="requested by gcode watch",
                    help="ask the run to stop gracefully, print the reply and exit")
 
 
 def watch(address: str, *, token: str | None = None, as_json: bool = False,
           from_round: int = 0, retries: int = 10, out: TextIO | None = None,
-          err: TextIO | None = None, backoff_s: float = 0.2) -> int:
-    """The body of ``gcode watch``; returns the exit code (0: the run ended, 1: gave up)."""
+          err: TextIO | None = None, backoff_s: float = 0.2,
+          give_up_after_s: float = GIVE_UP_AFTER_S) -> int:
+    """The body of ``gcode watch``; returns the exit code (0: the run ended, 1: gave up, at
+    most about ``give_up_after_s`` + 2 s after the server stopped answering)."""
     import grpc
 
     from .monitor import MonitorClient, WatchGaveUp
@@ -105,6 +120,8 @@ def watch(address: str, *, token: str | None = None, as_json: bool = False,
         raise ValueError(f"--from-round must be >= 0, got {from_round}")
     if retries < 0:
         raise ValueError(f"--retries must be >= 0, got {retries}")
+    if not (math.isfinite(give_up_after_s) and give_up_after_s > 0):
+        raise ValueError(f"--give-up-after must be a positive number of seconds, got {give_up_after_s}")
     live = not as_json and out.isatty()
     waits = decoded = 0
     losses: dict[int, float] = {}
@@ -125,7 +142,7 @@ def watch(address: str, *, token: str | None = None, as_json: bool = False,
                 if exc.code() in (grpc.StatusCode.UNAUTHENTICATED,):
                     raise
         for rec in client.follow(from_round, retries=retries, backoff_s=backoff_s,
-                                 on_retry=on_retry):
+                                 give_up_after_s=give_up_after_s, on_retry=on_retry):
             if as_json:
                 out.write(json.dumps(round_to_dict(rec)) + "\n")
                 out.flush()
@@ -175,7 +192,7 @@ def cmd_watch(args) -> int:
         print(("stop accepted: " if reply.accepted else "stop refused: ") + reply.message)
         return 0 if reply.accepted else 1
     return watch(args.address, token=token, as_json=args.json, from_round=args.from_round,
-                 retries=args.retries)
+                 retries=args.retries, give_up_after_s=args.give_up_after)
 
 
 # ---- for `gcode train`: serving the monitor -------------------------------------------------
@@ -199,7 +216,8 @@ def monitor_from_args(args, config=None):
     token = args.monitor_token if args.monitor_token is not None else \
         os.environ.get(TOKEN_ENV) or None
     server = MonitorServer(args.monitor, token=token, config=config)
-    print(f"monitor: serving on {server.target} (gcode watch {server.target})", file=sys.stderr)
+    print(f"monitor: serving on {' and '.join(server.addresses)} (gcode watch {server.target})",
+          file=sys.stderr)
     return server
 
 

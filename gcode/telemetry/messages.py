@@ -26,6 +26,7 @@ RunConfig = run_pb2.RunConfig
 Task = run_pb2.Task
 WorkerRound = run_pb2.WorkerRound
 ModelLoss = run_pb2.ModelLoss
+ModelEval = run_pb2.ModelEval
 RoundRecord = run_pb2.RoundRecord
 ParamChecksum = run_pb2.ParamChecksum
 RunSummary = run_pb2.RunSummary
@@ -61,11 +62,12 @@ def _json_float(x: float):
 #: the RoundRecord fields :func:`round_to_dict` knows; tests check this equals the schema's
 ROUND_FIELDS = {"RoundRecord": ("round", "workers", "fell_back", "duration_s", "deadline_s",
                                 "decoded_jobs", "losses", "wall_time_s", "max_decode_rel_error",
-                                "load", "switches"),
+                                "load", "switches", "evals"),
                 "WorkerRound": ("worker", "tasks", "arrival_s", "straggler", "late", "compute_s",
                                 "injected_sleep_s", "failure"),
                 "Task": ("job", "slot", "chunks", "coefficients"),
-                "ModelLoss": ("model", "job", "loss")}
+                "ModelLoss": ("model", "job", "loss"),
+                "ModelEval": ("model", "updates", "loss", "accuracy")}
 
 
 def round_to_dict(rec: run_pb2.RoundRecord) -> dict:
@@ -94,6 +96,7 @@ def round_to_dict(rec: run_pb2.RoundRecord) -> dict:
     if rec.HasField("load"):
         out["load"] = f(rec.load)
     out["switches"] = [to_dict(x) for x in rec.switches]  # rare: the slow path is fine
+    out["evals"] = [to_dict(x) for x in rec.evals]
     return out
 
 
@@ -143,7 +146,10 @@ def params_to_proto(params: Mapping[str, Any]) -> dict[str, str]:
 def _json_container(text: str):
     if not text.startswith(("[", "{")):
         raise ValueError(text)
-    return json.loads(text)  # json.JSONDecodeError is a ValueError
+    try:
+        return json.loads(text)  # json.JSONDecodeError is a ValueError
+    except RecursionError:  # nested past Python's limit: keep it as text
+        raise ValueError(text[:20]) from None
 
 
 def params_from_proto(params: Mapping[str, str]) -> dict[str, Any]:
@@ -264,7 +270,8 @@ def round_record(*, round: int, plans: Sequence[Sequence[Any]],  # noqa: A002 - 
                  compute_s: Sequence[float] | np.ndarray | Mapping[int, float] | None = None,
                  injected_sleep_s: Sequence[float] | np.ndarray | Mapping[int, float] | None = None,
                  failures: Mapping[int, str] | None = None, load: float | None = None,
-                 switches: Iterable[Mapping[str, Any]] = ()) -> run_pb2.RoundRecord:
+                 switches: Iterable[Mapping[str, Any]] = (),
+                 evals: Iterable[Mapping[str, Any]] = ()) -> run_pb2.RoundRecord:
     """A RoundRecord from a scheme's plan and the round's outcome.
 
     ``plans[w]`` lists worker w's mini-tasks (objects with .job .slot .chunks .coefficients,
@@ -273,7 +280,8 @@ def round_record(*, round: int, plans: Sequence[Sequence[Any]],  # noqa: A002 - 
     ``stragglers``. ``compute_s`` / ``injected_sleep_s`` (per worker: arrays with NaN for
     unknown, or {worker: seconds}) and ``failures`` ({worker: reason}) are for live runs.
     ``switches``: scheme switches decided this round, as {"round", "scheme", "params"} dicts
-    (what gcode.codes.switching.SwitchingScheme.switches holds).
+    (what gcode.codes.switching.SwitchingScheme.switches holds). ``evals``: held-out metrics
+    as {"model", "updates", "loss"[, "accuracy"]} dicts.
     """
     n = len(plans)
     if n < 1:
@@ -304,6 +312,7 @@ def round_record(*, round: int, plans: Sequence[Sequence[Any]],  # noqa: A002 - 
     rec.losses.extend(_losses(losses))
     if load is not None:
         rec.load = float(load)
+    rec.evals.extend(model_evals(evals))
     for sw in switches:
         rec.switches.add(round=int(sw["round"]), scheme=str(sw["scheme"]),
                          params=params_to_proto(sw.get("params") or {}))
@@ -328,17 +337,30 @@ def round_record(*, round: int, plans: Sequence[Sequence[Any]],  # noqa: A002 - 
     return rec
 
 
+def model_evals(evals: Iterable[Mapping[str, Any]]) -> list[run_pb2.ModelEval]:
+    """ModelEval messages from {"model", "updates", "loss"[, "accuracy"]} dicts."""
+    out = []
+    for e in evals:
+        msg = run_pb2.ModelEval(model=int(e["model"]), updates=int(e.get("updates", 0)),
+                                loss=float(e["loss"]))
+        if e.get("accuracy") is not None:
+            msg.accuracy = float(e["accuracy"])
+        out.append(msg)
+    return out
+
+
 def run_summary(*, runtime_s: float, rounds: int, waits: int, decoded_jobs: int,
                 final_losses=None, param_checksums: Mapping[int, str] | None = None,
                 checksum_algorithm: str = "sha256", max_decode_rel_error: float | None = None,
                 wall_time_s: float | None = None, stopped: bool = False,
-                stop_reason: str = "") -> run_pb2.RunSummary:
+                stop_reason: str = "", final_evals=()) -> run_pb2.RunSummary:
     """A RunSummary from plain values; ``final_losses`` as in :func:`round_record`'s losses."""
     s = run_pb2.RunSummary(runtime_s=float(runtime_s), rounds=int(rounds), waits=int(waits),
                            decoded_jobs=int(decoded_jobs),
                            wall_time_s=float(runtime_s if wall_time_s is None else wall_time_s),
                            stopped=bool(stopped), stop_reason=stop_reason)
     s.final_losses.extend(_losses(final_losses))
+    s.final_evals.extend(model_evals(final_evals or ()))
     for model, value in sorted((param_checksums or {}).items()):
         s.param_checksums.add(model=int(model), algorithm=checksum_algorithm, value=str(value))
     if max_decode_rel_error is not None:
@@ -386,7 +408,7 @@ def describe_params(cfg: run_pb2.RunConfig) -> str:
 
 
 __all__ = [
-    "LogEntry", "ModelLoss", "ParamChecksum", "RoundRecord", "SchemeSwitch", "RunConfig", "RunSummary", "SOURCES",
+    "LogEntry", "ModelEval", "ModelLoss", "ParamChecksum", "RoundRecord", "SchemeSwitch", "RunConfig", "RunSummary", "SOURCES",
     "Source", "Status", "StatusRequest", "StopReply", "StopRequest", "TRACE_DTYPE", "Task", "Trace",
     "WatchRequest", "WorkerRound", "arrays", "entry_to_dict", "round_to_dict", "describe_params", "new_run_id", "params_from_proto",
     "params_to_proto", "round_record", "run_config", "run_summary", "source_name",

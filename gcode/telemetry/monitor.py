@@ -1,4 +1,5 @@
-"""The Monitor gRPC service (proto/gcode/v1/monitor.proto): server and client.
+"""The Monitor gRPC service (proto/gcode/v1/monitor.proto): the server (the client is in
+:mod:`gcode.telemetry.monitor_client`).
 
 Server: :class:`MonitorServer` runs in gRPC's background thread pool. The run calls
 :meth:`~MonitorServer.publish` once per round; it never blocks on clients. Records are kept
@@ -6,31 +7,43 @@ Server: :class:`MonitorServer` runs in gRPC's background thread pool. The run ca
 stream has its own cursor into that list and its own handler thread, so a slow client only
 slows its own stream (gRPC flow control blocks that thread's ``yield``, nobody else).
 
-Security: binds 127.0.0.1 by default. Binding anything that is not loopback without a token
+Security: binds 127.0.0.1 by default, and every address the host name stands for
+(:mod:`gcode.telemetry.endpoints`), or refuses to start: a port squatter on one of them would
+otherwise receive clients and their tokens. Binding anything that is not loopback without a token
 raises ValueError at startup. With a token every RPC must carry the metadata
 ``authorization: Bearer <token>`` (compared in constant time) or fails with UNAUTHENTICATED.
 The channel itself is plaintext: on an untrusted network put it behind TLS or an SSH tunnel.
 
 Limits: messages up to 64 MiB both ways on server and client (gRPC's default is 4 MiB; a
 256-worker RoundRecord is far below 1 MiB, and a Status carries the RunConfig, whose trace can
-be several MiB). At most ``max_watchers`` concurrent streams; further RPCs get
-RESOURCE_EXHAUSTED. The history keeps the last ``max_history`` records; older ones get
-OUT_OF_RANGE (the run log on disk has everything).
+be several MiB). At most ``max_watchers`` concurrent WatchRounds streams; further streams get
+RESOURCE_EXHAUSTED, while GetStatus and RequestStop always have threads of their own
+(:data:`CONTROL_THREADS`), so idle streams cannot lock the operator out. The history keeps the
+last ``max_history`` records; older ones get OUT_OF_RANGE (the run log on disk has everything).
 """
 
 from __future__ import annotations
 
 import bisect
 import hmac
-import ipaddress
 import threading
-import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 
 import grpc
 
-from ._proto.gcode.v1 import monitor_pb2, monitor_pb2_grpc
+from ._proto.gcode.v1 import monitor_pb2
+from .endpoints import (
+    MAX_MESSAGE_BYTES,
+    check_token,
+    is_loopback,
+    join,
+    message_options,
+    port_taken,
+    resolve,
+    split_address,
+)
+from .monitor_client import RETRYABLE, MonitorClient, WatchGaveUp  # noqa: F401 - re-exported
 from .messages import (
     RoundRecord,
     RunConfig,
@@ -42,53 +55,12 @@ from .messages import (
     WatchRequest,
 )
 
-MAX_MESSAGE_BYTES = 64 << 20
 MAX_REASON_CHARS = 1024
 SERVICE = monitor_pb2.DESCRIPTOR.services_by_name["Monitor"].full_name
-_LOCAL_NAMES = {"localhost", "ip6-localhost"}
-
-
-def _message_options(limit: int) -> list[tuple[str, int]]:
-    return [("grpc.max_send_message_length", limit), ("grpc.max_receive_message_length", limit)]
-
-
-def split_address(address: str) -> tuple[str, int]:
-    """("host", port) from "HOST:PORT" or "[v6]:PORT"; ValueError naming what is wrong."""
-    if not isinstance(address, str) or ":" not in address:
-        raise ValueError(f"monitor address must be HOST:PORT, got {address!r}")
-    host, _, port_text = address.rpartition(":")
-    if host.startswith("[") and host.endswith("]"):
-        host = host[1:-1]
-    if not host:
-        raise ValueError(f"monitor address {address!r} has no host (use 127.0.0.1:PORT)")
-    try:
-        port = int(port_text)
-    except ValueError:
-        raise ValueError(f"monitor address {address!r}: port {port_text!r} is not a number") from None
-    if not 0 <= port <= 65535:
-        raise ValueError(f"monitor address {address!r}: port must be 0..65535")
-    return host, port
-
-
-def is_loopback(host: str) -> bool:
-    if host.lower() in _LOCAL_NAMES:
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False  # a host name other than localhost: assume it is reachable from outside
-
-
-def _check_token(token: str | None) -> None:
-    if token is None:
-        return
-    if not isinstance(token, str) or not token or not token.isprintable() or any(
-            c.isspace() for c in token) or not token.isascii():
-        raise ValueError("monitor token must be a non-empty printable ASCII string without spaces")
-
-
-def _bearer(token: str | None) -> tuple[tuple[str, str], ...]:
-    return (("authorization", f"Bearer {token}"),) if token else ()
+#: pool threads kept free of WatchRounds streams, for GetStatus, RequestStop and rejections
+CONTROL_THREADS = 8
+#: RPCs held at once beyond max_watchers (queued short calls; more get RESOURCE_EXHAUSTED)
+RPC_HEADROOM = 64
 
 
 def _identity(data: bytes) -> bytes:
@@ -109,8 +81,8 @@ class MonitorServer:
                  config: RunConfig | None = None, max_watchers: int = 8,
                  max_history: int = 100_000, max_message_bytes: int = MAX_MESSAGE_BYTES,
                  on_stop: Callable[[str], None] | None = None):
-        host, _ = split_address(address)
-        _check_token(token)
+        host, port = split_address(address)
+        check_token(token)
         if not is_loopback(host) and token is None:
             raise ValueError(
                 f"refusing to serve the monitor on non-loopback address {address!r} without a "
@@ -136,15 +108,25 @@ class MonitorServer:
         if config is not None:
             self.set_config(config)
 
-        workers = max_watchers + 4
-        self._server = grpc.server(
-            ThreadPoolExecutor(max_workers=workers, thread_name_prefix="gcode-monitor"),
-            options=_message_options(max_message_bytes) + [
+        self._max_watchers = max_watchers
+        self._watchers = 0
+        self._server, self.port, self.addresses = self._bind(host, port, max_watchers,
+                                                             max_message_bytes)
+        self._server.start()
+        self.host = host
+
+    def _new_server(self, max_watchers: int, max_message_bytes: int):
+        """A gRPC server whose pool keeps CONTROL_THREADS threads beyond the watcher cap, so
+        idle WatchRounds streams can never lock GetStatus or RequestStop out."""
+        server = grpc.server(
+            ThreadPoolExecutor(max_workers=max_watchers + CONTROL_THREADS,
+                               thread_name_prefix="gcode-monitor"),
+            options=message_options(max_message_bytes) + [
                 ("grpc.so_reuseport", 0),  # never share the port with another process
                 ("grpc.keepalive_permit_without_calls", 1),
                 ("grpc.http2.min_recv_ping_interval_without_data_ms", 10_000),
             ],
-            maximum_concurrent_rpcs=workers)
+            maximum_concurrent_rpcs=max_watchers + RPC_HEADROOM)
         handlers = {
             "WatchRounds": grpc.unary_stream_rpc_method_handler(
                 self._watch_rounds, request_deserializer=WatchRequest.FromString,
@@ -156,24 +138,51 @@ class MonitorServer:
                 self._request_stop, request_deserializer=StopRequest.FromString,
                 response_serializer=StopReply.SerializeToString),
         }
-        self._server.add_generic_rpc_handlers(
-            (grpc.method_handlers_generic_handler(SERVICE, handlers),))
-        try:
-            self.port = self._server.add_insecure_port(address)
-        except RuntimeError as exc:
-            raise ValueError(f"cannot bind the monitor to {address!r} (address in use or not "
-                             f"local?): {exc}") from None
-        if not self.port:
-            raise ValueError(f"cannot bind the monitor to {address!r} (address in use?)")
-        self._server.start()
-        self.host = host
+        server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(SERVICE, handlers),))
+        return server
+
+    def _bind(self, host: str, port: int, max_watchers: int, max_message_bytes: int):
+        """(server, port, ["IP:PORT", ...]) with *every* address ``host`` resolves to bound
+        (:func:`gcode.telemetry.endpoints.resolve`); ValueError naming the address that is
+        taken. With port 0 the same free port is sought on all of them (a few tries)."""
+        ips = resolve(host)
+        for _attempt in range(8 if port == 0 else 1):
+            server = self._new_server(max_watchers, max_message_bytes)
+            chosen, bound, failure = port, [], None
+            for ip in ips:
+                target = join(ip, chosen)
+                why = port_taken(ip, chosen) if chosen else None
+                got = 0
+                if why is None:
+                    try:
+                        got = server.add_insecure_port(target)
+                    except RuntimeError as exc:
+                        why = str(exc)
+                if not got:
+                    failure = (target, why or "address in use or not local?")
+                    break
+                chosen = got
+                bound.append(join(ip, got))
+            if failure is None:
+                return server, chosen, bound
+            server.stop(None)
+            if port != 0 or not bound:
+                break
+        target, why = failure
+        extra = (f", one of the addresses {host!r} stands for ({', '.join(ips)}); the monitor must "
+                 f"hold all of them, or a client and its token could reach whoever holds the "
+                 f"other" if len(ips) > 1 else "")
+        raise ValueError(f"cannot bind the monitor to {target} ({why}){extra}")
 
     # ---- the run's side ------------------------------------------------------------------
     @property
     def target(self) -> str:
-        """"HOST:PORT" a client on this machine can dial."""
-        host = "127.0.0.1" if self.host in ("0.0.0.0", "::", "") else self.host
-        return f"[{host}]:{self.port}" if ":" in host else f"{host}:{self.port}"
+        """"IP:PORT" a client on this machine can dial (the first bound address; a wildcard
+        bind is dialled on loopback)."""
+        ip, _, _ = self.addresses[0].rpartition(":")
+        ip = ip.strip("[]")
+        ip = {"0.0.0.0": "127.0.0.1", "::": "::1"}.get(ip, ip)
+        return join(ip, self.port)
 
     def set_config(self, config: RunConfig) -> None:
         with self._cond:
@@ -268,10 +277,27 @@ class MonitorServer:
             self._cond.notify_all()
 
     def _watch_rounds(self, request: WatchRequest, context) -> Iterator[bytes]:
+        """One stream: authorized, and within ``max_watchers`` open streams (beyond that the
+        stream gets RESOURCE_EXHAUSTED; control calls never count against it)."""
         self._authorize(context)
         if request.from_round < 0:
             context.abort(grpc.StatusCode.INVALID_ARGUMENT,
                           f"from_round must be >= 0, got {request.from_round}")
+        with self._cond:
+            full = self._watchers >= self._max_watchers
+            if not full:
+                self._watchers += 1
+        if full:
+            context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED,
+                          f"{self._max_watchers} WatchRounds streams are open, the most this "
+                          f"monitor serves at once; GetStatus and RequestStop still answer")
+        try:
+            yield from self._stream(request, context)
+        finally:
+            with self._cond:
+                self._watchers -= 1
+
+    def _stream(self, request: WatchRequest, context) -> Iterator[bytes]:
         context.add_callback(self._wake)  # a cancelled client wakes its waiting handler
         with self._cond:
             if self._base and self._rounds and request.from_round < self._rounds[0]:
@@ -326,95 +352,3 @@ class MonitorServer:
             self._on_stop(request.reason)
         return StopReply(accepted=True, message="stop already requested" if again else
                          "stopping after the current round's decode")
-
-
-#: status codes after which a watcher reconnects (the server went away or is restarting)
-RETRYABLE = frozenset({grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.CANCELLED,
-                       grpc.StatusCode.DEADLINE_EXCEEDED, grpc.StatusCode.UNKNOWN,
-                       grpc.StatusCode.INTERNAL, grpc.StatusCode.RESOURCE_EXHAUSTED,
-                       grpc.StatusCode.ABORTED})
-
-
-class WatchGaveUp(RuntimeError):
-    """The server stayed unreachable through every reconnect attempt."""
-
-
-class MonitorClient:
-    """A client of the Monitor service, with the same 64 MiB message limits as the server."""
-
-    def __init__(self, address: str, token: str | None = None, *, timeout: float = 10.0,
-                 max_message_bytes: int = MAX_MESSAGE_BYTES):
-        split_address(address)
-        _check_token(token)
-        self.address = address
-        self.timeout = timeout
-        self._metadata = _bearer(token)
-        self._options = _message_options(max_message_bytes) + [
-            ("grpc.keepalive_time_ms", 30_000), ("grpc.keepalive_timeout_ms", 10_000),
-            ("grpc.http2.max_pings_without_data", 0)]
-        self._channel = None
-        self._stub = None
-        self._connect()
-
-    def _connect(self) -> None:
-        if self._channel is not None:
-            self._channel.close()
-        self._channel = grpc.insecure_channel(self.address, options=self._options)
-        self._stub = monitor_pb2_grpc.MonitorStub(self._channel)
-
-    def watch(self, from_round: int = 0) -> Iterator[RoundRecord]:
-        """Stream rounds from ``from_round`` until the run ends (grpc.RpcError on failures)."""
-        call = self._stub.WatchRounds(WatchRequest(from_round=from_round), metadata=self._metadata)
-        try:
-            yield from call
-        finally:
-            call.cancel()
-
-    def status(self, timeout: float | None = None) -> Status:
-        return self._stub.GetStatus(StatusRequest(), metadata=self._metadata,
-                                    timeout=timeout or self.timeout)
-
-    def request_stop(self, reason: str = "", timeout: float | None = None) -> StopReply:
-        return self._stub.RequestStop(StopRequest(reason=reason), metadata=self._metadata,
-                                      timeout=timeout or self.timeout)
-
-    def follow(self, from_round: int = 0, *, retries: int = 10, backoff_s: float = 0.2,
-               max_backoff_s: float = 5.0,
-               on_retry: Callable[[int, grpc.RpcError, float], None] | None = None
-               ) -> Iterator[RoundRecord]:
-        """Like :meth:`watch`, but reconnects when the server goes away, resuming after the last
-        round seen. Up to ``retries`` consecutive failed attempts, with exponential backoff;
-        the count resets whenever a record arrives. Raises :class:`WatchGaveUp` after that,
-        and re-raises non-retryable errors (UNAUTHENTICATED, INVALID_ARGUMENT, ...) at once."""
-        next_round, failures = from_round, 0
-        while True:
-            try:
-                for record in self.watch(next_round):
-                    failures = 0
-                    next_round = record.round + 1
-                    yield record
-                return
-            except grpc.RpcError as exc:
-                if exc.code() not in RETRYABLE:
-                    raise
-                failures += 1
-                if failures > retries:
-                    raise WatchGaveUp(f"monitor {self.address} unreachable after {retries} "
-                                      f"reconnect attempts: {exc.code().name}: {exc.details()}"
-                                      ) from None
-                delay = min(max_backoff_s, backoff_s * 2 ** (failures - 1))
-                if on_retry is not None:
-                    on_retry(failures, exc, delay)
-                time.sleep(delay)
-                self._connect()  # a fresh channel: skip the old one's reconnect backoff
-
-    def close(self) -> None:
-        if self._channel is not None:
-            self._channel.close()
-            self._channel = None
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        self.close()

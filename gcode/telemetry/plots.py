@@ -21,14 +21,24 @@ def _title(cfg: RunConfig) -> str:
     return f"{cfg.scheme} ({describe_params(cfg)}), n={cfg.n}"
 
 
+#: rounds x workers cells a heatmap may have (the arrays behind it stay well under 1 GiB)
+MAX_CELLS = 20_000_000
+
+
 def plot_run(cfg: RunConfig, rounds: Sequence[RoundRecord], out_dir: str | Path,
              stem: str = "run") -> tuple[list[Path], list[str]]:
     """Write the timeline, straggler heatmap and (when there are losses) loss plots.
 
-    Returns (written paths, notes about skipped plots). ValueError when there are no rounds.
+    Returns (written paths, notes about skipped plots). ValueError when there are no rounds,
+    or more rounds x workers than :data:`MAX_CELLS` (checked before anything is allocated).
+    The loss plot shows each decoded job's batch loss and, when the run evaluated, the held-out
+    loss, each labelled.
     """
     if not rounds:
         raise ValueError("the run log has no rounds to plot")
+    if len(rounds) * max(cfg.n, 1) > MAX_CELLS:
+        raise ValueError(f"{len(rounds)} rounds x n={cfg.n} workers is more than the "
+                         f"{MAX_CELLS} cells gcode plot draws")
     plt = _pyplot()
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -64,19 +74,27 @@ def plot_run(cfg: RunConfig, rounds: Sequence[RoundRecord], out_dir: str | Path,
 
     # 3. per-model loss against wall time
     series: dict[int, list[tuple[float, float]]] = {}
+    held_out: dict[int, list[tuple[float, float]]] = {}
     for rec in rounds:
         for loss in rec.losses:
             series.setdefault(loss.model, []).append((rec.wall_time_s, loss.loss))
+        for e in rec.evals:
+            held_out.setdefault(e.model, []).append((rec.wall_time_s, e.loss))
     if series:
         fig, ax = plt.subplots(figsize=(10, 4), dpi=100)
         for model in sorted(series):
             t, v = np.array(series[model]).T
-            ax.plot(t, v, marker=".", label=f"model {model}")
+            line, = ax.plot(t, v, marker=".", lw=0.8,
+                            label=f"model {model}: batch loss of each decoded job")
+            if model in held_out:
+                t, v = np.array(held_out[model]).T
+                ax.plot(t, v, marker="o", ls="--", color=line.get_color(),
+                        label=f"model {model}: held-out loss")
         ax.set_xlabel("wall time (s)")
-        ax.set_ylabel("training loss")
+        ax.set_ylabel("loss (mean per sample)")
         ax.set_title(f"Loss per model: {_title(cfg)}")
         ax.grid(alpha=0.3)
-        ax.legend()
+        ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=8)  # beside the data
         written.append(_save(fig, out / f"{stem}_loss.png", plt))
     else:
         notes.append("no losses in this log (a simulator log has none): skipped the loss plot")

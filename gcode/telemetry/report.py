@@ -67,8 +67,13 @@ def summary_table(cfg: RunConfig, rounds: Sequence[RoundRecord],
     if summary.HasField("max_decode_rel_error"):
         lines.append(f"max decode relative error {summary.max_decode_rel_error:.3e}")
     if summary.final_losses:
-        lines.append("final losses: " + ", ".join(
+        lines.append("final batch losses: " + ", ".join(
             f"model {x.model}: {_fmt(x.loss, '.5f')}" for x in summary.final_losses))
+    if summary.final_evals:
+        lines.append("held-out: " + ", ".join(
+            f"model {x.model}: loss {_fmt(x.loss, '.5f')}"
+            + (f" accuracy {x.accuracy:.4f}" if x.HasField("accuracy") else "")
+            for x in summary.final_evals))
     for c in summary.param_checksums:
         lines.append(f"model {c.model} parameters {c.algorithm} {c.value}")
     if summary.stopped:

@@ -25,6 +25,7 @@ from typing import BinaryIO, Iterator, NamedTuple
 from google.protobuf import json_format
 from google.protobuf.message import DecodeError
 
+from ..paths import FileInUse, open_exclusive
 from .messages import LogEntry, RoundRecord, RunConfig, RunSummary, entry_to_dict
 
 MAGIC = b"gcode.v1.RunLog\n"
@@ -88,14 +89,24 @@ class RunLogWriter:
         prefix = Path(path_prefix)
         if prefix.suffix in (PB_SUFFIX, JSONL_SUFFIX):
             prefix = prefix.with_suffix("")
-        prefix.parent.mkdir(parents=True, exist_ok=True)
         self.pb_path = prefix.with_name(prefix.name + PB_SUFFIX)
         self.jsonl_path = prefix.with_name(prefix.name + JSONL_SUFFIX) if jsonl else None
         self._fsync = fsync
-        self._pb: BinaryIO | None = open(self.pb_path, "wb")
-        self._jsonl = open(self.jsonl_path, "w", encoding="utf-8") if jsonl else None
-        self._pb.write(MAGIC)
-        self._pb.flush()
+        self._pb: BinaryIO | None = None
+        self._jsonl = None
+        try:
+            prefix.parent.mkdir(parents=True, exist_ok=True)
+            self._pb = open_exclusive(self.pb_path, "wb")  # one writer per log, never clobbered
+            self._jsonl = open_exclusive(self.jsonl_path, "w") if jsonl else None
+            self._pb.write(MAGIC)
+            self._pb.flush()
+        except FileInUse as exc:
+            self.close()
+            raise RunLogError(f"run log {exc}") from None
+        except OSError as exc:
+            self.close()
+            raise RunLogError(f"run log {exc.filename or self.pb_path}: cannot write: "
+                              f"{exc.strerror or exc}") from None
         self._state = "config"  # config -> rounds -> closed
         self._last_round: int | None = None
         if config is not None:
@@ -109,15 +120,22 @@ class RunLogWriter:
         if self._pb is None:
             raise ValueError(f"run log {self.pb_path} is closed")
         payload = entry.SerializeToString()
-        self._pb.write(encode_varint(len(payload)) + payload)
-        self._pb.flush()
-        if self._jsonl is not None:
-            self._jsonl.write(json.dumps(entry_to_dict(entry), allow_nan=False) + "\n")
-            self._jsonl.flush()
-        if self._fsync:
-            os.fsync(self._pb.fileno())
+        path = self.pb_path
+        try:
+            self._pb.write(encode_varint(len(payload)) + payload)
+            self._pb.flush()
             if self._jsonl is not None:
-                os.fsync(self._jsonl.fileno())
+                path = self.jsonl_path
+                self._jsonl.write(json.dumps(entry_to_dict(entry), allow_nan=False) + "\n")
+                self._jsonl.flush()
+            if self._fsync:
+                os.fsync(self._pb.fileno())
+                if self._jsonl is not None:
+                    os.fsync(self._jsonl.fileno())
+        except OSError as exc:
+            raise RunLogError(f"run log {path}: cannot write: {exc.strerror or exc}; the entries "
+                              f"written before are intact (read them with --allow-truncated)"
+                              ) from None
 
     def write_config(self, config: RunConfig) -> None:
         if self._state != "config":
@@ -142,9 +160,14 @@ class RunLogWriter:
         self.close()
 
     def close(self) -> None:
+        """Close both files; a write that fails on close (a full disk) is dropped, the entries
+        flushed before it are on disk."""
         for f in (self._pb, self._jsonl):
             if f is not None:
-                f.close()
+                try:
+                    f.close()
+                except OSError:
+                    pass
         self._pb = self._jsonl = None
 
     def __enter__(self):
@@ -170,8 +193,11 @@ def resolve_log_path(path: str | os.PathLike) -> Path:
 
 def iter_pb_entries(path: str | os.PathLike, *, allow_truncated: bool = False) -> Iterator[LogEntry]:
     name = os.fspath(path)
-    with open(path, "rb") as f:
-        data = f.read()
+    try:
+        with open(path, "rb") as f:
+            data = f.read()
+    except OSError as exc:
+        raise RunLogError(f"{name}: cannot read: {exc.strerror or exc}") from None
     if not data.startswith(MAGIC):
         if MAGIC.startswith(data):
             raise RunLogError(f"{name}: truncated inside the file header ({len(data)} bytes)")
@@ -180,7 +206,11 @@ def iter_pb_entries(path: str | os.PathLike, *, allow_truncated: bool = False) -
     pos, index = len(MAGIC), 0
     while pos < len(data):
         start = pos
-        length, pos = _decode_varint(data, pos)
+        try:
+            length, pos = _decode_varint(data, pos)
+        except RunLogError as exc:
+            raise RunLogError(f"{name}: entry {index} at byte {start}: {exc} (garbage, not a "
+                              f"length prefix)") from None
         if length is None or pos + length > len(data):
             if length is not None and length > MAX_ENTRY_BYTES:
                 raise RunLogError(f"{name}: entry {index} at byte {start} claims {length} bytes: "
@@ -206,9 +236,17 @@ def iter_pb_entries(path: str | os.PathLike, *, allow_truncated: bool = False) -
 
 
 def iter_jsonl_entries(path: str | os.PathLike, *, allow_truncated: bool = False) -> Iterator[LogEntry]:
+    from ..limits import check_depth, decode_utf8
     name = os.fspath(path)
-    with open(path, encoding="utf-8") as f:
-        lines = f.read().split("\n")
+    try:
+        with open(path, "rb") as f:
+            raw = f.read()
+    except OSError as exc:
+        raise RunLogError(f"{name}: cannot read: {exc.strerror or exc}") from None
+    try:
+        lines = decode_utf8(raw, name).split("\n")
+    except ValueError as exc:
+        raise RunLogError(str(exc)) from None
     ends_cleanly = lines[-1] == ""
     if ends_cleanly:
         lines.pop()
@@ -218,7 +256,11 @@ def iter_jsonl_entries(path: str | os.PathLike, *, allow_truncated: bool = False
             obj = json.loads(line)
             if not isinstance(obj, dict):
                 raise ValueError("not a JSON object")
+            check_depth(obj, "the entry")
             entry = json_format.ParseDict(obj, LogEntry())
+        except RecursionError:
+            raise RunLogError(f"{name}: line {lineno} is nested too deeply to be a run-log "
+                              f"entry") from None
         except (ValueError, json_format.ParseError) as exc:
             if last and not ends_cleanly:
                 if allow_truncated:
@@ -254,6 +296,10 @@ def read_run_log(path: str | os.PathLike, *, allow_truncated: bool = False) -> R
         if kind == "config":
             raise RunLogError(f"{p}: entry {i} is a second RunConfig")
         if kind == "round":
+            if len(entry.round.workers) != config.n:
+                raise RunLogError(f"{p}: entry {i} (round {entry.round.round}) has "
+                                  f"{len(entry.round.workers)} workers, but the RunConfig says "
+                                  f"n={config.n}")
             if rounds and entry.round.round <= rounds[-1].round:
                 raise RunLogError(f"{p}: entry {i} is round {entry.round.round} after round "
                                   f"{rounds[-1].round}")

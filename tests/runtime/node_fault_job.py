@@ -13,7 +13,7 @@ back and waits for them.
 
 MODE ``restart``: actors may restart (max_restarts=3) and the surviving node has room, so Ray
 restarts them there and the run completes. MODE ``lost``: max_restarts=0, so they never come
-back: the round exceeds cluster.round_timeout_s and the run fails with a RuntimeError naming the
+back: the round exceeds cluster.round_timeout_s and the run fails with a RunFailed error naming the
 missing workers, while the checkpoints written before remain.
 """
 

@@ -18,7 +18,7 @@ direct one (check_decode).
 |                                               | checkpoint verified; resume -> exact      |
 | coordinator SIGKILLed                         | --resume -> exact                         |
 | worker node killed, actors can restart        | completes; exact                          |
-| worker node killed, actors cannot restart     | RuntimeError naming the workers and the   |
+| worker node killed, actors cannot restart     | RunFailed naming the workers and the      |
 |                                               | checkpoint; resume -> exact               |
 """
 
@@ -40,6 +40,7 @@ from runtime_helpers import BASE, BURSTY, config, rel
 from gcode.config import ConfigError, from_dict
 from gcode.runtime import train
 from gcode.runtime.checkpoint import CheckpointError, read_checkpoint, resume_config
+from gcode.runtime.checkpoint_dir import LOCK_FILE
 from gcode.runtime.runlog import read_jsonl
 
 pytestmark = pytest.mark.ray
@@ -244,7 +245,8 @@ def test_checkpoint_dir_failing_mid_run(ray_pool, clean, small_fs, failure):
     errno_text = "Read-only file system" if mounted else "Permission denied"
     assert (errno_text if failure == "read-only" else "No space left on device") in msg
     assert f"the previous checkpoint {root / 'round-00000002'} is intact" in msg
-    assert sorted(p.name for p in root.iterdir()) == ["round-00000002"]  # no partial write left
+    # no partial write left (only the run's lock file beside the checkpoint)
+    assert sorted(p.name for p in root.iterdir() if p.name != LOCK_FILE) == ["round-00000002"]
     assert read_checkpoint(root).round == 2                               # verifies
     if failure == "read-only":  # resuming into it is refused before anything starts
         with pytest.raises(ConfigError, match=r"^checkpoint\.dir: .* is not writable"):
@@ -372,7 +374,7 @@ def test_killing_a_worker_node(ray_pool, tmp_path, mode):
     restart: Ray restarts the two actors on the surviving node; the rounds meanwhile fall back
     and re-send their tasks; the run completes with the fault-free parameters.
     lost (max_restarts=0): the actors cannot come back, the round exceeds round_timeout_s and the
-    run fails with a RuntimeError naming the missing workers and the last checkpoint; resuming
+    run fails with a RunFailed error naming the missing workers and the last checkpoint; resuming
     from that checkpoint (here on the session's pool) gives the fault-free parameters."""
     cfg_path = tmp_path / "cfg.json"
     cfg_path.write_text(json.dumps(NODE_CONFIG))
@@ -392,7 +394,7 @@ def test_killing_a_worker_node(ray_pool, tmp_path, mode):
         assert res["decoded_jobs"] == 12 and res["max_decode_rel_error"] < 1e-5
         assert res["param_checksum"] == want["param_checksum"]
         return
-    assert not res["ok"] and res["error_type"] == "RuntimeError"
+    assert not res["ok"] and res["error_type"] == "RunFailed"
     assert "round_timeout_s" in res["error"] and "waiting for workers [1, 3]" in res["error"]
     last = read_checkpoint(ck)
     assert f"last checkpoint is {last.path}" in res["error"]

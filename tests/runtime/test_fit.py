@@ -167,9 +167,39 @@ def test_held_out_evaluation_and_the_checkpoint_come_back(ray_pool, tmp_path):
     w = preset_workload("mlp", "digits")
     res = _fit((w.model_fn, w.loss_fn, w.dataset_fn, w.optimizer_fn), {"scheme": "gc", "s": 1},
                gcode.RunConfig(jobs=6, batch_size=128, eval_every=3,
-                               checkpoint=gcode.CheckpointConfig(dir=str(tmp_path / "ck"), every=3)),
+                               checkpoint=gcode.CheckpointConfig(dir=str(tmp_path / "ck"), every=3),
+                               logs=gcode.LogConfig(run_log=str(tmp_path / "run"))),
                ray_pool, eval_dataset_fn=w.eval_dataset_fn, metric_fn=w.metric_fn)
     evals = res.metrics["evals"]
     assert [e["round"] for e in evals] == [2, 5] and all(0 <= e["accuracy"] <= 1 for e in evals)
     assert res.metrics["final_eval"][0]["loss"] < evals[0]["loss"]
     assert res.checkpoint is not None and res.checkpoint.endswith("round-00000003")
+    # the run log carries them too, and the loss plot draws them beside the batch losses
+    from gcode.telemetry.plots import plot_run
+    from gcode.telemetry.runlog import read_run_log
+    log = read_run_log(tmp_path / "run.pb")
+    logged = [(r.round, e.model, e.loss) for r in log.rounds for e in r.evals]
+    assert logged == [(e["round"], e["model"], pytest.approx(e["loss"])) for e in evals]
+    assert log.summary.final_evals[0].accuracy == pytest.approx(res.metrics["final_eval"][0]["accuracy"])
+    written, _ = plot_run(log.config, log.rounds, tmp_path / "plots")
+    assert any(p.name.endswith("_loss.png") for p in written)
+
+
+def test_a_coded_run_is_bitwise_the_uncoded_run_with_the_same_batch_split(ray_pool):
+    """GC-FR s=1 on 4 workers splits each batch in halves, as uncoded on 2 workers does: the
+    parameters are identical, bit for bit (ResNet-18, GroupNorm). Against uncoded on 4 workers
+    they differ only by fp32 summation order, which training then carries along."""
+    w = preset_workload("resnet18", "cifar", model_params={"width": 4}, optimizer="sgd", lr=0.02,
+                        optimizer_params={"momentum": 0.9}, num_samples=512)
+    args = (w.model_fn, w.loss_fn, w.dataset_fn, w.optimizer_fn)
+
+    def run(coding, workers):
+        return gcode.fit(*args, coding=gcode.CodingConfig(**coding),
+                         scaling=gcode.ScalingConfig(workers=workers, round_timeout_s=60),
+                         run=gcode.RunConfig(jobs=4, batch_size=64, models=2, inject=BURSTY),
+                         pool=ray_pool, progress=False)
+    coded = run({"scheme": "gc", "s": 1, "gc_code": "fr"}, 4)
+    halves = run({"scheme": "uncoded"}, 2)
+    for a, b in zip(coded.models, halves.models):
+        for p, q in zip(a.parameters(), b.parameters()):
+            assert torch.equal(p, q)

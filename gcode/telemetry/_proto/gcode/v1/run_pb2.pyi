@@ -144,6 +144,18 @@ class ModelLoss(_message.Message):
     loss: float
     def __init__(self, model: _Optional[int] = ..., job: _Optional[int] = ..., loss: _Optional[float] = ...) -> None: ...
 
+class ModelEval(_message.Message):
+    __slots__ = ("model", "updates", "loss", "accuracy")
+    MODEL_FIELD_NUMBER: _ClassVar[int]
+    UPDATES_FIELD_NUMBER: _ClassVar[int]
+    LOSS_FIELD_NUMBER: _ClassVar[int]
+    ACCURACY_FIELD_NUMBER: _ClassVar[int]
+    model: int
+    updates: int
+    loss: float
+    accuracy: float
+    def __init__(self, model: _Optional[int] = ..., updates: _Optional[int] = ..., loss: _Optional[float] = ..., accuracy: _Optional[float] = ...) -> None: ...
+
 class SchemeSwitch(_message.Message):
     __slots__ = ("round", "scheme", "params")
     class ParamsEntry(_message.Message):
@@ -162,7 +174,7 @@ class SchemeSwitch(_message.Message):
     def __init__(self, round: _Optional[int] = ..., scheme: _Optional[str] = ..., params: _Optional[_Mapping[str, str]] = ...) -> None: ...
 
 class RoundRecord(_message.Message):
-    __slots__ = ("round", "workers", "fell_back", "duration_s", "deadline_s", "decoded_jobs", "losses", "wall_time_s", "max_decode_rel_error", "load", "switches")
+    __slots__ = ("round", "workers", "fell_back", "duration_s", "deadline_s", "decoded_jobs", "losses", "wall_time_s", "max_decode_rel_error", "load", "switches", "evals")
     ROUND_FIELD_NUMBER: _ClassVar[int]
     WORKERS_FIELD_NUMBER: _ClassVar[int]
     FELL_BACK_FIELD_NUMBER: _ClassVar[int]
@@ -174,6 +186,7 @@ class RoundRecord(_message.Message):
     MAX_DECODE_REL_ERROR_FIELD_NUMBER: _ClassVar[int]
     LOAD_FIELD_NUMBER: _ClassVar[int]
     SWITCHES_FIELD_NUMBER: _ClassVar[int]
+    EVALS_FIELD_NUMBER: _ClassVar[int]
     round: int
     workers: _containers.RepeatedCompositeFieldContainer[WorkerRound]
     fell_back: bool
@@ -185,7 +198,8 @@ class RoundRecord(_message.Message):
     max_decode_rel_error: float
     load: float
     switches: _containers.RepeatedCompositeFieldContainer[SchemeSwitch]
-    def __init__(self, round: _Optional[int] = ..., workers: _Optional[_Iterable[_Union[WorkerRound, _Mapping]]] = ..., fell_back: _Optional[bool] = ..., duration_s: _Optional[float] = ..., deadline_s: _Optional[float] = ..., decoded_jobs: _Optional[_Iterable[int]] = ..., losses: _Optional[_Iterable[_Union[ModelLoss, _Mapping]]] = ..., wall_time_s: _Optional[float] = ..., max_decode_rel_error: _Optional[float] = ..., load: _Optional[float] = ..., switches: _Optional[_Iterable[_Union[SchemeSwitch, _Mapping]]] = ...) -> None: ...
+    evals: _containers.RepeatedCompositeFieldContainer[ModelEval]
+    def __init__(self, round: _Optional[int] = ..., workers: _Optional[_Iterable[_Union[WorkerRound, _Mapping]]] = ..., fell_back: _Optional[bool] = ..., duration_s: _Optional[float] = ..., deadline_s: _Optional[float] = ..., decoded_jobs: _Optional[_Iterable[int]] = ..., losses: _Optional[_Iterable[_Union[ModelLoss, _Mapping]]] = ..., wall_time_s: _Optional[float] = ..., max_decode_rel_error: _Optional[float] = ..., load: _Optional[float] = ..., switches: _Optional[_Iterable[_Union[SchemeSwitch, _Mapping]]] = ..., evals: _Optional[_Iterable[_Union[ModelEval, _Mapping]]] = ...) -> None: ...
 
 class ParamChecksum(_message.Message):
     __slots__ = ("model", "algorithm", "value")
@@ -198,7 +212,7 @@ class ParamChecksum(_message.Message):
     def __init__(self, model: _Optional[int] = ..., algorithm: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
 
 class RunSummary(_message.Message):
-    __slots__ = ("runtime_s", "rounds", "waits", "decoded_jobs", "final_losses", "param_checksums", "max_decode_rel_error", "wall_time_s", "stopped", "stop_reason")
+    __slots__ = ("runtime_s", "rounds", "waits", "decoded_jobs", "final_losses", "param_checksums", "max_decode_rel_error", "wall_time_s", "stopped", "stop_reason", "final_evals")
     RUNTIME_S_FIELD_NUMBER: _ClassVar[int]
     ROUNDS_FIELD_NUMBER: _ClassVar[int]
     WAITS_FIELD_NUMBER: _ClassVar[int]
@@ -209,6 +223,7 @@ class RunSummary(_message.Message):
     WALL_TIME_S_FIELD_NUMBER: _ClassVar[int]
     STOPPED_FIELD_NUMBER: _ClassVar[int]
     STOP_REASON_FIELD_NUMBER: _ClassVar[int]
+    FINAL_EVALS_FIELD_NUMBER: _ClassVar[int]
     runtime_s: float
     rounds: int
     waits: int
@@ -219,7 +234,8 @@ class RunSummary(_message.Message):
     wall_time_s: float
     stopped: bool
     stop_reason: str
-    def __init__(self, runtime_s: _Optional[float] = ..., rounds: _Optional[int] = ..., waits: _Optional[int] = ..., decoded_jobs: _Optional[int] = ..., final_losses: _Optional[_Iterable[_Union[ModelLoss, _Mapping]]] = ..., param_checksums: _Optional[_Iterable[_Union[ParamChecksum, _Mapping]]] = ..., max_decode_rel_error: _Optional[float] = ..., wall_time_s: _Optional[float] = ..., stopped: _Optional[bool] = ..., stop_reason: _Optional[str] = ...) -> None: ...
+    final_evals: _containers.RepeatedCompositeFieldContainer[ModelEval]
+    def __init__(self, runtime_s: _Optional[float] = ..., rounds: _Optional[int] = ..., waits: _Optional[int] = ..., decoded_jobs: _Optional[int] = ..., final_losses: _Optional[_Iterable[_Union[ModelLoss, _Mapping]]] = ..., param_checksums: _Optional[_Iterable[_Union[ParamChecksum, _Mapping]]] = ..., max_decode_rel_error: _Optional[float] = ..., wall_time_s: _Optional[float] = ..., stopped: _Optional[bool] = ..., stop_reason: _Optional[str] = ..., final_evals: _Optional[_Iterable[_Union[ModelEval, _Mapping]]] = ...) -> None: ...
 
 class LogEntry(_message.Message):
     __slots__ = ("config", "round", "summary")
