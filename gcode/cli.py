@@ -1,4 +1,4 @@
-"""The ``gcode`` command line: simulate | tune | verify | train.
+"""The ``gcode`` command line: simulate | tune | verify | train | trace.
 
 Every subcommand validates its input at the edge and turns a bad value into one clear line,
 ``gcode: error: …``, with exit status 2.
@@ -52,6 +52,8 @@ examples:
   gcode train --run-log runs/live --monitor 127.0.0.1:50051   # then: gcode watch 127.0.0.1:50051
   gcode train --config examples/digits-msgc.toml --json
   gcode bench trace --traces traces               # also: bench sim | decode | auto | live --quick
+  gcode trace convert big.csv big.npy             # a binary trace: no parsing on load
+  gcode bench scale --quick                       # cost per worker-round as n grows
 
 docs: README.md, docs/SCHEMES.md (the math), docs/DESIGN.md, docs/OPERATING.md (limits, errors)
 """
@@ -243,6 +245,24 @@ def cmd_verify(args) -> int:
     return 0 if report.failures == 0 else 1
 
 
+def cmd_trace_convert(args) -> int:
+    import os
+    import time
+
+    from .stragglers.trace import load_trace, save_trace
+    if not os.path.isfile(args.input):
+        raise CliError(f"trace convert: no such file: {args.input}")
+    if os.path.abspath(args.input) == os.path.abspath(args.output):
+        raise CliError("trace convert: OUT must differ from IN")
+    start = time.perf_counter()
+    times = load_trace(args.input)
+    loaded = time.perf_counter() - start
+    kind = save_trace(times, args.output, name=args.input)
+    print(f"wrote {args.output} ({kind}, {os.path.getsize(args.output) / 2**20:.1f} MiB): "
+          f"{times.shape[0]} rounds x {times.shape[1]} workers; read {args.input} in {loaded:.2f} s")
+    return 0
+
+
 def cmd_train(args) -> int:
     from .runtime.cli_args import run_from_args
     return run_from_args(args)
@@ -317,6 +337,27 @@ def build_parser() -> argparse.ArgumentParser:
     from .runtime.cli_args import add_train_arguments
     add_train_arguments(p)
     p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser("trace", help="trace files: convert CSV to a binary format and back",
+                       description="Work with trace files (per-worker round times: rows = rounds, "
+                                   "columns = workers, seconds). Every trace flag (--trace, "
+                                   "--inject-trace) reads CSV, .npy and .pb alike.")
+    trace_sub = p.add_subparsers(dest="trace_command", required=True, metavar="ACTION")
+    p = trace_sub.add_parser(
+        "convert", help="convert a trace between CSV, .npy and .pb (protobuf gcode.v1.Trace)",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        description="Read IN (CSV, .npy or .pb, validated as any trace flag validates it) and\nwrite OUT in the "
+                    "format its suffix names:\n"
+                    "  .npy  a float64 array (read back with allow_pickle=False)\n"
+                    "  .pb   a serialized gcode.v1.Trace (proto/gcode/v1/run.proto)\n"
+                    "  .csv  text, every value written to round-trip exactly\n"
+                    "A binary trace needs no text parsing: at 1,000 rounds x 10,000 workers the\n"
+                    ".npy loads in about 0.05 s, the 70 MB CSV in about 1 s.",
+        epilog="examples:\n  gcode trace convert <times>.csv <times>.npy\n"
+               "  gcode simulate --trace <times>.npy --scheme msgc --B 1 --W 2 --lam 200")
+    p.add_argument("input", metavar="IN", help="trace to read (.csv, .npy or .pb)")
+    p.add_argument("output", metavar="OUT", help="trace to write; its suffix picks the format")
+    p.set_defaults(func=cmd_trace_convert)
 
     from .bench.cli import add_bench_parser
     add_bench_parser(sub)

@@ -97,8 +97,9 @@ def load_model_arg(args) -> LoadModel:
 def add_trace_args(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("trace replay")
     g.add_argument("--trace", metavar="PATH",
-                   help="CSV of per-worker round times (rows: rounds, columns: workers, seconds, "
-                        "no header). Default: the bundled 30-round, 256-worker Lambda trace")
+                   help="per-worker round times (rows: rounds, columns: workers, seconds): a CSV "
+                        "with no header, or a binary .npy or .pb (see gcode trace convert; it loads "
+                        "faster). Default: the bundled 30-round, 256-worker Lambda trace")
     g.add_argument("--jobs", type=types.positive_int,
                    help=f"jobs to finish; runtime covers rounds 0..jobs+T-1. Default: trace rounds "
                         f"- {DELAY_BUDGET} (at least 1)")

@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 MAX_CONFIG_BYTES = 1 << 20
-MAX_TRACE_BYTES = 64 << 20
+MAX_TRACE_BYTES = 1 << 30  # a 1,000-round x 10,000-worker CSV is 70 MB
 MAX_DEPTH = 64
 MAX_YAML_NODES = 100_000
 

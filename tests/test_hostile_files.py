@@ -72,7 +72,7 @@ def test_trace_over_the_size_limit_is_refused_before_reading(tmp_path):
     with open(path, "wb") as f:  # sparse: no real disk use
         f.truncate(MAX_TRACE_BYTES + 1)
     code, _, last, full, seconds = cli("simulate", "--trace", path)
-    assert_one_line(code, last, full, str(path), "more than the 64 MiB")
+    assert_one_line(code, last, full, str(path), f"more than the {MAX_TRACE_BYTES / 2**20:g} MiB")
     assert seconds < 60
 
 

@@ -1,4 +1,4 @@
-"""``gcode bench {trace,sim,decode,auto,live,versus}``: argument parsing and output for the benchmarks."""
+"""``gcode bench {trace,sim,decode,auto,live,versus,scale}``: argument parsing and output for the benchmarks."""
 
 from __future__ import annotations
 
@@ -125,6 +125,23 @@ def cmd_bench_auto(args) -> int:
     with tqdm(total=total, desc="tuner settings", disable=args.json, leave=False, file=sys.stderr) as bar:
         result = run_auto_bench(traces, progress=bar.update, loads=load_model_arg(args))
     return _emit(args, "bench_auto", result, markdown_table(result), plot)
+
+
+def cmd_bench_scale(args) -> int:
+    from tqdm import tqdm
+
+    from .scale import ROWS, end_to_end_runs, markdown_table, plot, run_scale_bench
+    ns = tuple(args.n or ((64, 256) if args.quick else (256, 1024, 4096, 10000)))
+    rounds = args.rounds or (40 if args.quick else 1000)
+    book_rounds = args.book_rounds or (5 if args.quick else 40)
+    if min(ns) < 2 or rounds < 8 or book_rounds < 2:
+        raise ValueError("--n must be >= 2, --rounds >= 8 and --book-rounds >= 2")
+    runs = [] if args.no_end_to_end else end_to_end_runs(args.quick)
+    with tqdm(total=len(ns) * len(ROWS) + len(runs), desc="bench scale", disable=args.json,
+              leave=False, file=sys.stderr) as bar:
+        result = run_scale_bench(ns, rounds, book_rounds, args.cyclic_book_max_n, runs,
+                                 args.auto_max_n, progress=bar.update)
+    return _emit(args, "bench_scale", result, markdown_table(result), plot)
 
 
 def cmd_bench_live(args) -> int:
@@ -272,6 +289,33 @@ def add_bench_parser(sub) -> None:
                    help="interleaved repeats (median reported)")
     common(p)
     p.set_defaults(func=cmd_bench_versus)
+
+    p = kinds.add_parser(
+        "scale", help="cost per worker-round against n: simulator, coordinator bookkeeping, memory",
+        description="For n in 256, 1024, 4096, 10000 and every scheme (the paper's parameters "
+                    "scaled to n; FR and cyclic codes), on a synthetic trace resampled from the "
+                    "bundled Lambda trace: simulator time and peak memory per worker-round; the "
+                    "coordinator's per-round bookkeeping without Ray (plan, every worker's tasks, "
+                    "the round decision, record, decode coefficients); and `gcode simulate` end to "
+                    "end at the largest n, on CSV and on .npy, as subprocesses (wall time and peak "
+                    "RSS). A flat line in the log-log plot means cost linear in n. The full run "
+                    "takes several minutes.")
+    p.add_argument("--quick", action="store_true",
+                   help="n = 64 and 256, 40 rounds, one end-to-end run (seconds; for tests)")
+    p.add_argument("--n", type=types.positive_int, nargs="+",
+                   help="worker counts (default 256 1024 4096 10000)")
+    p.add_argument("--rounds", type=types.positive_int, help="trace rounds simulated (default 1000)")
+    p.add_argument("--book-rounds", type=types.positive_int,
+                   help="rounds of bookkeeping timed per row (default 40)")
+    p.add_argument("--cyclic-book-max-n", type=types.count, default=1024,
+                   help="largest n at which cyclic codes' bookkeeping is timed (their rows cost "
+                        "O(n s^3) to build; default 1024)")
+    p.add_argument("--auto-max-n", type=types.count, default=1024,
+                   help="largest n at which the auto scheme is timed (its tuner re-evaluates "
+                        "hundreds of candidates every two rounds; default 1024)")
+    p.add_argument("--no-end-to-end", action="store_true", help="skip the gcode simulate subprocess runs")
+    common(p)
+    p.set_defaults(func=cmd_bench_scale)
 
     p = kinds.add_parser("decode", help="decode latency and GB/s against n, d and s, vs numpy gemv")
     p.add_argument("--n", type=types.positive_int, nargs="+", default=[16, 64, 256],

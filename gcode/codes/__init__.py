@@ -5,7 +5,7 @@ This package imports neither Ray nor torch.
 
 from __future__ import annotations
 
-from .base import Decoding, MiniTask, ResultKey, Scheme, coded_task
+from .base import Scheme, coded_task
 from .baselines import GradientCoding, IgnoreStragglers, Uncoded
 from .chunking import allocate_samples, chunk_boundaries, worker_samples
 from .gc import (
@@ -18,6 +18,7 @@ from .gc import (
 )
 from .models import Bursty, SPerRound, StragglerModel, validate_bursty
 from .msgc import MultiplexedSGC
+from .plan import Decoding, MiniTask, Plan, ResultKey, TaskBlock
 from .srsgc import SelectiveRepeatSGC, srsgc_s
 
 SCHEMES = {
@@ -56,7 +57,7 @@ def make_scheme(name: str, n: int, jobs: int | None = None, **params) -> Scheme:
 __all__ = [
     "Bursty", "CyclicRepetitionCode", "DecodeError", "Decoding", "FractionalRepetitionCode",
     "GC_CODE_KINDS", "GradientCode", "GradientCoding", "IgnoreStragglers", "MiniTask",
-    "MultiplexedSGC", "ResultKey", "SCHEMES", "SPerRound", "Scheme", "SelectiveRepeatSGC",
-    "StragglerModel", "Uncoded", "allocate_samples", "chunk_boundaries", "coded_task",
+    "MultiplexedSGC", "Plan", "ResultKey", "SCHEMES", "SPerRound", "Scheme", "SelectiveRepeatSGC",
+    "StragglerModel", "TaskBlock", "Uncoded", "allocate_samples", "chunk_boundaries", "coded_task",
     "make_gc_code", "make_scheme", "srsgc_s", "validate_bursty", "worker_samples",
 ]

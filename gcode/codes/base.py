@@ -2,11 +2,16 @@
 
 Each round r a driver asks, in this order:
 
-1. ``plan(r)``: the mini-tasks each worker runs in round r;
+1. ``plan(r)``: the mini-tasks each worker runs in round r, a :class:`Plan` of task blocks
+   (``plan[w]`` is worker w's list of :class:`MiniTask`, built on demand);
 2. ``conforms(r, stragglers)``: is this straggler set inside the scheme's straggler model;
 3. ``record(r, arrived)``: which workers' round-r results arrived (all-or-nothing per worker);
 4. ``decodable(t)`` / ``decode(t)``: is job t complete, and with which coefficients over which
-   received results. Σ coefficient · result equals the full gradient of job t.
+   received results, a :class:`Decoding` (arrays; iterating gives (ResultKey, coefficient)).
+   Σ coefficient · result equals the full gradient of job t.
+
+Every step costs O(n) numpy work per round and no Python object per worker; only a driver that
+asks for ``plan[w]`` or iterates a decoding builds objects, for the workers it asks about.
 
 Invariant: if every recorded round conforms (a round that did not conform was waited out and is
 recorded with everyone arrived), every job t < jobs is decodable by the end of round t + delay.
@@ -19,42 +24,23 @@ harmless, as SR-SGC does for a round that decodes its own job).
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from dataclasses import dataclass
-from typing import NamedTuple
 
 import numpy as np
 
 from .gc import DecodeError
 from .models import StragglerModel
-
-
-@dataclass(frozen=True)
-class MiniTask:
-    """One partial gradient: Σ coefficients[k] · ∇(chunk ``chunks[k]`` of job ``job``).
-
-    ``slot`` is its position in the worker's round; (worker, round, slot) names the result.
-    """
-
-    job: int
-    slot: int
-    chunks: tuple[int, ...]
-    coefficients: tuple[float, ...]
-
-
-class ResultKey(NamedTuple):
-    worker: int
-    round: int
-    slot: int
-
-
-Decoding = list[tuple[ResultKey, float]]
+from .plan import Decoding, MiniTask, Plan, TaskBlock
 
 
 def coded_task(code, worker: int, job: int, slot: int = 0, chunk_offset: int = 0) -> MiniTask:
     """``worker``'s task of gradient code ``code``, over chunks numbered from ``chunk_offset``."""
-    support = code.support(worker)
-    return MiniTask(job, slot, tuple(chunk_offset + int(c) for c in support),
-                    tuple(float(c) for c in code.encoding[worker, support]))
+    support, coefficients = code.row(worker)
+    return MiniTask(job, slot, tuple((support + chunk_offset).tolist()), tuple(coefficients.tolist()))
+
+
+def mask_text(mask: np.ndarray) -> str:
+    """A bool mask as a string of '0'/'1' (the event log's arrival masks)."""
+    return (np.asarray(mask, dtype=np.uint8) + ord("0")).tobytes().decode("ascii")
 
 
 class CodeBacked:
@@ -92,7 +78,7 @@ class Scheme(ABC):
         self.counted: list[np.ndarray] = []
         #: every state-changing call, in order; replaying them rebuilds the state (checkpoints)
         self.events: list[list] = []
-        self._plans: dict[int, list[list[MiniTask]]] = {}
+        self._plans: dict[int, Plan] = {}
         self._decoded: set[int] = set()
 
     # ---- properties every scheme defines -------------------------------------------------
@@ -167,12 +153,12 @@ class Scheme(ABC):
         return t + self.delay
 
     # ---- the protocol ----------------------------------------------------------------------
-    def plan(self, r: int) -> list[list[MiniTask]]:
+    def plan(self, r: int) -> Plan:
         """Mini-tasks per worker for round r (computed once; r must be the next round)."""
         if r != len(self.history):
             raise ValueError(f"plan({r}) called but the next round is {len(self.history)}")
         if r not in self._plans:
-            self._plans[r] = self._plan(r)
+            self._plans[r] = Plan(self.n, self._plan(r))
         return self._plans[r]
 
     def conforms(self, r: int, stragglers: np.ndarray) -> bool:
@@ -183,13 +169,13 @@ class Scheme(ABC):
     def record(self, r: int, arrived: np.ndarray) -> None:
         """Record round r: ``arrived[i]`` means all of worker i's round-r results arrived."""
         arrived = self._mask(arrived, "arrived")
-        plan = self.plan(r)
-        for worker in np.flatnonzero(arrived):
-            for task in plan[worker]:
-                self._accept(int(worker), r, task)
+        for block in self.plan(r).blocks:
+            workers = np.flatnonzero(block.workers & arrived)
+            if len(workers):
+                self._accept(block, r, workers)
         self.counted.append(self._counted_stragglers(r, ~arrived))
         self.history.append(~arrived)
-        self.events.append(["record", r, "".join("1" if a else "0" for a in arrived)])
+        self.events.append(["record", r, mask_text(arrived)])
         self._plans.pop(r - self.delay - 1, None)
 
     def accept_late(self, r: int, worker: int) -> None:
@@ -200,9 +186,9 @@ class Scheme(ABC):
         if plan is None:
             return
         self.events.append(["late", r, int(worker)])
-        for task in plan[worker]:
-            if task.job not in self._decoded:
-                self._accept(worker, r, task)
+        for block in plan.blocks:
+            if block.workers[worker] and block.job not in self._decoded:
+                self._accept(block, r, np.array([int(worker)]))
 
     def is_decoded(self, t: int) -> bool:
         return t in self._decoded
@@ -214,9 +200,11 @@ class Scheme(ABC):
         """Coefficients over received results whose weighted sum is job t's full gradient."""
         if not self._decodable(t):
             raise DecodeError(f"{self.name}: job {t} is not decodable yet")
+        decoding = self._decode(t)
+        if not isinstance(decoding, Decoding):
+            decoding = Decoding.from_pairs(decoding)
         self._decoded.add(t)
         self.events.append(["decode", t])
-        decoding = self._decode(t)
         self._forget(t)
         return decoding
 
@@ -233,11 +221,13 @@ class Scheme(ABC):
 
     # ---- what each scheme implements -------------------------------------------------------
     @abstractmethod
-    def _plan(self, r: int) -> list[list[MiniTask]]: ...
+    def _plan(self, r: int) -> list[TaskBlock]:
+        """Round r's task blocks, in slot order (empty blocks are dropped)."""
 
     @abstractmethod
-    def _accept(self, worker: int, r: int, task: MiniTask) -> None:
-        """Store that ``task``'s result from (worker, r) arrived; duplicates are ignored."""
+    def _accept(self, block: TaskBlock, r: int, workers: np.ndarray) -> None:
+        """Store that ``workers``' (int array) results of ``block`` in round r arrived;
+        duplicates are ignored (the first arrival is kept)."""
 
     @abstractmethod
     def _decodable(self, t: int) -> bool: ...

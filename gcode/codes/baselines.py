@@ -3,42 +3,47 @@
 from __future__ import annotations
 
 from abc import abstractmethod
+from functools import cached_property
 
 import numpy as np
 
-from .base import CodeBacked, Decoding, MiniTask, ResultKey, Scheme, coded_task
+from .base import CodeBacked, Scheme
 from .gc import GradientCode, make_gc_code
 from .models import SPerRound
+from .plan import Decoding, TaskBlock
 
 
 class _OneRoundScheme(Scheme):
-    """Job t runs in round t only; each worker computes one coded task per round."""
+    """Job t runs in round t only; each worker computes one coded task per round.
+
+    State: per pending job, the mask of workers whose result arrived."""
 
     def __init__(self, n: int, jobs: int | None):
         super().__init__(n, jobs)
-        self._arrived: dict[int, set[int]] = {}
+        self._arrived: dict[int, np.ndarray] = {}
+        self._everyone = np.ones(self.n, dtype=bool)
+        self._everyone.flags.writeable = False
 
     @property
     def delay(self) -> int:
         return 0
 
     @abstractmethod
-    def _worker_task(self, worker: int, job: int) -> MiniTask:
-        """Worker's single task for ``job``."""
+    def _block(self, job: int) -> TaskBlock:
+        """Every worker's task for ``job``."""
 
     def _plan(self, r):
-        if not self.job_exists(r):
-            return [[] for _ in range(self.n)]
-        return [[self._worker_task(i, r)] for i in range(self.n)]
+        return [self._block(r)] if self.job_exists(r) else []
 
-    def _accept(self, worker, r, task):
-        self._arrived.setdefault(task.job, set()).add(worker)
+    def _accept(self, block, r, workers):
+        self._arrived.setdefault(block.job, np.zeros(self.n, dtype=bool))[workers] = True
 
     def _forget(self, t):
         self._arrived.pop(t, None)
 
-    def _finished(self, t: int) -> frozenset[int]:
-        return frozenset(self._arrived.get(t, ()))
+    def _finished(self, t: int) -> np.ndarray:
+        """Mask of the workers whose result for job t arrived."""
+        return self._arrived.get(t, np.zeros(self.n, dtype=bool))
 
 
 class Uncoded(_OneRoundScheme):
@@ -58,14 +63,20 @@ class Uncoded(_OneRoundScheme):
     def model(self):
         return SPerRound(0)
 
-    def _worker_task(self, worker, job):
-        return MiniTask(job, 0, (worker,), (1.0,))
+    @cached_property
+    def _own_chunk(self) -> np.ndarray:
+        chunk = np.arange(self.n)  # worker i computes chunk i
+        chunk.flags.writeable = False
+        return chunk
+
+    def _block(self, job):
+        return TaskBlock(job, 0, self._everyone, chunk=self._own_chunk)
 
     def _decodable(self, t):
-        return len(self._finished(t)) == self.n
+        return bool(self._finished(t).all())
 
     def _decode(self, t) -> Decoding:
-        return [(ResultKey(w, t, 0), 1.0) for w in sorted(self._finished(t))]
+        return Decoding(np.flatnonzero(self._finished(t)), t, 0, 1.0)
 
 
 class IgnoreStragglers(Uncoded):
@@ -92,12 +103,11 @@ class IgnoreStragglers(Uncoded):
         return SPerRound(self.s)
 
     def _decodable(self, t):
-        return len(self._finished(t)) >= max(1, self.n - self.s)
+        return int(np.count_nonzero(self._finished(t))) >= max(1, self.n - self.s)
 
     def _decode(self, t) -> Decoding:
-        finished = sorted(self._finished(t))
-        scale = self.n / len(finished)
-        return [(ResultKey(w, t, 0), scale) for w in finished]
+        finished = np.flatnonzero(self._finished(t))
+        return Decoding(finished, t, 0, self.n / len(finished))
 
 
 class GradientCoding(CodeBacked, _OneRoundScheme):
@@ -119,12 +129,11 @@ class GradientCoding(CodeBacked, _OneRoundScheme):
     def model(self):
         return SPerRound(self.s)
 
-    def _worker_task(self, worker, job):
-        return coded_task(self.code, worker, job)
+    def _block(self, job):
+        return TaskBlock(job, 0, self._everyone, code=self.code)
 
     def _decodable(self, t):
-        return self.code.can_decode(self._finished(t))
+        return self.code.decodable(self._finished(t))
 
     def _decode(self, t) -> Decoding:
-        coefficients = self.code.decode_coefficients(self._finished(t))
-        return [(ResultKey(w, t, 0), c) for w, c in sorted(coefficients.items())]
+        return Decoding.coded(self.code, self._finished(t), t, 0)

@@ -84,5 +84,4 @@ def worker_samples(scheme, num_samples: int) -> np.ndarray:
         for t in range(max(0, r - probe.delay), r + 1):
             if probe.decodable(t):
                 probe.decode(t)
-    plan = probe.plan(probe.delay)
-    return np.array([sum(int(counts[list(task.chunks)].sum()) for task in tasks) for tasks in plan])
+    return probe.plan(probe.delay).chunk_totals(lambda job: counts)

@@ -15,21 +15,28 @@ from __future__ import annotations
 
 import numpy as np
 
-from .base import Decoding, MiniTask, ResultKey, Scheme, coded_task
+from .base import Scheme
 from .gc import GradientCode, make_gc_code
 from .models import Bursty, validate_bursty
+from .plan import Decoding, TaskBlock
 
 
 class _JobState:
-    """What arrived for one job: D1 chunk results and per-group D2 results."""
+    """What arrived for one job: the (round, slot) of the first arrival of each D1 chunk
+    (``d1_round``/``d1_slot``, shape (n, W−1), chunk c of worker i at [i, c]) and of each
+    worker's coded result per D2 group (``d2_round``/``d2_slot``, shape (B, n)); round −1:
+    not yet."""
 
     def __init__(self, n: int, d1_per_worker: int, groups: int):
-        self.d1: list[dict[int, ResultKey]] = [{} for _ in range(n)]
-        self.d1_per_worker = d1_per_worker
-        self.d2: list[dict[int, ResultKey]] = [{} for _ in range(groups)]
+        self.d1_round = np.full((n, d1_per_worker), -1, dtype=np.int64)
+        self.d1_slot = np.zeros((n, d1_per_worker), dtype=np.int64)
+        self.d2_round = np.full((groups, n), -1, dtype=np.int64)
+        self.d2_slot = np.zeros((groups, n), dtype=np.int64)
 
-    def missing_d1(self, worker: int) -> list[int]:
-        return [c for c in range(self.d1_per_worker) if c not in self.d1[worker]]
+    def next_d1(self) -> tuple[np.ndarray, np.ndarray]:
+        """(missing, chunk): whether each worker still misses a D1 chunk, and its lowest one."""
+        absent = self.d1_round < 0
+        return absent.any(axis=1), np.argmax(absent, axis=1)
 
 
 class MultiplexedSGC(Scheme):
@@ -104,49 +111,49 @@ class MultiplexedSGC(Scheme):
             self._jobs[t] = _JobState(self.n, self.W - 1, self.B if self.code else 0)
         return self._jobs[t]
 
-    def _d1_task(self, worker: int, job: int, slot: int, chunk: int) -> MiniTask:
-        return MiniTask(job, slot, (worker * (self.W - 1) + chunk,), (1.0,))
-
     def _plan(self, r):
-        plan: list[list[MiniTask]] = [[] for _ in range(self.n)]
+        blocks = []
+        d1_base = np.arange(self.n) * (self.W - 1)
         for slot in range(self.slots):
             t = r - slot
             if not self.job_exists(t) or t in self._decoded:
                 continue
-            state = self._state(t)
-            for i in range(self.n):
-                missing = state.missing_d1(i)
-                if missing:
-                    plan[i].append(self._d1_task(i, t, slot, missing[0]))
-                elif slot >= self.W - 1 and self.code is not None:
-                    group = slot - (self.W - 1)
-                    offset = self.n * (self.W - 1) + group * self.code.num_parts
-                    plan[i].append(coded_task(self.code, i, t, slot, offset))
-        return plan
+            missing, chunk = self._state(t).next_d1()
+            blocks.append(TaskBlock(t, slot, missing, chunk=d1_base + chunk))
+            if slot >= self.W - 1 and self.code is not None:
+                group = slot - (self.W - 1)
+                offset = self.n * (self.W - 1) + group * self.code.num_parts
+                blocks.append(TaskBlock(t, slot, ~missing, code=self.code, chunk_offset=offset))
+        return blocks
 
-    def _accept(self, worker, r, task):
-        state = self._state(task.job)
-        key = ResultKey(worker, r, task.slot)
-        first_d2 = self.n * (self.W - 1)
-        if task.chunks[0] < first_d2:
-            state.d1[worker].setdefault(task.chunks[0] - worker * (self.W - 1), key)
+    def _accept(self, block, r, workers):
+        state = self._state(block.job)
+        if block.code is None:  # D1 chunks
+            chunk = block.chunk[workers] - workers * (self.W - 1)
+            new = state.d1_round[workers, chunk] < 0
+            workers, chunk = workers[new], chunk[new]
+            state.d1_round[workers, chunk] = r
+            state.d1_slot[workers, chunk] = block.slot
         else:
-            group = (task.chunks[0] - first_d2) // self.code.num_parts
-            state.d2[group].setdefault(worker, key)
+            group = (block.chunk_offset - self.n * (self.W - 1)) // self.code.num_parts
+            workers = workers[state.d2_round[group, workers] < 0]
+            state.d2_round[group, workers] = r
+            state.d2_slot[group, workers] = block.slot
 
     def _decodable(self, t):
         state = self._jobs.get(t)
-        if state is None or any(state.missing_d1(i) for i in range(self.n)):
+        if state is None or (state.d1_round < 0).any():
             return False
-        return all(self.code.can_decode(frozenset(group)) for group in state.d2)
+        return all(self.code.decodable(arrived) for arrived in state.d2_round >= 0)
 
     def _decode(self, t) -> Decoding:
         state = self._jobs[t]
-        decoding = [(key, 1.0) for worker_chunks in state.d1 for key in worker_chunks.values()]
-        for group in state.d2:
-            for w, c in sorted(self.code.decode_coefficients(frozenset(group)).items()):
-                decoding.append((group[w], c))
-        return decoding
+        parts = [Decoding(np.repeat(np.arange(self.n), self.W - 1), state.d1_round.ravel(),
+                          state.d1_slot.ravel(), 1.0)]
+        for group in range(state.d2_round.shape[0]):
+            parts.append(Decoding.coded(self.code, state.d2_round[group] >= 0,
+                                        state.d2_round[group], state.d2_slot[group]))
+        return Decoding.concat(parts)
 
     def _forget(self, t):
         self._jobs.pop(t, None)

@@ -6,9 +6,10 @@ import math
 
 import numpy as np
 
-from .base import CodeBacked, Decoding, ResultKey, Scheme, coded_task
+from .base import CodeBacked, Scheme
 from .gc import GradientCode, make_gc_code
 from .models import Bursty, validate_bursty
+from .plan import Decoding, TaskBlock
 
 
 def srsgc_s(B: int, W: int, lam: int) -> int:
@@ -48,7 +49,7 @@ class SelectiveRepeatSGC(CodeBacked, Scheme):
             raise ValueError(f"(B, W, lam)=({B}, {W}, {lam}) needs s={self.s} >= n={n}; lower lam")
         self.code: GradientCode = make_gc_code(gc_code, self.n, self.s)
         self._model = Bursty(self.B, self.W, self.lam)
-        self._arrived: dict[int, dict[int, ResultKey]] = {}
+        self._arrived: dict[int, np.ndarray] = {}  # job -> first arrival round per worker
 
     @property
     def params(self):
@@ -62,35 +63,45 @@ class SelectiveRepeatSGC(CodeBacked, Scheme):
     def model(self):
         return self._model
 
+    def _first_round(self, t: int) -> np.ndarray:
+        """(n,) the round in which each worker's result for job t first arrived; −1: not yet."""
+        if t not in self._arrived:
+            self._arrived[t] = np.full(self.n, -1, dtype=np.int64)
+        return self._arrived[t]
+
     def _plan(self, r):
-        job_of_worker = np.full(self.n, r if self.job_exists(r) else -1)
+        repeat = np.zeros(self.n, dtype=bool)
         old = r - self.B
         if self.job_exists(old) and old not in self._decoded:
-            missing = [i for i in range(self.n) if i not in self._arrived.get(old, {})]
+            missing = np.flatnonzero(self._first_round(old) < 0)
             if len(missing) > self.s:
-                job_of_worker[missing[: len(missing) - self.s]] = old
-        return [[coded_task(self.code, i, int(j))] if j >= 0 else [] for i, j in enumerate(job_of_worker)]
+                repeat[missing[: len(missing) - self.s]] = True
+        blocks = [TaskBlock(old, 0, repeat, code=self.code)]
+        if self.job_exists(r):
+            blocks.append(TaskBlock(r, 0, ~repeat, code=self.code))
+        return blocks
 
-    def _accept(self, worker, r, task):
-        self._arrived.setdefault(task.job, {}).setdefault(worker, ResultKey(worker, r, task.slot))
+    def _accept(self, block, r, workers):
+        first = self._first_round(block.job)
+        workers = workers[first[workers] < 0]
+        first[workers] = r
 
-    def _finished(self, t):
-        return frozenset(self._arrived.get(t, {}))
+    def _finished(self, t) -> np.ndarray:
+        return self._arrived[t] >= 0 if t in self._arrived else np.zeros(self.n, dtype=bool)
 
     def _counted_stragglers(self, r, stragglers):
-        own_job_only = all(len(tasks) == 1 and tasks[0].job == r for tasks in self.plan(r))
+        blocks = self.plan(r).blocks
+        own_job_only = len(blocks) == 1 and blocks[0].job == r and bool(blocks[0].workers.all())
         if own_job_only and int(np.count_nonzero(stragglers)) <= self.s:
             return np.zeros_like(stragglers)
         return stragglers
 
     def _decodable(self, t):
         finished = self._finished(t)
-        return len(finished) >= self.n - self.s and self.code.can_decode(finished)
+        return int(np.count_nonzero(finished)) >= self.n - self.s and self.code.decodable(finished)
 
     def _decode(self, t) -> Decoding:
-        keys = self._arrived[t]
-        coefficients = self.code.decode_coefficients(self._finished(t))
-        return [(keys[w], c) for w, c in sorted(coefficients.items())]
+        return Decoding.coded(self.code, self._finished(t), self._arrived[t], 0)
 
     def _forget(self, t):
         self._arrived.pop(t, None)

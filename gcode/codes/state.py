@@ -28,6 +28,14 @@ def _build(spec: dict):
     return make_scheme(spec["name"], n=spec["n"], jobs=spec.get("jobs"), **spec.get("params", {}))
 
 
+def _arrival_mask(bits, n: int) -> np.ndarray:
+    """A record event's '0'/'1' string as a bool mask of length n."""
+    codes = np.frombuffer(bits.encode("ascii", "replace"), dtype=np.uint8) if isinstance(bits, str) else None
+    if codes is None or len(codes) != n or not np.isin(codes, (48, 49)).all():
+        raise ValueError(f"arrival mask must be {n} characters of 0/1")
+    return codes == 49
+
+
 def restore_scheme(state: dict):
     """A scheme in exactly the state ``scheme_state`` captured."""
     if not isinstance(state, dict) or state.get("format") != STATE_FORMAT:
@@ -38,11 +46,9 @@ def restore_scheme(state: dict):
         try:
             kind = event[0]
             if kind == "record":
-                r, bits = int(event[1]), event[2]
-                if len(bits) != scheme.n or set(bits) - {"0", "1"}:
-                    raise ValueError(f"arrival mask must be {scheme.n} characters of 0/1")
+                r = int(event[1])
                 scheme.plan(r)
-                scheme.record(r, np.array([b == "1" for b in bits]))
+                scheme.record(r, _arrival_mask(event[2], scheme.n))
             elif kind == "late":
                 scheme.accept_late(int(event[1]), int(event[2]))
             elif kind == "decode":

@@ -22,7 +22,8 @@ from typing import Callable
 
 import numpy as np
 
-from .base import Decoding, MiniTask, ResultKey, Scheme
+from .base import Scheme, mask_text
+from .plan import Decoding, Plan
 
 SLOT_STRIDE = 1000
 
@@ -153,15 +154,11 @@ class SwitchingScheme:
         return t + seg.scheme.delay
 
     # ---- the protocol -----------------------------------------------------------------------
-    def plan(self, r: int) -> list[list[MiniTask]]:
+    def plan(self, r: int) -> Plan:
         if r != len(self.history):
             raise ValueError(f"plan({r}) called but the next round is {len(self.history)}")
-        merged: list[list[MiniTask]] = [[] for _ in range(self.n)]
-        for seg in self._active(r):
-            for worker, tasks in enumerate(seg.scheme.plan(r - seg.start)):
-                merged[worker] += [MiniTask(task.job + seg.start, task.slot + seg.slot_offset,
-                                            task.chunks, task.coefficients) for task in tasks]
-        return merged
+        return Plan.merged(self.n, [seg.scheme.plan(r - seg.start).shifted(seg.start, seg.slot_offset)
+                                    for seg in self._active(r)])
 
     def conforms(self, r: int, stragglers: np.ndarray) -> bool:
         return all(seg.scheme.conforms(r - seg.start, stragglers) for seg in self._active(r))
@@ -171,7 +168,7 @@ class SwitchingScheme:
         for seg in self._active(r):
             seg.scheme.record(r - seg.start, arrived)
         self.history.append(~arrived)
-        self.events.append(["record", r, "".join("1" if a else "0" for a in arrived)])
+        self.events.append(["record", r, mask_text(arrived)])
 
     def accept_late(self, r: int, worker: int) -> None:
         self.events.append(["late", r, int(worker)])
@@ -192,5 +189,4 @@ class SwitchingScheme:
     def decode(self, t: int) -> Decoding:
         seg = self._segment_of(t)
         self.events.append(["decode", t])
-        return [(ResultKey(key.worker, key.round + seg.start, key.slot + seg.slot_offset), c)
-                for key, c in seg.scheme.decode(t - seg.start)]
+        return seg.scheme.decode(t - seg.start).shifted(seg.start, seg.slot_offset)

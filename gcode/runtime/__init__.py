@@ -10,7 +10,19 @@ import Ray). Entry point::
 See :func:`train` for the result keys and :mod:`gcode.runtime.cli_args` for the flags.
 """
 
-from .cluster import WorkerPool, launch_workers, pool_session, start_local_ray, start_workers
-from .run import train
+import importlib
+
+#: public name -> submodule; imported on first use, so that ``gcode`` commands which only build
+#: the ``train`` argument parser (every command does) never import torch
+_EXPORTS = {"WorkerPool": ".cluster", "launch_workers": ".cluster", "pool_session": ".cluster",
+            "start_local_ray": ".cluster", "start_workers": ".cluster", "train": ".run"}
 
 __all__ = ["WorkerPool", "launch_workers", "pool_session", "start_local_ray", "start_workers", "train"]
+
+
+def __getattr__(name: str):
+    if name not in _EXPORTS:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(_EXPORTS[name], __name__), name)
+    globals()[name] = value
+    return value

@@ -54,6 +54,29 @@ class Policy(ABC):
         return RoundOutcome(np.ones_like(stragglers), slowest, True)
 
 
+def _first_conforming(times: np.ndarray, late: np.ndarray, conforms, fell_back: bool) -> RoundOutcome:
+    """The round that ends at the j-th arrival of ``late`` (workers in arrival order), for the
+    least j ≥ 1 after which the workers still missing, late[j:], conform. Conformance is
+    monotone (a subset of a conforming set conforms), so a binary search finds the same j as
+    admitting arrivals one by one, with O(log n) checks instead of O(n)."""
+    def missing_after(j: int) -> np.ndarray:
+        mask = np.zeros(len(times), dtype=bool)
+        mask[late[j:]] = True
+        return mask
+
+    low, high = 1, len(late)
+    while low < high:
+        mid = (low + high) // 2
+        if conforms(missing_after(mid)):
+            high = mid
+        else:
+            low = mid + 1
+    missing = missing_after(low)
+    if not conforms(missing):
+        raise AssertionError("the empty straggler set always conforms")
+    return RoundOutcome(~missing, float(times[late[low - 1]]), fell_back)
+
+
 @dataclass(frozen=True)
 class PaperPolicy(Policy):
     """The paper's rule: stragglers are workers slower than (1+μ)·fastest."""
@@ -88,13 +111,8 @@ class PartialWaitPolicy(PaperPolicy):
         missing = times > cut
         if conforms(missing):
             return RoundOutcome(~missing, min(cut, float(times.max())), False)
-        for worker in np.argsort(times, kind="stable"):
-            if not missing[worker]:
-                continue
-            missing[worker] = False
-            if conforms(missing):
-                return RoundOutcome(~missing, float(times[worker]), True)
-        raise AssertionError("the empty straggler set always conforms")
+        order = np.argsort(times, kind="stable")
+        return _first_conforming(times, order[missing[order]], conforms, fell_back=True)
 
 
 @dataclass(frozen=True)
@@ -113,12 +131,7 @@ class EarliestPolicy(Policy):
 
     def resolve(self, times, conforms):
         times = np.asarray(times, dtype=np.float64)
-        missing = np.ones(len(times), dtype=bool)
-        for worker in np.argsort(times, kind="stable"):  # conformance is monotone: first hit wins
-            missing[worker] = False
-            if conforms(missing):
-                return RoundOutcome(~missing, float(times[worker]), False)
-        raise AssertionError("the empty straggler set always conforms")
+        return _first_conforming(times, np.argsort(times, kind="stable"), conforms, fell_back=False)
 
 
 @dataclass(frozen=True)

@@ -7,7 +7,7 @@ from typing import Callable
 
 import numpy as np
 
-from ..codes import DecodeError, Scheme
+from ..codes import DecodeError, Plan, Scheme
 from .load_model import LoadModel
 from .policy import Policy, RoundOutcome, censored_times
 
@@ -56,6 +56,11 @@ def worker_times(trace: np.ndarray, n: int, rounds: int, load: float,
     return LoadModel.of(load_slope).times(trace[:rounds, :n] * time_scale, load)
 
 
+def has_tasks(plan) -> bool:
+    """Whether any worker has a task in ``plan`` (a :class:`Plan`, or per-worker lists)."""
+    return plan.has_tasks if isinstance(plan, Plan) else any(plan)
+
+
 def simulate(scheme: Scheme, trace: np.ndarray, policy: Policy,
              load_slope: float | LoadModel = 0.0, time_scale: float = 1.0,
              on_round: Callable[[int, np.ndarray, object, list[int]], None] | None = None) -> SimResult:
@@ -80,7 +85,7 @@ def simulate(scheme: Scheme, trace: np.ndarray, policy: Policy,
         check_trace(trace, scheme.n, scheme.total_rounds)
         load = scheme.round_load(r)
         times = load_model.times(trace[r, :scheme.n] * time_scale, load)
-        if not any(scheme.plan(r)):  # a tail round with no task: nothing runs, it costs nothing
+        if not has_tasks(scheme.plan(r)):  # a tail round with no task: nothing runs, it costs nothing
             times = np.full(scheme.n, np.nan)
             outcome = RoundOutcome(np.ones(scheme.n, dtype=bool), 0.0, False)
             scheme.record(r, outcome.arrived)

@@ -1,20 +1,115 @@
-"""Replaying measured round times from a CSV trace (rows = rounds, columns = workers, seconds,
-no header), parsed strictly and without pickle."""
+"""Replaying measured round times from a trace file (rows = rounds, columns = workers, seconds).
+
+Three formats, chosen by the file (never by pickle):
+
+* CSV, no header: parsed by numpy's C parser when the file is plain (digits, signs, points,
+  exponents, commas, spaces, LF or CRLF line ends); anything else, and any file that fails a
+  check, goes through a strict line-by-line parser that names the file, line and column;
+* ``.npy``: a 2-D float array, its header checked against the file's size before anything is
+  allocated, read with ``allow_pickle=False``;
+* ``.pb``: a serialized ``gcode.v1.Trace`` (proto/gcode/v1/run.proto).
+
+``gcode trace convert IN OUT`` converts between them (:func:`save_trace`).
+"""
 
 from __future__ import annotations
 
+import io
 import math
 import os
+import stat
 from dataclasses import dataclass, field
 
 import numpy as np
 
 from ._validate import require_positive
 from .base import DelayModel
+from .trace_binary import TraceError, check_times, read_npy, read_proto, write_npy, write_proto
+
+TRACE_FORMATS = ("csv", "npy", "pb")
+_SUFFIXES = {".npy": "npy", ".pb": "pb", ".binpb": "pb", ".csv": "csv"}
+_NPY_MAGIC = b"\x93NUMPY"
+#: the bytes a CSV may hold for numpy's parser to read it; anything else takes the strict path
+_PLAIN_CSV_BYTES = b"0123456789.,+-eE \t\r\n"
 
 
-class TraceError(ValueError):
-    """A trace file is malformed or too small; the message names the file, line and column."""
+def trace_format(path: str | os.PathLike[str]) -> str:
+    """'npy' (by its magic bytes or suffix), 'pb' (suffix .pb or .binpb) or 'csv'."""
+    if not stat.S_ISREG(os.stat(path).st_mode):
+        raise TraceError(f"{os.fspath(path)}: not a regular file (a trace must be a file)")
+    with open(path, "rb") as f:
+        if f.read(len(_NPY_MAGIC)) == _NPY_MAGIC:
+            return "npy"
+    return _SUFFIXES.get(os.path.splitext(os.fspath(path))[1].lower(), "csv")
+
+
+def load_trace(path: str | os.PathLike[str]) -> np.ndarray:
+    """Read a trace file into a (rounds, workers) float64 array.
+
+    Invariants of the result: at least one row and one column, rectangular, every value finite
+    and > 0. Anything else raises TraceError naming the file and the 1-based line and column
+    (row and column for the binary formats); a file larger than
+    :data:`gcode.limits.MAX_TRACE_BYTES` is refused before it is read.
+    """
+    from ..limits import MAX_TRACE_BYTES, read_bytes
+    name = os.fspath(path)
+    try:
+        kind = trace_format(path)
+        raw = None if kind == "npy" else read_bytes(path, MAX_TRACE_BYTES, "trace")
+    except OSError as exc:
+        raise TraceError(f"{name}: cannot read the trace: {exc.strerror or exc}") from None
+    except ValueError as exc:
+        raise TraceError(str(exc)) from None
+    if kind == "npy":
+        return read_npy(path, MAX_TRACE_BYTES)
+    if kind == "pb":
+        return read_proto(raw, name)
+    times = _parse_plain_csv(raw)
+    return times if times is not None else _parse_csv_strictly(raw, name)
+
+
+def save_trace(times: np.ndarray, path: str | os.PathLike[str], name: str = "") -> str:
+    """Write ``times`` to ``path`` in the format its suffix names (.csv, .npy, .pb; CSV values
+    round-trip exactly); returns the format. The file is replaced atomically."""
+    name = name or os.fspath(path)
+    times = check_times(np.asarray(times, dtype=np.float64), name)
+    suffix = os.path.splitext(os.fspath(path))[1].lower()
+    if suffix not in _SUFFIXES:
+        raise TraceError(f"{os.fspath(path)}: unknown trace format {suffix!r}; use .csv, .npy or .pb")
+    kind = _SUFFIXES[suffix]
+    tmp = f"{os.fspath(path)}.tmp-{os.getpid()}"
+    try:
+        with open(tmp, "wb") as f:
+            if kind == "npy":
+                write_npy(times, f)
+            elif kind == "pb":
+                write_proto(times, f, os.path.basename(name))
+            else:
+                np.savetxt(f, times, fmt="%.17g", delimiter=",")
+        os.replace(tmp, path)
+    except OSError as exc:
+        raise TraceError(f"{os.fspath(path)}: cannot write the trace: {exc.strerror or exc}") from None
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+    return kind
+
+
+def _parse_plain_csv(raw: bytes) -> np.ndarray | None:
+    """The trace, parsed by numpy's C parser, when the file is plain and passes every check the
+    strict parser makes; None otherwise (the strict parser then decides, and names the line)."""
+    if not raw or raw.translate(None, _PLAIN_CSV_BYTES) or raw.count(b"\r") != raw.count(b"\r\n"):
+        return None
+    lines = raw.count(b"\n") + (not raw.endswith(b"\n"))
+    try:
+        times = np.loadtxt(io.BytesIO(raw), delimiter=",", dtype=np.float64, encoding="ascii",
+                           comments=None, quotechar=None, ndmin=2)
+    except ValueError:
+        return None
+    # numpy skips blank lines, which the strict parser refuses: the row count must match
+    if times.shape[0] != lines or times.shape[1] == 0 or not (np.isfinite(times) & (times > 0)).all():
+        return None
+    return times
 
 
 def _cell(text: str) -> float | None:
@@ -28,23 +123,16 @@ def _cell(text: str) -> float | None:
         return None
 
 
-def load_trace(path: str | os.PathLike[str]) -> np.ndarray:
-    """Read a trace CSV into a (rounds, workers) float64 array.
-
-    Invariants of the result: at least one row and one column, rectangular, every value finite
-    and > 0. Anything else raises TraceError naming the file and the 1-based line and column;
-    a file larger than :data:`gcode.limits.MAX_TRACE_BYTES` is refused before it is read.
-    """
-    from ..limits import MAX_TRACE_BYTES, read_text
+def _parse_csv_strictly(raw: bytes, name: str) -> np.ndarray:
+    from ..limits import decode_utf8
     try:
-        text = read_text(path, MAX_TRACE_BYTES, "trace")
+        text = decode_utf8(raw, name)
     except ValueError as exc:
         raise TraceError(str(exc)) from None
-    name = os.fspath(path)
     lines = text.splitlines()
     if not any(line.strip() for line in lines):
         raise TraceError(f"{name}: empty file, expected rows of comma-separated round times")
-    rows: list[list[float]] = []
+    rows: list[np.ndarray] = []
     for lineno, line in enumerate(lines, start=1):
         if not line.strip():
             raise TraceError(f"{name}: line {lineno} is empty")
