@@ -28,3 +28,26 @@ def config(**sections):
 
 def rel(a, b):
     return abs(a - b) / max(abs(b), 1e-12)
+
+
+#: a small `gcode train` TOML for process-level tests (format with jobs and the injected shift)
+RUN_TOML = """
+[scheme]
+name = "gc"
+s = 1
+gc_code = "fr"
+jobs = {jobs}
+[train]
+model = "logistic"
+optimizer = "sgd"
+lr = 0.5
+batch_size = 240
+models = 2
+seed = 3
+[cluster]
+workers = 4
+round_timeout_s = 60
+[inject]
+model = "shifted_exp"
+params = {{ shift = {shift}, rate = 50.0 }}
+"""

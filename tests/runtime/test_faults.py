@@ -35,7 +35,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from runtime_helpers import BASE, BURSTY, config, rel
+from runtime_helpers import BASE, BURSTY, RUN_TOML, config, rel
 
 from gcode.config import ConfigError, from_dict
 from gcode.runtime import train
@@ -298,35 +298,13 @@ def _own_session(args, env, **kwargs):
         _kill_session(proc.pid)
 
 
-SIGKILL_TOML = """
-[scheme]
-name = "gc"
-s = 1
-gc_code = "fr"
-jobs = 16
-[train]
-model = "logistic"
-optimizer = "sgd"
-lr = 0.5
-batch_size = 240
-models = 2
-seed = 3
-[cluster]
-workers = 4
-round_timeout_s = 60
-[inject]
-model = "shifted_exp"
-params = { shift = 0.1, rate = 50.0 }
-"""
-
-
 @pytest.mark.slow
 def test_sigkill_of_the_coordinator_then_resume(ray_pool, tmp_path):
     """`gcode train --checkpoint-dir` in its own process with its own local Ray, SIGKILLed once
     round 6's checkpoint exists (mid-round, possibly mid-write); `gcode train --resume` in a new
     process finishes the run with the uninterrupted run's parameters."""
     toml = tmp_path / "run.toml"
-    toml.write_text(SIGKILL_TOML)
+    toml.write_text(RUN_TOML.format(jobs=16, shift=0.1))
     ck = tmp_path / "ck"
     ray_tmp = tempfile.mkdtemp(prefix="gck")  # short: Ray's socket paths have a length limit
     env = dict(os.environ, RAY_AUTH_MODE="disabled", RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER="0",

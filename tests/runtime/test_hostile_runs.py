@@ -27,7 +27,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from runtime_helpers import config
+from runtime_helpers import RUN_TOML, config
 
 from gcode.config import ConfigError, load_config
 from gcode.runtime import train
@@ -38,26 +38,6 @@ from gcode.runtime.health import DivergedError
 pytestmark = pytest.mark.ray
 
 GC_FR = {"name": "gc", "s": 1, "gc_code": "fr"}
-RUN_TOML = """
-[scheme]
-name = "gc"
-s = 1
-gc_code = "fr"
-jobs = {jobs}
-[train]
-model = "logistic"
-optimizer = "sgd"
-lr = 0.5
-batch_size = 240
-models = 2
-seed = 3
-[cluster]
-workers = 4
-round_timeout_s = 60
-[inject]
-model = "shifted_exp"
-params = {{ shift = {shift}, rate = 50.0 }}
-"""
 
 
 def _session_pids(sid):
