@@ -308,3 +308,9 @@ def test_optimizer_errors():
         make_optimizer("sgd", params, lr="fast")
     with pytest.raises(ValueError, match="learning rate"):
         make_optimizer("sgd", params, lr=-1.0)
+
+
+def test_batchnorm_models_are_warned_about():
+    from gcode.train import build_model
+    with pytest.warns(UserWarning, match="BatchNorm mixes the samples"):
+        build_model(lambda: nn.Sequential(nn.Linear(4, 4), nn.BatchNorm1d(4)), 0)

@@ -104,6 +104,11 @@ def build_model(model_fn: ModelFn, seed: int) -> nn.Module:
     if bad:
         raise WorkloadError(f"model_fn: parameters must be float32 (gcode codes fp32 gradients "
                             f"and decodes in fp64), got {', '.join(bad)}")
+    if any(isinstance(m, torch.nn.modules.batchnorm._BatchNorm) for m in model.modules()):
+        import warnings
+        warnings.warn("model_fn: BatchNorm mixes the samples of a batch, so a coded gradient is "
+                      "no longer the exact full-batch gradient, and its running statistics are "
+                      "not trained on the coordinator; use GroupNorm or LayerNorm", stacklevel=2)
     return model
 
 
