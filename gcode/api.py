@@ -75,6 +75,8 @@ class RunConfig:
     eval_every: int | None = None  # held-out loss (and accuracy) every K rounds
     check_decode: bool = False   # recompute every decoded gradient directly (diagnostic)
     streaming_decode: bool = True
+    pipeline: bool = True        # start round r+1 before round r's decodes and steps when its
+    #                              job's model has none outstanding (M >= T+2); same results
     faults: tuple[Fault, ...] = ()
     #: free-form labels recorded in the run's config, logs and checkpoints (``gcode train`` puts
     #: its preset names here); a resumed run must carry the same ones
@@ -101,7 +103,8 @@ _FIELDS = (
     ("scaling.cpus_per_worker", "cluster.worker_cpus"),
     ("run.jobs", "scheme.jobs"),
     *[(f"run.{k}", f"train.{k}") for k in (
-        "batch_size", "seed", "models", "mode", "eval_every", "check_decode", "streaming_decode")],
+        "batch_size", "seed", "models", "mode", "eval_every", "check_decode", "streaming_decode",
+        "pipeline")],
 )
 _TAGGED = ("model", "model_params", "dataset", "dataset_params", "num_samples", "optimizer", "lr",
            "optimizer_params")

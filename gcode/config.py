@@ -150,6 +150,7 @@ class TrainSection:
     check_decode: bool = False  # compare every decoded gradient with a direct one
     eval_every: int | None = None  # held-out loss (and accuracy) of every model every K rounds
     streaming_decode: bool = True  # fold coefficient-1 results into fp64 accumulators on arrival
+    pipeline: bool = True       # start round r+1 before round r's decodes when its inputs are final
 
 
 @dataclass

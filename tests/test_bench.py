@@ -83,7 +83,7 @@ def test_bench_versus_runs_ddp_and_gcode_side_by_side(tmp_path):
     contract key is in the JSON, and vs_ddp is DDP's wall time over the row's."""
     proc = subprocess.run([sys.executable, "-m", "gcode", "bench", "versus", "--model", "mlp",
                            "--workers", "2", "--jobs", "4", "--batch-size", "64",
-                           "--schemes", "uncoded,gc-s1",
+                           "--schemes", "uncoded,gc-s1,uncoded-pipelined",
                            "--inject-param", "base=0.02", "--out", str(tmp_path), "--json"],
                           capture_output=True, text=True, timeout=600,
                           env={**__import__("os").environ, "RAY_AUTH_MODE": "disabled"})
@@ -91,8 +91,8 @@ def test_bench_versus_runs_ddp_and_gcode_side_by_side(tmp_path):
     result = json.loads(proc.stdout)
     assert result["config"]["model"] == "mlp" and result["config"]["workers"] == 2
     rows = result["rows"]
-    assert [r["system"] for r in rows] == ["ddp", "gcode", "gcode"]
-    assert [r.get("row") for r in rows[1:]] == ["uncoded", "gc-s1"]
+    assert [r["system"] for r in rows] == ["ddp", "gcode", "gcode", "gcode"]
+    assert [r.get("row") for r in rows[1:]] == ["uncoded", "gc-s1", "uncoded-pipelined"]
     for r in rows:
         for key in ("system", "scheme", "params", "wall_s", "steps", "vs_ddp",
                     "overhead_s_per_round", "compute_s_per_round"):
@@ -101,6 +101,11 @@ def test_bench_versus_runs_ddp_and_gcode_side_by_side(tmp_path):
         assert r["vs_ddp"] == pytest.approx(rows[0]["wall_s"] / r["wall_s"])
     assert rows[0]["params"]["backend"] == "gloo" and rows[0]["vs_ddp"] == 1.0
     assert all(r["overhead_s_per_round"] > 0 and r["compute_s_per_round"] > 0 for r in rows[1:])
+    # the pipelined row trains M = T+2 = 2 models; every round after the first starts early
+    piped = rows[3]
+    assert piped["params"]["models"] == 2 and piped["models"] == 2
+    assert piped["pipelined_rounds"] == piped["rounds"] - 1 and rows[1]["pipelined_rounds"] == 0
+    assert piped["exposed_overhead_s_per_round"] <= piped["overhead_s_per_round"]
     # the same batches from the same seed: uncoded gcode and DDP end with nearly equal weights
     assert rows[1]["param_checksum"][0] == pytest.approx(rows[0]["param_checksum"][0], rel=1e-4)
     assert_png(tmp_path / "bench_versus_mlp.png")

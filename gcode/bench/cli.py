@@ -249,7 +249,7 @@ def add_bench_parser(sub) -> None:
     common(p)
     p.set_defaults(func=_checked_out(cmd_bench_live))
 
-    from .versus import DEFAULT_SCHEMES, MODELS, SCHEMES
+    from .versus import DEFAULT_SCHEMES, MODELS, PIPELINED, ROW_NAMES
     p = kinds.add_parser(
         "versus", help="torch DDP vs gcode's schemes on the same injected stragglers",
         description="Trains the same model from the same seed on the same batches for the same "
@@ -263,7 +263,7 @@ def add_bench_parser(sub) -> None:
         epilog="examples:\n  gcode bench versus --model mlp-wide --workers 8\n"
                "  gcode bench versus --model mlp --workers 4 --inject-param base=0.3\n"
                "  gcode bench versus --model resnet18 --gpus-per-worker 0.125 --jobs 20\n"
-               "  gcode bench versus --inject none --schemes uncoded,gc-s1",
+               "  gcode bench versus --inject none --schemes uncoded,gc-s1,uncoded-pipelined",
         formatter_class=__import__("argparse").RawDescriptionHelpFormatter)
     p.add_argument("--model", choices=tuple(MODELS), default="mlp",
                    help="mlp (784-256-10), mlp-wide (784-4096-10), resnet18, resnet50 "
@@ -273,8 +273,10 @@ def add_bench_parser(sub) -> None:
     p.add_argument("--batch-size", type=types.positive_int, default=512, help="global batch (default 512)")
     p.add_argument("--seed", type=types.count, default=0)
     p.add_argument("--schemes", default=",".join(DEFAULT_SCHEMES),
-                   help=f"comma-separated rows among {', '.join(SCHEMES)} "
-                        f"(default {','.join(DEFAULT_SCHEMES)})")
+                   help=f"comma-separated rows among {', '.join(ROW_NAMES)} (default "
+                        f"{','.join(DEFAULT_SCHEMES)}). A '{PIPELINED}' row trains M = T+2 "
+                        f"models instead of T+1, so that each round starts before the previous "
+                        f"round's decodes and steps, which then overlap the workers' compute")
     p.add_argument("--inject", default="bursty",
                    help="delay model for every row (bursty, gilbert_elliott, shifted_exp, pareto) "
                         "or none (default bursty)")

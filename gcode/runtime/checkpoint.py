@@ -179,7 +179,8 @@ def capture(coord, r: int, runtime_s: float) -> dict:
         "coordinator": {
             "waits": coord.waits, "decoded": coord.decoded, "late_used": coord.late_used,
             "late_dropped": coord.late_dropped, "retries": coord.retries,
-            "stragglers_total": coord.stragglers_total, "max_rel_error": coord.max_rel_error,
+            "pipelined": coord.pipelined, "stragglers_total": coord.stragglers_total,
+            "max_rel_error": coord.max_rel_error,
             "last_loss": coord.last_loss, "updates": list(coord.updates),
             "model_loss": {str(m): v for m, v in coord.model_loss.items()},
             "evals": list(coord.evals),
@@ -266,6 +267,7 @@ def _restore(coord, ck: Checkpoint) -> None:
     for key in ("waits", "decoded", "late_used", "late_dropped", "retries", "stragglers_total",
                 "max_rel_error", "last_loss"):
         setattr(coord, key, c[key])
+    coord.pipelined = int(c.get("pipelined", 0))  # absent from checkpoints before pipelining
     coord.updates = [int(u) for u in c["updates"]]
     coord.model_loss = {int(m): float(v) for m, v in c["model_loss"].items()}
     coord.evals = list(c["evals"])

@@ -290,7 +290,9 @@ def format_summary(res: dict) -> str:
          f"(setup {res['setup_s']:.1f} s); decoded {res['decoded_jobs']}/{res['jobs']} jobs; "
          f"waits {res['waits']}; stragglers {res['stragglers']}; failures {len(res['failures'])}"
          + (f"; STOPPED: {res['stop_reason']}" if res.get("stopped") else "")),
-        (f"coordinator overhead {1e3 * res['overhead_s_per_round']:.2f} ms/round; "
+        (f"coordinator overhead {1e3 * res['overhead_s_per_round']:.2f} ms/round "
+         f"({1e3 * res['exposed_overhead_s_per_round']:.2f} ms not overlapped; "
+         f"{res['pipelined_rounds']} rounds pipelined); "
          f"mean worker compute {1e3 * (res['compute_s_mean'] or 0):.2f} ms"),
         "final batch loss per model: " + ", ".join("-" if v is None else f"{v:.4f}"
                                                    for v in res["final_loss"]),

@@ -8,12 +8,13 @@ Per round r (mirrors :func:`gcode.sim.simulate`)::
     -> dispatch compute(r, ...) to every worker
     -> loop: poll arrivals (ray.wait) -> policy (rounds.decide) -> decision
     -> record(r, arrived) -> policy.observe(r, times, load, end)
+    -> [start round r+1 now when its inputs are final: pipelining, see Coordinator.run]
     -> decode every decodable job in fp64 -> step that job's model
     -> check decode deadlines -> log record, progress callback, run recorder
 
-Mechanism (Ray calls, validation, retries) lives here; a job's life (issue, decode, step,
-evaluation) in :mod:`gcode.runtime.jobs` and the round's reports in
-:mod:`gcode.runtime.reporting`. The round-ending *policy* is the simulator's Policy object,
+Dispatch and the loop live here; arrivals, validation, retries and late results in
+:mod:`gcode.runtime.arrivals`; a job's life (issue, decode, step, evaluation) in
+:mod:`gcode.runtime.jobs` and the round's reports in :mod:`gcode.runtime.reporting`. The round-ending *policy* is the simulator's Policy object,
 applied by :func:`gcode.runtime.rounds.decide`. The scheme may be a
 switching one (``auto``): rounds, delay, chunking and message dtype are read per round / per job.
 """
@@ -29,18 +30,17 @@ from typing import Any
 
 import numpy as np
 
-from ..codes import DecodeError, MiniTask, ResultKey, Scheme
+from ..codes import DecodeError, MiniTask, Scheme
 from ..config import TrainConfig
 from ..sim.policy import Policy
+from .arrivals import Arrivals, wire
 from .data import WorkSpec
 from .decode import Decoder
-from .health import RunFailed, confirm_worker_fault, explain_workload_error
 from .inject import DelaySource
 from .jobs import JobLifecycle
 from .reporting import RoundReporting, Timings
-from .rounds import End, FallBack, RoundState, Wait, decide, partial_fallback
+from .rounds import End, partial_fallback
 from .runlog import JsonlWriter
-from .worker import check_result
 
 ProgressFn = Callable[[dict], None]
 
@@ -49,23 +49,8 @@ APPROX_DELAYED = ("delayed-gradient SGD: one model; the gradient of job t (compu
 APPROX_IGNORE = "ignore-stragglers: rescaled partial sums, a biased gradient estimate"
 
 
-def _wire(task: MiniTask) -> tuple:
-    return (task.job, task.slot, task.chunks, task.coefficients)
-
-
-def _failure_kind(exc: BaseException) -> str:
-    from ray.exceptions import RayActorError, RayTaskError
-    name = type(exc).__name__
-    if isinstance(exc, RayTaskError):
-        cause = getattr(exc, "cause", None)
-        return f"raised {type(cause).__name__ if cause is not None else name}"
-    if isinstance(exc, RayActorError) or "Actor" in name:
-        return f"died ({name})"
-    return f"error ({name})"
-
-
 @dataclass
-class Coordinator(JobLifecycle, RoundReporting):
+class Coordinator(Arrivals, JobLifecycle, RoundReporting):
     cfg: TrainConfig
     scheme: Scheme
     policy: Policy
@@ -118,6 +103,7 @@ class Coordinator(JobLifecycle, RoundReporting):
     runtime_before: float = 0.0  # runtime_s of the sessions before a resume
     sessions: int = 1            # 1 + resumes
     resumed_from: str | None = None
+    pipelined: int = 0           # rounds dispatched before the previous round's decodes
 
     def __post_init__(self):
         self.n = self.scheme.n
@@ -156,163 +142,13 @@ class Coordinator(JobLifecycle, RoundReporting):
         self._call_dtype[(r, w)] = dtype
         # the jobs' (parameters, chunk ranges) go as top-level arguments: Ray fetches them into
         # the worker before the call starts, from shared memory on the same node
-        header = pickle.dumps((self.ctx[0], r, [_wire(t) for t in tasks], jobs, dtype.name, delay,
+        header = pickle.dumps((self.ctx[0], r, [wire(t) for t in tasks], jobs, dtype.name, delay,
                                self.cfg.inject.mode, fault if fault != "kill" else None, attempt))
         ctx_box = [self.ctx[1]] if w in self.needs_ctx else None
         ref = self.actors[w].compute.remote(header, ctx_box, *[self.jobs_ctx[j] for j in jobs])
         if fault == "kill":
             ray.kill(self.actors[w], no_restart=False)
         return ref
-
-    def _fetch(self, ref) -> tuple[Any, str | None]:
-        import ray
-
-        from gcode.train.workload import WorkloadError
-        try:
-            return ray.get(ref, timeout=30), None
-        except Exception as exc:  # noqa: BLE001 - any failure makes the worker a straggler
-            cause = getattr(exc, "cause", None)
-            if isinstance(cause, WorkloadError):  # the user's code, not the worker, is at fault
-                raise explain_workload_error(self, cause) from None  # a diverged model?
-            return None, _failure_kind(exc)
-
-    def _note_pid(self, w: int, payload: dict) -> None:
-        pid = payload.get("pid")
-        if pid is None:
-            return
-        if w in self.pids and self.pids[w] != pid:
-            self.restarts[w] = self.restarts.get(w, 0) + 1
-        self.pids[w] = pid
-
-    def _store(self, w: int, r: int, tasks: list[MiniTask], payload: dict) -> None:
-        for k, task in enumerate(tasks):
-            if not self.scheme.is_decoded(task.job):
-                self.decoder.add(ResultKey(w, r, task.slot), task, payload["grads"][k],
-                                 payload["losses"][k])
-
-    def _check(self, payload, r: int, w: int, tasks: list[MiniTask]) -> str | None:
-        """Validate worker w's round-r result against what was sent (tags, shape, dtype)."""
-        reason = check_result(payload, r, w, [_wire(t) for t in tasks], self.spec.num_params,
-                              self._call_dtype[(r, w)], self.decode_threads)
-        confirm_worker_fault(self, r, w, [t.job for t in tasks], reason)  # diverged model?
-        return reason
-
-    # ---- late results -----------------------------------------------------------------
-    def _absorb_late(self, r: int) -> None:
-        """Use stragglers' results that arrived after their round ended (scheme.accept_late),
-        and log the ones that turned out to be failures. Never blocks."""
-        import ray
-        if not self.late:
-            return
-        self.late = self.late[-8 * self.n:]  # bound the bookkeeping (e.g. many dead calls)
-        refs = [item[0] for item in self.late]
-        ready, _ = ray.wait(refs, num_returns=len(refs), timeout=0)
-        ready = set(ready)
-        keep = []
-        for ref, rr, w, tasks in self.late:
-            if ref not in ready:
-                keep.append((ref, rr, w, tasks))
-                continue
-            payload, err = self._fetch(ref)
-            if err is None and payload.get("status") == "stale":
-                continue  # dropped by the worker when the next round reached it
-            if err is None:
-                err = self._check(payload, rr, w, tasks)
-            if err is not None:  # a straggler that then failed: log it, use nothing
-                self.needs_ctx.add(w)
-                self.failures.append({"round": rr, "worker": w, "attempt": 0, "reason": err,
-                                      "late": True})
-                continue
-            self._note_pid(w, payload)
-            if rr >= r - self.T - 1:  # the scheme still holds round rr's plan
-                self._store(w, rr, tasks, payload)
-                self.scheme.accept_late(rr, w)
-                self.late_used += 1
-        self.late = keep
-
-    # ---- one round ----------------------------------------------------------------------
-    def _wait_round(self, r: int, plan: list[list[MiniTask]], pending: dict, t0: float,
-                    info: dict) -> End:
-        """Poll arrivals -> policy -> decision, until the round ends."""
-        import ray
-        cc = self.cfg.cluster
-        state = RoundState(self.n)
-        attempts = [0] * self.n
-        failed_at: dict[int, float] = {}
-        conforms = lambda stragglers: self.scheme.conforms(r, stragglers)
-        while True:
-            now = time.perf_counter() - t0
-            decision = decide(state, now, self.policy, conforms, self.partial)
-            if isinstance(decision, End):
-                for ref, w in pending.items():
-                    self.late.append((ref, r, w, plan[w]))
-                info["failed"] = {w: reason for w, reason in state.failed.items()}
-                return decision
-            if isinstance(decision, FallBack):
-                state.fell_back = True
-                info["fallback_stragglers"] = np.flatnonzero(decision.stragglers).tolist()
-                continue
-            assert isinstance(decision, Wait)
-            next_retry = math.inf
-            for w in decision.retry:
-                ready_at = failed_at[w] + cc.retry_backoff_s
-                if now >= ready_at:
-                    attempts[w] += 1
-                    self.retries += 1
-                    del state.failed[w]
-                    pending[self._dispatch(r, w, plan[w], attempts[w])] = w
-                else:
-                    next_retry = min(next_retry, ready_at)
-            if now > cc.round_timeout_s:
-                missing = sorted(set(range(self.n)) - set(state.arrived))
-                raise RunFailed(f"round {r} exceeded cluster.round_timeout_s="
-                                   f"{cc.round_timeout_s}s waiting for workers {missing} "
-                                   f"(failures: {state.failed or 'none'}){self._checkpoint_hint()}")
-            until = min(decision.until, next_retry, cc.round_timeout_s + 1e-3)
-            timeout = max(0.0, until - now)
-            if not pending:
-                time.sleep(min(timeout, 0.05))
-                continue
-            refs = list(pending)
-            ready, rest = ray.wait(refs, num_returns=1, timeout=timeout)
-            if ready and rest:
-                more, _ = ray.wait(rest, num_returns=len(rest), timeout=0)
-                ready += more
-            arrived_at = time.perf_counter() - t0
-            for ref in ready:
-                w = pending.pop(ref)
-                tp = time.perf_counter()
-                payload, err = self._fetch(ref)
-                if err is None:
-                    err = self._check(payload, r, w, plan[w])
-                self.timings.fetch += time.perf_counter() - tp
-                if err is not None:
-                    self.needs_ctx.add(w)
-                    state.failed[w] = err
-                    failed_at[w] = arrived_at
-                    self.failures.append({"round": r, "worker": w, "attempt": attempts[w],
-                                          "reason": err})
-                    continue
-                self._note_pid(w, payload)
-                self.needs_ctx.discard(w)
-                self.peak_rss_mb[w] = float(payload.get("peak_rss_mb", 0.0))
-                state.arrived[w] = arrived_at
-                tf = time.perf_counter()
-                self._store(w, r, plan[w], payload)
-                self.timings.fold += time.perf_counter() - tf
-                if attempts[w] == 0:
-                    self.compute_s.append(float(payload["compute_s"]))
-                    response = arrived_at - float(payload["sleep_s"])
-                    self.response_s.append(response)
-                    load = self.scheme.round_load(r)
-                    if load > 0:
-                        self.slope_samples.append(response / load)
-                info["arrival_s"][w] = arrived_at
-                info["compute_s"][w] = float(payload["compute_s"])
-                info["sleep_s"][w] = float(payload["sleep_s"])
-            tf = time.perf_counter()
-            self.decoder.flush()  # fold queued results a few at a time, while others compute
-            self.timings.fold += time.perf_counter() - tf
 
     def _stop_requested(self) -> bool:
         """A stop asked through the live monitor ends the run before the next round."""
@@ -332,73 +168,134 @@ class Coordinator(JobLifecycle, RoundReporting):
 
         With a checkpointer, the state at the boundary before round r (after absorbing the late
         results that are ready) is written when r is a multiple of ``checkpoint.every``, and when
-        a stop request ends the run."""
+        a stop request ends the run.
+
+        Pipelining: once round r has ended and been recorded, round r+1 is dispatched *before*
+        round r's decodes, steps and reports when its inputs are already final (see
+        :meth:`_inputs_final`), so that work overlaps the workers' compute. What every job
+        computes is unchanged: a job's parameters are fixed when it is issued."""
         self._switches_seen = len(getattr(self.scheme, "switches", ()))  # announced before a resume
         start = time.perf_counter()
         r = self.start_round
+        ahead: Started | None = None  # round r, already dispatched while round r-1 finished
         while r < self.scheme.total_rounds:
-            if self._stop_requested():
-                if self.checkpointer is not None:
-                    self._absorb_late(r)
-                    self._checkpoint(r, start)
-                break
-            round_start = time.perf_counter()
-            n_fail = len(self.failures)
-            tp = time.perf_counter()
-            self._absorb_late(r)
-            if self.checkpointer is not None and self.checkpointer.due(r, self.start_round):
-                self.timings.plan += time.perf_counter() - tp
-                self._checkpoint(r, start)
-                tp = time.perf_counter()
-            plan = self.scheme.plan(r)
-            ti = time.perf_counter()
-            self.timings.plan += ti - tp
-            if self.scheme.job_exists(r) and r not in self.jobs_ctx:
-                self._issue(r)
-            self.timings.issue += time.perf_counter() - ti
-            info: dict = {"arrival_s": {}, "compute_s": {}, "sleep_s": {}}
-            skipped = not any(plan)  # a tail round with no task: no dispatch, zero duration
-            if skipped:
-                end = End(np.ones(self.n, dtype=bool), False, math.inf)
-                info["wait_s"] = 0.0
-            else:
-                td = time.perf_counter()
-                pending = {self._dispatch(r, w, plan[w], 0): w for w in range(self.n)}
-                t0 = time.perf_counter()
-                self.timings.dispatch += t0 - td
-                end = self._wait_round(r, plan, pending, t0, info)
-                wait_end = time.perf_counter()
-                info["wait_s"] = wait_end - t0
-                self.timings.wait += wait_end - t0
-            tdec = time.perf_counter()
-            self.scheme.record(r, end.arrived)
-            self._observe(r, info)
-            self.timings.decode += time.perf_counter() - tdec
-            self.waits += end.fell_back
-            self.stragglers_total += int((~end.arrived).sum())
-            T = self.T
-            jobs_done = [self._finish_job(t) for t in range(max(0, r - T), r + 1)
-                         if self.scheme.decodable(t)]
-            for t in range(max(0, r - T), r + 1):
-                if (self.scheme.job_exists(t) and self.scheme.decode_deadline(t) == r
-                        and not self.scheme.is_decoded(t)):
-                    raise DecodeError(f"{self.scheme.name}: job {t} not decodable at its deadline "
-                                      f"round {r}; the recorded stragglers broke the scheme's "
-                                      f"guarantee")
-            self.decoder.forget_before(r - T)
-            if info["compute_s"]:
-                self.round_compute_s += float(np.mean(list(info["compute_s"].values())))
-            info["evals"] = self._evaluate(r)
-            oldest = min([item[1] for item in self.late] + [r + 1])
-            for key in [k for k in self._call_dtype if k[0] < oldest]:
-                del self._call_dtype[key]
-            duration = 0.0 if skipped else time.perf_counter() - round_start
-            self.durations.append(duration)
-            tl = time.perf_counter()
-            info["failures"] = self.failures[n_fail:]
-            self._record(r, plan, end, info, duration, jobs_done,
-                         self.runtime_before + time.perf_counter() - start)
-            self.timings.log += time.perf_counter() - tl
+            if ahead is None:
+                if self._stop_requested():
+                    if self.checkpointer is not None:
+                        self._absorb_late(r)
+                        self._checkpoint(r, start)
+                    break
+                ahead = self._start_round(r, start)
+            now, ahead = ahead, None
+            end, info = self._end_round(now)
+            if self._inputs_final(r + 1):
+                ahead = self._start_round(r + 1, start)
+            self._finish_round(now, end, info, start, ahead)
             r += 1
         self.rounds_run = r
         return time.perf_counter() - start
+
+    def _inputs_final(self, r: int) -> bool:
+        """Whether round r may start before the previous round's decodes and steps: r exists, no
+        checkpoint or stop falls at its boundary, and its new job's model (concurrent mode) has
+        no decode outstanding (job r-M decoded and stepped, which M >= T+2 guarantees)."""
+        if (not self.cfg.train.pipeline or r >= self.scheme.total_rounds or self.delayed
+                or self._stop_requested()):
+            return False
+        if self.checkpointer is not None and self.checkpointer.due(r, self.start_round):
+            return False
+        prev = r - self.M
+        return (not self.scheme.job_exists(r) or r in self.jobs_ctx
+                or not self.scheme.job_exists(prev) or self.scheme.is_decoded(prev))
+
+    def _start_round(self, r: int, start: float) -> Started:
+        """Absorb late results, [checkpoint], plan round r, issue its job, dispatch its tasks."""
+        round_start = tp = time.perf_counter()
+        self._absorb_late(r)
+        if self.checkpointer is not None and self.checkpointer.due(r, self.start_round):
+            self.timings.plan += time.perf_counter() - tp
+            self._checkpoint(r, start)
+            tp = time.perf_counter()
+        plan = self.scheme.plan(r)
+        ti = time.perf_counter()
+        self.timings.plan += ti - tp
+        if self.scheme.job_exists(r) and r not in self.jobs_ctx:
+            self._issue(r)
+        td = time.perf_counter()
+        self.timings.issue += td - ti
+        pending = {}
+        if any(plan):  # a tail round with no task: no dispatch, zero duration
+            pending = {self._dispatch(r, w, plan[w], 0): w for w in range(self.n)}
+        t0 = time.perf_counter()
+        self.timings.dispatch += t0 - td
+        return Started(r, plan, pending, round_start, t0, len(self.failures))
+
+    def _end_round(self, now: Started) -> tuple[End, dict]:
+        """Wait for round ``now.r`` to end (policy), then record who arrived."""
+        r = now.r
+        info: dict = {"arrival_s": {}, "compute_s": {}, "sleep_s": {}, "wait_s": 0.0}
+        if not any(now.plan):
+            end = End(np.ones(self.n, dtype=bool), False, math.inf)
+        else:
+            end = self._wait_round(r, now.plan, now.pending, now.t0, info)
+            info["wait_s"] = time.perf_counter() - now.t0
+            self.timings.wait += info["wait_s"]
+        info["failures"] = self.failures[now.failures_before:]
+        tdec = time.perf_counter()
+        self.scheme.record(r, end.arrived)
+        self._observe(r, info)
+        self.timings.decode += time.perf_counter() - tdec
+        self.waits += end.fell_back
+        self.stragglers_total += int((~end.arrived).sum())
+        return end, info
+
+    def _finish_round(self, now: Started, end: End, info: dict, start: float,
+                      ahead: Started | None) -> None:
+        """Decode and step every decodable job, check deadlines, evaluate, log round ``now.r``
+        (while round r+1's workers compute, when it started ahead)."""
+        r, T = now.r, self.T
+        busy = self.timings.overhead()
+        jobs_done = [self._finish_job(t) for t in range(max(0, r - T), r + 1)
+                     if self.scheme.decodable(t)]
+        for t in range(max(0, r - T), r + 1):
+            if (self.scheme.job_exists(t) and self.scheme.decode_deadline(t) == r
+                    and not self.scheme.is_decoded(t)):
+                raise DecodeError(f"{self.scheme.name}: job {t} not decodable at its deadline "
+                                  f"round {r}; the recorded stragglers broke the scheme's "
+                                  f"guarantee")
+        self.decoder.forget_before(r - T)
+        if info["compute_s"]:
+            self.round_compute_s += float(np.mean(list(info["compute_s"].values())))
+        info["evals"] = self._evaluate(r)
+        oldest = min([item[1] for item in self.late] + [r + 1])
+        for key in [k for k in self._call_dtype if k[0] < oldest]:
+            del self._call_dtype[key]
+        if not any(now.plan):
+            duration = 0.0
+        elif ahead is not None:  # the round lasted until the next one started
+            duration = ahead.round_start - now.round_start
+        else:
+            duration = time.perf_counter() - now.round_start
+        self.durations.append(duration)
+        info["next_started_early"] = ahead is not None
+        tl = time.perf_counter()
+        self._record(r, now.plan, end, info, duration, jobs_done,
+                     self.runtime_before + time.perf_counter() - start)
+        self.timings.log += time.perf_counter() - tl
+        if ahead is not None:
+            self.timings.overlapped += self.timings.overhead() - busy
+            self.pipelined += 1
+
+
+@dataclass
+class Started:
+    """A round whose tasks are out: its plan, the calls in flight (ref -> worker), when it
+    started (``round_start``), when its dispatch ended (``t0``: arrival times count from
+    here) and how many failures were logged before it."""
+
+    r: int
+    plan: list
+    pending: dict
+    round_start: float
+    t0: float
+    failures_before: int

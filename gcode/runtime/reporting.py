@@ -29,11 +29,16 @@ class Timings:
     check: float = 0.0      # check_decode diagnostics and held-out evaluation
     log: float = 0.0        # JSONL, run recorder, progress callback
     checkpoint: float = 0.0  # writing checkpoints (not part of 'overhead': optional, every K rounds)
+    overlapped: float = 0.0  # the part of 'overhead' done while the next round's workers computed
 
     def overhead(self) -> float:
         """The coordinator's own work in a round: everything but waiting for workers."""
         return (self.plan + self.issue + self.dispatch + self.fetch + self.fold + self.decode
                 + self.step + self.log)
+
+    def exposed(self) -> float:
+        """The overhead that workers waited for: all of it but what overlapped their compute."""
+        return self.overhead() - self.overlapped
 
 
 
@@ -61,6 +66,7 @@ class RoundReporting:
             "sleep_s": info["sleep_s"], "decoded": jobs_done, "decoded_jobs": self.decoded,
             "jobs": self.scheme.jobs, "waits": self.waits, "loss": self.last_loss,
             "late_used": self.late_used, "load": self.scheme.round_load(r),
+            "next_started_early": info.get("next_started_early", False),
         }
         if "fallback_stragglers" in info:
             record["fallback_stragglers"] = info["fallback_stragglers"]

@@ -105,7 +105,10 @@ def execute(cfg: TrainConfig, workload, *, progress: ProgressFn | None = None, p
     failures, restarts, late_results_used, load, real_load and worker_samples (the per-worker
     load in whole samples), delay_T, models, compute_s_mean,
     response_s_mean, load_slope_s (response time minus injected sleep, per unit load: the
-    simulator's load slope), overhead_s_per_round, compute_s_per_round and timings_s_per_round
+    simulator's load slope), overhead_s_per_round (all the coordinator's own work),
+    exposed_overhead_s_per_round (the part of it that workers waited for: not overlapped with
+    the next round's compute), pipelined_rounds (rounds dispatched before the previous round's
+    decodes, see Coordinator.run), compute_s_per_round and timings_s_per_round
     (coordinator seconds per round by phase), coordinator_device, worker_peak_rss_mb,
     durations_s, stopped, checkpoints (paths written by this session), checkpoint (the last one,
     or None), resumed_from (the checkpoint this session started from, or None), sessions,
@@ -381,6 +384,8 @@ def _metrics(cfg, coord, scheme, policy, pool, M, d, runtime_s, setup_s, session
         "response_s_mean": resp,
         "load_slope_s": (resp / scheme.load) if resp is not None and scheme.load > 0 else None,
         "overhead_s_per_round": t.overhead() / max(rounds, 1),
+        "exposed_overhead_s_per_round": t.exposed() / max(rounds, 1),
+        "pipelined_rounds": coord.pipelined,
         "compute_s_per_round": coord.round_compute_s / max(rounds, 1),
         "timings_s_per_round": per_round,
         "decode_streamed": coord.decoder.streamed, "decode_fallbacks": coord.decoder.fallbacks,

@@ -20,7 +20,7 @@ ray.cloudpickle.register_pickle_by_value(sys.modules[__name__])  # workers canno
 
 DRIVER_PID = os.getpid()
 BURSTY = gcode.InjectConfig(model="bursty", params={"B": 1, "W": 2, "lam": 1, "base": 0.01,
-                                                     "slowdown": 5.0, "straggle_prob": 0.5})
+                                                     "slowdown": 10.0, "straggle_prob": 0.5})
 SCHEMES = {"gc": dict(scheme="gc", s=1, gc_code="fr"),
            "gc-cyclic": dict(scheme="gc", s=1),
            "srsgc": dict(scheme="srsgc", B=1, W=2, lam=1),

@@ -1,0 +1,188 @@
+"""How a round's results come in: poll arrivals (ray.wait) -> validate -> store, the policy's
+decisions in between, retries of failed workers, and straggler results that arrive after their
+round ended (``scheme.accept_late``).
+
+:class:`Arrivals` is a mixin of :class:`gcode.runtime.coordinator.Coordinator`: mechanism only;
+the round-ending rule is the Policy applied by :func:`gcode.runtime.rounds.decide`.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from typing import Any
+
+import numpy as np
+
+from ..codes import MiniTask, ResultKey
+from .health import RunFailed, confirm_worker_fault, explain_workload_error
+from .rounds import End, FallBack, RoundState, Wait, decide
+from .worker import check_result
+
+
+def wire(task: MiniTask) -> tuple:
+    """A mini-task as it travels to a worker: (job, slot, chunks, coefficients)."""
+    return (task.job, task.slot, task.chunks, task.coefficients)
+
+
+def _failure_kind(exc: BaseException) -> str:
+    from ray.exceptions import RayActorError, RayTaskError
+    name = type(exc).__name__
+    if isinstance(exc, RayTaskError):
+        cause = getattr(exc, "cause", None)
+        return f"raised {type(cause).__name__ if cause is not None else name}"
+    if isinstance(exc, RayActorError) or "Actor" in name:
+        return f"died ({name})"
+    return f"error ({name})"
+
+
+class Arrivals:
+    def _fetch(self, ref) -> tuple[Any, str | None]:
+        import ray
+
+        from gcode.train.workload import WorkloadError
+        try:
+            return ray.get(ref, timeout=30), None
+        except Exception as exc:  # noqa: BLE001 - any failure makes the worker a straggler
+            cause = getattr(exc, "cause", None)
+            if isinstance(cause, WorkloadError):  # the user's code, not the worker, is at fault
+                raise explain_workload_error(self, cause) from None  # a diverged model?
+            return None, _failure_kind(exc)
+
+    def _note_pid(self, w: int, payload: dict) -> None:
+        pid = payload.get("pid")
+        if pid is None:
+            return
+        if w in self.pids and self.pids[w] != pid:
+            self.restarts[w] = self.restarts.get(w, 0) + 1
+        self.pids[w] = pid
+
+    def _store(self, w: int, r: int, tasks: list[MiniTask], payload: dict) -> None:
+        for k, task in enumerate(tasks):
+            if not self.scheme.is_decoded(task.job):
+                self.decoder.add(ResultKey(w, r, task.slot), task, payload["grads"][k],
+                                 payload["losses"][k])
+
+    def _check(self, payload, r: int, w: int, tasks: list[MiniTask]) -> str | None:
+        """Validate worker w's round-r result against what was sent (tags, shape, dtype)."""
+        reason = check_result(payload, r, w, [wire(t) for t in tasks], self.spec.num_params,
+                              self._call_dtype[(r, w)], self.decode_threads)
+        confirm_worker_fault(self, r, w, [t.job for t in tasks], reason)  # diverged model?
+        return reason
+
+    # ---- late results -----------------------------------------------------------------
+    def _absorb_late(self, r: int) -> None:
+        """Use stragglers' results that arrived after their round ended (scheme.accept_late),
+        and log the ones that turned out to be failures. Never blocks."""
+        import ray
+        if not self.late:
+            return
+        self.late = self.late[-8 * self.n:]  # bound the bookkeeping (e.g. many dead calls)
+        refs = [item[0] for item in self.late]
+        ready, _ = ray.wait(refs, num_returns=len(refs), timeout=0)
+        ready = set(ready)
+        keep = []
+        for ref, rr, w, tasks in self.late:
+            if ref not in ready:
+                keep.append((ref, rr, w, tasks))
+                continue
+            payload, err = self._fetch(ref)
+            if err is None and payload.get("status") == "stale":
+                continue  # dropped by the worker when the next round reached it
+            if err is None:
+                err = self._check(payload, rr, w, tasks)
+            if err is not None:  # a straggler that then failed: log it, use nothing
+                self.needs_ctx.add(w)
+                self.failures.append({"round": rr, "worker": w, "attempt": 0, "reason": err,
+                                      "late": True})
+                continue
+            self._note_pid(w, payload)
+            if rr >= r - self.T - 1:  # the scheme still holds round rr's plan
+                self._store(w, rr, tasks, payload)
+                self.scheme.accept_late(rr, w)
+                self.late_used += 1
+        self.late = keep
+
+    # ---- one round ----------------------------------------------------------------------
+    def _wait_round(self, r: int, plan: list[list[MiniTask]], pending: dict, t0: float,
+                    info: dict) -> End:
+        """Poll arrivals -> policy -> decision, until the round ends."""
+        import ray
+        cc = self.cfg.cluster
+        state = RoundState(self.n)
+        attempts = [0] * self.n
+        failed_at: dict[int, float] = {}
+        conforms = lambda stragglers: self.scheme.conforms(r, stragglers)
+        while True:
+            now = time.perf_counter() - t0
+            decision = decide(state, now, self.policy, conforms, self.partial)
+            if isinstance(decision, End):
+                for ref, w in pending.items():
+                    self.late.append((ref, r, w, plan[w]))
+                info["failed"] = {w: reason for w, reason in state.failed.items()}
+                return decision
+            if isinstance(decision, FallBack):
+                state.fell_back = True
+                info["fallback_stragglers"] = np.flatnonzero(decision.stragglers).tolist()
+                continue
+            assert isinstance(decision, Wait)
+            next_retry = math.inf
+            for w in decision.retry:
+                ready_at = failed_at[w] + cc.retry_backoff_s
+                if now >= ready_at:
+                    attempts[w] += 1
+                    self.retries += 1
+                    del state.failed[w]
+                    pending[self._dispatch(r, w, plan[w], attempts[w])] = w
+                else:
+                    next_retry = min(next_retry, ready_at)
+            if now > cc.round_timeout_s:
+                missing = sorted(set(range(self.n)) - set(state.arrived))
+                raise RunFailed(f"round {r} exceeded cluster.round_timeout_s="
+                                   f"{cc.round_timeout_s}s waiting for workers {missing} "
+                                   f"(failures: {state.failed or 'none'}){self._checkpoint_hint()}")
+            until = min(decision.until, next_retry, cc.round_timeout_s + 1e-3)
+            timeout = max(0.0, until - now)
+            if not pending:
+                time.sleep(min(timeout, 0.05))
+                continue
+            refs = list(pending)
+            ready, rest = ray.wait(refs, num_returns=1, timeout=timeout)
+            if ready and rest:
+                more, _ = ray.wait(rest, num_returns=len(rest), timeout=0)
+                ready += more
+            arrived_at = time.perf_counter() - t0
+            for ref in ready:
+                w = pending.pop(ref)
+                tp = time.perf_counter()
+                payload, err = self._fetch(ref)
+                if err is None:
+                    err = self._check(payload, r, w, plan[w])
+                self.timings.fetch += time.perf_counter() - tp
+                if err is not None:
+                    self.needs_ctx.add(w)
+                    state.failed[w] = err
+                    failed_at[w] = arrived_at
+                    self.failures.append({"round": r, "worker": w, "attempt": attempts[w],
+                                          "reason": err})
+                    continue
+                self._note_pid(w, payload)
+                self.needs_ctx.discard(w)
+                self.peak_rss_mb[w] = float(payload.get("peak_rss_mb", 0.0))
+                state.arrived[w] = arrived_at
+                tf = time.perf_counter()
+                self._store(w, r, plan[w], payload)
+                self.timings.fold += time.perf_counter() - tf
+                if attempts[w] == 0:
+                    self.compute_s.append(float(payload["compute_s"]))
+                    response = arrived_at - float(payload["sleep_s"])
+                    self.response_s.append(response)
+                    load = self.scheme.round_load(r)
+                    if load > 0:
+                        self.slope_samples.append(response / load)
+                info["arrival_s"][w] = arrived_at
+                info["compute_s"][w] = float(payload["compute_s"])
+                info["sleep_s"][w] = float(payload["sleep_s"])
+            tf = time.perf_counter()
+            self.decoder.flush()  # fold queued results a few at a time, while others compute
+            self.timings.fold += time.perf_counter() - tf
