@@ -1,21 +1,30 @@
 #!/usr/bin/env bash
 # The measured runs behind the README's "gcode vs torch DDP" and GPU tables, on a machine with
 # >= 16 cores and a GPU (JSON results land in $1; tables and plots are rebuilt from them with
-# `python benchmarks/versus_report.py DIR`).
+# `python benchmarks/versus_report.py DIR`). Further arguments pick runs by name (default: all).
 set -u
-out=${1:?usage: device_versus.sh OUT_DIR}
+out=${1:?usage: device_versus.sh OUT_DIR [RUN ...]}
+shift
+want=" ${*:-gpu mlp-wide mlp-wide-none mlp mlp-none resnet18-gpu resnet18-cpu} "
 mkdir -p "$out/tmp"
 py=${PYTHON:-python3}
+BURSTY=uncoded,gc-s2,gc-s2-earliest,msgc-earliest,uncoded-pipelined,gc-s2-earliest-pipelined,msgc-earliest-pipelined
+NONE=uncoded,gc-s1,uncoded-pipelined,gc-s1-pipelined
 run() {  # name, then gcode bench versus flags
   local name=$1; shift
+  [[ $want == *" $name "* ]] || return 0
   timeout 400 $py -m gcode bench versus --out "$out/tmp/$name" "$@" 2>&1 | grep -E "^\| |Best" | tail -12
   cp "$out/tmp/$name"/bench_versus_*.json "$out/versus_$name.json" 2>/dev/null
 }
-timeout 300 $py benchmarks/bench_gpu.py --jobs 10 --out "$out/tmp/gpu" 2>&1 | grep -E "^\||GC-FR" ; cp "$out"/tmp/gpu/*.json "$out/" 2>/dev/null
-run mlp-wide --model mlp-wide
-run mlp-wide-none --model mlp-wide --inject none --schemes uncoded,gc-s1,gc-s2-earliest
-run mlp --model mlp
-run mlp-none --model mlp --inject none --schemes uncoded,gc-s1,gc-s2-earliest
-run resnet18-gpu --model resnet18 --gpus-per-worker 0.125 --jobs 20 --schemes uncoded,gc-s2,gc-s2-earliest,msgc-earliest
-run resnet18-cpu --model resnet18 --jobs 6 --schemes uncoded,gc-s2-earliest,msgc-earliest
+if [[ $want == *" gpu "* ]]; then
+  timeout 300 $py benchmarks/bench_gpu.py --jobs 10 --out "$out/tmp/gpu" 2>&1 | grep -E "^\||GC-FR"
+  cp "$out"/tmp/gpu/*.json "$out/" 2>/dev/null
+fi
+run mlp-wide --model mlp-wide --schemes $BURSTY
+run mlp-wide-none --model mlp-wide --inject none --schemes $NONE
+run mlp --model mlp --schemes $BURSTY
+run mlp-none --model mlp --inject none --schemes $NONE
+run resnet18-gpu --model resnet18 --gpus-per-worker 0.125 --jobs 20 \
+  --schemes uncoded,gc-s2-earliest,msgc-earliest,uncoded-pipelined,gc-s2-earliest-pipelined
+run resnet18-cpu --model resnet18 --jobs 6 --schemes uncoded,gc-s2-earliest,msgc-earliest,gc-s2-earliest-pipelined
 rm -rf "$out/tmp"
