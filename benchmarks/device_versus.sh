@@ -26,5 +26,5 @@ run mlp --model mlp --schemes $BURSTY
 run mlp-none --model mlp --inject none --schemes $NONE
 run resnet18-gpu --model resnet18 --gpus-per-worker 0.125 --jobs 20 \
   --schemes uncoded,gc-s2-earliest,msgc-earliest,uncoded-pipelined,gc-s2-earliest-pipelined
-run resnet18-cpu --model resnet18 --jobs 6 --schemes uncoded,gc-s2-earliest,msgc-earliest,gc-s2-earliest-pipelined
+run resnet18-cpu --model resnet18 --jobs 4 --schemes uncoded,gc-s2-earliest,gc-s2-earliest-pipelined
 rm -rf "$out/tmp"
