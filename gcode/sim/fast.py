@@ -31,30 +31,69 @@ _COUNT_MAX_N = 64
 
 @dataclass
 class TraceView:
-    """Per-round order statistics and prefix bitsets of one (rounds, n) time matrix."""
+    """Per-round order statistics of one (rounds, n) time matrix; the prefix bitsets are built
+    on first use (they cost rounds·n²/64 words)."""
 
     times: np.ndarray
     mu: float
+    #: stable ascending order of each round (rows of argsort), when already known
+    order: np.ndarray | None = None
 
     def __post_init__(self):
         self.times = np.asarray(self.times, dtype=np.float64)
         rounds, n = self.times.shape
         self.rounds, self.n = rounds, n
-        self.ascending = np.sort(self.times, axis=1)
+        if self.order is None:
+            self.order = np.argsort(self.times, axis=1, kind="stable")
+        self.ascending = np.take_along_axis(self.times, self.order, axis=1)
         self.fastest = self.ascending[:, 0]
         self.slowest = self.ascending[:, -1]
-        words = (n + 63) // 64
-        onehot = np.zeros((n, words), dtype=np.uint64)
-        onehot[np.arange(n), np.arange(n) // 64] = np.left_shift(np.uint64(1), (np.arange(n) % 64).astype(np.uint64))
         # the reverse of the stable ascending order, so that a prefix of k is exactly what is
         # still missing after the n−k earliest arrivals (ties included)
-        slowest_first = np.argsort(self.times, axis=1, kind="stable")[:, ::-1]
-        self.prefix = np.zeros((rounds, n + 1, words), dtype=np.uint64)
-        self.prefix[:, 1:] = np.bitwise_or.accumulate(onehot[slowest_first], axis=1)
+        self.slowest_first = self.order[:, ::-1]
         #: slow_rank[r, w]: worker w's position in round r's slowest-first order, so the
         #: straggler set "the k slowest" is ``slow_rank[r] < k``
         self.slow_rank = np.empty((rounds, n), dtype=np.int64)
-        np.put_along_axis(self.slow_rank, slowest_first, np.arange(n)[None, :], axis=1)
+        np.put_along_axis(self.slow_rank, self.slowest_first, np.arange(n)[None, :], axis=1)
+        self._prefix: np.ndarray | None = None
+        self._first_overlap: dict[tuple[int, int], np.ndarray] = {}
+
+    @property
+    def prefix(self) -> np.ndarray:
+        """(rounds, n+1, words) uint64: prefix[r, k] is the bitset of round r's k slowest."""
+        if self._prefix is None:
+            rounds, n = self.rounds, self.n
+            words = (n + 63) // 64
+            onehot = np.zeros((n, words), dtype=np.uint64)
+            onehot[np.arange(n), np.arange(n) // 64] = np.left_shift(
+                np.uint64(1), (np.arange(n) % 64).astype(np.uint64))
+            self._prefix = np.zeros((rounds, n + 1, words), dtype=np.uint64)
+            self._prefix[:, 1:] = np.bitwise_or.accumulate(onehot[self.slowest_first], axis=1)
+        return self._prefix
+
+    def slowest_bitsets(self, r: int, counts: np.ndarray) -> np.ndarray:
+        """(len(counts), words) uint64: the bitset of round r's c slowest for each c, in
+        O(n + len(counts)·n/64) (no prefix table)."""
+        counts = np.asarray(counts, dtype=np.int64)
+        distinct, which = np.unique(counts, return_inverse=True)
+        table = np.zeros((len(distinct), (self.n + 63) // 64), dtype=np.uint64)
+        top = self.slowest_first[r, :distinct[-1]] if len(distinct) else []
+        if len(top):  # worker j-th slowest joins every set whose c exceeds j
+            first = np.searchsorted(distinct, np.arange(len(top)), side="right")
+            np.bitwise_or.at(table, (first, top >> 6),
+                             np.left_shift(np.uint64(1), (top & 63).astype(np.uint64)))
+            np.bitwise_or.accumulate(table, axis=0, out=table)
+        return table[which.reshape(-1)]
+
+    def first_overlap(self, earlier: int, r: int) -> np.ndarray:
+        """(n+1,) int64: entry h is the least slowest-first rank in round r of round
+        ``earlier``'s h slowest workers (n for h = 0), so round r's c slowest are disjoint
+        from them iff c <= entry h."""
+        key = (earlier, r)
+        if key not in self._first_overlap:
+            ranks = self.slow_rank[r][self.slowest_first[earlier]]
+            self._first_overlap[key] = np.concatenate([[self.n], np.minimum.accumulate(ranks)])
+        return self._first_overlap[key]
 
     def round_stats(self, scales: np.ndarray, offsets: np.ndarray, mus: np.ndarray | None = None):
         """For per-setting affine times a·t + c (P,): straggler counts k, cut-off and slowest,

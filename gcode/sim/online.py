@@ -24,6 +24,7 @@ from ..codes import make_scheme, srsgc_s
 from ..codes.loads import gc_load, msgc_load, srsgc_load
 from ..codes.switching import SwitchingScheme
 from .fast import TraceView, bursty_runtimes, s_per_round_runtimes
+from .fast_b1 import bursty_runtimes_b1
 from .load_model import LoadModel
 from .policy import EarliestPolicy, PaperPolicy, PartialWaitPolicy, Policy
 
@@ -112,14 +113,10 @@ def evaluate_candidates(base_times: np.ndarray, n: int, slope: float | LoadModel
         for B, W in pairs:
             valid = lams[[name != "srsgc" or lam < n for lam in lams]]
             loads = np.array([load_of(n, B, W, int(lam), code) for lam in valid])
-            if name == "srsgc":
-                s = np.array([srsgc_s(B, W, int(lam)) for lam in valid])
-                means = over_mus(lambda l_, loads_, s_, mus_: bursty_runtimes(
-                    view, B, W, l_, loads_, slope, rounds, cfg.partial, srsgc_s=s_, mus=mus_)[0],
-                    valid, loads, s)
-            else:
-                means = over_mus(lambda l_, loads_, mus_: bursty_runtimes(
-                    view, B, W, l_, loads_, slope, rounds, cfg.partial, mus=mus_)[0], valid, loads)
+            s = np.array([srsgc_s(B, W, int(lam)) for lam in valid] if name == "srsgc" else [])
+            means = over_mus(lambda l_, loads_, s_, mus_, B=B, W=W: window_replay(
+                view, B, W, l_, loads_, slope, rounds, cfg.partial, s_ if len(s_) else None, mus_),
+                valid, loads, s)
             blocks.append(([{"B": B, "W": W, "lam": int(lam), "gc_code": code} for lam in valid],
                            name, means))
     candidates: list[Candidate] = []
@@ -129,6 +126,16 @@ def evaluate_candidates(base_times: np.ndarray, n: int, slope: float | LoadModel
             candidates += [Candidate(name or ("gc" if p else "uncoded"), p, mu) for p in params]
             out.append(means[m])
     return candidates, np.concatenate(out)
+
+
+def window_replay(view: TraceView, B: int, W: int, lams, loads, slope, rounds: int, partial: bool,
+                  srsgc_s, mus) -> np.ndarray:
+    """Total time of (B, W, λ) settings over a window with a job every round (SR-SGC when
+    ``srsgc_s`` is given); B = 1 takes the path with no bitsets (:mod:`gcode.sim.fast_b1`)."""
+    if B == 1:
+        return bursty_runtimes_b1(view, W, lams, loads, slope, rounds, partial, srsgc_s, mus)[0]
+    return bursty_runtimes(view, B, W, lams, loads, slope, rounds, partial, srsgc_s=srsgc_s,
+                           mus=mus)[0]
 
 
 def window_statistics(base_times: np.ndarray, mu: float) -> dict:
