@@ -29,6 +29,9 @@ FP32_DECODE_ERROR_BUDGET = 5e-7
 #: certified, and sends fp64
 CERTIFY_MAX_DECODE_SETS = 5000
 _RESIDUAL_TOLERANCE = 1e-10  # relative to the coefficient mass Σ|a_i|·max|B_i|
+#: a null-space decode vector is kept only with Σ a_i·B_i within this of 1 on every part (its
+#: basis loses accuracy on ill-conditioned codes); otherwise the banded LU solves that set
+_NULL_SPACE_RESIDUAL = 1e-11
 
 
 class DecodeError(RuntimeError):
@@ -360,6 +363,9 @@ class CyclicRepetitionCode(GradientCode):
             a = self._null_space.solve(workers)
         except np.linalg.LinAlgError as exc:
             raise DecodeError("cyclic code: singular null-space system") from exc
+        residual = np.abs(band_product(self.band, a) - 1.0).max()
+        if not residual <= _NULL_SPACE_RESIDUAL:  # less accurate than the banded LU would be
+            raise DecodeError(f"cyclic code: null-space residual {residual:.1e}")
         return self._checked(workers, a[workers])
 
     def _checked(self, workers: np.ndarray, a: np.ndarray) -> np.ndarray:
