@@ -140,7 +140,7 @@ def cmd_bench_scale(args) -> int:
     with tqdm(total=len(ns) * len(ROWS) + len(runs), desc="bench scale", disable=args.json,
               leave=False, file=sys.stderr) as bar:
         result = run_scale_bench(ns, rounds, book_rounds, args.cyclic_book_max_n, runs,
-                                 args.auto_max_n, progress=bar.update)
+                                 progress=bar.update)
     return _emit(args, "bench_scale", result, markdown_table(result), plot)
 
 
@@ -309,12 +309,9 @@ def add_bench_parser(sub) -> None:
     p.add_argument("--rounds", type=types.positive_int, help="trace rounds simulated (default 1000)")
     p.add_argument("--book-rounds", type=types.positive_int,
                    help="rounds of bookkeeping timed per row (default 40)")
-    p.add_argument("--cyclic-book-max-n", type=types.count, default=1024,
+    p.add_argument("--cyclic-book-max-n", type=types.count, default=4096,
                    help="largest n at which cyclic codes' bookkeeping is timed (their rows cost "
-                        "O(n s^3) to build; default 1024)")
-    p.add_argument("--auto-max-n", type=types.count, default=1024,
-                   help="largest n at which the auto scheme is timed (its tuner re-evaluates "
-                        "hundreds of candidates every two rounds; default 1024)")
+                        "O(n s^3) to build once: minutes at n = 10000; default 4096)")
     p.add_argument("--no-end-to-end", action="store_true", help="skip the gcode simulate subprocess runs")
     common(p)
     p.set_defaults(func=cmd_bench_scale)

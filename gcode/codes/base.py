@@ -34,8 +34,7 @@ from .plan import Decoding, MiniTask, Plan, TaskBlock
 
 def coded_task(code, worker: int, job: int, slot: int = 0, chunk_offset: int = 0) -> MiniTask:
     """``worker``'s task of gradient code ``code``, over chunks numbered from ``chunk_offset``."""
-    support, coefficients = code.row(worker)
-    return MiniTask(job, slot, tuple((support + chunk_offset).tolist()), tuple(coefficients.tolist()))
+    return MiniTask(job, slot, *code.row_tuples(worker, chunk_offset))
 
 
 def mask_text(mask: np.ndarray) -> str:

@@ -19,6 +19,8 @@ from functools import cached_property, lru_cache
 
 import numpy as np
 
+from .cyclic_solve import NullSpaceDecoder, band_product, banded_solve, build_band
+
 #: fp32 carries a relative rounding error of u = 2**-24 ≈ 6e-8 per message. A code whose
 #: certified worst coefficient growth would turn that into more than this bound (half the 1e-6
 #: that gcode promises) ships fp64 messages instead.
@@ -27,6 +29,9 @@ FP32_DECODE_ERROR_BUDGET = 5e-7
 #: certified, and sends fp64
 CERTIFY_MAX_DECODE_SETS = 5000
 _RESIDUAL_TOLERANCE = 1e-10  # relative to the coefficient mass Σ|a_i|·max|B_i|
+#: a null-space decode vector is kept only with Σ a_i·B_i within this of 1 on every part (its
+#: basis loses accuracy on ill-conditioned codes); otherwise the banded LU solves that set
+_NULL_SPACE_RESIDUAL = 1e-11
 
 
 class DecodeError(RuntimeError):
@@ -54,6 +59,7 @@ class GradientCode(ABC):
             raise ValueError(f"s must satisfy 0 <= s < n, got s={s!r}, n={n}")
         self.n = int(n)
         self.s = int(s)
+        self._row_tuples: dict[tuple[int, int], tuple[tuple, tuple]] = {}
 
     @property
     @abstractmethod
@@ -78,6 +84,17 @@ class GradientCode(ABC):
     def row(self, worker: int) -> tuple[np.ndarray, np.ndarray]:
         """(parts, coefficients) of ``worker``'s message, parts ascending and coefficients
         nonzero: the nonzero entries of its encoding row."""
+
+    def row_tuples(self, worker: int, offset: int = 0) -> tuple[tuple[int, ...], tuple[float, ...]]:
+        """``worker``'s row as a task carries it: (parts + ``offset``, coefficients), built once
+        per (worker, offset) and shared by every round's task (a round's plan holds the same)."""
+        key = (int(worker), int(offset))
+        tuples = self._row_tuples.get(key)
+        if tuples is None:
+            parts, coefficients = self.row(worker)
+            tuples = (tuple((parts + offset).tolist()), tuple(coefficients.tolist()))
+            self._row_tuples[key] = tuples
+        return tuples
 
     @abstractmethod
     def support_sums(self, part_values: np.ndarray) -> np.ndarray:
@@ -185,9 +202,11 @@ class CyclicRepetitionCode(GradientCode):
     explicit ``encoding`` (for example Tandon's published examples) may be passed instead.
     B[i, i] = 1 and B[i, S] = −H[:, S]⁻¹ H[:, i] for S = {i+1 … i+s}. Decoding solves
     aᵀ B_I = 1ᵀ on the first n−s finished workers I in float64 and checks the residual: by QR
-    for n ≤ ``DENSE_DECODE_MAX_N`` or an explicit encoding; otherwise on the band (B_I
-    restricted to parts s … n−1 is square with bandwidth s), in O(n·s²). The rows of B are
-    solved only when first needed (a task, a decode or the dense encoding).
+    for n ≤ ``DENSE_DECODE_MAX_N`` or an explicit encoding; otherwise by one s × s solve against
+    a basis of B's left null space, O(s³ + n·s) per decode set after an O(n·s²) setup, with the
+    banded LU (O(n·s²)) when that system is ill-conditioned (:mod:`gcode.codes.cyclic_solve`).
+    Decode vectors are cached per decode set. The rows of B are solved only when first needed
+    (a task, a decode or the dense encoding).
 
     A generated code decodes from any n−s workers (Tandon et al.), so ``decodable`` counts.
     Conditioning is certified at construction. A decode uses the first n−s finished workers, so
@@ -209,6 +228,8 @@ class CyclicRepetitionCode(GradientCode):
         self.seed = seed
         self._dense: np.ndarray | None = None
         self._band: np.ndarray | None = None  # (n, s+1): B[i, (i+k) mod n] = band[i, k]
+        self._row_max: np.ndarray | None = None  # (n,) max |band[i]|
+        self._null_space: NullSpaceDecoder | None = None
         if encoding is not None:
             if np.shape(encoding) != (self.n, self.n):
                 raise ValueError(f"encoding must have shape ({n}, {n}), got {np.shape(encoding)}")
@@ -223,25 +244,11 @@ class CyclicRepetitionCode(GradientCode):
     def band(self) -> np.ndarray:
         """(n, s+1) read-only: band[i, k] = B[i, (i+k) mod n] (a generated code only)."""
         if self._band is None:
-            self._band = self._build_band(self.n, self.s, self.seed)
+            self._band = build_band(self.n, self.s, self.seed)
             self._band.flags.writeable = False
+            self._band_has_zero = bool((self._band == 0.0).any())
+            self._offsets = np.arange(self.s + 1)
         return self._band
-
-    @staticmethod
-    def _build_band(n: int, s: int, seed: int, batch: int = 64) -> np.ndarray:
-        band = np.ones((n, s + 1))
-        if s == 0:
-            return band
-        rng = np.random.default_rng(seed)
-        h = rng.standard_normal((s, n))
-        h[:, -1] = -h[:, :-1].sum(axis=1)  # H·1 = 0
-        offsets = np.arange(1, s + 1)
-        for start in range(0, n, batch):
-            rows = np.arange(start, min(n, start + batch))
-            support = (rows[:, None] + offsets) % n                  # (k, s)
-            systems = np.moveaxis(h[:, support], 1, 0)               # (k, s, s): h[:, S_i]
-            band[rows, 1:] = -np.linalg.solve(systems, h[:, rows].T[:, :, None])[:, :, 0]
-        return band
 
     @property
     def encoding(self) -> np.ndarray:
@@ -271,11 +278,17 @@ class CyclicRepetitionCode(GradientCode):
         if self.explicit:
             parts = np.flatnonzero(self._dense[worker])
             return parts, self._dense[worker, parts]
-        parts = (worker + np.arange(self.s + 1)) % self.n
-        order = np.argsort(parts)
-        parts, coefficients = parts[order], self.band[worker, order]
-        keep = coefficients != 0.0
-        return parts[keep], coefficients[keep]
+        band, n, start = self.band, self.n, int(worker)
+        wrap = start + self.s + 1 - n  # parts past n − 1 wrap to 0 … wrap−1, which sort first
+        if wrap <= 0:
+            parts, coefficients = self._offsets + start, band[start]
+        else:
+            parts = np.concatenate([self._offsets[:wrap], self._offsets[:n - start] + start])
+            coefficients = np.concatenate([band[start, n - start:], band[start, :n - start]])
+        if self._band_has_zero:
+            keep = coefficients != 0.0
+            return parts[keep], coefficients[keep]
+        return parts, coefficients
 
     def support_sums(self, part_values):
         if self.explicit:
@@ -306,7 +319,10 @@ class CyclicRepetitionCode(GradientCode):
         if self.explicit or self.n <= self.DENSE_DECODE_MAX_N:
             a = self._solve_dense(workers)
         else:
-            a = self._solve_band(workers)
+            try:
+                a = self._solve_null_space(workers)
+            except DecodeError:  # an ill-conditioned s × s system: the banded LU decides
+                a = self._solve_band(workers)
         a.flags.writeable = False
         return a
 
@@ -328,25 +344,37 @@ class CyclicRepetitionCode(GradientCode):
         return a
 
     def _solve_band(self, workers: np.ndarray) -> np.ndarray:
-        """The parts s … n−1 of aᵀ B_I = 1ᵀ: square, and the k-th worker's part i_k+d lands
-        i_k+d−s−k ∈ [−s, s] rows from the diagonal (k ≤ i_k ≤ k+s), so it is banded; LU with
-        partial pivoting, then the residual over all n parts."""
-        from scipy.linalg import solve_banded
-        n, s, m = self.n, self.s, len(workers)
-        band = self.band[workers]
-        ab = np.zeros((2 * s + 1, m))
-        k = np.arange(m)
-        for d in range(s + 1):
-            row = workers + d - s
-            ok = (row >= 0) & (workers + d < n)  # parts 0 … s−1 (incl. the wrapped ones) dropped
-            ab[s + row[ok] - k[ok], k[ok]] = band[ok, d]
+        """The banded LU on parts s … n−1 (:func:`banded_solve`), O(n·s²), then the residual
+        over all n parts."""
         try:
-            a = solve_banded((s, s), ab, np.ones(m), check_finite=False)
+            a = banded_solve(self.band, workers, np.ones(len(workers)))
         except (np.linalg.LinAlgError, ValueError) as exc:
-            raise DecodeError(f"cyclic code: singular decode system for {m} workers") from exc
-        parts = (workers[:, None] + np.arange(s + 1)) % n
-        product = np.bincount(parts.ravel(), weights=(a[:, None] * band).ravel(), minlength=n)
-        self._check_residual(workers, a, product, np.abs(band).max(axis=1))
+            raise DecodeError(f"cyclic code: singular decode system for {len(workers)} workers") from exc
+        return self._checked(workers, a)
+
+    def _solve_null_space(self, workers: np.ndarray) -> np.ndarray:
+        """One s × s solve against a basis of B's left null space (:class:`NullSpaceDecoder`,
+        built on first use), O(s³ + n·s), then the residual over all n parts."""
+        if self.s == 0:
+            return self._solve_band(workers)
+        if self._null_space is None:
+            self._null_space = NullSpaceDecoder(self.band)
+        try:
+            a = self._null_space.solve(workers)
+        except np.linalg.LinAlgError as exc:
+            raise DecodeError("cyclic code: singular null-space system") from exc
+        residual = np.abs(band_product(self.band, a) - 1.0).max()
+        if not residual <= _NULL_SPACE_RESIDUAL:  # less accurate than the banded LU would be
+            raise DecodeError(f"cyclic code: null-space residual {residual:.1e}")
+        return self._checked(workers, a[workers])
+
+    def _checked(self, workers: np.ndarray, a: np.ndarray) -> np.ndarray:
+        """``a`` (per worker of ``workers``) once Σ a_i·B_i = 1ᵀ holds on every part."""
+        full = np.zeros(self.n)
+        full[workers] = a
+        if self._row_max is None:
+            self._row_max = np.abs(self.band).max(axis=1)
+        self._check_residual(workers, a, band_product(self.band, full), self._row_max[workers])
         return a
 
     def _certify_growth(self) -> float:

@@ -53,9 +53,7 @@ class TaskBlock:
     def task(self, worker: int) -> MiniTask:
         if self.code is None:
             return MiniTask(self.job, self.slot, (int(self.chunk[worker]),), (1.0,))
-        support, coefficients = self.code.row(worker)
-        return MiniTask(self.job, self.slot, tuple((support + self.chunk_offset).tolist()),
-                        tuple(coefficients.tolist()))
+        return MiniTask(self.job, self.slot, *self.code.row_tuples(worker, self.chunk_offset))
 
     def chunk_totals(self, chunk_values: np.ndarray) -> np.ndarray:
         """(n,) per worker: the sum of ``chunk_values`` over the chunks its task reads (0 for a

@@ -31,30 +31,77 @@ _COUNT_MAX_N = 64
 
 @dataclass
 class TraceView:
-    """Per-round order statistics and prefix bitsets of one (rounds, n) time matrix."""
+    """Per-round order statistics of one (rounds, n) time matrix; the prefix bitsets are built
+    on first use (they cost rounds·n²/64 words)."""
 
     times: np.ndarray
     mu: float
+    #: stable ascending order of each round (rows of argsort), when already known
+    order: np.ndarray | None = None
+    #: :meth:`first_overlap` results shared between views of overlapping windows, keyed by
+    #: round numbers offset by ``first_round`` (the auto tuner's rolling window)
+    overlaps: dict | None = None
+    first_round: int = 0
 
     def __post_init__(self):
         self.times = np.asarray(self.times, dtype=np.float64)
         rounds, n = self.times.shape
         self.rounds, self.n = rounds, n
-        self.ascending = np.sort(self.times, axis=1)
+        if self.order is None:
+            self.order = np.argsort(self.times, axis=1, kind="stable")
+        self.ascending = np.take_along_axis(self.times, self.order, axis=1)
         self.fastest = self.ascending[:, 0]
         self.slowest = self.ascending[:, -1]
-        words = (n + 63) // 64
-        onehot = np.zeros((n, words), dtype=np.uint64)
-        onehot[np.arange(n), np.arange(n) // 64] = np.left_shift(np.uint64(1), (np.arange(n) % 64).astype(np.uint64))
         # the reverse of the stable ascending order, so that a prefix of k is exactly what is
         # still missing after the n−k earliest arrivals (ties included)
-        slowest_first = np.argsort(self.times, axis=1, kind="stable")[:, ::-1]
-        self.prefix = np.zeros((rounds, n + 1, words), dtype=np.uint64)
-        self.prefix[:, 1:] = np.bitwise_or.accumulate(onehot[slowest_first], axis=1)
+        self.slowest_first = self.order[:, ::-1]
         #: slow_rank[r, w]: worker w's position in round r's slowest-first order, so the
         #: straggler set "the k slowest" is ``slow_rank[r] < k``
         self.slow_rank = np.empty((rounds, n), dtype=np.int64)
-        np.put_along_axis(self.slow_rank, slowest_first, np.arange(n)[None, :], axis=1)
+        np.put_along_axis(self.slow_rank, self.slowest_first, np.arange(n)[None, :], axis=1)
+        self._prefix: np.ndarray | None = None
+        if self.overlaps is None:
+            self.overlaps = {}
+
+    @property
+    def prefix(self) -> np.ndarray:
+        """(rounds, n+1, words) uint64: prefix[r, k] is the bitset of round r's k slowest."""
+        if self._prefix is None:
+            rounds, n = self.rounds, self.n
+            words = (n + 63) // 64
+            onehot = np.zeros((n, words), dtype=np.uint64)
+            onehot[np.arange(n), np.arange(n) // 64] = np.left_shift(
+                np.uint64(1), (np.arange(n) % 64).astype(np.uint64))
+            self._prefix = np.zeros((rounds, n + 1, words), dtype=np.uint64)
+            self._prefix[:, 1:] = np.bitwise_or.accumulate(onehot[self.slowest_first], axis=1)
+        return self._prefix
+
+    def slowest_bitsets(self, r: int, counts: np.ndarray) -> np.ndarray:
+        """(len(counts), words) uint64: the bitset of round r's c slowest for each c, in
+        O(n + len(counts)·n/64) (no prefix table)."""
+        counts = np.asarray(counts, dtype=np.int64)
+        order = np.argsort(counts, kind="stable")
+        ascending = counts[order]
+        table = np.zeros((len(counts), (self.n + 63) // 64), dtype=np.uint64)
+        top = self.slowest_first[r, :ascending[-1]] if len(counts) else []
+        if len(top):  # the j-th slowest is in every set whose c exceeds j
+            first = np.searchsorted(ascending, np.arange(len(top)), side="right")
+            np.bitwise_or.at(table, (first, top >> 6),
+                             np.left_shift(np.uint64(1), (top & 63).astype(np.uint64)))
+            np.bitwise_or.accumulate(table, axis=0, out=table)
+        out = np.empty_like(table)
+        out[order] = table
+        return out
+
+    def first_overlap(self, earlier: int, r: int) -> np.ndarray:
+        """(n+1,) int64: entry h is the least slowest-first rank in round r of round
+        ``earlier``'s h slowest workers (n for h = 0), so round r's c slowest are disjoint
+        from them iff c <= entry h."""
+        key = (self.first_round + earlier, self.first_round + r)
+        if key not in self.overlaps:
+            ranks = self.slow_rank[r][self.slowest_first[earlier]]
+            self.overlaps[key] = np.concatenate([[self.n], np.minimum.accumulate(ranks)])
+        return self.overlaps[key]
 
     def round_stats(self, scales: np.ndarray, offsets: np.ndarray, mus: np.ndarray | None = None):
         """For per-setting affine times a·t + c (P,): straggler counts k, cut-off and slowest,
@@ -74,17 +121,36 @@ class TraceView:
                 k[block] = (times > cut[block, :, None]).sum(axis=2)
             return k, cut, slowest
         a, c = a[:, 0], c[:, 0]
-        for r in range(self.rounds):  # many workers: binary search per round, then exact fix-up
+        for r in range(self.rounds):  # many workers: search per round, then the exact count
             column, limit = self.ascending[r], cut[:, r]
-            kept = np.searchsorted(column, (limit - c) / a, side="right")  # arrived by the cut
-            while True:  # straggler iff fl(a·t + c) > cut, monotone in t
-                over = (kept > 0) & (column[np.maximum(kept - 1, 0)] * a + c > limit)
-                under = (kept < self.n) & (column[np.minimum(kept, self.n - 1)] * a + c <= limit)
-                if not (over.any() or under.any()):
-                    break
-                kept = kept - over + under
-            k[:, r] = self.n - kept
+            guess = np.searchsorted(column, (limit - c) / a, side="right")  # arrived by the cut
+            k[:, r] = self.n - _arrived(column, a, c, limit, guess)
         return k, cut, slowest
+
+
+def _arrived(column: np.ndarray, a: np.ndarray, c: np.ndarray, limit: np.ndarray,
+             guess: np.ndarray) -> np.ndarray:
+    """Per setting, how many of the ascending ``column`` have fl(a·t + c) <= limit (monotone in
+    t): ``guess`` corrected by a step or two, or, when ties put it farther off (many workers
+    censored at one round end share a time), by bisection."""
+    n = len(column)
+
+    def arrived(m):  # whether the m-th earliest (m >= 1) is in by the limit
+        return column[np.clip(m - 1, 0, n - 1)] * a + c <= limit
+
+    kept = guess
+    for _ in range(2):
+        over = (kept > 0) & ~arrived(kept)
+        under = (kept < n) & arrived(kept + 1)
+        if not (over.any() or under.any()):
+            return kept
+        kept = kept - over + under
+    low, high = np.zeros_like(kept), np.full_like(kept, n)  # the count is in [low, high]
+    while np.any(low < high):
+        mid = (low + high + 1) // 2
+        ok = arrived(mid)
+        low, high = np.where(ok, mid, low), np.where(ok, high, mid - 1)
+    return low
 
 
 def s_per_round_runtimes(view: TraceView, s: np.ndarray, loads: np.ndarray,

@@ -17,6 +17,7 @@ Only past rounds are ever used, so every decision is out of sample. Switching fo
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
+from functools import lru_cache
 
 import numpy as np
 
@@ -24,6 +25,7 @@ from ..codes import make_scheme, srsgc_s
 from ..codes.loads import gc_load, msgc_load, srsgc_load
 from ..codes.switching import SwitchingScheme
 from .fast import TraceView, bursty_runtimes, s_per_round_runtimes
+from .fast_b1 import bursty_runtimes_b1
 from .load_model import LoadModel
 from .policy import EarliestPolicy, PaperPolicy, PartialWaitPolicy, Policy
 
@@ -78,32 +80,27 @@ class Candidate:
         return (self.scheme, tuple(sorted(self.params.items())), self.mu)
 
 
-def evaluate_candidates(base_times: np.ndarray, n: int, slope: float | LoadModel, cfg: OnlineConfig
-                        ) -> tuple[list[Candidate], np.ndarray]:
-    """Mean round time of every candidate over ``base_times`` (rounds × n, the base times of
-    ``slope``'s load model: zero-load times for the additive one).
+@dataclass(frozen=True)
+class CandidateGrid:
+    """The candidates of n workers under ``cfg``, fixed for a run: per block the settings'
+    parameters and loads, and every candidate in the order of :func:`evaluate_candidates`."""
 
-    Candidates are ordered by μ, then uncoded and GC, then M-SGC and SR-SGC per (B, W) over λ;
-    each block is evaluated for every μ in one vectorized call."""
-    rounds = base_times.shape[0]
-    view = TraceView(base_times, cfg.mus[0])
-    mus = np.asarray(cfg.mus, dtype=np.float64)
+    s_block: tuple[np.ndarray, np.ndarray]  # (s with 0 for uncoded, loads)
+    bursty: tuple[tuple[str, int, int, np.ndarray, np.ndarray, np.ndarray], ...]  # name, B, W, λ, loads, SR-SGC s
+    candidates: tuple[Candidate, ...]
+    index: dict  # Candidate.key() -> position
+
+
+@lru_cache(maxsize=16)
+def candidate_grid(n: int, cfg: OnlineConfig) -> CandidateGrid:
     lams = np.unique(np.round(np.geomspace(1, n, cfg.grid_points)).astype(np.int64))
     code = cfg.gc_code
-    blocks: list[tuple[list[dict], str | None, np.ndarray]] = []  # (params, scheme, means (μ, P))
-
-    def over_mus(run, *per_setting):
-        """Evaluate P settings at every μ at once; returns mean round times (len(mus), P)."""
-        tiled = [np.tile(np.asarray(x), len(mus)) for x in per_setting]
-        total = run(*tiled, np.repeat(mus, len(per_setting[0])))
-        return (total / rounds).reshape(len(mus), -1)
-
     s = np.concatenate([[0], lams[lams < n]])
     loads = np.array([gc_load(n, int(v), code) for v in s])
     loads[0] = 1.0 / n  # s = 0 is uncoded
-    means = over_mus(lambda s_, loads_, mus_: s_per_round_runtimes(
-        view, s_, loads_, slope, rounds, cfg.partial, mus_)[0], s, loads)
-    blocks.append(([{}] + [{"s": int(v), "gc_code": code} for v in s[1:]], None, means))
+    params: list[tuple[str | None, list[dict]]] = [
+        (None, [{}] + [{"s": int(v), "gc_code": code} for v in s[1:]])]
+    bursty = []
     for name, load_of, pairs in (
             ("msgc", msgc_load, [(B, W) for W in range(2, cfg.max_delay + 3)
                                  for B in range(1, W) if W - 2 + B <= cfg.max_delay]),
@@ -111,24 +108,52 @@ def evaluate_candidates(base_times: np.ndarray, n: int, slope: float | LoadModel
                                    for W in range(B + 1, 3 * B + 2, B)])):
         for B, W in pairs:
             valid = lams[[name != "srsgc" or lam < n for lam in lams]]
-            loads = np.array([load_of(n, B, W, int(lam), code) for lam in valid])
-            if name == "srsgc":
-                s = np.array([srsgc_s(B, W, int(lam)) for lam in valid])
-                means = over_mus(lambda l_, loads_, s_, mus_: bursty_runtimes(
-                    view, B, W, l_, loads_, slope, rounds, cfg.partial, srsgc_s=s_, mus=mus_)[0],
-                    valid, loads, s)
-            else:
-                means = over_mus(lambda l_, loads_, mus_: bursty_runtimes(
-                    view, B, W, l_, loads_, slope, rounds, cfg.partial, mus=mus_)[0], valid, loads)
-            blocks.append(([{"B": B, "W": W, "lam": int(lam), "gc_code": code} for lam in valid],
-                           name, means))
-    candidates: list[Candidate] = []
-    out: list[np.ndarray] = []
-    for m, mu in enumerate(cfg.mus):
-        for params, name, means in blocks:
-            candidates += [Candidate(name or ("gc" if p else "uncoded"), p, mu) for p in params]
-            out.append(means[m])
-    return candidates, np.concatenate(out)
+            bursty.append((name, B, W, valid,
+                           np.array([load_of(n, B, W, int(lam), code) for lam in valid]),
+                           np.array([srsgc_s(B, W, int(lam)) for lam in valid] if name == "srsgc" else [])))
+            params.append((name, [{"B": B, "W": W, "lam": int(lam), "gc_code": code} for lam in valid]))
+    candidates = tuple(Candidate(name or ("gc" if p else "uncoded"), p, mu)
+                       for mu in cfg.mus for name, block in params for p in block)
+    return CandidateGrid((s, loads), tuple(bursty), candidates,
+                         {c.key(): i for i, c in enumerate(candidates)})
+
+
+def evaluate_candidates(base_times: np.ndarray, n: int, slope: float | LoadModel, cfg: OnlineConfig,
+                        view: TraceView | None = None) -> tuple[tuple[Candidate, ...], np.ndarray]:
+    """Mean round time of every candidate over ``base_times`` (rounds × n, the base times of
+    ``slope``'s load model: zero-load times for the additive one). ``view``: a
+    :class:`TraceView` of ``base_times`` already built.
+
+    Candidates are ordered by μ, then uncoded and GC, then M-SGC and SR-SGC per (B, W) over λ;
+    each block is evaluated for every μ in one vectorized call."""
+    rounds = base_times.shape[0]
+    view = TraceView(base_times, cfg.mus[0]) if view is None else view
+    mus = np.asarray(cfg.mus, dtype=np.float64)
+    grid = candidate_grid(n, cfg)
+
+    def over_mus(run, *per_setting):
+        """Evaluate P settings at every μ at once; returns mean round times (len(mus), P)."""
+        tiled = [np.tile(np.asarray(x), len(mus)) for x in per_setting]
+        total = run(*tiled, np.repeat(mus, len(per_setting[0])))
+        return (total / rounds).reshape(len(mus), -1)
+
+    blocks = [over_mus(lambda s_, loads_, mus_: s_per_round_runtimes(
+        view, s_, loads_, slope, rounds, cfg.partial, mus_)[0], *grid.s_block)]
+    for name, B, W, valid, loads, s in grid.bursty:
+        blocks.append(over_mus(lambda l_, loads_, s_, mus_, B=B, W=W: window_replay(
+            view, B, W, l_, loads_, slope, rounds, cfg.partial, s_ if len(s_) else None, mus_),
+            valid, loads, s))
+    return grid.candidates, np.concatenate([means[m] for m in range(len(mus)) for means in blocks])
+
+
+def window_replay(view: TraceView, B: int, W: int, lams, loads, slope, rounds: int, partial: bool,
+                  srsgc_s, mus) -> np.ndarray:
+    """Total time of (B, W, λ) settings over a window with a job every round (SR-SGC when
+    ``srsgc_s`` is given); B = 1 takes the path with no bitsets (:mod:`gcode.sim.fast_b1`)."""
+    if B == 1:
+        return bursty_runtimes_b1(view, W, lams, loads, slope, rounds, partial, srsgc_s, mus)[0]
+    return bursty_runtimes(view, B, W, lams, loads, slope, rounds, partial, srsgc_s=srsgc_s,
+                           mus=mus)[0]
 
 
 def window_statistics(base_times: np.ndarray, mu: float) -> dict:
@@ -166,6 +191,9 @@ class OnlineTuner(Policy):
         self.scheme = SwitchingScheme(n, jobs, first)
         self.base_times: list[np.ndarray] = []
         self.decisions: list[dict] = []
+        # per row of base_times, and pair of rows, what a decision's replay needs of them
+        self._orders: dict[int, np.ndarray] = {}  # its stable argsort
+        self._overlaps: dict[tuple[int, int], np.ndarray] = {}  # TraceView.first_overlap
 
     @property
     def load_slope(self) -> float:
@@ -196,6 +224,7 @@ class OnlineTuner(Policy):
         """Adopt a saved :meth:`state` and the scheme restored alongside it."""
         self.scheme = scheme
         self.base_times = [np.array(row, dtype=np.float64) for row in state["base_times"]]
+        self._orders, self._overlaps = {}, {}
         cur = state["current"]
         self.current = Candidate(cur["scheme"], dict(cur["params"]), float(cur["mu"]))
         self.decisions = list(state["decisions"])
@@ -241,11 +270,19 @@ class OnlineTuner(Policy):
         """Re-tune on the recent window and switch at ``next_round`` if clearly better."""
         if not self.scheme.can_switch(next_round):
             return
-        window = np.array(self.base_times[-self.cfg.window:])
-        candidates, means = evaluate_candidates(window, self.n, self.loads, self.cfg)
+        first = max(0, len(self.base_times) - self.cfg.window)
+        window = np.array(self.base_times[first:])
+        self._orders = {i: self._orders.get(i) for i in range(first, len(self.base_times))}
+        for i, order in self._orders.items():  # each round is sorted once, not once per decision
+            if order is None:
+                self._orders[i] = np.argsort(self.base_times[i], kind="stable")
+        self._overlaps = {key: v for key, v in self._overlaps.items() if key[0] >= first}
+        view = TraceView(window, self.cfg.mus[0], np.array(list(self._orders.values())),
+                         self._overlaps, first)
+        candidates, means = evaluate_candidates(window, self.n, self.loads, self.cfg, view)
         best = int(np.argmin(means))
-        keys = [c.key() for c in candidates]
-        current_mean = means[keys.index(self.current.key())] if self.current.key() in keys else np.inf
+        position = candidate_grid(self.n, self.cfg).index.get(self.current.key())
+        current_mean = means[position] if position is not None else np.inf
         decision = {"round": next_round, "best": candidates[best].scheme,
                     "best_params": candidates[best].params, "best_mu": candidates[best].mu,
                     "best_mean_s": float(means[best]), "current_mean_s": float(current_mean),

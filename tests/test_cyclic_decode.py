@@ -1,0 +1,77 @@
+"""Cyclic decode vectors from the left null space are exact: every decode set on small n, random
+sets by hypothesis on n beyond the dense limit, and a coded run under `verify`."""
+
+import itertools
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings, strategies as st
+
+from gcode.codes import CyclicRepetitionCode, DecodeError, make_scheme
+from gcode.codes.cyclic_solve import band_product
+from gcode.sim.verify import TOLERANCE, verify
+
+
+def _decode_set(n, stragglers):
+    workers = np.ones(n, dtype=bool)
+    workers[list(stragglers)] = False
+    return np.flatnonzero(workers)
+
+
+@pytest.mark.parametrize("n,s", [(5, 1), (7, 2), (9, 4), (10, 3), (12, 5)])
+def test_every_decode_set_of_small_codes_matches_the_dense_solve(n, s):
+    code = CyclicRepetitionCode(n, s)  # n <= 256: the dense QR
+    accepted = 0
+    for stragglers in itertools.combinations(range(n), s):
+        workers = _decode_set(n, stragglers)
+        dense = code._solve_dense(workers)
+        try:
+            null_space = code._solve_null_space(workers)
+        except DecodeError:  # not accurate enough: decode_vector takes the banded LU instead
+            np.testing.assert_allclose(code._solve_band(workers), dense, rtol=1e-8, atol=1e-9)
+            continue
+        accepted += 1
+        np.testing.assert_allclose(null_space, dense, rtol=1e-8, atol=1e-9)
+        rows = code.encoding[workers]
+        mass = np.abs(null_space) @ np.abs(rows).max(axis=1)  # the code's own residual scale
+        assert np.abs(null_space @ rows - 1.0).max() <= 1e-10 * max(1.0, mass)
+    assert accepted > 0
+
+
+FAST = settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+
+
+@FAST
+@given(n=st.integers(257, 700), s_frac=st.floats(0.0, 0.1), seed=st.integers(0, 2**16))
+def test_decoded_sums_are_exact_beyond_the_dense_limit(n, s_frac, seed):
+    s = max(1, int(s_frac * n))
+    code = CyclicRepetitionCode(n, s)
+    rng = np.random.default_rng(seed)
+    arrived = np.ones(n, dtype=bool)
+    arrived[rng.choice(n, int(rng.integers(0, s + 1)), replace=False)] = False
+    workers, a = code.decode_vector(arrived)  # null space, or banded LU when not accurate
+    assert code._null_space is not None and len(workers) <= n - s
+    parts = rng.standard_normal((n, 3)).astype(np.float32).astype(np.float64)  # fp32 partial gradients
+    messages = np.stack([band_product(code.band, np.eye(1, n, w)[0]) for w in workers]) @ parts
+    decoded = a @ messages
+    truth = parts.sum(axis=0)
+    banded = code._solve_band(np.flatnonzero(arrived)[:n - s])  # the reference decode
+    floor = np.abs(banded[banded != 0.0] @ messages - truth).max() / np.abs(truth).max()
+    assert np.abs(decoded - truth).max() / np.abs(truth).max() <= max(10 * floor, 1e-9)
+
+
+def test_a_coded_run_beyond_the_dense_limit_decodes_exactly():
+    for name, params in [("gc", {"s": 20}), ("msgc", {"B": 1, "W": 2, "lam": 12}),
+                         ("srsgc", {"B": 1, "W": 2, "lam": 24})]:
+        report = verify(lambda: make_scheme(name, n=400, jobs=4, **params), patterns=2, seed=3, dim=8)
+        assert report.failures == 0 and report.max_rel_error <= TOLERANCE, name
+
+
+def test_task_tuples_are_each_workers_row():
+    code = CyclicRepetitionCode(300, 7)
+    for w in range(code.n):
+        parts, coefficients = code.row(w)
+        assert code.row_tuples(w, 1000) == (tuple((parts + 1000).tolist()), tuple(coefficients.tolist()))
+        assert parts.tolist() == sorted(((w + np.arange(8)) % 300).tolist())
+        assert coefficients.tolist() == code.encoding[w, parts].tolist()
+    assert code.row_tuples(5) is code.row_tuples(5)  # built once
