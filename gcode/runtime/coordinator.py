@@ -283,8 +283,23 @@ class Coordinator(Arrivals, JobLifecycle, RoundReporting):
                      self.runtime_before + time.perf_counter() - start)
         self.timings.log += time.perf_counter() - tl
         if ahead is not None:
+            self._issue_ahead(r + 2)
             self.timings.overlapped += self.timings.overhead() - busy
             self.pipelined += 1
+
+    def _issue_ahead(self, t: int) -> None:
+        """While round t-1's workers compute, put job t's parameters in the store when they are
+        final already (job t-M decoded and stepped), so round t only dispatches. Not for a
+        switching scheme: a switch recorded in round t-1 may change job t's chunking."""
+        if (self.delayed or t >= self.scheme.total_rounds or not self.scheme.job_exists(t)
+                or t in self.jobs_ctx or hasattr(self.scheme, "switches")):
+            return
+        prev = t - self.M
+        if self.scheme.job_exists(prev) and not self.scheme.is_decoded(prev):
+            return
+        ti = time.perf_counter()
+        self._issue(t)
+        self.timings.issue += time.perf_counter() - ti
 
 
 @dataclass
