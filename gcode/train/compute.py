@@ -64,8 +64,9 @@ class TaskComputer:
         weights = torch.repeat_interleave(
             torch.tensor(list(coefficients), dtype=torch.float32), torch.tensor(sizes)).to(self.device)
         losses = self.losses(self.batch(np.concatenate(chunks)), len(weights))
-        self._backward((losses * weights).sum())
-        out.copy_(self.model.grads)
+        self.model.release_grads()  # autograd then hands over fresh gradients: no accumulation
+        (losses * weights).sum().backward()
+        self.model.gather_grads(out)
         loss = float((losses.detach().double() * weights.double()).sum())
         check_finite_loss(loss)
         return loss

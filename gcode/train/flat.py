@@ -62,6 +62,30 @@ class FlatModel:
         return all(p.grad is not None and p.grad.data_ptr() == g.data_ptr()
                    for p, g in zip(self.parameters, self.grad_views))
 
+    def release_grads(self) -> None:
+        """Drop every ``param.grad``: a backward pass then stores its gradients without adding
+        them to old ones (one pass over the gradient memory less than into bound ``grads``)."""
+        for p in self.parameters:
+            p.grad = None
+
+    def gather_grads(self, out: torch.Tensor) -> None:
+        """``out[:] =`` the flat gradient left by a backward pass after :meth:`release_grads`
+        (zero for a parameter that received none; sparse gradients are densified)."""
+        with torch.no_grad():
+            for p, view in zip(self.parameters, self.flat_views(out)):
+                if p.grad is None:
+                    view.zero_()
+                else:
+                    view.copy_(p.grad.to_dense() if p.grad.is_sparse else p.grad)
+
+    def flat_views(self, flat: torch.Tensor) -> list[torch.Tensor]:
+        """Views of a flat vector shaped like each parameter, in order."""
+        views, offset = [], 0
+        for p in self.parameters:
+            views.append(flat[offset: offset + p.numel()].view_as(p))
+            offset += p.numel()
+        return views
+
     def load(self, flat: np.ndarray | torch.Tensor) -> None:
         """Copy a flat parameter vector (numpy or tensor, any device; never aliased) in."""
         if isinstance(flat, np.ndarray):
