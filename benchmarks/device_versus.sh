@@ -5,7 +5,7 @@
 set -u
 out=${1:?usage: device_versus.sh OUT_DIR [RUN ...]}
 shift
-want=" ${*:-gpu mlp-wide mlp-wide-none mlp mlp-none resnet18-gpu resnet18-cpu} "
+want=" ${*:-gpu mlp-wide-none mlp-wide-none-cpu mlp-wide mlp mlp-none mlp-none-cpu resnet18-gpu resnet18-cpu} "
 mkdir -p "$out/tmp"
 py=${PYTHON:-python3}
 BURSTY=uncoded,gc-s2,gc-s2-earliest,msgc-earliest,uncoded-pipelined,gc-s2-earliest-pipelined,msgc-earliest-pipelined
@@ -20,10 +20,12 @@ if [[ $want == *" gpu "* ]]; then
   timeout 300 $py benchmarks/bench_gpu.py --jobs 10 --out "$out/tmp/gpu" 2>&1 | grep -E "^\||GC-FR"
   cp "$out"/tmp/gpu/*.json "$out/" 2>/dev/null
 fi
-run mlp-wide --model mlp-wide --schemes $BURSTY
 run mlp-wide-none --model mlp-wide --inject none --schemes $NONE
+run mlp-wide-none-cpu --model mlp-wide --inject none --schemes $NONE --coordinator-device cpu
+run mlp-wide --model mlp-wide --schemes $BURSTY
 run mlp --model mlp --schemes $BURSTY
 run mlp-none --model mlp --inject none --schemes $NONE
+run mlp-none-cpu --model mlp --inject none --schemes $NONE --coordinator-device cpu
 run resnet18-gpu --model resnet18 --gpus-per-worker 0.125 --jobs 20 \
   --schemes uncoded,gc-s2-earliest,msgc-earliest,uncoded-pipelined,gc-s2-earliest-pipelined
 run resnet18-cpu --model resnet18 --jobs 4 --schemes uncoded,gc-s2-earliest,gc-s2-earliest-pipelined

@@ -180,6 +180,7 @@ def cmd_bench_versus(args) -> int:
                        schemes=tuple(s.strip() for s in args.schemes.split(",") if s.strip()),
                        inject=args.inject, inject_params=params, inject_trace=args.inject_trace,
                        time_scale=args.time_scale, gpus_per_worker=args.gpus_per_worker,
+                       coordinator_device=args.coordinator_device,
                        repeats=args.repeats)
     with tqdm(total=cfg.repeats * (1 + len(cfg.schemes)), desc="bench versus", disable=args.json,
               leave=False, file=sys.stderr) as bar:
@@ -287,6 +288,9 @@ def add_bench_parser(sub) -> None:
     p.add_argument("--time-scale", type=types.positive, default=1.0, help="multiply injected times")
     p.add_argument("--gpus-per-worker", type=types.nonnegative, default=0.0,
                    help="GPU share per worker and DDP rank (default 0: CPU)")
+    p.add_argument("--coordinator-device", choices=("auto", "cpu", "cuda"), default="auto",
+                   help="where gcode's coordinator keeps its models and decodes in fp64: auto "
+                        "(a GPU when this process sees one, even for CPU workers), cpu or cuda")
     p.add_argument("--repeats", type=types.positive_int, default=1,
                    help="interleaved repeats (median reported)")
     common(p)

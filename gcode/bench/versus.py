@@ -74,6 +74,7 @@ class VersusConfig:
     inject_trace: str | None = None
     time_scale: float = 1.0
     gpus_per_worker: float = 0.0
+    coordinator_device: str = "auto"       # where gcode's coordinator steps and decodes
     repeats: int = 1
     num_samples: int = 8192
 
@@ -85,6 +86,9 @@ class VersusConfig:
         for name in ("workers", "jobs", "batch_size", "repeats"):
             if getattr(self, name) < 1:
                 raise ValueError(f"--{name.replace('_', '-')} must be >= 1, got {getattr(self, name)}")
+        if self.coordinator_device not in ("auto", "cpu", "cuda"):
+            raise ValueError(f"--coordinator-device must be auto, cpu or cuda, got "
+                             f"{self.coordinator_device!r}")
         if not self.time_scale > 0:
             raise ValueError(f"--time-scale must be > 0, got {self.time_scale}")
 
@@ -182,6 +186,7 @@ def _gcode_row(cfg: VersusConfig, name: str, workload, inject: dict, pool) -> di
     scheme, policy, train = row_sections(name)
     tc = from_dict({"scheme": {**scheme, "jobs": cfg.jobs}, "policy": policy,
                     "cluster": {"workers": cfg.workers, "gpus_per_worker": cfg.gpus_per_worker,
+                                "coordinator_device": cfg.coordinator_device,
                                 "round_timeout_s": 600},
                     "train": {"batch_size": cfg.batch_size, "seed": cfg.seed, **train},
                     "inject": inject})
@@ -194,6 +199,7 @@ def _gcode_row(cfg: VersusConfig, name: str, workload, inject: dict, pool) -> di
             "overhead_s_per_round": metrics["overhead_s_per_round"],
             "exposed_overhead_s_per_round": metrics["exposed_overhead_s_per_round"],
             "pipelined_rounds": metrics["pipelined_rounds"],
+            "coordinator_device": metrics["coordinator_device"],
             "timings_s_per_round": metrics["timings_s_per_round"],
             "param_checksum": metrics["param_checksum"], "exact": not metrics["approximate"]}
 
@@ -220,6 +226,7 @@ def summarize(cfg: VersusConfig, runs: dict[str, list[dict]], compute_s: float, 
                        "workers": cfg.workers, "jobs": cfg.jobs, "batch_size": cfg.batch_size,
                        "seed": cfg.seed, "repeats": cfg.repeats, "inject": inject,
                        "compute_s_per_worker": compute_s, "gpus_per_worker": cfg.gpus_per_worker,
+                       "coordinator_device": cfg.coordinator_device,
                        "gpu": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None},
             "rows": out_rows,
             "best_exact": {"row": best.get("row"), "vs_ddp": best["vs_ddp"]} if best else None}
@@ -232,7 +239,9 @@ def markdown_table(result: dict) -> str:
             else f"injection {inj.get('model') or 'trace'} {inj.get('params') or ''}")
     lines = [f"gcode vs torch DDP: {c['model']} ({c['num_params']:,} parameters), {c['workers']} "
              f"workers, global batch {c['batch_size']}, {c['jobs']} steps, {what}; one worker's "
-             f"compute {1e3 * c['compute_s_per_worker']:.1f} ms.", "",
+             f"compute {1e3 * c['compute_s_per_worker']:.1f} ms"
+             + (f"; gcode's coordinator on {c['coordinator_device']}" if "coordinator_device" in c
+                else "") + ".", "",
              "| system | scheme | params | wall s | vs DDP | rounds | waits | compute ms/round | "
              "overhead ms/round | not overlapped |", "|---|---|---|---|---|---|---|---|---|---|"]
     for r in result["rows"]:
