@@ -110,3 +110,22 @@ def test_bench_versus_runs_ddp_and_gcode_side_by_side(tmp_path):
     assert rows[1]["param_checksum"][0] == pytest.approx(rows[0]["param_checksum"][0], rel=1e-4)
     assert_png(tmp_path / "bench_versus_mlp.png")
     assert "vs DDP" in (tmp_path / "bench_versus_mlp.md").read_text()
+
+
+def test_versus_time_scale_auto_makes_a_straggler_three_steps_late():
+    """`--time-scale auto` scales a trace so that a round's slowest worker is, on average, three
+    of one worker's steps behind the round's median worker."""
+    import numpy as np
+
+    from gcode.bench.versus import VersusConfig, delay_table, straggler_excess
+    trace = str(TRACES / "lambda-cnn-w256-r30-canada.csv")
+    cfg = VersusConfig(workers=8, inject_trace=trace, time_scale=None)
+    table, inject = delay_table(cfg, rounds=20, compute_s=0.02)
+    assert straggler_excess(table) == pytest.approx(0.06)
+    raw, _ = delay_table(VersusConfig(workers=8, inject_trace=trace, time_scale=1.0), 20, 0.02)
+    np.testing.assert_allclose(table, raw * inject["time_scale"])
+    assert inject["trace"] == trace and inject["time_scale_rule"].startswith("auto")
+    with pytest.raises(ValueError, match="--time-scale auto needs --inject-trace"):
+        VersusConfig(time_scale=None)
+    with pytest.raises(ValueError, match="no stragglers"):
+        straggler_excess(np.ones((3, 4)))

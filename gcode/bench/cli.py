@@ -188,6 +188,11 @@ def cmd_bench_versus(args) -> int:
     return _emit(args, f"bench_versus_{cfg.model}", result, markdown_table(result), plot)
 
 
+def _scale_or_auto(text: str) -> float | None:
+    """``auto`` (None) or a finite number > 0."""
+    return None if text.strip().lower() == "auto" else types.positive(text)
+
+
 def add_bench_parser(sub) -> None:
     bench = sub.add_parser("bench", help="benchmarks: tables, PNG plots and JSON under --out",
                            description="Measured benchmarks. Each writes <name>.json, <name>.md "
@@ -264,7 +269,9 @@ def add_bench_parser(sub) -> None:
         epilog="examples:\n  gcode bench versus --model mlp-wide --workers 8\n"
                "  gcode bench versus --model mlp --workers 4 --inject-param base=0.3\n"
                "  gcode bench versus --model resnet18 --gpus-per-worker 0.125 --jobs 20\n"
-               "  gcode bench versus --inject none --schemes uncoded,gc-s1,uncoded-pipelined",
+               "  gcode bench versus --inject none --schemes uncoded,gc-s1,uncoded-pipelined\n"
+               "  gcode bench versus --model resnet18 --inject-trace traces/lambda-cnn-w256-r30-canada.csv "
+               "--time-scale auto",
         formatter_class=__import__("argparse").RawDescriptionHelpFormatter)
     p.add_argument("--model", choices=tuple(MODELS), default="mlp",
                    help="mlp (784-256-10), mlp-wide (784-4096-10), resnet18, resnet50 "
@@ -285,7 +292,10 @@ def add_bench_parser(sub) -> None:
                    help="a delay-model parameter, repeatable (bursty defaults: B=1 W=2 lam=2, "
                         "base = 3 x compute)")
     p.add_argument("--inject-trace", metavar="PATH", help="replay a CSV trace instead")
-    p.add_argument("--time-scale", type=types.positive, default=1.0, help="multiply injected times")
+    p.add_argument("--time-scale", type=_scale_or_auto, default=1.0,
+                   help="multiply injected times; 'auto' (with --inject-trace) scales the trace "
+                        "so that a round's slowest worker is on average 3 x one worker's step "
+                        "slower than the round's median worker")
     p.add_argument("--gpus-per-worker", type=types.nonnegative, default=0.0,
                    help="GPU share per worker and DDP rank (default 0: CPU)")
     p.add_argument("--coordinator-device", choices=("auto", "cpu", "cuda"), default="auto",

@@ -72,7 +72,7 @@ class VersusConfig:
     inject: str | None = "bursty"          # a delay model, "none", or None with a trace
     inject_params: dict = field(default_factory=dict)
     inject_trace: str | None = None
-    time_scale: float = 1.0
+    time_scale: float | None = 1.0         # None with a trace: straggler excess = 3 x compute
     gpus_per_worker: float = 0.0
     coordinator_device: str = "auto"       # where gcode's coordinator steps and decodes
     repeats: int = 1
@@ -89,7 +89,9 @@ class VersusConfig:
         if self.coordinator_device not in ("auto", "cpu", "cuda"):
             raise ValueError(f"--coordinator-device must be auto, cpu or cuda, got "
                              f"{self.coordinator_device!r}")
-        if not self.time_scale > 0:
+        if self.time_scale is None and self.inject_trace is None:
+            raise ValueError("--time-scale auto needs --inject-trace (it scales a trace)")
+        if self.time_scale is not None and not self.time_scale > 0:
             raise ValueError(f"--time-scale must be > 0, got {self.time_scale}")
 
 
@@ -131,7 +133,13 @@ def delay_table(cfg: VersusConfig, rounds: int, compute_s: float) -> tuple[np.nd
     from ..config import InjectConfig
     from ..runtime.inject import injected_delays
     if cfg.inject_trace is not None:
-        ic = InjectConfig(trace=cfg.inject_trace, time_scale=cfg.time_scale)
+        ic = InjectConfig(trace=cfg.inject_trace, time_scale=cfg.time_scale or 1.0)
+        if cfg.time_scale is None:  # auto: a straggler's excess is about 3 x one step
+            raw = injected_delays(ic, cfg.workers, rounds, cfg.seed)
+            ic.time_scale = 3.0 * compute_s / straggler_excess(raw)
+            table = raw * ic.time_scale
+            return table, {"model": None, "trace": ic.trace, "params": {},
+                           "time_scale": ic.time_scale, "time_scale_rule": "auto: excess = 3 x step"}
     elif cfg.inject in (None, "none"):
         return np.zeros((rounds, cfg.workers)), {"model": None}
     else:
@@ -142,6 +150,16 @@ def delay_table(cfg: VersusConfig, rounds: int, compute_s: float) -> tuple[np.nd
     table = injected_delays(ic, cfg.workers, rounds, cfg.seed)
     return table, {"model": ic.model, "trace": ic.trace, "params": ic.params,
                    "time_scale": ic.time_scale}
+
+
+def straggler_excess(table: np.ndarray) -> float:
+    """A delay table's typical straggler delay: the mean over rounds of the slowest worker's time
+    minus the round's median (what ``--time-scale auto`` makes three steps long)."""
+    excess = float(np.mean(table.max(axis=1) - np.median(table, axis=1)))
+    if not excess > 0:
+        raise ValueError("--time-scale auto: the trace has no stragglers in the rounds replayed "
+                         "(every worker's time equals its round's median)")
+    return excess
 
 
 def run_versus(cfg: VersusConfig, progress=None) -> dict:
@@ -235,8 +253,12 @@ def summarize(cfg: VersusConfig, runs: dict[str, list[dict]], compute_s: float, 
 def markdown_table(result: dict) -> str:
     c = result["config"]
     inj = c["inject"]
-    what = ("no injection" if not inj.get("model") and not inj.get("trace")
-            else f"injection {inj.get('model') or 'trace'} {inj.get('params') or ''}")
+    if inj.get("trace"):
+        what = f"trace {Path(inj['trace']).name} x {inj.get('time_scale', 1.0):.3g}"
+    elif inj.get("model"):
+        what = f"injection {inj['model']} {inj.get('params') or ''}"
+    else:
+        what = "no injection"
     lines = [f"gcode vs torch DDP: {c['model']} ({c['num_params']:,} parameters), {c['workers']} "
              f"workers, global batch {c['batch_size']}, {c['jobs']} steps, {what}; one worker's "
              f"compute {1e3 * c['compute_s_per_worker']:.1f} ms"
