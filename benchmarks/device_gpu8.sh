@@ -12,26 +12,17 @@ mkdir -p "$out/tmp"
 py=${PYTHON:-python3}
 trace=traces/lambda-cnn-w256-r30-canada.csv
 coded=uncoded,gc-s1,gc-s2-earliest,msgc-earliest,uncoded-pipelined,gc-s2-earliest-pipelined,msgc-earliest-pipelined
-run() {  # name, then gcode bench versus flags
-  local name=$1; shift
-  echo "$name $(date +%s.%N)" >> "$out/run_starts.txt"
-  timeout 900 $py -m gcode bench versus --workers 8 --gpus-per-worker 1 --jobs 40 \
-    --out "$out/tmp/$name" "$@" 2>&1 | grep -E "^\| |Best" | tail -10
-  cp "$out/tmp/$name"/bench_versus_*.json "$out/versus_$name.json" 2>/dev/null
-}
-nvidia-smi --query-gpu=timestamp,index,utilization.gpu --format=csv,noheader -lms 200 \
-  > "$out/gpu_util.csv" 2>/dev/null &
-smi=$!
+common=(--workers 8 --gpus-per-worker 1 --jobs 40)
+source "$(dirname "$0")/device_common.sh"
+start_gpu_sampling
 for model in $models; do
   for batch in 512 1024; do
-    run "$model-b$batch-none" --model $model --batch-size $batch --inject none \
+    run "$model-b$batch-none" 900 --model $model --batch-size $batch --inject none \
       --schemes uncoded,uncoded-pipelined,gc-s1,gc-s1-pipelined
-    run "$model-b$batch-bursty" --model $model --batch-size $batch --schemes $coded
-    run "$model-b$batch-trace" --model $model --batch-size $batch --schemes $coded \
+    run "$model-b$batch-bursty" 900 --model $model --batch-size $batch --schemes $coded
+    run "$model-b$batch-trace" 900 --model $model --batch-size $batch --schemes $coded \
       --inject-trace $trace --time-scale auto
   done
 done
-echo "end $(date +%s.%N)" >> "$out/run_starts.txt"
-kill $smi
-nvidia-smi --query-gpu=name,memory.total --format=csv,noheader
+stop_gpu_sampling
 rm -rf "$out/tmp"

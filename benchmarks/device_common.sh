@@ -1,0 +1,19 @@
+# Sourced by the device_gpu*.sh scripts: run one `gcode bench versus` into $out, and sample GPU
+# utilisation. Needs $out, $py and the array $common (flags every run of the script shares).
+run() {  # name, timeout seconds, then gcode bench versus flags
+  local name=$1 limit=$2; shift 2
+  echo "$name $(date +%s.%N)" >> "$out/run_starts.txt"
+  timeout "$limit" $py -m gcode bench versus "${common[@]}" --out "$out/tmp/$name" "$@" 2>&1 \
+    | grep -E "^\| |Best" | tail -10
+  cp "$out/tmp/$name"/bench_versus_*.json "$out/versus_$name.json" 2>/dev/null
+}
+start_gpu_sampling() {  # every GPU's utilisation every 200 ms, matched to runs by time
+  nvidia-smi --query-gpu=timestamp,index,utilization.gpu --format=csv,noheader -lms 200 \
+    > "$out/gpu_util.csv" 2>/dev/null &
+  smi=$!
+}
+stop_gpu_sampling() {
+  echo "end $(date +%s.%N)" >> "$out/run_starts.txt"
+  kill "$smi"
+  nvidia-smi --query-gpu=name,memory.total --format=csv,noheader
+}
