@@ -211,6 +211,7 @@ class Coordinator(Arrivals, JobLifecycle, RoundReporting):
     def _start_round(self, r: int, start: float) -> Started:
         """Absorb late results, [checkpoint], plan round r, issue its job, dispatch its tasks."""
         round_start = tp = time.perf_counter()
+        failures_before = len(self.failures)  # late failures found now belong to round r
         self._absorb_late(r)
         if self.checkpointer is not None and self.checkpointer.due(r, self.start_round):
             self.timings.plan += time.perf_counter() - tp
@@ -228,7 +229,7 @@ class Coordinator(Arrivals, JobLifecycle, RoundReporting):
             pending = {self._dispatch(r, w, plan[w], 0): w for w in range(self.n)}
         t0 = time.perf_counter()
         self.timings.dispatch += t0 - td
-        return Started(r, plan, pending, round_start, t0, len(self.failures))
+        return Started(r, plan, pending, round_start, t0, failures_before)
 
     def _end_round(self, now: Started) -> tuple[End, dict]:
         """Wait for round ``now.r`` to end (policy), then record who arrived."""
