@@ -8,6 +8,7 @@ the round-ending rule is the Policy applied by :func:`gcode.runtime.rounds.decid
 
 from __future__ import annotations
 
+import contextlib
 import math
 import time
 from typing import Any
@@ -54,10 +55,8 @@ class Arrivals:
         the object store instead of one per result)."""
         import ray
         if len(refs) > 1:
-            try:
+            with contextlib.suppress(Exception):  # some failed: learn which, one by one
                 return [(payload, None) for payload in ray.get(refs, timeout=30)]
-            except Exception:  # noqa: BLE001 - some failed: learn which, one by one
-                pass
         return [self._fetch(ref) for ref in refs]
 
     def _note_pid(self, w: int, payload: dict) -> None:

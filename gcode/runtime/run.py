@@ -11,12 +11,11 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from ..config import ConfigError, TrainConfig, validate
-from .coordinator import APPROX_DELAYED, APPROX_IGNORE, Coordinator, ProgressFn
+from .coordinator import Coordinator, ProgressFn
 from .data import WorkSpec, model_seed
 from .inject import DelaySource
+from .metrics import run_metrics
 from .runlog import JsonlWriter
 
 
@@ -164,16 +163,6 @@ def _keep_run_log(prefix: str, round_: int) -> None:
         path = base.with_name(base.name + suffix)
         if path.exists():
             path.rename(base.with_name(f"{base.name}.before-r{round_:08d}{suffix}"))
-
-
-def real_load(scheme, batch_size: int) -> dict:
-    """The per-worker load in whole samples (chunks balanced per group), next to ``load``:
-    ``real_load`` is the busiest worker's steady-state samples per round over the batch size
-    (for ``auto``, of its last scheme)."""
-    from gcode.codes import worker_samples
-    samples = worker_samples(scheme, batch_size)
-    return {"real_load": int(samples.max()) / batch_size,
-            "worker_samples": {"min": int(samples.min()), "max": int(samples.max())}}
 
 
 def build_scheme(cfg: TrainConfig):
@@ -344,60 +333,9 @@ def _execute(cfg: TrainConfig, workload, progress, pool, monitor) -> tuple[dict[
             pool.kill()
         if started:
             ray.shutdown()
-    metrics = _metrics(cfg, coord, scheme, policy, pool, M, d, runtime_s, setup_s, session_s)
+    metrics = run_metrics(cfg, coord, scheme, policy, pool, M, d, runtime_s, setup_s, session_s)
     metrics.update(final_loss=final_loss, final_eval=final_eval, param_checksum=checksum,
                    run_id=run_id[:16], coordinator_device=str(device),
                    decode_device=str(decode_device), decode_threads=threads,
                    model=workload.name)
     return metrics, [model.module.cpu() for model in models]
-
-
-def _metrics(cfg, coord, scheme, policy, pool, M, d, runtime_s, setup_s, session_s) -> dict:
-    tr, n = cfg.train, cfg.cluster.workers
-    approximate = tr.mode == "delayed" or not scheme.exact
-    notes = [APPROX_DELAYED] if tr.mode == "delayed" else []
-    if not scheme.exact:
-        notes.append(APPROX_IGNORE)
-    rounds = coord.rounds_run
-    t = coord.timings
-    per_round = {k: v / max(rounds, 1) for k, v in t.__dict__.items()}
-    resp = float(np.mean(coord.response_s)) if coord.response_s else None
-    out = {
-        "scheme": scheme.name, "params": scheme.params, "n": n, "jobs": scheme.jobs,
-        "policy": cfg.policy.name, "mu": cfg.policy.mu, "mode": tr.mode, "models": M,
-        "approximate": approximate, "approximation": "; ".join(notes) or None,
-        "load": scheme.load, "delay_T": scheme.delay, **real_load(scheme, tr.batch_size),
-        "message_dtype": np.dtype(scheme.message_dtype).name,
-        "num_params": d, "batch_size": tr.batch_size,
-        "runtime_s": runtime_s, "setup_s": setup_s, "rounds": rounds, "waits": coord.waits,
-        "decoded_jobs": coord.decoded, "updates_per_model": coord.updates,
-        "evals": coord.evals, "max_decode_rel_error": coord.max_rel_error,
-        "stopped": coord.stopped, "stop_reason": coord.stop_reason or None,
-        "stragglers": coord.stragglers_total, "late_results_used": coord.late_used,
-        "failures": coord.failures, "retries": coord.retries,
-        "restarts": {str(k): v for k, v in sorted(coord.restarts.items())},
-        "nodes": len({pool.info[i].get("node") for i in range(n)}) if pool.info else None,
-        "node_ips": sorted({pool.info[i].get("ip") for i in range(n)}) if pool.info else None,
-        "worker_cpus": pool.options.get("num_cpus"), "worker_gpus": pool.options.get("num_gpus"),
-        "worker_peak_rss_mb": max(coord.peak_rss_mb.values(), default=None),
-        "compute_s_mean": float(np.mean(coord.compute_s)) if coord.compute_s else None,
-        "response_s_mean": resp,
-        "load_slope_s": (resp / scheme.load) if resp is not None and scheme.load > 0 else None,
-        "overhead_s_per_round": t.overhead() / max(rounds, 1),
-        "exposed_overhead_s_per_round": t.exposed() / max(rounds, 1),
-        "pipelined_rounds": coord.pipelined,
-        "compute_s_per_round": coord.round_compute_s / max(rounds, 1),
-        "timings_s_per_round": per_round,
-        "decode_streamed": coord.decoder.streamed, "decode_fallbacks": coord.decoder.fallbacks,
-        "durations_s": coord.durations,
-        "injected": (cfg.inject.trace or cfg.inject.model),
-        "time_scale": cfg.inject.time_scale, "seed": tr.seed,
-        "checkpoints": list(coord.checkpointer.written) if coord.checkpointer else [],
-        "checkpoint": coord.checkpointer.written[-1] if coord.checkpointer and coord.checkpointer.written else None,
-        "resumed_from": coord.resumed_from, "sessions": coord.sessions,
-        "session_runtime_s": session_s, "late_results_dropped": coord.late_dropped,
-    }
-    if cfg.scheme.name == "auto":
-        out["switches"] = list(getattr(scheme, "switches", []))
-        out["auto_load_slope_s"] = getattr(policy, "load_slope", None)
-    return out
