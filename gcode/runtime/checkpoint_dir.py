@@ -20,6 +20,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import socket
 import time
 from collections.abc import Iterator
@@ -29,6 +30,25 @@ from ..config import ConfigError, TrainConfig
 
 LOCK_FILE = ".gcode-lock"
 MANIFEST_FILE = "manifest.json"
+_NAME = re.compile(r"^round-(\d{8})$")
+
+
+class CheckpointError(ValueError):
+    """A checkpoint cannot be written, found, verified or restored; the message says which."""
+
+
+def _round_of(path: Path) -> int | None:
+    m = _NAME.match(path.name)
+    return int(m.group(1)) if m else None
+
+
+def checkpoints_in(root: str | os.PathLike) -> list[Path]:
+    """The ``round-NNNNNNNN`` folders of ``root``, oldest first (complete or not)."""
+    root = Path(root)
+    if not root.is_dir():
+        return []
+    found = [p for p in root.iterdir() if p.is_dir() and _round_of(p) is not None]
+    return sorted(found, key=lambda p: _round_of(p))
 
 #: directory (resolved) -> the open, locked file descriptor of its lock file, for this process
 _held: dict[Path, int] = {}
@@ -121,7 +141,6 @@ def _manifest_run_id(folder: Path) -> str | None:
 def owners(root: str | os.PathLike) -> dict[str, list[Path]]:
     """Run id -> the ``round-*`` folders of ``root`` that carry it (manifests without one are
     left out: checkpoints of an older gcode)."""
-    from .checkpoint_files import checkpoints_in
     out: dict[str, list[Path]] = {}
     for folder in checkpoints_in(root):
         run_id = _manifest_run_id(folder)
@@ -133,7 +152,6 @@ def owners(root: str | os.PathLike) -> dict[str, list[Path]]:
 def check_owner(root: Path, run_id: str | None) -> None:
     """Before writing a checkpoint of run ``run_id`` into ``root``: no folder of another run is
     there, and the lock this process took on ``root`` (if any) is still in place."""
-    from .checkpoint_files import CheckpointError
     fd = _held.get(root.resolve()) if root.exists() else None
     if fd is not None:
         try:
@@ -156,7 +174,6 @@ def check_owner(root: Path, run_id: str | None) -> None:
 
 def check_single_owner(root: Path, run_id: str | None, folder: Path) -> None:
     """On resume: ``root`` holds checkpoints of the resumed run only."""
-    from .checkpoint_files import CheckpointError
     others = {k: v for k, v in owners(root).items() if k != run_id}
     if others:
         other, folders = next(iter(others.items()))

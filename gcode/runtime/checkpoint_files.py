@@ -38,7 +38,6 @@ import hashlib
 import json
 import math
 import os
-import re
 import shutil
 import tempfile
 import time
@@ -50,17 +49,19 @@ from typing import Any
 import numpy as np
 
 from ..config import ConfigError
+from .checkpoint_dir import (  # CheckpointError and checkpoints_in are re-exported
+    MANIFEST_FILE,
+    CheckpointError,
+    _round_of,
+    check_owner,
+    check_single_owner,
+    checkpoints_in,
+)
 
 FORMAT = "gcode-checkpoint"
 VERSION = 1
 STATE_FILE = "state.json"
 ARRAYS_FILE = "arrays.npz"
-MANIFEST_FILE = "manifest.json"
-_NAME = re.compile(r"^round-(\d{8})$")
-
-
-class CheckpointError(ValueError):
-    """A checkpoint cannot be written, found, verified or restored; the message says which."""
 
 
 # ---- a JSON tree with arrays out of line ----------------------------------------------------
@@ -168,20 +169,6 @@ def canonical_json(obj: dict) -> bytes:
     return json.dumps(obj, sort_keys=True, separators=(",", ":"), allow_nan=False).encode()
 
 
-def _round_of(path: Path) -> int | None:
-    m = _NAME.match(path.name)
-    return int(m.group(1)) if m else None
-
-
-def checkpoints_in(root: str | os.PathLike) -> list[Path]:
-    """The ``round-NNNNNNNN`` folders of ``root``, oldest first (complete or not)."""
-    root = Path(root)
-    if not root.is_dir():
-        return []
-    found = [p for p in root.iterdir() if p.is_dir() and _round_of(p) is not None]
-    return sorted(found, key=lambda p: _round_of(p))
-
-
 def _prune(root: Path, keep: int, newest: Path) -> None:
     """Keep the newest ``keep`` checkpoints up to ``newest``; drop later rounds (an abandoned
     timeline after resuming from an older checkpoint) and leftovers of interrupted writes."""
@@ -200,7 +187,6 @@ def write_checkpoint(root: str | os.PathLike, round_: int, tree: dict, keep: int
     Raises :class:`CheckpointError` naming the folder when the disk refuses (full, read-only,
     permissions); the previous checkpoint is then untouched and nothing half-written remains under
     a ``round-`` name."""
-    from .checkpoint_dir import check_owner
     root = Path(root)
     run = tree.get("run") if isinstance(tree, dict) else None
     run_id = run.get("run_id") if isinstance(run, dict) else None
@@ -327,7 +313,6 @@ def read_checkpoint(path: str | os.PathLike) -> Checkpoint:
     (:func:`gcode.runtime.checkpoint_checks.check_tree`)."""
     from .. import limits
     from .checkpoint_checks import check_tree
-    from .checkpoint_dir import check_single_owner
     folder = resolve(path)
     older = [p for p in checkpoints_in(folder.parent) if p != folder and
              (_round_of(p) or 0) < (_round_of(folder) or 0)]
