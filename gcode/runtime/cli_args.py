@@ -55,7 +55,7 @@ FLAG_FIELDS = {
     "models": "train.models", "mode": "train.mode", "seed": "train.seed",
     "model": "train.model", "dataset": "train.dataset", "num_samples": "train.num_samples",
     "optimizer": "train.optimizer", "lr": "train.lr", "batch_size": "train.batch_size",
-    "check_decode": "train.check_decode",
+    "check_decode": "train.check_decode", "pipeline": "train.pipeline",
     "inject": "inject.model", "inject_trace": "inject.trace", "time_scale": "inject.time_scale",
     "inject_mode": "inject.mode", "log_jsonl": "log.jsonl", "run_log": "log.run_log",
     "load_slope": "scheme.auto_load_slope",
@@ -181,6 +181,10 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--check-decode", action="store_true", default=S,
                    help="recompute every decoded gradient directly and report "
                         "max_decode_rel_error (costs one extra gradient per job)")
+    g.add_argument("--no-pipeline", dest="pipeline", action="store_false", default=S,
+                   help="never dispatch a round before the previous round's decodes and steps "
+                        "(by default a round starts early when its inputs are final, e.g. with "
+                        "--models T+2; results are the same either way)")
 
     g = parser.add_argument_group("straggler injection")
     from ..stragglers.registry import describe_models

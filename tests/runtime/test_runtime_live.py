@@ -203,6 +203,13 @@ def test_cli_entry_point_prints_json(ray_pool, capsys, tmp_path):
                 "max_decode_rel_error"):
         assert key in out
     assert out["decoded_jobs"] == 6 and len(out["param_checksum"]) == out["models"] == 1
+    # --models T+2 pipelines every round after the first; --no-pipeline none
+    for flags, pipelined in ((["--models", "2"], 5), (["--models", "2", "--no-pipeline"], 0)):
+        args = parser.parse_args(["--workers", "4", "--jobs", "6", "--model", "logistic",
+                                  "--json", "--quiet", "--scheme", "uncoded", *flags])
+        assert run_from_args(args, pool=ray_pool) == 0
+        out = json.loads(capsys.readouterr().out)
+        assert out["models"] == 2 and out["pipelined_rounds"] == pipelined
 
 
 # ---- user-supplied model factory and dataset ---------------------------------------------------
