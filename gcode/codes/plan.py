@@ -47,7 +47,7 @@ class TaskBlock:
     slot: int
     workers: np.ndarray            # bool (n,)
     chunk: np.ndarray | None = None  # int (n,), for uncoded tasks
-    code: object = None            # a gcode.codes.gc.GradientCode, for coded tasks
+    code: object = None            # a gcode.codes.gradient_code.GradientCode, for coded tasks
     chunk_offset: int = 0
 
     def task(self, worker: int) -> MiniTask:
