@@ -20,7 +20,7 @@ def _decode_set(n, stragglers):
 
 @pytest.mark.parametrize("n,s", [(5, 1), (7, 2), (9, 4), (10, 3), (12, 5)])
 def test_every_decode_set_of_small_codes_matches_the_dense_solve(n, s):
-    code = CyclicRepetitionCode(n, s)  # n <= 256: the dense QR
+    code = CyclicRepetitionCode(n, s)  # n <= DENSE_DECODE_MAX_N: the dense QR
     accepted = 0
     for stragglers in itertools.combinations(range(n), s):
         workers = _decode_set(n, stragglers)

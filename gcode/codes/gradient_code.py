@@ -42,7 +42,7 @@ class GradientCode(ABC):
             raise ValueError(f"s must satisfy 0 <= s < n, got s={s!r}, n={n}")
         self.n = int(n)
         self.s = int(s)
-        self._row_tuples: dict[tuple[int, int], tuple[tuple, tuple]] = {}
+        self._row_tuples: dict[int, list] = {}  # offset -> each worker's row_tuples or None
 
     @property
     @abstractmethod
@@ -71,12 +71,13 @@ class GradientCode(ABC):
     def row_tuples(self, worker: int, offset: int = 0) -> tuple[tuple[int, ...], tuple[float, ...]]:
         """``worker``'s row as a task carries it: (parts + ``offset``, coefficients), built once
         per (worker, offset) and shared by every round's task (a round's plan holds the same)."""
-        key = (int(worker), int(offset))
-        tuples = self._row_tuples.get(key)
+        rows = self._row_tuples.get(offset)
+        if rows is None:
+            rows = self._row_tuples[offset] = [None] * self.n
+        tuples = rows[worker]
         if tuples is None:
             parts, coefficients = self.row(worker)
-            tuples = (tuple((parts + offset).tolist()), tuple(coefficients.tolist()))
-            self._row_tuples[key] = tuples
+            tuples = rows[worker] = (tuple((parts + offset).tolist()), tuple(coefficients.tolist()))
         return tuples
 
     @abstractmethod
