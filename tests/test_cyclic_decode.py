@@ -20,7 +20,7 @@ def _decode_set(n, stragglers):
 
 @pytest.mark.parametrize("n,s", [(5, 1), (7, 2), (9, 4), (10, 3), (12, 5)])
 def test_every_decode_set_of_small_codes_matches_the_dense_solve(n, s):
-    code = CyclicRepetitionCode(n, s)  # n <= 256: the dense QR
+    code = CyclicRepetitionCode(n, s)  # n <= DENSE_DECODE_MAX_N: the dense QR
     accepted = 0
     for stragglers in itertools.combinations(range(n), s):
         workers = _decode_set(n, stragglers)
@@ -75,3 +75,54 @@ def test_task_tuples_are_each_workers_row():
         assert parts.tolist() == sorted(((w + np.arange(8)) % 300).tolist())
         assert coefficients.tolist() == code.encoding[w, parts].tolist()
     assert code.row_tuples(5) is code.row_tuples(5)  # built once
+
+
+@FAST
+@given(n=st.integers(CyclicRepetitionCode.DENSE_DECODE_MAX_N + 1, 700), s_frac=st.floats(0.0, 0.1),
+       seed=st.integers(0, 2**16))
+def test_a_kept_null_space_vector_is_within_the_messages_rounding(n, s_frac, seed):
+    """Beyond the dense limit a refined null-space vector is kept only when Σ a_i·B_i is within
+    1e-11 of 1, or within u·Σ_i |a_i|·Σ_j |B_ij| (the rounding that fp64 messages carry); then it
+    decodes the same sum as the banded LU's vector (and, up to n = 256, the dense QR's)."""
+    s = max(1, int(s_frac * n))
+    code = CyclicRepetitionCode(n, s)
+    rng = np.random.default_rng(seed)
+    workers = _decode_set(n, rng.choice(n, s, replace=False))
+    try:
+        a = code._solve_null_space(workers)
+    except DecodeError:  # not within that bound: decode_vector takes the banded LU
+        return
+    full = np.bincount(workers, a, minlength=n)
+    residual = np.abs(band_product(code.band, full) - 1.0).max()
+    assert residual <= max(1e-11, np.finfo(np.float64).eps * (np.abs(full) @ np.abs(code.band).sum(axis=1)))
+    parts = rng.standard_normal((n, 3))
+    messages = np.stack([band_product(code.band, np.eye(1, n, w)[0]) for w in workers]) @ parts
+    truth = parts.sum(axis=0)
+    references = [code._solve_band(workers)] + ([code._solve_dense(workers)] if n <= 256 else [])
+    for reference in references:
+        floor = np.abs(reference @ messages - truth).max() / np.abs(truth).max()
+        assert np.abs(a @ messages - truth).max() / np.abs(truth).max() <= max(10 * floor, 1e-9)
+
+
+def test_refinement_settles_where_the_unrefined_vector_is_not_accurate():
+    """On an ill-conditioned code (n = 300, s = 20) the unrefined null-space vector misses 1 by
+    more than 1e-11; refinement brings the residual down to its rounding floor, u·Σ_i |a_i|·Σ_j |B_ij|
+    (the error of computing Σ a_i·B_i at all), where the banded LU's lies too."""
+    from gcode.codes.cyclic_solve import NullSpaceDecoder
+    code = CyclicRepetitionCode(300, 20)
+    decoder = NullSpaceDecoder(code.band)
+    row_mass = np.abs(code.band).sum(axis=1)
+    rng = np.random.default_rng(0)
+    refined = 0
+    for _ in range(10):
+        workers = _decode_set(300, rng.choice(300, 20, replace=False))
+        unrefined, _, _ = decoder.solve(workers, enough=np.inf)
+        a, product, settled = decoder.solve(workers, enough=1e-11)
+        assert np.array_equal(product, band_product(code.band, a))
+        assert not a[np.setdiff1d(np.arange(300), workers)].any()
+        if np.abs(band_product(code.band, unrefined) - 1.0).max() > 1e-11:
+            refined += 1
+            assert settled
+            floor = np.finfo(np.float64).eps * (np.abs(a) @ row_mass)
+            assert np.abs(product - 1.0).max() <= 4 * floor
+    assert refined > 0

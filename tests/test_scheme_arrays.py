@@ -4,6 +4,7 @@ decodability and decodings under random conforming patterns, fallbacks and late 
 
 import numpy as np
 import pytest
+from hypothesis import HealthCheck, given, settings, strategies as st
 from reference_schemes import dense_decode, reference_of
 
 from gcode.codes import (
@@ -177,3 +178,15 @@ def test_the_simulator_never_solves_a_cyclic_decode():
     trace = np.random.default_rng(0).uniform(1.0, 3.0, (6, 400))
     result = simulate(scheme, trace, PaperPolicy(1.0))
     assert result.decoded_jobs == 6 and code._band is None
+
+
+@settings(max_examples=8, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(n=st.integers(CyclicRepetitionCode.DENSE_DECODE_MAX_N + 1, 200), scheme=st.sampled_from([
+    ("gc", {"s": 3}), ("msgc", {"B": 1, "W": 2, "lam": 3}), ("srsgc", {"B": 1, "W": 2, "lam": 4})]),
+    seed=st.integers(0, 2**16))
+def test_plans_and_decodings_match_between_the_dense_limit_and_n_200(n, scheme, seed):
+    """Plans built block by block, and cyclic decode vectors from the refined null space (or the
+    banded LU), agree with the per-worker reference and its dense QR round by round."""
+    name, params = scheme
+    drive_both(make_scheme(name, n=n, jobs=5, **params), np.random.default_rng(seed), rounds=5,
+               coefficient_rtol=1e-7)

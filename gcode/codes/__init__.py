@@ -8,14 +8,8 @@ from __future__ import annotations
 from .base import Scheme, coded_task
 from .baselines import GradientCoding, IgnoreStragglers, Uncoded
 from .chunking import allocate_samples, chunk_boundaries, worker_samples
-from .gc import (
-    GC_CODE_KINDS,
-    CyclicRepetitionCode,
-    DecodeError,
-    FractionalRepetitionCode,
-    GradientCode,
-    make_gc_code,
-)
+from .gc import GC_CODE_KINDS, CyclicRepetitionCode, FractionalRepetitionCode, make_gc_code
+from .gradient_code import DecodeError, GradientCode
 from .models import Bursty, SPerRound, StragglerModel, validate_bursty
 from .msgc import MultiplexedSGC
 from .plan import Decoding, MiniTask, Plan, ResultKey, TaskBlock

@@ -27,7 +27,7 @@ from abc import ABC, abstractmethod
 
 import numpy as np
 
-from .gc import DecodeError
+from .gradient_code import DecodeError
 from .models import StragglerModel
 from .plan import Decoding, MiniTask, Plan, TaskBlock
 

@@ -8,7 +8,8 @@ from functools import cached_property
 import numpy as np
 
 from .base import CodeBacked, Scheme
-from .gc import GradientCode, make_gc_code
+from .gc import make_gc_code
+from .gradient_code import GradientCode
 from .models import SPerRound
 from .plan import Decoding, TaskBlock
 

@@ -1,25 +1,16 @@
-"""Gradient codes (Tandon et al., ICML 2017): fractional repetition and cyclic repetition.
-
-A gradient code splits one job's data into ``num_parts`` parts with gradients g_1 … g_k and has
-worker i send f_i = Σ_j encoding[i, j] · g_j. It tolerates ``s`` stragglers: for every set of
-at least n − s finished workers there are decode coefficients a with aᵀ·encoding_I = 1ᵀ, so
-Σ_i a_i f_i = Σ_j g_j exactly.
-
-Codes work on arrival masks (bool arrays of length n) in O(n) numpy: ``decodable(mask)`` and
-``decode_vector(mask)``. Worker rows (``row``) and the dense ``encoding`` are built only when
-asked for, so a simulator that only asks whether a job decodes never builds them.
-"""
+"""The two gradient codes: fractional repetition and cyclic repetition (Tandon et al., ICML
+2017); the interface they implement is :class:`gcode.codes.gradient_code.GradientCode`."""
 
 from __future__ import annotations
 
 import itertools
 import math
-from abc import ABC, abstractmethod
 from functools import cached_property, lru_cache
 
 import numpy as np
 
 from .cyclic_solve import NullSpaceDecoder, band_product, banded_solve, build_band
+from .gradient_code import DecodeError, GradientCode, mask_of
 
 #: fp32 carries a relative rounding error of u = 2**-24 ≈ 6e-8 per message. A code whose
 #: certified worst coefficient growth would turn that into more than this bound (half the 1e-6
@@ -29,104 +20,9 @@ FP32_DECODE_ERROR_BUDGET = 5e-7
 #: certified, and sends fp64
 CERTIFY_MAX_DECODE_SETS = 5000
 _RESIDUAL_TOLERANCE = 1e-10  # relative to the coefficient mass Σ|a_i|·max|B_i|
-#: a null-space decode vector is kept only with Σ a_i·B_i within this of 1 on every part (its
-#: basis loses accuracy on ill-conditioned codes); otherwise the banded LU solves that set
+#: a null-space decode vector within this of 1 on every part needs no refinement (its basis
+#: loses accuracy on ill-conditioned codes: then it is refined, or the banded LU solves that set)
 _NULL_SPACE_RESIDUAL = 1e-11
-
-
-class DecodeError(RuntimeError):
-    """Raised when the finished workers do not determine the full gradient."""
-
-
-def _mask_of(n: int, finished) -> np.ndarray:
-    mask = np.zeros(n, dtype=bool)
-    workers = np.fromiter((int(w) for w in finished), dtype=np.int64)
-    if workers.size and (workers.min() < 0 or workers.max() >= n):
-        raise ValueError(f"finished workers must be in 0..{n - 1}")
-    mask[workers] = True
-    return mask
-
-
-class GradientCode(ABC):
-    """An (n, s) gradient code over ``num_parts`` parts."""
-
-    kind: str
-
-    def __init__(self, n: int, s: int):
-        if not isinstance(n, (int, np.integer)) or n < 1:
-            raise ValueError(f"n must be an integer >= 1, got n={n!r}")
-        if not isinstance(s, (int, np.integer)) or not 0 <= s < n:
-            raise ValueError(f"s must satisfy 0 <= s < n, got s={s!r}, n={n}")
-        self.n = int(n)
-        self.s = int(s)
-        self._row_tuples: dict[tuple[int, int], tuple[tuple, tuple]] = {}
-
-    @property
-    @abstractmethod
-    def encoding(self) -> np.ndarray:
-        """(n, num_parts) float64 coefficient matrix (dense; built on first use)."""
-
-    @property
-    @abstractmethod
-    def part_fractions(self) -> np.ndarray:
-        """(num_parts,) fraction of the coded data held by each part; sums to 1."""
-
-    @property
-    @abstractmethod
-    def num_parts(self) -> int: ...
-
-    @property
-    @abstractmethod
-    def load(self) -> float:
-        """Largest fraction of the coded data that one worker processes."""
-
-    @abstractmethod
-    def row(self, worker: int) -> tuple[np.ndarray, np.ndarray]:
-        """(parts, coefficients) of ``worker``'s message, parts ascending and coefficients
-        nonzero: the nonzero entries of its encoding row."""
-
-    def row_tuples(self, worker: int, offset: int = 0) -> tuple[tuple[int, ...], tuple[float, ...]]:
-        """``worker``'s row as a task carries it: (parts + ``offset``, coefficients), built once
-        per (worker, offset) and shared by every round's task (a round's plan holds the same)."""
-        key = (int(worker), int(offset))
-        tuples = self._row_tuples.get(key)
-        if tuples is None:
-            parts, coefficients = self.row(worker)
-            tuples = (tuple((parts + offset).tolist()), tuple(coefficients.tolist()))
-            self._row_tuples[key] = tuples
-        return tuples
-
-    @abstractmethod
-    def support_sums(self, part_values: np.ndarray) -> np.ndarray:
-        """(n,) per worker: Σ part_values over the parts its message reads."""
-
-    @abstractmethod
-    def decodable(self, arrived: np.ndarray) -> bool:
-        """True when the workers of the bool mask ``arrived`` determine the full gradient."""
-
-    @abstractmethod
-    def decode_vector(self, arrived: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """(workers ascending, coefficients) over arrived workers with Σ a_i encoding[i] = 1ᵀ;
-        raises DecodeError when ``decodable(arrived)`` is False."""
-
-    def __deepcopy__(self, memo):
-        return self  # immutable: copies of a scheme share their codes
-
-    def support(self, worker: int) -> np.ndarray:
-        """Indices of the parts that ``worker`` touches."""
-        return self.row(worker)[0]
-
-    @property
-    def message_dtype(self) -> np.dtype:
-        return np.dtype(np.float32)
-
-    def can_decode(self, finished) -> bool:
-        return self.decodable(_mask_of(self.n, finished))
-
-    def decode_coefficients(self, finished) -> dict[int, float]:
-        """Coefficients a over ``finished`` workers with Σ a_i encoding[i] = 1ᵀ."""
-        workers, coefficients = self.decode_vector(_mask_of(self.n, finished))
-        return dict(zip(workers.tolist(), coefficients.tolist()))
 
 
 class FractionalRepetitionCode(GradientCode):
@@ -203,8 +99,9 @@ class CyclicRepetitionCode(GradientCode):
     B[i, i] = 1 and B[i, S] = −H[:, S]⁻¹ H[:, i] for S = {i+1 … i+s}. Decoding solves
     aᵀ B_I = 1ᵀ on the first n−s finished workers I in float64 and checks the residual: by QR
     for n ≤ ``DENSE_DECODE_MAX_N`` or an explicit encoding; otherwise by one s × s solve against
-    a basis of B's left null space, O(s³ + n·s) per decode set after an O(n·s²) setup, with the
-    banded LU (O(n·s²)) when that system is ill-conditioned (:mod:`gcode.codes.cyclic_solve`).
+    a basis of B's left null space refined to the banded LU's accuracy, O(s³ + n·s) per decode
+    set after an O(n·s²) setup, with the banded LU (O(n·s²)) when refinement does not settle
+    (:mod:`gcode.codes.cyclic_solve`).
     Decode vectors are cached per decode set. The rows of B are solved only when first needed
     (a task, a decode or the dense encoding).
 
@@ -221,7 +118,7 @@ class CyclicRepetitionCode(GradientCode):
     """
 
     kind = "cyclic"
-    DENSE_DECODE_MAX_N = 256
+    DENSE_DECODE_MAX_N = 64  # the QR costs O(n³) per decode set: 6 ms at n = 256
 
     def __init__(self, n: int, s: int, seed: int = 0, encoding: np.ndarray | None = None):
         super().__init__(n, s)
@@ -229,6 +126,7 @@ class CyclicRepetitionCode(GradientCode):
         self._dense: np.ndarray | None = None
         self._band: np.ndarray | None = None  # (n, s+1): B[i, (i+k) mod n] = band[i, k]
         self._row_max: np.ndarray | None = None  # (n,) max |band[i]|
+        self._row_mass: np.ndarray | None = None  # (n,) Σ |band[i]|, with the null space
         self._null_space: NullSpaceDecoder | None = None
         if encoding is not None:
             if np.shape(encoding) != (self.n, self.n):
@@ -321,7 +219,7 @@ class CyclicRepetitionCode(GradientCode):
         else:
             try:
                 a = self._solve_null_space(workers)
-            except DecodeError:  # an ill-conditioned s × s system: the banded LU decides
+            except DecodeError:  # refinement did not settle: the banded LU decides
                 a = self._solve_band(workers)
         a.flags.writeable = False
         return a
@@ -353,28 +251,38 @@ class CyclicRepetitionCode(GradientCode):
         return self._checked(workers, a)
 
     def _solve_null_space(self, workers: np.ndarray) -> np.ndarray:
-        """One s × s solve against a basis of B's left null space (:class:`NullSpaceDecoder`,
-        built on first use), O(s³ + n·s), then the residual over all n parts."""
+        """One s × s solve against a basis of B's left null space, refined by I₀'s banded LU
+        (:class:`NullSpaceDecoder`, built on first use), O(s³ + n·s). Kept when Σ a_i·B_i is
+        within ``_NULL_SPACE_RESIDUAL`` of 1, or when refinement settled within the rounding
+        error that fp64 messages carry anyway, u·Σ_i |a_i|·Σ_j |B_ij|; otherwise DecodeError."""
         if self.s == 0:
             return self._solve_band(workers)
         if self._null_space is None:
             self._null_space = NullSpaceDecoder(self.band)
+            self._row_mass = np.abs(self.band).sum(axis=1)
         try:
-            a = self._null_space.solve(workers)
+            a, product, settled = self._null_space.solve(workers, _NULL_SPACE_RESIDUAL)
         except np.linalg.LinAlgError as exc:
             raise DecodeError("cyclic code: singular null-space system") from exc
-        residual = np.abs(band_product(self.band, a) - 1.0).max()
-        if not residual <= _NULL_SPACE_RESIDUAL:  # less accurate than the banded LU would be
-            raise DecodeError(f"cyclic code: null-space residual {residual:.1e}")
-        return self._checked(workers, a[workers])
+        residual = np.abs(product - 1.0).max()
+        floor = np.finfo(np.float64).eps * float(np.abs(a) @ self._row_mass)
+        if not (residual <= _NULL_SPACE_RESIDUAL or (settled and residual <= floor)):
+            raise DecodeError(f"cyclic code: null-space residual {residual:.1e} above {floor:.1e}")
+        a = a[workers]
+        self._check_residual(workers, a, product, self._worker_row_max()[workers])
+        return a
+
+    def _worker_row_max(self) -> np.ndarray:
+        """(n,) max |B_ij| per worker."""
+        if self._row_max is None:
+            self._row_max = np.abs(self.band).max(axis=1)
+        return self._row_max
 
     def _checked(self, workers: np.ndarray, a: np.ndarray) -> np.ndarray:
         """``a`` (per worker of ``workers``) once Σ a_i·B_i = 1ᵀ holds on every part."""
         full = np.zeros(self.n)
         full[workers] = a
-        if self._row_max is None:
-            self._row_max = np.abs(self.band).max(axis=1)
-        self._check_residual(workers, a, band_product(self.band, full), self._row_max[workers])
+        self._check_residual(workers, a, band_product(self.band, full), self._worker_row_max()[workers])
         return a
 
     def _certify_growth(self) -> float:
@@ -387,7 +295,7 @@ class CyclicRepetitionCode(GradientCode):
         growth = 0.0
         for workers in itertools.combinations(range(self.n), self.n - self.s):
             try:
-                workers, a = self.decode_vector(_mask_of(self.n, workers))
+                workers, a = self.decode_vector(mask_of(self.n, workers))
             except DecodeError as exc:
                 raise ValueError(f"encoding does not tolerate s={self.s} stragglers: {exc}") from None
             growth = max(growth, sum(abs(c) * row_mass[w] for w, c in zip(workers.tolist(), a.tolist())))

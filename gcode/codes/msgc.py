@@ -16,7 +16,8 @@ from __future__ import annotations
 import numpy as np
 
 from .base import Scheme
-from .gc import GradientCode, make_gc_code
+from .gc import make_gc_code
+from .gradient_code import GradientCode
 from .models import Bursty, validate_bursty
 from .plan import Decoding, TaskBlock
 

@@ -3,7 +3,8 @@
 A scheme's plan for a round is a few :class:`TaskBlock`s, each one mini-task per worker of a
 mask for one (job, slot), so planning, recording and decoding cost O(n) numpy work per round
 and no Python object per worker. Drivers that need per-worker objects (the live coordinator, the
-run log) still read ``plan[w]`` as a list of :class:`MiniTask`, built on demand and cached.
+run log) still read ``plan[w]`` as a list of :class:`MiniTask`, built for every worker on
+first use (one pass per block) and cached.
 """
 
 from __future__ import annotations
@@ -47,13 +48,19 @@ class TaskBlock:
     slot: int
     workers: np.ndarray            # bool (n,)
     chunk: np.ndarray | None = None  # int (n,), for uncoded tasks
-    code: object = None            # a gcode.codes.gc.GradientCode, for coded tasks
+    code: object = None            # a gcode.codes.gradient_code.GradientCode, for coded tasks
     chunk_offset: int = 0
 
     def task(self, worker: int) -> MiniTask:
+        return self.tasks([int(worker)])[0]
+
+    def tasks(self, workers: list[int]) -> list[MiniTask]:
+        """The tasks of ``workers`` (each with ``self.workers[w]``), in that order."""
+        job, slot = self.job, self.slot
         if self.code is None:
-            return MiniTask(self.job, self.slot, (int(self.chunk[worker]),), (1.0,))
-        return MiniTask(self.job, self.slot, *self.code.row_tuples(worker, self.chunk_offset))
+            return [MiniTask(job, slot, (c,), (1.0,)) for c in self.chunk[workers].tolist()]
+        rows, offset = self.code.row_tuples, self.chunk_offset
+        return [MiniTask(job, slot, *rows(w, offset)) for w in workers]
 
     def chunk_totals(self, chunk_values: np.ndarray) -> np.ndarray:
         """(n,) per worker: the sum of ``chunk_values`` over the chunks its task reads (0 for a
@@ -67,7 +74,7 @@ class TaskBlock:
 
 
 class Plan(Sequence):
-    """Round r's mini-tasks: ``plan[w]`` is worker w's list, in slot order (built on demand).
+    """Round r's mini-tasks: ``plan[w]`` is worker w's list, in slot order (built on first use).
 
     Invariant: a worker has at most one task per (job, slot), and blocks are in slot order.
     """
@@ -75,7 +82,7 @@ class Plan(Sequence):
     def __init__(self, n: int, blocks: Sequence[TaskBlock] = ()):
         self.n = int(n)
         self.blocks: tuple[TaskBlock, ...] = tuple(b for b in blocks if b.workers.any())
-        self._tasks: dict[int, list[MiniTask]] = {}
+        self._tasks: list[list[MiniTask]] | None = None  # every worker's, built on first use
 
     def __len__(self) -> int:
         return self.n
@@ -92,10 +99,17 @@ class Plan(Sequence):
             worker += self.n
         if not 0 <= worker < self.n:
             raise IndexError(f"worker {worker} out of range for n={self.n}")
-        tasks = self._tasks.get(worker)
-        if tasks is None:
-            tasks = [b.task(worker) for b in self.blocks if b.workers[worker]]
-            self._tasks[worker] = tasks
+        if self._tasks is None:
+            self._tasks = self._every_workers_tasks()
+        return self._tasks[worker]
+
+    def _every_workers_tasks(self) -> list[list[MiniTask]]:
+        """Each worker's list, built block by block (one pass per block, not per worker)."""
+        tasks: list[list[MiniTask]] = [[] for _ in range(self.n)]
+        for block in self.blocks:
+            workers = np.flatnonzero(block.workers).tolist()
+            for worker, task in zip(workers, block.tasks(workers)):
+                tasks[worker].append(task)
         return tasks
 
     def __eq__(self, other) -> bool:

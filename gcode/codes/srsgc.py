@@ -7,7 +7,8 @@ import math
 import numpy as np
 
 from .base import CodeBacked, Scheme
-from .gc import GradientCode, make_gc_code
+from .gc import make_gc_code
+from .gradient_code import GradientCode
 from .models import Bursty, validate_bursty
 from .plan import Decoding, TaskBlock
 

@@ -1,0 +1,113 @@
+"""The gradient-code interface (Tandon et al., ICML 2017) that every code implements.
+
+A gradient code splits one job's data into ``num_parts`` parts with gradients g_1 … g_k and has
+worker i send f_i = Σ_j encoding[i, j] · g_j. It tolerates ``s`` stragglers: for every set of
+at least n − s finished workers there are decode coefficients a with aᵀ·encoding_I = 1ᵀ, so
+Σ_i a_i f_i = Σ_j g_j exactly.
+
+Codes work on arrival masks (bool arrays of length n) in O(n) numpy: ``decodable(mask)`` and
+``decode_vector(mask)``. Worker rows (``row``) and the dense ``encoding`` are built only when
+asked for, so a simulator that only asks whether a job decodes never builds them.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+
+import numpy as np
+
+
+class DecodeError(RuntimeError):
+    """Raised when the finished workers do not determine the full gradient."""
+
+
+def mask_of(n: int, finished) -> np.ndarray:
+    mask = np.zeros(n, dtype=bool)
+    workers = np.fromiter((int(w) for w in finished), dtype=np.int64)
+    if workers.size and (workers.min() < 0 or workers.max() >= n):
+        raise ValueError(f"finished workers must be in 0..{n - 1}")
+    mask[workers] = True
+    return mask
+
+
+class GradientCode(ABC):
+    """An (n, s) gradient code over ``num_parts`` parts."""
+
+    kind: str
+
+    def __init__(self, n: int, s: int):
+        if not isinstance(n, (int, np.integer)) or n < 1:
+            raise ValueError(f"n must be an integer >= 1, got n={n!r}")
+        if not isinstance(s, (int, np.integer)) or not 0 <= s < n:
+            raise ValueError(f"s must satisfy 0 <= s < n, got s={s!r}, n={n}")
+        self.n = int(n)
+        self.s = int(s)
+        self._row_tuples: dict[int, list] = {}  # offset -> each worker's row_tuples or None
+
+    @property
+    @abstractmethod
+    def encoding(self) -> np.ndarray:
+        """(n, num_parts) float64 coefficient matrix (dense; built on first use)."""
+
+    @property
+    @abstractmethod
+    def part_fractions(self) -> np.ndarray:
+        """(num_parts,) fraction of the coded data held by each part; sums to 1."""
+
+    @property
+    @abstractmethod
+    def num_parts(self) -> int: ...
+
+    @property
+    @abstractmethod
+    def load(self) -> float:
+        """Largest fraction of the coded data that one worker processes."""
+
+    @abstractmethod
+    def row(self, worker: int) -> tuple[np.ndarray, np.ndarray]:
+        """(parts, coefficients) of ``worker``'s message, parts ascending and coefficients
+        nonzero: the nonzero entries of its encoding row."""
+
+    def row_tuples(self, worker: int, offset: int = 0) -> tuple[tuple[int, ...], tuple[float, ...]]:
+        """``worker``'s row as a task carries it: (parts + ``offset``, coefficients), built once
+        per (worker, offset) and shared by every round's task (a round's plan holds the same)."""
+        rows = self._row_tuples.get(offset)
+        if rows is None:
+            rows = self._row_tuples[offset] = [None] * self.n
+        tuples = rows[worker]
+        if tuples is None:
+            parts, coefficients = self.row(worker)
+            tuples = rows[worker] = (tuple((parts + offset).tolist()), tuple(coefficients.tolist()))
+        return tuples
+
+    @abstractmethod
+    def support_sums(self, part_values: np.ndarray) -> np.ndarray:
+        """(n,) per worker: Σ part_values over the parts its message reads."""
+
+    @abstractmethod
+    def decodable(self, arrived: np.ndarray) -> bool:
+        """True when the workers of the bool mask ``arrived`` determine the full gradient."""
+
+    @abstractmethod
+    def decode_vector(self, arrived: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(workers ascending, coefficients) over arrived workers with Σ a_i encoding[i] = 1ᵀ;
+        raises DecodeError when ``decodable(arrived)`` is False."""
+
+    def __deepcopy__(self, memo):
+        return self  # immutable: copies of a scheme share their codes
+
+    def support(self, worker: int) -> np.ndarray:
+        """Indices of the parts that ``worker`` touches."""
+        return self.row(worker)[0]
+
+    @property
+    def message_dtype(self) -> np.dtype:
+        return np.dtype(np.float32)
+
+    def can_decode(self, finished) -> bool:
+        return self.decodable(mask_of(self.n, finished))
+
+    def decode_coefficients(self, finished) -> dict[int, float]:
+        """Coefficients a over ``finished`` workers with Σ a_i encoding[i] = 1ᵀ."""
+        workers, coefficients = self.decode_vector(mask_of(self.n, finished))
+        return dict(zip(workers.tolist(), coefficients.tolist()))
