@@ -181,6 +181,21 @@ def build_scheme(cfg: TrainConfig):
     return scheme, policy, scheme.delay + 1
 
 
+def check_decode_accuracy(scheme) -> None:
+    """ConfigError naming scheme.gc_code when the scheme's cyclic code decodes, on sampled
+    straggler sets, further from the exact sum than a live run may (the codes of large n are
+    ill-conditioned; FR codes decode with coefficients 1 at any n)."""
+    from gcode.codes.gc import DECODE_VECTOR_ERROR_BUDGET
+    code = getattr(scheme, "code", None)
+    error = code.sampled_decode_error() if hasattr(code, "sampled_decode_error") else 0.0
+    if error > DECODE_VECTOR_ERROR_BUDGET:
+        raise ConfigError("scheme.gc_code", f"the cyclic code for n={code.n}, s={code.s} is too "
+                          f"ill-conditioned for a live run: its decode vectors miss the exact "
+                          f"sum by up to {error:.1e} on sampled straggler sets (budget "
+                          f"{DECODE_VECTOR_ERROR_BUDGET:.0e}); use gc_code = \"fr\" "
+                          f"(--gc-code fr), exact at any n")
+
+
 def live_run_config(cfg: TrainConfig, scheme, models: int, message_dtype, run_id: str):
     """The telemetry RunConfig of a live run."""
     from gcode.telemetry.messages import run_config
@@ -256,6 +271,7 @@ def _execute(cfg: TrainConfig, workload, progress, pool, monitor) -> tuple[dict[
         check_resume_config(ck.config, cfg)
     ckpt_root = _checkpoint_root(cfg, ck)
     scheme, policy, default_models = build_scheme(cfg)
+    check_decode_accuracy(scheme)
     if ck is not None:
         scheme, policy = restore_scheme_and_policy(ck, scheme, policy)
     try:
