@@ -216,10 +216,9 @@ class CyclicRepetitionCode(GradientCode):
             arrived = np.ones(self.n, dtype=bool)
             arrived[rng.choice(self.n, self.s, replace=False)] = False
             workers, a = self.decode_vector(arrived)
-            total = np.zeros(self.n)
-            for w, c in zip(workers.tolist(), a.tolist()):
-                cols, vals = self.row(w)
-                total[cols] += c * vals
+            full = np.zeros(self.n)
+            full[workers] = a
+            total = full @ self.encoding if self.explicit else band_product(self.band, full)
             worst = max(worst, float(np.abs(total - 1.0).max()))
         return worst
 

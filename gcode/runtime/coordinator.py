@@ -204,9 +204,7 @@ class Coordinator(Arrivals, JobLifecycle, RoundReporting):
             return False
         if self.checkpointer is not None and self.checkpointer.due(r, self.start_round):
             return False
-        prev = r - self.M
-        return (not self.scheme.job_exists(r) or r in self.jobs_ctx
-                or not self.scheme.job_exists(prev) or self.scheme.is_decoded(prev))
+        return not self.scheme.job_exists(r) or r in self.jobs_ctx or self._params_final(r)
 
     def _start_round(self, r: int, start: float) -> Started:
         """Absorb late results, [checkpoint], plan round r, issue its job, dispatch its tasks."""
@@ -293,10 +291,8 @@ class Coordinator(Arrivals, JobLifecycle, RoundReporting):
         final already (job t-M decoded and stepped), so round t only dispatches. Not for a
         switching scheme: a switch recorded in round t-1 may change job t's chunking."""
         if (self.delayed or t >= self.scheme.total_rounds or not self.scheme.job_exists(t)
-                or t in self.jobs_ctx or hasattr(self.scheme, "switches")):
-            return
-        prev = t - self.M
-        if self.scheme.job_exists(prev) and not self.scheme.is_decoded(prev):
+                or t in self.jobs_ctx or hasattr(self.scheme, "switches")
+                or not self._params_final(t)):
             return
         ti = time.perf_counter()
         self._issue(t)

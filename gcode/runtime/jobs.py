@@ -17,10 +17,16 @@ from .health import DivergedError, check_params
 
 
 class JobLifecycle:
+    def _params_final(self, t: int) -> bool:
+        """Whether job t's model has no decode outstanding: job t-M (its model's previous job)
+        is decoded and stepped, or there is none (delayed mode: one model, always)."""
+        prev = t - self.M
+        return self.delayed or not self.scheme.job_exists(prev) or self.scheme.is_decoded(prev)
+
     def _issue(self, t: int) -> None:
         """Put model (t mod M)'s parameters and job t's chunk ranges in the store, once."""
-        prev = t - self.M
-        if not self.delayed and self.scheme.job_exists(prev) and not self.scheme.is_decoded(prev):
+        if not self._params_final(t):
+            prev = t - self.M
             raise RuntimeError(f"job {t} would start from model {t % self.M} before job {prev} "
                                f"updated it (M={self.M} must be >= T+1={self.T + 1})")
         check_params(self, t)  # a diverged model stops the run here (gcode.runtime.health)

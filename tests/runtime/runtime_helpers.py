@@ -1,6 +1,8 @@
 """Small shared builders for the live runtime tests."""
 
 import copy
+import os
+from pathlib import Path
 
 from gcode.config import from_dict
 
@@ -51,3 +53,19 @@ round_timeout_s = 60
 model = "shifted_exp"
 params = {{ shift = {shift}, rate = 50.0 }}
 """
+
+
+def session_pids(sid):
+    """Processes of session ``sid`` (one this test started with start_new_session)."""
+    pids = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            stat = Path(f"/proc/{entry}/stat").read_text()
+        except OSError:
+            continue
+        fields = stat[stat.rindex(")") + 2:].split()
+        if int(fields[3]) == sid:  # state ppid pgrp session ...
+            pids.append(int(entry))
+    return pids

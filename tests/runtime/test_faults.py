@@ -35,7 +35,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from runtime_helpers import BASE, BURSTY, RUN_TOML, config, rel
+from runtime_helpers import BASE, BURSTY, RUN_TOML, config, rel, session_pids
 
 from gcode.config import ConfigError, from_dict
 from gcode.runtime import train
@@ -261,25 +261,9 @@ def test_checkpoint_dir_failing_mid_run(ray_pool, clean, small_fs, failure):
 
 
 # ---- processes and nodes die: the coordinator (SIGKILL), a whole worker node ------------------------
-def _session_pids(sid):
-    """Processes of session ``sid`` (one this test started with start_new_session)."""
-    pids = []
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            stat = Path(f"/proc/{entry}/stat").read_text()
-        except OSError:
-            continue
-        fields = stat[stat.rindex(")") + 2:].split()
-        if int(fields[3]) == sid:  # state ppid pgrp session ...
-            pids.append(int(entry))
-    return pids
-
-
 def _kill_session(sid):
     """SIGKILL what is left of a session this test started (Ray agents that outlive the driver)."""
-    for pid in _session_pids(sid):
+    for pid in session_pids(sid):
         with contextlib.suppress(ProcessLookupError, PermissionError):
             os.kill(pid, signal.SIGKILL)
 

@@ -27,32 +27,17 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from runtime_helpers import RUN_TOML, config
+from runtime_helpers import RUN_TOML, config, session_pids
 
 from gcode.config import ConfigError, load_config
-from gcode.runtime import train
 from gcode.runtime import checkpoint as ckpt
+from gcode.runtime import train
 from gcode.runtime.checkpoint import CheckpointError, read_checkpoint, resume_config
 from gcode.runtime.health import DivergedError
 
 pytestmark = pytest.mark.ray
 
 GC_FR = {"name": "gc", "s": 1, "gc_code": "fr"}
-
-
-def _session_pids(sid):
-    pids = []
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            stat = Path(f"/proc/{entry}/stat").read_text()
-        except OSError:
-            continue
-        fields = stat[stat.rindex(")") + 2:].split()
-        if int(fields[3]) == sid:
-            pids.append(int(entry))
-    return pids
 
 
 @contextlib.contextmanager
@@ -72,7 +57,7 @@ def _gcode(args, tmp_path):
             proc.kill()
         with contextlib.suppress(subprocess.TimeoutExpired):
             proc.communicate(timeout=30)
-        for pid in _session_pids(proc.pid):
+        for pid in session_pids(proc.pid):
             with contextlib.suppress(ProcessLookupError, PermissionError):
                 os.kill(pid, signal.SIGKILL)
         shutil.rmtree(ray_tmp, ignore_errors=True)
@@ -174,7 +159,7 @@ def test_raylet_killed_mid_run(tmp_path):
     with _gcode(["train", "--config", "run.toml", "--checkpoint-dir", ck, "--checkpoint-every", "2",
                  "--quiet"], tmp_path) as proc:
         _wait_for(ck / "round-00000004", proc)
-        raylets = [pid for pid in _session_pids(proc.pid)
+        raylets = [pid for pid in session_pids(proc.pid)
                    if Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")[0].endswith(b"/raylet")]
         assert len(raylets) == 1
         os.kill(raylets[0], signal.SIGKILL)
@@ -182,7 +167,7 @@ def test_raylet_killed_mid_run(tmp_path):
         _, err = proc.communicate(timeout=60)
         took = time.monotonic() - start
         time.sleep(3)
-        left = [p for p in _session_pids(proc.pid) if Path(f"/proc/{p}").exists()]
+        left = [p for p in session_pids(proc.pid) if Path(f"/proc/{p}").exists()]
     assert proc.returncode == 1 and took < 30, err[-3000:]
     assert "Traceback" not in err
     last = err.strip().splitlines()[-1]
