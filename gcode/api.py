@@ -55,6 +55,7 @@ class ScalingConfig:
     coordinator_device: str = "auto"  # auto | cpu | cuda: where the coordinator's models live
     decode_device: str = "auto"  # auto (the coordinator's) | cpu | cuda: where jobs decode (fp64)
     decode_threads: int | None = None
+    transport: str = "auto"      # auto | shm | ray (auto: shared memory when all workers are local)
 
 
 @dataclass
@@ -99,7 +100,7 @@ _FIELDS = (
     *[(f"scaling.{k}", f"cluster.{k}") for k in (
         "workers", "gpus_per_worker", "address", "num_cpus", "placement", "max_restarts",
         "round_timeout_s", "startup_timeout_s", "coordinator_device", "decode_device",
-        "decode_threads")],
+        "decode_threads", "transport")],
     ("scaling.cpus_per_worker", "cluster.worker_cpus"),
     ("run.jobs", "scheme.jobs"),
     *[(f"run.{k}", f"train.{k}") for k in (

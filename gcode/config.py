@@ -58,6 +58,7 @@ POLICY_NAMES = ("paper", "partial", "earliest", "deadline", "all")
 MODES = ("concurrent", "delayed")
 INJECT_MODES = ("add", "target")
 PLACEMENTS = ("spread", "pack")
+TRANSPORTS = ("auto", "shm", "ray")
 FAULT_KINDS = ("raise", "exit", "kill", "shape", "nan", "tag")
 GC_CODES = ("cyclic", "fr")
 DATASET_NAMES = ("digits", "synthetic", "cifar", "diabetes", "text")  # gcode.train.presets
@@ -129,6 +130,8 @@ class ClusterConfig:
     decode_device: str = "auto"  # auto (the coordinator's device) | cpu | cuda: where the fp64
     #                              decode runs (results arrive in host memory)
     decode_threads: int | None = None  # host decode threads (default: the CPUs the workers leave)
+    transport: str = "auto"     # auto | shm | ray: how calls and arrays move per round (auto:
+    #                             shared memory when every worker is on this node, else Ray)
 
 
 @dataclass
@@ -322,6 +325,7 @@ def validate(cfg: TrainConfig, paths: bool = True) -> None:
     _positive("cluster.num_cpus", cc.num_cpus, allow_none=True, integer=True)
     _positive("cluster.worker_cpus", cc.worker_cpus, allow_none=True)
     _choice("cluster.placement", cc.placement, PLACEMENTS)
+    _choice("cluster.transport", cc.transport, TRANSPORTS)
     if cc.address is not None:
         from .runtime.connect import endpoint
         endpoint(cc.address)  # its form only; whether anything answers is checked at start

@@ -1,4 +1,4 @@
-"""How a round's results come in: poll arrivals (ray.wait) -> validate -> store, the policy's
+"""How a round's results come in: poll arrivals (transport.wait) -> validate -> store, the policy's
 decisions in between, retries of failed workers, and straggler results that arrive after their
 round ended (``scheme.accept_late``).
 
@@ -8,7 +8,6 @@ the round-ending rule is the Policy applied by :func:`gcode.runtime.rounds.decid
 
 from __future__ import annotations
 
-import contextlib
 import math
 import time
 from typing import Any
@@ -26,38 +25,15 @@ def wire(task: MiniTask) -> tuple:
     return (task.job, task.slot, task.chunks, task.coefficients)
 
 
-def _failure_kind(exc: BaseException) -> str:
-    from ray.exceptions import RayActorError, RayTaskError
-    name = type(exc).__name__
-    if isinstance(exc, RayTaskError):
-        cause = getattr(exc, "cause", None)
-        return f"raised {type(cause).__name__ if cause is not None else name}"
-    if isinstance(exc, RayActorError) or "Actor" in name:
-        return f"died ({name})"
-    return f"error ({name})"
-
-
 class Arrivals:
-    def _fetch(self, ref) -> tuple[Any, str | None]:
-        import ray
-
+    def _fetch_all(self, calls: list) -> list[tuple[Any, str | None]]:
+        """(result, None) or (None, failure reason) of each finished call; a failure of the
+        user's code on a worker stops the run, diagnosed (a diverged model?)."""
         from gcode.train.workload import WorkloadError
         try:
-            return ray.get(ref, timeout=30), None
-        except Exception as exc:  # noqa: BLE001 - any failure makes the worker a straggler
-            cause = getattr(exc, "cause", None)
-            if isinstance(cause, WorkloadError):  # the user's code, not the worker, is at fault
-                raise explain_workload_error(self, cause) from None  # a diverged model?
-            return None, _failure_kind(exc)
-
-    def _fetch_all(self, refs: list) -> list[tuple[Any, str | None]]:
-        """:meth:`_fetch` of every ref, in one ``ray.get`` when none failed (one round trip to
-        the object store instead of one per result)."""
-        import ray
-        if len(refs) > 1:
-            with contextlib.suppress(Exception):  # some failed: learn which, one by one
-                return [(payload, None) for payload in ray.get(refs, timeout=30)]
-        return [self._fetch(ref) for ref in refs]
+            return self.transport.fetch(calls)
+        except WorkloadError as cause:  # the user's code, not the worker, is at fault
+            raise explain_workload_error(self, cause) from None
 
     def _note_pid(self, w: int, payload: dict) -> None:
         pid = payload.get("pid")
@@ -84,19 +60,16 @@ class Arrivals:
     def _absorb_late(self, r: int) -> None:
         """Use stragglers' results that arrived after their round ended (scheme.accept_late),
         and log the ones that turned out to be failures. Never blocks."""
-        import ray
         if not self.late:
             return
         self.late = self.late[-8 * self.n:]  # bound the bookkeeping (e.g. many dead calls)
-        refs = [item[0] for item in self.late]
-        ready, _ = ray.wait(refs, num_returns=len(refs), timeout=0)
-        ready = set(ready)
+        ready = set(self.transport.ready([item[0] for item in self.late]))
         keep = []
         for ref, rr, w, tasks in self.late:
             if ref not in ready:
                 keep.append((ref, rr, w, tasks))
                 continue
-            payload, err = self._fetch(ref)
+            payload, err = self._fetch_all([ref])[0]
             if err is None and payload.get("status") == "stale":
                 continue  # dropped by the worker when the next round reached it
             if err is None:
@@ -117,7 +90,6 @@ class Arrivals:
     def _wait_round(self, r: int, plan: list[list[MiniTask]], pending: dict, t0: float,
                     info: dict) -> End:
         """Poll arrivals -> policy -> decision, until the round ends."""
-        import ray
         cc = self.cfg.cluster
         state = RoundState(self.n)
         attempts = [0] * self.n
@@ -156,11 +128,7 @@ class Arrivals:
             if not pending:
                 time.sleep(min(timeout, 0.05))
                 continue
-            refs = list(pending)
-            ready, rest = ray.wait(refs, num_returns=1, timeout=timeout)
-            if ready and rest:
-                more, _ = ray.wait(rest, num_returns=len(rest), timeout=0)
-                ready += more
+            ready = self.transport.wait(list(pending), timeout)
             arrived_at = time.perf_counter() - t0
             tp = time.perf_counter()
             fetched = self._fetch_all(ready)

@@ -24,6 +24,7 @@ from ..config import (
     POLICY_NAMES,
     SCHEME_NAMES,
     SCHEME_PARAMS,
+    TRANSPORTS,
     TrainConfig,
     load_config,
     with_overrides,
@@ -50,7 +51,7 @@ FLAG_FIELDS = {
     "workers": "cluster.workers", "address": "cluster.address", "num_cpus": "cluster.num_cpus",
     "worker_cpus": "cluster.worker_cpus", "gpus_per_worker": "cluster.gpus_per_worker",
     "coordinator_device": "cluster.coordinator_device", "decode_threads": "cluster.decode_threads",
-    "decode_device": "cluster.decode_device",
+    "decode_device": "cluster.decode_device", "transport": "cluster.transport",
     "eval_every": "train.eval_every",
     "models": "train.models", "mode": "train.mode", "seed": "train.seed",
     "model": "train.model", "dataset": "train.dataset", "num_samples": "train.num_samples",
@@ -143,6 +144,11 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--decode-device", choices=COORDINATOR_DEVICES, default=S,
                    help="where jobs decode in fp64: auto follows --coordinator-device; cpu "
                         "decodes results where they arrive (host memory) with --decode-threads")
+    g.add_argument("--transport", choices=TRANSPORTS, default=S,
+                   help="how each round's calls and arrays move: shm (a Unix socket per worker "
+                        "and shared memory; workers on this node only), ray (actor calls and "
+                        "the object store; any cluster), auto (shm when every worker is on "
+                        "this node, else ray; default)")
     g.add_argument("--decode-threads", type=types.whole, metavar="K", default=S,
                    help="host threads for the fp64 decode (default: the cores the local workers "
                         "leave, at most 4)")

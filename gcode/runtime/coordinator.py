@@ -4,9 +4,9 @@ Per round r (mirrors :func:`gcode.sim.simulate`)::
 
     absorb late results of earlier rounds (scheme.accept_late)
     -> [checkpoint every K rounds / on a stop request: gcode.runtime.checkpoint] -> plan(r)
-    -> issue job r: put model (r mod M)'s parameters and chunk ranges once (ray.put)
+    -> issue job r: put model (r mod M)'s parameters and chunk ranges once (transport.put_job)
     -> dispatch compute(r, ...) to every worker
-    -> loop: poll arrivals (ray.wait) -> policy (rounds.decide) -> decision
+    -> loop: poll arrivals (transport.wait) -> policy (rounds.decide) -> decision
     -> record(r, arrived) -> policy.observe(r, times, load, end)
     -> [start round r+1 now when its inputs are final: pipelining, see Coordinator.run]
     -> decode every decodable job in fp64 -> step that job's model
@@ -54,7 +54,7 @@ class Coordinator(Arrivals, JobLifecycle, RoundReporting):
     cfg: TrainConfig
     scheme: Scheme
     policy: Policy
-    actors: list
+    transport: Any               # gcode.runtime.transport: RayTransport or ShmTransport
     spec: WorkSpec
     models: list                 # one gcode.train.FlatModel per concurrent model
     optimizers: list
@@ -72,7 +72,7 @@ class Coordinator(Arrivals, JobLifecycle, RoundReporting):
     eval_dataset: Any = None     # held-out dataset for train.eval_every (read on the coordinator)
 
     # ---- state ------------------------------------------------------------------------
-    jobs_ctx: dict = field(default_factory=dict)    # job -> ObjectRef of (flat params, bounds)
+    jobs_ctx: dict = field(default_factory=dict)    # job -> the transport's handle of its data
     job_dtype: dict = field(default_factory=dict)   # job -> message dtype
     late: list = field(default_factory=list)
     failures: list = field(default_factory=list)
@@ -134,21 +134,18 @@ class Coordinator(Arrivals, JobLifecycle, RoundReporting):
         return np.result_type(*(self.job_dtype[t.job] for t in tasks))
 
     def _dispatch(self, r: int, w: int, tasks: list[MiniTask], attempt: int):
-        import ray
         fault = self.faults.get((r, w)) if attempt == 0 else None
         jobs = sorted({t.job for t in tasks})
         delay = self.delays.get(r, w) if attempt == 0 else 0.0
         dtype = self._dtype(tasks)
         self._call_dtype[(r, w)] = dtype
-        # the jobs' (parameters, chunk ranges) go as top-level arguments: Ray fetches them into
-        # the worker before the call starts, from shared memory on the same node
         header = pickle.dumps((self.ctx[0], r, [wire(t) for t in tasks], jobs, dtype.name, delay,
                                self.cfg.inject.mode, fault if fault != "kill" else None, attempt))
-        ctx_box = [self.ctx[1]] if w in self.needs_ctx else None
-        ref = self.actors[w].compute.remote(header, ctx_box, *[self.jobs_ctx[j] for j in jobs])
+        call = self.transport.call(w, header, w in self.needs_ctx, [self.jobs_ctx[j] for j in jobs],
+                                   len(tasks) * self.spec.num_params * dtype.itemsize)
         if fault == "kill":
-            ray.kill(self.actors[w], no_restart=False)
-        return ref
+            self.transport.kill(w)
+        return call
 
     def _stop_requested(self) -> bool:
         """A stop asked through the live monitor ends the run before the next round."""

@@ -36,20 +36,18 @@ class JobLifecycle:
 
     def put_job(self, t: int, flat: np.ndarray, dtype) -> None:
         """Job t's parameters and chunk ranges, copied into the object store once (``flat`` may
-        be a view of the live model: ``ray.put`` copies before returning)."""
-        import ray
+        be a view of the live model: the transport copies before returning)."""
         fractions = np.asarray(self.scheme.chunk_fractions_for(t), dtype=np.float64)
         groups = tuple(self.scheme.chunk_groups_for(t))
         key = (fractions.tobytes(), groups)
         if key not in self._bounds_cache:
             self._bounds_cache[key] = bounds_of(fractions, self.cfg.train.batch_size, groups)
         self.job_dtype[t] = np.dtype(dtype)
-        self.jobs_ctx[t] = ray.put((flat, self._bounds_cache[key]))
+        self.jobs_ctx[t] = self.transport.put_job(t, flat, self._bounds_cache[key])
 
     def job_params(self, t: int) -> np.ndarray:
-        """Job t's parameter snapshot (a read-only view of the object store's copy)."""
-        import ray
-        return ray.get(self.jobs_ctx[t])[0]
+        """Job t's parameter snapshot (a read-only view of the transport's copy)."""
+        return self.transport.job_params(self.jobs_ctx[t])
 
     def _finish_job(self, t: int) -> dict:
         """Decode job t (already recorded decodable), check it, step its model."""
@@ -80,8 +78,10 @@ class JobLifecycle:
         self.optimizers[m].step()
         self.updates[m] += 1
         self.timings.step += time.perf_counter() - ts
-        for d in (self.jobs_ctx, self.job_dtype):
-            d.pop(t, None)
+        self.job_dtype.pop(t, None)
+        handle = self.jobs_ctx.pop(t, None)
+        if handle is not None:
+            self.transport.release_job(handle)
         self.decoded += 1
         return out
 

@@ -262,6 +262,7 @@ def _execute(cfg: TrainConfig, workload, progress, pool, monitor) -> tuple[dict[
         restore_scheme_and_policy,
     )
     from .cluster import ensure_ray, launch_workers
+    from .transport import make_transport
 
     setup_start = time.perf_counter()
     tr, n = cfg.train, cfg.cluster.workers
@@ -288,7 +289,7 @@ def _execute(cfg: TrainConfig, workload, progress, pool, monitor) -> tuple[dict[
 
     started = ensure_ray(cfg.cluster)
     prev_threads = torch.get_num_threads()
-    writer = recorder = None
+    writer = recorder = transport = None
     try:
         if own_pool:  # actors import torch while the driver builds its models
             pool = launch_workers(cfg.cluster)
@@ -316,7 +317,9 @@ def _execute(cfg: TrainConfig, workload, progress, pool, monitor) -> tuple[dict[
                                    log_prefix=cfg.log.run_log, monitor=monitor)
         pool.wait_ready(cfg.cluster.startup_timeout_s)
         pool.prepare(ctx, n, cfg.cluster.startup_timeout_s)
-        coord = Coordinator(cfg, scheme, policy, pool.actors[:n], spec, models, optimizers,
+        transport = make_transport(cfg.cluster.transport, pool.actors[:n], ctx, d,
+                                   cfg.cluster.startup_timeout_s)
+        coord = Coordinator(cfg, scheme, policy, transport, spec, models, optimizers,
                             delays, writer, progress, ctx, recorder,
                             auto_slope=cfg.scheme.name == "auto" and cfg.scheme.auto_load_slope is None,
                             run_id=run_id, device=device, decode_device=decode_device,
@@ -340,6 +343,8 @@ def _execute(cfg: TrainConfig, workload, progress, pool, monitor) -> tuple[dict[
                             max_decode_rel_error=coord.max_rel_error, stopped=coord.stopped,
                             stop_reason=coord.stop_reason, final_evals=final_eval or ())
     finally:
+        if transport is not None:
+            transport.close()
         if writer is not None:
             writer.close()
         if recorder is not None:
@@ -353,5 +358,6 @@ def _execute(cfg: TrainConfig, workload, progress, pool, monitor) -> tuple[dict[
     metrics.update(final_loss=final_loss, final_eval=final_eval, param_checksum=checksum,
                    run_id=run_id[:16], coordinator_device=str(device),
                    decode_device=str(decode_device), decode_threads=threads,
+                   transport=coord.transport.name,
                    model=workload.name)
     return metrics, [model.module.cpu() for model in models]

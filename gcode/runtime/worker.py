@@ -26,6 +26,7 @@ import torch
 
 from .data import WorkSpec, job_indices
 from .decode import all_finite
+from .shm_worker import ShmServing
 
 _TORCH_DTYPES = {"float32": torch.float32, "float64": torch.float64}
 
@@ -38,8 +39,13 @@ def _device(use_gpu: bool):
     return torch.device("cuda" if use_gpu and torch.cuda.is_available() else "cpu")
 
 
-def _to_host(out) -> np.ndarray:
-    """The results as a fresh host array (through pinned memory from a GPU)."""
+def _to_host(out, host: np.ndarray | None = None) -> np.ndarray:
+    """The results as a host array: ``host`` when given (filled from a GPU), else a fresh one
+    (through pinned memory from a GPU)."""
+    if host is not None:
+        if out.device.type != "cpu":
+            torch.from_numpy(host).copy_(out)
+        return host
     if out.device.type == "cpu":
         return out.numpy()
     host = torch.empty(out.shape, dtype=out.dtype, pin_memory=True)
@@ -56,7 +62,7 @@ class InjectedFault(RuntimeError):
     """Raised by a worker on purpose (fault injection)."""
 
 
-class GradientWorker:
+class GradientWorker(ShmServing):
     """Ray actor body (wrapped with ``ray.remote`` by :mod:`gcode.runtime.cluster`)."""
 
     def __init__(self, index: int):
@@ -116,17 +122,27 @@ class GradientWorker:
                 "device": str(self.computer.device), "peak_rss_mb": _peak_rss_mb()}
 
     async def compute(self, header: bytes, ctx_box: list | None, *job_data: tuple) -> dict:
-        """Compute one round's mini-tasks. ``header`` packs (run context id, round r, wire tasks,
-        jobs, message dtype, injected delay, inject mode, fault, attempt) into one argument, which
-        makes a call about twice as cheap to dispatch as ten. ``ctx_box`` is ``[ObjectRef of the
-        WorkSpec]`` when the coordinator suspects this actor lost its context (a failure, a
-        restart), else None; ``job_data[i]`` is (flat parameters, chunk bounds) of ``jobs[i]``,
-        resolved by Ray before the call. Results are stacked in the message dtype."""
-        ctx_id, r, tasks, jobs, dtype, delay_s, inject_mode, fault, attempt = pickle.loads(header)
+        """Compute one round's mini-tasks (the Ray transport's call). ``header`` packs (run
+        context id, round r, wire tasks, jobs, message dtype, injected delay, inject mode, fault,
+        attempt) into one argument, which makes a call about twice as cheap to dispatch as ten.
+        ``ctx_box`` is ``[ObjectRef of the WorkSpec]`` when the coordinator suspects this actor
+        lost its context (a failure, a restart), else None; ``job_data[i]`` is (flat parameters,
+        chunk bounds) of ``jobs[i]``, resolved by Ray before the call."""
+        fields = pickle.loads(header)
+        ctx_id, r, jobs = fields[0], fields[1], fields[3]
         if ctx_box is not None:
             await self._configure(ctx_id, ctx_box)
         elif self.ctx_id != ctx_id:  # restarted since the run began: ask for the context
             return {"status": "unprepared", "round": r, "worker": self.index}
+        data = {job: (flat, bounds, None) for job, (flat, bounds) in zip(jobs, job_data)}
+        return await self._work(fields, data, None)
+
+    async def _work(self, fields: tuple, data: dict, out_host: np.ndarray | None) -> dict:
+        """The mini-tasks of one call. ``data[job]`` is (flat parameters, chunk bounds, check):
+        ``check()`` (when not None) tells whether the parameters were still that job's after they
+        were loaded. Results are stacked in the message dtype, into ``out_host`` when given (a
+        shared-memory buffer) or a fresh host array."""
+        _, r, tasks, jobs, dtype, delay_s, inject_mode, fault, attempt = fields
         newer = self._bump(r)
         t0 = time.perf_counter()
         if fault == "raise":
@@ -134,22 +150,27 @@ class GradientWorker:
         if fault == "exit":
             os._exit(17)
         computer = self.computer
-        data = dict(zip(jobs, job_data))
-        out = torch.empty((len(tasks), self.spec.num_params), dtype=_TORCH_DTYPES[dtype],
-                          device=computer.device)
+        shape, torch_dtype = (len(tasks), self.spec.num_params), _TORCH_DTYPES[dtype]
+        if out_host is not None and computer.device.type == "cpu":
+            out = torch.from_numpy(out_host)
+        else:
+            out = torch.empty(shape, dtype=torch_dtype, device=computer.device)
         losses = []
         for k, (job, slot, chunks, coefs) in enumerate(tasks):
             if self.latest > r:
                 return self._stale(r, t0)
-            flat, bounds = data[job]
+            flat, bounds, check = data[job]
             if self._loaded != (self.ctx_id, job):  # a job's parameters never change
                 computer.model.load(flat)
                 self._loaded = (self.ctx_id, job)
+                if check is not None and not check():  # overwritten: the job is long decoded
+                    self._loaded = None
+                    return self._stale(r, t0)
             idx = job_indices(self.spec.seed, job, self.spec.batch_size, self.spec.num_samples)
             rows = [idx[bounds[c][0]:bounds[c][1]] for c in chunks]
             losses.append(computer.coded_gradient(rows, coefs, out[k]))
             await asyncio.sleep(0)  # let a newer round's call in
-        grads = _to_host(out)
+        grads = _to_host(out, out_host)
         compute_s = time.perf_counter() - t0
         if fault == "shape":
             grads = grads[:, :-1] if grads.shape[1] > 1 else np.empty((len(tasks) + 1, 1), grads.dtype)

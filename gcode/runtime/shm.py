@@ -1,0 +1,315 @@
+"""The shared-memory transport: calls and results over a Unix socket per worker, arrays through
+shared memory, for worker actors on the coordinator's node.
+
+Per round and worker, a Ray actor call costs milliseconds (task submission, argument
+resolution, a result object in the store); a frame on a Unix socket costs tens of
+microseconds. Ray still starts, places and restarts the actors; this transport only carries
+the rounds. Invariants:
+
+* a job's parameters are written once into a region of their own, tagged with the job; the
+  region is reused only after the job is decoded, and a worker that loaded a region whose tag
+  changed meanwhile drops its call as stale (:mod:`gcode.runtime.shm_worker`);
+* a result buffer is written by one call at a time: it is lent to a call and comes back when the
+  call is answered, failed or its worker died, and then only once no array of its last result
+  is alive on the coordinator (a weak reference to the array every view derives from);
+* a worker whose connection is down (its process died) gets its calls through Ray until the
+  restarted actor has attached again.
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+import select
+import shutil
+import socket
+import tempfile
+import time
+import weakref
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from .shm_wire import PARAMS_OFFSET, Region, frame, recv_frame, shm_root
+from .transport import RayTransport
+
+DIED = "died (connection closed)"
+#: seconds between Ray polls while calls through Ray and through sockets are both pending
+_MIXED_POLL_S = 0.002
+
+
+def all_local(actors: list) -> bool:
+    """Whether every actor runs on this process's Ray node."""
+    import ray
+    here = ray.get_runtime_context().get_node_id()
+    nodes = ray.get([a.ready.remote() for a in actors], timeout=60)
+    return all(info.get("node") == here for info in nodes)
+
+
+@dataclass(frozen=True)
+class ShmJob:
+    """A job's data in shared memory: which region, its tag, chunk ranges, dtype and length."""
+
+    index: int
+    job: int
+    bounds: tuple
+    dtype: str
+    count: int
+
+
+@dataclass(eq=False)
+class ShmCall:
+    """One call in flight over a socket (hashable by identity, like an ObjectRef)."""
+
+    seq: int
+    worker: int
+    buffer: int
+
+
+@dataclass(eq=False)
+class _Buffer:
+    region: Region
+    lent: bool = False
+    result: Any = None   # weakref to the root array of its last result
+
+    def free(self) -> bool:
+        return not self.lent and (self.result is None or self.result() is None)
+
+
+@dataclass
+class _Links:
+    """Connections by worker, and the Ray calls that re-attach restarted workers."""
+
+    conns: dict = field(default_factory=dict)      # worker -> socket
+    attaching: dict = field(default_factory=dict)  # worker -> ObjectRef of attach()
+
+
+class ShmTransport(RayTransport):
+    name = "shm"
+
+    def __init__(self, actors: list, ctx: tuple, num_params: int, timeout_s: float):
+        import ray
+        super().__init__(actors, ctx)
+        self.num_params = num_params
+        self.dir = tempfile.mkdtemp(prefix="gcode-", dir=shm_root())
+        self.ctl = os.path.join(self.dir, "ctl")
+        self.listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self.listener.bind(self.ctl)
+        self.listener.listen(max(16, len(actors)))
+        self.links = _Links()
+        self.slots: list[Region] = []
+        self.free_slots: list[int] = []
+        self.buffers: list[_Buffer] = []
+        self.inflight: dict[int, ShmCall] = {}   # seq -> call
+        self.replies: dict[int, tuple] = {}      # seq -> (frame, error)
+        self.ray_jobs: dict[int, Any] = {}       # slot index -> ObjectRef (Ray fallback)
+        self._seq = itertools.count()
+        refs = [self._attach(w) for w in range(len(actors))]
+        try:
+            ray.get(refs, timeout=timeout_s)
+            self._accept(len(actors), time.monotonic() + timeout_s)
+        except Exception:
+            self.close()
+            raise
+        self.links.attaching.clear()
+
+    # ---- connections ------------------------------------------------------------------------
+    def _attach(self, w: int):
+        ref = self.actors[w].attach.remote(self.ctl, self.ctx[0], [self.ctx[1]])
+        self.links.attaching[w] = ref
+        return ref
+
+    def _accept(self, count: int, deadline: float) -> None:
+        """Accept ``count`` connections; each names its worker in a hello frame."""
+        for _ in range(count):
+            self.listener.settimeout(max(0.001, deadline - time.monotonic()))
+            try:
+                sock, _ = self.listener.accept()
+            except TimeoutError:
+                raise RuntimeError(f"workers did not connect to {self.ctl} in time") from None
+            sock.settimeout(None)
+            hello = recv_frame(sock)
+            if not isinstance(hello, dict) or "worker" not in hello:
+                sock.close()
+                continue
+            old = self.links.conns.pop(int(hello["worker"]), None)
+            if old is not None:
+                old.close()
+            self.links.conns[int(hello["worker"])] = sock
+
+    def _poll_attach(self) -> None:
+        """Take back workers whose re-attach call finished (their process restarted)."""
+        import ray
+        if not self.links.attaching:
+            return
+        refs = list(self.links.attaching.values())
+        done, _ = ray.wait(refs, num_returns=len(refs), timeout=0)
+        for w, ref in list(self.links.attaching.items()):
+            if ref in done:
+                del self.links.attaching[w]
+                try:
+                    ray.get(ref, timeout=5)
+                    self._accept(1, time.monotonic() + 5)
+                except Exception:  # noqa: BLE001 - still down: calls keep going through Ray
+                    pass
+
+    def _lost(self, w: int) -> None:
+        """Worker w's connection closed: its calls in flight failed; re-attach it."""
+        sock = self.links.conns.pop(w, None)
+        if sock is not None:
+            sock.close()
+        for seq, call in list(self.inflight.items()):
+            if call.worker == w:
+                del self.inflight[seq]
+                self.buffers[call.buffer].lent = False  # its writer is gone
+                self.replies[seq] = (None, DIED)
+        if w not in self.links.attaching:
+            self._attach(w)
+
+    # ---- job data -------------------------------------------------------------------------
+    def put_job(self, t: int, flat: np.ndarray, bounds: tuple) -> ShmJob:
+        nbytes = PARAMS_OFFSET + flat.nbytes
+        if self.free_slots and self.slots[self.free_slots[-1]].nbytes >= nbytes:
+            index = self.free_slots.pop()
+        else:
+            index = len(self.slots)
+            self.slots.append(Region(os.path.join(self.dir, f"p{index}"), nbytes, create=True))
+        region = self.slots[index]
+        tag = region.array(np.int64, 1)
+        tag[0] = -1
+        region.array(flat.dtype, flat.size, PARAMS_OFFSET)[:] = flat.reshape(-1)
+        tag[0] = t
+        return ShmJob(index, t, bounds, flat.dtype.str, flat.size)
+
+    def job_params(self, handle: ShmJob) -> np.ndarray:
+        view = self.slots[handle.index].array(handle.dtype, handle.count, PARAMS_OFFSET)
+        view.flags.writeable = False
+        return view
+
+    def release_job(self, handle: ShmJob) -> None:
+        self.ray_jobs.pop(handle.index, None)
+        self.free_slots.append(handle.index)
+
+    def _ray_job(self, handle: ShmJob):
+        import ray
+        if handle.index not in self.ray_jobs:
+            self.ray_jobs[handle.index] = ray.put((np.array(self.job_params(handle)),
+                                                   handle.bounds))
+        return self.ray_jobs[handle.index]
+
+    # ---- calls ----------------------------------------------------------------------------
+    def _lend(self, nbytes: int) -> int:
+        for i, buf in enumerate(self.buffers):
+            if buf.free() and buf.region.nbytes >= nbytes:
+                buf.lent, buf.result = True, None
+                return i
+        i = len(self.buffers)
+        self.buffers.append(_Buffer(Region(os.path.join(self.dir, f"r{i}"), max(nbytes, 8),
+                                           create=True), lent=True))
+        return i
+
+    def call(self, w: int, header: bytes, send_ctx: bool, jobs: list, result_bytes: int = 0):
+        self._poll_attach()
+        sock = self.links.conns.get(w)
+        if sock is None:  # down: through Ray until the restarted actor attaches again
+            if w not in self.links.attaching:
+                self._attach(w)
+            return super().call(w, header, send_ctx, [self._ray_job(h) for h in jobs])
+        buffer = self._lend(result_bytes)
+        call = ShmCall(next(self._seq), w, buffer)
+        self.inflight[call.seq] = call
+        msg = {"seq": call.seq, "header": header, "out": (self.buffers[buffer].region.path,
+                                                          self.buffers[buffer].region.nbytes),
+               "jobs": [(h.job, self.slots[h.index].path, self.slots[h.index].nbytes, h.dtype,
+                         h.count, h.bounds) for h in jobs]}
+        try:
+            sock.sendall(frame(msg))
+        except OSError:
+            self._lost(w)
+        return call
+
+    def _pump(self, timeout: float) -> None:
+        """Read every frame that arrives within ``timeout`` s (at least one select)."""
+        by_sock = {s: w for w, s in self.links.conns.items()}
+        while by_sock:
+            readable, _, _ = select.select(list(by_sock), [], [], max(0.0, timeout))
+            if not readable:
+                return
+            for sock in readable:
+                w = by_sock[sock]
+                try:
+                    msg = recv_frame(sock)
+                except OSError:
+                    msg = None
+                if msg is None:
+                    self._lost(w)
+                    del by_sock[sock]
+                    continue
+                call = self.inflight.pop(msg.get("seq"), None)
+                if call is not None:
+                    self.replies[call.seq] = (msg, None)
+            timeout = 0.0
+
+    def _answered(self, calls: list) -> list:
+        return [c for c in calls if isinstance(c, ShmCall) and c.seq in self.replies]
+
+    def wait(self, calls: list, timeout: float) -> list:
+        refs = [c for c in calls if not isinstance(c, ShmCall)]
+        deadline = time.perf_counter() + timeout
+        while True:
+            self._pump(0.0)
+            done = self._answered(calls) + (RayTransport.ready(self, refs) if refs else [])
+            left = deadline - time.perf_counter()
+            if done or left <= 0:
+                return done
+            self._poll_attach()
+            step = min(left, _MIXED_POLL_S) if refs or self.links.attaching else left
+            if self.links.conns:
+                self._pump(step)
+            else:
+                time.sleep(step)
+
+    def ready(self, calls: list) -> list:
+        self._pump(0.0)
+        refs = [c for c in calls if not isinstance(c, ShmCall)]
+        return self._answered(calls) + (RayTransport.ready(self, refs) if refs else [])
+
+    def fetch(self, calls: list) -> list[tuple[Any, str | None]]:
+        refs = [c for c in calls if not isinstance(c, ShmCall)]
+        via_ray = iter(super().fetch(refs) if refs else [])
+        return [self._result(c) if isinstance(c, ShmCall) else next(via_ray) for c in calls]
+
+    def _result(self, call: ShmCall) -> tuple[Any, str | None]:
+        """The answered call's result dict, its array a read-only view of the call's buffer."""
+        from gcode.train.workload import WorkloadError
+        msg, err = self.replies.pop(call.seq)
+        buf = self.buffers[call.buffer]
+        buf.lent = False
+        if err is not None:
+            return None, err
+        if msg.get("status") == "error":
+            if msg.get("workload"):
+                raise WorkloadError(msg.get("message", ""))
+            return None, msg.get("error", "raised an error")
+        meta = msg.pop("grads_meta", None)
+        if meta is not None:
+            shape, dtype = tuple(meta[0]), np.dtype(meta[1])
+            count = int(np.prod(shape))
+            if count * dtype.itemsize > buf.region.nbytes:
+                msg["grads"] = np.broadcast_to(np.zeros((), dtype), shape)  # refused: shape
+            else:
+                root = buf.region.array(dtype, count)
+                root.flags.writeable = False
+                buf.result = weakref.ref(root)
+                msg["grads"] = root.reshape(shape)
+        return msg, None
+
+    def close(self) -> None:
+        for sock in self.links.conns.values():
+            sock.close()
+        self.links.conns.clear()
+        self.listener.close()
+        for region in [*self.slots, *(b.region for b in self.buffers)]:
+            region.close()
+        shutil.rmtree(self.dir, ignore_errors=True)

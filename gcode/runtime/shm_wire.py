@@ -1,0 +1,93 @@
+"""What the shared-memory transport's two ends share: message frames and shared-memory regions.
+
+A frame is an 8-byte little-endian length and a pickle (protocol 5) of a small dict: a call's
+header and the names of the regions that hold its arrays, or a result's fields without its
+array. Frames travel over a Unix socket between this node's processes only; nothing is read
+from disk. A region is a file in shared memory (``/dev/shm`` when it exists) mapped by both
+ends. A job's parameter region starts with a 64-byte header whose first int64 is the job it
+holds (-1 while it is written), so a reader can tell that its copy was not torn.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import mmap
+import os
+import pickle
+import socket
+import tempfile
+
+import numpy as np
+
+#: bytes before the data of a parameter region; its first int64 is the job it holds
+PARAMS_OFFSET = 64
+#: a frame longer than this is refused (frames carry headers, never arrays)
+MAX_FRAME = 64 << 20
+_LEN = 8
+
+
+def shm_root() -> str:
+    """Where regions live: ``/dev/shm`` (memory) when writable, else the temp folder."""
+    root = "/dev/shm"  # noqa: S108 - a private folder is made inside it (mkdtemp, mode 0700)
+    return root if os.path.isdir(root) and os.access(root, os.W_OK) else tempfile.gettempdir()
+
+
+def frame(obj) -> bytes:
+    data = pickle.dumps(obj, protocol=5)
+    return len(data).to_bytes(_LEN, "little") + data
+
+
+def _length(head: bytes) -> int:
+    n = int.from_bytes(head, "little")
+    if n > MAX_FRAME:
+        raise ConnectionError(f"frame of {n} bytes (more than {MAX_FRAME})")
+    return n
+
+
+def recv_frame(sock: socket.socket):
+    """The next frame's object, or None when the peer closed the connection."""
+    head = sock.recv(_LEN, socket.MSG_WAITALL)
+    if len(head) < _LEN:
+        return None
+    n = _length(head)
+    body = sock.recv(n, socket.MSG_WAITALL) if n else b""
+    if len(body) < n:
+        return None
+    return pickle.loads(body)  # noqa: S301 - a frame from this node's own worker process
+
+
+async def read_frame(reader: asyncio.StreamReader):
+    """:func:`recv_frame` on an asyncio stream."""
+    try:
+        head = await reader.readexactly(_LEN)
+        body = await reader.readexactly(_length(head))
+    except (asyncio.IncompleteReadError, ConnectionError):
+        return None
+    return pickle.loads(body)  # noqa: S301 - a frame from this node's own coordinator
+
+
+class Region:
+    """A shared-memory file mapped read-write: ``create`` makes it, ``open`` maps an existing one."""
+
+    def __init__(self, path: str, nbytes: int, create: bool):
+        flags = os.O_RDWR | (os.O_CREAT | os.O_EXCL if create else 0)
+        fd = os.open(path, flags, 0o600)
+        try:
+            if create:
+                os.ftruncate(fd, nbytes)
+            self.mm = mmap.mmap(fd, nbytes)
+        finally:
+            os.close(fd)
+        self.path, self.nbytes = path, nbytes
+
+    def array(self, dtype, count: int, offset: int = 0) -> np.ndarray:
+        return np.frombuffer(self.mm, dtype=dtype, count=count, offset=offset)
+
+    def tag(self) -> int:
+        return int(self.array(np.int64, 1)[0])
+
+    def close(self) -> None:
+        try:
+            self.mm.close()
+        except BufferError:  # an array still views it: the mapping goes with that array
+            pass

@@ -1,0 +1,93 @@
+"""The worker's end of the shared-memory transport (:mod:`gcode.runtime.shm`).
+
+``attach`` adopts the run's context, connects to the coordinator's socket and serves calls
+until the coordinator closes it. Each call frame becomes one task on the actor's event loop,
+running the same :meth:`GradientWorker._work` as a Ray call, so a newer round's frame makes an
+older call stale exactly as it does there. Parameters are read from the job's region and
+checked against its tag after loading; results are written into the buffer the call names.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import pickle
+
+import numpy as np
+
+from .shm_wire import PARAMS_OFFSET, Region, frame, read_frame
+
+
+class ShmServing:
+    """Mixin of :class:`gcode.runtime.worker.GradientWorker`."""
+
+    async def attach(self, ctl_path: str, ctx_id: str, ctx_box: list) -> dict:
+        """Adopt context ``ctx_id``, connect to ``ctl_path`` and serve its calls in the
+        background (until the coordinator closes the connection)."""
+        await self._configure(ctx_id, ctx_box)
+        reader, writer = await asyncio.open_unix_connection(ctl_path)
+        writer.write(frame({"worker": self.index, "pid": os.getpid()}))
+        await writer.drain()
+        self._serving = asyncio.ensure_future(self._serve(reader, writer))
+        return {"worker": self.index, "pid": os.getpid()}
+
+    async def _serve(self, reader, writer) -> None:
+        regions: dict[str, Region] = {}
+        calls: set = set()
+        try:
+            while (msg := await read_frame(reader)) is not None:
+                task = asyncio.ensure_future(self._serve_call(msg, writer, regions))
+                calls.add(task)
+                task.add_done_callback(calls.discard)
+        finally:
+            for task in calls:
+                task.cancel()
+            writer.close()
+            for region in regions.values():
+                region.close()
+
+    @staticmethod
+    def _region(regions: dict, path: str, nbytes: int) -> Region:
+        region = regions.get(path)
+        if region is None or region.nbytes != nbytes:
+            region = regions[path] = Region(path, nbytes, create=False)
+        return region
+
+    async def _serve_call(self, msg: dict, writer, regions: dict) -> None:
+        from gcode.train.workload import WorkloadError
+        try:
+            fields = pickle.loads(msg["header"])  # noqa: S301 - from this node's coordinator
+            data = {}
+            for job, path, nbytes, dtype, count, bounds in msg["jobs"]:
+                region = self._region(regions, path, nbytes)
+                data[job] = (region.array(dtype, count, PARAMS_OFFSET), bounds,
+                             lambda region=region, job=job: region.tag() == job)
+            out = None
+            if fields[2]:  # tasks: the buffer holds (tasks, num_params) in the message dtype
+                shape = (len(fields[2]), self.spec.num_params)
+                out_region = self._region(regions, *msg["out"])
+                out = out_region.array(fields[4], shape[0] * shape[1]).reshape(shape)
+            reply = await self._work(fields, data, out)
+            grads = reply.pop("grads", None)
+            if grads is not None:  # the array travels in the buffer; its shape in the frame
+                reply["grads_meta"] = (grads.shape, grads.dtype.str)
+                fits = out is not None and grads.nbytes <= out.nbytes
+                if fits and not _is_view_of(grads, out):  # a fault made a new array
+                    flat = np.ascontiguousarray(grads).reshape(-1)
+                    out.reshape(-1).view(grads.dtype)[:flat.size] = flat
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - reported to the coordinator as a failure
+            reply = {"status": "error", "error": f"raised {type(exc).__name__}",
+                     "message": str(exc)[:2000], "workload": isinstance(exc, WorkloadError)}
+        reply["seq"] = msg["seq"]
+        try:
+            writer.write(frame(reply))
+        except (ConnectionError, RuntimeError):  # the coordinator went away
+            pass
+
+
+def _is_view_of(array: np.ndarray, buffer: np.ndarray) -> bool:
+    """Whether ``array`` is ``buffer`` itself (same start, C order), so nothing needs copying."""
+    return (array.flags.c_contiguous and array.dtype == buffer.dtype
+            and array.__array_interface__["data"][0] == buffer.__array_interface__["data"][0])
