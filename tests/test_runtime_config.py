@@ -77,6 +77,7 @@ faults: {3: [1, nan]}
     ({"scheme": {"nmae": "gc"}}, "scheme.nmae"),               # typo
     ({"cluster": {"workers": "four"}}, "cluster.workers"),
     ({"cluster": {"placement": "random"}}, "cluster.placement"),
+    ({"cluster": {"transport": "tcp"}}, "cluster.transport"),
     ({"policy": {"name": "deadline"}}, "policy.deadline_s"),
     ({"policy": {"mu": -1}}, "policy.mu"),
     ({"train": {"models": 1}}, "train.models"),                 # msgc T=1 needs M >= 2

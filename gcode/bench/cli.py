@@ -180,7 +180,7 @@ def cmd_bench_versus(args) -> int:
                        schemes=tuple(s.strip() for s in args.schemes.split(",") if s.strip()),
                        inject=args.inject, inject_params=params, inject_trace=args.inject_trace,
                        time_scale=args.time_scale, gpus_per_worker=args.gpus_per_worker,
-                       coordinator_device=args.coordinator_device,
+                       coordinator_device=args.coordinator_device, transport=args.transport,
                        repeats=args.repeats)
     with tqdm(total=cfg.repeats * (1 + len(cfg.schemes)), desc="bench versus", disable=args.json,
               leave=False, file=sys.stderr) as bar:
@@ -301,6 +301,10 @@ def add_bench_parser(sub) -> None:
     p.add_argument("--coordinator-device", choices=("auto", "cpu", "cuda"), default="auto",
                    help="where gcode's coordinator keeps its models and decodes in fp64: auto "
                         "(a GPU when this process sees one, even for CPU workers), cpu or cuda")
+    p.add_argument("--transport", choices=("auto", "shm", "ray"), default="auto",
+                   help="how gcode's rounds move (as gcode train --transport): shm, a Unix "
+                        "socket per worker and shared memory; ray, actor calls and the object "
+                        "store; auto, shm when every worker is on this node (default)")
     p.add_argument("--repeats", type=types.positive_int, default=1,
                    help="interleaved repeats (median reported)")
     common(p)

@@ -75,6 +75,7 @@ class VersusConfig:
     time_scale: float | None = 1.0         # None with a trace: straggler excess = 3 x compute
     gpus_per_worker: float = 0.0
     coordinator_device: str = "auto"       # where gcode's coordinator steps and decodes
+    transport: str = "auto"                # how gcode's rounds move: auto | shm | ray
     repeats: int = 1
     num_samples: int = 8192
 
@@ -89,6 +90,8 @@ class VersusConfig:
         if self.coordinator_device not in ("auto", "cpu", "cuda"):
             raise ValueError(f"--coordinator-device must be auto, cpu or cuda, got "
                              f"{self.coordinator_device!r}")
+        if self.transport not in ("auto", "shm", "ray"):
+            raise ValueError(f"--transport must be auto, shm or ray, got {self.transport!r}")
         if self.time_scale is None and self.inject_trace is None:
             raise ValueError("--time-scale auto needs --inject-trace (it scales a trace)")
         if self.time_scale is not None and not self.time_scale > 0:
@@ -205,7 +208,7 @@ def _gcode_row(cfg: VersusConfig, name: str, workload, inject: dict, pool) -> di
     tc = from_dict({"scheme": {**scheme, "jobs": cfg.jobs}, "policy": policy,
                     "cluster": {"workers": cfg.workers, "gpus_per_worker": cfg.gpus_per_worker,
                                 "coordinator_device": cfg.coordinator_device,
-                                "round_timeout_s": 600},
+                                "transport": cfg.transport, "round_timeout_s": 600},
                     "train": {"batch_size": cfg.batch_size, "seed": cfg.seed, **train},
                     "inject": inject})
     metrics, _ = execute(tc, workload, pool=pool)
@@ -218,6 +221,7 @@ def _gcode_row(cfg: VersusConfig, name: str, workload, inject: dict, pool) -> di
             "exposed_overhead_s_per_round": metrics["exposed_overhead_s_per_round"],
             "pipelined_rounds": metrics["pipelined_rounds"],
             "coordinator_device": metrics["coordinator_device"],
+            "transport": metrics["transport"],
             "timings_s_per_round": metrics["timings_s_per_round"],
             "param_checksum": metrics["param_checksum"], "exact": not metrics["approximate"]}
 
@@ -244,7 +248,7 @@ def summarize(cfg: VersusConfig, runs: dict[str, list[dict]], compute_s: float, 
                        "workers": cfg.workers, "jobs": cfg.jobs, "batch_size": cfg.batch_size,
                        "seed": cfg.seed, "repeats": cfg.repeats, "inject": inject,
                        "compute_s_per_worker": compute_s, "gpus_per_worker": cfg.gpus_per_worker,
-                       "coordinator_device": cfg.coordinator_device,
+                       "coordinator_device": cfg.coordinator_device, "transport": cfg.transport,
                        "gpu": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None},
             "rows": out_rows,
             "best_exact": {"row": best.get("row"), "vs_ddp": best["vs_ddp"]} if best else None}
@@ -263,7 +267,9 @@ def markdown_table(result: dict) -> str:
              f"workers, global batch {c['batch_size']}, {c['jobs']} steps, {what}; one worker's "
              f"compute {1e3 * c['compute_s_per_worker']:.1f} ms"
              + (f"; gcode's coordinator on {c['coordinator_device']}" if "coordinator_device" in c
-                else "") + ".", "",
+                else "")
+             + "".join(f", transport {t}" for t in sorted(
+                 {r["transport"] for r in result["rows"] if r.get("transport")})) + ".", "",
              "| system | scheme | params | wall s | vs DDP | rounds | waits | compute ms/round | "
              "overhead ms/round | not overlapped |", "|---|---|---|---|---|---|---|---|---|---|"]
     for r in result["rows"]:

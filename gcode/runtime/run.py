@@ -358,6 +358,6 @@ def _execute(cfg: TrainConfig, workload, progress, pool, monitor) -> tuple[dict[
     metrics.update(final_loss=final_loss, final_eval=final_eval, param_checksum=checksum,
                    run_id=run_id[:16], coordinator_device=str(device),
                    decode_device=str(decode_device), decode_threads=threads,
-                   transport=coord.transport.name,
+                   transport=coord.transport.name, transport_calls=dict(coord.transport.stats),
                    model=workload.name)
     return metrics, [model.module.cpu() for model in models]

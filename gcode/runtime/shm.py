@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import itertools
 import os
-import select
+import selectors
 import shutil
 import socket
 import tempfile
@@ -79,10 +79,23 @@ class _Buffer:
 
 @dataclass
 class _Links:
-    """Connections by worker, and the Ray calls that re-attach restarted workers."""
+    """Connections by worker (and a selector over them), and the Ray calls that re-attach
+    restarted workers."""
 
     conns: dict = field(default_factory=dict)      # worker -> socket
     attaching: dict = field(default_factory=dict)  # worker -> ObjectRef of attach()
+    selector: selectors.BaseSelector = field(default_factory=selectors.DefaultSelector)
+
+    def add(self, w: int, sock: socket.socket) -> None:
+        self.drop(w)
+        self.conns[w] = sock
+        self.selector.register(sock, selectors.EVENT_READ, w)
+
+    def drop(self, w: int) -> None:
+        sock = self.conns.pop(w, None)
+        if sock is not None:
+            self.selector.unregister(sock)
+            sock.close()
 
 
 class ShmTransport(RayTransport):
@@ -133,10 +146,7 @@ class ShmTransport(RayTransport):
             if not isinstance(hello, dict) or "worker" not in hello:
                 sock.close()
                 continue
-            old = self.links.conns.pop(int(hello["worker"]), None)
-            if old is not None:
-                old.close()
-            self.links.conns[int(hello["worker"])] = sock
+            self.links.add(int(hello["worker"]), sock)
 
     def _poll_attach(self) -> None:
         """Take back workers whose re-attach call finished (their process restarted)."""
@@ -151,14 +161,13 @@ class ShmTransport(RayTransport):
                 try:
                     ray.get(ref, timeout=5)
                     self._accept(1, time.monotonic() + 5)
+                    self.stats["reattached"] += 1
                 except Exception:  # noqa: BLE001 - still down: calls keep going through Ray
                     pass
 
     def _lost(self, w: int) -> None:
         """Worker w's connection closed: its calls in flight failed; re-attach it."""
-        sock = self.links.conns.pop(w, None)
-        if sock is not None:
-            sock.close()
+        self.links.drop(w)
         for seq, call in list(self.inflight.items()):
             if call.worker == w:
                 del self.inflight[seq]
@@ -216,6 +225,7 @@ class ShmTransport(RayTransport):
             if w not in self.links.attaching:
                 self._attach(w)
             return super().call(w, header, send_ctx, [self._ray_job(h) for h in jobs])
+        self.stats["shm_calls"] += 1
         buffer = self._lend(result_bytes)
         call = ShmCall(next(self._seq), w, buffer)
         self.inflight[call.seq] = call
@@ -231,20 +241,20 @@ class ShmTransport(RayTransport):
 
     def _pump(self, timeout: float) -> None:
         """Read every frame that arrives within ``timeout`` s (at least one select)."""
-        by_sock = {s: w for w, s in self.links.conns.items()}
-        while by_sock:
-            readable, _, _ = select.select(list(by_sock), [], [], max(0.0, timeout))
-            if not readable:
+        while self.links.conns:
+            events = self.links.selector.select(max(0.0, timeout))
+            if not events:
                 return
-            for sock in readable:
-                w = by_sock[sock]
+            for key, _ in events:
+                w = key.data
+                if self.links.conns.get(w) is not key.fileobj:
+                    continue  # lost while reading an earlier event
                 try:
-                    msg = recv_frame(sock)
+                    msg = recv_frame(key.fileobj)
                 except OSError:
                     msg = None
                 if msg is None:
                     self._lost(w)
-                    del by_sock[sock]
                     continue
                 call = self.inflight.pop(msg.get("seq"), None)
                 if call is not None:
@@ -306,9 +316,9 @@ class ShmTransport(RayTransport):
         return msg, None
 
     def close(self) -> None:
-        for sock in self.links.conns.values():
-            sock.close()
-        self.links.conns.clear()
+        for w in list(self.links.conns):
+            self.links.drop(w)
+        self.links.selector.close()
         self.listener.close()
         for region in [*self.slots, *(b.region for b in self.buffers)]:
             region.close()

@@ -43,6 +43,7 @@ class RayTransport:
     def __init__(self, actors: list, ctx: tuple):
         self.actors = actors
         self.ctx = ctx  # (context id, ObjectRef of the WorkSpec)
+        self.stats = {"ray_calls": 0, "shm_calls": 0, "reattached": 0}
 
     # ---- job data -------------------------------------------------------------------------
     def put_job(self, t: int, flat: np.ndarray, bounds: tuple) -> Any:
@@ -63,6 +64,7 @@ class RayTransport:
         """Start worker w's call; ``jobs`` are the handles ``put_job`` returned; its result
         array will take ``result_bytes``."""
         ctx_box = [self.ctx[1]] if send_ctx else None
+        self.stats["ray_calls"] += 1
         return self.actors[w].compute.remote(header, ctx_box, *jobs)
 
     def kill(self, w: int) -> None:
@@ -116,7 +118,12 @@ def make_transport(kind: str, actors: list, ctx: tuple, num_params: int, timeout
     runs on this node, else Ray."""
     if kind == "ray":
         return RayTransport(actors, ctx)
+    from ..config import ConfigError
     from .shm import ShmTransport, all_local
-    if kind == "auto" and not all_local(actors):
+    local = all_local(actors)
+    if kind == "auto" and not local:
         return RayTransport(actors, ctx)
+    if not local:
+        raise ConfigError("cluster.transport", "shm needs every worker on the coordinator's "
+                                               "node, and some run on other nodes; use ray or auto")
     return ShmTransport(actors, ctx, num_params, timeout_s)

@@ -12,7 +12,7 @@ os.environ["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] = "0"
 
 from ray.cluster_utils import Cluster
 
-from gcode.config import from_dict
+from gcode.config import ConfigError, from_dict
 from gcode.runtime import train
 
 
@@ -33,7 +33,15 @@ def main() -> int:
                                                       "slowdown": 4.0}},
         })
         res = train(cfg)
-        print(json.dumps({"nodes": res["nodes"], "decoded_jobs": res["decoded_jobs"],
+        refused = ""
+        try:
+            train(from_dict({"cluster": {
+                "workers": 3, "address": cluster.address, "transport": "shm",
+                "startup_timeout_s": 120}, "scheme": {"name": "uncoded", "jobs": 1},
+                "train": {"model": "logistic", "batch_size": 240}}))
+        except ConfigError as exc:
+            refused = str(exc)
+        print(json.dumps({"transport": res["transport"], "shm_refused": refused,"nodes": res["nodes"], "decoded_jobs": res["decoded_jobs"],
                           "jobs": res["jobs"], "max_decode_rel_error": res["max_decode_rel_error"],
                           "stragglers": res["stragglers"], "node_ips": res["node_ips"]}))
     finally:

@@ -25,3 +25,6 @@ def test_three_node_cluster_on_loopback():
     assert res["node_ips"] == ["127.0.0.1"]        # every node bound to loopback
     assert res["decoded_jobs"] == res["jobs"] == 8
     assert res["max_decode_rel_error"] < 1e-5
+    assert res["transport"] == "ray"               # auto: workers on other nodes go through Ray
+    assert res["shm_refused"].startswith("cluster.transport: shm needs every worker on the "
+                                         "coordinator's node"), res["shm_refused"]

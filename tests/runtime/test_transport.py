@@ -1,0 +1,110 @@
+"""The two transports: the same models through shared memory and through Ray, a worker that dies
+under shared memory (calls go through Ray until it attaches again), and the shared-memory
+invariants (a parameter region whose tag changed makes a call stale; a result buffer is never
+lent again while an array of its result is alive)."""
+
+import pickle
+import uuid
+
+import numpy as np
+import pytest
+from runtime_helpers import BURSTY, config, rel
+
+from gcode.runtime import train
+
+pytestmark = pytest.mark.ray
+
+MSGC_FR = {"name": "msgc", "B": 1, "W": 2, "lam": 1, "gc_code": "fr"}
+
+
+@pytest.mark.parametrize("scheme", [{"name": "uncoded"}, MSGC_FR])
+def test_shm_and_ray_transports_train_the_same_models(ray_pool, scheme):
+    runs = {t: train(config(scheme=scheme, inject=BURSTY, cluster={"transport": t}),
+                     pool=ray_pool) for t in ("shm", "ray")}
+    assert runs["shm"]["transport"] == "shm" and runs["ray"]["transport"] == "ray"
+    assert runs["shm"]["transport_calls"]["ray_calls"] == 0
+    assert runs["shm"]["transport_calls"]["shm_calls"] >= 4 * runs["shm"]["rounds"]
+    assert runs["ray"]["transport_calls"]["shm_calls"] == 0
+    for res in runs.values():
+        assert res["decoded_jobs"] == 12 and res["max_decode_rel_error"] < 1e-6
+    for got, want in zip(runs["shm"]["param_checksum"], runs["ray"]["param_checksum"],
+                         strict=True):
+        assert rel(got, want) <= 1e-6, (got, want)
+
+
+def test_a_killed_worker_goes_through_ray_until_it_attaches_again(ray_pool):
+    """Worker 1 is killed in round 2: its connection closes, that call fails, its calls go
+    through Ray while Ray restarts it, and the restarted actor attaches again. Every job
+    decodes, and the models equal a clean uncoded run's."""
+    slow = {"model": "shifted_exp", "params": {"shift": 0.1, "rate": 1000.0}}  # ~8 s of rounds
+    res = train(config(scheme={"name": "gc", "s": 1, "gc_code": "fr", "jobs": 80},
+                       faults=[{"round": 2, "worker": 1, "kind": "kill"}], inject=slow,
+                       cluster={"transport": "shm"}), pool=ray_pool)
+    assert any(f["round"] == 2 and f["worker"] == 1 for f in res["failures"]), res["failures"]
+    calls = res["transport_calls"]
+    assert calls["ray_calls"] >= 1 and calls["reattached"] >= 1, calls
+    assert calls["shm_calls"] > calls["ray_calls"]
+    assert res["decoded_jobs"] == 80 and res["max_decode_rel_error"] < 1e-6
+    clean = train(config(scheme={"name": "uncoded", "jobs": 80}, cluster={"transport": "ray"}),
+                  pool=ray_pool)
+    for got, want in zip(res["param_checksum"], clean["param_checksum"], strict=True):
+        assert rel(got, want) <= 1e-6
+
+
+@pytest.fixture()
+def one_worker(ray_pool):
+    """A ShmTransport to worker 0 of the pool, on a logistic-regression run context."""
+    import ray
+
+    from gcode.runtime.data import WorkSpec
+    from gcode.runtime.run import preset_workload_of
+    from gcode.runtime.shm import ShmTransport
+    from gcode.train import open_dataset
+    workload = preset_workload_of(config())
+    d = sum(p.numel() for p in workload.model_fn().parameters())
+    spec = WorkSpec(workload=workload, seed=3, batch_size=240, num_params=d,
+                    num_samples=len(open_dataset(workload.dataset_fn)))
+    ctx = (uuid.uuid4().hex, ray.put(spec))
+    ray_pool.prepare(ctx, 1, 60)
+    transport = ShmTransport(ray_pool.actors[:1], ctx, d, 60)
+    try:
+        yield transport, ctx, d
+    finally:
+        transport.close()
+
+
+def _call(one_worker, handle, r):
+    """Worker 0 computes job ``handle.job``'s whole batch in round r."""
+    transport, ctx, d = one_worker
+    header = pickle.dumps((ctx[0], r, [(handle.job, 0, (0,), (1.0,))], [handle.job], "float32",
+                           0.0, "add", None, 0))
+    call = transport.call(0, header, False, [handle], d * 4)
+    assert transport.wait([call], 60) == [call]
+    payload, err = transport.fetch([call])[0]
+    assert err is None
+    return payload, call
+
+
+def test_a_parameter_region_holding_another_job_makes_the_call_stale(one_worker):
+    from dataclasses import replace
+    transport, _, d = one_worker
+    handle = transport.put_job(5, np.zeros(d, np.float32), ((0, 240),))
+    ok, _ = _call(one_worker, handle, 0)
+    assert ok["status"] == "ok" and ok["grads"].shape == (1, d)
+    assert np.isfinite(ok["grads"]).all() and not ok["grads"].flags.writeable
+    stale, _ = _call(one_worker, replace(handle, job=6), 1)  # the region holds job 5
+    assert stale["status"] == "stale"
+
+
+def test_a_result_buffer_is_not_lent_while_its_array_lives(one_worker):
+    transport, _, d = one_worker
+    handle = transport.put_job(1, np.zeros(d, np.float32), ((0, 240),))
+    first, call = _call(one_worker, handle, 0)
+    kept = first["grads"][0, 10:20]  # a view keeps the buffer's result alive
+    del first
+    second, call2 = _call(one_worker, handle, 1)
+    assert call2.buffer != call.buffer
+    np.testing.assert_array_equal(kept, second["grads"][0, 10:20])  # same job, same gradient
+    del kept, second
+    _, call3 = _call(one_worker, handle, 2)
+    assert call3.buffer in (call.buffer, call2.buffer)
