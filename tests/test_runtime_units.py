@@ -5,6 +5,7 @@ import math
 
 import numpy as np
 import pytest
+import torch
 
 from gcode.codes import ResultKey, make_scheme
 from gcode.config import InjectConfig
@@ -65,13 +66,13 @@ def test_deadline_policy_cuts_even_without_arrivals_and_all_waits():
 
 
 # ---- decoding ------------------------------------------------------------------------------
-def _drive(scheme, rng, d, stragglers_by_round):
+def _drive(scheme, rng, d, stragglers_by_round, torch_math=False):
     """Run a scheme with random chunk gradients; return (decoder results, exact sums)."""
     k = len(scheme.chunk_fractions)
     jobs = scheme.jobs
     chunk_grads = rng.standard_normal((jobs, k, d))
     chunk_losses = rng.random((jobs, k))
-    dec = Decoder(d, streaming=True)
+    dec = Decoder(d, streaming=True, torch_math=torch_math)
     ref = Decoder(d, streaming=False)
     out = {}
     for r in range(scheme.total_rounds):
@@ -84,7 +85,8 @@ def _drive(scheme, rng, d, stragglers_by_round):
                 msg = sum(c * chunk_grads[task.job, ch] for ch, c in zip(task.chunks, task.coefficients))
                 msg = msg.astype(scheme.message_dtype)
                 loss = sum(c * chunk_losses[task.job, ch] for ch, c in zip(task.chunks, task.coefficients))
-                dec.add(ResultKey(int(w), r, task.slot), task, msg, loss)
+                staged = dec.stage(msg)[0] if torch_math else msg  # as the coordinator does
+                dec.add(ResultKey(int(w), r, task.slot), task, staged, loss)
                 ref.add(ResultKey(int(w), r, task.slot), task, msg, loss)
         scheme.record(r, ~strag)
         for t in range(max(0, r - scheme.delay), r + 1):
@@ -116,6 +118,29 @@ def test_streaming_decode_equals_batch_decode_and_the_exact_sum(name, params):
     if name in ("uncoded",) or params.get("gc_code") == "fr":
         assert dec.streamed == 8 and dec.fallbacks == 0
     assert not dec.results  # everything forgotten after decoding
+
+
+@pytest.mark.parametrize("name, params", [
+    ("gc", {"s": 2, "gc_code": "cyclic"}), ("msgc", {"B": 1, "W": 2, "lam": 2, "gc_code": "fr"})])
+def test_the_device_decode_path_runs_on_the_cpu_and_equals_the_host_decode(name, params):
+    """The torch math a GPU coordinator uses (results staged on the device on arrival, folds
+    with torch), run on the CPU: the same decodes as numpy's, to fp64 rounding."""
+    pattern = np.random.default_rng(3).random((20, 6)) < 0.2
+    host, _ = _drive(make_scheme(name, n=6, jobs=8, **params), np.random.default_rng(0), 257,
+                     lambda r: pattern[r])
+    device, dec = _drive(make_scheme(name, n=6, jobs=8, **params), np.random.default_rng(0), 257,
+                         lambda r: pattern[r], torch_math=True)
+    assert dec.on_device and sorted(device) == sorted(host) == list(range(8))
+    for t in host:
+        np.testing.assert_allclose(device[t][0], host[t][0], rtol=1e-12, atol=1e-12)
+
+
+def test_staging_a_result_counts_its_non_finite_values():
+    dec = Decoder(5, torch_math=True)
+    staged, bad = dec.stage(np.array([1, np.nan, 2, np.inf, -np.inf], np.float32))
+    assert bad == 3 and staged.dtype == torch.float32
+    assert dec.stage(np.ones(5, np.float32))[1] == 0
+    assert isinstance(Decoder.host(staged), np.ndarray)
 
 
 def test_ignore_scheme_rescales_so_streaming_falls_back_to_batch():

@@ -50,9 +50,18 @@ class Arrivals:
                                  payload["losses"][k])
 
     def _check(self, payload, r: int, w: int, tasks: list[MiniTask]) -> str | None:
-        """Validate worker w's round-r result against what was sent (tags, shape, dtype)."""
+        """Validate worker w's round-r result against what was sent (tags, shape, dtype, finite
+        values). With a device decode, the values are checked there, right after the result's
+        one copy to the device, which then replaces the host array in ``payload``."""
+        on_device = self.decoder.on_device
         reason = check_result(payload, r, w, [wire(t) for t in tasks], self.spec.num_params,
-                              self._call_dtype[(r, w)], self.decode_threads)
+                              self._call_dtype[(r, w)], self.decode_threads, finite=not on_device)
+        if reason is None and on_device and payload["grads"].size:
+            staged, bad = self.decoder.stage(payload["grads"])
+            if bad:
+                reason = f"{bad} non-finite values"
+            else:
+                payload["grads"] = staged
         confirm_worker_fault(self, r, w, [t.job for t in tasks], reason)  # diverged model?
         return reason
 

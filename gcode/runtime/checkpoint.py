@@ -148,7 +148,7 @@ def _decoder_state(dec) -> dict:
     def host(acc):
         return None if acc is None else np.asarray(dec.math.tensor(acc).cpu().numpy())
     return {"streaming": dec.streaming, "streamed": dec.streamed, "fallbacks": dec.fallbacks,
-            "results": [[tuple(key), dec.sig[key], arr, dec.losses[key]]
+            "results": [[tuple(key), dec.sig[key], dec.host(arr), dec.losses[key]]
                         for key, arr in dec.results.items()],
             "jobs": [[t, {"acc": host(job.acc), "loss": job.loss,
                           "folded": [[sig, tuple(k)] for sig, k in job.folded.items()],

@@ -138,10 +138,16 @@ class _DeviceMath:
     def zeros(self):
         return self.torch.zeros(self.d, dtype=self.torch.float64, device=self.device)
 
-    def fold(self, acc, arrays: list[np.ndarray], coefficients: list[float]) -> None:
-        from gcode.train.flat import as_tensor
+    def fold(self, acc, arrays: list, coefficients: list[float]) -> None:
         for array, c in zip(arrays, coefficients):
-            acc.add_(as_tensor(array).to(self.device), alpha=float(c))
+            acc.add_(self.stage(array), alpha=float(c))
+
+    def stage(self, array):
+        """``array`` on the device (a no-op for a result staged there already)."""
+        from gcode.train.flat import as_tensor
+        if isinstance(array, self.torch.Tensor):
+            return array.to(self.device)
+        return as_tensor(array).to(self.device)
 
     @staticmethod
     def tensor(acc):
@@ -167,19 +173,40 @@ class Decoder:
     host decode (an fp32 result is a third of the bytes of one accumulator update)."""
 
     def __init__(self, num_params: int, streaming: bool = True, threads: int = 1, device=None,
-                 fold_batch: int = 4):
+                 fold_batch: int = 4, torch_math: bool | None = None):
         self.d = int(num_params)
         self.streaming = streaming
         self.fold_batch = fold_batch
         self.device = device
-        on_host = device is None or getattr(device, "type", str(device)) == "cpu"
-        self.math = _HostMath(self.d, max(1, threads)) if on_host else _DeviceMath(self.d, device)
+        if torch_math is None:  # torch on an accelerator; numpy on the host (torch_math: tests)
+            torch_math = not (device is None or getattr(device, "type", str(device)) == "cpu")
+        self.math = (_DeviceMath(self.d, device or "cpu") if torch_math
+                     else _HostMath(self.d, max(1, threads)))
         self.results: dict[ResultKey, np.ndarray] = {}
         self.losses: dict[ResultKey, float] = {}
         self.sig: dict[ResultKey, tuple] = {}
         self.jobs: dict[int, _Job] = {}
         self.streamed = 0     # decodes that used the accumulator
         self.fallbacks = 0    # decodes that had to discard it
+
+    @property
+    def on_device(self) -> bool:
+        """Whether jobs decode on an accelerator (results are then staged there on arrival)."""
+        return isinstance(self.math, _DeviceMath)
+
+    def stage(self, array: np.ndarray):
+        """(``array`` copied to the decode device, its number of non-finite values): a result's
+        validation and its one copy to the device in one step."""
+        staged = self.math.stage(array)
+        torch = self.math.torch
+        if bool(torch.isfinite(staged).all()):
+            return staged, 0
+        return staged, int((~torch.isfinite(staged)).sum())
+
+    @staticmethod
+    def host(array) -> np.ndarray:
+        """A stored result as a host array (results staged on a device are copied back)."""
+        return array if isinstance(array, np.ndarray) else array.cpu().numpy()
 
     def add(self, key: ResultKey, task: MiniTask, array: np.ndarray, loss: float = 0.0) -> None:
         """Keep ``array`` (worker key.worker's result for ``task``); queue it for the job's

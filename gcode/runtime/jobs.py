@@ -31,12 +31,12 @@ class JobLifecycle:
                                f"updated it (M={self.M} must be >= T+1={self.T + 1})")
         check_params(self, t)  # a diverged model stops the run here (gcode.runtime.health)
         model = self.models[self.model_of(t)]
-        self.put_job(t, model.params.numpy() if model.device.type == "cpu" else model.snapshot(),
-                     self.scheme.message_dtype)
+        self.put_job(t, model.params.detach(), self.scheme.message_dtype)
 
-    def put_job(self, t: int, flat: np.ndarray, dtype) -> None:
-        """Job t's parameters and chunk ranges, copied into the object store once (``flat`` may
-        be a view of the live model: the transport copies before returning)."""
+    def put_job(self, t: int, flat, dtype) -> None:
+        """Job t's parameters (a numpy array or a tensor on any device) and chunk ranges, copied
+        once by the transport (``flat`` may be the live model's: it is copied before this
+        returns)."""
         fractions = np.asarray(self.scheme.chunk_fractions_for(t), dtype=np.float64)
         groups = tuple(self.scheme.chunk_groups_for(t))
         key = (fractions.tobytes(), groups)

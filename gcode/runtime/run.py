@@ -318,7 +318,8 @@ def _execute(cfg: TrainConfig, workload, progress, pool, monitor) -> tuple[dict[
         pool.wait_ready(cfg.cluster.startup_timeout_s)
         pool.prepare(ctx, n, cfg.cluster.startup_timeout_s)
         transport = make_transport(cfg.cluster.transport, pool.actors[:n], ctx, d,
-                                   cfg.cluster.startup_timeout_s)
+                                   cfg.cluster.startup_timeout_s,
+                                   pin="cuda" in (device.type, decode_device.type))
         coord = Coordinator(cfg, scheme, policy, transport, spec, models, optimizers,
                             delays, writer, progress, ctx, recorder,
                             auto_slope=cfg.scheme.name == "auto" and cfg.scheme.auto_load_slope is None,

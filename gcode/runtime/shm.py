@@ -101,10 +101,13 @@ class _Links:
 class ShmTransport(RayTransport):
     name = "shm"
 
-    def __init__(self, actors: list, ctx: tuple, num_params: int, timeout_s: float):
+    def __init__(self, actors: list, ctx: tuple, num_params: int, timeout_s: float,
+                 pin: bool = False):
         import ray
         super().__init__(actors, ctx)
         self.num_params = num_params
+        self.pin = pin          # page-lock regions (the coordinator copies results to a GPU)
+        self.pinned: list[int] = []
         self.dir = tempfile.mkdtemp(prefix="gcode-", dir=shm_root())
         self.ctl = os.path.join(self.dir, "ctl")
         self.listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
@@ -177,19 +180,27 @@ class ShmTransport(RayTransport):
             self._attach(w)
 
     # ---- job data -------------------------------------------------------------------------
-    def put_job(self, t: int, flat: np.ndarray, bounds: tuple) -> ShmJob:
-        nbytes = PARAMS_OFFSET + flat.nbytes
+    def put_job(self, t: int, flat, bounds: tuple) -> ShmJob:
+        """Job t's parameters into a free region (a tensor on a GPU straight from the device)."""
+        dtype = np.dtype(str(flat.dtype).removeprefix("torch."))
+        count = int(flat.size if isinstance(flat, np.ndarray) else flat.numel())
+        nbytes = PARAMS_OFFSET + count * dtype.itemsize
         if self.free_slots and self.slots[self.free_slots[-1]].nbytes >= nbytes:
             index = self.free_slots.pop()
         else:
             index = len(self.slots)
-            self.slots.append(Region(os.path.join(self.dir, f"p{index}"), nbytes, create=True))
+            self.slots.append(self._region(f"p{index}", nbytes))
         region = self.slots[index]
         tag = region.array(np.int64, 1)
         tag[0] = -1
-        region.array(flat.dtype, flat.size, PARAMS_OFFSET)[:] = flat.reshape(-1)
+        dest = region.array(dtype, count, PARAMS_OFFSET)
+        if isinstance(flat, np.ndarray):
+            dest[:] = flat.reshape(-1)
+        else:
+            import torch
+            torch.from_numpy(dest).copy_(flat.reshape(-1))
         tag[0] = t
-        return ShmJob(index, t, bounds, flat.dtype.str, flat.size)
+        return ShmJob(index, t, bounds, dtype.str, count)
 
     def job_params(self, handle: ShmJob) -> np.ndarray:
         view = self.slots[handle.index].array(handle.dtype, handle.count, PARAMS_OFFSET)
@@ -214,9 +225,21 @@ class ShmTransport(RayTransport):
                 buf.lent, buf.result = True, None
                 return i
         i = len(self.buffers)
-        self.buffers.append(_Buffer(Region(os.path.join(self.dir, f"r{i}"), max(nbytes, 8),
-                                           create=True), lent=True))
+        self.buffers.append(_Buffer(self._region(f"r{i}", max(nbytes, 8)), lent=True))
         return i
+
+    def _region(self, name: str, nbytes: int) -> Region:
+        """A new region; page-locked when results are copied to a GPU (cudaHostRegister), so
+        that copy runs at full speed with no staging copy."""
+        region = Region(os.path.join(self.dir, name), nbytes, create=True)
+        if self.pin:
+            import torch
+            view = region.array(np.uint8, nbytes)
+            address = view.ctypes.data
+            del view
+            if int(torch.cuda.cudart().cudaHostRegister(address, nbytes, 1)) == 0:
+                self.pinned.append(address)
+        return region
 
     def call(self, w: int, header: bytes, send_ctx: bool, jobs: list, result_bytes: int = 0):
         self._poll_attach()
@@ -320,6 +343,10 @@ class ShmTransport(RayTransport):
             self.links.drop(w)
         self.links.selector.close()
         self.listener.close()
+        if self.pinned:
+            import torch
+            for address in self.pinned:
+                torch.cuda.cudart().cudaHostUnregister(address)
         for region in [*self.slots, *(b.region for b in self.buffers)]:
             region.close()
         shutil.rmtree(self.dir, ignore_errors=True)

@@ -79,6 +79,7 @@ class Region:
         finally:
             os.close(fd)
         self.path, self.nbytes = path, nbytes
+        self.pinned: int | None = None  # its address when page-locked for a GPU
 
     def array(self, dtype, count: int, offset: int = 0) -> np.ndarray:
         return np.frombuffer(self.mm, dtype=dtype, count=count, offset=offset)

@@ -35,6 +35,13 @@ def failure_kind(exc: BaseException) -> str:
     return f"error ({name})"
 
 
+def host_array(flat) -> np.ndarray:
+    """A numpy array of ``flat`` (a tensor is copied to the host only when on a device)."""
+    if isinstance(flat, np.ndarray):
+        return flat
+    return flat.detach().to("cpu").numpy()
+
+
 class RayTransport:
     """Calls as Ray actor tasks, job data and results through the object store."""
 
@@ -46,10 +53,11 @@ class RayTransport:
         self.stats = {"ray_calls": 0, "shm_calls": 0, "reattached": 0}
 
     # ---- job data -------------------------------------------------------------------------
-    def put_job(self, t: int, flat: np.ndarray, bounds: tuple) -> Any:
-        """Job t's (parameters, chunk ranges), copied once (``flat`` may be a live view)."""
+    def put_job(self, t: int, flat, bounds: tuple) -> Any:
+        """Job t's (parameters, chunk ranges), copied once (``flat``, a numpy array or a tensor
+        on any device, may be the live model's)."""
         import ray
-        return ray.put((flat, bounds))
+        return ray.put((host_array(flat), bounds))
 
     def job_params(self, handle) -> np.ndarray:
         """A job's parameters (read-only)."""
@@ -113,9 +121,10 @@ class RayTransport:
         """Release what the transport holds (nothing for Ray)."""
 
 
-def make_transport(kind: str, actors: list, ctx: tuple, num_params: int, timeout_s: float):
+def make_transport(kind: str, actors: list, ctx: tuple, num_params: int, timeout_s: float,
+                   pin: bool = False):
     """The transport ``cluster.transport`` names; ``auto`` is shared memory when every worker
-    runs on this node, else Ray."""
+    runs on this node, else Ray. ``pin``: page-lock shared memory (results go to a GPU)."""
     if kind == "ray":
         return RayTransport(actors, ctx)
     from ..config import ConfigError
@@ -126,4 +135,4 @@ def make_transport(kind: str, actors: list, ctx: tuple, num_params: int, timeout
     if not local:
         raise ConfigError("cluster.transport", "shm needs every worker on the coordinator's "
                                                "node, and some run on other nodes; use ray or auto")
-    return ShmTransport(actors, ctx, num_params, timeout_s)
+    return ShmTransport(actors, ctx, num_params, timeout_s, pin)

@@ -196,10 +196,11 @@ class GradientWorker(ShmServing):
 
 
 def check_result(payload: Any, r: int, worker: int, tasks: list[WireTask], num_params: int,
-                 dtype: np.dtype, threads: int = 1) -> str | None:
+                 dtype: np.dtype, threads: int = 1, finite: bool = True) -> str | None:
     """None when ``payload`` is a valid round-r result of ``worker`` for ``tasks``; otherwise the
-    reason it is not (wrong tags, shape, dtype or non-finite values). Never trust a result that
-    does not pass: decoding it would be a mis-decode."""
+    reason it is not (wrong tags, shape, dtype or, unless ``finite`` is False because the caller
+    checks them where it decodes, non-finite values). Never trust a result that does not pass:
+    decoding it would be a mis-decode."""
     if not isinstance(payload, dict):
         return f"not a result dict: {type(payload).__name__}"
     if payload.get("status") != "ok":
@@ -217,7 +218,7 @@ def check_result(payload: Any, r: int, worker: int, tasks: list[WireTask], num_p
         return f"wrong shape {grads.shape}, expected {(len(tasks), num_params)}"
     if grads.dtype != dtype:
         return f"wrong dtype {grads.dtype}, expected {dtype}"
-    if grads.size and not all_finite(grads, threads):
+    if finite and grads.size and not all_finite(grads, threads):
         return f"{int(grads.size - np.isfinite(grads).sum())} non-finite values"
     losses = payload.get("losses")
     if not isinstance(losses, list) or len(losses) != len(tasks):

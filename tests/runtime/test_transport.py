@@ -108,3 +108,20 @@ def test_a_result_buffer_is_not_lent_while_its_array_lives(one_worker):
     del kept, second
     _, call3 = _call(one_worker, handle, 2)
     assert call3.buffer in (call.buffer, call2.buffer)
+
+
+def test_the_device_validation_path_runs_on_the_cpu(ray_pool, monkeypatch):
+    """A GPU coordinator checks results' values on the device, after their one copy there. The
+    same torch path on the CPU: a NaN result is still a fault, and decoding stays exact."""
+    from functools import partial
+
+    import gcode.runtime.coordinator as coordinator
+    monkeypatch.setattr(coordinator, "Decoder", partial(coordinator.Decoder, torch_math=True))
+    res = train(config(scheme={"name": "gc", "s": 1, "gc_code": "fr"},
+                       faults=[{"round": 3, "worker": 2, "kind": "nan"}]), pool=ray_pool)
+    assert any(f["round"] == 3 and f["worker"] == 2 and "non-finite" in f["reason"]
+               for f in res["failures"]), res["failures"]
+    clean = train(config(scheme={"name": "uncoded"}), pool=ray_pool)
+    assert res["decoded_jobs"] == 12 and res["max_decode_rel_error"] < 1e-6
+    for got, want in zip(res["param_checksum"], clean["param_checksum"], strict=True):
+        assert rel(got, want) <= 1e-6
