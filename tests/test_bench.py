@@ -101,6 +101,8 @@ def test_bench_versus_runs_ddp_and_gcode_side_by_side(tmp_path):
         assert r["vs_ddp"] == pytest.approx(rows[0]["wall_s"] / r["wall_s"])
     assert rows[0]["params"]["backend"] == "gloo" and rows[0]["vs_ddp"] == 1.0
     assert all(r["overhead_s_per_round"] > 0 and r["compute_s_per_round"] > 0 for r in rows[1:])
+    assert result["config"]["transport"] == "auto"  # one node: every row runs on shm
+    assert all(r["transport"] == "shm" for r in rows[1:])
     # the pipelined row trains M = T+2 = 2 models; every round after the first starts early
     piped = rows[3]
     assert piped["params"]["models"] == 2 and piped["models"] == 2

@@ -70,11 +70,8 @@ class ShmCall:
 @dataclass(eq=False)
 class _Buffer:
     region: Region
-    lent: bool = False
-    result: Any = None   # weakref to the root array of its last result
-
-    def free(self) -> bool:
-        return not self.lent and (self.result is None or self.result() is None)
+    owner: int | None = None  # the call (seq) it is lent to, until that call gives it back
+    result: Any = None   # weakref to the root array of its last result (gives it back when dead)
 
 
 @dataclass
@@ -107,7 +104,6 @@ class ShmTransport(RayTransport):
         super().__init__(actors, ctx)
         self.num_params = num_params
         self.pin = pin          # page-lock regions (the coordinator copies results to a GPU)
-        self.pinned: list[int] = []
         self.dir = tempfile.mkdtemp(prefix="gcode-", dir=shm_root())
         self.ctl = os.path.join(self.dir, "ctl")
         self.listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
@@ -117,6 +113,7 @@ class ShmTransport(RayTransport):
         self.slots: list[Region] = []
         self.free_slots: list[int] = []
         self.buffers: list[_Buffer] = []
+        self.free_buffers: dict[int, list[int]] = {}  # region bytes -> buffers free to lend
         self.inflight: dict[int, ShmCall] = {}   # seq -> call
         self.replies: dict[int, tuple] = {}      # seq -> (frame, error)
         self.ray_jobs: dict[int, Any] = {}       # slot index -> ObjectRef (Ray fallback)
@@ -174,7 +171,7 @@ class ShmTransport(RayTransport):
         for seq, call in list(self.inflight.items()):
             if call.worker == w:
                 del self.inflight[seq]
-                self.buffers[call.buffer].lent = False  # its writer is gone
+                self._give_back(call)  # its writer is gone
                 self.replies[seq] = (None, DIED)
         if w not in self.links.attaching:
             self._attach(w)
@@ -219,26 +216,34 @@ class ShmTransport(RayTransport):
         return self.ray_jobs[handle.index]
 
     # ---- calls ----------------------------------------------------------------------------
-    def _lend(self, nbytes: int) -> int:
-        for i, buf in enumerate(self.buffers):
-            if buf.free() and buf.region.nbytes >= nbytes:
-                buf.lent, buf.result = True, None
-                return i
-        i = len(self.buffers)
-        self.buffers.append(_Buffer(self._region(f"r{i}", max(nbytes, 8)), lent=True))
+    def _lend(self, nbytes: int, seq: int) -> int:
+        """A free result buffer of at least ``nbytes`` (the same size first), or a new one,
+        lent to call ``seq``."""
+        nbytes = max(nbytes, 8)
+        sizes = [nbytes] if self.free_buffers.get(nbytes) else sorted(
+            size for size, free in self.free_buffers.items() if free and size >= nbytes)
+        if sizes:
+            i = self.free_buffers[sizes[0]].pop()
+        else:
+            i = len(self.buffers)
+            self.buffers.append(_Buffer(self._region(f"r{i}", nbytes)))
+        self.buffers[i].owner, self.buffers[i].result = seq, None
         return i
+
+    def _give_back(self, call: ShmCall) -> None:
+        """``call``'s buffer may be lent again: the call is over and no array of its result
+        lives. Only the call it is lent to gives it back, once."""
+        buf = self.buffers[call.buffer]
+        if buf.owner == call.seq:
+            buf.owner = None
+            self.free_buffers.setdefault(buf.region.nbytes, []).append(call.buffer)
 
     def _region(self, name: str, nbytes: int) -> Region:
         """A new region; page-locked when results are copied to a GPU (cudaHostRegister), so
         that copy runs at full speed with no staging copy."""
         region = Region(os.path.join(self.dir, name), nbytes, create=True)
         if self.pin:
-            import torch
-            view = region.array(np.uint8, nbytes)
-            address = view.ctypes.data
-            del view
-            if int(torch.cuda.cudart().cudaHostRegister(address, nbytes, 1)) == 0:
-                self.pinned.append(address)
+            region.pin()
         return region
 
     def call(self, w: int, header: bytes, send_ctx: bool, jobs: list, result_bytes: int = 0):
@@ -249,11 +254,11 @@ class ShmTransport(RayTransport):
                 self._attach(w)
             return super().call(w, header, send_ctx, [self._ray_job(h) for h in jobs])
         self.stats["shm_calls"] += 1
-        buffer = self._lend(result_bytes)
-        call = ShmCall(next(self._seq), w, buffer)
+        seq = next(self._seq)
+        call = ShmCall(seq, w, self._lend(result_bytes, seq))
         self.inflight[call.seq] = call
-        msg = {"seq": call.seq, "header": header, "out": (self.buffers[buffer].region.path,
-                                                          self.buffers[buffer].region.nbytes),
+        out = self.buffers[call.buffer].region
+        msg = {"seq": call.seq, "header": header, "out": (out.path, out.nbytes),
                "jobs": [(h.job, self.slots[h.index].path, self.slots[h.index].nbytes, h.dtype,
                          h.count, h.bounds) for h in jobs]}
         try:
@@ -318,23 +323,25 @@ class ShmTransport(RayTransport):
         from gcode.train.workload import WorkloadError
         msg, err = self.replies.pop(call.seq)
         buf = self.buffers[call.buffer]
-        buf.lent = False
+        meta = msg.pop("grads_meta", None) if err is None else None
+        shape = tuple(meta[0]) if meta is not None else ()
+        dtype = np.dtype(meta[1]) if meta is not None else None
+        count = int(np.prod(shape)) if meta is not None else 0
+        if meta is None or count * dtype.itemsize > buf.region.nbytes:
+            self._give_back(call)  # no array of it goes out
         if err is not None:
             return None, err
         if msg.get("status") == "error":
             if msg.get("workload"):
                 raise WorkloadError(msg.get("message", ""))
             return None, msg.get("error", "raised an error")
-        meta = msg.pop("grads_meta", None)
         if meta is not None:
-            shape, dtype = tuple(meta[0]), np.dtype(meta[1])
-            count = int(np.prod(shape))
             if count * dtype.itemsize > buf.region.nbytes:
                 msg["grads"] = np.broadcast_to(np.zeros((), dtype), shape)  # refused: shape
             else:
                 root = buf.region.array(dtype, count)
                 root.flags.writeable = False
-                buf.result = weakref.ref(root)
+                buf.result = weakref.ref(root, lambda _, call=call: self._give_back(call))
                 msg["grads"] = root.reshape(shape)
         return msg, None
 
@@ -343,10 +350,6 @@ class ShmTransport(RayTransport):
             self.links.drop(w)
         self.links.selector.close()
         self.listener.close()
-        if self.pinned:
-            import torch
-            for address in self.pinned:
-                torch.cuda.cudart().cudaHostUnregister(address)
         for region in [*self.slots, *(b.region for b in self.buffers)]:
             region.close()
         shutil.rmtree(self.dir, ignore_errors=True)

@@ -44,9 +44,6 @@ class ShmServing:
                 task.cancel()
             writer.close()
             for region in regions.values():
-                if region.pinned is not None:
-                    import torch
-                    torch.cuda.cudart().cudaHostUnregister(region.pinned)
                 region.close()
 
     def _region(self, regions: dict, path: str, nbytes: int) -> Region:
@@ -56,12 +53,7 @@ class ShmServing:
         if region is None or region.nbytes != nbytes:
             region = regions[path] = Region(path, nbytes, create=False)
             if self.computer.device.type == "cuda":
-                import torch
-                view = region.array(np.uint8, nbytes)
-                address = view.ctypes.data
-                del view
-                if int(torch.cuda.cudart().cudaHostRegister(address, nbytes, 1)) == 0:
-                    region.pinned = address
+                region.pin()
         return region
 
     async def _serve_call(self, msg: dict, writer, regions: dict) -> None:
