@@ -262,7 +262,7 @@ def _execute(cfg: TrainConfig, workload, progress, pool, monitor) -> tuple[dict[
         restore_scheme_and_policy,
     )
     from .cluster import ensure_ray, launch_workers
-    from .transport import make_transport
+    from .shm import make_transport
 
     setup_start = time.perf_counter()
     tr, n = cfg.train, cfg.cluster.workers

@@ -10,6 +10,7 @@ A transport moves three things between the coordinator and its worker actors:
 across nodes and survives actor restarts. :class:`gcode.runtime.shm.ShmTransport` sends calls
 and results over a Unix socket per worker and the arrays through shared memory, for workers on
 the coordinator's node; it falls back to Ray for a worker whose connection is down.
+:func:`gcode.runtime.shm.make_transport` picks one (``cluster.transport``).
 """
 
 from __future__ import annotations
@@ -119,20 +120,3 @@ class RayTransport:
 
     def close(self) -> None:
         """Release what the transport holds (nothing for Ray)."""
-
-
-def make_transport(kind: str, actors: list, ctx: tuple, num_params: int, timeout_s: float,
-                   pin: bool = False):
-    """The transport ``cluster.transport`` names; ``auto`` is shared memory when every worker
-    runs on this node, else Ray. ``pin``: page-lock shared memory (results go to a GPU)."""
-    if kind == "ray":
-        return RayTransport(actors, ctx)
-    from ..config import ConfigError
-    from .shm import ShmTransport, all_local
-    local = all_local(actors)
-    if kind == "auto" and not local:
-        return RayTransport(actors, ctx)
-    if not local:
-        raise ConfigError("cluster.transport", "shm needs every worker on the coordinator's "
-                                               "node, and some run on other nodes; use ray or auto")
-    return ShmTransport(actors, ctx, num_params, timeout_s, pin)
