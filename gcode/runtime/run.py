@@ -317,7 +317,7 @@ def _execute(cfg: TrainConfig, workload, progress, pool, monitor) -> tuple[dict[
                                    log_prefix=cfg.log.run_log, monitor=monitor)
         pool.wait_ready(cfg.cluster.startup_timeout_s)
         pool.prepare(ctx, n, cfg.cluster.startup_timeout_s)
-        transport = make_transport(cfg.cluster.transport, pool.actors[:n], ctx, d,
+        transport = make_transport(cfg.cluster.transport, pool.actors[:n], ctx,
                                    cfg.cluster.startup_timeout_s,
                                    pin="cuda" in (device.type, decode_device.type))
         coord = Coordinator(cfg, scheme, policy, transport, spec, models, optimizers,

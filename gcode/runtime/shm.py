@@ -98,11 +98,11 @@ class _Links:
 class ShmTransport(RayTransport):
     name = "shm"
 
-    def __init__(self, actors: list, ctx: tuple, num_params: int, timeout_s: float,
-                 pin: bool = False):
+    def __init__(self, actors: list, ctx: tuple, timeout_s: float, pin: bool = False):
+        """Connect every actor (each adopts context ``ctx`` and attaches within ``timeout_s``);
+        ``pin``: page-lock the regions (the coordinator copies results to a GPU)."""
         import ray
         super().__init__(actors, ctx)
-        self.num_params = num_params
         self.pin = pin          # page-lock regions (the coordinator copies results to a GPU)
         self.dir = tempfile.mkdtemp(prefix="gcode-", dir=shm_root())
         self.ctl = os.path.join(self.dir, "ctl")
@@ -355,8 +355,7 @@ class ShmTransport(RayTransport):
         shutil.rmtree(self.dir, ignore_errors=True)
 
 
-def make_transport(kind: str, actors: list, ctx: tuple, num_params: int, timeout_s: float,
-                   pin: bool = False):
+def make_transport(kind: str, actors: list, ctx: tuple, timeout_s: float, pin: bool = False):
     """The transport ``cluster.transport`` names; ``auto`` is shared memory when every worker
     runs on this node, else Ray. ``pin``: page-lock shared memory (results go to a GPU)."""
     if kind == "ray":
@@ -368,4 +367,4 @@ def make_transport(kind: str, actors: list, ctx: tuple, num_params: int, timeout
     if not local:
         raise ConfigError("cluster.transport", "shm needs every worker on the coordinator's "
                                                "node, and some run on other nodes; use ray or auto")
-    return ShmTransport(actors, ctx, num_params, timeout_s, pin)
+    return ShmTransport(actors, ctx, timeout_s, pin)

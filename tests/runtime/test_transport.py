@@ -66,7 +66,7 @@ def one_worker(ray_pool):
                     num_samples=len(open_dataset(workload.dataset_fn)))
     ctx = (uuid.uuid4().hex, ray.put(spec))
     ray_pool.prepare(ctx, 1, 60)
-    transport = ShmTransport(ray_pool.actors[:1], ctx, d, 60)
+    transport = ShmTransport(ray_pool.actors[:1], ctx, 60)
     try:
         yield transport, ctx, d
     finally:
