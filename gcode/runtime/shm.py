@@ -35,6 +35,9 @@ from .shm_wire import PARAMS_OFFSET, Region, frame, recv_frame, shm_root
 from .transport import RayTransport
 
 DIED = "died (connection closed)"
+#: seconds a frame may take to arrive once its first byte did, or to be sent; longer, the
+#: worker counts as lost (a stopped process must not hang the coordinator)
+FRAME_TIMEOUT_S = 30.0
 #: seconds between Ray polls while calls through Ray and through sockets are both pending
 _MIXED_POLL_S = 0.002
 
@@ -141,7 +144,7 @@ class ShmTransport(RayTransport):
                 sock, _ = self.listener.accept()
             except TimeoutError:
                 raise RuntimeError(f"workers did not connect to {self.ctl} in time") from None
-            sock.settimeout(None)
+            sock.settimeout(FRAME_TIMEOUT_S)
             hello = recv_frame(sock)
             if not isinstance(hello, dict) or "worker" not in hello:
                 sock.close()
