@@ -71,7 +71,9 @@ class Arrivals:
         and log the ones that turned out to be failures. Never blocks."""
         if not self.late:
             return
-        self.late = self.late[-8 * self.n:]  # bound the bookkeeping (e.g. many dead calls)
+        if len(self.late) > 8 * self.n:  # bound the bookkeeping (e.g. many dead calls)
+            self.transport.forget([item[0] for item in self.late[:-8 * self.n]])
+            self.late = self.late[-8 * self.n:]
         ready = set(self.transport.ready([item[0] for item in self.late]))
         keep = []
         for ref, rr, w, tasks in self.late:

@@ -119,6 +119,7 @@ class ShmTransport(RayTransport):
         self.free_buffers: dict[int, list[int]] = {}  # region bytes -> buffers free to lend
         self.inflight: dict[int, ShmCall] = {}   # seq -> call
         self.replies: dict[int, tuple] = {}      # seq -> (frame, error)
+        self.forgotten: set[int] = set()         # calls never to be fetched: free on answer
         self.ray_jobs: dict[int, Any] = {}       # slot index -> ObjectRef (Ray fallback)
         self._seq = itertools.count()
         refs = [self._attach(w) for w in range(len(actors))]
@@ -176,6 +177,7 @@ class ShmTransport(RayTransport):
                 del self.inflight[seq]
                 self._give_back(call)  # its writer is gone
                 self.replies[seq] = (None, DIED)
+                self._drop_forgotten(call)
         if w not in self.links.attaching:
             self._attach(w)
 
@@ -290,7 +292,21 @@ class ShmTransport(RayTransport):
                 call = self.inflight.pop(msg.get("seq"), None)
                 if call is not None:
                     self.replies[call.seq] = (msg, None)
+                    self._drop_forgotten(call)
             timeout = 0.0
+
+    def forget(self, calls: list) -> None:
+        for call in calls:
+            if isinstance(call, ShmCall):
+                self.forgotten.add(call.seq)
+                self._drop_forgotten(call)
+
+    def _drop_forgotten(self, call: ShmCall) -> None:
+        """A forgotten call that was answered: drop its reply and give its buffer back."""
+        if call.seq in self.forgotten and call.seq in self.replies:
+            self.forgotten.discard(call.seq)
+            del self.replies[call.seq]
+            self._give_back(call)
 
     def _answered(self, calls: list) -> list:
         return [c for c in calls if isinstance(c, ShmCall) and c.seq in self.replies]

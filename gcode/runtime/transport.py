@@ -96,6 +96,10 @@ class RayTransport:
         import ray
         return ray.wait(calls, num_returns=len(calls), timeout=0)[0] if calls else []
 
+    def forget(self, calls: list) -> None:
+        """The coordinator will never fetch these calls (Ray drops their results with the
+        last reference)."""
+
     def fetch(self, calls: list) -> list[tuple[Any, str | None]]:
         """(result, None) or (None, failure reason) of each finished call: one ``ray.get`` when
         none failed. Raises the user's WorkloadError when their code failed on the worker."""

@@ -73,12 +73,18 @@ def one_worker(ray_pool):
         transport.close()
 
 
-def _call(one_worker, handle, r):
-    """Worker 0 computes job ``handle.job``'s whole batch in round r."""
+def _send(one_worker, handle, r):
+    """Worker 0 starts computing job ``handle.job``'s whole batch in round r."""
     transport, ctx, d = one_worker
     header = pickle.dumps((ctx[0], r, [(handle.job, 0, (0,), (1.0,))], [handle.job], "float32",
                            0.0, "add", None, 0))
-    call = transport.call(0, header, False, [handle], d * 4)
+    return transport.call(0, header, False, [handle], d * 4)
+
+
+def _call(one_worker, handle, r):
+    """:func:`_send`, then its answer."""
+    transport = one_worker[0]
+    call = _send(one_worker, handle, r)
     assert transport.wait([call], 60) == [call]
     payload, err = transport.fetch([call])[0]
     assert err is None
@@ -108,6 +114,23 @@ def test_a_result_buffer_is_not_lent_while_its_array_lives(one_worker):
     del kept, second
     _, call3 = _call(one_worker, handle, 2)
     assert call3.buffer in (call.buffer, call2.buffer)
+
+
+def test_a_forgotten_call_gives_its_buffer_back_once_answered(one_worker):
+    """A straggler call the coordinator stops tracking (its late list is bounded) keeps its
+    buffer until the worker has answered, then gives it back."""
+    transport, _, d = one_worker
+    handle = transport.put_job(1, np.zeros(d, np.float32), ((0, 240),))
+    call = _send(one_worker, handle, 0)
+    transport.forget([call])
+    assert transport.buffers[call.buffer].owner == call.seq  # the worker may still write it
+    for _ in range(600):
+        if call.seq not in transport.inflight:
+            break
+        transport.wait([], 0.1)  # reads the answers that come in for 0.1 s
+    assert call.seq not in transport.inflight and call.seq not in transport.replies
+    _, again = _call(one_worker, handle, 1)
+    assert again.buffer == call.buffer
 
 
 def test_the_device_validation_path_runs_on_the_cpu(ray_pool, monkeypatch):
