@@ -262,3 +262,21 @@ def test_a_live_run_refuses_a_cyclic_code_too_ill_conditioned_to_decode_within_1
                    make_scheme("msgc", n=16, jobs=2, B=1, W=2, lam=2, gc_code="cyclic")):
         check_decode_accuracy(scheme)
     assert make_gc_code("cyclic", 128, 8).sampled_decode_error() < 1e-8
+
+
+def test_a_region_larger_than_shared_memory_is_a_clear_error_not_a_sigbus(tmp_path):
+    """Regions reserve their memory when made, so a full /dev/shm fails there, in one line."""
+    import tempfile
+
+    from gcode.runtime.health import RunFailed
+    from gcode.runtime.shm_wire import Region, shm_root
+    folder = tempfile.mkdtemp(dir=shm_root())
+    try:
+        small = Region(f"{folder}/ok", 4096, create=True)
+        small.array(np.float32, 1024)[:] = 1.0
+        small.close()
+        with pytest.raises(RunFailed, match=r"shared memory is full: .*--transport ray"):
+            Region(f"{folder}/huge", 1 << 50, create=True)
+    finally:
+        import shutil
+        shutil.rmtree(folder, ignore_errors=True)

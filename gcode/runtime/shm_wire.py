@@ -66,6 +66,18 @@ async def read_frame(reader: asyncio.StreamReader):
     return pickle.loads(body)  # noqa: S301 - a frame from this node's own coordinator
 
 
+def _reserve(fd: int, nbytes: int, path: str) -> None:
+    """Size a new region and reserve its memory now: a full ``/dev/shm`` is then a clear error
+    here, not a SIGBUS when the region is first written."""
+    from .health import RunFailed
+    try:
+        os.posix_fallocate(fd, 0, nbytes)
+    except OSError as exc:
+        raise RunFailed(f"shared memory is full: cannot reserve {nbytes / 2**20:.1f} MiB for "
+                        f"{path} ({exc.strerror}); give /dev/shm more room (docker run "
+                        f"--shm-size) or use --transport ray") from None
+
+
 class Region:
     """A shared-memory file mapped read-write: ``create`` makes it, ``open`` maps an existing one."""
 
@@ -74,7 +86,7 @@ class Region:
         fd = os.open(path, flags, 0o600)
         try:
             if create:
-                os.ftruncate(fd, nbytes)
+                _reserve(fd, nbytes, path)
             self.mm = mmap.mmap(fd, nbytes)
         finally:
             os.close(fd)
