@@ -264,7 +264,7 @@ def test_a_live_run_refuses_a_cyclic_code_too_ill_conditioned_to_decode_within_1
     assert make_gc_code("cyclic", 128, 8).sampled_decode_error() < 1e-8
 
 
-def test_a_region_larger_than_shared_memory_is_a_clear_error_not_a_sigbus(tmp_path):
+def test_a_region_larger_than_shared_memory_is_a_clear_error_not_a_sigbus():
     """Regions reserve their memory when made, so a full /dev/shm fails there, in one line."""
     import tempfile
 
