@@ -8,6 +8,8 @@ import uuid
 
 import numpy as np
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from runtime_helpers import BURSTY, config, rel
 
 from gcode.runtime import train
@@ -148,3 +150,59 @@ def test_the_device_validation_path_runs_on_the_cpu(ray_pool, monkeypatch):
     assert res["decoded_jobs"] == 12 and res["max_decode_rel_error"] < 1e-6
     for got, want in zip(res["param_checksum"], clean["param_checksum"], strict=True):
         assert rel(got, want) <= 1e-6
+
+
+# ---- the result-buffer pool under any order of events -----------------------------------
+OPS = st.lists(st.tuples(st.sampled_from(["call", "answer", "error", "forget", "die", "drop"]),
+                         st.integers(0, 3), st.integers(1, 3)), max_size=40)
+
+
+@settings(max_examples=60, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(ops=OPS)
+def test_no_result_buffer_is_ever_lent_while_in_use(ray_pool, ops):
+    """Calls start, are answered (their arrays kept or dropped), fail, are forgotten or lose
+    their worker, in any order: a buffer is never lent to a second call while its first call
+    is out or an array of its result lives, and every buffer comes back once both are over.
+    Answers are delivered as the transport's reader does (``inflight`` -> ``replies``)."""
+    import gc
+
+    from gcode.runtime.shm import ShmCall, ShmTransport
+    transport = ShmTransport([], ("ctx", None), 5)
+    transport.links.attaching = {w: None for w in range(4)}  # no actors: never re-attach
+    try:
+        out: list[ShmCall] = []       # calls not answered yet
+        kept: dict[int, object] = {}  # buffer -> a live view of its last result
+        for op, w, size in ops:
+            if op == "call":
+                seq = next(transport._seq)
+                call = ShmCall(seq, w, transport._lend(size * 64, seq))
+                assert all(c.buffer != call.buffer for c in out), "lent twice"
+                assert call.buffer not in kept, "lent while its result lives"
+                transport.inflight[seq] = call
+                out.append(call)
+            elif op in ("answer", "error") and out:
+                call = out.pop(0)
+                reply = ({"status": "error", "error": "raised X"} if op == "error" else
+                         {"status": "ok", "grads_meta": ((1, size * 16), "<f4")})
+                del transport.inflight[call.seq]
+                transport.replies[call.seq] = (reply, None)
+                transport._drop_forgotten(call)
+                if call.seq in transport.replies:  # not forgotten: the coordinator fetches it
+                    payload = transport.fetch([call])[0][0]
+                    if payload is not None:
+                        kept[call.buffer] = payload["grads"][0, :1]
+                    del payload  # only ``kept`` holds the result now
+            elif op == "forget" and out:
+                transport.forget([out[0]])
+            elif op == "die":
+                transport._lost(w)
+                out = [c for c in out if c.worker != w]
+            elif op == "drop" and kept:
+                kept.pop(next(iter(kept)))
+        kept.clear()
+        gc.collect()
+        owners = {b.owner for b in transport.buffers if b.owner is not None}
+        assert owners <= set(transport.inflight), "a buffer outlived its call and its result"
+    finally:
+        transport.close()
