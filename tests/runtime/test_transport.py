@@ -173,6 +173,7 @@ def test_no_result_buffer_is_ever_lent_while_in_use(ray_pool, ops):
     try:
         out: list[ShmCall] = []       # calls not answered yet
         kept: dict[int, object] = {}  # buffer -> a live view of its last result
+        sizes: dict[int, int] = {}    # call -> its result size (an answer may claim more)
         for op, w, size in ops:
             if op == "call":
                 seq = next(transport._seq)
@@ -181,6 +182,7 @@ def test_no_result_buffer_is_ever_lent_while_in_use(ray_pool, ops):
                 assert call.buffer not in kept, "lent while its result lives"
                 transport.inflight[seq] = call
                 out.append(call)
+                sizes[seq] = size
             elif op in ("answer", "error") and out:
                 call = out.pop(0)
                 reply = ({"status": "error", "error": "raised X"} if op == "error" else
@@ -190,9 +192,9 @@ def test_no_result_buffer_is_ever_lent_while_in_use(ray_pool, ops):
                 transport._drop_forgotten(call)
                 if call.seq in transport.replies:  # not forgotten: the coordinator fetches it
                     payload = transport.fetch([call])[0][0]
-                    if payload is not None:
+                    if payload is not None and size <= sizes[call.seq]:  # else refused: shape
                         kept[call.buffer] = payload["grads"][0, :1]
-                    del payload  # only ``kept`` holds the result now
+                    del payload, reply  # only ``kept`` holds the result now (reply is payload)
             elif op == "forget" and out:
                 transport.forget([out[0]])
             elif op == "die":
