@@ -328,9 +328,7 @@ class ShmTransport(RayTransport):
                 time.sleep(step)
 
     def ready(self, calls: list) -> list:
-        self._pump(0.0)
-        refs = [c for c in calls if not isinstance(c, ShmCall)]
-        return self._answered(calls) + (RayTransport.ready(self, refs) if refs else [])
+        return self.wait(calls, 0.0)
 
     def fetch(self, calls: list) -> list[tuple[Any, str | None]]:
         refs = [c for c in calls if not isinstance(c, ShmCall)]
@@ -341,12 +339,8 @@ class ShmTransport(RayTransport):
         """The answered call's result dict, its array a read-only view of the call's buffer."""
         from gcode.train.workload import WorkloadError
         msg, err = self.replies.pop(call.seq)
-        buf = self.buffers[call.buffer]
-        meta = msg.pop("grads_meta", None) if err is None else None
-        shape = tuple(meta[0]) if meta is not None else ()
-        dtype = np.dtype(meta[1]) if meta is not None else None
-        count = int(np.prod(shape)) if meta is not None else 0
-        if meta is None or count * dtype.itemsize > buf.region.nbytes:
+        meta = None if err is not None else msg.pop("grads_meta", None)
+        if meta is None:
             self._give_back(call)  # no array of it goes out
         if err is not None:
             return None, err
@@ -355,14 +349,22 @@ class ShmTransport(RayTransport):
                 raise WorkloadError(msg.get("message", ""))
             return None, msg.get("error", "raised an error")
         if meta is not None:
-            if count * dtype.itemsize > buf.region.nbytes:
-                msg["grads"] = np.broadcast_to(np.zeros((), dtype), shape)  # refused: shape
-            else:
-                root = buf.region.array(dtype, count)
-                root.flags.writeable = False
-                buf.result = weakref.ref(root, lambda _, call=call: self._give_back(call))
-                msg["grads"] = root.reshape(shape)
+            msg["grads"] = self._result_array(call, tuple(meta[0]), np.dtype(meta[1]))
         return msg, None
+
+    def _result_array(self, call: ShmCall, shape: tuple, dtype: np.dtype) -> np.ndarray:
+        """The result's array over its call's buffer (read-only; the buffer comes back when the
+        array and every view of it are gone), or, when the shape the worker claims does not fit
+        the buffer, a placeholder of that shape for validation to refuse."""
+        buf = self.buffers[call.buffer]
+        count = int(np.prod(shape))
+        if count * dtype.itemsize > buf.region.nbytes:
+            self._give_back(call)
+            return np.broadcast_to(np.zeros((), dtype), shape)
+        root = buf.region.array(dtype, count)
+        root.flags.writeable = False
+        buf.result = weakref.ref(root, lambda _, call=call: self._give_back(call))
+        return root.reshape(shape)
 
     def close(self) -> None:
         for w in list(self.links.conns):
