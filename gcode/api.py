@@ -33,8 +33,9 @@ class CodingConfig:
     W: int | None = None         # srsgc / msgc: window (default 2)
     lam: int | None = None       # srsgc / msgc: distinct stragglers per window (default min(2, n))
     gc_code: str | None = None   # cyclic | fr (default cyclic; auto: fr)
-    policy: str = "paper"        # paper | partial | deadline | all
+    policy: str = "paper"        # paper | partial | earliest | gap | deadline | all
     mu: float = 1.0              # paper / partial: stragglers are slower than (1+mu)·fastest
+    gap: float = 0.05            # gap: a round ends after gap × the latest arrival's time quiet
     deadline: float | None = None  # deadline policy: seconds after dispatch
     load_slope: float | None = None  # auto: seconds per unit load (default: measured live)
 
@@ -96,6 +97,7 @@ _FIELDS = (
     *[(f"coding.{k}", f"scheme.{k}") for k in ("s", "B", "W", "lam", "gc_code")],
     ("coding.scheme", "scheme.name"), ("coding.load_slope", "scheme.auto_load_slope"),
     ("coding.policy", "policy.name"), ("coding.mu", "policy.mu"),
+    ("coding.gap", "policy.gap"),
     ("coding.deadline", "policy.deadline_s"),
     *[(f"scaling.{k}", f"cluster.{k}") for k in (
         "workers", "gpus_per_worker", "address", "num_cpus", "placement", "max_restarts",

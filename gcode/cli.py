@@ -109,7 +109,7 @@ def cmd_simulate(args) -> int:
     loads = load_model_arg(args)
     if args.batch_size < 1:
         raise CliError(f"--batch-size must be >= 1, got {args.batch_size}")
-    make_policy(args.policy, mu=args.mu, deadline_s=args.deadline)  # a bad policy fails at once
+    make_policy(args.policy, mu=args.mu, deadline_s=args.deadline, gap=args.gap)  # fails at once
     names = [args.scheme] if args.scheme else [*SCHEMES, "auto"]
     runs = {}
     for name in names:  # build every scheme first: the progress bar counts their rounds
@@ -167,7 +167,7 @@ def _simulation(args, name: str, n: int, jobs: int, loads):
     """(scheme, policy) for one row of ``gcode simulate``."""
     if name == "auto":
         return _auto_scheme(args, n, jobs, loads)
-    policy = make_policy(args.policy, mu=args.mu, deadline_s=args.deadline)
+    policy = make_policy(args.policy, mu=args.mu, deadline_s=args.deadline, gap=args.gap)
     return make_scheme(name, n=n, jobs=jobs, **_scheme_params(args, name, n)), policy
 
 
@@ -288,9 +288,13 @@ def build_parser() -> argparse.ArgumentParser:
                         "stragglers break the scheme's model; partial = same cut, but on a violation "
                         "wait only until the missing workers conform (gcode's fallback); "
                         "earliest = no cut: end the round as soon as the missing workers conform "
-                        "(GC: the (n-s)-th arrival); deadline = cut at --deadline s; "
-                        "all = always wait for everyone")
+                        "(GC: the (n-s)-th arrival); gap = end once no worker has arrived for "
+                        "--gap x the latest arrival's time and the missing workers conform; "
+                        "deadline = cut at --deadline s; all = always wait for everyone")
     p.add_argument("--deadline", type=types.positive, help="seconds, for --policy deadline")
+    p.add_argument("--gap", type=types.positive, default=0.05, metavar="FRACTION",
+                   help="for --policy gap: the quiet time that ends a round, as a fraction of "
+                        "the latest arrival's time (default 0.05)")
     p.add_argument("--log", metavar="PREFIX",
                    help="write the run log PREFIX.pb (protobuf) and PREFIX.jsonl; with several "
                         "schemes, PREFIX-SCHEME.*; view with gcode replay / gcode plot")

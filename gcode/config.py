@@ -14,7 +14,7 @@ Example TOML::
     jobs = 40
 
     [policy]
-    name = "paper"       # paper | deadline | all
+    name = "paper"       # paper | partial | earliest | gap | deadline | all
     mu = 1.0
 
     [cluster]
@@ -54,7 +54,7 @@ from pathlib import Path
 from typing import Any
 
 SCHEME_NAMES = ("uncoded", "ignore", "gc", "srsgc", "msgc", "auto")
-POLICY_NAMES = ("paper", "partial", "earliest", "deadline", "all")
+POLICY_NAMES = ("paper", "partial", "earliest", "gap", "deadline", "all")
 MODES = ("concurrent", "delayed")
 INJECT_MODES = ("add", "target")
 PLACEMENTS = ("spread", "pack")
@@ -105,8 +105,12 @@ class PolicyConfig:
     """How a round ends (the same policy objects as the simulator)."""
 
     name: str = "paper"         # paper | partial (paper cut, partial-wait fallback) | earliest
-    #                             (end once the missing workers conform) | deadline | all
+    #                             (end once the missing workers conform) | gap (end once no
+    #                             worker arrived for a while and the missing conform) | deadline
+    #                             | all
     mu: float = 1.0             # paper/partial: stragglers are slower than (1+mu) x fastest
+    gap: float = 0.05           # gap: the round ends once no worker has arrived for
+    #                             gap x the latest arrival's time (and the missing conform)
     deadline_s: float | None = None  # deadline: cut at this many seconds
 
 
@@ -392,6 +396,7 @@ def validate(cfg: TrainConfig, paths: bool = True) -> None:
         raise ConfigError("policy.name", f"scheme 'auto' ends rounds itself with the paper cut and "
                                          f"the paper or partial fallback; got {pc.name!r}")
     _positive("policy.mu", pc.mu)
+    _positive("policy.gap", pc.gap)
     if pc.name == "deadline" and pc.deadline_s is None:
         raise ConfigError("policy.deadline_s", "is required with policy 'deadline' (--deadline SECONDS)")
     _positive("policy.deadline_s", pc.deadline_s, allow_none=True)

@@ -26,11 +26,11 @@ MODELS = {
     "resnet18": ("resnet18", {}, "cifar", {}),
     "resnet50": ("resnet50", {}, "cifar", {}),
 }
-#: row name -> (scheme section, policy section). ``msgc-partial`` ends rounds by the paper's
-#: cut at μ = 0.1 with the partial-wait fallback: ``earliest`` declares the last workers of a
-#: round stragglers even when they trail by a hair, which spends the (B, W, λ) window's budget of
-#: stragglers, so the next round with a real straggler must wait for it (README, "Round-ending
-#: policies").
+#: row name -> (scheme section, policy section). M-SGC's rows differ in how a round ends:
+#: ``earliest`` declares the last workers of a round stragglers even when they trail by a hair,
+#: which spends the (B, W, λ) window's budget of stragglers, so a later round with a real
+#: straggler must wait for it; ``partial`` at μ = 0.1 cuts whoever trails the fastest by 10%;
+#: ``gap`` cuts only after a quiet gap (README, "Round-ending policies").
 SCHEMES = {
     "uncoded": ({"name": "uncoded"}, {"name": "paper"}),
     "gc-s1": ({"name": "gc", "s": 1, "gc_code": "fr"}, {"name": "paper"}),
@@ -40,13 +40,15 @@ SCHEMES = {
     "msgc-earliest": ({"name": "msgc", "B": 1, "W": 2, "lam": 2, "gc_code": "fr"}, {"name": "earliest"}),
     "msgc-partial": ({"name": "msgc", "B": 1, "W": 2, "lam": 2, "gc_code": "fr"},
                      {"name": "partial", "mu": 0.1}),
+    "msgc-gap": ({"name": "msgc", "B": 1, "W": 2, "lam": 2, "gc_code": "fr"},
+                 {"name": "gap", "gap": 0.05}),
     "srsgc": ({"name": "srsgc", "B": 1, "W": 2, "lam": 2, "gc_code": "fr"}, {"name": "paper"}),
     "auto": ({"name": "auto"}, {"name": "partial"}),
 }
 #: a row name with this suffix runs its base row with M = T+2 models: then round r+1 never
 #: waits for round r's decodes and steps, which overlap the workers' compute (pipelining)
 PIPELINED = "-pipelined"
-DEFAULT_SCHEMES = ("uncoded", "gc-s2", "gc-s2-earliest", "msgc", "msgc-earliest", "msgc-partial",
+DEFAULT_SCHEMES = ("uncoded", "gc-s2", "gc-s2-earliest", "msgc", "msgc-earliest", "msgc-gap",
                    "auto")
 
 
@@ -234,8 +236,8 @@ def _gcode_row(cfg: VersusConfig, name: str, workload, inject: dict, pool) -> di
 
 
 def _policy_params(policy: dict) -> dict:
-    """A row's policy as its ``params`` show it: the name, and μ where the row sets one."""
-    return {"policy": policy["name"], **({"mu": policy["mu"]} if "mu" in policy else {})}
+    """A row's policy as its ``params`` show it: the name, and μ or the gap where set."""
+    return {"policy": policy["name"], **{k: policy[k] for k in ("mu", "gap") if k in policy}}
 
 
 def summarize(cfg: VersusConfig, runs: dict[str, list[dict]], compute_s: float, inject: dict,

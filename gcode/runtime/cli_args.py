@@ -47,7 +47,8 @@ examples:
 FLAG_FIELDS = {
     "scheme": "scheme.name", "s": "scheme.s", "B": "scheme.B", "W": "scheme.W",
     "lam": "scheme.lam", "gc_code": "scheme.gc_code", "jobs": "scheme.jobs",
-    "policy": "policy.name", "mu": "policy.mu", "deadline": "policy.deadline_s",
+    "policy": "policy.name", "mu": "policy.mu", "gap": "policy.gap",
+    "deadline": "policy.deadline_s",
     "workers": "cluster.workers", "address": "cluster.address", "num_cpus": "cluster.num_cpus",
     "worker_cpus": "cluster.worker_cpus", "gpus_per_worker": "cluster.gpus_per_worker",
     "coordinator_device": "cluster.coordinator_device", "decode_threads": "cluster.decode_threads",
@@ -118,12 +119,17 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
                    help="paper: cut at (1+mu) x the fastest arrival; partial: the same cut, but "
                         "a violation waits only until the missing workers conform; earliest: no "
                         "cut, end as soon as the missing workers conform (GC: the (n-s)-th "
-                        "arrival); deadline: "
+                        "arrival); gap: end once no worker has arrived for --gap x the latest "
+                        "arrival's time and the missing workers conform (suits sequential "
+                        "schemes: a worker trailing by a hair is never cut); deadline: "
                         "cut at --deadline seconds; all: wait for every worker. If the "
                         "stragglers at the cut break the scheme's model, the round waits for all "
                         "(counted in 'waits')")
     g.add_argument("--mu", type=types.number, default=S,
                    help="paper policy: stragglers are slower than (1+mu) x fastest (default 1)")
+    g.add_argument("--gap", type=types.number, metavar="FRACTION", default=S,
+                   help="gap policy: the quiet time that ends a round, as a fraction of the "
+                        "latest arrival's time since dispatch (default 0.05)")
     g.add_argument("--deadline", type=types.number, metavar="SECONDS", default=S,
                    help="deadline policy: seconds after dispatch")
 

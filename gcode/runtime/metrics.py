@@ -32,7 +32,9 @@ def run_metrics(cfg, coord, scheme, policy, pool, M, d, runtime_s, setup_s, sess
     resp = float(np.mean(coord.response_s)) if coord.response_s else None
     out = {
         "scheme": scheme.name, "params": scheme.params, "n": n, "jobs": scheme.jobs,
-        "policy": cfg.policy.name, "mu": cfg.policy.mu, "mode": tr.mode, "models": M,
+        "policy": cfg.policy.name, "mu": cfg.policy.mu,
+        **({"gap": cfg.policy.gap} if cfg.policy.name == "gap" else {}),
+        "mode": tr.mode, "models": M,
         "approximate": approximate, "approximation": "; ".join(notes) or None,
         "load": scheme.load, "delay_T": scheme.delay, **real_load(scheme, tr.batch_size),
         "message_dtype": np.dtype(scheme.message_dtype).name,

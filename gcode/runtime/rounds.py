@@ -13,7 +13,10 @@ workers arrived. It applies the same rule as ``Policy.resolve`` does on a trace:
   re-sent their tasks) and record the round straggler-free; with the partial-wait fallback
   (``--policy partial``) wait only until the workers still missing form a conforming set;
 * ``--policy earliest`` has no cut: the round ends at the first arrival after which the workers
-  still missing conform (failed workers are re-sent their tasks meanwhile).
+  still missing conform (failed workers are re-sent their tasks meanwhile);
+* ``--policy gap`` moves its cut with every arrival, to ``deadline(latest arrival)``: at a cut
+  where the workers still missing conform the round ends; at one where they do not, the round
+  becomes a wait (failed workers are re-sent their tasks) and goes on to the next cut.
 
 A failed worker (raised, died, returned a bad array) is a straggler: it never counts as arrived.
 """
@@ -53,6 +56,10 @@ class RoundState:
     def fastest(self) -> float:
         return min(self.arrived.values(), default=math.inf)
 
+    @property
+    def latest(self) -> float:
+        return max(self.arrived.values(), default=math.inf)
+
 
 @dataclass(frozen=True)
 class Wait:
@@ -88,6 +95,8 @@ def decide(state: RoundState, now: float, policy: Policy,
         if state.arrived and conforms(~arrived):
             return End(arrived, False, now)
         return Wait(math.inf, tuple(sorted(state.failed)))
+    if policy.cut_follows_latest:  # 'gap': the cut moves with every arrival
+        return _decide_gap(state, now, policy, conforms)
     if state.fell_back:
         if partial if partial is not None else partial_fallback(policy):
             arrived = state.arrived_mask()
@@ -101,3 +110,18 @@ def decide(state: RoundState, now: float, policy: Policy,
             return End(~stragglers, False, cut)
         return FallBack(stragglers)
     return Wait(cut)
+
+
+def _decide_gap(state: RoundState, now: float, policy: Policy,
+                conforms: Callable[[np.ndarray], bool]) -> Decision:
+    """``decide`` for a cut that follows the latest arrival (``GapPolicy.resolve`` live)."""
+    retry = tuple(sorted(state.failed))
+    cut = policy.deadline(state.latest)
+    if now < cut:
+        return Wait(cut, retry)
+    arrived = state.arrived_mask()
+    if conforms(~arrived):
+        return End(arrived, state.fell_back, cut)
+    if not state.fell_back:
+        return FallBack(~arrived)
+    return Wait(math.inf, retry)  # until the next arrival moves the cut

@@ -177,7 +177,8 @@ def build_scheme(cfg: TrainConfig):
         tuner = OnlineTuner(n, sc.jobs, sc.auto_load_slope or 0.0, ocfg)
         return tuner.scheme, tuner, ocfg.max_delay + 1
     scheme = make_scheme(sc.name, n=n, jobs=sc.jobs, **cfg.scheme_params())
-    policy = make_policy(cfg.policy.name, mu=cfg.policy.mu, deadline_s=cfg.policy.deadline_s)
+    policy = make_policy(cfg.policy.name, mu=cfg.policy.mu, deadline_s=cfg.policy.deadline_s,
+                         gap=cfg.policy.gap)
     return scheme, policy, scheme.delay + 1
 
 
@@ -207,7 +208,8 @@ def live_run_config(cfg: TrainConfig, scheme, models: int, message_dtype, run_id
         model=cfg.train.model, dataset=cfg.train.dataset, optimizer=cfg.train.optimizer,
         message_dtype=str(message_dtype), run_id=run_id,
         extra={"mode": cfg.train.mode, "inject": cfg.inject.trace or cfg.inject.model or "",
-               "batch_size": cfg.train.batch_size, "lr": cfg.train.lr})
+               "batch_size": cfg.train.batch_size, "lr": cfg.train.lr,
+               **({"gap": cfg.policy.gap} if cfg.policy.name == "gap" else {})})
 
 
 def _devices(cfg: TrainConfig):

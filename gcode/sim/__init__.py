@@ -4,6 +4,7 @@ from .policy import (
                      POLICIES,
                      DeadlinePolicy,
                      EarliestPolicy,
+                     GapPolicy,
                      PaperPolicy,
                      PartialWaitPolicy,
                      Policy,
@@ -13,5 +14,5 @@ from .policy import (
 )
 from .simulator import SimResult, simulate, worker_times
 
-__all__ = ["POLICIES", "DeadlinePolicy", "EarliestPolicy", "PaperPolicy", "PartialWaitPolicy", "Policy", "RoundOutcome", "SimResult",
+__all__ = ["POLICIES", "DeadlinePolicy", "EarliestPolicy", "GapPolicy", "PaperPolicy", "PartialWaitPolicy", "Policy", "RoundOutcome", "SimResult",
            "WaitAllPolicy", "make_policy", "simulate", "worker_times"]

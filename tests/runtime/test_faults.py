@@ -113,7 +113,7 @@ def test_killing_a_worker_actor_while_its_task_runs(ray_pool, clean, tmp_path):
 
 
 # ---- stragglers breaking the model round after round ------------------------------------------------
-@pytest.mark.parametrize("scheme, policy", [("gc", "paper"), ("msgc", "partial")])
+@pytest.mark.parametrize("scheme, policy", [("gc", "paper"), ("msgc", "partial"), ("msgc", "gap")])
 def test_ten_rounds_in_a_row_violating_the_model_fall_back_every_round(
         ray_pool, clean, tmp_path, scheme, policy):
     """Rounds 2-11: workers 0 and 1 are both slow, two distinct stragglers per round where the

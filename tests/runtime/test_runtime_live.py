@@ -240,7 +240,7 @@ def test_user_model_factory_and_dataset(ray_pool):
 
 
 # ---- partial-wait fallback, the online auto scheme, the telemetry run log -----------------------
-@pytest.mark.parametrize("scheme, policy", [(CODED["msgc"], "partial"),
+@pytest.mark.parametrize("scheme, policy", [(CODED["msgc"], "partial"), (CODED["msgc"], "gap"),
                                             ({"name": "auto"}, "partial"),
                                             ({"name": "auto", "gc_code": "cyclic"}, "paper")])
 def test_partial_policy_and_auto_scheme_stay_exact(ray_pool, uncoded, tmp_path, scheme, policy):
