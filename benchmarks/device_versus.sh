@@ -8,7 +8,7 @@ shift
 want=" ${*:-gpu mlp-wide-none mlp-wide-none-cpu mlp-wide mlp mlp-none mlp-none-cpu resnet18-gpu resnet18-cpu} "
 mkdir -p "$out/tmp"
 py=${PYTHON:-python3}
-BURSTY=uncoded,gc-s2,gc-s2-earliest,msgc-earliest,msgc-partial,uncoded-pipelined,gc-s2-earliest-pipelined,msgc-earliest-pipelined,msgc-partial-pipelined
+BURSTY=uncoded,gc-s2,gc-s2-earliest,msgc-earliest,msgc-gap,uncoded-pipelined,gc-s2-earliest-pipelined,msgc-earliest-pipelined,msgc-gap-pipelined
 NONE=uncoded,gc-s1,uncoded-pipelined,gc-s1-pipelined
 run() {  # name, then gcode bench versus flags (LIMIT: seconds, default 400)
   local name=$1; shift
@@ -27,7 +27,7 @@ run mlp --model mlp --schemes $BURSTY
 run mlp-none --model mlp --inject none --schemes $NONE
 run mlp-none-cpu --model mlp --inject none --schemes $NONE --coordinator-device cpu
 run resnet18-gpu --model resnet18 --gpus-per-worker 0.125 --jobs 20 \
-  --schemes uncoded,gc-s2-earliest,msgc-earliest,msgc-partial,uncoded-pipelined,gc-s2-earliest-pipelined
+  --schemes uncoded,gc-s2-earliest,msgc-earliest,msgc-gap,uncoded-pipelined,gc-s2-earliest-pipelined
 # one CPU step of ResNet-18 takes seconds: 16 steps of DDP and one gcode row fill a 10-minute call
-LIMIT=590 run resnet18-cpu --model resnet18 --jobs 16 --schemes msgc-partial-pipelined
+LIMIT=590 run resnet18-cpu --model resnet18 --jobs 16 --schemes msgc-gap-pipelined
 rm -rf "$out/tmp"
