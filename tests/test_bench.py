@@ -84,7 +84,8 @@ def test_bench_versus_runs_ddp_and_gcode_side_by_side(tmp_path):
     proc = subprocess.run([sys.executable, "-m", "gcode", "bench", "versus", "--model", "mlp",
                            "--workers", "2", "--jobs", "4", "--batch-size", "64",
                            "--schemes", "uncoded,gc-s1,uncoded-pipelined",
-                           "--inject-param", "base=0.02", "--out", str(tmp_path), "--json"],
+                           "--inject-param", "base=0.02", "--out", str(tmp_path), "--json",
+                           "--log-dir", str(tmp_path / "logs")],
                           capture_output=True, text=True, timeout=600,
                           env={**__import__("os").environ, "RAY_AUTH_MODE": "disabled"})
     assert proc.returncode == 0, proc.stderr[-3000:]
@@ -112,6 +113,9 @@ def test_bench_versus_runs_ddp_and_gcode_side_by_side(tmp_path):
     assert rows[1]["param_checksum"][0] == pytest.approx(rows[0]["param_checksum"][0], rel=1e-4)
     assert_png(tmp_path / "bench_versus_mlp.png")
     assert "vs DDP" in (tmp_path / "bench_versus_mlp.md").read_text()
+    for r in rows[1:]:  # --log-dir: every gcode row's rounds, with their arrivals
+        records = [json.loads(line) for line in (tmp_path / "logs" / f"{r['row']}-0.jsonl").open()]
+        assert len(records) == r["rounds"] and all(rec["arrival_s"] for rec in records)
 
 
 def test_versus_time_scale_auto_makes_a_straggler_three_steps_late():

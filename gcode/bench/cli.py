@@ -181,7 +181,7 @@ def cmd_bench_versus(args) -> int:
                        inject=args.inject, inject_params=params, inject_trace=args.inject_trace,
                        time_scale=args.time_scale, gpus_per_worker=args.gpus_per_worker,
                        coordinator_device=args.coordinator_device, transport=args.transport,
-                       repeats=args.repeats)
+                       repeats=args.repeats, log_dir=args.log_dir)
     with tqdm(total=cfg.repeats * (1 + len(cfg.schemes)), desc="bench versus", disable=args.json,
               leave=False, file=sys.stderr) as bar:
         result = run_versus(cfg, progress=bar.update)
@@ -307,6 +307,9 @@ def add_bench_parser(sub) -> None:
                         "store; auto, shm when every worker is on this node (default)")
     p.add_argument("--repeats", type=types.positive_int, default=1,
                    help="interleaved repeats (median reported)")
+    p.add_argument("--log-dir", metavar="DIR",
+                   help="write each gcode row's per-round JSONL log (arrivals, compute, sleep, "
+                        "stragglers, as gcode train --log-jsonl) to DIR/ROW-REPEAT.jsonl")
     common(p)
     p.set_defaults(func=cmd_bench_versus)
 

@@ -87,6 +87,7 @@ class VersusConfig:
     transport: str = "auto"                # how gcode's rounds move: auto | shm | ray
     repeats: int = 1
     num_samples: int = 8192
+    log_dir: str | None = None             # each gcode row's per-round JSONL log goes here
 
     def __post_init__(self):
         if self.model not in MODELS:
@@ -184,6 +185,8 @@ def run_versus(cfg: VersusConfig, progress=None) -> dict:
     rounds = cfg.jobs + 16  # room for delays T and an auto scheme's switches
     table, inject = delay_table(cfg, rounds, compute_s)
     rows: dict[str, list[dict]] = {"ddp": [], **{s: [] for s in cfg.schemes}}
+    if cfg.log_dir is not None:
+        Path(cfg.log_dir).mkdir(parents=True, exist_ok=True)
     cluster = ClusterConfig(workers=cfg.workers, gpus_per_worker=cfg.gpus_per_worker,
                             startup_timeout_s=300)
     with tempfile.TemporaryDirectory(prefix="gcvs") as tmp, pool_session(cluster) as pool:
@@ -193,8 +196,9 @@ def run_versus(cfg: VersusConfig, progress=None) -> dict:
         for rep in range(cfg.repeats):  # interleaved, rotated: drift hits every row alike
             order = ["ddp", *cfg.schemes]
             for name in order[rep % len(order):] + order[:rep % len(order)]:
+                log = None if cfg.log_dir is None else Path(cfg.log_dir) / f"{name}-{rep}.jsonl"
                 rows[name].append(_ddp_row(cfg, workload, table) if name == "ddp" else
-                                  _gcode_row(cfg, name, workload, gcode_inject, pool))
+                                  _gcode_row(cfg, name, workload, gcode_inject, pool, log))
                 if progress is not None:
                     progress(1)
     return summarize(cfg, rows, compute_s, inject, workload)
@@ -210,7 +214,8 @@ def _ddp_row(cfg: VersusConfig, workload, table: np.ndarray) -> dict:
             "param_checksum": [res["param_checksum"]], "exact": True}
 
 
-def _gcode_row(cfg: VersusConfig, name: str, workload, inject: dict, pool) -> dict:
+def _gcode_row(cfg: VersusConfig, name: str, workload, inject: dict, pool,
+               log: Path | None) -> dict:
     from ..config import from_dict
     from ..runtime.run import execute
     scheme, policy, train = row_sections(name)
@@ -219,7 +224,7 @@ def _gcode_row(cfg: VersusConfig, name: str, workload, inject: dict, pool) -> di
                                 "coordinator_device": cfg.coordinator_device,
                                 "transport": cfg.transport, "round_timeout_s": 600},
                     "train": {"batch_size": cfg.batch_size, "seed": cfg.seed, **train},
-                    "inject": inject})
+                    "inject": inject, "log": {"jsonl": None if log is None else str(log)}})
     metrics, _ = execute(tc, workload, pool=pool)
     return {"system": "gcode", "scheme": metrics["scheme"], "row": name,
             "params": {**metrics["params"], **_policy_params(policy), **train},
