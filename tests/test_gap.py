@@ -46,6 +46,19 @@ def test_gap_must_be_positive():
         from_dict({"policy": {"name": "gap", "gap": -1}})
 
 
+def test_the_gap_reaches_the_config_from_the_flags_and_the_api():
+    import argparse
+
+    from gcode.api import CodingConfig, RunConfig, ScalingConfig, to_train_config
+    from gcode.runtime.cli_args import add_train_arguments, config_from_args
+    parser = argparse.ArgumentParser()
+    add_train_arguments(parser)
+    cfg = config_from_args(parser.parse_args(["--policy", "gap", "--gap", "0.2"]))
+    assert (cfg.policy.name, cfg.policy.gap) == ("gap", 0.2)
+    cfg = to_train_config(CodingConfig(policy="gap", gap=0.3), ScalingConfig(), RunConfig())
+    assert (cfg.policy.name, cfg.policy.gap) == ("gap", 0.3)
+
+
 def _replay_live(times: np.ndarray, policy, conforms):
     """Drive :func:`decide` as the coordinator does: wake at each Wait's deadline or at the next
     arrival, whichever is first; returns the End (fell_back recorded as the coordinator does)."""
