@@ -91,6 +91,7 @@ def test_bench_versus_runs_ddp_and_gcode_side_by_side(tmp_path):
     assert proc.returncode == 0, proc.stderr[-3000:]
     result = json.loads(proc.stdout)
     assert result["config"]["model"] == "mlp" and result["config"]["workers"] == 2
+    assert result["config"]["gcode_warmup_jobs"] > 0  # gcode is timed warm, as DDP is
     rows = result["rows"]
     assert [r["system"] for r in rows] == ["ddp", "gcode", "gcode", "gcode"]
     assert [r.get("row") for r in rows[1:]] == ["uncoded", "gc-s1", "uncoded-pipelined"]

@@ -8,13 +8,18 @@ w sleeps table[r, w] in round r after computing, before it sends (``inject.mode 
 
 The default injection is bursty (B, W, λ) = (1, 2, 2) with ``base`` three times the model's
 measured compute time per round, so a straggler costs about 9 computes and the others 3.
+
+Both sides are timed warm. DDP computes a few untimed steps before its timed ones; gcode runs
+one untimed warm-up run (``WARMUP_JOBS`` uncoded jobs, no injection) on the shared workers
+before the first row, so that no row pays the workers' first passes, the first mappings of
+shared memory or the coordinator's first GPU calls.
 """
 
 from __future__ import annotations
 
 import tempfile
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -48,6 +53,8 @@ SCHEMES = {
 #: a row name with this suffix runs its base row with M = T+2 models: then round r+1 never
 #: waits for round r's decodes and steps, which overlap the workers' compute (pipelining)
 PIPELINED = "-pipelined"
+#: jobs of the untimed uncoded run that warms the workers and the coordinator before any row
+WARMUP_JOBS = 4
 DEFAULT_SCHEMES = ("uncoded", "gc-s2", "gc-s2-earliest", "msgc", "msgc-earliest", "msgc-gap",
                    "auto")
 
@@ -193,6 +200,8 @@ def run_versus(cfg: VersusConfig, progress=None) -> dict:
         trace_path = Path(tmp) / "delays.csv"
         np.savetxt(trace_path, table, delimiter=",", fmt="%.9f")
         gcode_inject = {"trace": str(trace_path), "time_scale": 1.0} if table.any() else {}
+        if cfg.schemes:
+            _gcode_row(replace(cfg, jobs=WARMUP_JOBS), "uncoded", workload, {}, pool, None)
         for rep in range(cfg.repeats):  # interleaved, rotated: drift hits every row alike
             order = ["ddp", *cfg.schemes]
             for name in order[rep % len(order):] + order[:rep % len(order)]:
@@ -268,6 +277,7 @@ def summarize(cfg: VersusConfig, runs: dict[str, list[dict]], compute_s: float, 
                        "seed": cfg.seed, "repeats": cfg.repeats, "inject": inject,
                        "compute_s_per_worker": compute_s, "gpus_per_worker": cfg.gpus_per_worker,
                        "coordinator_device": cfg.coordinator_device, "transport": cfg.transport,
+                       "gcode_warmup_jobs": WARMUP_JOBS if cfg.schemes else 0,
                        "gpu": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None},
             "rows": out_rows,
             "best_exact": {"row": best.get("row"), "vs_ddp": best["vs_ddp"]} if best else None}
