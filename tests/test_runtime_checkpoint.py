@@ -204,6 +204,18 @@ def test_resume_config_must_match_except_safe_fields():
         check_resume_config(saved, same_cfg.replace(**{"scheme.jobs": 20, "train.lr": 0.1}))
 
 
+def test_a_checkpoint_from_before_a_field_existed_resumes_at_its_default():
+    """policy.gap and cluster.transport came after the first checkpoints: one written without
+    them ran as their defaults do, so it resumes unless the run sets them otherwise."""
+    cfg = from_dict({"scheme": {"name": "gc", "s": 1, "jobs": 12}})
+    older = cfg.to_dict()
+    del older["policy"]["gap"], older["cluster"]["transport"]
+    check_resume_config(older, cfg)
+    with pytest.raises(ConfigError) as info:
+        check_resume_config(older, cfg.replace(**{"policy.gap": 0.2}))
+    assert info.value.field == "policy.gap"
+
+
 def test_checkpoint_config_fields_and_flags(tmp_path):
     from gcode.runtime.cli_args import add_train_arguments, config_from_args
     p = argparse.ArgumentParser()

@@ -77,7 +77,7 @@ SAFE_OVERRIDES = ("log.", "checkpoint.", "faults", "cluster.address", "cluster.n
                   "cluster.round_timeout_s", "cluster.startup_timeout_s",
                   "cluster.retry_backoff_s", "train.check_decode", "train.eval_every",
                   "cluster.gpus_per_worker", "cluster.coordinator_device", "cluster.decode_device",
-                  "cluster.decode_threads")
+                  "cluster.decode_threads", "cluster.transport")
 
 
 # ---- configs --------------------------------------------------------------------------------
@@ -103,8 +103,10 @@ def _plain(value: Any) -> Any:
 
 def check_resume_config(saved: dict, cfg: TrainConfig) -> None:
     """ConfigError naming the first field (and listing the others) where ``cfg`` differs from the
-    checkpoint's config, ignoring :data:`SAFE_OVERRIDES`."""
-    a, b = _flat(_plain(saved)), _flat(_plain(cfg.to_dict()))
+    checkpoint's config, ignoring :data:`SAFE_OVERRIDES`. A field the checkpoint lacks was added
+    after it was written, so its run had that field's default (which keeps the older behaviour)."""
+    b = _flat(_plain(cfg.to_dict()))
+    a = {**_flat(_plain(type(cfg)().to_dict())), **_flat(_plain(saved))}
     differ = [k for k in b if not k.startswith(SAFE_OVERRIDES) and k != "faults"
               and a.get(k) != b.get(k)]
     differ += [k for k in a if k not in b and not k.startswith(SAFE_OVERRIDES)]
