@@ -24,8 +24,10 @@ def config_lines(cfg: RunConfig) -> list[str]:
              f"({describe_params(cfg)}), n={cfg.n}, jobs={cfg.jobs or 'unbounded'}, "
              f"T={cfg.delay}, load={cfg.load:.5f}"]
     policy = f"policy {cfg.policy or '?'}"
-    if cfg.policy == "paper":
+    if cfg.policy in ("paper", "partial"):
         policy += f" (mu={cfg.mu:g})"
+    if cfg.policy == "gap" and "gap" in cfg.extra:
+        policy += f" (gap={cfg.extra['gap']})"
     if cfg.HasField("deadline_s"):
         policy += f" (deadline {cfg.deadline_s:g} s)"
     policy += f", load slope {cfg.load_slope:g} s, time scale {cfg.time_scale:g}"

@@ -37,6 +37,8 @@ def sim_config(scheme: Scheme, trace: np.ndarray, policy: Policy, load_slope: fl
     loads = LoadModel.of(load_slope)
     extra = {} if loads.kind == "additive" else {
         "load_model": loads.kind, "trace_load": loads.trace_load if loads.trace_load else 1.0 / scheme.n}
+    if policy.name == "gap":
+        extra["gap"] = policy.gap
     # every round of the trace (an adaptive scheme may run longer than first planned), but only
     # the first n workers' columns, which is all the simulator reads
     used = np.asarray(trace, dtype=np.float64)[:, :scheme.n]
