@@ -190,6 +190,7 @@ CLI_CASES = [
     (["simulate", "--mu", "-1"], "argument --mu: must be a positive finite number"),
     (["simulate", "--policy", "gap", "--gap", "0"], "argument --gap: must be a positive finite number"),
     (["train", "--policy", "gap", "--gap", "-0.1"], "policy.gap"),
+    (["bench", "versus", "--log-dir", "/proc/version/logs"], "Not a directory"),
     (["simulate", "--jobs", "0"], "argument --jobs: must be >= 1"),
     (["tune", "--jobs", "100"], "exceeds the trace"),
     (["verify", "--scheme", "gc", "--n", "0", "--s", "1"], "argument --n: must be >= 1"),

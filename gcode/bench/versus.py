@@ -187,13 +187,13 @@ def run_versus(cfg: VersusConfig, progress=None) -> dict:
     from ..config import ClusterConfig
     from ..runtime import pool_session
 
+    if cfg.log_dir is not None:  # before anything is measured: a bad path fails at once
+        Path(cfg.log_dir).mkdir(parents=True, exist_ok=True)
     workload = workload_of(cfg)
     compute_s = measure_compute(cfg, workload)
     rounds = cfg.jobs + 16  # room for delays T and an auto scheme's switches
     table, inject = delay_table(cfg, rounds, compute_s)
     rows: dict[str, list[dict]] = {"ddp": [], **{s: [] for s in cfg.schemes}}
-    if cfg.log_dir is not None:
-        Path(cfg.log_dir).mkdir(parents=True, exist_ok=True)
     cluster = ClusterConfig(workers=cfg.workers, gpus_per_worker=cfg.gpus_per_worker,
                             startup_timeout_s=300)
     with tempfile.TemporaryDirectory(prefix="gcvs") as tmp, pool_session(cluster) as pool:
