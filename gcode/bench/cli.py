@@ -167,7 +167,11 @@ def cmd_bench_live(args) -> int:
 def cmd_bench_versus(args) -> int:
     from tqdm import tqdm
 
+    from ..paths import output_dir_problem
     from ..runtime.cli_args import parse_value
+    problem = None if args.log_dir is None else output_dir_problem(args.log_dir)
+    if problem is not None:
+        raise ValueError(f"--log-dir: {problem}")
     from .versus import VersusConfig, markdown_table, plot, run_versus
     params = {}
     for text in args.inject_param or ():
@@ -311,7 +315,7 @@ def add_bench_parser(sub) -> None:
                    help="write each gcode row's per-round JSONL log (arrivals, compute, sleep, "
                         "stragglers, as gcode train --log-jsonl) to DIR/ROW-REPEAT.jsonl")
     common(p)
-    p.set_defaults(func=cmd_bench_versus)
+    p.set_defaults(func=_checked_out(cmd_bench_versus))
 
     p = kinds.add_parser(
         "scale", help="cost per worker-round against n: simulator, coordinator bookkeeping, memory",
