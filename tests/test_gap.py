@@ -147,21 +147,10 @@ def test_msgc_on_the_versus_bench_stragglers_spends_less_time_under_gap_than_ear
     assert runtime["gap"] < 0.92 * runtime["earliest"], runtime
 
 
+
 @settings(max_examples=40, deadline=None)
 @given(name=st.sampled_from(["gc", "srsgc", "msgc"]), n=st.integers(4, 64),
        gap=st.floats(0.01, 0.5), heavy=st.floats(0.0, 0.6), seed=st.integers(0, 2**16))
 def test_gap_policy_decodes_exactly_under_random_times_on_larger_n(name, n, gap, heavy, seed):
-    from gcode.sim.verify import TOLERANCE
-    rng = np.random.default_rng(seed)
-    params = {"gc": dict(s=max(1, n // 4)), "srsgc": dict(B=1, W=3, lam=max(1, n // 3)),
-              "msgc": dict(B=2, W=3, lam=max(1, n // 3))}[name]
-    scheme = make_scheme(name, n=n, jobs=6, gc_code="fr", **params)
-    shape = (scheme.total_rounds, n)
-    times = 1 + rng.random(shape) + (rng.random(shape) < heavy) * 5
-    policy = GapPolicy(gap)
-
-    def stragglers(s, r):
-        return ~policy.resolve(times[r], lambda missing: s.conforms(r, missing)).arrived
-
-    decoded, failures, error = run_pattern(scheme, rng, 8, stragglers)
-    assert decoded == 6 and failures == 0 and error <= TOLERANCE
+    from test_partial import assert_exact_under_random_times
+    assert_exact_under_random_times(name, n, GapPolicy(gap), heavy, seed)

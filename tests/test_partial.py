@@ -40,12 +40,17 @@ def test_partial_never_slower_than_paper_on_traces(trace_name, jobs, name, param
 @given(name=st.sampled_from(["gc", "srsgc", "msgc"]), n=st.integers(4, 24),
        mu=st.floats(0.05, 1.5), heavy=st.floats(0.0, 0.6), seed=st.integers(0, 2**16))
 def test_partial_policy_decodes_exactly_under_random_times(name, n, mu, heavy, seed):
+    assert_exact_under_random_times(name, n, PartialWaitPolicy(mu), heavy, seed)
+
+
+def assert_exact_under_random_times(name: str, n: int, policy, heavy: float, seed: int) -> None:
+    """Six jobs decode exactly when ``policy`` ends every round of uniform times in [1, 2), of
+    which a fraction ``heavy`` are 5 s later."""
     rng = np.random.default_rng(seed)
     params = {"gc": dict(s=max(1, n // 4)), "srsgc": dict(B=1, W=3, lam=max(1, n // 3)),
               "msgc": dict(B=2, W=3, lam=max(1, n // 3))}[name]
     scheme = make_scheme(name, n=n, jobs=6, gc_code="fr", **params)
     times = 1 + rng.random((scheme.total_rounds, n)) + (rng.random((scheme.total_rounds, n)) < heavy) * 5
-    policy = PartialWaitPolicy(mu)
 
     def stragglers(s, r):
         return ~policy.resolve(times[r], lambda missing: s.conforms(r, missing)).arrived
