@@ -139,10 +139,9 @@ def cmd_simulate(args) -> int:
         out = results[args.scheme] if args.scheme else {"trace": trace_name, "schemes": results}
         print(dumps(out))
         return 0
+    setting = f"gap={args.gap}" if args.policy == "gap" else f"mu={args.mu}"
     print(f"trace {trace_name}: {trace.shape[0]} rounds x {trace.shape[1]} workers; n={n}, "
-          f"jobs={jobs}, policy={args.policy}, "
-          f"{f'gap={args.gap}' if args.policy == 'gap' else f'mu={args.mu}'}, "
-          f"load model {loads.describe()}")
+          f"jobs={jobs}, policy={args.policy}, {setting}, load model {loads.describe()}")
     base = results.get("uncoded", {}).get("runtime_s")
     header = f"{'scheme':8} {'params':28} {'load':>8} {'T':>3} {'rounds':>6} {'waits':>5} {'runtime s':>10}"
     print(header + ("  vs uncoded" if base else ""))
