@@ -10,10 +10,11 @@ mkdir -p "$out/tmp"
 py=${PYTHON:-python3}
 BURSTY=uncoded,gc-s2,gc-s2-earliest,msgc-earliest,msgc-gap,uncoded-pipelined,gc-s2-earliest-pipelined,msgc-earliest-pipelined,msgc-gap-pipelined
 NONE=uncoded,gc-s1,uncoded-pipelined,gc-s1-pipelined
-run() {  # name, then gcode bench versus flags (LIMIT: seconds, default 400)
+run() {  # name, then gcode bench versus flags (LIMIT: seconds, default 400; REPEATS: --repeats)
   local name=$1; shift
   [[ $want == *" $name "* ]] || return 0
-  timeout ${LIMIT:-400} $py -m gcode bench versus --out "$out/tmp/$name" "$@" 2>&1 | grep -E "^\| |Best" | tail -12
+  timeout ${LIMIT:-400} $py -m gcode bench versus --out "$out/tmp/$name" ${REPEATS:+--repeats $REPEATS} "$@" 2>&1 |
+    grep -E "^\| |Best" | tail -12
   cp "$out/tmp/$name"/bench_versus_*.json "$out/versus_$name.json" 2>/dev/null
 }
 if [[ $want == *" gpu "* ]]; then

@@ -57,6 +57,7 @@ class ScalingConfig:
     decode_device: str = "auto"  # auto (the coordinator's) | cpu | cuda: where jobs decode (fp64)
     decode_threads: int | None = None
     transport: str = "auto"      # auto | shm | ray (auto: shared memory when all workers are local)
+    prefetch: str = "auto"       # auto | on | off: read the next batch while computing (auto: GPU)
 
 
 @dataclass
@@ -102,7 +103,7 @@ _FIELDS = (
     *[(f"scaling.{k}", f"cluster.{k}") for k in (
         "workers", "gpus_per_worker", "address", "num_cpus", "placement", "max_restarts",
         "round_timeout_s", "startup_timeout_s", "coordinator_device", "decode_device",
-        "decode_threads", "transport")],
+        "decode_threads", "transport", "prefetch")],
     ("scaling.cpus_per_worker", "cluster.worker_cpus"),
     ("run.jobs", "scheme.jobs"),
     *[(f"run.{k}", f"train.{k}") for k in (

@@ -59,6 +59,7 @@ MODES = ("concurrent", "delayed")
 INJECT_MODES = ("add", "target")
 PLACEMENTS = ("spread", "pack")
 TRANSPORTS = ("auto", "shm", "ray")
+PREFETCH = ("auto", "on", "off")
 FAULT_KINDS = ("raise", "exit", "kill", "shape", "nan", "tag")
 GC_CODES = ("cyclic", "fr")
 DATASET_NAMES = ("digits", "synthetic", "cifar", "diabetes", "text")  # gcode.train.presets
@@ -136,6 +137,14 @@ class ClusterConfig:
     decode_threads: int | None = None  # host decode threads (default: the CPUs the workers leave)
     transport: str = "auto"     # auto | shm | ray: how calls and arrays move per round (auto:
     #                             shared memory when every worker is on this node, else Ray)
+    prefetch: str = "auto"      # auto | on | off: workers read their next batch on a background
+    #                             thread while computing (auto: on for GPU workers)
+
+    @property
+    def reads_ahead(self) -> bool:
+        """Whether workers read ahead: ``prefetch`` on, or auto with GPU workers, whose device
+        would otherwise idle while the CPU reads."""
+        return self.prefetch == "on" or (self.prefetch == "auto" and self.gpus_per_worker > 0)
 
 
 @dataclass
@@ -330,6 +339,7 @@ def validate(cfg: TrainConfig, paths: bool = True) -> None:
     _positive("cluster.worker_cpus", cc.worker_cpus, allow_none=True)
     _choice("cluster.placement", cc.placement, PLACEMENTS)
     _choice("cluster.transport", cc.transport, TRANSPORTS)
+    _choice("cluster.prefetch", cc.prefetch, PREFETCH)
     if cc.address is not None:
         from .runtime.connect import endpoint
         endpoint(cc.address)  # its form only; whether anything answers is checked at start

@@ -43,6 +43,7 @@ def test_defaults_match_gcode_train():
     ({}, {"gpus_per_worker": -1.0}, {}, "scaling.gpus_per_worker: must be >= 0"),
     ({}, {"cpus_per_worker": 0.0}, {}, "scaling.cpus_per_worker"),
     ({}, {"transport": "tcp"}, {}, "scaling.transport: must be one of"),
+    ({}, {"prefetch": "always"}, {}, "scaling.prefetch: must be one of"),
     ({}, {}, {"jobs": 0}, "run.jobs: must be >= 1"),
     ({}, {}, {"eval_every": 0}, "run.eval_every: must be >= 1"),
     ({}, {}, {"batch_size": "big"}, "run.batch_size: must be an integer"),

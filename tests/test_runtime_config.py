@@ -78,6 +78,7 @@ faults: {3: [1, nan]}
     ({"cluster": {"workers": "four"}}, "cluster.workers"),
     ({"cluster": {"placement": "random"}}, "cluster.placement"),
     ({"cluster": {"transport": "tcp"}}, "cluster.transport"),
+    ({"cluster": {"prefetch": "yes"}}, "cluster.prefetch"),
     ({"policy": {"name": "deadline"}}, "policy.deadline_s"),
     ({"policy": {"mu": -1}}, "policy.mu"),
     ({"train": {"models": 1}}, "train.models"),                 # msgc T=1 needs M >= 2

@@ -185,7 +185,7 @@ def cmd_bench_versus(args) -> int:
                        inject=args.inject, inject_params=params, inject_trace=args.inject_trace,
                        time_scale=args.time_scale, gpus_per_worker=args.gpus_per_worker,
                        coordinator_device=args.coordinator_device, transport=args.transport,
-                       repeats=args.repeats, log_dir=args.log_dir)
+                       prefetch=args.prefetch, repeats=args.repeats, log_dir=args.log_dir)
     with tqdm(total=cfg.repeats * (1 + len(cfg.schemes)), desc="bench versus", disable=args.json,
               leave=False, file=sys.stderr) as bar:
         result = run_versus(cfg, progress=bar.update)
@@ -309,6 +309,9 @@ def add_bench_parser(sub) -> None:
                    help="how gcode's rounds move (as gcode train --transport): shm, a Unix "
                         "socket per worker and shared memory; ray, actor calls and the object "
                         "store; auto, shm when every worker is on this node (default)")
+    p.add_argument("--prefetch", choices=("auto", "on", "off"), default="auto",
+                   help="gcode workers read their next task's samples while computing (as gcode "
+                        "train --prefetch; auto: on for GPU workers)")
     p.add_argument("--repeats", type=types.positive_int, default=1,
                    help="interleaved repeats (median reported)")
     p.add_argument("--log-dir", metavar="DIR",

@@ -92,6 +92,7 @@ class VersusConfig:
     gpus_per_worker: float = 0.0
     coordinator_device: str = "auto"       # where gcode's coordinator steps and decodes
     transport: str = "auto"                # how gcode's rounds move: auto | shm | ray
+    prefetch: str = "auto"                 # gcode workers read ahead: auto (GPU) | on | off
     repeats: int = 1
     num_samples: int = 8192
     log_dir: str | None = None             # each gcode row's per-round JSONL log goes here
@@ -109,6 +110,8 @@ class VersusConfig:
                              f"{self.coordinator_device!r}")
         if self.transport not in ("auto", "shm", "ray"):
             raise ValueError(f"--transport must be auto, shm or ray, got {self.transport!r}")
+        if self.prefetch not in ("auto", "on", "off"):
+            raise ValueError(f"--prefetch must be auto, on or off, got {self.prefetch!r}")
         if self.time_scale is None and self.inject_trace is None:
             raise ValueError("--time-scale auto needs --inject-trace (it scales a trace)")
         if self.time_scale is not None and not self.time_scale > 0:
@@ -231,7 +234,8 @@ def _gcode_row(cfg: VersusConfig, name: str, workload, inject: dict, pool,
     tc = from_dict({"scheme": {**scheme, "jobs": cfg.jobs}, "policy": policy,
                     "cluster": {"workers": cfg.workers, "gpus_per_worker": cfg.gpus_per_worker,
                                 "coordinator_device": cfg.coordinator_device,
-                                "transport": cfg.transport, "round_timeout_s": 600},
+                                "transport": cfg.transport, "prefetch": cfg.prefetch,
+                                "round_timeout_s": 600},
                     "train": {"batch_size": cfg.batch_size, "seed": cfg.seed, **train},
                     "inject": inject, "log": {"jsonl": None if log is None else str(log)}})
     metrics, _ = execute(tc, workload, pool=pool)
@@ -245,6 +249,7 @@ def _gcode_row(cfg: VersusConfig, name: str, workload, inject: dict, pool,
             "pipelined_rounds": metrics["pipelined_rounds"],
             "coordinator_device": metrics["coordinator_device"],
             "transport": metrics["transport"],
+            "prefetch": metrics["prefetch"], "read_ahead_tasks": metrics["read_ahead_tasks"],
             "timings_s_per_round": metrics["timings_s_per_round"],
             "param_checksum": metrics["param_checksum"], "exact": not metrics["approximate"]}
 
@@ -277,6 +282,7 @@ def summarize(cfg: VersusConfig, runs: dict[str, list[dict]], compute_s: float, 
                        "seed": cfg.seed, "repeats": cfg.repeats, "inject": inject,
                        "compute_s_per_worker": compute_s, "gpus_per_worker": cfg.gpus_per_worker,
                        "coordinator_device": cfg.coordinator_device, "transport": cfg.transport,
+                       "prefetch": cfg.prefetch,
                        "gcode_warmup_jobs": WARMUP_JOBS if cfg.schemes else 0,
                        "gpu": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None},
             "rows": out_rows,

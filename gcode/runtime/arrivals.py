@@ -164,6 +164,7 @@ class Arrivals:
                 tf = time.perf_counter()
                 self._store(w, r, plan[w], payload)
                 self.timings.fold += time.perf_counter() - tf
+                self.read_ahead += int(payload.get("read_ahead", 0))
                 if attempts[w] == 0:
                     self.compute_s.append(float(payload["compute_s"]))
                     response = arrived_at - float(payload["sleep_s"])

@@ -77,7 +77,7 @@ SAFE_OVERRIDES = ("log.", "checkpoint.", "faults", "cluster.address", "cluster.n
                   "cluster.round_timeout_s", "cluster.startup_timeout_s",
                   "cluster.retry_backoff_s", "train.check_decode", "train.eval_every",
                   "cluster.gpus_per_worker", "cluster.coordinator_device", "cluster.decode_device",
-                  "cluster.decode_threads", "cluster.transport")
+                  "cluster.decode_threads", "cluster.transport", "cluster.prefetch")
 
 
 # ---- configs --------------------------------------------------------------------------------

@@ -23,6 +23,7 @@ from ..config import (
     MODES,
     POLICY_NAMES,
     SCHEME_NAMES,
+    PREFETCH,
     SCHEME_PARAMS,
     TRANSPORTS,
     TrainConfig,
@@ -53,6 +54,7 @@ FLAG_FIELDS = {
     "worker_cpus": "cluster.worker_cpus", "gpus_per_worker": "cluster.gpus_per_worker",
     "coordinator_device": "cluster.coordinator_device", "decode_threads": "cluster.decode_threads",
     "decode_device": "cluster.decode_device", "transport": "cluster.transport",
+    "prefetch": "cluster.prefetch",
     "eval_every": "train.eval_every",
     "models": "train.models", "mode": "train.mode", "seed": "train.seed",
     "model": "train.model", "dataset": "train.dataset", "num_samples": "train.num_samples",
@@ -155,6 +157,10 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
                         "and shared memory; workers on this node only), ray (actor calls and "
                         "the object store; any cluster), auto (shm when every worker is on "
                         "this node, else ray; default)")
+    g.add_argument("--prefetch", choices=PREFETCH, default=S,
+                   help="workers read the samples of their next task on a background thread "
+                        "while computing the current one: on, off, or auto (on for GPU workers, "
+                        "whose GPU would otherwise wait for the CPU; default)")
     g.add_argument("--decode-threads", type=types.whole, metavar="K", default=S,
                    help="host threads for the fp64 decode (default: the cores the local workers "
                         "leave, at most 4)")

@@ -93,6 +93,7 @@ class Coordinator(Arrivals, JobLifecycle, RoundReporting):
     model_loss: dict = field(default_factory=dict)  # model -> mean batch loss of its last job
     peak_rss_mb: dict = field(default_factory=dict)  # worker -> peak resident memory reported
     round_compute_s: float = 0.0  # Σ over rounds of the arrived workers' mean compute time
+    read_ahead: int = 0  # tasks whose batch a worker had read ahead (cluster.prefetch)
     evals: list = field(default_factory=list)      # {"round", "model", "loss"[, "accuracy"]}
     updates: list = field(default_factory=list)
     stopped: bool = False

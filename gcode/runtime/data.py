@@ -51,3 +51,4 @@ class WorkSpec:
     num_samples: int = 1
     num_params: int = 0
     use_gpu: bool = False        # place the model and batches on the actor's GPU when it has one
+    prefetch: bool = False       # read each next batch on a background thread (worker.py)

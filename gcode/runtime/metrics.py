@@ -50,6 +50,7 @@ def run_metrics(cfg, coord, scheme, policy, pool, M, d, runtime_s, setup_s, sess
         "node_ips": sorted({pool.info[i].get("ip") for i in range(n)}) if pool.info else None,
         "worker_cpus": pool.options.get("num_cpus"), "worker_gpus": pool.options.get("num_gpus"),
         "worker_peak_rss_mb": max(coord.peak_rss_mb.values(), default=None),
+        "prefetch": cfg.cluster.reads_ahead, "read_ahead_tasks": coord.read_ahead,
         "compute_s_mean": float(np.mean(coord.compute_s)) if coord.compute_s else None,
         "response_s_mean": resp,
         "load_slope_s": (resp / scheme.load) if resp is not None and scheme.load > 0 else None,

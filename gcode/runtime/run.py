@@ -307,7 +307,8 @@ def _execute(cfg: TrainConfig, workload, progress, pool, monitor) -> tuple[dict[
             eval_dataset = open_dataset(workload.eval_dataset_fn, "eval_dataset_fn")
         spec = WorkSpec(workload=workload, seed=tr.seed, batch_size=tr.batch_size,
                         num_samples=num_samples, num_params=d,
-                        use_gpu=cfg.cluster.gpus_per_worker > 0)
+                        use_gpu=cfg.cluster.gpus_per_worker > 0,
+                        prefetch=cfg.cluster.reads_ahead)
         # a fresh context id per session: workers drop any cached state of an earlier session
         ctx = (uuid.uuid4().hex, ray.put(spec))
         writer = JsonlWriter(cfg.log.jsonl, resume_round=ck.round if ck is not None else None)

@@ -26,6 +26,7 @@ import torch
 
 from .data import WorkSpec, job_indices
 from .decode import all_finite
+from .prefetch import BatchPrefetcher
 from .shm_worker import ShmServing
 
 _TORCH_DTYPES = {"float32": torch.float32, "float64": torch.float64}
@@ -74,6 +75,7 @@ class GradientWorker(ShmServing):
         self.latest = -1
         self._newer: asyncio.Event | None = None
         self._loaded: tuple | None = None
+        self._prefetcher: BatchPrefetcher | None = None
         self.started = time.time()
 
     async def _configure(self, ctx_id: str, ctx_box: list) -> None:
@@ -89,6 +91,9 @@ class GradientWorker(ShmServing):
         self.spec: WorkSpec = spec
         self.computer = TaskComputer(spec.workload, _device(spec.use_gpu))
         self._loaded = None
+        if self._prefetcher is not None:
+            self._prefetcher.close()
+        self._prefetcher = BatchPrefetcher(self.computer.host_batch) if spec.prefetch else None
         self.latest = -1
         self.ctx_id = ctx_id
 
@@ -108,6 +113,20 @@ class GradientWorker(ShmServing):
             old, self._newer = self._newer, asyncio.Event()
             old.set()
         return self._newer
+
+    def _rows(self, job: int, chunks, bounds) -> list[np.ndarray]:
+        """Sample indices of each chunk of ``job`` (chunk id -> [start, stop) in ``bounds``)."""
+        idx = job_indices(self.spec.seed, job, self.spec.batch_size, self.spec.num_samples)
+        return [idx[bounds[c][0]:bounds[c][1]] for c in chunks]
+
+    def _next_rows(self, tasks: list[WireTask], k: int, data: dict) -> np.ndarray:
+        """The samples this worker most likely reads after task k: task k+1's, or else a guess
+        at the next call's first task (the same chunks of the next job, with the same bounds)."""
+        if k + 1 < len(tasks):
+            job, _, chunks, _ = tasks[k + 1]
+            return np.concatenate(self._rows(job, chunks, data[job][1]))
+        job, _, chunks, _ = tasks[0]
+        return np.concatenate(self._rows(job + 1, chunks, data[job][1]))
 
     def _stale(self, r: int, t0: float) -> dict:
         return {"status": "stale", "round": r, "worker": self.index,
@@ -156,6 +175,8 @@ class GradientWorker(ShmServing):
         else:
             out = torch.empty(shape, dtype=torch_dtype, device=computer.device)
         losses = []
+        ahead = self._prefetcher if torch_dtype == torch.float32 else None
+        hits = ahead.hits if ahead is not None else 0
         for k, (job, slot, chunks, coefs) in enumerate(tasks):
             if self.latest > r:
                 return self._stale(r, t0)
@@ -166,9 +187,12 @@ class GradientWorker(ShmServing):
                 if check is not None and not check():  # overwritten: the job is long decoded
                     self._loaded = None
                     return self._stale(r, t0)
-            idx = job_indices(self.spec.seed, job, self.spec.batch_size, self.spec.num_samples)
-            rows = [idx[bounds[c][0]:bounds[c][1]] for c in chunks]
-            losses.append(computer.coded_gradient(rows, coefs, out[k]))
+            rows = self._rows(job, chunks, bounds)
+            host_batch = None
+            if ahead is not None:
+                host_batch = ahead.take(np.concatenate(rows))
+                ahead.start(self._next_rows(tasks, k, data))
+            losses.append(computer.coded_gradient(rows, coefs, out[k], host_batch))
             await asyncio.sleep(0)  # let a newer round's call in
         grads = _to_host(out, out_host)
         compute_s = time.perf_counter() - t0
@@ -192,6 +216,7 @@ class GradientWorker(ShmServing):
         return {"status": "ok", "round": tag, "worker": self.index, "attempt": attempt,
                 "tags": [(int(t[0]), int(t[1])) for t in tasks], "grads": grads, "losses": losses,
                 "compute_s": compute_s, "sleep_s": sleep_s, "pid": os.getpid(),
+                "read_ahead": (ahead.hits - hits) if ahead is not None else 0,
                 "peak_rss_mb": _peak_rss_mb()}
 
 

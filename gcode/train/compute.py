@@ -45,16 +45,22 @@ class TaskComputer:
     def num_params(self) -> int:
         return self.model.numel
 
+    def host_batch(self, indices: np.ndarray) -> Any:
+        """The samples at ``indices``, collated, in host memory (safe to run on another thread
+        while this one computes, as long as no other thread reads the dataset meanwhile)."""
+        return self.workload.collate(fetch(self.dataset, indices))
+
     def batch(self, indices: np.ndarray) -> Any:
-        return to_device(self.workload.collate(fetch(self.dataset, indices)), self.device)
+        return to_device(self.host_batch(indices), self.device)
 
     def losses(self, batch: Any, count: int) -> torch.Tensor:
         return check_losses(self.workload.loss_fn(self.model.module, batch), count)
 
     def coded_gradient(self, chunks: Sequence[np.ndarray], coefficients: Sequence[float],
-                       out: torch.Tensor) -> float:
+                       out: torch.Tensor, host_batch: Any = None) -> float:
         """``out[:] = Σ_k c_k·∇L_k`` (in ``out``'s dtype, on ``out``'s device); returns the coded
-        loss Σ_k c_k·L_k in float64."""
+        loss Σ_k c_k·L_k in float64. ``host_batch``, when given, is :meth:`host_batch` of the
+        concatenated chunks, read ahead (float32 messages only)."""
         if out.dtype == torch.float64:
             return self._per_chunk(chunks, coefficients, out)
         sizes = [len(c) for c in chunks]
@@ -63,7 +69,9 @@ class TaskComputer:
             return 0.0
         weights = torch.repeat_interleave(
             torch.tensor(list(coefficients), dtype=torch.float32), torch.tensor(sizes)).to(self.device)
-        losses = self.losses(self.batch(np.concatenate(chunks)), len(weights))
+        if host_batch is None:
+            host_batch = self.host_batch(np.concatenate(chunks))
+        losses = self.losses(to_device(host_batch, self.device), len(weights))
         self.model.release_grads()  # autograd then hands over fresh gradients: no accumulation
         (losses * weights).sum().backward()
         self.model.gather_grads(out)
