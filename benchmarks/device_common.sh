@@ -12,6 +12,10 @@ start_gpu_sampling() {  # every GPU's utilisation every 200 ms, matched to runs 
     > "$out/gpu_util.csv" 2>/dev/null &
   smi=$!
 }
+pack_results() {  # one archive: the device machine returns only a few files per call
+  rm -rf "$out/tmp"
+  (cd "$out" && tar czf results.tgz --remove-files -- *.json *.csv *.txt 2>/dev/null)
+}
 stop_gpu_sampling() {
   echo "end $(date +%s.%N)" >> "$out/run_starts.txt"
   kill "$smi"

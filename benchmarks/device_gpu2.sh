@@ -2,8 +2,8 @@
 # The 2-GPU runs of the README's GPU table (issue: eight GPUs, one worker each): one worker and
 # one DDP rank per GPU (NCCL), ResNet-18 and ResNet-50, no injection and bursty injection
 # (lam=1: two workers); workers read ahead (--prefetch auto = on for GPU workers), and one
-# control run per model does not (--prefetch off). JSON lands in $1; rebuild tables with
-# benchmarks/versus_report.py DIR.
+# control run per model does not (--prefetch off). JSON lands in $1/results.tgz; rebuild tables
+# with benchmarks/versus_report.py DIR.
 set -u
 out=${1:?usage: device_gpu2.sh OUT_DIR}
 mkdir -p "$out/tmp"
@@ -12,11 +12,11 @@ common=(--workers 2 --gpus-per-worker 1 --jobs 20)
 source "$(dirname "$0")/device_common.sh"
 start_gpu_sampling
 for model in resnet18 resnet50; do
-  run "$model-2gpu-none" 170 --model $model --inject none --schemes uncoded,uncoded-pipelined
-  run "$model-2gpu-none-noprefetch" 170 --model $model --inject none --prefetch off \
+  run "$model-2gpu-ahead-none" 170 --model $model --inject none --schemes uncoded,uncoded-pipelined
+  run "$model-2gpu-noprefetch-none" 170 --model $model --inject none --prefetch off \
     --schemes uncoded,uncoded-pipelined
-  run "$model-2gpu" 170 --model $model --inject-param lam=1 \
+  run "$model-2gpu-ahead" 170 --model $model --inject-param lam=1 \
     --schemes uncoded,uncoded-pipelined,gc-s1-pipelined
 done
 stop_gpu_sampling
-rm -rf "$out/tmp"
+pack_results

@@ -2,7 +2,7 @@
 # The runs of the eight-GPU issue, on one machine with 8 GPUs: one worker and one DDP rank per
 # GPU (DDP over NCCL), ResNet-18 and ResNet-50, global batch 512 and 1024; no injection, the
 # default bursty injection, and the bundled Lambda trace scaled so that a straggler is about
-# three steps late (--time-scale auto). JSON lands in $1 with GPU utilisation samples; rebuild
+# three steps late (--time-scale auto). JSON lands in $1/results.tgz with GPU utilisation; rebuild
 # tables with `python benchmarks/versus_report.py DIR`. Further arguments pick models.
 set -u
 out=${1:?usage: device_gpu8.sh OUT_DIR [resnet18] [resnet50]}
@@ -11,7 +11,7 @@ models=${*:-resnet18 resnet50}
 mkdir -p "$out/tmp"
 py=${PYTHON:-python3}
 trace=traces/lambda-cnn-w256-r30-canada.csv
-coded=uncoded,gc-s1,gc-s2-earliest,msgc-earliest,uncoded-pipelined,gc-s2-earliest-pipelined,msgc-earliest-pipelined
+coded=uncoded,gc-s1,gc-s2-earliest,msgc-earliest,msgc-gap,uncoded-pipelined,gc-s2-earliest-pipelined,msgc-earliest-pipelined,msgc-lam3-gap-pipelined
 common=(--workers 8 --gpus-per-worker 1 --jobs 40)
 source "$(dirname "$0")/device_common.sh"
 start_gpu_sampling
@@ -25,4 +25,4 @@ for model in $models; do
   done
 done
 stop_gpu_sampling
-rm -rf "$out/tmp"
+pack_results

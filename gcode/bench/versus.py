@@ -35,7 +35,9 @@ MODELS = {
 #: ``earliest`` declares the last workers of a round stragglers even when they trail by a hair,
 #: which spends the (B, W, λ) window's budget of stragglers, so a later round with a real
 #: straggler must wait for it; ``partial`` at μ = 0.1 cuts whoever trails the fastest by 10%;
-#: ``gap`` cuts only after a quiet gap (README, "Round-ending policies").
+#: ``gap`` cuts only after a quiet gap (README, "Round-ending policies"). ``msgc-lam3-gap``
+#: tolerates one straggler more than the injection per window, at the same load with FR codes
+#: at n = 8, so that one worker slowed by the machine itself does not exhaust the budget.
 SCHEMES = {
     "uncoded": ({"name": "uncoded"}, {"name": "paper"}),
     "gc-s1": ({"name": "gc", "s": 1, "gc_code": "fr"}, {"name": "paper"}),
@@ -47,6 +49,8 @@ SCHEMES = {
                      {"name": "partial", "mu": 0.1}),
     "msgc-gap": ({"name": "msgc", "B": 1, "W": 2, "lam": 2, "gc_code": "fr"},
                  {"name": "gap", "gap": 0.05}),
+    "msgc-lam3-gap": ({"name": "msgc", "B": 1, "W": 2, "lam": 3, "gc_code": "fr"},
+                      {"name": "gap", "gap": 0.05}),
     "srsgc": ({"name": "srsgc", "B": 1, "W": 2, "lam": 2, "gc_code": "fr"}, {"name": "paper"}),
     "auto": ({"name": "auto"}, {"name": "partial"}),
 }
