@@ -8,12 +8,14 @@ import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from test_partial import assert_exact_under_random_times
 
 from gcode.codes import make_scheme
 from gcode.config import ConfigError, from_dict
 from gcode.runtime.rounds import End, FallBack, RoundState, Wait, decide
 from gcode.sim import EarliestPolicy, GapPolicy, make_policy, simulate
 from gcode.sim.verify import run_pattern
+
 
 def test_a_worker_trailing_by_a_hair_is_not_cut():
     times = np.array([1.0, 1.01, 3.0, 1.02, 1.03])
@@ -147,10 +149,22 @@ def test_msgc_on_the_versus_bench_stragglers_spends_less_time_under_gap_than_ear
     assert runtime["gap"] < 0.92 * runtime["earliest"], runtime
 
 
-
 @settings(max_examples=40, deadline=None)
 @given(name=st.sampled_from(["gc", "srsgc", "msgc"]), n=st.integers(4, 64),
        gap=st.floats(0.01, 0.5), heavy=st.floats(0.0, 0.6), seed=st.integers(0, 2**16))
 def test_gap_policy_decodes_exactly_under_random_times_on_larger_n(name, n, gap, heavy, seed):
-    from test_partial import assert_exact_under_random_times
     assert_exact_under_random_times(name, n, GapPolicy(gap), heavy, seed)
+
+
+def test_the_slack_simulation_decodes_every_job_for_every_scheme_and_policy():
+    """benchmarks/sim_slack.py (the README's M-SGC (1, 2, 3) figures) on one small table: every
+    (scheme, policy) decodes all its jobs and its ratio to DDP is a positive number."""
+    import importlib.util
+    from pathlib import Path
+    script = Path(__file__).resolve().parents[1] / "benchmarks" / "sim_slack.py"
+    spec = importlib.util.spec_from_file_location("sim_slack", script)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    ratios = module.vs_ddp(seed=0, slow=0.2, jobs=6)
+    assert len(ratios) == len(module.SCHEMES) * len(module.POLICIES)
+    assert all(np.isfinite(v) and v > 0 for v in ratios.values()), ratios
