@@ -16,7 +16,7 @@ for model in resnet18 resnet50; do
   run "$model-2gpu-noprefetch-none" 170 --model $model --inject none --prefetch off \
     --schemes uncoded,uncoded-pipelined
   run "$model-2gpu-ahead" 170 --model $model --inject-param lam=1 \
-    --schemes uncoded,uncoded-pipelined,gc-s1-pipelined
+    --schemes uncoded,uncoded-pipelined,gc-s1-pipelined,gc-s1-earliest,gc-s1-earliest-pipelined
 done
 stop_gpu_sampling
 pack_results

@@ -42,6 +42,7 @@ SCHEMES = {
     "uncoded": ({"name": "uncoded"}, {"name": "paper"}),
     "gc-s1": ({"name": "gc", "s": 1, "gc_code": "fr"}, {"name": "paper"}),
     "gc-s2": ({"name": "gc", "s": 2, "gc_code": "fr"}, {"name": "paper"}),
+    "gc-s1-earliest": ({"name": "gc", "s": 1, "gc_code": "fr"}, {"name": "earliest"}),
     "gc-s2-earliest": ({"name": "gc", "s": 2, "gc_code": "fr"}, {"name": "earliest"}),
     "msgc": ({"name": "msgc", "B": 1, "W": 2, "lam": 2, "gc_code": "fr"}, {"name": "paper"}),
     "msgc-earliest": ({"name": "msgc", "B": 1, "W": 2, "lam": 2, "gc_code": "fr"}, {"name": "earliest"}),
