@@ -1,5 +1,6 @@
-# Sourced by the device_gpu*.sh scripts: run one `gcode bench versus` into $out, and sample GPU
-# utilisation. Needs $out, $py and the array $common (flags every run of the script shares).
+# Sourced by the device_*.sh scripts (device_versus.sh uses only pack_results): run one `gcode
+# bench versus` into $out, sample GPU utilisation, pack results. Needs $out, $py and the array
+# $common (flags every run of the script shares).
 run() {  # name, timeout seconds, then gcode bench versus flags
   local name=$1 limit=$2; shift 2
   echo "$name $(date +%s.%N)" >> "$out/run_starts.txt"
@@ -14,7 +15,8 @@ start_gpu_sampling() {  # every GPU's utilisation every 200 ms, matched to runs 
 }
 pack_results() {  # one archive: the device machine returns only a few files per call
   rm -rf "$out/tmp"
-  (cd "$out" && tar czf results.tgz --remove-files -- *.json *.csv *.txt 2>/dev/null)
+  (cd "$out" && shopt -s nullglob && files=(*.json *.jsonl *.csv *.txt) &&
+    tar czf results.tgz --remove-files -- "${files[@]}")
 }
 stop_gpu_sampling() {
   echo "end $(date +%s.%N)" >> "$out/run_starts.txt"

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The measured runs behind the README's "gcode vs torch DDP" and GPU tables, on a machine with
-# >= 16 cores and a GPU (JSON results land in $1; tables and plots are rebuilt from them with
+# >= 16 cores and a GPU (JSON results and each gcode row's per-round logs land in
+# $1/results.tgz; tables and plots are rebuilt from the JSON with
 # `python benchmarks/versus_report.py DIR`). Further arguments pick runs by name (default: all).
 set -u
 out=${1:?usage: device_versus.sh OUT_DIR [RUN ...]}
@@ -13,9 +14,12 @@ NONE=uncoded,gc-s1,uncoded-pipelined,gc-s1-pipelined
 run() {  # name, then gcode bench versus flags (LIMIT: seconds, default 400; REPEATS: --repeats)
   local name=$1; shift
   [[ $want == *" $name "* ]] || return 0
-  timeout ${LIMIT:-400} $py -m gcode bench versus --out "$out/tmp/$name" ${REPEATS:+--repeats $REPEATS} "$@" 2>&1 |
-    grep -E "^\| |Best" | tail -12
+  timeout ${LIMIT:-400} $py -m gcode bench versus --out "$out/tmp/$name" ${REPEATS:+--repeats $REPEATS} \
+    --log-dir "$out/tmp/$name/logs" "$@" 2>&1 | grep -E "^\| |Best|^Stragglers" | tail -14
   cp "$out/tmp/$name"/bench_versus_*.json "$out/versus_$name.json" 2>/dev/null
+  for log in "$out/tmp/$name"/logs/*.jsonl; do
+    [[ -e $log ]] && cp "$log" "$out/versus_$name.$(basename "$log" .jsonl).rounds.jsonl"
+  done
 }
 if [[ $want == *" gpu "* ]]; then
   timeout 300 $py benchmarks/bench_gpu.py --jobs 10 --out "$out/tmp/gpu" 2>&1 | grep -E "^\||GC-FR"
@@ -29,6 +33,9 @@ run mlp-none --model mlp --inject none --schemes $NONE
 run mlp-none-cpu --model mlp --inject none --schemes $NONE --coordinator-device cpu
 run resnet18-gpu --model resnet18 --gpus-per-worker 0.125 --jobs 20 \
   --schemes uncoded,gc-s2-earliest,msgc-earliest,msgc-gap,uncoded-pipelined,gc-s2-earliest-pipelined
-# one CPU step of ResNet-18 takes seconds: 16 steps of DDP and one gcode row fill a 10-minute call
-LIMIT=590 run resnet18-cpu --model resnet18 --jobs 16 --schemes msgc-gap-pipelined
-rm -rf "$out/tmp"
+# one CPU step of ResNet-18 takes seconds: 12 steps of DDP and two gcode rows fill a 10-minute
+# call (M-SGC for the injected (1,2,2), and for (1,2,3), which has the same load at n = 8)
+LIMIT=590 run resnet18-cpu --model resnet18 --jobs 12 \
+  --schemes msgc-gap-pipelined,msgc-lam3-gap-pipelined
+source "$(dirname "$0")/device_common.sh"
+pack_results

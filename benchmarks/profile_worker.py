@@ -32,13 +32,22 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from gcode.bench.versus import MODELS, VersusConfig, workload_of  # noqa: E402
-from gcode.runtime.prefetch import BatchPrefetcher  # noqa: E402
-from gcode.train import TaskComputer, build_model  # noqa: E402
+from gcode.bench.versus import MODELS, VersusConfig, workload_of
+from gcode.runtime.prefetch import BatchPrefetcher
+from gcode.train import TaskComputer, build_model
 
 
 def profile(model: str, samples: int, device: str, repeats: int) -> dict:
+    """Median ms of each phase (module docstring), on one thread as a worker runs."""
+    threads = torch.get_num_threads()
     torch.set_num_threads(1)
+    try:
+        return _profile(model, samples, device, repeats)
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _profile(model: str, samples: int, device: str, repeats: int) -> dict:
     workload = workload_of(VersusConfig(model=model))
     computer = TaskComputer(workload, device)
     dev = computer.device
@@ -55,10 +64,10 @@ def profile(model: str, samples: int, device: str, repeats: int) -> dict:
         if dev.type == "cuda":
             torch.cuda.synchronize(dev)
 
-    def timed(fn):
+    def timed(fn, *args):
         sync()
         t0 = time.perf_counter()
-        value = fn()
+        value = fn(*args)
         sync()
         return 1e3 * (time.perf_counter() - t0), value
 
@@ -79,26 +88,27 @@ def profile(model: str, samples: int, device: str, repeats: int) -> dict:
             ahead.start(task_rows(i + 1))
         computer.coded_gradient([task_rows(i)], [1.0], out, batch)
         host_out.copy_(out)
+
+    def backward(batch):
+        losses = computer.losses(batch, samples)
+        computer.model.release_grads()
+        (losses * weights).sum().backward()
+
+    def plain_pass(batch):
+        plain.zero_grad(set_to_none=True)
+        workload.loss_fn(plain, batch).sum().backward()
+
     for i in range(repeats + 2):
         t = {}
-        t["load"], _ = timed(lambda: computer.model.load(host_params.numpy()))
-        t["data"], batch = timed(lambda: computer.batch(rows))
-
-        def backward():
-            losses = computer.losses(batch, samples)
-            computer.model.release_grads()
-            (losses * weights).sum().backward()
-        t["backward"], _ = timed(backward)
-        t["gather"], _ = timed(lambda: computer.model.gather_grads(out))
-        t["to_host"], _ = timed(lambda: host_out.copy_(out))
-        t["task"], _ = timed(lambda: computer.coded_gradient([rows], [1.0], out))
-        t["worker"], _ = timed(lambda: worker_task(False, i))
-        t["worker_ahead"], _ = timed(lambda: worker_task(True, i))
-
-        def plain_pass():
-            plain.zero_grad(set_to_none=True)
-            workload.loss_fn(plain, batch).sum().backward()
-        t["plain"], _ = timed(plain_pass)
+        t["load"], _ = timed(computer.model.load, host_params.numpy())
+        t["data"], batch = timed(computer.batch, rows)
+        t["backward"], _ = timed(backward, batch)
+        t["gather"], _ = timed(computer.model.gather_grads, out)
+        t["to_host"], _ = timed(host_out.copy_, out)
+        t["task"], _ = timed(computer.coded_gradient, [rows], [1.0], out)
+        t["worker"], _ = timed(worker_task, False, i)
+        t["worker_ahead"], _ = timed(worker_task, True, i)
+        t["plain"], _ = timed(plain_pass, batch)
         if i >= 2:
             for k, v in t.items():
                 phases[k].append(v)

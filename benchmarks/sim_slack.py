@@ -22,11 +22,11 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from gcode.bench.versus import VersusConfig, delay_table  # noqa: E402
-from gcode.codes import make_scheme  # noqa: E402
-from gcode.sim.load_model import LoadModel  # noqa: E402
-from gcode.sim.policy import EarliestPolicy, GapPolicy  # noqa: E402
-from gcode.sim.simulator import simulate  # noqa: E402
+from gcode.bench.versus import VersusConfig, delay_table
+from gcode.codes import make_scheme
+from gcode.sim.load_model import LoadModel
+from gcode.sim.policy import EarliestPolicy, GapPolicy
+from gcode.sim.simulator import simulate
 
 SCHEMES = {"msgc (1,2,2)": (1, 2, 2), "msgc (1,2,3)": (1, 2, 3)}
 POLICIES = {"earliest": EarliestPolicy(), "gap 0.05": GapPolicy(0.05), "gap 0.1": GapPolicy(0.1)}

@@ -4,6 +4,7 @@ import json
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 from paths import TRACES
 
@@ -117,6 +118,25 @@ def test_bench_versus_runs_ddp_and_gcode_side_by_side(tmp_path):
     for r in rows[1:]:  # --log-dir: every gcode row's rounds, with their arrivals
         records = [json.loads(line) for line in (tmp_path / "logs" / f"{r['row']}-0.jsonl").open()]
         assert len(records) == r["rounds"] and all(rec["arrival_s"] for rec in records)
+        # declared ∩ injected, counted from both sides
+        assert r["stragglers_injected"] >= 0 and r["on_time_declared"] >= 0
+        assert (r["stragglers_declared"] - r["on_time_declared"]
+                == r["stragglers_injected"] - r["injected_waited_for"])
+    assert "Stragglers per row" in (tmp_path / "bench_versus_mlp.md").read_text()
+
+
+def test_straggler_accounting_sets_declared_against_injected(tmp_path):
+    """Round 0 injects worker 1 and the policy cuts worker 2 (on time); round 1 injects worker 0
+    and the round waits for it; the row ran 2 of the table's 3 rounds."""
+    from gcode.bench.versus import _straggler_accounting
+    table = np.array([[1.0, 3.0, 1.0], [3.0, 1.0, 1.0], [1.0, 1.0, 3.0]])
+    log = tmp_path / "row.jsonl"
+    log.write_text('{"round": 0, "stragglers": [2]}\n{"round": 1, "stragglers": []}\n')
+    got = _straggler_accounting({"rounds": 2}, log, table, {"model": "bursty"})
+    assert (got["stragglers_injected"], got["on_time_declared"], got["injected_waited_for"]) \
+        == (2, 1, 2)
+    none = _straggler_accounting({"rounds": 2}, log, table, {"model": "pareto"})
+    assert none["on_time_declared"] is None and none["stragglers_injected"] is None
 
 
 def test_versus_time_scale_auto_makes_a_straggler_three_steps_late():
@@ -136,3 +156,29 @@ def test_versus_time_scale_auto_makes_a_straggler_three_steps_late():
         VersusConfig(time_scale=None)
     with pytest.raises(ValueError, match="no stragglers"):
         straggler_excess(np.ones((3, 4)))
+
+
+def test_versus_gap_sets_every_gap_row_and_nothing_else():
+    from gcode.bench.versus import VersusConfig, row_sections
+    assert row_sections("msgc-gap-pipelined", 0.2)[1] == {"name": "gap", "gap": 0.2}
+    assert row_sections("msgc-lam3-gap", 0.2)[1] == {"name": "gap", "gap": 0.2}
+    assert row_sections("msgc-earliest", 0.2)[1] == {"name": "earliest"}
+    assert row_sections("msgc-gap")[1]["gap"] == 0.05
+    with pytest.raises(ValueError, match="--gap must be > 0"):
+        VersusConfig(gap=0.0)
+
+
+def test_worker_profile_times_every_phase_on_the_cpu():
+    """benchmarks/profile_worker.py (the README's worker phase table) runs on the CPU and times
+    every phase; reading ahead keeps the task's arithmetic, so the phases stay positive."""
+    import importlib.util
+    from pathlib import Path
+    script = Path(__file__).resolve().parents[1] / "benchmarks" / "profile_worker.py"
+    spec = importlib.util.spec_from_file_location("profile_worker", script)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    result = module.profile("mlp", samples=8, device="cpu", repeats=2)
+    assert set(result["median_ms"]) == {"load", "data", "backward", "gather", "to_host", "task",
+                                        "worker", "worker_ahead", "plain"}
+    assert all(v > 0 for v in result["median_ms"].values()), result
+    assert result["device"] == "cpu" and result["num_params"] > 0

@@ -185,7 +185,7 @@ def cmd_bench_versus(args) -> int:
                        inject=args.inject, inject_params=params, inject_trace=args.inject_trace,
                        time_scale=args.time_scale, gpus_per_worker=args.gpus_per_worker,
                        coordinator_device=args.coordinator_device, transport=args.transport,
-                       prefetch=args.prefetch, repeats=args.repeats, log_dir=args.log_dir)
+                       prefetch=args.prefetch, gap=args.gap, repeats=args.repeats, log_dir=args.log_dir)
     with tqdm(total=cfg.repeats * (1 + len(cfg.schemes)), desc="bench versus", disable=args.json,
               leave=False, file=sys.stderr) as bar:
         result = run_versus(cfg, progress=bar.update)
@@ -312,6 +312,9 @@ def add_bench_parser(sub) -> None:
     p.add_argument("--prefetch", choices=("auto", "on", "off"), default="auto",
                    help="gcode workers read their next task's samples while computing (as gcode "
                         "train --prefetch; auto: on for GPU workers)")
+    p.add_argument("--gap", type=types.positive, default=0.05, metavar="F",
+                   help="the quiet gap of the rows under the gap policy (msgc-gap, "
+                        "msgc-lam3-gap), as a fraction of the latest arrival (default 0.05)")
     p.add_argument("--repeats", type=types.positive_int, default=1,
                    help="interleaved repeats (median reported)")
     p.add_argument("--log-dir", metavar="DIR",

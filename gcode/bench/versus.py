@@ -67,12 +67,15 @@ DEFAULT_SCHEMES = ("uncoded", "gc-s2", "gc-s2-earliest", "msgc", "msgc-earliest"
 ROW_NAMES = (*SCHEMES, *(f"{s}{PIPELINED}" for s in SCHEMES if s != "auto"))
 
 
-def row_sections(name: str) -> tuple[dict, dict, dict]:
-    """(scheme, policy, train) sections of row ``name`` (ValueError naming an unknown one)."""
+def row_sections(name: str, gap: float | None = None) -> tuple[dict, dict, dict]:
+    """(scheme, policy, train) sections of row ``name`` (ValueError naming an unknown one);
+    ``gap``, when given, replaces the gap of a row under the gap policy."""
     base = name.removesuffix(PIPELINED)
     if base not in SCHEMES or base == "auto" and base != name:
         raise ValueError(f"--schemes: unknown {name!r}; valid: {', '.join(ROW_NAMES)}")
     scheme, policy = SCHEMES[base]
+    if gap is not None and policy["name"] == "gap":
+        policy = {**policy, "gap": gap}
     if base == name:
         return scheme, policy, {}
     from ..codes import make_scheme
@@ -98,6 +101,7 @@ class VersusConfig:
     coordinator_device: str = "auto"       # where gcode's coordinator steps and decodes
     transport: str = "auto"                # how gcode's rounds move: auto | shm | ray
     prefetch: str = "auto"                 # gcode workers read ahead: auto (GPU) | on | off
+    gap: float = 0.05                      # the gap of every row under the gap policy
     repeats: int = 1
     num_samples: int = 8192
     log_dir: str | None = None             # each gcode row's per-round JSONL log goes here
@@ -117,6 +121,8 @@ class VersusConfig:
             raise ValueError(f"--transport must be auto, shm or ray, got {self.transport!r}")
         if self.prefetch not in ("auto", "on", "off"):
             raise ValueError(f"--prefetch must be auto, on or off, got {self.prefetch!r}")
+        if not self.gap > 0:
+            raise ValueError(f"--gap must be > 0, got {self.gap}")
         if self.time_scale is None and self.inject_trace is None:
             raise ValueError("--time-scale auto needs --inject-trace (it scales a trace)")
         if self.time_scale is not None and not self.time_scale > 0:
@@ -213,12 +219,38 @@ def run_versus(cfg: VersusConfig, progress=None) -> dict:
         for rep in range(cfg.repeats):  # interleaved, rotated: drift hits every row alike
             order = ["ddp", *cfg.schemes]
             for name in order[rep % len(order):] + order[:rep % len(order)]:
-                log = None if cfg.log_dir is None else Path(cfg.log_dir) / f"{name}-{rep}.jsonl"
+                log = Path(cfg.log_dir or tmp) / f"{name}-{rep}.jsonl"
                 rows[name].append(_ddp_row(cfg, workload, table) if name == "ddp" else
-                                  _gcode_row(cfg, name, workload, gcode_inject, pool, log))
+                                  _straggler_accounting(_gcode_row(cfg, name, workload,
+                                                                   gcode_inject, pool, log),
+                                                        log, table, inject))
                 if progress is not None:
                     progress(1)
     return summarize(cfg, rows, compute_s, inject, workload)
+
+
+def _straggler_accounting(row: dict, log: Path, table: np.ndarray, inject: dict) -> dict:
+    """``row`` with its declared stragglers (the (round, worker) pairs its policy cut, from its
+    per-round log) set against the bursty table's injected ones (exactly the paper's rule at
+    μ = 1, by the bursty model's construction): ``stragglers_injected``,
+    ``on_time_declared`` (cut, though not injected: each spends a sequential scheme's budget)
+    and ``injected_waited_for`` (injected, yet the round waited for them). None for other delay
+    models, whose stragglers are not defined."""
+    import json
+
+    from ..stragglers import detect_stragglers
+    keys = ("stragglers_injected", "on_time_declared", "injected_waited_for")
+    if inject.get("model") != "bursty":
+        return {**row, **dict.fromkeys(keys)}
+    injected = detect_stragglers(table[:row["rounds"]], 1.0)
+    declared = np.zeros_like(injected)
+    for line in log.read_text().splitlines():
+        record = json.loads(line)
+        if "stragglers" in record and record.get("round", -1) < len(declared):
+            declared[record["round"], record["stragglers"]] = True
+    return {**row, "stragglers_injected": int(injected.sum()),
+            "on_time_declared": int((declared & ~injected).sum()),
+            "injected_waited_for": int((injected & ~declared).sum())}
 
 
 def _ddp_row(cfg: VersusConfig, workload, table: np.ndarray) -> dict:
@@ -235,7 +267,7 @@ def _gcode_row(cfg: VersusConfig, name: str, workload, inject: dict, pool,
                log: Path | None) -> dict:
     from ..config import from_dict
     from ..runtime.run import execute
-    scheme, policy, train = row_sections(name)
+    scheme, policy, train = row_sections(name, cfg.gap)
     tc = from_dict({"scheme": {**scheme, "jobs": cfg.jobs}, "policy": policy,
                     "cluster": {"workers": cfg.workers, "gpus_per_worker": cfg.gpus_per_worker,
                                 "coordinator_device": cfg.coordinator_device,
@@ -248,6 +280,7 @@ def _gcode_row(cfg: VersusConfig, name: str, workload, inject: dict, pool,
             "params": {**metrics["params"], **_policy_params(policy), **train},
             "wall_s": metrics["runtime_s"], "steps": metrics["decoded_jobs"],
             "rounds": metrics["rounds"], "waits": metrics["waits"], "models": metrics["models"],
+            "stragglers_declared": metrics["stragglers"],
             "compute_s_per_round": metrics["compute_s_per_round"],
             "overhead_s_per_round": metrics["overhead_s_per_round"],
             "exposed_overhead_s_per_round": metrics["exposed_overhead_s_per_round"],
@@ -287,7 +320,7 @@ def summarize(cfg: VersusConfig, runs: dict[str, list[dict]], compute_s: float, 
                        "seed": cfg.seed, "repeats": cfg.repeats, "inject": inject,
                        "compute_s_per_worker": compute_s, "gpus_per_worker": cfg.gpus_per_worker,
                        "coordinator_device": cfg.coordinator_device, "transport": cfg.transport,
-                       "prefetch": cfg.prefetch,
+                       "prefetch": cfg.prefetch, "gap": cfg.gap,
                        "gcode_warmup_jobs": WARMUP_JOBS if cfg.schemes else 0,
                        "gpu": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None},
             "rows": out_rows,
@@ -319,6 +352,12 @@ def markdown_table(result: dict) -> str:
                      f"{r['vs_ddp']:.2f}x | {r.get('rounds', r['steps'])} | {r.get('waits', '-')} | "
                      f"{ms(r['compute_s_per_round'])} | {ms(r['overhead_s_per_round'])} | "
                      f"{ms(r.get('exposed_overhead_s_per_round'))} |")
+    counted = [r for r in result["rows"] if r.get("on_time_declared") is not None]
+    if counted:
+        lines += ["", "Stragglers per row (injected / on-time workers cut / injected ones waited "
+                      "for): " + "; ".join(f"{r['row']} {r['stragglers_injected']} / "
+                                          f"{r['on_time_declared']} / {r['injected_waited_for']}"
+                                          for r in counted) + "."]
     if result.get("best_exact"):
         b = result["best_exact"]
         lines += ["", f"Best exact gcode scheme: {b['row']}, {b['vs_ddp']:.2f}x DDP."]
