@@ -6,7 +6,7 @@
 set -u
 out=${1:?usage: device_versus.sh OUT_DIR [RUN ...]}
 shift
-want=" ${*:-gpu mlp-wide-none mlp-wide-none-cpu mlp-wide mlp mlp-none mlp-none-cpu resnet18-gpu resnet18-cpu} "
+want=" ${*:-gpu mlp-wide-none mlp-wide-none-cpu mlp-wide mlp mlp-none mlp-none-cpu resnet18-gpu resnet18-cpu resnet18-cpu-lam3} "
 mkdir -p "$out/tmp"
 py=${PYTHON:-python3}
 BURSTY=uncoded,gc-s2,gc-s2-earliest,msgc-earliest,msgc-gap,uncoded-pipelined,gc-s2-earliest-pipelined,msgc-earliest-pipelined,msgc-gap-pipelined
@@ -33,9 +33,10 @@ run mlp-none --model mlp --inject none --schemes $NONE
 run mlp-none-cpu --model mlp --inject none --schemes $NONE --coordinator-device cpu
 run resnet18-gpu --model resnet18 --gpus-per-worker 0.125 --jobs 20 \
   --schemes uncoded,gc-s2-earliest,msgc-earliest,msgc-gap,uncoded-pipelined,gc-s2-earliest-pipelined
-# one CPU step of ResNet-18 takes seconds: 12 steps of DDP and two gcode rows fill a 10-minute
-# call (M-SGC for the injected (1,2,2), and for (1,2,3), which has the same load at n = 8)
-LIMIT=590 run resnet18-cpu --model resnet18 --jobs 12 \
-  --schemes msgc-gap-pipelined,msgc-lam3-gap-pipelined
+# one CPU step of ResNet-18 takes seconds: 16 steps of DDP and one gcode row fill a 10-minute
+# call, so each M-SGC row has a run (and a call) of its own: for the injected (1,2,2), and for
+# (1,2,3), which has the same load at n = 8
+LIMIT=590 run resnet18-cpu --model resnet18 --jobs 16 --schemes msgc-gap-pipelined
+LIMIT=590 run resnet18-cpu-lam3 --model resnet18 --jobs 16 --schemes msgc-lam3-gap-pipelined
 source "$(dirname "$0")/device_common.sh"
 pack_results
