@@ -12,6 +12,9 @@ the rounds. Invariants:
 * a result buffer is written by one call at a time: it is lent to a call and comes back when the
   call is answered, failed or its worker died, and then only once no array of its last result
   is alive on the coordinator (a weak reference to the array every view derives from);
+* a result buffer belongs to one worker: only that worker's calls borrow it, so each worker
+  maps (and, on a GPU, page-locks) only the few buffers its own calls in flight need, not
+  every buffer of the run;
 * a worker whose connection is down (its process died) gets its calls through Ray until the
   restarted actor has attached again.
 """
@@ -116,7 +119,8 @@ class ShmTransport(RayTransport):
         self.slots: list[Region] = []
         self.free_slots: list[int] = []
         self.buffers: list[_Buffer] = []
-        self.free_buffers: dict[int, list[int]] = {}  # region bytes -> buffers free to lend
+        #: (worker, region bytes) -> that worker's buffers free to lend
+        self.free_buffers: dict[tuple[int, int], list[int]] = {}
         self.inflight: dict[int, ShmCall] = {}   # seq -> call
         self.replies: dict[int, tuple] = {}      # seq -> (frame, error)
         self.forgotten: set[int] = set()         # calls never to be fetched: free on answer
@@ -221,14 +225,15 @@ class ShmTransport(RayTransport):
         return self.ray_jobs[handle.index]
 
     # ---- calls ----------------------------------------------------------------------------
-    def _lend(self, nbytes: int, seq: int) -> int:
-        """A free result buffer of at least ``nbytes`` (the same size first), or a new one,
-        lent to call ``seq``."""
+    def _lend(self, nbytes: int, seq: int, w: int) -> int:
+        """A free result buffer of worker ``w`` of at least ``nbytes`` (the same size first), or
+        a new one, lent to call ``seq``."""
         nbytes = max(nbytes, 8)
-        sizes = [nbytes] if self.free_buffers.get(nbytes) else sorted(
-            size for size, free in self.free_buffers.items() if free and size >= nbytes)
+        sizes = [nbytes] if self.free_buffers.get((w, nbytes)) else sorted(
+            size for (worker, size), free in self.free_buffers.items()
+            if worker == w and free and size >= nbytes)
         if sizes:
-            i = self.free_buffers[sizes[0]].pop()
+            i = self.free_buffers[w, sizes[0]].pop()
         else:
             i = len(self.buffers)
             self.buffers.append(_Buffer(self._region(f"r{i}", nbytes)))
@@ -241,7 +246,7 @@ class ShmTransport(RayTransport):
         buf = self.buffers[call.buffer]
         if buf.owner == call.seq:
             buf.owner = None
-            self.free_buffers.setdefault(buf.region.nbytes, []).append(call.buffer)
+            self.free_buffers.setdefault((call.worker, buf.region.nbytes), []).append(call.buffer)
 
     def _region(self, name: str, nbytes: int) -> Region:
         """A new region; page-locked when results are copied to a GPU (cudaHostRegister), so
@@ -260,7 +265,7 @@ class ShmTransport(RayTransport):
             return super().call(w, header, send_ctx, [self._ray_job(h) for h in jobs])
         self.stats["shm_calls"] += 1
         seq = next(self._seq)
-        call = ShmCall(seq, w, self._lend(result_bytes, seq))
+        call = ShmCall(seq, w, self._lend(result_bytes, seq, w))
         self.inflight[call.seq] = call
         out = self.buffers[call.buffer].region
         msg = {"seq": call.seq, "header": header, "out": (out.path, out.nbytes),

@@ -174,11 +174,14 @@ def test_no_result_buffer_is_ever_lent_while_in_use(ray_pool, ops):
         out: list[ShmCall] = []       # calls not answered yet
         kept: dict[int, object] = {}  # buffer -> a live view of its last result
         sizes: dict[int, int] = {}    # call -> its result size (an answer may claim more)
+        lenders: dict[int, int] = {}  # buffer -> the only worker whose calls borrow it
         for op, w, size in ops:
             if op == "call":
                 seq = next(transport._seq)
-                call = ShmCall(seq, w, transport._lend(size * 64, seq))
+                call = ShmCall(seq, w, transport._lend(size * 64, seq, w))
                 assert all(c.buffer != call.buffer for c in out), "lent twice"
+                owner = lenders.setdefault(call.buffer, w)
+                assert owner == w, f"worker {w} borrowed worker {owner}'s buffer"
                 assert call.buffer not in kept, "lent while its result lives"
                 transport.inflight[seq] = call
                 out.append(call)
