@@ -190,8 +190,10 @@ class GradientWorker(ShmServing):
             rows = self._rows(job, chunks, bounds)
             host_batch = None
             if ahead is not None:
-                host_batch = ahead.take(np.concatenate(rows))
-                ahead.start(self._next_rows(tasks, k, data))
+                wanted, upcoming = np.concatenate(rows), self._next_rows(tasks, k, data)
+                host_batch = ahead.take(wanted) if len(wanted) else None  # no samples: no read
+                if len(upcoming):
+                    ahead.start(upcoming)
             losses.append(computer.coded_gradient(rows, coefs, out[k], host_batch))
             await asyncio.sleep(0)  # let a newer round's call in
         grads = _to_host(out, out_host)

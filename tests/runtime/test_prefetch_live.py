@@ -34,3 +34,13 @@ def test_auto_reads_ahead_only_on_gpu_workers(ray_pool):
     assert train(config(scheme={"name": "uncoded", "jobs": 2}), pool=ray_pool)["prefetch"] is False
     cc = config(cluster={"gpus_per_worker": 0.5}).cluster
     assert cc.reads_ahead and not config(cluster={"prefetch": "off", "gpus_per_worker": 0.5}).cluster.reads_ahead
+
+
+def test_a_task_with_no_samples_reads_nothing(ray_pool):
+    """A batch of 2 over 4 workers leaves two uncoded chunks empty: those tasks read no batch
+    (ahead or not) and return zero gradients, with read-ahead on as off."""
+    runs = {p: train(config(scheme={"name": "uncoded", "jobs": 4}, train={"batch_size": 2},
+                            cluster={"prefetch": p}), pool=ray_pool) for p in ("on", "off")}
+    for res in runs.values():
+        assert res["decoded_jobs"] == 4 and res["max_decode_rel_error"] < 1e-6
+    assert runs["on"]["param_checksum"] == runs["off"]["param_checksum"]
