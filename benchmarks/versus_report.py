@@ -7,7 +7,7 @@ import json
 import sys
 from pathlib import Path
 
-from gcode.bench.versus import markdown_table, plot
+from gcode.bench.versus_report import markdown_table, plot
 
 
 def main(folder: str) -> None:

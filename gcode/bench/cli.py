@@ -172,7 +172,8 @@ def cmd_bench_versus(args) -> int:
     problem = None if args.log_dir is None else output_dir_problem(args.log_dir)
     if problem is not None:
         raise ValueError(f"--log-dir: {problem}")
-    from .versus import VersusConfig, markdown_table, plot, run_versus
+    from .versus import VersusConfig, run_versus
+    from .versus_report import markdown_table, plot
     params = {}
     for text in args.inject_param or ():
         key, sep, raw = text.partition("=")

@@ -1,0 +1,92 @@
+"""How a ``gcode bench versus`` result is shown: its markdown table and its plot."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+
+def markdown_table(result: dict) -> str:
+    """A header line, one table line per row, the straggler counts (bursty injection) and the
+    best exact gcode row."""
+    c = result["config"]
+    inj = c["inject"]
+    if inj.get("trace"):
+        what = f"trace {Path(inj['trace']).name} x {inj.get('time_scale', 1.0):.3g}"
+    elif inj.get("model"):
+        what = f"injection {inj['model']} {inj.get('params') or ''}"
+    else:
+        what = "no injection"
+    lines = [f"gcode vs torch DDP: {c['model']} ({c['num_params']:,} parameters), {c['workers']} "
+             f"workers, global batch {c['batch_size']}, {c['jobs']} steps, {what}; one worker's "
+             f"compute {1e3 * c['compute_s_per_worker']:.1f} ms"
+             + (f"; gcode's coordinator on {c['coordinator_device']}" if "coordinator_device" in c
+                else "")
+             + "".join(f", transport {t}" for t in sorted(
+                 {r["transport"] for r in result["rows"] if r.get("transport")})) + ".", "",
+             "| system | scheme | params | wall s | vs DDP | rounds | waits | compute ms/round | "
+             "overhead ms/round | not overlapped |", "|---|---|---|---|---|---|---|---|---|---|"]
+    for r in result["rows"]:
+        params = _params_text(r["params"])
+        ms = lambda v: "-" if v is None else f"{1e3 * v:.1f}"
+        lines.append(f"| {r['system']} | {r.get('row', r['scheme'])} | {params} | {r['wall_s']:.2f} | "
+                     f"{r['vs_ddp']:.2f}x | {r.get('rounds', r['steps'])} | {r.get('waits', '-')} | "
+                     f"{ms(r['compute_s_per_round'])} | {ms(r['overhead_s_per_round'])} | "
+                     f"{ms(r.get('exposed_overhead_s_per_round'))} |")
+    counted = [r for r in result["rows"] if r.get("on_time_declared") is not None]
+    if counted:
+        lines += ["", "Stragglers per row (injected / on-time workers cut / injected ones waited "
+                      "for): " + "; ".join(f"{r['row']} {r['stragglers_injected']} / "
+                                          f"{r['on_time_declared']} / {r['injected_waited_for']}"
+                                          for r in counted) + "."]
+    if result.get("best_exact"):
+        b = result["best_exact"]
+        lines += ["", f"Best exact gcode scheme: {b['row']}, {b['vs_ddp']:.2f}x DDP."]
+    return "\n".join(lines)
+
+
+def _params_text(params: dict) -> str:
+    """Row parameters for a table cell; an auto scheme's segments as a count and the last."""
+    shown = dict(params)
+    segments = shown.pop("segments", None)
+    text = ",".join(f"{k}={v}" for k, v in shown.items() if k != "gc_code")
+    if segments:
+        last = segments[-1]
+        tail = ",".join(f"{k}={v}" for k, v in last.items() if k not in ("start_job", "scheme", "gc_code"))
+        text = f"{len(segments)} segments, last {last['scheme']}({tail})," + text
+    return text
+
+
+def plot(result: dict, out_dir) -> list:
+    """Writes the result's PNG (wall time and vs DDP per row) into ``out_dir``; returns its
+    path in a list."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    rows = result["rows"]
+    names = [r.get("row", r["scheme"]) for r in rows]
+    fig, (ax, bx) = plt.subplots(1, 2, figsize=(11, 3.8))
+    colors = ["tab:gray" if r["system"] == "ddp" else "tab:blue" for r in rows]
+    ax.bar(range(len(rows)), [r["wall_s"] for r in rows], color=colors)
+    for i, r in enumerate(rows):
+        ax.text(i, r["wall_s"], f"{r['vs_ddp']:.2f}x", ha="center", va="bottom", fontsize=8)
+    ax.axhline(rows[0]["wall_s"], color="tab:gray", lw=0.8, ls="--")
+    ax.set_xticks(range(len(rows)), names, rotation=30, ha="right", fontsize=8)
+    ax.set_ylabel("wall seconds (lower is better)")
+    ax.set_title(f"{result['config']['model']}: wall time, ratio = DDP / row", fontsize=9)
+    g = [r for r in rows if r["system"] == "gcode"]
+    x = np.arange(len(g))
+    comp = [1e3 * r["compute_s_per_round"] for r in g]
+    over = [1e3 * r["overhead_s_per_round"] for r in g]
+    bx.bar(x, comp, label="worker compute", color="tab:green")
+    bx.bar(x, over, bottom=comp, label="coordinator overhead", color="tab:red")
+    bx.set_xticks(x, [r.get("row") for r in g], rotation=30, ha="right", fontsize=8)
+    bx.set_ylabel("ms per round")
+    bx.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.0, 1.0))
+    bx.set_title("gcode per round: compute and coordinator overhead", fontsize=9)
+    fig.tight_layout()
+    path = Path(out_dir) / f"bench_versus_{result['config']['model']}.png"
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return [path]
