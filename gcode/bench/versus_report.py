@@ -59,8 +59,8 @@ def _params_text(params: dict) -> str:
 
 
 def plot(result: dict, out_dir) -> list:
-    """Writes the result's PNG (wall time and vs DDP per row) into ``out_dir``; returns its
-    path in a list."""
+    """Writes the result's PNG into ``out_dir`` (wall time and vs DDP per row; gcode's compute
+    and coordinator overhead per round); returns its path in a list."""
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
