@@ -10,6 +10,7 @@ import numpy as np
 
 from .. import cli_types as types
 from ..cli_common import add_load_model_args, load_model_arg
+from ..config import COORDINATOR_DEVICES, PREFETCH, TRANSPORTS
 from ..jsonout import dumps
 from ..sim.load_model import LOAD_MODELS
 
@@ -303,14 +304,14 @@ def add_bench_parser(sub) -> None:
                         "slower than the round's median worker")
     p.add_argument("--gpus-per-worker", type=types.nonnegative, default=0.0,
                    help="GPU share per worker and DDP rank (default 0: CPU)")
-    p.add_argument("--coordinator-device", choices=("auto", "cpu", "cuda"), default="auto",
+    p.add_argument("--coordinator-device", choices=COORDINATOR_DEVICES, default="auto",
                    help="where gcode's coordinator keeps its models and decodes in fp64: auto "
                         "(a GPU when this process sees one, even for CPU workers), cpu or cuda")
-    p.add_argument("--transport", choices=("auto", "shm", "ray"), default="auto",
+    p.add_argument("--transport", choices=TRANSPORTS, default="auto",
                    help="how gcode's rounds move (as gcode train --transport): shm, a Unix "
                         "socket per worker and shared memory; ray, actor calls and the object "
                         "store; auto, shm when every worker is on this node (default)")
-    p.add_argument("--prefetch", choices=("auto", "on", "off"), default="auto",
+    p.add_argument("--prefetch", choices=PREFETCH, default="auto",
                    help="gcode workers read their next task's samples while computing (as gcode "
                         "train --prefetch; auto: on for GPU workers)")
     p.add_argument("--gap", type=types.positive, default=0.05, metavar="F",

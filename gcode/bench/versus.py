@@ -114,13 +114,12 @@ class VersusConfig:
         for name in ("workers", "jobs", "batch_size", "repeats"):
             if getattr(self, name) < 1:
                 raise ValueError(f"--{name.replace('_', '-')} must be >= 1, got {getattr(self, name)}")
-        if self.coordinator_device not in ("auto", "cpu", "cuda"):
-            raise ValueError(f"--coordinator-device must be auto, cpu or cuda, got "
-                             f"{self.coordinator_device!r}")
-        if self.transport not in ("auto", "shm", "ray"):
-            raise ValueError(f"--transport must be auto, shm or ray, got {self.transport!r}")
-        if self.prefetch not in ("auto", "on", "off"):
-            raise ValueError(f"--prefetch must be auto, on or off, got {self.prefetch!r}")
+        from ..config import COORDINATOR_DEVICES, PREFETCH, TRANSPORTS
+        for flag, value, choices in (("coordinator-device", self.coordinator_device,
+                                      COORDINATOR_DEVICES), ("transport", self.transport, TRANSPORTS),
+                                     ("prefetch", self.prefetch, PREFETCH)):
+            if value not in choices:
+                raise ValueError(f"--{flag} must be one of {', '.join(choices)}, got {value!r}")
         if not self.gap > 0:
             raise ValueError(f"--gap must be > 0, got {self.gap}")
         if self.time_scale is None and self.inject_trace is None:

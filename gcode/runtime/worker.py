@@ -16,6 +16,7 @@ order, the round, the worker, the compute time and the injected sleep. The coord
 from __future__ import annotations
 
 import asyncio
+import functools
 import os
 import pickle
 import time
@@ -52,6 +53,15 @@ def _to_host(out, host: np.ndarray | None = None) -> np.ndarray:
     host = torch.empty(out.shape, dtype=out.dtype, pin_memory=True)
     host.copy_(out)
     return host.numpy()
+
+
+@functools.lru_cache(maxsize=8)
+def _job_batch(seed: int, job: int, batch_size: int, num_samples: int) -> np.ndarray:
+    """:func:`job_indices`, kept for the last few jobs (read-only): a worker reading ahead
+    draws the next job's batch one call before that job's own call needs it."""
+    idx = job_indices(seed, job, batch_size, num_samples)
+    idx.setflags(write=False)
+    return idx
 
 
 def _peak_rss_mb() -> float:
@@ -116,7 +126,7 @@ class GradientWorker(ShmServing):
 
     def _rows(self, job: int, chunks, bounds) -> list[np.ndarray]:
         """Sample indices of each chunk of ``job`` (chunk id -> [start, stop) in ``bounds``)."""
-        idx = job_indices(self.spec.seed, job, self.spec.batch_size, self.spec.num_samples)
+        idx = _job_batch(self.spec.seed, job, self.spec.batch_size, self.spec.num_samples)
         return [idx[bounds[c][0]:bounds[c][1]] for c in chunks]
 
     def _next_rows(self, tasks: list[WireTask], k: int, data: dict) -> np.ndarray:
