@@ -23,6 +23,7 @@ harmless, as SR-SGC does for a round that decodes its own job).
 
 from __future__ import annotations
 
+import copy
 from abc import ABC, abstractmethod
 
 import numpy as np
@@ -64,6 +65,11 @@ class Scheme(ABC):
     name: str
     #: False for approximations (``ignore``): the decoded gradient is not the exact sum
     exact: bool = True
+    #: True when worker w's round-(r+1) tasks depend only on w's own arrivals (and on which jobs
+    #: are decoded, which round r's record cannot change): once w's round-r results arrived,
+    #: ``next_plan_if_all_arrive(r)[w]`` is w's next task list whoever else arrives. A live
+    #: coordinator may then send it at w's arrival (``train.dispatch = "arrival"``).
+    plans_from_own_arrivals: bool = False
 
     def __init__(self, n: int, jobs: int | None):
         if not isinstance(n, (int, np.integer)) or n < 1:
@@ -188,6 +194,26 @@ class Scheme(ABC):
         for block in plan.blocks:
             if block.workers[worker] and block.job not in self._decoded:
                 self._accept(block, r, np.array([int(worker)]))
+
+    def fork(self) -> Scheme:
+        """A copy whose record/plan calls leave this scheme untouched (history shared read-only:
+        lists are copied, their arrays never written)."""
+        clone = copy.copy(self)
+        clone.history, clone.counted, clone.events = list(self.history), list(self.counted), []
+        clone._plans, clone._decoded = dict(self._plans), set(self._decoded)
+        self._fork_state(clone)
+        return clone
+
+    def _fork_state(self, clone: Scheme) -> None:
+        """Give ``clone`` its own copy of the scheme-specific state that record() mutates."""
+        raise NotImplementedError(f"{self.name} cannot fork")
+
+    def next_plan_if_all_arrive(self, r: int) -> Plan:
+        """Round r+1's plan should every worker's round-r results arrive (this scheme unchanged).
+        Under ``plans_from_own_arrivals``, row w is w's actual next task list once w arrived."""
+        clone = self.fork()
+        clone.record(r, np.ones(self.n, dtype=bool))
+        return clone.plan(r + 1)
 
     def is_decoded(self, t: int) -> bool:
         return t in self._decoded

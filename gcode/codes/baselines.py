@@ -33,8 +33,13 @@ class _OneRoundScheme(Scheme):
     def _block(self, job: int) -> TaskBlock:
         """Every worker's task for ``job``."""
 
+    plans_from_own_arrivals = True  # round r+1 runs job r+1 only, the same tasks for anyone
+
     def _plan(self, r):
         return [self._block(r)] if self.job_exists(r) else []
+
+    def _fork_state(self, clone):
+        clone._arrived = {t: mask.copy() for t, mask in self._arrived.items()}
 
     def _accept(self, block, r, workers):
         self._arrived.setdefault(block.job, np.zeros(self.n, dtype=bool))[workers] = True

@@ -13,6 +13,8 @@ Chunk numbering of one job: D1 chunk c of worker i is ``i·(W−1) + c``; part j
 
 from __future__ import annotations
 
+import copy
+
 import numpy as np
 
 from .base import Scheme
@@ -50,6 +52,7 @@ class MultiplexedSGC(Scheme):
     """
 
     name = "msgc"
+    plans_from_own_arrivals = True  # a worker's next tasks follow its own D1 chunks (_plan)
 
     def __init__(self, n: int, B: int, W: int, lam: int, jobs: int | None = None,
                  gc_code: str = "cyclic", code_s: int | None = None):
@@ -126,6 +129,9 @@ class MultiplexedSGC(Scheme):
                 offset = self.n * (self.W - 1) + group * self.code.num_parts
                 blocks.append(TaskBlock(t, slot, ~missing, code=self.code, chunk_offset=offset))
         return blocks
+
+    def _fork_state(self, clone):
+        clone._jobs = {t: copy.deepcopy(state) for t, state in self._jobs.items()}
 
     def _accept(self, block, r, workers):
         state = self._state(block.job)
