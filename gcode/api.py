@@ -80,6 +80,8 @@ class RunConfig:
     streaming_decode: bool = True
     pipeline: bool = True        # start round r+1 before round r's decodes and steps when its
     #                              job's model has none outstanding (M >= T+2); same results
+    dispatch: str = "round"      # round | arrival: send a worker round r+1 at its round-r
+    #                              arrival (with pipeline; uncoded, gc, msgc); same results
     faults: tuple[Fault, ...] = ()
     #: free-form labels recorded in the run's config, logs and checkpoints (``gcode train`` puts
     #: its preset names here); a resumed run must carry the same ones
@@ -108,7 +110,7 @@ _FIELDS = (
     ("run.jobs", "scheme.jobs"),
     *[(f"run.{k}", f"train.{k}") for k in (
         "batch_size", "seed", "models", "mode", "eval_every", "check_decode", "streaming_decode",
-        "pipeline")],
+        "pipeline", "dispatch")],
 )
 _TAGGED = ("model", "model_params", "dataset", "dataset_params", "num_samples", "optimizer", "lr",
            "optimizer_params")

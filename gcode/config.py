@@ -60,6 +60,9 @@ INJECT_MODES = ("add", "target")
 PLACEMENTS = ("spread", "pack")
 TRANSPORTS = ("auto", "shm", "ray")
 PREFETCH = ("auto", "on", "off")
+DISPATCH = ("round", "arrival")
+#: schemes whose workers' next tasks follow their own arrivals (Scheme.plans_from_own_arrivals)
+DISPATCH_AT_ARRIVAL_SCHEMES = ("uncoded", "ignore", "gc", "msgc")
 FAULT_KINDS = ("raise", "exit", "kill", "shape", "nan", "tag")
 GC_CODES = ("cyclic", "fr")
 DATASET_NAMES = ("digits", "synthetic", "cifar", "diabetes", "text")  # gcode.train.presets
@@ -167,6 +170,8 @@ class TrainSection:
     eval_every: int | None = None  # held-out loss (and accuracy) of every model every K rounds
     streaming_decode: bool = True  # fold coefficient-1 results into fp64 accumulators on arrival
     pipeline: bool = True       # start round r+1 before round r's decodes when its inputs are final
+    dispatch: str = "round"     # round | arrival: send a worker its round-(r+1) tasks when its
+    #                             round-r results arrive (with pipelining, once they are final)
 
 
 @dataclass
@@ -431,6 +436,16 @@ def validate(cfg: TrainConfig, paths: bool = True) -> None:
         if tc.mode == "delayed" and tc.models != 1:
             raise ConfigError("train.models", f"mode 'delayed' trains one model; got {tc.models}")
     _choice("train.dataset", tc.dataset, DATASET_NAMES)
+    _choice("train.dispatch", tc.dispatch, DISPATCH)
+    if tc.dispatch == "arrival":
+        if sc.name not in DISPATCH_AT_ARRIVAL_SCHEMES:
+            raise ConfigError("train.dispatch", f"'arrival' needs a scheme whose workers' next "
+                                                f"tasks follow their own arrivals "
+                                                f"({', '.join(DISPATCH_AT_ARRIVAL_SCHEMES)}); "
+                                                f"got scheme {sc.name!r}")
+        if not tc.pipeline or tc.mode != "concurrent":
+            raise ConfigError("train.dispatch", "'arrival' starts round r+1 early, which needs "
+                                                "train.pipeline and mode 'concurrent'")
     _positive("train.eval_every", tc.eval_every, allow_none=True, integer=True)
     if tc.optimizer not in ("sgd", "adam"):
         raise ConfigError("train.optimizer", f"must be one of sgd, adam; got {tc.optimizer!r}")

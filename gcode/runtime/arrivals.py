@@ -99,10 +99,13 @@ class Arrivals:
 
     # ---- one round ----------------------------------------------------------------------
     def _wait_round(self, r: int, plan: list[list[MiniTask]], pending: dict, t0: float,
-                    info: dict) -> End:
-        """Poll arrivals -> policy -> decision, until the round ends."""
+                    info: dict, head_start: dict) -> End:
+        """Poll arrivals -> policy -> decision, until the round ends. A worker's times count
+        from its own dispatch (``head_start`` seconds before t0 for one sent at its arrival)."""
         cc = self.cfg.cluster
-        state = RoundState(self.n)
+        state = RoundState(self.n, head_start=dict(head_start))
+        if head_start:
+            info["head_start_s"] = dict(head_start)
         attempts = [0] * self.n
         failed_at: dict[int, float] = {}
         conforms = lambda stragglers: self.scheme.conforms(r, stragglers)
@@ -126,6 +129,7 @@ class Arrivals:
                     attempts[w] += 1
                     self.retries += 1
                     del state.failed[w]
+                    state.head_start.pop(w, None)  # a new attempt: timed on the round's clock
                     pending[self._dispatch(r, w, plan[w], attempts[w])] = w
                 else:
                     next_retry = min(next_retry, ready_at)
@@ -160,21 +164,23 @@ class Arrivals:
                 self._note_pid(w, payload)
                 self.needs_ctx.discard(w)
                 self.peak_rss_mb[w] = float(payload.get("peak_rss_mb", 0.0))
-                state.arrived[w] = arrived_at
+                task_s = arrived_at + state.head_start.get(w, 0.0)
+                state.arrived[w] = task_s
                 tf = time.perf_counter()
                 self._store(w, r, plan[w], payload)
                 self.timings.fold += time.perf_counter() - tf
                 self.read_ahead += int(payload.get("read_ahead", 0))
                 if attempts[w] == 0:
                     self.compute_s.append(float(payload["compute_s"]))
-                    response = arrived_at - float(payload["sleep_s"])
+                    response = task_s - float(payload["sleep_s"])
                     self.response_s.append(response)
                     load = self.scheme.round_load(r)
                     if load > 0:
                         self.slope_samples.append(response / load)
-                info["arrival_s"][w] = arrived_at
+                info["arrival_s"][w] = task_s
                 info["compute_s"][w] = float(payload["compute_s"])
                 info["sleep_s"][w] = float(payload["sleep_s"])
+                self._dispatch_at_arrival(r, w)
             tf = time.perf_counter()
             self.decoder.flush()  # fold queued results a few at a time, while others compute
             self.timings.fold += time.perf_counter() - tf

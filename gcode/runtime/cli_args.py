@@ -17,6 +17,8 @@ from .. import cli_types as types
 from ..config import (
     COORDINATOR_DEVICES,
     DATASET_NAMES,
+    DISPATCH,
+    DISPATCH_AT_ARRIVAL_SCHEMES,
     FAULT_KINDS,
     GC_CODES,
     INJECT_MODES,
@@ -60,6 +62,7 @@ FLAG_FIELDS = {
     "model": "train.model", "dataset": "train.dataset", "num_samples": "train.num_samples",
     "optimizer": "train.optimizer", "lr": "train.lr", "batch_size": "train.batch_size",
     "check_decode": "train.check_decode", "pipeline": "train.pipeline",
+    "dispatch": "train.dispatch",
     "inject": "inject.model", "inject_trace": "inject.trace", "time_scale": "inject.time_scale",
     "inject_mode": "inject.mode", "log_jsonl": "log.jsonl", "run_log": "log.run_log",
     "load_slope": "scheme.auto_load_slope",
@@ -203,6 +206,12 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
                    help="never dispatch a round before the previous round's decodes and steps "
                         "(by default a round starts early when its inputs are final, e.g. with "
                         "--models T+2; results are the same either way)")
+    g.add_argument("--dispatch", choices=DISPATCH, default=S,
+                   help="when a worker gets its next round's tasks: 'round' (default) when the "
+                        "round starts; 'arrival' as soon as its own results of this round "
+                        "arrive, so it never idles until the round's cut (schemes "
+                        f"{', '.join(DISPATCH_AT_ARRIVAL_SCHEMES)}; takes effect where a round "
+                        "may start early, e.g. --models T+2; results are exact either way)")
 
     g = parser.add_argument_group("straggler injection")
     from ..stragglers.registry import describe_models

@@ -5,7 +5,8 @@ Per round r (mirrors :func:`gcode.sim.simulate`)::
     absorb late results of earlier rounds (scheme.accept_late)
     -> [checkpoint every K rounds / on a stop request: gcode.runtime.checkpoint] -> plan(r)
     -> issue job r: put model (r mod M)'s parameters and chunk ranges once (transport.put_job)
-    -> dispatch compute(r, ...) to every worker
+    -> dispatch compute(r, ...) to every worker (but those sent round r at their round-(r-1)
+       arrival: train.dispatch = "arrival")
     -> loop: poll arrivals (transport.wait) -> policy (rounds.decide) -> decision
     -> record(r, arrived) -> policy.observe(r, times, load, end)
     -> [start round r+1 now when its inputs are final: pipelining, see Coordinator.run]
@@ -105,6 +106,10 @@ class Coordinator(Arrivals, JobLifecycle, RoundReporting):
     sessions: int = 1            # 1 + resumes
     resumed_from: str | None = None
     pipelined: int = 0           # rounds dispatched before the previous round's decodes
+    dispatched_at_arrival: int = 0  # tasks sent at the worker's previous arrival (dispatch=arrival)
+    early: dict = field(default_factory=dict)  # worker -> EarlyCall of the next round
+    arrival_dispatch: tuple = (-1, False)  # (r, whether round r+1 may be sent during round r)
+    next_plan: tuple = (-1, None)          # (r, round r+1's plan should everyone arrive)
 
     def __post_init__(self):
         self.n = self.scheme.n
@@ -179,6 +184,8 @@ class Coordinator(Arrivals, JobLifecycle, RoundReporting):
         while r < self.scheme.total_rounds:
             if ahead is None:
                 if self._stop_requested():
+                    self.transport.forget([e.call for e in self.early.values()])
+                    self.early.clear()
                     if self.checkpointer is not None:
                         self._absorb_late(r)
                         self._checkpoint(r, start)
@@ -220,12 +227,55 @@ class Coordinator(Arrivals, JobLifecycle, RoundReporting):
             self._issue(r)
         td = time.perf_counter()
         self.timings.issue += td - ti
+        early, self.early = self.early, {}
         pending = {}
-        if any(plan):  # a tail round with no task: no dispatch, zero duration
-            pending = {self._dispatch(r, w, plan[w], 0): w for w in range(self.n)}
+        for w in range(self.n) if any(plan) else ():  # a tail round with no task: none
+            if w in early:
+                if early[w].round != r or early[w].tasks != plan[w]:
+                    raise RuntimeError(f"{self.scheme.name}: worker {w}'s round-{r} tasks sent "
+                                       f"at its arrival differ from round {r}'s plan (a scheme "
+                                       f"claiming plans_from_own_arrivals broke it)")
+                pending[early[w].call] = w
+            else:
+                pending[self._dispatch(r, w, plan[w], 0)] = w
         t0 = time.perf_counter()
         self.timings.dispatch += t0 - td
-        return Started(r, plan, pending, round_start, t0, failures_before)
+        head_start = {w: t0 - e.sent for w, e in early.items()}
+        return Started(r, plan, pending, round_start, t0, failures_before, head_start)
+
+    def _dispatch_at_arrival(self, r: int, w: int) -> None:
+        """Send worker w, whose round-r results just arrived, its round-(r+1) tasks now, when
+        round r+1's inputs are final and the scheme's next tasks for w cannot depend on who
+        else arrives (``Scheme.plans_from_own_arrivals``, ``train.dispatch = "arrival"``)."""
+        if (self.cfg.train.dispatch != "arrival" or w in self.early
+                or not self._arrival_dispatch_open(r)):
+            return
+        tasks = self._next_plan(r)[w]
+        if tasks:
+            td = time.perf_counter()
+            self.early[w] = EarlyCall(r + 1, self._dispatch(r + 1, w, tasks, 0), tasks, td)
+            self.dispatched_at_arrival += 1
+            self.timings.dispatch += time.perf_counter() - td
+
+    def _arrival_dispatch_open(self, r: int) -> bool:
+        """Whether round r+1 may be sent during round r (once per round, cached); issues job
+        r+1 first when its parameters are already final."""
+        if self.arrival_dispatch[0] != r:
+            ok = self.scheme.plans_from_own_arrivals and self._inputs_final(r + 1)
+            if ok and self.scheme.job_exists(r + 1) and r + 1 not in self.jobs_ctx:
+                ti = time.perf_counter()
+                self._issue(r + 1)
+                self.timings.issue += time.perf_counter() - ti
+            self.arrival_dispatch = (r, ok)
+        return self.arrival_dispatch[1]
+
+    def _next_plan(self, r: int):
+        """Round r+1's plan should everyone arrive (rows of arrived workers are final)."""
+        if self.next_plan[0] != r:
+            tp = time.perf_counter()
+            self.next_plan = (r, self.scheme.next_plan_if_all_arrive(r))
+            self.timings.plan += time.perf_counter() - tp
+        return self.next_plan[1]
 
     def _end_round(self, now: Started) -> tuple[End, dict]:
         """Wait for round ``now.r`` to end (policy), then record who arrived."""
@@ -234,7 +284,7 @@ class Coordinator(Arrivals, JobLifecycle, RoundReporting):
         if not any(now.plan):
             end = End(np.ones(self.n, dtype=bool), False, math.inf)
         else:
-            end = self._wait_round(r, now.plan, now.pending, now.t0, info)
+            end = self._wait_round(r, now.plan, now.pending, now.t0, info, now.head_start)
             info["wait_s"] = time.perf_counter() - now.t0
             self.timings.wait += info["wait_s"]
         info["failures"] = self.failures[now.failures_before:]
@@ -301,7 +351,8 @@ class Coordinator(Arrivals, JobLifecycle, RoundReporting):
 class Started:
     """A round whose tasks are out: its plan, the calls in flight (ref -> worker), when it
     started (``round_start``), when its dispatch ended (``t0``: arrival times count from
-    here) and how many failures were logged before it."""
+    here, or from a worker's own earlier dispatch, ``head_start`` seconds before) and how many
+    failures were logged before it."""
 
     r: int
     plan: list
@@ -309,3 +360,14 @@ class Started:
     round_start: float
     t0: float
     failures_before: int
+    head_start: dict = field(default_factory=dict)  # worker -> seconds sent before t0
+
+
+@dataclass
+class EarlyCall:
+    """Round ``round``'s call to one worker, sent at ``sent`` when its previous round arrived."""
+
+    round: int
+    call: Any
+    tasks: list
+    sent: float

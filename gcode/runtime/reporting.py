@@ -68,6 +68,8 @@ class RoundReporting:
             "late_used": self.late_used, "load": self.scheme.round_load(r),
             "next_started_early": info.get("next_started_early", False),
         }
+        if "head_start_s" in info:  # workers sent this round's tasks at their last arrival
+            record["head_start_s"] = info["head_start_s"]
         if "fallback_stragglers" in info:
             record["fallback_stragglers"] = info["fallback_stragglers"]
         if info.get("evals"):

@@ -19,6 +19,12 @@ workers arrived. It applies the same rule as ``Policy.resolve`` does on a trace:
   becomes a wait (failed workers are re-sent their tasks) and goes on to the next cut.
 
 A failed worker (raised, died, returned a bad array) is a straggler: it never counts as arrived.
+
+Head starts (``train.dispatch = "arrival"``): a worker sent its tasks ``head_start[w]`` seconds
+before the round's dispatch ended is timed on its own clock. Its arrival time counts from its
+own dispatch, and while it is missing its elapsed time is ``now + head_start[w]``, so every rule
+above compares workers by how long their tasks took, not by when the round started. Without
+head starts this is the rule above unchanged.
 """
 
 from __future__ import annotations
@@ -40,12 +46,20 @@ def partial_fallback(policy: Policy) -> bool:
 
 @dataclass
 class RoundState:
-    """What the coordinator has seen of round r so far (times in seconds since dispatch)."""
+    """What the coordinator has seen of round r so far (times in seconds since each worker's
+    dispatch: ``head_start[w]`` seconds before the round's dispatch ended, 0 if absent)."""
 
     n: int
     arrived: dict[int, float] = field(default_factory=dict)
     failed: dict[int, str] = field(default_factory=dict)   # worker -> reason (while unresolved)
     fell_back: bool = False
+    head_start: dict[int, float] = field(default_factory=dict)
+
+    def missing_head_start(self) -> float:
+        """The least head start among the workers still missing: a cut at c seconds of task
+        time is reached by all of them at ``c − missing_head_start()`` on the round's clock."""
+        return min((self.head_start.get(w, 0.0) for w in range(self.n) if w not in self.arrived),
+                   default=0.0)
 
     def arrived_mask(self) -> np.ndarray:
         mask = np.zeros(self.n, dtype=bool)
@@ -104,12 +118,13 @@ def decide(state: RoundState, now: float, policy: Policy,
                 return End(arrived, True, cut)
         return Wait(math.inf, tuple(sorted(state.failed)))
     everyone_reported = len(state.arrived) + len(state.failed) == n
-    if everyone_reported or now >= cut:
+    cut_now = cut - state.missing_head_start()
+    if everyone_reported or now >= cut_now:
         stragglers = ~state.arrived_mask()
         if conforms(stragglers):
             return End(~stragglers, False, cut)
         return FallBack(stragglers)
-    return Wait(cut)
+    return Wait(cut_now)
 
 
 def _decide_gap(state: RoundState, now: float, policy: Policy,
@@ -117,8 +132,9 @@ def _decide_gap(state: RoundState, now: float, policy: Policy,
     """``decide`` for a cut that follows the latest arrival (``GapPolicy.resolve`` live)."""
     retry = tuple(sorted(state.failed))
     cut = policy.deadline(state.latest)
-    if now < cut:
-        return Wait(cut, retry)
+    cut_now = cut - state.missing_head_start()
+    if now < cut_now:
+        return Wait(cut_now, retry)
     arrived = state.arrived_mask()
     if conforms(~arrived):
         return End(arrived, state.fell_back, cut)
