@@ -79,6 +79,9 @@ faults: {3: [1, nan]}
     ({"cluster": {"placement": "random"}}, "cluster.placement"),
     ({"cluster": {"transport": "tcp"}}, "cluster.transport"),
     ({"cluster": {"prefetch": "yes"}}, "cluster.prefetch"),
+    ({"train": {"dispatch": "early"}}, "train.dispatch"),
+    ({"scheme": {"name": "srsgc"}, "train": {"dispatch": "arrival"}}, "train.dispatch"),
+    ({"train": {"dispatch": "arrival", "pipeline": False}}, "train.dispatch"),
     ({"policy": {"name": "deadline"}}, "policy.deadline_s"),
     ({"policy": {"mu": -1}}, "policy.mu"),
     ({"train": {"models": 1}}, "train.models"),                 # msgc T=1 needs M >= 2

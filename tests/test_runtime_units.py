@@ -14,13 +14,29 @@ from gcode.runtime.decode import Decoder, weighted_sum
 from gcode.runtime.inject import injected_delays
 from gcode.runtime.rounds import End, FallBack, RoundState, Wait, decide
 from gcode.runtime.worker import check_result
-from gcode.sim import DeadlinePolicy, PaperPolicy, WaitAllPolicy
+from gcode.sim import DeadlinePolicy, GapPolicy, PaperPolicy, WaitAllPolicy
 
 ALWAYS = lambda s: True
 NEVER = lambda s: not s.any()
 
 
 # ---- decide: poll -> policy -> decision -------------------------------------------------
+def test_head_starts_time_each_worker_from_its_own_dispatch():
+    """Worker 1 was sent its tasks 0.5 s before the round's dispatch: it reaches a cut of 1.1 s
+    of task time 0.5 s earlier on the round's clock; the round waits for the missing worker
+    with the least head start."""
+    gap = GapPolicy(0.1)
+    st = RoundState(3, arrived={0: 1.0}, head_start={1: 0.5, 2: 0.5})
+    assert decide(st, 0.5, gap, ALWAYS) == Wait(pytest.approx(0.6))
+    assert isinstance(decide(st, 0.61, gap, ALWAYS), End)
+    st = RoundState(3, arrived={0: 1.0}, head_start={1: 0.5})  # worker 2 started at t0
+    assert decide(st, 0.6, gap, ALWAYS) == Wait(pytest.approx(1.1))
+    paper = RoundState(3, arrived={0: 1.0}, head_start={1: 0.25, 2: 0.5})
+    assert decide(paper, 1.7, PaperPolicy(1.0), ALWAYS) == Wait(pytest.approx(1.75))
+    end = decide(paper, 1.76, PaperPolicy(1.0), ALWAYS)
+    assert isinstance(end, End) and end.cut == 2.0 and end.arrived.tolist() == [True, False, False]
+
+
 def test_waits_for_first_arrival_then_until_the_paper_cut():
     st = RoundState(4)
     assert decide(st, 0.0, PaperPolicy(1.0), ALWAYS) == Wait(math.inf)
