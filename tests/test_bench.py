@@ -84,7 +84,7 @@ def test_bench_versus_runs_ddp_and_gcode_side_by_side(tmp_path):
     contract key is in the JSON, and vs_ddp is DDP's wall time over the row's."""
     proc = subprocess.run([sys.executable, "-m", "gcode", "bench", "versus", "--model", "mlp",
                            "--workers", "2", "--jobs", "4", "--batch-size", "64",
-                           "--schemes", "uncoded,gc-s1,uncoded-pipelined",
+                           "--schemes", "uncoded,gc-s1,uncoded-pipelined,uncoded-arrival",
                            "--inject-param", "base=0.02", "--out", str(tmp_path), "--json",
                            "--log-dir", str(tmp_path / "logs")],
                           capture_output=True, text=True, timeout=600,
@@ -94,8 +94,9 @@ def test_bench_versus_runs_ddp_and_gcode_side_by_side(tmp_path):
     assert result["config"]["model"] == "mlp" and result["config"]["workers"] == 2
     assert result["config"]["gcode_warmup_jobs"] > 0  # gcode is timed warm, as DDP is
     rows = result["rows"]
-    assert [r["system"] for r in rows] == ["ddp", "gcode", "gcode", "gcode"]
-    assert [r.get("row") for r in rows[1:]] == ["uncoded", "gc-s1", "uncoded-pipelined"]
+    assert [r["system"] for r in rows] == ["ddp", "gcode", "gcode", "gcode", "gcode"]
+    assert [r.get("row") for r in rows[1:]] == ["uncoded", "gc-s1", "uncoded-pipelined",
+                                                "uncoded-arrival"]
     for r in rows:
         for key in ("system", "scheme", "params", "wall_s", "steps", "vs_ddp",
                     "overhead_s_per_round", "compute_s_per_round"):
@@ -111,6 +112,11 @@ def test_bench_versus_runs_ddp_and_gcode_side_by_side(tmp_path):
     assert piped["params"]["models"] == 2 and piped["models"] == 2
     assert piped["pipelined_rounds"] == piped["rounds"] - 1 and rows[1]["pipelined_rounds"] == 0
     assert piped["exposed_overhead_s_per_round"] <= piped["overhead_s_per_round"]
+    # dispatch at arrival: uncoded waits for everyone, so rounds 1..3 go out at arrivals
+    arrival = rows[4]
+    assert arrival["params"]["dispatch"] == "arrival" and "dispatch" not in piped["params"]
+    assert arrival["dispatched_at_arrival"] == 2 * 3 and piped["dispatched_at_arrival"] == 0
+    assert arrival["param_checksum"] == pytest.approx(piped["param_checksum"], rel=1e-6)
     # the same batches from the same seed: uncoded gcode and DDP end with nearly equal weights
     assert rows[1]["param_checksum"][0] == pytest.approx(rows[0]["param_checksum"][0], rel=1e-4)
     assert_png(tmp_path / "bench_versus_mlp.png")
@@ -164,6 +170,10 @@ def test_versus_gap_sets_every_gap_row_and_nothing_else():
     assert row_sections("msgc-lam3-gap", 0.2)[1] == {"name": "gap", "gap": 0.2}
     assert row_sections("msgc-earliest", 0.2)[1] == {"name": "earliest"}
     assert row_sections("msgc-gap")[1]["gap"] == 0.05
+    assert row_sections("msgc-gap-arrival", 0.2)[1:] == (
+        {"name": "gap", "gap": 0.2}, {"models": 3, "dispatch": "arrival"})
+    with pytest.raises(ValueError, match="unknown 'srsgc-arrival'"):  # no per-worker plans
+        row_sections("srsgc-arrival")
     with pytest.raises(ValueError, match="--gap must be > 0"):
         VersusConfig(gap=0.0)
 

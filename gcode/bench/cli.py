@@ -261,7 +261,7 @@ def add_bench_parser(sub) -> None:
     common(p)
     p.set_defaults(func=_checked_out(cmd_bench_live))
 
-    from .versus import DEFAULT_SCHEMES, MODELS, PIPELINED, ROW_NAMES
+    from .versus import ARRIVAL, DEFAULT_SCHEMES, MODELS, PIPELINED, ROW_NAMES
     p = kinds.add_parser(
         "versus", help="torch DDP vs gcode's schemes on the same injected stragglers",
         description="Trains the same model from the same seed on the same batches for the same "
@@ -276,6 +276,8 @@ def add_bench_parser(sub) -> None:
                "  gcode bench versus --model mlp --workers 4 --inject-param base=0.3\n"
                "  gcode bench versus --model resnet18 --gpus-per-worker 0.125 --jobs 20\n"
                "  gcode bench versus --inject none --schemes uncoded,gc-s1,uncoded-pipelined\n"
+               "  gcode bench versus --model mlp --workers 4 --inject-param base=0.3 "
+               "--schemes msgc-gap-pipelined,msgc-gap-arrival\n"
                "  gcode bench versus --model resnet18 --inject-trace traces/lambda-cnn-w256-r30-canada.csv "
                "--time-scale auto",
         formatter_class=__import__("argparse").RawDescriptionHelpFormatter)
@@ -290,7 +292,9 @@ def add_bench_parser(sub) -> None:
                    help=f"comma-separated rows among {', '.join(ROW_NAMES)} (default "
                         f"{','.join(DEFAULT_SCHEMES)}). A '{PIPELINED}' row trains M = T+2 "
                         f"models instead of T+1, so that each round starts before the previous "
-                        f"round's decodes and steps, which then overlap the workers' compute")
+                        f"round's decodes and steps, which then overlap the workers' compute; "
+                        f"a '{ARRIVAL}' row also sends each worker its next round's tasks as "
+                        f"soon as its own results arrive (gcode train --dispatch arrival)")
     p.add_argument("--inject", default="bursty",
                    help="delay model for every row (bursty, gilbert_elliott, shifted_exp, pareto) "
                         "or none (default bursty)")

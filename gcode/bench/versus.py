@@ -24,6 +24,8 @@ from pathlib import Path
 
 import numpy as np
 
+from ..config import DISPATCH_AT_ARRIVAL_SCHEMES
+
 #: name -> (model preset, model params, dataset preset, dataset params)
 MODELS = {
     "mlp": ("mlp", {"hidden": 256}, "synthetic", {"num_features": 784, "num_classes": 10}),
@@ -58,21 +60,26 @@ SCHEMES = {
 #: a row name with this suffix runs its base row with M = T+2 models: then round r+1 never
 #: waits for round r's decodes and steps, which overlap the workers' compute (pipelining)
 PIPELINED = "-pipelined"
+#: this suffix runs the base row pipelined (M = T+2) with dispatch at arrival: a worker gets
+#: round r+1's tasks when its own round-r results arrive, not at round r's cut
+ARRIVAL = "-arrival"
 #: jobs of the untimed uncoded run that warms the workers and the coordinator before any row
 WARMUP_JOBS = 4
 DEFAULT_SCHEMES = ("uncoded", "gc-s2", "gc-s2-earliest", "msgc", "msgc-earliest", "msgc-gap",
                    "auto")
 
 
-ROW_NAMES = (*SCHEMES, *(f"{s}{PIPELINED}" for s in SCHEMES if s != "auto"))
+ROW_NAMES = (*SCHEMES, *(f"{s}{PIPELINED}" for s in SCHEMES if s != "auto"),
+             *(f"{s}{ARRIVAL}" for s, (scheme, _) in SCHEMES.items()
+               if scheme["name"] in DISPATCH_AT_ARRIVAL_SCHEMES))
 
 
 def row_sections(name: str, gap: float | None = None) -> tuple[dict, dict, dict]:
     """(scheme, policy, train) sections of row ``name`` (ValueError naming an unknown one);
     ``gap``, when given, replaces the gap of a row under the gap policy."""
-    base = name.removesuffix(PIPELINED)
-    if base not in SCHEMES or base == "auto" and base != name:
+    if name not in ROW_NAMES:
         raise ValueError(f"--schemes: unknown {name!r}; valid: {', '.join(ROW_NAMES)}")
+    base = name.removesuffix(PIPELINED).removesuffix(ARRIVAL)
     scheme, policy = SCHEMES[base]
     if gap is not None and policy["name"] == "gap":
         policy = {**policy, "gap": gap}
@@ -82,7 +89,8 @@ def row_sections(name: str, gap: float | None = None) -> tuple[dict, dict, dict]
     params = {k: v for k, v in scheme.items() if k != "name"}
     delay = make_scheme(scheme["name"], n=max(4, int(scheme.get("s", 0)) + 2), jobs=1,
                         **params).delay
-    return scheme, policy, {"models": delay + 2}
+    arrival = {"dispatch": "arrival"} if name.endswith(ARRIVAL) else {}
+    return scheme, policy, {"models": delay + 2, **arrival}
 
 
 @dataclass
@@ -284,6 +292,7 @@ def _gcode_row(cfg: VersusConfig, name: str, workload, inject: dict, pool,
             "overhead_s_per_round": metrics["overhead_s_per_round"],
             "exposed_overhead_s_per_round": metrics["exposed_overhead_s_per_round"],
             "pipelined_rounds": metrics["pipelined_rounds"],
+            "dispatched_at_arrival": metrics["dispatched_at_arrival"],
             "coordinator_device": metrics["coordinator_device"],
             "transport": metrics["transport"],
             "prefetch": metrics["prefetch"], "read_ahead_tasks": metrics["read_ahead_tasks"],
