@@ -6,7 +6,7 @@
 set -u
 out=${1:?usage: device_versus.sh OUT_DIR [RUN ...]}
 shift
-want=" ${*:-gpu mlp-wide-none mlp-wide-none-cpu mlp-wide mlp mlp-none mlp-none-cpu resnet18-gpu resnet18-cpu resnet18-cpu-lam3 resnet18-cpu-gap15} "
+want=" ${*:-gpu mlp-wide-none mlp-wide-none-cpu mlp-wide mlp mlp-none mlp-none-cpu resnet18-gpu resnet18-cpu resnet18-cpu-lam3 resnet18-cpu-gap15 resnet18-cpu-arrival} "
 mkdir -p "$out/tmp"
 py=${PYTHON:-python3}
 BURSTY=uncoded,gc-s2,gc-s2-earliest,msgc-earliest,msgc-gap,uncoded-pipelined,gc-s2-earliest-pipelined,msgc-earliest-pipelined,msgc-gap-pipelined
@@ -40,5 +40,8 @@ LIMIT=590 run resnet18-cpu --model resnet18 --jobs 16 --schemes msgc-gap-pipelin
 LIMIT=590 run resnet18-cpu-lam3 --model resnet18 --jobs 16 --schemes msgc-lam3-gap-pipelined
 # the gap above the on-time workers' spread (about 1.5 s of a 10 s round on these machines)
 LIMIT=590 run resnet18-cpu-gap15 --model resnet18 --jobs 16 --gap 0.15 --schemes msgc-gap-pipelined
+# the same with dispatch at arrival: arrived workers start their next round instead of idling
+# until the cut (gcode train --dispatch arrival)
+LIMIT=590 run resnet18-cpu-arrival --model resnet18 --jobs 16 --gap 0.15 --schemes msgc-gap-arrival
 source "$(dirname "$0")/device_common.sh"
 pack_results
