@@ -66,7 +66,7 @@ ARRIVAL = "-arrival"
 #: jobs of the untimed uncoded run that warms the workers and the coordinator before any row
 WARMUP_JOBS = 4
 DEFAULT_SCHEMES = ("uncoded", "gc-s2", "gc-s2-earliest", "msgc", "msgc-earliest", "msgc-gap",
-                   "auto")
+                   "auto", "gc-s2-earliest-arrival", "msgc-gap-arrival")
 
 
 ROW_NAMES = (*SCHEMES, *(f"{s}{PIPELINED}" for s in SCHEMES if s != "auto"),
