@@ -12,7 +12,7 @@ from gcode.config import InjectConfig
 from gcode.runtime.data import job_indices, model_seed
 from gcode.runtime.decode import Decoder, weighted_sum
 from gcode.runtime.inject import injected_delays
-from gcode.runtime.rounds import End, FallBack, RoundState, Wait, decide
+from gcode.sim.rounds import End, FallBack, RoundState, Wait, decide
 from gcode.runtime.worker import check_result
 from gcode.sim import DeadlinePolicy, GapPolicy, PaperPolicy, WaitAllPolicy
 

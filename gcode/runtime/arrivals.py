@@ -3,7 +3,7 @@ decisions in between, retries of failed workers, and straggler results that arri
 round ended (``scheme.accept_late``).
 
 :class:`Arrivals` is a mixin of :class:`gcode.runtime.coordinator.Coordinator`: mechanism only;
-the round-ending rule is the Policy applied by :func:`gcode.runtime.rounds.decide`.
+the round-ending rule is the Policy applied by :func:`gcode.sim.rounds.decide`.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ import numpy as np
 
 from ..codes import MiniTask, ResultKey
 from .health import RunFailed, confirm_worker_fault, explain_workload_error
-from .rounds import End, FallBack, RoundState, Wait, decide
+from ..sim.rounds import End, FallBack, RoundState, Wait, decide
 from .worker import check_result
 
 

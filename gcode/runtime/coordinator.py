@@ -16,7 +16,7 @@ Per round r (mirrors :func:`gcode.sim.simulate`)::
 Dispatch and the loop live here; arrivals, validation, retries and late results in
 :mod:`gcode.runtime.arrivals`; a job's life (issue, decode, step, evaluation) in
 :mod:`gcode.runtime.jobs` and the round's reports in :mod:`gcode.runtime.reporting`. The round-ending *policy* is the simulator's Policy object,
-applied by :func:`gcode.runtime.rounds.decide`. The scheme may be a
+applied by :func:`gcode.sim.rounds.decide`. The scheme may be a
 switching one (``auto``): rounds, delay, chunking and message dtype are read per round / per job.
 """
 
@@ -40,7 +40,7 @@ from .decode import Decoder
 from .inject import DelaySource
 from .jobs import JobLifecycle
 from .reporting import RoundReporting, Timings
-from .rounds import End, partial_fallback
+from ..sim.rounds import End, partial_fallback
 from .runlog import JsonlWriter
 
 ProgressFn = Callable[[dict], None]

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .rounds import End
+from ..sim.rounds import End
 
 
 @dataclass

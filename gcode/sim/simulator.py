@@ -10,6 +10,7 @@ import numpy as np
 from ..codes import DecodeError, Plan, Scheme
 from .load_model import LoadModel
 from .policy import Policy, RoundOutcome, censored_times
+from .rounds import replay_round
 
 
 @dataclass
@@ -63,8 +64,14 @@ def has_tasks(plan) -> bool:
 
 def simulate(scheme: Scheme, trace: np.ndarray, policy: Policy,
              load_slope: float | LoadModel = 0.0, time_scale: float = 1.0,
-             on_round: Callable[[int, np.ndarray, object, list[int]], None] | None = None) -> SimResult:
+             on_round: Callable[[int, np.ndarray, object, list[int]], None] | None = None,
+             dispatch: str = "round") -> SimResult:
     """Run ``scheme`` for scheme.jobs jobs over ``trace``; every job must decode by t + T.
+
+    ``dispatch="arrival"`` models the live ``train.dispatch = "arrival"``: a worker that
+    arrived in round r starts round r+1 at its arrival, not at round r's end, and every round
+    is resolved on each worker's own clock (:func:`gcode.sim.rounds.replay_round`). It assumes
+    every round may start early (live: M ≥ T+2) and needs ``scheme.plans_from_own_arrivals``.
 
     ``load_slope``: seconds per unit load (the additive model), or a :class:`LoadModel`.
 
@@ -79,7 +86,13 @@ def simulate(scheme: Scheme, trace: np.ndarray, policy: Policy,
     load_model = LoadModel.of(load_slope)
     if scheme.jobs is None:
         raise ValueError("simulate needs a scheme built with a finite number of jobs")
+    if dispatch not in ("round", "arrival"):
+        raise ValueError(f"dispatch must be 'round' or 'arrival', got {dispatch!r}")
+    if dispatch == "arrival" and not scheme.plans_from_own_arrivals:
+        raise ValueError(f"dispatch 'arrival' needs a scheme whose workers' next tasks follow "
+                         f"their own arrivals; {scheme.name} is not one")
     durations, waits, decoded = [], 0, 0
+    head = np.zeros(scheme.n)  # seconds each worker started before the round (dispatch=arrival)
     r = 0
     while r < scheme.total_rounds:  # an adaptive scheme may extend its rounds as it switches
         check_trace(trace, scheme.n, scheme.total_rounds)
@@ -89,8 +102,14 @@ def simulate(scheme: Scheme, trace: np.ndarray, policy: Policy,
             times = np.full(scheme.n, np.nan)
             outcome = RoundOutcome(np.ones(scheme.n, dtype=bool), 0.0, False)
             scheme.record(r, outcome.arrived)
+            head[:] = 0.0
         else:
-            outcome = policy.resolve(times, lambda stragglers: scheme.conforms(r, stragglers))
+            conforms = lambda stragglers: scheme.conforms(r, stragglers)
+            if dispatch == "arrival":
+                outcome = RoundOutcome(*replay_round(policy, times, head, conforms))
+                head = np.where(outcome.arrived, outcome.duration - (times - head), 0.0)
+            else:
+                outcome = policy.resolve(times, conforms)
             scheme.record(r, outcome.arrived)
             policy.observe(r, censored_times(times, outcome.arrived), load, outcome.duration)
         durations.append(outcome.duration)

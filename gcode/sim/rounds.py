@@ -1,4 +1,6 @@
-"""Ending a live round: the decision half of "poll arrivals -> policy -> decision".
+"""Ending a round as arrivals come in: the decision half of "poll arrivals -> policy ->
+decision", shared by the live coordinator and, for rounds with head starts, the simulator
+(:func:`replay_round`).
 
 :func:`decide` is pure (no Ray, no clock): given what has arrived or failed so far, the time
 since the round started, the simulator's :class:`~gcode.sim.policy.Policy` and the scheme's
@@ -35,7 +37,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from ..sim.policy import Policy
+from .policy import Policy
 
 
 def partial_fallback(policy: Policy) -> bool:
@@ -141,3 +143,35 @@ def _decide_gap(state: RoundState, now: float, policy: Policy,
     if not state.fell_back:
         return FallBack(~arrived)
     return Wait(math.inf, retry)  # until the next arrival moves the cut
+
+
+def replay_round(policy: Policy, times: np.ndarray, head_start: np.ndarray,
+                 conforms: Callable[[np.ndarray], bool]) -> tuple[np.ndarray, float, bool]:
+    """(arrived, end, fell_back) of a round whose per-worker task times are known, driving
+    :func:`decide` on a virtual clock exactly as the live loop drives it on the real one. Worker
+    w was sent its tasks ``head_start[w]`` seconds before the round's clock starts, so it
+    arrives at ``times[w] − head_start[w]``; ``end`` is on the round's clock. With no head start
+    and distinct times this is ``policy.resolve``'s outcome (a property test holds the two
+    equal); workers arriving at one instant are admitted together, as the live loop admits
+    the results of one poll, where ``resolve``'s partial wait admits them one by one."""
+    times = np.asarray(times, dtype=np.float64)
+    head = np.asarray(head_start, dtype=np.float64)
+    finish = times - head
+    order = np.argsort(finish, kind="stable")
+    state = RoundState(len(times), head_start={int(w): float(head[w]) for w in np.flatnonzero(head)})
+    now, k = 0.0, 0
+    while True:
+        decision = decide(state, now, policy, conforms)
+        if isinstance(decision, End):
+            return decision.arrived, now, state.fell_back
+        if isinstance(decision, FallBack):
+            state.fell_back = True
+            continue
+        upcoming = float(finish[order[k]]) if k < len(order) else math.inf
+        if decision.until < upcoming:
+            now = max(now, decision.until)
+            continue
+        now = max(now, upcoming)
+        while k < len(order) and finish[order[k]] <= now:  # every arrival at this instant
+            state.arrived[int(order[k])] = float(times[order[k]])
+            k += 1
