@@ -141,7 +141,8 @@ def cmd_simulate(args) -> int:
         return 0
     setting = f"gap={args.gap}" if args.policy == "gap" else f"mu={args.mu}"
     print(f"trace {trace_name}: {trace.shape[0]} rounds x {trace.shape[1]} workers; n={n}, "
-          f"jobs={jobs}, policy={args.policy}, {setting}, load model {loads.describe()}")
+          f"jobs={jobs}, policy={args.policy}, {setting}, load model {loads.describe()}"
+          + (", dispatch at arrival" if args.dispatch == "arrival" else ""))
     base = results.get("uncoded", {}).get("runtime_s")
     header = f"{'scheme':8} {'params':28} {'load':>8} {'T':>3} {'rounds':>6} {'waits':>5} {'runtime s':>10}"
     print(header + ("  vs uncoded" if base else ""))
@@ -177,12 +178,14 @@ def _simulate_one(args, name, scheme, policy, trace, trace_name, loads, bar) -> 
         from .telemetry.sim_logging import simulate_with_log
         prefix = args.log if args.scheme else f"{args.log}-{name}"
         result = simulate_with_log(scheme, trace, policy, loads, args.time_scale, prefix,
-                                   trace_name=trace_name, progress=bar.update)
+                                   trace_name=trace_name, progress=bar.update,
+                                   dispatch=args.dispatch)
     else:
         result = simulate(scheme, trace, policy, loads, args.time_scale,
-                          on_round=lambda *_: bar.update(1))
+                          on_round=lambda *_: bar.update(1), dispatch=args.dispatch)
     samples = worker_samples(scheme, args.batch_size)
-    return {**result.summary(), "load_model": loads.kind, "batch_size": args.batch_size,
+    return {**result.summary(), "dispatch": args.dispatch, "load_model": loads.kind,
+            "batch_size": args.batch_size,
             "real_load": int(samples.max()) / args.batch_size,
             "worker_samples": {"min": int(samples.min()), "max": int(samples.max())}}
 
@@ -296,6 +299,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--gap", type=types.positive, default=0.05, metavar="FRACTION",
                    help="for --policy gap: the quiet time that ends a round, as a fraction of "
                         "the latest arrival's time (default 0.05)")
+    p.add_argument("--dispatch", choices=("round", "arrival"), default="round",
+                   help="round (default): every worker starts a round when the previous one "
+                        "ends; arrival: a worker that arrived starts its next round at once, as "
+                        "gcode train --dispatch arrival (uncoded, ignore, gc, msgc; others are "
+                        "skipped)")
     p.add_argument("--log", metavar="PREFIX",
                    help="write the run log PREFIX.pb (protobuf) and PREFIX.jsonl; with several "
                         "schemes, PREFIX-SCHEME.*; view with gcode replay / gcode plot")

@@ -161,6 +161,22 @@ def test_cli_simulate_json_acceptance():
     assert round(out["runtime_s"], 4) == 40.9836
 
 
+def test_cli_simulate_dispatch_at_arrival(tmp_path):
+    """--dispatch arrival: in --json, and the per-round logs it writes; schemes that cannot
+    dispatch at arrival are skipped with the reason. Round dispatch keeps the pinned figures."""
+    out = json.loads(gcode("simulate", "--dispatch", "arrival", "--json").stdout)["schemes"]
+    assert out["msgc"]["dispatch"] == "arrival" and out["msgc"]["decoded_jobs"] == 26
+    assert "srsgc is not one" in out["srsgc"]["skipped"] and "skipped" in out["auto"]
+    by_round = json.loads(gcode("simulate", "--json").stdout)["schemes"]
+    assert by_round["msgc"]["dispatch"] == "round"
+    assert round(by_round["srsgc"]["runtime_s"], 4) == 36.1051
+    # waiting for everyone, uncoded gains most: each worker's slow rounds are absorbed
+    assert out["uncoded"]["runtime_s"] < by_round["uncoded"]["runtime_s"]
+    gcode("simulate", "--scheme", "gc", "--s", "15", "--dispatch", "arrival", "--log",
+          str(tmp_path / "gc"))
+    assert (tmp_path / "gc.jsonl").stat().st_size > 0
+
+
 def test_cli_default_simulate_compares_all_schemes():
     text = gcode("simulate").stdout
     for name in ("uncoded", "ignore", "gc", "srsgc", "msgc"):

@@ -47,6 +47,8 @@ class SwitchingScheme:
     sequence of segments; see the module docstring for the switching protocol."""
 
     name = "auto"
+    #: a switch recorded in round r may change every worker's round-(r+1) tasks
+    plans_from_own_arrivals = False
 
     def __init__(self, n: int, jobs: int | None, first: Scheme):
         if first.n != n:

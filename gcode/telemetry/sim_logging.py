@@ -32,13 +32,16 @@ class _PlanCapture:
 
 
 def sim_config(scheme: Scheme, trace: np.ndarray, policy: Policy, load_slope: float | LoadModel,
-               time_scale: float, trace_name: str = "", include_trace: bool = True) -> RunConfig:
+               time_scale: float, trace_name: str = "", include_trace: bool = True,
+               dispatch: str = "round") -> RunConfig:
     rounds = scheme.total_rounds
     loads = LoadModel.of(load_slope)
     extra = {} if loads.kind == "additive" else {
         "load_model": loads.kind, "trace_load": loads.trace_load if loads.trace_load else 1.0 / scheme.n}
     if policy.name == "gap":
         extra["gap"] = policy.gap
+    if dispatch != "round":
+        extra["dispatch"] = dispatch
     # every round of the trace (an adaptive scheme may run longer than first planned), but only
     # the first n workers' columns, which is all the simulator reads
     used = np.asarray(trace, dtype=np.float64)[:, :scheme.n]
@@ -55,13 +58,14 @@ def simulate_with_log(scheme: Scheme, trace: np.ndarray, policy: Policy,
                       load_slope: float | LoadModel = 0.0, time_scale: float = 1.0,
                       log_prefix: str | os.PathLike | None = None, *, trace_name: str = "",
                       monitor=None, include_trace: bool = True, jsonl: bool = True,
-                      progress=None) -> SimResult:
+                      progress=None, dispatch: str = "round") -> SimResult:
     """:func:`gcode.sim.simulate`, writing ``<log_prefix>.pb`` / ``.jsonl`` and/or publishing to
     a MonitorServer. Returns the simulator's own result. The config embeds the trace slice the
     simulation used (rounds x n), so the log alone can re-run it; ``include_trace=False`` omits
     it. wall_time_s in the records is simulated time (the sum of round durations so far).
     ``progress(1)`` is called after each round."""
-    config = sim_config(scheme, trace, policy, load_slope, time_scale, trace_name, include_trace)
+    config = sim_config(scheme, trace, policy, load_slope, time_scale, trace_name, include_trace,
+                        dispatch)
     capture = _PlanCapture(scheme)
     clock = [0.0]
     switches_seen = [len(getattr(scheme, "switches", ()))]
@@ -84,6 +88,7 @@ def simulate_with_log(scheme: Scheme, trace: np.ndarray, policy: Policy,
             if progress is not None:
                 progress(1)
 
-        result = simulate(capture, trace, policy, load_slope, time_scale, on_round=on_round)
+        result = simulate(capture, trace, policy, load_slope, time_scale, on_round=on_round,
+                          dispatch=dispatch)
         recorder.finish(runtime_s=result.runtime_s, wall_time_s=result.runtime_s)
     return result
