@@ -1,0 +1,84 @@
+"""Replay a live `gcode bench versus` row through the simulator, with round dispatch (to check
+the simulator against the measurement) and with dispatch at arrival (to predict it).
+
+Each (round, worker) time is the worker's measured compute plus its injected delay, rebuilt
+from the bench's seed and base; a cut worker's compute, never reported, is taken as the
+round's median. So a run whose policy cut on-time workers (slow ones, whose compute is not
+known) replays faster than it ran: the table gives that count from the live run. The row's
+scheme and policy come from its JSON; DDP's wall time is the measured one.
+
+    python benchmarks/sim_replay_live.py RESULT.json ROUNDS.jsonl [RESULT.json ROUNDS.jsonl ...]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from gcode.bench.versus import VersusConfig, delay_table, row_sections  # noqa: E402
+from gcode.codes import make_scheme  # noqa: E402
+from gcode.sim import make_policy, simulate  # noqa: E402
+
+
+def replayed_trace(result: dict, records: list[dict]) -> np.ndarray:
+    """(rounds, workers) seconds: measured compute + the injected delay of the bench's table."""
+    c = result["config"]
+    cfg = VersusConfig(model=c["model"], workers=c["workers"], jobs=c["jobs"],
+                       batch_size=c["batch_size"], seed=c["seed"])
+    table, inject = delay_table(cfg, c["jobs"] + 16, c["compute_s_per_worker"])
+    if inject["params"] != c["inject"]["params"]:
+        raise SystemExit(f"the rebuilt delay table differs from the run's: {inject['params']}")
+    trace = np.zeros((len(records), c["workers"]))
+    for rec in records:
+        compute = {int(w): s for w, s in rec["compute_s"].items()}
+        typical = float(np.median(list(compute.values())))
+        for w in range(c["workers"]):
+            trace[rec["round"], w] = compute.get(w, typical) + table[rec["round"], w]
+    return trace
+
+
+def replay(result_path: Path, rounds_path: Path) -> dict:
+    result = json.loads(result_path.read_text())
+    records = [json.loads(line) for line in rounds_path.read_text().splitlines()]
+    ddp = next(r for r in result["rows"] if r["system"] == "ddp")
+    row = next(r for r in result["rows"] if r["system"] == "gcode")
+    scheme, policy, _ = row_sections(row["row"], result["config"].get("gap"))
+    trace = replayed_trace(result, records)
+    out = {"run": result_path.stem, "row": row["row"], "ddp_s": ddp["wall_s"],
+           "measured_s": row["wall_s"], "on_time_cut_live": row.get("on_time_declared")}
+    for dispatch in ("round", "arrival"):
+        s = make_scheme(scheme["name"], n=result["config"]["workers"], jobs=row["steps"],
+                        **{k: v for k, v in scheme.items() if k != "name"})
+        p = make_policy(policy["name"], **{k: v for k, v in policy.items() if k != "name"})
+        out[f"sim_{dispatch}_s"] = simulate(s, trace, p, 0.0, dispatch=dispatch).runtime_s
+    return out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("files", nargs="+", help="pairs: RESULT.json ROUNDS.jsonl")
+    parser.add_argument("--json", metavar="F", help="also write the rows as JSON")
+    args = parser.parse_args()
+    if len(args.files) % 2:
+        parser.error("give RESULT.json ROUNDS.jsonl pairs")
+    rows = [replay(Path(a), Path(b)) for a, b in zip(args.files[::2], args.files[1::2])]
+    print("| run | row | on-time cut (live) | DDP s | measured s (vs DDP) | sim, round dispatch "
+          "| sim, at arrival |")
+    print("|---|---|---|---|---|---|---|")
+    for r in rows:
+        cell = lambda s: f"{s:.1f} ({r['ddp_s'] / s:.2f}x)"
+        print(f"| {r['run']} | {r['row']} | {'-' if r['on_time_cut_live'] is None else r['on_time_cut_live']} | {r['ddp_s']:.1f} | "
+              f"{cell(r['measured_s'])} | "
+              f"{cell(r['sim_round_s'])} | {cell(r['sim_arrival_s'])} |")
+    if args.json:
+        Path(args.json).write_text(json.dumps(rows, indent=1))
+
+
+if __name__ == "__main__":
+    main()
