@@ -47,3 +47,17 @@ def test_the_round_log_shows_each_head_start(ray_pool, tmp_path):
     starts = [r["head_start_s"] for r in records if "head_start_s" in r]
     assert starts and all(s >= 0 for heads in starts for s in heads.values())
     assert "head_start_s" not in records[0]  # round 0 has no round before it
+
+
+def test_faults_under_arrival_dispatch_keep_the_run_exact(ray_pool):
+    """A worker that returns NaN, one killed, and one that raises, each in a round whose tasks
+    it got at its previous arrival: stragglers or retries as under round dispatch, and the run
+    ends with the fault-free parameters (FR codes: the same fp64 sums whoever arrived)."""
+    faults = [{"round": 3, "worker": 1, "kind": "nan"}, {"round": 6, "worker": 2, "kind": "kill"},
+              {"round": 8, "worker": 0, "kind": "raise"}]
+    arrival = {"dispatch": "arrival", "models": 3}
+    clean = train(config(scheme=MSGC_FR, train=arrival), pool=ray_pool)
+    res = train(config(scheme=MSGC_FR, train=arrival, faults=faults), pool=ray_pool)
+    assert res["dispatched_at_arrival"] > 0 and res["decoded_jobs"] == 12
+    assert {(f["round"], f["worker"]) for f in res["failures"]} >= {(3, 1), (8, 0)}
+    assert res["param_checksum"] == clean["param_checksum"]
