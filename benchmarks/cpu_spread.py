@@ -35,8 +35,8 @@ def _worker(args, cpu, queue):
     import torch
 
     from gcode.bench.versus import MODELS
-    from gcode.train.presets import preset_workload
     from gcode.train import TaskComputer
+    from gcode.train.presets import preset_workload
     if cpu is not None:
         os.sched_setaffinity(0, {cpu})
     torch.set_num_threads(1)

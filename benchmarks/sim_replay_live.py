@@ -21,9 +21,9 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from gcode.bench.versus import VersusConfig, delay_table, row_sections  # noqa: E402
-from gcode.codes import make_scheme  # noqa: E402
-from gcode.sim import make_policy, simulate  # noqa: E402
+from gcode.bench.versus import VersusConfig, delay_table, row_sections
+from gcode.codes import make_scheme
+from gcode.sim import make_policy, simulate
 
 
 def replayed_trace(result: dict, records: list[dict]) -> np.ndarray:
@@ -72,7 +72,8 @@ def main() -> None:
           "| sim, at arrival |")
     print("|---|---|---|---|---|---|---|")
     for r in rows:
-        cell = lambda s: f"{s:.1f} ({r['ddp_s'] / s:.2f}x)"
+        def cell(seconds: float, ddp: float = r["ddp_s"]) -> str:
+            return f"{seconds:.1f} ({ddp / seconds:.2f}x)"
         print(f"| {r['run']} | {r['row']} | {'-' if r['on_time_cut_live'] is None else r['on_time_cut_live']} | {r['ddp_s']:.1f} | "
               f"{cell(r['measured_s'])} | "
               f"{cell(r['sim_round_s'])} | {cell(r['sim_arrival_s'])} |")

@@ -12,33 +12,21 @@ import sys
 from . import cli_types as types
 from .cli_common import (
     CliError,
+    add_scheme_args,
     add_trace_args,
-    default_params,
     jobs_for,
     load_model_arg,
     load_trace_arg,
     progress_bar,
+    scheme_params,
     workers_for,
 )
-from .codes import GC_CODE_KINDS, SCHEMES, make_scheme, worker_samples
+from .cli_simulate import add_simulate_parser
+from .codes import GC_CODE_KINDS, make_scheme
 from .config import MAX_WORKERS
 from .jsonout import dumps
-from .sim import POLICIES, make_policy, simulate
 from .sim.tune import TuneSettings, grid_size, tune
 from .sim.verify import verify
-
-SIMULATE_EPILOG = """\
-default parameters:
-  With no --s/--B/--W/--lam, each scheme uses the paper's parameters scaled to the trace's n:
-  GC and ignore s = round(15n/256); SR-SGC (B,W) = (2,3) with lam = round(23n/256); M-SGC
-  (B,W) = (1,2) with lam = round(27n/256); each at least 1 and valid for n. At n = 256 these
-  are the paper's. A scheme that cannot run on the trace (too few rounds for its delay) is
-  listed as skipped. Pick parameters for your trace with `gcode tune`.
-
-load models:
-  additive (default)   time = trace*time_scale + load*slope        (AWS Lambda traces)
-  proportional         time = trace*time_scale * load/trace_load   (GPU clusters)
-"""
 
 EPILOG = """\
 examples:
@@ -60,145 +48,6 @@ docs: README.md, docs/SCHEMES.md (the math), docs/DESIGN.md, docs/OPERATING.md (
 
 #: gcode verify: at most this many worker-rounds (n x rounds x patterns), about a minute here
 MAX_VERIFY_WORK = 10_000_000
-
-
-def _scheme_params(args, name: str, n: int) -> dict:
-    """The scheme parameters given on the command line; with none, :func:`default_params`."""
-    given = {"s": args.s, "B": args.B, "W": args.W, "lam": args.lam}
-    accepted = SCHEMES[name][1]
-    params = {k: v for k, v in given.items() if v is not None and k in accepted}
-    if not params:
-        params = default_params(name, n)
-    if "gc_code" in accepted:
-        params["gc_code"] = args.gc_code or "cyclic"
-    return params
-
-
-def _add_scheme_args(p: argparse.ArgumentParser, scheme_required: bool = False,
-                     allow_auto: bool = False) -> None:
-    g = p.add_argument_group("scheme")
-    g.add_argument("--scheme", choices=list(SCHEMES) + (["auto"] if allow_auto else []),
-                   required=scheme_required,
-                   help="coding scheme: uncoded (wait for all), ignore (fastest n-s, rescaled: an "
-                        "APPROXIMATION), gc (gradient coding, T=0), srsgc (selective-repeat SGC, "
-                        "T=B), msgc (multiplexed SGC, T=W-2+B)"
-                        + ("; auto (online tuner: picks scheme, parameters and mu from the rounds "
-                           "seen so far, switching at job boundaries)" if allow_auto else ""))
-    g.add_argument("--s", type=types.whole, help="gc/ignore: stragglers tolerated per round")
-    g.add_argument("--B", type=types.whole, help="srsgc/msgc: longest straggler burst, in rounds")
-    g.add_argument("--W", type=types.whole, help="srsgc/msgc: window length, in rounds (W > B)")
-    g.add_argument("--lam", type=types.whole,
-                   help="srsgc/msgc: distinct stragglers per window (<= n)")
-    g.add_argument("--gc-code", choices=GC_CODE_KINDS,
-                   help="gradient code inside gc/srsgc/msgc: cyclic (load (s+1)/n, the paper's; "
-                        "fp64 messages when ill-conditioned) or fr (fractional repetition, exact "
-                        "in fp32, load 1/floor(n/(s+1))). Default: cyclic, and fr for auto")
-
-
-def cmd_simulate(args) -> int:
-    if args.log:  # a log that cannot be written fails before any work
-        from .paths import run_log_problem
-        names = [args.scheme] if args.scheme else [*SCHEMES, "auto"]
-        for prefix in ([args.log] if args.scheme else [f"{args.log}-{name}" for name in names]):
-            problem = run_log_problem(prefix)
-            if problem is not None:
-                raise CliError(f"--log: {problem}")
-    trace, trace_name = load_trace_arg(args.trace)
-    n = workers_for(args, trace)
-    jobs = jobs_for(args, trace)
-    loads = load_model_arg(args)
-    if args.batch_size < 1:
-        raise CliError(f"--batch-size must be >= 1, got {args.batch_size}")
-    make_policy(args.policy, mu=args.mu, deadline_s=args.deadline, gap=args.gap)  # fails at once
-    names = [args.scheme] if args.scheme else [*SCHEMES, "auto"]
-    runs = {}
-    for name in names:  # build every scheme first: the progress bar counts their rounds
-        try:
-            runs[name] = _simulation(args, name, n, jobs, loads)
-        except (ValueError, CliError) as exc:
-            if args.scheme:
-                raise
-            runs[name] = str(exc)  # the comparison table skips a scheme that cannot run here
-    results = {}
-    total = sum(scheme.total_rounds for scheme, _ in (v for v in runs.values() if not isinstance(v, str)))
-    with progress_bar(total, "simulate rounds", not args.json) as bar:
-        for name, run in runs.items():
-            if isinstance(run, str):
-                results[name] = {"skipped": run}
-                continue
-            scheme, policy = run
-            try:
-                results[name] = _simulate_one(args, name, scheme, policy, trace, trace_name, loads, bar)
-            except ValueError as exc:
-                if args.scheme:
-                    raise
-                results[name] = {"skipped": str(exc)}
-    if all("skipped" in res for res in results.values()):  # nothing could run: the input is wrong
-        raise CliError(next(iter(results.values()))["skipped"])
-    if args.json:
-        out = results[args.scheme] if args.scheme else {"trace": trace_name, "schemes": results}
-        print(dumps(out))
-        return 0
-    setting = f"gap={args.gap}" if args.policy == "gap" else f"mu={args.mu}"
-    print(f"trace {trace_name}: {trace.shape[0]} rounds x {trace.shape[1]} workers; n={n}, "
-          f"jobs={jobs}, policy={args.policy}, {setting}, load model {loads.describe()}"
-          + (", dispatch at arrival" if args.dispatch == "arrival" else ""))
-    base = results.get("uncoded", {}).get("runtime_s")
-    header = f"{'scheme':8} {'params':28} {'load':>8} {'T':>3} {'rounds':>6} {'waits':>5} {'runtime s':>10}"
-    print(header + ("  vs uncoded" if base else ""))
-    for name, res in results.items():
-        if "skipped" in res:
-            print(f"{name:8} skipped: {res['skipped']}")
-            continue
-        if "segments" in res["params"]:
-            last = res["params"]["segments"][-1]
-            params = f"{len(res['params']['segments'])} segs, last {last['scheme']}"
-        else:
-            params = ",".join(f"{k}={v}" for k, v in res["params"].items() if k != "gc_code")
-        line = (f"{name:8} {params:28} {res['load']:8.5f} {res['delay_T']:3d} {res['rounds']:6d} "
-                f"{res['waits']:5d} {res['runtime_s']:10.4f}")
-        if base:
-            line += f"  {base / res['runtime_s']:.3f}x"
-        notes = {"ignore": "  (approximate gradient)",
-                 "auto": "  (online tuner with the partial-wait fallback)"}
-        print(line + notes.get(name, ""))
-    return 0
-
-
-def _simulation(args, name: str, n: int, jobs: int, loads):
-    """(scheme, policy) for one row of ``gcode simulate``."""
-    if name == "auto":
-        return _auto_scheme(args, n, jobs, loads)
-    policy = make_policy(args.policy, mu=args.mu, deadline_s=args.deadline, gap=args.gap)
-    return make_scheme(name, n=n, jobs=jobs, **_scheme_params(args, name, n)), policy
-
-
-def _simulate_one(args, name, scheme, policy, trace, trace_name, loads, bar) -> dict:
-    if args.log:
-        from .telemetry.sim_logging import simulate_with_log
-        prefix = args.log if args.scheme else f"{args.log}-{name}"
-        result = simulate_with_log(scheme, trace, policy, loads, args.time_scale, prefix,
-                                   trace_name=trace_name, progress=bar.update,
-                                   dispatch=args.dispatch)
-    else:
-        result = simulate(scheme, trace, policy, loads, args.time_scale,
-                          on_round=lambda *_: bar.update(1), dispatch=args.dispatch)
-    samples = worker_samples(scheme, args.batch_size)
-    return {**result.summary(), "dispatch": args.dispatch, "load_model": loads.kind,
-            "batch_size": args.batch_size,
-            "real_load": int(samples.max()) / args.batch_size,
-            "worker_samples": {"min": int(samples.min()), "max": int(samples.max())}}
-
-
-def _auto_scheme(args, n: int, jobs: int, loads):
-    """The online auto scheme and its policy (the tuner); see gcode.sim.online."""
-    from .sim.online import OnlineConfig, OnlineTuner
-    if args.policy not in ("paper", "partial"):
-        raise CliError("--scheme auto supports --policy paper or partial (its fallback)")
-    cfg = OnlineConfig(partial=args.policy == "partial" or args.scheme is None, start_mu=args.mu,
-                       **({"gc_code": args.gc_code} if args.gc_code else {}))
-    tuner = OnlineTuner(n, jobs, loads, cfg)
-    return tuner.scheme, tuner
 
 
 def cmd_tune(args) -> int:
@@ -230,7 +79,7 @@ def cmd_verify(args) -> int:
         raise CliError(f"--n {args.n} x --rounds {args.rounds} x --patterns {args.patterns} = "
                        f"{work:.3g} worker-rounds, more than the {MAX_VERIFY_WORK:.0e} one "
                        f"verify run does; lower --patterns or --rounds")
-    params = _scheme_params(args, args.scheme, args.n)
+    params = scheme_params(args, args.scheme, args.n)
     probe = make_scheme(args.scheme, n=args.n, jobs=1, **params)
     jobs = args.rounds - probe.delay
     if jobs < 1:
@@ -279,39 +128,7 @@ def build_parser() -> argparse.ArgumentParser:
                     "sequential gradient coding (SR-SGC, M-SGC).")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    p = sub.add_parser("simulate", help="replay a straggler trace through one or all schemes",
-                       formatter_class=argparse.RawDescriptionHelpFormatter,
-                       description="Replay per-worker round times through coding schemes and "
-                                   "report the runtime. Without --scheme, compares all schemes "
-                                   "and the auto scheme.",
-                       epilog=SIMULATE_EPILOG)
-    _add_scheme_args(p, allow_auto=True)
-    add_trace_args(p)
-    p.add_argument("--policy", choices=POLICIES, default="paper",
-                   help="round ending: paper = cut at (1+mu) x fastest, wait for all when the "
-                        "stragglers break the scheme's model; partial = same cut, but on a violation "
-                        "wait only until the missing workers conform (gcode's fallback); "
-                        "earliest = no cut: end the round as soon as the missing workers conform "
-                        "(GC: the (n-s)-th arrival); gap = end once no worker has arrived for "
-                        "--gap x the latest arrival's time and the missing workers conform; "
-                        "deadline = cut at --deadline s; all = always wait for everyone")
-    p.add_argument("--deadline", type=types.positive, help="seconds, for --policy deadline")
-    p.add_argument("--gap", type=types.positive, default=0.05, metavar="FRACTION",
-                   help="for --policy gap: the quiet time that ends a round, as a fraction of "
-                        "the latest arrival's time (default 0.05)")
-    p.add_argument("--dispatch", choices=("round", "arrival"), default="round",
-                   help="round (default): every worker starts a round when the previous one "
-                        "ends; arrival: a worker that arrived starts its next round at once, as "
-                        "gcode train --dispatch arrival (uncoded, ignore, gc, msgc; others are "
-                        "skipped)")
-    p.add_argument("--log", metavar="PREFIX",
-                   help="write the run log PREFIX.pb (protobuf) and PREFIX.jsonl; with several "
-                        "schemes, PREFIX-SCHEME.*; view with gcode replay / gcode plot")
-    p.add_argument("--batch-size", type=types.positive_int, default=4096,
-                   help="samples per job, to report the real per-worker load in whole samples "
-                        "(real_load, worker_samples in --json); default 4096, the paper's")
-    p.add_argument("--json", action="store_true", help="print one JSON object")
-    p.set_defaults(func=cmd_simulate)
+    add_simulate_parser(sub)
 
     p = sub.add_parser("tune", help="hindsight grid search of every scheme's parameters on a trace",
                        description="Grid-search GC s, SR-SGC and M-SGC (B, W, lam) on a trace "
@@ -332,7 +149,7 @@ def build_parser() -> argparse.ArgumentParser:
                        description="Run a scheme on random fp32 partial gradients under random "
                                    "straggler patterns its model allows; decode every job in fp64 "
                                    "and report the worst relative error. Exit 1 on any failure.")
-    _add_scheme_args(p, scheme_required=True)
+    add_scheme_args(p, scheme_required=True)
     p.add_argument("--n", type=types.positive_int, required=True,
                    help=f"workers (at most {MAX_WORKERS}; n x rounds x patterns at most "
                         f"{MAX_VERIFY_WORK:.0e})")

@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 
 from . import cli_types as types
-from .codes import srsgc_s
+from .codes import GC_CODE_KINDS, SCHEMES, srsgc_s
 from .config import MAX_WORKERS
 from .sim.load_model import LOAD_MODELS, LoadModel
 
@@ -132,3 +132,36 @@ def workers_for(args, trace: np.ndarray) -> int:
     if n > trace.shape[1]:
         raise CliError(f"--n: the trace has {trace.shape[1]} workers (columns), fewer than n={n}")
     return n
+
+
+def scheme_params(args, name: str, n: int) -> dict:
+    """The scheme parameters given on the command line; with none, :func:`default_params`."""
+    given = {"s": args.s, "B": args.B, "W": args.W, "lam": args.lam}
+    accepted = SCHEMES[name][1]
+    params = {k: v for k, v in given.items() if v is not None and k in accepted}
+    if not params:
+        params = default_params(name, n)
+    if "gc_code" in accepted:
+        params["gc_code"] = args.gc_code or "cyclic"
+    return params
+
+
+def add_scheme_args(p: argparse.ArgumentParser, scheme_required: bool = False,
+                     allow_auto: bool = False) -> None:
+    g = p.add_argument_group("scheme")
+    g.add_argument("--scheme", choices=list(SCHEMES) + (["auto"] if allow_auto else []),
+                   required=scheme_required,
+                   help="coding scheme: uncoded (wait for all), ignore (fastest n-s, rescaled: an "
+                        "APPROXIMATION), gc (gradient coding, T=0), srsgc (selective-repeat SGC, "
+                        "T=B), msgc (multiplexed SGC, T=W-2+B)"
+                        + ("; auto (online tuner: picks scheme, parameters and mu from the rounds "
+                           "seen so far, switching at job boundaries)" if allow_auto else ""))
+    g.add_argument("--s", type=types.whole, help="gc/ignore: stragglers tolerated per round")
+    g.add_argument("--B", type=types.whole, help="srsgc/msgc: longest straggler burst, in rounds")
+    g.add_argument("--W", type=types.whole, help="srsgc/msgc: window length, in rounds (W > B)")
+    g.add_argument("--lam", type=types.whole,
+                   help="srsgc/msgc: distinct stragglers per window (<= n)")
+    g.add_argument("--gc-code", choices=GC_CODE_KINDS,
+                   help="gradient code inside gc/srsgc/msgc: cyclic (load (s+1)/n, the paper's; "
+                        "fp64 messages when ill-conditioned) or fr (fractional repetition, exact "
+                        "in fp32, load 1/floor(n/(s+1))). Default: cyclic, and fr for auto")

@@ -4,7 +4,8 @@ whoever else arrives and whenever the decodes run; and asking leaves the scheme 
 
 import numpy as np
 import pytest
-from hypothesis import HealthCheck, given, settings, strategies as st
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from gcode.codes import make_scheme
 

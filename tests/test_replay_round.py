@@ -3,7 +3,8 @@ against ``Policy.resolve``, and the simulator's dispatch at arrival."""
 
 import numpy as np
 import pytest
-from hypothesis import given, settings, strategies as st
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from gcode.codes import make_scheme
 from gcode.sim import make_policy, simulate

@@ -15,8 +15,8 @@ from typing import Any
 import numpy as np
 
 from ..codes import MiniTask, ResultKey
-from .health import RunFailed, confirm_worker_fault, explain_workload_error
 from ..sim.rounds import End, FallBack, RoundState, Wait, decide
+from .health import RunFailed, confirm_worker_fault, explain_workload_error
 from .worker import check_result
 
 

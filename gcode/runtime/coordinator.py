@@ -34,13 +34,13 @@ import numpy as np
 from ..codes import DecodeError, MiniTask, Scheme
 from ..config import TrainConfig
 from ..sim.policy import Policy
+from ..sim.rounds import End, partial_fallback
 from .arrivals import Arrivals, wire
 from .data import WorkSpec
 from .decode import Decoder
 from .inject import DelaySource
 from .jobs import JobLifecycle
 from .reporting import RoundReporting, Timings
-from ..sim.rounds import End, partial_fallback
 from .runlog import JsonlWriter
 
 ProgressFn = Callable[[dict], None]
