@@ -99,11 +99,14 @@ class Arrivals:
 
     # ---- one round ----------------------------------------------------------------------
     def _wait_round(self, r: int, plan: list[list[MiniTask]], pending: dict, t0: float,
-                    info: dict, head_start: dict) -> End:
+                    info: dict, head_start: dict, finished_at: dict) -> End:
         """Poll arrivals -> policy -> decision, until the round ends. A worker's times count
-        from its own dispatch (``head_start`` seconds before t0 for one sent at its arrival)."""
+        from its own dispatch (``head_start`` seconds before t0 for one sent at its arrival),
+        and a call seen finished before the round started counts from then (``finished_at``,
+        on the round's clock). Next round's calls sent at arrival are watched meanwhile."""
         cc = self.cfg.cluster
         state = RoundState(self.n, head_start=dict(head_start))
+        finished_at = dict(finished_at)
         if head_start:
             info["head_start_s"] = dict(head_start)
         attempts = [0] * self.n
@@ -130,6 +133,7 @@ class Arrivals:
                     self.retries += 1
                     del state.failed[w]
                     state.head_start.pop(w, None)  # a new attempt: timed on the round's clock
+                    finished_at.pop(w, None)
                     pending[self._dispatch(r, w, plan[w], attempts[w])] = w
                 else:
                     next_retry = min(next_retry, ready_at)
@@ -143,8 +147,12 @@ class Arrivals:
             if not pending:
                 time.sleep(min(timeout, 0.05))
                 continue
-            ready = self.transport.wait(list(pending), timeout)
+            watched = {e.call: e for e in self.early.values() if e.finished is None}
+            ready = self.transport.wait([*pending, *watched], timeout)
             arrived_at = time.perf_counter() - t0
+            for ref in [ref for ref in ready if ref in watched]:  # next round's: fetched then
+                watched[ref].finished = arrived_at + t0
+                ready.remove(ref)
             tp = time.perf_counter()
             fetched = self._fetch_all(ready)
             self.timings.fetch += time.perf_counter() - tp
@@ -164,7 +172,7 @@ class Arrivals:
                 self._note_pid(w, payload)
                 self.needs_ctx.discard(w)
                 self.peak_rss_mb[w] = float(payload.get("peak_rss_mb", 0.0))
-                task_s = arrived_at + state.head_start.get(w, 0.0)
+                task_s = min(arrived_at, finished_at.get(w, math.inf)) + state.head_start.get(w, 0.0)
                 state.arrived[w] = task_s
                 tf = time.perf_counter()
                 self._store(w, r, plan[w], payload)

@@ -241,7 +241,9 @@ class Coordinator(Arrivals, JobLifecycle, RoundReporting):
         t0 = time.perf_counter()
         self.timings.dispatch += t0 - td
         head_start = {w: t0 - e.sent for w, e in early.items()}
-        return Started(r, plan, pending, round_start, t0, failures_before, head_start)
+        finished_at = {w: e.finished - t0 for w, e in early.items() if e.finished is not None}
+        return Started(r, plan, pending, round_start, t0, failures_before, head_start,
+                       finished_at)
 
     def _dispatch_at_arrival(self, r: int, w: int) -> None:
         """Send worker w, whose round-r results just arrived, its round-(r+1) tasks now, when
@@ -284,7 +286,8 @@ class Coordinator(Arrivals, JobLifecycle, RoundReporting):
         if not any(now.plan):
             end = End(np.ones(self.n, dtype=bool), False, math.inf)
         else:
-            end = self._wait_round(r, now.plan, now.pending, now.t0, info, now.head_start)
+            end = self._wait_round(r, now.plan, now.pending, now.t0, info, now.head_start,
+                                   now.finished_at)
             info["wait_s"] = time.perf_counter() - now.t0
             self.timings.wait += info["wait_s"]
         info["failures"] = self.failures[now.failures_before:]
@@ -361,13 +364,16 @@ class Started:
     t0: float
     failures_before: int
     head_start: dict = field(default_factory=dict)  # worker -> seconds sent before t0
+    finished_at: dict = field(default_factory=dict)  # worker -> seen finished (t0's clock, < 0)
 
 
 @dataclass
 class EarlyCall:
-    """Round ``round``'s call to one worker, sent at ``sent`` when its previous round arrived."""
+    """Round ``round``'s call to one worker, sent at ``sent`` when its previous round arrived;
+    ``finished``: when the previous round's wait saw it done (perf_counter), if it did."""
 
     round: int
     call: Any
     tasks: list
     sent: float
+    finished: float | None = None
