@@ -46,6 +46,8 @@ def test_defaults_match_gcode_train():
     ({}, {"prefetch": "always"}, {}, "scaling.prefetch: must be one of"),
     ({}, {}, {"jobs": 0}, "run.jobs: must be >= 1"),
     ({}, {}, {"eval_every": 0}, "run.eval_every: must be >= 1"),
+    ({}, {}, {"dispatch": "early"}, "run.dispatch: must be one of"),
+    ({"scheme": "srsgc"}, {}, {"dispatch": "arrival"}, "run.dispatch: 'arrival' needs a scheme"),
     ({}, {}, {"batch_size": "big"}, "run.batch_size: must be an integer"),
     ({}, {}, {"inject": gcode.InjectConfig(model="bursty", params={"B": 0})}, "run.inject.params"),
     ({}, {}, {"faults": (Fault(0, 9, "nan"),)}, r"run.faults\[0\].worker"),

@@ -198,6 +198,8 @@ CLI_CASES = [
     (["replay", "/nonexistent.pb"], "nonexistent"),
     (["bench", "trace", "--traces", "/nonexistent"], "no such directory"),
     (["train", "--workers", "0"], "cluster.workers"),
+    (["train", "--scheme", "srsgc", "--dispatch", "arrival"], "train.dispatch: 'arrival' needs"),
+    (["train", "--dispatch", "arrival", "--no-pipeline"], "train.dispatch: 'arrival' starts"),
     (["train", "--config", "/nonexistent.toml"], "no such file"),
 ]
 

@@ -26,6 +26,16 @@ def test_arrival_dispatch_trains_the_models_of_round_dispatch(ray_pool, scheme, 
         assert rel(a, b) < 1e-6
 
 
+def test_arrival_dispatch_over_the_ray_transport(ray_pool):
+    """Actor calls and the object store (the multi-node transport) instead of shared memory."""
+    arrival = {"dispatch": "arrival", "models": 3}
+    runs = {d: train(config(scheme=MSGC_FR, inject=BURSTY, cluster={"transport": "ray"},
+                            train={**arrival, "dispatch": d}), pool=ray_pool)
+            for d in ("round", "arrival")}
+    assert runs["arrival"]["transport"] == "ray" and runs["arrival"]["dispatched_at_arrival"] > 0
+    assert runs["arrival"]["param_checksum"] == runs["round"]["param_checksum"]
+
+
 def test_uncoded_workers_get_every_round_but_the_first_at_arrival(ray_pool, tmp_path):
     """Uncoded waits for everyone, so each of rounds 1..11 goes out at the workers' arrivals,
     except the rounds at which a checkpoint falls (4 and 8): those start together."""
