@@ -19,7 +19,7 @@ for model in resnet18 resnet50; do
   pick "$model-2gpu-noprefetch-none" 170 --model $model --inject none --prefetch off \
     --schemes uncoded,uncoded-pipelined
   pick "$model-2gpu-ahead" 170 --model $model --inject-param lam=1 \
-    --schemes uncoded,uncoded-pipelined,gc-s1-pipelined,gc-s1-earliest,gc-s1-earliest-pipelined
+    --schemes uncoded,uncoded-pipelined,gc-s1-pipelined,gc-s1-earliest,gc-s1-earliest-pipelined,gc-s1-earliest-arrival
 done
 stop_gpu_sampling
 pack_results

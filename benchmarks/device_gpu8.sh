@@ -11,7 +11,7 @@ models=${*:-resnet18 resnet50}
 mkdir -p "$out/tmp"
 py=${PYTHON:-python3}
 trace=traces/lambda-cnn-w256-r30-canada.csv
-coded=uncoded,gc-s1,gc-s2-earliest,msgc-earliest,msgc-gap,uncoded-pipelined,gc-s2-earliest-pipelined,msgc-earliest-pipelined,msgc-lam3-gap-pipelined
+coded=uncoded,gc-s1,gc-s2-earliest,msgc-earliest,msgc-gap,uncoded-pipelined,gc-s2-earliest-pipelined,msgc-earliest-pipelined,msgc-lam3-gap-pipelined,gc-s2-earliest-arrival,msgc-gap-arrival,uncoded-arrival
 common=(--workers 8 --gpus-per-worker 1 --jobs 40)
 source "$(dirname "$0")/device_common.sh"
 start_gpu_sampling

@@ -9,7 +9,7 @@ shift
 want=" ${*:-gpu mlp-wide-none mlp-wide-none-cpu mlp-wide mlp mlp-none mlp-none-cpu resnet18-gpu resnet18-cpu resnet18-cpu-lam3 resnet18-cpu-gap15 resnet18-cpu-arrival} "
 mkdir -p "$out/tmp"
 py=${PYTHON:-python3}
-BURSTY=uncoded,gc-s2,gc-s2-earliest,msgc-earliest,msgc-gap,uncoded-pipelined,gc-s2-earliest-pipelined,msgc-earliest-pipelined,msgc-gap-pipelined
+BURSTY=uncoded,gc-s2,gc-s2-earliest,msgc-earliest,msgc-gap,uncoded-pipelined,gc-s2-earliest-pipelined,msgc-earliest-pipelined,msgc-gap-pipelined,gc-s2-earliest-arrival,msgc-gap-arrival
 NONE=uncoded,gc-s1,uncoded-pipelined,gc-s1-pipelined
 run() {  # name, then gcode bench versus flags (LIMIT: seconds, default 400; REPEATS: --repeats)
   local name=$1; shift
