@@ -2,9 +2,10 @@
 the simulator against the measurement) and with dispatch at arrival (to predict it).
 
 Each (round, worker) time is the worker's measured compute plus its injected delay, rebuilt
-from the bench's seed and base; a cut worker's compute, never reported, is taken as the
-round's median. So a run whose policy cut on-time workers (slow ones, whose compute is not
-known) replays faster than it ran: the table gives that count from the live run. The row's
+from the bench's seed and base. A cut worker's compute comes from its call's reply when it
+gave up for the next round (the log's ``cut_replies``, in runs since they were logged), else
+it is taken as the round's median. So an older run whose policy cut on-time workers (slow
+ones, whose compute is not known) replays faster than it ran: the table gives that count. The row's
 scheme and policy come from its JSON; DDP's wall time is the measured one.
 
     python benchmarks/sim_replay_live.py RESULT.json ROUNDS.jsonl [RESULT.json ROUNDS.jsonl ...]
@@ -35,9 +36,12 @@ def replayed_trace(result: dict, records: list[dict]) -> np.ndarray:
     if inject["params"] != c["inject"]["params"]:
         raise SystemExit(f"the rebuilt delay table differs from the run's: {inject['params']}")
     trace = np.zeros((len(records), c["workers"]))
+    cut = {(reply["round"], reply["worker"]): reply["compute_s"]
+           for rec in records for reply in rec.get("cut_replies", [])}
     for rec in records:
-        compute = {int(w): s for w, s in rec["compute_s"].items()}
-        typical = float(np.median(list(compute.values())))
+        compute = {**{w: s for (r, w), s in cut.items() if r == rec["round"]},
+                   **{int(w): s for w, s in rec["compute_s"].items()}}
+        typical = float(np.median([float(s) for s in rec["compute_s"].values()]))
         for w in range(c["workers"]):
             trace[rec["round"], w] = compute.get(w, typical) + table[rec["round"], w]
     return trace

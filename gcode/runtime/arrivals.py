@@ -81,8 +81,12 @@ class Arrivals:
                 keep.append((ref, rr, w, tasks))
                 continue
             payload, err = self._fetch_all([ref])[0]
-            if err is None and payload.get("status") == "stale":
-                continue  # dropped by the worker when the next round reached it
+            if err is None and payload.get("status") == "stale":  # gave up for a newer round
+                if payload.get("computed_s") is not None:  # cut while it slept: how late?
+                    self.cut_replies.append({"round": rr, "worker": w,
+                                             "compute_s": float(payload["computed_s"]),
+                                             "sleep_s": float(payload["sleep_s"])})
+                continue
             if err is None:
                 err = self._check(payload, rr, w, tasks)
             if err is not None:  # a straggler that then failed: log it, use nothing

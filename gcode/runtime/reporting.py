@@ -70,6 +70,8 @@ class RoundReporting:
         }
         if "head_start_s" in info:  # workers sent this round's tasks at their last arrival
             record["head_start_s"] = info["head_start_s"]
+        if self.cut_replies:  # workers cut in earlier rounds that had finished computing
+            record["cut_replies"], self.cut_replies = self.cut_replies, []
         if "fallback_stragglers" in info:
             record["fallback_stragglers"] = info["fallback_stragglers"]
         if info.get("evals"):

@@ -138,9 +138,13 @@ class GradientWorker(ShmServing):
         job, _, chunks, _ = tasks[0]
         return np.concatenate(self._rows(job + 1, chunks, data[job][1]))
 
-    def _stale(self, r: int, t0: float) -> dict:
+    def _stale(self, r: int, t0: float, computed_s: float | None = None,
+               sleep_s: float | None = None) -> dict:
+        """Round r's call gave up for a newer round's: after ``elapsed_s``; with its compute
+        time and planned sleep when it had finished computing (cut while it "straggled")."""
         return {"status": "stale", "round": r, "worker": self.index,
-                "compute_s": time.perf_counter() - t0}
+                "elapsed_s": time.perf_counter() - t0, "computed_s": computed_s,
+                "sleep_s": sleep_s}
 
     # ---- the task ----------------------------------------------------------------------
     async def prepare(self, ctx_id: str, ctx_box: list) -> dict:
@@ -219,11 +223,11 @@ class GradientWorker(ShmServing):
         if sleep_s > 0:
             try:
                 await asyncio.wait_for(newer.wait(), timeout=sleep_s)
-                return self._stale(r, t0)  # a newer round arrived while we "straggled"
+                return self._stale(r, t0, compute_s, sleep_s)  # a newer round came meanwhile
             except asyncio.TimeoutError:
                 pass
         if self.latest > r:
-            return self._stale(r, t0)
+            return self._stale(r, t0, compute_s, sleep_s)
         tag = r - 1 if fault == "tag" else r  # fault 'tag': a result labelled with another round
         return {"status": "ok", "round": tag, "worker": self.index, "attempt": attempt,
                 "tags": [(int(t[0]), int(t[1])) for t in tasks], "grads": grads, "losses": losses,

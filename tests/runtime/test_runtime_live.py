@@ -160,6 +160,10 @@ def test_a_straggler_stuck_in_a_round_does_not_delay_the_next(ray_pool, tmp_path
     assert "3" in records[3]["compute_s"]          # worker 3 delivered round 3
     assert records[3]["duration_s"] < 5            # nobody waited for the 30 s sleep
     assert res["runtime_s"] < 20 and res["decoded_jobs"] == 6
+    # its call gave up when round 3 reached it, having computed: a later record says so
+    replies = [c for rec in records for c in rec.get("cut_replies", [])]
+    assert [(c["round"], c["worker"], c["sleep_s"]) for c in replies] == [(2, 3, 30.0)]
+    assert 0 < replies[0]["compute_s"] < 5
 
 
 # ---- modes, logs, progress, CLI -------------------------------------------------------------
