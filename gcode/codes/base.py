@@ -119,6 +119,11 @@ class Scheme(ABC):
         return np.dtype(np.float32)
 
     @property
+    def max_tasks_per_round(self) -> int:
+        """The most mini-tasks one worker runs in a round (its result holds one message each)."""
+        return 1
+
+    @property
     def params(self) -> dict:
         """The constructor parameters (besides n and jobs), for logs and JSON."""
         return {}

@@ -86,6 +86,10 @@ class MultiplexedSGC(Scheme):
         return self.W - 1 + self.B
 
     @property
+    def max_tasks_per_round(self) -> int:
+        return self.slots
+
+    @property
     def load(self):
         return self.slots * self.x
 

@@ -129,6 +129,11 @@ class SwitchingScheme:
         return np.result_type(*(seg.scheme.message_dtype for seg in self.segments))
 
     @property
+    def max_tasks_per_round(self) -> int:
+        """Of the segments so far (a switch's overlap may hold more)."""
+        return max(seg.scheme.max_tasks_per_round for seg in self.segments)
+
+    @property
     def exact(self) -> bool:
         return all(seg.scheme.exact for seg in self.segments)
 

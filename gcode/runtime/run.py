@@ -11,6 +11,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from ..config import ConfigError, TrainConfig, validate
 from .coordinator import Coordinator, ProgressFn
 from .data import WorkSpec, model_seed
@@ -323,6 +325,9 @@ def _execute(cfg: TrainConfig, workload, progress, pool, monitor) -> tuple[dict[
         transport = make_transport(cfg.cluster.transport, pool.actors[:n], ctx,
                                    cfg.cluster.startup_timeout_s,
                                    pin="cuda" in (device.type, decode_device.type))
+        # the result buffers a run keeps in flight (about T+2 rounds' per worker), made now
+        transport.reserve_results(n, scheme.delay + 2, scheme.max_tasks_per_round * d
+                                  * np.dtype(scheme.message_dtype).itemsize)
         coord = Coordinator(cfg, scheme, policy, transport, spec, models, optimizers,
                             delays, writer, progress, ctx, recorder,
                             auto_slope=cfg.scheme.name == "auto" and cfg.scheme.auto_load_slope is None,

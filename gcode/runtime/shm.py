@@ -225,6 +225,17 @@ class ShmTransport(RayTransport):
         return self.ray_jobs[handle.index]
 
     # ---- calls ----------------------------------------------------------------------------
+    def reserve_results(self, workers: int, per_worker: int, nbytes: int) -> None:
+        nbytes = max(nbytes, 8)
+        for w in range(workers):
+            for _ in range(per_worker):
+                self.free_buffers.setdefault((w, nbytes), []).append(self._new_buffer(nbytes))
+                self.stats["result_buffers_reserved"] += 1
+
+    def _new_buffer(self, nbytes: int) -> int:
+        self.buffers.append(_Buffer(self._region(f"r{len(self.buffers)}", nbytes)))
+        return len(self.buffers) - 1
+
     def _lend(self, nbytes: int, seq: int, w: int) -> int:
         """A free result buffer of worker ``w`` of at least ``nbytes`` (the same size first), or
         a new one, lent to call ``seq``."""
@@ -234,9 +245,9 @@ class ShmTransport(RayTransport):
             if worker == w and free and size >= nbytes)
         if sizes:
             i = self.free_buffers[w, sizes[0]].pop()
-        else:
-            i = len(self.buffers)
-            self.buffers.append(_Buffer(self._region(f"r{i}", nbytes)))
+        else:  # none free: made now, inside a round (reserve_results makes them at setup)
+            i = self._new_buffer(nbytes)
+            self.stats["result_buffers_made"] += 1
         self.buffers[i].owner, self.buffers[i].result = seq, None
         return i
 

@@ -51,7 +51,8 @@ class RayTransport:
     def __init__(self, actors: list, ctx: tuple):
         self.actors = actors
         self.ctx = ctx  # (context id, ObjectRef of the WorkSpec)
-        self.stats = {"ray_calls": 0, "shm_calls": 0, "reattached": 0}
+        self.stats = {"ray_calls": 0, "shm_calls": 0, "reattached": 0,
+                      "result_buffers_reserved": 0, "result_buffers_made": 0}
 
     # ---- job data -------------------------------------------------------------------------
     def put_job(self, t: int, flat, bounds: tuple) -> Any:
@@ -69,6 +70,10 @@ class RayTransport:
         """The job is decoded: its data may go (Ray frees it with the last reference)."""
 
     # ---- calls ----------------------------------------------------------------------------
+    def reserve_results(self, workers: int, per_worker: int, nbytes: int) -> None:
+        """Make ``per_worker`` result buffers of ``nbytes`` for each of the first ``workers``
+        now, at setup, instead of in the first rounds (Ray's object store needs none)."""
+
     def call(self, w: int, header: bytes, send_ctx: bool, jobs: list, result_bytes: int = 0) -> Any:
         """Start worker w's call; ``jobs`` are the handles ``put_job`` returned; its result
         array will take ``result_bytes``."""

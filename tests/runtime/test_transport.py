@@ -26,6 +26,10 @@ def test_shm_and_ray_transports_train_the_same_models(ray_pool, scheme):
     assert runs["shm"]["transport"] == "shm" and runs["ray"]["transport"] == "ray"
     assert runs["shm"]["transport_calls"]["ray_calls"] == 0
     assert runs["shm"]["transport_calls"]["shm_calls"] >= 4 * runs["shm"]["rounds"]
+    # every result buffer was made at setup (T+2 per worker), none inside a round
+    made = runs["shm"]["transport_calls"]
+    assert made["result_buffers_reserved"] == 4 * (runs["shm"]["delay_T"] + 2)
+    assert made["result_buffers_made"] == 0
     assert runs["ray"]["transport_calls"]["shm_calls"] == 0
     for res in runs.values():
         assert res["decoded_jobs"] == 12 and res["max_decode_rel_error"] < 1e-6
@@ -159,17 +163,20 @@ OPS = st.lists(st.tuples(st.sampled_from(["call", "answer", "error", "forget", "
 
 @settings(max_examples=60, deadline=None,
           suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(ops=OPS)
-def test_no_result_buffer_is_ever_lent_while_in_use(ray_pool, ops):
+@given(ops=OPS, reserved=st.integers(0, 2))
+def test_no_result_buffer_is_ever_lent_while_in_use(ray_pool, ops, reserved):
     """Calls start, are answered (their arrays kept or dropped), fail, are forgotten or lose
     their worker, in any order: a buffer is never lent to a second call while its first call
     is out or an array of its result lives, and every buffer comes back once both are over.
-    Answers are delivered as the transport's reader does (``inflight`` -> ``replies``)."""
+    Answers are delivered as the transport's reader does (``inflight`` -> ``replies``). With
+    ``reserved`` buffers per worker made first (``reserve_results``), the same holds."""
     import gc
 
     from gcode.runtime.shm import ShmCall, ShmTransport
     transport = ShmTransport([], ("ctx", None), 5)
     transport.links.attaching = {w: None for w in range(4)}  # no actors: never re-attach
+    transport.reserve_results(4, reserved, 3 * 64)
+    reserved_by = {i: i // reserved for i in range(4 * reserved)} if reserved else {}
     try:
         out: list[ShmCall] = []       # calls not answered yet
         kept: dict[int, object] = {}  # buffer -> a live view of its last result
@@ -180,7 +187,7 @@ def test_no_result_buffer_is_ever_lent_while_in_use(ray_pool, ops):
                 seq = next(transport._seq)
                 call = ShmCall(seq, w, transport._lend(size * 64, seq, w))
                 assert all(c.buffer != call.buffer for c in out), "lent twice"
-                owner = lenders.setdefault(call.buffer, w)
+                owner = lenders.setdefault(call.buffer, reserved_by.get(call.buffer, w))
                 assert owner == w, f"worker {w} borrowed worker {owner}'s buffer"
                 assert call.buffer not in kept, "lent while its result lives"
                 transport.inflight[seq] = call
