@@ -15,6 +15,8 @@ FAST = settings(max_examples=40, deadline=None, suppress_health_check=[HealthChe
 def _scheme(kind: str, n: int, B: int, extra_w: int, lam: int):
     if kind == "uncoded":
         return make_scheme("uncoded", n=n, jobs=6)
+    if kind == "ignore":
+        return make_scheme("ignore", n=n, jobs=6, s=min(lam, n - 1))
     if kind == "gc":
         return make_scheme("gc", n=n, jobs=6, s=min(lam, n - 1), gc_code="fr")
     return make_scheme("msgc", n=n, jobs=6, B=B, W=B + extra_w, lam=min(lam, n),
@@ -22,7 +24,7 @@ def _scheme(kind: str, n: int, B: int, extra_w: int, lam: int):
 
 
 @FAST
-@given(kind=st.sampled_from(["uncoded", "gc", "msgc"]), n=st.integers(2, 16),
+@given(kind=st.sampled_from(["uncoded", "ignore", "gc", "msgc"]), n=st.integers(2, 16),
        B=st.integers(1, 3), extra_w=st.integers(1, 3), lam=st.integers(1, 6),
        p=st.floats(0.0, 0.6), decode_first=st.booleans(), seed=st.integers(0, 2**16))
 def test_arrived_workers_next_tasks_are_known_at_arrival(kind, n, B, extra_w, lam, p,
