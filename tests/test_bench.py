@@ -103,6 +103,7 @@ def test_bench_versus_runs_ddp_and_gcode_side_by_side(tmp_path):
                     "overhead_s_per_round", "compute_s_per_round"):
             assert key in r, key
         assert r["steps"] == 4 and r["wall_s"] > 0
+        assert r["ended_unix"] - r["started_unix"] >= r["wall_s"]  # the row's setup, then its timed part
         assert r["vs_ddp"] == pytest.approx(rows[0]["wall_s"] / r["wall_s"])
     assert rows[0]["params"]["backend"] == "gloo" and rows[0]["vs_ddp"] == 1.0
     assert all(r["overhead_s_per_round"] > 0 and r["compute_s_per_round"] > 0 for r in rows[1:])
@@ -183,17 +184,41 @@ def test_the_simulator_replays_a_live_resnet_run_within_one_percent():
     """benchmarks/sim_replay_live.py on a committed 16-core run: measured compute plus the
     rebuilt delay table, through the same scheme and policy, lands within 1% of the wall time
     measured (200.8 s); dispatch at arrival is predicted faster."""
-    import importlib.util
-    root = Path(__file__).resolve().parents[1]
-    spec = importlib.util.spec_from_file_location("sim_replay_live",
-                                                  root / "benchmarks" / "sim_replay_live.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    results = root / "benchmarks" / "results"
+    module = _load_benchmark("sim_replay_live")
+    results = Path(__file__).resolve().parents[1] / "benchmarks" / "results"
     row = module.replay(results / "versus_resnet18-cpu-gap15.json",
                         results / "versus_resnet18-cpu-gap15.rounds.jsonl")
     assert row["sim_round_s"] == pytest.approx(row["measured_s"], rel=0.01)
     assert row["sim_arrival_s"] < row["sim_round_s"]
+
+
+def _load_benchmark(name: str):
+    import importlib.util
+    root = Path(__file__).resolve().parents[1]
+    spec = importlib.util.spec_from_file_location(name, root / "benchmarks" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_gpu_utilisation_is_averaged_over_each_rows_timed_window(tmp_path):
+    """Samples every second, GPU 0 busy (90%) from 12:00:10 to 12:00:20, GPU 1 idle: a row
+    timed over exactly those 10 s sees 90% and 0%, the row before it only idle samples."""
+    gpu = _load_benchmark("gpu_util_by_row")
+    lines = [f"2026/11/30 12:00:{s:02d}.000, {g}, {90 if g == 0 and 10 <= s <= 20 else 0} %"
+             for s in range(30) for g in (0, 1)]
+    csv_path = tmp_path / "gpu_util.csv"
+    csv_path.write_text("\n".join(lines) + "\n")
+    t0 = 1796040000.0  # 2026-11-30 12:00:00 UTC
+    result = {"rows": [{"system": "ddp", "scheme": "ddp", "wall_s": 5.0, "ended_unix": t0 + 8},
+                       {"system": "gcode", "scheme": "msgc", "row": "msgc-gap", "wall_s": 10.0,
+                        "ended_unix": t0 + 20}]}
+    rows = gpu.utilisation_by_row(result, gpu.read_samples(csv_path))
+    assert rows[0]["mean_util"] == {0: 0.0, 1: 0.0} and rows[0]["samples"] == 12
+    assert rows[1]["row"] == "msgc-gap" and rows[1]["mean_util"] == {0: 90.0, 1: 0.0}
+    csv_path.write_text("not a sample\n")
+    with pytest.raises(SystemExit, match="gpu_util.csv:1"):
+        gpu.read_samples(csv_path)
 
 
 def test_worker_profile_times_every_phase_on_the_cpu():

@@ -227,10 +227,12 @@ def run_versus(cfg: VersusConfig, progress=None) -> dict:
             order = ["ddp", *cfg.schemes]
             for name in order[rep % len(order):] + order[:rep % len(order)]:
                 log = Path(cfg.log_dir or tmp) / f"{name}-{rep}.jsonl"
-                rows[name].append(_ddp_row(cfg, workload, table) if name == "ddp" else
-                                  _straggler_accounting(_gcode_row(cfg, name, workload,
-                                                                   gcode_inject, pool, log),
-                                                        log, table, inject))
+                started = time.time()
+                row = (_ddp_row(cfg, workload, table) if name == "ddp" else
+                       _straggler_accounting(_gcode_row(cfg, name, workload, gcode_inject, pool,
+                                                        log), log, table, inject))
+                # when the row ran (Unix seconds), to match samples such as GPU utilisation
+                rows[name].append({**row, "started_unix": started, "ended_unix": time.time()})
                 if progress is not None:
                     progress(1)
     return summarize(cfg, rows, compute_s, inject, workload)
