@@ -60,6 +60,8 @@ class RoundState:
     def missing_head_start(self) -> float:
         """The least head start among the workers still missing: a cut at c seconds of task
         time is reached by all of them at ``c − missing_head_start()`` on the round's clock."""
+        if not self.head_start:  # round dispatch: no scan on every poll
+            return 0.0
         return min((self.head_start.get(w, 0.0) for w in range(self.n) if w not in self.arrived),
                    default=0.0)
 
