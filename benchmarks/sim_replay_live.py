@@ -77,7 +77,7 @@ def main() -> None:
     print("|---|---|---|---|---|---|---|")
     for r in rows:
         def cell(seconds: float, ddp: float = r["ddp_s"]) -> str:
-            return f"{seconds:.1f} ({ddp / seconds:.2f}x)"
+            return f"{seconds:.1f} ({ddp / seconds:.3f}x)"
         print(f"| {r['run']} | {r['row']} | {'-' if r['on_time_cut_live'] is None else r['on_time_cut_live']} | {r['ddp_s']:.1f} | "
               f"{cell(r['measured_s'])} | "
               f"{cell(r['sim_round_s'])} | {cell(r['sim_arrival_s'])} |")

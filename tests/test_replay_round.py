@@ -71,6 +71,17 @@ def test_simulated_dispatch_at_arrival_starts_workers_at_their_arrival():
     assert at_arrival.durations == pytest.approx([2.0, 1.0, 2.0, 1.0])
 
 
+def test_simulated_head_start_is_at_most_one_round():
+    """Live, round r+1's tasks go out during round r at the earliest, so a worker that is
+    ahead by more than a round waits for round r to begin: worker 0 (1 s a round) starts each
+    next round when the round begins, 10 s ahead, never more. So round 4's 20 s task ends at
+    10, not at 20 - 36 (the head start a worker could pile up if it ran ahead freely)."""
+    trace = np.array([[1.0, 10.0]] * 4 + [[20.0, 1.0]])
+    res = simulate(make_scheme("uncoded", n=2, jobs=5), trace, make_policy("all"),
+                   dispatch="arrival")
+    assert res.durations == pytest.approx([10.0, 10.0, 10.0, 10.0, 10.0])
+
+
 def test_simulated_dispatch_at_arrival_decodes_every_job_of_msgc():
     rng = np.random.default_rng(0)
     trace = rng.exponential(1.0, (30, 8)) + 0.5

@@ -31,7 +31,7 @@ def markdown_table(result: dict) -> str:
         params = _params_text(r["params"])
         ms = lambda v: "-" if v is None else f"{1e3 * v:.1f}"
         lines.append(f"| {r['system']} | {r.get('row', r['scheme'])} | {params} | {r['wall_s']:.2f} | "
-                     f"{r['vs_ddp']:.2f}x | {r.get('rounds', r['steps'])} | {r.get('waits', '-')} | "
+                     f"{r['vs_ddp']:.3f}x | {r.get('rounds', r['steps'])} | {r.get('waits', '-')} | "
                      f"{ms(r['compute_s_per_round'])} | {ms(r['overhead_s_per_round'])} | "
                      f"{ms(r.get('exposed_overhead_s_per_round'))} |")
     counted = [r for r in result["rows"] if r.get("on_time_declared") is not None]
@@ -42,7 +42,7 @@ def markdown_table(result: dict) -> str:
                                           for r in counted) + "."]
     if result.get("best_exact"):
         b = result["best_exact"]
-        lines += ["", f"Best exact gcode scheme: {b['row']}, {b['vs_ddp']:.2f}x DDP."]
+        lines += ["", f"Best exact gcode scheme: {b['row']}, {b['vs_ddp']:.3f}x DDP."]
     return "\n".join(lines)
 
 

@@ -69,7 +69,8 @@ def simulate(scheme: Scheme, trace: np.ndarray, policy: Policy,
     """Run ``scheme`` for scheme.jobs jobs over ``trace``; every job must decode by t + T.
 
     ``dispatch="arrival"`` models the live ``train.dispatch = "arrival"``: a worker that
-    arrived in round r starts round r+1 at its arrival, not at round r's end, and every round
+    arrived in round r starts round r+1 at its arrival, not at round r's end (but not before
+    round r itself began: tasks go out one round ahead at most), and every round
     is resolved on each worker's own clock (:func:`gcode.sim.rounds.replay_round`). It assumes
     every round may start early (live: M ≥ T+2) and needs ``scheme.plans_from_own_arrivals``.
 
@@ -107,7 +108,10 @@ def simulate(scheme: Scheme, trace: np.ndarray, policy: Policy,
             conforms = lambda stragglers: scheme.conforms(r, stragglers)
             if dispatch == "arrival":
                 outcome = RoundOutcome(*replay_round(policy, times, head, conforms))
-                head = np.where(outcome.arrived, outcome.duration - (times - head), 0.0)
+                # an arrival before the round's own start (a worker ahead by more than a round)
+                # starts the next round only at that start, when the round becomes current
+                finish = np.maximum(times - head, 0.0)
+                head = np.where(outcome.arrived, outcome.duration - finish, 0.0)
             else:
                 outcome = policy.resolve(times, conforms)
             scheme.record(r, outcome.arrived)
