@@ -141,10 +141,11 @@ def to_train_config(coding: CodingConfig, scaling: ScalingConfig, run: RunConfig
 
 
 def _section(name: str, values: dict):
-    from .config import SECTIONS, _check_type, _type_hints
+    from .config import SECTIONS
+    from .config_checks import check_type, type_hints
     cls = SECTIONS[name]
-    hints = _type_hints(cls)
-    return cls(**{k: _check_type(f"{name}.{k}", v, hints[k]) for k, v in values.items()})
+    hints = type_hints(cls)
+    return cls(**{k: check_type(f"{name}.{k}", v, hints[k]) for k, v in values.items()})
 
 
 def public_field(internal: str) -> str:

@@ -1,5 +1,5 @@
 """Building a :class:`~gcode.config.TrainConfig` from nested dicts, TOML/YAML files and dotted
-overrides. Every path ends in :func:`gcode.config.validate`; errors name the dotted field."""
+overrides. Every path ends in :func:`gcode.config_checks.validate`; errors name the dotted field."""
 
 from __future__ import annotations
 
@@ -9,15 +9,8 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from .config import (
-    SECTIONS,
-    ConfigError,
-    Fault,
-    TrainConfig,
-    _check_type,
-    _type_hints,
-    validate,
-)
+from .config import SECTIONS, ConfigError, Fault, TrainConfig
+from .config_checks import check_type, type_hints, validate
 
 
 def _section_from_dict(name: str, cls, data: Any):
@@ -27,14 +20,14 @@ def _section_from_dict(name: str, cls, data: Any):
         data = {}
     if not isinstance(data, Mapping):
         raise ConfigError(name, f"must be a table/mapping, got {data!r}")
-    hints = _type_hints(cls)
+    hints = type_hints(cls)
     valid = [f.name for f in dataclasses.fields(cls)]
     kwargs = {}
     for key, value in data.items():
         if key not in valid:
             raise ConfigError(f"{name}.{key}", f"unknown field; valid fields of [{name}]: "
                                                f"{', '.join(valid)}")
-        kwargs[key] = _check_type(f"{name}.{key}", value, hints[key])
+        kwargs[key] = check_type(f"{name}.{key}", value, hints[key])
     return cls(**kwargs)
 
 
@@ -81,9 +74,9 @@ def parse_faults(value: Any) -> tuple[Fault, ...]:
     out = []
     for k, (rnd, worker, kind) in enumerate(items):
         where = f"faults[{k}]"
-        _check_type(f"{where}.round", rnd, int)
-        _check_type(f"{where}.worker", worker, int)
-        _check_type(f"{where}.kind", kind, str)
+        check_type(f"{where}.round", rnd, int)
+        check_type(f"{where}.worker", worker, int)
+        check_type(f"{where}.kind", kind, str)
         out.append(Fault(rnd, worker, kind))
     return tuple(sorted(out, key=lambda f: (f.round, f.worker)))
 
@@ -136,11 +129,11 @@ def with_overrides(cfg: TrainConfig, overrides: Mapping[str, Any]) -> TrainConfi
             raise ConfigError(key, f"unknown field; use section.field with a section among "
                                    f"{', '.join(SECTIONS)}")
         cls = SECTIONS[section]
-        hints = _type_hints(cls)
+        hints = type_hints(cls)
         if name not in hints:
             valid = ", ".join(f.name for f in dataclasses.fields(cls))
             raise ConfigError(key, f"unknown field; valid fields of [{section}]: {valid}")
-        setattr(sections[section], name, _check_type(key, value, hints[name]))
+        setattr(sections[section], name, check_type(key, value, hints[name]))
     out = TrainConfig(**sections, faults=faults)
     validate(out)
     return out
