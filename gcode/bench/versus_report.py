@@ -47,10 +47,13 @@ def markdown_table(result: dict) -> str:
 
 
 def _params_text(params: dict) -> str:
-    """Row parameters for a table cell; an auto scheme's segments as a count and the last."""
+    """Row parameters for a table cell; an auto scheme's segments as a count and the last.
+    The GC code shows only when it is not FR, the bench's own rows' code."""
     shown = dict(params)
     segments = shown.pop("segments", None)
-    text = ",".join(f"{k}={v}" for k, v in shown.items() if k != "gc_code")
+    if shown.get("gc_code") == "fr":
+        del shown["gc_code"]
+    text = ",".join(f"{k}={v}" for k, v in shown.items())
     if segments:
         last = segments[-1]
         tail = ",".join(f"{k}={v}" for k, v in last.items() if k not in ("start_job", "scheme", "gc_code"))
