@@ -9,6 +9,10 @@ ones, whose compute is not known) replays faster than it ran: the table gives th
 scheme and policy come from its JSON; DDP's wall time is the measured one.
 
     python benchmarks/sim_replay_live.py RESULT.json ROUNDS.jsonl [RESULT.json ROUNDS.jsonl ...]
+
+With ``--policy NAME[:VALUE]`` (repeatable: ``gap:0.05``, ``earliest``, ``partial:0.2``) it
+replays each run under those round-ending policies instead, at ``--dispatch`` (default
+arrival): what the same workers' times would have given.
 """
 
 from __future__ import annotations
@@ -47,6 +51,40 @@ def replayed_trace(result: dict, records: list[dict]) -> np.ndarray:
     return trace
 
 
+#: the one parameter a policy spec NAME:VALUE sets
+POLICY_PARAM = {"gap": "gap", "partial": "mu", "paper": "mu", "deadline": "seconds"}
+
+
+def parse_policy(spec: str) -> tuple[str, dict]:
+    """(name, params) of ``NAME[:VALUE]``."""
+    name, _, value = spec.partition(":")
+    if not value:
+        return name, {}
+    if name not in POLICY_PARAM:
+        raise SystemExit(f"--policy {spec}: {name} takes no value")
+    return name, {POLICY_PARAM[name]: float(value)}
+
+
+def replay_policies(result_path: Path, rounds_path: Path, specs: list[str],
+                    dispatch: str) -> dict:
+    """The run's row replayed under each policy of ``specs``: {spec: simulated seconds}."""
+    result = json.loads(result_path.read_text())
+    records = [json.loads(line) for line in rounds_path.read_text().splitlines()]
+    ddp = next(r for r in result["rows"] if r["system"] == "ddp")
+    row = next(r for r in result["rows"] if r["system"] == "gcode")
+    scheme, _, _ = row_sections(row["row"], result["config"].get("gap"))
+    trace = replayed_trace(result, records)
+    out = {"run": result_path.stem, "row": row["row"], "ddp_s": ddp["wall_s"],
+           "measured_s": row["wall_s"], "dispatch": dispatch, "sim_s": {}}
+    for spec in specs:
+        name, params = parse_policy(spec)
+        s = make_scheme(scheme["name"], n=result["config"]["workers"], jobs=row["steps"],
+                        **{k: v for k, v in scheme.items() if k != "name"})
+        out["sim_s"][spec] = simulate(s, trace, make_policy(name, **params), 0.0,
+                                      dispatch=dispatch).runtime_s
+    return out
+
+
 def replay(result_path: Path, rounds_path: Path) -> dict:
     result = json.loads(result_path.read_text())
     records = [json.loads(line) for line in rounds_path.read_text().splitlines()]
@@ -68,10 +106,19 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("files", nargs="+", help="pairs: RESULT.json ROUNDS.jsonl")
     parser.add_argument("--json", metavar="F", help="also write the rows as JSON")
+    parser.add_argument("--policy", action="append", metavar="NAME[:VALUE]",
+                        help="replay under this policy instead (repeatable)")
+    parser.add_argument("--dispatch", choices=("round", "arrival"), default="arrival",
+                        help="dispatch of the --policy replays (default arrival)")
     args = parser.parse_args()
     if len(args.files) % 2:
         parser.error("give RESULT.json ROUNDS.jsonl pairs")
-    rows = [replay(Path(a), Path(b)) for a, b in zip(args.files[::2], args.files[1::2])]
+    pairs = list(zip(args.files[::2], args.files[1::2]))
+    if args.policy:
+        print_policy_table([replay_policies(Path(a), Path(b), args.policy, args.dispatch)
+                            for a, b in pairs], args.policy, args.json)
+        return
+    rows = [replay(Path(a), Path(b)) for a, b in pairs]
     print("| run | row | on-time cut (live) | DDP s | measured s (vs DDP) | sim, round dispatch "
           "| sim, at arrival |")
     print("|---|---|---|---|---|---|---|")
@@ -83,6 +130,19 @@ def main() -> None:
               f"{cell(r['sim_round_s'])} | {cell(r['sim_arrival_s'])} |")
     if args.json:
         Path(args.json).write_text(json.dumps(rows, indent=1))
+
+
+def print_policy_table(rows: list[dict], specs: list[str], json_path: str | None) -> None:
+    """One line per run: measured, then each policy's replay (seconds and x DDP)."""
+    print(f"| run | row | DDP s | measured s | {' | '.join(specs)} | best |")
+    print("|---|---|---|---|" + "---|" * (len(specs) + 1))
+    for r in rows:
+        cells = [f"{r['sim_s'][p]:.1f} ({r['ddp_s'] / r['sim_s'][p]:.3f}x)" for p in specs]
+        best = min(specs, key=lambda p: r["sim_s"][p])
+        print(f"| {r['run']} | {r['row']} | {r['ddp_s']:.1f} | {r['measured_s']:.1f} "
+              f"({r['ddp_s'] / r['measured_s']:.3f}x) | {' | '.join(cells)} | {best} |")
+    if json_path:
+        Path(json_path).write_text(json.dumps(rows, indent=1))
 
 
 if __name__ == "__main__":

@@ -204,6 +204,20 @@ def test_the_simulator_replays_live_resnet_runs_at_arrival_within_one_percent(ru
     assert row["sim_arrival_s"] == pytest.approx(row["measured_s"], rel=0.01)
 
 
+def test_replaying_a_live_run_under_other_policies():
+    """``sim_replay_live.py --policy``: the run's own policy (gap 0.15) replays to the default
+    replay's figure, and the other policies replay the same workers' times."""
+    module = _load_benchmark("sim_replay_live")
+    results = Path(__file__).resolve().parents[1] / "benchmarks" / "results"
+    pair = (results / "versus_resnet18-cpu-arrival.json",
+            results / "versus_resnet18-cpu-arrival.rounds.jsonl")
+    row = module.replay_policies(*pair, ["gap:0.15", "earliest", "partial:0.2"], "arrival")
+    assert row["sim_s"]["gap:0.15"] == pytest.approx(module.replay(*pair)["sim_arrival_s"])
+    assert all(120 < s < 200 for s in row["sim_s"].values())
+    with pytest.raises(SystemExit, match="earliest takes no value"):
+        module.parse_policy("earliest:1")
+
+
 def _load_benchmark(name: str):
     import importlib.util
     root = Path(__file__).resolve().parents[1]
