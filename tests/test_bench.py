@@ -218,6 +218,13 @@ def test_replaying_a_live_run_under_other_policies():
         module.parse_policy("earliest:1")
 
 
+def test_fetch_cost_measures_every_mode():
+    """benchmarks/fetch_cost.py runs on the CPU too (CI has no GPU): one figure per mode."""
+    r = _load_benchmark("fetch_cost").measure(k=3, d=1000, repeats=2)
+    assert {"staged", "copy", "check", "async", "async_queue"} <= set(r)
+    assert all(r[m] >= 0 for m in ("staged", "copy", "check", "async", "async_queue"))
+
+
 def _load_benchmark(name: str):
     import importlib.util
     root = Path(__file__).resolve().parents[1]
