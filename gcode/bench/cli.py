@@ -320,7 +320,8 @@ def add_bench_parser(sub) -> None:
                         "train --prefetch; auto: on for GPU workers)")
     p.add_argument("--gap", type=types.positive, default=0.05, metavar="F",
                    help="the quiet gap of the rows under the gap policy (msgc-gap, "
-                        "msgc-lam3-gap, msgc-cyclic-gap), as a fraction of the latest arrival (default 0.05)")
+                        "msgc-lam3-gap, msgc-cyclic-gap), as a fraction of the latest arrival "
+                        "(default 0.05)")
     p.add_argument("--repeats", type=types.positive_int, default=1,
                    help="interleaved repeats (median reported)")
     p.add_argument("--log-dir", metavar="DIR",
