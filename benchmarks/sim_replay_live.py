@@ -62,7 +62,10 @@ def parse_policy(spec: str) -> tuple[str, dict]:
         return name, {}
     if name not in POLICY_PARAM:
         raise SystemExit(f"--policy {spec}: {name} takes no value")
-    return name, {POLICY_PARAM[name]: float(value)}
+    try:
+        return name, {POLICY_PARAM[name]: float(value)}
+    except ValueError:
+        raise SystemExit(f"--policy {spec}: {value!r} is not a number") from None
 
 
 def replay_policies(result_path: Path, rounds_path: Path, specs: list[str],
@@ -80,8 +83,11 @@ def replay_policies(result_path: Path, rounds_path: Path, specs: list[str],
         name, params = parse_policy(spec)
         s = make_scheme(scheme["name"], n=result["config"]["workers"], jobs=row["steps"],
                         **{k: v for k, v in scheme.items() if k != "name"})
-        out["sim_s"][spec] = simulate(s, trace, make_policy(name, **params), 0.0,
-                                      dispatch=dispatch).runtime_s
+        try:
+            policy = make_policy(name, **params)
+        except ValueError as exc:
+            raise SystemExit(f"--policy {spec}: {exc}") from None
+        out["sim_s"][spec] = simulate(s, trace, policy, 0.0, dispatch=dispatch).runtime_s
     return out
 
 
