@@ -6,7 +6,7 @@
 set -u
 out=${1:?usage: device_versus.sh OUT_DIR [RUN ...]}
 shift
-want=" ${*:-gpu mlp-wide-none mlp-wide-none-cpu mlp-wide mlp mlp-none mlp-none-cpu resnet18-gpu resnet18-cpu resnet18-cpu-lam3 resnet18-cpu-gap15 resnet18-cpu-arrival resnet18-cpu-cyclic} "
+want=" ${*:-gpu mlp-wide-none mlp-wide-none-cpu mlp-wide mlp mlp-none mlp-none-cpu resnet18-gpu resnet18-cpu resnet18-cpu-lam3 resnet18-cpu-gap15 resnet18-cpu-arrival resnet18-cpu-cyclic resnet18-cpu-arrival-gap10} "
 mkdir -p "$out/tmp"
 py=${PYTHON:-python3}
 BURSTY=uncoded,gc-s2,gc-s2-earliest,msgc-earliest,msgc-gap,uncoded-pipelined,gc-s2-earliest-pipelined,msgc-earliest-pipelined,msgc-gap-pipelined,gc-s2-earliest-arrival,msgc-gap-arrival
@@ -45,5 +45,7 @@ LIMIT=590 run resnet18-cpu-gap15 --model resnet18 --jobs 16 --gap 0.15 --schemes
 LIMIT=590 run resnet18-cpu-arrival --model resnet18 --jobs 16 --gap 0.15 --schemes msgc-gap-arrival
 # the same with M-SGC's cyclic code: 96 samples a worker a round against FR's 102-103
 LIMIT=590 run resnet18-cpu-cyclic --model resnet18 --jobs 16 --gap 0.15 --schemes msgc-cyclic-gap-arrival
+# at arrival with the gap the replays of the three calls above favour (sim_replay_live.py --policy)
+LIMIT=590 run resnet18-cpu-arrival-gap10 --model resnet18 --jobs 16 --gap 0.1 --schemes msgc-gap-arrival
 source "$(dirname "$0")/device_common.sh"
 pack_results
