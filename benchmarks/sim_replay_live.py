@@ -68,43 +68,48 @@ def parse_policy(spec: str) -> tuple[str, dict]:
         raise SystemExit(f"--policy {spec}: {value!r} is not a number") from None
 
 
-def replay_policies(result_path: Path, rounds_path: Path, specs: list[str],
-                    dispatch: str) -> dict:
-    """The run's row replayed under each policy of ``specs``: {spec: simulated seconds}."""
-    result = json.loads(result_path.read_text())
-    records = [json.loads(line) for line in rounds_path.read_text().splitlines()]
-    ddp = next(r for r in result["rows"] if r["system"] == "ddp")
-    row = next(r for r in result["rows"] if r["system"] == "gcode")
-    scheme, _, _ = row_sections(row["row"], result["config"].get("gap"))
-    trace = replayed_trace(result, records)
-    out = {"run": result_path.stem, "row": row["row"], "ddp_s": ddp["wall_s"],
-           "measured_s": row["wall_s"], "dispatch": dispatch, "sim_s": {}}
-    for spec in specs:
-        name, params = parse_policy(spec)
-        s = make_scheme(scheme["name"], n=result["config"]["workers"], jobs=row["steps"],
-                        **{k: v for k, v in scheme.items() if k != "name"})
-        try:
-            policy = make_policy(name, **params)
-        except ValueError as exc:
-            raise SystemExit(f"--policy {spec}: {exc}") from None
-        out["sim_s"][spec] = simulate(s, trace, policy, 0.0, dispatch=dispatch).runtime_s
-    return out
-
-
-def replay(result_path: Path, rounds_path: Path) -> dict:
+def _load_run(result_path: Path, rounds_path: Path):
+    """(result, its gcode row, the row's scheme and policy sections, the replayed trace, the
+    table row's common fields)."""
     result = json.loads(result_path.read_text())
     records = [json.loads(line) for line in rounds_path.read_text().splitlines()]
     ddp = next(r for r in result["rows"] if r["system"] == "ddp")
     row = next(r for r in result["rows"] if r["system"] == "gcode")
     scheme, policy, _ = row_sections(row["row"], result["config"].get("gap"))
-    trace = replayed_trace(result, records)
-    out = {"run": result_path.stem, "row": row["row"], "ddp_s": ddp["wall_s"],
-           "measured_s": row["wall_s"], "on_time_cut_live": row.get("on_time_declared")}
+    common = {"run": result_path.stem, "row": row["row"], "ddp_s": ddp["wall_s"],
+              "measured_s": row["wall_s"]}
+    return result, row, scheme, policy, replayed_trace(result, records), common
+
+
+def _simulated_s(result: dict, row: dict, scheme: dict, policy, trace, dispatch: str) -> float:
+    """The row's scheme over ``trace`` under ``policy`` (built afresh: schemes are stateful)."""
+    s = make_scheme(scheme["name"], n=result["config"]["workers"], jobs=row["steps"],
+                    **{k: v for k, v in scheme.items() if k != "name"})
+    return simulate(s, trace, policy, 0.0, dispatch=dispatch).runtime_s
+
+
+def replay_policies(result_path: Path, rounds_path: Path, specs: list[str],
+                    dispatch: str) -> dict:
+    """The run's row replayed under each policy of ``specs``: {spec: simulated seconds}."""
+    result, row, scheme, _, trace, common = _load_run(result_path, rounds_path)
+    out = {**common, "dispatch": dispatch, "sim_s": {}}
+    for spec in specs:
+        name, params = parse_policy(spec)
+        try:
+            policy = make_policy(name, **params)
+        except ValueError as exc:
+            raise SystemExit(f"--policy {spec}: {exc}") from None
+        out["sim_s"][spec] = _simulated_s(result, row, scheme, policy, trace, dispatch)
+    return out
+
+
+def replay(result_path: Path, rounds_path: Path) -> dict:
+    """The run's row replayed under its own policy, with round dispatch and at arrival."""
+    result, row, scheme, policy, trace, common = _load_run(result_path, rounds_path)
+    out = {**common, "on_time_cut_live": row.get("on_time_declared")}
     for dispatch in ("round", "arrival"):
-        s = make_scheme(scheme["name"], n=result["config"]["workers"], jobs=row["steps"],
-                        **{k: v for k, v in scheme.items() if k != "name"})
         p = make_policy(policy["name"], **{k: v for k, v in policy.items() if k != "name"})
-        out[f"sim_{dispatch}_s"] = simulate(s, trace, p, 0.0, dispatch=dispatch).runtime_s
+        out[f"sim_{dispatch}_s"] = _simulated_s(result, row, scheme, p, trace, dispatch)
     return out
 
 
