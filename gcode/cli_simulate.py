@@ -59,9 +59,9 @@ def add_simulate_parser(sub) -> None:
                         "the latest arrival's time (default 0.05)")
     p.add_argument("--dispatch", choices=DISPATCH, default="round",
                    help="round (default): every worker starts a round when the previous one "
-                        "ends; arrival: a worker that arrived starts its next round at once, as "
-                        "gcode train --dispatch arrival (uncoded, ignore, gc, msgc; others are "
-                        "skipped)")
+                        "ends; arrival: a worker that arrived starts its next round at once "
+                        "(at most one round ahead), as gcode train --dispatch arrival "
+                        "(uncoded, ignore, gc, msgc; others are skipped)")
     p.add_argument("--log", metavar="PREFIX",
                    help="write the run log PREFIX.pb (protobuf) and PREFIX.jsonl; with several "
                         "schemes, PREFIX-SCHEME.*; view with gcode replay / gcode plot")
