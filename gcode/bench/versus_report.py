@@ -51,14 +51,16 @@ def _params_text(params: dict) -> str:
     The GC code shows only when it is not FR, the bench's own rows' code."""
     shown = dict(params)
     segments = shown.pop("segments", None)
-    if shown.get("gc_code") == "fr":
-        del shown["gc_code"]
-    text = ",".join(f"{k}={v}" for k, v in shown.items())
+    text = _pairs(shown)
     if segments:
-        last = segments[-1]
-        tail = ",".join(f"{k}={v}" for k, v in last.items() if k not in ("start_job", "scheme", "gc_code"))
-        text = f"{len(segments)} segments, last {last['scheme']}({tail})," + text
+        last = {k: v for k, v in segments[-1].items() if k not in ("start_job", "scheme")}
+        text = f"{len(segments)} segments, last {segments[-1]['scheme']}({_pairs(last)})," + text
     return text
+
+
+def _pairs(params: dict) -> str:
+    return ",".join(f"{k}={v}" for k, v in params.items()
+                    if not (k == "gc_code" and v == "fr"))
 
 
 def plot(result: dict, out_dir) -> list:
