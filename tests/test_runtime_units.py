@@ -13,6 +13,7 @@ from gcode.runtime.data import job_indices, model_seed
 from gcode.runtime.decode import Decoder, weighted_sum
 from gcode.runtime.inject import injected_delays
 from gcode.sim.rounds import End, FallBack, RoundState, Wait, decide
+from gcode.runtime.finite_checks import PendingChecks, Staged
 from gcode.runtime.worker import check_result
 from gcode.sim import DeadlinePolicy, GapPolicy, PaperPolicy, WaitAllPolicy
 
@@ -151,12 +152,58 @@ def test_the_device_decode_path_runs_on_the_cpu_and_equals_the_host_decode(name,
         np.testing.assert_allclose(device[t][0], host[t][0], rtol=1e-12, atol=1e-12)
 
 
-def test_staging_a_result_counts_its_non_finite_values():
-    dec = Decoder(5, torch_math=True)
-    staged, bad = dec.stage(np.array([1, np.nan, 2, np.inf, -np.inf], np.float32))
-    assert bad == 3 and staged.dtype == torch.float32
-    assert dec.stage(np.ones(5, np.float32))[1] == 0
-    assert isinstance(Decoder.host(staged), np.ndarray)
+@pytest.mark.parametrize("torch_math", [True, False])
+def test_a_staged_result_s_finite_check_is_read_when_settled(torch_math):
+    """Decoder.stage queues a result's check (a device flag, or a bool on the host); settling
+    reads every check at once and names the non-finite results with their count."""
+    dec = Decoder(5, torch_math=torch_math)
+    checks = PendingChecks()
+    for w, values in enumerate(([1, np.nan, 2, np.inf, -np.inf], [1, 2, 3, 4, 5])):
+        source = np.array(values, np.float32)
+        staged, flag, event = dec.stage(source)
+        assert isinstance(staged, torch.Tensor) == torch_math and event is None  # CPU: no event
+        checks.add(Staged(3, w, [], staged, flag, event, source))
+    bad = checks.settle(block=False)  # on the CPU every check is done at once
+    assert [(item.worker, reason) for item, reason in bad] == [(0, "3 non-finite values")]
+    assert not checks.items and bad[0][0].source is None  # the host array is let go
+    assert checks.settle(block=True) == []
+
+
+@pytest.mark.parametrize("torch_math", [True, False])
+@pytest.mark.parametrize("name, params", [("uncoded", {}), ("gc", {"s": 1, "gc_code": "fr"}),
+                                          ("msgc", {"B": 1, "W": 2, "lam": 2, "gc_code": "fr"})])
+def test_a_result_discarded_after_it_was_folded_never_reaches_a_decode(name, params, torch_math):
+    """A result found non-finite after it was stored and folded into its job's accumulator is
+    discarded; the job streams again from the rest, the worker's retry is stored under the same
+    keys, and every job decodes exactly."""
+    d, n = 65, 4
+    scheme = make_scheme(name, n=n, jobs=3, **params)
+    rng = np.random.default_rng(5)
+    chunk_grads = rng.standard_normal((scheme.jobs, len(scheme.chunk_fractions), d))
+    dec = Decoder(d, streaming=True, torch_math=torch_math, fold_batch=1)
+
+    def message(task):
+        return sum(c * chunk_grads[task.job, ch]
+                   for ch, c in zip(task.chunks, task.coefficients)).astype(np.float32)
+    decoded = {}
+    for r in range(scheme.total_rounds):
+        plan = scheme.plan(r)
+        for w in range(n):  # worker 0 first sends garbage, found only after it was folded
+            for task in plan[w]:
+                bad = np.full(d, np.nan, np.float32)
+                dec.add(ResultKey(w, r, task.slot), task, bad if w == 0 else message(task))
+            dec.flush()
+        dec.discard([ResultKey(0, r, task.slot) for task in plan[0]])
+        for task in plan[0]:  # its retry
+            dec.add(ResultKey(0, r, task.slot), task, message(task))
+        scheme.record(r, np.ones(n, dtype=bool))
+        for t in range(max(0, r - scheme.delay), r + 1):
+            if scheme.decodable(t) and t not in decoded:
+                decoded[t] = np.asarray(dec.decode(t, scheme.decode(t))[0])
+    assert sorted(decoded) == list(range(scheme.jobs))
+    for t, grad in decoded.items():
+        exact = chunk_grads[t].sum(0)
+        assert np.linalg.norm(grad - exact) / np.linalg.norm(exact) < 1e-6
 
 
 def test_ignore_scheme_rescales_so_streaming_falls_back_to_batch():

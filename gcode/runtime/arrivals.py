@@ -10,14 +10,36 @@ from __future__ import annotations
 
 import math
 import time
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
 from ..codes import MiniTask, ResultKey
 from ..sim.rounds import End, FallBack, RoundState, Wait, decide
+from .finite_checks import Staged
 from .health import RunFailed, confirm_worker_fault, explain_workload_error
 from .worker import check_result
+
+
+#: seconds between polls for deferred finiteness checks while arrivals are awaited
+CHECK_POLL_S = 0.005
+
+
+@dataclass
+class OpenRound:
+    """The round being waited for: what the policy sees (``state``), the round's log record,
+    its clock's start, and each worker's attempt number and last failure time."""
+
+    r: int
+    state: RoundState
+    info: dict
+    t0: float
+    attempts: list[int] = field(default_factory=list)
+    failed_at: dict[int, float] = field(default_factory=dict)
+
+    def __post_init__(self):
+        self.attempts = self.attempts or [0] * self.state.n
 
 
 def wire(task: MiniTask) -> tuple:
@@ -49,21 +71,49 @@ class Arrivals:
                 self.decoder.add(ResultKey(w, r, task.slot), task, payload["grads"][k],
                                  payload["losses"][k])
 
-    def _check(self, payload, r: int, w: int, tasks: list[MiniTask]) -> str | None:
-        """Validate worker w's round-r result against what was sent (tags, shape, dtype, finite
-        values). With a device decode, the values are checked there, right after the result's
-        one copy to the device, which then replaces the host array in ``payload``."""
-        on_device = self.decoder.on_device
+    def _check(self, payload, r: int, w: int, tasks: list[MiniTask], defer: bool = True
+               ) -> str | None:
+        """Validate worker w's round-r result against what was sent (tags, shape, dtype, then
+        finite values). The result's array is staged where jobs decode (:meth:`Decoder.stage`)
+        and replaces the host array in ``payload``. Its finiteness check is read here unless
+        ``defer``: then it joins ``self.checks`` and a failure surfaces at a later
+        :meth:`_settle_checks`, before the round can end."""
         reason = check_result(payload, r, w, [wire(t) for t in tasks], self.spec.num_params,
-                              self._call_dtype[(r, w)], self.decode_threads, finite=not on_device)
-        if reason is None and on_device and payload["grads"].size:
-            staged, bad = self.decoder.stage(payload["grads"])
-            if bad:
-                reason = f"{bad} non-finite values"
-            else:
-                payload["grads"] = staged
+                              self._call_dtype[(r, w)], finite=False)
+        if reason is None and payload["grads"].size:
+            source = payload["grads"]
+            staged, flag, event = self.decoder.stage(source, self.decode_threads)
+            item = Staged(r, w, tasks, staged, flag, event, source)
+            payload["grads"] = staged
+            if defer:
+                self.checks.add(item)
+            elif not (flag if isinstance(flag, bool) else bool(flag)):
+                reason = item.reason()
         confirm_worker_fault(self, r, w, [t.job for t in tasks], reason)  # diverged model?
         return reason
+
+    def _settle_checks(self, rnd: OpenRound, block: bool) -> None:
+        """Read the deferred finiteness checks that are done (all when ``block``). A result
+        found non-finite becomes its worker's failure in the open round, as if it had failed
+        on arrival: the arrival is undone, its stored results are discarded, and the next
+        round's call sent at that arrival is withdrawn (its plan assumed the result)."""
+        if not self.checks.items:
+            return
+        tp = time.perf_counter()
+        for item, reason in self.checks.settle(block):
+            w = item.worker
+            self.decoder.discard([ResultKey(w, item.round, t.slot) for t in item.tasks])
+            early = self.early.get(w)
+            if early is not None and early.round == item.round + 1:
+                self.transport.forget([early.call])
+                del self.early[w]
+                self.withdrawn_at_arrival += 1
+            rnd.state.arrived.pop(w, None)
+            for record in ("arrival_s", "compute_s", "sleep_s"):
+                rnd.info[record].pop(w, None)
+            self._round_failed(rnd, w, reason, time.perf_counter() - rnd.t0)
+            confirm_worker_fault(self, rnd.r, w, [t.job for t in item.tasks], reason)
+        self.timings.fetch += time.perf_counter() - tp
 
     # ---- late results -----------------------------------------------------------------
     def _absorb_late(self, r: int) -> None:
@@ -88,7 +138,7 @@ class Arrivals:
                                              "sleep_s": float(payload["sleep_s"])})
                 continue
             if err is None:
-                err = self._check(payload, rr, w, tasks)
+                err = self._check(payload, rr, w, tasks, defer=False)
             if err is not None:  # a straggler that then failed: log it, use nothing
                 self.needs_ctx.add(w)
                 self.failures.append({"round": rr, "worker": w, "attempt": 0, "reason": err,
@@ -107,18 +157,23 @@ class Arrivals:
         """Poll arrivals -> policy -> decision, until the round ends. A worker's times count
         from its own dispatch (``head_start`` seconds before t0 for one sent at its arrival),
         and a call seen finished before the round started counts from then (``finished_at``,
-        on the round's clock). Next round's calls sent at arrival are watched meanwhile."""
+        on the round's clock). Next round's calls sent at arrival are watched meanwhile. A
+        decision to end or fall back takes effect only on settled arrivals (every deferred
+        finiteness check read)."""
         cc = self.cfg.cluster
-        state = RoundState(self.n, head_start=dict(head_start))
+        now_round = OpenRound(r, RoundState(self.n, head_start=dict(head_start)), info, t0)
+        state = now_round.state
         finished_at = dict(finished_at)
         if head_start:
             info["head_start_s"] = dict(head_start)
-        attempts = [0] * self.n
-        failed_at: dict[int, float] = {}
         conforms = lambda stragglers: self.scheme.conforms(r, stragglers)
         while True:
+            self._settle_checks(now_round, block=False)
             now = time.perf_counter() - t0
             decision = decide(state, now, self.policy, conforms, self.partial)
+            if not isinstance(decision, Wait) and self.checks.items:
+                self._settle_checks(now_round, block=True)
+                continue
             if isinstance(decision, End):
                 for ref, w in pending.items():
                     self.late.append((ref, r, w, plan[w]))
@@ -131,14 +186,14 @@ class Arrivals:
             assert isinstance(decision, Wait)
             next_retry = math.inf
             for w in decision.retry:
-                ready_at = failed_at[w] + cc.retry_backoff_s
+                ready_at = now_round.failed_at[w] + cc.retry_backoff_s
                 if now >= ready_at:
-                    attempts[w] += 1
+                    now_round.attempts[w] += 1
                     self.retries += 1
                     del state.failed[w]
                     state.head_start.pop(w, None)  # a new attempt: timed on the round's clock
                     finished_at.pop(w, None)
-                    pending[self._dispatch(r, w, plan[w], attempts[w])] = w
+                    pending[self._dispatch(r, w, plan[w], now_round.attempts[w])] = w
                 else:
                     next_retry = min(next_retry, ready_at)
             if now > cc.round_timeout_s:
@@ -148,6 +203,8 @@ class Arrivals:
                                    f"(failures: {state.failed or 'none'}){self._checkpoint_hint()}")
             until = min(decision.until, next_retry, cc.round_timeout_s + 1e-3)
             timeout = max(0.0, until - now)
+            if self.checks.items:  # poll, so that a failed check surfaces soon
+                timeout = min(timeout, CHECK_POLL_S)
             if not pending:
                 time.sleep(min(timeout, 0.05))
                 continue
@@ -167,32 +224,44 @@ class Arrivals:
                     err = self._check(payload, r, w, plan[w])
                 self.timings.fetch += time.perf_counter() - tp
                 if err is not None:
-                    self.needs_ctx.add(w)
-                    state.failed[w] = err
-                    failed_at[w] = arrived_at
-                    self.failures.append({"round": r, "worker": w, "attempt": attempts[w],
-                                          "reason": err})
+                    self._round_failed(now_round, w, err, arrived_at)
                     continue
-                self._note_pid(w, payload)
-                self.needs_ctx.discard(w)
-                self.peak_rss_mb[w] = float(payload.get("peak_rss_mb", 0.0))
                 task_s = min(arrived_at, finished_at.get(w, math.inf)) + state.head_start.get(w, 0.0)
-                state.arrived[w] = task_s
-                tf = time.perf_counter()
-                self._store(w, r, plan[w], payload)
-                self.timings.fold += time.perf_counter() - tf
-                self.read_ahead += int(payload.get("read_ahead", 0))
-                if attempts[w] == 0:
-                    self.compute_s.append(float(payload["compute_s"]))
-                    response = task_s - float(payload["sleep_s"])
-                    self.response_s.append(response)
-                    load = self.scheme.round_load(r)
-                    if load > 0:
-                        self.slope_samples.append(response / load)
-                info["arrival_s"][w] = task_s
-                info["compute_s"][w] = float(payload["compute_s"])
-                info["sleep_s"][w] = float(payload["sleep_s"])
-                self._dispatch_at_arrival(r, w)
+                self._arrived(now_round, w, plan[w], payload, task_s)
             tf = time.perf_counter()
             self.decoder.flush()  # fold queued results a few at a time, while others compute
             self.timings.fold += time.perf_counter() - tf
+
+    def _arrived(self, rnd: OpenRound, w: int, tasks: list[MiniTask], payload: dict,
+                 task_s: float) -> None:
+        """Worker w's valid result (its finiteness check possibly still deferred) arrived
+        ``task_s`` seconds into its task: store it, record it, send w its next tasks."""
+        r = rnd.r
+        self._note_pid(w, payload)
+        self.needs_ctx.discard(w)
+        self.peak_rss_mb[w] = float(payload.get("peak_rss_mb", 0.0))
+        rnd.state.arrived[w] = task_s
+        tf = time.perf_counter()
+        self._store(w, r, tasks, payload)
+        self.timings.fold += time.perf_counter() - tf
+        self.read_ahead += int(payload.get("read_ahead", 0))
+        if rnd.attempts[w] == 0:
+            self.compute_s.append(float(payload["compute_s"]))
+            response = task_s - float(payload["sleep_s"])
+            self.response_s.append(response)
+            load = self.scheme.round_load(r)
+            if load > 0:
+                self.slope_samples.append(response / load)
+        rnd.info["arrival_s"][w] = task_s
+        rnd.info["compute_s"][w] = float(payload["compute_s"])
+        rnd.info["sleep_s"][w] = float(payload["sleep_s"])
+        self._dispatch_at_arrival(r, w)
+
+    def _round_failed(self, rnd: OpenRound, w: int, reason: str, at: float) -> None:
+        """Worker w's attempt in the open round failed ``at`` seconds into it: log it; the
+        policy retries w after the backoff."""
+        self.needs_ctx.add(w)
+        rnd.state.failed[w] = reason
+        rnd.failed_at[w] = at
+        self.failures.append({"round": rnd.r, "worker": w, "attempt": rnd.attempts[w],
+                              "reason": reason})

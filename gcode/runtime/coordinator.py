@@ -38,6 +38,7 @@ from ..sim.rounds import End, partial_fallback
 from .arrivals import Arrivals, wire
 from .data import WorkSpec
 from .decode import Decoder
+from .finite_checks import PendingChecks
 from .inject import DelaySource
 from .jobs import JobLifecycle
 from .reporting import RoundReporting, Timings
@@ -107,10 +108,12 @@ class Coordinator(Arrivals, JobLifecycle, RoundReporting):
     resumed_from: str | None = None
     pipelined: int = 0           # rounds dispatched before the previous round's decodes
     dispatched_at_arrival: int = 0  # tasks sent at the worker's previous arrival (dispatch=arrival)
+    withdrawn_at_arrival: int = 0   # of those, withdrawn: the result they followed failed its check
     early: dict = field(default_factory=dict)  # worker -> EarlyCall of the next round
     cut_replies: list = field(default_factory=list)  # cut workers' compute and sleep, to log
     arrival_dispatch: tuple = (-1, False)  # (r, whether round r+1 may be sent during round r)
     next_plan: tuple = (-1, None)          # (r, round r+1's plan should everyone arrive)
+    checks: PendingChecks = field(default_factory=PendingChecks)  # deferred finite checks
 
     def __post_init__(self):
         self.n = self.scheme.n

@@ -142,12 +142,13 @@ class _DeviceMath:
         for array, c in zip(arrays, coefficients):
             acc.add_(self.stage(array), alpha=float(c))
 
-    def stage(self, array):
-        """``array`` on the device (a no-op for a result staged there already)."""
+    def stage(self, array, non_blocking: bool = False):
+        """``array`` on the device (a no-op for a result staged there already); with
+        ``non_blocking`` the copy from page-locked memory is only queued."""
         from gcode.train.flat import as_tensor
-        if isinstance(array, self.torch.Tensor):
-            return array.to(self.device)
-        return as_tensor(array).to(self.device)
+        if not isinstance(array, self.torch.Tensor):
+            array = as_tensor(array)
+        return array.to(self.device, non_blocking=non_blocking)
 
     @staticmethod
     def tensor(acc):
@@ -194,14 +195,22 @@ class Decoder:
         """Whether jobs decode on an accelerator (results are then staged there on arrival)."""
         return isinstance(self.math, _DeviceMath)
 
-    def stage(self, array: np.ndarray):
-        """(``array`` copied to the decode device, its number of non-finite values): a result's
-        validation and its one copy to the device in one step."""
-        staged = self.math.stage(array)
+    def stage(self, array: np.ndarray, threads: int = 1):
+        """(``array`` where jobs decode, its finiteness check, the check's completion event): a
+        result's one copy to the decode device and its validation in one step. On an
+        accelerator both are queued and the check is a 0-dim bool tensor, complete when the
+        event is (``array`` must stay alive until then: the copy reads it); on the host the
+        check runs now on ``threads`` threads and is a bool (no event)."""
+        if not self.on_device:
+            return array, all_finite(array, threads), None
         torch = self.math.torch
-        if bool(torch.isfinite(staged).all()):
-            return staged, 0
-        return staged, int((~torch.isfinite(staged)).sum())
+        staged = self.math.stage(array, non_blocking=True)
+        flag = torch.isfinite(staged).all()
+        event = None
+        if staged.device.type == "cuda":
+            event = torch.cuda.Event()
+            event.record()
+        return staged, flag, event
 
     @staticmethod
     def host(array) -> np.ndarray:
@@ -213,15 +222,38 @@ class Decoder:
         accumulator when streamable (coefficients all 1 and a new task signature)."""
         if key in self.results:
             return
-        job = self.jobs.setdefault(task.job, _Job())
         self.results[key] = array
         self.losses[key] = float(loss)
-        self.sig[key] = sig = signature(task)
+        self.sig[key] = signature(task)
+        self._register(self.jobs.setdefault(task.job, _Job()), key)
+
+    def _register(self, job: _Job, key: ResultKey) -> None:
+        """Add stored result ``key`` to ``job``, queued for its accumulator when streamable."""
+        sig = self.sig[key]
         job.keys.add(key)
-        if self.streaming and all(c == 1.0 for c in task.coefficients) and sig not in job.folded:
+        if self.streaming and all(c == 1.0 for c in sig[2]) and sig not in job.folded:
             job.folded[sig] = key
             job.pending.append(key)
-            job.loss += float(loss)
+            job.loss += self.losses[key]
+
+    def discard(self, keys) -> None:
+        """Forget stored results found invalid after they were stored. A job whose accumulator
+        may hold one of them streams again from its remaining results (in the order they
+        came), so a discarded result is never part of a decode."""
+        for key in keys:
+            if key not in self.results:
+                continue
+            sig = self.sig.pop(key)
+            del self.results[key]
+            del self.losses[key]
+            job = self.jobs.get(sig[0])
+            if job is None:
+                continue
+            job.keys.discard(key)
+            if job.folded.get(sig) == key:
+                self.jobs[sig[0]] = fresh = _Job()
+                for kept in [k for k in self.results if k in job.keys]:
+                    self._register(fresh, kept)
 
     def flush(self, min_pending: int | None = None) -> None:
         """Fold every job's queued streamed results into its accumulator, in one pass per job,

@@ -1,0 +1,76 @@
+"""Results stored for decoding before their finiteness is known.
+
+A result's values must be finite before it may count as arrived. On a GPU coordinator the check
+runs where the result is copied for decoding: the copy and the check are queued on the device
+and the host goes on (dispatching, waiting for the next arrival) while they run, instead of
+waiting for each result's copy and reading its flag back at once. On the host the check runs at
+once, and only reading it waits.
+
+Invariants (:class:`PendingChecks`):
+
+* a round ends only after every check of its results has been read (``settle(block=True)``
+  before the policy's decision to end or fall back takes effect), so a non-finite result never
+  counts towards a decodable set;
+* a result's host array (its shared-memory buffer) stays referenced until its check, queued
+  after its copy, has completed: the buffer is not lent to another call while the copy reads it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+
+@dataclass(eq=False)
+class Staged:
+    """Worker ``worker``'s round-``round`` result for ``tasks``, stored as ``result`` (on the
+    decode device) with its check ``flag`` not yet read: a bool, or a 0-dim bool tensor on the
+    device (``event`` marks its completion on a GPU)."""
+
+    round: int
+    worker: int
+    tasks: list
+    result: Any
+    flag: Any
+    event: Any = None
+    source: Any = field(default=None, repr=False)  # the host array copied from
+
+    def done(self) -> bool:
+        """Whether the check has completed, so reading it does not wait."""
+        return self.event is None or bool(self.event.query())
+
+    def reason(self) -> str:
+        if isinstance(self.result, np.ndarray):
+            return f"{int(self.result.size - np.isfinite(self.result).sum())} non-finite values"
+        import torch
+        return f"{int((~torch.isfinite(self.result)).sum())} non-finite values"
+
+
+class PendingChecks:
+    """The stored results whose finiteness check has not been read yet (module docstring)."""
+
+    def __init__(self):
+        self.items: list[Staged] = []
+
+    def add(self, item: Staged) -> None:
+        self.items.append(item)
+
+    def settle(self, block: bool) -> list[tuple[Staged, str]]:
+        """Read the checks that have completed (every check when ``block``: one wait for all),
+        forget them, and return the results found non-finite, with the reason."""
+        done = self.items if block else [s for s in self.items if s.done()]
+        if not done:
+            return []
+        self.items = [] if block else [s for s in self.items if s not in done]
+        flags = [s.flag for s in done]
+        tensors = [f for f in flags if not isinstance(f, bool)]
+        if tensors:  # one read (and at most one wait) for all of them
+            import torch
+            values = iter(torch.stack(tensors).tolist())
+            flags = [f if isinstance(f, bool) else next(values) for f in flags]
+        bad = [(s, s.reason()) for s, ok in zip(done, flags) if not ok]
+        for s in done:
+            s.source = None  # copy done: the buffer may be lent again
+        return bad
