@@ -5,13 +5,14 @@ the largest phase: 5.9-6.9 ms a round for M-SGC's 16 results of 3.26M values).
 ``k`` results of ``d`` float32 values sit in page-locked host memory, as the shared-memory
 transport's result buffers do for a GPU coordinator. Each mode handles all k as one round
 (median ms over ``--repeats``):
-  staged   what the coordinator does today: ``Decoder.stage`` per result (one copy to the
-           device, then its finite check, read back at once);
+  staged   what the coordinator did before its finite checks were deferred: per result, one
+           copy to the device, then its finite check, read back at once;
   copy     the copies alone, each waited for;
   check    the finite checks alone, on results already on the device, each read back;
-  async    every copy queued without waiting and every check's flag kept on the device, then
-           one wait and one read of all flags at the end: the host's share of an asynchronous
-           fetch is the time to queue (``async_queue``), the rest overlaps whatever the host does.
+  async    what the coordinator does now: ``Decoder.stage`` per result (copy and check queued,
+           the flag kept on the device), then one ``PendingChecks.settle`` (one wait, one read
+           of all flags): the host's share is the time to queue (``async_queue``), the rest
+           overlaps whatever the host does meanwhile (dispatching, waiting for arrivals).
 On a machine without a GPU it runs on the CPU (the figures then only show that it runs).
 
     python benchmarks/fetch_cost.py [--results 16] [--params 3256330] [--json F]
@@ -31,6 +32,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from gcode.runtime.decode import Decoder
+from gcode.runtime.finite_checks import PendingChecks, Staged
 
 
 def measure(k: int, d: int, repeats: int) -> dict:
@@ -45,7 +47,8 @@ def measure(k: int, d: int, repeats: int) -> dict:
 
     def staged():
         for a in arrays:
-            decoder.stage(a)
+            on = torch.from_numpy(a).to(device)
+            bool(torch.isfinite(on).all())
 
     def copy():
         for h in host:
@@ -56,17 +59,16 @@ def measure(k: int, d: int, repeats: int) -> dict:
         for t in on_device:
             bool(torch.isfinite(t).all())
 
-    queued = []
+    checks = PendingChecks()
 
     def async_queue():
-        flags = [torch.isfinite(h.to(device, non_blocking=True)).all() for h in host]
-        queued.append(flags)
+        for a in arrays:
+            staged, flag, event = decoder.stage(a)
+            checks.add(Staged(0, 0, [], staged, flag, event, a))
 
     def async_round():
         async_queue()
-        flags = queued.pop()
-        sync()
-        assert bool(torch.stack(flags).all())
+        assert not checks.settle(block=True)[1]
 
     out = {"device": str(device), "results": k, "params": d, "repeats": repeats}
     for name, fn in (("staged", staged), ("copy", copy), ("check", check),
@@ -77,7 +79,7 @@ def measure(k: int, d: int, repeats: int) -> dict:
             t0 = time.perf_counter()
             fn()
             times.append(1e3 * (time.perf_counter() - t0))
-            queued.clear()
+            checks.settle(block=True)
             sync()
         out[name] = statistics.median(times[2:])
     return out
@@ -94,7 +96,7 @@ def main() -> None:
     r = measure(args.results, args.params, args.repeats)
     print(f"{r['results']} results of {r['params']:,} float32 on {r['device']} "
           f"(median ms a round over {r['repeats']})")
-    print("| staged (today) | copy | check | async, whole | async, host's share |")
+    print("| staged (before) | copy | check | async, whole | async, host's share |")
     print("|---|---|---|---|---|")
     print(f"| {r['staged']:.2f} | {r['copy']:.2f} | {r['check']:.2f} | {r['async']:.2f} | "
           f"{r['async_queue']:.2f} |")

@@ -163,10 +163,12 @@ def test_a_staged_result_s_finite_check_is_read_when_settled(torch_math):
         staged, flag, event = dec.stage(source)
         assert isinstance(staged, torch.Tensor) == torch_math and event is None  # CPU: no event
         checks.add(Staged(3, w, [], staged, flag, event, source))
-    bad = checks.settle(block=False)  # on the CPU every check is done at once
+    assert checks.pending_for(0) and checks.pending_for(1) and not checks.pending_for(2)
+    good, bad = checks.settle(block=False)  # on the CPU every check is done at once
     assert [(item.worker, reason) for item, reason in bad] == [(0, "3 non-finite values")]
+    assert [item.worker for item in good] == [1]
     assert not checks.items and bad[0][0].source is None  # the host array is let go
-    assert checks.settle(block=True) == []
+    assert checks.settle(block=True) == ([], [])
 
 
 @pytest.mark.parametrize("torch_math", [True, False])

@@ -22,8 +22,9 @@ from .health import RunFailed, confirm_worker_fault, explain_workload_error
 from .worker import check_result
 
 
-#: seconds between polls for deferred finiteness checks while arrivals are awaited
-CHECK_POLL_S = 0.005
+#: seconds between polls for deferred finiteness checks while arrivals are awaited (a copy of
+#: a result to the GPU takes a fraction of a millisecond, and the worker's next tasks wait for it)
+CHECK_POLL_S = 0.0002
 
 
 @dataclass
@@ -77,7 +78,8 @@ class Arrivals:
         finite values). The result's array is staged where jobs decode (:meth:`Decoder.stage`)
         and replaces the host array in ``payload``. Its finiteness check is read here unless
         ``defer``: then it joins ``self.checks`` and a failure surfaces at a later
-        :meth:`_settle_checks`, before the round can end."""
+        :meth:`_settle_checks`, before the round can end and before the worker is sent its
+        next tasks."""
         reason = check_result(payload, r, w, [wire(t) for t in tasks], self.spec.num_params,
                               self._call_dtype[(r, w)], finite=False)
         if reason is None and payload["grads"].size:
@@ -93,27 +95,25 @@ class Arrivals:
         return reason
 
     def _settle_checks(self, rnd: OpenRound, block: bool) -> None:
-        """Read the deferred finiteness checks that are done (all when ``block``). A result
-        found non-finite becomes its worker's failure in the open round, as if it had failed
-        on arrival: the arrival is undone, its stored results are discarded, and the next
-        round's call sent at that arrival is withdrawn (its plan assumed the result)."""
+        """Read the deferred finiteness checks that are done (all when ``block``). A worker
+        whose result reads finite gets its next round's tasks now (dispatch at arrival follows
+        a settled result only); one found non-finite fails in the open round as if on
+        arrival: the arrival is undone and its stored results are discarded."""
         if not self.checks.items:
             return
         tp = time.perf_counter()
-        for item, reason in self.checks.settle(block):
+        good, bad = self.checks.settle(block)
+        for item, reason in bad:
             w = item.worker
             self.decoder.discard([ResultKey(w, item.round, t.slot) for t in item.tasks])
-            early = self.early.get(w)
-            if early is not None and early.round == item.round + 1:
-                self.transport.forget([early.call])
-                del self.early[w]
-                self.withdrawn_at_arrival += 1
             rnd.state.arrived.pop(w, None)
             for record in ("arrival_s", "compute_s", "sleep_s"):
                 rnd.info[record].pop(w, None)
             self._round_failed(rnd, w, reason, time.perf_counter() - rnd.t0)
             confirm_worker_fault(self, rnd.r, w, [t.job for t in item.tasks], reason)
         self.timings.fetch += time.perf_counter() - tp
+        for item in good:
+            self._dispatch_at_arrival(rnd.r, item.worker)
 
     # ---- late results -----------------------------------------------------------------
     def _absorb_late(self, r: int) -> None:
@@ -235,7 +235,8 @@ class Arrivals:
     def _arrived(self, rnd: OpenRound, w: int, tasks: list[MiniTask], payload: dict,
                  task_s: float) -> None:
         """Worker w's valid result (its finiteness check possibly still deferred) arrived
-        ``task_s`` seconds into its task: store it, record it, send w its next tasks."""
+        ``task_s`` seconds into its task: store it, record it, send w its next tasks (once
+        the result's finiteness check reads true)."""
         r = rnd.r
         self._note_pid(w, payload)
         self.needs_ctx.discard(w)
@@ -255,7 +256,8 @@ class Arrivals:
         rnd.info["arrival_s"][w] = task_s
         rnd.info["compute_s"][w] = float(payload["compute_s"])
         rnd.info["sleep_s"][w] = float(payload["sleep_s"])
-        self._dispatch_at_arrival(r, w)
+        if not self.checks.pending_for(w):  # else once its check reads finite
+            self._dispatch_at_arrival(r, w)
 
     def _round_failed(self, rnd: OpenRound, w: int, reason: str, at: float) -> None:
         """Worker w's attempt in the open round failed ``at`` seconds into it: log it; the

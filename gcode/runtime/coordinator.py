@@ -108,7 +108,6 @@ class Coordinator(Arrivals, JobLifecycle, RoundReporting):
     resumed_from: str | None = None
     pipelined: int = 0           # rounds dispatched before the previous round's decodes
     dispatched_at_arrival: int = 0  # tasks sent at the worker's previous arrival (dispatch=arrival)
-    withdrawn_at_arrival: int = 0   # of those, withdrawn: the result they followed failed its check
     early: dict = field(default_factory=dict)  # worker -> EarlyCall of the next round
     cut_replies: list = field(default_factory=list)  # cut workers' compute and sleep, to log
     arrival_dispatch: tuple = (-1, False)  # (r, whether round r+1 may be sent during round r)

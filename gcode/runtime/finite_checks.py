@@ -11,6 +11,9 @@ Invariants (:class:`PendingChecks`):
 * a round ends only after every check of its results has been read (``settle(block=True)``
   before the policy's decision to end or fall back takes effect), so a non-finite result never
   counts towards a decodable set;
+* a worker is sent its next round's tasks at its arrival only once its result's check has
+  read finite (a failed result is retried in its own round, which a worker that had been
+  sent the next round would refuse as stale);
 * a result's host array (its shared-memory buffer) stays referenced until its check, queued
   after its copy, has completed: the buffer is not lent to another call while the copy reads it.
 """
@@ -57,12 +60,16 @@ class PendingChecks:
     def add(self, item: Staged) -> None:
         self.items.append(item)
 
-    def settle(self, block: bool) -> list[tuple[Staged, str]]:
-        """Read the checks that have completed (every check when ``block``: one wait for all),
-        forget them, and return the results found non-finite, with the reason."""
+    def pending_for(self, worker: int) -> bool:
+        """Whether a result of ``worker`` awaits its check."""
+        return any(s.worker == worker for s in self.items)
+
+    def settle(self, block: bool) -> tuple[list[Staged], list[tuple[Staged, str]]]:
+        """Read the checks that have completed (every check when ``block``: one wait for all)
+        and forget them: (the results found finite, those found non-finite with the reason)."""
         done = self.items if block else [s for s in self.items if s.done()]
         if not done:
-            return []
+            return [], []
         self.items = [] if block else [s for s in self.items if s not in done]
         flags = [s.flag for s in done]
         tensors = [f for f in flags if not isinstance(f, bool)]
@@ -70,7 +77,7 @@ class PendingChecks:
             import torch
             values = iter(torch.stack(tensors).tolist())
             flags = [f if isinstance(f, bool) else next(values) for f in flags]
-        bad = [(s, s.reason()) for s, ok in zip(done, flags) if not ok]
         for s in done:
             s.source = None  # copy done: the buffer may be lent again
-        return bad
+        good = [s for s, ok in zip(done, flags) if ok]
+        return good, [(s, s.reason()) for s, ok in zip(done, flags) if not ok]

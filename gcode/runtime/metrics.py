@@ -58,7 +58,6 @@ def run_metrics(cfg, coord, scheme, policy, pool, M, d, runtime_s, setup_s, sess
         "exposed_overhead_s_per_round": t.exposed() / max(rounds, 1),
         "pipelined_rounds": coord.pipelined,
         "dispatch": tr.dispatch, "dispatched_at_arrival": coord.dispatched_at_arrival,
-        "withdrawn_at_arrival": coord.withdrawn_at_arrival,
         "compute_s_per_round": coord.round_compute_s / max(rounds, 1),
         "timings_s_per_round": per_round,
         "decode_streamed": coord.decoder.streamed, "decode_fallbacks": coord.decoder.fallbacks,
