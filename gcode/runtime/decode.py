@@ -197,17 +197,19 @@ class Decoder:
 
     def stage(self, array: np.ndarray, threads: int = 1):
         """(``array`` where jobs decode, its finiteness check, the check's completion event): a
-        result's one copy to the decode device and its validation in one step. On an
-        accelerator both are queued and the check is a 0-dim bool tensor, complete when the
-        event is (``array`` must stay alive until then: the copy reads it); on the host the
-        check runs now on ``threads`` threads and is a bool (no event)."""
+        result's one copy to the decode device and its validation in one step. On a GPU the
+        copy, the check and the check's copy back to host memory are queued, and the check is a
+        0-dim bool tensor readable once the event has completed (``array`` must stay alive
+        until then: the copy reads it); with torch math on the CPU it is that tensor at once;
+        on the host the check runs now on ``threads`` threads and is a bool (no event)."""
         if not self.on_device:
             return array, all_finite(array, threads), None
         torch = self.math.torch
         staged = self.math.stage(array, non_blocking=True)
         flag = torch.isfinite(staged).all()
         event = None
-        if staged.device.type == "cuda":
+        if staged.device.type == "cuda":  # the flag comes back on its own: no stream sync
+            flag = flag.to("cpu", non_blocking=True)
             event = torch.cuda.Event()
             event.record()
         return staged, flag, event

@@ -29,8 +29,8 @@ import numpy as np
 @dataclass(eq=False)
 class Staged:
     """Worker ``worker``'s round-``round`` result for ``tasks``, stored as ``result`` (on the
-    decode device) with its check ``flag`` not yet read: a bool, or a 0-dim bool tensor on the
-    device (``event`` marks its completion on a GPU)."""
+    decode device) with its check ``flag`` not yet read: a bool, or a 0-dim bool tensor in host
+    memory (on a GPU it is copied there, and ``event`` marks its arrival)."""
 
     round: int
     worker: int
@@ -65,18 +65,18 @@ class PendingChecks:
         return any(s.worker == worker for s in self.items)
 
     def settle(self, block: bool) -> tuple[list[Staged], list[tuple[Staged, str]]]:
-        """Read the checks that have completed (every check when ``block``: one wait for all)
-        and forget them: (the results found finite, those found non-finite with the reason)."""
-        done = self.items if block else [s for s in self.items if s.done()]
+        """Read the checks that have completed (every check when ``block``: waits for the last)
+        and forget them: (the results found finite, those found non-finite with the reason).
+        A completed check is read from host memory, without waiting for the device's queue."""
+        if block:
+            for s in self.items:
+                if s.event is not None:
+                    s.event.synchronize()
+        done = [s for s in self.items if s.done()]
         if not done:
             return [], []
-        self.items = [] if block else [s for s in self.items if s not in done]
-        flags = [s.flag for s in done]
-        tensors = [f for f in flags if not isinstance(f, bool)]
-        if tensors:  # one read (and at most one wait) for all of them
-            import torch
-            values = iter(torch.stack(tensors).tolist())
-            flags = [f if isinstance(f, bool) else next(values) for f in flags]
+        self.items = [s for s in self.items if s not in done]
+        flags = [bool(s.flag) for s in done]
         for s in done:
             s.source = None  # copy done: the buffer may be lent again
         good = [s for s, ok in zip(done, flags) if ok]
