@@ -45,7 +45,8 @@ LIMIT=590 run resnet18-cpu-gap15 --model resnet18 --jobs 16 --gap 0.15 --schemes
 LIMIT=590 run resnet18-cpu-arrival --model resnet18 --jobs 16 --gap 0.15 --schemes msgc-gap-arrival
 # the same with M-SGC's cyclic code: 96 samples a worker a round against FR's 102-103
 LIMIT=590 run resnet18-cpu-cyclic --model resnet18 --jobs 16 --gap 0.15 --schemes msgc-cyclic-gap-arrival
-# at arrival with the gap the replays of the three calls above favour (sim_replay_live.py --policy)
+# at arrival with the gap the replays of the three calls above favour (sim_replay_live.py --policy);
+# run in two calls (results: versus_resnet18-cpu-arrival-gap10 and -gap10b)
 LIMIT=590 run resnet18-cpu-arrival-gap10 --model resnet18 --jobs 16 --gap 0.1 --schemes msgc-gap-arrival
 source "$(dirname "$0")/device_common.sh"
 pack_results
