@@ -163,6 +163,7 @@ def test_a_staged_result_s_finite_check_is_read_when_settled(torch_math):
         staged, flag, event = dec.stage(source)
         assert isinstance(staged, torch.Tensor) == torch_math and event is None  # CPU: no event
         checks.add(Staged(3, w, [], staged, flag, event, source))
+        assert checks.items[-1].passed() == (w == 1)  # read at once (a late result's check)
     assert checks.pending_for(0) and checks.pending_for(1) and not checks.pending_for(2)
     good, bad = checks.settle(block=False)  # on the CPU every check is done at once
     assert [(item.worker, reason) for item, reason in bad] == [(0, "3 non-finite values")]

@@ -89,7 +89,7 @@ class Arrivals:
             payload["grads"] = staged
             if defer:
                 self.checks.add(item)
-            elif not (flag if isinstance(flag, bool) else bool(flag)):
+            elif not item.passed():
                 reason = item.reason()
         confirm_worker_fault(self, r, w, [t.job for t in tasks], reason)  # diverged model?
         return reason

@@ -44,6 +44,12 @@ class Staged:
         """Whether the check has completed, so reading it does not wait."""
         return self.event is None or bool(self.event.query())
 
+    def passed(self) -> bool:
+        """Whether the values are finite (waits for the check when it has not completed)."""
+        if self.event is not None:
+            self.event.synchronize()
+        return bool(self.flag)
+
     def reason(self) -> str:
         if isinstance(self.result, np.ndarray):
             return f"{int(self.result.size - np.isfinite(self.result).sum())} non-finite values"
@@ -68,15 +74,11 @@ class PendingChecks:
         """Read the checks that have completed (every check when ``block``: waits for the last)
         and forget them: (the results found finite, those found non-finite with the reason).
         A completed check is read from host memory, without waiting for the device's queue."""
-        if block:
-            for s in self.items:
-                if s.event is not None:
-                    s.event.synchronize()
-        done = [s for s in self.items if s.done()]
+        done = self.items if block else [s for s in self.items if s.done()]
         if not done:
             return [], []
         self.items = [s for s in self.items if s not in done]
-        flags = [bool(s.flag) for s in done]
+        flags = [s.passed() for s in done]
         for s in done:
             s.source = None  # copy done: the buffer may be lent again
         good = [s for s, ok in zip(done, flags) if ok]
