@@ -4,7 +4,7 @@ A result's values must be finite before it may count as arrived. On a GPU coordi
 runs where the result is copied for decoding: the copy and the check are queued on the device
 and the host goes on (dispatching, waiting for the next arrival) while they run, instead of
 waiting for each result's copy and reading its flag back at once. On the host the check runs at
-once, and only reading it waits.
+once, and its outcome is taken at the same points as a GPU's (so both paths behave alike).
 
 Invariants (:class:`PendingChecks`):
 
