@@ -228,6 +228,7 @@ class Arrivals:
                     continue
                 task_s = min(arrived_at, finished_at.get(w, math.inf)) + state.head_start.get(w, 0.0)
                 self._arrived(now_round, w, plan[w], payload, task_s)
+            self._settle_checks(now_round, block=False)  # host checks: done, workers sent on
             tf = time.perf_counter()
             self.decoder.flush()  # fold queued results a few at a time, while others compute
             self.timings.fold += time.perf_counter() - tf
