@@ -11,11 +11,11 @@ from gcode.codes import ResultKey, make_scheme
 from gcode.config import InjectConfig
 from gcode.runtime.data import job_indices, model_seed
 from gcode.runtime.decode import Decoder, weighted_sum
-from gcode.runtime.inject import injected_delays
-from gcode.sim.rounds import End, FallBack, RoundState, Wait, decide
 from gcode.runtime.finite_checks import PendingChecks, Staged
+from gcode.runtime.inject import injected_delays
 from gcode.runtime.worker import check_result
 from gcode.sim import DeadlinePolicy, GapPolicy, PaperPolicy, WaitAllPolicy
+from gcode.sim.rounds import End, FallBack, RoundState, Wait, decide
 
 ALWAYS = lambda s: True
 NEVER = lambda s: not s.any()
@@ -256,7 +256,12 @@ def _payload(**kw):
     ("garbage", "not a result"),
 ])
 def test_check_result(payload, reason):
+    """A result's validation as the coordinator composes it: its form (check_result), then its
+    values' finiteness where it decodes (Decoder.stage, read at once)."""
     got = check_result(payload, 3, 1, [(3, 0, (1,), (1.0,))], 5, np.dtype(np.float32))
+    if got is None:
+        item = Staged(3, 1, [], *Decoder(5).stage(payload["grads"]))
+        got = None if item.passed() else item.reason()
     assert (got is None) if reason is None else (reason in got)
 
 

@@ -21,7 +21,6 @@ from .finite_checks import Staged
 from .health import RunFailed, confirm_worker_fault, explain_workload_error
 from .worker import check_result
 
-
 #: seconds between polls for deferred finiteness checks while arrivals are awaited (a copy of
 #: a result to the GPU takes a fraction of a millisecond, and the worker's next tasks wait for it)
 CHECK_POLL_S = 0.0002
@@ -81,7 +80,7 @@ class Arrivals:
         :meth:`_settle_checks`, before the round can end and before the worker is sent its
         next tasks."""
         reason = check_result(payload, r, w, [wire(t) for t in tasks], self.spec.num_params,
-                              self._call_dtype[(r, w)], finite=False)
+                              self._call_dtype[(r, w)])
         if reason is None and payload["grads"].size:
             source = payload["grads"]
             staged, flag, event = self.decoder.stage(source, self.decode_threads)

@@ -74,10 +74,11 @@ class PendingChecks:
         """Read the checks that have completed (every check when ``block``: waits for the last)
         and forget them: (the results found finite, those found non-finite with the reason).
         A completed check is read from host memory, without waiting for the device's queue."""
-        done = self.items if block else [s for s in self.items if s.done()]
+        ready = [block or s.done() for s in self.items]
+        done = [s for s, r in zip(self.items, ready) if r]
         if not done:
             return [], []
-        self.items = [s for s in self.items if s not in done]
+        self.items = [s for s, r in zip(self.items, ready) if not r]
         flags = [s.passed() for s in done]
         for s in done:
             s.source = None  # copy done: the buffer may be lent again

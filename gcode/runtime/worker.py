@@ -10,7 +10,8 @@ It is an *async* Ray actor, so a straggler's old task never blocks a newer round
 
 A result is a dict with one stacked array ``grads`` of shape (tasks, num_params) in the scheme's
 message dtype, the coded losses (one float per task), the tags ``[(job, slot), ...]`` in task
-order, the round, the worker, the compute time and the injected sleep. The coordinator validates all of it (:func:`check_result`).
+order, the round, the worker, the compute time and the injected sleep. The coordinator validates all of it
+(:func:`check_result`; the gradients' finiteness where they decode, ``Decoder.stage``).
 """
 
 from __future__ import annotations
@@ -26,7 +27,6 @@ import numpy as np
 import torch
 
 from .data import WorkSpec, job_indices
-from .decode import all_finite
 from .prefetch import BatchPrefetcher
 from .shm_worker import ShmServing
 
@@ -237,11 +237,11 @@ class GradientWorker(ShmServing):
 
 
 def check_result(payload: Any, r: int, worker: int, tasks: list[WireTask], num_params: int,
-                 dtype: np.dtype, threads: int = 1, finite: bool = True) -> str | None:
-    """None when ``payload`` is a valid round-r result of ``worker`` for ``tasks``; otherwise the
-    reason it is not (wrong tags, shape, dtype or, unless ``finite`` is False because the caller
-    checks them where it decodes, non-finite values). Never trust a result that does not pass:
-    decoding it would be a mis-decode."""
+                 dtype: np.dtype) -> str | None:
+    """None when ``payload`` is a well-formed round-r result of ``worker`` for ``tasks``;
+    otherwise the reason it is not (status, tags, shape, dtype, coded losses). Its gradient
+    values are checked for finiteness where they are decoded (``Decoder.stage``). Never trust a
+    result that does not pass both: decoding it would be a mis-decode."""
     if not isinstance(payload, dict):
         return f"not a result dict: {type(payload).__name__}"
     if payload.get("status") != "ok":
@@ -259,8 +259,6 @@ def check_result(payload: Any, r: int, worker: int, tasks: list[WireTask], num_p
         return f"wrong shape {grads.shape}, expected {(len(tasks), num_params)}"
     if grads.dtype != dtype:
         return f"wrong dtype {grads.dtype}, expected {dtype}"
-    if finite and grads.size and not all_finite(grads, threads):
-        return f"{int(grads.size - np.isfinite(grads).sum())} non-finite values"
     losses = payload.get("losses")
     if not isinstance(losses, list) or len(losses) != len(tasks):
         return f"losses is not a list of {len(tasks)} values"
