@@ -20,6 +20,7 @@ from .codes import SCHEMES, make_scheme, worker_samples
 from .config import DISPATCH
 from .jsonout import dumps
 from .sim import POLICIES, make_policy, simulate
+from .sim.network import network_arg
 
 SIMULATE_EPILOG = """\
 default parameters:
@@ -68,6 +69,11 @@ def add_simulate_parser(sub) -> None:
     p.add_argument("--batch-size", type=types.positive_int, default=4096,
                    help="samples per job, to report the real per-worker load in whole samples "
                         "(real_load, worker_samples in --json); default 4096, the paper's")
+    p.add_argument("--network", type=network_arg, metavar="KEY=VALUE,...",
+                   help="add each data plane's communication per round (gcode.sim.network; "
+                        "docs/COLLECTIVE.md): alpha, beta (worker links), coord_alpha, coord_beta "
+                        "(the coordinator's link), params, bytes, control_bytes; e.g. "
+                        "alpha=50us,beta=10gbit,coord_beta=100gbit,params=11.2e6")
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.set_defaults(func=cmd_simulate)
 
@@ -139,6 +145,13 @@ def cmd_simulate(args) -> int:
         notes = {"ignore": "  (approximate gradient)",
                  "auto": "  (online tuner with the partial-wait fallback)"}
         print(line + notes.get(name, ""))
+        if "network" in res:
+            star, coll = res["network"]["star"], res["network"]["collective"]
+            print(f"{'':8} network: star {star['runtime_s']:.4f} s, collective {coll['runtime_s']:.4f} s "
+                  f"(communication {star['comm_s_per_round']:.4g} / {coll['comm_s_per_round']:.4g} s "
+                  f"per round)")
+    if args.network is not None:
+        print(f"network model: {args.network.describe()}")
     return 0
 
 
@@ -161,7 +174,10 @@ def _simulate_one(args, name, scheme, policy, trace, trace_name, loads, bar) -> 
         result = simulate(scheme, trace, policy, loads, args.time_scale,
                           on_round=lambda *_: bar.update(1), dispatch=args.dispatch)
     samples = worker_samples(scheme, args.batch_size)
-    return {**result.summary(), "dispatch": args.dispatch, "load_model": loads.kind,
+    network = {} if args.network is None else {"network": {
+        "model": args.network.as_dict(),
+        **args.network.run_costs(scheme.n, result.task_rounds, result.decoded_jobs, result.runtime_s)}}
+    return {**result.summary(), **network, "dispatch": args.dispatch, "load_model": loads.kind,
             "batch_size": args.batch_size,
             "real_load": int(samples.max()) / args.batch_size,
             "worker_samples": {"min": int(samples.min()), "max": int(samples.max())}}

@@ -131,6 +131,8 @@ def cmd_bench_auto(args) -> int:
 def cmd_bench_scale(args) -> int:
     from tqdm import tqdm
 
+    if args.network is not None:
+        return _bench_scale_network(args)
     from .scale import ROWS, end_to_end_runs, markdown_table, plot, run_scale_bench
     ns = tuple(args.n or ((64, 256) if args.quick else (256, 1024, 4096, 10000)))
     rounds = args.rounds or (40 if args.quick else 1000)
@@ -143,6 +145,20 @@ def cmd_bench_scale(args) -> int:
         result = run_scale_bench(ns, rounds, book_rounds, args.cyclic_book_max_n, runs,
                                  progress=bar.update)
     return _emit(args, "bench_scale", result, markdown_table(result), plot)
+
+
+def _bench_scale_network(args) -> int:
+    from tqdm import tqdm
+
+    from .scale_network import NS, markdown_table, plot, run_network_bench
+    ns = tuple(args.n or NS)
+    rounds = args.rounds or 100
+    if min(ns) < 2 or rounds < 8:
+        raise ValueError("--n must be >= 2 and --rounds >= 8")
+    with tqdm(total=len(ns), desc="bench scale --network", disable=args.json, leave=False,
+              file=sys.stderr) as bar:
+        result = run_network_bench(args.network, ns, rounds=rounds, progress=bar.update)
+    return _emit(args, "bench_scale_network", result, markdown_table(result), plot)
 
 
 def cmd_bench_live(args) -> int:
@@ -351,8 +367,15 @@ def add_bench_parser(sub) -> None:
                    help="largest n at which cyclic codes' bookkeeping is timed (their rows cost "
                         "O(n s^3) to build once: minutes at n = 10000; default 4096)")
     p.add_argument("--no-end-to-end", action="store_true", help="skip the gcode simulate subprocess runs")
+    from ..sim.network import network_arg
+    from .scale_network import DEFAULT_NETWORK
+    p.add_argument("--network", nargs="?", const=DEFAULT_NETWORK, type=network_arg, metavar="KEY=VALUE,...",
+                   help="instead: each data plane's round time (star, collective) for n = 8 ... 1024 "
+                        "(or --n) at 11.2M and 1e9 parameters under the network model, and where the "
+                        "star stops paying (bench_scale_network.*). Default network: "
+                        "alpha=50us,beta=10gbit,coord_beta=100gbit; keys as gcode simulate --network")
     common(p)
-    p.set_defaults(func=cmd_bench_scale)
+    p.set_defaults(func=_checked_out(cmd_bench_scale))
 
     p = kinds.add_parser("decode", help="decode latency and GB/s against n, d and s, vs numpy gemv")
     p.add_argument("--n", type=types.positive_int, nargs="+", default=[16, 64, 256],

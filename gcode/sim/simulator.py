@@ -27,6 +27,7 @@ class SimResult:
     decoded_jobs: int
     durations: list[float] = field(repr=False)
     stragglers: np.ndarray = field(repr=False)  # (rounds, n) recorded straggler masks
+    task_rounds: int = 0  # rounds in which some worker had a task (a tail round costs nothing)
 
     def summary(self) -> dict:
         return {"scheme": self.scheme, "params": self.params, "n": self.n, "jobs": self.jobs,
@@ -92,7 +93,7 @@ def simulate(scheme: Scheme, trace: np.ndarray, policy: Policy,
     if dispatch == "arrival" and not scheme.plans_from_own_arrivals:
         raise ValueError(f"dispatch 'arrival' needs a scheme whose workers' next tasks follow "
                          f"their own arrivals; {scheme.name} is not one")
-    durations, waits, decoded = [], 0, 0
+    durations, waits, decoded, task_rounds = [], 0, 0, 0
     head = np.zeros(scheme.n)  # seconds each worker started before the round (dispatch=arrival)
     r = 0
     while r < scheme.total_rounds:  # an adaptive scheme may extend its rounds as it switches
@@ -105,6 +106,7 @@ def simulate(scheme: Scheme, trace: np.ndarray, policy: Policy,
             scheme.record(r, outcome.arrived)
             head[:] = 0.0
         else:
+            task_rounds += 1
             conforms = lambda stragglers: scheme.conforms(r, stragglers)
             if dispatch == "arrival":
                 outcome = RoundOutcome(*replay_round(policy, times, head, conforms))
@@ -130,4 +132,4 @@ def simulate(scheme: Scheme, trace: np.ndarray, policy: Policy,
         r += 1
     return SimResult(scheme.name, scheme.params, scheme.n, scheme.jobs, scheme.load, scheme.delay,
                      float(np.sum(durations)), r, waits, decoded, durations,
-                     np.array(scheme.history))
+                     np.array(scheme.history), task_rounds)

@@ -1,0 +1,119 @@
+"""The network model of the two data planes (gcode.sim.network), its fit, and its CLI."""
+
+import json
+
+import numpy as np
+import pytest
+
+from gcode.cli import main
+from gcode.sim.network import NetworkModel, fit_link, star_pays
+
+
+def test_formulas_match_the_issue_example():
+    # n = 256, 1e9 fp32 parameters, 50 GB/s links: star about 41 s, a ring about 0.16 s
+    net = NetworkModel(alpha=0.0, beta=50e9, params=1e9, bytes=4)
+    assert net.star_round(256) == pytest.approx(2 * 256 * 4e9 / 50e9)
+    assert net.allreduce(256) == pytest.approx(2 * 255 / 256 * 4e9 / 50e9)
+    assert net.star_round(256) == pytest.approx(40.96) and net.allreduce(256) == pytest.approx(0.159375)
+
+
+def test_each_term_by_hand():
+    net = NetworkModel(alpha=1e-4, beta=1e8, coord_alpha=2e-4, coord_beta=1e9, params=1e6, bytes=8,
+                       control_bytes=100)
+    D = 8e6
+    assert net.star_round(4) == pytest.approx(2 * (2e-4 + max(4 * D / 1e9, D / 1e8)))   # worker link binds
+    assert net.star_round(400) == pytest.approx(2 * (2e-4 + 400 * D / 1e9))           # coordinator binds
+    assert net.control_round(10) == pytest.approx(2 * (2e-4 + max(10 * 100 / 1e9, 100 / 1e8)))
+    assert net.allreduce(10) == pytest.approx(18 * 1e-4 + 18 / 10 * D / 1e8)
+    assert net.allreduce(1) == 0.0
+    costs = net.run_costs(10, task_rounds=7, decoded_jobs=5, compute_s=3.0)
+    assert costs["star"]["comm_s"] == pytest.approx(7 * net.star_round(10))
+    assert costs["collective"]["comm_s"] == pytest.approx(7 * net.control_round(10) + 5 * net.allreduce(10))
+    assert costs["star"]["runtime_s"] == pytest.approx(3.0 + costs["star"]["comm_s"])
+    assert costs["collective"]["coordinator_bytes_per_round"] == 2 * 10 * 100
+
+
+def test_break_even_is_where_the_planes_cost_the_same():
+    net = NetworkModel()
+    for n in (2, 8, 100, 1000):
+        d = net.break_even_params(n)
+        at = net.with_params(d)
+        assert at.star_round(n) == pytest.approx(float(at.collective_round(n)), rel=1e-9)
+        assert net.with_params(d * 0.9).star_round(n) < net.with_params(d * 0.9).collective_round(n)
+        assert net.with_params(d * 1.1).star_round(n) > net.with_params(d * 1.1).collective_round(n)
+    assert star_pays(net.with_params(1e9), n_max=2000) == []
+    # latency-bound (d = 1e4: a ring's 2(n-1) steps cost more than the star's bytes): the star pays
+    assert star_pays(net.with_params(1e4), n_max=10_000) == [(2, 10_000)]
+
+
+def test_fit_recovers_alpha_and_beta():
+    rng = np.random.default_rng(0)
+    sizes = np.geomspace(1e3, 1e8, 12)
+    true_alpha, true_beta = 3e-4, 1.1e9
+    seconds = (true_alpha + sizes / true_beta) * rng.uniform(0.98, 1.02, sizes.size)
+    fit = fit_link(np.stack([sizes, seconds], 1))
+    assert fit["alpha"] == pytest.approx(true_alpha, rel=0.1)
+    assert fit["beta"] == pytest.approx(true_beta, rel=0.05)
+    assert fit["rel_rms"] < 0.03 and fit["samples"] == 12
+    # a ring allreduce among n: 2(n-1) steps, 2(n-1)/n D bytes per link
+    ns = np.array([2, 4, 8, 4, 8, 2])
+    D = np.array([1e6, 1e6, 1e6, 4e7, 4e7, 4e7])
+    steps, link_bytes = 2 * (ns - 1), 2 * (ns - 1) / ns * D
+    fit = fit_link(np.stack([link_bytes, steps * true_alpha + link_bytes / true_beta], 1), steps=steps)
+    assert fit["alpha"] == pytest.approx(true_alpha) and fit["beta"] == pytest.approx(true_beta)
+
+
+@pytest.mark.parametrize("samples, match", [([(1e6, 0.1)], "at least two"), ([(1e6, 0.1), (2e6, -1)], "> 0"),
+                                            ([(1e6, 0.1), (2e6, float("nan"))], "finite")])
+def test_fit_refuses_bad_samples(samples, match):
+    with pytest.raises(ValueError, match=match):
+        fit_link(samples)
+
+
+def test_parse_units_and_errors():
+    net = NetworkModel.parse("alpha=50us,beta=10gbit,coord_alpha=1ms,coord_beta=100GB,params=1e9,bytes=8")
+    assert (net.alpha, net.beta, net.a_c, net.b_c, net.params, net.bytes) == (50e-6, 1.25e9, 1e-3, 1e11, 1e9, 8)
+    assert NetworkModel.parse("beta=2e9").a_c == NetworkModel().alpha
+    for text, match in [("alpha=5x", "alpha must be a number"), ("gamma=1", "KEY among"), ("beta=0", "beta"),
+                        ("bytes=2.5", "whole number"), ("alpha=1,alpha=2", "twice"), ("beta", "KEY=VALUE"),
+                        ("alpha=-1", "number")]:
+        with pytest.raises(ValueError, match=match):
+            NetworkModel.parse(text)
+
+
+def test_simulate_network_adds_each_planes_communication(capsys):
+    args = ["simulate", "--scheme", "msgc", "--B", "1", "--W", "2", "--lam", "27", "--json"]
+    assert main(args) == 0
+    plain = json.loads(capsys.readouterr().out)
+    assert main([*args, "--network", "alpha=50us,beta=10gbit,params=1e9"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    net = NetworkModel(alpha=50e-6, beta=1.25e9, params=1e9)
+    assert out["runtime_s"] == plain["runtime_s"]  # the compute is unchanged
+    # every round of this run had tasks; M-SGC decodes one job per round after its delay
+    star, coll = out["network"]["star"], out["network"]["collective"]
+    assert star["runtime_s"] == pytest.approx(plain["runtime_s"] + plain["rounds"] * net.star_round(256))
+    assert coll["runtime_s"] == pytest.approx(plain["runtime_s"] + plain["rounds"] * net.control_round(256)
+                                              + plain["decoded_jobs"] * net.allreduce(256))
+    assert main(["simulate", "--scheme", "gc", "--network", "beta=1gbit"]) == 0
+    assert "network: star" in capsys.readouterr().out
+    with pytest.raises(SystemExit):
+        main(["simulate", "--network", "beta=fast"])
+    assert "argument --network: beta must be a number" in capsys.readouterr().err
+
+
+def test_bench_scale_network_writes_table_json_png(tmp_path, capsys):
+    assert main(["bench", "scale", "--network", "--n", "8", "16", "--rounds", "10",
+                 "--out", str(tmp_path), "--json"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert [(r["n"], r["params"]) for r in result["rows"]] == [(8, 11.2e6), (8, 1e9), (16, 11.2e6), (16, 1e9)]
+    for r in result["rows"]:
+        assert r["star"]["round_s"] > r["compute_s_per_round"] and r["collective"]["round_s"] > r["compute_s_per_round"]
+        assert r["star_over_collective"] > 1  # 10 Gbit/s worker links: the star never pays at this d
+    assert result["star_pays"] == {"1.12e+07": [], "1e+09": []}
+    assert "The star pays" in (tmp_path / "bench_scale_network.md").read_text()
+    assert (tmp_path / "bench_scale_network.png").read_bytes()[:4] == b"\x89PNG"
+    assert main(["bench", "scale", "--network", "alpha=1s,beta=10gbit", "--n", "8",
+                 "--rounds", "10", "--out", str(tmp_path), "--json"]) == 0
+    slow = json.loads(capsys.readouterr().out)  # latency-bound links: here the star pays
+    assert [r["star_over_collective"] < 1 for r in slow["rows"]] == [True, False]  # d = 11.2M, 1e9
+    assert slow["rows"][0]["star_pays_below_params"] == pytest.approx(3.07e8, rel=0.01)
