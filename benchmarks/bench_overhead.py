@@ -9,7 +9,7 @@ wall time.
 Part 2 (numpy, no Ray): decoding one job from n=256 results of d=1M fp32 values (1 GB read):
   - fp32 gemv ``coeffs @ stacked``: the memory-bandwidth floor (not fp64, not exact);
   - naive fp64 Python loop ``acc += c * a`` (temporaries);
-  - gcode.runtime.decode.weighted_sum: blocked fp64, each result read once (the batch path);
+  - gcode.runtime.loop.decode.weighted_sum: blocked fp64, each result read once (the batch path);
   - streaming: each result folded into the fp64 accumulator on arrival; the critical path is the
     fold of the last result plus ``Decoder.decode`` (which then only returns the accumulator);
   - the cached cyclic-code solve for one straggler set (n=256, s=27).
@@ -88,7 +88,7 @@ def bench_live(jobs: int) -> list[dict]:
 # ---- part 2: decode ------------------------------------------------------------------------
 def bench_decode(n: int, d: int, repeat: int) -> dict:
     from gcode.codes import CyclicRepetitionCode, MiniTask, ResultKey
-    from gcode.runtime.decode import Decoder, weighted_sum
+    from gcode.runtime.loop.decode import Decoder, weighted_sum
 
     rng = np.random.default_rng(0)
     stacked = rng.random((n, d), dtype=np.float32)

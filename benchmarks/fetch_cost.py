@@ -31,8 +31,8 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from gcode.runtime.decode import Decoder
-from gcode.runtime.finite_checks import PendingChecks, Staged
+from gcode.runtime.loop.decode import Decoder
+from gcode.runtime.loop.finite_checks import PendingChecks, Staged
 
 
 def measure(k: int, d: int, repeats: int) -> dict:

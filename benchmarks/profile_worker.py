@@ -33,7 +33,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from gcode.bench.versus import MODELS, VersusConfig, workload_of
-from gcode.runtime.prefetch import BatchPrefetcher
+from gcode.runtime.worker.prefetch import BatchPrefetcher
 from gcode.train import TaskComputer, build_model
 
 

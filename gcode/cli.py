@@ -204,7 +204,7 @@ def _one_line(exc: BaseException) -> str:
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    from .runtime.health import RunFailed
+    from .runtime.loop.health import RunFailed
     try:
         return args.func(args)
     except (CliError, ValueError) as exc:

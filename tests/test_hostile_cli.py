@@ -237,7 +237,7 @@ def test_output_paths(tmp_path):
 def test_two_writers_never_share_a_log(tmp_path):
     """A second run given the same --run-log or --log-jsonl path is refused; the first run's
     log is neither truncated nor interleaved."""
-    from gcode.runtime.runlog import JsonlWriter
+    from gcode.runtime.loop.jsonl_log import JsonlWriter
     from gcode.telemetry.messages import run_config
     from gcode.telemetry.runlog import RunLogError, RunLogWriter, read_run_log
     with RunLogWriter(tmp_path / "run", run_config(source="sim", scheme="uncoded", n=2)):
@@ -270,8 +270,8 @@ def test_a_run_log_on_a_full_disk(tmp_path):
 
 
 def test_a_live_jsonl_log_on_a_full_disk(tmp_path):
-    from gcode.runtime.health import RunFailed
-    from gcode.runtime.runlog import JsonlWriter
+    from gcode.runtime.loop.health import RunFailed
+    from gcode.runtime.loop.jsonl_log import JsonlWriter
     _full_disk(tmp_path / "r.jsonl")
     writer = JsonlWriter(tmp_path / "r.jsonl")
     with pytest.raises(RunFailed, match=r"^log\.jsonl .*r\.jsonl: cannot write: No space left on device"):

@@ -25,7 +25,6 @@ from gcode.config import ConfigError, TrainConfig, load_config
 from gcode.runtime import checkpoint as ckpt
 from gcode.runtime.checkpoint import CheckpointError, read_checkpoint, write_checkpoint
 
-
 # ---- A. small files that would cause huge work --------------------------------------------------
 BOMB = "a: &a [x, x, x, x, x, x, x, x, x]\n" + "".join(
     f"{c}: &{c} [{', '.join([f'*{p}'] * 9)}]\n" for p, c in zip("abcdefg", "bcdefgh")) + \
@@ -200,12 +199,12 @@ def test_a_second_run_id_fails_at_its_first_write_and_touches_nothing(tmp_path):
 def test_the_checkpoint_directory_lock_refuses_a_second_process(tmp_path):
     """A real second process holds checkpoint.dir's lock: this one refuses to start and names
     the holder; once that process is gone (even SIGKILLed) the directory is free."""
-    from gcode.runtime.checkpoint_dir import claimed
+    from gcode.runtime.checkpoint.lock import claimed
     ck = tmp_path / "ck"
     holder = subprocess.Popen(
         [sys.executable, "-c", "import sys, time\n"
          "from gcode.config import TrainConfig\n"
-         "from gcode.runtime.checkpoint_dir import claimed\n"
+         "from gcode.runtime.checkpoint.lock import claimed\n"
          f"cfg = TrainConfig().replace(**{{'checkpoint.dir': {str(ck)!r}}})\n"
          "with claimed(cfg):\n"
          "    print('held', flush=True); time.sleep(60)\n"], stdout=subprocess.PIPE, text=True)
@@ -225,7 +224,7 @@ def test_the_checkpoint_directory_lock_refuses_a_second_process(tmp_path):
 
 
 def test_a_replaced_lock_file_stops_the_writer(tmp_path):
-    from gcode.runtime.checkpoint_dir import LOCK_FILE, claimed
+    from gcode.runtime.checkpoint.lock import LOCK_FILE, claimed
     ck = tmp_path / "ck"
     with claimed(TrainConfig().replace(**{"checkpoint.dir": str(ck)})):
         write_checkpoint(ck, 2, full_tree(2))

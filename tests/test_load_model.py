@@ -118,7 +118,7 @@ def test_the_tuner_sees_only_what_a_live_coordinator_sees():
     # the live coordinator tells the policy the same: arrivals, NaN for the rest, the round's end
     from types import SimpleNamespace
 
-    from gcode.runtime.coordinator import Coordinator
+    from gcode.runtime.loop.coordinator import Coordinator
     live = _Recording()
     coordinator = SimpleNamespace(n=3, auto_slope=False, slope_samples=[], policy=live,
                                   scheme=SimpleNamespace(round_load=lambda r: 1 / 3))

@@ -1,4 +1,4 @@
-"""The worker's read-ahead (:class:`gcode.runtime.prefetch.BatchPrefetcher`): a batch read ahead
+"""The worker's read-ahead (:class:`gcode.runtime.worker.prefetch.BatchPrefetcher`): a batch read ahead
 is used only for exactly the samples it read, a wrong guess falls back to a read, a failed read
 ahead reports nothing, and the dataset is never read by two threads at once."""
 
@@ -8,7 +8,7 @@ import time
 import numpy as np
 import pytest
 
-from gcode.runtime.prefetch import BatchPrefetcher
+from gcode.runtime.worker.prefetch import BatchPrefetcher
 
 
 class Reader:

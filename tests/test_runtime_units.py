@@ -10,10 +10,10 @@ import torch
 from gcode.codes import ResultKey, make_scheme
 from gcode.config import InjectConfig
 from gcode.runtime.data import job_indices, model_seed
-from gcode.runtime.decode import Decoder, weighted_sum
-from gcode.runtime.finite_checks import PendingChecks, Staged
-from gcode.runtime.inject import injected_delays
-from gcode.runtime.worker import check_result
+from gcode.runtime.loop.decode import Decoder, weighted_sum
+from gcode.runtime.loop.finite_checks import PendingChecks, Staged
+from gcode.runtime.loop.inject import injected_delays
+from gcode.runtime.worker.actor import check_result
 from gcode.sim import DeadlinePolicy, GapPolicy, PaperPolicy, WaitAllPolicy
 from gcode.sim.rounds import End, FallBack, RoundState, Wait, decide
 
@@ -339,8 +339,8 @@ def test_a_region_larger_than_shared_memory_is_a_clear_error_not_a_sigbus():
     """Regions reserve their memory when made, so a full /dev/shm fails there, in one line."""
     import tempfile
 
-    from gcode.runtime.health import RunFailed
-    from gcode.runtime.shm_wire import Region, shm_root
+    from gcode.runtime.loop.health import RunFailed
+    from gcode.runtime.transport.shm_frames import Region, shm_root
     folder = tempfile.mkdtemp(dir=shm_root())
     try:
         small = Region(f"{folder}/ok", 4096, create=True)

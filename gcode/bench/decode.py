@@ -20,7 +20,7 @@ import time
 import numpy as np
 
 from ..codes import make_gc_code
-from ..runtime.decode import axpy64, weighted_sum
+from ..runtime.loop.decode import axpy64, weighted_sum
 
 
 def _best_of(fn, repeats: int) -> float:

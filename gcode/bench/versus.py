@@ -177,7 +177,7 @@ def measure_compute(cfg: VersusConfig, workload) -> float:
 def delay_table(cfg: VersusConfig, rounds: int, compute_s: float) -> tuple[np.ndarray, dict]:
     """(rounds, workers) injected seconds shared by every row, and its description."""
     from ..config import InjectConfig
-    from ..runtime.inject import injected_delays
+    from ..runtime.loop.inject import injected_delays
     if cfg.inject_trace is not None:
         ic = InjectConfig(trace=cfg.inject_trace, time_scale=cfg.time_scale or 1.0)
         if cfg.time_scale is None:  # auto: a straggler's excess is about 3 x one step

@@ -347,8 +347,8 @@ def run_from_args(args: argparse.Namespace, pool=None) -> int:
 
     from ..api import fit, from_train_config
     from ..telemetry.cli import TOKEN_ENV
+    from .loop.jsonl_log import to_json
     from .run import preset_workload_of
-    from .runlog import to_json
     cfg = config_from_args(args)
     workload = preset_workload_of(cfg)
     coding, scaling, run = from_train_config(cfg)
@@ -359,7 +359,7 @@ def run_from_args(args: argparse.Namespace, pool=None) -> int:
         print(f"gcode train: starting {cfg.cluster.workers} workers "
               f"({'local Ray' if not cfg.cluster.address else cfg.cluster.address})...",
               file=sys.stderr)
-    from .watchdog import watching
+    from .cluster.watchdog import watching
     own_ray = pool is None and not (cfg.cluster.address or os.environ.get("RAY_ADDRESS"))
     with watching(own_ray, cfg.checkpoint.dir):  # a dying local Ray node: one line, exit 1
         result = fit(workload.model_fn, workload.loss_fn, workload.dataset_fn,

@@ -14,11 +14,11 @@ from typing import Any
 import numpy as np
 
 from ..config import ConfigError, TrainConfig, validate
-from .coordinator import Coordinator, ProgressFn
 from .data import WorkSpec, model_seed
-from .inject import DelaySource
-from .metrics import run_metrics
-from .runlog import JsonlWriter
+from .loop.coordinator import Coordinator, ProgressFn
+from .loop.inject import DelaySource
+from .loop.jsonl_log import JsonlWriter
+from .loop.metrics import run_metrics
 
 
 def preset_workload_of(cfg: TrainConfig):
@@ -117,7 +117,7 @@ def execute(cfg: TrainConfig, workload, *, progress: ProgressFn | None = None, p
     cover the whole run.
     """
     validate(cfg)
-    from .checkpoint_dir import claimed
+    from .checkpoint.lock import claimed
     with _one_blas_thread(), claimed(cfg):  # one run per checkpoint directory
         return _execute(cfg, workload, progress, pool, monitor)
 
@@ -266,7 +266,7 @@ def _execute(cfg: TrainConfig, workload, progress, pool, monitor) -> tuple[dict[
         restore_scheme_and_policy,
     )
     from .cluster import ensure_ray, launch_workers
-    from .shm import make_transport
+    from .transport.shm import make_transport
 
     setup_start = time.perf_counter()
     tr, n = cfg.train, cfg.cluster.workers

@@ -14,7 +14,7 @@ from gcode.config import ConfigError
 from gcode.runtime import train
 from gcode.runtime.checkpoint import checkpoints_in, read_checkpoint, resume_config
 from gcode.runtime.cli_args import add_train_arguments, run_from_args
-from gcode.runtime.runlog import read_jsonl
+from gcode.runtime.loop.jsonl_log import read_jsonl
 
 pytestmark = pytest.mark.ray
 
@@ -89,8 +89,8 @@ def test_restoring_then_capturing_gives_the_checkpoint_back(ray_pool, tmp_path, 
     """The auto scheme mid-run (tuner history, switches, pending jobs, stored results and
     accumulators, RNGs): restore into a fresh coordinator, capture again, compare every value."""
     from gcode.runtime import checkpoint as ckmod
-    from gcode.runtime import checkpoint_files as ckfiles
-    from gcode.runtime.coordinator import Coordinator
+    from gcode.runtime.checkpoint import files as ckfiles
+    from gcode.runtime.loop.coordinator import Coordinator
     cfg = config(scheme={"name": "auto", "jobs": 10}, inject=BURSTY)
     full = train(_checkpointed(cfg, tmp_path / "ck", every=2), pool=ray_pool)
     assert full["switches"], "the tuner should have switched at least once"

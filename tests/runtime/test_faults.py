@@ -40,8 +40,8 @@ from runtime_helpers import BASE, BURSTY, RUN_TOML, config, rel, session_pids
 from gcode.config import ConfigError, from_dict
 from gcode.runtime import train
 from gcode.runtime.checkpoint import CheckpointError, read_checkpoint, resume_config
-from gcode.runtime.checkpoint_dir import LOCK_FILE
-from gcode.runtime.runlog import read_jsonl
+from gcode.runtime.checkpoint.lock import LOCK_FILE
+from gcode.runtime.loop.jsonl_log import read_jsonl
 
 pytestmark = pytest.mark.ray
 

@@ -36,9 +36,10 @@ def test_streamed_records_equal_the_run_log(ray_pool, tmp_path):
 
 
 def test_gcode_train_with_monitor_and_run_log_flags(ray_pool, tmp_path, capsys):
+    import socket
+
     from gcode.cli import build_parser
     from gcode.runtime.cli_args import run_from_args
-    import socket
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]

@@ -64,7 +64,7 @@ def one_worker(ray_pool):
 
     from gcode.runtime.data import WorkSpec
     from gcode.runtime.run import preset_workload_of
-    from gcode.runtime.shm import ShmTransport
+    from gcode.runtime.transport.shm import ShmTransport
     from gcode.train import open_dataset
     workload = preset_workload_of(config())
     d = sum(p.numel() for p in workload.model_fn().parameters())
@@ -144,7 +144,7 @@ def test_the_device_validation_path_runs_on_the_cpu(ray_pool, monkeypatch):
     same torch path on the CPU: a NaN result is still a fault, and decoding stays exact."""
     from functools import partial
 
-    import gcode.runtime.coordinator as coordinator
+    from gcode.runtime.loop import coordinator
     monkeypatch.setattr(coordinator, "Decoder", partial(coordinator.Decoder, torch_math=True))
     res = train(config(scheme={"name": "gc", "s": 1, "gc_code": "fr"},
                        faults=[{"round": 3, "worker": 2, "kind": "nan"}]), pool=ray_pool)
@@ -172,7 +172,7 @@ def test_no_result_buffer_is_ever_lent_while_in_use(ray_pool, ops, reserved):
     ``reserved`` buffers per worker made first (``reserve_results``), the same holds."""
     import gc
 
-    from gcode.runtime.shm import ShmCall, ShmTransport
+    from gcode.runtime.transport.shm import ShmCall, ShmTransport
     transport = ShmTransport([], ("ctx", None), 5)
     transport.links.attaching = {w: None for w in range(4)}  # no actors: never re-attach
     transport.reserve_results(4, reserved, 3 * 64)

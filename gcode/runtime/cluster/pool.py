@@ -12,7 +12,7 @@ import tempfile
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 
-from ..config import ClusterConfig
+from ...config import ClusterConfig
 
 
 def _loopback_env() -> None:
@@ -44,7 +44,7 @@ def ensure_ray(cc: ClusterConfig) -> bool:
         return False
     address = cc.address or os.environ.get("RAY_ADDRESS")  # set inside `ray job submit`
     if address:
-        from .connect import connect
+        from ..connect import connect
         connect(address)  # bounded: a one-line error when nothing answers there
         return True
     start_local_ray(cc.num_cpus)
@@ -144,7 +144,7 @@ def launch_workers(cc: ClusterConfig, n: int | None = None) -> WorkerPool:
     import ray
     from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
-    from .worker import GradientWorker
+    from ..worker.actor import GradientWorker
 
     n = cc.workers if n is None else int(n)
     cpus = cc.worker_cpus

@@ -69,7 +69,7 @@ async def read_frame(reader: asyncio.StreamReader):
 def _reserve(fd: int, nbytes: int, path: str) -> None:
     """Size a new region and reserve its memory now: a full ``/dev/shm`` is then a clear error
     here, not a SIGBUS when the region is first written."""
-    from .health import RunFailed
+    from ..loop.health import RunFailed
     try:
         os.posix_fallocate(fd, 0, nbytes)
     except OSError as exc:

@@ -1,4 +1,4 @@
-"""The worker's end of the shared-memory transport (:mod:`gcode.runtime.shm`).
+"""The worker's end of the shared-memory transport (:mod:`gcode.runtime.transport.shm`).
 
 ``attach`` adopts the run's context, connects to the coordinator's socket and serves calls
 until the coordinator closes it. Each call frame becomes one task on the actor's event loop,
@@ -15,11 +15,11 @@ import pickle
 
 import numpy as np
 
-from .shm_wire import PARAMS_OFFSET, Region, frame, read_frame
+from ..transport.shm_frames import PARAMS_OFFSET, Region, frame, read_frame
 
 
 class ShmServing:
-    """Mixin of :class:`gcode.runtime.worker.GradientWorker`."""
+    """Mixin of :class:`gcode.runtime.worker.actor.GradientWorker`."""
 
     async def attach(self, ctl_path: str, ctx_id: str, ctx_box: list) -> dict:
         """Adopt context ``ctx_id``, connect to ``ctl_path`` and serve its calls in the

@@ -14,8 +14,8 @@ Per round r (mirrors :func:`gcode.sim.simulate`)::
     -> check decode deadlines -> log record, progress callback, run recorder
 
 Dispatch and the loop live here; arrivals, validation, retries and late results in
-:mod:`gcode.runtime.arrivals`; a job's life (issue, decode, step, evaluation) in
-:mod:`gcode.runtime.jobs` and the round's reports in :mod:`gcode.runtime.reporting`. The round-ending *policy* is the simulator's Policy object,
+:mod:`gcode.runtime.loop.arrivals`; a job's life (issue, decode, step, evaluation) in
+:mod:`gcode.runtime.loop.jobs` and the round's reports in :mod:`gcode.runtime.loop.reporting`. The round-ending *policy* is the simulator's Policy object,
 applied by :func:`gcode.sim.rounds.decide`. The scheme may be a
 switching one (``auto``): rounds, delay, chunking and message dtype are read per round / per job.
 """
@@ -31,18 +31,18 @@ from typing import Any
 
 import numpy as np
 
-from ..codes import DecodeError, MiniTask, Scheme
-from ..config import TrainConfig
-from ..sim.policy import Policy
-from ..sim.rounds import End, partial_fallback
+from ...codes import DecodeError, MiniTask, Scheme
+from ...config import TrainConfig
+from ...sim.policy import Policy
+from ...sim.rounds import End, partial_fallback
+from ..data import WorkSpec
 from .arrivals import Arrivals, wire
-from .data import WorkSpec
 from .decode import Decoder
 from .finite_checks import PendingChecks
 from .inject import DelaySource
 from .jobs import JobLifecycle
+from .jsonl_log import JsonlWriter
 from .reporting import RoundReporting, Timings
-from .runlog import JsonlWriter
 
 ProgressFn = Callable[[dict], None]
 
@@ -56,7 +56,7 @@ class Coordinator(Arrivals, JobLifecycle, RoundReporting):
     cfg: TrainConfig
     scheme: Scheme
     policy: Policy
-    transport: Any               # gcode.runtime.transport: RayTransport or ShmTransport
+    transport: Any               # gcode.runtime.transport.ray_transport: RayTransport or ShmTransport
     spec: WorkSpec
     models: list                 # one gcode.train.FlatModel per concurrent model
     optimizers: list

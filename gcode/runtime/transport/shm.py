@@ -8,7 +8,7 @@ the rounds. Invariants:
 
 * a job's parameters are written once into a region of their own, tagged with the job; the
   region is reused only after the job is decoded, and a worker that loaded a region whose tag
-  changed meanwhile drops its call as stale (:mod:`gcode.runtime.shm_worker`);
+  changed meanwhile drops its call as stale (:mod:`gcode.runtime.worker.shm_serving`);
 * a result buffer is written by one call at a time: it is lent to a call and comes back when the
   call is answered, failed or its worker died, and then only once no array of its last result
   is alive on the coordinator (a weak reference to the array every view derives from);
@@ -34,8 +34,8 @@ from typing import Any
 
 import numpy as np
 
-from .shm_wire import PARAMS_OFFSET, Region, frame, recv_frame, shm_root
-from .transport import RayTransport
+from .ray_transport import RayTransport
+from .shm_frames import PARAMS_OFFSET, Region, frame, recv_frame, shm_root
 
 DIED = "died (connection closed)"
 #: seconds a frame may take to arrive once its first byte did, or to be sent; longer, the
@@ -397,7 +397,7 @@ def make_transport(kind: str, actors: list, ctx: tuple, timeout_s: float, pin: b
     runs on this node, else Ray. ``pin``: page-lock shared memory (results go to a GPU)."""
     if kind == "ray":
         return RayTransport(actors, ctx)
-    from ..config import ConfigError
+    from ...config import ConfigError
     local = all_local(actors)
     if kind == "auto" and not local:
         return RayTransport(actors, ctx)

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..config import InjectConfig
+from ...config import InjectConfig
 
 
 class DelaySource:
@@ -39,15 +39,15 @@ class DelaySource:
 def injected_delays(ic: InjectConfig, n: int, rounds: int, seed: int) -> np.ndarray:
     """(rounds, n) float64 seconds to sleep; zeros when nothing is injected."""
     if ic.trace is not None:
-        from ..sim.simulator import worker_times
-        from ..stragglers import load_trace
+        from ...sim.simulator import worker_times
+        from ...stragglers import load_trace
         trace = load_trace(ic.trace)
         try:
             return worker_times(trace, n, rounds, load=0.0, load_slope=0.0, time_scale=ic.time_scale)
         except ValueError as exc:
             raise ValueError(f"inject.trace: {ic.trace}: {exc}") from None
     if ic.model is not None:
-        from ..stragglers import make_delay_model
+        from ...stragglers import make_delay_model
         model = make_delay_model(ic.model, **ic.params)
         times = model.sample(rounds, n, seed if ic.seed is None else ic.seed)
         return np.asarray(times, dtype=np.float64) * ic.time_scale

@@ -27,8 +27,8 @@ leftover ``.tmp-*`` folders are ignored by readers and removed by the next write
 
 Reading is bounded (:mod:`gcode.limits`) and verified three ways before anything is restored:
 the manifest's checksums and sizes; the folder name, symbolic links and run ids
-(:mod:`gcode.runtime.checkpoint_dir`); and the content against itself
-(:mod:`gcode.runtime.checkpoint_checks`). Capture and restore of a coordinator, and the resume
+(:mod:`gcode.runtime.checkpoint.lock`); and the content against itself
+(:mod:`gcode.runtime.checkpoint.checks`). Capture and restore of a coordinator, and the resume
 semantics, are in :mod:`gcode.runtime.checkpoint`.
 """
 
@@ -48,8 +48,8 @@ from typing import Any
 
 import numpy as np
 
-from ..config import ConfigError
-from .checkpoint_dir import (  # CheckpointError and checkpoints_in are re-exported
+from ...config import ConfigError
+from .lock import (  # CheckpointError and checkpoints_in are re-exported
     MANIFEST_FILE,
     CheckpointError,
     _round_of,
@@ -310,9 +310,9 @@ def _manifest_problem(manifest: Any) -> str | None:
 def read_checkpoint(path: str | os.PathLike) -> Checkpoint:
     """Find (:func:`resolve`), verify (manifest, sizes, SHA-256, folder name, run id, bounded
     sizes and nesting) and decode a checkpoint, then check its content against itself
-    (:func:`gcode.runtime.checkpoint_checks.check_tree`)."""
-    from .. import limits
-    from .checkpoint_checks import check_tree
+    (:func:`gcode.runtime.checkpoint.checks.check_tree`)."""
+    from ... import limits
+    from .checks import check_tree
     folder = resolve(path)
     older = [p for p in checkpoints_in(folder.parent) if p != folder and
              (_round_of(p) or 0) < (_round_of(folder) or 0)]

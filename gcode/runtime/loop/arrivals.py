@@ -2,7 +2,7 @@
 decisions in between, retries of failed workers, and straggler results that arrive after their
 round ended (``scheme.accept_late``).
 
-:class:`Arrivals` is a mixin of :class:`gcode.runtime.coordinator.Coordinator`: mechanism only;
+:class:`Arrivals` is a mixin of :class:`gcode.runtime.loop.coordinator.Coordinator`: mechanism only;
 the round-ending rule is the Policy applied by :func:`gcode.sim.rounds.decide`.
 """
 
@@ -15,11 +15,11 @@ from typing import Any
 
 import numpy as np
 
-from ..codes import MiniTask, ResultKey
-from ..sim.rounds import End, FallBack, RoundState, Wait, decide
+from ...codes import MiniTask, ResultKey
+from ...sim.rounds import End, FallBack, RoundState, Wait, decide
+from ..worker.actor import check_result
 from .finite_checks import Staged
 from .health import RunFailed, confirm_worker_fault, explain_workload_error
-from .worker import check_result
 
 #: seconds between polls for deferred finiteness checks while arrivals are awaited (a copy of
 #: a result to the GPU takes a fraction of a millisecond, and the worker's next tasks wait for it)

@@ -26,7 +26,7 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
-from ..config import ConfigError, TrainConfig
+from ...config import ConfigError, TrainConfig
 
 LOCK_FILE = ".gcode-lock"
 MANIFEST_FILE = "manifest.json"

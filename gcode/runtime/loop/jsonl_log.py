@@ -56,11 +56,11 @@ class JsonlWriter:
                         if isinstance(rec, dict) and isinstance(rec.get("round"), int) \
                                 and rec["round"] < resume_round:
                             kept.append(line if line.endswith("\n") else line + "\n")
-            from ..paths import FileInUse, open_exclusive
+            from ...paths import FileInUse, open_exclusive
             try:  # one writer per log: a second run on the same path must not clobber it
                 self._f = open_exclusive(self.path, "w")
             except FileInUse as exc:
-                from ..config import ConfigError
+                from ...config import ConfigError
                 raise ConfigError("log.jsonl", str(exc)) from None
             if kept:
                 self._f.writelines(kept)

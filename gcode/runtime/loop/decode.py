@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from ..codes import MiniTask, ResultKey
+from ...codes import MiniTask, ResultKey
 
 #: columns per block of the blocked weighted sum: the fp64 accumulator and scratch blocks
 #: (1 MiB each) stay in cache while every result streams through once (measured best of

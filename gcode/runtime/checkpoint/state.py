@@ -1,9 +1,9 @@
 """Checkpoint and resume of a live run: capture and restore of the coordinator's full state.
 
-The files (format, atomic writes, verification) are :mod:`gcode.runtime.checkpoint_files`,
+The files (format, atomic writes, verification) are :mod:`gcode.runtime.checkpoint.files`,
 whose names this module re-exports; one run per directory is
-:mod:`gcode.runtime.checkpoint_dir`, and the checks of a checkpoint's content
-:mod:`gcode.runtime.checkpoint_checks`.
+:mod:`gcode.runtime.checkpoint.lock`, and the checks of a checkpoint's content
+:mod:`gcode.runtime.checkpoint.checks`.
 
 Resume semantics
 ----------------
@@ -49,8 +49,8 @@ from typing import Any
 
 import numpy as np
 
-from ..config import ConfigError, TrainConfig
-from .checkpoint_files import (  # noqa: F401 - re-exported: the checkpoint API lives here
+from ...config import ConfigError, TrainConfig
+from .files import (  # noqa: F401 - re-exported: the checkpoint API lives here
     ARRAYS_FILE,
     FORMAT,
     MANIFEST_FILE,
@@ -123,7 +123,7 @@ def check_resume_config(saved: dict, cfg: TrainConfig) -> None:
 
 def resume_config(path: str | os.PathLike) -> TrainConfig:
     """The config a checkpoint was written with, set to resume from it (``checkpoint.resume``)."""
-    from ..config import from_dict
+    from ...config import from_dict
     ck = read_checkpoint(path)
     data = json.loads(json.dumps(_plain(ck.config)))
     section = data.setdefault("checkpoint", {})
@@ -165,8 +165,8 @@ def capture(coord, r: int, runtime_s: float) -> dict:
 
     import torch
 
-    from ..codes.state import scheme_state
-    from .health import check_all_params
+    from ...codes.state import scheme_state
+    from ..loop.health import check_all_params
     check_all_params(coord, r)  # a diverged model is never checkpointed
     cfg = coord.cfg.to_dict()
     cfg["checkpoint"]["resume"] = None
@@ -208,7 +208,7 @@ def capture(coord, r: int, runtime_s: float) -> dict:
 def restore_scheme_and_policy(ck: Checkpoint, scheme, policy):
     """(scheme, policy) in the checkpoint's state; ``scheme``/``policy`` are the freshly built ones
     (the online tuner is rebuilt from its config and given its saved history and choice)."""
-    from ..codes.state import restore_scheme
+    from ...codes.state import restore_scheme
     try:
         restored = restore_scheme(ck.tree["scheme"])
     except ValueError as exc:
@@ -229,7 +229,7 @@ def restore_coordinator(coord, ck: Checkpoint) -> None:
     """Put a freshly built coordinator (same config, restored scheme) into the checkpoint's state:
     models, optimizers, counters, decoder, pending jobs (re-put to the object store), delay table,
     RNG states. The next ``coord.run()`` starts at the checkpoint's round."""
-    from .checkpoint_checks import check_against
+    from .checks import check_against
     problem = check_against(coord, ck)
     if problem is not None:
         raise CheckpointError(f"checkpoint {ck.path} does not fit this run: {problem}")
@@ -247,8 +247,8 @@ def _restore(coord, ck: Checkpoint) -> None:
 
     import torch
 
-    from ..codes import ResultKey
-    from .decode import _Job
+    from ...codes import ResultKey
+    from ..loop.decode import _Job
     tree = ck.tree
     run = tree["run"]
     if (run["n"], run["models"], run["num_params"]) != (coord.n, coord.M, coord.spec.num_params):

@@ -1,7 +1,7 @@
 """What the coordinator reports about each round: the policy's censored view of the times, the
 JSONL record, the telemetry RoundRecord, and the per-phase timings.
 
-:class:`RoundReporting` is a mixin of :class:`gcode.runtime.coordinator.Coordinator`.
+:class:`RoundReporting` is a mixin of :class:`gcode.runtime.loop.coordinator.Coordinator`.
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..sim.rounds import End
+from ...sim.rounds import End
 
 
 @dataclass

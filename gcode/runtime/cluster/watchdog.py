@@ -103,7 +103,7 @@ class RayletWatchdog:
     def _last_checkpoint(self) -> str:
         if not self.checkpoint_dir:
             return "no checkpoint.dir was set, so nothing can be resumed"
-        from .checkpoint_files import checkpoints_in
+        from ..checkpoint.files import checkpoints_in
         found = checkpoints_in(self.checkpoint_dir)
         if not found:
             return f"no checkpoint was written to {self.checkpoint_dir} yet"

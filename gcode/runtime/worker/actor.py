@@ -26,9 +26,9 @@ from typing import Any
 import numpy as np
 import torch
 
-from .data import WorkSpec, job_indices
+from ..data import WorkSpec, job_indices
 from .prefetch import BatchPrefetcher
-from .shm_worker import ShmServing
+from .shm_serving import ShmServing
 
 _TORCH_DTYPES = {"float32": torch.float32, "float64": torch.float64}
 

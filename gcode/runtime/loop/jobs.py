@@ -1,7 +1,7 @@
 """The coordinator's job lifecycle: issue a job's parameters, decode it, step its model, and
 the diagnostics around it (direct gradients for check_decode, held-out evaluation).
 
-A mixin of :class:`gcode.runtime.coordinator.Coordinator`: it reads and writes the
+A mixin of :class:`gcode.runtime.loop.coordinator.Coordinator`: it reads and writes the
 coordinator's state (models, optimizers, decoder, scheme, counters) and holds none itself.
 """
 
@@ -12,7 +12,7 @@ import time
 
 import numpy as np
 
-from .data import bounds_of, job_indices
+from ..data import bounds_of, job_indices
 from .health import DivergedError, check_params
 
 
@@ -29,7 +29,7 @@ class JobLifecycle:
             prev = t - self.M
             raise RuntimeError(f"job {t} would start from model {t % self.M} before job {prev} "
                                f"updated it (M={self.M} must be >= T+1={self.T + 1})")
-        check_params(self, t)  # a diverged model stops the run here (gcode.runtime.health)
+        check_params(self, t)  # a diverged model stops the run here (gcode.runtime.loop.health)
         model = self.models[self.model_of(t)]
         self.put_job(t, model.params.detach(), self.scheme.message_dtype)
 

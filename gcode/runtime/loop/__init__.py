@@ -1,0 +1,1 @@
+"""The coordinator's loop: rounds of poll arrivals -> policy -> decision, on any transport."""

@@ -1,0 +1,1 @@
+"""How calls and results travel between the coordinator and its workers."""
