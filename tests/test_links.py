@@ -10,7 +10,9 @@ the document or to the repository root. Checked are
 * the value of every ``--trace``, ``--inject-trace``, ``--config`` and ``--traces`` in an
   example, wherever it points (an example that names ``run.toml`` must ship it);
 * the same in the output of ``gcode --help``, of every subcommand's ``--help`` and of
-  ``cluster/local.sh --help``.
+  ``cluster/local.sh --help``;
+* every anchor (``#section``) of a link to a markdown document, or within one: the heading it
+  names exists, slugged as GitHub does.
 Absolute paths, ``~/...``, ``$VAR``, ``<placeholder>`` and upper-case metavariables (PATH,
 DIR) are left alone: they name the reader's own files or other machines.
 """
@@ -30,8 +32,10 @@ DOCS = ["README.md", "cluster/README.md", "proto/README.md", "traces/README.md",
 TOP = ("cluster", "docs", "gcode", "tests", "benchmarks", "proto", "traces", "examples", ".ci")
 
 LINK = re.compile(r"!?\[[^\]]*\]\(([^)\s]+)\)")
-REPO_PATH = re.compile(r"(?<![\w./$~<-])((?:%s)/[\w.*/-]*[\w*/])" % "|".join(map(re.escape, TOP)))
+REPO_PATH = re.compile(r"(?<![\w./$~<-])((?:" + "|".join(map(re.escape, TOP)) + r")/[\w.*/-]*[\w*/])")
 DOC_NAME = re.compile(r"(?<![\w./-])([A-Z][A-Z_]*\.md)\b")  # SCHEMES.md: named, not linked
+HEADING = re.compile(r"^#{1,6}[ \t]+(.+?)[ \t#]*$")
+FENCE = re.compile(r"^\s*(```|~~~)")
 FLAG_VALUE = re.compile(r"--(?:inject-trace|trace|traces|config)[ =]([^\s`'\"|)\]]+)")
 
 
@@ -64,6 +68,40 @@ def resolves(path: str, base: Path) -> bool:
     return False
 
 
+def slug(heading: str) -> str:
+    """GitHub's anchor for a heading: lower case, punctuation dropped, spaces as hyphens."""
+    return re.sub(r"[^\w\- ]", "", heading.strip().lower()).replace(" ", "-")
+
+
+def anchors(text: str) -> set[str]:
+    """The anchors of a markdown document's headings (outside code blocks); a repeated
+    heading's anchors get -1, -2, … as on GitHub."""
+    seen: dict[str, int] = {}
+    out, fenced = set(), False
+    for line in text.splitlines():
+        if FENCE.match(line):
+            fenced = not fenced
+        elif not fenced and (m := HEADING.match(line)):
+            base = slug(m.group(1))
+            n = seen.get(base, 0)
+            seen[base] = n + 1
+            out.add(base if n == 0 else f"{base}-{n}")
+    return out
+
+
+def broken_anchors(doc: Path) -> list[str]:
+    """Links of ``doc`` whose ``#anchor`` names no heading of the markdown file they point at."""
+    bad = []
+    for link in LINK.findall(doc.read_text(encoding="utf-8")):
+        if link.startswith(("http://", "https://", "mailto:")) or "#" not in link:
+            continue
+        target, anchor = link.split("#", 1)
+        path = (doc.parent / target).resolve() if target else doc
+        if path.suffix == ".md" and path.is_file() and anchor not in anchors(path.read_text(encoding="utf-8")):
+            bad.append(link)
+    return bad
+
+
 def _placeholder(value: str) -> bool:
     return (value.startswith(("/", "~", "$", "<", "http")) or value.isupper() or "…" in value
             or "..." in value)
@@ -92,7 +130,7 @@ def helps() -> dict[str, str]:
                     walk(child, f"{name} {sub}")
     walk(build_parser(), "gcode")
     out["cluster/local.sh"] = subprocess.run(["bash", str(REPO / "cluster" / "local.sh"), "--help"],
-                                             capture_output=True, text=True, timeout=60).stdout
+                                             capture_output=True, text=True, timeout=60, check=False).stdout
     return out
 
 
@@ -118,6 +156,17 @@ def test_every_link_and_path_in_the_docs_resolves(doc):
     broken = [(kind, ref) for kind, ref in references(path.read_text(encoding="utf-8"))
               if not resolves(ref, path.parent)]
     assert not broken, f"{doc}: {broken}"
+
+
+def test_anchors_are_found_as_github_makes_them():
+    text = "# Results\n```\n# not a heading\n```\n## Scale: 10,000 workers (`gcode bench scale`)\n## Results\n"
+    assert anchors(text) == {"results", "scale-10000-workers-gcode-bench-scale", "results-1"}
+
+
+@pytest.mark.parametrize("doc", DOCS)
+def test_every_anchor_in_the_docs_names_a_heading(doc):
+    bad = broken_anchors(REPO / doc)
+    assert not bad, f"{doc}: links to missing headings: {bad}"
 
 
 def test_every_path_in_every_help_resolves():
