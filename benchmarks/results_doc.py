@@ -41,11 +41,12 @@ class Section:
 @dataclass(frozen=True)
 class Headline:
     """One row of the README's headline table: a row of one or more ``bench versus`` results
-    of one setup (shown as the range over them) and the RESULTS.md section that explains it."""
-    setting: str
+    of one setup (shown as the range over them) and the RESULTS.md section that explains it.
+    The setup is read from the first file; ``note`` adds to it."""
     files: tuple[str, ...]
     row: str
     section: str
+    note: str = ""
 
 
 def load(stem: str):
@@ -148,6 +149,17 @@ def setup_parts(doc: dict) -> list[str]:
             f"global batch {c['batch_size']}", f"{c['jobs']} jobs a row", what, *coords,
             f"median of {repeats} interleaved repeats" if repeats > 1 else "one run",
             f"measured {machine(doc)}"]
+
+
+def short_setup(doc: dict) -> str:
+    """'16 CPUs, 8 workers, mlp-wide, bursty' or '2 GPUs, one worker each, resnet18, none'."""
+    c, env = doc["config"], doc.get("environment") or {}
+    gpus, n = c.get("gpus_per_worker") or 0, c["workers"]
+    where = (f"{n} GPUs, one worker each" if gpus >= 1 else
+             f"1 GPU shared by {n} workers" if gpus else f"{env.get('cpus')} CPUs, {n} workers")
+    inj = (c.get("inject") or {}).get("model") or ("trace" if (c.get("inject") or {}).get("trace")
+                                                   else "no injection")
+    return f"{where}, {c['model']}, {inj}"
 
 
 def versus_setup(doc: dict) -> str:
