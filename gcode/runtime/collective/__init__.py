@@ -1,0 +1,21 @@
+"""The collective data plane's mechanics: a torch.distributed group among Ray worker actors
+(:mod:`.group`), per-job accumulators (:mod:`.accumulate`), the worker's communication thread
+(:mod:`.plane`) and replicas kept identical (:mod:`.replicas`). See docs/COLLECTIVE.md."""
+
+from .accumulate import JobAccumulators
+from .group import (
+    CollectiveError,
+    GroupConfig,
+    Rendezvous,
+    StaleGeneration,
+    form_group,
+    leave_group,
+    reform_group,
+    wait_ready,
+)
+from .plane import CollectiveConfig, CollectivePlane, accumulate_dtype_for
+from .replicas import ReplicaMismatch, ShardedOptimizer, checksum
+
+__all__ = ["CollectiveConfig", "CollectiveError", "CollectivePlane", "GroupConfig", "JobAccumulators",
+           "Rendezvous", "ReplicaMismatch", "ShardedOptimizer", "StaleGeneration", "accumulate_dtype_for",
+           "checksum", "form_group", "leave_group", "reform_group", "wait_ready"]

@@ -1,0 +1,174 @@
+"""Replicas kept identical: state broadcast from a peer, a checksum allreduce, and ZeRO-1 steps.
+
+Every worker of the collective plane holds replicas of the M models and their optimizers, built
+from the same seed and stepped with the same reduced gradients, so they stay bit-identical.
+
+* :func:`broadcast_tree` sends a state tree (nested dicts and lists of tensors and JSON values,
+  e.g. a model's and an optimizer's ``state_dict``) from one rank to all: a restarted actor
+  receives the replicas' state from a peer. The tree's shape travels as JSON, never as a pickle.
+* :func:`check_identical` compares the replicas' checksums across ranks with one allreduce and
+  raises :class:`ReplicaMismatch`, one line naming the replica and the ranks that differ.
+* :class:`ShardedOptimizer` is ``zero=1``: reduce-scatter the accumulator, each rank steps the
+  optimizer on its shard of the parameters only (its shard of the optimizer state), then
+  all-gather the parameters. Every rank ends with the same parameters.
+
+All of them are collectives: call them in the same order on every rank (the plane's
+communication thread does).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections import Counter
+from collections.abc import Callable, Sequence
+
+import numpy as np
+import torch
+import torch.distributed as dist
+
+#: torch 2.13 renamed the flat-tensor collectives; older releases have only the old names
+_reduce_scatter = getattr(dist, "reduce_scatter_single", None) or dist.reduce_scatter_tensor
+_all_gather = getattr(dist, "all_gather_single", None) or dist.all_gather_into_tensor
+
+_TENSOR = "__tensor__"
+_PAIRS = "__pairs__"  # a dict, kept with its keys' types (an optimizer's state has int keys)
+
+
+class ReplicaMismatch(Exception):
+    """Replicas that should be bit-identical are not (the run must stop: it names which)."""
+
+
+def flatten_tree(tree) -> tuple[object, list[torch.Tensor]]:
+    """(a JSON-able skeleton with tensors replaced by their index, the tensors)."""
+    tensors: list[torch.Tensor] = []
+
+    def walk(node):
+        if isinstance(node, torch.Tensor):
+            tensors.append(node)
+            return {_TENSOR: len(tensors) - 1, "dtype": str(node.dtype).removeprefix("torch."),
+                    "shape": list(node.shape)}
+        if isinstance(node, dict):
+            return {_PAIRS: [[k, walk(v)] for k, v in node.items()]}
+        if isinstance(node, (list, tuple)):
+            return [walk(v) for v in node]
+        if node is None or isinstance(node, (bool, int, float, str)):
+            return node
+        raise TypeError(f"state tree holds a {type(node).__name__}; only tensors and JSON values travel")
+
+    return walk(tree), tensors
+
+
+def unflatten_tree(skeleton, tensors: Sequence[torch.Tensor]):
+    def walk(node):
+        if isinstance(node, dict) and _TENSOR in node:
+            return tensors[node[_TENSOR]]
+        if isinstance(node, dict):
+            return {k: walk(v) for k, v in node[_PAIRS]}
+        if isinstance(node, list):
+            return [walk(v) for v in node]
+        return node
+
+    return walk(skeleton)
+
+
+def broadcast_tree(tree, src: int, device: torch.device | str = "cpu"):
+    """``tree`` from rank ``src`` to every rank; returns it (receivers pass None)."""
+    device = torch.device(device)
+    rank = dist.get_rank()
+    if rank == src:
+        skeleton, tensors = flatten_tree(tree)
+        manifest = torch.frombuffer(bytearray(json.dumps(skeleton).encode()), dtype=torch.uint8).to(device)
+        length = torch.tensor([manifest.numel()], dtype=torch.int64, device=device)
+    else:
+        length = torch.zeros(1, dtype=torch.int64, device=device)
+    dist.broadcast(length, src)
+    if rank != src:
+        manifest = torch.empty(int(length.item()), dtype=torch.uint8, device=device)
+    dist.broadcast(manifest, src)
+    if rank != src:
+        skeleton = json.loads(bytes(manifest.cpu().numpy()).decode())
+        specs = []
+
+        def collect(node):
+            if isinstance(node, dict) and _TENSOR in node:
+                specs.append(node)
+            elif isinstance(node, dict):
+                for _, v in node[_PAIRS]:
+                    collect(v)
+            elif isinstance(node, list):
+                for v in node:
+                    collect(v)
+
+        collect(skeleton)
+        specs.sort(key=lambda s: s[_TENSOR])
+        tensors = [torch.empty(s["shape"], dtype=getattr(torch, s["dtype"]), device=device) for s in specs]
+    for t in tensors:  # receivers' tensors are fresh and contiguous on ``device``
+        dist.broadcast(t.detach().to(device).contiguous() if rank == src else t, src)
+    return unflatten_tree(skeleton, tensors) if rank != src else tree
+
+
+def checksum(tensors: Sequence[torch.Tensor]) -> int:
+    """A 56-bit digest of the tensors' bytes, dtypes and shapes (order matters)."""
+    h = hashlib.blake2b(digest_size=7)
+    for t in tensors:
+        h.update(f"{t.dtype}{tuple(t.shape)}".encode())
+        h.update(np.ascontiguousarray(t.detach().cpu().numpy()).tobytes())
+    return int.from_bytes(h.digest(), "big")
+
+
+def check_identical(replicas: dict[str, Sequence[torch.Tensor]], device: torch.device | str = "cpu") -> dict:
+    """Allreduce every rank's checksum of each named replica; raise :class:`ReplicaMismatch`
+    naming the first replica whose checksums differ, else return {name: checksum}."""
+    rank, world = dist.get_rank(), dist.get_world_size()
+    names = list(replicas)
+    table = torch.zeros((len(names), world), dtype=torch.int64, device=device)
+    for i, name in enumerate(names):
+        table[i, rank] = checksum(replicas[name])
+    dist.all_reduce(table)  # one non-zero entry per cell: a sum is a gather
+    sums = table.cpu().tolist()
+    for name, row in zip(names, sums):
+        common, _ = Counter(row).most_common(1)[0]
+        odd = [r for r, value in enumerate(row) if value != common]
+        if odd:
+            raise ReplicaMismatch(f"replica {name!r} differs on rank(s) {odd} from the other "
+                                  f"{world - len(odd)} rank(s) (checksums {[hex(row[r]) for r in odd]} "
+                                  f"against {hex(common)})")
+    return {name: row[0] for name, row in zip(names, sums)}
+
+
+class ShardedOptimizer:
+    """``zero=1`` for one flat parameter vector: this rank steps its shard of the parameters
+    with its shard of the optimizer state, then the parameters are all-gathered.
+
+    ``params`` is the replica's flat parameter tensor (updated in place by :meth:`step`);
+    ``make_optimizer([shard])`` builds the optimizer of the shard."""
+
+    def __init__(self, params: torch.Tensor, make_optimizer: Callable[[list[torch.Tensor]], torch.optim.Optimizer]):
+        if params.dim() != 1:
+            raise ValueError("ShardedOptimizer needs the flat parameter vector")
+        self.params = params
+        self.rank, self.world = dist.get_rank(), dist.get_world_size()
+        self.shard_len = -(-params.numel() // self.world)
+        self.padded = self.shard_len * self.world
+        lo = self.rank * self.shard_len
+        self.valid = max(0, min(params.numel() - lo, self.shard_len))
+        self.shard = torch.zeros(self.shard_len, dtype=params.dtype, device=params.device)
+        self.shard[: self.valid] = params[lo: lo + self.valid]
+        self.optimizer = make_optimizer([self.shard])
+
+    def step(self, accumulator: torch.Tensor) -> None:
+        """Reduce-scatter ``accumulator`` (this rank's Σ a·m, any float dtype), step the shard
+        with the summed gradient, all-gather the parameters into ``params``."""
+        padded = torch.zeros(self.padded, dtype=accumulator.dtype, device=accumulator.device)
+        padded[: accumulator.numel()] = accumulator
+        grad = torch.empty(self.shard_len, dtype=accumulator.dtype, device=accumulator.device)
+        _reduce_scatter(grad, padded)
+        self.shard.grad = grad.to(self.shard.dtype)
+        self.shard.grad[self.valid:] = 0
+        self.optimizer.step()
+        with torch.no_grad():
+            self.shard[self.valid:] = 0
+            gathered = torch.empty(self.padded, dtype=self.shard.dtype, device=self.shard.device)
+            _all_gather(gathered, self.shard.detach())
+            self.params.copy_(gathered[: self.params.numel()])
