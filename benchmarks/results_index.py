@@ -12,6 +12,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import sim_replay_live
+import sim_slack
 from results_doc import (
     Headline,
     Section,
@@ -94,32 +96,14 @@ def cpu_spread_table(docs):
                      "each process's median s"], rows))
 
 
-def sim_replay_table(docs):
-    def cell(s, ddp):
-        return f"{s:.1f} ({ddp / s:.3f}x)"
-    rows = [[f"`{r['run']}`", r["row"], "-" if r["on_time_cut_live"] is None else r["on_time_cut_live"],
-             f"{r['ddp_s']:.1f}", cell(r["measured_s"], r["ddp_s"]), cell(r["sim_round_s"], r["ddp_s"]),
-             cell(r["sim_arrival_s"], r["ddp_s"])] for r in docs["sim_replay_live"]]
-    return table(["run", "row", "on-time workers cut (live)", "DDP s", "measured s (vs DDP)",
-                  "simulated, round dispatch", "simulated, at arrival"], rows)
-
-
-def sim_policies_table(docs):
-    runs = docs["sim_replay_policies"]
-    specs = list(runs[0]["sim_s"])
-    rows = [[f"`{r['run']}`", r["row"], f"{r['ddp_s']:.1f}",
-             f"{r['measured_s']:.1f} ({r['ddp_s'] / r['measured_s']:.3f}x)",
-             *(f"{r['sim_s'][p]:.1f} ({r['ddp_s'] / r['sim_s'][p]:.3f}x)" for p in specs),
-             min(specs, key=lambda p: r["sim_s"][p])] for r in runs]
-    return table(["run", "row", "DDP s", "measured s", *specs, "best"], rows)
+def sim_replay_tables(docs):
+    return (sim_replay_live.replay_table(docs["sim_replay_live"]) + "\n\n"
+            + sim_replay_live.policy_table(docs["sim_replay_policies"]))
 
 
 def sim_slack_table(docs):
     d = docs["sim_slack"]
-    rows = [[f"{float(slow):.0%}", key, x(v["median"]), x(v["min"])]
-            for slow, by in d["vs_ddp"].items() for key, v in by.items()]
-    return (f"{d['seeds']} delay tables (seeds), {d['jobs']} jobs each.\n\n"
-            + table(["worker-rounds with a slow pass", "scheme, policy", "vs DDP, median", "min"], rows))
+    return f"{d['seeds']} delay tables (seeds), {d['jobs']} jobs each.\n\n" + sim_slack.markdown_table(d)
 
 
 def gpu2_table(docs):
@@ -339,7 +323,7 @@ SECTIONS = [
             "as the round's median. The second table replays the runs under other round-ending "
             "policies, at arrival: a prediction, not a measurement.",
             ("sim_replay_live", "sim_replay_policies"),
-            lambda d: sim_replay_table(d) + "\n\n" + sim_policies_table(d), level=4),
+            sim_replay_tables, level=4),
     Section("One straggler of slack, simulated",
             "`benchmarks/sim_slack.py`: M-SGC for (1, 2, 3) against (1, 2, 2) on the bench's delay "
             "tables, with compute noise and a share of slow passes, vs a simulated DDP.",

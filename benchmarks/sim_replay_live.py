@@ -130,28 +130,44 @@ def main() -> None:
                             for a, b in pairs], args.policy, args.json)
         return
     rows = [replay(Path(a), Path(b)) for a, b in pairs]
-    print("| run | row | on-time cut (live) | DDP s | measured s (vs DDP) | sim, round dispatch "
-          "| sim, at arrival |")
-    print("|---|---|---|---|---|---|---|")
-    for r in rows:
-        def cell(seconds: float, ddp: float = r["ddp_s"]) -> str:
-            return f"{seconds:.1f} ({ddp / seconds:.3f}x)"
-        print(f"| {r['run']} | {r['row']} | {'-' if r['on_time_cut_live'] is None else r['on_time_cut_live']} | {r['ddp_s']:.1f} | "
-              f"{cell(r['measured_s'])} | "
-              f"{cell(r['sim_round_s'])} | {cell(r['sim_arrival_s'])} |")
+    print(replay_table(rows))
     if args.json:
         Path(args.json).write_text(json.dumps(rows, indent=1))
 
 
-def print_policy_table(rows: list[dict], specs: list[str], json_path: str | None) -> None:
-    """One line per run: measured, then each policy's replay (seconds and x DDP)."""
-    print(f"| run | row | DDP s | measured s | {' | '.join(specs)} | best |")
-    print("|---|---|---|---|" + "---|" * (len(specs) + 1))
+def _cell(seconds: float, ddp: float) -> str:
+    return f"{seconds:.1f} ({ddp / seconds:.3f}x)"
+
+
+def replay_table(rows: list[dict]) -> str:
+    """One line per run: measured, then its replay under round dispatch and at arrival
+    (seconds and x DDP); the rows ``replay`` returns, as sim_replay_live.json keeps them."""
+    lines = [("| run | row | on-time cut (live) | DDP s | measured s (vs DDP) | sim, round dispatch "
+             "| sim, at arrival |"), "|---|---|---|---|---|---|---|"]
     for r in rows:
-        cells = [f"{r['sim_s'][p]:.1f} ({r['ddp_s'] / r['sim_s'][p]:.3f}x)" for p in specs]
+        cut = "-" if r["on_time_cut_live"] is None else r["on_time_cut_live"]
+        lines.append(f"| {r['run']} | {r['row']} | {cut} | {r['ddp_s']:.1f} | "
+                     f"{_cell(r['measured_s'], r['ddp_s'])} | {_cell(r['sim_round_s'], r['ddp_s'])} | "
+                     f"{_cell(r['sim_arrival_s'], r['ddp_s'])} |")
+    return "\n".join(lines)
+
+
+def policy_table(rows: list[dict]) -> str:
+    """One line per run: measured, then each policy's replay (seconds and x DDP), and the best;
+    the rows ``replay_policies`` returns, as sim_replay_policies.json keeps them."""
+    specs = list(rows[0]["sim_s"])
+    lines = [f"| run | row | DDP s | measured s | {' | '.join(specs)} | best |",
+             "|---|---|---|---|" + "---|" * (len(specs) + 1)]
+    for r in rows:
+        cells = [_cell(r["sim_s"][p], r["ddp_s"]) for p in specs]
         best = min(specs, key=lambda p: r["sim_s"][p])
-        print(f"| {r['run']} | {r['row']} | {r['ddp_s']:.1f} | {r['measured_s']:.1f} "
-              f"({r['ddp_s'] / r['measured_s']:.3f}x) | {' | '.join(cells)} | {best} |")
+        lines.append(f"| {r['run']} | {r['row']} | {r['ddp_s']:.1f} | "
+                     f"{_cell(r['measured_s'], r['ddp_s'])} | {' | '.join(cells)} | {best} |")
+    return "\n".join(lines)
+
+
+def print_policy_table(rows: list[dict], specs: list[str], json_path: str | None) -> None:
+    print(policy_table(rows))
     if json_path:
         Path(json_path).write_text(json.dumps(rows, indent=1))
 

@@ -3,7 +3,7 @@
 "Resolves" means: the path is a file or folder tracked by git (what a clone gets), relative to
 the document or to the repository root. Checked are
 * markdown links and images, ``[text](path)``, in README.md, docs/, cluster/README.md,
-  proto/README.md and traces/README.md;
+  proto/README.md, traces/README.md and CHANGELOG.md;
 * repository paths in their text (``cluster/aws.yaml``, ``gcode/data/...csv``, globs such as
   ``traces/lambda-*.csv``): any path whose first folder is one of the repository's own;
 * documents named in passing (``SCHEMES.md``): beside the document, at the root or in docs/;
@@ -27,7 +27,7 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
-DOCS = ["README.md", "cluster/README.md", "proto/README.md", "traces/README.md",
+DOCS = ["README.md", "CHANGELOG.md", "cluster/README.md", "proto/README.md", "traces/README.md",
         *sorted(str(p.relative_to(REPO)) for p in (REPO / "docs").glob("*.md"))]
 TOP = ("cluster", "docs", "gcode", "tests", "benchmarks", "proto", "traces", "examples", ".ci")
 
