@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The 2-GPU runs of the README's GPU table (issue: eight GPUs, one worker each): one worker and
+# The 2-GPU runs of docs/RESULTS.md's two-GPU table (issue: eight GPUs, one worker each): one worker and
 # one DDP rank per GPU (NCCL), ResNet-18 and ResNet-50, no injection and bursty injection
 # (lam=1: two workers); workers read ahead (--prefetch auto = on for GPU workers), and one
 # control run per model does not (--prefetch off). JSON lands in $1/results.tgz; rebuild tables

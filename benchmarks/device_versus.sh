@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The measured runs behind the README's "gcode vs torch DDP" and GPU tables, on a machine with
+# The measured runs behind docs/RESULTS.md's "gcode against torch DDP" and GPU tables, on a machine with
 # >= 16 cores and a GPU (JSON results and each gcode row's per-round logs land in
 # $1/results.tgz; tables and plots are rebuilt from the JSON with
 # `python benchmarks/versus_report.py DIR`). Further arguments pick runs by name (default: all).
