@@ -76,7 +76,7 @@ def _rank_main(rank: int, run: DDPRun, port: int, out: str, timeout_s: float) ->
     from gcode.runtime.data import job_indices, model_seed
     from gcode.train import build_model
     from gcode.train.compute import fetch
-    from gcode.train.workload import to_device
+    from gcode.train.workload import build_optimizer, to_device
 
     from gcode.train.flat import exact_fp32
 
@@ -102,7 +102,7 @@ def _rank_main(rank: int, run: DDPRun, port: int, out: str, timeout_s: float) ->
         return allreduce_hook(state, bucket)
 
     ddp.register_comm_hook(None, sleep_then_allreduce)
-    optimizer = w.optimizer_fn(ddp.parameters())
+    optimizer = build_optimizer(w.optimizer_fn, ddp)
     dataset = w.dataset_fn()
     scale = run.workers / run.batch_size  # DDP averages over ranks: Σ losses / batch overall
 

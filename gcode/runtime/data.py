@@ -52,3 +52,6 @@ class WorkSpec:
     num_params: int = 0
     use_gpu: bool = False        # place the model and batches on the actor's GPU when it has one
     prefetch: bool = False       # read each next batch on a background thread (worker.py)
+    #: the coordinator's models' buffers (gcode.train.workload.model_buffers): job t runs with
+    #: buffers[t mod len(buffers)], one dict of CPU tensors per model (or one for all)
+    buffers: tuple = ()

@@ -237,18 +237,13 @@ def _devices(cfg: TrainConfig):
 
 def _build_models(cfg: TrainConfig, workload, count: int, device):
     """M replicas from ``model_fn`` (model m seeded by (seed, m)), flat storage, optimizers."""
-    import torch
-
-    from gcode.train import FlatModel, WorkloadError, build_model
+    from gcode.train import FlatModel, build_model
+    from gcode.train.workload import build_optimizer
     models, optimizers = [], []
     for m in range(count):
         model = FlatModel(build_model(workload.model_fn, model_seed(cfg.train.seed, m)), device)
-        optimizer = workload.optimizer_fn(model.module.parameters())
-        if not isinstance(optimizer, torch.optim.Optimizer):
-            raise WorkloadError(f"optimizer_fn must return a torch.optim.Optimizer, got "
-                                f"{type(optimizer).__name__}")
         models.append(model)
-        optimizers.append(optimizer)
+        optimizers.append(build_optimizer(workload.optimizer_fn, model.module))
     return models, optimizers
 
 
@@ -257,11 +252,13 @@ def _execute(cfg: TrainConfig, workload, progress, pool, monitor) -> tuple[dict[
     import torch
 
     from gcode.train import open_dataset
+    from gcode.train.workload import model_buffers
 
     from .checkpoint import (
         Checkpointer,
         check_resume_config,
         read_checkpoint,
+        restore_buffers,
         restore_coordinator,
         restore_scheme_and_policy,
     )
@@ -303,6 +300,8 @@ def _execute(cfg: TrainConfig, workload, progress, pool, monitor) -> tuple[dict[
             raise ConfigError("train.batch_size", f"must be <= the dataset size {num_samples}, "
                                                   f"got {tr.batch_size}")
         models, optimizers = _build_models(cfg, workload, M, device)
+        if ck is not None:  # before the spec sends their buffers to the workers
+            restore_buffers(ck, models)
         d = models[0].numel
         eval_dataset = None
         if tr.eval_every and workload.eval_dataset_fn is not None:
@@ -310,7 +309,8 @@ def _execute(cfg: TrainConfig, workload, progress, pool, monitor) -> tuple[dict[
         spec = WorkSpec(workload=workload, seed=tr.seed, batch_size=tr.batch_size,
                         num_samples=num_samples, num_params=d,
                         use_gpu=cfg.cluster.gpus_per_worker > 0,
-                        prefetch=cfg.cluster.reads_ahead)
+                        prefetch=cfg.cluster.reads_ahead,
+                        buffers=model_buffers([model.module for model in models]))
         # a fresh context id per session: workers drop any cached state of an earlier session
         ctx = (uuid.uuid4().hex, ray.put(spec))
         writer = JsonlWriter(cfg.log.jsonl, resume_round=ck.round if ck is not None else None)

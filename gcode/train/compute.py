@@ -19,7 +19,15 @@ import numpy as np
 import torch
 
 from .flat import FlatModel, exact_fp32
-from .workload import Workload, build_model, check_finite_loss, check_losses, open_dataset, to_device
+from .workload import (
+    ModelBuffers,
+    Workload,
+    build_model,
+    check_finite_loss,
+    check_losses,
+    open_dataset,
+    to_device,
+)
 
 
 def fetch(dataset: Any, indices: np.ndarray) -> list:
@@ -30,20 +38,28 @@ def fetch(dataset: Any, indices: np.ndarray) -> list:
 
 
 class TaskComputer:
-    """One worker's replica of the user's model and its view of the dataset."""
+    """One worker's replica of the user's model and its view of the dataset. ``buffers`` are
+    the coordinator's models' buffers (:func:`gcode.train.workload.model_buffers`): job t runs
+    with model (t mod M)'s, so every replica computes with exactly the coordinator's model."""
 
-    def __init__(self, workload: Workload, device: torch.device | str = "cpu"):
+    def __init__(self, workload: Workload, device: torch.device | str = "cpu", buffers: tuple = ()):
         self.workload = workload
         self.device = torch.device(device)
         exact_fp32()
         self.dataset = open_dataset(workload.dataset_fn)
-        # initial weights do not matter: every job loads its parameters
+        # initial weights do not matter: every job loads its parameters (and its model's buffers)
         self.model = FlatModel(build_model(workload.model_fn, 0), self.device)
         self.model.module.train()
+        self.buffers = ModelBuffers(self.model.module, buffers, self.device)
 
     @property
     def num_params(self) -> int:
         return self.model.numel
+
+    def load(self, job: int, flat) -> None:
+        """Job ``job``'s parameters, and its model's buffers."""
+        self.buffers.load(job)
+        self.model.load(flat)
 
     def host_batch(self, indices: np.ndarray) -> Any:
         """The samples at ``indices``, collated, in host memory (safe to run on another thread
@@ -54,7 +70,9 @@ class TaskComputer:
         return to_device(self.host_batch(indices), self.device)
 
     def losses(self, batch: Any, count: int) -> torch.Tensor:
-        return check_losses(self.workload.loss_fn(self.model.module, batch), count)
+        losses = check_losses(self.workload.loss_fn(self.model.module, batch), count)
+        self.buffers.check_unchanged()
+        return losses
 
     def coded_gradient(self, chunks: Sequence[np.ndarray], coefficients: Sequence[float],
                        out: torch.Tensor, host_batch: Any = None) -> float:

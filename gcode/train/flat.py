@@ -4,6 +4,10 @@ Every parameter is a view into ``params`` and its ``.grad`` a view into ``grads`
 ``model.parameters()`` order), so loading a parameter vector, reading a gradient or handing a
 decoded gradient to the optimizer is one contiguous copy, not one per tensor. Autograd
 accumulates into an existing ``.grad`` in place, which keeps the gradient views bound.
+
+A frozen parameter (``requires_grad=False`` when the model is built) keeps its place in both
+vectors (its gradient is zero there) but never gets a ``.grad``, so an optimizer skips it as
+plain torch does: weight decay or momentum never move it.
 """
 
 from __future__ import annotations
@@ -37,6 +41,7 @@ class FlatModel:
         self.device = torch.device(device)
         self.module = module.to(self.device)
         self.parameters = list(self.module.parameters())
+        self.trainable = [p.requires_grad for p in self.parameters]
         sizes = [p.numel() for p in self.parameters]
         self.numel = int(sum(sizes))
         self.params = torch.empty(self.numel, dtype=torch.float32, device=self.device)
@@ -53,14 +58,18 @@ class FlatModel:
         self.bind_grads()
 
     def bind_grads(self) -> None:
-        """Point every ``param.grad`` at its view of ``grads`` (after anything replaced them)."""
-        for p, g in zip(self.parameters, self.grad_views):
-            if p.grad is None or p.grad.data_ptr() != g.data_ptr():
+        """Point every trainable ``param.grad`` at its view of ``grads`` (after anything replaced
+        them); a frozen parameter's ``.grad`` is None."""
+        for p, g, trainable in zip(self.parameters, self.grad_views, self.trainable):
+            if not trainable:
+                p.grad = None
+            elif p.grad is None or p.grad.data_ptr() != g.data_ptr():
                 p.grad = g
 
     def grads_bound(self) -> bool:
         return all(p.grad is not None and p.grad.data_ptr() == g.data_ptr()
-                   for p, g in zip(self.parameters, self.grad_views))
+                   for p, g, trainable in zip(self.parameters, self.grad_views, self.trainable)
+                   if trainable)
 
     def release_grads(self) -> None:
         """Drop every ``param.grad``: a backward pass then stores its gradients without adding

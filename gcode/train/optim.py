@@ -1,4 +1,5 @@
-"""Optimizer construction by name (the presets' ``optimizer_fn``)."""
+"""Optimizer construction by name (the presets' ``optimizer_fn``), and the coordinator's checked
+optimizer step."""
 
 from __future__ import annotations
 
@@ -6,6 +7,8 @@ import inspect
 from typing import Iterable
 
 import torch
+
+from .workload import WorkloadError
 
 _OPTIMIZERS: dict[str, type[torch.optim.Optimizer]] = {
     "sgd": torch.optim.SGD,
@@ -26,3 +29,26 @@ def make_optimizer(name: str, params: Iterable[torch.Tensor], **hyper: object) -
         return cls(params, **hyper)
     except TypeError as e:
         raise ValueError(f"bad hyperparameters {hyper} for optimizer {name!r}: {e}") from None
+
+
+def optimizer_hint(optimizer_fn: object) -> str:
+    """The setting that sets a workload's learning rate, for messages: ``train.lr=...`` for the
+    presets' optimizers (``gcode train``), else ``optimizer_fn``'s own."""
+    from functools import partial
+    if isinstance(optimizer_fn, partial) and optimizer_fn.func is make_optimizer:
+        lr = optimizer_fn.keywords.get("lr")
+        return f"train.lr={lr:g}" if isinstance(lr, (int, float)) else "train.lr"
+    return "the learning rate optimizer_fn sets"
+
+
+def step(optimizer: torch.optim.Optimizer, optimizer_fn: object, what: str) -> None:
+    """``optimizer.step()``; a torch error in it (a hyperparameter that overflows float32,
+    a state of the wrong shape) becomes one WorkloadError naming ``optimizer_fn`` and the
+    setting behind it, with ``what`` (the model and job)."""
+    try:
+        optimizer.step()
+    except (RuntimeError, ValueError, TypeError, OverflowError) as exc:
+        detail = " ".join(str(exc).split())[:300]
+        raise WorkloadError(f"optimizer_fn: the optimizer's step failed for {what}: "
+                            f"{type(exc).__name__}: {detail} (is {optimizer_hint(optimizer_fn)} "
+                            f"too large?)") from None

@@ -91,25 +91,137 @@ def _signature(fn: Any) -> str:
 
 
 def build_model(model_fn: ModelFn, seed: int) -> nn.Module:
-    """``model_fn()`` under torch seed ``seed`` (the global RNG is left as it was), checked."""
+    """``model_fn()`` under torch seed ``seed`` (the global RNG is left as it was), checked:
+    real float32 parameters, some of them trainable, and no state that forward passes change."""
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         model = model_fn()
     if not isinstance(model, nn.Module):
         raise WorkloadError(f"model_fn must return an nn.Module, got {type(model).__name__}")
-    params = list(model.parameters())
-    if not params:
+    named = list(model.named_parameters())
+    if not named:
         raise WorkloadError("model_fn returned a module with no parameters")
-    bad = sorted({str(p.dtype) for p in params if p.dtype != torch.float32})
+    lazy = [n for n, p in named if isinstance(p, nn.parameter.UninitializedParameter)]
+    if lazy:
+        raise WorkloadError(f"model_fn: parameter {lazy[0]!r} is uninitialized (a lazy module); "
+                            f"give its input size, or run one forward pass inside model_fn")
+    meta = [n for n, t in [*named, *model.named_buffers()] if t.is_meta]
+    if meta:
+        raise WorkloadError(f"model_fn: {meta[0]!r} is on the meta device (it holds no values); "
+                            f"build the module on the CPU, or call to_empty(device='cpu') and "
+                            f"initialize it inside model_fn")
+    bad = sorted({str(p.dtype) for _, p in named if p.dtype != torch.float32})
     if bad:
         raise WorkloadError(f"model_fn: parameters must be float32 (gcode codes fp32 gradients "
                             f"and decodes in fp64), got {', '.join(bad)}")
+    if not any(p.requires_grad for _, p in named):
+        raise WorkloadError("model_fn: every parameter has requires_grad=False, so nothing would "
+                            "train; leave the parameters to train trainable")
+    for name, m in model.named_modules():
+        if isinstance(m, torch.nn.modules.batchnorm._BatchNorm) and m.track_running_stats:
+            raise WorkloadError(
+                f"model_fn: BatchNorm layer {name or type(m).__name__!r} keeps running statistics "
+                f"that every forward pass changes, on each worker differently, so the models "
+                f"gcode returns would not be the ones trained; use GroupNorm or LayerNorm (or "
+                f"BatchNorm with track_running_stats=False)")
     if any(isinstance(m, torch.nn.modules.batchnorm._BatchNorm) for m in model.modules()):
         import warnings
         warnings.warn("model_fn: BatchNorm mixes the samples of a batch, so a coded gradient is "
-                      "no longer the exact full-batch gradient, and its running statistics are "
-                      "not trained on the coordinator; use GroupNorm or LayerNorm", stacklevel=2)
+                      "no longer the exact full-batch gradient; use GroupNorm or LayerNorm",
+                      stacklevel=2)
     return model
+
+
+def build_optimizer(optimizer_fn: OptimizerFn, model: nn.Module) -> torch.optim.Optimizer:
+    """``optimizer_fn(model.parameters())``, checked to be an optimizer over (some of) exactly
+    those parameters: one over another module's would train nothing, silently."""
+    optimizer = optimizer_fn(model.parameters())
+    if not isinstance(optimizer, torch.optim.Optimizer):
+        raise WorkloadError(f"optimizer_fn must return a torch.optim.Optimizer, got "
+                            f"{type(optimizer).__name__}")
+    params = list(model.parameters())
+    trainable = {id(p) for p in params if p.requires_grad}
+    held = [p for group in optimizer.param_groups for p in group["params"]]
+    foreign = sum(id(p) not in {id(q) for q in params} for p in held)
+    if foreign or not any(id(p) in trainable for p in held):
+        what = (f"{foreign} of its {len(held)} tensors are not the model's parameters" if foreign
+                else "it holds none of the model's trainable parameters")
+        raise WorkloadError(f"optimizer_fn must build its optimizer over the parameters it is "
+                            f"given (optimizer_fn(params) -> torch.optim.Optimizer); {what}, so "
+                            f"it would not train the model")
+    return optimizer
+
+
+def model_buffers(models: list[nn.Module]) -> tuple[dict[str, torch.Tensor], ...]:
+    """Each model's buffers (name -> a CPU copy), to send to the workers with the run: one
+    shared dict when every model has the same, none when the models have no buffers."""
+    import itertools
+    copies = [{n: b.detach().to("cpu", copy=True) for n, b in m.named_buffers()} for m in models]
+    if not copies or not copies[0]:
+        return ()
+    first = copies[0]
+    if all(c.keys() == first.keys() and all(_same(c[n], first[n]) for n in first)
+           for c in itertools.islice(copies, 1, None)):
+        return (first,)
+    return tuple(copies)
+
+
+def _same(a: torch.Tensor, b: torch.Tensor) -> bool:
+    """Equal in dtype, shape and every value (NaN equal to NaN)."""
+    if a.dtype != b.dtype or a.shape != b.shape:
+        return False
+    if torch.equal(a, b):
+        return True
+    return a.is_floating_point() and torch.equal(a.isnan(), b.isnan()) and \
+        torch.equal(a.nan_to_num(0.0), b.nan_to_num(0.0))
+
+
+def _shapes(buffers: dict) -> str:
+    return ", ".join(f"{n} {tuple(b.shape)}" for n, b in sorted(buffers.items()))[:300]
+
+
+class ModelBuffers:
+    """Loads model m's buffers (as the coordinator built them) into a worker's replica before
+    job t of model m = t mod M, and refuses a forward pass that changes them: a worker's change
+    would never reach the coordinator's model, so the returned model would not be the one
+    trained."""
+
+    def __init__(self, module: nn.Module, buffers: tuple, device: torch.device):
+        self.module = module
+        self.sets = [{n: b.to(device) for n, b in s.items()} for s in buffers]
+        self.loaded: int | None = None
+        mine = dict(module.named_buffers())
+        if self.sets and (mine.keys() != self.sets[0].keys() or any(
+                (b.shape, b.dtype) != (self.sets[0][n].shape, self.sets[0][n].dtype)
+                for n, b in mine.items())):
+            raise WorkloadError(f"model_fn builds other buffers on this worker "
+                                f"({_shapes(mine)}) than on the coordinator "
+                                f"({_shapes(self.sets[0])}); it must build the same model in "
+                                f"every process")
+
+    def load(self, job: int) -> None:
+        if not self.sets:
+            return
+        m = job % len(self.sets)
+        if m != self.loaded:
+            mine = dict(self.module.named_buffers())
+            with torch.no_grad():
+                for name, ref in self.sets[m].items():
+                    mine[name].copy_(ref)
+            self.loaded = m
+
+    def check_unchanged(self) -> None:
+        """After a forward pass: every buffer still holds what was loaded."""
+        if self.loaded is None:
+            return
+        mine = dict(self.module.named_buffers())
+        for name, ref in self.sets[self.loaded].items():
+            if name not in mine or not _same(mine[name], ref):
+                self.loaded = None
+                raise WorkloadError(f"model_fn: the forward pass changed buffer {name!r}; gcode "
+                                    f"cannot keep state that forward passes change consistent "
+                                    f"across workers (BatchNorm's running statistics, counters); "
+                                    f"compute it outside the model, or make it a parameter")
 
 
 def open_dataset(dataset_fn: DatasetFn, arg: str = "dataset_fn") -> Any:

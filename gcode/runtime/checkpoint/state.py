@@ -225,6 +225,26 @@ def restore_scheme_and_policy(ck: Checkpoint, scheme, policy):
     return restored, policy
 
 
+def restore_buffers(ck: Checkpoint, models) -> None:
+    """The checkpoint's buffers into freshly built ``models`` (FlatModels), before the run's
+    WorkSpec sends them to the workers; a checkpoint that does not fit is left for
+    :func:`restore_coordinator` to refuse with its reason."""
+    import torch
+    saved = ck.tree.get("models")
+    if not isinstance(saved, list) or len(saved) != len(models):
+        return
+    for model, entry in zip(models, saved):
+        state = entry.get("params") if isinstance(entry, dict) else None
+        mine = dict(model.module.named_buffers())
+        if not isinstance(state, dict):
+            return
+        for name, buf in mine.items():
+            value = state.get(name)
+            if value is not None and tuple(np.shape(value)) == tuple(buf.shape):
+                with torch.no_grad():
+                    buf.copy_(torch.as_tensor(np.asarray(value)))
+
+
 def restore_coordinator(coord, ck: Checkpoint) -> None:
     """Put a freshly built coordinator (same config, restored scheme) into the checkpoint's state:
     models, optimizers, counters, decoder, pending jobs (re-put to the object store), delay table,
@@ -344,5 +364,5 @@ class Checkpointer:
 
 __all__ = ["ARRAYS_FILE", "FORMAT", "MANIFEST_FILE", "SAFE_OVERRIDES", "STATE_FILE", "VERSION",
            "Checkpoint", "CheckpointError", "Checkpointer", "capture", "check_resume_config",
-           "checkpoints_in", "probe_writable", "read_checkpoint", "resolve", "restore_coordinator",
+           "checkpoints_in", "probe_writable", "read_checkpoint", "resolve", "restore_buffers", "restore_coordinator",
            "restore_scheme_and_policy", "resume_config", "write_checkpoint"]

@@ -39,7 +39,8 @@ def _hint(coord) -> str:
 
 
 def _lr(coord) -> str:
-    return f"train.lr={coord.cfg.train.lr:g}"
+    from gcode.train.optim import optimizer_hint
+    return optimizer_hint(coord.spec.workload.optimizer_fn)
 
 
 def check_params(coord, t: int) -> None:

@@ -53,6 +53,7 @@ class JobLifecycle:
         """Decode job t (already recorded decodable), check it, step its model."""
         import torch
 
+        from gcode.train.optim import step
         td = time.perf_counter()
         decoding = self.scheme.decode(t)
         grad, loss = self.decoder.decode(t, decoding)
@@ -75,7 +76,7 @@ class JobLifecycle:
         self.timings.check += time.perf_counter() - tc
         ts = time.perf_counter()
         self.models[m].set_gradient(grad, 1.0 / tr.batch_size)
-        self.optimizers[m].step()
+        step(self.optimizers[m], self.spec.workload.optimizer_fn, f"model {m} at job {t}")
         self.updates[m] += 1
         self.timings.step += time.perf_counter() - ts
         self.job_dtype.pop(t, None)
@@ -92,9 +93,9 @@ class JobLifecycle:
 
         from gcode.train.compute import TaskComputer
         if self._local is None:
-            self._local = TaskComputer(self.spec.workload, "cpu")
+            self._local = TaskComputer(self.spec.workload, "cpu", self.spec.buffers)
         tr = self.cfg.train
-        self._local.model.load(self.job_params(t))
+        self._local.load(t, self.job_params(t))
         idx = job_indices(tr.seed, t, tr.batch_size, self.spec.num_samples)
         direct = torch.empty(self.spec.num_params, dtype=torch.float64)
         self._local.coded_gradient([idx], [1.0], direct)

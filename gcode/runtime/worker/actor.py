@@ -99,7 +99,7 @@ class GradientWorker(ShmServing):
             return
         from gcode.train.compute import TaskComputer
         self.spec: WorkSpec = spec
-        self.computer = TaskComputer(spec.workload, _device(spec.use_gpu))
+        self.computer = TaskComputer(spec.workload, _device(spec.use_gpu), spec.buffers)
         self._loaded = None
         if self._prefetcher is not None:
             self._prefetcher.close()
@@ -196,7 +196,7 @@ class GradientWorker(ShmServing):
                 return self._stale(r, t0)
             flat, bounds, check = data[job]
             if self._loaded != (self.ctx_id, job):  # a job's parameters never change
-                computer.model.load(flat)
+                computer.load(job, flat)
                 self._loaded = (self.ctx_id, job)
                 if check is not None and not check():  # overwritten: the job is long decoded
                     self._loaded = None

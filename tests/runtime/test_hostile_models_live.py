@@ -1,0 +1,184 @@
+"""Wrong models, live (issue 29), with real Ray and at most 4 workers:
+
+| condition                                           | outcome                                 |
+|-----------------------------------------------------|-----------------------------------------|
+| a model with buffers (torch- or numpy-random) and   | uncoded on 1 worker = plain torch on    |
+| a frozen bias under SGD(momentum, weight_decay)     | the same batches; GC and M-SGC = the    |
+|                                                     | uncoded run within 1e-6; the bias never |
+|                                                     | moves; resumed = uninterrupted          |
+| a forward pass that changes a buffer                | WorkloadError naming the buffer, at     |
+|                                                     | once (not after round_timeout_s)        |
+| optimizer_fn over another module's parameters,      | WorkloadError naming optimizer_fn or    |
+| model_fn on the meta device, an optimizer step that | model_fn, before or at the first step   |
+| overflows (Adam at lr = 3e38)                       |                                         |
+"""
+
+import sys
+import time
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.utils.data import Dataset
+
+import gcode
+from gcode.runtime.data import job_indices, model_seed
+from gcode.train import WorkloadError, build_model
+
+ray = pytest.importorskip("ray")
+ray.cloudpickle.register_pickle_by_value(sys.modules[__name__])  # workers cannot import tests/
+
+pytestmark = pytest.mark.ray
+
+BURSTY = gcode.InjectConfig(model="bursty", params={"B": 1, "W": 2, "lam": 1, "base": 0.01,
+                                                     "slowdown": 5.0, "straggle_prob": 0.5})
+JOBS, BATCH, SEED, MODELS = 6, 48, 5, 2
+
+
+class Indexed(Dataset):
+    def __len__(self):
+        return 480
+
+    def __getitem__(self, i):
+        g = torch.Generator().manual_seed(int(i))
+        x = torch.randn(4, generator=g)
+        return x, torch.stack([x.sum(), x[0] - x[3]])
+
+
+class Projected(nn.Module):
+    """forward = lin(x @ proj + shift): ``proj`` drawn from torch's RNG (gcode seeds it per
+    model, so the workers' seed-0 replicas draw another), a frozen bias."""
+
+    def __init__(self):
+        super().__init__()
+        self.lin = nn.Linear(4, 2)
+        self.register_buffer("proj", torch.randn(4, 4))
+        self.register_buffer("shift", torch.zeros(4))
+        nn.init.ones_(self.lin.bias)
+        self.lin.bias.requires_grad_(False)
+
+    def forward(self, x):
+        return self.lin(x @ self.proj + self.shift)
+
+
+class Unseeded(Projected):
+    """``shift`` from numpy's unseeded RNG: every process, and every run, draws another."""
+
+    def __init__(self):
+        super().__init__()
+        self.shift.copy_(torch.from_numpy(np.random.randn(4).astype(np.float32)))
+
+
+class Counting(Projected):
+    def __init__(self):
+        super().__init__()
+        self.register_buffer("calls", torch.zeros((), dtype=torch.long))
+
+    def forward(self, x):
+        self.calls += 1
+        return super().forward(x)
+
+
+def mse(model, batch):
+    return F.mse_loss(model(batch[0]), batch[1], reduction="none").mean(1)
+
+
+def sgd(params):
+    return torch.optim.SGD(params, lr=0.05, momentum=0.5, weight_decay=0.5)
+
+
+def _fit(pool, coding, workers=4, model_fn=Projected, optimizer_fn=sgd, **run):
+    run = {"jobs": JOBS, "batch_size": BATCH, "seed": SEED, "models": MODELS, **run}
+    return gcode.fit(model_fn, mse, Indexed, optimizer_fn, coding=gcode.CodingConfig(**coding),
+                     scaling=gcode.ScalingConfig(workers=workers, round_timeout_s=60),
+                     run=gcode.RunConfig(**run), pool=pool, progress=False)
+
+
+def _plain_torch(trained):
+    """Each model trained in this process by plain torch on gcode's batches (job t: model t mod
+    M), from gcode's initial parameters and with the buffers gcode's coordinator built."""
+    data = Indexed()
+    out = []
+    for m, returned in enumerate(trained):
+        model = build_model(Unseeded, model_seed(SEED, m))
+        model.load_state_dict({n: b for n, b in returned.named_buffers()}, strict=False)
+        opt = sgd(model.parameters())
+        for t in range(m, JOBS, MODELS):
+            items = [data[int(i)] for i in job_indices(SEED, t, BATCH, len(data))]
+            x, y = torch.stack([a for a, _ in items]), torch.stack([b for _, b in items])
+            opt.zero_grad()
+            (mse(model, (x, y)).sum() / BATCH).backward()
+            opt.step()
+        out.append(model)
+    return out
+
+
+def _rel(a, b):
+    return max(float((p.detach().double() - q.detach().double()).norm() / q.detach().double().norm())
+               for x, y in zip(a, b) for p, q in zip(x.parameters(), y.parameters()))
+
+
+@pytest.fixture(scope="module")
+def uncoded(ray_pool):
+    return _fit(ray_pool, {"scheme": "uncoded"}, workers=1)
+
+
+def test_a_model_with_buffers_trains_as_plain_torch(ray_pool):
+    res = _fit(ray_pool, {"scheme": "uncoded"}, workers=1, model_fn=Unseeded)
+    models = res.models
+    assert res.metrics["decoded_jobs"] == JOBS
+    assert not torch.equal(models[0].proj, models[1].proj)  # model m's own buffers came back
+    assert _rel(models, _plain_torch(models)) < 1e-6
+    for model in models:  # SGD with weight decay and momentum never touched the frozen bias
+        assert torch.equal(model.lin.bias, torch.ones(2))
+
+
+@pytest.mark.parametrize("coding", [{"scheme": "gc", "s": 1, "gc_code": "fr"},
+                                    {"scheme": "msgc", "B": 1, "W": 2, "lam": 1}],
+                         ids=["gc-fr", "msgc"])
+def test_coded_runs_of_a_model_with_buffers_equal_the_uncoded_run(ray_pool, uncoded, coding):
+    res = _fit(ray_pool, coding, inject=BURSTY, models=MODELS if coding["scheme"] == "gc" else 3)
+    ref = uncoded if coding["scheme"] == "gc" else _fit(ray_pool, {"scheme": "uncoded"},
+                                                         workers=1, models=3)
+    assert res.metrics["decoded_jobs"] == JOBS
+    assert _rel(res.models, ref.models) < 1e-6
+    assert all(torch.equal(m.lin.bias, torch.ones(2)) for m in res.models)
+
+
+def test_a_resumed_run_keeps_the_checkpoints_buffers(ray_pool, tmp_path):
+    """``shift`` is drawn again (unseeded numpy) when the resumed run builds its models: the
+    checkpoint's buffers, not the new draw, reach the workers, and the resumed run ends where
+    the uninterrupted one did."""
+    ck = tmp_path / "ck"
+    whole = _fit(ray_pool, {"scheme": "uncoded"}, workers=1, model_fn=Unseeded,
+                 checkpoint=gcode.CheckpointConfig(dir=str(ck), every=2, keep=10))
+    resumed = _fit(ray_pool, {"scheme": "uncoded"}, workers=1, model_fn=Unseeded,
+                   checkpoint=gcode.CheckpointConfig(resume=str(ck / "round-00000002")))
+    assert resumed.metrics["decoded_jobs"] == JOBS
+    for a, b in zip(resumed.models, whole.models):
+        assert torch.equal(a.shift, b.shift)
+    assert _rel(resumed.models, whole.models) < 1e-6
+
+
+def test_a_forward_pass_that_changes_a_buffer_stops_the_run_at_once(ray_pool):
+    start = time.monotonic()
+    with pytest.raises(WorkloadError, match=r"^model_fn: the forward pass changed buffer 'calls'"):
+        _fit(ray_pool, {"scheme": "gc", "s": 1}, model_fn=Counting)
+    assert time.monotonic() - start < 30  # round_timeout_s is 60
+
+
+@pytest.mark.parametrize("kwargs,message", [
+    ({"optimizer_fn": lambda params: torch.optim.SGD(nn.Linear(4, 2).parameters(), lr=0.1)},
+     r"^optimizer_fn must build its optimizer over the parameters it is given"),
+    ({"model_fn": lambda: nn.Linear(4, 2, device="meta")}, r"^model_fn: 'weight' is on the meta device"),
+    ({"optimizer_fn": lambda params: torch.optim.Adam(params, lr=3e38)},
+     r"^optimizer_fn: the optimizer's step failed for model 0 at job 0: RuntimeError: value "
+     r"cannot be converted to type float without overflow \(is the learning rate optimizer_fn sets"),
+], ids=["optimizer over another module", "meta device", "overflowing step"])
+def test_unusable_workloads_name_the_function(ray_pool, kwargs, message):
+    start = time.monotonic()
+    with pytest.raises(WorkloadError, match=message):
+        _fit(ray_pool, {"scheme": "uncoded"}, **kwargs)
+    assert time.monotonic() - start < 30
