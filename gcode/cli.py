@@ -197,30 +197,27 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _one_line(exc: BaseException) -> str:
-    return " ".join(str(exc).split())
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     from .runtime.loop.health import RunFailed
+    from .terminal import escape, one_line
     try:
         return args.func(args)
     except (CliError, ValueError) as exc:
-        print(f"gcode: error: {_one_line(exc)}", file=sys.stderr)
+        print(f"gcode: error: {one_line(exc)}", file=sys.stderr)
         return 2
     except RunFailed as exc:  # the run could not continue; what was kept is in the message
-        print(f"gcode: error: {_one_line(exc)}", file=sys.stderr)
+        print(f"gcode: error: {one_line(exc)}", file=sys.stderr)
         return 1
     except MemoryError as exc:
-        print(f"gcode: error: out of memory ({_one_line(exc) or 'MemoryError'}); the problem is "
+        print(f"gcode: error: out of memory ({one_line(exc) or 'MemoryError'}); the problem is "
               f"too large for this machine: lower --n, --jobs, --rounds or --patterns",
               file=sys.stderr)
         return 1
     except OSError as exc:  # a file or device the command needed failed
-        where = f"{exc.filename}: " if exc.filename else ""
-        print(f"gcode: error: {where}{exc.strerror or _one_line(exc)}", file=sys.stderr)
+        where = f"{escape(exc.filename)}: " if exc.filename else ""
+        print(f"gcode: error: {where}{exc.strerror or one_line(exc)}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         print("gcode: interrupted", file=sys.stderr)

@@ -21,6 +21,7 @@ from .config import DISPATCH
 from .jsonout import dumps
 from .sim import POLICIES, make_policy, simulate
 from .sim.network import network_arg
+from .terminal import escape
 
 SIMULATE_EPILOG = """\
 default parameters:
@@ -123,7 +124,7 @@ def cmd_simulate(args) -> int:
         print(dumps(out))
         return 0
     setting = f"gap={args.gap}" if args.policy == "gap" else f"mu={args.mu}"
-    print(f"trace {trace_name}: {trace.shape[0]} rounds x {trace.shape[1]} workers; n={n}, "
+    print(f"trace {escape(trace_name)}: {trace.shape[0]} rounds x {trace.shape[1]} workers; n={n}, "
           f"jobs={jobs}, policy={args.policy}, {setting}, load model {loads.describe()}"
           + (", dispatch at arrival" if args.dispatch == "arrival" else ""))
     base = results.get("uncoded", {}).get("runtime_s")

@@ -21,6 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..paths import save_figure
 from ..sim import simulate
 from ..sim.load_model import LoadModel
 from ..sim.online import OnlineConfig, OnlineTuner
@@ -128,6 +129,6 @@ def plot(result: dict, out_dir) -> list:
     ax.legend(fontsize=8)
     fig.tight_layout()
     path = Path(out_dir) / "bench_auto.png"
-    fig.savefig(path, dpi=120)
+    save_figure(fig, path, dpi=120)
     plt.close(fig)
     return [path]

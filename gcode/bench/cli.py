@@ -42,6 +42,7 @@ def _checked_out(command):
 
 
 def _emit(args, name: str, result: dict, table: str, plot) -> int:
+    from ..terminal import escape_lines
     from .report import write_results
     out = Path(args.out)
     paths = write_results(out, name, result, table)
@@ -49,8 +50,9 @@ def _emit(args, name: str, result: dict, table: str, plot) -> int:
     if args.json:
         print(dumps(result))
     else:
-        print(table)
-        print(f"\nwrote {paths['json']}, {paths['markdown']}, " + ", ".join(str(p) for p in pngs))
+        print(escape_lines(table))  # trace names come from file names
+        print(escape_lines(f"\nwrote {paths['json']}, {paths['markdown']}, "
+                           + ", ".join(str(p) for p in pngs)))
     return 0
 
 

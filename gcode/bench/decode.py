@@ -20,6 +20,7 @@ import time
 import numpy as np
 
 from ..codes import make_gc_code
+from ..paths import save_figure
 from ..runtime.loop.decode import axpy64, weighted_sum
 
 
@@ -120,6 +121,6 @@ def plot(result: dict, out_dir) -> list:
     fig.suptitle("decode latency and throughput (s = 0)")
     fig.tight_layout()
     path = Path(out_dir) / "bench_decode.png"
-    fig.savefig(path, dpi=120)
+    save_figure(fig, path, dpi=120)
     plt.close(fig)
     return [path]

@@ -25,6 +25,7 @@ import numpy as np
 
 from ..codes import make_scheme
 from ..config import ClusterConfig, TrainConfig, from_dict
+from ..paths import save_figure
 from ..sim import make_policy, simulate
 from ..sim.load_model import LoadModel
 from ..stragglers import load_trace
@@ -192,6 +193,6 @@ def plot(result: dict, out_dir) -> list:
         ax.set_title(f"injection: {inj}", fontsize=9)
     fig.tight_layout()
     path = Path(out_dir) / "bench_live.png"
-    fig.savefig(path, dpi=120)
+    save_figure(fig, path, dpi=120)
     plt.close(fig)
     return [path]

@@ -21,8 +21,9 @@ def write_results(out_dir: Path, name: str, result: dict, table: str) -> dict[st
     json_path = out_dir / f"{name}.json"
     md_path = out_dir / f"{name}.md"
     from ..jsonout import dumps
-    json_path.write_text(dumps(result, indent=2))
+    from ..paths import write_atomic
+    write_atomic(json_path, dumps(result, indent=2))
     env = result["environment"]
-    md_path.write_text(f"{table}\n\nMeasured on {env['machine']} {env['system']}, "
-                       f"{env['cpus']} CPUs, Python {env['python']}, {env['date']}.\n")
+    write_atomic(md_path, f"{table}\n\nMeasured on {env['machine']} {env['system']}, "
+                          f"{env['cpus']} CPUs, Python {env['python']}, {env['date']}.\n")
     return {"json": json_path, "markdown": md_path}

@@ -32,6 +32,7 @@ from threadpoolctl import threadpool_limits
 
 from ..cli_common import BUNDLED_TRACE, PAPER_LOAD_SLOPE, default_params
 from ..codes import make_scheme
+from ..paths import save_figure
 from ..sim import PaperPolicy, simulate
 from ..sim.load_model import LoadModel
 from ..sim.online import OnlineConfig, OnlineTuner
@@ -270,6 +271,6 @@ def plot(result: dict, out_dir) -> list:
     fig.suptitle("cost per worker-round against n (flat = linear in n)")
     fig.tight_layout()
     path = Path(out_dir) / "bench_scale.png"
-    fig.savefig(path, dpi=120)
+    save_figure(fig, path, dpi=120)
     plt.close(fig)
     return [path]

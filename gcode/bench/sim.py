@@ -12,6 +12,7 @@ import time
 import numpy as np
 
 from ..codes import srsgc_s
+from ..paths import save_figure
 from ..sim.tune import TuneSettings, grid_search
 
 _DELAY = {"uncoded": lambda p: 0, "gc": lambda p: 0, "srsgc": lambda p: p["B"],
@@ -130,6 +131,6 @@ def plot(result: dict, out_dir) -> list:
     ax.set_title(f"gcode tune: {result['grid_settings']} settings")
     fig.tight_layout()
     path = Path(out_dir) / "bench_sim.png"
-    fig.savefig(path, dpi=120)
+    save_figure(fig, path, dpi=120)
     plt.close(fig)
     return [path]

@@ -24,6 +24,7 @@ from pathlib import Path
 import numpy as np
 
 from ..codes import make_scheme
+from ..paths import save_figure
 from ..sim import PaperPolicy, simulate
 from ..sim.load_model import LoadModel
 from ..sim.online import OnlineConfig, OnlineTuner
@@ -202,7 +203,7 @@ def plot(result: dict, out_dir: Path) -> list[Path]:
     fig.legend(handles, labels, loc="lower center", ncol=len(labels), fontsize=8, frameon=False)
     fig.tight_layout(rect=(0, 0.07, 1, 1))  # the legend sits below the axes, never on a bar
     path = Path(out_dir) / "bench_trace.png"
-    fig.savefig(path, dpi=120)
+    save_figure(fig, path, dpi=120)
     plt.close(fig)
     paths.append(path)
     return paths

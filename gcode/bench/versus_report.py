@@ -6,6 +6,8 @@ from pathlib import Path
 
 import numpy as np
 
+from ..paths import save_figure
+
 
 def markdown_table(result: dict) -> str:
     """A header line, one table line per row, the straggler counts (bursty injection) and the
@@ -92,6 +94,6 @@ def plot(result: dict, out_dir) -> list:
     bx.set_title("gcode per round: compute and coordinator overhead", fontsize=9)
     fig.tight_layout()
     path = Path(out_dir) / f"bench_versus_{result['config']['model']}.png"
-    fig.savefig(path, dpi=120)
+    save_figure(fig, path, dpi=120)
     plt.close(fig)
     return [path]

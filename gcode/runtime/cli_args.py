@@ -347,6 +347,7 @@ def run_from_args(args: argparse.Namespace, pool=None) -> int:
 
     from ..api import fit, from_train_config
     from ..telemetry.cli import TOKEN_ENV
+    from ..terminal import escape_lines
     from .loop.jsonl_log import to_json
     from .run import preset_workload_of
     cfg = config_from_args(args)
@@ -369,7 +370,7 @@ def run_from_args(args: argparse.Namespace, pool=None) -> int:
     if getattr(args, "json", False):
         print(to_json(result))
     else:
-        print(format_summary(result))
+        print(escape_lines(format_summary(result)))
     return 0
 
 
@@ -379,10 +380,11 @@ def main(argv: list[str] | None = None) -> int:
                                                  "gradient coding scheme.")
     add_train_arguments(parser)
     args = parser.parse_args(argv)
+    from ..terminal import one_line
     try:
         return run_from_args(args)
     except ValueError as exc:
-        print(f"gcode train: error: {exc}", file=sys.stderr)
+        print(f"gcode train: error: {one_line(exc)}", file=sys.stderr)
         return 2
 
 

@@ -77,21 +77,17 @@ def save_trace(times: np.ndarray, path: str | os.PathLike[str], name: str = "") 
     if suffix not in _SUFFIXES:
         raise TraceError(f"{os.fspath(path)}: unknown trace format {suffix!r}; use .csv, .npy or .pb")
     kind = _SUFFIXES[suffix]
-    tmp = f"{os.fspath(path)}.tmp-{os.getpid()}"
+    from ..paths import atomic_output
     try:
-        with open(tmp, "wb") as f:
+        with atomic_output(path) as f:
             if kind == "npy":
                 write_npy(times, f)
             elif kind == "pb":
                 write_proto(times, f, os.path.basename(name))
             else:
                 np.savetxt(f, times, fmt="%.17g", delimiter=",")
-        os.replace(tmp, path)
     except OSError as exc:
         raise TraceError(f"{os.fspath(path)}: cannot write the trace: {exc.strerror or exc}") from None
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
     return kind
 
 

@@ -71,7 +71,12 @@ def read_npy(path: str | os.PathLike[str], limit: int) -> np.ndarray:
 
 
 def write_npy(times: np.ndarray, f) -> None:
-    np.save(f, np.ascontiguousarray(times, dtype="<f8"), allow_pickle=False)
+    """``np.save`` of ``times`` as float64, byte for byte, written through ``f.write`` (numpy's
+    own path, ``tofile``, turns a refused write into an OSError that has lost its errno)."""
+    array = np.ascontiguousarray(times, dtype="<f8")
+    fmt = np.lib.format
+    fmt.write_array_header_1_0(f, fmt.header_data_from_array_1_0(array))
+    f.write(memoryview(array).cast("B"))
 
 
 def read_proto(raw: bytes, name: str) -> np.ndarray:

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import TextIO
 
 from .. import cli_types as types
+from ..terminal import escape, escape_lines, one_line
 from .messages import round_to_dict, to_dict
 from .monitor_client import GIVE_UP_AFTER_S
 from .runlog import read_run_log
@@ -50,8 +51,8 @@ def cmd_replay(args) -> int:
             out["rounds"] = [round_to_dict(r) for r in rounds]
         print(json.dumps(out))
         return 0
-    print(f"run log {args.log}")
-    print(summary_table(cfg, rounds, summary))
+    print(f"run log {escape(args.log)}")
+    print(escape_lines(summary_table(cfg, rounds, summary)))
     if args.rounds:
         print()
         print(round_lines(rounds))
@@ -76,9 +77,9 @@ def cmd_plot(args) -> int:
     stem = args.stem or Path(args.log).name.removesuffix(".pb").removesuffix(".jsonl")
     written, notes = plot_run(cfg, rounds, args.out, stem=stem)
     for path in written:
-        print(path)
+        print(escape(path))
     for note in notes:
-        print(f"note: {note}", file=sys.stderr)
+        print(f"note: {escape(note)}", file=sys.stderr)
     return 0
 
 
@@ -130,7 +131,7 @@ def watch(address: str, *, token: str | None = None, as_json: bool = False,
     def on_retry(attempt, exc, delay):
         if live:
             out.write("\n")
-        print(f"gcode watch: {address}: {exc.code().name}; reconnecting in {delay:.1f} s "
+        print(f"gcode watch: {escape(address)}: {exc.code().name}; reconnecting in {delay:.1f} s "
               f"(attempt {attempt}/{retries})", file=err, flush=True)
 
     client = MonitorClient(address, token=token)
@@ -168,7 +169,7 @@ def watch(address: str, *, token: str | None = None, as_json: bool = False,
             out.flush()
         return 0
     except WatchGaveUp as exc:
-        print(f"gcode watch: {exc}", file=err)
+        print(f"gcode watch: {one_line(exc)}", file=err)
         return 1
     except grpc.RpcError as exc:
         code = exc.code()
@@ -189,7 +190,7 @@ def cmd_watch(args) -> int:
                 reply = client.request_stop(args.stop)
             except grpc.RpcError as exc:
                 raise ValueError(f"{args.address}: {exc.code().name}: {exc.details()}") from None
-        print(("stop accepted: " if reply.accepted else "stop refused: ") + reply.message)
+        print(("stop accepted: " if reply.accepted else "stop refused: ") + escape(reply.message))
         return 0 if reply.accepted else 1
     return watch(args.address, token=token, as_json=args.json, from_round=args.from_round,
                  retries=args.retries, give_up_after_s=args.give_up_after)
@@ -245,7 +246,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return args.func(args)
     except ValueError as exc:
-        print(f"gcode: error: {exc}", file=sys.stderr)
+        print(f"gcode: error: {one_line(exc)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         return 130

@@ -14,9 +14,12 @@ raises ValueError at startup. With a token every RPC must carry the metadata
 ``authorization: Bearer <token>`` (compared in constant time) or fails with UNAUTHENTICATED.
 The channel itself is plaintext: on an untrusted network put it behind TLS or an SSH tunnel.
 
-Limits: messages up to 64 MiB both ways on server and client (gRPC's default is 4 MiB; a
-256-worker RoundRecord is far below 1 MiB, and a Status carries the RunConfig, whose trace can
-be several MiB). At most ``max_watchers`` concurrent WatchRounds streams; further streams get
+Limits: replies up to 64 MiB (gRPC's default is 4 MiB; a 256-worker RoundRecord is far below
+1 MiB, and a Status carries the RunConfig, whose trace can be several MiB); requests up to
+:data:`MAX_REQUEST_BYTES` (16 KiB), refused from their length prefix before they are read, so
+with no receive window grown by bandwidth probes: an unauthenticated caller cannot make the
+server hold large bodies (200 concurrent 60 MiB GetStatus calls with a wrong token: the process
+peaks about 2 MB above idle; 16 of them took it 940 MB above before). At most ``max_watchers`` concurrent WatchRounds streams; further streams get
 RESOURCE_EXHAUSTED, while GetStatus and RequestStop always have threads of their own
 (:data:`CONTROL_THREADS`), so idle streams cannot lock the operator out. The history keeps the
 last ``max_history`` records; older ones get OUT_OF_RANGE (the run log on disk has everything).
@@ -32,13 +35,13 @@ from concurrent.futures import ThreadPoolExecutor
 
 import grpc
 
+from ..terminal import escape
 from ._proto.gcode.v1 import monitor_pb2
 from .endpoints import (
     MAX_MESSAGE_BYTES,
     check_token,
     is_loopback,
     join,
-    message_options,
     port_taken,
     resolve,
     split_address,
@@ -56,6 +59,9 @@ from .messages import (
 )
 
 MAX_REASON_CHARS = 1024
+#: the largest request the server reads (a StopRequest's reason of MAX_REASON_CHARS characters
+#: is at most 4 KiB): a larger one is refused from its length prefix, before it is read
+MAX_REQUEST_BYTES = 16 << 10
 SERVICE = monitor_pb2.DESCRIPTOR.services_by_name["Monitor"].full_name
 #: pool threads kept free of WatchRounds streams, for GetStatus, RequestStop and rejections
 CONTROL_THREADS = 8
@@ -121,7 +127,12 @@ class MonitorServer:
         server = grpc.server(
             ThreadPoolExecutor(max_workers=max_watchers + CONTROL_THREADS,
                                thread_name_prefix="gcode-monitor"),
-            options=message_options(max_message_bytes) + [
+            options=[
+                ("grpc.max_send_message_length", max_message_bytes),
+                ("grpc.max_receive_message_length", MAX_REQUEST_BYTES),
+                # no receive window grown by bandwidth probes: what a caller can push before
+                # its length prefix is refused stays at HTTP/2's small default per stream
+                ("grpc.http2.bdp_probe", 0),
                 ("grpc.so_reuseport", 0),  # never share the port with another process
                 ("grpc.keepalive_permit_without_calls", 1),
                 ("grpc.http2.min_recv_ping_interval_without_data_ms", 10_000),
@@ -340,6 +351,11 @@ class MonitorServer:
         if len(request.reason) > MAX_REASON_CHARS:
             context.abort(grpc.StatusCode.INVALID_ARGUMENT,
                           f"reason is {len(request.reason)} characters; at most {MAX_REASON_CHARS}")
+        if not request.reason.isprintable():
+            bad = next(i for i, c in enumerate(request.reason) if not c.isprintable())
+            context.abort(grpc.StatusCode.INVALID_ARGUMENT,
+                          f"reason holds a control character at position {bad} "
+                          f"({escape(request.reason[bad])}); send printable text")
         with self._cond:
             if self._finished:
                 return StopReply(accepted=False, message="the run has already finished")

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..paths import save_figure
 from .messages import RoundRecord, RunConfig, arrays, describe_params
 
 
@@ -103,6 +104,6 @@ def plot_run(cfg: RunConfig, rounds: Sequence[RoundRecord], out_dir: str | Path,
 
 def _save(fig, path: Path, plt) -> Path:
     fig.tight_layout()
-    fig.savefig(path, format="png")
+    save_figure(fig, path)
     plt.close(fig)
     return path

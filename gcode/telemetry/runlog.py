@@ -25,7 +25,7 @@ from typing import BinaryIO, Iterator, NamedTuple
 from google.protobuf import json_format
 from google.protobuf.message import DecodeError
 
-from ..paths import FileInUse, open_exclusive
+from ..paths import FileInUse, UnsafeOutput, open_exclusive
 from .messages import LogEntry, RoundRecord, RunConfig, RunSummary, entry_to_dict
 
 MAGIC = b"gcode.v1.RunLog\n"
@@ -100,7 +100,7 @@ class RunLogWriter:
             self._jsonl = open_exclusive(self.jsonl_path, "w") if jsonl else None
             self._pb.write(MAGIC)
             self._pb.flush()
-        except FileInUse as exc:
+        except (FileInUse, UnsafeOutput) as exc:
             self.close()
             raise RunLogError(f"run log {exc}") from None
         except OSError as exc:

@@ -22,6 +22,7 @@ import json
 import os
 import re
 import socket
+import stat
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -29,6 +30,8 @@ from pathlib import Path
 from ...config import ConfigError, TrainConfig
 
 LOCK_FILE = ".gcode-lock"
+#: how the lock file is opened: never through a symbolic link, never blocking on a FIFO
+_SAFE_OPEN = os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
 MANIFEST_FILE = "manifest.json"
 _NAME = re.compile(r"^round-(\d{8})$")
 
@@ -56,7 +59,8 @@ _held: dict[Path, int] = {}
 
 def _holder(path: Path) -> str:
     try:
-        with open(path, "rb") as f:
+        fd = os.open(path, os.O_RDONLY | _SAFE_OPEN)
+        with os.fdopen(fd, "rb") as f:
             info = json.loads(f.read(4096) or b"{}")
         since = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(float(info["started_unix"])))
         return f"pid {int(info['pid'])} on {str(info['host'])[:64]}, since {since}"
@@ -66,7 +70,10 @@ def _holder(path: Path) -> str:
 
 def _lock(root: Path, field: str, create: bool) -> int | None:
     """Lock ``root`` exclusively; the locked fd, or None when ``root`` cannot hold a lock file
-    and ``create`` is False (a read-only directory a run only resumes from)."""
+    and ``create`` is False (a read-only directory a run only resumes from). The lock file is
+    opened without following a symbolic link and only as a regular file with one name, so a
+    file planted at its name (a link to someone else's file) is refused, never written."""
+    import errno
     import fcntl
     path = root / LOCK_FILE
     try:
@@ -74,12 +81,21 @@ def _lock(root: Path, field: str, create: bool) -> int | None:
             root.mkdir(parents=True, exist_ok=True)
         # read-only: flock needs no write access, and a file held open for writing would keep
         # the file system from being remounted read-only underneath the run
-        fd = os.open(path, os.O_RDONLY | os.O_CREAT, 0o644)
+        fd = os.open(path, os.O_RDONLY | os.O_CREAT | _SAFE_OPEN, 0o644)
     except OSError as exc:
+        if exc.errno in (errno.ELOOP, errno.EISDIR):
+            what = "a symbolic link" if exc.errno == errno.ELOOP else "a folder"
+            raise ConfigError(field, _planted(path, what)) from None
         if not create:
             return None
         raise ConfigError(field, f"{root} is not writable: {exc.strerror or exc} "
                                  f"({type(exc).__name__})") from None
+    st = os.fstat(fd)
+    if not stat.S_ISREG(st.st_mode) or st.st_nlink != 1:
+        os.close(fd)
+        what = "not a regular file" if not stat.S_ISREG(st.st_mode) else \
+            f"a hard link ({st.st_nlink} names for one file)"
+        raise ConfigError(field, _planted(path, what))
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except OSError:
@@ -87,15 +103,33 @@ def _lock(root: Path, field: str, create: bool) -> int | None:
         raise ConfigError(field, f"{root} is in use by another gcode run ({_holder(path)}); two "
                                  f"runs must never share a checkpoint directory: wait for that "
                                  f"run to end, or choose another directory") from None
+    _stamp(path, st)
+    return fd
+
+
+def _planted(path: Path, what: str) -> str:
+    return (f"{path} is {what}, not a lock file gcode made; gcode never writes through it. "
+            f"Remove it (look at what it points to first), or choose another directory")
+
+
+def _stamp(path: Path, locked: os.stat_result) -> None:
+    """Who holds the lock, for the message a second run prints; written under the lock, into
+    the locked file only (opened again without following links, checked to be that file)."""
     stamp = json.dumps({"pid": os.getpid(), "host": socket.gethostname(),
                         "started_unix": time.time()}).encode()
-    try:  # who holds it, for the message a second run prints; written under the lock
-        with open(path, "r+b") as f:
-            f.truncate(0)
-            f.write(stamp)
+    try:
+        fd = os.open(path, os.O_WRONLY | _SAFE_OPEN)
     except OSError:  # the lock itself holds; the note about its holder is a courtesy
+        return
+    try:
+        st = os.fstat(fd)
+        if (st.st_dev, st.st_ino) == (locked.st_dev, locked.st_ino):
+            os.ftruncate(fd, 0)
+            os.write(fd, stamp)
+    except OSError:
         pass
-    return fd
+    finally:
+        os.close(fd)
 
 
 def resume_root(resume: str | os.PathLike) -> Path:
@@ -155,7 +189,7 @@ def check_owner(root: Path, run_id: str | None) -> None:
     fd = _held.get(root.resolve()) if root.exists() else None
     if fd is not None:
         try:
-            still = os.stat(root / LOCK_FILE).st_ino == os.fstat(fd).st_ino
+            still = os.lstat(root / LOCK_FILE).st_ino == os.fstat(fd).st_ino
         except OSError:
             still = False
         if not still:

@@ -56,10 +56,10 @@ class JsonlWriter:
                         if isinstance(rec, dict) and isinstance(rec.get("round"), int) \
                                 and rec["round"] < resume_round:
                             kept.append(line if line.endswith("\n") else line + "\n")
-            from ...paths import FileInUse, open_exclusive
+            from ...paths import FileInUse, UnsafeOutput, open_exclusive
             try:  # one writer per log: a second run on the same path must not clobber it
                 self._f = open_exclusive(self.path, "w")
-            except FileInUse as exc:
+            except (FileInUse, UnsafeOutput) as exc:
                 from ...config import ConfigError
                 raise ConfigError("log.jsonl", str(exc)) from None
             if kept:
