@@ -364,5 +364,5 @@ class Checkpointer:
 
 __all__ = ["ARRAYS_FILE", "FORMAT", "MANIFEST_FILE", "SAFE_OVERRIDES", "STATE_FILE", "VERSION",
            "Checkpoint", "CheckpointError", "Checkpointer", "capture", "check_resume_config",
-           "checkpoints_in", "probe_writable", "read_checkpoint", "resolve", "restore_buffers", "restore_coordinator",
-           "restore_scheme_and_policy", "resume_config", "write_checkpoint"]
+           "checkpoints_in", "probe_writable", "read_checkpoint", "resolve", "restore_buffers",
+           "restore_coordinator", "restore_scheme_and_policy", "resume_config", "write_checkpoint"]
