@@ -169,7 +169,7 @@ def versus_setup(doc: dict) -> str:
 def versus_table(doc: dict, names=None) -> str:
     """A bench versus result's DDP row and gcode rows, each with its models and steps."""
     ddp = ddp_row(doc)
-    rows = [["ddp", f"1 model × {ddp['steps']} steps", ddp["params"].get("backend", ""),
+    rows = [["ddp", trained(ddp), ddp["params"].get("backend", ""),
              f"{ddp['wall_s']:.2f}", "1.00x", "-", ms(ddp["compute_s_per_round"]), "-", "-"]]
     for r in gcode_rows(doc, names):
         rows.append([r["row"], trained(r), params_text(r), f"{r['wall_s']:.2f}", x(r["vs_ddp"], 3),

@@ -112,8 +112,7 @@ def gpu2_table(docs):
         for r in d["rows"]:
             t = r.get("timings_s_per_round") or {}
             rounds = r.get("rounds", r["steps"])
-            rows.append([f"`{stem}`", r.get("row", "ddp"), trained(r) if r["system"] == "gcode" else
-                         f"1 model × {r['steps']} steps", f"{r['wall_s']:.2f}", x(r["vs_ddp"], 3),
+            rows.append([f"`{stem}`", r.get("row", "ddp"), trained(r), f"{r['wall_s']:.2f}", x(r["vs_ddp"], 3),
                          f"{1e3 * r['wall_s'] / rounds:.0f}", ms(r["compute_s_per_round"]),
                          *(ms(t.get(k)) if t else "-" for k in ("issue", "dispatch", "fetch", "decode",
                                                                 "step"))])
