@@ -1,7 +1,7 @@
 """Typed run configuration for ``gcode train``: small nested dataclasses, validated in one place.
 
 A config comes from defaults, a TOML or YAML file (same layout: one table per section), and/or
-command-line flags (``gcode.runtime.cli_args``). Every path ends in :func:`validate`
+command-line flags (``gcode.cli.train``). Every path ends in :func:`validate`
 (``gcode.config_checks``), which raises :class:`ConfigError` naming the dotted field
 (``scheme.B: must be >= 1, got 0``).
 

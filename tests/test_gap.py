@@ -52,7 +52,7 @@ def test_the_gap_reaches_the_config_from_the_flags_and_the_api():
     import argparse
 
     from gcode.api import CodingConfig, RunConfig, ScalingConfig, to_train_config
-    from gcode.runtime.cli_args import add_train_arguments, config_from_args
+    from gcode.cli.train import add_train_arguments, config_from_args
     parser = argparse.ArgumentParser()
     add_train_arguments(parser)
     cfg = config_from_args(parser.parse_args(["--policy", "gap", "--gap", "0.2"]))

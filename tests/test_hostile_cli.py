@@ -74,7 +74,7 @@ def test_the_client_sends_its_token_only_where_the_server_is():
     """The server holds 127.0.0.1:P (named explicitly); a squatter holds [::1]:P and records
     what it receives. `gcode watch localhost:P` resolves localhost as the server does and dials
     127.0.0.1: it gets the run, and the squatter gets no connection at all."""
-    from gcode.telemetry import cli as tcli
+    from gcode.cli import runs as tcli
     from gcode.telemetry.messages import round_record, run_summary
     from gcode.telemetry.monitor import MonitorServer
     _ipv6()
@@ -135,7 +135,7 @@ def test_idle_watchers_cannot_lock_the_operator_out():
 def test_watch_against_a_silent_listener_gives_up_within_its_bound():
     """A listener that accepts TCP and never speaks: gcode watch gives up within
     --give-up-after (plus the 2 s status probe), with one line and status 1."""
-    from gcode.telemetry import cli as tcli
+    from gcode.cli import runs as tcli
     silent = _squat(socket.AF_INET, "127.0.0.1")
     err = io.StringIO()
     start = time.monotonic()
@@ -292,7 +292,7 @@ def test_fault_round_keys_are_not_coerced(tmp_path, name, text, message):
 
 
 def test_inject_params_are_not_coerced():
-    from gcode.runtime.cli_args import parse_value
+    from gcode.cli.train import parse_value
     assert [parse_value(v) for v in ("1_0", "nan", "inf", "3", "0.5", "1e-3", "true")] == \
         ["1_0", "nan", "inf", 3, 0.5, 0.001, True]
 

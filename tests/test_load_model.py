@@ -8,7 +8,7 @@ import sys
 import numpy as np
 import pytest
 
-from gcode.cli_common import PAPER_DEFAULTS, default_params
+from gcode.sim.paper import PAPER_DEFAULTS, default_params
 from gcode.codes import make_scheme, srsgc_s
 from gcode.codes.loads import msgc_load, srsgc_load
 from gcode.sim import PaperPolicy, PartialWaitPolicy, Policy, simulate

@@ -217,7 +217,7 @@ def test_a_checkpoint_from_before_a_field_existed_resumes_at_its_default():
 
 
 def test_checkpoint_config_fields_and_flags(tmp_path):
-    from gcode.runtime.cli_args import add_train_arguments, config_from_args
+    from gcode.cli.train import add_train_arguments, config_from_args
     p = argparse.ArgumentParser()
     add_train_arguments(p)
     cfg = config_from_args(p.parse_args(["--checkpoint-dir", str(tmp_path / "ck"),

@@ -14,7 +14,7 @@ from gcode.config import (
     validate,
     with_overrides,
 )
-from gcode.runtime.cli_args import add_train_arguments, config_from_args, parse_value
+from gcode.cli.train import add_train_arguments, config_from_args, parse_value
 
 
 def parse(argv):

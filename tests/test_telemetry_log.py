@@ -10,7 +10,8 @@ import pytest
 from gcode.codes import make_scheme
 from gcode.sim import make_policy, simulate
 from gcode.stragglers import load_trace
-from gcode.telemetry import cli as tcli
+from gcode.cli import build_parser
+from gcode.cli import runs as tcli
 from gcode.telemetry.messages import (ROUND_FIELDS, RoundRecord, ModelLoss, Task, WorkerRound,
                                       params_from_proto, round_record, round_to_dict,
                                       run_config, run_summary, summary_from_rounds, to_dict,
@@ -208,7 +209,7 @@ def test_trace_bytes_round_trip():
 
 def test_replay_prints_summary_table(sim_log, capsys):
     prefix, result, _ = sim_log
-    parser = tcli.build_parser()
+    parser = build_parser()
     assert tcli.cmd_replay(parser.parse_args(["replay", f"{prefix}.pb", "--rounds"])) == 0
     out = capsys.readouterr().out
     assert "runtime s" in out and f"{result.runtime_s:.4f}" in out and "msgc" in out
@@ -252,7 +253,7 @@ def _live_like_log(prefix, trace):
 
 def test_plot_writes_nontrivial_pngs(sim_log, tmp_path, trace, capsys):
     prefix, _, _ = sim_log
-    parser = tcli.build_parser()
+    parser = build_parser()
     out = tmp_path / "plots"
     assert tcli.cmd_plot(parser.parse_args(["plot", f"{prefix}.pb", "--out", str(out)])) == 0
     printed = capsys.readouterr()

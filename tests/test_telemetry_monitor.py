@@ -14,7 +14,8 @@ import pytest
 from gcode.codes import make_scheme
 from gcode.sim import make_policy
 from gcode.stragglers import load_trace
-from gcode.telemetry import cli as tcli
+from gcode.cli import build_parser
+from gcode.cli import runs as tcli
 from gcode.telemetry.messages import round_record, run_summary
 from gcode.telemetry.monitor import MonitorClient, MonitorServer, is_loopback, split_address
 from gcode.telemetry.runlog import read_run_log
@@ -260,7 +261,7 @@ def test_watch_terminal_view_and_stop_command(server, capsys):
     recs = _records(3)
     for rec in recs:
         server.publish(rec)
-    parser = tcli.build_parser()
+    parser = build_parser()
     args = parser.parse_args(["watch", server.target, "--stop", "enough"])
     assert tcli.cmd_watch(args) == 0
     assert "stop accepted" in capsys.readouterr().out and server.stop_requested.is_set()

@@ -24,18 +24,17 @@ import sys
 import tempfile
 import time
 import tracemalloc
-from importlib import resources
 from pathlib import Path
 
 import numpy as np
 from threadpoolctl import threadpool_limits
 
-from ..cli_common import BUNDLED_TRACE, PAPER_LOAD_SLOPE, default_params
 from ..codes import make_scheme
 from ..paths import save_figure
 from ..sim import PaperPolicy, simulate
 from ..sim.load_model import LoadModel
 from ..sim.online import OnlineConfig, OnlineTuner
+from ..sim.paper import PAPER_LOAD_SLOPE, bundled_trace, default_params
 from ..sim.policy import RoundOutcome, censored_times
 from ..stragglers import load_trace
 from ..stragglers.trace import save_trace
@@ -53,7 +52,7 @@ ISSUE_RUNS = [["--scheme", "uncoded"], ["--scheme", "gc", "--s", "100", "--gc-co
 def synthetic_trace(rounds: int, n: int, seed: int = 0) -> np.ndarray:
     """(rounds, n) times: each round resamples one round of the bundled 256-worker Lambda
     trace, worker by worker, with ±2% jitter (Lambda-like stragglers at any n)."""
-    with resources.as_file(resources.files("gcode") / "data" / BUNDLED_TRACE) as path:
+    with bundled_trace() as path:
         base = load_trace(path)
     rng = np.random.default_rng(seed)
     rows = rng.integers(0, base.shape[0], rounds)

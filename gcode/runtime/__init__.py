@@ -7,7 +7,7 @@ import Ray). Entry point::
     from gcode.runtime import train
     result = train(TrainConfig())          # digits, 4 workers, M-SGC
 
-See :func:`train` for the result keys and :mod:`gcode.runtime.cli_args` for the flags.
+See :func:`train` for the result keys and :mod:`gcode.cli.train` for the flags.
 """
 
 import importlib

@@ -9,7 +9,7 @@ import pytest
 from runtime_helpers import BURSTY, config, rel
 
 from gcode.runtime import train
-from gcode.runtime.cli_args import add_train_arguments, run_from_args
+from gcode.cli.train import add_train_arguments, run_from_args
 from gcode.runtime.loop.jsonl_log import read_jsonl
 
 pytestmark = pytest.mark.ray

@@ -39,7 +39,7 @@ def test_gcode_train_with_monitor_and_run_log_flags(ray_pool, tmp_path, capsys):
     import socket
 
     from gcode.cli import build_parser
-    from gcode.runtime.cli_args import run_from_args
+    from gcode.cli.train import run_from_args
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]

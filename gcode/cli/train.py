@@ -13,7 +13,6 @@ import os
 import sys
 from typing import Any
 
-from .. import cli_types as types
 from ..config import (
     COORDINATOR_DEVICES,
     DATASET_NAMES,
@@ -32,6 +31,7 @@ from ..config import (
     load_config,
     with_overrides,
 )
+from . import types
 
 EXAMPLES = """\
 examples:
@@ -258,7 +258,7 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--quiet", action="store_true", default=S, help="no progress bar")
     if "--monitor" not in parser._option_string_actions:
         try:  # --monitor HOST:PORT / --monitor-token: stream rounds to `gcode watch`
-            from ..telemetry.cli import add_monitor_arguments
+            from .runs import add_monitor_arguments
             add_monitor_arguments(parser)
         except ImportError:  # pragma: no cover - telemetry extras missing
             pass
@@ -284,7 +284,7 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
     if given.get("config"):
         base = load_config(given["config"])
     elif given.get("resume"):  # the checkpoint's own config; train() checks what flags change
-        from .checkpoint import resume_config
+        from ..runtime.checkpoint import resume_config
         base = resume_config(given["resume"])
     else:
         base = TrainConfig()
@@ -346,10 +346,10 @@ def run_from_args(args: argparse.Namespace, pool=None) -> int:
     prints a summary or ``--json``. Returns 0. ``pool``: reuse running worker actors (tests)."""
 
     from ..api import fit, from_train_config
-    from ..telemetry.cli import TOKEN_ENV
+    from ..runtime.loop.jsonl_log import to_json
+    from ..runtime.run import preset_workload_of
     from ..terminal import escape_lines
-    from .loop.jsonl_log import to_json
-    from .run import preset_workload_of
+    from .runs import TOKEN_ENV
     cfg = config_from_args(args)
     workload = preset_workload_of(cfg)
     coding, scaling, run = from_train_config(cfg)
@@ -360,7 +360,7 @@ def run_from_args(args: argparse.Namespace, pool=None) -> int:
         print(f"gcode train: starting {cfg.cluster.workers} workers "
               f"({'local Ray' if not cfg.cluster.address else cfg.cluster.address})...",
               file=sys.stderr)
-    from .cluster.watchdog import watching
+    from ..runtime.cluster.watchdog import watching
     own_ray = pool is None and not (cfg.cluster.address or os.environ.get("RAY_ADDRESS"))
     with watching(own_ray, cfg.checkpoint.dir):  # a dying local Ray node: one line, exit 1
         result = fit(workload.model_fn, workload.loss_fn, workload.dataset_fn,
@@ -374,26 +374,11 @@ def run_from_args(args: argparse.Namespace, pool=None) -> int:
     return 0
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="gcode train",
-                                     description="Live distributed training on Ray with a "
-                                                 "gradient coding scheme.")
-    add_train_arguments(parser)
-    args = parser.parse_args(argv)
-    from ..terminal import one_line
-    try:
-        return run_from_args(args)
-    except ValueError as exc:
-        print(f"gcode train: error: {one_line(exc)}", file=sys.stderr)
-        return 2
-
-
 __all__ = [
     "FAULT_KINDS",
     "add_train_arguments",
     "config_from_args",
     "format_summary",
-    "main",
     "parse_value",
     "run_from_args",
 ]

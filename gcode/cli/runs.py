@@ -1,7 +1,8 @@
-"""``gcode replay | plot | watch``: the argparse halves, to hook into gcode/cli.py.
+"""``gcode replay | plot | watch``, and the monitor flags of ``gcode train``.
 
 Each ``add_*_arguments(parser)`` fills a subparser; each ``cmd_*(args)`` returns an exit code
-and raises ValueError for user errors (gcode/cli.py prints those as ``gcode: error: ...``).
+and raises ValueError for user errors (:mod:`gcode.cli.main` prints those as ``gcode: error:
+...``).
 """
 
 from __future__ import annotations
@@ -14,11 +15,11 @@ import sys
 from pathlib import Path
 from typing import TextIO
 
-from .. import cli_types as types
+from ..telemetry.messages import round_to_dict, to_dict
+from ..telemetry.monitor_client import GIVE_UP_AFTER_S
+from ..telemetry.runlog import read_run_log
 from ..terminal import escape, escape_lines, one_line
-from .messages import round_to_dict, to_dict
-from .monitor_client import GIVE_UP_AFTER_S
-from .runlog import read_run_log
+from . import types
 
 TOKEN_ENV = "GCODE_MONITOR_TOKEN"
 
@@ -39,8 +40,8 @@ def add_replay_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def cmd_replay(args) -> int:
-    from .messages import summary_from_rounds
-    from .report import round_lines, summary_table
+    from ..telemetry.messages import summary_from_rounds
+    from ..telemetry.report import round_lines, summary_table
     cfg, rounds, summary = read_run_log(args.log, allow_truncated=args.allow_truncated)
     if args.json:
         cfg_dict = to_dict(cfg)
@@ -69,7 +70,7 @@ def add_plot_arguments(p: argparse.ArgumentParser) -> None:
 
 def cmd_plot(args) -> int:
     from ..paths import output_dir_problem
-    from .plots import plot_run
+    from ..telemetry.plots import plot_run
     problem = output_dir_problem(args.out)
     if problem is not None:
         raise ValueError(f"--out: {problem}")
@@ -113,8 +114,8 @@ def watch(address: str, *, token: str | None = None, as_json: bool = False,
     most about ``give_up_after_s`` + 2 s after the server stopped answering)."""
     import grpc
 
-    from .monitor import MonitorClient, WatchGaveUp
-    from .report import watch_line
+    from ..telemetry.monitor import MonitorClient, WatchGaveUp
+    from ..telemetry.report import watch_line
     out = out or sys.stdout
     err = err or sys.stderr
     if from_round < 0:
@@ -181,7 +182,7 @@ def watch(address: str, *, token: str | None = None, as_json: bool = False,
 
 
 def cmd_watch(args) -> int:
-    from .monitor import MonitorClient
+    from ..telemetry.monitor import MonitorClient
     token = args.token if args.token is not None else os.environ.get(TOKEN_ENV) or None
     if args.stop is not None:
         import grpc
@@ -213,7 +214,7 @@ def monitor_from_args(args, config=None):
     refused non-loopback bind, or a port in use. The caller closes it."""
     if not getattr(args, "monitor", None):
         return None
-    from .monitor import MonitorServer
+    from ..telemetry.monitor import MonitorServer
     token = args.monitor_token if args.monitor_token is not None else \
         os.environ.get(TOKEN_ENV) or None
     server = MonitorServer(args.monitor, token=token, config=config)
@@ -232,21 +233,3 @@ def add_subcommands(sub) -> None:
         p = sub.add_parser(name, help=text, description=text)
         add(p)
         p.set_defaults(func=cmd)
-
-
-def build_parser() -> argparse.ArgumentParser:
-    """A stand-alone parser (``python -m gcode.telemetry``) with the three subcommands."""
-    parser = argparse.ArgumentParser(prog="python -m gcode.telemetry")
-    add_subcommands(parser.add_subparsers(dest="command", required=True))
-    return parser
-
-
-def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    try:
-        return args.func(args)
-    except ValueError as exc:
-        print(f"gcode: error: {one_line(exc)}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        return 130

@@ -8,11 +8,12 @@ from pathlib import Path
 
 import numpy as np
 
-from .. import cli_types as types
-from ..cli_common import add_load_model_args, load_model_arg
 from ..config import COORDINATOR_DEVICES, PREFETCH, TRANSPORTS
 from ..jsonout import dumps
 from ..sim.load_model import LOAD_MODELS
+from ..sim.paper import BUNDLED_TRACE, bundled_trace
+from . import types
+from .common import add_load_model_args, load_model_arg
 
 RESULTS = "results"
 TRACES_HELP = ("folder with lambda-*.csv traces (default $GCODE_TRACES, ../shared/traces, or the "
@@ -42,8 +43,8 @@ def _checked_out(command):
 
 
 def _emit(args, name: str, result: dict, table: str, plot) -> int:
+    from ..bench.report import write_results
     from ..terminal import escape_lines
-    from .report import write_results
     out = Path(args.out)
     paths = write_results(out, name, result, table)
     pngs = plot(result, out)
@@ -59,7 +60,7 @@ def _emit(args, name: str, result: dict, table: str, plot) -> int:
 def cmd_bench_trace(args) -> int:
     from tqdm import tqdm
 
-    from .trace import (
+    from ..bench.trace import (
         TraceBenchConfig,
         markdown_table,
         plot,
@@ -82,15 +83,14 @@ def cmd_bench_trace(args) -> int:
 
 
 def cmd_bench_sim(args) -> int:
-    from importlib import resources
 
+    from ..bench.sim import markdown_table, plot, run_sim_bench
     from ..sim.tune import TuneSettings
     from ..stragglers import load_trace
-    from .sim import markdown_table, plot, run_sim_bench
     if args.trace:
         trace, name = load_trace(args.trace), Path(args.trace).name
     else:
-        with resources.as_file(resources.files("gcode") / "data" / "lambda-cnn-w256-r30-canada.csv") as p:
+        with bundled_trace() as p:
             trace, name = load_trace(p), p.name
     loads = load_model_arg(args)
     settings = TuneSettings(jobs=args.jobs or trace.shape[0] - 4, load_slope=loads.slope,
@@ -107,7 +107,7 @@ def cmd_bench_sim(args) -> int:
 def cmd_bench_decode(args) -> int:
     from tqdm import tqdm
 
-    from .decode import markdown_table, plot, run_decode_bench
+    from ..bench.decode import markdown_table, plot, run_decode_bench
     ns, ds = tuple(args.n), tuple(int(float(d)) for d in args.d)
     fractions = tuple(args.s_fraction)
     with tqdm(total=len(ns) * len(ds) * len(fractions), desc="bench decode", disable=args.json,
@@ -120,7 +120,7 @@ def cmd_bench_decode(args) -> int:
 def cmd_bench_auto(args) -> int:
     from tqdm import tqdm
 
-    from .auto import META_GRID, markdown_table, plot, run_auto_bench
+    from ..bench.auto import META_GRID, markdown_table, plot, run_auto_bench
     traces = Path(args.traces) if args.traces else default_traces_dir()
     if traces is None:
         raise ValueError("--traces: give the folder of Lambda traces (e.g. traces)")
@@ -135,7 +135,7 @@ def cmd_bench_scale(args) -> int:
 
     if args.network is not None:
         return _bench_scale_network(args)
-    from .scale import ROWS, end_to_end_runs, markdown_table, plot, run_scale_bench
+    from ..bench.scale import ROWS, end_to_end_runs, markdown_table, plot, run_scale_bench
     ns = tuple(args.n or ((64, 256) if args.quick else (256, 1024, 4096, 10000)))
     rounds = args.rounds or (40 if args.quick else 1000)
     book_rounds = args.book_rounds or (5 if args.quick else 40)
@@ -152,7 +152,7 @@ def cmd_bench_scale(args) -> int:
 def _bench_scale_network(args) -> int:
     from tqdm import tqdm
 
-    from .scale_network import NS, markdown_table, plot, run_network_bench
+    from ..bench.scale_network import NS, markdown_table, plot, run_network_bench
     ns = tuple(args.n or NS)
     rounds = args.rounds or 100
     if min(ns) < 2 or rounds < 8:
@@ -166,14 +166,13 @@ def _bench_scale_network(args) -> int:
 def cmd_bench_live(args) -> int:
     from tqdm import tqdm
 
-    from .live import CALIBRATION, SCHEMES, markdown_table, plot, run_live_bench
+    from ..bench.live import CALIBRATION, SCHEMES, markdown_table, plot, run_live_bench
     trace = Path(args.trace) if args.trace else None
     if trace is None:
         traces = default_traces_dir()
-        trace = traces / "lambda-cnn-w256-r30-canada.csv" if traces else None
+        trace = traces / BUNDLED_TRACE if traces else None
     if trace is None or not trace.is_file():
-        from importlib import resources
-        with resources.as_file(resources.files("gcode") / "data" / "lambda-cnn-w256-r30-canada.csv") as p:
+        with bundled_trace() as p:
             trace = Path(p)
     repeats = args.repeats or (1 if args.quick else 3)
     total = len(CALIBRATION) + repeats * 3 * len(SCHEMES)
@@ -187,12 +186,12 @@ def cmd_bench_versus(args) -> int:
     from tqdm import tqdm
 
     from ..paths import output_dir_problem
-    from ..runtime.cli_args import parse_value
+    from .train import parse_value
     problem = None if args.log_dir is None else output_dir_problem(args.log_dir)
     if problem is not None:
         raise ValueError(f"--log-dir: {problem}")
-    from .versus import VersusConfig, run_versus
-    from .versus_report import markdown_table, plot
+    from ..bench.versus import VersusConfig, run_versus
+    from ..bench.versus_report import markdown_table, plot
     params = {}
     for text in args.inject_param or ():
         key, sep, raw = text.partition("=")
@@ -279,7 +278,7 @@ def add_bench_parser(sub) -> None:
     common(p)
     p.set_defaults(func=_checked_out(cmd_bench_live))
 
-    from .versus import ARRIVAL, DEFAULT_SCHEMES, MODELS, PIPELINED, ROW_NAMES
+    from ..bench.versus import ARRIVAL, DEFAULT_SCHEMES, MODELS, PIPELINED, ROW_NAMES
     p = kinds.add_parser(
         "versus", help="torch DDP vs gcode's schemes on the same injected stragglers",
         description="Trains the same model from the same seed on the same batches for the same "
@@ -369,8 +368,8 @@ def add_bench_parser(sub) -> None:
                    help="largest n at which cyclic codes' bookkeeping is timed (their rows cost "
                         "O(n s^3) to build once: minutes at n = 10000; default 4096)")
     p.add_argument("--no-end-to-end", action="store_true", help="skip the gcode simulate subprocess runs")
+    from ..bench.scale_network import DEFAULT_NETWORK
     from ..sim.network import network_arg
-    from .scale_network import DEFAULT_NETWORK
     p.add_argument("--network", nargs="?", const=DEFAULT_NETWORK, type=network_arg, metavar="KEY=VALUE,...",
                    help="instead: each data plane's round time (star, collective) for n = 8 ... 1024 "
                         "(or --n) at 11.2M and 1e9 parameters under the network model, and where the "

@@ -9,8 +9,13 @@ from __future__ import annotations
 import argparse
 import sys
 
-from . import cli_types as types
-from .cli_common import (
+from ..codes import GC_CODE_KINDS, make_scheme
+from ..config import MAX_WORKERS
+from ..jsonout import dumps
+from ..sim.tune import TuneSettings, grid_size, tune
+from ..sim.verify import verify
+from . import types
+from .common import (
     CliError,
     add_scheme_args,
     add_trace_args,
@@ -21,12 +26,7 @@ from .cli_common import (
     scheme_params,
     workers_for,
 )
-from .cli_simulate import add_simulate_parser
-from .codes import GC_CODE_KINDS, make_scheme
-from .config import MAX_WORKERS
-from .jsonout import dumps
-from .sim.tune import TuneSettings, grid_size, tune
-from .sim.verify import verify
+from .simulate import add_simulate_parser
 
 EPILOG = """\
 examples:
@@ -102,7 +102,7 @@ def cmd_trace_convert(args) -> int:
     import os
     import time
 
-    from .stragglers.trace import load_trace, save_trace
+    from ..stragglers.trace import load_trace, save_trace
     if not os.path.isfile(args.input):
         raise CliError(f"trace convert: no such file: {args.input}")
     if os.path.abspath(args.input) == os.path.abspath(args.output):
@@ -117,7 +117,7 @@ def cmd_trace_convert(args) -> int:
 
 
 def cmd_train(args) -> int:
-    from .runtime.cli_args import run_from_args
+    from .train import run_from_args
     return run_from_args(args)
 
 
@@ -164,7 +164,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("train", help="live distributed training on Ray with a coding scheme",
                        description="Train M >= T+1 models round-robin on Ray worker actors that "
                                    "compute real torch gradients; decode despite stragglers.")
-    from .runtime.cli_args import add_train_arguments
+    from .train import add_train_arguments
     add_train_arguments(p)
     p.set_defaults(func=cmd_train)
 
@@ -189,10 +189,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("output", metavar="OUT", help="trace to write; its suffix picks the format")
     p.set_defaults(func=cmd_trace_convert)
 
-    from .bench.cli import add_bench_parser
+    from .bench import add_bench_parser
     add_bench_parser(sub)
 
-    from .telemetry.cli import add_subcommands
+    from .runs import add_subcommands
     add_subcommands(sub)
     return parser
 
@@ -200,8 +200,8 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    from .runtime.loop.health import RunFailed
-    from .terminal import escape, one_line
+    from ..runtime.loop.health import RunFailed
+    from ..terminal import escape, one_line
     try:
         return args.func(args)
     except (CliError, ValueError) as exc:

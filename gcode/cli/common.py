@@ -1,27 +1,21 @@
 """Command-line pieces shared by ``gcode simulate``, ``tune`` and ``bench``: the trace-replay
-argument group, its validation, and the default scheme parameters for a trace's n."""
+argument group, its validation, and the scheme parameters given or defaulted for a trace's n."""
 
 from __future__ import annotations
 
 import argparse
 import sys
-from importlib import resources
 from pathlib import Path
 
 import numpy as np
 
-from . import cli_types as types
-from .codes import GC_CODE_KINDS, SCHEMES, srsgc_s
-from .config import MAX_WORKERS
-from .sim.load_model import LOAD_MODELS, LoadModel
+from ..codes import GC_CODE_KINDS, SCHEMES
+from ..config import MAX_WORKERS
+from ..sim.load_model import LOAD_MODELS, LoadModel
+from ..sim.paper import BUNDLED_TRACE, PAPER_LOAD_SLOPE, bundled_trace, default_params
+from . import types
 
-BUNDLED_TRACE = "lambda-cnn-w256-r30-canada.csv"
-#: the parameters the paper picked by grid search for 256 Lambda workers
-PAPER_DEFAULTS = {"uncoded": {}, "ignore": {"s": 15}, "gc": {"s": 15},
-                  "srsgc": {"B": 2, "W": 3, "lam": 23}, "msgc": {"B": 1, "W": 2, "lam": 27}}
-PAPER_N = 256
 DELAY_BUDGET = 4  # default --jobs leaves this many extra trace rounds for delayed schemes
-PAPER_LOAD_SLOPE = 2.2013  # the authors' fit, seconds per unit load for a 4096-sample job
 
 
 class CliError(Exception):
@@ -33,30 +27,11 @@ def progress_bar(total: int | None, desc: str, enabled: bool):
     return tqdm(total=total, desc=desc, disable=not enabled, leave=False, file=sys.stderr)
 
 
-def default_params(name: str, n: int) -> dict:
-    """The paper's parameters scaled to n workers (exactly the paper's at n = 256).
-
-    s (GC, ignore) and λ (SR-SGC, M-SGC) keep their share of the workers: round(value·n/256),
-    at least 1, with s ≤ n−1, λ ≤ n and SR-SGC's own s = ⌈λ/2⌉ ≤ n−1; B and W stay the paper's.
-    """
-    params = dict(PAPER_DEFAULTS[name])
-    for key in ("s", "lam"):
-        if key in params:
-            params[key] = max(1, int(params[key] * n / PAPER_N + 0.5))
-    if "s" in params:
-        params["s"] = min(params["s"], n - 1)
-    if "lam" in params:
-        params["lam"] = min(params["lam"], n)
-        while name == "srsgc" and params["lam"] > 1 and srsgc_s(params["B"], params["W"], params["lam"]) >= n:
-            params["lam"] -= 1
-    return params
-
-
 def load_trace_arg(path: str | None) -> tuple[np.ndarray, str]:
     """The trace at ``path``, or the bundled 30-round Lambda trace."""
-    from .stragglers import load_trace
+    from ..stragglers import load_trace
     if path is None:
-        with resources.as_file(resources.files("gcode") / "data" / BUNDLED_TRACE) as bundled:
+        with bundled_trace() as bundled:
             return load_trace(bundled), f"bundled:{BUNDLED_TRACE}"
     if not Path(path).is_file():
         raise CliError(f"--trace: no such file: {path}")

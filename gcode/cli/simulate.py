@@ -4,8 +4,14 @@ from __future__ import annotations
 
 import argparse
 
-from . import cli_types as types
-from .cli_common import (
+from ..codes import SCHEMES, make_scheme, worker_samples
+from ..config import DISPATCH
+from ..jsonout import dumps
+from ..sim import POLICIES, make_policy, simulate
+from ..sim.network import network_arg
+from ..terminal import escape
+from . import types
+from .common import (
     CliError,
     add_scheme_args,
     add_trace_args,
@@ -16,12 +22,6 @@ from .cli_common import (
     scheme_params,
     workers_for,
 )
-from .codes import SCHEMES, make_scheme, worker_samples
-from .config import DISPATCH
-from .jsonout import dumps
-from .sim import POLICIES, make_policy, simulate
-from .sim.network import network_arg
-from .terminal import escape
 
 SIMULATE_EPILOG = """\
 default parameters:
@@ -81,7 +81,7 @@ def add_simulate_parser(sub) -> None:
 
 def cmd_simulate(args) -> int:
     if args.log:  # a log that cannot be written fails before any work
-        from .paths import run_log_problem
+        from ..paths import run_log_problem
         names = [args.scheme] if args.scheme else [*SCHEMES, "auto"]
         for prefix in ([args.log] if args.scheme else [f"{args.log}-{name}" for name in names]):
             problem = run_log_problem(prefix)
@@ -166,7 +166,7 @@ def _simulation(args, name: str, n: int, jobs: int, loads):
 
 def _simulate_one(args, name, scheme, policy, trace, trace_name, loads, bar) -> dict:
     if args.log:
-        from .telemetry.sim_logging import simulate_with_log
+        from ..telemetry.sim_logging import simulate_with_log
         prefix = args.log if args.scheme else f"{args.log}-{name}"
         result = simulate_with_log(scheme, trace, policy, loads, args.time_scale, prefix,
                                    trace_name=trace_name, progress=bar.update,
@@ -186,7 +186,7 @@ def _simulate_one(args, name, scheme, policy, trace, trace_name, loads, bar) -> 
 
 def _auto_scheme(args, n: int, jobs: int, loads):
     """The online auto scheme and its policy (the tuner); see gcode.sim.online."""
-    from .sim.online import OnlineConfig, OnlineTuner
+    from ..sim.online import OnlineConfig, OnlineTuner
     if args.policy not in ("paper", "partial"):
         raise CliError("--scheme auto supports --policy paper or partial (its fallback)")
     cfg = OnlineConfig(partial=args.policy == "partial" or args.scheme is None, start_mu=args.mu,
