@@ -16,11 +16,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ..cli_common import PAPER_LOAD_SLOPE, default_params
 from ..codes import make_scheme
 from ..sim import PaperPolicy, simulate
 from ..sim.load_model import LoadModel
 from ..sim.network import NetworkModel, star_pays
+from ..sim.paper import PAPER_LOAD_SLOPE, default_params
 from .scale import synthetic_trace
 
 NS = (8, 16, 32, 64, 128, 256, 512, 1024)
