@@ -263,6 +263,26 @@ VERSUS_METHOD = (
     "models to train, not a one-model speed-up. Single runs carry several percent of noise, and "
     "DDP's own wall time moves between runs, so compare rows within one run.")
 
+def netns_planes(doc: dict) -> str:
+    """One table per link rate: measured against gcode.sim.network, then the fitted alpha, beta."""
+    out = []
+    for rate, run in doc["runs"].items():
+        ar = next(r for r in run["allreduce"] if r["bytes"] == max(a["bytes"] for a in run["allreduce"]))
+        star = sum(g["seconds"] for g in run["gather"] if g["sources"] == run["nodes"]) + run["scatter"][0]["seconds"]
+        rows = [[p["what"], f"{p['bytes'] / 1e6:.3g}", ms(p["measured_s"]), ms(p["predicted_s"]),
+                 x(p["measured_over_predicted"])] for p in run["model"]["predicted"]]
+        ring, gather = run["model"]["fit_ring"], run["model"]["fit_star_gather"]
+        load = ", ".join(f"{v:.0f}" for v in run["load_average_before"])
+        out += [(f"**{rate}** per link, {run['nodes']} worker nodes, median of {run['repeats']} "
+                f"(load average {load} before, {run['date']}, {run['cpus']} CPUs):"), "",
+                table(["transfer", "MB", "measured ms", "model ms", "measured / model"], rows), "",
+                (f"A star round's data (gather + scatter, {run['nodes']} x {ar['bytes'] / 1e6:.3g} MB each way) "
+                f"took {ms(star)} ms against {ms(ar['seconds'])} ms for the allreduce of the same gradient. "
+                f"Fitted: ring alpha {1e3 * ring['alpha']:.2f} ms, beta {ring['beta'] / 1e6:.0f} MB/s; star gather "
+                f"alpha {1e3 * gather['alpha']:.1f} ms, beta {gather['beta'] / 1e6:.0f} MB/s."), ""]
+    return "\n".join(out).rstrip()
+
+
 SECTIONS = [
     Section("gcode against torch DDP (`gcode bench versus`)", VERSUS_METHOD, level=2),
     Section("mlp-wide, bursty stragglers", "", ("versus_mlp-wide",), versus("versus_mlp-wide")),
@@ -413,6 +433,14 @@ SECTIONS = [
             ("bench_scale", "bench_scale_fixed_s"),
             lambda d: scale.markdown_table(d["bench_scale"]) + f"\n\n{measured(d['bench_scale'])}\n\n"
             + scale_fixed_s(d), level=2),
+    Section("Both data planes across emulated nodes (`cluster/netns.sh`)",
+            "Four Ray worker nodes and a head, each in its own network namespace with its link limited by "
+            "tc (benchmarks/netns_collective.py): a gloo allreduce among one actor per worker node (the "
+            "collective plane), and the star's two halves through Ray's object store, 4 arrays gathered "
+            "into an actor on the head and one array fetched from it by all four. The model's figure is "
+            "gcode.sim.network at the link's nominal rate with no latency. These links share one 2-core "
+            "machine's CPUs with everything else running on it (the load average is recorded).",
+            ("netns_collective",), lambda d: netns_planes(d["netns_collective"]), level=2),
     Section("Decode latency and throughput (`gcode bench decode`)",
             "One GC job decoded from n−s fp32 results of d values: the exact blocked fp64 sum, a plain "
             "fp32 gemv (the memory-bandwidth reference, not exact), the streaming critical path (one "
