@@ -270,7 +270,7 @@ def test_a_run_log_on_a_full_disk(tmp_path):
 
 
 def test_a_live_jsonl_log_on_a_full_disk(tmp_path):
-    from gcode.runtime.loop.health import RunFailed
+    from gcode.runtime.errors import RunFailed
     from gcode.runtime.loop.jsonl_log import JsonlWriter
     _full_disk(tmp_path / "r.jsonl")
     writer = JsonlWriter(tmp_path / "r.jsonl")

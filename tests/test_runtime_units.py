@@ -13,7 +13,6 @@ from gcode.runtime.data import job_indices, model_seed
 from gcode.runtime.loop.decode import Decoder, weighted_sum
 from gcode.runtime.loop.finite_checks import PendingChecks, Staged
 from gcode.runtime.loop.inject import injected_delays
-from gcode.runtime.worker.actor import check_result
 from gcode.sim import DeadlinePolicy, GapPolicy, PaperPolicy, WaitAllPolicy
 from gcode.sim.rounds import End, FallBack, RoundState, Wait, decide
 
@@ -234,37 +233,6 @@ def test_decoder_refuses_unknown_results():
         dec.decode(0, [(ResultKey(0, 0, 0), 1.0)])
 
 
-# ---- result validation -----------------------------------------------------------------
-def _payload(**kw):
-    p = {"status": "ok", "round": 3, "worker": 1, "tags": [(3, 0)],
-         "grads": np.zeros((1, 5), np.float32), "losses": [0.5]}
-    p.update(kw)
-    return p
-
-
-@pytest.mark.parametrize("payload, reason", [
-    (_payload(), None),
-    (_payload(grads=np.zeros((1, 4), np.float32)), "wrong shape"),
-    (_payload(grads=np.array([[0, np.nan, 0, 0, 0]], np.float32)), "non-finite"),
-    (_payload(grads=np.array([[0, np.inf, 0, 0, 0]], np.float32)), "non-finite"),
-    (_payload(grads=np.zeros((1, 5), np.float64)), "wrong dtype"),
-    (_payload(round=2), "tagged round"),
-    (_payload(tags=[(2, 0)]), "tags"),
-    (_payload(status="stale"), "status"),
-    (_payload(losses=[float("nan")]), "non-finite"),
-    (_payload(losses=[]), "losses"),
-    ("garbage", "not a result"),
-])
-def test_check_result(payload, reason):
-    """A result's validation as the coordinator composes it: its form (check_result), then its
-    values' finiteness where it decodes (Decoder.stage, read at once)."""
-    got = check_result(payload, 3, 1, [(3, 0, (1,), (1.0,))], 5, np.dtype(np.float32))
-    if got is None:
-        item = Staged(3, 1, [], *Decoder(5).stage(payload["grads"]))
-        got = None if item.passed() else item.reason()
-    assert (got is None) if reason is None else (reason in got)
-
-
 # ---- data and injection -------------------------------------------------------------------
 def test_job_batches_are_deterministic_distinct_and_per_job():
     a = job_indices(0, 5, 100, 1797)
@@ -339,7 +307,7 @@ def test_a_region_larger_than_shared_memory_is_a_clear_error_not_a_sigbus():
     """Regions reserve their memory when made, so a full /dev/shm fails there, in one line."""
     import tempfile
 
-    from gcode.runtime.loop.health import RunFailed
+    from gcode.runtime.errors import RunFailed
     from gcode.runtime.transport.shm_frames import Region, shm_root
     folder = tempfile.mkdtemp(dir=shm_root())
     try:

@@ -200,7 +200,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    from ..runtime.loop.health import RunFailed
+    from ..runtime.errors import RunFailed
     from ..terminal import escape, one_line
     try:
         return args.func(args)

@@ -33,7 +33,7 @@ from gcode.config import ConfigError, load_config
 from gcode.runtime import checkpoint as ckpt
 from gcode.runtime import train
 from gcode.runtime.checkpoint import CheckpointError, read_checkpoint, resume_config
-from gcode.runtime.loop.health import DivergedError
+from gcode.runtime.errors import DivergedError
 
 pytestmark = pytest.mark.ray
 

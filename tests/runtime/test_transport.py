@@ -3,7 +3,6 @@ under shared memory (calls go through Ray until it attaches again), and the shar
 invariants (a parameter region whose tag changed makes a call stale; a result buffer is never
 lent again while an array of its result is alive)."""
 
-import pickle
 import uuid
 
 import numpy as np
@@ -13,6 +12,7 @@ from hypothesis import strategies as st
 from runtime_helpers import BURSTY, config, rel
 
 from gcode.runtime import train
+from gcode.runtime.wire import Call, Result, WireTask
 
 pytestmark = pytest.mark.ray
 
@@ -82,9 +82,9 @@ def one_worker(ray_pool):
 def _send(one_worker, handle, r):
     """Worker 0 starts computing job ``handle.job``'s whole batch in round r."""
     transport, ctx, d = one_worker
-    header = pickle.dumps((ctx[0], r, [(handle.job, 0, (0,), (1.0,))], [handle.job], "float32",
-                           0.0, "add", None, 0))
-    return transport.call(0, header, False, [handle], d * 4)
+    call = Call(ctx=ctx[0], round=r, tasks=(WireTask(handle.job, 0, (0,), (1.0,)),),
+                jobs=(handle.job,), dtype="float32")
+    return transport.call(0, call, False, [handle], d * 4)
 
 
 def _call(one_worker, handle, r):
@@ -102,21 +102,21 @@ def test_a_parameter_region_holding_another_job_makes_the_call_stale(one_worker)
     transport, _, d = one_worker
     handle = transport.put_job(5, np.zeros(d, np.float32), ((0, 240),))
     ok, _ = _call(one_worker, handle, 0)
-    assert ok["status"] == "ok" and ok["grads"].shape == (1, d)
-    assert np.isfinite(ok["grads"]).all() and not ok["grads"].flags.writeable
+    assert ok.status == "ok" and ok.grads.shape == (1, d)
+    assert np.isfinite(ok.grads).all() and not ok.grads.flags.writeable
     stale, _ = _call(one_worker, replace(handle, job=6), 1)  # the region holds job 5
-    assert stale["status"] == "stale"
+    assert stale.status == "stale"
 
 
 def test_a_result_buffer_is_not_lent_while_its_array_lives(one_worker):
     transport, _, d = one_worker
     handle = transport.put_job(1, np.zeros(d, np.float32), ((0, 240),))
     first, call = _call(one_worker, handle, 0)
-    kept = first["grads"][0, 10:20]  # a view keeps the buffer's result alive
+    kept = first.grads[0, 10:20]  # a view keeps the buffer's result alive
     del first
     second, call2 = _call(one_worker, handle, 1)
     assert call2.buffer != call.buffer
-    np.testing.assert_array_equal(kept, second["grads"][0, 10:20])  # same job, same gradient
+    np.testing.assert_array_equal(kept, second.grads[0, 10:20])  # same job, same gradient
     del kept, second
     _, call3 = _call(one_worker, handle, 2)
     assert call3.buffer in (call.buffer, call2.buffer)
@@ -173,6 +173,7 @@ def test_no_result_buffer_is_ever_lent_while_in_use(ray_pool, ops, reserved):
     import gc
 
     from gcode.runtime.transport.shm import ShmCall, ShmTransport
+    from gcode.runtime.transport.shm_frames import InBuffer
     transport = ShmTransport([], ("ctx", None), 5)
     transport.links.attaching = {w: None for w in range(4)}  # no actors: never re-attach
     transport.reserve_results(4, reserved, 3 * 64)
@@ -195,15 +196,16 @@ def test_no_result_buffer_is_ever_lent_while_in_use(ray_pool, ops, reserved):
                 sizes[seq] = size
             elif op in ("answer", "error") and out:
                 call = out.pop(0)
-                reply = ({"status": "error", "error": "raised X"} if op == "error" else
-                         {"status": "ok", "grads_meta": ((1, size * 16), "<f4")})
+                reply = (Result(status="error", round=0, worker=w, error="raised X")
+                         if op == "error" else
+                         Result(status="ok", round=0, worker=w, grads=InBuffer((1, size * 16), "<f4")))
                 del transport.inflight[call.seq]
                 transport.replies[call.seq] = (reply, None)
                 transport._drop_forgotten(call)
                 if call.seq in transport.replies:  # not forgotten: the coordinator fetches it
                     payload = transport.fetch([call])[0][0]
                     if payload is not None and size <= sizes[call.seq]:  # else refused: shape
-                        kept[call.buffer] = payload["grads"][0, :1]
+                        kept[call.buffer] = payload.grads[0, :1]
                     del payload, reply  # only ``kept`` holds the result now (reply is payload)
             elif op == "forget" and out:
                 transport.forget([out[0]])

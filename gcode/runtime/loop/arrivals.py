@@ -11,15 +11,15 @@ from __future__ import annotations
 import math
 import time
 from dataclasses import dataclass, field
-from typing import Any
 
 import numpy as np
 
 from ...codes import MiniTask, ResultKey
 from ...sim.rounds import End, FallBack, RoundState, Wait, decide
-from ..worker.actor import check_result
+from ..errors import RunFailed
+from ..wire import STALE, Result
 from .finite_checks import Staged
-from .health import RunFailed, confirm_worker_fault, explain_workload_error
+from .health import confirm_worker_fault, explain_workload_error
 
 #: seconds between polls for deferred finiteness checks while arrivals are awaited (a copy of
 #: a result to the GPU takes a fraction of a millisecond, and the worker's next tasks wait for it)
@@ -42,13 +42,8 @@ class OpenRound:
         self.attempts = self.attempts or [0] * self.state.n
 
 
-def wire(task: MiniTask) -> tuple:
-    """A mini-task as it travels to a worker: (job, slot, chunks, coefficients)."""
-    return (task.job, task.slot, task.chunks, task.coefficients)
-
-
 class Arrivals:
-    def _fetch_all(self, calls: list) -> list[tuple[Any, str | None]]:
+    def _fetch_all(self, calls: list) -> list[tuple[Result | None, str | None]]:
         """(result, None) or (None, failure reason) of each finished call; a failure of the
         user's code on a worker stops the run, diagnosed (a diverged model?)."""
         from gcode.train.workload import WorkloadError
@@ -57,19 +52,19 @@ class Arrivals:
         except WorkloadError as cause:  # the user's code, not the worker, is at fault
             raise explain_workload_error(self, cause) from None
 
-    def _note_pid(self, w: int, payload: dict) -> None:
-        pid = payload.get("pid")
+    def _note_pid(self, w: int, payload: Result) -> None:
+        pid = payload.pid
         if pid is None:
             return
         if w in self.pids and self.pids[w] != pid:
             self.restarts[w] = self.restarts.get(w, 0) + 1
         self.pids[w] = pid
 
-    def _store(self, w: int, r: int, tasks: list[MiniTask], payload: dict) -> None:
+    def _store(self, w: int, r: int, tasks: list[MiniTask], payload: Result) -> None:
         for k, task in enumerate(tasks):
             if not self.scheme.is_decoded(task.job):
-                self.decoder.add(ResultKey(w, r, task.slot), task, payload["grads"][k],
-                                 payload["losses"][k])
+                self.decoder.add(ResultKey(w, r, task.slot), task, payload.grads[k],
+                                 payload.losses[k])
 
     def _check(self, payload, r: int, w: int, tasks: list[MiniTask], defer: bool = True
                ) -> str | None:
@@ -79,13 +74,12 @@ class Arrivals:
         ``defer``: then it joins ``self.checks`` and a failure surfaces at a later
         :meth:`_settle_checks`, before the round can end and before the worker is sent its
         next tasks."""
-        reason = check_result(payload, r, w, [wire(t) for t in tasks], self.spec.num_params,
-                              self._call_dtype[(r, w)])
-        if reason is None and payload["grads"].size:
-            source = payload["grads"]
+        reason = Result.problem(payload, self._calls[(r, w)], w, self.spec.num_params)
+        if reason is None and payload.grads.size:
+            source = payload.grads
             staged, flag, event = self.decoder.stage(source, self.decode_threads)
             item = Staged(r, w, tasks, staged, flag, event, source)
-            payload["grads"] = staged
+            payload.grads = staged
             if defer:
                 self.checks.add(item)
             elif not item.passed():
@@ -130,12 +124,12 @@ class Arrivals:
                 keep.append((ref, rr, w, tasks))
                 continue
             payload, err = self._fetch_all([ref])[0]
-            if err is None and payload.get("status") == "stale":  # gave up for a newer round
-                if payload.get("computed_s") is not None:  # cut while it slept: how late?
+            if err is None and isinstance(payload, Result) and payload.status == STALE:
+                if payload.computed_s is not None:  # cut while it slept: how late?
                     self.cut_replies.append({"round": rr, "worker": w,
-                                             "compute_s": float(payload["computed_s"]),
-                                             "sleep_s": float(payload["sleep_s"])})
-                continue
+                                             "compute_s": float(payload.computed_s),
+                                             "sleep_s": float(payload.sleep_s)})
+                continue  # gave up for a newer round
             if err is None:
                 err = self._check(payload, rr, w, tasks, defer=False)
             if err is not None:  # a straggler that then failed: log it, use nothing
@@ -232,7 +226,7 @@ class Arrivals:
             self.decoder.flush()  # fold queued results a few at a time, while others compute
             self.timings.fold += time.perf_counter() - tf
 
-    def _arrived(self, rnd: OpenRound, w: int, tasks: list[MiniTask], payload: dict,
+    def _arrived(self, rnd: OpenRound, w: int, tasks: list[MiniTask], payload: Result,
                  task_s: float) -> None:
         """Worker w's valid result (its finiteness check possibly still deferred) arrived
         ``task_s`` seconds into its task: store it, record it, send w its next tasks (once
@@ -240,22 +234,22 @@ class Arrivals:
         r = rnd.r
         self._note_pid(w, payload)
         self.needs_ctx.discard(w)
-        self.peak_rss_mb[w] = float(payload.get("peak_rss_mb", 0.0))
+        self.peak_rss_mb[w] = float(payload.peak_rss_mb)
         rnd.state.arrived[w] = task_s
         tf = time.perf_counter()
         self._store(w, r, tasks, payload)
         self.timings.fold += time.perf_counter() - tf
-        self.read_ahead += int(payload.get("read_ahead", 0))
+        self.read_ahead += int(payload.read_ahead)
         if rnd.attempts[w] == 0:
-            self.compute_s.append(float(payload["compute_s"]))
-            response = task_s - float(payload["sleep_s"])
+            self.compute_s.append(float(payload.compute_s))
+            response = task_s - float(payload.sleep_s)
             self.response_s.append(response)
             load = self.scheme.round_load(r)
             if load > 0:
                 self.slope_samples.append(response / load)
         rnd.info["arrival_s"][w] = task_s
-        rnd.info["compute_s"][w] = float(payload["compute_s"])
-        rnd.info["sleep_s"][w] = float(payload["sleep_s"])
+        rnd.info["compute_s"][w] = float(payload.compute_s)
+        rnd.info["sleep_s"][w] = float(payload.sleep_s)
         if not self.checks.pending_for(w):  # else once its check reads finite
             self._dispatch_at_arrival(r, w)
 

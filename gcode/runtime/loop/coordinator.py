@@ -23,7 +23,6 @@ switching one (``auto``): rounds, delay, chunking and message dtype are read per
 from __future__ import annotations
 
 import math
-import pickle
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -36,7 +35,8 @@ from ...config import TrainConfig
 from ...sim.policy import Policy
 from ...sim.rounds import End, partial_fallback
 from ..data import WorkSpec
-from .arrivals import Arrivals, wire
+from ..wire import Call, WireTask
+from .arrivals import Arrivals
 from .decode import Decoder
 from .finite_checks import PendingChecks
 from .inject import DelaySource
@@ -124,7 +124,7 @@ class Coordinator(Arrivals, JobLifecycle, RoundReporting):
         self._local = None  # a TaskComputer for check_decode, built on first use
         self.partial = partial_fallback(self.policy)
         self._bounds_cache: dict[tuple, tuple] = {}
-        self._call_dtype: dict[tuple[int, int], np.dtype] = {}  # (round, worker) -> dtype sent
+        self._calls: dict[tuple[int, int], Call] = {}  # (round, worker) -> the call sent
         self.faults = {}
         for f in self.cfg.faults:
             self.faults.setdefault((f.round, f.worker), f.kind)
@@ -147,10 +147,11 @@ class Coordinator(Arrivals, JobLifecycle, RoundReporting):
         jobs = sorted({t.job for t in tasks})
         delay = self.delays.get(r, w) if attempt == 0 else 0.0
         dtype = self._dtype(tasks)
-        self._call_dtype[(r, w)] = dtype
-        header = pickle.dumps((self.ctx[0], r, [wire(t) for t in tasks], jobs, dtype.name, delay,
-                               self.cfg.inject.mode, fault if fault != "kill" else None, attempt))
-        call = self.transport.call(w, header, w in self.needs_ctx, [self.jobs_ctx[j] for j in jobs],
+        sent = self._calls[(r, w)] = Call(
+            ctx=self.ctx[0], round=r, tasks=tuple(WireTask.of(t) for t in tasks), jobs=tuple(jobs),
+            dtype=dtype.name, delay_s=delay, inject_mode=self.cfg.inject.mode,
+            fault=fault if fault != "kill" else None, attempt=attempt)
+        call = self.transport.call(w, sent, w in self.needs_ctx, [self.jobs_ctx[j] for j in jobs],
                                    len(tasks) * self.spec.num_params * dtype.itemsize)
         if fault == "kill":
             self.transport.kill(w)
@@ -321,8 +322,8 @@ class Coordinator(Arrivals, JobLifecycle, RoundReporting):
             self.round_compute_s += float(np.mean(list(info["compute_s"].values())))
         info["evals"] = self._evaluate(r)
         oldest = min([item[1] for item in self.late] + [r + 1])
-        for key in [k for k in self._call_dtype if k[0] < oldest]:
-            del self._call_dtype[key]
+        for key in [k for k in self._calls if k[0] < oldest]:
+            del self._calls[key]
         if not any(now.plan):
             duration = 0.0
         elif ahead is not None:  # the round lasted until the next one started

@@ -14,19 +14,12 @@ apart, each costing nothing on a healthy run:
   diverged, not the worker.
 
 Either raises :class:`DivergedError` naming the model, the job, the cause and the last good
-checkpoint. Failures of a run (not of its input) are :class:`RunFailed`; ``gcode train`` prints
-them as one line and exits with status 1.
+checkpoint (:mod:`gcode.runtime.errors`).
 """
 
 from __future__ import annotations
 
-
-class RunFailed(RuntimeError):
-    """A live run cannot continue; the message says why and what was kept."""
-
-
-class DivergedError(RunFailed):
-    """A model's parameters, or the gradient at them, are no longer finite."""
+from ..errors import DivergedError
 
 
 def _hint(coord) -> str:
@@ -113,5 +106,5 @@ def confirm_worker_fault(coord, r: int, w: int, jobs, reason: str | None) -> Non
                                 f"large?){_hint(coord)}")
 
 
-__all__ = ["DivergedError", "RunFailed", "check_all_params", "check_params", "confirm_worker_fault",
+__all__ = ["check_all_params", "check_params", "confirm_worker_fault",
            "explain_workload_error"]

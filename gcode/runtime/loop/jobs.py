@@ -13,7 +13,8 @@ import time
 import numpy as np
 
 from ..data import bounds_of, job_indices
-from .health import DivergedError, check_params
+from ..errors import DivergedError
+from .health import check_params
 
 
 class JobLifecycle:

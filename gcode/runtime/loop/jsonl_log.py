@@ -72,7 +72,7 @@ class JsonlWriter:
                 self._f.write(to_json(record) + "\n")
                 self._f.flush()
             except OSError as exc:  # e.g. the disk filled: one line, not a traceback
-                from .health import RunFailed
+                from ..errors import RunFailed
                 raise RunFailed(f"log.jsonl {self.path}: cannot write: {exc.strerror or exc}; "
                                 f"the records written before are intact") from None
 

@@ -3,8 +3,10 @@
 A transport moves three things between the coordinator and its worker actors:
 
 * job data: a job's parameters and chunk ranges, put once per job (``put_job``);
-* calls: one per (round, worker), a pickled header plus the jobs it needs (``call``);
-* results: polled (``wait`` / ``ready``) and fetched (``fetch``) as result dicts.
+* calls: one per (round, worker), a :class:`gcode.runtime.wire.Call` plus the jobs it needs
+  (``call``);
+* results: polled (``wait`` / ``ready``) and fetched (``fetch``) as
+  :class:`gcode.runtime.wire.Result`.
 
 :class:`RayTransport` does all three through Ray (actor calls, the object store): it works
 across nodes and survives actor restarts. :class:`gcode.runtime.transport.shm.ShmTransport` sends calls
@@ -19,6 +21,8 @@ import contextlib
 from typing import Any
 
 import numpy as np
+
+from ..wire import Call, Result
 
 #: seconds a fetch of a ready result may take before it counts as failed
 FETCH_TIMEOUT_S = 30
@@ -74,12 +78,12 @@ class RayTransport:
         """Make ``per_worker`` result buffers of ``nbytes`` for each of the first ``workers``
         now, at setup, instead of in the first rounds (Ray's object store needs none)."""
 
-    def call(self, w: int, header: bytes, send_ctx: bool, jobs: list, result_bytes: int = 0) -> Any:
+    def call(self, w: int, call: Call, send_ctx: bool, jobs: list, result_bytes: int = 0) -> Any:
         """Start worker w's call; ``jobs`` are the handles ``put_job`` returned; its result
         array will take ``result_bytes``."""
         ctx_box = [self.ctx[1]] if send_ctx else None
         self.stats["ray_calls"] += 1
-        return self.actors[w].compute.remote(header, ctx_box, *jobs)
+        return self.actors[w].compute.remote(call.encode(), ctx_box, *jobs)
 
     def kill(self, w: int) -> None:
         """Kill worker w's process (fault injection); Ray restarts it."""
@@ -105,7 +109,7 @@ class RayTransport:
         """The coordinator will never fetch these calls (Ray drops their results with the
         last reference)."""
 
-    def fetch(self, calls: list) -> list[tuple[Any, str | None]]:
+    def fetch(self, calls: list) -> list[tuple[Result | None, str | None]]:
         """(result, None) or (None, failure reason) of each finished call: one ``ray.get`` when
         none failed. Raises the user's WorkloadError when their code failed on the worker."""
         import ray

@@ -34,8 +34,20 @@ from typing import Any
 
 import numpy as np
 
+from ..wire import ERROR, Call, Result
 from .ray_transport import RayTransport
-from .shm_frames import PARAMS_OFFSET, Region, frame, recv_frame, shm_root
+from .shm_frames import (
+    PARAMS_OFFSET,
+    CallFrame,
+    Hello,
+    InBuffer,
+    JobRegion,
+    Region,
+    ReplyFrame,
+    frame,
+    recv_frame,
+    shm_root,
+)
 
 DIED = "died (connection closed)"
 #: seconds a frame may take to arrive once its first byte did, or to be sent; longer, the
@@ -151,10 +163,10 @@ class ShmTransport(RayTransport):
                 raise RuntimeError(f"workers did not connect to {self.ctl} in time") from None
             sock.settimeout(FRAME_TIMEOUT_S)
             hello = recv_frame(sock)
-            if not isinstance(hello, dict) or "worker" not in hello:
+            if not isinstance(hello, Hello):
                 sock.close()
                 continue
-            self.links.add(int(hello["worker"]), sock)
+            self.links.add(int(hello.worker), sock)
 
     def _poll_attach(self) -> None:
         """Take back workers whose re-attach call finished (their process restarted)."""
@@ -267,26 +279,25 @@ class ShmTransport(RayTransport):
             region.pin()
         return region
 
-    def call(self, w: int, header: bytes, send_ctx: bool, jobs: list, result_bytes: int = 0):
+    def call(self, w: int, call: Call, send_ctx: bool, jobs: list, result_bytes: int = 0):
         self._poll_attach()
         sock = self.links.conns.get(w)
         if sock is None:  # down: through Ray until the restarted actor attaches again
             if w not in self.links.attaching:
                 self._attach(w)
-            return super().call(w, header, send_ctx, [self._ray_job(h) for h in jobs])
+            return super().call(w, call, send_ctx, [self._ray_job(h) for h in jobs])
         self.stats["shm_calls"] += 1
         seq = next(self._seq)
-        call = ShmCall(seq, w, self._lend(result_bytes, seq, w))
-        self.inflight[call.seq] = call
-        out = self.buffers[call.buffer].region
-        msg = {"seq": call.seq, "header": header, "out": (out.path, out.nbytes),
-               "jobs": [(h.job, self.slots[h.index].path, self.slots[h.index].nbytes, h.dtype,
-                         h.count, h.bounds) for h in jobs]}
+        handle = ShmCall(seq, w, self._lend(result_bytes, seq, w))
+        self.inflight[seq] = handle
+        out = self.buffers[handle.buffer].region
+        regions = [JobRegion(h.job, self.slots[h.index].path, self.slots[h.index].nbytes,
+                             h.dtype, h.count, h.bounds) for h in jobs]
         try:
-            sock.sendall(frame(msg))
+            sock.sendall(frame(CallFrame(seq, call.encode(), regions, (out.path, out.nbytes))))
         except OSError:
             self._lost(w)
-        return call
+        return handle
 
     def _pump(self, timeout: float) -> None:
         """Read every frame that arrives within ``timeout`` s (at least one select)."""
@@ -302,12 +313,12 @@ class ShmTransport(RayTransport):
                     msg = recv_frame(key.fileobj)
                 except OSError:
                     msg = None
-                if msg is None:
+                if not isinstance(msg, ReplyFrame):
                     self._lost(w)
                     continue
-                call = self.inflight.pop(msg.get("seq"), None)
+                call = self.inflight.pop(msg.seq, None)
                 if call is not None:
-                    self.replies[call.seq] = (msg, None)
+                    self.replies[call.seq] = (msg.result, None)
                     self._drop_forgotten(call)
             timeout = 0.0
 
@@ -346,27 +357,27 @@ class ShmTransport(RayTransport):
     def ready(self, calls: list) -> list:
         return self.wait(calls, 0.0)
 
-    def fetch(self, calls: list) -> list[tuple[Any, str | None]]:
+    def fetch(self, calls: list) -> list[tuple[Result | None, str | None]]:
         refs = [c for c in calls if not isinstance(c, ShmCall)]
         via_ray = iter(super().fetch(refs) if refs else [])
         return [self._result(c) if isinstance(c, ShmCall) else next(via_ray) for c in calls]
 
-    def _result(self, call: ShmCall) -> tuple[Any, str | None]:
-        """The answered call's result dict, its array a read-only view of the call's buffer."""
+    def _result(self, call: ShmCall) -> tuple[Result | None, str | None]:
+        """The answered call's Result, its array a read-only view of the call's buffer."""
         from gcode.train.workload import WorkloadError
-        msg, err = self.replies.pop(call.seq)
-        meta = None if err is not None else msg.pop("grads_meta", None)
-        if meta is None:
+        result, err = self.replies.pop(call.seq)
+        meta = result.grads if err is None and isinstance(result, Result) else None
+        if not isinstance(meta, InBuffer):
             self._give_back(call)  # no array of it goes out
         if err is not None:
             return None, err
-        if msg.get("status") == "error":
-            if msg.get("workload"):
-                raise WorkloadError(msg.get("message", ""))
-            return None, msg.get("error", "raised an error")
-        if meta is not None:
-            msg["grads"] = self._result_array(call, tuple(meta[0]), np.dtype(meta[1]))
-        return msg, None
+        if isinstance(result, Result) and result.status == ERROR:
+            if result.workload:
+                raise WorkloadError(result.message)
+            return None, result.error or "raised an error"
+        if isinstance(meta, InBuffer):
+            result.grads = self._result_array(call, tuple(meta.shape), np.dtype(meta.dtype))
+        return result, None
 
     def _result_array(self, call: ShmCall, shape: tuple, dtype: np.dtype) -> np.ndarray:
         """The result's array over its call's buffer (read-only; the buffer comes back when the

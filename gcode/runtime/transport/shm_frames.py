@@ -1,9 +1,11 @@
 """What the shared-memory transport's two ends share: message frames and shared-memory regions.
 
-A frame is an 8-byte little-endian length and a pickle (protocol 5) of a small dict: a call's
-header and the names of the regions that hold its arrays, or a result's fields without its
-array. Frames travel over a Unix socket between this node's processes only; nothing is read
-from disk. A region is a file in shared memory (``/dev/shm`` when it exists) mapped by both
+A frame is an 8-byte little-endian length and a pickle (protocol 5) of one of the typed
+messages below: a :class:`Hello` naming the worker that connected, a :class:`CallFrame` (a
+call's encoded header and the regions that hold its jobs' parameters and its result), or a
+:class:`ReplyFrame` (the :class:`gcode.runtime.wire.Result`, its array left in the call's
+buffer and described by an :class:`InBuffer`). Frames travel over a Unix socket between this
+node's processes only; nothing is read from disk. A region is a file in shared memory (``/dev/shm`` when it exists) mapped by both
 ends. A job's parameter region starts with a 64-byte header whose first int64 is the job it
 holds (-1 while it is written), so a reader can tell that its copy was not torn.
 """
@@ -16,8 +18,11 @@ import os
 import pickle
 import socket
 import tempfile
+from typing import NamedTuple
 
 import numpy as np
+
+from ..errors import RunFailed
 
 #: bytes before the data of a parameter region; its first int64 is the job it holds
 PARAMS_OFFSET = 64
@@ -30,6 +35,49 @@ def shm_root() -> str:
     """Where regions live: ``/dev/shm`` (memory) when writable, else the temp folder."""
     root = "/dev/shm"  # noqa: S108 - a private folder is made inside it (mkdtemp, mode 0700)
     return root if os.path.isdir(root) and os.access(root, os.W_OK) else tempfile.gettempdir()
+
+
+class Hello(NamedTuple):
+    """The first frame of a worker's connection."""
+
+    worker: int
+    pid: int
+
+
+class JobRegion(NamedTuple):
+    """Where a job's parameters lie: a region (path, size) holding ``count`` values of ``dtype``
+    after its tag, and the job's chunk ranges."""
+
+    job: int
+    path: str
+    nbytes: int
+    dtype: str
+    count: int
+    bounds: tuple
+
+
+class CallFrame(NamedTuple):
+    """Call ``seq``: its encoded :class:`gcode.runtime.wire.Call`, its jobs' regions, and the
+    result buffer (path, size) its array is written into."""
+
+    seq: int
+    header: bytes
+    jobs: list[JobRegion]
+    out: tuple[str, int]
+
+
+class InBuffer(NamedTuple):
+    """A result's array, left in its call's buffer: its shape and dtype."""
+
+    shape: tuple[int, ...]
+    dtype: str
+
+
+class ReplyFrame(NamedTuple):
+    """The answer to call ``seq``: a Result whose ``grads`` is an :class:`InBuffer` (or None)."""
+
+    seq: int
+    result: object
 
 
 def frame(obj) -> bytes:
@@ -69,7 +117,6 @@ async def read_frame(reader: asyncio.StreamReader):
 def _reserve(fd: int, nbytes: int, path: str) -> None:
     """Size a new region and reserve its memory now: a full ``/dev/shm`` is then a clear error
     here, not a SIGBUS when the region is first written."""
-    from ..loop.health import RunFailed
     try:
         os.posix_fallocate(fd, 0, nbytes)
     except OSError as exc:

@@ -8,10 +8,11 @@ It is an *async* Ray actor, so a straggler's old task never blocks a newer round
 * compute runs in the actor's event loop one mini-task at a time, so at most one mini-task of
   stale compute (milliseconds) delays a newer round.
 
-A result is a dict with one stacked array ``grads`` of shape (tasks, num_params) in the scheme's
-message dtype, the coded losses (one float per task), the tags ``[(job, slot), ...]`` in task
-order, the round, the worker, the compute time and the injected sleep. The coordinator validates all of it
-(:func:`check_result`; the gradients' finiteness where they decode, ``Decoder.stage``).
+A call's header and its result are :class:`gcode.runtime.wire.Call` and
+:class:`gcode.runtime.wire.Result`: the result stacks one gradient row per task in the scheme's
+message dtype, with the coded losses, the tags, the compute time and the injected sleep. The
+coordinator validates all of it (``Result.problem``; the gradients' finiteness where they
+decode, ``Decoder.stage``).
 """
 
 from __future__ import annotations
@@ -19,21 +20,17 @@ from __future__ import annotations
 import asyncio
 import functools
 import os
-import pickle
 import time
-from typing import Any
 
 import numpy as np
 import torch
 
 from ..data import WorkSpec, job_indices
+from ..wire import OK, STALE, UNPREPARED, Call, Result, WireTask
 from .prefetch import BatchPrefetcher
 from .shm_serving import ShmServing
 
 _TORCH_DTYPES = {"float32": torch.float32, "float64": torch.float64}
-
-#: a mini-task on the wire: (job, slot, chunks, coefficients)
-WireTask = tuple[int, int, tuple[int, ...], tuple[float, ...]]
 
 
 def _device(use_gpu: bool):
@@ -139,12 +136,11 @@ class GradientWorker(ShmServing):
         return np.concatenate(self._rows(job + 1, chunks, data[job][1]))
 
     def _stale(self, r: int, t0: float, computed_s: float | None = None,
-               sleep_s: float | None = None) -> dict:
+               sleep_s: float = 0.0) -> Result:
         """Round r's call gave up for a newer round's: after ``elapsed_s``; with its compute
         time and planned sleep when it had finished computing (cut while it "straggled")."""
-        return {"status": "stale", "round": r, "worker": self.index,
-                "elapsed_s": time.perf_counter() - t0, "computed_s": computed_s,
-                "sleep_s": sleep_s}
+        return Result(status=STALE, round=r, worker=self.index,
+                      elapsed_s=time.perf_counter() - t0, computed_s=computed_s, sleep_s=sleep_s)
 
     # ---- the task ----------------------------------------------------------------------
     async def prepare(self, ctx_id: str, ctx_box: list) -> dict:
@@ -154,28 +150,26 @@ class GradientWorker(ShmServing):
         return {"worker": self.index, "num_params": self.computer.num_params,
                 "device": str(self.computer.device), "peak_rss_mb": _peak_rss_mb()}
 
-    async def compute(self, header: bytes, ctx_box: list | None, *job_data: tuple) -> dict:
-        """Compute one round's mini-tasks (the Ray transport's call). ``header`` packs (run
-        context id, round r, wire tasks, jobs, message dtype, injected delay, inject mode, fault,
-        attempt) into one argument, which makes a call about twice as cheap to dispatch as ten.
+    async def compute(self, header: bytes, ctx_box: list | None, *job_data: tuple) -> Result:
+        """Compute one round's mini-tasks (the Ray transport's call). ``header`` is an encoded
+        :class:`Call` (one argument makes a call about twice as cheap to dispatch as ten).
         ``ctx_box`` is ``[ObjectRef of the WorkSpec]`` when the coordinator suspects this actor
         lost its context (a failure, a restart), else None; ``job_data[i]`` is (flat parameters,
-        chunk bounds) of ``jobs[i]``, resolved by Ray before the call."""
-        fields = pickle.loads(header)
-        ctx_id, r, jobs = fields[0], fields[1], fields[3]
+        chunk bounds) of ``call.jobs[i]``, resolved by Ray before the call."""
+        call = Call.decode(header)
         if ctx_box is not None:
-            await self._configure(ctx_id, ctx_box)
-        elif self.ctx_id != ctx_id:  # restarted since the run began: ask for the context
-            return {"status": "unprepared", "round": r, "worker": self.index}
-        data = {job: (flat, bounds, None) for job, (flat, bounds) in zip(jobs, job_data)}
-        return await self._work(fields, data, None)
+            await self._configure(call.ctx, ctx_box)
+        elif self.ctx_id != call.ctx:  # restarted since the run began: ask for the context
+            return Result(status=UNPREPARED, round=call.round, worker=self.index)
+        data = {job: (flat, bounds, None) for job, (flat, bounds) in zip(call.jobs, job_data)}
+        return await self._work(call, data, None)
 
-    async def _work(self, fields: tuple, data: dict, out_host: np.ndarray | None) -> dict:
+    async def _work(self, call: Call, data: dict, out_host: np.ndarray | None) -> Result:
         """The mini-tasks of one call. ``data[job]`` is (flat parameters, chunk bounds, check):
         ``check()`` (when not None) tells whether the parameters were still that job's after they
         were loaded. Results are stacked in the message dtype, into ``out_host`` when given (a
         shared-memory buffer) or a fresh host array."""
-        _, r, tasks, jobs, dtype, delay_s, inject_mode, fault, attempt = fields
+        r, tasks, fault = call.round, call.tasks, call.fault
         newer = self._bump(r)
         t0 = time.perf_counter()
         if fault == "raise":
@@ -183,7 +177,7 @@ class GradientWorker(ShmServing):
         if fault == "exit":
             os._exit(17)
         computer = self.computer
-        shape, torch_dtype = (len(tasks), self.spec.num_params), _TORCH_DTYPES[dtype]
+        shape, torch_dtype = (len(tasks), self.spec.num_params), _TORCH_DTYPES[call.dtype]
         if out_host is not None and computer.device.type == "cpu":
             out = torch.from_numpy(out_host)
         else:
@@ -219,7 +213,8 @@ class GradientWorker(ShmServing):
             grads.flat[0:1] = np.nan
             if grads.size == 0:
                 grads = np.full((1, self.spec.num_params), np.nan, grads.dtype)
-        sleep_s = float(delay_s) if inject_mode == "add" else max(0.0, float(delay_s) - compute_s)
+        delay_s = float(call.delay_s)
+        sleep_s = delay_s if call.inject_mode == "add" else max(0.0, delay_s - compute_s)
         if sleep_s > 0:
             try:
                 await asyncio.wait_for(newer.wait(), timeout=sleep_s)
@@ -229,39 +224,8 @@ class GradientWorker(ShmServing):
         if self.latest > r:
             return self._stale(r, t0, compute_s, sleep_s)
         tag = r - 1 if fault == "tag" else r  # fault 'tag': a result labelled with another round
-        return {"status": "ok", "round": tag, "worker": self.index, "attempt": attempt,
-                "tags": [(int(t[0]), int(t[1])) for t in tasks], "grads": grads, "losses": losses,
-                "compute_s": compute_s, "sleep_s": sleep_s, "pid": os.getpid(),
-                "read_ahead": (ahead.hits - hits) if ahead is not None else 0,
-                "peak_rss_mb": _peak_rss_mb()}
-
-
-def check_result(payload: Any, r: int, worker: int, tasks: list[WireTask], num_params: int,
-                 dtype: np.dtype) -> str | None:
-    """None when ``payload`` is a well-formed round-r result of ``worker`` for ``tasks``;
-    otherwise the reason it is not (status, tags, shape, dtype, coded losses). Its gradient
-    values are checked for finiteness where they are decoded (``Decoder.stage``). Never trust a
-    result that does not pass both: decoding it would be a mis-decode."""
-    if not isinstance(payload, dict):
-        return f"not a result dict: {type(payload).__name__}"
-    if payload.get("status") != "ok":
-        return f"status {payload.get('status')!r}"
-    if payload.get("round") != r or payload.get("worker") != worker:
-        return f"tagged round {payload.get('round')} worker {payload.get('worker')}, " \
-               f"expected round {r} worker {worker}"
-    want = [(int(t[0]), int(t[1])) for t in tasks]
-    if [tuple(t) for t in payload.get("tags", ())] != want:
-        return f"tags {payload.get('tags')} do not match the plan {want}"
-    grads = payload.get("grads")
-    if not isinstance(grads, np.ndarray):
-        return f"grads is {type(grads).__name__}, not a numpy array"
-    if grads.shape != (len(tasks), num_params):
-        return f"wrong shape {grads.shape}, expected {(len(tasks), num_params)}"
-    if grads.dtype != dtype:
-        return f"wrong dtype {grads.dtype}, expected {dtype}"
-    losses = payload.get("losses")
-    if not isinstance(losses, list) or len(losses) != len(tasks):
-        return f"losses is not a list of {len(tasks)} values"
-    if not all(isinstance(v, float) and np.isfinite(v) for v in losses):
-        return "non-finite or non-float coded loss"
-    return None
+        return Result(status=OK, round=tag, worker=self.index, attempt=call.attempt,
+                      tags=call.tags, grads=grads, losses=losses, compute_s=compute_s,
+                      sleep_s=sleep_s, pid=os.getpid(),
+                      read_ahead=(ahead.hits - hits) if ahead is not None else 0,
+                      peak_rss_mb=_peak_rss_mb())

@@ -11,11 +11,20 @@ from __future__ import annotations
 
 import asyncio
 import os
-import pickle
 
 import numpy as np
 
-from ..transport.shm_frames import PARAMS_OFFSET, Region, frame, read_frame
+from ..transport.shm_frames import (
+    PARAMS_OFFSET,
+    CallFrame,
+    Hello,
+    InBuffer,
+    Region,
+    ReplyFrame,
+    frame,
+    read_frame,
+)
+from ..wire import ERROR, Call, Result
 
 
 class ShmServing:
@@ -26,7 +35,7 @@ class ShmServing:
         background (until the coordinator closes the connection)."""
         await self._configure(ctx_id, ctx_box)
         reader, writer = await asyncio.open_unix_connection(ctl_path)
-        writer.write(frame({"worker": self.index, "pid": os.getpid()}))
+        writer.write(frame(Hello(self.index, os.getpid())))
         await writer.drain()
         self._serving = asyncio.ensure_future(self._serve(reader, writer))
         return {"worker": self.index, "pid": os.getpid()}
@@ -56,24 +65,25 @@ class ShmServing:
                 region.pin()
         return region
 
-    async def _serve_call(self, msg: dict, writer, regions: dict) -> None:
+    async def _serve_call(self, msg: CallFrame, writer, regions: dict) -> None:
         from gcode.train.workload import WorkloadError
+        call = None
         try:
-            fields = pickle.loads(msg["header"])  # noqa: S301 - from this node's coordinator
+            call = Call.decode(msg.header)
             data = {}
-            for job, path, nbytes, dtype, count, bounds in msg["jobs"]:
-                region = self._region(regions, path, nbytes)
-                data[job] = (region.array(dtype, count, PARAMS_OFFSET), bounds,
-                             lambda region=region, job=job: region.tag() == job)
+            for job in msg.jobs:
+                region = self._region(regions, job.path, job.nbytes)
+                data[job.job] = (region.array(job.dtype, job.count, PARAMS_OFFSET), job.bounds,
+                                 lambda region=region, job=job.job: region.tag() == job)
             out = None
-            if fields[2]:  # tasks: the buffer holds (tasks, num_params) in the message dtype
-                shape = (len(fields[2]), self.spec.num_params)
-                out_region = self._region(regions, *msg["out"])
-                out = out_region.array(fields[4], shape[0] * shape[1]).reshape(shape)
-            reply = await self._work(fields, data, out)
-            grads = reply.pop("grads", None)
+            if call.tasks:  # the buffer holds (tasks, num_params) in the message dtype
+                shape = (len(call.tasks), self.spec.num_params)
+                out_region = self._region(regions, *msg.out)
+                out = out_region.array(call.dtype, shape[0] * shape[1]).reshape(shape)
+            reply = await self._work(call, data, out)
+            grads = reply.grads
             if grads is not None:  # the array travels in the buffer; its shape in the frame
-                reply["grads_meta"] = (grads.shape, grads.dtype.str)
+                reply.grads = InBuffer(grads.shape, grads.dtype.str)
                 fits = out is not None and grads.nbytes <= out.nbytes
                 if fits and not _is_view_of(grads, out):  # a fault made a new array
                     flat = np.ascontiguousarray(grads).reshape(-1)
@@ -81,11 +91,11 @@ class ShmServing:
         except asyncio.CancelledError:
             raise
         except Exception as exc:  # noqa: BLE001 - reported to the coordinator as a failure
-            reply = {"status": "error", "error": f"raised {type(exc).__name__}",
-                     "message": str(exc)[:2000], "workload": isinstance(exc, WorkloadError)}
-        reply["seq"] = msg["seq"]
+            reply = Result(status=ERROR, round=call.round if call else -1, worker=self.index,
+                           error=f"raised {type(exc).__name__}", message=str(exc)[:2000],
+                           workload=isinstance(exc, WorkloadError))
         try:
-            writer.write(frame(reply))
+            writer.write(frame(ReplyFrame(msg.seq, reply)))
         except (ConnectionError, RuntimeError):  # the coordinator went away
             pass
 
