@@ -80,8 +80,11 @@ def _preset_arrays(cfg: TrainConfig):
 
 
 def execute(cfg: TrainConfig, workload, *, progress: ProgressFn | None = None, pool=None,
-            monitor=None) -> tuple[dict[str, Any], list]:
+            monitor=None, in_process=None) -> tuple[dict[str, Any], list]:
     """Run ``workload`` live under ``cfg``; returns (metrics, the M trained nn.Modules on CPU).
+
+    ``in_process`` (a :class:`gcode.runtime.transport.inprocess.Script`) runs the same loop on
+    fake workers in this process, on a virtual clock, instead of Ray workers (the loop's tests).
 
     ``progress(record)`` is called after every round with the round's log record (round,
     rounds, decoded_jobs, jobs, stragglers, loss, fell_back, ...). ``pool`` (from
@@ -119,7 +122,7 @@ def execute(cfg: TrainConfig, workload, *, progress: ProgressFn | None = None, p
     validate(cfg)
     from .checkpoint.lock import claimed
     with _one_blas_thread(), claimed(cfg):  # one run per checkpoint directory
-        return _execute(cfg, workload, progress, pool, monitor)
+        return _execute(cfg, workload, progress, pool, monitor, in_process)
 
 
 def _one_blas_thread():
@@ -247,8 +250,29 @@ def _build_models(cfg: TrainConfig, workload, count: int, device):
     return models, optimizers
 
 
-def _execute(cfg: TrainConfig, workload, progress, pool, monitor) -> tuple[dict[str, Any], list]:
+def _connect(cfg: TrainConfig, spec: WorkSpec, pool, in_process, pin: bool):
+    """(transport, run context, clock): the pool's first n actors adopt the run's context
+    and a transport connects them; or n in-process workers on a virtual clock."""
+    n = cfg.cluster.workers
+    ctx_id = uuid.uuid4().hex  # a fresh id per session: workers drop an earlier session's state
+    if in_process is not None:
+        from .transport.inprocess import InProcessTransport
+        transport = InProcessTransport(n, spec, ctx_id, in_process)
+        return transport, (ctx_id, None), transport.clock
     import ray
+
+    from .transport import make_transport
+    from .transport.base import WallClock
+    ctx = (ctx_id, ray.put(spec))
+    pool.wait_ready(cfg.cluster.startup_timeout_s)
+    pool.prepare(ctx, n, cfg.cluster.startup_timeout_s)
+    transport = make_transport(cfg.cluster.transport, pool.actors[:n], ctx,
+                               cfg.cluster.startup_timeout_s, pin=pin)
+    return transport, ctx, WallClock()
+
+
+def _execute(cfg: TrainConfig, workload, progress, pool, monitor, in_process
+             ) -> tuple[dict[str, Any], list]:
     import torch
 
     from gcode.train import open_dataset
@@ -263,7 +287,6 @@ def _execute(cfg: TrainConfig, workload, progress, pool, monitor) -> tuple[dict[
         restore_scheme_and_policy,
     )
     from .cluster import ensure_ray, launch_workers
-    from .transport.shm import make_transport
 
     setup_start = time.perf_counter()
     tr, n = cfg.train, cfg.cluster.workers
@@ -288,7 +311,8 @@ def _execute(cfg: TrainConfig, workload, progress, pool, monitor) -> tuple[dict[
     run_id = ck.tree["run"]["run_id"] if ck is not None else uuid.uuid4().hex
     device, decode_device, threads = _devices(cfg)
 
-    started = ensure_ray(cfg.cluster)
+    started = in_process is None and ensure_ray(cfg.cluster)
+    own_pool = own_pool and in_process is None
     prev_threads = torch.get_num_threads()
     writer = recorder = transport = None
     try:
@@ -311,8 +335,6 @@ def _execute(cfg: TrainConfig, workload, progress, pool, monitor) -> tuple[dict[
                         use_gpu=cfg.cluster.gpus_per_worker > 0,
                         prefetch=cfg.cluster.reads_ahead,
                         buffers=model_buffers([model.module for model in models]))
-        # a fresh context id per session: workers drop any cached state of an earlier session
-        ctx = (uuid.uuid4().hex, ray.put(spec))
         writer = JsonlWriter(cfg.log.jsonl, resume_round=ck.round if ck is not None else None)
         if cfg.log.run_log is not None or monitor is not None:
             from gcode.telemetry.recorder import RunRecorder
@@ -320,11 +342,8 @@ def _execute(cfg: TrainConfig, workload, progress, pool, monitor) -> tuple[dict[
                 _keep_run_log(cfg.log.run_log, ck.round)
             recorder = RunRecorder(live_run_config(cfg, scheme, M, scheme.message_dtype, run_id[:16]),
                                    log_prefix=cfg.log.run_log, monitor=monitor)
-        pool.wait_ready(cfg.cluster.startup_timeout_s)
-        pool.prepare(ctx, n, cfg.cluster.startup_timeout_s)
-        transport = make_transport(cfg.cluster.transport, pool.actors[:n], ctx,
-                                   cfg.cluster.startup_timeout_s,
-                                   pin="cuda" in (device.type, decode_device.type))
+        transport, ctx, clock = _connect(cfg, spec, pool, in_process,
+                                         pin="cuda" in (device.type, decode_device.type))
         # the result buffers a run keeps in flight (about T+2 rounds' per worker), made now
         transport.reserve_results(n, scheme.delay + 2, scheme.max_tasks_per_round * d
                                   * np.dtype(scheme.message_dtype).itemsize)
@@ -333,7 +352,7 @@ def _execute(cfg: TrainConfig, workload, progress, pool, monitor) -> tuple[dict[
                             auto_slope=cfg.scheme.name == "auto" and cfg.scheme.auto_load_slope is None,
                             run_id=run_id, device=device, decode_device=decode_device,
                             decode_threads=threads,
-                            eval_dataset=eval_dataset)
+                            eval_dataset=eval_dataset, clock=clock)
         if ck is not None:
             restore_coordinator(coord, ck)
         if ckpt_root is not None:
@@ -362,6 +381,7 @@ def _execute(cfg: TrainConfig, workload, progress, pool, monitor) -> tuple[dict[
         if own_pool and pool is not None:
             pool.kill()
         if started:
+            import ray
             ray.shutdown()
     metrics = run_metrics(cfg, coord, scheme, policy, pool, M, d, runtime_s, setup_s, session_s)
     metrics.update(final_loss=final_loss, final_eval=final_eval, param_checksum=checksum,

@@ -70,7 +70,7 @@ class Call:
     def decode(cls, header: bytes) -> Call:
         """The call a header encodes (from this run's coordinator); WireError for another
         version or shape."""
-        fields = pickle.loads(header)  # noqa: S301 - from this run's own coordinator process
+        fields = pickle.loads(header)  # from this run's own coordinator process, never from disk
         if not isinstance(fields, tuple) or not fields or fields[0] != WIRE_VERSION:
             got = fields[0] if isinstance(fields, tuple) and fields else type(fields).__name__
             raise WireError(f"a call of wire version {got}; this worker speaks {WIRE_VERSION}")

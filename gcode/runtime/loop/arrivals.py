@@ -9,7 +9,6 @@ the round-ending rule is the Policy applied by :func:`gcode.sim.rounds.decide`.
 from __future__ import annotations
 
 import math
-import time
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -94,7 +93,7 @@ class Arrivals:
         arrival: the arrival is undone and its stored results are discarded."""
         if not self.checks.items:
             return
-        tp = time.perf_counter()
+        tp = self.clock.now()
         good, bad = self.checks.settle(block)
         for item, reason in bad:
             w = item.worker
@@ -102,9 +101,9 @@ class Arrivals:
             rnd.state.arrived.pop(w, None)
             for record in ("arrival_s", "compute_s", "sleep_s"):
                 rnd.info[record].pop(w, None)
-            self._round_failed(rnd, w, reason, time.perf_counter() - rnd.t0)
+            self._round_failed(rnd, w, reason, self.clock.now() - rnd.t0)
             confirm_worker_fault(self, rnd.r, w, [t.job for t in item.tasks], reason)
-        self.timings.fetch += time.perf_counter() - tp
+        self.timings.fetch += self.clock.now() - tp
         for item in good:
             self._dispatch_at_arrival(rnd.r, item.worker)
 
@@ -162,7 +161,7 @@ class Arrivals:
         conforms = lambda stragglers: self.scheme.conforms(r, stragglers)
         while True:
             self._settle_checks(now_round, block=False)
-            now = time.perf_counter() - t0
+            now = self.clock.now() - t0
             decision = decide(state, now, self.policy, conforms, self.partial)
             if not isinstance(decision, Wait) and self.checks.items:
                 self._settle_checks(now_round, block=True)
@@ -199,32 +198,32 @@ class Arrivals:
             if self.checks.items:  # poll, so that a failed check surfaces soon
                 timeout = min(timeout, CHECK_POLL_S)
             if not pending:
-                time.sleep(min(timeout, 0.05))
+                self.clock.sleep(min(timeout, 0.05))
                 continue
             watched = {e.call: e for e in self.early.values() if e.finished is None}
             ready = self.transport.wait([*pending, *watched], timeout)
-            arrived_at = time.perf_counter() - t0
+            arrived_at = self.clock.now() - t0
             for ref in [ref for ref in ready if ref in watched]:  # next round's: fetched then
                 watched[ref].finished = arrived_at + t0
                 ready.remove(ref)
-            tp = time.perf_counter()
+            tp = self.clock.now()
             fetched = self._fetch_all(ready)
-            self.timings.fetch += time.perf_counter() - tp
+            self.timings.fetch += self.clock.now() - tp
             for ref, (payload, err) in zip(ready, fetched):
                 w = pending.pop(ref)
-                tp = time.perf_counter()
+                tp = self.clock.now()
                 if err is None:
                     err = self._check(payload, r, w, plan[w])
-                self.timings.fetch += time.perf_counter() - tp
+                self.timings.fetch += self.clock.now() - tp
                 if err is not None:
                     self._round_failed(now_round, w, err, arrived_at)
                     continue
                 task_s = min(arrived_at, finished_at.get(w, math.inf)) + state.head_start.get(w, 0.0)
                 self._arrived(now_round, w, plan[w], payload, task_s)
             self._settle_checks(now_round, block=False)  # host checks: done, workers sent on
-            tf = time.perf_counter()
+            tf = self.clock.now()
             self.decoder.flush()  # fold queued results a few at a time, while others compute
-            self.timings.fold += time.perf_counter() - tf
+            self.timings.fold += self.clock.now() - tf
 
     def _arrived(self, rnd: OpenRound, w: int, tasks: list[MiniTask], payload: Result,
                  task_s: float) -> None:
@@ -236,9 +235,9 @@ class Arrivals:
         self.needs_ctx.discard(w)
         self.peak_rss_mb[w] = float(payload.peak_rss_mb)
         rnd.state.arrived[w] = task_s
-        tf = time.perf_counter()
+        tf = self.clock.now()
         self._store(w, r, tasks, payload)
-        self.timings.fold += time.perf_counter() - tf
+        self.timings.fold += self.clock.now() - tf
         self.read_ahead += int(payload.read_ahead)
         if rnd.attempts[w] == 0:
             self.compute_s.append(float(payload.compute_s))

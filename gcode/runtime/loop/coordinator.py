@@ -23,7 +23,6 @@ switching one (``auto``): rounds, delay, chunking and message dtype are read per
 from __future__ import annotations
 
 import math
-import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -35,6 +34,7 @@ from ...config import TrainConfig
 from ...sim.policy import Policy
 from ...sim.rounds import End, partial_fallback
 from ..data import WorkSpec
+from ..transport.base import Clock, WallClock
 from ..wire import Call, WireTask
 from .arrivals import Arrivals
 from .decode import Decoder
@@ -72,6 +72,7 @@ class Coordinator(Arrivals, JobLifecycle, RoundReporting):
     decode_device: Any = None    # torch device of the fp64 decode (None: the host)
     decode_threads: int = 1      # host decode threads (host decode only)
     eval_dataset: Any = None     # held-out dataset for train.eval_every (read on the coordinator)
+    clock: Clock = field(default_factory=WallClock)  # the run's time (virtual for in-process workers)
 
     # ---- state ------------------------------------------------------------------------
     jobs_ctx: dict = field(default_factory=dict)    # job -> the transport's handle of its data
@@ -165,9 +166,9 @@ class Coordinator(Arrivals, JobLifecycle, RoundReporting):
         return self.stopped
 
     def _checkpoint(self, r: int, start: float) -> None:
-        tc = time.perf_counter()
+        tc = self.clock.now()
         self.checkpointer.save(self, r, self.runtime_before + (tc - start))
-        self.timings.checkpoint += time.perf_counter() - tc
+        self.timings.checkpoint += self.clock.now() - tc
 
     def run(self) -> float:
         """Run every round from ``start_round`` (0, or a resumed checkpoint's round); returns the
@@ -182,7 +183,7 @@ class Coordinator(Arrivals, JobLifecycle, RoundReporting):
         :meth:`_inputs_final`), so that work overlaps the workers' compute. What every job
         computes is unchanged: a job's parameters are fixed when it is issued."""
         self._switches_seen = len(getattr(self.scheme, "switches", ()))  # announced before a resume
-        start = time.perf_counter()
+        start = self.clock.now()
         r = self.start_round
         ahead: Started | None = None  # round r, already dispatched while round r-1 finished
         while r < self.scheme.total_rounds:
@@ -202,7 +203,7 @@ class Coordinator(Arrivals, JobLifecycle, RoundReporting):
             self._finish_round(now, end, info, start, ahead)
             r += 1
         self.rounds_run = r
-        return time.perf_counter() - start
+        return self.clock.now() - start
 
     def _inputs_final(self, r: int) -> bool:
         """Whether round r may start before the previous round's decodes and steps: r exists, no
@@ -217,19 +218,19 @@ class Coordinator(Arrivals, JobLifecycle, RoundReporting):
 
     def _start_round(self, r: int, start: float) -> Started:
         """Absorb late results, [checkpoint], plan round r, issue its job, dispatch its tasks."""
-        round_start = tp = time.perf_counter()
+        round_start = tp = self.clock.now()
         failures_before = len(self.failures)  # late failures found now belong to round r
         self._absorb_late(r)
         if self.checkpointer is not None and self.checkpointer.due(r, self.start_round):
-            self.timings.plan += time.perf_counter() - tp
+            self.timings.plan += self.clock.now() - tp
             self._checkpoint(r, start)
-            tp = time.perf_counter()
+            tp = self.clock.now()
         plan = self.scheme.plan(r)
-        ti = time.perf_counter()
+        ti = self.clock.now()
         self.timings.plan += ti - tp
         if self.scheme.job_exists(r) and r not in self.jobs_ctx:
             self._issue(r)
-        td = time.perf_counter()
+        td = self.clock.now()
         self.timings.issue += td - ti
         early, self.early = self.early, {}
         pending = {}
@@ -242,7 +243,7 @@ class Coordinator(Arrivals, JobLifecycle, RoundReporting):
                 pending[early[w].call] = w
             else:
                 pending[self._dispatch(r, w, plan[w], 0)] = w
-        t0 = time.perf_counter()
+        t0 = self.clock.now()
         self.timings.dispatch += t0 - td
         head_start = {w: t0 - e.sent for w, e in early.items()}
         finished_at = {w: e.finished - t0 for w, e in early.items() if e.finished is not None}
@@ -258,10 +259,10 @@ class Coordinator(Arrivals, JobLifecycle, RoundReporting):
             return
         tasks = self._next_plan(r)[w]
         if tasks:
-            td = time.perf_counter()
+            td = self.clock.now()
             self.early[w] = EarlyCall(r + 1, self._dispatch(r + 1, w, tasks, 0), tasks, td)
             self.dispatched_at_arrival += 1
-            self.timings.dispatch += time.perf_counter() - td
+            self.timings.dispatch += self.clock.now() - td
 
     def _arrival_dispatch_open(self, r: int) -> bool:
         """Whether round r+1 may be sent during round r (once per round, cached); issues job
@@ -269,18 +270,18 @@ class Coordinator(Arrivals, JobLifecycle, RoundReporting):
         if self.arrival_dispatch[0] != r:
             ok = self.scheme.plans_from_own_arrivals and self._inputs_final(r + 1)
             if ok and self.scheme.job_exists(r + 1) and r + 1 not in self.jobs_ctx:
-                ti = time.perf_counter()
+                ti = self.clock.now()
                 self._issue(r + 1)
-                self.timings.issue += time.perf_counter() - ti
+                self.timings.issue += self.clock.now() - ti
             self.arrival_dispatch = (r, ok)
         return self.arrival_dispatch[1]
 
     def _next_plan(self, r: int):
         """Round r+1's plan should everyone arrive (rows of arrived workers are final)."""
         if self.next_plan[0] != r:
-            tp = time.perf_counter()
+            tp = self.clock.now()
             self.next_plan = (r, self.scheme.next_plan_if_all_arrive(r))
-            self.timings.plan += time.perf_counter() - tp
+            self.timings.plan += self.clock.now() - tp
         return self.next_plan[1]
 
     def _end_round(self, now: Started) -> tuple[End, dict]:
@@ -292,13 +293,13 @@ class Coordinator(Arrivals, JobLifecycle, RoundReporting):
         else:
             end = self._wait_round(r, now.plan, now.pending, now.t0, info, now.head_start,
                                    now.finished_at)
-            info["wait_s"] = time.perf_counter() - now.t0
+            info["wait_s"] = self.clock.now() - now.t0
             self.timings.wait += info["wait_s"]
         info["failures"] = self.failures[now.failures_before:]
-        tdec = time.perf_counter()
+        tdec = self.clock.now()
         self.scheme.record(r, end.arrived)
         self._observe(r, info)
-        self.timings.decode += time.perf_counter() - tdec
+        self.timings.decode += self.clock.now() - tdec
         self.waits += end.fell_back
         self.stragglers_total += int((~end.arrived).sum())
         return end, info
@@ -329,13 +330,13 @@ class Coordinator(Arrivals, JobLifecycle, RoundReporting):
         elif ahead is not None:  # the round lasted until the next one started
             duration = ahead.round_start - now.round_start
         else:
-            duration = time.perf_counter() - now.round_start
+            duration = self.clock.now() - now.round_start
         self.durations.append(duration)
         info["next_started_early"] = ahead is not None
-        tl = time.perf_counter()
+        tl = self.clock.now()
         self._record(r, now.plan, end, info, duration, jobs_done,
-                     self.runtime_before + time.perf_counter() - start)
-        self.timings.log += time.perf_counter() - tl
+                     self.runtime_before + self.clock.now() - start)
+        self.timings.log += self.clock.now() - tl
         if ahead is not None:
             self._issue_ahead(r + 2)
             self.timings.overlapped += self.timings.overhead() - busy
@@ -349,9 +350,9 @@ class Coordinator(Arrivals, JobLifecycle, RoundReporting):
                 or t in self.jobs_ctx or hasattr(self.scheme, "switches")
                 or not self._params_final(t)):
             return
-        ti = time.perf_counter()
+        ti = self.clock.now()
         self._issue(t)
-        self.timings.issue += time.perf_counter() - ti
+        self.timings.issue += self.clock.now() - ti
 
 
 @dataclass

@@ -8,7 +8,6 @@ coordinator's state (models, optimizers, decoder, scheme, counters) and holds no
 from __future__ import annotations
 
 import math
-import time
 
 import numpy as np
 
@@ -55,10 +54,10 @@ class JobLifecycle:
         import torch
 
         from gcode.train.optim import step
-        td = time.perf_counter()
+        td = self.clock.now()
         decoding = self.scheme.decode(t)
         grad, loss = self.decoder.decode(t, decoding)
-        self.timings.decode += time.perf_counter() - td
+        self.timings.decode += self.clock.now() - td
         m = self.model_of(t)
         tr = self.cfg.train
         if not (math.isfinite(loss) and math.isfinite(float(grad.sum()))):
@@ -67,19 +66,19 @@ class JobLifecycle:
                                 f"finite (lower the learning rate?){self._checkpoint_hint()}")
         out = {"job": t, "model": m, "loss": loss / tr.batch_size}
         self.last_loss = self.model_loss[m] = out["loss"]
-        tc = time.perf_counter()
+        tc = self.clock.now()
         if tr.check_decode:
             direct = self._direct_gradient(t)
             err = float(torch.linalg.vector_norm(grad.cpu() - direct)
                         / max(float(torch.linalg.vector_norm(direct)), 1e-300))
             self.max_rel_error = err if self.max_rel_error is None else max(self.max_rel_error, err)
             out["rel_error"] = err
-        self.timings.check += time.perf_counter() - tc
-        ts = time.perf_counter()
+        self.timings.check += self.clock.now() - tc
+        ts = self.clock.now()
         self.models[m].set_gradient(grad, 1.0 / tr.batch_size)
         step(self.optimizers[m], self.spec.workload.optimizer_fn, f"model {m} at job {t}")
         self.updates[m] += 1
-        self.timings.step += time.perf_counter() - ts
+        self.timings.step += self.clock.now() - ts
         self.job_dtype.pop(t, None)
         handle = self.jobs_ctx.pop(t, None)
         if handle is not None:

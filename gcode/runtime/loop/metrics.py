@@ -30,6 +30,8 @@ def run_metrics(cfg, coord, scheme, policy, pool, M, d, runtime_s, setup_s, sess
     t = coord.timings
     per_round = {k: v / max(rounds, 1) for k, v in t.__dict__.items()}
     resp = float(np.mean(coord.response_s)) if coord.response_s else None
+    info = pool.info if pool is not None else []
+    options = pool.options if pool is not None else {}
     out = {
         "scheme": scheme.name, "params": scheme.params, "n": n, "jobs": scheme.jobs,
         "policy": cfg.policy.name, "mu": cfg.policy.mu,
@@ -46,9 +48,9 @@ def run_metrics(cfg, coord, scheme, policy, pool, M, d, runtime_s, setup_s, sess
         "stragglers": coord.stragglers_total, "late_results_used": coord.late_used,
         "failures": coord.failures, "retries": coord.retries,
         "restarts": {str(k): v for k, v in sorted(coord.restarts.items())},
-        "nodes": len({pool.info[i].get("node") for i in range(n)}) if pool.info else None,
-        "node_ips": sorted({pool.info[i].get("ip") for i in range(n)}) if pool.info else None,
-        "worker_cpus": pool.options.get("num_cpus"), "worker_gpus": pool.options.get("num_gpus"),
+        "nodes": len({info[i].get("node") for i in range(n)}) if info else None,
+        "node_ips": sorted({info[i].get("ip") for i in range(n)}) if info else None,
+        "worker_cpus": options.get("num_cpus"), "worker_gpus": options.get("num_gpus"),
         "worker_peak_rss_mb": max(coord.peak_rss_mb.values(), default=None),
         "prefetch": cfg.cluster.reads_ahead, "read_ahead_tasks": coord.read_ahead,
         "compute_s_mean": float(np.mean(coord.compute_s)) if coord.compute_s else None,

@@ -12,7 +12,7 @@ A transport moves three things between the coordinator and its worker actors:
 across nodes and survives actor restarts. :class:`gcode.runtime.transport.shm.ShmTransport` sends calls
 and results over a Unix socket per worker and the arrays through shared memory, for workers on
 the coordinator's node; it falls back to Ray for a worker whose connection is down.
-:func:`gcode.runtime.transport.shm.make_transport` picks one (``cluster.transport``).
+:func:`gcode.runtime.transport.make_transport` picks one (``cluster.transport``).
 """
 
 from __future__ import annotations

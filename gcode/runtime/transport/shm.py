@@ -401,18 +401,3 @@ class ShmTransport(RayTransport):
         for region in [*self.slots, *(b.region for b in self.buffers)]:
             region.close()
         shutil.rmtree(self.dir, ignore_errors=True)
-
-
-def make_transport(kind: str, actors: list, ctx: tuple, timeout_s: float, pin: bool = False):
-    """The transport ``cluster.transport`` names; ``auto`` is shared memory when every worker
-    runs on this node, else Ray. ``pin``: page-lock shared memory (results go to a GPU)."""
-    if kind == "ray":
-        return RayTransport(actors, ctx)
-    from ...config import ConfigError
-    local = all_local(actors)
-    if kind == "auto" and not local:
-        return RayTransport(actors, ctx)
-    if not local:
-        raise ConfigError("cluster.transport", "shm needs every worker on the coordinator's "
-                                               "node, and some run on other nodes; use ray or auto")
-    return ShmTransport(actors, ctx, timeout_s, pin)
