@@ -149,6 +149,8 @@ class GroupMember:
             raise ValueError(f"rank {rank} outside a group of {rendezvous.world_size}")
         self.leave()
         backend = resolve_backend(rendezvous.backend, self.device)
+        if self.device.type == "cuda":
+            torch.cuda.set_device(self.device)
         if backend == "gloo":
             interface = interface_of(node_address())
             if interface is not None:
