@@ -16,10 +16,11 @@
 import sys
 import time
 
-import numpy as np
+import hostile_models
 import pytest
 import torch
 import torch.nn.functional as F
+from hostile_models import Counting, Projected, Unseeded
 from torch import nn
 from torch.utils.data import Dataset
 
@@ -28,7 +29,8 @@ from gcode.runtime.data import job_indices, model_seed
 from gcode.train import WorkloadError, build_model
 
 ray = pytest.importorskip("ray")
-ray.cloudpickle.register_pickle_by_value(sys.modules[__name__])  # workers cannot import tests/
+for module in (sys.modules[__name__], hostile_models):  # workers cannot import tests/
+    ray.cloudpickle.register_pickle_by_value(module)
 
 pytestmark = pytest.mark.ray
 
@@ -45,40 +47,6 @@ class Indexed(Dataset):
         g = torch.Generator().manual_seed(int(i))
         x = torch.randn(4, generator=g)
         return x, torch.stack([x.sum(), x[0] - x[3]])
-
-
-class Projected(nn.Module):
-    """forward = lin(x @ proj + shift): ``proj`` drawn from torch's RNG (gcode seeds it per
-    model, so the workers' seed-0 replicas draw another), a frozen bias."""
-
-    def __init__(self):
-        super().__init__()
-        self.lin = nn.Linear(4, 2)
-        self.register_buffer("proj", torch.randn(4, 4))
-        self.register_buffer("shift", torch.zeros(4))
-        nn.init.ones_(self.lin.bias)
-        self.lin.bias.requires_grad_(False)
-
-    def forward(self, x):
-        return self.lin(x @ self.proj + self.shift)
-
-
-class Unseeded(Projected):
-    """``shift`` from numpy's unseeded RNG: every process, and every run, draws another."""
-
-    def __init__(self):
-        super().__init__()
-        self.shift.copy_(torch.from_numpy(np.random.randn(4).astype(np.float32)))
-
-
-class Counting(Projected):
-    def __init__(self):
-        super().__init__()
-        self.register_buffer("calls", torch.zeros((), dtype=torch.long))
-
-    def forward(self, x):
-        self.calls += 1
-        return super().forward(x)
 
 
 def mse(model, batch):
@@ -174,8 +142,8 @@ def test_a_forward_pass_that_changes_a_buffer_stops_the_run_at_once(ray_pool):
      r"^optimizer_fn must build its optimizer over the parameters it is given"),
     ({"model_fn": lambda: nn.Linear(4, 2, device="meta")}, r"^model_fn: 'weight' is on the meta device"),
     ({"optimizer_fn": lambda params: torch.optim.Adam(params, lr=3e38)},
-     r"^optimizer_fn: the optimizer's step failed for model 0 at job 0: RuntimeError: value "
-     r"cannot be converted to type float without overflow \(is the learning rate optimizer_fn sets"),
+     (r"^optimizer_fn: the optimizer's step failed for model 0 at job 0: RuntimeError: value "
+      r"cannot be converted to type float without overflow \(is the learning rate optimizer_fn sets")),
 ], ids=["optimizer over another module", "meta device", "overflowing step"])
 def test_unusable_workloads_name_the_function(ray_pool, kwargs, message):
     start = time.monotonic()
