@@ -14,6 +14,7 @@ from ..config import MAX_WORKERS
 from ..jsonout import dumps
 from ..sim.tune import TuneSettings, grid_size, tune
 from ..sim.verify import verify
+from ..terminal import escape, one_line
 from . import types
 from .common import (
     CliError,
@@ -63,7 +64,7 @@ def cmd_tune(args) -> int:
     if args.json:
         print(dumps(result))
         return 0
-    print(f"hindsight grid search on {trace_name} (n={n}, jobs={settings.jobs}, load model "
+    print(f"hindsight grid search on {escape(trace_name)} (n={n}, jobs={settings.jobs}, load model "
           f"{loads.describe()}): {result['evaluated']} settings in {result['elapsed_s']:.3f} s")
     for name, best in result["best"].items():
         params = ",".join(f"{k}={v}" for k, v in best["params"].items() if k != "gc_code")
@@ -111,8 +112,9 @@ def cmd_trace_convert(args) -> int:
     times = load_trace(args.input)
     loaded = time.perf_counter() - start
     kind = save_trace(times, args.output, name=args.input)
-    print(f"wrote {args.output} ({kind}, {os.path.getsize(args.output) / 2**20:.1f} MiB): "
-          f"{times.shape[0]} rounds x {times.shape[1]} workers; read {args.input} in {loaded:.2f} s")
+    print(f"wrote {escape(args.output)} ({kind}, {os.path.getsize(args.output) / 2**20:.1f} MiB): "
+          f"{times.shape[0]} rounds x {times.shape[1]} workers; read {escape(args.input)} in "
+          f"{loaded:.2f} s")
     return 0
 
 
@@ -201,7 +203,6 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     from ..runtime.errors import RunFailed
-    from ..terminal import escape, one_line
     try:
         return args.func(args)
     except (CliError, ValueError) as exc:
