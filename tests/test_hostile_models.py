@@ -156,10 +156,14 @@ def test_a_forward_pass_that_changes_a_buffer_is_refused(model_fn, name):
         computer.coded_gradient([np.arange(8)], [1.0], torch.empty(computer.num_params))
 
 
-def test_a_worker_that_builds_other_buffers_is_refused():
+def test_a_worker_that_builds_another_model_is_refused():
     shipped = model_buffers([build_model(Counting, 3)])
     with pytest.raises(WorkloadError, match=r"^model_fn builds other buffers on this worker"):
         TaskComputer(_workload(Projected), "cpu", shipped)
+    computer = TaskComputer(_workload(Projected), "cpu")
+    with pytest.raises(WorkloadError, match=r"^model_fn builds a model of 10 parameters on this "
+                                            r"worker and one of 12 on the coordinator"):
+        computer.load(0, np.zeros(12, dtype=np.float32))
 
 
 # ---- an optimizer step that fails ----------------------------------------------------------------

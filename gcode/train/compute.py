@@ -22,6 +22,7 @@ from .flat import FlatModel, exact_fp32
 from .workload import (
     ModelBuffers,
     Workload,
+    WorkloadError,
     build_model,
     check_finite_loss,
     check_losses,
@@ -58,6 +59,11 @@ class TaskComputer:
 
     def load(self, job: int, flat) -> None:
         """Job ``job``'s parameters, and its model's buffers."""
+        count = int(flat.size if isinstance(flat, np.ndarray) else flat.numel())
+        if count != self.model.numel:
+            raise WorkloadError(f"model_fn builds a model of {self.model.numel} parameters on this "
+                                f"worker and one of {count} on the coordinator; it must build the "
+                                f"same model in every process")
         self.buffers.load(job)
         self.model.load(flat)
 

@@ -9,10 +9,12 @@
 | a forward pass that changes a buffer                | WorkloadError naming the buffer, at     |
 |                                                     | once (not after round_timeout_s)        |
 | optimizer_fn over another module's parameters,      | WorkloadError naming optimizer_fn or    |
-| model_fn on the meta device, an optimizer step that | model_fn, before or at the first step   |
-| overflows (Adam at lr = 3e38)                       |                                         |
+| model_fn on the meta device, a model_fn that builds | model_fn, before or at the first step   |
+| another model on the workers, an optimizer step     | (not after round_timeout_s)             |
+| that overflows (Adam at lr = 3e38)                  |                                         |
 """
 
+import os
 import sys
 import time
 
@@ -37,6 +39,7 @@ pytestmark = pytest.mark.ray
 BURSTY = gcode.InjectConfig(model="bursty", params={"B": 1, "W": 2, "lam": 1, "base": 0.01,
                                                      "slowdown": 5.0, "straggle_prob": 0.5})
 JOBS, BATCH, SEED, MODELS = 6, 48, 5, 2
+DRIVER_PID = os.getpid()
 
 
 class Indexed(Dataset):
@@ -141,10 +144,13 @@ def test_a_forward_pass_that_changes_a_buffer_stops_the_run_at_once(ray_pool):
     ({"optimizer_fn": lambda params: torch.optim.SGD(nn.Linear(4, 2).parameters(), lr=0.1)},
      r"^optimizer_fn must build its optimizer over the parameters it is given"),
     ({"model_fn": lambda: nn.Linear(4, 2, device="meta")}, r"^model_fn: 'weight' is on the meta device"),
+    ({"model_fn": lambda: nn.Linear(4 if os.getpid() == DRIVER_PID else 5, 2)},
+     r"^model_fn builds a model of 12 parameters on this worker and one of 10 on the coordinator"),
     ({"optimizer_fn": lambda params: torch.optim.Adam(params, lr=3e38)},
      (r"^optimizer_fn: the optimizer's step failed for model 0 at job 0: RuntimeError: value "
       r"cannot be converted to type float without overflow \(is the learning rate optimizer_fn sets")),
-], ids=["optimizer over another module", "meta device", "overflowing step"])
+], ids=["optimizer over another module", "meta device", "another model on the workers",
+        "overflowing step"])
 def test_unusable_workloads_name_the_function(ray_pool, kwargs, message):
     start = time.monotonic()
     with pytest.raises(WorkloadError, match=message):
