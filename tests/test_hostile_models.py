@@ -23,7 +23,20 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
-from hostile_models import Counting, Projected, Unseeded
+from hostile_models import (
+    BATCH,
+    JOBS,
+    MODELS,
+    SEED,
+    Counting,
+    Indexed,
+    Projected,
+    Unseeded,
+    mse,
+    plain_torch,
+    rel_diff,
+    sgd,
+)
 from torch import nn
 from torch.utils.data import TensorDataset
 
@@ -144,6 +157,36 @@ class Masked(nn.Module):
         super().__init__()
         self.lin = nn.Linear(5, 5)
         self.register_buffer("mask", mask)  # holds -inf: compared as values, not as finite
+
+
+def _in_process(coding, workers, model_fn=Unseeded, models=MODELS):
+    """A run of the coordinator's loop with in-process workers (no Ray; a straggler in every
+    odd round), returning (metrics, the trained models)."""
+    import gcode
+    from gcode.api import to_train_config
+    from gcode.runtime.run import execute
+    from gcode.runtime.transport.inprocess import Script
+    cfg = to_train_config(gcode.CodingConfig(**coding), gcode.ScalingConfig(workers=workers),
+                                gcode.RunConfig(jobs=JOBS, batch_size=BATCH, seed=SEED, models=models))
+    workload = Workload(model_fn, mse, Indexed, sgd)
+    stragglers = Script(delays={(r, r % workers): 0.04 for r in range(1, 20, 2)})
+    return execute(cfg, workload, in_process=stragglers)
+
+
+def test_a_model_with_buffers_trains_as_plain_torch_in_process():
+    """The buffers acceptance without Ray (the live one: tests/runtime/test_hostile_models_live.py):
+    uncoded on one worker = plain torch; GC-FR and M-SGC on 4 workers with stragglers = uncoded,
+    within 1e-6; the frozen bias never moves. ``shift`` is unseeded: each run draws another, so
+    each coded run is compared with plain torch on its own buffers."""
+    metrics, models = _in_process({"scheme": "uncoded"}, 1)
+    assert metrics["decoded_jobs"] == JOBS and not torch.equal(models[0].proj, models[1].proj)
+    assert rel_diff(models, plain_torch(models)) < 1e-6
+    for coding, m in (({"scheme": "gc", "s": 1, "gc_code": "fr"}, MODELS),
+                      ({"scheme": "msgc", "B": 1, "W": 2, "lam": 1}, 3)):
+        metrics, coded = _in_process(coding, 4, models=m)
+        assert metrics["decoded_jobs"] == JOBS and metrics["stragglers"] > 0
+        assert rel_diff(coded, plain_torch(coded)) < 1e-6
+        assert all(torch.equal(model.lin.bias, torch.ones(2)) for model in coded)
 
 
 @pytest.mark.parametrize("model_fn,name", [(Counting, "calls"), (Reassigning, "proj")],

@@ -18,77 +18,32 @@ import os
 import sys
 import time
 
-import hostile_models
+import hostile_models as hm
 import pytest
 import torch
-import torch.nn.functional as F
 from hostile_models import Counting, Projected, Unseeded
 from torch import nn
-from torch.utils.data import Dataset
 
 import gcode
-from gcode.runtime.data import job_indices, model_seed
-from gcode.train import WorkloadError, build_model
+from gcode.train import WorkloadError
 
 ray = pytest.importorskip("ray")
-for module in (sys.modules[__name__], hostile_models):  # workers cannot import tests/
+for module in (sys.modules[__name__], hm):  # workers cannot import tests/
     ray.cloudpickle.register_pickle_by_value(module)
 
 pytestmark = pytest.mark.ray
 
 BURSTY = gcode.InjectConfig(model="bursty", params={"B": 1, "W": 2, "lam": 1, "base": 0.01,
                                                      "slowdown": 5.0, "straggle_prob": 0.5})
-JOBS, BATCH, SEED, MODELS = 6, 48, 5, 2
 DRIVER_PID = os.getpid()
 
 
-class Indexed(Dataset):
-    def __len__(self):
-        return 480
-
-    def __getitem__(self, i):
-        g = torch.Generator().manual_seed(int(i))
-        x = torch.randn(4, generator=g)
-        return x, torch.stack([x.sum(), x[0] - x[3]])
-
-
-def mse(model, batch):
-    return F.mse_loss(model(batch[0]), batch[1], reduction="none").mean(1)
-
-
-def sgd(params):
-    return torch.optim.SGD(params, lr=0.05, momentum=0.5, weight_decay=0.5)
-
-
-def _fit(pool, coding, workers=4, model_fn=Projected, optimizer_fn=sgd, **run):
-    run = {"jobs": JOBS, "batch_size": BATCH, "seed": SEED, "models": MODELS, **run}
-    return gcode.fit(model_fn, mse, Indexed, optimizer_fn, coding=gcode.CodingConfig(**coding),
+def _fit(pool, coding, workers=4, model_fn=Projected, optimizer_fn=hm.sgd, **run):
+    run = {"jobs": hm.JOBS, "batch_size": hm.BATCH, "seed": hm.SEED, "models": hm.MODELS, **run}
+    return gcode.fit(model_fn, hm.mse, hm.Indexed, optimizer_fn,
+                     coding=gcode.CodingConfig(**coding),
                      scaling=gcode.ScalingConfig(workers=workers, round_timeout_s=60),
                      run=gcode.RunConfig(**run), pool=pool, progress=False)
-
-
-def _plain_torch(trained):
-    """Each model trained in this process by plain torch on gcode's batches (job t: model t mod
-    M), from gcode's initial parameters and with the buffers gcode's coordinator built."""
-    data = Indexed()
-    out = []
-    for m, returned in enumerate(trained):
-        model = build_model(Unseeded, model_seed(SEED, m))
-        model.load_state_dict({n: b for n, b in returned.named_buffers()}, strict=False)
-        opt = sgd(model.parameters())
-        for t in range(m, JOBS, MODELS):
-            items = [data[int(i)] for i in job_indices(SEED, t, BATCH, len(data))]
-            x, y = torch.stack([a for a, _ in items]), torch.stack([b for _, b in items])
-            opt.zero_grad()
-            (mse(model, (x, y)).sum() / BATCH).backward()
-            opt.step()
-        out.append(model)
-    return out
-
-
-def _rel(a, b):
-    return max(float((p.detach().double() - q.detach().double()).norm() / q.detach().double().norm())
-               for x, y in zip(a, b) for p, q in zip(x.parameters(), y.parameters()))
 
 
 @pytest.fixture(scope="module")
@@ -99,9 +54,9 @@ def uncoded(ray_pool):
 def test_a_model_with_buffers_trains_as_plain_torch(ray_pool):
     res = _fit(ray_pool, {"scheme": "uncoded"}, workers=1, model_fn=Unseeded)
     models = res.models
-    assert res.metrics["decoded_jobs"] == JOBS
+    assert res.metrics["decoded_jobs"] == hm.JOBS
     assert not torch.equal(models[0].proj, models[1].proj)  # model m's own buffers came back
-    assert _rel(models, _plain_torch(models)) < 1e-6
+    assert hm.rel_diff(models, hm.plain_torch(models)) < 1e-6
     for model in models:  # SGD with weight decay and momentum never touched the frozen bias
         assert torch.equal(model.lin.bias, torch.ones(2))
 
@@ -110,11 +65,11 @@ def test_a_model_with_buffers_trains_as_plain_torch(ray_pool):
                                     {"scheme": "msgc", "B": 1, "W": 2, "lam": 1}],
                          ids=["gc-fr", "msgc"])
 def test_coded_runs_of_a_model_with_buffers_equal_the_uncoded_run(ray_pool, uncoded, coding):
-    res = _fit(ray_pool, coding, inject=BURSTY, models=MODELS if coding["scheme"] == "gc" else 3)
+    res = _fit(ray_pool, coding, inject=BURSTY, models=hm.MODELS if coding["scheme"] == "gc" else 3)
     ref = uncoded if coding["scheme"] == "gc" else _fit(ray_pool, {"scheme": "uncoded"},
                                                          workers=1, models=3)
-    assert res.metrics["decoded_jobs"] == JOBS
-    assert _rel(res.models, ref.models) < 1e-6
+    assert res.metrics["decoded_jobs"] == hm.JOBS
+    assert hm.rel_diff(res.models, ref.models) < 1e-6
     assert all(torch.equal(m.lin.bias, torch.ones(2)) for m in res.models)
 
 
@@ -127,10 +82,10 @@ def test_a_resumed_run_keeps_the_checkpoints_buffers(ray_pool, tmp_path):
                  checkpoint=gcode.CheckpointConfig(dir=str(ck), every=2, keep=10))
     resumed = _fit(ray_pool, {"scheme": "uncoded"}, workers=1, model_fn=Unseeded,
                    checkpoint=gcode.CheckpointConfig(resume=str(ck / "round-00000002")))
-    assert resumed.metrics["decoded_jobs"] == JOBS
+    assert resumed.metrics["decoded_jobs"] == hm.JOBS
     for a, b in zip(resumed.models, whole.models):
         assert torch.equal(a.shift, b.shift)
-    assert _rel(resumed.models, whole.models) < 1e-6
+    assert hm.rel_diff(resumed.models, whole.models) < 1e-6
 
 
 def test_a_forward_pass_that_changes_a_buffer_stops_the_run_at_once(ray_pool):

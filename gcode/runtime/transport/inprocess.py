@@ -107,7 +107,8 @@ class InProcessTransport:
         self.spec = spec
         self.script = script or Script()
         self.clock = clock or VirtualClock()
-        self.computer = TaskComputer(spec.workload, "cpu")  # one replica serves every worker
+        # one replica serves every worker, with the coordinator's buffers, as a worker actor's
+        self.computer = TaskComputer(spec.workload, "cpu", spec.buffers)
         self.workers = [_Worker(ctx=ctx_id, pid=1000 * (w + 1)) for w in range(n)]
         self.stats = {"inprocess_calls": 0, "deaths": 0}
         self._seq = itertools.count()
@@ -183,7 +184,7 @@ class InProcessTransport:
         out = torch.empty((len(call.tasks), spec.num_params), dtype=_TORCH_DTYPES[call.dtype])
         losses = []
         for k, (job, _slot, chunks, coefs) in enumerate(call.tasks):
-            computer.model.load(data[job].params)
+            computer.load(job, data[job].params)
             idx = job_indices(spec.seed, job, spec.batch_size, spec.num_samples)
             rows = [idx[data[job].bounds[c][0]:data[job].bounds[c][1]] for c in chunks]
             losses.append(computer.coded_gradient(rows, coefs, out[k]))
