@@ -197,17 +197,21 @@ def model_figures(rows: dict, rate_bytes: float) -> dict:
 def markdown(entry: dict) -> str:
     lines = [(f"**{entry['rate']}** per link ({entry['rate_bytes_per_s'] / MB:.0f} MB/s nominal), "
              f"{entry['nodes']} worker nodes + head, {entry['repeats']} repeats (median):"), "",
-             "| transfer | bytes | measured s | model at nominal rate s | measured / model |", "|---|---|---|---|---|"]
+             "| transfer | bytes | measured s | model at nominal rate s | measured / model |",
+             "|---|---|---|---|---|"]
     for p in entry["model"]["predicted"]:
-        lines.append(f"| {p['what']} | {p['bytes'] / MB:.3g} MB | {p['measured_s']:.4f} | {p['predicted_s']:.4f} | "
+        lines.append(f"| {p['what']} | {p['bytes'] / MB:.3g} MB | {p['measured_s']:.4f} | "
+                     f"{p['predicted_s']:.4f} | "
                      f"{p['measured_over_predicted']:.2f} |")
     ring, p2p = entry["model"]["fit_ring"], entry["model"]["fit_p2p"]
-    lines += ["", (f"Fitted: ring allreduce alpha {ring['alpha'] * 1e3:.3f} ms, beta {ring['beta'] / MB:.1f} MB/s "
+    lines += ["", (f"Fitted: ring allreduce alpha {ring['alpha'] * 1e3:.3f} ms, "
+                   f"beta {ring['beta'] / MB:.1f} MB/s "
                   f"(rel. RMS {ring['rel_rms']:.2f}); gloo p2p alpha {p2p['alpha'] * 1e3:.3f} ms, "
                   f"beta {p2p['beta'] / MB:.1f} MB/s.")]
     star = entry["model"]["fit_star_gather"]
     if star:
-        lines[-1] += f" Star gather (Ray object store): alpha {star['alpha'] * 1e3:.1f} ms, beta {star['beta'] / MB:.1f} MB/s."
+        lines[-1] += (f" Star gather (Ray object store): alpha {star['alpha'] * 1e3:.1f} ms, "
+                      f"beta {star['beta'] / MB:.1f} MB/s.")
     return "\n".join(lines)
 
 
@@ -229,8 +233,9 @@ def main(argv=None) -> int:
     rate_bytes = float(number) * unit[rate[len(number):]] / 8
     load = os.getloadavg()  # the machine may be shared: say how busy it was
     rows = measure(args.repeats, args.sizes_mb)
-    entry = {"rate": rate, "rate_bytes_per_s": rate_bytes, "nodes": len(os.environ["GCODE_NETNS_NODE_IPS"].split()),
-             "repeats": args.repeats, "cpus": os.cpu_count(), "torch": torch.__version__, "ray": ray.__version__,
+    entry = {"rate": rate, "rate_bytes_per_s": rate_bytes,
+             "nodes": len(os.environ["GCODE_NETNS_NODE_IPS"].split()), "repeats": args.repeats,
+             "cpus": os.cpu_count(), "torch": torch.__version__, "ray": ray.__version__,
              "date": time.strftime("%Y-%m-%d"), "load_average_before": load,
              "load_average_after": os.getloadavg(), **rows}
     entry["model"] = model_figures(rows, rate_bytes)

@@ -267,19 +267,21 @@ def netns_planes(doc: dict) -> str:
     """One table per link rate: measured against gcode.sim.network, then the fitted alpha, beta."""
     out = []
     for rate, run in doc["runs"].items():
-        ar = next(r for r in run["allreduce"] if r["bytes"] == max(a["bytes"] for a in run["allreduce"]))
-        star = sum(g["seconds"] for g in run["gather"] if g["sources"] == run["nodes"]) + run["scatter"][0]["seconds"]
+        ar = max(run["allreduce"], key=lambda r: r["bytes"])
+        gathered = sum(g["seconds"] for g in run["gather"] if g["sources"] == run["nodes"])
+        star = gathered + run["scatter"][0]["seconds"]
         rows = [[p["what"], f"{p['bytes'] / 1e6:.3g}", ms(p["measured_s"]), ms(p["predicted_s"]),
                  x(p["measured_over_predicted"])] for p in run["model"]["predicted"]]
         ring, gather = run["model"]["fit_ring"], run["model"]["fit_star_gather"]
         load = ", ".join(f"{v:.0f}" for v in run["load_average_before"])
         out += [(f"**{rate}** per link, {run['nodes']} worker nodes, median of {run['repeats']} "
-                f"(load average {load} before, {run['date']}, {run['cpus']} CPUs):"), "",
+                 f"(load average {load} before, {run['date']}, {run['cpus']} CPUs):"), "",
                 table(["transfer", "MB", "measured ms", "model ms", "measured / model"], rows), "",
-                (f"A star round's data (gather + scatter, {run['nodes']} x {ar['bytes'] / 1e6:.3g} MB each way) "
-                f"took {ms(star)} ms against {ms(ar['seconds'])} ms for the allreduce of the same gradient. "
-                f"Fitted: ring alpha {1e3 * ring['alpha']:.2f} ms, beta {ring['beta'] / 1e6:.0f} MB/s; star gather "
-                f"alpha {1e3 * gather['alpha']:.1f} ms, beta {gather['beta'] / 1e6:.0f} MB/s."), ""]
+                (f"A star round's data (gather + scatter, {run['nodes']} x {ar['bytes'] / 1e6:.3g} MB "
+                 f"each way) took {ms(star)} ms against {ms(ar['seconds'])} ms for the allreduce of the "
+                 f"same gradient. Fitted: ring alpha {1e3 * ring['alpha']:.2f} ms, beta "
+                 f"{ring['beta'] / 1e6:.0f} MB/s; star gather alpha {1e3 * gather['alpha']:.1f} ms, "
+                 f"beta {gather['beta'] / 1e6:.0f} MB/s."), ""]
     return "\n".join(out).rstrip()
 
 

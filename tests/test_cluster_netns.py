@@ -28,7 +28,8 @@ def namespaces(prefix: str) -> list[str]:
 
 def test_usage_errors_are_one_line():
     assert "tbf" in run("--help").stdout
-    for args, msg in [(["--nodes", "0", "--", "true"], "--nodes must be"), (["--rate", "1g", "--", "true"], "--rate must"),
+    for args, msg in [(["--nodes", "0", "--", "true"], "--nodes must be"),
+                      (["--rate", "1g", "--", "true"], "--rate must"),
                       (["--prefix", "Bad!", "--", "true"], "--prefix must"), (["--nodes", "2"], "no command"),
                       (["--timeout", "5", "--", "true"], "--timeout must")]:
         res = run(*args)
@@ -57,7 +58,8 @@ def test_a_collective_across_namespaces_then_everything_is_gone():
 @pytest.mark.slow
 def test_the_timeout_ends_the_command_and_tears_down():
     prefix = f"gu{os.getpid() % 1000}"
-    res = run("--nodes", "1", "--rate", "100mbit", "--prefix", prefix, "--timeout", "30", "--", "sleep", "600")
+    res = run("--nodes", "1", "--rate", "100mbit", "--prefix", prefix, "--timeout", "30", "--",
+              "sleep", "600")
     assert res.returncode == 124 and "--timeout 30s reached" in res.stderr
     assert namespaces(prefix) == []
     kept = [line.split("Ray logs kept in ")[1].split("/node*")[0] for line in res.stderr.splitlines()

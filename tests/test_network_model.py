@@ -72,7 +72,8 @@ def test_fit_refuses_bad_samples(samples, match):
 
 def test_parse_units_and_errors():
     net = NetworkModel.parse("alpha=50us,beta=10gbit,coord_alpha=1ms,coord_beta=100GB,params=1e9,bytes=8")
-    assert (net.alpha, net.beta, net.a_c, net.b_c, net.params, net.bytes) == (50e-6, 1.25e9, 1e-3, 1e11, 1e9, 8)
+    assert (net.alpha, net.beta, net.a_c, net.b_c) == (50e-6, 1.25e9, 1e-3, 1e11)
+    assert (net.params, net.bytes) == (1e9, 8)
     assert NetworkModel.parse("beta=2e9").a_c == NetworkModel().alpha
     for text, match in [("alpha=5x", "alpha must be a number"), ("gamma=1", "KEY among"), ("beta=0", "beta"),
                         ("bytes=2.5", "whole number"), ("alpha=1,alpha=2", "twice"), ("beta", "KEY=VALUE"),
@@ -107,7 +108,7 @@ def test_bench_scale_network_writes_table_json_png(tmp_path, capsys):
     result = json.loads(capsys.readouterr().out)
     assert [(r["n"], r["params"]) for r in result["rows"]] == [(8, 11.2e6), (8, 1e9), (16, 11.2e6), (16, 1e9)]
     for r in result["rows"]:
-        assert r["star"]["round_s"] > r["compute_s_per_round"] and r["collective"]["round_s"] > r["compute_s_per_round"]
+        assert min(r["star"]["round_s"], r["collective"]["round_s"]) > r["compute_s_per_round"]
         assert r["star_over_collective"] > 1  # 10 Gbit/s worker links: the star never pays at this d
     assert result["star_pays"] == {"1.12e+07": [], "1e+09": []}
     assert "The star pays" in (tmp_path / "bench_scale_network.md").read_text()

@@ -56,7 +56,8 @@ def run_network_bench(model: NetworkModel = DEFAULT_NETWORK, ns=NS, params=PARAM
             rows.append({"n": n, "params": d, "scheme": SCHEME, "scheme_params": compute["params"],
                          "compute_s_per_round": compute["compute_s_per_round"], **per_round,
                          "star_pays_below_params": net.break_even_params(n),
-                         "star_over_collective": per_round["star"]["round_s"] / per_round["collective"]["round_s"]})
+                         "star_over_collective":
+                             per_round["star"]["round_s"] / per_round["collective"]["round_s"]})
         if progress is not None:
             progress(1)
     return {"network": model.as_dict(), "ns": list(ns), "params": list(params), "rounds": rounds,

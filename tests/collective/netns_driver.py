@@ -13,7 +13,8 @@ import plane_actor
 
 from gcode.runtime.collective import CollectiveConfig, GroupConfig, form_group
 
-ray.init(address=os.environ["RAY_ADDRESS"], _node_ip_address=os.environ["GCODE_NETNS_HEAD_IP"], log_to_driver=False)
+ray.init(address=os.environ["RAY_ADDRESS"], _node_ip_address=os.environ["GCODE_NETNS_HEAD_IP"],
+         log_to_driver=False)
 ray.cloudpickle.register_pickle_by_value(plane_actor)
 ips = os.environ["GCODE_NETNS_NODE_IPS"].split()
 config = CollectiveConfig(group=GroupConfig(timeout_s=60.0))
@@ -23,5 +24,6 @@ for w, a in enumerate(actors):
     ray.get(a.keep_raw.remote((w, 0, 0), 0, np.full(8, w + 1.0)))
     ray.get(a.fold.remote(0, [((w, 0, 0), 1.0)]))
 sums = ray.get([a.reduce.remote(0) for a in actors], timeout=120)
-print(json.dumps({"host": rdv.host, "nodes": sorted(n["NodeManagerAddress"] for n in ray.nodes() if n["Alive"]),
+nodes = sorted(n["NodeManagerAddress"] for n in ray.nodes() if n["Alive"])
+print(json.dumps({"host": rdv.host, "nodes": nodes,
                   "sums": [s.tolist() for s in sums]}))

@@ -23,7 +23,8 @@ def chunk_grads(seed: int, job: int, chunks: int, dim: int) -> np.ndarray:
     return np.random.default_rng([seed, job]).standard_normal((chunks, dim)).astype(np.float32)
 
 
-def coded_message(seed: int, job: int, chunks_total: int, dim: int, chunks, coefficients, dtype) -> np.ndarray:
+def coded_message(seed: int, job: int, chunks_total: int, dim: int, chunks, coefficients,
+                  dtype) -> np.ndarray:
     """Σ coefficient · chunk gradient in fp64, cast to the scheme's message dtype (as a worker sends)."""
     grads = chunk_grads(seed, job, chunks_total, dim)[list(chunks)].astype(np.float64)
     return (np.asarray(coefficients, dtype=np.float64) @ grads).astype(dtype)
@@ -57,6 +58,9 @@ class PlaneActor:
 
     def fold(self, job: int, pairs) -> int:
         return self.plane.fold(job, [(tuple(k), a) for k, a in pairs]).result()
+
+    def decode(self, job: int, pairs) -> np.ndarray:
+        return self.plane.decode(job, [(tuple(k), a) for k, a in pairs]).result().numpy()
 
     def reduce(self, job: int) -> np.ndarray:
         return self.plane.reduce(job).result().numpy()
@@ -130,7 +134,8 @@ class PlaneActor:
                 "keys": sorted(got["optimizer"]["state"])}
 
     def check_replicas(self, named: dict) -> dict:
-        return self.plane.check_replicas({k: [torch.as_tensor(np.asarray(v))] for k, v in named.items()}).result()
+        replicas = {k: [torch.as_tensor(np.asarray(v))] for k, v in named.items()}
+        return self.plane.check_replicas(replicas).result()
 
     def zero_step(self, job: int, params, zero: int, lr: float) -> np.ndarray:
         """Step flat ``params`` with job's reduced gradient: zero=0 (allreduce, whole Adam) or

@@ -50,8 +50,8 @@ def run_round(ray, actors, scheme, r, stragglers):
     """Workers that are not stragglers compute and keep their coded results of round r."""
     plan = scheme.plan(r)
     dtype = np.dtype(scheme.message_dtype).name
-    calls = [a.compute.remote(w, r, [(t.job, t.slot, t.chunks, t.coefficients, len(scheme.chunk_fractions_for(t.job)))
-                                     for t in plan[w]], dtype)
+    calls = [a.compute.remote(w, r, [(t.job, t.slot, t.chunks, t.coefficients,
+                                      len(scheme.chunk_fractions_for(t.job))) for t in plan[w]], dtype)
              for w, a in enumerate(actors) if not stragglers[w]]
     ray.get(calls, timeout=120)
     scheme.record(r, ~stragglers)
@@ -88,8 +88,11 @@ def test_decoded_sum_equals_the_direct_sum(local_ray, actors, name, params):
         run_round(local_ray, actors, scheme, r, random_conforming_stragglers(scheme, r, rng))
         for t in range(max(0, r - scheme.delay), r + 1):
             if scheme.decodable(t) and not scheme.is_decoded(t):
-                fold_all(local_ray, actors, scheme.decode(t), t)
-                assert_exact(reduce_all(local_ray, actors, t), t, len(scheme.chunk_fractions_for(t)))
+                pairs = [[] for _ in actors]  # fold and reduce as one request per worker
+                for key, coefficient in scheme.decode(t):
+                    pairs[key.worker].append((tuple(key), coefficient))
+                sums = local_ray.get([a.decode.remote(t, p) for a, p in zip(actors, pairs)], timeout=120)
+                assert_exact(sums, t, len(scheme.chunk_fractions_for(t)))
                 local_ray.get([a.release.remote(t) for a in actors])
                 decoded += 1
     assert decoded == scheme.jobs and np.asarray(scheme.history).any()  # some rounds had stragglers

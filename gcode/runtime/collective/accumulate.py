@@ -60,11 +60,13 @@ class JobAccumulators:
                 folded = self._folded.setdefault(job, {})
                 if key in folded:
                     if folded[key] != coefficient:
-                        raise ValueError(f"result {key} of job {job} folded with coefficient {folded[key]!r}, "
+                        raise ValueError(f"result {key} of job {job} folded with coefficient "
+                                         f"{folded[key]!r}, "
                                          f"now {coefficient!r}")
                     continue
                 if kept is None:
-                    raise KeyError(f"no kept result {key} for job {job}: its coefficient came before the result")
+                    raise KeyError(f"no kept result {key} for job {job}: its coefficient came before "
+                                   f"the result")
                 if kept[0] != job:
                     raise ValueError(f"result {key} belongs to job {kept[0]}, not job {job}")
                 acc = self._accumulator(job)

@@ -78,7 +78,8 @@ def resolve_backend(backend: str, device: torch.device) -> str:
     if backend == "auto":
         return "nccl" if device.type == "cuda" else "gloo"
     if backend == "nccl" and device.type != "cuda":
-        raise ValueError("collective backend nccl needs each worker on a GPU of its own; use gloo for CPU workers")
+        raise ValueError("collective backend nccl needs each worker on a GPU of its own; use gloo for "
+                         "CPU workers")
     return backend
 
 
@@ -195,7 +196,8 @@ class GroupMember:
         self.rank, self.rendezvous = None, None
 
 
-def form_group(actors: list, config: GroupConfig, generation: int = 0, *, backend: str | None = None) -> Rendezvous:
+def form_group(actors: list, config: GroupConfig, generation: int = 0, *,
+               backend: str | None = None) -> Rendezvous:
     """Coordinator side: form generation ``generation`` among ``actors`` (rank = position).
 
     The rank-0 actor picks the address; every actor joins in parallel; the call returns once all

@@ -5,7 +5,10 @@ A compute straggler never blocks the collective: collectives run on the plane's 
 a worker whose compute thread is still busy enters job t's allreduce at once with what it has
 folded (zeros for the results it never finished). The coordinator asks every worker for the
 same collectives in the same order (``fold`` then ``reduce`` of job t, in increasing t), which
-is the one rule torch.distributed needs; a thread of one's own keeps that order per worker.
+is the one rule torch.distributed needs; a thread of one's own keeps that order per worker, in
+the order the requests reach it. An actor that serves calls concurrently (a threaded actor)
+must submit job t's requests as one (:meth:`decode`), or from an async method before its first
+``await``, so that a later call cannot overtake them.
 
 Worker actor methods (each delegates here; the coordinator calls them):
 
@@ -16,6 +19,7 @@ Worker actor methods (each delegates here; the coordinator calls them):
 ``fold(job, pairs)``        acc[job] += a·m for this worker's (result key, a) pairs
 ``reduce(job)``             allreduce job's accumulator; every worker gets the decoded sum
 ``reduce_step(job, opt)``   ``zero=1``: reduce-scatter, step the shard, all-gather parameters
+``decode(job, pairs, opt)`` ``fold`` then ``reduce`` (or ``reduce_step``) as one request
 ``check_replicas(named)``   checksum allreduce; :class:`ReplicaMismatch` names a mismatch
 ``broadcast(tree, src)``    a state tree from rank ``src`` (a restarted actor's replicas)
 ``release(job)``            drop job's accumulator and kept results after its step
@@ -73,7 +77,8 @@ def accumulate_dtype_for(message_dtype) -> str:
 class CollectivePlane:
     """One worker's collective plane (see the module docstring for the calls)."""
 
-    def __init__(self, numel: int, device: torch.device | str = "cpu", config: CollectiveConfig | None = None):
+    def __init__(self, numel: int, device: torch.device | str = "cpu",
+                 config: CollectiveConfig | None = None):
         self.config = config or CollectiveConfig()
         self.device = torch.device(device)
         self.member = GroupMember(self.device)
@@ -115,6 +120,23 @@ class CollectivePlane:
             dist.all_reduce(total)
             return total
         return self._collective(f"allreduce of job {job}", allreduce)
+
+    def decode(self, job: int, pairs: Iterable[tuple[Hashable, float]],
+               sharded: ShardedOptimizer | None = None) -> Future:
+        """Fold ``pairs`` and reduce job in one request, so that no other collective can come
+        between them: future of the decoded sum (``zero=0``), or of None once ``sharded`` has
+        stepped (``zero=1``)."""
+        pairs = list(pairs)
+
+        def fold_and_reduce():
+            self.jobs.fold(job, pairs)
+            if sharded is not None:
+                return sharded.step(self.jobs.accumulator(job))
+            total = self.jobs.accumulator(job).clone()
+            dist.all_reduce(total)
+            return total
+        what = f"{'reduce-scatter step' if sharded else 'allreduce'} of job {job}"
+        return self._collective(what, fold_and_reduce)
 
     def reduce_step(self, job: int, optimizer: ShardedOptimizer) -> Future:
         """``zero=1``: reduce-scatter job's accumulator, step this rank's shard, all-gather."""

@@ -144,7 +144,8 @@ class ShardedOptimizer:
     ``params`` is the replica's flat parameter tensor (updated in place by :meth:`step`);
     ``make_optimizer([shard])`` builds the optimizer of the shard."""
 
-    def __init__(self, params: torch.Tensor, make_optimizer: Callable[[list[torch.Tensor]], torch.optim.Optimizer]):
+    def __init__(self, params: torch.Tensor,
+                 make_optimizer: Callable[[list[torch.Tensor]], torch.optim.Optimizer]):
         if params.dim() != 1:
             raise ValueError("ShardedOptimizer needs the flat parameter vector")
         self.params = params
