@@ -22,8 +22,25 @@ def dense_task(code, worker, job, slot=0, offset=0) -> MiniTask:
 
 
 def dense_decode(code, finished) -> dict[int, float]:
-    """The original decode: FR's first finished member per group; cyclic: QR on the first n−s."""
+    """The original decode: FR's first finished member per group; cyclic: QR on the first n−s;
+    the group code (added later): least squares on each group's first ρ+1 finished members with
+    distinct nodes, in worker order."""
     finished = frozenset(finished)
+    if code.kind == "group":
+        out = {}
+        for k, members in enumerate(code.groups):
+            chosen, nodes = [], set()
+            for w in (int(w) for w in members if int(w) in finished):
+                if code.node_of[w] not in nodes and len(chosen) <= code.group_rho[k]:
+                    chosen.append(w)
+                    nodes.add(code.node_of[w])
+            if len(chosen) <= code.group_rho[k]:
+                raise DecodeError("group has too few finished nodes")
+            parts = np.flatnonzero(code.encoding[members].any(axis=0))
+            rows = code.encoding[np.ix_(chosen, parts)]
+            a = np.linalg.lstsq(rows.T, np.ones(len(parts)), rcond=None)[0]
+            out.update({w: float(c) for w, c in zip(chosen, a)})
+        return out
     if code.kind == "fr":
         out = {}
         for members in code.groups:

@@ -14,6 +14,7 @@ from gcode.codes import (
     GradientCoding,
     MiniTask,
     Plan,
+    make_gc_code,
     ResultKey,
     TaskBlock,
     make_scheme,
@@ -24,11 +25,16 @@ from gcode.sim.verify import random_conforming_stragglers, verify
 CASES = [
     ("uncoded", 7, {}), ("ignore", 7, {"s": 2}),
     ("gc", 8, {"s": 2, "gc_code": "fr"}), ("gc", 7, {"s": 2, "gc_code": "cyclic"}),
-    ("srsgc", 8, {"B": 2, "W": 3, "lam": 3}), ("srsgc", 9, {"B": 1, "W": 2, "lam": 4, "gc_code": "fr"}),
+    ("gc", 7, {"s": 2, "gc_code": "group"}), ("gc", 11, {"s": 3, "gc_code": "group"}),
+    ("srsgc", 8, {"B": 2, "W": 3, "lam": 3, "gc_code": "cyclic"}),
+    ("srsgc", 9, {"B": 1, "W": 2, "lam": 4, "gc_code": "fr"}),
     ("srsgc", 8, {"B": 2, "W": 4, "lam": 3, "gc_code": "fr"}),  # B does not divide W-1
-    ("msgc", 8, {"B": 1, "W": 2, "lam": 3}), ("msgc", 7, {"B": 2, "W": 3, "lam": 2, "gc_code": "fr"}),
+    ("srsgc", 9, {"B": 1, "W": 2, "lam": 5, "gc_code": "group"}),
+    ("msgc", 8, {"B": 1, "W": 2, "lam": 3, "gc_code": "cyclic"}),
+    ("msgc", 7, {"B": 2, "W": 3, "lam": 2, "gc_code": "fr"}),
     ("msgc", 6, {"B": 1, "W": 3, "lam": 6}),  # lam = n: no D2 code
-    ("msgc", 8, {"B": 2, "W": 4, "lam": 3}),
+    ("msgc", 8, {"B": 2, "W": 4, "lam": 3, "gc_code": "cyclic"}),
+    ("msgc", 9, {"B": 1, "W": 2, "lam": 3, "gc_code": "group"}),
 ]
 
 
@@ -64,9 +70,9 @@ def drive_both(scheme, rng, rounds=None, coefficient_rtol=0.0):
             if scheme.decodable(t):
                 got, want = scheme.decode(t), ref.decode(t)
                 assert isinstance(got, Decoding) and [k for k, _ in got] == [k for k, _ in want]
-                if coefficient_rtol:
-                    np.testing.assert_allclose(got.coefficients, [c for _, c in want],
-                                               rtol=coefficient_rtol, atol=coefficient_rtol)
+                rtol = coefficient_rtol or (1e-9 if any(c.kind == "group" for c in scheme.codes) else 0.0)
+                if rtol:  # solved (or, for the group code, closed-form) against the reference's lstsq
+                    np.testing.assert_allclose(got.coefficients, [c for _, c in want], rtol=rtol, atol=rtol)
                 else:
                     assert list(got) == want
 
@@ -80,6 +86,7 @@ def test_array_schemes_match_the_per_worker_state_machines(name, n, params, seed
 @pytest.mark.parametrize("name,params", [("gc", {"s": 4}), ("msgc", {"B": 1, "W": 2, "lam": 3}),
                                          ("srsgc", {"B": 1, "W": 2, "lam": 6})])
 def test_array_schemes_match_beyond_the_dense_cyclic_decode(name, params):
+    params = {**params, "gc_code": "cyclic"}
     """n = 300 > DENSE_DECODE_MAX_N: cyclic decode vectors come from the banded solve, equal to
     the dense QR's to rounding."""
     drive_both(make_scheme(name, n=300, jobs=6, **params), np.random.default_rng(5), rounds=5,
@@ -171,13 +178,15 @@ def test_decodings_read_like_lists_of_keys_and_coefficients():
     assert Decoding.concat([d, Decoding.from_pairs([(ResultKey(1, 1, 1), 3.0)])])[2] == (ResultKey(1, 1, 1), 3.0)
 
 
-def test_the_simulator_never_solves_a_cyclic_decode():
-    """Decodings are deferred: a simulated cyclic code never builds its rows or solves."""
-    code = CyclicRepetitionCode(400, 30)
+def test_the_simulator_never_solves_a_certified_decode(monkeypatch):
+    """Decodings are deferred: a simulated certified code never computes a decode vector (an
+    uncertified one solves each decode set, to check it: tests/test_adversarial.py)."""
+    code = make_gc_code("group", 400, 30)
+    monkeypatch.setattr(code, "decode_vector", lambda arrived: pytest.fail("solved a decode"))
     scheme = GradientCoding(400, 30, jobs=6, code=code)
     trace = np.random.default_rng(0).uniform(1.0, 3.0, (6, 400))
     result = simulate(scheme, trace, PaperPolicy(1.0))
-    assert result.decoded_jobs == 6 and code._band is None
+    assert result.decoded_jobs == 6 and code.certified
 
 
 @settings(max_examples=8, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -188,5 +197,5 @@ def test_plans_and_decodings_match_between_the_dense_limit_and_n_200(n, scheme, 
     """Plans built block by block, and cyclic decode vectors from the refined null space (or the
     banded LU), agree with the per-worker reference and its dense QR round by round."""
     name, params = scheme
-    drive_both(make_scheme(name, n=n, jobs=5, **params), np.random.default_rng(seed), rounds=5,
+    drive_both(make_scheme(name, n=n, jobs=5, gc_code="cyclic", **params), np.random.default_rng(seed), rounds=5,
                coefficient_rtol=1e-7)

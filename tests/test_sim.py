@@ -31,7 +31,7 @@ def trace20():
 
 
 @pytest.mark.parametrize("name,params,expected", [
-    ("msgc", dict(B=1, W=2, lam=27), 34.9365),
+    ("msgc", dict(B=1, W=2, lam=27, gc_code="cyclic"), 34.9365),
     ("uncoded", {}, 40.9836),
     ("gc", dict(s=11, gc_code="cyclic"), 35.8112),
 ])
@@ -53,7 +53,8 @@ def test_srsgc_reproduces_the_authors_replay(trace30, trace20, trace_name, jobs,
     """The authors' SR-SGC classes: free tail rounds, and a round that decodes its own job
     within the round does not count against (B, W, λ)."""
     trace = trace30 if trace_name == "r30" else trace20
-    result = simulate(make_scheme("srsgc", n=256, jobs=jobs, **params), trace, PaperPolicy(1.0), SLOPE)
+    result = simulate(make_scheme("srsgc", n=256, jobs=jobs, gc_code="cyclic", **params), trace,
+                      PaperPolicy(1.0), SLOPE)
     assert (round(result.runtime_s, 4), result.waits) == (expected, waits)
     assert result.decoded_jobs == jobs
 

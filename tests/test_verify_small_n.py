@@ -12,7 +12,8 @@ import numpy as np
 import pytest
 
 from gcode.codes import GradientCoding, make_gc_code, make_scheme, srsgc_s
-from gcode.codes.gc import CERTIFY_MAX_DECODE_SETS, FP32_DECODE_ERROR_BUDGET, CyclicRepetitionCode
+from gcode.codes.cyclic import CERTIFY_MAX_DECODE_SETS, CyclicRepetitionCode
+from gcode.codes.exactness import DECODE_ERROR_BUDGET, error_factor, residual_and_amplification
 from gcode.sim.verify import TOLERANCE, verify
 
 NS = range(3, 13)
@@ -53,22 +54,28 @@ def test_cli_verify_cases_that_used_to_fail(args):
     assert out["failures"] == 0 and out["max_rel_error"] <= 1e-6
 
 
-def test_cyclic_growth_is_the_worst_over_every_decode_set():
+def test_cyclic_certificate_is_the_worst_over_every_decode_set():
     code = CyclicRepetitionCode(7, 4)
-    mass = np.abs(code.encoding).sum(axis=1)
-    worst = max(sum(abs(c) * mass[w] for w, c in code.decode_coefficients(frozenset(I)).items())
-                for I in itertools.combinations(range(7), 3)) / math.sqrt(7)
-    assert code.coefficient_growth == pytest.approx(worst)
-    assert worst > 600  # a sample of 9 sets saw 7.8 here
-    assert code.message_dtype == np.float64
-    assert make_gc_code("cyclic", 5, 4).message_dtype == np.float32  # certified well-conditioned
-    assert make_gc_code("cyclic", 5, 4).coefficient_growth * 2.0**-24 <= FP32_DECODE_ERROR_BUDGET
+    worst = np.zeros(2)
+    for I in itertools.combinations(range(7), 3):
+        coefficients = code.decode_coefficients(frozenset(I))
+        workers = np.array(sorted(coefficients))
+        worst = np.maximum(worst, residual_and_amplification(
+            code.encoding[workers], np.array([coefficients[w] for w in workers.tolist()])))
+    assert (code.residual, code.amplification) == pytest.approx(tuple(worst))
+    assert code.amplification > 600  # a sample of 9 sets saw 7.8 here
+    assert code.certified and code.message_dtype == np.float64  # fp32 would miss the budget
+    assert error_factor(code.residual, code.amplification, np.float32) > DECODE_ERROR_BUDGET
+    small = make_gc_code("cyclic", 5, 4)  # certified well-conditioned
+    assert small.certified and small.message_dtype == np.float32
+    assert small.error_bound == error_factor(small.residual, small.amplification, np.float32) <= DECODE_ERROR_BUDGET
 
 
-def test_a_code_too_large_to_certify_sends_fp64():
+def test_a_code_too_large_to_certify_sends_fp64_and_checks_each_set():
     assert math.comb(40, 6) > CERTIFY_MAX_DECODE_SETS
     code = make_gc_code("cyclic", 40, 6)
-    assert code.coefficient_growth == math.inf and code.message_dtype == np.float64
+    assert not code.certified and code.message_dtype == np.float64
+    assert code.error_bound == DECODE_ERROR_BUDGET
 
 
 def test_an_encoding_that_cannot_tolerate_s_is_refused():

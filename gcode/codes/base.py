@@ -16,6 +16,14 @@ asks for ``plan[w]`` or iterates a decoding builds objects, for the workers it a
 Invariant: if every recorded round conforms (a round that did not conform was waited out and is
 recorded with everyone arrived), every job t < jobs is decodable by the end of round t + delay.
 
+Exactness (:mod:`gcode.codes.exactness`): every decode is within the decode error budget. With
+certified codes (``certified``) that follows from the straggler model alone. A scheme with an
+uncertified code (a cyclic code too large to enumerate) also asks, in ``conforms``, whether every
+job whose decoding round r's arrivals settle would decode within the budget; a straggler set
+that the model allows but that fails this is refused like one the model forbids, so the round
+waits, in the simulator and live alike. ``decode_checks`` counts those rounds and the decodes that
+took a least-norm vector over more workers than usual.
+
 ``history`` holds each round's recorded stragglers; ``counted`` holds the ones that count against
 the straggler model in later rounds (the same masks, unless a scheme proves a round's stragglers
 harmless, as SR-SGC does for a round that decodes its own job).
@@ -55,8 +63,12 @@ class CodeBacked:
         return self.code.part_fractions
 
     @property
-    def message_dtype(self) -> np.dtype:
-        return self.code.message_dtype
+    def chunk_groups(self) -> tuple[int, ...]:
+        return self.code.part_groups
+
+    @property
+    def codes(self) -> tuple:
+        return (self.code,)
 
 
 class Scheme(ABC):
@@ -85,6 +97,9 @@ class Scheme(ABC):
         self.events: list[list] = []
         self._plans: dict[int, Plan] = {}
         self._decoded: set[int] = set()
+        #: rounds in which a set the model allows was refused for a decode over the budget
+        self.refused_rounds: set[int] = set()
+        self.min_norm_decodes = 0
 
     # ---- properties every scheme defines -------------------------------------------------
     @property
@@ -116,7 +131,25 @@ class Scheme(ABC):
     @property
     def message_dtype(self) -> np.dtype:
         """dtype workers use for their result arrays (fp64 only when a code needs it)."""
-        return np.dtype(np.float32)
+        return np.result_type(np.float32, *(code.message_dtype for code in self.codes))
+
+    @property
+    def codes(self) -> tuple:
+        """The gradient codes this scheme decodes with (none for uncoded chunks)."""
+        return ()
+
+    @property
+    def certified(self) -> bool:
+        """Every code is certified: the straggler model alone guarantees exact decodes."""
+        return all(code.certified for code in self.codes)
+
+    @property
+    def decode_checks(self) -> dict:
+        """What the exactness rule did (module docstring): the worst error factor of any decode
+        (the budget when checked per set), rounds refused, least-norm decodes."""
+        return {"certified": self.certified,
+                "error_bound": max((code.error_bound for code in self.codes), default=0.0),
+                "refused_rounds": len(self.refused_rounds), "min_norm_decodes": self.min_norm_decodes}
 
     @property
     def max_tasks_per_round(self) -> int:
@@ -172,9 +205,17 @@ class Scheme(ABC):
         return self._plans[r]
 
     def conforms(self, r: int, stragglers: np.ndarray) -> bool:
+        """The straggler model allows ``stragglers`` in round r and, with an uncertified code,
+        every decode they settle is within the budget (module docstring)."""
         if r != len(self.history):
             raise ValueError(f"conforms({r}) called but the next round is {len(self.history)}")
-        return self.model.conforms(self.counted, self._mask(stragglers, "stragglers"))
+        mask = self._mask(stragglers, "stragglers")
+        if not self.model.conforms(self.counted, mask):
+            return False
+        if self.certified or self._decodes_in_budget(r, ~mask):
+            return True
+        self.refused_rounds.add(r)
+        return False
 
     def record(self, r: int, arrived: np.ndarray) -> None:
         """Record round r: ``arrived[i]`` means all of worker i's round-r results arrived."""
@@ -206,6 +247,7 @@ class Scheme(ABC):
         clone = copy.copy(self)
         clone.history, clone.counted, clone.events = list(self.history), list(self.counted), []
         clone._plans, clone._decoded = dict(self._plans), set(self._decoded)
+        clone.refused_rounds = set(self.refused_rounds)
         self._fork_state(clone)
         return clone
 
@@ -243,6 +285,17 @@ class Scheme(ABC):
         if mask.shape != (self.n,):
             raise ValueError(f"{name} must be a bool array of shape ({self.n},), got {mask.shape}")
         return mask
+
+    def _coded(self, code, arrived: np.ndarray, rounds, slots) -> Decoding:
+        """:meth:`Decoding.coded`, counting a least-norm decode."""
+        self.min_norm_decodes += code.decode_uses_min_norm(arrived)
+        return Decoding.coded(code, arrived, rounds, slots)
+
+    def _decodes_in_budget(self, r: int, arrived: np.ndarray) -> bool:
+        """Whether every job whose decode round r's arrivals ``arrived`` settle (no later round
+        can add to its decode set) decodes within the budget; asked only with an uncertified
+        code, while round r's plan is current."""
+        return True
 
     def _counted_stragglers(self, r: int, stragglers: np.ndarray) -> np.ndarray:
         """The part of round r's stragglers that later model checks count (all of them here).

@@ -8,7 +8,7 @@ from functools import cached_property
 import numpy as np
 
 from .base import CodeBacked, Scheme
-from .gc import make_gc_code
+from .gc import DEFAULT_GC_CODE, make_gc_code
 from .gradient_code import GradientCode
 from .models import SPerRound
 from .plan import Decoding, TaskBlock
@@ -121,7 +121,7 @@ class GradientCoding(CodeBacked, _OneRoundScheme):
 
     name = "gc"
 
-    def __init__(self, n: int, s: int, jobs: int | None = None, gc_code: str = "cyclic",
+    def __init__(self, n: int, s: int, jobs: int | None = None, gc_code: str = DEFAULT_GC_CODE,
                  code: GradientCode | None = None):
         super().__init__(n, jobs)
         self.code = code if code is not None else make_gc_code(gc_code, self.n, s)
@@ -141,5 +141,8 @@ class GradientCoding(CodeBacked, _OneRoundScheme):
     def _decodable(self, t):
         return self.code.decodable(self._finished(t))
 
+    def _decodes_in_budget(self, r, arrived):
+        return not self.job_exists(r) or self.code.decodable(self._finished(r) | arrived)
+
     def _decode(self, t) -> Decoding:
-        return Decoding.coded(self.code, self._finished(t), t, 0)
+        return self._coded(self.code, self._finished(t), t, 0)

@@ -10,7 +10,8 @@ n−s workers needs a with Σ_{i∈I} a_i·B_i = 1ᵀ.
 * :class:`NullSpaceDecoder`: B has rank n−s, so L = {z : zᵀB = 0} has dimension s. Given one
   decode vector a₀ and an orthonormal basis Q (n × s) of L, the decode vector of I (all workers
   but the s of S) is a₀ + Q·c with (a₀ + Q·c)_S = 0: the s × s system Q_S·c = −a₀_S, in
-  O(s³ + n·s) per set instead of O(n·s²). L is found once: with I₀ the first n−s workers, every
+  O(s³ + n·s) per set instead of O(n·s²). With fewer than s stragglers the system is
+  underdetermined and its least-norm c gives the least-norm decode vector (a₀ ⊥ Q). L is found once: with I₀ the first n−s workers, every
   other row is b_j = Σ_{i∈I₀} C_ji·b_i (one banded solve with s right-hand sides), so
   e_j − C_j ∈ L, and those s vectors are independent. The paper's codes are ill-conditioned
   (coefficients up to 10⁶–10⁷), so that vector is then refined: the residual ρ = 1ᵀ − aᵀB gets
@@ -119,21 +120,29 @@ class NullSpaceDecoder:
         self.band, self.n, self.s = band, n, s
 
     def solve(self, workers: np.ndarray, enough: float) -> tuple[np.ndarray, np.ndarray, bool]:
-        """(a, Σ_i a_i·B_i, settled) for n−s ascending ``workers``: a (n,) zero off ``workers``.
-        Refined while max|Σ a_i·B_i − 1| > ``enough``; ``settled``: a refinement step no longer
-        reduced that residual. Raises LinAlgError when
-        Q_S is singular."""
+        """(a, Σ_i a_i·B_i, settled) for ascending ``workers`` (at least n−s of them): a (n,)
+        zero off ``workers``; with more than n−s workers, the least-norm such a (the least-norm
+        c, as a₀ ⊥ Q). Refined while max|Σ a_i·B_i − 1| > ``enough``; ``settled``: a refinement
+        step no longer reduced that residual. Raises LinAlgError when Q_S is singular."""
         absent = np.ones(self.n, dtype=bool)
         absent[workers] = False
         stragglers = np.flatnonzero(absent)
-        lu, pivots, info = lapack.dgetrf(self.basis[stragglers])
-        if info != 0:
-            raise np.linalg.LinAlgError(f"singular null-space system (info {info})")
+        if len(stragglers) == self.s:
+            lu, pivots, info = lapack.dgetrf(self.basis[stragglers])
+            if info != 0:
+                raise np.linalg.LinAlgError(f"singular null-space system (info {info})")
+
+            def solve_c(rhs: np.ndarray) -> np.ndarray:
+                return lapack.dgetrs(lu, pivots, rhs)[0]
+        else:  # fewer stragglers than s: the least-norm c of an underdetermined system
+            pseudo_inverse = np.linalg.pinv(self.basis[stragglers])
+
+            def solve_c(rhs: np.ndarray) -> np.ndarray:
+                return pseudo_inverse @ rhs
 
         def onto_workers(z: np.ndarray) -> np.ndarray:
             """z + Q·c with (z + Q·c)_S = 0: the same change of Σ z_i·B_i, zero on S."""
-            c, _ = lapack.dgetrs(lu, pivots, -z[stragglers])
-            moved = z + self.basis @ c
+            moved = z + self.basis @ solve_c(-z[stragglers])
             moved[stragglers] = 0.0
             return moved
 

@@ -5,6 +5,11 @@ worker i send f_i = Σ_j encoding[i, j] · g_j. It tolerates ``s`` stragglers: f
 at least n − s finished workers there are decode coefficients a with aᵀ·encoding_I = 1ᵀ, so
 Σ_i a_i f_i = Σ_j g_j exactly.
 
+Exactness (:mod:`gcode.codes.exactness`): a code decodes only from sets whose error factor
+E = ‖aᵀB − 1‖_∞ + ε·A is within the budget. A ``certified`` code proved that at construction for
+every set it decodes from; an uncertified one checks each set in ``decodable``, so a set that
+fails is "not yet decodable" to every driver (the round waits for more workers).
+
 Codes work on arrival masks (bool arrays of length n) in O(n) numpy: ``decodable(mask)`` and
 ``decode_vector(mask)``. Worker rows (``row``) and the dense ``encoding`` are built only when
 asked for, so a simulator that only asks whether a job decodes never builds them.
@@ -34,6 +39,13 @@ class GradientCode(ABC):
     """An (n, s) gradient code over ``num_parts`` parts."""
 
     kind: str
+    #: every set ``decodable`` accepts decodes within the budget, proven at construction
+    certified: bool = True
+    #: the worst error factor E over the sets it decodes from (the budget when checked per set)
+    error_bound: float
+    #: the worst ‖aᵀB − 1‖_∞ and amplification A found by certification (NaN when not certified)
+    residual: float
+    amplification: float
 
     def __init__(self, n: int, s: int):
         if not isinstance(n, (int, np.integer)) or n < 1:
@@ -57,6 +69,12 @@ class GradientCode(ABC):
     @property
     @abstractmethod
     def num_parts(self) -> int: ...
+
+    @property
+    def part_groups(self) -> tuple[int, ...]:
+        """Sizes of the consecutive runs of equal parts (:mod:`gcode.codes.chunking` rounds
+        each run's samples as one group); one run unless parts differ in size."""
+        return (self.num_parts,)
 
     @property
     @abstractmethod
@@ -86,12 +104,18 @@ class GradientCode(ABC):
 
     @abstractmethod
     def decodable(self, arrived: np.ndarray) -> bool:
-        """True when the workers of the bool mask ``arrived`` determine the full gradient."""
+        """True when the workers of the bool mask ``arrived`` determine the full gradient within
+        the decode error budget."""
 
     @abstractmethod
     def decode_vector(self, arrived: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """(workers ascending, coefficients) over arrived workers with Σ a_i encoding[i] = 1ᵀ;
         raises DecodeError when ``decodable(arrived)`` is False."""
+
+    def decode_uses_min_norm(self, arrived: np.ndarray) -> bool:
+        """True when decoding ``arrived`` takes the least-norm decode vector of more than the
+        usual set, because the usual set missed the budget (only an uncertified code does)."""
+        return False
 
     def __deepcopy__(self, memo):
         return self  # immutable: copies of a scheme share their codes
@@ -101,8 +125,9 @@ class GradientCode(ABC):
         return self.row(worker)[0]
 
     @property
+    @abstractmethod
     def message_dtype(self) -> np.dtype:
-        return np.dtype(np.float32)
+        """The cheapest dtype in which every decode stays within the budget."""
 
     def can_decode(self, finished) -> bool:
         return self.decodable(mask_of(self.n, finished))

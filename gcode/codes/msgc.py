@@ -18,7 +18,7 @@ import copy
 import numpy as np
 
 from .base import Scheme
-from .gc import make_gc_code
+from .gc import DEFAULT_GC_CODE, make_gc_code
 from .gradient_code import GradientCode
 from .models import Bursty, validate_bursty
 from .plan import Decoding, TaskBlock
@@ -55,7 +55,7 @@ class MultiplexedSGC(Scheme):
     plans_from_own_arrivals = True  # a worker's next tasks follow its own D1 chunks (_plan)
 
     def __init__(self, n: int, B: int, W: int, lam: int, jobs: int | None = None,
-                 gc_code: str = "cyclic", code_s: int | None = None):
+                 gc_code: str = DEFAULT_GC_CODE, code_s: int | None = None):
         super().__init__(n, jobs)
         validate_bursty(B, W, lam, self.n)
         self.B, self.W, self.lam = int(B), int(W), int(lam)
@@ -103,7 +103,7 @@ class MultiplexedSGC(Scheme):
 
     @property
     def chunk_groups(self):
-        d2 = (self.code.num_parts,) * self.B if self.code is not None else ()
+        d2 = self.code.part_groups * self.B if self.code is not None else ()
         return (self.n * (self.W - 1),) + d2
 
     @property
@@ -111,8 +111,8 @@ class MultiplexedSGC(Scheme):
         return self._model
 
     @property
-    def message_dtype(self):
-        return self.code.message_dtype if self.code is not None else np.dtype(np.float32)
+    def codes(self):
+        return () if self.code is None else (self.code,)
 
     def _state(self, t: int) -> _JobState:
         if t not in self._jobs:
@@ -157,13 +157,23 @@ class MultiplexedSGC(Scheme):
             return False
         return all(self.code.decodable(arrived) for arrived in state.d2_round >= 0)
 
+    def _decodes_in_budget(self, r, arrived):
+        """A D2 group gets coded results only in its own round: its set must decode then."""
+        for block in self.plan(r).blocks:
+            if block.code is not None:
+                group = (block.chunk_offset - self.n * (self.W - 1)) // self.code.num_parts
+                done = self._state(block.job).d2_round[group] >= 0
+                if not self.code.decodable(done | (arrived & block.workers)):
+                    return False
+        return True
+
     def _decode(self, t) -> Decoding:
         state = self._jobs[t]
         parts = [Decoding(np.repeat(np.arange(self.n), self.W - 1), state.d1_round.ravel(),
                           state.d1_slot.ravel(), 1.0)]
         for group in range(state.d2_round.shape[0]):
-            parts.append(Decoding.coded(self.code, state.d2_round[group] >= 0,
-                                        state.d2_round[group], state.d2_slot[group]))
+            parts.append(self._coded(self.code, state.d2_round[group] >= 0,
+                                     state.d2_round[group], state.d2_slot[group]))
         return Decoding.concat(parts)
 
     def _forget(self, t):

@@ -7,7 +7,7 @@ import math
 import numpy as np
 
 from .base import CodeBacked, Scheme
-from .gc import make_gc_code
+from .gc import DEFAULT_GC_CODE, make_gc_code
 from .gradient_code import GradientCode
 from .models import Bursty, validate_bursty
 from .plan import Decoding, TaskBlock
@@ -27,7 +27,10 @@ class SelectiveRepeatSGC(CodeBacked, Scheme):
     misses v > s results, v−s of its missing workers redo their job-t task instead.
 
     A job decodes once it has n−s results (the GC code's guarantee), so v ≤ s after round t is
-    exactly "job t decoded in round t", whatever the code.
+    exactly "job t decoded in round t", whatever the code. With an uncertified code a set may
+    miss the decode error budget; then the fewest of the missing workers (at least v−s) whose
+    results make the job decode within it repeat, so waiting for every worker of round t+B
+    always decodes job t, and round t+B's stragglers conform only if job t still decodes.
 
     Extended model (the authors' replay rule): when every worker ran job r in round r and at
     most s straggled, job r decodes within round r and those stragglers touch no other job, so
@@ -40,7 +43,7 @@ class SelectiveRepeatSGC(CodeBacked, Scheme):
     name = "srsgc"
 
     def __init__(self, n: int, B: int, W: int, lam: int, jobs: int | None = None,
-                 gc_code: str = "cyclic", s: int | None = None):
+                 gc_code: str = DEFAULT_GC_CODE, s: int | None = None):
         super().__init__(n, jobs)
         validate_bursty(B, W, lam, self.n)
         self.B, self.W, self.lam = int(B), int(W), int(lam)
@@ -74,13 +77,34 @@ class SelectiveRepeatSGC(CodeBacked, Scheme):
         repeat = np.zeros(self.n, dtype=bool)
         old = r - self.B
         if self.job_exists(old) and old not in self._decoded:
-            missing = np.flatnonzero(self._first_round(old) < 0)
-            if len(missing) > self.s:
-                repeat[missing[: len(missing) - self.s]] = True
+            repeat[self._repeaters(old)] = True
         blocks = [TaskBlock(old, 0, repeat, code=self.code)]
         if self.job_exists(r):
             blocks.append(TaskBlock(r, 0, ~repeat, code=self.code))
         return blocks
+
+    def _repeaters(self, t: int) -> np.ndarray:
+        """The workers that redo job t in round t+B: its v−s lowest missing workers, or more
+        with an uncertified code until their results decode job t within the budget."""
+        finished = self._finished(t)
+        missing = np.flatnonzero(~finished)
+        count = max(0, len(missing) - self.s)
+        if not self.code.certified:
+            while count < len(missing):
+                arrived = finished.copy()
+                arrived[missing[:count]] = True
+                if self.code.decodable(arrived):
+                    break
+                count += 1
+        return missing[:count]
+
+    def _decodes_in_budget(self, r, arrived):
+        t = r - self.B
+        if not self.job_exists(t) or t in self._decoded:
+            return True
+        blocks = [b for b in self.plan(r).blocks if b.job == t]
+        repeated = blocks[0].workers & arrived if blocks else np.zeros(self.n, dtype=bool)
+        return self.code.decodable(self._finished(t) | repeated)
 
     def _accept(self, block, r, workers):
         first = self._first_round(block.job)
@@ -93,7 +117,8 @@ class SelectiveRepeatSGC(CodeBacked, Scheme):
     def _counted_stragglers(self, r, stragglers):
         blocks = self.plan(r).blocks
         own_job_only = len(blocks) == 1 and blocks[0].job == r and bool(blocks[0].workers.all())
-        if own_job_only and int(np.count_nonzero(stragglers)) <= self.s:
+        if (own_job_only and int(np.count_nonzero(stragglers)) <= self.s
+                and (self.code.certified or self.code.decodable(~stragglers))):
             return np.zeros_like(stragglers)
         return stragglers
 
@@ -102,7 +127,7 @@ class SelectiveRepeatSGC(CodeBacked, Scheme):
         return int(np.count_nonzero(finished)) >= self.n - self.s and self.code.decodable(finished)
 
     def _decode(self, t) -> Decoding:
-        return Decoding.coded(self.code, self._finished(t), self._arrived[t], 0)
+        return self._coded(self.code, self._finished(t), self._arrived[t], 0)
 
     def _forget(self, t):
         self._arrived.pop(t, None)

@@ -134,6 +134,16 @@ class SwitchingScheme:
         return max(seg.scheme.max_tasks_per_round for seg in self.segments)
 
     @property
+    def decode_checks(self) -> dict:
+        """:attr:`Scheme.decode_checks` over every segment (rounds counted once)."""
+        checks = [seg.scheme.decode_checks for seg in self.segments]
+        refused = {r + seg.start for seg in self.segments for r in seg.scheme.refused_rounds}
+        return {"certified": all(c["certified"] for c in checks),
+                "error_bound": max(c["error_bound"] for c in checks),
+                "refused_rounds": len(refused),
+                "min_norm_decodes": sum(c["min_norm_decodes"] for c in checks)}
+
+    @property
     def exact(self) -> bool:
         return all(seg.scheme.exact for seg in self.segments)
 

@@ -28,11 +28,14 @@ class SimResult:
     durations: list[float] = field(repr=False)
     stragglers: np.ndarray = field(repr=False)  # (rounds, n) recorded straggler masks
     task_rounds: int = 0  # rounds in which some worker had a task (a tail round costs nothing)
+    #: the scheme's ``decode_checks``: rounds refused for a decode over the error budget, ...
+    decode_checks: dict = field(default_factory=dict)
 
     def summary(self) -> dict:
         return {"scheme": self.scheme, "params": self.params, "n": self.n, "jobs": self.jobs,
                 "load": self.load, "delay_T": self.delay_T, "runtime_s": self.runtime_s,
-                "rounds": self.rounds, "waits": self.waits, "decoded_jobs": self.decoded_jobs}
+                "rounds": self.rounds, "waits": self.waits, "decoded_jobs": self.decoded_jobs,
+                "decode_checks": self.decode_checks}
 
 
 def check_trace(trace: np.ndarray, n: int, rounds: int) -> None:
@@ -132,4 +135,4 @@ def simulate(scheme: Scheme, trace: np.ndarray, policy: Policy,
         r += 1
     return SimResult(scheme.name, scheme.params, scheme.n, scheme.jobs, scheme.load, scheme.delay,
                      float(np.sum(durations)), r, waits, decoded, durations,
-                     np.array(scheme.history), task_rounds)
+                     np.array(scheme.history), task_rounds, scheme.decode_checks)
