@@ -32,7 +32,7 @@ class CodingConfig:
     B: int | None = None         # srsgc / msgc: burst length (default 1)
     W: int | None = None         # srsgc / msgc: window (default 2)
     lam: int | None = None       # srsgc / msgc: distinct stragglers per window (default min(2, n))
-    gc_code: str | None = None   # cyclic | fr (default cyclic; auto: fr)
+    gc_code: str | None = None   # group | cyclic | fr (default group; auto: fr)
     policy: str = "paper"        # paper | partial | earliest | gap | deadline | all
     mu: float = 1.0              # paper / partial: stragglers are slower than (1+mu)·fastest
     gap: float = 0.05            # gap: a round ends after gap × the latest arrival's time quiet

@@ -61,7 +61,7 @@ DISPATCH = ("round", "arrival")
 #: schemes whose workers' next tasks follow their own arrivals (Scheme.plans_from_own_arrivals)
 DISPATCH_AT_ARRIVAL_SCHEMES = ("uncoded", "ignore", "gc", "msgc")
 FAULT_KINDS = ("raise", "exit", "kill", "shape", "nan", "tag")
-GC_CODES = ("cyclic", "fr")
+GC_CODES = ("group", "cyclic", "fr")  # gcode.codes.GC_CODE_KINDS; the first is the default
 DATASET_NAMES = ("digits", "synthetic", "cifar", "diabetes", "text")  # gcode.train.presets
 COORDINATOR_DEVICES = ("auto", "cpu", "cuda")
 #: bounds that keep a small config from asking for unbounded memory or time: n (a scheme's work
@@ -95,7 +95,7 @@ class SchemeConfig:
     B: int | None = None        # srsgc / msgc: burst length (default 1)
     W: int | None = None        # srsgc / msgc: window (default 2)
     lam: int | None = None      # srsgc / msgc: distinct stragglers per window (default min(2, n))
-    gc_code: str | None = None  # gc / srsgc / msgc / auto: cyclic | fr (default cyclic; auto: fr)
+    gc_code: str | None = None  # gc / srsgc / msgc / auto: group | cyclic | fr (default group; auto: fr)
     jobs: int = 40              # jobs to finish (rounds = jobs + T)
     auto_load_slope: float | None = None  # auto: seconds per unit load the tuner assumes
     #                                       (default: measured live, round by round)
@@ -247,7 +247,7 @@ def scheme_params(sc: SchemeConfig, n: int) -> dict:
     accepted = SCHEME_PARAMS[sc.name]
     if sc.name == "auto":
         return {} if sc.gc_code is None else {"gc_code": sc.gc_code}
-    defaults = {"s": 1 if n > 1 else 0, "B": 1, "W": 2, "lam": min(2, n), "gc_code": "cyclic"}
+    defaults = {"s": 1 if n > 1 else 0, "B": 1, "W": 2, "lam": min(2, n), "gc_code": GC_CODES[0]}
     params = {}
     for key in accepted:
         value = getattr(sc, key)

@@ -27,7 +27,7 @@ def test_defaults_are_valid_msgc_digits_4_workers():
     cfg = TrainConfig()
     validate(cfg)
     assert cfg.scheme.name == "msgc" and cfg.cluster.workers == 4 and cfg.train.dataset == "digits"
-    assert cfg.scheme_params() == {"B": 1, "W": 2, "lam": 2, "gc_code": "cyclic"}
+    assert cfg.scheme_params() == {"B": 1, "W": 2, "lam": 2, "gc_code": "group"}
 
 
 def test_toml_and_yaml_give_the_same_config(tmp_path):

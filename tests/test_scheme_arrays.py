@@ -4,7 +4,8 @@ decodability and decodings under random conforming patterns, fallbacks and late 
 
 import numpy as np
 import pytest
-from hypothesis import HealthCheck, given, settings, strategies as st
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from reference_schemes import dense_decode, reference_of
 
 from gcode.codes import (
@@ -14,9 +15,9 @@ from gcode.codes import (
     GradientCoding,
     MiniTask,
     Plan,
-    make_gc_code,
     ResultKey,
     TaskBlock,
+    make_gc_code,
     make_scheme,
 )
 from gcode.sim import PaperPolicy, simulate

@@ -153,7 +153,8 @@ def gcode(*args, check=True):
 def test_cli_simulate_json_acceptance():
     common = ["--trace", str(R30), "--jobs", "26", "--mu", "1", "--load-slope", "2.2013",
               "--policy", "paper", "--json"]
-    out = json.loads(gcode("simulate", "--scheme", "msgc", "--B", "1", "--W", "2", "--lam", "27", *common).stdout)
+    out = json.loads(gcode("simulate", "--scheme", "msgc", "--B", "1", "--W", "2", "--lam", "27", "--gc-code", "cyclic",
+                           *common).stdout)
     assert round(out["runtime_s"], 4) == 34.9365
     assert {"runtime_s", "rounds", "waits", "load", "delay_T"} <= set(out)
     out = json.loads(gcode("simulate", "--scheme", "gc", "--s", "11", "--gc-code", "cyclic", *common).stdout)

@@ -59,7 +59,7 @@ def test_sim_round_trip_matches_simulator(sim_log, trace):
     assert sum(len(r.decoded_jobs) for r in rounds) == 10
     # config: scheme, typed parameters, the exact trace slice
     assert cfg.scheme == "msgc" and cfg.n == 8 and cfg.jobs == 10 and cfg.policy == "paper"
-    assert params_from_proto(cfg.params) == {"B": 1, "W": 2, "lam": 2, "gc_code": "cyclic"}
+    assert params_from_proto(cfg.params) == {"B": 1, "W": 2, "lam": 2, "gc_code": "group"}
     np.testing.assert_array_equal(trace_from_proto(cfg.trace), trace[:, :8])
     # plans: the same mini-tasks the scheme hands out
     fresh = _scheme()

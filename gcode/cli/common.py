@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..codes import GC_CODE_KINDS, SCHEMES
+from ..codes import DEFAULT_GC_CODE, GC_CODE_KINDS, SCHEMES
 from ..config import MAX_WORKERS
 from ..sim.load_model import LOAD_MODELS, LoadModel
 from ..sim.paper import BUNDLED_TRACE, PAPER_LOAD_SLOPE, bundled_trace, default_params
@@ -117,7 +117,7 @@ def scheme_params(args, name: str, n: int) -> dict:
     if not params:
         params = default_params(name, n)
     if "gc_code" in accepted:
-        params["gc_code"] = args.gc_code or "cyclic"
+        params["gc_code"] = args.gc_code or DEFAULT_GC_CODE
     return params
 
 
@@ -137,6 +137,8 @@ def add_scheme_args(p: argparse.ArgumentParser, scheme_required: bool = False,
     g.add_argument("--lam", type=types.whole,
                    help="srsgc/msgc: distinct stragglers per window (<= n)")
     g.add_argument("--gc-code", choices=GC_CODE_KINDS,
-                   help="gradient code inside gc/srsgc/msgc: cyclic (load (s+1)/n, the paper's; "
-                        "fp64 messages when ill-conditioned) or fr (fractional repetition, exact "
-                        "in fp32, load 1/floor(n/(s+1))). Default: cyclic, and fr for auto")
+                   help="gradient code inside gc/srsgc/msgc: group (certified; fr when that costs "
+                        "at most 3%% of load, else load (s+1)/n with fp64 messages), cyclic (the "
+                        "paper's, load (s+1)/n; checked per decode set beyond small n, fp64) or fr "
+                        "(fractional repetition, exact in fp32, load 1/floor(n/(s+1))). Default: "
+                        "group, and fr for auto")

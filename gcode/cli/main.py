@@ -9,9 +9,10 @@ from __future__ import annotations
 import argparse
 import sys
 
-from ..codes import GC_CODE_KINDS, make_scheme
+from ..codes import DEFAULT_GC_CODE, GC_CODE_KINDS, make_scheme
 from ..config import MAX_WORKERS
 from ..jsonout import dumps
+from ..sim.adversarial import verify_adversarial
 from ..sim.tune import TuneSettings, grid_size, tune
 from ..sim.verify import verify
 from ..terminal import escape, one_line
@@ -85,16 +86,22 @@ def cmd_verify(args) -> int:
     jobs = args.rounds - probe.delay
     if jobs < 1:
         raise CliError(f"--rounds must exceed the scheme's delay T={probe.delay}, got {args.rounds}")
-    with progress_bar(args.patterns, "verify", not args.json) as bar:
-        report = verify(lambda: make_scheme(args.scheme, n=args.n, jobs=jobs, **params),
-                        args.patterns, args.seed, progress=bar.update)
-    out = report.summary()
+    make = lambda: make_scheme(args.scheme, n=args.n, jobs=jobs, **params)
+    if args.adversarial:
+        report, search = verify_adversarial(make, args.seed, args.evaluations, keep=args.patterns)
+        out = {**report.summary(), "search": search}
+    else:
+        with progress_bar(args.patterns, "verify", not args.json) as bar:
+            report = verify(make, args.patterns, args.seed, progress=bar.update)
+        out = report.summary()
     if args.json:
         print(dumps(out))
     else:
-        print(f"{report.scheme} {report.params}: {report.patterns} conforming patterns, "
+        kind = "adversarial" if args.adversarial else "conforming"
+        print(f"{report.scheme} {report.params}: {report.patterns} {kind} patterns, "
               f"{report.decoded_jobs} jobs decoded, {report.failures} failures, "
-              f"max relative error {report.max_rel_error:.3e}"
+              f"max relative error {report.max_rel_error:.3e}, {report.refused_rounds} rounds waited "
+              f"for a decode over the error budget"
               + ("" if report.exact else " (approximate scheme: errors expected)"))
     return 0 if report.failures == 0 else 1
 
@@ -142,15 +149,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-delay", type=types.count, default=4,
                    help="largest delay budget D searched: SR-SGC B <= D, M-SGC W-1+B <= D, and "
                         "never more than trace rounds - jobs (default 4)")
-    p.add_argument("--gc-code", choices=GC_CODE_KINDS, default="cyclic",
-                   help="code whose load the grid assumes (default cyclic, (s+1)/n)")
+    p.add_argument("--gc-code", choices=GC_CODE_KINDS, default=DEFAULT_GC_CODE,
+                   help=f"code whose load the grid assumes (default {DEFAULT_GC_CODE})")
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.set_defaults(func=cmd_tune)
 
-    p = sub.add_parser("verify", help="check exact decoding under random conforming stragglers",
+    p = sub.add_parser("verify", help="check exact decoding under conforming stragglers",
                        description="Run a scheme on random fp32 partial gradients under random "
-                                   "straggler patterns its model allows; decode every job in fp64 "
-                                   "and report the worst relative error. Exit 1 on any failure.")
+                                   "(or, with --adversarial, searched) straggler patterns its model "
+                                   "allows; decode every job in fp64 and report the worst relative "
+                                   "error. A set the scheme refuses is waited on. Exit 1 on any "
+                                   "failure.")
     add_scheme_args(p, scheme_required=True)
     p.add_argument("--n", type=types.positive_int, required=True,
                    help=f"workers (at most {MAX_WORKERS}; n x rounds x patterns at most "
@@ -160,6 +169,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--patterns", type=types.positive_int, default=20,
                    help="random patterns (default 20)")
     p.add_argument("--seed", type=types.count, default=0, help="random seed (default 0)")
+    p.add_argument("--adversarial", action="store_true",
+                   help="search each code for the straggler sets it decodes least exactly "
+                        "(contiguous blocks, hill-climbing on the decode's amplification, a "
+                        "certified code's worst group subsets) instead of sampling; --patterns "
+                        "sets how many of them run per code")
+    p.add_argument("--evaluations", type=types.positive_int, default=2000,
+                   help="adversarial: straggler sets scored per code (default 2000)")
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.set_defaults(func=cmd_verify)
 

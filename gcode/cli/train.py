@@ -110,9 +110,10 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--lam", type=types.whole, default=S,
                    help="srsgc/msgc: at most lam distinct stragglers per window (default min(2,n))")
     g.add_argument("--gc-code", choices=GC_CODES, default=S,
-                   help="code inside gc/srsgc/msgc: cyclic (the paper's; fp64 messages when "
-                        "ill-conditioned) or fr (fractional repetition: exact, streams in "
-                        "decode). Default cyclic (auto: fr)")
+                   help="code inside gc/srsgc/msgc: group (certified; fr where that costs at "
+                        "most 3%% of load), cyclic (the paper's; checked per decode set, fp64) or "
+                        "fr (fractional repetition: exact, streams in decode). Default group "
+                        "(auto: fr)")
     g.add_argument("--load-slope", type=types.number, metavar="SECONDS", default=S,
                    help="auto: seconds per unit of normalized load the tuner assumes when it "
                         "compares schemes (default: measured live, round by round)")

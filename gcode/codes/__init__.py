@@ -8,8 +8,9 @@ from __future__ import annotations
 from .base import Scheme, coded_task
 from .baselines import GradientCoding, IgnoreStragglers, Uncoded
 from .chunking import allocate_samples, chunk_boundaries, worker_samples
-from .gc import GC_CODE_KINDS, CyclicRepetitionCode, FractionalRepetitionCode, make_gc_code
+from .gc import DEFAULT_GC_CODE, GC_CODE_KINDS, CyclicRepetitionCode, FractionalRepetitionCode, make_gc_code
 from .gradient_code import DecodeError, GradientCode
+from .group import GroupCode
 from .models import Bursty, SPerRound, StragglerModel, validate_bursty
 from .msgc import MultiplexedSGC
 from .plan import Decoding, MiniTask, Plan, ResultKey, TaskBlock
@@ -49,9 +50,10 @@ def make_scheme(name: str, n: int, jobs: int | None = None, **params) -> Scheme:
 
 
 __all__ = [
-    "Bursty", "CyclicRepetitionCode", "DecodeError", "Decoding", "FractionalRepetitionCode",
-    "GC_CODE_KINDS", "GradientCode", "GradientCoding", "IgnoreStragglers", "MiniTask",
-    "MultiplexedSGC", "Plan", "ResultKey", "SCHEMES", "SPerRound", "Scheme", "SelectiveRepeatSGC",
-    "StragglerModel", "TaskBlock", "Uncoded", "allocate_samples", "chunk_boundaries", "coded_task",
-    "make_gc_code", "make_scheme", "srsgc_s", "validate_bursty", "worker_samples",
+    "DEFAULT_GC_CODE", "GC_CODE_KINDS", "SCHEMES", "Bursty", "CyclicRepetitionCode", "DecodeError",
+    "Decoding", "FractionalRepetitionCode", "GradientCode", "GradientCoding", "GroupCode",
+    "IgnoreStragglers", "MiniTask", "MultiplexedSGC", "Plan", "ResultKey", "SPerRound", "Scheme",
+    "SelectiveRepeatSGC", "StragglerModel", "TaskBlock", "Uncoded", "allocate_samples",
+    "chunk_boundaries", "coded_task", "make_gc_code", "make_scheme", "srsgc_s", "validate_bursty",
+    "worker_samples",
 ]

@@ -21,8 +21,9 @@ certified codes (``certified``) that follows from the straggler model alone. A s
 uncertified code (a cyclic code too large to enumerate) also asks, in ``conforms``, whether every
 job whose decoding round r's arrivals settle would decode within the budget; a straggler set
 that the model allows but that fails this is refused like one the model forbids, so the round
-waits, in the simulator and live alike. ``decode_checks`` counts those rounds and the decodes that
-took a least-norm vector over more workers than usual.
+waits, in the simulator and live alike. ``decode_checks`` counts those rounds, the decodes that
+took a least-norm vector over more workers than usual, and (SR-SGC) the workers asked to redo a
+job beyond the model's need so that it decodes within the budget.
 
 ``history`` holds each round's recorded stragglers; ``counted`` holds the ones that count against
 the straggler model in later rounds (the same masks, unless a scheme proves a round's stragglers
@@ -100,6 +101,8 @@ class Scheme(ABC):
         #: rounds in which a set the model allows was refused for a decode over the budget
         self.refused_rounds: set[int] = set()
         self.min_norm_decodes = 0
+        #: workers planned to redo a job beyond the model's need, for the budget (SR-SGC)
+        self.extra_repeats = 0
 
     # ---- properties every scheme defines -------------------------------------------------
     @property
@@ -146,10 +149,11 @@ class Scheme(ABC):
     @property
     def decode_checks(self) -> dict:
         """What the exactness rule did (module docstring): the worst error factor of any decode
-        (the budget when checked per set), rounds refused, least-norm decodes."""
+        (the budget when checked per set), rounds refused, least-norm decodes, extra repeats."""
         return {"certified": self.certified,
                 "error_bound": max((code.error_bound for code in self.codes), default=0.0),
-                "refused_rounds": len(self.refused_rounds), "min_norm_decodes": self.min_norm_decodes}
+                "refused_rounds": len(self.refused_rounds), "min_norm_decodes": self.min_norm_decodes,
+                "extra_repeats": self.extra_repeats}
 
     @property
     def max_tasks_per_round(self) -> int:

@@ -10,7 +10,7 @@ from functools import lru_cache
 import numpy as np
 
 from .cyclic_solve import NullSpaceDecoder, band_product, banded_solve, build_band
-from .exactness import DECODE_ERROR_BUDGET, cheapest_dtype, error_factor, residual_and_amplification
+from .exactness import DECODE_ERROR_BUDGET, cheapest_dtype, error_factor
 from .gradient_code import DecodeError, GradientCode
 
 #: a cyclic code is certified by solving every decode set; with more sets than this it is not,
@@ -65,6 +65,7 @@ class CyclicRepetitionCode(GradientCode):
         self.explicit = encoding is not None
         self._first_cached = lru_cache(maxsize=4096)(self._solve_first)
         self._checked_cached = lru_cache(maxsize=4096)(self._checked_decode)
+        self._dtype = _FP64  # until certification picks one
         self._certify()
 
     # ---- structure -------------------------------------------------------------------------
@@ -165,9 +166,8 @@ class CyclicRepetitionCode(GradientCode):
                              f"gc_code='group' (certified) or 'fr'")
 
     def decode_error(self, workers: np.ndarray, a: np.ndarray) -> tuple[float, float]:
-        """(‖aᵀB_I − 1‖_∞, A) of coefficients ``a`` over ascending ``workers``."""
         if self.explicit or self.n <= self.DENSE_DECODE_MAX_N:
-            return residual_and_amplification(self.encoding[workers], a)
+            return super().decode_error(workers, a)
         full = np.zeros(self.n)
         full[workers] = a
         residual = float(np.abs(band_product(self.band, full) - 1.0).max())
@@ -197,6 +197,12 @@ class CyclicRepetitionCode(GradientCode):
             workers, coefficients, _ = checked
         keep = coefficients != 0.0
         return workers[keep], coefficients[keep]
+
+    def unchecked_decode(self, arrived):
+        workers = np.flatnonzero(arrived)[: self.n - self.s]
+        if len(workers) < self.n - self.s:
+            raise DecodeError(f"cyclic code needs {self.n - self.s} finished workers, got {len(workers)}")
+        return workers, self._solve(workers)
 
     def decode_uses_min_norm(self, arrived) -> bool:
         if self.certified or int(np.count_nonzero(arrived)) < self.n - self.s:
@@ -246,9 +252,16 @@ class CyclicRepetitionCode(GradientCode):
         if len(workers) > self.n - self.s:
             return self._solve_null_space(workers)
         try:
-            return self._solve_null_space(workers)
+            a = self._solve_null_space(workers)
         except DecodeError:  # refinement did not settle: the banded LU decides
             return self._solve_band(workers)
+        if self._within_budget(workers, a):
+            return a
+        try:  # the banded LU may solve this set more accurately
+            banded = self._solve_band(workers)
+        except DecodeError:
+            return a
+        return min((a, banded), key=lambda v: error_factor(*self.decode_error(workers, v), self._dtype))
 
     def _solve_dense(self, workers: np.ndarray) -> np.ndarray:
         """aᵀ B_I = 1ᵀ by QR of B_Iᵀ (B_I has rank n−s); with more than n−s workers, the

@@ -33,8 +33,8 @@ class FractionalRepetitionCode(GroupCode):
         super().__init__(n, s, rho_max=0)
 
 
-__all__ = ["CERTIFY_MAX_DECODE_SETS", "CyclicRepetitionCode", "DEFAULT_GC_CODE", "FractionalRepetitionCode",
-           "GC_CODE_KINDS", "GroupCode", "make_gc_code"]
+__all__ = ["CERTIFY_MAX_DECODE_SETS", "DEFAULT_GC_CODE", "GC_CODE_KINDS", "CyclicRepetitionCode",
+           "FractionalRepetitionCode", "GroupCode", "make_gc_code"]
 
 GC_CODE_KINDS = ("group", "cyclic", "fr")
 #: the code a scheme uses unless told otherwise

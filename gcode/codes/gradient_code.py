@@ -21,6 +21,8 @@ from abc import ABC, abstractmethod
 
 import numpy as np
 
+from .exactness import residual_and_amplification
+
 
 class DecodeError(RuntimeError):
     """Raised when the finished workers do not determine the full gradient."""
@@ -111,6 +113,15 @@ class GradientCode(ABC):
     def decode_vector(self, arrived: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """(workers ascending, coefficients) over arrived workers with Σ a_i encoding[i] = 1ᵀ;
         raises DecodeError when ``decodable(arrived)`` is False."""
+
+    def unchecked_decode(self, arrived: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """The decode vector of the usual set for ``arrived`` as solved, before any budget check
+        (what an uncertified code would use if it did not check; adversarial search scores it)."""
+        return self.decode_vector(arrived)
+
+    def decode_error(self, workers: np.ndarray, a: np.ndarray) -> tuple[float, float]:
+        """(‖aᵀB_I − 1‖_∞, amplification A) of coefficients ``a`` over ascending ``workers``."""
+        return residual_and_amplification(self.encoding[workers], a)
 
     def decode_uses_min_norm(self, arrived: np.ndarray) -> bool:
         """True when decoding ``arrived`` takes the least-norm decode vector of more than the

@@ -96,13 +96,15 @@ def combinations(m: int, k: int) -> np.ndarray:
 
 
 @lru_cache(maxsize=64)
-def certify_shape(m: int, rho: int) -> tuple[float, float]:
-    """(worst ‖r‖_∞, worst A) over every (ρ+1)-subset of a group of m nodes."""
+def certify_shape(m: int, rho: int) -> tuple[float, float, tuple[int, ...]]:
+    """(worst ‖r‖_∞, worst A, the subset of worst A) over every (ρ+1)-subset of a group of m
+    nodes."""
     if rho == 0:
-        return 0.0, 1.0
+        return 0.0, 1.0, (0,)
     t, enc = group_points(m), group_matrix(m, rho)
     subsets = combinations(m, rho + 1)
     worst_r = worst_a = 0.0
+    worst_subset = tuple(subsets[0].tolist())
     for start in range(0, len(subsets), _BATCH):
         batch = subsets[start:start + _BATCH]
         a = divided_difference_weights(t[batch])
@@ -112,8 +114,11 @@ def certify_shape(m: int, rho: int) -> tuple[float, float]:
             total += a[:, k, None] * rows
             mass += np.abs(a[:, k, None]) * np.abs(rows)
         worst_r = max(worst_r, float(np.abs(total - 1.0).max()))
-        worst_a = max(worst_a, float(mass.max()))
-    return worst_r, worst_a
+        amplification = mass.max(axis=1)
+        if amplification.max() > worst_a:
+            worst_a = float(amplification.max())
+            worst_subset = tuple(batch[int(np.argmax(amplification))].tolist())
+    return worst_r, worst_a, worst_subset
 
 
 def group_load(n: int, s: int, rho_max: int) -> float:
@@ -182,7 +187,7 @@ class GroupCode(GradientCode):
     def _certify(self, g: int, extra: int, rho_max: int) -> tuple[float, float]:
         shapes = {int(rho) for rho in self._rhos(g, extra, rho_max)}
         worst = [certify_shape(self.s + 1 + rho, rho) for rho in shapes]
-        return max(r for r, _ in worst), max(a for _, a in worst)
+        return max(r for r, _, _ in worst), max(a for _, a, _ in worst)
 
     def _choose_rho(self, g: int, extra: int) -> tuple[int, tuple[float, float]]:
         """(ρ_max, worst (residual, amplification)) by the rule of the module docstring."""
@@ -244,6 +249,21 @@ class GroupCode(GradientCode):
     @property
     def message_dtype(self) -> np.dtype:
         return self._dtype
+
+    def worst_stragglers(self) -> list[np.ndarray]:
+        """Per group shape, a straggler mask of at most s workers that leaves the first group of
+        that shape decoding from its certificate's worst subset (every other node, and its
+        replicas, straggles, up to s)."""
+        masks = []
+        for rho in sorted(set(self.group_rho.tolist()) - {0}):
+            k = int(np.flatnonzero(self.group_rho == rho)[0])
+            worst = certify_shape(int(self.group_nodes[k]), rho)[2]
+            members = self.groups[k]
+            others = members[~np.isin(self.local_node[members], worst)]
+            mask = np.zeros(self.n, dtype=bool)
+            mask[others[: self.s]] = True
+            masks.append(mask)
+        return masks
 
     @property
     def groups(self) -> list[np.ndarray]:

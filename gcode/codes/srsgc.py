@@ -96,6 +96,7 @@ class SelectiveRepeatSGC(CodeBacked, Scheme):
                 if self.code.decodable(arrived):
                     break
                 count += 1
+            self.extra_repeats += count - max(0, len(missing) - self.s)
         return missing[:count]
 
     def _decodes_in_budget(self, r, arrived):

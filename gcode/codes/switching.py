@@ -141,7 +141,8 @@ class SwitchingScheme:
         return {"certified": all(c["certified"] for c in checks),
                 "error_bound": max(c["error_bound"] for c in checks),
                 "refused_rounds": len(refused),
-                "min_norm_decodes": sum(c["min_norm_decodes"] for c in checks)}
+                "min_norm_decodes": sum(c["min_norm_decodes"] for c in checks),
+                "extra_repeats": sum(c["extra_repeats"] for c in checks)}
 
     @property
     def exact(self) -> bool:

@@ -4,12 +4,18 @@ straggler patterns and check that every job decodes to the exact sum, in fp64.
 Messages are formed as a worker would: Σ coefficient · chunk gradient in fp64, then cast to the
 scheme's ``message_dtype``; decoding is a fp64 weighted sum of the received messages. Only the
 workers that arrived in a round have messages, so a decode that names a straggler's result fails.
+
+A straggler set that the scheme refuses (its model forbids it, or a decode it settles would miss
+the decode error budget) is waited on as the partial-wait policy does: its stragglers arrive,
+lowest-numbered first, until the rest conform. The schemes' ``decode_checks`` count the rounds
+refused for the budget. Random patterns rarely meet an ill-conditioned code's bad sets;
+:mod:`gcode.sim.adversarial` searches for them.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 import numpy as np
 
@@ -28,6 +34,15 @@ class VerifyReport:
     decoded_jobs: int
     failures: int
     max_rel_error: float
+    refused_rounds: int = 0    # rounds whose set the scheme refused for the decode error budget
+    min_norm_decodes: int = 0  # decodes from a least-norm vector over more workers than usual
+    extra_repeats: int = 0     # SR-SGC workers asked to redo a job for the budget
+
+    def add_checks(self, checks: dict) -> None:
+        """Add a scheme's ``decode_checks`` counters."""
+        self.refused_rounds += checks["refused_rounds"]
+        self.min_norm_decodes += checks["min_norm_decodes"]
+        self.extra_repeats += checks["extra_repeats"]
 
     def summary(self) -> dict:
         return dict(self.__dict__)
@@ -52,6 +67,17 @@ def random_conforming_stragglers(scheme: Scheme, r: int, rng: np.random.Generato
     return proposal
 
 
+def waited(scheme: Scheme, r: int, stragglers: np.ndarray) -> np.ndarray:
+    """``stragglers`` less the fewest of them, lowest-numbered first, that the scheme needs
+    to arrive before the rest conform (all of them when none does)."""
+    stragglers = np.array(stragglers, dtype=bool)
+    for worker in np.flatnonzero(stragglers):
+        if scheme.conforms(r, stragglers):
+            break
+        stragglers[worker] = False
+    return stragglers
+
+
 def run_pattern(scheme: Scheme, rng: np.random.Generator, dim: int,
                 stragglers_for: Callable[[Scheme, int], np.ndarray]) -> tuple[int, int, float]:
     """Drive ``scheme`` through all its rounds; returns (decoded jobs, failures, max rel error)."""
@@ -69,7 +95,7 @@ def run_pattern(scheme: Scheme, rng: np.random.Generator, dim: int,
     r = 0
     while r < scheme.total_rounds:
         plan = scheme.plan(r)
-        stragglers = stragglers_for(scheme, r)
+        stragglers = waited(scheme, r, stragglers_for(scheme, r))
         for worker, tasks in enumerate(plan):
             if stragglers[worker]:
                 continue
@@ -109,6 +135,7 @@ def verify(make: Callable[[], Scheme], patterns: int, seed: int, dim: int = 32,
     decoded = failures = 0
     worst = 0.0
     scheme = None
+    checks = []
     for _ in range(patterns):
         scheme = make()
         try:
@@ -116,6 +143,10 @@ def verify(make: Callable[[], Scheme], patterns: int, seed: int, dim: int = 32,
         except DecodeError:
             d, f, e = 0, 1, float("inf")
         decoded, failures, worst = decoded + d, failures + f, max(worst, e)
+        checks.append(scheme.decode_checks)
         if progress is not None:
             progress(1)
-    return VerifyReport(scheme.name, scheme.params, scheme.exact, patterns, decoded, failures, worst)
+    report = VerifyReport(scheme.name, scheme.params, scheme.exact, patterns, decoded, failures, worst)
+    for c in checks:
+        report.add_checks(c)
+    return report

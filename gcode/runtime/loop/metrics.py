@@ -39,7 +39,7 @@ def run_metrics(cfg, coord, scheme, policy, pool, M, d, runtime_s, setup_s, sess
         "mode": tr.mode, "models": M,
         "approximate": approximate, "approximation": "; ".join(notes) or None,
         "load": scheme.load, "delay_T": scheme.delay, **real_load(scheme, tr.batch_size),
-        "message_dtype": np.dtype(scheme.message_dtype).name,
+        "message_dtype": np.dtype(scheme.message_dtype).name, "decode_checks": scheme.decode_checks,
         "num_params": d, "batch_size": tr.batch_size,
         "runtime_s": runtime_s, "setup_s": setup_s, "rounds": rounds, "waits": coord.waits,
         "decoded_jobs": coord.decoded, "updates_per_model": coord.updates,
