@@ -107,7 +107,7 @@ def test_msgc64_config_is_valid():
     cfg = load_config(CLUSTER / "msgc64.toml")
     assert cfg.scheme.name == "msgc" and cfg.cluster.workers == 64
     assert cfg.cluster.worker_cpus == 1.0
-    assert cfg.scheme_params() == {"B": 1, "W": 2, "lam": 4, "gc_code": "cyclic"}
+    assert cfg.scheme_params() == {"B": 1, "W": 2, "lam": 4, "gc_code": "group"}
 
 
 def test_dockerfile_installs_cpu_torch_then_gcode():

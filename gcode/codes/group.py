@@ -286,12 +286,19 @@ class GroupCode(GradientCode):
         enc.flags.writeable = False
         return enc
 
-    @cached_property
-    def _holds(self) -> np.ndarray:
-        return self.encoding != 0.0
-
     def support_sums(self, part_values):
-        return self._holds @ np.asarray(part_values)
+        """Per worker: its group's total over all parts, less the ρ parts its node lacks
+        (node l lacks part j ⟺ j = l − i·⌊m/ρ⌋ mod m for some i < ρ); O(n·ρ)."""
+        values = np.asarray(part_values)
+        totals = np.add.reduceat(values, self.part_starts)[self.group_of]
+        m = self.group_nodes[self.group_of]
+        rho = self.group_rho[self.group_of]
+        step = np.where(rho > 0, m // np.maximum(rho, 1), 0)
+        for i in range(int(self.group_rho.max(initial=0))):
+            lacks = rho > i
+            part = self.part_starts[self.group_of] + (self.local_node - i * step) % m
+            totals = totals - np.where(lacks, values[np.where(lacks, part, 0)], 0)
+        return totals
 
     # ---- decoding ----------------------------------------------------------------------------
     def _chosen(self, arrived: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
