@@ -114,20 +114,6 @@ def loads_toml(text: str, name: str, limit: int = MAX_DEPTH) -> dict:
     return value
 
 
-def _yaml_loader():
-    """PyYAML's SafeLoader that also reads 1e-3 as a float (YAML 1.1 needs a dot: 1.0e-3)."""
-    import re
-
-    import yaml
-
-    class Loader(yaml.SafeLoader):
-        pass
-
-    Loader.add_implicit_resolver("tag:yaml.org,2002:float",
-                                 re.compile(r"^[-+]?[0-9]+[eE][-+]?[0-9]+$"), list("-+0123456789"))
-    return Loader
-
-
 def _yaml_size(root, name: str, max_nodes: int, limit: int) -> None:
     """Count the values of a composed YAML node graph with aliases expanded, without expanding
     it: a node's size is computed once and reused wherever an alias points at it."""
@@ -165,15 +151,20 @@ def _yaml_size(root, name: str, max_nodes: int, limit: int) -> None:
         stack.extend((k, False) for k in kids if id(k) not in size)
 
 
-def loads_yaml(text: str, name: str, max_nodes: int = MAX_YAML_NODES, limit: int = MAX_DEPTH) -> Any:
-    """One YAML document, safely: no Python objects, bounded expansion and depth."""
+def loads_yaml(text: str, name: str, loader, check=None, max_nodes: int = MAX_YAML_NODES,
+               limit: int = MAX_DEPTH) -> Any:
+    """One YAML document, safely: no Python objects, bounded expansion and depth. ``loader``: a
+    ``yaml.SafeLoader`` subclass (what plain scalars mean); ``check(node, name)``: run on the
+    composed node graph, once it is known to be small, before anything is constructed."""
     import yaml
-    loader = _yaml_loader()(text)
+    loader = loader(text)
     try:
         node = loader.get_single_node()
         if node is None:
             return None
         _yaml_size(node, name, max_nodes, limit)
+        if check is not None:
+            check(node, name)
         return loader.construct_document(node)
     except RecursionError:
         raise ValueError(f"{name}: nested more than {limit} levels deep") from None

@@ -106,7 +106,7 @@ def test_msgc64_config_is_valid():
     from gcode.config import load_config
     cfg = load_config(CLUSTER / "msgc64.toml")
     assert cfg.scheme.name == "msgc" and cfg.cluster.workers == 64
-    assert cfg.cluster.worker_cpus == 1.0
+    assert cfg.cluster.cpus_per_worker == 1.0  # the file spells it worker_cpus, as before
     assert cfg.scheme_params() == {"B": 1, "W": 2, "lam": 4, "gc_code": "group"}
 
 

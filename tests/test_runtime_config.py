@@ -82,7 +82,7 @@ faults: {3: [1, nan]}
     ({"train": {"dispatch": "early"}}, "train.dispatch"),
     ({"scheme": {"name": "srsgc"}, "train": {"dispatch": "arrival"}}, "train.dispatch"),
     ({"train": {"dispatch": "arrival", "pipeline": False}}, "train.dispatch"),
-    ({"policy": {"name": "deadline"}}, "policy.deadline_s"),
+    ({"policy": {"name": "deadline"}}, "policy.deadline"),
     ({"policy": {"mu": -1}}, "policy.mu"),
     ({"train": {"models": 1}}, "train.models"),                 # msgc T=1 needs M >= 2
     ({"train": {"mode": "delayed", "models": 2}}, "train.models"),
@@ -136,7 +136,7 @@ def test_flags_cover_the_issue():
                  "--inject-param", "base=0.01", "--time-scale", "2", "--log-jsonl", "x.jsonl",
                  "--address", "127.0.0.1:6379", "--check-decode"])
     assert cfg.scheme_params() == {"B": 1, "W": 3, "lam": 2, "gc_code": "fr"}
-    assert (cfg.policy.name, cfg.policy.deadline_s, cfg.policy.mu) == ("deadline", 0.2, 0.5)
+    assert (cfg.policy.name, cfg.policy.deadline, cfg.policy.mu) == ("deadline", 0.2, 0.5)
     assert cfg.inject.params == {"B": 1, "W": 3, "lam": 2, "base": 0.01}
     assert cfg.inject.time_scale == 2.0 and cfg.log.jsonl == "x.jsonl"
     assert cfg.cluster.address == "127.0.0.1:6379" and cfg.train.check_decode
@@ -158,10 +158,10 @@ def test_parse_value():
 def test_auto_scheme_and_partial_policy_flags():
     cfg = parse(["--scheme", "auto", "--policy", "partial", "--load-slope", "0.3"])
     assert cfg.scheme.name == "auto" and cfg.scheme_params() == {}
-    assert cfg.policy.name == "partial" and cfg.scheme.auto_load_slope == 0.3
+    assert cfg.policy.name == "partial" and cfg.scheme.load_slope == 0.3
     with pytest.raises(ConfigError, match=r"^policy\.name"):
         parse(["--scheme", "auto", "--policy", "all"])
     with pytest.raises(ConfigError, match=r"^scheme\.lam"):
         parse(["--scheme", "auto", "--lam", "2"])
-    with pytest.raises(ConfigError, match=r"^scheme\.auto_load_slope"):
+    with pytest.raises(ConfigError, match=r"^scheme\.load_slope"):
         parse(["--scheme", "gc", "--load-slope", "0.3"])

@@ -275,21 +275,25 @@ def test_watch_terminal_view_and_stop_command(server, capsys):
         tcli.watch(server.target, from_round=-2)
 
 
-def test_monitor_from_args(monkeypatch):
-    import argparse
-    p = argparse.ArgumentParser()
-    tcli.add_monitor_arguments(p)
-    assert tcli.monitor_from_args(p.parse_args([])) is None
+def test_monitor_flags_and_token(monkeypatch):
+    """gcode train --monitor serves where it says, with the token of --monitor-token or else
+    $GCODE_MONITOR_TOKEN; a non-loopback address without a token is refused."""
+    from gcode.cli.flags import given
+    from gcode.cli.train import monitor_token
+    parse = lambda *argv: build_parser().parse_args(["train", *argv])
+    assert "run.monitor" not in given(parse()) and monitor_token(parse()) is None
     monkeypatch.setenv(tcli.TOKEN_ENV, "env-token")
-    srv = tcli.monitor_from_args(p.parse_args(["--monitor", "127.0.0.1:0"]))
+    args = parse("--monitor", "127.0.0.1:0")
+    assert monitor_token(args) == "env-token"
+    assert monitor_token(parse("--monitor-token", "flag")) == "flag"
+    srv = MonitorServer(given(args)["run.monitor"], token=monitor_token(args))
     try:
         with MonitorClient(srv.target, token="env-token") as client:
             assert client.status().round == -1
     finally:
         srv.close(grace=0)
-    monkeypatch.delenv(tcli.TOKEN_ENV)
     with pytest.raises(ValueError, match="non-loopback"):
-        tcli.monitor_from_args(p.parse_args(["--monitor", "0.0.0.0:0"]))
+        MonitorServer("0.0.0.0:0", token=None)
 
 
 def test_bounded_history_reports_out_of_range():

@@ -24,7 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..config import DISPATCH_AT_ARRIVAL_SCHEMES
+from ..config import arrival_schemes
 
 #: name -> (model preset, model params, dataset preset, dataset params)
 MODELS = {
@@ -76,7 +76,7 @@ DEFAULT_SCHEMES = ("uncoded", "gc-s2", "gc-s2-earliest", "msgc", "msgc-earliest"
 
 ROW_NAMES = (*SCHEMES, *(f"{s}{PIPELINED}" for s in SCHEMES if s != "auto"),
              *(f"{s}{ARRIVAL}" for s, (scheme, _) in SCHEMES.items()
-               if scheme["name"] in DISPATCH_AT_ARRIVAL_SCHEMES))
+               if scheme["name"] in arrival_schemes()))
 
 
 def row_sections(name: str, gap: float | None = None) -> tuple[dict, dict, dict]:
@@ -127,10 +127,11 @@ class VersusConfig:
         for name in ("workers", "jobs", "batch_size", "repeats"):
             if getattr(self, name) < 1:
                 raise ValueError(f"--{name.replace('_', '-')} must be >= 1, got {getattr(self, name)}")
-        from ..config import COORDINATOR_DEVICES, PREFETCH, TRANSPORTS
-        for flag, value, choices in (("coordinator-device", self.coordinator_device,
-                                      COORDINATOR_DEVICES), ("transport", self.transport, TRANSPORTS),
-                                     ("prefetch", self.prefetch, PREFETCH)):
+        from ..config import BY_API
+        from ..config.spec import choices_of
+        for name in ("coordinator_device", "transport", "prefetch"):
+            value, choices = getattr(self, name), choices_of(BY_API[f"scaling.{name}"].spec)
+            flag = name.replace("_", "-")
             if value not in choices:
                 raise ValueError(f"--{flag} must be one of {', '.join(choices)}, got {value!r}")
         if not self.gap > 0:

@@ -9,11 +9,12 @@ from pathlib import Path
 
 import numpy as np
 
-from ..codes import DEFAULT_GC_CODE, GC_CODE_KINDS, SCHEMES
-from ..config import MAX_WORKERS
+from ..codes import DEFAULT_GC_CODE, SCHEMES
+from ..config import BY_API, MAX_WORKERS
 from ..sim.load_model import LOAD_MODELS, LoadModel
 from ..sim.paper import BUNDLED_TRACE, PAPER_LOAD_SLOPE, bundled_trace, default_params
 from . import types
+from .flags import add_setting
 
 DELAY_BUDGET = 4  # default --jobs leaves this many extra trace rounds for delayed schemes
 
@@ -75,11 +76,9 @@ def add_trace_args(p: argparse.ArgumentParser) -> None:
                    help="per-worker round times (rows: rounds, columns: workers, seconds): a CSV "
                         "with no header, or a binary .npy or .pb (see gcode trace convert; it loads "
                         "faster). Default: the bundled 30-round, 256-worker Lambda trace")
-    g.add_argument("--jobs", type=types.positive_int,
-                   help=f"jobs to finish; runtime covers rounds 0..jobs+T-1. Default: trace rounds "
-                        f"- {DELAY_BUDGET} (at least 1)")
-    g.add_argument("--mu", type=types.positive, default=1.0,
-                   help="a worker straggles when slower than (1+mu) x the round's fastest (default 1)")
+    flag(g, "run.jobs", default=None, help="jobs to finish; runtime covers rounds 0..jobs+T-1",
+         default_text=f"trace rounds - {DELAY_BUDGET}, at least 1")
+    flag(g, "coding.mu", default=1.0)
     add_load_model_args(g)
     g.add_argument("--time-scale", type=types.positive, default=1.0,
                    help="multiply every trace time by this (> 0) before applying the load model")
@@ -121,24 +120,22 @@ def scheme_params(args, name: str, n: int) -> dict:
     return params
 
 
+def flag(group, path: str, **kw) -> argparse.Action:
+    """The flag of the setting at ``path``, parsed with its bounds (the flag is named in errors),
+    stored under argparse's usual name (``--gc-code``: ``args.gc_code``)."""
+    s = BY_API[path]
+    return add_setting(group, path, dest=s.flag.removeprefix("--").replace("-", "_"),
+                       checked=True, **kw)
+
+
 def add_scheme_args(p: argparse.ArgumentParser, scheme_required: bool = False,
-                     allow_auto: bool = False) -> None:
+                    allow_auto: bool = False) -> None:
+    """--scheme and its parameters, as ``gcode train`` declares them; with none given, a scheme
+    takes the paper's parameters scaled to n (:func:`scheme_params`)."""
     g = p.add_argument_group("scheme")
-    g.add_argument("--scheme", choices=list(SCHEMES) + (["auto"] if allow_auto else []),
-                   required=scheme_required,
-                   help="coding scheme: uncoded (wait for all), ignore (fastest n-s, rescaled: an "
-                        "APPROXIMATION), gc (gradient coding, T=0), srsgc (selective-repeat SGC, "
-                        "T=B), msgc (multiplexed SGC, T=W-2+B)"
-                        + ("; auto (online tuner: picks scheme, parameters and mu from the rounds "
-                           "seen so far, switching at job boundaries)" if allow_auto else ""))
-    g.add_argument("--s", type=types.whole, help="gc/ignore: stragglers tolerated per round")
-    g.add_argument("--B", type=types.whole, help="srsgc/msgc: longest straggler burst, in rounds")
-    g.add_argument("--W", type=types.whole, help="srsgc/msgc: window length, in rounds (W > B)")
-    g.add_argument("--lam", type=types.whole,
-                   help="srsgc/msgc: distinct stragglers per window (<= n)")
-    g.add_argument("--gc-code", choices=GC_CODE_KINDS,
-                   help="gradient code inside gc/srsgc/msgc: group (certified; fr when that costs "
-                        "at most 3%% of load, else load (s+1)/n with fp64 messages), cyclic (the "
-                        "paper's, load (s+1)/n; checked per decode set beyond small n, fp64) or fr "
-                        "(fractional repetition, exact in fp32, load 1/floor(n/(s+1))). Default: "
-                        "group, and fr for auto")
+    names = (*SCHEMES, "auto") if allow_auto else tuple(SCHEMES)
+    flag(g, "coding.scheme", default=None, choices=names, required=scheme_required,
+         default_text=None if scheme_required else "every scheme" + (" and auto" if allow_auto else ""))
+    for key in ("s", "B", "W", "lam"):
+        flag(g, f"coding.{key}", default=None, default_text="the paper's, scaled to n")
+    flag(g, "coding.gc_code", default=None)

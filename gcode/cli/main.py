@@ -9,8 +9,8 @@ from __future__ import annotations
 import argparse
 import sys
 
-from ..codes import DEFAULT_GC_CODE, GC_CODE_KINDS, make_scheme
-from ..config import MAX_WORKERS
+from ..codes import DEFAULT_GC_CODE, make_scheme
+from ..config import MAX_WORKERS, speaking
 from ..jsonout import dumps
 from ..sim.adversarial import verify_adversarial
 from ..sim.tune import TuneSettings, grid_size, tune
@@ -21,6 +21,7 @@ from .common import (
     CliError,
     add_scheme_args,
     add_trace_args,
+    flag,
     jobs_for,
     load_model_arg,
     load_trace_arg,
@@ -149,8 +150,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-delay", type=types.count, default=4,
                    help="largest delay budget D searched: SR-SGC B <= D, M-SGC W-1+B <= D, and "
                         "never more than trace rounds - jobs (default 4)")
-    p.add_argument("--gc-code", choices=GC_CODE_KINDS, default=DEFAULT_GC_CODE,
-                   help=f"code whose load the grid assumes (default {DEFAULT_GC_CODE})")
+    flag(p, "coding.gc_code", default=DEFAULT_GC_CODE,
+         help="the gradient code whose load the grid assumes")
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.set_defaults(func=cmd_tune)
 
@@ -220,7 +221,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     from ..runtime.errors import RunFailed
     try:
-        return args.func(args)
+        with speaking("cli"):
+            return args.func(args)
     except (CliError, ValueError) as exc:
         print(f"gcode: error: {one_line(exc)}", file=sys.stderr)
         return 2

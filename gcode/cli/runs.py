@@ -1,4 +1,4 @@
-"""``gcode replay | plot | watch``, and the monitor flags of ``gcode train``.
+"""``gcode replay | plot | watch``.
 
 Each ``add_*_arguments(parser)`` fills a subparser; each ``cmd_*(args)`` returns an exit code
 and raises ValueError for user errors (:mod:`gcode.cli.main` prints those as ``gcode: error:
@@ -195,32 +195,6 @@ def cmd_watch(args) -> int:
         return 0 if reply.accepted else 1
     return watch(args.address, token=token, as_json=args.json, from_round=args.from_round,
                  retries=args.retries, give_up_after_s=args.give_up_after)
-
-
-# ---- for `gcode train`: serving the monitor -------------------------------------------------
-def add_monitor_arguments(p: argparse.ArgumentParser) -> None:
-    """``--monitor HOST:PORT`` and ``--monitor-token`` for the command that runs a job."""
-    g = p.add_argument_group("live monitor (gRPC)")
-    g.add_argument("--monitor", metavar="HOST:PORT",
-                   help="serve the Monitor gRPC service here (follow it with `gcode watch "
-                        "HOST:PORT`); use 127.0.0.1:0 for any free port. Non-loopback "
-                        "addresses need a token")
-    g.add_argument("--monitor-token", default=None,
-                   help=f"bearer token clients must send (default: ${TOKEN_ENV})")
-
-
-def monitor_from_args(args, config=None):
-    """A started MonitorServer for ``--monitor`` (or None); ValueError for a bad address, a
-    refused non-loopback bind, or a port in use. The caller closes it."""
-    if not getattr(args, "monitor", None):
-        return None
-    from ..telemetry.monitor import MonitorServer
-    token = args.monitor_token if args.monitor_token is not None else \
-        os.environ.get(TOKEN_ENV) or None
-    server = MonitorServer(args.monitor, token=token, config=config)
-    print(f"monitor: serving on {' and '.join(server.addresses)} (gcode watch {server.target})",
-          file=sys.stderr)
-    return server
 
 
 def add_subcommands(sub) -> None:

@@ -5,16 +5,15 @@ from __future__ import annotations
 import argparse
 
 from ..codes import SCHEMES, make_scheme, worker_samples
-from ..config import DISPATCH
 from ..jsonout import dumps
-from ..sim import POLICIES, make_policy, simulate
+from ..sim import make_policy, simulate
 from ..sim.network import network_arg
 from ..terminal import escape
-from . import types
 from .common import (
     CliError,
     add_scheme_args,
     add_trace_args,
+    flag,
     jobs_for,
     load_model_arg,
     load_trace_arg,
@@ -47,29 +46,21 @@ def add_simulate_parser(sub) -> None:
                        epilog=SIMULATE_EPILOG)
     add_scheme_args(p, allow_auto=True)
     add_trace_args(p)
-    p.add_argument("--policy", choices=POLICIES, default="paper",
-                   help="round ending: paper = cut at (1+mu) x fastest, wait for all when the "
-                        "stragglers break the scheme's model; partial = same cut, but on a violation "
-                        "wait only until the missing workers conform (gcode's fallback); "
-                        "earliest = no cut: end the round as soon as the missing workers conform "
-                        "(GC: the (n-s)-th arrival); gap = end once no worker has arrived for "
-                        "--gap x the latest arrival's time and the missing workers conform; "
-                        "deadline = cut at --deadline s; all = always wait for everyone")
-    p.add_argument("--deadline", type=types.positive, help="seconds, for --policy deadline")
-    p.add_argument("--gap", type=types.positive, default=0.05, metavar="FRACTION",
-                   help="for --policy gap: the quiet time that ends a round, as a fraction of "
-                        "the latest arrival's time (default 0.05)")
-    p.add_argument("--dispatch", choices=DISPATCH, default="round",
-                   help="round (default): every worker starts a round when the previous one "
-                        "ends; arrival: a worker that arrived starts its next round at once "
-                        "(at most one round ahead), as gcode train --dispatch arrival "
-                        "(uncoded, ignore, gc, msgc; others are skipped)")
+    g = p.add_argument_group("round ending and dispatch (as in gcode train)")
+    flag(g, "coding.policy", default="paper")
+    flag(g, "coding.deadline", default=None)
+    flag(g, "coding.gap", default=0.05)
+    flag(g, "run.dispatch", default="round",
+         help="round: every worker starts a round when the previous one ends; arrival: a worker "
+              "that arrived starts its next round at once (at most one round ahead), as gcode "
+              "train --dispatch arrival (schemes whose tasks follow their own arrivals; others "
+              "are skipped)")
     p.add_argument("--log", metavar="PREFIX",
                    help="write the run log PREFIX.pb (protobuf) and PREFIX.jsonl; with several "
                         "schemes, PREFIX-SCHEME.*; view with gcode replay / gcode plot")
-    p.add_argument("--batch-size", type=types.positive_int, default=4096,
-                   help="samples per job, to report the real per-worker load in whole samples "
-                        "(real_load, worker_samples in --json); default 4096, the paper's")
+    flag(p, "run.batch_size", default=4096,
+         help="samples per job, to report the real per-worker load in whole samples (real_load, "
+              "worker_samples in --json); the paper's 4096")
     p.add_argument("--network", type=network_arg, metavar="KEY=VALUE,...",
                    help="add each data plane's communication per round (gcode.sim.network; "
                         "docs/COLLECTIVE.md): alpha, beta (worker links), coord_alpha, coord_beta "

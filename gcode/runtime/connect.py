@@ -10,32 +10,12 @@ submit``) is passed through unprobed, unless ``$RAY_ADDRESS`` names the endpoint
 
 from __future__ import annotations
 
-import os
 import socket
 
-from ..config import ConfigError
+from ..config import ConfigError, endpoint, how_to_set
+from ..config.address import FIELD
 
 CONNECT_TIMEOUT_S = 5.0
-FIELD = "cluster.address"
-
-
-def endpoint(address: str) -> tuple[str, int] | None:
-    """(host, port) that must accept a TCP connection for ``address``, or None when Ray resolves
-    it itself (``auto``, ``local``). ConfigError for a malformed address."""
-    text = address.strip()
-    if text in ("auto", "local"):
-        env = os.environ.get("RAY_ADDRESS", "").strip()
-        return endpoint(env) if text == "auto" and env and env != "auto" else None
-    if "://" in text:
-        scheme, _, text = text.partition("://")
-        if scheme != "ray":
-            return None  # another client protocol: Ray's business
-        text = text.split("/", 1)[0]
-    host, sep, port = text.rpartition(":")
-    host = host[1:-1] if host.startswith("[") and host.endswith("]") else host
-    if not sep or not host or not port.isascii() or not port.isdigit() or not 0 < int(port) < 65536:
-        raise ConfigError(FIELD, f"expected HOST:PORT, ray://HOST:PORT or auto, got {address!r}")
-    return host, int(port)
 
 
 def check_reachable(address: str, timeout_s: float = CONNECT_TIMEOUT_S) -> None:
@@ -51,7 +31,7 @@ def check_reachable(address: str, timeout_s: float = CONNECT_TIMEOUT_S) -> None:
         why = "timed out" if isinstance(exc, TimeoutError) else (exc.strerror or str(exc))
         raise ConfigError(FIELD, f"nothing answers at {host}:{port} ({why}, waited at most "
                                  f"{timeout_s:g} s): start the Ray head there (ray start --head "
-                                 f"--port {port}) or fix --address") from None
+                                 f"--port {port}) or fix {how_to_set(FIELD, placeholder='HOST:PORT')}") from None
 
 
 def connect(address: str) -> None:
@@ -65,4 +45,4 @@ def connect(address: str) -> None:
         raise ConfigError(FIELD, f"cannot join the Ray cluster at {address}: {first}") from None
 
 
-__all__ = ["CONNECT_TIMEOUT_S", "check_reachable", "connect", "endpoint"]
+__all__ = ["CONNECT_TIMEOUT_S", "check_reachable", "connect"]

@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from ..config import ConfigError, TrainConfig, validate
+from ..config import ConfigError, TrainConfig, how_to_set, validate
 from .data import WorkSpec, model_seed
 from .loop.coordinator import Coordinator, ProgressFn
 from .loop.inject import DelaySource
@@ -150,7 +150,8 @@ def _checkpoint_root(cfg: TrainConfig, ck) -> Path | None:
         if ck is None:
             raise ConfigError("checkpoint.dir", f"{root} already holds checkpoints (newest "
                                                 f"{existing[-1].name}); continue that run with "
-                                                f"--resume {root}, or choose an empty directory")
+                                                f"{how_to_set('checkpoint.resume', str(root))}, "
+                                                f"or choose an empty directory")
         if root.resolve() != ck.path.parent.resolve():
             raise ConfigError("checkpoint.dir", f"{root} holds checkpoints of another run; a "
                                                 f"resumed run writes into the directory it resumes "
@@ -180,10 +181,10 @@ def build_scheme(cfg: TrainConfig):
         from gcode.sim.online import OnlineConfig, OnlineTuner
         ocfg = OnlineConfig(partial=cfg.policy.name == "partial", start_mu=cfg.policy.mu,
                             **({"gc_code": sc.gc_code} if sc.gc_code else {}))
-        tuner = OnlineTuner(n, sc.jobs, sc.auto_load_slope or 0.0, ocfg)
+        tuner = OnlineTuner(n, sc.jobs, sc.load_slope or 0.0, ocfg)
         return tuner.scheme, tuner, ocfg.max_delay + 1
     scheme = make_scheme(sc.name, n=n, jobs=sc.jobs, **cfg.scheme_params())
-    policy = make_policy(cfg.policy.name, mu=cfg.policy.mu, deadline_s=cfg.policy.deadline_s,
+    policy = make_policy(cfg.policy.name, mu=cfg.policy.mu, deadline_s=cfg.policy.deadline,
                          gap=cfg.policy.gap)
     return scheme, policy, scheme.delay + 1
 
@@ -194,7 +195,7 @@ def live_run_config(cfg: TrainConfig, scheme, models: int, message_dtype, run_id
     return run_config(
         source="live", scheme=scheme.name, params=scheme.params, n=scheme.n, jobs=scheme.jobs,
         delay=scheme.delay, load=scheme.load, rounds_planned=scheme.total_rounds,
-        policy=cfg.policy.name, mu=cfg.policy.mu, deadline_s=cfg.policy.deadline_s,
+        policy=cfg.policy.name, mu=cfg.policy.mu, deadline_s=cfg.policy.deadline,
         time_scale=cfg.inject.time_scale, models=models, seed=cfg.train.seed,
         model=cfg.train.model, dataset=cfg.train.dataset, optimizer=cfg.train.optimizer,
         message_dtype=str(message_dtype), run_id=run_id,
@@ -334,7 +335,7 @@ def _execute(cfg: TrainConfig, workload, progress, pool, monitor, in_process
                                   * np.dtype(scheme.message_dtype).itemsize)
         coord = Coordinator(cfg, scheme, policy, transport, spec, models, optimizers,
                             delays, writer, progress, ctx, recorder,
-                            auto_slope=cfg.scheme.name == "auto" and cfg.scheme.auto_load_slope is None,
+                            auto_slope=cfg.scheme.name == "auto" and cfg.scheme.load_slope is None,
                             run_id=run_id, device=device, decode_device=decode_device,
                             decode_threads=threads,
                             eval_dataset=eval_dataset, clock=clock)

@@ -10,7 +10,7 @@ import torch
 
 from .workload import WorkloadError
 
-_OPTIMIZERS: dict[str, type[torch.optim.Optimizer]] = {
+OPTIMIZERS: dict[str, type[torch.optim.Optimizer]] = {
     "sgd": torch.optim.SGD,
     "adam": torch.optim.Adam,
 }
@@ -18,9 +18,9 @@ _OPTIMIZERS: dict[str, type[torch.optim.Optimizer]] = {
 
 def make_optimizer(name: str, params: Iterable[torch.Tensor], **hyper: object) -> torch.optim.Optimizer:
     """Build optimizer ``name`` ("sgd" or "adam"); ``hyper`` passes through to torch (lr, momentum, ...)."""
-    if name not in _OPTIMIZERS:
-        raise ValueError(f"unknown optimizer {name!r}; valid names: {', '.join(sorted(_OPTIMIZERS))}")
-    cls = _OPTIMIZERS[name]
+    if name not in OPTIMIZERS:
+        raise ValueError(f"unknown optimizer {name!r}; valid names: {', '.join(sorted(OPTIMIZERS))}")
+    cls = OPTIMIZERS[name]
     valid = [p for p in inspect.signature(cls).parameters if p != "params"]
     unknown = sorted(set(hyper) - set(valid))
     if unknown:

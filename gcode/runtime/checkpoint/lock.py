@@ -27,7 +27,7 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
-from ...config import ConfigError, TrainConfig
+from ...config import ConfigError, TrainConfig, how_to_set
 
 LOCK_FILE = ".gcode-lock"
 #: how the lock file is opened: never through a symbolic link, never blocking on a FIFO
@@ -214,7 +214,8 @@ def check_single_owner(root: Path, run_id: str | None, folder: Path) -> None:
         raise CheckpointError(f"checkpoint {folder}: {root} mixes checkpoints of two runs "
                               f"({run_id and run_id[:16]} and {other[:16]} in "
                               f"{folders[-1].name}); resume from one folder explicitly "
-                              f"(--resume {folder}) after moving the other run's away")
+                              f"({how_to_set('checkpoint.resume', str(folder))}) after moving "
+                              f"the other run's away")
 
 
 __all__ = ["LOCK_FILE", "check_owner", "check_single_owner", "claimed", "owners", "resume_root"]

@@ -49,7 +49,7 @@ from typing import Any
 
 import numpy as np
 
-from ...config import ConfigError, TrainConfig
+from ...config import ConfigError, TrainConfig, canonical, how_to_set, resume_safe_keys
 from .files import (  # noqa: F401 - re-exported: the checkpoint API lives here
     ARRAYS_FILE,
     FORMAT,
@@ -69,15 +69,10 @@ from .files import (  # noqa: F401 - re-exported: the checkpoint API lives here
 )
 
 #: config fields that may differ between a checkpoint and the run resuming it: where and how the
-#: run executes, logs and checkpoints, fault injection and diagnostics. They never change what is
-#: computed. Every other field (scheme, policy, workers, model, data, optimizer, seed, injection,
-#: streaming decode) must be equal.
-SAFE_OVERRIDES = ("log.", "checkpoint.", "faults", "cluster.address", "cluster.num_cpus",
-                  "cluster.worker_cpus", "cluster.placement", "cluster.max_restarts",
-                  "cluster.round_timeout_s", "cluster.startup_timeout_s",
-                  "cluster.retry_backoff_s", "train.check_decode", "train.eval_every",
-                  "cluster.gpus_per_worker", "cluster.coordinator_device", "cluster.decode_device",
-                  "cluster.decode_threads", "cluster.transport", "cluster.prefetch")
+#: run executes, logs and checkpoints, fault injection and diagnostics (the settings declared
+#: ``resume_safe``). They never change what is computed. Every other field (scheme, policy,
+#: workers, model, data, optimizer, seed, injection, streaming decode) must be equal.
+SAFE_OVERRIDES = ("faults", *resume_safe_keys())
 
 
 # ---- configs --------------------------------------------------------------------------------
@@ -106,7 +101,7 @@ def check_resume_config(saved: dict, cfg: TrainConfig) -> None:
     checkpoint's config, ignoring :data:`SAFE_OVERRIDES`. A field the checkpoint lacks was added
     after it was written, so its run had that field's default (which keeps the older behaviour)."""
     b = _flat(_plain(cfg.to_dict()))
-    a = {**_flat(_plain(type(cfg)().to_dict())), **_flat(_plain(saved))}
+    a = {**_flat(_plain(type(cfg)().to_dict())), **_flat(_plain(canonical(saved)[0]))}
     differ = [k for k in b if not k.startswith(SAFE_OVERRIDES) and k != "faults"
               and a.get(k) != b.get(k)]
     differ += [k for k in a if k not in b and not k.startswith(SAFE_OVERRIDES)]
@@ -115,8 +110,9 @@ def check_resume_config(saved: dict, cfg: TrainConfig) -> None:
         more = f"; also differ: {', '.join(differ[1:])}" if differ[1:] else ""
         raise ConfigError(k, f"differs from the checkpoint's config (checkpoint: {a.get(k)!r}, "
                              f"this run: {b.get(k)!r}){more}. A resumed run must compute the "
-                             f"same thing: resume with the checkpoint's own config (gcode train "
-                             f"--resume DIR, changing only log, checkpoint, cluster placement/"
+                             f"same thing: resume with the checkpoint's own config ("
+                             f"{how_to_set('checkpoint.resume', placeholder='DIR')}, changing only "
+                             f"log, checkpoint, cluster placement/"
                              f"timeouts, GPUs, faults, check_decode or eval_every), or start a new run "
                              f"in a fresh checkpoint.dir")
 

@@ -147,7 +147,7 @@ def launch_workers(cc: ClusterConfig, n: int | None = None) -> WorkerPool:
     from ..worker.actor import GradientWorker
 
     n = cc.workers if n is None else int(n)
-    cpus = cc.worker_cpus
+    cpus = cc.cpus_per_worker
     alive = [nd for nd in ray.nodes() if nd.get("Alive") and nd.get("Resources", {}).get("CPU", 0) > 0]
     free_now = ray.available_resources().get("CPU", 0.0)
     if cpus is None and free_now <= 0 and (cc.address or os.environ.get("RAY_ADDRESS")):

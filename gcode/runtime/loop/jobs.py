@@ -124,6 +124,9 @@ class JobLifecycle:
 
     def _checkpoint_hint(self) -> str:
         saved = self.checkpointer.written if self.checkpointer is not None else []
-        return (f"; the last checkpoint is {saved[-1]} (gcode train --resume "
-                f"{self.checkpointer.root} continues from it)" if saved else "")
+        if not saved:
+            return ""
+        from ...config import how_to_set
+        return (f"; the last checkpoint is {saved[-1]} "
+                f"({how_to_set('checkpoint.resume', str(self.checkpointer.root))} continues from it)")
 
