@@ -184,4 +184,19 @@ def _fault_rules(faults, n: int) -> None:
             raise ConfigError(f"faults[{k}].worker", f"must be in [0, workers={n}), got {f.worker}")
 
 
-__all__ = ["check_fields", "validate"]
+def check_injected_delays(table, round_timeout_s: float) -> None:
+    """ConfigError naming inject.time_scale when in some round every worker sleeps longer than
+    a round may last (``table``: the (rounds, n) injected seconds): that round could only time
+    out."""
+    slowest = table.min(axis=1) if table.size else table
+    late = [r for r, s in enumerate(slowest) if not s <= round_timeout_s]
+    if late:
+        raise ConfigError("inject.time_scale", f"in round {late[0]} every worker sleeps at least "
+                                               f"{slowest[late[0]]:.3g} s (the injected delays x "
+                                               f"inject.time_scale), longer than "
+                                               f"cluster.round_timeout_s = {round_timeout_s:g}: the "
+                                               f"round could only time out; lower "
+                                               f"inject.time_scale or raise cluster.round_timeout_s")
+
+
+__all__ = ["check_fields", "check_injected_delays", "validate"]

@@ -14,6 +14,8 @@ from typing import Any
 import numpy as np
 
 from ..config import ConfigError, TrainConfig, how_to_set, validate
+from ..config.rules import check_injected_delays
+from ..config.spelling import front
 from .data import WorkSpec, model_seed
 from .loop.coordinator import Coordinator, ProgressFn
 from .loop.inject import DelaySource
@@ -225,6 +227,17 @@ def _devices(cfg: TrainConfig):
     return device, decode, threads
 
 
+def _check_memory(cfg: TrainConfig, workload, coordinator_copies: int) -> None:
+    """Before Ray starts: the coordinator's models and the local CPU workers' replicas fit in
+    this machine's memory (ConfigError naming the model's setting otherwise)."""
+    from gcode.train.footprint import memory_problem
+    cc = cfg.cluster
+    local = cc.address is None and not os.environ.get("RAY_ADDRESS") and cc.gpus_per_worker == 0
+    problem = memory_problem(workload.model_fn, coordinator_copies + (cc.workers if local else 0))
+    if problem is not None:
+        raise ConfigError("train.model_params" if front() == "cli" else "model_fn", problem)
+
+
 def _build_models(cfg: TrainConfig, workload, count: int, device):
     """M replicas from ``model_fn`` (model m seeded by (seed, m)), flat storage, optimizers."""
     from gcode.train import FlatModel, build_model
@@ -289,6 +302,7 @@ def _execute(cfg: TrainConfig, workload, progress, pool, monitor, in_process
         delays = DelaySource(cfg.inject, n, scheme.total_rounds, tr.seed)
     except ValueError as exc:
         raise ConfigError("inject", str(exc)) from None
+    check_injected_delays(delays.table, cfg.cluster.round_timeout_s)
     own_pool = pool is None
     if not own_pool and len(pool.actors) < n:
         raise ConfigError("cluster.workers", f"the given pool has {len(pool.actors)} actors, "
@@ -296,6 +310,7 @@ def _execute(cfg: TrainConfig, workload, progress, pool, monitor, in_process
     M = 1 if tr.mode == "delayed" else (tr.models or default_models)
     run_id = ck.tree["run"]["run_id"] if ck is not None else uuid.uuid4().hex
     device, decode_device, threads = _devices(cfg)
+    _check_memory(cfg, workload, M if device.type == "cpu" else 0)
 
     started = in_process is None and ensure_ray(cfg.cluster)
     own_pool = own_pool and in_process is None
