@@ -38,9 +38,55 @@ from .config.spelling import front
 
 @dataclass
 class FitResult:
-    metrics: dict                # what ``gcode train --json`` prints (param_checksum included)
-    models: list                 # the M trained nn.Modules, on CPU
-    checkpoint: str | None       # the newest checkpoint folder, or None
+    """What :func:`fit` returns (:data:`FIT_RESULT_FIELDS` says what each field holds)."""
+
+    metrics: dict
+    models: list
+    checkpoint: str | None
+
+
+FIT_RESULT_FIELDS = {
+    "metrics": "what `gcode train --json` prints: runtime_s, rounds, waits, decoded_jobs, "
+               "final_loss per model, param_checksum, max_decode_rel_error, ...",
+    "models": "the M trained `nn.Module`s, on CPU (job t trained model t mod M)",
+    "checkpoint": "the newest checkpoint folder, or None",
+}
+
+#: the keys of the record that ``progress=callable`` receives after every round (the line that
+#: ``LogConfig(jsonl=...)`` writes); the last four appear only when they apply
+PROGRESS_FIELDS = {
+    "round": "this round's index, from 0",
+    "rounds": "the rounds the run takes: jobs + T",
+    "duration_s": "seconds from the round's dispatch to its end",
+    "wall_time_s": "seconds since the run started, at the round's end",
+    "wait_s": "seconds the coordinator waited for the round's results",
+    "cut_s": "the policy's cut, seconds after dispatch (None: no cut)",
+    "fell_back": "whether the stragglers at the cut broke the scheme's model, so that the round "
+                 "waited for more workers (a 'wait')",
+    "stragglers": "the workers whose results the round did not use",
+    "failures": "worker failures seen in the round: {round, worker, attempt, reason} each",
+    "arrival_s": "{worker: seconds after dispatch when its results arrived}",
+    "compute_s": "{worker: seconds it computed}",
+    "sleep_s": "{worker: injected seconds it slept}",
+    "decoded": "the jobs decoded in this round: {job, model, loss} each (the job's mean loss per "
+               "sample), with rel_error under check_decode",
+    "decoded_jobs": "jobs decoded so far",
+    "jobs": "the jobs the run computes",
+    "waits": "rounds so far that fell back",
+    "loss": "the mean loss of the newest decoded job (None before the first)",
+    "late_used": "results used after their round's cut, so far",
+    "load": "the round's normalized load: the largest share of a job's samples one worker computes",
+    "next_started_early": "whether the next round was dispatched before this round's decodes "
+                          "and steps (pipeline)",
+    "head_start_s": "{worker: seconds its tasks were sent before the round started} (dispatch "
+                    "at arrival)",
+    "cut_replies": "results of workers cut in earlier rounds that had finished computing: "
+                   "{round, worker, compute_s, sleep_s} each",
+    "fallback_stragglers": "the stragglers at the cut that broke the scheme's model (rounds that "
+                           "fell back)",
+    "evals": "every model's held-out loss (and accuracy): {model, updates, loss, accuracy} each "
+             "(rounds that eval_every selects)",
+}
 
 
 def fit(model_fn, loss_fn, dataset_fn, optimizer_fn, *, coding: CodingConfig | None = None,
@@ -57,10 +103,17 @@ def fit(model_fn, loss_fn, dataset_fn, optimizer_fn, *, coding: CodingConfig | N
     * ``optimizer_fn(params) -> torch.optim.Optimizer``;
     * ``collate_fn``: turns a list of items into a batch (default
       ``torch.utils.data.default_collate``: tensors, tuples and dicts);
-    * ``eval_dataset_fn``/``metric_fn``: the held-out set for ``RunConfig(eval_every=K)`` and
-      an optional per-sample correctness for its accuracy;
-    * ``progress``: True for a progress bar on stderr, or a callable given each round's record;
+    * ``eval_dataset_fn() -> Dataset``: the held-out set that ``RunConfig(eval_every=K)``
+      evaluates every model on, every K rounds (its mean loss);
+    * ``metric_fn(model, batch) -> Tensor`` of shape ``(len(batch),)``: optional, each held-out
+      sample's correctness (1.0 right, 0.0 wrong), averaged into the reported ``accuracy``;
+    * ``progress``: True for a progress bar on stderr, or a callable given each round's record
+      (its keys: ``gcode.api.PROGRESS_FIELDS``, listed in docs/API.md);
     * ``pool``: running worker actors to reuse (:func:`gcode.runtime.start_workers`).
+
+    Ray: a ``ray.init()`` already made in this process is used as it is; otherwise gcode joins
+    ``ScalingConfig(address=...)`` (or $RAY_ADDRESS), or starts a local loopback-only instance
+    and shuts it down at the end.
     """
     with speaking("python"):
         return _fit(model_fn, loss_fn, dataset_fn, optimizer_fn, coding, scaling, run,
@@ -121,5 +174,6 @@ class _ProgressBar:
             self.bar.close()
 
 
-__all__ = ["CheckpointConfig", "CodingConfig", "FitResult", "InjectConfig", "LogConfig",
-           "RunConfig", "ScalingConfig", "fit", "from_train_config", "to_train_config"]
+__all__ = ["FIT_RESULT_FIELDS", "PROGRESS_FIELDS", "CheckpointConfig", "CodingConfig",
+           "FitResult", "InjectConfig", "LogConfig", "RunConfig", "ScalingConfig", "fit",
+           "from_train_config", "public_field", "to_train_config"]

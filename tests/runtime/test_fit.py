@@ -203,3 +203,22 @@ def test_a_coded_run_is_bitwise_the_uncoded_run_with_the_same_batch_split(ray_po
     for a, b in zip(coded.models, halves.models):
         for p, q in zip(a.parameters(), b.parameters()):
             assert torch.equal(p, q)
+
+
+def test_the_progress_record_holds_the_documented_fields(ray_pool):
+    """Every key of the record that progress=callable gets is documented (gcode.api's
+    PROGRESS_FIELDS, printed in docs/API.md), and every always-present key is there."""
+    from gcode.api import PROGRESS_FIELDS
+    w = preset_workload("mlp", "digits")
+    records = []
+    gcode.fit(w.model_fn, w.loss_fn, w.dataset_fn, w.optimizer_fn,
+              coding=gcode.CodingConfig(scheme="msgc", B=1, W=2, lam=1, gc_code="fr"),
+              scaling=gcode.ScalingConfig(workers=4, round_timeout_s=60),
+              run=gcode.RunConfig(jobs=6, batch_size=128, models=3, dispatch="arrival",
+                                  eval_every=3, inject=BURSTY),
+              eval_dataset_fn=w.eval_dataset_fn, metric_fn=w.metric_fn, pool=ray_pool,
+              progress=records.append)
+    optional = {"head_start_s", "cut_replies", "fallback_stragglers", "evals"}
+    assert records and all(set(PROGRESS_FIELDS) - optional <= set(r) <= set(PROGRESS_FIELDS)
+                           for r in records)
+    assert any("evals" in r for r in records) and any("head_start_s" in r for r in records)
