@@ -15,7 +15,7 @@ from .address import endpoint
 from .registry import SECTIONS
 from .settings import MAX_DELAY_TABLE_BYTES, Fault
 from .spec import ConfigError, check_value, spec_of
-from .spelling import how_to_set
+from .spelling import front, how_to_set
 from .tables import arrival_schemes, scheme_delay, scheme_parameters, scheme_params
 
 
@@ -199,4 +199,18 @@ def check_injected_delays(table, round_timeout_s: float) -> None:
                                                f"inject.time_scale or raise cluster.round_timeout_s")
 
 
-__all__ = ["check_fields", "check_injected_delays", "validate"]
+def check_memory(cfg, model_fn, coordinator_copies: int) -> None:
+    """Before Ray starts: the coordinator's ``coordinator_copies`` models and the replicas of
+    this machine's CPU workers fit in its memory (ConfigError naming the model's setting: the
+    preset's parameters on the command line, ``model_fn`` in Python)."""
+    import os
+
+    from ..train.footprint import memory_problem
+    cc = cfg.cluster
+    local = cc.address is None and not os.environ.get("RAY_ADDRESS") and cc.gpus_per_worker == 0
+    problem = memory_problem(model_fn, coordinator_copies + (cc.workers if local else 0))
+    if problem is not None:
+        raise ConfigError("train.model_params" if front() == "cli" else "model_fn", problem)
+
+
+__all__ = ["check_fields", "check_injected_delays", "check_memory", "validate"]

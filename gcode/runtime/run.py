@@ -14,8 +14,7 @@ from typing import Any
 import numpy as np
 
 from ..config import ConfigError, TrainConfig, how_to_set, validate
-from ..config.rules import check_injected_delays
-from ..config.spelling import front
+from ..config.rules import check_injected_delays, check_memory
 from .data import WorkSpec, model_seed
 from .loop.coordinator import Coordinator, ProgressFn
 from .loop.inject import DelaySource
@@ -227,17 +226,6 @@ def _devices(cfg: TrainConfig):
     return device, decode, threads
 
 
-def _check_memory(cfg: TrainConfig, workload, coordinator_copies: int) -> None:
-    """Before Ray starts: the coordinator's models and the local CPU workers' replicas fit in
-    this machine's memory (ConfigError naming the model's setting otherwise)."""
-    from gcode.train.footprint import memory_problem
-    cc = cfg.cluster
-    local = cc.address is None and not os.environ.get("RAY_ADDRESS") and cc.gpus_per_worker == 0
-    problem = memory_problem(workload.model_fn, coordinator_copies + (cc.workers if local else 0))
-    if problem is not None:
-        raise ConfigError("train.model_params" if front() == "cli" else "model_fn", problem)
-
-
 def _build_models(cfg: TrainConfig, workload, count: int, device):
     """M replicas from ``model_fn`` (model m seeded by (seed, m)), flat storage, optimizers."""
     from gcode.train import FlatModel, build_model
@@ -310,7 +298,7 @@ def _execute(cfg: TrainConfig, workload, progress, pool, monitor, in_process
     M = 1 if tr.mode == "delayed" else (tr.models or default_models)
     run_id = ck.tree["run"]["run_id"] if ck is not None else uuid.uuid4().hex
     device, decode_device, threads = _devices(cfg)
-    _check_memory(cfg, workload, M if device.type == "cpu" else 0)
+    check_memory(cfg, workload.model_fn, M if device.type == "cpu" else 0)
 
     started = in_process is None and ensure_ray(cfg.cluster)
     own_pool = own_pool and in_process is None
