@@ -29,6 +29,7 @@ from .config import (
     RunConfig,
     ScalingConfig,
     from_train_config,
+    in_public_words,
     public_field,
     speaking,
     to_train_config,
@@ -143,7 +144,7 @@ def _fit(model_fn, loss_fn, dataset_fn, optimizer_fn, coding, scaling, run, coll
     except ConfigError as exc:  # found at run time (the dataset's size, a GPU): name it as set
         if front() != "python":
             raise
-        raise exc.renamed(public_field(exc.field)) from None
+        raise in_public_words(exc) from None
     finally:
         if bar is not None:
             bar.close()

@@ -33,7 +33,7 @@ def test_the_api_names_its_own_fields_for_the_same_bounds():
         to_train_config(gcode.CodingConfig(), gcode.ScalingConfig(), gcode.RunConfig(tags={"lr": 3e38}))
     with pytest.raises(ConfigError, match=r"^scaling.round_timeout_s: must be <= 1000000"):
         to_train_config(gcode.CodingConfig(), gcode.ScalingConfig(round_timeout_s=1e7), gcode.RunConfig())
-    with pytest.raises(ConfigError, match=r"^run.models: must be <= max\(scheme.jobs, T\+2\)"):
+    with pytest.raises(ConfigError, match=r"^run.models: must be <= max\(run.jobs, T\+2\)"):
         to_train_config(gcode.CodingConfig(), gcode.ScalingConfig(), gcode.RunConfig(jobs=2, models=10**5))
 
 

@@ -118,7 +118,7 @@ def test_none_means_the_default_for_nested_run_configs():
 def test_two_logs_on_one_file_are_refused_before_anything_starts(tmp_path):
     logs = gcode.LogConfig(jsonl=str(tmp_path / "x.jsonl"), run_log=str(tmp_path / "x.jsonl"))
     with pytest.raises(ConfigError, match=r"^run.logs.run_log: writes .*x\.jsonl, the file "
-                                          r"log\.jsonl names"):
+                                          r"run\.logs\.jsonl names"):
         to_train_config(gcode.CodingConfig(), gcode.ScalingConfig(), gcode.RunConfig(logs=logs))
     logs = gcode.LogConfig(jsonl=str(tmp_path / "x.jsonl"), run_log=str(tmp_path / "x"))
     with pytest.raises(ConfigError, match=r"^run.logs.run_log"):
@@ -154,3 +154,15 @@ def test_rerunning_a_script_names_the_python_argument(tmp_path):
     assert str(info.value).startswith("run.checkpoint.dir: ")
     assert f"CheckpointConfig(resume='{tmp_path / 'ck'}')" in str(info.value)
     assert "--resume" not in str(info.value)
+
+
+def test_python_errors_name_python_settings_in_their_advice_too():
+    def refused(**run):
+        with pytest.raises(ConfigError) as info:
+            to_train_config(gcode.CodingConfig(), gcode.ScalingConfig(), gcode.RunConfig(**run))
+        return str(info.value)
+    assert refused(dispatch="arrival", pipeline=False) == \
+        "run.dispatch: 'arrival' starts round r+1 early, which needs run.pipeline and mode 'concurrent'"
+    assert refused(inject=gcode.InjectConfig(params={"base": 1})) == \
+        "run.inject.params: needs run.inject.model (InjectConfig(model=MODEL))"
+    assert refused(jobs=2, models=99).startswith("run.models: must be <= max(run.jobs, T+2) = 3")

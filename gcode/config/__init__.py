@@ -39,7 +39,7 @@ This package imports neither Ray nor torch at import time.
 
 from .address import endpoint
 from .files import load_config
-from .public import from_train_config, public_field, to_train_config
+from .public import from_train_config, in_public_words, public_field, to_train_config
 from .registry import (
     BY_API,
     BY_FILE,
@@ -79,6 +79,6 @@ __all__ = [
     "ConfigError", "Fault", "InjectConfig", "LogConfig", "PolicyConfig", "PresetConfig",
     "RunConfig", "ScalingConfig", "SchemeConfig", "Setting", "TrainConfig", "TrainSection",
     "arrival_schemes", "canonical", "endpoint", "from_dict", "from_train_config", "how_to_set",
-    "load_config", "parse_faults", "public_field", "resume_safe_keys", "scheme_params",
+    "in_public_words", "load_config", "parse_faults", "public_field", "resume_safe_keys", "scheme_params",
     "speaking", "to_train_config", "validate", "with_overrides",
 ]

@@ -5,6 +5,7 @@ spellings each setting declares (:mod:`gcode.config.registry`); errors name the 
 from __future__ import annotations
 
 import dataclasses
+import re
 
 from .registry import SECTIONS, SETTINGS, aliases
 from .rules import validate
@@ -18,6 +19,7 @@ from .settings import (
     ScalingConfig,
 )
 from .spec import ConfigError, check_type
+from .spelling import speaking
 from .train_config import TrainConfig
 
 #: nested configs of RunConfig -> their section; None stands for the config's defaults
@@ -42,6 +44,16 @@ def public_field(file_key: str) -> str:
     renamed = {"inject": "run.inject", "log": "run.logs", "checkpoint": "run.checkpoint",
                "train": "run.tags", "cluster": "scaling"}.get(section)
     return f"{renamed}.{rest}".rstrip(".") if renamed else file_key
+
+
+#: a config file's key inside a message (not inside a path such as runs/log.jsonl)
+_KEY = re.compile(rf"(?<![\w/.-])((?:{'|'.join(SECTIONS)})\.[A-Za-z_]+)")
+
+
+def in_public_words(exc: ConfigError) -> ConfigError:
+    """The error with its field, and the settings its message names, as ``gcode.fit`` spells
+    them (``train.pipeline`` -> ``run.pipeline``)."""
+    return ConfigError(public_field(exc.field), _KEY.sub(lambda m: public_field(m[1]), exc.message))
 
 
 def _nested(run: RunConfig, attr: str):
@@ -78,13 +90,14 @@ def to_train_config(coding: CodingConfig, scaling: ScalingConfig, run: RunConfig
             value = getattr(parts[owner], name)
         values[s.section][s.key] = check_type(public_field(s.file), value, s.hint)
     try:
-        cfg = TrainConfig(**{k: SECTIONS[k](**v) for k, v in values.items()},
-                          cluster=dataclasses.replace(scaling),
-                          **{section: _nested(run, attr) for attr, (section, _) in NESTED.items()},
-                          faults=tuple(run.faults))
-        validate(cfg)
+        with speaking("python"):
+            cfg = TrainConfig(**{k: SECTIONS[k](**v) for k, v in values.items()},
+                              cluster=dataclasses.replace(scaling),
+                              **{section: _nested(run, attr) for attr, (section, _) in NESTED.items()},
+                              faults=tuple(run.faults))
+            validate(cfg)
     except ConfigError as exc:
-        raise exc.renamed(public_field(exc.field)) from None
+        raise in_public_words(exc) from None
     return cfg
 
 
@@ -101,4 +114,4 @@ def from_train_config(cfg: TrainConfig) -> tuple[CodingConfig, ScalingConfig, Ru
     return CodingConfig(**parts["coding"]), dataclasses.replace(cfg.cluster), run
 
 
-__all__ = ["from_train_config", "public_field", "to_train_config"]
+__all__ = ["from_train_config", "in_public_words", "public_field", "to_train_config"]
