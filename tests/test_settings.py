@@ -98,6 +98,16 @@ def test_older_flags_still_work():
                            "run.logs.run_log": "r"}
 
 
+def test_choices_read_from_gcode_train_are_checked_by_validation():
+    """--dataset and --optimizer take their names from gcode.train (which imports torch), so the
+    parser lists them only in --help; a wrong one is one line naming the field."""
+    from hostile_helpers import assert_one_line, cli
+    for argv, message in ((["--dataset", "bogus"], "train.dataset: must be one of digits"),
+                          (["--optimizer", "lion"], "train.optimizer: must be one of sgd, adam")):
+        code, _, last, full, _ = cli("train", *argv)
+        assert_one_line(code, last, full, message)
+
+
 def test_a_flag_error_names_the_flag_as_typed(capsys):
     with pytest.raises(SystemExit):
         build_parser().parse_args(["train", "--time-scale", "nan"])

@@ -77,8 +77,8 @@ def _pair_presets(base: TrainConfig, overrides: dict) -> None:
         paired = [name for name, preset in DATASETS.items() if preset.default_model == model]
         if paired and defaults.dataset not in paired:
             overrides["train.dataset"] = paired[0]
-    if dataset is not None and model is None and base.train.model == defaults.model:
-        overrides["train.model"] = DATASETS[dataset].default_model
+    if dataset in DATASETS and model is None and base.train.model == defaults.model:
+        overrides["train.model"] = DATASETS[dataset].default_model  # (an unknown one: validate)
 
 
 def config_from_args(args: argparse.Namespace) -> TrainConfig:
