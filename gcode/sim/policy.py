@@ -40,10 +40,13 @@ class Policy(ABC):
     def deadline(self, fastest: float) -> float:
         """Seconds after the round start at which the round is cut, given the fastest finish."""
 
-    def observe(self, r: int, times: np.ndarray, load: float, end: float) -> None:
+    def observe(self, r: int, times: np.ndarray, load: float, end: float,
+                compute: np.ndarray | None = None) -> None:
         """Told each finished round's per-worker times, its load and its end (seconds from the
         round's start). ``times`` is the censored view both drivers share: NaN for a worker
-        that had not arrived when the round ended, whose time is only known to exceed ``end``."""
+        that had not arrived when the round ended, whose time is only known to exceed ``end``.
+        ``compute``: the part of each time that grows with the load (a live worker's compute_s),
+        censored alike; None when unknown."""
 
     def resolve(self, times: np.ndarray, conforms: Callable[[np.ndarray], bool]) -> RoundOutcome:
         """The outcome of a round whose per-worker finish times are known (the simulator)."""

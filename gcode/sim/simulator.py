@@ -84,7 +84,9 @@ def simulate(scheme: Scheme, trace: np.ndarray, policy: Policy,
     ``on_round(r, times, outcome, decoded_jobs)`` is called after each round (for run logs;
     ``times`` are NaN in a skipped round).
     The policy also observes each round's times (``Policy.observe``) as a live coordinator sees
-    them, censored at the round's end (:func:`censored_times`), which lets an online tuner adapt
+    them, censored at the round's end (:func:`censored_times`), with the part of each time that
+    grows with the load (a live worker's compute time: load·slope for the additive model, all
+    of it for the proportional one), which lets an online tuner fit the load model and adapt
     the scheme between rounds.
     """
     trace = np.asarray(trace, dtype=np.float64)
@@ -102,7 +104,8 @@ def simulate(scheme: Scheme, trace: np.ndarray, policy: Policy,
     while r < scheme.total_rounds:  # an adaptive scheme may extend its rounds as it switches
         check_trace(trace, scheme.n, scheme.total_rounds)
         load = scheme.round_load(r)
-        times = load_model.times(trace[r, :scheme.n] * time_scale, load)
+        base = trace[r, :scheme.n] * time_scale
+        times = load_model.times(base, load)
         if not has_tasks(scheme.plan(r)):  # a tail round with no task: nothing runs, it costs nothing
             times = np.full(scheme.n, np.nan)
             outcome = RoundOutcome(np.ones(scheme.n, dtype=bool), 0.0, False)
@@ -120,7 +123,9 @@ def simulate(scheme: Scheme, trace: np.ndarray, policy: Policy,
             else:
                 outcome = policy.resolve(times, conforms)
             scheme.record(r, outcome.arrived)
-            policy.observe(r, censored_times(times, outcome.arrived), load, outcome.duration)
+            compute = censored_times(times - load_model.times(base, 0.0), outcome.arrived)
+            policy.observe(r, censored_times(times, outcome.arrived), load, outcome.duration,
+                           compute=compute)
         durations.append(outcome.duration)
         waits += outcome.fell_back
         newly = [t for t in range(max(0, r - scheme.delay), r + 1) if scheme.decodable(t)]

@@ -1,0 +1,208 @@
+"""Every candidate of a :class:`~gcode.sim.candidates.CandidateGrid`, advanced one round at a time.
+
+:class:`CandidateReplay` is the counterfactual engine of the auto scheme and of the hindsight
+search of ``gcode bench auto``: given one round's base times (what each worker would take at the
+trace's load; +inf for a worker the live run cut off), it returns the round's duration under
+every candidate, as the state-machine simulator would give it with that candidate's scheme and
+policy (``tests/test_replay.py`` holds the two equal).
+
+Per round and candidate with load L the times are a·base + c (:class:`LoadModel`), and
+  * an s-per-round scheme (uncoded: s = 0) allows the c slowest missing iff c ≤ s;
+  * a (1, W, λ) scheme allows the c slowest iff c ≤ its limit, a minimum of lookups over the
+    sets it recorded in the last W−1 rounds (fast_b1.py: with B = 1 the recorded sets are
+    disjoint, and each is the h slowest of its round);
+so every policy resolves the round from the sorted times and one integer ``limit``:
+  * ``paper`` μ: cut at (1+μ)·fastest; k slower than the cut; k ≤ limit ends at the cut,
+    otherwise the round waits for the slowest and records no straggler;
+  * ``partial`` μ: the same, but a violation waits only until the min(k−1, limit) slowest are
+    missing; ``earliest`` is partial at μ = 0 (it never counts a wait);
+  * ``gap`` g: the first quiet gap (no arrival for g × the latest arrival's time) after which at
+    most ``limit`` are missing ends the round at that cut; none: the slowest.
+A censored worker (+inf) is a straggler under every candidate's cut. A candidate that would wait
+for one gets an infinite duration: its time is unknown, and the caller decides what to assume.
+
+With ``jobs`` the replay is a whole run (the hindsight search): T = 0 candidates stop after
+``jobs`` rounds, bursty ones after jobs + T, and tail rounds with no task cost nothing, as in the
+simulator (SR-SGC with no repeat due; M-SGC with λ = n once every D1 chunk is in).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from types import SimpleNamespace
+
+import numpy as np
+
+from .candidates import POLICY_CODE, B1Block, CandidateGrid
+from .fast import TraceView, _arrived
+from .fast_b1 import _Repeats
+from .load_model import LoadModel
+
+EARLIEST, PARTIAL, PAPER, GAP = (POLICY_CODE[k] for k in ("earliest", "partial", "paper", "gap"))
+
+
+@dataclass
+class RoundResult:
+    """One round under every candidate (grid order): duration (inf: it would wait for a censored
+    worker), whether the policy fell back, and how many stragglers it recorded."""
+
+    durations: np.ndarray
+    fell_back: np.ndarray
+    kept: np.ndarray
+
+
+def resolve(asc: np.ndarray, a: np.ndarray, c: np.ndarray, limit: np.ndarray, policy: np.ndarray,
+            value: np.ndarray) -> RoundResult:
+    """The round under P candidates, from its ascending base times ``asc`` (n,) and per candidate
+    the affine load map (a, c), the allowed number of missing workers, policy code and value."""
+    n = len(asc)
+    mu = np.where((policy == PARTIAL) | (policy == PAPER), value, 0.0)
+    fastest, slowest = asc[0] * a + c, asc[-1] * a + c
+    cut = fastest * (1 + mu)
+    k = n - _arrived(asc, a, c, cut, np.searchsorted(asc, (cut - c) / a, side="right"))
+    conform = k <= limit
+    waits_partially = (policy == EARLIEST) | (policy == PARTIAL)
+    fallback_kept = np.maximum(0, np.minimum(k - 1, limit))
+    durations = np.where(conform, np.minimum(cut, slowest), slowest)
+    durations = np.where(waits_partially & ~conform, asc[n - fallback_kept - 1] * a + c, durations)
+    kept = np.where(conform, k, np.where(waits_partially, fallback_kept, 0))
+    fell_back = ~conform & (policy != EARLIEST)
+    gap = np.flatnonzero(policy == GAP)
+    if len(gap) and n > 1:
+        times = asc[None, :] * a[gap, None] + c[gap, None]
+        cuts = times[:, :-1] * (1 + value[gap, None])
+        gaps = times[:, 1:] > cuts  # position j: a quiet gap leaving the n−j−1 slowest missing
+        valid = gaps & (np.arange(n - 1)[None, :] >= n - 1 - limit[gap, None])
+        has, first = valid.any(axis=1), np.argmax(valid, axis=1)
+        rows = np.arange(len(gap))
+        durations[gap] = np.where(has, cuts[rows, first], times[:, -1])
+        kept[gap] = np.where(has, n - 1 - first, 0)
+        fell_back[gap] = gaps.any(axis=1) & (~has | (np.argmax(gaps, axis=1) < first))
+    elif len(gap):
+        durations[gap], kept[gap], fell_back[gap] = slowest[gap], 0, False
+    return RoundResult(durations, fell_back, kept)
+
+
+class _B1State:
+    """One (1, W, λ) block's history: the sizes of its recorded sets over the last W−1 rounds,
+    SR-SGC's repeats, and (whole runs) M-SGC λ = n's D1 arrivals of the last job."""
+
+    def __init__(self, block: B1Block, n: int):
+        self.block = block
+        self.counted = np.zeros((len(block.lams), block.W - 1), dtype=np.int64)  # oldest first
+        self.repeats = (_Repeats(block.srsgc_s, SimpleNamespace(n=n)) if block.srsgc_s is not None
+                        else None)
+        self.d1_only = block.lams >= n if block.scheme == "msgc" else None
+        self.d1_arrivals = np.zeros((len(block.lams), n), dtype=np.int64)
+
+    @property
+    def delay(self) -> int:
+        return self.block.W - 1 if self.block.scheme == "msgc" else 1
+
+    def limit(self, view: TraceView, r: int) -> np.ndarray:
+        """How many of round r's slowest the model allows missing (r: the view's last row)."""
+        W = self.block.W
+        limit = self.block.lams - self.counted.sum(axis=1)
+        for back in range(1, min(W - 1, r) + 1):
+            h = self.counted[:, W - 1 - back]
+            limit = np.minimum(limit, view.first_overlap(r - back, r)[h])
+        return limit
+
+    def idle(self, r: int, in_tail: bool) -> np.ndarray:
+        """Settings with no task this round (a tail round of a whole run)."""
+        idle = np.zeros(len(self.block.lams), dtype=bool)
+        if not in_tail:
+            return idle
+        if self.repeats is not None:
+            return self.repeats.missed - self.repeats.s <= 0
+        return self.d1_only & (self.d1_arrivals >= self.block.W - 1).all(axis=1)
+
+    def record(self, view: TraceView, r: int, kept: np.ndarray, tail_from: int | None,
+               absolute: int) -> None:
+        counted = kept
+        if self.repeats is not None:
+            self.repeats.view = view
+            exempt = self.repeats.step(r, kept)
+            counted = np.where(exempt, 0, kept)
+        elif tail_from is not None and absolute >= tail_from - 1:
+            self.d1_arrivals += view.slow_rank[r][None, :] >= kept[:, None]
+        self.counted[:, :-1] = self.counted[:, 1:]
+        if self.counted.shape[1]:
+            self.counted[:, -1] = counted
+
+
+class CandidateReplay:
+    """Runs every candidate of ``grid`` forward, one round per :meth:`step`.
+
+    ``jobs``: replay a whole run of that many jobs (tails, and each candidate's end); None: an
+    endless run with a job every round (the online tuner)."""
+
+    def __init__(self, grid: CandidateGrid, loads: LoadModel, jobs: int | None = None):
+        self.grid, self.n, self.jobs = grid, grid.n, jobs
+        self.blocks = [_B1State(block, grid.n) for block in grid.b1_blocks]
+        self.keep = max([2] + [block.W for block in grid.b1_blocks])
+        self.rows: list[np.ndarray] = []
+        self.orders: list[np.ndarray] = []
+        self.overlaps: dict = {}
+        self.round = 0
+        self.set_load_model(loads)
+
+    def set_load_model(self, loads: LoadModel) -> None:
+        self.loads = loads
+        sb = self.grid.s_block
+        self._affine = [loads.affine(sb.loads, self.n)] + [loads.affine(b.loads, self.n)
+                                                            for b in self.grid.b1_blocks]
+
+    def step(self, base: np.ndarray) -> RoundResult:
+        """Advance every candidate through one round of base times (n,), +inf for censored."""
+        base = np.asarray(base, dtype=np.float64)
+        r_abs = self.round
+        self.rows.append(base)
+        self.orders.append(np.argsort(base, kind="stable"))
+        if len(self.rows) > self.keep:
+            self.rows.pop(0)
+            self.orders.pop(0)
+        first = r_abs - len(self.rows) + 1
+        self.overlaps = {key: v for key, v in self.overlaps.items() if key[0] >= first}
+        view = TraceView(np.array(self.rows), 0.0, np.array(self.orders), self.overlaps, first)
+        r = len(self.rows) - 1
+        asc = view.ascending[r]
+        parts = []
+        sb = self.grid.s_block
+        a, c = self._affine[0]
+        part = resolve(asc, a, c, sb.s, sb.policy, sb.value)
+        if self.jobs is not None and r_abs >= self.jobs:
+            part = RoundResult(np.zeros_like(part.durations), np.zeros_like(part.fell_back), part.kept * 0)
+        parts.append(part)
+        for state, (a, c) in zip(self.blocks, self._affine[1:]):
+            block = state.block
+            in_tail = self.jobs is not None and r_abs >= self.jobs
+            idle = state.idle(r_abs, in_tail)
+            if self.jobs is not None and r_abs >= self.jobs + state.delay:
+                idle[:] = True
+            part = resolve(asc, a, c, np.where(idle, self.n, state.limit(view, r)), block.policy,
+                           block.value)
+            part = RoundResult(np.where(idle, 0.0, part.durations), part.fell_back & ~idle,
+                               np.where(idle, 0, part.kept))
+            state.record(view, r, part.kept, self.jobs, r_abs)
+            parts.append(part)
+        self.round += 1
+        return RoundResult(*(np.concatenate([getattr(p, f) for p in parts])
+                             for f in ("durations", "fell_back", "kept")))
+
+
+def whole_runs(grid: CandidateGrid, trace: np.ndarray, jobs: int, loads: LoadModel) -> dict:
+    """Runtime and waits of every candidate as a fixed choice over a whole run of ``jobs`` jobs
+    on ``trace`` (rounds × n base times): the hindsight reference."""
+    trace = np.asarray(trace, dtype=np.float64)
+    delay = max(c.delay for c in grid.candidates)
+    rounds = min(trace.shape[0], jobs + delay)
+    replay = CandidateReplay(grid, loads, jobs)
+    total = np.zeros(len(grid))
+    waits = np.zeros(len(grid), dtype=np.int64)
+    for r in range(rounds):
+        out = replay.step(trace[r, :grid.n])
+        total += out.durations
+        waits += out.fell_back
+    feasible = np.array([jobs + c.delay <= trace.shape[0] for c in grid.candidates])
+    return {"runtime_s": np.where(feasible, total, np.inf), "waits": waits}
