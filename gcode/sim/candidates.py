@@ -133,6 +133,15 @@ def bursty_load(name: str, n: int, W: int, lam: int, kind: str) -> float:
     return W * (code * (1.0 / (n * (W - 1) * code + 1)))
 
 
+def bursty_lambdas(name: str, n: int, W: int, code_s: np.ndarray) -> np.ndarray:
+    """λ values for (1, W, λ) settings whose code redundancies are ``code_s``: M-SGC's D2 code
+    has s = λ (and λ = n has no D2 code); SR-SGC's has s = ⌈λ/W⌉, so the largest λ with that s,
+    s·W, tolerates the most at its load."""
+    if name == "msgc":
+        return np.unique(np.append(code_s, n))
+    return np.unique(np.minimum(code_s * W, n - 1))
+
+
 def bursty_pairs(max_delay: int) -> list[tuple[str, int, int]]:
     """(scheme, B, W) with B = 1 and delay at most ``max_delay``: M-SGC (1, W) has T = W−1,
     SR-SGC (1, W) has T = 1 for W = 2, 3 (larger W only tightens its model at the same s)."""
@@ -185,9 +194,21 @@ def _grid_values(n: int, points: int) -> np.ndarray:
     return np.unique(np.round(np.geomspace(1, n, points)).astype(np.int64))
 
 
+def tolerances(kind: str, n: int, points: int) -> np.ndarray:
+    """The code redundancies s (1 ≤ s < n) a grid tries for codes of ``kind``: about ``points``
+    of them, spread geometrically. An FR code's load is 1/⌊n/(s+1)⌋, so among the s with the
+    same number of groups g the largest, ⌊n/g⌋ − 1, tolerates the most at the same load: only
+    those are tried (the others could never be the best choice)."""
+    if kind == "fr":
+        groups = _grid_values(max(1, n // 2), points)
+        values = np.unique(n // groups - 1)
+    else:
+        values = _grid_values(n, points)
+    return values[(values >= 1) & (values < n)]
+
+
 @lru_cache(maxsize=32)
 def candidate_grid(n: int, cfg: CandidateConfig) -> CandidateGrid:
-    values = _grid_values(n, cfg.grid_points)
     cands: list[Candidate] = []
     s_rows: list[tuple[int, float, int, float]] = []
     if "uncoded" in cfg.schemes:
@@ -195,7 +216,7 @@ def candidate_grid(n: int, cfg: CandidateConfig) -> CandidateGrid:
         s_rows.append((0, 1.0 / n, POLICY_CODE["earliest"], 0.0))
     if "gc" in cfg.schemes:
         for kind in cfg.gc_codes:
-            for s in values[values < n]:
+            for s in tolerances(kind, n, cfg.grid_points):
                 for policy, value in cfg.gc_policies():
                     cands.append(Candidate("gc", {"s": int(s), "gc_code": kind}, value, policy))
                     s_rows.append((int(s), code_load(kind, n, int(s)), POLICY_CODE[policy], value))
@@ -206,7 +227,7 @@ def candidate_grid(n: int, cfg: CandidateConfig) -> CandidateGrid:
         if name not in cfg.schemes:
             continue
         for code in cfg.gc_codes:
-            lams = values if name == "msgc" else values[values < n]
+            lams = bursty_lambdas(name, n, W, tolerances(code, n, cfg.grid_points))
             rows = []
             for lam in lams:
                 load = bursty_load(name, n, W, int(lam), code)

@@ -54,6 +54,7 @@ class OnlineConfig:
     gc_code: str | None = "fr"  # the code of GC and of bursty D2 groups; None: every kind
     min_history: int = 2        # first decision once this many rounds are seen
     grid_points: int = 24       # s and λ values, geometric over 1 … n
+    ratio_sample: int = 4096    # ratios to the fastest kept for guessing cut workers' times
 
     def __post_init__(self):
         if self.window < 2:
@@ -96,35 +97,31 @@ class OnlineTuner(Policy):
         self.scheme = SwitchingScheme(n, jobs, self.current.make_scheme(n, jobs))
         self.decisions: list[dict] = []
         self._delays = np.array([c.delay for c in self.grid.candidates])
-        self._min_rounds = 2 * max(b.W for b in self.grid.b1_blocks) if self.grid.b1_blocks else 1
+        # a delayed candidate is weighed once every bursty window had time to show its cost
+        self._settled = 2 * max([1] + [b.W for b in self.grid.b1_blocks])
         self._reset_estimates()
 
     def _start_candidate(self) -> Candidate:
-        """Before any round: uncoded under the proportional model (coding multiplies every
-        worker's time), else GC with s = ⌈n·start_s_fraction⌉ under the earliest policy (an
-        additive load costs little; stragglers cost a round each)."""
+        """Before any round: uncoded under a proportional prior (coding multiplies every
+        worker's time), else GC with s ≈ n·start_s_fraction under the earliest policy (an
+        additive load costs little; a straggler costs a whole round)."""
+        first = self.grid.candidates[0]
         if self.cfg.start == "uncoded" or self.n < 2 or self.prior.kind == "proportional":
-            return self.grid.candidates[0]
-        s = min(self.n - 1, max(1, int(np.ceil(self.n * self.cfg.start_s_fraction))))
-        key = ("gc", (("gc_code", self.cfg.gc_code or "fr"), ("s", s)))
-        values = sorted({c.params["s"] for c in self.grid.candidates if c.scheme == "gc"},
-                        key=lambda v: abs(v - s))
-        policy, mu = ("earliest", 0.0) if self.cfg.partial else ("paper", self.cfg.start_mu)
-        for v in values:  # the grid's s nearest the target
-            key = Candidate("gc", {"s": v, "gc_code": self.cfg.gc_code or "fr"}, mu, policy).key()
-            if key in self.grid.index:
-                return self.grid.candidates[self.grid.index[key]]
-        return self.grid.candidates[0]
+            return first
+        target = self.n * self.cfg.start_s_fraction
+        policy = ("earliest", 0.0) if self.cfg.partial else ("paper", self.cfg.start_mu)
+        gc = [c for c in self.grid.candidates if c.scheme == "gc" and (c.policy, c.mu) == policy]
+        return min(gc, key=lambda c: abs(c.params["s"] - target), default=first)
 
     def _reset_estimates(self) -> None:
         self.fit = LoadFit()
         self.loads = self.prior
         self.replay = CandidateReplay(self.grid, self.loads)
-        self.costs = np.zeros((self.cfg.window, len(self.grid)))  # ring of imputed durations
+        self.costs = np.zeros((self.cfg.window, len(self.grid)))  # ring of per-round costs
         self.seen = 0
-        self.slowest_ratio = 2.0  # the largest slowest / fastest seen (at least the paper's μ = 1)
-        self.previous = np.full(self.n, np.inf)  # the last round's base times (inf: cut off)
-        self.log: dict[str, list] = {"times": [], "compute": [], "load": [], "end": []}
+        self.ratios = np.zeros(0)  # times / their round's fastest, from full rounds and late results
+        self.rounds_seen: dict[int, tuple[float, float, float]] = {}  # r -> scale, offset, fastest
+        self.events: list[dict] = []  # every observation, for checkpoints
 
     # ---- the round-ending policy: the current candidate's -----------------------------------
     @property
@@ -175,61 +172,83 @@ class OnlineTuner(Policy):
         """Seed the tuner with base times of rounds before this run (a probe trace, in the prior
         load model's base: zero-load times for the additive model) and decide at once."""
         for row in np.atleast_2d(np.asarray(base_times, dtype=np.float64)):
-            self._log(row, None, None, float(row.max()))
-            self._advance(row, float(row.max()))
+            self._apply({"kind": "prime", "times": row})
         if self.seen >= self.cfg.min_history:
             self._decide(len(self.scheme.history))
 
     def observe(self, r: int, times: np.ndarray, load: float, end: float,
                 compute: np.ndarray | None = None) -> None:
-        times = np.asarray(times, dtype=np.float64)
-        compute = None if compute is None else np.asarray(compute, dtype=np.float64)
-        self._log(times, compute, float(load), float(end))
-        self._estimate(times, compute, float(load), float(end))
-        next_round = r + 1
-        if self.seen >= self.cfg.min_history and next_round % self.cfg.every == 0:
-            self._decide(next_round)
+        self._apply({"kind": "round", "r": int(r), "times": np.asarray(times, dtype=np.float64),
+                     "compute": None if compute is None else np.asarray(compute, dtype=np.float64),
+                     "load": float(load), "end": float(end)})
+        if self.seen >= self.cfg.min_history and (r + 1) % self.cfg.every == 0:
+            self._decide(r + 1)
 
-    def _log(self, times, compute, load, end) -> None:
-        for key, value in zip(("times", "compute", "load", "end"), (times, compute, load, end)):
-            self.log[key].append(value)
+    def observe_late(self, r: int, worker: int, time: float) -> None:
+        self._apply({"kind": "late", "r": int(r), "time": float(time)})
 
-    def _estimate(self, times: np.ndarray, compute: np.ndarray | None, load: float, end: float) -> None:
-        """Fit the load model to the round, and replay every candidate through it."""
-        if compute is not None:
-            self.fit.add(times, compute, load)
+    def _apply(self, event: dict) -> None:
+        """Learn from one observation (kept in ``events``, replayed on restore)."""
+        self.events.append(event)
+        if event["kind"] == "prime":
+            row = event["times"]
+            self._advance(row, float(row.max()))
+        elif event["kind"] == "late":  # a cut worker's result came in: its ratio to the fastest
+            info = self.rounds_seen.get(event["r"])
+            if info is not None:
+                scale, offset, fastest = info
+                self._add_ratios(np.array([(event["time"] - offset) / scale / fastest]))
+        else:
+            self._observe_round(event)
+
+    def _observe_round(self, e: dict) -> None:
+        """Fit the load model to the round, turn its times into base times, replay them."""
+        times, load = e["times"], e["load"]
+        if e["compute"] is not None:
+            self.fit.add(times, e["compute"], load)
             self._set_loads(self.fit.model(self.prior))
         base = self.loads.base(np.where(np.isnan(times), np.inf, times), load)
         scale, offset = self.loads.affine(load, self.n)
-        self._advance(base, float((end - offset) / scale))
+        self.rounds_seen = {k: v for k, v in self.rounds_seen.items() if k >= e["r"] - self.cfg.window}
+        self.rounds_seen[e["r"]] = (float(scale), float(offset), float(base.min()))
+        self._advance(base, float((e["end"] - offset) / scale))
+
+    def _add_ratios(self, ratios: np.ndarray) -> None:
+        self.ratios = np.concatenate([self.ratios, ratios])[-self.cfg.ratio_sample:]
 
     def _advance(self, base: np.ndarray, end: float) -> None:
         """Replay every candidate through a round of base times (+inf: cut off at base ``end``)
-        and store their costs. A candidate that would have waited for a worker cut off is
-        charged a guess of its time, never below ``end``: the worker's time of the round before
-        if it arrived then (workers stay slow or fast for a while), else the largest ratio to
-        the fastest seen so far, at least 2 (it was cut before too: assume it is as slow as any seen).
-        """
+        and store their costs (:meth:`_impute` for a candidate that would have waited for a
+        worker cut off)."""
         out = self.replay.step(base)
-        arrived = np.isfinite(base)
         fastest = float(base.min())
-        if fastest > 0:  # the slowest seen, or the round's end when workers were cut off
-            slowest = float(base.max()) if arrived.all() else end
-            self.slowest_ratio = max(self.slowest_ratio, slowest / fastest)
-        unknown = ~np.isfinite(out.durations)
-        if unknown.any():
-            guess = np.where(np.isfinite(self.previous), self.previous, self.slowest_ratio * fastest)
-            filled = np.sort(np.where(arrived, base, np.maximum(guess, np.nextafter(end, np.inf))))
-            a, c = self._affine()
-            waited = filled[self.n - 1 - out.kept[unknown]]
-            out.durations[unknown] = a[unknown] * waited + c[unknown]
-        self.previous = base
+        if np.isfinite(base).all() and fastest > 0:
+            self._add_ratios(base / fastest)
+        self._impute(out, base, end)
         self.costs[self.seen % self.cfg.window] = out.durations
         self.seen += 1
 
-    def _affine(self) -> tuple[np.ndarray, np.ndarray]:
-        pairs = self.replay._affine
-        return np.concatenate([p[0] for p in pairs]), np.concatenate([p[1] for p in pairs])
+    def _impute(self, out, base: np.ndarray, end: float) -> None:
+        """Durations of the candidates that would have waited for workers cut off (+inf). A cut
+        worker is a straggler under every candidate's cut (the replay saw it so); what waiting
+        for it costs is guessed from the ratios to the fastest seen in full rounds and in late
+        results, those above the round's end, in order of their quantiles; with none above it,
+        twice the fastest or just above the end, whichever is later."""
+        unknown = ~np.isfinite(out.durations)
+        if not unknown.any():
+            return
+        fastest = float(base.min())
+        cut = ~np.isfinite(base)
+        k = int(cut.sum())
+        above = np.sort(self.ratios[self.ratios * fastest > end])
+        if len(above):
+            guess = above[((np.arange(k) + 0.5) / k * len(above)).astype(np.int64)] * fastest
+        else:
+            guess = np.full(k, max(2.0 * fastest, float(np.nextafter(end, np.inf))))
+        filled = np.concatenate([np.sort(base[~cut]), guess])
+        a, c = self.replay.affine()
+        waited = filled[self.n - 1 - out.kept[unknown]]
+        out.durations[unknown] = a[unknown] * waited + c[unknown]
 
     # ---- deciding ---------------------------------------------------------------------------
     def _decide(self, next_round: int) -> None:
@@ -237,26 +256,23 @@ class OnlineTuner(Policy):
         if not self.scheme.can_switch(next_round):
             return
         k = min(self.seen, self.cfg.window)
-        window = self.costs[:k] if self.seen <= self.cfg.window else self.costs
+        window = self.costs[:k]
         here = self.grid.index[self.current.key()]
         diff = window[:, here][:, None] - window  # > 0: the challenger was faster
         advantage = diff.mean(axis=0)
-        spread = diff.std(axis=0, ddof=1) / np.sqrt(k) if k > 1 else np.zeros(len(self.grid))
+        spread = diff.std(axis=0, ddof=1) / np.sqrt(k) if k > 1 else np.full(len(self.grid), np.inf)
         current_mean = float(window[:, here].mean())
         left = (self.jobs - next_round) if self.jobs is not None else self.cfg.window
-        cost = self._switch_cost(window.mean(axis=0))
-        gain = advantage * left - cost
-        delays = self._delays
-        # a switch between T = 0 candidates is free and undone at once: follow the leader; one
-        # that starts or ends a delayed scheme must be supported by the evidence, and not
-        # before every candidate's deferred cost (its window of W rounds) had time to show
-        free = (delays == 0) & (self.current.delay == 0)
-        settled = k >= self._min_rounds
-        strong = (advantage > self.cfg.margin * current_mean) & (gain > 0) & (
-            free | (settled & (advantage > self.cfg.confidence * spread)))
+        gain = advantage * left - self._switch_cost(window.mean(axis=0))
+        # a switch between T = 0 candidates is free and undone at once: follow the leader. One
+        # that starts or ends a delayed scheme must be supported by the evidence, and only once
+        # every candidate's deferred cost (its window of W rounds) had time to show.
+        free = (self._delays == 0) & (self.current.delay == 0)
+        backed = (k >= self._settled) & (advantage > self.cfg.confidence * spread)
+        strong = (advantage > self.cfg.margin * current_mean) & (gain > 0) & (free | backed)
         strong[here] = False
         decision = {"round": next_round, "current": self.current.to_dict(),
-                    "current_mean_s": current_mean, "switched": False,
+                    "current_mean_s": current_mean, "switched": False, "rounds_weighed": k,
                     "load_model": self.loads.kind, "load_slope": float(self.loads.slope)}
         if strong.any():
             best = int(np.argmax(np.where(strong, gain, -np.inf)))
@@ -269,30 +285,17 @@ class OnlineTuner(Policy):
         self.decisions.append(decision)
 
     def _switch_cost(self, means: np.ndarray) -> np.ndarray:
-        """Seconds a switch to each candidate adds: the current segment drains T rounds that
-        also carry its load (zero for T = 0)."""
-        drain = self.current.delay
-        if drain == 0:
-            return np.zeros(len(self.grid))
-        a, c = self._affine()
+        """Seconds a switch adds: the current segment drains T rounds, which also carry its
+        load (nothing for T = 0); charged as half a round of the current's per T."""
         here = self.grid.index[self.current.key()]
-        a_here, c_here = a[here], c[here]
-        # the current's load on top of each candidate's, at a typical round's base time
-        base = (means[here] - c_here) / a_here
-        return drain * (a_here * base + c_here) * 0.5
+        return np.full(len(self.grid), 0.5 * self.current.delay * means[here])
 
     # ---- checkpoints ------------------------------------------------------------------------
     def state(self) -> dict:
         """The tuner's learned state: every observation (replayed on restore), the current
         candidate and the decisions."""
-        compute = self.log["compute"]
-        has_compute = [c is not None for c in compute]
-        rows = np.array(self.log["times"], dtype=np.float64).reshape(-1, self.n)
-        comp = np.array([c if c is not None else np.full(self.n, np.nan) for c in compute],
-                        dtype=np.float64).reshape(-1, self.n)
-        return {"times": rows, "compute": comp, "has_compute": has_compute,
-                "load": list(self.log["load"]), "end": list(self.log["end"]),  # load None: primed
-                "current": self.current.to_dict(), "decisions": list(self.decisions),
+        return {"events": [dict(e) for e in self.events], "current": self.current.to_dict(),
+                "decisions": list(self.decisions),
                 "prior": {"kind": self.prior.kind, "slope": self.prior.slope,
                           "trace_load": self.prior.trace_load}}
 
@@ -302,13 +305,11 @@ class OnlineTuner(Policy):
         prior = state["prior"]
         self.prior = LoadModel(prior["kind"], float(prior["slope"]), prior.get("trace_load"))
         self._reset_estimates()
-        for times, comp, has, load, end in zip(state["times"], state["compute"], state["has_compute"],
-                                                state["load"], state["end"]):
-            times, comp = np.asarray(times, dtype=np.float64), np.asarray(comp, dtype=np.float64)
-            self._log(times, comp if has else None, load, float(end))
-            if load is None:  # a primed row of base times
-                self._advance(times, float(end))
-            else:
-                self._estimate(times, comp if has else None, float(load), float(end))
+        for event in state["events"]:
+            event = dict(event)
+            for key in ("times", "compute"):
+                if event.get(key) is not None:
+                    event[key] = np.asarray(event[key], dtype=np.float64)
+            self._apply(event)
         self.current = Candidate.from_dict(state["current"])
         self.decisions = list(state["decisions"])

@@ -48,6 +48,10 @@ class Policy(ABC):
         ``compute``: the part of each time that grows with the load (a live worker's compute_s),
         censored alike; None when unknown."""
 
+    def observe_late(self, r: int, worker: int, time: float) -> None:
+        """Told that ``worker``'s round-r result, cut off when round r ended, has come in after
+        all, ``time`` seconds after round r's start (live: a cut worker's late reply)."""
+
     def resolve(self, times: np.ndarray, conforms: Callable[[np.ndarray], bool]) -> RoundOutcome:
         """The outcome of a round whose per-worker finish times are known (the simulator)."""
         times = np.asarray(times, dtype=np.float64)

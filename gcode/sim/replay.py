@@ -153,6 +153,11 @@ class CandidateReplay:
         self._affine = [loads.affine(sb.loads, self.n)] + [loads.affine(b.loads, self.n)
                                                             for b in self.grid.b1_blocks]
 
+    def affine(self) -> tuple[np.ndarray, np.ndarray]:
+        """Every candidate's (scale, offset) of the load model, in grid order."""
+        return (np.concatenate([a for a, _ in self._affine]),
+                np.concatenate([c for _, c in self._affine]))
+
     def step(self, base: np.ndarray) -> RoundResult:
         """Advance every candidate through one round of base times (n,), +inf for censored."""
         base = np.asarray(base, dtype=np.float64)
@@ -187,8 +192,12 @@ class CandidateReplay:
             state.record(view, r, part.kept, self.jobs, r_abs)
             parts.append(part)
         self.round += 1
-        return RoundResult(*(np.concatenate([getattr(p, f) for p in parts])
-                             for f in ("durations", "fell_back", "kept")))
+        return _concat(parts)
+
+
+def _concat(parts: list[RoundResult]) -> RoundResult:
+    return RoundResult(*(np.concatenate([getattr(p, f) for p in parts])
+                         for f in ("durations", "fell_back", "kept")))
 
 
 def whole_runs(grid: CandidateGrid, trace: np.ndarray, jobs: int, loads: LoadModel) -> dict:

@@ -84,7 +84,8 @@ def simulate(scheme: Scheme, trace: np.ndarray, policy: Policy,
     ``on_round(r, times, outcome, decoded_jobs)`` is called after each round (for run logs;
     ``times`` are NaN in a skipped round).
     The policy also observes each round's times (``Policy.observe``) as a live coordinator sees
-    them, censored at the round's end (:func:`censored_times`), with the part of each time that
+    them, censored at the round's end (:func:`censored_times`), and a cut worker's time once
+    the run's clock passes its finish (``Policy.observe_late``), with the part of each time that
     grows with the load (a live worker's compute time: load·slope for the additive model, all
     of it for the proportional one), which lets an online tuner fit the load model and adapt
     the scheme between rounds.
@@ -100,6 +101,8 @@ def simulate(scheme: Scheme, trace: np.ndarray, policy: Policy,
                          f"their own arrivals; {scheme.name} is not one")
     durations, waits, decoded, task_rounds = [], 0, 0, 0
     head = np.zeros(scheme.n)  # seconds each worker started before the round (dispatch=arrival)
+    late: list[tuple[float, int, int, float]] = []  # (clock, round, worker, time) of cut workers
+    clock = 0.0
     r = 0
     while r < scheme.total_rounds:  # an adaptive scheme may extend its rounds as it switches
         check_trace(trace, scheme.n, scheme.total_rounds)
@@ -114,6 +117,7 @@ def simulate(scheme: Scheme, trace: np.ndarray, policy: Policy,
         else:
             task_rounds += 1
             conforms = lambda stragglers: scheme.conforms(r, stragglers)
+            head_before = head.copy()
             if dispatch == "arrival":
                 outcome = RoundOutcome(*replay_round(policy, times, head, conforms))
                 # an arrival before the round's own start (a worker ahead by more than a round)
@@ -126,6 +130,12 @@ def simulate(scheme: Scheme, trace: np.ndarray, policy: Policy,
             compute = censored_times(times - load_model.times(base, 0.0), outcome.arrived)
             policy.observe(r, censored_times(times, outcome.arrived), load, outcome.duration,
                            compute=compute)
+            late += [(clock + times[w] - head_before[w], r, int(w), float(times[w]))
+                     for w in np.flatnonzero(~outcome.arrived)]
+        clock += outcome.duration
+        for item in sorted(x for x in late if x[0] <= clock):  # cut workers' results come in
+            policy.observe_late(*item[1:])
+        late = [x for x in late if x[0] > clock]
         durations.append(outcome.duration)
         waits += outcome.fell_back
         newly = [t for t in range(max(0, r - scheme.delay), r + 1) if scheme.decodable(t)]
