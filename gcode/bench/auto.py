@@ -1,115 +1,191 @@
-"""``gcode bench auto``: the online auto scheme (with the partial-wait fallback) against the
-authors' hindsight-best M-SGC on the public Lambda traces.
+"""``gcode bench auto``: the online auto scheme against the hindsight-best fixed choice over the
+same candidates and policies, and against uncoded, on a suite of traces, under both load models.
 
-Protocol, so that nothing evaluated is tuned on:
-  * The auto scheme's decisions use only past rounds of the trace it runs on.
-  * Its own settings (window, cadence, margin, max delay) are chosen by a small grid on the
-    four *load-level* traces (``*-load*.csv``: other measurement runs of the same fleet), and
-    never on the two public traces it is evaluated on.
-  * The reference is the best M-SGC setting found in hindsight on each public trace, under the
-    paper policy (34.94 s and 21.49 s for the authors' setup: 26 and 16 jobs, μ=1, slope 2.2013;
-    on the 20-round trace the best is (1,2,256), whose last round is free once every D1 chunk is
-    in, and the authors' classes, which charge that round, give 22.67 s for (1,2,30)).
+Suite (each trace × {additive, proportional}):
+  * the bundled Lambda traces (``lambda-*.csv`` in --traces: 256 workers; 26 jobs on 30 rounds,
+    16 on 20), additive slope 2.2013 s (the authors' fit), proportional at load 1/n;
+  * Gilbert–Elliott traces generated from seeds: 64 and 128 workers, 50 rounds, 46 jobs, the
+    default chain and a persistent one (bad spells of 10 rounds), additive slope 2.2013 s;
+  * traces recorded from live runs (``*.rounds.jsonl`` logs, via :mod:`gcode.tracelog`): the
+    additive slope fitted from the workers' compute times, proportional at the run's load.
+For each: auto (``OnlineTuner``, its decisions from past rounds only, the trace's load model
+as its prior and then fitted from the compute times it sees), the best fixed candidate of the
+same grid in hindsight (:func:`gcode.sim.replay.whole_runs`, equal to the state machine), and
+uncoded. Regret is auto / hindsight-best − 1.
+
+Protocol: the tuner's own settings (TUNING_GRID) are chosen on a separate tuning suite of
+Gilbert–Elliott and i.i.d. traces with other parameters, sizes and seeds, never on the traces
+evaluated. The tuner's cost per round on the coordinator (observe + decide) is timed in every
+run, against a fixed scheme's policy (which does no work per round).
 """
 
 from __future__ import annotations
 
 import itertools
 import time
-from dataclasses import asdict, replace
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import numpy as np
 
 from ..paths import save_figure
 from ..sim import simulate
+from ..sim.candidates import candidate_grid
 from ..sim.load_model import LoadModel
 from ..sim.online import OnlineConfig, OnlineTuner
-from ..sim.tune import TuneSettings, tune
-from ..stragglers import load_trace
-from .trace import public_traces
+from ..sim.replay import whole_runs
+from ..stragglers import GilbertElliottDelay, ParetoDelay, ShiftedExponentialDelay, load_trace
 
 SLOPE = 2.2013
-JOBS = {"lambda-cnn-w256-r30-canada.csv": 26, "lambda-cnn-w256-r20-canada.csv": 16}
-META_GRID = {"window": (3, 4, 6, 8), "every": (1, 2), "margin": (0.0, 0.03), "max_delay": (1, 2)}
-BASE = OnlineConfig(gc_code="fr")
+LOAD_MODELS = ("additive", "proportional")
+GE_MODELS = {"ge": GilbertElliottDelay(),
+             "ge-persistent": GilbertElliottDelay(p_good_to_bad=0.02, p_bad_to_good=0.1, slowdown=4.0)}
+EVAL_SEEDS = (0, 1)
+GE_WORKERS = (64, 128)
+GE_ROUNDS, GE_JOBS = 50, 46
+TUNING_GRID = {"start_s_fraction": (1 / 16, 1 / 8, 1 / 4), "margin": (0.0, 0.02),
+               "confidence": (0.5, 1.0, 2.0), "stress": (0.0, 0.05)}
+BASE = OnlineConfig(window=64, min_history=1)
+LAMBDA_JOBS = {"lambda-cnn-w256-r30-canada.csv": 26, "lambda-cnn-w256-r20-canada.csv": 16}
 
 
-def run_auto(trace: np.ndarray, jobs: int, cfg: OnlineConfig, slope: float | LoadModel = SLOPE) -> dict:
-    tuner = OnlineTuner(trace.shape[1], jobs, slope, cfg)
-    start = time.perf_counter()
-    result = simulate(tuner.scheme, trace, tuner, slope)
-    return {"runtime_s": result.runtime_s, "rounds": result.rounds, "waits": result.waits,
-            "decoded_jobs": result.decoded_jobs, "switches": tuner.scheme.switches,
-            "sim_seconds": time.perf_counter() - start}
+@dataclass(frozen=True)
+class SuiteTrace:
+    name: str
+    source: str          # lambda | ge | live | tuning
+    trace: np.ndarray    # base times (rounds × n)
+    jobs: int
+    slope: float         # the additive model's slope
+    trace_load: float | None = None  # the proportional model's reference load (None: 1/n)
+
+    def model(self, kind: str) -> LoadModel:
+        return (LoadModel("additive", self.slope) if kind == "additive"
+                else LoadModel("proportional", 0.0, self.trace_load))
 
 
-def hindsight_msgc(trace: np.ndarray, jobs: int, slope: float | LoadModel = SLOPE) -> dict:
-    loads = LoadModel.of(slope)
-    settings = TuneSettings(jobs=jobs, load_slope=loads.slope, load_model=loads.kind,
-                            trace_load=loads.trace_load)
-    return tune(trace, settings, schemes=("msgc",))["best"]["msgc"]
-
-
-def select_meta(traces_dir: Path, grid: dict = META_GRID, progress=None,
-                loads: LoadModel = LoadModel("additive", SLOPE)) -> dict:
-    """The tuner settings with the best mean ratio to hindsight M-SGC on the load-level traces."""
-    selection = sorted(Path(traces_dir).glob("*-load*.csv"))
-    if not selection:
-        raise ValueError(f"no load-level traces (*-load*.csv) in {traces_dir} to choose settings on")
-    data = []
-    for path in selection:
+def lambda_suite(traces_dir: Path) -> list[SuiteTrace]:
+    out = []
+    for path in sorted(Path(traces_dir).glob("lambda-*.csv")):
         trace = load_trace(path)
-        jobs = trace.shape[0] - 4
-        data.append((path.name, trace, jobs, hindsight_msgc(trace, jobs, loads)["runtime_s"]))
-    rows = []
-    for values in itertools.product(*grid.values()):
-        cfg = replace(BASE, **dict(zip(grid, values)))
-        ratios = [run_auto(trace, jobs, cfg, loads)["runtime_s"] / ref for _, trace, jobs, ref in data]
-        rows.append({"settings": dict(zip(grid, values)), "ratios": ratios,
-                     "mean_ratio": float(np.mean(ratios))})
-        if progress is not None:
-            progress(1)
-    best = min(rows, key=lambda row: row["mean_ratio"])
-    return {"traces": [name for name, *_ in data], "grid": rows, "chosen": best["settings"]}
-
-
-def run_auto_bench(traces_dir: Path, grid: dict = META_GRID, progress=None,
-                   loads: LoadModel = LoadModel("additive", SLOPE)) -> dict:
-    meta = select_meta(traces_dir, grid, progress, loads)
-    cfg = replace(BASE, **meta["chosen"])
-    out = {"tuner_settings": asdict(cfg), "meta_selection": meta, "load_model": loads.kind,
-           "load_slope": loads.slope, "trace_load": loads.trace_load, "traces": {}}
-    for path in public_traces(traces_dir):
-        jobs = JOBS.get(path.name, load_trace(path).shape[0] - 4)
-        trace = load_trace(path)
-        reference = hindsight_msgc(trace, jobs, loads)
-        auto = run_auto(trace, jobs, cfg, loads)
-        sensitivity = [run_auto(trace, jobs, replace(BASE, **row["settings"]), loads)["runtime_s"]
-                       for row in meta["grid"]]
-        out["traces"][path.name] = {
-            "jobs": jobs, "hindsight_msgc": reference, "auto": auto,
-            "speedup_vs_hindsight_msgc": reference["runtime_s"] / auto["runtime_s"],
-            "faster_by": 1 - auto["runtime_s"] / reference["runtime_s"],
-            "sensitivity_runtime_s": {"min": float(np.min(sensitivity)),
-                                      "median": float(np.median(sensitivity)),
-                                      "max": float(np.max(sensitivity))}}
+        out.append(SuiteTrace(path.stem.replace("lambda-cnn-w256-", ""), "lambda", trace,
+                              LAMBDA_JOBS.get(path.name, trace.shape[0] - 4), SLOPE))
     return out
 
 
+def ge_suite(seeds=EVAL_SEEDS, workers=GE_WORKERS, models=GE_MODELS) -> list[SuiteTrace]:
+    return [SuiteTrace(f"{name}-n{n}-seed{seed}", "ge", model.sample(GE_ROUNDS, n, seed=seed),
+                       GE_JOBS, SLOPE)
+            for name, model in models.items() for n in workers for seed in seeds]
+
+
+def live_suite(logs: list[Path]) -> list[SuiteTrace]:
+    """Traces of live runs' logs; the additive slope is fitted from their compute times."""
+    from ..tracelog import read_run
+    out = []
+    for path in logs:
+        run = read_run(path)
+        fitted = run.load_model()
+        model = fitted if fitted.kind == "additive" else LoadModel("additive", 0.0)
+        trace = run.trace(model)
+        out.append(SuiteTrace(Path(path).name.replace(".rounds.jsonl", ""), "live", trace,
+                              trace.shape[0] - 1, model.slope, float(np.median(run.loads))))
+    return out
+
+
+def tuning_suite() -> list[SuiteTrace]:
+    """Traces the tuner's settings are chosen on: other chains, sizes and seeds than the
+    evaluation suite's, and i.i.d. delays."""
+    models = {"ge-mild": GilbertElliottDelay(p_good_to_bad=0.03, p_bad_to_good=0.3, slowdown=2.5),
+              "ge-heavy": GilbertElliottDelay(p_good_to_bad=0.1, p_bad_to_good=0.6, slowdown=4.0)}
+    out = ge_suite(seeds=(100,), workers=(32, 96), models=models)
+    for name, model in (("shifted-exp", ShiftedExponentialDelay()), ("pareto", ParetoDelay())):
+        for n in (48, 160):
+            out.append(SuiteTrace(f"{name}-n{n}", "tuning", model.sample(GE_ROUNDS, n, seed=101),
+                                  GE_JOBS, SLOPE))
+    return out
+
+
+def evaluate(item: SuiteTrace, kind: str, cfg: OnlineConfig) -> dict:
+    """auto, the hindsight-best candidate of the same grid, and uncoded on one trace."""
+    loads = item.model(kind)
+    n = item.trace.shape[1]
+    grid = candidate_grid(n, cfg.candidates)
+    fixed = whole_runs(grid, item.trace, item.jobs, loads)
+    best = int(np.argmin(fixed["runtime_s"]))
+    tuner = OnlineTuner(n, item.jobs, loads, cfg)
+    spent = [0.0, 0]
+    observe = tuner.observe
+
+    def timed(*args, **kwargs):
+        start = time.perf_counter()
+        observe(*args, **kwargs)
+        spent[0] += time.perf_counter() - start
+        spent[1] += 1
+    tuner.observe = timed
+    result = simulate(tuner.scheme, item.trace, tuner, loads)
+    auto, hindsight, uncoded = result.runtime_s, float(fixed["runtime_s"][best]), float(fixed["runtime_s"][0])
+    return {"trace": item.name, "source": item.source, "load_model": kind, "n": n,
+            "jobs": item.jobs, "slope": item.slope if kind == "additive" else None,
+            "auto_s": auto, "hindsight_s": hindsight, "uncoded_s": uncoded,
+            "hindsight_choice": grid.candidates[best].to_dict(),
+            "hindsight_label": grid.candidates[best].label(),
+            "regret": auto / hindsight - 1, "vs_uncoded": auto / uncoded - 1,
+            "switches": len(tuner.scheme.switches), "waits": result.waits,
+            "final": tuner.current.label(), "candidates": len(grid),
+            "tuner_ms_per_round": 1e3 * spent[0] / max(1, spent[1])}
+
+
+def select_settings(suite: list[SuiteTrace], grid: dict = TUNING_GRID, progress=None) -> dict:
+    """The tuner settings with the least worst regret (then mean) on the tuning suite."""
+    rows = []
+    for values in itertools.product(*grid.values()):
+        cfg = replace(BASE, **dict(zip(grid, values)))
+        regrets = [evaluate(item, kind, cfg)["regret"] for item in suite for kind in LOAD_MODELS]
+        rows.append({"settings": dict(zip(grid, values)), "worst_regret": float(max(regrets)),
+                     "mean_regret": float(np.mean(regrets))})
+        if progress is not None:
+            progress(1)
+    best = min(rows, key=lambda row: (round(row["worst_regret"], 3), row["mean_regret"]))
+    return {"traces": [item.name for item in suite], "grid": rows, "chosen": best["settings"]}
+
+
+def run_auto_bench(traces_dir: Path, logs: list[Path] = (), grid: dict | None = TUNING_GRID,
+                   models: tuple[str, ...] = LOAD_MODELS, quick: bool = False, progress=None) -> dict:
+    """The whole benchmark (``grid`` None: the tuner's defaults, no selection)."""
+    selection = select_settings(tuning_suite(), grid, progress) if grid else None
+    cfg = replace(BASE, **selection["chosen"]) if selection else BASE
+    suite = lambda_suite(traces_dir) + ge_suite(seeds=EVAL_SEEDS[:1] if quick else EVAL_SEEDS)
+    suite += live_suite(list(logs))
+    rows = [evaluate(item, kind, cfg) for item in suite for kind in models]
+    regrets = np.array([row["regret"] for row in rows])
+    misses = [row for row in rows if row["regret"] > 0.03 or row["vs_uncoded"] > 0.01]
+    return {"tuner_settings": {k: (list(v) if isinstance(v, tuple) else v) for k, v in asdict(cfg).items()},
+            "meta_selection": selection, "rows": rows,
+            "summary": {"runs": len(rows), "max_regret": float(regrets.max()),
+                        "mean_regret": float(regrets.mean()),
+                        "max_vs_uncoded": float(max(row["vs_uncoded"] for row in rows)),
+                        "misses": len(misses),
+                        "tuner_ms_per_round_max": float(max(r["tuner_ms_per_round"] for r in rows))}}
+
+
 def markdown_table(result: dict) -> str:
-    chosen = ", ".join(f"{k}={v}" for k, v in result["meta_selection"]["chosen"].items())
-    lines = [f"Auto scheme (partial-wait fallback, FR codes, μ ∈ {list(result['tuner_settings']['mus'])}); "
-             f"tuner settings chosen on the load-level traces: {chosen}.", "",
-             "| trace | jobs | hindsight M-SGC (paper policy) s | auto s | faster by | switches | "
-             f"auto over all {len(result['meta_selection']['grid'])} tuner settings (min / median / max) s |",
-             "|---|---|---|---|---|---|---|"]
-    for name, row in result["traces"].items():
-        ref, auto, sens = row["hindsight_msgc"], row["auto"], row["sensitivity_runtime_s"]
-        params = ",".join(f"{k}={v}" for k, v in ref["params"].items() if k != "gc_code")
-        lines.append(f"| {name} | {row['jobs']} | {ref['runtime_s']:.3f} ({params}) | {auto['runtime_s']:.3f} | "
-                     f"{row['faster_by']:.1%} | {len(auto['switches'])} | "
-                     f"{sens['min']:.2f} / {sens['median']:.2f} / {sens['max']:.2f} |")
+    s = result["summary"]
+    chosen = (", ".join(f"{k}={v:g}" for k, v in result["meta_selection"]["chosen"].items())
+              if result["meta_selection"] else "defaults")
+    lines = [f"Auto vs the hindsight-best fixed choice over the same {result['rows'][0]['candidates']}+ "
+             f"candidates and policies, and vs uncoded; tuner settings ({chosen}) chosen on a "
+             f"separate tuning suite. {s['runs']} runs: worst regret {s['max_regret']:.1%}, mean "
+             f"{s['mean_regret']:.1%}; worst vs uncoded {s['max_vs_uncoded']:+.1%}; "
+             f"{s['misses']} miss the acceptance (regret > 3% or > 1% slower than uncoded).", "",
+             "| trace | load model | n | jobs | auto s | hindsight-best s | hindsight choice | uncoded s "
+             "| regret | vs uncoded | switches | tuner ms/round |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    for row in result["rows"]:
+        miss = " **miss**" if row["regret"] > 0.03 or row["vs_uncoded"] > 0.01 else ""
+        lines.append(f"| {row['trace']} | {row['load_model']} | {row['n']} | {row['jobs']} | "
+                     f"{row['auto_s']:.3f} | {row['hindsight_s']:.3f} | {row['hindsight_label']} | "
+                     f"{row['uncoded_s']:.3f} | {row['regret']:+.1%}{miss} | {row['vs_uncoded']:+.1%} | "
+                     f"{row['switches']} | {row['tuner_ms_per_round']:.2f} |")
     return "\n".join(lines)
 
 
@@ -117,16 +193,19 @@ def plot(result: dict, out_dir) -> list:
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-    names = list(result["traces"])
-    fig, ax = plt.subplots(figsize=(6, 3.5))
-    x = np.arange(len(names))
-    ax.bar(x - 0.2, [result["traces"][n]["hindsight_msgc"]["runtime_s"] for n in names], 0.4,
-           label="hindsight-best M-SGC (paper policy)", color="tab:gray")
-    ax.bar(x + 0.2, [result["traces"][n]["auto"]["runtime_s"] for n in names], 0.4,
-           label="auto + partial wait (online)", color="tab:green")
-    ax.set_xticks(x, [n.replace("lambda-cnn-w256-", "").replace(".csv", "") for n in names])
-    ax.set_ylabel("simulated runtime (s)")
-    ax.legend(fontsize=8)
+    rows = result["rows"]
+    fig, axes = plt.subplots(1, 2, figsize=(11, 0.28 * len(rows) / 2 + 2), sharey=True)
+    for ax, kind in zip(axes, LOAD_MODELS):
+        sub = [r for r in rows if r["load_model"] == kind]
+        y = np.arange(len(sub))
+        ax.barh(y - 0.2, [100 * r["regret"] for r in sub], 0.4, label="auto vs hindsight-best", color="tab:green")
+        ax.barh(y + 0.2, [100 * r["vs_uncoded"] for r in sub], 0.4, label="auto vs uncoded", color="tab:gray")
+        ax.axvline(3, color="tab:red", lw=0.8, ls="--")
+        ax.axvline(0, color="black", lw=0.6)
+        ax.set_yticks(y, [r["trace"] for r in sub], fontsize=7)
+        ax.set_title(f"{kind} load model", fontsize=9)
+        ax.set_xlabel("runtime difference (%)")
+    axes[0].legend(fontsize=7, loc="lower right")
     fig.tight_layout()
     path = Path(out_dir) / "bench_auto.png"
     save_figure(fig, path, dpi=120)

@@ -55,6 +55,7 @@ class OnlineConfig:
     min_history: int = 2        # first decision once this many rounds are seen
     grid_points: int = 24       # s and λ values, geometric over 1 … n
     ratio_sample: int = 4096    # ratios to the fastest kept for guessing cut workers' times
+    stress: float = 0.05        # share of workers more cut off in the what-if round (_decide)
 
     def __post_init__(self):
         if self.window < 2:
@@ -118,6 +119,7 @@ class OnlineTuner(Policy):
         self.loads = self.prior
         self.replay = CandidateReplay(self.grid, self.loads)
         self.costs = np.zeros((self.cfg.window, len(self.grid)))  # ring of per-round costs
+        self.stressed = np.zeros((self.cfg.window, len(self.grid)))  # … with more stragglers
         self.seen = 0
         self.ratios = np.zeros(0)  # times / their round's fastest, from full rounds and late results
         self.rounds_seen: dict[int, tuple[float, float, float]] = {}  # r -> scale, offset, fastest
@@ -225,7 +227,16 @@ class OnlineTuner(Policy):
         if np.isfinite(base).all() and fastest > 0:
             self._add_ratios(base / fastest)
         self._impute(out, base, end)
-        self.costs[self.seen % self.cfg.window] = out.durations
+        slot = self.seen % self.cfg.window
+        self.costs[slot] = self.stressed[slot] = out.durations
+        arrived = int(np.isfinite(base).sum())
+        extra = min(arrived - 1, int(np.ceil(self.cfg.stress * self.n)))
+        if extra > 0:  # the same round with `extra` more workers cut off
+            worse = base.copy()
+            worse[np.argsort(base, kind="stable")[arrived - extra:arrived]] = np.inf
+            what_if = self.replay.peek(worse)
+            self._impute(what_if, worse, end)
+            self.stressed[slot] = what_if.durations
         self.seen += 1
 
     def _impute(self, out, base: np.ndarray, end: float) -> None:
@@ -256,7 +267,9 @@ class OnlineTuner(Policy):
         if not self.scheme.can_switch(next_round):
             return
         k = min(self.seen, self.cfg.window)
-        window = self.costs[:k]
+        # a round with `stress` more stragglers weighs as one more round among the k seen: a
+        # choice that only just coped with every round seen pays for the next, worse one
+        window = self.costs[:k] + (self.stressed[:k] - self.costs[:k]) / (k + 1)
         here = self.grid.index[self.current.key()]
         diff = window[:, here][:, None] - window  # > 0: the challenger was faster
         advantage = diff.mean(axis=0)

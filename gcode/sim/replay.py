@@ -149,14 +149,24 @@ class CandidateReplay:
 
     def set_load_model(self, loads: LoadModel) -> None:
         self.loads = loads
-        sb = self.grid.s_block
-        self._affine = [loads.affine(sb.loads, self.n)] + [loads.affine(b.loads, self.n)
-                                                            for b in self.grid.b1_blocks]
+        blocks = [self.grid.s_block, *self.grid.b1_blocks]
+        pairs = [loads.affine(block.loads, self.n) for block in blocks]
+        self.a = np.concatenate([a for a, _ in pairs])
+        self.c = np.concatenate([c for _, c in pairs])
+        self.policy = np.concatenate([block.policy for block in blocks])
+        self.value = np.concatenate([block.value for block in blocks])
+        sizes = [len(block.loads) for block in blocks]
+        self.bounds = np.cumsum([0] + sizes)  # block i is [bounds[i], bounds[i+1])
 
     def affine(self) -> tuple[np.ndarray, np.ndarray]:
         """Every candidate's (scale, offset) of the load model, in grid order."""
-        return (np.concatenate([a for a, _ in self._affine]),
-                np.concatenate([c for _, c in self._affine]))
+        return self.a, self.c
+
+    def peek(self, base: np.ndarray) -> RoundResult:
+        """Every candidate on another version of the round last stepped, with the same history
+        and model limits; no state changes (a what-if)."""
+        asc = np.sort(np.asarray(base, dtype=np.float64))
+        return resolve(asc, self.a, self.c, self._limit, self.policy, self.value)
 
     def step(self, base: np.ndarray) -> RoundResult:
         """Advance every candidate through one round of base times (n,), +inf for censored."""
@@ -171,33 +181,24 @@ class CandidateReplay:
         self.overlaps = {key: v for key, v in self.overlaps.items() if key[0] >= first}
         view = TraceView(np.array(self.rows), 0.0, np.array(self.orders), self.overlaps, first)
         r = len(self.rows) - 1
-        asc = view.ascending[r]
-        parts = []
-        sb = self.grid.s_block
-        a, c = self._affine[0]
-        part = resolve(asc, a, c, sb.s, sb.policy, sb.value)
-        if self.jobs is not None and r_abs >= self.jobs:
-            part = RoundResult(np.zeros_like(part.durations), np.zeros_like(part.fell_back), part.kept * 0)
-        parts.append(part)
-        for state, (a, c) in zip(self.blocks, self._affine[1:]):
-            block = state.block
-            in_tail = self.jobs is not None and r_abs >= self.jobs
-            idle = state.idle(r_abs, in_tail)
+        idle = np.zeros(len(self.a), dtype=bool)
+        if self.jobs is not None and r_abs >= self.jobs:  # T = 0 candidates have finished
+            idle[:self.bounds[1]] = True
+        limits = [self.grid.s_block.s]
+        for i, state in enumerate(self.blocks):
+            block_idle = state.idle(r_abs, self.jobs is not None and r_abs >= self.jobs)
             if self.jobs is not None and r_abs >= self.jobs + state.delay:
-                idle[:] = True
-            part = resolve(asc, a, c, np.where(idle, self.n, state.limit(view, r)), block.policy,
-                           block.value)
-            part = RoundResult(np.where(idle, 0.0, part.durations), part.fell_back & ~idle,
-                               np.where(idle, 0, part.kept))
-            state.record(view, r, part.kept, self.jobs, r_abs)
-            parts.append(part)
+                block_idle[:] = True
+            idle[self.bounds[i + 1]:self.bounds[i + 2]] = block_idle
+            limits.append(state.limit(view, r))
+        self._limit = np.where(idle, self.n, np.concatenate(limits))
+        out = resolve(view.ascending[r], self.a, self.c, self._limit, self.policy, self.value)
+        out = RoundResult(np.where(idle, 0.0, out.durations), out.fell_back & ~idle,
+                          np.where(idle, 0, out.kept))
+        for i, state in enumerate(self.blocks):
+            state.record(view, r, out.kept[self.bounds[i + 1]:self.bounds[i + 2]], self.jobs, r_abs)
         self.round += 1
-        return _concat(parts)
-
-
-def _concat(parts: list[RoundResult]) -> RoundResult:
-    return RoundResult(*(np.concatenate([getattr(p, f) for p in parts])
-                         for f in ("durations", "fell_back", "kept")))
+        return out
 
 
 def whole_runs(grid: CandidateGrid, trace: np.ndarray, jobs: int, loads: LoadModel) -> dict:
