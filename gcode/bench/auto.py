@@ -45,7 +45,7 @@ GE_WORKERS = (64, 128)
 GE_ROUNDS, GE_JOBS = 50, 46
 TUNING_GRID = {"start_s_fraction": (1 / 16, 1 / 8, 1 / 4), "margin": (0.0, 0.02),
                "confidence": (0.5, 1.0, 2.0), "stress": (0.0, 0.05)}
-BASE = OnlineConfig(window=64, min_history=1)
+BASE = OnlineConfig()
 LAMBDA_JOBS = {"lambda-cnn-w256-r30-canada.csv": 26, "lambda-cnn-w256-r20-canada.csv": 16}
 
 

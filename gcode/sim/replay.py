@@ -15,7 +15,8 @@ so every policy resolves the round from the sorted times and one integer ``limit
   * ``paper`` μ: cut at (1+μ)·fastest; k slower than the cut; k ≤ limit ends at the cut,
     otherwise the round waits for the slowest and records no straggler;
   * ``partial`` μ: the same, but a violation waits only until the min(k−1, limit) slowest are
-    missing; ``earliest`` is partial at μ = 0 (it never counts a wait);
+    missing; ``earliest`` ends at the arrival that leaves min(limit, n−1) missing (it never
+    counts a wait);
   * ``gap`` g: the first quiet gap (no arrival for g × the latest arrival's time) after which at
     most ``limit`` are missing ends the round at that cut; none: the slowest.
 A censored worker (+inf) is a straggler under every candidate's cut. A candidate that would wait
@@ -52,21 +53,30 @@ class RoundResult:
 
 
 def resolve(asc: np.ndarray, a: np.ndarray, c: np.ndarray, limit: np.ndarray, policy: np.ndarray,
-            value: np.ndarray) -> RoundResult:
+            value: np.ndarray, end: float | None = None) -> RoundResult:
     """The round under P candidates, from its ascending base times ``asc`` (n,) and per candidate
-    the affine load map (a, c), the allowed number of missing workers, policy code and value."""
+    the affine load map (a, c), the allowed number of missing workers, policy code and value.
+    ``end``: the base time after which the cut-off workers (+inf) are known to finish; a gap
+    that would need them to stay away longer is unknown (inf)."""
     n = len(asc)
     mu = np.where((policy == PARTIAL) | (policy == PAPER), value, 0.0)
     fastest, slowest = asc[0] * a + c, asc[-1] * a + c
     cut = fastest * (1 + mu)
     k = n - _arrived(asc, a, c, cut, np.searchsorted(asc, (cut - c) / a, side="right"))
     conform = k <= limit
-    waits_partially = (policy == EARLIEST) | (policy == PARTIAL)
+    partial = policy == PARTIAL
     fallback_kept = np.maximum(0, np.minimum(k - 1, limit))
     durations = np.where(conform, np.minimum(cut, slowest), slowest)
-    durations = np.where(waits_partially & ~conform, asc[n - fallback_kept - 1] * a + c, durations)
-    kept = np.where(conform, k, np.where(waits_partially, fallback_kept, 0))
-    fell_back = ~conform & (policy != EARLIEST)
+    durations = np.where(partial & ~conform, asc[n - fallback_kept - 1] * a + c, durations)
+    kept = np.where(conform, k, np.where(partial, fallback_kept, 0))
+    fell_back = ~conform
+    # earliest: the first arrival after which the missing conform, one worker at a time (ties
+    # too, as EarliestPolicy admits them), and never before the first: min(limit, n−1) missing
+    earliest = policy == EARLIEST
+    early_kept = np.minimum(limit, n - 1)
+    kept = np.where(earliest, early_kept, kept)
+    durations = np.where(earliest, asc[n - early_kept - 1] * a + c, durations)
+    fell_back &= ~earliest
     gap = np.flatnonzero(policy == GAP)
     if len(gap) and n > 1:
         times = asc[None, :] * a[gap, None] + c[gap, None]
@@ -75,7 +85,11 @@ def resolve(asc: np.ndarray, a: np.ndarray, c: np.ndarray, limit: np.ndarray, po
         valid = gaps & (np.arange(n - 1)[None, :] >= n - 1 - limit[gap, None])
         has, first = valid.any(axis=1), np.argmax(valid, axis=1)
         rows = np.arange(len(gap))
-        durations[gap] = np.where(has, cuts[rows, first], times[:, -1])
+        ends_at = np.where(has, cuts[rows, first], times[:, -1])
+        if end is not None:  # the quiet gap runs past what is known of the cut-off workers
+            after = times[rows, np.minimum(first + 1, n - 1)]
+            ends_at[has & ~np.isfinite(after) & (ends_at > end * a[gap] + c[gap])] = np.inf
+        durations[gap] = ends_at
         kept[gap] = np.where(has, n - 1 - first, 0)
         fell_back[gap] = gaps.any(axis=1) & (~has | (np.argmax(gaps, axis=1) < first))
     elif len(gap):
@@ -162,14 +176,15 @@ class CandidateReplay:
         """Every candidate's (scale, offset) of the load model, in grid order."""
         return self.a, self.c
 
-    def peek(self, base: np.ndarray) -> RoundResult:
+    def peek(self, base: np.ndarray, end: float | None = None) -> RoundResult:
         """Every candidate on another version of the round last stepped, with the same history
         and model limits; no state changes (a what-if)."""
         asc = np.sort(np.asarray(base, dtype=np.float64))
-        return resolve(asc, self.a, self.c, self._limit, self.policy, self.value)
+        return resolve(asc, self.a, self.c, self._limit, self.policy, self.value, end)
 
-    def step(self, base: np.ndarray) -> RoundResult:
-        """Advance every candidate through one round of base times (n,), +inf for censored."""
+    def step(self, base: np.ndarray, end: float | None = None) -> RoundResult:
+        """Advance every candidate through one round of base times (n,), +inf for a worker cut
+        off, known only to finish after base time ``end``."""
         base = np.asarray(base, dtype=np.float64)
         r_abs = self.round
         self.rows.append(base)
@@ -192,7 +207,7 @@ class CandidateReplay:
             idle[self.bounds[i + 1]:self.bounds[i + 2]] = block_idle
             limits.append(state.limit(view, r))
         self._limit = np.where(idle, self.n, np.concatenate(limits))
-        out = resolve(view.ascending[r], self.a, self.c, self._limit, self.policy, self.value)
+        out = resolve(view.ascending[r], self.a, self.c, self._limit, self.policy, self.value, end)
         out = RoundResult(np.where(idle, 0.0, out.durations), out.fell_back & ~idle,
                           np.where(idle, 0, out.kept))
         for i, state in enumerate(self.blocks):
