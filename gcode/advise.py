@@ -51,9 +51,16 @@ def from_log(path, prior: LoadModel | None = None) -> Measured:
     return Measured(run.trace(model), model, run.overhead_s, run.source, run.filled, run.replied)
 
 
+def from_trace(trace: np.ndarray, model: LoadModel, name: str = "trace") -> Measured:
+    """A trace's times (base times of ``model``); no coordinator time is known."""
+    return Measured(np.asarray(trace, dtype=np.float64), model, 0.0, name)
+
+
 def coding_config(c: Candidate) -> dict:
     """The fields of ``gcode.CodingConfig`` that run candidate ``c`` as a fixed choice."""
     out = {"scheme": c.scheme, **{k: v for k, v in c.params.items()}}
+    if c.scheme == "uncoded":  # waits for every worker under any policy
+        return out
     out["policy"] = c.policy
     if c.policy in ("partial", "paper"):
         out["mu"] = c.mu

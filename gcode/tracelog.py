@@ -173,3 +173,22 @@ def _assemble(rows: list, source: str) -> LoggedRun:
     times = np.where(missing, guess[:, None], times)
     return LoggedRun(times, compute, loads, ends, float(np.median([r[4] for r in rows])),
                      int(missing.sum()), len(ratios), source)
+
+
+def write_trace(log: str | Path, output: str | Path) -> str:
+    """``gcode trace from-log``: write ``log``'s trace to ``output``; returns what to tell."""
+    from .stragglers.trace import save_trace
+    run = read_run(log)
+    model = run.load_model()
+    trace = run.trace(model)
+    kind = save_trace(trace, output, name=str(log))
+    if model.kind == "additive":
+        how = (f"additive, {model.slope:.4g} s per unit load; the trace holds zero-load times "
+               f"(time - load x slope). Replay: gcode simulate --trace {output} --load-slope {model.slope:.6g}")
+    else:
+        how = (f"proportional; the trace holds the times at the run's load {model.trace_load:g}. "
+               f"Replay: gcode simulate --trace {output} --load-model proportional --trace-load {model.trace_load:g}")
+    guessed = (f"; {run.filled} cut workers' times guessed (no late reply), {run.replied} from late replies"
+               if run.filled or run.replied else "")
+    return (f"wrote {output} ({kind}): {trace.shape[0]} rounds x {trace.shape[1]} workers from "
+            f"{run.source}{guessed}\nload model fitted from the compute times: {how}")

@@ -1,34 +1,36 @@
-"""The online auto scheme: decodes every job, switches, and never looks at future rounds."""
+"""The online auto scheme: decodes every job, switches, fits the load model, and never looks at
+future rounds."""
 
 import numpy as np
 import pytest
 from paths import TRACES
 
-from gcode.bench.auto import run_auto_bench
-from gcode.sim import simulate
+from gcode.bench.auto import SuiteTrace, evaluate, markdown_table
+from gcode.codes import make_scheme
+from gcode.sim import PaperPolicy, simulate
+from gcode.sim.load_model import LoadModel
 from gcode.sim.online import OnlineConfig, OnlineTuner
-from gcode.stragglers import load_trace
+from gcode.stragglers import GilbertElliottDelay, load_trace
 
-CFG = OnlineConfig(window=4, every=1, margin=0.03, max_delay=1, gc_code="fr")
+R30 = "lambda-cnn-w256-r30-canada.csv"
 
 
-@pytest.mark.parametrize("name,jobs", [("lambda-cnn-w256-r30-canada.csv", 26),
-                                       ("lambda-cnn-w256-r20-canada.csv", 16)])
-def test_auto_decodes_every_job_and_switches(name, jobs):
+@pytest.mark.parametrize("name,jobs", [(R30, 26), ("lambda-cnn-w256-r20-canada.csv", 16)])
+def test_auto_decodes_every_job(name, jobs):
     trace = load_trace(TRACES / name)
-    tuner = OnlineTuner(256, jobs, 2.2013, CFG)
+    tuner = OnlineTuner(256, jobs, 2.2013)
     result = simulate(tuner.scheme, trace, tuner, 2.2013)  # raises on any missed decode
     assert result.decoded_jobs == jobs
-    assert len(tuner.scheme.switches) >= 1 and tuner.decisions
+    assert tuner.decisions and all(d["rounds_weighed"] >= 1 for d in tuner.decisions)
 
 
 def test_decisions_use_only_past_rounds():
-    trace = load_trace(TRACES / "lambda-cnn-w256-r30-canada.csv")
+    trace = load_trace(TRACES / R30)
     altered = trace.copy()
     altered[12:] = np.random.default_rng(0).uniform(0.5, 3.0, altered[12:].shape)
     runs = []
     for t in (trace, altered):
-        tuner = OnlineTuner(256, 26, 2.2013, CFG)
+        tuner = OnlineTuner(256, 26, 2.2013)
         simulate(tuner.scheme, t, tuner, 2.2013)
         runs.append(tuner)
     before = [[s for s in tuner.scheme.switches if s["round"] <= 12] for tuner in runs]
@@ -39,27 +41,69 @@ def test_decisions_use_only_past_rounds():
 @pytest.mark.parametrize("field,value,message", [
     ("window", 1, "window must be >= 2"), ("every", 0, "every must be >= 1"),
     ("margin", 1.5, "margin must be in"), ("mus", (), "mus must be"), ("max_delay", -1, "max_delay"),
+    ("confidence", -1, "confidence must be"), ("start", "msgc", "start must be"),
+    ("gc_code", "nope", "gc_codes must name"),
 ])
 def test_online_config_validation(field, value, message):
     with pytest.raises(ValueError, match=message):
         OnlineConfig(**{field: value})
 
 
-def test_bench_auto_protocol_with_a_tiny_grid():
-    result = run_auto_bench(TRACES, grid={"window": (4,), "every": (1,), "margin": (0.03,), "max_delay": (1,)})
-    assert all("-load" in name for name in result["meta_selection"]["traces"])
-    assert set(result["traces"]) == {"lambda-cnn-w256-r30-canada.csv", "lambda-cnn-w256-r20-canada.csv"}
-    for row in result["traces"].values():
-        assert row["auto"]["decoded_jobs"] == row["jobs"]
-        assert row["hindsight_msgc"]["runtime_s"] > 0
+@pytest.mark.parametrize("model", [LoadModel("additive", 0.7), LoadModel("proportional")])
+def test_the_tuner_fits_the_load_model_from_the_compute_times(model):
+    trace = GilbertElliottDelay().sample(20, 16, seed=3)
+    tuner = OnlineTuner(16, 16, LoadModel("additive", 0.0), OnlineConfig())  # a wrong prior
+    simulate(tuner.scheme, trace, tuner, model)
+    assert tuner.loads.kind == model.kind
+    assert tuner.loads.slope == pytest.approx(model.slope)
 
 
-def test_window_statistics_describe_what_the_tuner_saw():
-    from gcode.sim.online import window_statistics
-    times = np.ones((4, 5))
-    times[1:3, 2] = 5.0  # worker 2 straggles in rounds 1 and 2
-    times[3, 4] = 3.0
-    stats = window_statistics(times, mu=1.0)
-    assert stats == {"rounds": 4, "stragglers_per_round": 0.75, "distinct_stragglers": 2,
-                     "longest_burst": 2, "tail_ratio": stats["tail_ratio"]}
-    assert stats["tail_ratio"] == pytest.approx(4.0)
+class _Recording(PaperPolicy):
+    def __init__(self):
+        super().__init__(0.1)
+        self.late = []
+
+    def observe_late(self, r, worker, time):
+        self.late.append((r, worker, time))
+
+
+def test_a_cut_workers_result_comes_in_late_with_its_time():
+    trace = np.ones((6, 4))
+    trace[1, 2] = 3.5  # cut at 1.1 in round 1; finishes 3.5 s after round 1 began
+    policy = _Recording()
+    simulate(make_scheme("gc", n=4, jobs=6, s=1, gc_code="fr"), trace, policy)
+    # rounds last 1.0 s (round 1: 1.1 s), so its result is in once round 3 ends (clock 4.1 s)
+    assert policy.late == [(1, 2, 3.5)]
+
+
+def test_restore_rebuilds_the_tuners_estimates():
+    trace = GilbertElliottDelay().sample(24, 12, seed=1)
+    tuner = OnlineTuner(12, 20, LoadModel("additive", 1.0))
+    simulate(tuner.scheme, trace, tuner, LoadModel("additive", 1.0))
+    again = OnlineTuner(12, 20, LoadModel("additive", 1.0))
+    again.restore(tuner.state(), tuner.scheme)
+    assert np.array_equal(again.costs, tuner.costs) and np.array_equal(again.ratios, tuner.ratios)
+    assert again.current == tuner.current and again.loads == tuner.loads
+    assert again.decisions == tuner.decisions
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_auto_is_not_slower_than_uncoded_when_coding_cannot_pay(seed):
+    """Proportional load and stragglers 3x slow: every coded choice costs more than it saves."""
+    item = SuiteTrace("ge", "ge", GilbertElliottDelay().sample(30, 32, seed=seed), 26, 2.2013)
+    row = evaluate(item, "proportional", OnlineConfig())
+    assert row["vs_uncoded"] <= 0.01, row
+
+
+def test_bench_auto_rows_and_table():
+    item = SuiteTrace("ge-n16", "ge", GilbertElliottDelay().sample(20, 16, seed=0), 16, 2.2013)
+    rows = [evaluate(item, kind, OnlineConfig()) for kind in ("additive", "proportional")]
+    for row in rows:
+        assert row["hindsight_s"] <= row["uncoded_s"] + 1e-9
+        assert row["regret"] == pytest.approx(row["auto_s"] / row["hindsight_s"] - 1)
+        assert row["tuner_ms_per_round"] > 0
+    result = {"rows": rows, "meta_selection": None,
+              "summary": {"runs": 2, "max_regret": 0.0, "mean_regret": 0.0, "max_vs_uncoded": 0.0,
+                          "misses": 0}}
+    table = markdown_table(result)
+    assert "ge-n16 | additive" in table and "ge-n16 | proportional" in table

@@ -34,7 +34,13 @@ from ..sim.candidates import candidate_grid
 from ..sim.load_model import LoadModel
 from ..sim.online import OnlineConfig, OnlineTuner
 from ..sim.replay import whole_runs
-from ..stragglers import GilbertElliottDelay, ParetoDelay, ShiftedExponentialDelay, load_trace
+from ..stragglers import (
+    BurstyDelay,
+    GilbertElliottDelay,
+    ParetoDelay,
+    ShiftedExponentialDelay,
+    load_trace,
+)
 
 SLOPE = 2.2013
 LOAD_MODELS = ("additive", "proportional")
@@ -43,8 +49,8 @@ GE_MODELS = {"ge": GilbertElliottDelay(),
 EVAL_SEEDS = (0, 1)
 GE_WORKERS = (64, 128)
 GE_ROUNDS, GE_JOBS = 50, 46
-TUNING_GRID = {"start_s_fraction": (1 / 16, 1 / 8, 1 / 4), "margin": (0.0, 0.02),
-               "confidence": (0.5, 1.0, 2.0), "stress": (0.0, 0.05)}
+TUNING_GRID = {"start": ("gc", "uncoded"), "start_s_fraction": (1 / 16, 1 / 8),
+               "confidence": (0.5, 1.0, 2.0), "stress": (0.0, 0.05), "settle_rounds": (3, 6)}
 BASE = OnlineConfig()
 LAMBDA_JOBS = {"lambda-cnn-w256-r30-canada.csv": 26, "lambda-cnn-w256-r20-canada.csv": 16}
 
@@ -102,6 +108,9 @@ def tuning_suite() -> list[SuiteTrace]:
         for n in (48, 160):
             out.append(SuiteTrace(f"{name}-n{n}", "tuning", model.sample(GE_ROUNDS, n, seed=101),
                                   GE_JOBS, SLOPE))
+    for n, lam in ((6, 1), (10, 2)):  # small clusters with bursty stragglers, as live runs inject
+        model = BurstyDelay(1, 2, lam, slowdown=3.0)
+        out.append(SuiteTrace(f"bursty-n{n}", "tuning", model.sample(20, n, seed=102), 18, SLOPE))
     return out
 
 

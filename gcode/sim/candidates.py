@@ -56,6 +56,8 @@ class Candidate:
         return make_scheme(self.scheme, n=n, jobs=jobs, **self.params)
 
     def label(self) -> str:
+        if self.scheme == "uncoded":  # waits for every worker under any policy
+            return "uncoded"
         params = ",".join(f"{k}={v}" for k, v in self.params.items())
         policy = self.policy if self.policy == "earliest" else f"{self.policy}={self.mu:g}"
         return f"{self.scheme}({params}) {policy}"

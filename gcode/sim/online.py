@@ -58,6 +58,7 @@ class OnlineConfig:
     grid_points: int = 24       # s and λ values, geometric over 1 … n
     ratio_sample: int = 4096    # ratios to the fastest kept for guessing cut workers' times
     stress: float = 0.05        # share of workers more cut off in the what-if round (_decide)
+    settle_rounds: int = 6      # rounds seen before a switch that starts or ends a delayed scheme
 
     def __post_init__(self):
         if self.window < 2:
@@ -100,8 +101,6 @@ class OnlineTuner(Policy):
         self.scheme = SwitchingScheme(n, jobs, self.current.make_scheme(n, jobs))
         self.decisions: list[dict] = []
         self._delays = np.array([c.delay for c in self.grid.candidates])
-        # a delayed candidate is weighed once every bursty window had time to show its cost
-        self._settled = 2 * max([1] + [b.W for b in self.grid.b1_blocks])
         self._reset_estimates()
 
     def _start_candidate(self) -> Candidate:
@@ -283,7 +282,7 @@ class OnlineTuner(Policy):
         # that starts or ends a delayed scheme must be supported by the evidence, and only once
         # every candidate's deferred cost (its window of W rounds) had time to show.
         free = (self._delays == 0) & (self.current.delay == 0)
-        backed = (k >= self._settled) & (advantage > self.cfg.confidence * spread)
+        backed = (k >= self.cfg.settle_rounds) & (advantage > self.cfg.confidence * spread)
         strong = (advantage > self.cfg.margin * current_mean) & (gain > 0) & (free | backed)
         strong[here] = False
         decision = {"round": next_round, "current": self.current.to_dict(),
