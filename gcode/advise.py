@@ -141,15 +141,15 @@ def report(result: dict) -> str:
     p, c, lm = result["predicted"], result["confidence"], result["load_model"]
     model = (f"additive, {lm['slope']:.4g} s per unit load" if lm["kind"] == "additive"
              else f"proportional, recorded at load {lm['trace_load']}")
-    lines = [f"{result['source']}: {result['rounds']} rounds x {result['n']} workers; load model {model}; "
-             f"coordinator {1e3 * result['overhead_s_per_round']:.1f} ms per round"
-             + (f"; {result['filled_times']} cut workers' times guessed" if result["filled_times"] else ""),
-             f"recommended ({'one model' if result['models'] == 1 else str(result['models']) + ' models'}): "
-             f"{result['recommended']['label']}",
+    guessed = f"; {result['filled_times']} cut workers' times guessed" if result["filled_times"] else ""
+    models = "one model" if result["models"] == 1 else f"{result['models']} models"
+    lines = [(f"{result['source']}: {result['rounds']} rounds x {result['n']} workers; load model {model}; "
+              f"coordinator {1e3 * result['overhead_s_per_round']:.1f} ms per round{guessed}"),
+             f"recommended ({models}): {result['recommended']['label']}",
              f"  python: {result['recommended']['python']}",
              f"  flags:  {result['recommended']['flags']}",
-             f"predicted: {p['speedup_vs_uncoded']:.2f}x uncoded gcode, {p['speedup_vs_ddp']:.2f}x DDP "
-             f"(DDP: waits for all, no coding load, no all-reduce cost modelled)"]
+             (f"predicted: {p['speedup_vs_uncoded']:.2f}x uncoded gcode, {p['speedup_vs_ddp']:.2f}x DDP "
+              f"(DDP: waits for all, no coding load, no all-reduce cost modelled)")]
     if c.get("bootstrap"):
         lines.append(f"confidence: {result['rounds']} rounds seen; block bootstrap ({c['bootstrap']}x): "
                      f"speedup over uncoded {c['speedup_vs_uncoded_p10']:.2f}-{c['speedup_vs_uncoded_p90']:.2f} "

@@ -2,10 +2,10 @@
 
 import numpy as np
 import pytest
-from hypothesis import HealthCheck, given, settings, strategies as st
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from paths import TRACES
 
-import gcode.sim.online as online
 from gcode.codes import srsgc_s
 from gcode.codes.loads import msgc_load, srsgc_load
 from gcode.sim import simulate
@@ -61,20 +61,6 @@ def _decisions(trace, n, jobs, cfg, model):
     tuner = OnlineTuner(n, jobs, model, cfg)
     result = simulate(tuner.scheme, trace, tuner, model)
     return result, tuner.decisions
-
-
-@pytest.mark.parametrize("cfg", [OnlineConfig(), OnlineConfig(window=4, every=1, margin=0.03, max_delay=2),
-                                 OnlineConfig(partial=False)])
-def test_the_tuner_decides_as_with_the_bitset_replay(cfg, monkeypatch):
-    """Every decision, and the logged means, equal those of the tuner that replays B = 1 with
-    bitsets, and so the state machine (tests/test_sim.py ties the bitset replay to it)."""
-    trace = load_trace(TRACES / "lambda-cnn-w256-r30-canada.csv")
-    model = LoadModel("additive", 2.2013)
-    fast, fast_decisions = _decisions(trace, 256, 26, cfg, model)
-    monkeypatch.setattr(online, "bursty_runtimes_b1", lambda view, W, *args: bursty_runtimes(
-        view, 1, W, *args[:5], srsgc_s=args[5], mus=args[6]))
-    slow, slow_decisions = _decisions(trace, 256, 26, cfg, model)
-    assert fast_decisions == slow_decisions and fast.durations == slow.durations
 
 
 @pytest.mark.parametrize("name,jobs,runtime,waits", [("lambda-cnn-w256-r30-canada.csv", 26, 30.7894, 16),

@@ -130,13 +130,13 @@ def cmd_trace_convert(args) -> int:
 
 
 def cmd_trace_from_log(args) -> int:
-    from .tracelog import write_trace
+    from ..tracelog import write_trace
     print(write_trace(args.log, args.output))
     return 0
 
 
 def cmd_advise(args) -> int:
-    from .advise import advise, from_log, from_trace, report
+    from ..advise import advise, from_log, from_trace, report
     if (args.log is None) == (args.trace is None):
         raise CliError("advise: give one of a run log (RUN.jsonl or PREFIX.pb) and --trace PATH")
     if args.log is not None:

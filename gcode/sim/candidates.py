@@ -67,7 +67,7 @@ class Candidate:
                 "mu": float(self.mu)}
 
     @classmethod
-    def from_dict(cls, d: dict) -> "Candidate":
+    def from_dict(cls, d: dict) -> Candidate:
         return cls(d["scheme"], dict(d["params"]), float(d["mu"]), d.get("policy", "partial"))
 
 

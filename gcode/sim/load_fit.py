@@ -58,6 +58,6 @@ class LoadFit:
                 "slopes": list(self.slopes), "rounds": self.rounds}
 
     @classmethod
-    def from_state(cls, state: dict) -> "LoadFit":
+    def from_state(cls, state: dict) -> LoadFit:
         return cls(float(state["additive_error"]), float(state["proportional_error"]),
                    [float(v) for v in state["slopes"]], int(state["rounds"]))

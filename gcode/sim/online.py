@@ -77,7 +77,7 @@ class OnlineConfig:
             raise ValueError(f"max_delay must be >= 0, got {self.max_delay}")
         if self.start not in ("uncoded", "gc"):
             raise ValueError(f"start must be 'uncoded' or 'gc', got {self.start!r}")
-        self.candidates  # validates the rest
+        _ = self.candidates  # validates the rest
 
     @property
     def candidates(self) -> CandidateConfig:
