@@ -135,7 +135,7 @@ def cmd_simulate(args) -> int:
         if base:
             line += f"  {base / res['runtime_s']:.3f}x"
         notes = {"ignore": "  (approximate gradient)",
-                 "auto": "  (online tuner with the partial-wait fallback)"}
+                 "auto": "  (online tuner: scheme, parameters and policy)"}
         print(line + notes.get(name, ""))
         if "network" in res:
             star, coll = res["network"]["star"], res["network"]["collective"]
