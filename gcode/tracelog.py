@@ -75,6 +75,8 @@ def read_run(path: str | Path) -> LoggedRun:
         return _from_run_log(path)
     with open(path, encoding="utf-8") as f:
         first = f.readline()
+    if not first.strip():
+        raise ValueError(f"{path}: holds no rounds")
     try:
         head = json.loads(first)
     except json.JSONDecodeError:
@@ -135,7 +137,7 @@ def _from_run_log(path: Path) -> LoggedRun:
     for rec in log.rounds:
         arrival, compute = np.full(n, np.nan), np.full(n, np.nan)
         for wr in rec.workers:
-            if wr.HasField("arrival_s") and not wr.straggler:
+            if wr.HasField("arrival_s"):  # a simulator's log knows a straggler's time too
                 arrival[wr.worker] = wr.arrival_s
             if wr.HasField("compute_s"):
                 compute[wr.worker] = wr.compute_s
