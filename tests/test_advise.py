@@ -15,7 +15,7 @@ from gcode.tracelog import read_run
 
 
 def gcode(*args):
-    return subprocess.run([sys.executable, "-m", "gcode", *args], capture_output=True, text=True)
+    return subprocess.run([sys.executable, "-m", "gcode", *args], capture_output=True, text=True, check=False)
 
 
 def _coordinator_log(path, rounds=8, n=4, load=0.25):

@@ -122,15 +122,7 @@ def evaluate(item: SuiteTrace, kind: str, cfg: OnlineConfig) -> dict:
     fixed = whole_runs(grid, item.trace, item.jobs, loads)
     best = int(np.argmin(fixed["runtime_s"]))
     tuner = OnlineTuner(n, item.jobs, loads, cfg)
-    spent = [0.0, 0]
-    observe = tuner.observe
-
-    def timed(*args, **kwargs):
-        start = time.perf_counter()
-        observe(*args, **kwargs)
-        spent[0] += time.perf_counter() - start
-        spent[1] += 1
-    tuner.observe = timed
+    spent = _timed_observe(tuner)
     result = simulate(tuner.scheme, item.trace, tuner, loads)
     auto, hindsight, uncoded = result.runtime_s, float(fixed["runtime_s"][best]), float(fixed["runtime_s"][0])
     return {"trace": item.name, "source": item.source, "load_model": kind, "n": n,
@@ -141,7 +133,20 @@ def evaluate(item: SuiteTrace, kind: str, cfg: OnlineConfig) -> dict:
             "regret": auto / hindsight - 1, "vs_uncoded": auto / uncoded - 1,
             "switches": len(tuner.scheme.switches), "waits": result.waits,
             "final": tuner.current.label(), "candidates": len(grid),
-            "tuner_ms_per_round": 1e3 * spent[0] / max(1, spent[1])}
+            "tuner_ms_per_round": 1e3 * float(np.mean(spent)) if spent else 0.0}
+
+
+def _timed_observe(tuner: OnlineTuner) -> list[float]:
+    """Time every call of ``tuner.observe`` (which also decides); the list fills as it runs."""
+    spent: list[float] = []
+    observe = tuner.observe
+
+    def timed(*args, **kwargs):
+        start = time.perf_counter()
+        observe(*args, **kwargs)
+        spent.append(time.perf_counter() - start)
+    tuner.observe = timed
+    return spent
 
 
 def tuner_overhead(ns=(8, 64, 256), rounds: int = 120, seed: int = 7) -> list[dict]:
@@ -153,14 +158,7 @@ def tuner_overhead(ns=(8, 64, 256), rounds: int = 120, seed: int = 7) -> list[di
     for n in ns:
         trace = GilbertElliottDelay().sample(rounds + 2, n, seed=seed)
         tuner = OnlineTuner(n, rounds, LoadModel("additive", SLOPE))
-        spent = []
-        observe = tuner.observe
-
-        def timed(*args, **kwargs):
-            start = time.perf_counter()
-            observe(*args, **kwargs)
-            spent.append(time.perf_counter() - start)
-        tuner.observe = timed
+        spent = _timed_observe(tuner)
         simulate(tuner.scheme, trace, tuner, LoadModel("additive", SLOPE))
         ms = 1e3 * np.array(spent)
         out.append({"n": n, "candidates": len(tuner.grid), "rounds": len(ms),
@@ -223,8 +221,8 @@ def markdown_table(result: dict) -> str:
                      f"{row['candidates']} | {row['auto_s']:.3f} | {row['hindsight_s']:.3f} | {row['hindsight_label']} | "
                      f"{row['uncoded_s']:.3f} | {row['regret']:+.1%}{miss} | {row['vs_uncoded']:+.1%} | "
                      f"{row['switches']} | {row['tuner_ms_per_round']:.2f} |")
-    lines += ["", "The tuner's cost per round on the coordinator (observe + decide; a fixed scheme's "
-              "policy does no work there), timed call by call:", "",
+    lines += ["", ("The tuner's cost per round on the coordinator (observe + decide; a fixed scheme's "
+                   "policy does no work there), timed call by call:"), "",
               "| n | candidates | rounds | median ms | p90 ms | mean ms | load average |",
               "|---|---|---|---|---|---|---|"]
     for o in result.get("tuner_overhead", []):
