@@ -123,7 +123,7 @@ class OnlineTuner(Policy):
         self.stressed = np.zeros((self.cfg.window, len(self.grid)))  # … with more stragglers
         self.seen = 0
         self.ratios = np.zeros(0)  # times / their round's fastest, from full rounds and late results
-        self.rounds_seen: dict[int, tuple[float, float, float]] = {}  # r -> scale, offset, fastest
+        self.rounds_seen: dict[int, tuple] = {}  # r -> scale, offset, ring slot, base times, end
         self.events: list[dict] = []  # every observation, for checkpoints
 
     # ---- the round-ending policy: the current candidate's -----------------------------------
@@ -196,11 +196,8 @@ class OnlineTuner(Policy):
         if event["kind"] == "prime":
             row = event["times"]
             self._advance(row, float(row.max()))
-        elif event["kind"] == "late":  # a cut worker's result came in: its ratio to the fastest
-            info = self.rounds_seen.get(event["r"])
-            if info is not None:
-                scale, offset, fastest = info
-                self._add_ratios(np.array([(event["time"] - offset) / scale / fastest]))
+        elif event["kind"] == "late":
+            self._late(event["r"], event["time"])
         else:
             self._observe_round(event)
 
@@ -212,35 +209,61 @@ class OnlineTuner(Policy):
             self._set_loads(self.fit.model(self.prior))
         base = self.loads.base(np.where(np.isnan(times), np.inf, times), load)
         scale, offset = self.loads.affine(load, self.n)
-        self.rounds_seen = {k: v for k, v in self.rounds_seen.items() if k >= e["r"] - self.cfg.window}
-        self.rounds_seen[e["r"]] = (float(scale), float(offset), float(base.min()))
-        self._advance(base, float((e["end"] - offset) / scale))
+        end = float((e["end"] - offset) / scale)
+        slot = self._advance(base, end)
+        self.rounds_seen = {k: v for k, v in self.rounds_seen.items() if k > e["r"] - self.cfg.window}
+        self.rounds_seen[e["r"]] = (float(scale), float(offset), slot, base.copy(), end)
+
+    def _late(self, r: int, time: float) -> None:
+        """A cut worker's result came in after its round: its ratio to that round's fastest joins
+        the sample, and the round's costs of the candidates without history (uncoded, GC) are
+        recomputed with its time known."""
+        info = self.rounds_seen.get(r)
+        if info is None:
+            return
+        scale, offset, slot, row, end = info
+        late = (time - offset) / scale
+        self._add_ratios(np.array([late / float(row.min())]))
+        cut = np.flatnonzero(~np.isfinite(row))
+        if not len(cut):
+            return
+        row[cut[0]] = late  # which cut worker it was does not matter to these candidates
+        s = self.replay.bounds[1]
+        out = self.replay.s_block(row, end)
+        self.costs[slot, :s], self.stressed[slot, :s] = self._with_stress(
+            out, row, end, self.replay.s_block, slice(0, s))
 
     def _add_ratios(self, ratios: np.ndarray) -> None:
         self.ratios = np.concatenate([self.ratios, ratios])[-self.cfg.ratio_sample:]
 
-    def _advance(self, base: np.ndarray, end: float) -> None:
+    def _advance(self, base: np.ndarray, end: float) -> int:
         """Replay every candidate through a round of base times (+inf: cut off at base ``end``)
-        and store their costs (:meth:`_impute` for a candidate that would have waited for a
-        worker cut off)."""
+        and store their costs in the ring; returns the round's slot."""
         out = self.replay.step(base, end)
         fastest = float(base.min())
         if np.isfinite(base).all() and fastest > 0:
             self._add_ratios(base / fastest)
-        self._impute(out, base, end)
         slot = self.seen % self.cfg.window
-        self.costs[slot] = self.stressed[slot] = out.durations
+        self.costs[slot], self.stressed[slot] = self._with_stress(out, base, end, self.replay.peek)
+        self.seen += 1
+        return slot
+
+    def _with_stress(self, out, base: np.ndarray, end: float, what_if, cols=slice(None)):
+        """(costs, what-if costs) of a round: :meth:`_impute`d, and the same round with
+        ``stress`` more workers cut off, resolved by ``what_if(base, end)``."""
+        self._impute(out, base, end, cols)
+        stressed = out.durations
         arrived = int(np.isfinite(base).sum())
         extra = min(arrived - 1, int(np.ceil(self.cfg.stress * self.n)))
-        if extra > 0:  # the same round with `extra` more workers cut off
+        if extra > 0:
             worse = base.copy()
             worse[np.argsort(base, kind="stable")[arrived - extra:arrived]] = np.inf
-            what_if = self.replay.peek(worse, float(base[np.isfinite(worse)].max()))
-            self._impute(what_if, worse, end)
-            self.stressed[slot] = what_if.durations
-        self.seen += 1
+            more = what_if(worse, float(base[np.isfinite(worse)].max()))
+            self._impute(more, worse, end, cols)
+            stressed = more.durations
+        return out.durations, stressed
 
-    def _impute(self, out, base: np.ndarray, end: float) -> None:
+    def _impute(self, out, base: np.ndarray, end: float, cols=slice(None)) -> None:
         """Durations of the candidates that would have waited for workers cut off (+inf). A cut
         worker is a straggler under every candidate's cut (the replay saw it so); what waiting
         for it costs is guessed from the ratios to the fastest seen in full rounds and in late
@@ -258,7 +281,7 @@ class OnlineTuner(Policy):
         else:
             guess = np.full(k, max(2.0 * fastest, float(np.nextafter(end, np.inf))))
         filled = np.concatenate([np.sort(base[~cut]), guess])
-        a, c = self.replay.affine()
+        a, c = (v[cols] for v in self.replay.affine())
         waited = filled[self.n - 1 - out.kept[unknown]]
         out.durations[unknown] = a[unknown] * waited + c[unknown]
 

@@ -182,6 +182,13 @@ class CandidateReplay:
         asc = np.sort(np.asarray(base, dtype=np.float64))
         return resolve(asc, self.a, self.c, self._limit, self.policy, self.value, end)
 
+    def s_block(self, base: np.ndarray, end: float | None = None) -> RoundResult:
+        """The s-per-round candidates alone (the grid's first block; they keep no history) on a
+        round of base times."""
+        asc, s = np.sort(np.asarray(base, dtype=np.float64)), self.bounds[1]
+        return resolve(asc, self.a[:s], self.c[:s], self.grid.s_block.s, self.policy[:s],
+                       self.value[:s], end)
+
     def step(self, base: np.ndarray, end: float | None = None) -> RoundResult:
         """Advance every candidate through one round of base times (n,), +inf for a worker cut
         off, known only to finish after base time ``end``."""
