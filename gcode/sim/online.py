@@ -9,14 +9,18 @@ It is a round-ending :class:`Policy` bound to a :class:`SwitchingScheme`:
     (load_fit.py: additive or proportional, with its slope), turns the times into base times,
     and advances every candidate of :func:`candidate_grid` through the round
     (:class:`CandidateReplay`). A worker cut off is a straggler under every candidate's cut; a
-    candidate that would have waited for it is charged the largest time the tuner has seen
-    (``unknown_wait``: it is unknown, and a conservative guess never flatters a candidate);
+    candidate that would have waited for it is charged a guess from the ratios to the fastest
+    seen in full rounds and in late results (a cut worker's result that came in after its round;
+    it also revises its round's costs for uncoded and GC);
   * at a job boundary where the switching machinery allows a switch (no segment draining), it
-    weighs the last ``window`` rounds: a challenger must beat the current candidate on those
-    rounds, paired round by round, by ``margin`` of the current's time and by ``confidence``
-    standard errors, and its gain over the jobs left must exceed the switch's cost (the old
-    segment drains T rounds under both loads). Otherwise the tuner stays: it switches only on
-    strong evidence, which bounds what a wrong switch can cost.
+    weighs the last ``window`` rounds (each also replayed with ``stress`` more stragglers, a
+    what-if weighed as one more round): a challenger must beat the current candidate on those
+    rounds, paired round by round, by ``margin`` of the current's time, and its gain over the
+    jobs left must exceed the switch's cost (the old segment drains T rounds). Between T = 0
+    candidates that is all (such a switch is free and undone at once); into or out of a delayed
+    scheme it must also wait ``settle_rounds``, win by ``confidence`` standard errors, and win
+    without its single best round. Otherwise the tuner stays: a costly switch needs evidence
+    over several rounds, which bounds what a wrong one can cost.
 
 Only past rounds are ever used, so every decision is out of sample. Switching follows
 :mod:`gcode.codes.switching` and never mis-decodes. Per round the work is one vectorized replay
@@ -41,11 +45,11 @@ from .replay import CandidateReplay
 @dataclass(frozen=True)
 class OnlineConfig:
     # defaults: chosen by `gcode bench auto` on its tuning suite only (never on the traces it
-    # evaluates): the least worst regret, then the least mean regret
+    # evaluates): the least mean regret
     window: int = 64            # rounds a decision weighs
     every: int = 1              # decide at every ``every``-th job boundary
     margin: float = 0.0         # a challenger must save this share of the current's time
-    confidence: float = 1.0     # … by this many standard errors of the paired difference
+    confidence: float = 0.5     # … by this many standard errors of the paired difference
     mus: tuple[float, ...] = (0.25, 0.5, 1.0)    # partial and paper cuts
     gaps: tuple[float, ...] = (0.05, 0.1, 0.2)   # gap policy
     max_delay: int = 1
@@ -305,7 +309,9 @@ class OnlineTuner(Policy):
         # that starts or ends a delayed scheme must be supported by the evidence, and only once
         # every candidate's deferred cost (its window of W rounds) had time to show.
         free = (self._delays == 0) & (self.current.delay == 0)
-        backed = (k >= self.cfg.settle_rounds) & (advantage > self.cfg.confidence * spread)
+        # … and not on the strength of one round: without its best round it must still win
+        robust = (diff.sum(axis=0) - diff.max(axis=0)) / max(1, k - 1) > 0
+        backed = (k >= self.cfg.settle_rounds) & (advantage > self.cfg.confidence * spread) & robust
         strong = (advantage > self.cfg.margin * current_mean) & (gain > 0) & (free | backed)
         strong[here] = False
         decision = {"round": next_round, "current": self.current.to_dict(),

@@ -35,7 +35,7 @@ from types import SimpleNamespace
 import numpy as np
 
 from .candidates import POLICY_CODE, B1Block, CandidateGrid
-from .fast import TraceView, _arrived
+from .fast import _COUNT_MAX_N, TraceView, _arrived
 from .fast_b1 import _Repeats
 from .load_model import LoadModel
 
@@ -62,7 +62,10 @@ def resolve(asc: np.ndarray, a: np.ndarray, c: np.ndarray, limit: np.ndarray, po
     mu = np.where((policy == PARTIAL) | (policy == PAPER), value, 0.0)
     fastest, slowest = asc[0] * a + c, asc[-1] * a + c
     cut = fastest * (1 + mu)
-    k = n - _arrived(asc, a, c, cut, np.searchsorted(asc, (cut - c) / a, side="right"))
+    if n <= _COUNT_MAX_N:  # few workers: compare every time (as _arrived does, one at a time)
+        k = (asc[None, :] * a[:, None] + c[:, None] > cut[:, None]).sum(axis=1)
+    else:
+        k = n - _arrived(asc, a, c, cut, np.searchsorted(asc, (cut - c) / a, side="right"))
     conform = k <= limit
     partial = policy == PARTIAL
     fallback_kept = np.maximum(0, np.minimum(k - 1, limit))
