@@ -2,20 +2,15 @@
 and a recommendation with its confidence."""
 
 import json
-import subprocess
-import sys
 
 import numpy as np
 import pytest
 
 from gcode.advise import advise, from_log, from_trace, report
+from gcode.jsonout import dumps
 from gcode.sim.load_model import LoadModel
 from gcode.stragglers import load_trace
-from gcode.tracelog import read_run
-
-
-def gcode(*args):
-    return subprocess.run([sys.executable, "-m", "gcode", *args], capture_output=True, text=True, check=False)
+from gcode.tracelog import read_run, write_trace
 
 
 def _coordinator_log(path, rounds=8, n=4, load=0.25):
@@ -53,9 +48,11 @@ def test_a_simulators_run_log_reads_back_as_its_trace(tmp_path):
     trace = np.abs(np.random.default_rng(0).normal(1.0, 0.2, (12, 6))) + 0.1
     path = tmp_path / "t.csv"
     np.savetxt(path, trace, delimiter=",")
-    proc = gcode("simulate", "--trace", str(path), "--scheme", "gc", "--s", "1", "--gc-code", "fr",
-                 "--load-slope", "0", "--log", str(tmp_path / "sim"))
-    assert proc.returncode == 0, proc.stderr
+    from gcode.codes import make_scheme
+    from gcode.sim import PaperPolicy
+    from gcode.telemetry.sim_logging import simulate_with_log
+    simulate_with_log(make_scheme("gc", n=6, jobs=12, s=1, gc_code="fr"), trace, PaperPolicy(1.0),
+                      LoadModel("additive", 0.0), 1.0, str(tmp_path / "sim"))
     run = read_run(tmp_path / "sim.jsonl")
     assert np.allclose(run.times, trace[:run.times.shape[0]])
 
@@ -81,17 +78,14 @@ def test_one_model_unless_asked_for_more():
     assert two["predicted"]["runtime_s"] <= one["predicted"]["runtime_s"]
 
 
-def test_cli_trace_from_log_and_advise(tmp_path):
+def test_trace_from_log_and_advise_on_a_log(tmp_path):
     log = tmp_path / "run.jsonl"
     _coordinator_log(log, rounds=10)
     out = tmp_path / "run.csv"
-    proc = gcode("trace", "from-log", str(log), str(out))
-    assert proc.returncode == 0, proc.stderr
-    assert "additive" in proc.stdout and "--load-slope" in proc.stdout
+    told = write_trace(log, out)
+    assert "additive" in told and "--load-slope" in told
     assert load_trace(out).shape == (10, 4)
-    proc = gcode("advise", str(log), "--json", "--bootstrap", "5")
-    assert proc.returncode == 0, proc.stderr
-    result = json.loads(proc.stdout)
+    result = json.loads(dumps(advise(from_log(log), bootstrap=5)))
     assert result["rounds"] == 10 and result["load_model"]["kind"] == "additive"
     assert set(result["predicted"]) >= {"speedup_vs_uncoded", "speedup_vs_ddp"}
     assert from_log(log).replied == 1
@@ -100,9 +94,9 @@ def test_cli_trace_from_log_and_advise(tmp_path):
 @pytest.mark.parametrize("content,message", [
     ("not json\n", "line 1 is not JSON"), ('{"round": 0}\n', "has no arrival_s"), ("", "holds no rounds"),
 ])
-def test_bad_logs_get_one_line(tmp_path, content, message):
+def test_bad_logs_are_named_in_one_line(tmp_path, content, message):
     log = tmp_path / "bad.jsonl"
     log.write_text(content)
-    proc = gcode("advise", str(log))
-    assert proc.returncode == 2 and message in proc.stderr and "Traceback" not in proc.stderr
-    assert len(proc.stderr.strip().splitlines()) == 1
+    with pytest.raises(ValueError, match=message) as err:
+        read_run(log)
+    assert str(log) in str(err.value) and "\n" not in str(err.value)
