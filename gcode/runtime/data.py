@@ -55,3 +55,6 @@ class WorkSpec:
     #: the coordinator's models' buffers (gcode.train.workload.model_buffers): job t runs with
     #: buffers[t mod len(buffers)], one dict of CPU tensors per model (or one for all)
     buffers: tuple = ()
+    #: the run's codes weigh replicas of a chunk with coefficients other than 1 (cyclic, group
+    #: codes): GPU workers use deterministic algorithms (gcode.train.flat.deterministic_algorithms)
+    deterministic: bool = False

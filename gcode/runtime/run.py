@@ -20,6 +20,7 @@ from .loop.coordinator import Coordinator, ProgressFn
 from .loop.inject import DelaySource
 from .loop.jsonl_log import JsonlWriter
 from .loop.metrics import run_metrics
+from .probe import StartupProbe
 
 
 def preset_workload_of(cfg: TrainConfig):
@@ -284,6 +285,7 @@ def _execute(cfg: TrainConfig, workload, progress, pool, monitor, in_process
         check_resume_config(ck.config, cfg)
     ckpt_root = _checkpoint_root(cfg, ck)
     scheme, policy, default_models = build_scheme(cfg)
+    probe = StartupProbe.of(cfg, scheme)  # the fresh scheme's job 0, before a resume replays it
     if ck is not None:
         scheme, policy = restore_scheme_and_policy(ck, scheme, policy)
     try:
@@ -323,7 +325,8 @@ def _execute(cfg: TrainConfig, workload, progress, pool, monitor, in_process
                         num_samples=num_samples, num_params=d,
                         use_gpu=cfg.cluster.gpus_per_worker > 0,
                         prefetch=cfg.cluster.reads_ahead,
-                        buffers=model_buffers([model.module for model in models]))
+                        buffers=model_buffers([model.module for model in models]),
+                        deterministic=probe.deterministic)
         writer = JsonlWriter(cfg.log.jsonl, resume_round=ck.round if ck is not None else None)
         if cfg.log.run_log is not None or monitor is not None:
             from gcode.telemetry.recorder import RunRecorder
@@ -336,6 +339,7 @@ def _execute(cfg: TrainConfig, workload, progress, pool, monitor, in_process
         # the result buffers a run keeps in flight (about T+2 rounds' per worker), made now
         transport.reserve_results(n, scheme.delay + 2, scheme.max_tasks_per_round * d
                                   * np.dtype(scheme.message_dtype).itemsize)
+        probed = probe.run(transport, ctx[0], models[0], clock)  # a coupled model stops here
         coord = Coordinator(cfg, scheme, policy, transport, spec, models, optimizers,
                             delays, writer, progress, ctx, recorder,
                             auto_slope=cfg.scheme.name == "auto" and cfg.scheme.load_slope is None,
@@ -377,5 +381,5 @@ def _execute(cfg: TrainConfig, workload, progress, pool, monitor, in_process
                    run_id=run_id[:16], coordinator_device=str(device),
                    decode_device=str(decode_device), decode_threads=threads,
                    transport=coord.transport.name, transport_calls=dict(coord.transport.stats),
-                   model=workload.name)
+                   model=workload.name, exactness_probe=probed and probed.as_dict())
     return metrics, [model.module.cpu() for model in models]

@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from .flat import FlatModel, exact_fp32
+from .flat import FlatModel, deterministic_algorithms, exact_fp32
 from .workload import (
     ModelBuffers,
     Workload,
@@ -41,12 +41,18 @@ def fetch(dataset: Any, indices: np.ndarray) -> list:
 class TaskComputer:
     """One worker's replica of the user's model and its view of the dataset. ``buffers`` are
     the coordinator's models' buffers (:func:`gcode.train.workload.model_buffers`): job t runs
-    with model (t mod M)'s, so every replica computes with exactly the coordinator's model."""
+    with model (t mod M)'s, so every replica computes with exactly the coordinator's model.
+    ``deterministic`` (the run's codes need bit-identical replicas of a chunk, or not) sets
+    torch's deterministic algorithms for this process when it computes on a GPU, and clears them
+    otherwise (:func:`gcode.train.flat.deterministic_algorithms`); None leaves them as they are."""
 
-    def __init__(self, workload: Workload, device: torch.device | str = "cpu", buffers: tuple = ()):
+    def __init__(self, workload: Workload, device: torch.device | str = "cpu", buffers: tuple = (),
+                 deterministic: bool | None = None):
         self.workload = workload
         self.device = torch.device(device)
         exact_fp32()
+        if deterministic is not None:  # CPU kernels are deterministic already
+            deterministic_algorithms(deterministic and self.device.type == "cuda")
         self.dataset = open_dataset(workload.dataset_fn)
         # initial weights do not matter: every job loads its parameters (and its model's buffers)
         self.model = FlatModel(build_model(workload.model_fn, 0), self.device)
@@ -85,6 +91,19 @@ class TaskComputer:
         """``out[:] = Σ_k c_k·∇L_k`` (in ``out``'s dtype, on ``out``'s device); returns the coded
         loss Σ_k c_k·L_k in float64. ``host_batch``, when given, is :meth:`host_batch` of the
         concatenated chunks, read ahead (float32 messages only)."""
+        try:
+            return self._coded_gradient(chunks, coefficients, out, host_batch)
+        except RuntimeError as exc:
+            if "deterministic implementation" not in str(exc):
+                raise
+            first = str(exc).strip().splitlines()[0]
+            raise WorkloadError(
+                f"model_fn or loss_fn uses an op with no deterministic GPU implementation "
+                f"({first[:200]}); this code's decode needs GPU workers to compute replicas of "
+                f"a chunk bit-identically: use gc_code \"fr\" (exact without that), replace "
+                f"the op, or run the workers on CPUs") from None
+
+    def _coded_gradient(self, chunks, coefficients, out: torch.Tensor, host_batch: Any) -> float:
         if out.dtype == torch.float64:
             return self._per_chunk(chunks, coefficients, out)
         sizes = [len(c) for c in chunks]

@@ -25,6 +25,27 @@ def exact_fp32() -> None:
     torch.backends.cudnn.allow_tf32 = False
 
 
+#: the cuBLAS workspace setting under which cuBLAS is deterministic (read at its first use)
+CUBLAS_DETERMINISTIC = ":4096:8"
+
+
+def deterministic_algorithms(on: bool) -> None:
+    """Bit-identical replicas of a chunk, or the defaults back (``on`` False). Codes whose decode
+    weighs replicas of a chunk with coefficients other than 1 (cyclic, group) amplify any
+    difference between two workers' gradients of the same chunk; cuDNN's fastest backward
+    algorithms add in a run-dependent order, so two GPUs computing the same chunk may differ in
+    the last bits. ``on``: deterministic algorithms only (cuDNN's deterministic ones, cuBLAS
+    with a fixed workspace; an op with none raises), no autotuning. A no-op for arithmetic on
+    the CPU, whose kernels are deterministic for a fixed number of threads; safe to call there."""
+    import os
+    if on:
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", CUBLAS_DETERMINISTIC)
+    torch.use_deterministic_algorithms(on)
+    torch.utils.deterministic.fill_uninitialized_memory = False  # gcode writes all it reads
+    torch.backends.cudnn.deterministic = on
+    torch.backends.cudnn.benchmark = False
+
+
 def set_single_thread() -> None:
     """Make torch use one intra-op thread (one per worker process avoids oversubscription)."""
     torch.set_num_threads(1)

@@ -124,11 +124,6 @@ def build_model(model_fn: ModelFn, seed: int) -> nn.Module:
                 f"that every forward pass changes, on each worker differently, so the models "
                 f"gcode returns would not be the ones trained; use GroupNorm or LayerNorm (or "
                 f"BatchNorm with track_running_stats=False)")
-    if any(isinstance(m, torch.nn.modules.batchnorm._BatchNorm) for m in model.modules()):
-        import warnings
-        warnings.warn("model_fn: BatchNorm mixes the samples of a batch, so a coded gradient is "
-                      "no longer the exact full-batch gradient; use GroupNorm or LayerNorm",
-                      stacklevel=2)
     return model
 
 

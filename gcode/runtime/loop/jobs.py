@@ -13,6 +13,7 @@ import numpy as np
 
 from ..data import bounds_of, job_indices
 from ..errors import DivergedError
+from ..probe import check_decoded
 from .health import check_params
 
 
@@ -73,6 +74,7 @@ class JobLifecycle:
                         / max(float(torch.linalg.vector_norm(direct)), 1e-300))
             self.max_rel_error = err if self.max_rel_error is None else max(self.max_rel_error, err)
             out["rel_error"] = err
+            check_decoded(err, t, self.models[m].module, self.scheme.name)  # a coded miss stops
         self.timings.check += self.clock.now() - tc
         ts = self.clock.now()
         self.models[m].set_gradient(grad, 1.0 / tr.batch_size)

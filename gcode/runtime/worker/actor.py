@@ -96,7 +96,8 @@ class GradientWorker(ShmServing):
             return
         from gcode.train.compute import TaskComputer
         self.spec: WorkSpec = spec
-        self.computer = TaskComputer(spec.workload, _device(spec.use_gpu), spec.buffers)
+        self.computer = TaskComputer(spec.workload, _device(spec.use_gpu), spec.buffers,
+                                     deterministic=spec.deterministic)
         self._loaded = None
         if self._prefetcher is not None:
             self._prefetcher.close()
