@@ -119,8 +119,9 @@ def execute(cfg: TrainConfig, workload, *, progress: ProgressFn | None = None, p
     (coordinator seconds per round by phase), coordinator_device, worker_peak_rss_mb,
     durations_s, stopped, checkpoints (paths written by this session), checkpoint (the last one,
     or None), resumed_from (the checkpoint this session started from, or None), sessions,
-    session_runtime_s, late_results_dropped. Across a resume, runtime_s, rounds and the counters
-    cover the whole run.
+    session_runtime_s, late_results_dropped, exactness_probe (a coded run's startup probe,
+    :mod:`gcode.runtime.probe`; None when not probed). Across a resume, runtime_s, rounds and
+    the counters cover the whole run.
     """
     validate(cfg)
     from .checkpoint.lock import claimed
