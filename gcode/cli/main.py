@@ -19,6 +19,7 @@ from ..terminal import escape, one_line
 from . import types
 from .common import (
     CliError,
+    add_load_model_args,
     add_scheme_args,
     add_trace_args,
     flag,
@@ -44,6 +45,8 @@ examples:
   gcode train --config examples/digits-msgc.toml --json
   gcode bench trace --traces traces               # also: bench sim | decode | auto | live --quick
   gcode trace convert big.csv big.npy             # a binary trace: no parsing on load
+  gcode trace from-log runs/live.jsonl live.csv   # a live run's per-worker times as a trace
+  gcode advise runs/probe.jsonl                   # will coding help? predicted speedup, config
   gcode bench scale --quick                       # cost per worker-round as n grows
 
 docs: README.md, docs/SCHEMES.md (the math), docs/DESIGN.md, docs/OPERATING.md (limits, errors)
@@ -123,6 +126,26 @@ def cmd_trace_convert(args) -> int:
     print(f"wrote {escape(args.output)} ({kind}, {os.path.getsize(args.output) / 2**20:.1f} MiB): "
           f"{times.shape[0]} rounds x {times.shape[1]} workers; read {escape(args.input)} in "
           f"{loaded:.2f} s")
+    return 0
+
+
+def cmd_trace_from_log(args) -> int:
+    from ..tracelog import write_trace
+    print(write_trace(args.log, args.output))
+    return 0
+
+
+def cmd_advise(args) -> int:
+    from ..advise import advise, from_log, from_trace, report
+    if (args.log is None) == (args.trace is None):
+        raise CliError("advise: give one of a run log (RUN.jsonl or PREFIX.pb) and --trace PATH")
+    if args.log is not None:
+        measured = from_log(args.log)
+    else:
+        trace, name = load_trace_arg(args.trace)
+        measured = from_trace(trace, load_model_arg(args), name)
+    result = advise(measured, models=args.models, bootstrap=args.bootstrap, seed=args.seed)
+    print(dumps(result) if args.json else report(result))
     return 0
 
 
@@ -207,6 +230,35 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("input", metavar="IN", help="trace to read (.csv, .npy or .pb)")
     p.add_argument("output", metavar="OUT", help="trace to write; its suffix picks the format")
     p.set_defaults(func=cmd_trace_convert)
+    p = trace_sub.add_parser(
+        "from-log", help="per-worker round times of a live run, from its log",
+        description="Write the per-worker round times of a live run (gcode train --log-jsonl, "
+                    "gcode.fit, bench versus --log-dir, or a --run-log PREFIX.pb/.jsonl) as a trace. "
+                    "The load model is fitted from the workers' compute times; the trace holds its "
+                    "base times, and the command prints how to replay it. A worker cut off whose late "
+                    "reply was not logged gets a guessed time (counted in the output).")
+    p.add_argument("log", metavar="RUN.jsonl", help="the run's log")
+    p.add_argument("output", metavar="OUT", help="trace to write (.csv, .npy or .pb)")
+    p.set_defaults(func=cmd_trace_from_log)
+
+    p = sub.add_parser("advise", help="will coding help my cluster? a prediction from a run's times",
+                       description="From a run log (or a trace), recover per-worker round times and "
+                                   "the load model, simulate every candidate of the auto scheme as a "
+                                   "fixed choice, and print the predicted speedup over uncoded gcode "
+                                   "and over DDP, the recommended CodingConfig (Python and flags) and "
+                                   "how confident the prediction is (rounds seen, block bootstrap).")
+    p.add_argument("log", nargs="?", metavar="RUN.jsonl", help="a run's log (e.g. a short uncoded probe)")
+    p.add_argument("--trace", metavar="PATH",
+                   help="per-worker round times instead of a log (base times of --load-model)")
+    add_load_model_args(p)
+    p.add_argument("--models", type=types.positive_int, default=1,
+                   help="models the run may train round-robin (default 1: only schemes with T = 0, "
+                        "uncoded and GC; M admits delays T <= M-1, each model getting 1/M of the steps)")
+    p.add_argument("--bootstrap", type=types.count, default=100,
+                   help="block-bootstrap resamples over rounds for the confidence (default 100)")
+    p.add_argument("--seed", type=types.count, default=0, help="bootstrap seed (default 0)")
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+    p.set_defaults(func=cmd_advise)
 
     from .bench import add_bench_parser
     add_bench_parser(sub)
