@@ -34,7 +34,7 @@ from gcode.codes import GradientCoding, make_scheme
 from gcode.codes.cyclic import CyclicRepetitionCode
 from gcode.codes.gc import FractionalRepetitionCode
 from gcode.codes.group import GroupCode
-from gcode.sim.adversarial import verify_adversarial, worst_straggler_sets
+from gcode.sim.adversarial import verify_adversarial
 
 CODES = {"cyclic": CyclicRepetitionCode, "group": GroupCode, "fr": FractionalRepetitionCode}
 SWEEP_N = (8, 16, 32, 64, 128, 256, 512, 1024)
@@ -62,18 +62,16 @@ def code_row(kind: str, n: int, s: int, evaluations: int) -> dict:
     except ValueError as exc:
         return {"code": kind, "n": n, "s": s, "refused": str(exc)}
     built = time.perf_counter() - start
-    rng = np.random.default_rng([n, s])
-    found = worst_straggler_sets(code, rng, evaluations, keep=1)
-    worst = found[0] if found else None
     report, search = verify_adversarial(lambda: _gc(n, s, code), 0, evaluations, keep=2, dim=16)
+    worst = np.isin(np.arange(n), search["worst_stragglers"])
     return {
         "code": kind, "n": n, "s": s, "load": code.load, "load_excess": code.load * n / (s + 1) - 1,
         "message_dtype": code.message_dtype.name, "certified": code.certified,
         "amplification": code.amplification if code.certified else None,
         "error_bound": code.error_bound if code.certified else None,
-        "searched_unchecked_error": worst.error if worst else 0.0,
-        "searched_amplification": worst.amplification if worst else 1.0,
-        "unchecked_rel_error": unchecked_relative_error(code, worst.stragglers, rng) if worst else 0.0,
+        "searched_unchecked_error": search["worst_unchecked_error"],
+        "searched_amplification": search["worst_amplification"],
+        "unchecked_rel_error": unchecked_relative_error(code, worst, np.random.default_rng([n, s])) if s else 0.0,
         "max_rel_error": report.max_rel_error, "failures": report.failures,
         "refused_rounds": report.refused_rounds, "min_norm_decodes": report.min_norm_decodes,
         "search_sets": search["sets"], "build_s": built,

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from gcode.codes import DecodeError, FractionalRepetitionCode, GroupCode, make_gc_code, make_scheme
-from gcode.codes.exactness import DECODE_ERROR_BUDGET, error_factor, residual_and_amplification
+from gcode.codes.exactness import DECODE_ERROR_BUDGET, cheapest_dtype, exact_in, residual_and_amplification
 from gcode.codes.group import (
     certify_shape,
     divided_difference_weights,
@@ -40,7 +40,7 @@ def test_every_straggler_set_decodes_within_the_certificate(n):
                     residual, amplification = residual_and_amplification(code.encoding[workers], a)
                     assert residual <= code.residual + 1e-15
                     assert amplification <= code.amplification * (1 + 1e-12)
-                    assert error_factor(residual, amplification, code.message_dtype) <= code.error_bound + 1e-15
+                    assert code.error_factor(residual, amplification) <= code.error_bound + 1e-15
 
 
 @pytest.mark.parametrize("m,rho", [(5, 1), (9, 2), (12, 3), (17, 2)])
@@ -91,18 +91,29 @@ def test_fr_is_the_group_code_without_coding_and_exact_in_fp32():
 
 
 @pytest.mark.parametrize("n,s", [(256, 15), (256, 27), (64, 8), (1024, 30), (256, 40), (512, 60),
-                                 (64, 40), (100, 50), (7, 2), (300, 1)])
+                                 (64, 40), (100, 50), (7, 2), (300, 1), (8, 2), (14, 5)])
 def test_load_closed_form_and_the_fp32_rule(n, s):
-    """The load equals the closed form the tuner uses; the code is FR (fp32 messages) exactly
-    when FR's load is within 3% of the least load the construction reaches."""
+    """The load equals the closed form the tuner uses; the code is FR exactly when FR's load is
+    within 3% of the least load the construction reaches; its dtype is the cheapest the
+    certificate allows (fp32 for FR and for small ρ = 1 groups, whose coefficients are exact)."""
     code = make_gc_code("group", n, s)
     assert code.load == pytest.approx(group_code_load(n, s)) == pytest.approx(gc_load(n, s, "group"))
     fr_load = 1 / (n // (s + 1))
     assert code.load <= fr_load + 1e-12 and code.load >= (s + 1) / n - 1e-12
+    assert (code.rho_max == 0) == (fr_load <= 1.03 * group_code_load(n, s) or code.load == fr_load)
+    assert code.coefficients_exact == exact_in(code.encoding, np.float32)
+    assert code.message_dtype == cheapest_dtype(code.residual, code.amplification, code.coefficients_exact)
     if code.rho_max == 0:
-        assert code.message_dtype == np.float32
-    else:
-        assert fr_load > 1.03 * code.load and code.message_dtype == np.float64
+        assert code.message_dtype == np.float32 and code.error_bound == 2.0 ** -24
+
+
+def test_small_clusters_get_exact_load_in_fp32():
+    """Issue 30: small clusters sent fp64 messages by default. With 4 to 12 workers the group
+    code reaches (s+1)/n with ρ = 1 groups of at most 6 nodes, certified in fp32."""
+    for n, s in [(4, 2), (8, 2), (10, 3), (12, 4), (7, 2)]:
+        code = make_gc_code("group", n, s)
+        assert code.load == pytest.approx((s + 1) / n) and code.message_dtype == np.float32
+    assert make_scheme("msgc", n=4, B=1, W=2, lam=2).message_dtype == np.float32  # gcode.fit's default
 
 
 def test_the_papers_configurations_stay_within_three_percent_of_the_cyclic_load():

@@ -39,9 +39,9 @@ class CyclicRepetitionCode(GradientCode):
     sets of n−s workers. When there are at most ``CERTIFY_MAX_DECODE_SETS`` of them every one is
     solved at construction: if every one has an error factor E = ‖r‖_∞ + ε·A within the budget
     in fp32 or fp64, the code is ``certified`` and sends the cheapest such dtype (an explicit
-    encoding must certify, or is refused). Otherwise (the paper's codes at n ≥ 40 or so: a
-    random H is ill-conditioned, and about 0.05% of random sets at n = 256 miss the budget) the
-    code sends fp64 and checks each decode set as it meets it: a set whose E is over the budget
+    encoding must certify, or is refused). Otherwise (the paper's codes at n = 256: a random H
+    is ill-conditioned; 44 of 1,000 random sets at (512, 30) miss the budget, and a search finds
+    such sets at (256, 27)) the code sends fp64 and checks each decode set as it meets it: a set whose E is over the budget
     is not decodable; once more than n−s workers finished, the least-norm decode vector over all
     of them is tried instead (``decode_uses_min_norm``). Such a code must decode within the
     budget from every worker, or it is refused at construction.

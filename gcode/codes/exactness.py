@@ -5,9 +5,12 @@ Worker i sends m_i = Σ_j B_ij·g_j, formed in the message dtype, and the coordi
 
 * the **residual** r = aᵀB_I − 1ᵀ (exact decode vectors have r = 0; solved ones carry rounding,
   and an ill-conditioned solve more), which adds Σ_j r_j·g_j;
-* **rounding**: the worker multiplies by fl(B_ij) and rounds its message, each a relative error
-  of at most u = ε/2 (ε the machine epsilon of the message dtype: 2⁻²³ for fp32, 2⁻⁵² for fp64),
-  so m̂_i − m_i is at most ε·Σ_j |B_ij|·|g_j| per element, and the decode multiplies it by a_i.
+* **rounding**: the worker rounds its message, a relative error of at most u (the unit
+  roundoff of the message dtype: 2⁻²⁴ for fp32, 2⁻⁵³ for fp64), and multiplies by its
+  coefficients rounded to that dtype, another u unless every B_ij is exactly representable in it
+  (FR's 1s, the group code's dyadic ρ = 1 coefficients; always in fp64). So m̂_i − m_i is at
+  most ε·Σ_j |B_ij|·|g_j| per element, ε = u with exact coefficients and 2u otherwise, and the
+  decode multiplies it by a_i.
 
 Per element e, with A = max_j Σ_i |a_i|·|B_ij| (the decode's **amplification**: 1 for uncoded
 chunks and fractional repetition),
@@ -40,21 +43,25 @@ DECODE_ERROR_BUDGET = 5e-7
 MESSAGE_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
 
 
-def error_factor(residual: float, amplification: float, dtype) -> float:
-    """E = residual + ε(dtype)·amplification (module docstring)."""
-    return float(residual) + float(np.finfo(dtype).eps) * float(amplification)
+def error_factor(residual: float, amplification: float, dtype, exact_coefficients: bool = False) -> float:
+    """E = residual + ε·amplification, ε = u(dtype), doubled unless the coefficients are exact
+    in ``dtype`` (module docstring; every float64 coefficient is exact in float64)."""
+    unit = float(np.finfo(dtype).eps) / 2
+    exact = exact_coefficients or np.dtype(dtype) == np.float64
+    return float(residual) + (1 if exact else 2) * unit * float(amplification)
 
 
-def within_budget(residual: float, amplification: float, dtype) -> bool:
-    return error_factor(residual, amplification, dtype) <= DECODE_ERROR_BUDGET
-
-
-def cheapest_dtype(residual: float, amplification: float) -> np.dtype | None:
+def cheapest_dtype(residual: float, amplification: float, exact_coefficients: bool = False) -> np.dtype | None:
     """The cheapest message dtype whose error factor is within the budget; None when none is."""
     for dtype in MESSAGE_DTYPES:
-        if within_budget(residual, amplification, dtype):
+        if error_factor(residual, amplification, dtype, exact_coefficients) <= DECODE_ERROR_BUDGET:
             return dtype
     return None
+
+
+def exact_in(matrix: np.ndarray, dtype) -> bool:
+    """Whether every entry of ``matrix`` is exactly representable in ``dtype``."""
+    return bool(np.array_equal(np.asarray(matrix).astype(dtype).astype(np.float64), matrix))
 
 
 def residual_and_amplification(rows: np.ndarray, a: np.ndarray) -> tuple[float, float]:

@@ -21,7 +21,7 @@ from abc import ABC, abstractmethod
 
 import numpy as np
 
-from .exactness import residual_and_amplification
+from .exactness import error_factor, residual_and_amplification
 
 
 class DecodeError(RuntimeError):
@@ -48,6 +48,8 @@ class GradientCode(ABC):
     #: the worst ‖aᵀB − 1‖_∞ and amplification A found by certification (NaN when not certified)
     residual: float
     amplification: float
+    #: every coefficient is exactly representable in fp32 (a worker's fp32 weights are exact)
+    coefficients_exact: bool = False
 
     def __init__(self, n: int, s: int):
         if not isinstance(n, (int, np.integer)) or n < 1:
@@ -122,6 +124,10 @@ class GradientCode(ABC):
     def decode_error(self, workers: np.ndarray, a: np.ndarray) -> tuple[float, float]:
         """(‖aᵀB_I − 1‖_∞, amplification A) of coefficients ``a`` over ascending ``workers``."""
         return residual_and_amplification(self.encoding[workers], a)
+
+    def error_factor(self, residual: float, amplification: float) -> float:
+        """E of a decode with this residual and amplification, in this code's message dtype."""
+        return error_factor(residual, amplification, self.message_dtype, self.coefficients_exact)
 
     def decode_uses_min_norm(self, arrived: np.ndarray) -> bool:
         """True when decoding ``arrived`` takes the least-norm decode vector of more than the

@@ -25,8 +25,10 @@ code is certified, and chooses the cheapest message dtype whose worst E is withi
 The points are spaced with gaps proportional to max(u, 1−u) on u ∈ [0, 1] (the amplification of
 a close pair is about the distance to the farthest lacking node over the pair's gap), and a
 part's lacking nodes are spread over the group: worst amplification 1 (ρ = 0), about 1.4·m
-(ρ = 1), 2·10³ (ρ = 2, m = 64), 3·10⁴ (ρ = 3, m = 64). So ρ ≥ 1 needs fp64 messages, and FR
-(ρ = 0) is exact in fp32.
+(ρ = 1), 2·10³ (ρ = 2, m = 64), 3·10⁴ (ρ = 3, m = 64). The points are multiples of 2⁻¹⁶, so
+ρ = 1 coefficients (one difference of two points) are exact in fp32 and its messages carry one
+rounding, not two. So FR (ρ = 0) and ρ = 1 groups of up to 6 nodes are certified in fp32;
+larger ones need fp64.
 
 Choosing ρ_max. ρ_hi is the least cap that uses every worker, lowered until one shape's subsets
 number at most ``MAX_CERTIFY_SUBSETS`` and the code certifies in fp64. When FR's load 1/g is
@@ -41,7 +43,7 @@ from functools import cached_property, lru_cache
 
 import numpy as np
 
-from .exactness import DECODE_ERROR_BUDGET, MESSAGE_DTYPES, error_factor
+from .exactness import DECODE_ERROR_BUDGET, MESSAGE_DTYPES, cheapest_dtype, error_factor, exact_in
 from .gradient_code import DecodeError, GradientCode
 
 #: FR's fp32 messages are preferred while its load is at most this much above the least load
@@ -50,15 +52,21 @@ FP32_LOAD_SLACK = 0.03
 #: a group shape is certified by enumerating its (ρ+1)-subsets of nodes; at most this many
 MAX_CERTIFY_SUBSETS = 1_000_000
 _BATCH = 20_000  # subsets per vectorized certification step
+#: node points are multiples of this: a difference of two has at most 18 significant bits
+POINT_GRID = 2.0 ** -16
 
 
 def group_points(m: int) -> np.ndarray:
-    """m points in [−1, 1], gaps ∝ max(u, 1−u) on u ∈ [0, 1] (module docstring)."""
+    """m points in [−1, 1], gaps ∝ max(u, 1−u) on u ∈ [0, 1] (module docstring), rounded to
+    multiples of ``POINT_GRID`` (so ρ = 1 coefficients, differences of two points, are exact in
+    fp32) unless that would merge two of them."""
     if m == 1:
         return np.zeros(1)
     y = np.linspace(0.0, 2.0 * math.log(2.0), m)  # ∫ du / max(u, 1−u) over [0, 1] = 2 ln 2
     u = np.where(y <= math.log(2.0), 1.0 - np.exp(-y), np.exp(y - math.log(2.0)) / 2.0)
-    return 2.0 * u - 1.0
+    points = 2.0 * u - 1.0
+    snapped = np.round(points / POINT_GRID) * POINT_GRID
+    return snapped if np.all(np.diff(snapped) > 0) else points
 
 
 def lacking(m: int, rho: int) -> np.ndarray:
@@ -167,14 +175,14 @@ class GroupCode(GradientCode):
         self.rho_max = rho_max
         self._layout(g, extra, rho_max)
         self.certified = True
-        dtype = next((d for d in MESSAGE_DTYPES if error_factor(self.residual, self.amplification, d)
-                      <= DECODE_ERROR_BUDGET), None)
+        self.coefficients_exact = all(exact_in(m, np.float32) for m in self._matrices.values())
+        dtype = cheapest_dtype(self.residual, self.amplification, self.coefficients_exact)
         if dtype is None:
             raise ValueError(f"group code n={n}, s={s}, rho_max={rho_max}: worst error factor "
                              f"{error_factor(self.residual, self.amplification, MESSAGE_DTYPES[-1]):.1e} "
                              f"exceeds the budget {DECODE_ERROR_BUDGET:.0e}; lower rho_max")
         self._dtype = dtype
-        self.error_bound = error_factor(self.residual, self.amplification, dtype)
+        self.error_bound = self.error_factor(self.residual, self.amplification)
 
     # ---- construction ------------------------------------------------------------------------
     @staticmethod
@@ -255,7 +263,7 @@ class GroupCode(GradientCode):
         that shape decoding from its certificate's worst subset (every other node, and its
         replicas, straggles, up to s)."""
         masks = []
-        for rho in sorted(set(self.group_rho.tolist()) - {0}):
+        for rho in sorted(set(self.group_rho.tolist())):
             k = int(np.flatnonzero(self.group_rho == rho)[0])
             worst = certify_shape(int(self.group_nodes[k]), rho)[2]
             members = self.groups[k]

@@ -31,7 +31,6 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..codes import DecodeError, GradientCode, GroupCode, Scheme
-from ..codes.exactness import error_factor
 from .verify import VerifyReport, run_pattern
 
 
@@ -49,7 +48,7 @@ def score(code: GradientCode, stragglers: np.ndarray) -> Scored:
     except DecodeError:
         return Scored(math.inf, math.inf, stragglers)
     residual, amplification = code.decode_error(workers, a)
-    return Scored(error_factor(residual, amplification, code.message_dtype), amplification, stragglers)
+    return Scored(code.error_factor(residual, amplification), amplification, stragglers)
 
 
 def _anneal(code: GradientCode, start: Scored, steps: int, rng: np.random.Generator) -> Scored:
@@ -133,7 +132,9 @@ def verify_adversarial(make: Callable[[], Scheme], seed: int = 0, evaluations: i
         report.failures += f
         report.max_rel_error = max(report.max_rel_error, e)
         report.add_checks(scheme.decode_checks)
+    worst = max(found, key=lambda c: c.error, default=None)
     search = {"sets": len(found), "evaluations": evaluations,
-              "worst_unchecked_error": max((c.error for c in found), default=0.0),
-              "worst_amplification": max((c.amplification for c in found), default=0.0)}
+              "worst_unchecked_error": worst.error if worst else 0.0,
+              "worst_amplification": max((c.amplification for c in found), default=0.0),
+              "worst_stragglers": np.flatnonzero(worst.stragglers).tolist() if worst else []}
     return report, search
