@@ -101,8 +101,66 @@ def fmt(value, spec=".2e") -> str:
     return format(value, spec) if isinstance(value, float) else str(value)
 
 
-def markdown(sweep: list[dict], paper: list[dict], evaluations: int) -> str:
-    lines = [
+PAPER_HEADER = ("| scheme | params | code | load | load / cyclic's | dtype | certified | E bound | "
+                "searched unchecked E | max rel error | failures | waits |")
+SWEEP_HEADER = ("| n | s | code | load | excess | dtype | certified | A | E bound | searched unchecked E "
+                "| unchecked rel error | max rel error | failures | waits | build s |")
+
+
+def paper_markdown(paper: list[dict]) -> str:
+    lines = [PAPER_HEADER, "|" + "---|" * 12]
+    for r in paper:
+        params = ",".join(str(v) for v in r["params"].values())
+        lines.append(f"| {r['scheme']} | ({params}) | {r['code']} | {r['load']:.5f} | {r['load_vs_cyclic']:.4f} | "
+                     f"{r['message_dtype']} | {r['certified']} | {fmt(r['error_bound'])} | "
+                     f"{fmt(r['searched_unchecked_error'])} | {fmt(r['max_rel_error'])} | {r['failures']} | "
+                     f"{r['refused_rounds']} |")
+    return "\n".join(lines)
+
+
+def summary_markdown(sweep: list[dict]) -> str:
+    """One row per code over the whole sweep."""
+    header = ("| code | (n, s) | certified | fp32 | load excess: mean, max | waits | worst unchecked "
+              "rel error found | worst decoded rel error | failures |")
+    lines = [header, "|" + "---|" * 9]
+    for kind in CODES:
+        rows = [r for r in sweep if r["code"] == kind and "load" in r]
+        lines.append(f"| {kind} | {len(rows)} | {sum(r['certified'] for r in rows)} | "
+                     f"{sum(r['message_dtype'] == 'float32' for r in rows)} | "
+                     f"{100 * np.mean([r['load_excess'] for r in rows]):.1f}%, "
+                     f"{100 * max(r['load_excess'] for r in rows):.1f}% | {sum(r['refused_rounds'] for r in rows)} | "
+                     f"{max(r['unchecked_rel_error'] for r in rows):.2e} | "
+                     f"{max(r['max_rel_error'] for r in rows):.2e} | {sum(r['failures'] for r in rows)} |")
+    return "\n".join(lines)
+
+
+def sweep_markdown(sweep: list[dict], sizes=None) -> str:
+    lines = [SWEEP_HEADER, "|" + "---|" * 15]
+    for r in sweep:
+        if sizes is not None and r["n"] not in sizes:
+            continue
+        if "refused" in r:
+            lines.append(f"| {r['n']} | {r['s']} | {r['code']} | refused: {r['refused']} |" + " |" * 11)
+            continue
+        lines.append(f"| {r['n']} | {r['s']} | {r['code']} | {r['load']:.5f} | {100 * r['load_excess']:.1f}% | "
+                     f"{r['message_dtype']} | {r['certified']} | {fmt(r['amplification'], '.3g')} | "
+                     f"{fmt(r['error_bound'])} | {fmt(r['searched_unchecked_error'])} | "
+                     f"{fmt(r['unchecked_rel_error'])} | {fmt(r['max_rel_error'])} | {r['failures']} | "
+                     f"{r['refused_rounds']} | {r['build_s']:.2f} |")
+    return "\n".join(lines)
+
+
+def results_markdown(doc: dict) -> str:
+    """docs/RESULTS.md's section: the paper's configurations, the summary, n = 256 and 1024."""
+    return (f"The paper's configurations (n = 256):\n\n{paper_markdown(doc['paper'])}\n\n"
+            f"Over the sweep ({doc['evaluations']} evaluations per code):\n\n{summary_markdown(doc['sweep'])}"
+            f"\n\nn = 256 and 1024 (every n in benchmarks/results/bench_codes.md):\n\n"
+            f"{sweep_markdown(doc['sweep'], (256, 1024))}")
+
+
+def markdown(doc: dict) -> str:
+    evaluations = doc["evaluations"]
+    return "\n".join([
         "# Gradient codes: load, certificate, and the worst decode a search finds",
         "",
         (f"`python benchmarks/bench_codes.py --evaluations {evaluations}`. Per code: load (excess over "
@@ -115,32 +173,9 @@ def markdown(sweep: list[dict], paper: list[dict], evaluations: int) -> str:
          "because a set missed the budget. `build s` is the code's construction in this process; "
          "the group code's certificate is cached per group shape, so only the first code of a "
          "shape pays for it (about 2 s for 64 nodes and ρ = 3)."),
-        "",
-        "## The paper's configurations (n = 256)",
-        "",
-        "| scheme | params | code | load | load / cyclic's | dtype | certified | E bound | searched unchecked E | max rel error | failures | waits |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|",
-    ]
-    for r in paper:
-        params = ",".join(str(v) for v in r["params"].values())
-        lines.append(f"| {r['scheme']} | ({params}) | {r['code']} | {r['load']:.5f} | {r['load_vs_cyclic']:.4f} | "
-                     f"{r['message_dtype']} | {r['certified']} | {fmt(r['error_bound'])} | "
-                     f"{fmt(r['searched_unchecked_error'])} | {fmt(r['max_rel_error'])} | {r['failures']} | "
-                     f"{r['refused_rounds']} |")
-    lines += ["", "## Sweep", "",
-              ("| n | s | code | load | excess | dtype | certified | A | E bound | searched unchecked E "
-               "| unchecked rel error | max rel error | failures | waits | build s |"),
-              "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
-    for r in sweep:
-        if "refused" in r:
-            lines.append(f"| {r['n']} | {r['s']} | {r['code']} | refused: {r['refused']} |" + " |" * 11)
-            continue
-        lines.append(f"| {r['n']} | {r['s']} | {r['code']} | {r['load']:.5f} | {100 * r['load_excess']:.1f}% | "
-                     f"{r['message_dtype']} | {r['certified']} | {fmt(r['amplification'], '.3g')} | "
-                     f"{fmt(r['error_bound'])} | {fmt(r['searched_unchecked_error'])} | "
-                     f"{fmt(r['unchecked_rel_error'])} | {fmt(r['max_rel_error'])} | {r['failures']} | "
-                     f"{r['refused_rounds']} | {r['build_s']:.2f} |")
-    return "\n".join(lines) + "\n"
+        "", "## The paper's configurations (n = 256)", "", paper_markdown(doc["paper"]),
+        "", "## Summary", "", summary_markdown(doc["sweep"]),
+        "", "## Sweep", "", sweep_markdown(doc["sweep"]), ""])
 
 
 def main(argv=None) -> int:
@@ -162,9 +197,9 @@ def main(argv=None) -> int:
                 print(json.dumps({k: row[k] for k in ("code", "n", "s", "load", "certified", "max_rel_error",
                                                       "refused_rounds") if k in row}), flush=True)
     args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "bench_codes.json").write_text(json.dumps(
-        {"evaluations": evaluations, "paper": paper, "sweep": sweep}, indent=1) + "\n")
-    (args.out / "bench_codes.md").write_text(markdown(sweep, paper, evaluations))
+    doc = {"evaluations": evaluations, "paper": paper, "sweep": sweep}
+    (args.out / "bench_codes.json").write_text(json.dumps(doc, indent=1) + "\n")
+    (args.out / "bench_codes.md").write_text(markdown(doc))
     print(f"wrote {args.out / 'bench_codes.json'} and bench_codes.md")
     return 0
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import bench_codes
 import sim_replay_live
 import sim_slack
 from results_doc import (
@@ -444,6 +445,17 @@ SECTIONS = [
             "gcode.sim.network at the link's nominal rate with no latency. These links share one 2-core "
             "machine's CPUs with everything else running on it (the load average is recorded).",
             ("netns_collective",), lambda d: netns_planes(d["netns_collective"]), level=2),
+    Section("Gradient codes: load, certificate and the worst decode a search finds "
+            "(`benchmarks/bench_codes.py`)",
+            "Per (n, s), the cyclic code (the papers'), the group code (gcode's default) and FR "
+            "(docs/SCHEMES.md, What is guaranteed): load and its excess over (s+1)/n, message dtype, "
+            "the certified worst amplification A and error factor E (cyclic codes beyond small n "
+            "are checked per decode set instead), the worst unchecked decode an adversarial search "
+            "found (what gcode decoded before the per-set check) and what gcode decodes now on the "
+            "searched patterns: its worst relative error, failures, and rounds it waited because a "
+            "set missed the budget. Simulated decodes of random fp32 chunk gradients; no model is "
+            "trained.",
+            ("bench_codes",), lambda d: bench_codes.results_markdown(d["bench_codes"]), level=2),
     Section("Decode latency and throughput (`gcode bench decode`)",
             "One GC job decoded from n−s fp32 results of d values: the exact blocked fp64 sum, a plain "
             "fp32 gemv (the memory-bandwidth reference, not exact), the streaming critical path (one "
