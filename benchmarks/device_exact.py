@@ -7,8 +7,10 @@ s + 1 workers' tasks (replicas, as the workers compute them), then every straggl
 is decoded (every one, or at most ``--max-sets``: the contiguous ones and random ones) with the
 code's own decode vectors in float64 and compared with the exact sum
 Σ_k g_k of the chunks' gradients (each chunk's fp32 gradient computed alone, summed in fp64).
-Each chunk's gradient is also computed twice more, to count the chunks whose two computations
-are bit-identical.
+Each chunk's gradient is computed twice there, to count the chunks whose two computations are
+bit-identical; ``replica_floor`` is ‖Σ_k (second − first)‖ / ‖Σ_k g_k‖, the GPU's own
+run-to-run difference, which a decode that never combines two replicas of a chunk (FR,
+uncoded) inherits unamplified and a cyclic or group decode amplifies.
 
 Per code (cyclic, fr, and group where gcode has it) and mode (``deterministic``: what gcode's GPU
 workers run under a code whose decode weighs replicas with coefficients other than 1, see
@@ -88,21 +90,23 @@ def measure(args, kind: str, n: int, s: int, mode: str) -> dict:
            "gpu": torch.cuda.get_device_name(device) if device.type == "cuda" else None}
     params = build_model(wl.model_fn, model_seed(args.seed, 0))
     flat = torch.cat([p.detach().reshape(-1) for p in params.parameters()])
-    errors, refused, same, chunks_seen, task_s = [], 0, 0, 0, []
+    errors, refused, same, chunks_seen, task_s, floors = [], 0, 0, 0, [], []
     try:
         for job in range(args.jobs):
             computer.load(job, flat)
             idx = job_indices(args.seed, job, args.batch, len(computer.dataset))
             rows = [idx[a:b] for a, b in bounds]
             exact = torch.zeros(computer.num_params, dtype=torch.float64, device=device)
-            part = torch.empty_like(exact)
-            for k, r in enumerate(rows):  # each chunk alone, twice: are the two bit-identical?
+            drift = torch.zeros_like(exact)  # Σ_k (second computation − first) of each chunk
+            part, again = torch.empty_like(exact), torch.empty_like(exact)
+            for r in rows:  # each chunk alone, twice: are the two bit-identical?
                 computer.coded_gradient([r], [1.0], part)
-                exact += part
-                again = torch.empty_like(part)
                 computer.coded_gradient([r], [1.0], again)
+                exact += part
+                drift += again - part
                 same += bool(torch.equal(part, again))
                 chunks_seen += 1
+            floors.append(float(torch.linalg.vector_norm(drift) / torch.linalg.vector_norm(exact)))
             messages = torch.empty((n, computer.num_params), dtype=dtype, device=device)
             if job == 0:  # warm up (cuDNN's algorithm choice, allocations) before timing
                 task = plan[0][0]
@@ -115,6 +119,7 @@ def measure(args, kind: str, n: int, s: int, mode: str) -> dict:
                 _sync(device)
                 task_s.append(time.perf_counter() - t0)
             scale = float(torch.linalg.vector_norm(exact))
+            wide = messages.double()  # decoded in fp64, as the coordinator decodes
             for stragglers in straggler_sets(n, s, args.max_sets, args.seed):
                 arrived = np.ones(n, dtype=bool)
                 arrived[list(stragglers)] = False
@@ -122,8 +127,9 @@ def measure(args, kind: str, n: int, s: int, mode: str) -> dict:
                     refused += 1
                     continue
                 workers, a = code.decode_vector(arrived)
-                coefficients = torch.as_tensor(a, dtype=torch.float64, device=device)
-                decoded = coefficients @ messages[torch.as_tensor(workers, device=device)].double()
+                coefficients = np.zeros(n)
+                coefficients[workers] = a
+                decoded = torch.as_tensor(coefficients, device=device) @ wide
                 errors.append(float(torch.linalg.vector_norm(decoded - exact)) / scale)
     except WorkloadError as exc:  # an op with no deterministic implementation: refused
         row.update(verdict="refuse", error=str(exc))
@@ -133,6 +139,7 @@ def measure(args, kind: str, n: int, s: int, mode: str) -> dict:
                sets=len(errors), refused_sets=refused,
                every_set=math.comb(n, s) <= args.max_sets,
                identical_replicas=same / max(chunks_seen, 1),
+               replica_floor=max(floors),
                task_s_median=float(np.median(task_s)),
                verdict="exact" if worst is not None and worst <= TOLERANCE else "refuse")
     return row
@@ -196,7 +203,7 @@ def _line(row: dict) -> str:
     return (f"| {row['code']} n={row['n']} s={row['s']} | {row['mode']} | {row['message_dtype']} | "
             f"worst {row['max_rel_error']:.2e} | median {row['median_rel_error']:.2e} | "
             f"sets {row['sets']} (+{row['refused_sets']} refused) | identical replicas "
-            f"{row['identical_replicas']:.0%} | task {row['task_s_median'] * 1e3:.1f} ms | "
+            f"{row['identical_replicas']:.0%} (floor {row['replica_floor']:.1e}) | task {row['task_s_median'] * 1e3:.1f} ms | "
             f"{row['verdict']} |")
 
 
