@@ -193,8 +193,32 @@ def main(argv=None) -> list[dict]:
     deterministic_algorithms(False)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    (out / "device_exact.json").write_text(json.dumps({"tolerance": TOLERANCE, "rows": rows}, indent=1))
+    doc = {"tolerance": TOLERANCE, "torch": torch.__version__, "rows": rows}
+    (out / "device_exact.json").write_text(json.dumps(doc, indent=1))
+    print(markdown_table(doc))
     return rows
+
+
+def markdown_table(doc: dict) -> str:
+    """The rows as docs/RESULTS.md shows them."""
+    def e(v):
+        return "-" if v is None else f"{v:.1e}"
+    header = ("| code | n, s | algorithms | messages | worst error | median | sets (refused) | "
+              "identical replicas | replica floor | ms per task | verdict |")
+    lines = [header, "|" + "---|" * 11]
+    for r in doc["rows"]:
+        if "error" in r:
+            lines.append(f"| {r['code']} | {r['n']}, {r['s']} | {r['mode']} | | refused: "
+                         f"{r['error'][:80]} | | | | | | refuse |")
+            continue
+        lines.append(f"| {r['code']} | {r['n']}, {r['s']} | {r['mode']} | {r['message_dtype']} | "
+                     f"{e(r['max_rel_error'])} | {e(r['median_rel_error'])} | {r['sets']} "
+                     f"({r['refused_sets']}) | {r['identical_replicas']:.0%} | "
+                     f"{e(r.get('replica_floor'))} | {1e3 * r['task_s_median']:.1f} | {r['verdict']} |")
+    first = doc["rows"][0]
+    lines.append(f"\n{first['model']}, batch {first['batch']}, {first['jobs']} batches per row, on "
+                 f"{first['gpu'] or first['device']}" + (f", torch {doc['torch']}" if doc.get("torch") else ""))
+    return "\n".join(lines)
 
 
 def _line(row: dict) -> str:

@@ -13,6 +13,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import bench_codes
+import device_exact
 import sim_replay_live
 import sim_slack
 from results_doc import (
@@ -387,6 +388,19 @@ SECTIONS = [
             "batch split` compares GC-FR s=1 with it (bit for bit equal on the CPU; cuDNN's backward "
             "kernels are not deterministic on the GPU).",
             ("bench_gpu",), bench_gpu_table, level=2),
+    Section("GPU replicas and decoded error (`benchmarks/device_exact.py`)",
+            "One process plays the n workers of a GC round with gcode's TaskComputer on ResNet-18 "
+            "(random CIFAR-shaped images), so each chunk is computed by each of its s + 1 workers "
+            "as workers compute it; every straggler set of size s is decoded in fp64 and compared "
+            "with the exact sum of the chunks' gradients (each computed alone, summed in fp64). "
+            "`deterministic`: torch's deterministic algorithms, what gcode's GPU workers run under "
+            "the group and cyclic codes; `default`: torch's defaults, what they ran before (and FR "
+            "still does). `identical replicas`: chunks whose two computations agree bit for bit. "
+            "Under the defaults even FR misses the exact sum by about 1e-6: two computations of one "
+            "chunk differ by that much on the GPU, and FR (like uncoded training and DDP) inherits "
+            "that difference unamplified, while a cyclic decode, which combines replicas with large "
+            "coefficients, amplifies it a thousandfold.",
+            ("device_exact",), lambda d: device_exact.markdown_table(d["device_exact"]), level=2),
     Section("The simulator on the Lambda traces (`gcode simulate`, `gcode tune`)",
             "`benchmarks/sim_lambda.py` runs these commands and keeps their JSON. The bundled trace "
             "is `traces/lambda-cnn-w256-r30-canada.csv` (256 AWS Lambda workers). Simulated runtimes "
