@@ -67,10 +67,13 @@ class CodingConfig:
     """The coding scheme and the rule that ends a round (``gcode simulate``'s flags too)."""
 
     scheme: str = setting(
-        "msgc", "the coding scheme: uncoded (wait for all); ignore (the fastest n-s, rescaled: "
+        "auto", "the coding scheme: uncoded (wait for all); ignore (the fastest n-s, rescaled: "
         "an APPROXIMATION); gc (gradient coding, T=0); srsgc (selective-repeat SGC, T=B); msgc "
         "(multiplexed SGC, T=W-2+B, the lowest load); auto (an online tuner picks scheme, "
-        "parameters and mu from the rounds seen so far, switching at job boundaries)",
+        "parameters and round-ending policy from the rounds seen so far, switching at job "
+        "boundaries). auto trains ONE model: it chooses among T=0 schemes (uncoded, GC) unless "
+        "run.models=M > 1 (then schemes with T <= M-1 too, each of the M models getting 1/M of "
+        "the steps) or mode 'delayed' (one model, gradients up to one round stale)",
         key="name", choices=SCHEMES)
     s: int | None = setting(None, "gc/ignore: stragglers tolerated in every round",
                             default_text="1 (0 with one worker)")
@@ -85,14 +88,17 @@ class CodingConfig:
         "(s+1)/n; checked per decode set beyond small n, fp64) or fr (fractional repetition: "
         "exact in fp32, streams in decode, load 1/floor(n/(s+1)))", choices=GC_CODES,
         default_text="group (gcode.codes.DEFAULT_GC_CODE); auto: fr")
-    policy: str = setting(
-        "paper", "how a round ends: paper = cut at (1+mu) x the fastest arrival; partial = the "
+    policy: str | None = setting(
+        None, "how a round ends: paper = cut at (1+mu) x the fastest arrival; partial = the "
         "same cut, but a violation waits only until the missing workers conform; earliest = no "
         "cut, end as soon as the missing workers conform (GC: the (n-s)-th arrival); gap = end "
         "once no worker has arrived for gap x the latest arrival's time and the missing workers "
         "conform; deadline = cut at deadline seconds; all = wait for every worker. When the "
-        "stragglers at the cut break the scheme's model, the round waits for all ('waits')",
-        section="policy", key="name", choices=POLICIES)
+        "stragglers at the cut break the scheme's model, the round waits for all ('waits'). "
+        "With scheme auto: paper restricts the tuner to the paper policy; partial or unset "
+        "lets it pick among earliest, partial, paper and gap",
+        section="policy", key="name", choices=POLICIES,
+        default_text="paper; with scheme auto, the tuner's pick")
     mu: float = setting(1.0, "paper/partial: a worker straggles when slower than (1+mu) x the "
                              "round's fastest", section="policy", gt=0, le=MAX_FACTOR)
     gap: float = setting(0.05, "gap policy: the quiet time that ends a round, as a fraction of "
