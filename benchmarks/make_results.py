@@ -35,9 +35,12 @@ developed (often with other jobs on it), or the device machines (16 or 32 CPU co
 two NVIDIA H200s). Simulated runtimes are deterministic; wall-clock timings are not.
 
 In `gcode bench versus` tables, `trained` says how many models a row trained and how many steps
-each got. DDP always trains one model; a row with M > 1 models spreads the same steps over M
-models round-robin, so its ratio is a throughput comparison for someone with M models to train,
-not a one-model speed-up."""
+each got, and one-model rows and M-model rows stand in separate tables. A row with M > 1 models
+spreads the same steps over M models round-robin: not one model trained faster. `gcode bench
+versus` now runs DDP training the same M models round-robin for the same steps per model and
+compares each row with it; results written before that compare M-model rows with DDP training one
+model for the same total steps (a throughput comparison for someone with M models to train), and
+their tables say so."""
 
 
 def section_text(section: Section) -> str:

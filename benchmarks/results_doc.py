@@ -117,8 +117,33 @@ def gcode_rows(doc: dict, names=None) -> list[dict]:
     return rows if names is None else [r for r in rows if r.get("row") in names]
 
 
-def ddp_row(doc: dict) -> dict:
-    return next(r for r in doc["rows"] if r["system"] == "ddp")
+def ddp_row(doc: dict, m: int = 1) -> dict:
+    """The DDP row that trained ``m`` models; results written before DDP trained M models have
+    only the one-model row, which every row's ratio was taken against."""
+    ddps = [r for r in doc["rows"] if r["system"] == "ddp"]
+    return next((r for r in ddps if models(r) == m), ddps[0])
+
+
+def same_models_ddp(doc: dict, row: dict) -> bool:
+    """Whether ``row``'s vs DDP is against DDP training its own number of models."""
+    return models(ddp_row(doc, models(row))) == models(row)
+
+
+def by_models(rows: list[dict]) -> list[tuple[int, list[dict]]]:
+    """Rows grouped by the number of models they trained, one model first."""
+    return [(m, [r for r in rows if models(r) == m]) for m in sorted({models(r) for r in rows})]
+
+
+def models_title(doc: dict, m: int, rows: list[dict]) -> str:
+    """The sentence above one number of models' table: what the ratio compares."""
+    if m == 1:
+        return "One model:"
+    if all(same_models_ddp(doc, r) for r in rows):
+        return (f"{m} models trained round-robin (not one model trained faster): vs DDP is "
+                f"against DDP training the same {m} models for the same steps per model.")
+    return (f"{m} models trained round-robin (not one model trained faster): written before "
+            f"DDP trained M models, so vs DDP is against DDP training one model for the same "
+            f"total steps, a throughput comparison for someone with {m} models to train.")
 
 
 def find_row(doc: dict, name: str) -> dict:
@@ -167,16 +192,21 @@ def versus_setup(doc: dict) -> str:
 
 
 def versus_table(doc: dict, names=None) -> str:
-    """A bench versus result's DDP row and gcode rows, each with its models and steps."""
-    ddp = ddp_row(doc)
-    rows = [["ddp", trained(ddp), ddp["params"].get("backend", ""),
-             f"{ddp['wall_s']:.2f}", "1.00x", "-", ms(ddp["compute_s_per_round"]), "-", "-"]]
-    for r in gcode_rows(doc, names):
-        rows.append([r["row"], trained(r), params_text(r), f"{r['wall_s']:.2f}", x(r["vs_ddp"], 3),
-                     r.get("waits", "-"), ms(r["compute_s_per_round"]), ms(r["overhead_s_per_round"]),
-                     ms(r.get("exposed_overhead_s_per_round"))])
-    out = table(["row", "trained", "params", "wall s", "vs DDP", "waits", "compute ms/round",
-                 "overhead ms/round", "not overlapped"], rows)
+    """A bench versus result's rows, one table per number of models M (each with the DDP row it
+    is compared with), each row with its models and steps."""
+    parts = []
+    for m, rows in by_models(gcode_rows(doc, names)):
+        ddp = ddp_row(doc, m)
+        lines = [["ddp", trained(ddp), ddp["params"].get("backend", ""), f"{ddp['wall_s']:.2f}",
+                  "1.00x", "-", ms(ddp["compute_s_per_round"]), "-", "-"]]
+        for r in rows:
+            lines.append([r["row"], trained(r), params_text(r), f"{r['wall_s']:.2f}",
+                          x(r["vs_ddp"], 3), r.get("waits", "-"), ms(r["compute_s_per_round"]),
+                          ms(r["overhead_s_per_round"]), ms(r.get("exposed_overhead_s_per_round"))])
+        parts.append(models_title(doc, m, rows) + "\n\n" + table(
+            ["row", "trained", "params", "wall s", "vs DDP", "waits", "compute ms/round",
+             "overhead ms/round", "not overlapped"], lines))
+    out = "\n\n".join(parts)
     counted = [r for r in gcode_rows(doc, names) if r.get("on_time_declared") is not None]
     if counted:
         out += ("\n\nStragglers (injected / on-time workers cut / injected ones waited for): "
@@ -192,15 +222,33 @@ def versus(doc_stem: str, names=None) -> Callable[[Docs], str]:
 
 def runs_table(docs: Docs, names=None, extra: dict | None = None) -> str:
     """Several versus results, one line per gcode row: the run, its DDP, the row, what it
-    trained and its ratio. ``extra`` adds columns: {header: fn(doc, row) -> cell}."""
+    trained and its ratio; one table per number of models. ``extra`` adds columns:
+    {header: fn(doc, row) -> cell}."""
     extra = extra or {}
-    rows = []
-    for stem, doc in docs.items():
-        ddp = ddp_row(doc)
-        for r in gcode_rows(doc, names):
-            rows.append([f"`{stem}`", f"{ddp['wall_s']:.2f}", r["row"], trained(r), f"{r['wall_s']:.2f}",
-                         x(r["vs_ddp"], 3), *(fn(doc, r) for fn in extra.values())])
-    return table(["run", "DDP wall s", "row", "trained", "wall s", "vs DDP", *extra], rows)
+    found = [(stem, doc, r) for stem, doc in docs.items() for r in gcode_rows(doc, names)]
+    parts = []
+    for m in sorted({models(r) for _, _, r in found}):
+        rows = [[f"`{stem}`", trained(ddp_row(doc, m)), f"{ddp_row(doc, m)['wall_s']:.2f}", r["row"],
+                 trained(r), f"{r['wall_s']:.2f}", x(r["vs_ddp"], 3),
+                 *(fn(doc, r) for fn in extra.values())]
+                for stem, doc, r in found if models(r) == m]
+        title = "" if m == 1 and len({models(r) for _, _, r in found}) == 1 else (
+            "One model:" if m == 1 else _runs_title(m, [(d, r) for _, d, r in found if models(r) == m]))
+        parts.append((title + "\n\n" if title else "") + table(
+            ["run", "DDP trained", "DDP wall s", "row", "trained", "wall s", "vs DDP", *extra], rows))
+    return "\n\n".join(parts)
+
+
+def _runs_title(m: int, pairs: list) -> str:
+    same = [same_models_ddp(d, r) for d, r in pairs]
+    if all(same):
+        return (f"{m} models trained round-robin (not one model trained faster), each against DDP "
+                f"training the same {m} models:")
+    if not any(same):
+        return (f"{m} models trained round-robin (not one model trained faster), written before DDP "
+                f"trained M models: each against DDP training one model for the same total steps:")
+    return (f"{m} models trained round-robin (not one model trained faster); the DDP trained "
+            f"column says what each ratio is against:")
 
 
 def runs_setup(docs: Docs) -> str:

@@ -4,9 +4,13 @@ Three small typed configs, shaped like Ray Train's, say *how* to train; four fun
 *what*::
 
     result = gcode.fit(model_fn, loss_fn, dataset_fn, optimizer_fn,
-                       coding=gcode.CodingConfig(scheme="msgc", B=1, W=2, lam=2),
                        scaling=gcode.ScalingConfig(workers=4),
                        run=gcode.RunConfig(jobs=40, batch_size=256, seed=0))
+    model = result.models[0]   # one model: coding "auto" among uncoded and GC (T = 0)
+
+``coding=gcode.CodingConfig(scheme="msgc", B=1, W=2, lam=2)`` (delay T = 1) trains M = T+1 = 2
+models round-robin instead, each getting half of the 40 steps
+(``result.metrics["models"]``, ``["steps_per_model"]``).
 
 The configs are declared with every other setting in :mod:`gcode.config.settings` (docs/API.md
 lists their fields); they are validated in one place, and errors name the field as you wrote it
@@ -48,8 +52,11 @@ class FitResult:
 
 FIT_RESULT_FIELDS = {
     "metrics": "what `gcode train --json` prints: runtime_s, rounds, waits, decoded_jobs, "
-               "final_loss per model, param_checksum, max_decode_rel_error, ...",
-    "models": "the M trained `nn.Module`s, on CPU (job t trained model t mod M)",
+               "models (M), steps_per_model (the least-trained model's optimizer steps; each "
+               "model's in updates_per_model), final_loss per model, param_checksum, "
+               "max_decode_rel_error, ...",
+    "models": "the M trained `nn.Module`s, on CPU (job t trained model t mod M); one unless "
+              "RunConfig(models=M) or a delayed scheme asks for more",
     "checkpoint": "the newest checkpoint folder, or None",
 }
 

@@ -38,7 +38,8 @@ def test_defaults_match_gcode_train():
 @pytest.mark.parametrize("coding, scaling, run, match", [
     ({"scheme": "msgc", "W": 1}, {}, {}, "coding.W: must be > B=1"),
     ({"scheme": "gc", "s": 9}, {}, {}, r"coding.s: must satisfy 0 <= s < workers=4"),
-    ({"policy": "deadline"}, {}, {}, "coding.deadline: is required"),
+    ({"scheme": "gc", "policy": "deadline"}, {}, {}, "coding.deadline: is required"),
+    ({"policy": "deadline"}, {}, {}, "coding.policy: scheme 'auto' picks how rounds end"),
     ({}, {"workers": 0}, {}, "scaling.workers: must be >= 1"),
     ({}, {"gpus_per_worker": -1.0}, {}, "scaling.gpus_per_worker: must be >= 0"),
     ({}, {"cpus_per_worker": 0.0}, {}, "scaling.cpus_per_worker"),

@@ -95,35 +95,43 @@ def test_bench_versus_runs_ddp_and_gcode_side_by_side(tmp_path):
     assert result["config"]["model"] == "mlp" and result["config"]["workers"] == 2
     assert result["config"]["gcode_warmup_jobs"] > 0  # gcode is timed warm, as DDP is
     rows = result["rows"]
-    assert [r["system"] for r in rows] == ["ddp", "gcode", "gcode", "gcode", "gcode"]
-    assert [r.get("row") for r in rows[1:]] == ["uncoded", "gc-s1", "uncoded-pipelined",
-                                                "uncoded-arrival"]
+    # one DDP row per number of models: the pipelined rows train M = 2 models round-robin
+    assert [r["system"] for r in rows] == ["ddp", "ddp", "gcode", "gcode", "gcode", "gcode"]
+    assert [r["row"] for r in rows] == ["ddp", "ddp-m2", "uncoded", "gc-s1", "uncoded-pipelined",
+                                        "uncoded-arrival"]
+    ddp = {r["models"]: r for r in rows[:2]}
     for r in rows:
-        for key in ("system", "scheme", "params", "wall_s", "steps", "vs_ddp",
-                    "overhead_s_per_round", "compute_s_per_round"):
+        for key in ("system", "scheme", "params", "wall_s", "steps", "vs_ddp", "models",
+                    "steps_per_model", "ddp_row", "overhead_s_per_round", "compute_s_per_round"):
             assert key in r, key
-        assert r["steps"] == 4 and r["wall_s"] > 0
+        assert r["steps"] == 4 and r["wall_s"] > 0 and r["steps_per_model"] == 4 // r["models"]
         assert r["ended_unix"] - r["started_unix"] >= r["wall_s"]  # the row's setup, then its timed part
-        assert r["vs_ddp"] == pytest.approx(rows[0]["wall_s"] / r["wall_s"])
+        # each row against DDP training the same number of models for the same steps per model
+        assert r["ddp_row"] == ddp[r["models"]]["row"]
+        assert r["vs_ddp"] == pytest.approx(ddp[r["models"]]["wall_s"] / r["wall_s"])
     assert rows[0]["params"]["backend"] == "gloo" and rows[0]["vs_ddp"] == 1.0
-    assert all(r["overhead_s_per_round"] > 0 and r["compute_s_per_round"] > 0 for r in rows[1:])
+    assert all(r["overhead_s_per_round"] > 0 and r["compute_s_per_round"] > 0 for r in rows[2:])
     assert result["config"]["transport"] == "auto"  # one node: every row runs on shm
-    assert all(r["transport"] == "shm" for r in rows[1:])
+    assert all(r["transport"] == "shm" for r in rows[2:])
     # the pipelined row trains M = T+2 = 2 models; every round after the first starts early
-    piped = rows[3]
-    assert piped["params"]["models"] == 2 and piped["models"] == 2
-    assert piped["pipelined_rounds"] == piped["rounds"] - 1 and rows[1]["pipelined_rounds"] == 0
+    piped = rows[4]
+    assert piped["params"]["models"] == 2 and piped["models"] == 2 and piped["steps_per_model"] == 2
+    assert piped["pipelined_rounds"] == piped["rounds"] - 1 and rows[2]["pipelined_rounds"] == 0
     assert piped["exposed_overhead_s_per_round"] <= piped["overhead_s_per_round"]
     # dispatch at arrival: uncoded waits for everyone, so rounds 1..3 go out at arrivals
-    arrival = rows[4]
+    arrival = rows[5]
     assert arrival["params"]["dispatch"] == "arrival" and "dispatch" not in piped["params"]
     assert arrival["dispatched_at_arrival"] == 2 * 3 and piped["dispatched_at_arrival"] == 0
     assert arrival["param_checksum"] == pytest.approx(piped["param_checksum"], rel=1e-6)
-    # the same batches from the same seed: uncoded gcode and DDP end with nearly equal weights
-    assert rows[1]["param_checksum"][0] == pytest.approx(rows[0]["param_checksum"][0], rel=1e-4)
+    # the same batches from the same seeds: uncoded gcode and DDP end with nearly equal weights,
+    # one model or two
+    assert rows[2]["param_checksum"][0] == pytest.approx(rows[0]["param_checksum"][0], rel=1e-4)
+    assert piped["param_checksum"] == pytest.approx(rows[1]["param_checksum"], rel=1e-4)
+    assert result["best_exact"]["models"] == 1 and set(result["best_exact_by_models"]) == {"1", "2"}
+    table = (tmp_path / "bench_versus_mlp.md").read_text()
     assert_png(tmp_path / "bench_versus_mlp.png")
-    assert "vs DDP" in (tmp_path / "bench_versus_mlp.md").read_text()
-    for r in rows[1:]:  # --log-dir: every gcode row's rounds, with their arrivals
+    assert "vs DDP" in table and "One model, 4 steps" in table and "2 models trained" in table
+    for r in rows[2:]:  # --log-dir: every gcode row's rounds, with their arrivals
         records = [json.loads(line) for line in (tmp_path / "logs" / f"{r['row']}-0.jsonl").open()]
         assert len(records) == r["rounds"] and all(rec["arrival_s"] for rec in records)
         # declared ∩ injected, counted from both sides

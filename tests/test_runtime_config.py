@@ -23,11 +23,23 @@ def parse(argv):
     return config_from_args(p.parse_args(argv))
 
 
-def test_defaults_are_valid_msgc_digits_4_workers():
+def test_defaults_are_valid_one_model_auto_digits_4_workers():
+    from gcode.config.tables import scheme_delay
     cfg = TrainConfig()
     validate(cfg)
-    assert cfg.scheme.name == "msgc" and cfg.cluster.workers == 4 and cfg.train.dataset == "digits"
-    assert cfg.scheme_params() == {"B": 1, "W": 2, "lam": 2, "gc_code": "group"}
+    assert cfg.scheme.name == "auto" and cfg.cluster.workers == 4 and cfg.train.dataset == "digits"
+    assert cfg.scheme_params() == {} and cfg.policy_name == "partial"  # the tuner picks
+    assert cfg.train.models is None and scheme_delay(cfg.scheme, 4, cfg.train) == 0  # T = 0 only
+
+
+def test_auto_admits_delayed_schemes_only_when_asked():
+    from gcode.config.tables import scheme_delay
+    cfg = TrainConfig()
+    assert scheme_delay(cfg.scheme, 4, cfg.replace(**{"train.models": 1}).train) == 0
+    assert scheme_delay(cfg.scheme, 4, cfg.replace(**{"train.models": 3}).train) == 1
+    assert scheme_delay(cfg.scheme, 4, cfg.replace(**{"train.mode": "delayed"}).train) == 1
+    assert parse(["--scheme", "gc"]).policy_name == "paper"  # a fixed scheme's default
+    assert parse(["--scheme", "auto", "--policy", "paper"]).policy_name == "paper"
 
 
 def test_toml_and_yaml_give_the_same_config(tmp_path):
@@ -81,10 +93,12 @@ faults: {3: [1, nan]}
     ({"cluster": {"prefetch": "yes"}}, "cluster.prefetch"),
     ({"train": {"dispatch": "early"}}, "train.dispatch"),
     ({"scheme": {"name": "srsgc"}, "train": {"dispatch": "arrival"}}, "train.dispatch"),
-    ({"train": {"dispatch": "arrival", "pipeline": False}}, "train.dispatch"),
-    ({"policy": {"name": "deadline"}}, "policy.deadline"),
+    ({"scheme": {"name": "msgc"}, "train": {"dispatch": "arrival", "pipeline": False}},
+     "train.dispatch"),
+    ({"scheme": {"name": "msgc"}, "policy": {"name": "deadline"}}, "policy.deadline"),
+    ({"policy": {"name": "deadline"}}, "policy.name"),             # auto picks its own policy
     ({"policy": {"mu": -1}}, "policy.mu"),
-    ({"train": {"models": 1}}, "train.models"),                 # msgc T=1 needs M >= 2
+    ({"scheme": {"name": "msgc"}, "train": {"models": 1}}, "train.models"),  # T=1 needs M >= 2
     ({"train": {"mode": "delayed", "models": 2}}, "train.models"),
     ({"train": {"optimizer": "rmsprop"}}, "train.optimizer"),
     ({"train": {"lr": 0}}, "train.lr"),
@@ -104,7 +118,8 @@ def test_errors_name_the_field(data, field):
 
 
 def test_overrides_and_replace():
-    cfg = with_overrides(TrainConfig(), {"cluster.workers": 8, "scheme.lam": 3})
+    cfg = with_overrides(TrainConfig(), {"cluster.workers": 8, "scheme.name": "msgc",
+                                         "scheme.lam": 3})
     assert cfg.cluster.workers == 8 and cfg.scheme_params()["lam"] == 3
     assert cfg.replace(**{"train.seed": 5}).train.seed == 5
     with pytest.raises(ConfigError, match="train.sed"):
@@ -145,7 +160,9 @@ def test_flags_cover_the_issue():
 
 def test_bad_flag_value_is_a_field_error():
     with pytest.raises(ConfigError, match=r"^scheme\.W"):
-        parse(["--B", "2", "--W", "2"])
+        parse(["--scheme", "msgc", "--B", "2", "--W", "2"])
+    with pytest.raises(ConfigError, match=r"^scheme\.B: is not a parameter of scheme 'auto'"):
+        parse(["--B", "2"])
     with pytest.raises(SystemExit):
         parse(["--inject-param", "novalue"])
 

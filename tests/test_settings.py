@@ -169,7 +169,8 @@ def test_rerunning_a_script_names_the_python_argument(tmp_path):
 def test_python_errors_name_python_settings_in_their_advice_too():
     def refused(**run):
         with pytest.raises(ConfigError) as info:
-            to_train_config(gcode.CodingConfig(), gcode.ScalingConfig(), gcode.RunConfig(**run))
+            to_train_config(gcode.CodingConfig(scheme="msgc"), gcode.ScalingConfig(),
+                            gcode.RunConfig(**run))
         return str(info.value)
     assert refused(dispatch="arrival", pipeline=False) == \
         "run.dispatch: 'arrival' starts round r+1 early, which needs run.pipeline and mode 'concurrent'"

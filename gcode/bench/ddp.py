@@ -6,6 +6,11 @@ indices gcode draws), split evenly over the ranks, and the same objective: the m
 the global batch. A rank sleeps its injected delay for (step t, rank) after computing, before
 the allreduce (a DDP communication hook that sleeps before the first bucket's allreduce), as a
 gcode worker in ``add`` mode sleeps after computing, before it sends.
+
+``models = M`` trains M models round-robin as gcode does (step t updates model t mod M, each
+seeded as gcode seeds model m, each a DistributedDataParallel module with its own optimizer), so
+a gcode row that trains M models is compared with DDP training the same M models for the same
+steps per model.
 """
 
 from __future__ import annotations
@@ -30,6 +35,7 @@ class DDPRun:
     seed: int
     delays: np.ndarray           # (jobs, workers) seconds
     use_gpu: bool = False
+    models: int = 1              # M models round-robin: step t updates model t mod M
 
 
 def free_port() -> int:
@@ -39,9 +45,9 @@ def free_port() -> int:
 
 
 def run_ddp(run: DDPRun, timeout_s: float = 600.0) -> dict:
-    """Train with DDP; returns wall_s (the steps, after a barrier), steps, compute_s_per_round
-    (forward + backward of one rank's shard, without communication), backend and
-    param_checksum of the final model."""
+    """Train with DDP; returns wall_s (the steps, after a barrier), steps, models,
+    steps_per_model (the least-trained model's), compute_s_per_round (forward + backward of one
+    rank's shard, without communication), backend and param_checksum (one per model)."""
     import torch.multiprocessing as mp
     with tempfile.TemporaryDirectory(prefix="gcddp") as tmp:
         out = Path(tmp) / "rank0.json"
@@ -91,8 +97,9 @@ def _rank_main(rank: int, run: DDPRun, port: int, out: str, timeout_s: float) ->
     dist.init_process_group(backend, rank=rank, world_size=run.workers,
                             timeout=datetime.timedelta(seconds=timeout_s))
     w = run.workload
-    model = build_model(w.model_fn, model_seed(run.seed, 0)).to(device)
-    ddp = DistributedDataParallel(model, device_ids=[device] if kind == "cuda" else None)
+    models = [build_model(w.model_fn, model_seed(run.seed, m)).to(device) for m in range(run.models)]
+    ddps = [DistributedDataParallel(model, device_ids=[device] if kind == "cuda" else None)
+            for model in models]
     pending = {"delay": 0.0}
 
     def sleep_then_allreduce(state, bucket):
@@ -101,8 +108,10 @@ def _rank_main(rank: int, run: DDPRun, port: int, out: str, timeout_s: float) ->
             pending["delay"] = 0.0
         return allreduce_hook(state, bucket)
 
-    ddp.register_comm_hook(None, sleep_then_allreduce)
-    optimizer = build_optimizer(w.optimizer_fn, ddp)
+    for ddp in ddps:
+        ddp.register_comm_hook(None, sleep_then_allreduce)
+    optimizers = [build_optimizer(w.optimizer_fn, ddp) for ddp in ddps]
+    ddp, optimizer = ddps[0], optimizers[0]
     dataset = w.dataset_fn()
     scale = run.workers / run.batch_size  # DDP averages over ranks: Σ losses / batch overall
 
@@ -130,6 +139,7 @@ def _rank_main(rank: int, run: DDPRun, port: int, out: str, timeout_s: float) ->
     for t in range(run.jobs):
         count, batch = shard(t)
         pending["delay"] = float(run.delays[t, rank])
+        ddp, optimizer = ddps[t % run.models], optimizers[t % run.models]
         losses = w.loss_fn(ddp, batch)
         (losses.sum() * scale).backward()
         optimizer.step()
@@ -138,8 +148,10 @@ def _rank_main(rank: int, run: DDPRun, port: int, out: str, timeout_s: float) ->
     dist.barrier()
     wall = time.perf_counter() - start
     if rank == 0:
-        checksum = float(sum(p.detach().double().sum() for p in model.parameters()))
+        checksums = [float(sum(p.detach().double().sum() for p in model.parameters()))
+                     for model in models]
         Path(out).write_text(json.dumps({
-            "wall_s": wall, "steps": run.jobs, "backend": backend, "device": kind,
-            "compute_s_per_round": float(np.median(compute)), "param_checksum": checksum}))
+            "wall_s": wall, "steps": run.jobs, "models": run.models,
+            "steps_per_model": run.jobs // run.models, "backend": backend, "device": kind,
+            "compute_s_per_round": float(np.median(compute)), "param_checksum": checksums}))
     dist.destroy_process_group()

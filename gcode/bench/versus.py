@@ -1,8 +1,12 @@
 """``gcode bench versus``: torch DDP and gcode's schemes side by side on the same stragglers.
 
 Every row trains the same model from the same seed on the same job batches for the same number
-of full-batch steps (gcode: jobs; a scheme with delay T trains M = T+1 models round-robin, so
-each sees jobs/M of them). Injected delays come from one (rounds, workers) table shared by every
+of full-batch steps (jobs). A scheme with delay T trains M >= T+1 models round-robin, so each
+model gets jobs/M of the steps: such a row is compared with DDP training the same M models
+round-robin for the same steps per model (a DDP row per M: ``ddp``, ``ddp-m2``, ...), and every
+row says ``models`` and ``steps_per_model``; ``vs_ddp`` is the same-M DDP row's wall time over
+the row's. One-model and M-model rows are never ranked together (``best_exact`` is the best
+one-model row; ``best_exact_by_models`` has each M's). Injected delays come from one (rounds, workers) table shared by every
 row: DDP rank w sleeps table[t, w] in step t after computing, before its allreduce; gcode worker
 w sleeps table[r, w] in round r after computing, before it sends (``inject.mode = add``).
 
@@ -77,6 +81,24 @@ DEFAULT_SCHEMES = ("uncoded", "gc-s2", "gc-s2-earliest", "msgc", "msgc-earliest"
 ROW_NAMES = (*SCHEMES, *(f"{s}{PIPELINED}" for s in SCHEMES if s != "auto"),
              *(f"{s}{ARRIVAL}" for s, (scheme, _) in SCHEMES.items()
                if scheme["name"] in arrival_schemes()))
+
+
+def ddp_row_name(models: int) -> str:
+    """The DDP row that trains ``models`` models: ``ddp`` for one, ``ddp-mM`` for M."""
+    return "ddp" if models == 1 else f"ddp-m{models}"
+
+
+def row_models(name: str, workers: int) -> int:
+    """M, the models row ``name`` trains with ``workers`` workers: its own ``models``, else
+    T+1 (auto: one model, T = 0 schemes only)."""
+    from ..config import from_dict
+    from ..config.tables import scheme_delay
+    scheme, _, train = row_sections(name)
+    if "models" in train:
+        return int(train["models"])
+    tc = from_dict({"scheme": {**scheme, "jobs": 1}, "cluster": {"workers": workers},
+                    "train": train}, paths=False)
+    return scheme_delay(tc.scheme, workers, tc.train) + 1
 
 
 def row_sections(name: str, gap: float | None = None) -> tuple[dict, dict, dict]:
@@ -220,7 +242,9 @@ def run_versus(cfg: VersusConfig, progress=None) -> dict:
     compute_s = measure_compute(cfg, workload)
     rounds = cfg.jobs + 16  # room for delays T and an auto scheme's switches
     table, inject = delay_table(cfg, rounds, compute_s)
-    rows: dict[str, list[dict]] = {"ddp": [], **{s: [] for s in cfg.schemes}}
+    models = {s: row_models(s, cfg.workers) for s in cfg.schemes}
+    ddp_rows = {ddp_row_name(m): m for m in sorted({1, *models.values()})}
+    rows: dict[str, list[dict]] = {**{d: [] for d in ddp_rows}, **{s: [] for s in cfg.schemes}}
     cluster = ClusterConfig(workers=cfg.workers, gpus_per_worker=cfg.gpus_per_worker,
                             startup_timeout_s=300)
     with tempfile.TemporaryDirectory(prefix="gcvs") as tmp, pool_session(cluster) as pool:
@@ -230,11 +254,11 @@ def run_versus(cfg: VersusConfig, progress=None) -> dict:
         if cfg.schemes:
             _gcode_row(replace(cfg, jobs=WARMUP_JOBS), "uncoded", workload, {}, pool, None)
         for rep in range(cfg.repeats):  # interleaved, rotated: drift hits every row alike
-            order = ["ddp", *cfg.schemes]
+            order = [*ddp_rows, *cfg.schemes]
             for name in order[rep % len(order):] + order[:rep % len(order)]:
                 log = Path(cfg.log_dir or tmp) / f"{name}-{rep}.jsonl"
                 started = time.time()
-                row = (_ddp_row(cfg, workload, table) if name == "ddp" else
+                row = (_ddp_row(cfg, workload, table, ddp_rows[name]) if name in ddp_rows else
                        _straggler_accounting(_gcode_row(cfg, name, workload, gcode_inject, pool,
                                                         log), log, table, inject))
                 # when the row ran (Unix seconds), to match samples such as GPU utilisation
@@ -268,14 +292,15 @@ def _straggler_accounting(row: dict, log: Path, table: np.ndarray, inject: dict)
             "injected_waited_for": int((injected & ~declared).sum())}
 
 
-def _ddp_row(cfg: VersusConfig, workload, table: np.ndarray) -> dict:
+def _ddp_row(cfg: VersusConfig, workload, table: np.ndarray, models: int) -> dict:
     from .ddp import DDPRun, run_ddp
     res = run_ddp(DDPRun(workload, cfg.workers, cfg.jobs, cfg.batch_size, cfg.seed, table,
-                         use_gpu=cfg.gpus_per_worker > 0))
-    return {"system": "ddp", "scheme": "ddp", "params": {"backend": res["backend"]},
-            "wall_s": res["wall_s"], "steps": res["steps"],
+                         use_gpu=cfg.gpus_per_worker > 0, models=models))
+    return {"system": "ddp", "scheme": "ddp", "row": ddp_row_name(models),
+            "params": {"backend": res["backend"]}, "wall_s": res["wall_s"], "steps": res["steps"],
+            "models": res["models"], "steps_per_model": res["steps_per_model"],
             "compute_s_per_round": res["compute_s_per_round"], "overhead_s_per_round": None,
-            "param_checksum": [res["param_checksum"]], "exact": True}
+            "param_checksum": res["param_checksum"], "exact": True}
 
 
 def _gcode_row(cfg: VersusConfig, name: str, workload, inject: dict, pool,
@@ -295,6 +320,7 @@ def _gcode_row(cfg: VersusConfig, name: str, workload, inject: dict, pool,
             "params": {**metrics["params"], **_policy_params(policy), **train},
             "wall_s": metrics["runtime_s"], "steps": metrics["decoded_jobs"],
             "rounds": metrics["rounds"], "waits": metrics["waits"], "models": metrics["models"],
+            "steps_per_model": metrics["steps_per_model"],
             "stragglers_declared": metrics["stragglers"],
             "compute_s_per_round": metrics["compute_s_per_round"],
             "overhead_s_per_round": metrics["overhead_s_per_round"],
@@ -315,7 +341,8 @@ def _policy_params(policy: dict) -> dict:
 
 def summarize(cfg: VersusConfig, runs: dict[str, list[dict]], compute_s: float, inject: dict,
               workload) -> dict:
-    """Median over repeats per row; ``vs_ddp`` = DDP's wall time / the row's."""
+    """Median over repeats per row; ``vs_ddp`` = the wall time of DDP training the row's M
+    models / the row's (``ddp_row`` names it)."""
     out_rows = []
     for name, reps in runs.items():
         if not reps:
@@ -324,11 +351,17 @@ def summarize(cfg: VersusConfig, runs: dict[str, list[dict]], compute_s: float, 
         row["wall_s"] = float(np.median([r["wall_s"] for r in reps]))
         row["wall_s_all"] = [r["wall_s"] for r in reps]
         out_rows.append(row)
-    ddp = out_rows[0]["wall_s"]
+    ddp = {r["models"]: r for r in out_rows if r["system"] == "ddp"}
     for row in out_rows:
-        row["vs_ddp"] = ddp / row["wall_s"]
-    exact = [r for r in out_rows if r["system"] == "gcode" and r["exact"]]
-    best = max(exact, key=lambda r: r["vs_ddp"]) if exact else None
+        row["ddp_row"] = ddp[row["models"]]["row"]
+        row["vs_ddp"] = ddp[row["models"]]["wall_s"] / row["wall_s"]
+    best_by_models = {}
+    for m in sorted(ddp):
+        exact = [r for r in out_rows if r["system"] == "gcode" and r["exact"] and r["models"] == m]
+        if exact:
+            b = max(exact, key=lambda r: r["vs_ddp"])
+            best_by_models[str(m)] = {"row": b.get("row"), "vs_ddp": b["vs_ddp"], "models": m,
+                                      "steps_per_model": b["steps_per_model"]}
     import torch
     from ..train import build_model, num_params
     return {"config": {"model": cfg.model, "num_params": num_params(build_model(workload.model_fn, 0)),
@@ -339,5 +372,5 @@ def summarize(cfg: VersusConfig, runs: dict[str, list[dict]], compute_s: float, 
                        "prefetch": cfg.prefetch, "gap": cfg.gap,
                        "gcode_warmup_jobs": WARMUP_JOBS if cfg.schemes else 0,
                        "gpu": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None},
-            "rows": out_rows,
-            "best_exact": {"row": best.get("row"), "vs_ddp": best["vs_ddp"]} if best else None}
+            "rows": out_rows, "best_exact": best_by_models.get("1"),
+            "best_exact_by_models": best_by_models}

@@ -10,8 +10,9 @@ from ..paths import save_figure
 
 
 def markdown_table(result: dict) -> str:
-    """A header line, one table line per row, the straggler counts (bursty injection) and the
-    best exact gcode row."""
+    """A header line, then one table per number of models M (one-model rows apart from M-model
+    rows, each set against DDP training the same M models for the same steps per model), the
+    straggler counts (bursty injection) and the best exact gcode row per M."""
     c = result["config"]
     inj = c["inject"]
     if inj.get("trace"):
@@ -26,26 +27,55 @@ def markdown_table(result: dict) -> str:
              + (f"; gcode's coordinator on {c['coordinator_device']}" if "coordinator_device" in c
                 else "")
              + "".join(f", transport {t}" for t in sorted(
-                 {r["transport"] for r in result["rows"] if r.get("transport")})) + ".", "",
-             "| system | scheme | params | wall s | vs DDP | rounds | waits | compute ms/round | "
-             "overhead ms/round | not overlapped |", "|---|---|---|---|---|---|---|---|---|---|"]
-    for r in result["rows"]:
-        params = _params_text(r["params"])
-        ms = lambda v: "-" if v is None else f"{1e3 * v:.1f}"
-        lines.append(f"| {r['system']} | {r.get('row', r['scheme'])} | {params} | {r['wall_s']:.2f} | "
-                     f"{r['vs_ddp']:.3f}x | {r.get('rounds', r['steps'])} | {r.get('waits', '-')} | "
-                     f"{ms(r['compute_s_per_round'])} | {ms(r['overhead_s_per_round'])} | "
-                     f"{ms(r.get('exposed_overhead_s_per_round'))} |")
+                 {r["transport"] for r in result["rows"] if r.get("transport")})) + "."]
+    for m in sorted({row_models(r) for r in result["rows"]}):
+        rows = [r for r in result["rows"] if row_models(r) == m]
+        lines += ["", _group_title(m, rows, c["jobs"]), "",
+                  "| system | scheme | params | models | steps/model | wall s | vs DDP | rounds | "
+                  "waits | compute ms/round | overhead ms/round | not overlapped |",
+                  "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+        for r in rows:
+            ms = lambda v: "-" if v is None else f"{1e3 * v:.1f}"
+            lines.append(f"| {r['system']} | {r.get('row', r['scheme'])} | {_params_text(r['params'])} | "
+                         f"{m} | {steps_text(r)} | {r['wall_s']:.2f} | {r['vs_ddp']:.3f}x | "
+                         f"{r.get('rounds', r['steps'])} | {r.get('waits', '-')} | "
+                         f"{ms(r['compute_s_per_round'])} | {ms(r['overhead_s_per_round'])} | "
+                         f"{ms(r.get('exposed_overhead_s_per_round'))} |")
     counted = [r for r in result["rows"] if r.get("on_time_declared") is not None]
     if counted:
         lines += ["", "Stragglers per row (injected / on-time workers cut / injected ones waited "
                       "for): " + "; ".join(f"{r['row']} {r['stragglers_injected']} / "
                                           f"{r['on_time_declared']} / {r['injected_waited_for']}"
                                           for r in counted) + "."]
-    if result.get("best_exact"):
-        b = result["best_exact"]
-        lines += ["", f"Best exact gcode scheme: {b['row']}, {b['vs_ddp']:.3f}x DDP."]
+    best = result.get("best_exact_by_models")
+    if best is None and result.get("best_exact"):  # a result written before models were kept
+        best = {"1": result["best_exact"]}
+    for m, b in sorted((best or {}).items(), key=lambda kv: int(kv[0])):
+        what = "one model" if m == "1" else f"{m} models, each against DDP training {m} models"
+        lines += ["", f"Best exact gcode scheme ({what}): {b['row']}, {b['vs_ddp']:.3f}x DDP."]
     return "\n".join(lines)
+
+
+def row_models(row: dict) -> int:
+    """The models a row trained: its ``models``, else its params' (rows written before the key)."""
+    return int(row.get("models") or row.get("params", {}).get("models") or 1)
+
+
+def steps_text(row: dict) -> str:
+    """The steps each model got: ``steps_per_model``, else steps // models where the row says
+    how many models it trained, else "-"."""
+    if row.get("steps_per_model") is not None:
+        return str(row["steps_per_model"])
+    if row.get("models") or row.get("params", {}).get("models") or row.get("system") == "ddp":
+        return str(row["steps"] // row_models(row))
+    return "-"
+
+
+def _group_title(models: int, rows: list, jobs: int) -> str:
+    if models == 1:
+        return f"One model, {jobs} steps:"
+    return (f"{models} models trained round-robin, each about {jobs // models} steps; vs DDP is "
+            f"against DDP training the same {models} models for the same steps per model:")
 
 
 def _params_text(params: dict) -> str:

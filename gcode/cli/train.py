@@ -22,7 +22,7 @@ from .flags import SettingsHelpFormatter, add_setting, given
 
 EXAMPLES = """\
 examples:
-  gcode train                                   # M-SGC (B,W,lam)=(1,2,2), 4 workers, digits MLP
+  gcode train                                   # auto (uncoded or GC, one model), 4 workers, digits MLP
   gcode train --scheme gc --s 1 --workers 4 --jobs 20 --json
   gcode train --inject bursty --inject-param B=1 --inject-param W=2 --inject-param lam=2 \\
               --inject-param base=0.02 --inject-param slowdown=5

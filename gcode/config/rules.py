@@ -37,7 +37,7 @@ def validate(cfg, paths: bool = True) -> None:
     check_fields(cfg)
     if cfg.cluster.address is not None:
         endpoint(cfg.cluster.address)  # its form; whether anything answers is checked at start
-    delay = _scheme_rules(cfg.scheme, cfg.cluster.workers)
+    delay = _scheme_rules(cfg.scheme, cfg.cluster.workers, cfg.train)
     _policy_rules(cfg.scheme, cfg.policy)
     _train_rules(cfg, delay)
     _inject_rules(cfg.inject)
@@ -46,8 +46,9 @@ def validate(cfg, paths: bool = True) -> None:
     _fault_rules(cfg.faults, cfg.cluster.workers)
 
 
-def _scheme_rules(sc, n: int) -> int:
-    """The scheme's parameters fit n; returns its delay T (the tuner's largest for auto)."""
+def _scheme_rules(sc, n: int, train) -> int:
+    """The scheme's parameters fit n; returns its delay T (for auto, the largest the tuner may
+    switch to under the [train] section's models and mode)."""
     if sc.load_slope is not None and sc.name != "auto":
         raise ConfigError("scheme.load_slope", f"only applies to scheme 'auto', not {sc.name!r}")
     accepted = scheme_parameters(sc.name)
@@ -66,7 +67,7 @@ def _scheme_rules(sc, n: int) -> int:
         if not 0 <= lam <= n:
             raise ConfigError("scheme.lam", f"must satisfy 0 <= lam <= workers={n}, got {lam}")
     try:
-        delay = scheme_delay(sc, n)
+        delay = scheme_delay(sc, n, train)
     except ValueError as exc:
         raise ConfigError("scheme", str(exc)) from None
     table = (sc.jobs + delay) * n * 8
@@ -78,9 +79,10 @@ def _scheme_rules(sc, n: int) -> int:
 
 
 def _policy_rules(sc, pc) -> None:
-    if sc.name == "auto" and pc.name not in ("paper", "partial"):
-        raise ConfigError("policy.name", f"scheme 'auto' ends rounds itself with the paper cut and "
-                                         f"the paper or partial fallback; got {pc.name!r}")
+    if sc.name == "auto" and pc.name not in (None, "paper", "partial"):
+        raise ConfigError("policy.name", f"scheme 'auto' picks how rounds end itself: leave it "
+                                         f"unset or 'partial' (every policy), or set 'paper' "
+                                         f"(the paper's cut only); got {pc.name!r}")
     if pc.name == "deadline" and pc.deadline is None:
         raise ConfigError("policy.deadline", f"is required with policy 'deadline' "
                                              f"({how_to_set('policy.deadline', placeholder='SECONDS')})")

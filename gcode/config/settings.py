@@ -72,8 +72,9 @@ class CodingConfig:
         "(multiplexed SGC, T=W-2+B, the lowest load); auto (an online tuner picks scheme, "
         "parameters and round-ending policy from the rounds seen so far, switching at job "
         "boundaries). auto trains ONE model: it chooses among T=0 schemes (uncoded, GC) unless "
-        "run.models=M > 1 (then schemes with T <= M-1 too, each of the M models getting 1/M of "
-        "the steps) or mode 'delayed' (one model, gradients up to one round stale)",
+        "run.models=M > 1 (then SR-SGC and M-SGC with T <= min(M-1, 1) too, each of the M "
+        "models getting 1/M of the steps) or mode 'delayed' (one model, gradients up to one "
+        "round stale)",
         key="name", choices=SCHEMES)
     s: int | None = setting(None, "gc/ignore: stragglers tolerated in every round",
                             default_text="1 (0 with one worker)")
@@ -284,7 +285,7 @@ class RunConfig:
     seed: int = setting(0, "seeds model init, job batches and injected delays", ge=0, le=MAX_SEED)
     models: int | None = setting(None, "M concurrent models trained round-robin, job t -> model t "
                                        "mod M; T+1 <= M <= max(jobs, T+2)", ge=1, metavar="M",
-                                 default_text="T+1")
+                                 default_text="T+1 (auto: 1)")
     mode: str = setting("concurrent", "concurrent: M independent models, exact SGD each; "
                                       "delayed: one model, gradients applied T rounds late "
                                       "(APPROXIMATE, staleness T)", choices=("concurrent", "delayed"))

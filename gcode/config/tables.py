@@ -5,7 +5,10 @@ at import: gcode.codes and gcode.sim load numpy). Each is derived, none is copie
   (and the online tuner, ``auto``, takes only its code);
 * :func:`arrival_schemes`: the schemes whose workers' next tasks follow their own arrivals
   (``Scheme.plans_from_own_arrivals``), which ``dispatch = "arrival"`` needs;
-* :func:`scheme_delay`: a scheme's delay T (the online tuner's: the largest it may switch to).
+* :func:`scheme_delay`: a scheme's delay T (the online tuner's: the largest it may switch to,
+  :func:`auto_max_delay`);
+* :func:`policy_name`: the round-ending policy a run uses (unset: the tuner's pick for ``auto``,
+  else ``paper``).
 """
 
 from __future__ import annotations
@@ -32,16 +35,32 @@ def arrival_schemes() -> tuple[str, ...]:
     return tuple(name for name, (cls, _) in SCHEMES.items() if cls.plans_from_own_arrivals)
 
 
-def auto_max_delay() -> int:
+def auto_max_delay(models: int | None = None, mode: str = "concurrent") -> int:
+    """The largest delay T the online tuner may switch to. One model unless asked for more:
+    T = 0 (uncoded, GC) when ``models`` is unset or 1; with M > 1 concurrent models, T <= M - 1
+    (each model gets 1/M of the steps), capped by the tuner's own largest; mode ``delayed``
+    (one model, stale gradients) allows the tuner's largest."""
     from ..sim.online import OnlineConfig
-    return OnlineConfig().max_delay
+    largest = OnlineConfig().max_delay
+    if mode == "delayed":
+        return largest
+    return min(largest, max(0, (models or 1) - 1))
 
 
-def scheme_delay(sc, n: int) -> int:
-    """The delay T of a [scheme] section's scheme for n workers (auto: the tuner's largest);
-    ValueError from the scheme for parameters that do not fit."""
+def policy_name(sc, pc) -> str:
+    """The policy a run ends rounds with: ``pc.name``, or when unset, ``partial`` for ``auto``
+    (the tuner picks among every policy) and ``paper`` for a fixed scheme."""
+    if pc.name is not None:
+        return pc.name
+    return "partial" if sc.name == "auto" else "paper"
+
+
+def scheme_delay(sc, n: int, train=None) -> int:
+    """The delay T of a [scheme] section's scheme for n workers (auto: the tuner's largest under
+    the [train] section's models and mode); ValueError from the scheme for parameters that do
+    not fit."""
     if sc.name == "auto":
-        return auto_max_delay()
+        return auto_max_delay(*((train.models, train.mode) if train is not None else ()))
     from ..codes import make_scheme
     return make_scheme(sc.name, n=n, jobs=sc.jobs, **scheme_params(sc, n)).delay
 
@@ -58,5 +77,5 @@ def scheme_params(sc, n: int) -> dict:
     return params
 
 
-__all__ = ["SMALL_DEFAULTS", "arrival_schemes", "auto_max_delay", "scheme_delay",
+__all__ = ["SMALL_DEFAULTS", "arrival_schemes", "auto_max_delay", "policy_name", "scheme_delay",
            "scheme_parameters", "scheme_params"]

@@ -21,7 +21,7 @@ from .registry import SECTIONS, PolicyConfig, SchemeConfig, TrainSection, aliase
 from .rules import validate
 from .settings import CheckpointConfig, Fault, InjectConfig, LogConfig, ScalingConfig
 from .spec import ConfigError, check_type
-from .tables import scheme_params
+from .tables import policy_name, scheme_params
 
 
 @dataclass
@@ -40,6 +40,11 @@ class TrainConfig:
     def scheme_params(self) -> dict:
         """Parameters for ``make_scheme``: the scheme's own fields, with small defaults for n."""
         return scheme_params(self.scheme, self.cluster.workers)
+
+    @property
+    def policy_name(self) -> str:
+        """The policy rounds end with (an unset one: the tuner's pick for auto, else paper)."""
+        return policy_name(self.scheme, self.policy)
 
     def to_dict(self) -> dict:
         out = dataclasses.asdict(self)

@@ -19,7 +19,7 @@ from .data import WorkSpec, model_seed
 from .loop.coordinator import Coordinator, ProgressFn
 from .loop.inject import DelaySource
 from .loop.jsonl_log import JsonlWriter
-from .loop.metrics import run_metrics
+from .loop.metrics import run_metrics, steps_per_model
 from .probe import StartupProbe
 
 
@@ -181,13 +181,15 @@ def build_scheme(cfg: TrainConfig):
     from gcode.sim import make_policy
     n, sc = cfg.cluster.workers, cfg.scheme
     if sc.name == "auto":
+        from gcode.config.tables import scheme_delay
         from gcode.sim.online import OnlineConfig, OnlineTuner
-        ocfg = OnlineConfig(partial=cfg.policy.name == "partial", start_mu=cfg.policy.mu,
+        ocfg = OnlineConfig(partial=cfg.policy_name == "partial", start_mu=cfg.policy.mu,
+                            max_delay=scheme_delay(sc, n, cfg.train),
                             **({"gc_code": sc.gc_code} if sc.gc_code else {}))
         tuner = OnlineTuner(n, sc.jobs, sc.load_slope or 0.0, ocfg)
         return tuner.scheme, tuner, ocfg.max_delay + 1
     scheme = make_scheme(sc.name, n=n, jobs=sc.jobs, **cfg.scheme_params())
-    policy = make_policy(cfg.policy.name, mu=cfg.policy.mu, deadline_s=cfg.policy.deadline,
+    policy = make_policy(cfg.policy_name, mu=cfg.policy.mu, deadline_s=cfg.policy.deadline,
                          gap=cfg.policy.gap)
     return scheme, policy, scheme.delay + 1
 
@@ -198,13 +200,13 @@ def live_run_config(cfg: TrainConfig, scheme, models: int, message_dtype, run_id
     return run_config(
         source="live", scheme=scheme.name, params=scheme.params, n=scheme.n, jobs=scheme.jobs,
         delay=scheme.delay, load=scheme.load, rounds_planned=scheme.total_rounds,
-        policy=cfg.policy.name, mu=cfg.policy.mu, deadline_s=cfg.policy.deadline,
+        policy=cfg.policy_name, mu=cfg.policy.mu, deadline_s=cfg.policy.deadline,
         time_scale=cfg.inject.time_scale, models=models, seed=cfg.train.seed,
         model=cfg.train.model, dataset=cfg.train.dataset, optimizer=cfg.train.optimizer,
         message_dtype=str(message_dtype), run_id=run_id,
         extra={"mode": cfg.train.mode, "inject": cfg.inject.trace or cfg.inject.model or "",
                "batch_size": cfg.train.batch_size, "lr": cfg.train.lr,
-               **({"gap": cfg.policy.gap} if cfg.policy.name == "gap" else {})})
+               **({"gap": cfg.policy.gap} if cfg.policy_name == "gap" else {})})
 
 
 def _devices(cfg: TrainConfig):
@@ -363,7 +365,8 @@ def _execute(cfg: TrainConfig, workload, progress, pool, monitor, in_process
                             param_checksums={m: repr(c) for m, c in enumerate(checksum)},
                             checksum_algorithm="float64-sum",
                             max_decode_rel_error=coord.max_rel_error, stopped=coord.stopped,
-                            stop_reason=coord.stop_reason, final_evals=final_eval or ())
+                            stop_reason=coord.stop_reason, final_evals=final_eval or (),
+                            models=M, steps_per_model=steps_per_model(coord))
     finally:
         if transport is not None:
             transport.close()

@@ -1,4 +1,5 @@
-"""`gcode train` with no arguments (digits, 4 workers, M-SGC) runs to the end and learns.
+"""`gcode train` with no arguments (digits, 4 workers, auto among T = 0 schemes: one model) runs
+to the end and learns.
 
 Its wall time is measured by benchmarks, not asserted here (a loaded machine makes it flaky)."""
 
@@ -20,6 +21,8 @@ def test_default_gcode_train_runs_and_learns():
                           cwd=Path(__file__).resolve().parents[2])
     assert proc.returncode == 0, proc.stderr[-3000:]
     res = json.loads(proc.stdout.strip().splitlines()[-1])
-    assert res["scheme"] == "msgc" and res["n"] == 4 and res["decoded_jobs"] == res["jobs"] == 40
-    assert res["models"] == res["delay_T"] + 1
+    assert res["scheme"] == "auto" and res["n"] == 4 and res["decoded_jobs"] == res["jobs"] == 40
+    # one model, every step: the tuner only switches among T = 0 schemes (uncoded, GC)
+    assert res["models"] == 1 and res["steps_per_model"] == 40 and res["delay_T"] == 0
+    assert all(seg["scheme"] in ("uncoded", "gc") for seg in res["params"]["segments"])
     assert res["final_loss"][0] < 1.0          # digits MLP actually learns

@@ -19,6 +19,11 @@ def real_load(scheme, batch_size: int) -> dict:
 
 
 
+def steps_per_model(coord) -> int:
+    """The optimizer steps of the least-trained model (each model's: ``updates_per_model``)."""
+    return min(coord.updates, default=0)
+
+
 def run_metrics(cfg, coord, scheme, policy, pool, M, d, runtime_s, setup_s, session_s) -> dict:
     """The metrics dict of a finished live run (see :func:`gcode.runtime.run.execute`)."""
     tr, n = cfg.train, cfg.cluster.workers
@@ -34,9 +39,9 @@ def run_metrics(cfg, coord, scheme, policy, pool, M, d, runtime_s, setup_s, sess
     options = pool.options if pool is not None else {}
     out = {
         "scheme": scheme.name, "params": scheme.params, "n": n, "jobs": scheme.jobs,
-        "policy": cfg.policy.name, "mu": cfg.policy.mu,
-        **({"gap": cfg.policy.gap} if cfg.policy.name == "gap" else {}),
-        "mode": tr.mode, "models": M,
+        "policy": cfg.policy_name, "mu": cfg.policy.mu,
+        **({"gap": cfg.policy.gap} if cfg.policy_name == "gap" else {}),
+        "mode": tr.mode, "models": M, "steps_per_model": steps_per_model(coord),
         "approximate": approximate, "approximation": "; ".join(notes) or None,
         "load": scheme.load, "delay_T": scheme.delay, **real_load(scheme, tr.batch_size),
         "message_dtype": np.dtype(scheme.message_dtype).name, "decode_checks": scheme.decode_checks,

@@ -212,7 +212,7 @@ class ParamChecksum(_message.Message):
     def __init__(self, model: _Optional[int] = ..., algorithm: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
 
 class RunSummary(_message.Message):
-    __slots__ = ("runtime_s", "rounds", "waits", "decoded_jobs", "final_losses", "param_checksums", "max_decode_rel_error", "wall_time_s", "stopped", "stop_reason", "final_evals")
+    __slots__ = ("runtime_s", "rounds", "waits", "decoded_jobs", "final_losses", "param_checksums", "max_decode_rel_error", "wall_time_s", "stopped", "stop_reason", "final_evals", "models", "steps_per_model")
     RUNTIME_S_FIELD_NUMBER: _ClassVar[int]
     ROUNDS_FIELD_NUMBER: _ClassVar[int]
     WAITS_FIELD_NUMBER: _ClassVar[int]
@@ -224,6 +224,8 @@ class RunSummary(_message.Message):
     STOPPED_FIELD_NUMBER: _ClassVar[int]
     STOP_REASON_FIELD_NUMBER: _ClassVar[int]
     FINAL_EVALS_FIELD_NUMBER: _ClassVar[int]
+    MODELS_FIELD_NUMBER: _ClassVar[int]
+    STEPS_PER_MODEL_FIELD_NUMBER: _ClassVar[int]
     runtime_s: float
     rounds: int
     waits: int
@@ -235,7 +237,9 @@ class RunSummary(_message.Message):
     stopped: bool
     stop_reason: str
     final_evals: _containers.RepeatedCompositeFieldContainer[ModelEval]
-    def __init__(self, runtime_s: _Optional[float] = ..., rounds: _Optional[int] = ..., waits: _Optional[int] = ..., decoded_jobs: _Optional[int] = ..., final_losses: _Optional[_Iterable[_Union[ModelLoss, _Mapping]]] = ..., param_checksums: _Optional[_Iterable[_Union[ParamChecksum, _Mapping]]] = ..., max_decode_rel_error: _Optional[float] = ..., wall_time_s: _Optional[float] = ..., stopped: _Optional[bool] = ..., stop_reason: _Optional[str] = ..., final_evals: _Optional[_Iterable[_Union[ModelEval, _Mapping]]] = ...) -> None: ...
+    models: int
+    steps_per_model: int
+    def __init__(self, runtime_s: _Optional[float] = ..., rounds: _Optional[int] = ..., waits: _Optional[int] = ..., decoded_jobs: _Optional[int] = ..., final_losses: _Optional[_Iterable[_Union[ModelLoss, _Mapping]]] = ..., param_checksums: _Optional[_Iterable[_Union[ParamChecksum, _Mapping]]] = ..., max_decode_rel_error: _Optional[float] = ..., wall_time_s: _Optional[float] = ..., stopped: _Optional[bool] = ..., stop_reason: _Optional[str] = ..., final_evals: _Optional[_Iterable[_Union[ModelEval, _Mapping]]] = ..., models: _Optional[int] = ..., steps_per_model: _Optional[int] = ...) -> None: ...
 
 class LogEntry(_message.Message):
     __slots__ = ("config", "round", "summary")
