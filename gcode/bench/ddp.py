@@ -137,7 +137,7 @@ def _rank_main(rank: int, run: DDPRun, port: int, out: str, timeout_s: float) ->
     dist.barrier()
     start = time.perf_counter()
     for t in range(run.jobs):
-        count, batch = shard(t)
+        _, batch = shard(t)
         pending["delay"] = float(run.delays[t, rank])
         ddp, optimizer = ddps[t % run.models], optimizers[t % run.models]
         losses = w.loss_fn(ddp, batch)

@@ -31,8 +31,8 @@ def markdown_table(result: dict) -> str:
     for m in sorted({row_models(r) for r in result["rows"]}):
         rows = [r for r in result["rows"] if row_models(r) == m]
         lines += ["", _group_title(m, rows, c["jobs"]), "",
-                  "| system | scheme | params | models | steps/model | wall s | vs DDP | rounds | "
-                  "waits | compute ms/round | overhead ms/round | not overlapped |",
+                  ("| system | scheme | params | models | steps/model | wall s | vs DDP | rounds | "
+                   "waits | compute ms/round | overhead ms/round | not overlapped |"),
                   "|---|---|---|---|---|---|---|---|---|---|---|---|"]
         for r in rows:
             ms = lambda v: "-" if v is None else f"{1e3 * v:.1f}"
