@@ -199,7 +199,8 @@ CLI_CASES = [
     (["bench", "trace", "--traces", "/nonexistent"], "no such directory"),
     (["train", "--workers", "0"], "cluster.workers"),
     (["train", "--scheme", "srsgc", "--dispatch", "arrival"], "train.dispatch: 'arrival' needs"),
-    (["train", "--dispatch", "arrival", "--no-pipeline"], "train.dispatch: 'arrival' starts"),
+    (["train", "--scheme", "gc", "--dispatch", "arrival", "--no-pipeline"],
+     "train.dispatch: 'arrival' starts"),
     (["train", "--config", "/nonexistent.toml"], "no such file"),
 ]
 
