@@ -11,7 +11,9 @@ row: DDP rank w sleeps table[t, w] in step t after computing, before its allredu
 w sleeps table[r, w] in round r after computing, before it sends (``inject.mode = add``).
 
 The default injection is bursty (B, W, λ) = (1, 2, 2) with ``base`` three times the model's
-measured compute time per round, so a straggler costs about 9 computes and the others 3.
+measured compute time per round, so a straggler costs about 9 computes and the others 3
+(``straggler_steps`` sets the three; ``--time-scale auto`` scales a trace so that a round's
+slowest worker trails its median by ``straggler_steps`` steps).
 
 Both sides are timed warm. DDP computes a few untimed steps before its timed ones; gcode runs
 one untimed warm-up run (``WARMUP_JOBS`` uncoded jobs, no injection) on the shared workers
@@ -131,7 +133,8 @@ class VersusConfig:
     inject: str | None = "bursty"          # a delay model, "none", or None with a trace
     inject_params: dict = field(default_factory=dict)
     inject_trace: str | None = None
-    time_scale: float | None = 1.0         # None with a trace: straggler excess = 3 x compute
+    time_scale: float | None = 1.0         # None with a trace: straggler excess = K x compute
+    straggler_steps: float = 3.0           # K: bursty base = K x compute; a trace's auto scale
     gpus_per_worker: float = 0.0
     coordinator_device: str = "auto"       # where gcode's coordinator steps and decodes
     transport: str = "auto"                # how gcode's rounds move: auto | shm | ray
@@ -158,6 +161,8 @@ class VersusConfig:
                 raise ValueError(f"--{flag} must be one of {', '.join(choices)}, got {value!r}")
         if not self.gap > 0:
             raise ValueError(f"--gap must be > 0, got {self.gap}")
+        if not self.straggler_steps > 0:
+            raise ValueError(f"--straggler-steps must be > 0, got {self.straggler_steps}")
         if self.time_scale is None and self.inject_trace is None:
             raise ValueError("--time-scale auto needs --inject-trace (it scales a trace)")
         if self.time_scale is not None and not self.time_scale > 0:
@@ -203,18 +208,19 @@ def delay_table(cfg: VersusConfig, rounds: int, compute_s: float) -> tuple[np.nd
     from ..runtime.loop.inject import injected_delays
     if cfg.inject_trace is not None:
         ic = InjectConfig(trace=cfg.inject_trace, time_scale=cfg.time_scale or 1.0)
-        if cfg.time_scale is None:  # auto: a straggler's excess is about 3 x one step
+        if cfg.time_scale is None:  # auto: a straggler's excess is about K x one step
             raw = injected_delays(ic, cfg.workers, rounds, cfg.seed)
-            ic.time_scale = 3.0 * compute_s / straggler_excess(raw)
+            ic.time_scale = cfg.straggler_steps * compute_s / straggler_excess(raw)
             table = raw * ic.time_scale
             return table, {"model": None, "trace": ic.trace, "params": {},
-                           "time_scale": ic.time_scale, "time_scale_rule": "auto: excess = 3 x step"}
+                           "time_scale": ic.time_scale,
+                           "time_scale_rule": f"auto: excess = {cfg.straggler_steps:g} x step"}
     elif cfg.inject in (None, "none"):
         return np.zeros((rounds, cfg.workers)), {"model": None}
     else:
         params = dict(cfg.inject_params)
         if cfg.inject == "bursty":
-            params = {"B": 1, "W": 2, "lam": 2, "base": 3.0 * compute_s, **params}
+            params = {"B": 1, "W": 2, "lam": 2, "base": cfg.straggler_steps * compute_s, **params}
         ic = InjectConfig(model=cfg.inject, params=params, time_scale=cfg.time_scale)
     table = injected_delays(ic, cfg.workers, rounds, cfg.seed)
     return table, {"model": ic.model, "trace": ic.trace, "params": ic.params,
@@ -223,12 +229,18 @@ def delay_table(cfg: VersusConfig, rounds: int, compute_s: float) -> tuple[np.nd
 
 def straggler_excess(table: np.ndarray) -> float:
     """A delay table's typical straggler delay: the mean over rounds of the slowest worker's time
-    minus the round's median (what ``--time-scale auto`` makes three steps long)."""
+    minus the round's median (what ``--time-scale auto`` makes ``straggler_steps`` steps long)."""
     excess = float(np.mean(table.max(axis=1) - np.median(table, axis=1)))
     if not excess > 0:
         raise ValueError("--time-scale auto: the trace has no stragglers in the rounds replayed "
                          "(every worker's time equals its round's median)")
     return excess
+
+
+def ddp_rows(cfg: VersusConfig) -> dict[str, int]:
+    """{DDP row: M} for one model and for every other M that a row of ``cfg`` trains."""
+    models = {row_models(s, cfg.workers) for s in cfg.schemes}
+    return {ddp_row_name(m): m for m in sorted({1, *models})}
 
 
 def run_versus(cfg: VersusConfig, progress=None) -> dict:
@@ -242,9 +254,8 @@ def run_versus(cfg: VersusConfig, progress=None) -> dict:
     compute_s = measure_compute(cfg, workload)
     rounds = cfg.jobs + 16  # room for delays T and an auto scheme's switches
     table, inject = delay_table(cfg, rounds, compute_s)
-    models = {s: row_models(s, cfg.workers) for s in cfg.schemes}
-    ddp_rows = {ddp_row_name(m): m for m in sorted({1, *models.values()})}
-    rows: dict[str, list[dict]] = {**{d: [] for d in ddp_rows}, **{s: [] for s in cfg.schemes}}
+    ddps = ddp_rows(cfg)
+    rows: dict[str, list[dict]] = {**{d: [] for d in ddps}, **{s: [] for s in cfg.schemes}}
     cluster = ClusterConfig(workers=cfg.workers, gpus_per_worker=cfg.gpus_per_worker,
                             startup_timeout_s=300)
     with tempfile.TemporaryDirectory(prefix="gcvs") as tmp, pool_session(cluster) as pool:
@@ -254,11 +265,11 @@ def run_versus(cfg: VersusConfig, progress=None) -> dict:
         if cfg.schemes:
             _gcode_row(replace(cfg, jobs=WARMUP_JOBS), "uncoded", workload, {}, pool, None)
         for rep in range(cfg.repeats):  # interleaved, rotated: drift hits every row alike
-            order = [*ddp_rows, *cfg.schemes]
+            order = [*ddps, *cfg.schemes]
             for name in order[rep % len(order):] + order[:rep % len(order)]:
                 log = Path(cfg.log_dir or tmp) / f"{name}-{rep}.jsonl"
                 started = time.time()
-                row = (_ddp_row(cfg, workload, table, ddp_rows[name]) if name in ddp_rows else
+                row = (_ddp_row(cfg, workload, table, ddps[name]) if name in ddps else
                        _straggler_accounting(_gcode_row(cfg, name, workload, gcode_inject, pool,
                                                         log), log, table, inject))
                 # when the row ran (Unix seconds), to match samples such as GPU utilisation
@@ -370,6 +381,7 @@ def summarize(cfg: VersusConfig, runs: dict[str, list[dict]], compute_s: float, 
                        "compute_s_per_worker": compute_s, "gpus_per_worker": cfg.gpus_per_worker,
                        "coordinator_device": cfg.coordinator_device, "transport": cfg.transport,
                        "prefetch": cfg.prefetch, "gap": cfg.gap,
+                       "straggler_steps": cfg.straggler_steps,
                        "gcode_warmup_jobs": WARMUP_JOBS if cfg.schemes else 0,
                        "gpu": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None},
             "rows": out_rows, "best_exact": best_by_models.get("1"),

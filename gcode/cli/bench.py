@@ -197,7 +197,7 @@ def cmd_bench_versus(args) -> int:
     problem = None if args.log_dir is None else output_dir_problem(args.log_dir)
     if problem is not None:
         raise ValueError(f"--log-dir: {problem}")
-    from ..bench.versus import VersusConfig, run_versus
+    from ..bench.versus import VersusConfig, ddp_rows, run_versus
     from ..bench.versus_report import markdown_table, plot
     params = dict(args.inject_param or ())
     cfg = VersusConfig(model=args.model, workers=args.workers, jobs=args.jobs,
@@ -206,8 +206,9 @@ def cmd_bench_versus(args) -> int:
                        inject=args.inject, inject_params=params, inject_trace=args.inject_trace,
                        time_scale=args.time_scale, gpus_per_worker=args.gpus_per_worker,
                        coordinator_device=args.coordinator_device, transport=args.transport,
-                       prefetch=args.prefetch, gap=args.gap, repeats=args.repeats, log_dir=args.log_dir)
-    with tqdm(total=cfg.repeats * (1 + len(cfg.schemes)), desc="bench versus", disable=args.json,
+                       prefetch=args.prefetch, gap=args.gap, repeats=args.repeats, log_dir=args.log_dir,
+                       straggler_steps=args.straggler_steps)
+    with tqdm(total=cfg.repeats * (len(ddp_rows(cfg)) + len(cfg.schemes)), desc="bench versus", disable=args.json,
               leave=False, file=sys.stderr) as bar:
         result = run_versus(cfg, progress=bar.update)
     return _emit(args, f"bench_versus_{cfg.model}", result, markdown_table(result), plot)
@@ -331,8 +332,12 @@ def add_bench_parser(sub) -> None:
     flag(p, "run.inject.trace", default=None)
     p.add_argument("--time-scale", type=_scale_or_auto, default=1.0,
                    help="multiply injected times; 'auto' (with --inject-trace) scales the trace "
-                        "so that a round's slowest worker is on average 3 x one worker's step "
-                        "slower than the round's median worker")
+                        "so that a round's slowest worker is on average --straggler-steps x one "
+                        "worker's step slower than the round's median worker")
+    p.add_argument("--straggler-steps", type=types.positive, default=3.0, metavar="K",
+                   help="how long a straggler is, in one worker's measured steps: the bursty "
+                        "injection's base (unless --inject-param base= sets it) and the target of "
+                        "--time-scale auto (default 3)")
     flag(p, "scaling.gpus_per_worker", default=0.0, help="GPU share per worker and DDP rank")
     for name in ("coordinator_device", "transport", "prefetch"):
         flag(p, f"scaling.{name}", default="auto")
