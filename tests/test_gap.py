@@ -55,9 +55,9 @@ def test_the_gap_reaches_the_config_from_the_flags_and_the_api():
     from gcode.cli.train import add_train_arguments, config_from_args
     parser = argparse.ArgumentParser()
     add_train_arguments(parser)
-    cfg = config_from_args(parser.parse_args(["--policy", "gap", "--gap", "0.2"]))
+    cfg = config_from_args(parser.parse_args(["--scheme", "msgc", "--policy", "gap", "--gap", "0.2"]))
     assert (cfg.policy.name, cfg.policy.gap) == ("gap", 0.2)
-    cfg = to_train_config(CodingConfig(policy="gap", gap=0.3), ScalingConfig(), RunConfig())
+    cfg = to_train_config(CodingConfig(scheme="gc", policy="gap", gap=0.3), ScalingConfig(), RunConfig())
     assert (cfg.policy.name, cfg.policy.gap) == ("gap", 0.3)
 
 

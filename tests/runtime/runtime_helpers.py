@@ -9,7 +9,7 @@ from gcode.config import from_dict
 BASE = {
     "train": {"model": "logistic", "optimizer": "sgd", "lr": 0.5, "batch_size": 240,
               "models": 2, "check_decode": True, "seed": 3},
-    "scheme": {"jobs": 12},
+    "scheme": {"name": "msgc", "jobs": 12},  # the default before one model became the default
     "cluster": {"workers": 4, "round_timeout_s": 60},
 }
 

@@ -105,6 +105,23 @@ def test_coded_runs_end_with_the_uncoded_parameters(scheme, workload, uncoded, r
     assert res.metrics["final_loss"] == pytest.approx(ref.metrics["final_loss"], rel=1e-5)
 
 
+def test_fit_without_coding_trains_one_model_on_every_step(ray_pool, tmp_path):
+    """No coding argument: auto among T = 0 schemes, one model with all the steps, ending with
+    the uncoded run's parameters; the metrics and the run log's summary say so."""
+    from gcode.telemetry.runlog import read_run_log
+    run = lambda **logs: gcode.RunConfig(jobs=8, batch_size=96, seed=1, inject=BURSTY, **logs)
+    res = gcode.fit(*REGRESSION, scaling=gcode.ScalingConfig(workers=4, round_timeout_s=60),
+                    run=run(logs=gcode.LogConfig(run_log=str(tmp_path / "auto"))), pool=ray_pool,
+                    progress=False)
+    ref = _fit(REGRESSION, {"scheme": "uncoded"}, run(), ray_pool)
+    assert len(res.models) == 1 and res.metrics["scheme"] == "auto" and res.metrics["delay_T"] == 0
+    assert (res.metrics["models"], res.metrics["steps_per_model"]) == (1, 8)
+    assert res.metrics["updates_per_model"] == [8]
+    assert _rel(res.models, ref.models) < 1e-6
+    summary = read_run_log(tmp_path / "auto.pb").summary
+    assert (summary.models, summary.steps_per_model) == (1, 8)
+
+
 class HugeIndexed(Dataset):
     """10^7 items of 64 floats (2.5 GB if materialised), each generated from its index."""
 
