@@ -225,6 +225,26 @@ def sim_tune(docs):
                   "faster than the best GC by"], rows)
 
 
+def advise_live_table(doc: dict) -> str:
+    rows = []
+    for case, c in doc["cases"].items():
+        conf = c["advice"]["confidence"]
+        probe, med = c["advice"]["probe"], c["median_runtime_s"]
+        what = (f"bursty {c['inject']['params']}" if c["inject"]["model"] else c["inject"]["trace"])
+        rows.append([case, what, f"{probe['jobs']} rounds", f"`{c['recommended']}`",
+                     x(c["predicted_speedup"], 3),
+                     f"{x(conf['speedup_vs_uncoded_p10'])}–{x(conf['speedup_vs_uncoded_p90'])}",
+                     f"{med['uncoded']:.2f}", f"{med['recommended']:.2f}", x(c["measured_speedup"], 3),
+                     f"{100 * c['error']:+.1f}%"])
+    return (f"{doc['workers']} workers, {doc['model']}, global batch {doc['batch_size']}, "
+            f"{doc['jobs']} jobs a run (1 model × {doc['jobs']} steps), median of {doc['repeats']} "
+            f"interleaved runs each.\n\n"
+            + table(["case", "injection", "probe", "recommended", "predicted vs uncoded",
+                     "bootstrap 10–90%", "uncoded s", "recommended s", "measured vs uncoded",
+                     "prediction off by"], rows)
+            + f"\n\n{measured(doc)}")
+
+
 def sim_auto_vs_fixed(docs):
     d = docs["sim_lambda"]
     rows = []
@@ -431,6 +451,13 @@ SECTIONS = [
             "same grid of schemes, parameters and policies auto chooses from, found in hindsight. "
             "The tuner's settings were chosen on a separate tuning suite (docs/AUTO.md).",
             ("bench_auto",), with_measured(auto.markdown_table, "bench_auto"), level=2),
+    Section("`gcode advise` against running its advice (`benchmarks/advise_live.py`)",
+            "A short uncoded probe of the model's own gcode.fit functions (gcode.advise.probe) "
+            "predicts the recommended scheme's speedup over uncoded gcode; uncoded and the "
+            "recommended config then run live under the same injection, interleaved, and the "
+            "measured speedup is the ratio of their median runtimes. One model, every step, in "
+            "every run.",
+            ("advise_live",), lambda d: advise_live_table(d["advise_live"]), level=2),
     Section("Live runs under injected stragglers (`gcode bench live`)",
             "Ray on the 2-core box, one shared pool of workers. uncoded, ignore and gc train one "
             "model; srsgc, msgc and auto (which ends on a T = 1 scheme) train 2 models round-robin, "

@@ -1,7 +1,7 @@
 """``gcode advise``: will coding help my cluster? A prediction from a run's measured times.
 
-From a run log (:mod:`gcode.tracelog`; a short uncoded probe run's log is one) or a trace, it
-recovers per-worker round times and the load model, simulates every candidate of the auto
+From a run log (:mod:`gcode.tracelog`), a trace, or a short uncoded probe run of the user's own
+``gcode.fit`` functions (:func:`probe`), it recovers per-worker round times and the load model, simulates every candidate of the auto
 scheme's grid as a fixed choice over the rounds seen (:func:`gcode.sim.replay.whole_runs`, equal
 to the state-machine simulator), and recommends the fastest.
 
@@ -19,7 +19,10 @@ to the state-machine simulator), and recommends the fastest.
 
 from __future__ import annotations
 
+import dataclasses
+import tempfile
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 
@@ -54,6 +57,32 @@ def from_log(path, prior: LoadModel | None = None) -> Measured:
 def from_trace(trace: np.ndarray, model: LoadModel, name: str = "trace") -> Measured:
     """A trace's times (base times of ``model``); no coordinator time is known."""
     return Measured(np.asarray(trace, dtype=np.float64), model, 0.0, name)
+
+
+def probe(model_fn, loss_fn, dataset_fn, optimizer_fn, *, scaling=None, run=None,
+          jobs: int = 20, models: int = 1, bootstrap: int = 100, seed: int = 0,
+          **fit_kwargs) -> dict:
+    """Will coding help this training? A short uncoded probe: ``gcode.fit`` of the user's own
+    functions on ``scaling``'s workers for ``jobs`` rounds (``run``'s batch size, seed and
+    injection; no checkpoints, logs to a temporary JSONL), then :func:`advise` on its log. The
+    result is :func:`advise`'s, with ``probe``: what the probe ran and its wall time."""
+    from .api import CodingConfig, LogConfig, RunConfig, fit
+    run = run if run is not None else RunConfig()
+    with tempfile.TemporaryDirectory(prefix="gcode-probe") as tmp:
+        log = Path(tmp) / "probe.jsonl"
+        probe_run = dataclasses.replace(run, jobs=jobs, models=None, mode="concurrent",
+                                        checkpoint=None, logs=LogConfig(jsonl=str(log)),
+                                        eval_every=None)
+        result = fit(model_fn, loss_fn, dataset_fn, optimizer_fn,
+                     coding=CodingConfig(scheme="uncoded"), scaling=scaling, run=probe_run,
+                     progress=fit_kwargs.pop("progress", False), **fit_kwargs)
+        measured = dataclasses.replace(from_log(log), source=f"uncoded probe ({jobs} rounds)")
+        advice = advise(measured, models=models, bootstrap=bootstrap, seed=seed)
+    m = result.metrics
+    advice["probe"] = {"jobs": jobs, "runtime_s": m["runtime_s"], "setup_s": m["setup_s"],
+                       "workers": m["n"], "models": m["models"],
+                       "steps_per_model": m["steps_per_model"]}
+    return advice
 
 
 def coding_config(c: Candidate) -> dict:
