@@ -36,7 +36,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from device_auto_live import PERSISTENT  # noqa: E402
+from device_auto_live import PERSISTENT
 
 
 def inject_of(case: str, base: float, rounds: int, tmp: Path):

@@ -29,7 +29,7 @@ import argparse
 import json
 import sys
 import time
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from pathlib import Path
 
 import numpy as np
@@ -87,12 +87,11 @@ def main(argv=None) -> int:
     base = (VersusConfig(model="mlp", workers=4, jobs=6, schemes=ROWS) if args.quick else
             VersusConfig(model="mlp-wide", workers=8, jobs=40, schemes=ROWS))
     trace = persistent_trace(out / "ge_persistent_trace.csv", base.workers, base.jobs + 16)
-    configs = {"bursty1": dict(straggler_steps=1.0), "bursty3": dict(straggler_steps=3.0),
-               "trace1": dict(inject=None, inject_trace=str(trace), time_scale=None,
-                              straggler_steps=1.0)}
+    configs = {"bursty1": {"straggler_steps": 1.0}, "bursty3": {"straggler_steps": 3.0},
+               "trace1": {"inject": None, "inject_trace": str(trace), "time_scale": None,
+                          "straggler_steps": 1.0}}
     doc = {"what": __doc__.split("\n\n")[0], "runs": {}, "environment": machine_info()}
     for name in args.runs.split(","):
-        from dataclasses import replace
         cfg = replace(base, **configs[name])
         t0 = time.perf_counter()
         result = run_versus(cfg)
