@@ -329,9 +329,9 @@ def _coordinator_for(tree):
     from gcode.train import FlatModel
     torch.manual_seed(1)
     model = FlatModel(torch.nn.Linear(3, 2))
-    return SimpleNamespace(M=1, models=[model],
-                           optimizers=[torch.optim.Adam(model.module.parameters(), lr=0.01)],
-                           spec=SimpleNamespace(num_params=8), n=2)
+    optimizer = torch.optim.Adam(model.module.parameters(), lr=0.01)
+    return SimpleNamespace(models=SimpleNamespace(models=[model], optimizers=[optimizer]),
+                           num_params=8, n=2)
 
 
 @pytest.mark.parametrize("label,edit,message", [

@@ -118,11 +118,12 @@ def test_the_tuner_sees_only_what_a_live_coordinator_sees():
     # the live coordinator tells the policy the same: arrivals, NaN for the rest, the round's end
     from types import SimpleNamespace
 
-    from gcode.runtime.loop.coordinator import Coordinator
+    from gcode.runtime.loop.reporting import Reporter
+    from gcode.runtime.loop.stats import RunStats, Session
     live = _Recording()
-    coordinator = SimpleNamespace(n=3, auto_slope=False, slope_samples=[], policy=live,
-                                  scheme=SimpleNamespace(round_load=lambda r: 1 / 3))
-    Coordinator._observe(coordinator, 0, {"arrival_s": {0: 1.0, 1: 1.5}, "wait_s": 2.0})
+    reporter = Reporter(SimpleNamespace(round_load=lambda r: 1 / 3), live, RunStats(), Session(),
+                        n=3, writer=None)
+    reporter.observe(0, {"arrival_s": {0: 1.0, 1: 1.5}, "wait_s": 2.0})
     (times, end), = live.seen
     assert np.isnan(times[2]) and times[:2].tolist() == [1.0, 1.5] and end == 2.0
     tuner = OnlineTuner(3, None, 0.0)

@@ -16,11 +16,13 @@ import numpy as np
 from ..config import ConfigError, TrainConfig, how_to_set, validate
 from ..config.rules import check_injected_delays, check_memory
 from .data import WorkSpec, model_seed
-from .loop.coordinator import Coordinator, ProgressFn
+from .loop.compose import compose
 from .loop.inject import DelaySource
 from .loop.jsonl_log import JsonlWriter
 from .loop.metrics import run_metrics, steps_per_model
 from .probe import StartupProbe
+
+ProgressFn = Callable[[dict], None]
 
 
 def preset_workload_of(cfg: TrainConfig):
@@ -343,29 +345,29 @@ def _execute(cfg: TrainConfig, workload, progress, pool, monitor, in_process
         transport.reserve_results(n, scheme.delay + 2, scheme.max_tasks_per_round * d
                                   * np.dtype(scheme.message_dtype).itemsize)
         probed = probe.run(transport, ctx[0], models[0], clock)  # a coupled model stops here
-        coord = Coordinator(cfg, scheme, policy, transport, spec, models, optimizers,
-                            delays, writer, progress, ctx, recorder,
-                            auto_slope=cfg.scheme.name == "auto" and cfg.scheme.load_slope is None,
-                            run_id=run_id, device=device, decode_device=decode_device,
-                            decode_threads=threads,
-                            eval_dataset=eval_dataset, clock=clock)
+        coord = compose(cfg, scheme, policy, transport, clock, spec, models, optimizers, delays,
+                        writer, ctx_id=ctx[0], run_id=run_id, progress=progress,
+                        recorder=recorder, decode_device=decode_device, decode_threads=threads,
+                        eval_dataset=eval_dataset)
         if ck is not None:
             restore_coordinator(coord, ck)
         if ckpt_root is not None:
-            coord.checkpointer = Checkpointer(ckpt_root, cfg.checkpoint.every, cfg.checkpoint.keep)
+            coord.session.checkpointer = Checkpointer(ckpt_root, cfg.checkpoint.every,
+                                                      cfg.checkpoint.keep)
         setup_s = time.perf_counter() - setup_start
         session_s = coord.run()
-        runtime_s = coord.runtime_before + session_s
-        final_loss = [coord.model_loss.get(m) for m in range(M)]
+        runtime_s = coord.session.runtime_before + session_s
+        final_loss = [coord.stats.model_loss.get(m) for m in range(M)]
         final_eval = coord.final_evaluation()
-        checksum = [float(model.params.double().sum()) for model in models]
+        checksum = coord.models.checksums()
         if recorder is not None:
             recorder.finish(runtime_s=runtime_s, wall_time_s=runtime_s,
                             final_losses={m: v for m, v in enumerate(final_loss) if v is not None},
                             param_checksums={m: repr(c) for m, c in enumerate(checksum)},
                             checksum_algorithm="float64-sum",
-                            max_decode_rel_error=coord.max_rel_error, stopped=coord.stopped,
-                            stop_reason=coord.stop_reason, final_evals=final_eval or (),
+                            max_decode_rel_error=coord.stats.max_rel_error,
+                            stopped=coord.session.stopped, stop_reason=coord.session.stop_reason,
+                            final_evals=final_eval or (),
                             models=M, steps_per_model=steps_per_model(coord))
     finally:
         if transport is not None:

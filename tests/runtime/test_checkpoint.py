@@ -99,7 +99,8 @@ def test_restoring_then_capturing_gives_the_checkpoint_back(ray_pool, tmp_path, 
 
     def run_after_capture(self):
         arrays = {}  # encode at once: the capture refers to live tensors
-        doc = ckfiles._encode(ckmod.capture(self, self.start_round, self.runtime_before), arrays, "")
+        doc = ckfiles._encode(ckmod.capture(self, self.session.start_round,
+                                         self.session.runtime_before), arrays, "")
         captured.append(ckfiles._decode(doc, arrays))
         return original(self)
     monkeypatch.setattr(Coordinator, "run", run_after_capture)

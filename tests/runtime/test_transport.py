@@ -144,8 +144,8 @@ def test_the_device_validation_path_runs_on_the_cpu(ray_pool, monkeypatch):
     same torch path on the CPU: a NaN result is still a fault, and decoding stays exact."""
     from functools import partial
 
-    from gcode.runtime.loop import coordinator
-    monkeypatch.setattr(coordinator, "Decoder", partial(coordinator.Decoder, torch_math=True))
+    from gcode.runtime.loop import compose
+    monkeypatch.setattr(compose, "Decoder", partial(compose.Decoder, torch_math=True))
     res = train(config(scheme={"name": "gc", "s": 1, "gc_code": "fr"},
                        faults=[{"round": 3, "worker": 2, "kind": "nan"}]), pool=ray_pool)
     assert any(f["round"] == 3 and f["worker"] == 2 and "non-finite" in f["reason"]

@@ -132,14 +132,15 @@ def _shape(value: Any) -> tuple:
     return tuple(np.shape(value))
 
 
-def check_against(coord, ck) -> str | None:
-    """What in checkpoint ``ck`` does not fit the coordinator ``coord`` that resumes it (its
-    models are built from the same config), or None."""
+def check_against(models: list, optimizers: list, num_params: int, ck) -> str | None:
+    """What in checkpoint ``ck`` does not fit the run that resumes it, or None: its ``models``
+    (FlatModels built from the same config), their ``optimizers``, its parameter count."""
     tree = ck.tree
-    models = tree.get("models")
-    if not isinstance(models, list) or len(models) != coord.M:
-        return f"{len(models) if isinstance(models, list) else 'no'} models, expected {coord.M}"
-    for m, (model, opt, saved) in enumerate(zip(coord.models, coord.optimizers, models)):
+    saved_models = tree.get("models")
+    if not isinstance(saved_models, list) or len(saved_models) != len(models):
+        have = len(saved_models) if isinstance(saved_models, list) else "no"
+        return f"{have} models, expected {len(models)}"
+    for m, (model, opt, saved) in enumerate(zip(models, optimizers, saved_models)):
         want = {k: tuple(v.shape) for k, v in model.module.state_dict().items()}
         have = saved["params"]
         missing = sorted(set(want) - set(have))
@@ -167,7 +168,7 @@ def check_against(coord, ck) -> str | None:
                 if isinstance(value, np.ndarray) and value.ndim > 0 and value.shape != shapes[index]:
                     return (f"models[{m}].optimizer.state[{k}][{key!r}] has shape {value.shape}, "
                             f"parameter {index} has shape {shapes[index]}")
-    d = coord.spec.num_params
+    d = num_params
     for t, job in (tree.get("jobs") or {}).items():
         if _shape(job.get("params")) != (d,):
             return f"jobs[{t}].params has shape {_shape(job.get('params'))}, expected ({d},)"

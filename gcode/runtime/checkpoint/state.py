@@ -130,75 +130,33 @@ def resume_config(path: str | os.PathLike) -> TrainConfig:
 
 
 # ---- capture and restore of a coordinator ----------------------------------------------------
-def _model_state(model, optimizer) -> dict:
-    sd = optimizer.state_dict()
-    return {"params": {k: v.cpu() for k, v in model.module.state_dict().items()},
-            "optimizer": {"state": dict(sd["state"]), "param_groups": sd["param_groups"]}}
+def _rng_state() -> dict:
+    import random
+
+    import torch
+    return {"torch": torch.get_rng_state(), "numpy": np.random.get_state(),
+            "python": random.getstate()}
 
 
-def _tuner_state(policy) -> dict | None:
-    return policy.state() if getattr(policy, "name", None) == "auto" else None
+def _restore_rng(rng: dict) -> None:
+    import random
 
-
-def _decoder_state(dec) -> dict:
-    dec.flush(min_pending=1)  # the state is then accumulators and stored results only
-
-    def host(acc):
-        return None if acc is None else np.asarray(dec.math.tensor(acc).cpu().numpy())
-    return {"streaming": dec.streaming, "streamed": dec.streamed, "fallbacks": dec.fallbacks,
-            "results": [[tuple(key), dec.sig[key], dec.host(arr), dec.losses[key]]
-                        for key, arr in dec.results.items()],
-            "jobs": [[t, {"acc": host(job.acc), "loss": job.loss,
-                          "folded": [[sig, tuple(k)] for sig, k in job.folded.items()],
-                          "keys": sorted(tuple(k) for k in job.keys)}]
-                     for t, job in dec.jobs.items()]}
+    import torch
+    torch.set_rng_state(torch.tensor(rng["torch"], dtype=torch.uint8))
+    kind, keys, pos, has_gauss, cached = rng["numpy"]
+    np.random.set_state((kind, np.asarray(keys, dtype=np.uint32), int(pos), int(has_gauss),
+                         float(cached)))
+    version, internal, gauss = rng["python"]
+    random.setstate((version, tuple(int(v) for v in internal), gauss))
 
 
 def capture(coord, r: int, runtime_s: float) -> dict:
     """The full state of ``coord`` at the boundary before round ``r`` (late results of earlier
-    rounds already absorbed), as a tree for :func:`write_checkpoint`."""
-    import random
-
-    import torch
-
-    from ...codes.state import scheme_state
-    from ..loop.health import check_all_params
-    check_all_params(coord, r)  # a diverged model is never checkpointed
-    cfg = coord.cfg.to_dict()
-    cfg["checkpoint"]["resume"] = None
-    return {
-        "format": FORMAT, "version": VERSION, "round": int(r),
-        "config": cfg,
-        "run": {"run_id": coord.run_id, "runtime_s": float(runtime_s), "sessions": coord.sessions,
-                "n": coord.n, "models": coord.M, "num_params": coord.spec.num_params,
-                "scheme": coord.scheme.name},
-        "scheme": scheme_state(coord.scheme),
-        "tuner": _tuner_state(coord.policy),
-        "coordinator": {
-            "waits": coord.waits, "decoded": coord.decoded, "late_used": coord.late_used,
-            "late_dropped": coord.late_dropped, "retries": coord.retries,
-            "pipelined": coord.pipelined, "stragglers_total": coord.stragglers_total,
-            "max_rel_error": coord.max_rel_error,
-            "last_loss": coord.last_loss, "updates": list(coord.updates),
-            "model_loss": {str(m): v for m, v in coord.model_loss.items()},
-            "evals": list(coord.evals),
-            "failures": list(coord.failures), "restarts": dict(coord.restarts),
-            "compute_s": list(coord.compute_s), "response_s": list(coord.response_s),
-            "slope_samples": list(coord.slope_samples), "durations": list(coord.durations),
-            "timings": dict(coord.timings.__dict__),
-        },
-        # straggler calls still in flight: their results cannot outlive this process, so a
-        # resumed run treats them as never arriving (their rounds already counted them as
-        # stragglers, which every scheme decodes without)
-        "late": [[rr, w, [t.job for t in tasks]] for _ref, rr, w, tasks in coord.late],
-        "jobs": {int(t): {"dtype": np.dtype(coord.job_dtype[t]).name, "params": coord.job_params(t)}
-                 for t in sorted(coord.jobs_ctx)},
-        "decoder": _decoder_state(coord.decoder),
-        "delays": {"table": coord.delays.table, "next_round": int(r)},
-        "models": [_model_state(m, o) for m, o in zip(coord.models, coord.optimizers)],
-        "rng": {"torch": torch.get_rng_state(), "numpy": np.random.get_state(),
-                "python": random.getstate()},
-    }
+    rounds already absorbed), as a tree for :func:`write_checkpoint`: its parts' state dicts
+    (:meth:`gcode.runtime.loop.coordinator.Coordinator.state_dict`) and the RNG states."""
+    coord.models.check_all_finite(r)  # a diverged model is never checkpointed
+    return {"format": FORMAT, "version": VERSION, "round": int(r), "config": coord.config,
+            **coord.state_dict(r, runtime_s), "rng": _rng_state()}
 
 
 def restore_scheme_and_policy(ck: Checkpoint, scheme, policy):
@@ -243,100 +201,20 @@ def restore_buffers(ck: Checkpoint, models) -> None:
 
 def restore_coordinator(coord, ck: Checkpoint) -> None:
     """Put a freshly built coordinator (same config, restored scheme) into the checkpoint's state:
-    models, optimizers, counters, decoder, pending jobs (re-put to the object store), delay table,
-    RNG states. The next ``coord.run()`` starts at the checkpoint's round."""
+    models, optimizers, counters, decoder, pending jobs (shipped again), delay table, RNG
+    states. The next ``coord.run()`` starts at the checkpoint's round."""
     from .checks import check_against
-    problem = check_against(coord, ck)
+    problem = check_against(coord.models.models, coord.models.optimizers, coord.num_params, ck)
     if problem is not None:
         raise CheckpointError(f"checkpoint {ck.path} does not fit this run: {problem}")
     try:
-        _restore(coord, ck)
+        coord.load_state_dict(ck.tree, str(ck.path))
+        _restore_rng(ck.tree["rng"])
     except CheckpointError:
         raise
     except (KeyError, IndexError, TypeError, ValueError, RuntimeError) as exc:
         raise CheckpointError(f"checkpoint {ck.path}: inconsistent content: "
                               f"{type(exc).__name__}: {exc}") from None
-
-
-def _restore(coord, ck: Checkpoint) -> None:
-    import random
-
-    import torch
-
-    from ...codes import ResultKey
-    from ..loop.decode import _Job
-    tree = ck.tree
-    run = tree["run"]
-    if (run["n"], run["models"], run["num_params"]) != (coord.n, coord.M, coord.spec.num_params):
-        raise CheckpointError(f"checkpoint {ck.path}: n={run['n']}, models={run['models']}, "
-                              f"num_params={run['num_params']} do not match this run's n={coord.n}, "
-                              f"models={coord.M}, num_params={coord.spec.num_params}")
-    # models and optimizers
-    if len(tree["models"]) != coord.M:
-        raise CheckpointError(f"checkpoint {ck.path}: {len(tree['models'])} models, expected {coord.M}")
-    for model, opt, saved in zip(coord.models, coord.optimizers, tree["models"]):
-        model.module.load_state_dict({k: torch.tensor(v) for k, v in saved["params"].items()},
-                                     strict=True)
-        state = {int(k): {kk: torch.tensor(vv) if isinstance(vv, np.ndarray) else vv
-                          for kk, vv in st.items()} for k, st in saved["optimizer"]["state"].items()}
-        opt.load_state_dict({"state": state, "param_groups": saved["optimizer"]["param_groups"]})
-    # counters
-    c = tree["coordinator"]
-    for key in ("waits", "decoded", "late_used", "late_dropped", "retries", "stragglers_total",
-                "max_rel_error", "last_loss"):
-        setattr(coord, key, c[key])
-    coord.pipelined = int(c.get("pipelined", 0))  # absent from checkpoints before pipelining
-    coord.updates = [int(u) for u in c["updates"]]
-    coord.model_loss = {int(m): float(v) for m, v in c["model_loss"].items()}
-    coord.evals = list(c["evals"])
-    coord.failures = list(c["failures"])
-    coord.restarts = {int(k): int(v) for k, v in c["restarts"].items()}
-    for key in ("compute_s", "response_s", "slope_samples", "durations"):
-        setattr(coord, key, [float(v) for v in c[key]])
-    for key, value in c["timings"].items():
-        if hasattr(coord.timings, key):
-            setattr(coord.timings, key, float(value))
-    coord.late_dropped += len(tree["late"])
-    # decoder
-    d = tree["decoder"]
-    dec = coord.decoder
-    dec.streamed, dec.fallbacks = int(d["streamed"]), int(d["fallbacks"])
-    for key, sig, arr, loss in d["results"]:
-        arr = np.asarray(arr)
-        if arr.shape != (dec.d,):
-            raise CheckpointError(f"checkpoint {ck.path}: a stored result has shape {arr.shape}, "
-                                  f"expected ({dec.d},)")
-        k = ResultKey(*key)
-        dec.results[k] = arr
-        dec.losses[k] = float(loss)
-        dec.sig[k] = sig
-    for t, job in d["jobs"]:
-        acc = None
-        if job["acc"] is not None:
-            acc = dec.math.zeros()
-            dec.math.fold(acc, [np.asarray(job["acc"], dtype=np.float64)], [1.0])
-        dec.jobs[int(t)] = _Job(acc=acc, loss=float(job["loss"]),
-                                folded={sig: ResultKey(*k) for sig, k in job["folded"]},
-                                keys={ResultKey(*k) for k in job["keys"]})
-    # pending jobs: their parameter snapshots go back to the object store
-    for t, job in tree["jobs"].items():
-        coord.put_job(int(t), np.asarray(job["params"], dtype=np.float32), np.dtype(job["dtype"]))
-    # injected delays
-    table = np.asarray(tree["delays"]["table"], dtype=np.float64)
-    if table.ndim != 2 or table.shape[1] != coord.n:
-        raise CheckpointError(f"checkpoint {ck.path}: delay table shape {table.shape}")
-    coord.delays.table = table
-    # RNG states
-    rng = tree["rng"]
-    torch.set_rng_state(torch.tensor(rng["torch"], dtype=torch.uint8))
-    kind, keys, pos, has_gauss, cached = rng["numpy"]
-    np.random.set_state((kind, np.asarray(keys, dtype=np.uint32), int(pos), int(has_gauss), float(cached)))
-    version, internal, gauss = rng["python"]
-    random.setstate((version, tuple(int(v) for v in internal), gauss))
-    coord.start_round = ck.round
-    coord.runtime_before = float(run["runtime_s"])
-    coord.sessions = int(run["sessions"]) + 1
-    coord.resumed_from = str(ck.path)
 
 
 class Checkpointer:

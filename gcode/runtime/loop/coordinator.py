@@ -1,50 +1,42 @@
-"""The live coordinator: the simulator's loop, on real Ray workers and real arrival times.
+"""The live coordinator: the simulator's loop, on real workers and real arrival times.
 
 Per round r (mirrors :func:`gcode.sim.simulate`)::
 
-    absorb late results of earlier rounds (scheme.accept_late)
-    -> [checkpoint every K rounds / on a stop request: gcode.runtime.checkpoint] -> plan(r)
-    -> issue job r: put model (r mod M)'s parameters and chunk ranges once (transport.put_job)
-    -> dispatch compute(r, ...) to every worker (but those sent round r at their round-(r-1)
+    absorb late results of earlier rounds (scheme.accept_late)            LateResults
+    -> [checkpoint every K rounds / on a stop request]                      Session.checkpointer
+    -> plan(r) -> issue job r: ship model (r mod M)'s parameters once       JobBook
+    -> call every worker (but those sent round r at their round-(r-1)       Dispatcher
        arrival: train.dispatch = "arrival")
-    -> loop: poll arrivals (transport.wait) -> policy (rounds.decide) -> decision
-    -> record(r, arrived) -> policy.observe(r, times, load, end)
-    -> [start round r+1 now when its inputs are final: pipelining, see Coordinator.run]
-    -> decode every decodable job in fp64 -> step that job's model
-    -> check decode deadlines -> log record, progress callback, run recorder
+    -> poll arrivals -> policy (rounds.decide) -> decision                  Arrivals
+    -> record(r, arrived) -> policy.observe(r, times, load, end)            Reporter
+    -> [start round r+1 now when its inputs are final: pipelining]          Pipeline
+    -> decode every decodable job in fp64 -> step that job's model           JobBook, Reducer
+    -> check decode deadlines -> log record, progress callback, run log     Reporter
 
-Dispatch and the loop live here; arrivals, validation, retries and late results in
-:mod:`gcode.runtime.loop.arrivals`; a job's life (issue, decode, step, evaluation) in
-:mod:`gcode.runtime.loop.jobs` and the round's reports in :mod:`gcode.runtime.loop.reporting`. The round-ending *policy* is the simulator's Policy object,
-applied by :func:`gcode.sim.rounds.decide`. The scheme may be a
-switching one (``auto``): rounds, delay, chunking and message dtype are read per round / per job.
+The coordinator is composed of the parts named on the right, each owning its state
+(:func:`gcode.runtime.loop.compose.compose` builds them); it runs the rounds and composes a
+checkpoint of their state dicts (:meth:`Coordinator.state_dict`). The round-ending *policy* is
+the simulator's Policy object. The scheme may be a switching one (``auto``): rounds, delay,
+chunking and message dtype are read per round / per job.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
-from ...codes import DecodeError, MiniTask, Scheme
-from ...config import TrainConfig
-from ...sim.policy import Policy
-from ...sim.rounds import End, partial_fallback
-from ..data import WorkSpec
-from ..transport.base import Clock, WallClock
-from ..wire import Call, WireTask
-from .arrivals import Arrivals
-from .decode import Decoder
-from .finite_checks import PendingChecks
-from .inject import DelaySource
-from .jobs import JobLifecycle
-from .jsonl_log import JsonlWriter
-from .reporting import RoundReporting, Timings
-
-ProgressFn = Callable[[dict], None]
+from ...codes import DecodeError
+from ...sim.rounds import End, RoundState
+from .arrivals import Arrivals, OpenRound
+from .dispatch import Dispatcher, Pipeline
+from .jobs import JobBook
+from .late import LateResults
+from .models import ModelBank
+from .reporting import Reporter
+from .stats import RunStats, Session
 
 APPROX_DELAYED = ("delayed-gradient SGD: one model; the gradient of job t (computed on the "
                   "parameters at round t) is applied when decoded, up to T rounds late")
@@ -52,312 +44,8 @@ APPROX_IGNORE = "ignore-stragglers: rescaled partial sums, a biased gradient est
 
 
 @dataclass
-class Coordinator(Arrivals, JobLifecycle, RoundReporting):
-    cfg: TrainConfig
-    scheme: Scheme
-    policy: Policy
-    transport: Any               # gcode.runtime.transport.ray_transport: RayTransport or ShmTransport
-    spec: WorkSpec
-    models: list                 # one gcode.train.FlatModel per concurrent model
-    optimizers: list
-    delays: DelaySource          # injected seconds per (round, worker)
-    writer: JsonlWriter
-    progress: ProgressFn | None = None
-    ctx: tuple = ("", None)      # (context id, ObjectRef of the WorkSpec) the workers adopted
-    recorder: Any = None         # gcode.telemetry RunRecorder (run log + live monitor), optional
-    auto_slope: bool = False     # measure the tuner's load slope live (scheme 'auto')
-    checkpointer: Any = None     # gcode.runtime.checkpoint.Checkpointer, optional
-    run_id: str = ""             # the run's id (kept across resumes)
-    device: Any = None           # torch device of the models and the decode (None: CPU)
-    decode_device: Any = None    # torch device of the fp64 decode (None: the host)
-    decode_threads: int = 1      # host decode threads (host decode only)
-    eval_dataset: Any = None     # held-out dataset for train.eval_every (read on the coordinator)
-    clock: Clock = field(default_factory=WallClock)  # the run's time (virtual for in-process workers)
-
-    # ---- state ------------------------------------------------------------------------
-    jobs_ctx: dict = field(default_factory=dict)    # job -> the transport's handle of its data
-    job_dtype: dict = field(default_factory=dict)   # job -> message dtype
-    late: list = field(default_factory=list)
-    failures: list = field(default_factory=list)
-    pids: dict = field(default_factory=dict)
-    restarts: dict = field(default_factory=dict)
-    timings: Timings = field(default_factory=Timings)
-    compute_s: list = field(default_factory=list)
-    response_s: list = field(default_factory=list)
-    slope_samples: list = field(default_factory=list)
-    durations: list = field(default_factory=list)
-    waits: int = 0
-    decoded: int = 0
-    late_used: int = 0
-    retries: int = 0
-    stragglers_total: int = 0
-    max_rel_error: float | None = None
-    last_loss: float | None = None
-    model_loss: dict = field(default_factory=dict)  # model -> mean batch loss of its last job
-    peak_rss_mb: dict = field(default_factory=dict)  # worker -> peak resident memory reported
-    round_compute_s: float = 0.0  # Σ over rounds of the arrived workers' mean compute time
-    read_ahead: int = 0  # tasks whose batch a worker had read ahead (cluster.prefetch)
-    evals: list = field(default_factory=list)      # {"round", "model", "loss"[, "accuracy"]}
-    updates: list = field(default_factory=list)
-    stopped: bool = False
-    stop_reason: str = ""
-    needs_ctx: set = field(default_factory=set)  # workers that failed since: resend the context
-    late_dropped: int = 0        # straggler results in flight when a checkpoint was resumed
-    start_round: int = 0         # first round of this session (the checkpoint's, when resumed)
-    runtime_before: float = 0.0  # runtime_s of the sessions before a resume
-    sessions: int = 1            # 1 + resumes
-    resumed_from: str | None = None
-    pipelined: int = 0           # rounds dispatched before the previous round's decodes
-    dispatched_at_arrival: int = 0  # tasks sent at the worker's previous arrival (dispatch=arrival)
-    early: dict = field(default_factory=dict)  # worker -> EarlyCall of the next round
-    cut_replies: list = field(default_factory=list)  # cut workers' compute and sleep, to log
-    arrival_dispatch: tuple = (-1, False)  # (r, whether round r+1 may be sent during round r)
-    next_plan: tuple = (-1, None)          # (r, round r+1's plan should everyone arrive)
-    checks: PendingChecks = field(default_factory=PendingChecks)  # deferred finite checks
-
-    def __post_init__(self):
-        self.n = self.scheme.n
-        self.M = len(self.models)
-        self.delayed = self.cfg.train.mode == "delayed"
-        self.decoder = Decoder(self.spec.num_params, streaming=self.cfg.train.streaming_decode,
-                               threads=self.decode_threads, device=self.decode_device)
-        self.updates = [0] * self.M
-        self._local = None  # a TaskComputer for check_decode, built on first use
-        self.partial = partial_fallback(self.policy)
-        self._bounds_cache: dict[tuple, tuple] = {}
-        self._calls: dict[tuple[int, int], Call] = {}  # (round, worker) -> the call sent
-        self.faults = {}
-        for f in self.cfg.faults:
-            self.faults.setdefault((f.round, f.worker), f.kind)
-
-    @property
-    def T(self) -> int:
-        return self.scheme.delay  # may grow when a switching scheme changes codes
-
-    # ---- helpers ----------------------------------------------------------------------
-    def model_of(self, t: int) -> int:
-        return 0 if self.delayed else t % self.M
-
-    def _dtype(self, tasks: list[MiniTask]) -> np.dtype:
-        if not tasks:
-            return np.dtype(np.float32)
-        return np.result_type(*(self.job_dtype[t.job] for t in tasks))
-
-    def _dispatch(self, r: int, w: int, tasks: list[MiniTask], attempt: int):
-        fault = self.faults.get((r, w)) if attempt == 0 else None
-        jobs = sorted({t.job for t in tasks})
-        delay = self.delays.get(r, w) if attempt == 0 else 0.0
-        dtype = self._dtype(tasks)
-        sent = self._calls[(r, w)] = Call(
-            ctx=self.ctx[0], round=r, tasks=tuple(WireTask.of(t) for t in tasks), jobs=tuple(jobs),
-            dtype=dtype.name, delay_s=delay, inject_mode=self.cfg.inject.mode,
-            fault=fault if fault != "kill" else None, attempt=attempt)
-        call = self.transport.call(w, sent, w in self.needs_ctx, [self.jobs_ctx[j] for j in jobs],
-                                   len(tasks) * self.spec.num_params * dtype.itemsize)
-        if fault == "kill":
-            self.transport.kill(w)
-        return call
-
-    def _stop_requested(self) -> bool:
-        """A stop asked through the live monitor ends the run before the next round."""
-        if self.recorder is not None and self.recorder.stop_requested and not self.stopped:
-            self.stopped = True
-            self.stop_reason = getattr(self.recorder, "stop_reason", "") or "stop requested"
-        return self.stopped
-
-    def _checkpoint(self, r: int, start: float) -> None:
-        tc = self.clock.now()
-        self.checkpointer.save(self, r, self.runtime_before + (tc - start))
-        self.timings.checkpoint += self.clock.now() - tc
-
-    def run(self) -> float:
-        """Run every round from ``start_round`` (0, or a resumed checkpoint's round); returns the
-        wall-clock seconds of this session's training loop.
-
-        With a checkpointer, the state at the boundary before round r (after absorbing the late
-        results that are ready) is written when r is a multiple of ``checkpoint.every``, and when
-        a stop request ends the run.
-
-        Pipelining: once round r has ended and been recorded, round r+1 is dispatched *before*
-        round r's decodes, steps and reports when its inputs are already final (see
-        :meth:`_inputs_final`), so that work overlaps the workers' compute. What every job
-        computes is unchanged: a job's parameters are fixed when it is issued."""
-        self._switches_seen = len(getattr(self.scheme, "switches", ()))  # announced before a resume
-        start = self.clock.now()
-        r = self.start_round
-        ahead: Started | None = None  # round r, already dispatched while round r-1 finished
-        while r < self.scheme.total_rounds:
-            if ahead is None:
-                if self._stop_requested():
-                    self.transport.forget([e.call for e in self.early.values()])
-                    self.early.clear()
-                    if self.checkpointer is not None:
-                        self._absorb_late(r)
-                        self._checkpoint(r, start)
-                    break
-                ahead = self._start_round(r, start)
-            now, ahead = ahead, None
-            end, info = self._end_round(now)
-            if self._inputs_final(r + 1):
-                ahead = self._start_round(r + 1, start)
-            self._finish_round(now, end, info, start, ahead)
-            r += 1
-        self.rounds_run = r
-        return self.clock.now() - start
-
-    def _inputs_final(self, r: int) -> bool:
-        """Whether round r may start before the previous round's decodes and steps: r exists, no
-        checkpoint or stop falls at its boundary, and its new job's model (concurrent mode) has
-        no decode outstanding (job r-M decoded and stepped, which M >= T+2 guarantees)."""
-        if (not self.cfg.train.pipeline or r >= self.scheme.total_rounds or self.delayed
-                or self._stop_requested()):
-            return False
-        if self.checkpointer is not None and self.checkpointer.due(r, self.start_round):
-            return False
-        return not self.scheme.job_exists(r) or r in self.jobs_ctx or self._params_final(r)
-
-    def _start_round(self, r: int, start: float) -> Started:
-        """Absorb late results, [checkpoint], plan round r, issue its job, dispatch its tasks."""
-        round_start = tp = self.clock.now()
-        failures_before = len(self.failures)  # late failures found now belong to round r
-        self._absorb_late(r)
-        if self.checkpointer is not None and self.checkpointer.due(r, self.start_round):
-            self.timings.plan += self.clock.now() - tp
-            self._checkpoint(r, start)
-            tp = self.clock.now()
-        plan = self.scheme.plan(r)
-        ti = self.clock.now()
-        self.timings.plan += ti - tp
-        if self.scheme.job_exists(r) and r not in self.jobs_ctx:
-            self._issue(r)
-        td = self.clock.now()
-        self.timings.issue += td - ti
-        early, self.early = self.early, {}
-        pending = {}
-        for w in range(self.n) if any(plan) else ():  # a tail round with no task: none
-            if w in early:
-                if early[w].round != r or early[w].tasks != plan[w]:
-                    raise RuntimeError(f"{self.scheme.name}: worker {w}'s round-{r} tasks sent "
-                                       f"at its arrival differ from round {r}'s plan (a scheme "
-                                       f"claiming plans_from_own_arrivals broke it)")
-                pending[early[w].call] = w
-            else:
-                pending[self._dispatch(r, w, plan[w], 0)] = w
-        t0 = self.clock.now()
-        self.timings.dispatch += t0 - td
-        head_start = {w: t0 - e.sent for w, e in early.items()}
-        finished_at = {w: e.finished - t0 for w, e in early.items() if e.finished is not None}
-        return Started(r, plan, pending, round_start, t0, failures_before, head_start,
-                       finished_at)
-
-    def _dispatch_at_arrival(self, r: int, w: int) -> None:
-        """Send worker w, whose round-r results just arrived, its round-(r+1) tasks now, when
-        round r+1's inputs are final and the scheme's next tasks for w cannot depend on who
-        else arrives (``Scheme.plans_from_own_arrivals``, ``train.dispatch = "arrival"``)."""
-        if (self.cfg.train.dispatch != "arrival" or w in self.early
-                or not self._arrival_dispatch_open(r)):
-            return
-        tasks = self._next_plan(r)[w]
-        if tasks:
-            td = self.clock.now()
-            self.early[w] = EarlyCall(r + 1, self._dispatch(r + 1, w, tasks, 0), tasks, td)
-            self.dispatched_at_arrival += 1
-            self.timings.dispatch += self.clock.now() - td
-
-    def _arrival_dispatch_open(self, r: int) -> bool:
-        """Whether round r+1 may be sent during round r (once per round, cached); issues job
-        r+1 first when its parameters are already final."""
-        if self.arrival_dispatch[0] != r:
-            ok = self.scheme.plans_from_own_arrivals and self._inputs_final(r + 1)
-            if ok and self.scheme.job_exists(r + 1) and r + 1 not in self.jobs_ctx:
-                ti = self.clock.now()
-                self._issue(r + 1)
-                self.timings.issue += self.clock.now() - ti
-            self.arrival_dispatch = (r, ok)
-        return self.arrival_dispatch[1]
-
-    def _next_plan(self, r: int):
-        """Round r+1's plan should everyone arrive (rows of arrived workers are final)."""
-        if self.next_plan[0] != r:
-            tp = self.clock.now()
-            self.next_plan = (r, self.scheme.next_plan_if_all_arrive(r))
-            self.timings.plan += self.clock.now() - tp
-        return self.next_plan[1]
-
-    def _end_round(self, now: Started) -> tuple[End, dict]:
-        """Wait for round ``now.r`` to end (policy), then record who arrived."""
-        r = now.r
-        info: dict = {"arrival_s": {}, "compute_s": {}, "sleep_s": {}, "wait_s": 0.0}
-        if not any(now.plan):
-            end = End(np.ones(self.n, dtype=bool), False, math.inf)
-        else:
-            end = self._wait_round(r, now.plan, now.pending, now.t0, info, now.head_start,
-                                   now.finished_at)
-            info["wait_s"] = self.clock.now() - now.t0
-            self.timings.wait += info["wait_s"]
-        info["failures"] = self.failures[now.failures_before:]
-        tdec = self.clock.now()
-        self.scheme.record(r, end.arrived)
-        self._observe(r, info)
-        self.timings.decode += self.clock.now() - tdec
-        self.waits += end.fell_back
-        self.stragglers_total += int((~end.arrived).sum())
-        return end, info
-
-    def _finish_round(self, now: Started, end: End, info: dict, start: float,
-                      ahead: Started | None) -> None:
-        """Decode and step every decodable job, check deadlines, evaluate, log round ``now.r``
-        (while round r+1's workers compute, when it started ahead)."""
-        r, T = now.r, self.T
-        busy = self.timings.overhead()
-        jobs_done = [self._finish_job(t) for t in range(max(0, r - T), r + 1)
-                     if self.scheme.decodable(t)]
-        for t in range(max(0, r - T), r + 1):
-            if (self.scheme.job_exists(t) and self.scheme.decode_deadline(t) == r
-                    and not self.scheme.is_decoded(t)):
-                raise DecodeError(f"{self.scheme.name}: job {t} not decodable at its deadline "
-                                  f"round {r}; the recorded stragglers broke the scheme's "
-                                  f"guarantee")
-        self.decoder.forget_before(r - T)
-        if info["compute_s"]:
-            self.round_compute_s += float(np.mean(list(info["compute_s"].values())))
-        info["evals"] = self._evaluate(r)
-        oldest = min([item[1] for item in self.late] + [r + 1])
-        for key in [k for k in self._calls if k[0] < oldest]:
-            del self._calls[key]
-        if not any(now.plan):
-            duration = 0.0
-        elif ahead is not None:  # the round lasted until the next one started
-            duration = ahead.round_start - now.round_start
-        else:
-            duration = self.clock.now() - now.round_start
-        self.durations.append(duration)
-        info["next_started_early"] = ahead is not None
-        tl = self.clock.now()
-        self._record(r, now.plan, end, info, duration, jobs_done,
-                     self.runtime_before + self.clock.now() - start)
-        self.timings.log += self.clock.now() - tl
-        if ahead is not None:
-            self._issue_ahead(r + 2)
-            self.timings.overlapped += self.timings.overhead() - busy
-            self.pipelined += 1
-
-    def _issue_ahead(self, t: int) -> None:
-        """While round t-1's workers compute, put job t's parameters in the store when they are
-        final already (job t-M decoded and stepped), so round t only dispatches. Not for a
-        switching scheme: a switch recorded in round t-1 may change job t's chunking."""
-        if (self.delayed or t >= self.scheme.total_rounds or not self.scheme.job_exists(t)
-                or t in self.jobs_ctx or hasattr(self.scheme, "switches")
-                or not self._params_final(t)):
-            return
-        ti = self.clock.now()
-        self._issue(t)
-        self.timings.issue += self.clock.now() - ti
-
-
-@dataclass
 class Started:
-    """A round whose tasks are out: its plan, the calls in flight (ref -> worker), when it
+    """A round whose tasks are out: its plan, the calls in flight (handle -> worker), when it
     started (``round_start``), when its dispatch ended (``t0``: arrival times count from
     here, or from a worker's own earlier dispatch, ``head_start`` seconds before) and how many
     failures were logged before it."""
@@ -373,12 +61,211 @@ class Started:
 
 
 @dataclass
-class EarlyCall:
-    """Round ``round``'s call to one worker, sent at ``sent`` when its previous round arrived;
-    ``finished``: when the previous round's wait saw it done (perf_counter), if it did."""
+class Coordinator:
+    """Runs the rounds over its parts (module docstring)."""
 
-    round: int
-    call: Any
-    tasks: list
-    sent: float
-    finished: float | None = None
+    scheme: Any
+    policy: Any
+    transport: Any               # gcode.runtime.transport.base.Transport
+    reducer: Any                 # gcode.runtime.transport.base.Reducer (the star plane's Decoder)
+    clock: Any                   # gcode.runtime.transport.base.Clock
+    session: Session
+    stats: RunStats
+    models: ModelBank
+    jobs: JobBook
+    pipeline: Pipeline
+    dispatcher: Dispatcher
+    late: LateResults
+    arrivals: Arrivals
+    reporter: Reporter
+    delays: Any                  # gcode.runtime.loop.inject.DelaySource
+    num_params: int
+    config: dict = field(default_factory=dict)  # the run's config (saved in checkpoints)
+    eval_dataset: Any = None     # held-out dataset (read on the coordinator)
+    eval_every: int = 0
+
+    @property
+    def n(self) -> int:
+        return self.scheme.n
+
+    # ---- the rounds -----------------------------------------------------------------------
+    def run(self) -> float:
+        """Run every round from ``session.start_round``; returns the seconds of this session's
+        training loop. With a checkpointer, the state at the boundary before round r (after
+        absorbing the late results that are ready) is written when r is a multiple of
+        ``checkpoint.every``, and when a stop request ends the run.
+
+        Pipelining: once round r has ended and been recorded, round r+1 is dispatched *before*
+        round r's decodes, steps and reports when its inputs are already final
+        (:meth:`Pipeline.inputs_final`), so that work overlaps the workers' compute."""
+        start = self.clock.now()
+        r = self.session.start_round
+        ahead: Started | None = None  # round r, already dispatched while round r-1 finished
+        while r < self.scheme.total_rounds:
+            if ahead is None:
+                if self.reporter.stop_requested():
+                    self.dispatcher.cancel_early()
+                    if self.session.checkpointer is not None:
+                        self.late.absorb(r)
+                        self._checkpoint(r, start)
+                    break
+                ahead = self._start_round(r, start)
+            now, ahead = ahead, None
+            end, info = self._end_round(now)
+            if self.pipeline.inputs_final(r + 1):
+                ahead = self._start_round(r + 1, start)
+            self._finish_round(now, end, info, start, ahead)
+            r += 1
+        self.stats.rounds_run = r
+        return self.clock.now() - start
+
+    def _start_round(self, r: int, start: float) -> Started:
+        """Absorb late results, [checkpoint], plan round r, issue its job, dispatch its tasks."""
+        timings = self.stats.timings
+        round_start = tp = self.clock.now()
+        failures_before = len(self.stats.failures)  # late failures found now belong to round r
+        self.late.absorb(r)
+        ck = self.session.checkpointer
+        if ck is not None and ck.due(r, self.session.start_round):
+            timings.plan += self.clock.now() - tp
+            self._checkpoint(r, start)
+            tp = self.clock.now()
+        plan = self.scheme.plan(r)
+        ti = self.clock.now()
+        timings.plan += ti - tp
+        if self.scheme.job_exists(r) and r not in self.jobs.handles:
+            self.jobs.issue(r)
+        td = self.clock.now()
+        timings.issue += td - ti
+        early = self.dispatcher.take_early()
+        pending = {}
+        for w in range(self.n) if any(plan) else ():  # a tail round with no task: none
+            if w in early:
+                if early[w].round != r or early[w].tasks != plan[w]:
+                    raise RuntimeError(f"{self.scheme.name}: worker {w}'s round-{r} tasks sent "
+                                       f"at its arrival differ from round {r}'s plan (a scheme "
+                                       f"claiming plans_from_own_arrivals broke it)")
+                pending[early[w].call] = w
+            else:
+                pending[self.dispatcher.send(r, w, plan[w], 0)] = w
+        t0 = self.clock.now()
+        timings.dispatch += t0 - td
+        head_start = {w: t0 - e.sent for w, e in early.items()}
+        finished_at = {w: e.finished - t0 for w, e in early.items() if e.finished is not None}
+        return Started(r, plan, pending, round_start, t0, failures_before, head_start,
+                       finished_at)
+
+    def _end_round(self, now: Started) -> tuple[End, dict]:
+        """Wait for round ``now.r`` to end (policy), then record who arrived."""
+        r, stats = now.r, self.stats
+        info: dict = {"arrival_s": {}, "compute_s": {}, "sleep_s": {}, "wait_s": 0.0}
+        if not any(now.plan):
+            end = End(np.ones(self.n, dtype=bool), False, math.inf)
+        else:
+            state = RoundState(self.n, head_start=dict(now.head_start))
+            end = self.arrivals.wait(OpenRound(r, now.plan, now.pending, state, info, now.t0,
+                                               finished_at=dict(now.finished_at)))
+            info["wait_s"] = self.clock.now() - now.t0
+            stats.timings.wait += info["wait_s"]
+        info["failures"] = stats.failures[now.failures_before:]
+        tdec = self.clock.now()
+        self.scheme.record(r, end.arrived)
+        self.reporter.observe(r, info)
+        stats.timings.decode += self.clock.now() - tdec
+        stats.waits += end.fell_back
+        stats.stragglers_total += int((~end.arrived).sum())
+        return end, info
+
+    def _finish_round(self, now: Started, end: End, info: dict, start: float,
+                      ahead: Started | None) -> None:
+        """Decode and step every decodable job, check deadlines, evaluate, log round ``now.r``
+        (while round r+1's workers compute, when it started ahead)."""
+        r, T, stats = now.r, self.scheme.delay, self.stats
+        busy = stats.timings.overhead()
+        jobs_done = [self.jobs.finish(t) for t in range(max(0, r - T), r + 1)
+                     if self.scheme.decodable(t)]
+        for t in range(max(0, r - T), r + 1):
+            if (self.scheme.job_exists(t) and self.scheme.decode_deadline(t) == r
+                    and not self.scheme.is_decoded(t)):
+                raise DecodeError(f"{self.scheme.name}: job {t} not decodable at its deadline "
+                                  f"round {r}; the recorded stragglers broke the scheme's "
+                                  f"guarantee")
+        self.reducer.forget_before(r - T)
+        if info["compute_s"]:
+            stats.round_compute_s += float(np.mean(list(info["compute_s"].values())))
+        info["evals"] = self._evaluate(r)
+        self.dispatcher.forget_before(self.late.oldest(r + 1))
+        if not any(now.plan):
+            duration = 0.0
+        elif ahead is not None:  # the round lasted until the next one started
+            duration = ahead.round_start - now.round_start
+        else:
+            duration = self.clock.now() - now.round_start
+        stats.durations.append(duration)
+        info["next_started_early"] = ahead is not None
+        tl = self.clock.now()
+        self.reporter.record(r, now.plan, end, info, duration, jobs_done,
+                             self.session.runtime_before + self.clock.now() - start,
+                             self.late.take_cut_replies())
+        stats.timings.log += self.clock.now() - tl
+        if ahead is not None:
+            if self.pipeline.may_issue_ahead(r + 2):  # round r+2's parameters, while r+1 runs
+                ti = self.clock.now()
+                self.jobs.issue(r + 2)
+                stats.timings.issue += self.clock.now() - ti
+            stats.timings.overlapped += stats.timings.overhead() - busy
+            stats.pipelined += 1
+
+    def _checkpoint(self, r: int, start: float) -> None:
+        tc = self.clock.now()
+        self.session.checkpointer.save(self, r, self.session.runtime_before + (tc - start))
+        self.stats.timings.checkpoint += self.clock.now() - tc
+
+    # ---- held-out evaluation ----------------------------------------------------------------
+    def _evaluate(self, r: int) -> list[dict]:
+        """Every model's held-out loss (and accuracy), every ``train.eval_every`` rounds."""
+        if self.eval_dataset is None or not self.eval_every or (r + 1) % self.eval_every:
+            return []
+        rows = self.models.evaluate(self.eval_dataset, self.stats.updates, round=r)
+        self.stats.evals += rows
+        return rows
+
+    def final_evaluation(self) -> list[dict] | None:
+        """Every model's held-out metrics at the end of the run (None without an eval set)."""
+        if self.eval_dataset is None:
+            return None
+        return self.models.evaluate(self.eval_dataset, self.stats.updates)
+
+    # ---- checkpoint -------------------------------------------------------------------------
+    def state_dict(self, r: int, runtime_s: float) -> dict:
+        """The run's state at the boundary before round ``r`` (late results of earlier rounds
+        absorbed), one section per part: the tree :mod:`gcode.runtime.checkpoint` writes."""
+        from ...codes.state import scheme_state
+        return {
+            "run": {**self.session.state_dict(runtime_s), "n": self.n, "models": self.models.M,
+                    "num_params": self.num_params, "scheme": self.scheme.name},
+            "scheme": scheme_state(self.scheme),
+            "tuner": self.policy.state() if getattr(self.policy, "name", None) == "auto" else None,
+            "coordinator": self.stats.state_dict(),
+            "late": self.late.state_dict(),
+            "jobs": self.jobs.state_dict(),
+            "decoder": self.reducer.state_dict(),
+            "delays": self.delays.state_dict(r),
+            "models": self.models.state_dict(),
+        }
+
+    def load_state_dict(self, tree: dict, path: str) -> None:
+        """Back to a checkpoint's :meth:`state_dict` (its scheme and tuner were restored before
+        this coordinator was built); the next :meth:`run` starts at its round."""
+        run = tree["run"]
+        if (run["n"], run["models"], run["num_params"]) != (self.n, self.models.M, self.num_params):
+            raise ValueError(f"n={run['n']}, models={run['models']}, num_params="
+                             f"{run['num_params']} do not match this run's n={self.n}, models="
+                             f"{self.models.M}, num_params={self.num_params}")
+        self.models.load_state_dict(tree["models"])
+        self.stats.load_state_dict(tree["coordinator"])
+        self.late.load_state_dict(tree["late"])
+        self.reducer.load_state_dict(tree["decoder"])
+        self.jobs.load_state_dict(tree["jobs"])
+        self.delays.load_state_dict(tree["delays"], self.n)
+        self.session.load_state_dict(run, tree["round"], path)

@@ -313,3 +313,38 @@ class Decoder:
         """Drop every job older than t (results that a decoded job did not need, late arrivals)."""
         for old in [j for j in self.jobs if j < t]:
             self.forget(old)
+
+    # ---- checkpoint ---------------------------------------------------------------------
+    def state_dict(self) -> dict:
+        """The stored results (host arrays) and the jobs' fp64 accumulators; queued folds are
+        folded first, so the state is accumulators and stored results only."""
+        self.flush(min_pending=1)
+
+        def host(acc):
+            return None if acc is None else np.asarray(self.math.tensor(acc).cpu().numpy())
+        return {"streaming": self.streaming, "streamed": self.streamed, "fallbacks": self.fallbacks,
+                "results": [[tuple(key), self.sig[key], self.host(arr), self.losses[key]]
+                            for key, arr in self.results.items()],
+                "jobs": [[t, {"acc": host(job.acc), "loss": job.loss,
+                              "folded": [[sig, tuple(k)] for sig, k in job.folded.items()],
+                              "keys": sorted(tuple(k) for k in job.keys)}]
+                         for t, job in self.jobs.items()]}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.streamed, self.fallbacks = int(state["streamed"]), int(state["fallbacks"])
+        for key, sig, arr, loss in state["results"]:
+            arr = np.asarray(arr)
+            if arr.shape != (self.d,):
+                raise ValueError(f"a stored result has shape {arr.shape}, expected ({self.d},)")
+            k = ResultKey(*key)
+            self.results[k] = arr
+            self.losses[k] = float(loss)
+            self.sig[k] = sig
+        for t, job in state["jobs"]:
+            acc = None
+            if job["acc"] is not None:
+                acc = self.math.zeros()
+                self.math.fold(acc, [np.asarray(job["acc"], dtype=np.float64)], [1.0])
+            self.jobs[int(t)] = _Job(acc=acc, loss=float(job["loss"]),
+                                     folded={sig: ResultKey(*k) for sig, k in job["folded"]},
+                                     keys={ResultKey(*k) for k in job["keys"]})

@@ -35,6 +35,16 @@ class DelaySource:
             self.table = more
         return float(self.table[r, w])
 
+    def state_dict(self, next_round: int) -> dict:
+        """The table drawn so far (a resumed run injects the same delays)."""
+        return {"table": self.table, "next_round": int(next_round)}
+
+    def load_state_dict(self, state: dict, n: int) -> None:
+        table = np.asarray(state["table"], dtype=np.float64)
+        if table.ndim != 2 or table.shape[1] != n:
+            raise ValueError(f"delay table shape {table.shape}, expected (rounds, {n})")
+        self.table = table
+
 
 def injected_delays(ic: InjectConfig, n: int, rounds: int, seed: int) -> np.ndarray:
     """(rounds, n) float64 seconds to sleep; zeros when nothing is injected."""

@@ -1,134 +1,128 @@
-"""The coordinator's job lifecycle: issue a job's parameters, decode it, step its model, and
-the diagnostics around it (direct gradients for check_decode, held-out evaluation).
+"""A job's life on the coordinator: issued (its model's parameters shipped once, with its chunk
+ranges), its results stored as they arrive (:mod:`gcode.runtime.loop.intake`), then decoded,
+checked and stepped once the scheme says it is decodable, and released.
 
-A mixin of :class:`gcode.runtime.loop.coordinator.Coordinator`: it reads and writes the
-coordinator's state (models, optimizers, decoder, scheme, counters) and holds none itself.
+Invariant: job t is issued only once its model's previous job (t - M) has stepped, so every
+job computes on the parameters the uninterrupted sequence of updates gives (M >= T + 1).
 """
 
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import numpy as np
 
-from ..data import bounds_of, job_indices
+from ..data import bounds_of
 from ..errors import DivergedError
 from ..probe import check_decoded
-from .health import check_params
+from .health import DirectGradient
+from .models import ModelBank
+from .stats import RunStats
 
 
-class JobLifecycle:
-    def _params_final(self, t: int) -> bool:
+class JobBook:
+    """The jobs in flight: each one's transport handle and message dtype (the checkpoint's
+    ``jobs`` section), and the decode and step that end it. ``reducer`` is where results are
+    stored and summed (the star plane's Decoder); ``check_decode`` compares every decoded
+    gradient with one computed here (``direct``)."""
+
+    def __init__(self, scheme, models: ModelBank, transport, reducer, stats: RunStats,
+                 batch_size: int, direct: DirectGradient, check_decode: bool, clock,
+                 hint=str):
+        self.scheme, self.models, self.transport, self.reducer = scheme, models, transport, reducer
+        self.stats, self.batch_size, self.direct, self.check_decode = stats, batch_size, direct, check_decode
+        self.clock, self.hint = clock, hint
+        self.handles: dict[int, Any] = {}       # job -> the transport's handle of its data
+        self.dtypes: dict[int, np.dtype] = {}   # job -> message dtype
+        self._bounds: dict[tuple, tuple] = {}   # chunking -> chunk ranges
+
+    def in_flight(self):
+        """The jobs issued and not yet decoded."""
+        return self.handles.keys()
+
+    def params_final(self, t: int) -> bool:
         """Whether job t's model has no decode outstanding: job t-M (its model's previous job)
         is decoded and stepped, or there is none (delayed mode: one model, always)."""
-        prev = t - self.M
-        return self.delayed or not self.scheme.job_exists(prev) or self.scheme.is_decoded(prev)
+        prev = t - self.models.M
+        return self.models.delayed or not self.scheme.job_exists(prev) or self.scheme.is_decoded(prev)
 
-    def _issue(self, t: int) -> None:
-        """Put model (t mod M)'s parameters and job t's chunk ranges in the store, once."""
-        if not self._params_final(t):
-            prev = t - self.M
-            raise RuntimeError(f"job {t} would start from model {t % self.M} before job {prev} "
-                               f"updated it (M={self.M} must be >= T+1={self.T + 1})")
-        check_params(self, t)  # a diverged model stops the run here (gcode.runtime.loop.health)
-        model = self.models[self.model_of(t)]
-        self.put_job(t, model.params.detach(), self.scheme.message_dtype)
+    def issue(self, t: int) -> None:
+        """Ship model (t mod M)'s parameters and job t's chunk ranges, once."""
+        if not self.params_final(t):
+            prev = t - self.models.M
+            raise RuntimeError(f"job {t} would start from model {t % self.models.M} before job "
+                               f"{prev} updated it (M={self.models.M} must be >= T+1="
+                               f"{self.scheme.delay + 1})")
+        self.models.check_finite(t)  # a diverged model stops the run here
+        self.put(t, self.models.params(self.models.model_of(t)).detach(), self.scheme.message_dtype)
 
-    def put_job(self, t: int, flat, dtype) -> None:
-        """Job t's parameters (a numpy array or a tensor on any device) and chunk ranges, copied
-        once by the transport (``flat`` may be the live model's: it is copied before this
-        returns)."""
+    def put(self, t: int, flat, dtype) -> None:
+        """Job t's parameters (a numpy array or a tensor on any device, copied by the transport
+        before this returns) and chunk ranges."""
         fractions = np.asarray(self.scheme.chunk_fractions_for(t), dtype=np.float64)
         groups = tuple(self.scheme.chunk_groups_for(t))
         key = (fractions.tobytes(), groups)
-        if key not in self._bounds_cache:
-            self._bounds_cache[key] = bounds_of(fractions, self.cfg.train.batch_size, groups)
-        self.job_dtype[t] = np.dtype(dtype)
-        self.jobs_ctx[t] = self.transport.put_job(t, flat, self._bounds_cache[key])
+        if key not in self._bounds:
+            self._bounds[key] = bounds_of(fractions, self.batch_size, groups)
+        self.dtypes[t] = np.dtype(dtype)
+        self.handles[t] = self.transport.put_job(t, flat, self._bounds[key])
 
-    def job_params(self, t: int) -> np.ndarray:
-        """Job t's parameter snapshot (a read-only view of the transport's copy)."""
-        return self.transport.job_params(self.jobs_ctx[t])
+    def params(self, t: int) -> np.ndarray:
+        """Job t's parameters as shipped (read-only)."""
+        return self.transport.job_params(self.handles[t])
 
-    def _finish_job(self, t: int) -> dict:
-        """Decode job t (already recorded decodable), check it, step its model."""
+    def dtype_for(self, tasks) -> np.dtype:
+        """The message dtype of a call computing ``tasks`` (fp32 when it has none)."""
+        if not tasks:
+            return np.dtype(np.float32)
+        return np.result_type(*(self.dtypes[t.job] for t in tasks))
+
+    def finish(self, t: int) -> dict:
+        """Decode job t (recorded decodable), check it, step its model, release its data;
+        returns what the round's record says of it."""
         import torch
 
-        from gcode.train.optim import step
+        timings = self.stats.timings
         td = self.clock.now()
-        decoding = self.scheme.decode(t)
-        grad, loss = self.decoder.decode(t, decoding)
-        self.timings.decode += self.clock.now() - td
-        m = self.model_of(t)
-        tr = self.cfg.train
-        if not (math.isfinite(loss) and math.isfinite(float(grad.sum()))):
+        grad, loss = self.reducer.decode(t, self.scheme.decode(t))
+        timings.decode += self.clock.now() - td
+        m = self.models.model_of(t)
+        if not (math.isfinite(loss) and (grad is None or math.isfinite(float(grad.sum())))):
             raise DivergedError(f"model {m} diverged: job {t}'s decoded "
                                 f"{'loss' if not math.isfinite(loss) else 'gradient'} is not "
-                                f"finite (lower the learning rate?){self._checkpoint_hint()}")
-        out = {"job": t, "model": m, "loss": loss / tr.batch_size}
-        self.last_loss = self.model_loss[m] = out["loss"]
+                                f"finite (lower the learning rate?){self.hint()}")
+        out = {"job": t, "model": m, "loss": loss / self.batch_size}
+        self.stats.last_loss = self.stats.model_loss[m] = out["loss"]
         tc = self.clock.now()
-        if tr.check_decode:
-            direct = self._direct_gradient(t)
+        if self.check_decode and grad is not None:
+            direct = self.direct(t, self.params(t))
             err = float(torch.linalg.vector_norm(grad.cpu() - direct)
                         / max(float(torch.linalg.vector_norm(direct)), 1e-300))
-            self.max_rel_error = err if self.max_rel_error is None else max(self.max_rel_error, err)
+            worst = self.stats.max_rel_error
+            self.stats.max_rel_error = err if worst is None else max(worst, err)
             out["rel_error"] = err
-            check_decoded(err, t, self.models[m].module, self.scheme.name)  # a coded miss stops
-        self.timings.check += self.clock.now() - tc
+            check_decoded(err, t, self.models.models[m].module, self.scheme.name)  # a coded miss stops
+        timings.check += self.clock.now() - tc
         ts = self.clock.now()
-        self.models[m].set_gradient(grad, 1.0 / tr.batch_size)
-        step(self.optimizers[m], self.spec.workload.optimizer_fn, f"model {m} at job {t}")
-        self.updates[m] += 1
-        self.timings.step += self.clock.now() - ts
-        self.job_dtype.pop(t, None)
-        handle = self.jobs_ctx.pop(t, None)
+        if grad is not None:  # else the data plane stepped the model's replicas itself
+            self.models.step(m, grad, 1.0 / self.batch_size, f"model {m} at job {t}")
+        self.stats.updates[m] += 1
+        timings.step += self.clock.now() - ts
+        self.dtypes.pop(t, None)
+        handle = self.handles.pop(t, None)
         if handle is not None:
             self.transport.release_job(handle)
-        self.decoded += 1
+        self.stats.decoded += 1
         return out
 
-    def _direct_gradient(self, t: int):
-        """Job t's full gradient computed here in one pass (check_decode: reads the batch on the
-        coordinator, which a normal run never does)."""
-        import torch
+    # ---- checkpoint ---------------------------------------------------------------------
+    def state_dict(self) -> dict:
+        """Each job in flight: its message dtype and parameter snapshot."""
+        return {int(t): {"dtype": np.dtype(self.dtypes[t]).name, "params": self.params(t)}
+                for t in sorted(self.handles)}
 
-        from gcode.train.compute import TaskComputer
-        if self._local is None:
-            self._local = TaskComputer(self.spec.workload, "cpu", self.spec.buffers)
-        tr = self.cfg.train
-        self._local.load(t, self.job_params(t))
-        idx = job_indices(tr.seed, t, tr.batch_size, self.spec.num_samples)
-        direct = torch.empty(self.spec.num_params, dtype=torch.float64)
-        self._local.coded_gradient([idx], [1.0], direct)
-        return direct
-
-    def _evaluate(self, r: int) -> list[dict]:
-        """Held-out loss (and accuracy) of every model, every ``train.eval_every`` rounds."""
-        from gcode.train.compute import evaluate
-        every = self.cfg.train.eval_every
-        if self.eval_dataset is None or not every or (r + 1) % every:
-            return []
-        rows = [{"round": r, "model": m, "updates": self.updates[m],
-                 **evaluate(model.module, self.spec.workload, self.eval_dataset, model.device)}
-                for m, model in enumerate(self.models)]
-        self.evals += rows
-        return rows
-
-    def final_evaluation(self) -> list[dict] | None:
-        """Every model's held-out metrics at the end of the run (None without an eval set)."""
-        from gcode.train.compute import evaluate
-        if self.eval_dataset is None:
-            return None
-        return [{"model": m, "updates": self.updates[m],
-                 **evaluate(model.module, self.spec.workload, self.eval_dataset, model.device)}
-                for m, model in enumerate(self.models)]
-
-    def _checkpoint_hint(self) -> str:
-        saved = self.checkpointer.written if self.checkpointer is not None else []
-        if not saved:
-            return ""
-        from ...config import how_to_set
-        return (f"; the last checkpoint is {saved[-1]} "
-                f"({how_to_set('checkpoint.resume', str(self.checkpointer.root))} continues from it)")
-
+    def load_state_dict(self, jobs: dict) -> None:
+        """Ship a checkpoint's jobs in flight again (their snapshots, not the models')."""
+        for t, job in jobs.items():
+            self.put(int(t), np.asarray(job["params"], dtype=np.float32), np.dtype(job["dtype"]))

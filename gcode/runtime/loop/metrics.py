@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from .coordinator import APPROX_DELAYED, APPROX_IGNORE
+APPROX_DELAYED = ("delayed-gradient SGD: one model; the gradient of job t (computed on the "
+                  "parameters at round t) is applied when decoded, up to T rounds late")
+APPROX_IGNORE = "ignore-stragglers: rescaled partial sums, a biased gradient estimate"
 
 
 def real_load(scheme, batch_size: int) -> dict:
@@ -21,7 +23,7 @@ def real_load(scheme, batch_size: int) -> dict:
 
 def steps_per_model(coord) -> int:
     """The optimizer steps of the least-trained model (each model's: ``updates_per_model``)."""
-    return min(coord.updates, default=0)
+    return min(coord.stats.updates, default=0)
 
 
 def run_metrics(cfg, coord, scheme, policy, pool, M, d, runtime_s, setup_s, session_s) -> dict:
@@ -31,10 +33,11 @@ def run_metrics(cfg, coord, scheme, policy, pool, M, d, runtime_s, setup_s, sess
     notes = [APPROX_DELAYED] if tr.mode == "delayed" else []
     if not scheme.exact:
         notes.append(APPROX_IGNORE)
-    rounds = coord.rounds_run
-    t = coord.timings
+    stats, session = coord.stats, coord.session
+    rounds = stats.rounds_run
+    t = stats.timings
     per_round = {k: v / max(rounds, 1) for k, v in t.__dict__.items()}
-    resp = float(np.mean(coord.response_s)) if coord.response_s else None
+    resp = float(np.mean(stats.response_s)) if stats.response_s else None
     info = pool.info if pool is not None else []
     options = pool.options if pool is not None else {}
     out = {
@@ -46,35 +49,36 @@ def run_metrics(cfg, coord, scheme, policy, pool, M, d, runtime_s, setup_s, sess
         "load": scheme.load, "delay_T": scheme.delay, **real_load(scheme, tr.batch_size),
         "message_dtype": np.dtype(scheme.message_dtype).name, "decode_checks": scheme.decode_checks,
         "num_params": d, "batch_size": tr.batch_size,
-        "runtime_s": runtime_s, "setup_s": setup_s, "rounds": rounds, "waits": coord.waits,
-        "decoded_jobs": coord.decoded, "updates_per_model": coord.updates,
-        "evals": coord.evals, "max_decode_rel_error": coord.max_rel_error,
-        "stopped": coord.stopped, "stop_reason": coord.stop_reason or None,
-        "stragglers": coord.stragglers_total, "late_results_used": coord.late_used,
-        "failures": coord.failures, "retries": coord.retries,
-        "restarts": {str(k): v for k, v in sorted(coord.restarts.items())},
+        "runtime_s": runtime_s, "setup_s": setup_s, "rounds": rounds, "waits": stats.waits,
+        "decoded_jobs": stats.decoded, "updates_per_model": stats.updates,
+        "evals": stats.evals, "max_decode_rel_error": stats.max_rel_error,
+        "stopped": session.stopped, "stop_reason": session.stop_reason or None,
+        "stragglers": stats.stragglers_total, "late_results_used": stats.late_used,
+        "failures": stats.failures, "retries": stats.retries,
+        "restarts": {str(k): v for k, v in sorted(stats.restarts.items())},
         "nodes": len({info[i].get("node") for i in range(n)}) if info else None,
         "node_ips": sorted({info[i].get("ip") for i in range(n)}) if info else None,
         "worker_cpus": options.get("num_cpus"), "worker_gpus": options.get("num_gpus"),
-        "worker_peak_rss_mb": max(coord.peak_rss_mb.values(), default=None),
-        "prefetch": cfg.cluster.reads_ahead, "read_ahead_tasks": coord.read_ahead,
-        "compute_s_mean": float(np.mean(coord.compute_s)) if coord.compute_s else None,
+        "worker_peak_rss_mb": max(stats.peak_rss_mb.values(), default=None),
+        "prefetch": cfg.cluster.reads_ahead, "read_ahead_tasks": stats.read_ahead,
+        "compute_s_mean": float(np.mean(stats.compute_s)) if stats.compute_s else None,
         "response_s_mean": resp,
         "load_slope_s": (resp / scheme.load) if resp is not None and scheme.load > 0 else None,
         "overhead_s_per_round": t.overhead() / max(rounds, 1),
         "exposed_overhead_s_per_round": t.exposed() / max(rounds, 1),
-        "pipelined_rounds": coord.pipelined,
-        "dispatch": tr.dispatch, "dispatched_at_arrival": coord.dispatched_at_arrival,
-        "compute_s_per_round": coord.round_compute_s / max(rounds, 1),
+        "pipelined_rounds": stats.pipelined,
+        "dispatch": tr.dispatch, "dispatched_at_arrival": stats.dispatched_at_arrival,
+        "compute_s_per_round": stats.round_compute_s / max(rounds, 1),
         "timings_s_per_round": per_round,
-        "decode_streamed": coord.decoder.streamed, "decode_fallbacks": coord.decoder.fallbacks,
-        "durations_s": coord.durations,
+        "decode_streamed": getattr(coord.reducer, "streamed", None),
+        "decode_fallbacks": getattr(coord.reducer, "fallbacks", None),
+        "durations_s": stats.durations,
         "injected": (cfg.inject.trace or cfg.inject.model),
         "time_scale": cfg.inject.time_scale, "seed": tr.seed,
-        "checkpoints": list(coord.checkpointer.written) if coord.checkpointer else [],
-        "checkpoint": coord.checkpointer.written[-1] if coord.checkpointer and coord.checkpointer.written else None,
-        "resumed_from": coord.resumed_from, "sessions": coord.sessions,
-        "session_runtime_s": session_s, "late_results_dropped": coord.late_dropped,
+        "checkpoints": list(session.written),
+        "checkpoint": session.written[-1] if session.written else None,
+        "resumed_from": session.resumed_from, "sessions": session.sessions,
+        "session_runtime_s": session_s, "late_results_dropped": stats.late_dropped,
     }
     if cfg.scheme.name == "auto":
         out["switches"] = list(getattr(scheme, "switches", []))
