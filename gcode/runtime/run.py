@@ -4,7 +4,6 @@ which ``gcode train`` and ``gcode.fit`` share."""
 
 from __future__ import annotations
 
-import os
 import time
 import uuid
 from collections.abc import Callable
@@ -15,7 +14,16 @@ import numpy as np
 
 from ..config import ConfigError, TrainConfig, how_to_set, validate
 from ..config.rules import check_injected_delays, check_memory
-from .data import WorkSpec, model_seed
+from .build import (
+    arrays_workload,
+    build_models,
+    build_scheme,
+    devices,
+    live_run_config,
+    preset_arrays,
+    preset_workload_of,
+)
+from .data import WorkSpec
 from .loop.compose import compose
 from .loop.inject import DelaySource
 from .loop.jsonl_log import JsonlWriter
@@ -23,41 +31,6 @@ from .loop.metrics import run_metrics, steps_per_model
 from .probe import StartupProbe
 
 ProgressFn = Callable[[dict], None]
-
-
-def preset_workload_of(cfg: TrainConfig):
-    """The Workload of the presets the config names (train.model on train.dataset)."""
-    from gcode.train.presets import preset_workload
-    tr = cfg.train
-    try:
-        return preset_workload(tr.model, tr.dataset, model_params=tr.model_params,
-                               dataset_params=tr.dataset_params, num_samples=tr.num_samples,
-                               seed=tr.seed, optimizer=tr.optimizer, lr=tr.lr,
-                               optimizer_params=tr.optimizer_params)
-    except ValueError as exc:
-        raise ConfigError("train", str(exc)) from None
-
-
-def arrays_workload(cfg: TrainConfig, dataset, model_factory: Callable | None):
-    """A Workload for a :class:`gcode.train.Dataset` of in-memory arrays (shipped to every worker
-    inside ``dataset_fn``) and an optional ``model_factory(input_shape, num_classes, **params)``."""
-    from functools import partial
-
-    import torch
-    from torch.utils.data import TensorDataset
-
-    from gcode.train import Workload, make_model_factory, make_optimizer
-    from gcode.train.presets import accuracy, classification_loss
-    tr = cfg.train
-    shape, classes = tuple(dataset.input_shape), dataset.num_classes
-    if model_factory is None:
-        model_fn = make_model_factory(tr.model, shape, classes, **tr.model_params)
-    else:
-        model_fn = partial(model_factory, shape, classes, **tr.model_params)
-    x, y = torch.from_numpy(dataset.x), torch.from_numpy(dataset.y)
-    return Workload(model_fn, classification_loss, partial(TensorDataset, x, y),
-                    partial(make_optimizer, tr.optimizer, lr=tr.lr, **tr.optimizer_params),
-                    metric_fn=accuracy, name=tr.model if model_factory is None else "custom")
 
 
 def train(config: TrainConfig | None = None, *, progress: ProgressFn | None = None,
@@ -72,15 +45,9 @@ def train(config: TrainConfig | None = None, *, progress: ProgressFn | None = No
     cfg = config if config is not None else TrainConfig()
     validate(cfg)
     workload = (preset_workload_of(cfg) if dataset is None and model_factory is None
-                else arrays_workload(cfg, dataset if dataset is not None else _preset_arrays(cfg),
+                else arrays_workload(cfg, dataset if dataset is not None else preset_arrays(cfg),
                                      model_factory))
     return execute(cfg, workload, progress=progress, pool=pool, monitor=monitor)[0]
-
-
-def _preset_arrays(cfg: TrainConfig):
-    from gcode.train import load_dataset
-    tr = cfg.train
-    return load_dataset(tr.dataset, num_samples=tr.num_samples, seed=tr.seed, **tr.dataset_params)
 
 
 def execute(cfg: TrainConfig, workload, *, progress: ProgressFn | None = None, pool=None,
@@ -108,7 +75,8 @@ def execute(cfg: TrainConfig, workload, *, progress: ProgressFn | None = None, p
     Keys of the metrics: runtime_s (wall clock of the rounds), setup_s, rounds, waits (rounds
     that fell back), decode_checks (gcode.codes.base: rounds refused because a decode would
     miss the decode error budget, least-norm decodes), decoded_jobs, final_loss (per model: the
-    mean loss of its last job's batch, decoded like its gradient) and param_checksum (per model: float64 sum of all parameters),
+    mean loss of its last job's batch, decoded like its gradient) and param_checksum (per model:
+    float64 sum of all parameters),
     evals (held-out loss/accuracy every train.eval_every rounds) and final_eval,
     max_decode_rel_error (with train.check_decode, else None), approximate, stragglers,
     failures, restarts, late_results_used, load, real_load and worker_samples (the per-worker
@@ -117,8 +85,8 @@ def execute(cfg: TrainConfig, workload, *, progress: ProgressFn | None = None, p
     simulator's load slope), overhead_s_per_round (all the coordinator's own work),
     exposed_overhead_s_per_round (the part of it that workers waited for: not overlapped with
     the next round's compute), pipelined_rounds (rounds dispatched before the previous round's
-    decodes, see Coordinator.run), compute_s_per_round and timings_s_per_round
-    (coordinator seconds per round by phase), coordinator_device, worker_peak_rss_mb,
+    decodes, see gcode.runtime.loop.coordinator.Coordinator.run), compute_s_per_round and
+    timings_s_per_round (coordinator seconds per round by phase), coordinator_device, worker_peak_rss_mb,
     durations_s, stopped, checkpoints (paths written by this session), checkpoint (the last one,
     or None), resumed_from (the checkpoint this session started from, or None), sessions,
     session_runtime_s, late_results_dropped, exactness_probe (a coded run's startup probe,
@@ -175,73 +143,6 @@ def _keep_run_log(prefix: str, round_: int) -> None:
         path = base.with_name(base.name + suffix)
         if path.exists():
             path.rename(base.with_name(f"{base.name}.before-r{round_:08d}{suffix}"))
-
-
-def build_scheme(cfg: TrainConfig):
-    """(scheme, policy, default M) for a validated config; 'auto' is the online tuner."""
-    from gcode.codes import make_scheme
-    from gcode.sim import make_policy
-    n, sc = cfg.cluster.workers, cfg.scheme
-    if sc.name == "auto":
-        from gcode.config.tables import scheme_delay
-        from gcode.sim.online import OnlineConfig, OnlineTuner
-        ocfg = OnlineConfig(partial=cfg.policy_name == "partial", start_mu=cfg.policy.mu,
-                            max_delay=scheme_delay(sc, n, cfg.train),
-                            **({"gc_code": sc.gc_code} if sc.gc_code else {}))
-        tuner = OnlineTuner(n, sc.jobs, sc.load_slope or 0.0, ocfg)
-        return tuner.scheme, tuner, ocfg.max_delay + 1
-    scheme = make_scheme(sc.name, n=n, jobs=sc.jobs, **cfg.scheme_params())
-    policy = make_policy(cfg.policy_name, mu=cfg.policy.mu, deadline_s=cfg.policy.deadline,
-                         gap=cfg.policy.gap)
-    return scheme, policy, scheme.delay + 1
-
-
-def live_run_config(cfg: TrainConfig, scheme, models: int, message_dtype, run_id: str):
-    """The telemetry RunConfig of a live run."""
-    from gcode.telemetry.messages import run_config
-    return run_config(
-        source="live", scheme=scheme.name, params=scheme.params, n=scheme.n, jobs=scheme.jobs,
-        delay=scheme.delay, load=scheme.load, rounds_planned=scheme.total_rounds,
-        policy=cfg.policy_name, mu=cfg.policy.mu, deadline_s=cfg.policy.deadline,
-        time_scale=cfg.inject.time_scale, models=models, seed=cfg.train.seed,
-        model=cfg.train.model, dataset=cfg.train.dataset, optimizer=cfg.train.optimizer,
-        message_dtype=str(message_dtype), run_id=run_id,
-        extra={"mode": cfg.train.mode, "inject": cfg.inject.trace or cfg.inject.model or "",
-               "batch_size": cfg.train.batch_size, "lr": cfg.train.lr,
-               **({"gap": cfg.policy.gap} if cfg.policy_name == "gap" else {})})
-
-
-def _devices(cfg: TrainConfig):
-    """(coordinator device, decode device, host decode threads) as configured (``auto``: a GPU
-    when this process sees one; the decode follows the coordinator)."""
-    import torch
-    cc = cfg.cluster
-    has_gpu = torch.cuda.is_available()
-    for field_name in ("coordinator_device", "decode_device"):
-        if getattr(cc, field_name) == "cuda" and not has_gpu:
-            raise ConfigError(f"cluster.{field_name}", "is 'cuda' but this process sees no GPU")
-    device = torch.device("cuda" if cc.coordinator_device != "cpu" and has_gpu else "cpu")
-    decode = device if cc.decode_device == "auto" else torch.device(cc.decode_device)
-    if "cuda" in (device.type, decode.type):
-        from gcode.train.flat import exact_fp32
-        exact_fp32()
-    cores = os.cpu_count() or 1
-    local_workers = 0 if (cc.address or os.environ.get("RAY_ADDRESS")) else cc.workers
-    # leave a core for Ray's own processes; at most 4: the decode is memory-bound beyond that
-    threads = cc.decode_threads or max(1, min(4, cores - local_workers - 1))
-    return device, decode, threads
-
-
-def _build_models(cfg: TrainConfig, workload, count: int, device):
-    """M replicas from ``model_fn`` (model m seeded by (seed, m)), flat storage, optimizers."""
-    from gcode.train import FlatModel, build_model
-    from gcode.train.workload import build_optimizer
-    models, optimizers = [], []
-    for m in range(count):
-        model = FlatModel(build_model(workload.model_fn, model_seed(cfg.train.seed, m)), device)
-        models.append(model)
-        optimizers.append(build_optimizer(workload.optimizer_fn, model.module))
-    return models, optimizers
 
 
 def _connect(cfg: TrainConfig, spec: WorkSpec, pool, in_process, pin: bool):
@@ -304,7 +205,7 @@ def _execute(cfg: TrainConfig, workload, progress, pool, monitor, in_process
                                              f"fewer than workers={n}")
     M = 1 if tr.mode == "delayed" else (tr.models or default_models)
     run_id = ck.tree["run"]["run_id"] if ck is not None else uuid.uuid4().hex
-    device, decode_device, threads = _devices(cfg)
+    device, decode_device, threads = devices(cfg)
     check_memory(cfg, workload.model_fn, M if device.type == "cpu" else 0)
 
     started = in_process is None and ensure_ray(cfg.cluster)
@@ -319,7 +220,7 @@ def _execute(cfg: TrainConfig, workload, progress, pool, monitor, in_process
         if tr.batch_size > num_samples:
             raise ConfigError("train.batch_size", f"must be <= the dataset size {num_samples}, "
                                                   f"got {tr.batch_size}")
-        models, optimizers = _build_models(cfg, workload, M, device)
+        models, optimizers = build_models(cfg, workload, M, device)
         if ck is not None:  # before the spec sends their buffers to the workers
             restore_buffers(ck, models)
         d = models[0].numel

@@ -15,6 +15,8 @@ import gcode
 from gcode.train import WorkloadError
 from gcode.train.presets import preset_workload
 
+pytestmark = pytest.mark.ray
+
 ray = pytest.importorskip("ray")
 ray.cloudpickle.register_pickle_by_value(sys.modules[__name__])  # workers cannot import tests/
 

@@ -4,11 +4,14 @@ protobuf run log; `gcode train --monitor ... --run-log ...` runs with both."""
 import json
 import threading
 
+import pytest
 from runtime_helpers import config
 
 from gcode.runtime import train
 from gcode.telemetry.monitor import MonitorClient, MonitorServer
 from gcode.telemetry.runlog import read_run_log
+
+pytestmark = pytest.mark.ray
 
 
 def test_streamed_records_equal_the_run_log(ray_pool, tmp_path):

@@ -129,7 +129,7 @@ def test_a_forgotten_call_gives_its_buffer_back_once_answered(one_worker):
     handle = transport.put_job(1, np.zeros(d, np.float32), ((0, 240),))
     call = _send(one_worker, handle, 0)
     transport.forget([call])
-    assert transport.buffers[call.buffer].owner == call.seq  # the worker may still write it
+    assert transport.results.buffers[call.buffer].owner == call.seq  # the worker may still write it
     for _ in range(600):
         if call.seq not in transport.inflight:
             break
@@ -186,7 +186,7 @@ def test_no_result_buffer_is_ever_lent_while_in_use(ray_pool, ops, reserved):
         for op, w, size in ops:
             if op == "call":
                 seq = next(transport._seq)
-                call = ShmCall(seq, w, transport._lend(size * 64, seq, w))
+                call = ShmCall(seq, w, transport.results.lend(size * 64, seq, w))
                 assert all(c.buffer != call.buffer for c in out), "lent twice"
                 owner = lenders.setdefault(call.buffer, reserved_by.get(call.buffer, w))
                 assert owner == w, f"worker {w} borrowed worker {owner}'s buffer"
@@ -216,7 +216,7 @@ def test_no_result_buffer_is_ever_lent_while_in_use(ray_pool, ops, reserved):
                 kept.pop(next(iter(kept)))
         kept.clear()
         gc.collect()
-        owners = {b.owner for b in transport.buffers if b.owner is not None}
+        owners = {b.owner for b in transport.results.buffers if b.owner is not None}
         assert owners <= set(transport.inflight), "a buffer outlived its call and its result"
     finally:
         transport.close()

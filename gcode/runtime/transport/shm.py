@@ -9,12 +9,8 @@ the rounds. Invariants:
 * a job's parameters are written once into a region of their own, tagged with the job; the
   region is reused only after the job is decoded, and a worker that loaded a region whose tag
   changed meanwhile drops its call as stale (:mod:`gcode.runtime.worker.shm_serving`);
-* a result buffer is written by one call at a time: it is lent to a call and comes back when the
-  call is answered, failed or its worker died, and then only once no array of its last result
-  is alive on the coordinator (a weak reference to the array every view derives from);
-* a result buffer belongs to one worker: only that worker's calls borrow it, so each worker
-  maps (and, on a GPU, page-locks) only the few buffers its own calls in flight need, not
-  every buffer of the run;
+* a result buffer is lent to one call at a time, and belongs to one worker
+  (:mod:`gcode.runtime.transport.shm_buffers`);
 * a worker whose connection is down (its process died) gets its calls through Ray until the
   restarted actor has attached again.
 """
@@ -28,7 +24,6 @@ import shutil
 import socket
 import tempfile
 import time
-import weakref
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -36,6 +31,7 @@ import numpy as np
 
 from ..wire import ERROR, Call, Result
 from .ray_transport import RayTransport
+from .shm_buffers import ResultBuffers
 from .shm_frames import (
     PARAMS_OFFSET,
     CallFrame,
@@ -85,13 +81,6 @@ class ShmCall:
     buffer: int
 
 
-@dataclass(eq=False)
-class _Buffer:
-    region: Region
-    owner: int | None = None  # the call (seq) it is lent to, until that call gives it back
-    result: Any = None   # weakref to the root array of its last result (gives it back when dead)
-
-
 @dataclass
 class _Links:
     """Connections by worker (and a selector over them), and the Ray calls that re-attach
@@ -113,14 +102,19 @@ class _Links:
             sock.close()
 
 
-class ShmTransport(RayTransport):
+class ShmTransport:
+    """The shared-memory transport (module docstring); ``ray`` carries the calls of a worker
+    whose connection is down."""
+
     name = "shm"
 
     def __init__(self, actors: list, ctx: tuple, timeout_s: float, pin: bool = False):
         """Connect every actor (each adopts context ``ctx`` and attaches within ``timeout_s``);
         ``pin``: page-lock the regions (the coordinator copies results to a GPU)."""
         import ray
-        super().__init__(actors, ctx)
+        self.actors, self.ctx = actors, ctx
+        self.ray = RayTransport(actors, ctx)
+        self.stats = self.ray.stats  # one set of counters: calls through Ray count there
         self.pin = pin          # page-lock regions (the coordinator copies results to a GPU)
         self.dir = tempfile.mkdtemp(prefix="gcode-", dir=shm_root())
         self.ctl = os.path.join(self.dir, "ctl")
@@ -130,9 +124,7 @@ class ShmTransport(RayTransport):
         self.links = _Links()
         self.slots: list[Region] = []
         self.free_slots: list[int] = []
-        self.buffers: list[_Buffer] = []
-        #: (worker, region bytes) -> that worker's buffers free to lend
-        self.free_buffers: dict[tuple[int, int], list[int]] = {}
+        self.results = ResultBuffers(self._region, self.stats)
         self.inflight: dict[int, ShmCall] = {}   # seq -> call
         self.replies: dict[int, tuple] = {}      # seq -> (frame, error)
         self.forgotten: set[int] = set()         # calls never to be fetched: free on answer
@@ -191,7 +183,7 @@ class ShmTransport(RayTransport):
         for seq, call in list(self.inflight.items()):
             if call.worker == w:
                 del self.inflight[seq]
-                self._give_back(call)  # its writer is gone
+                self.results.give_back(call)  # its writer is gone
                 self.replies[seq] = (None, DIED)
                 self._drop_forgotten(call)
         if w not in self.links.attaching:
@@ -238,38 +230,7 @@ class ShmTransport(RayTransport):
 
     # ---- calls ----------------------------------------------------------------------------
     def reserve_results(self, workers: int, per_worker: int, nbytes: int) -> None:
-        nbytes = max(nbytes, 8)
-        for w in range(workers):
-            for _ in range(per_worker):
-                self.free_buffers.setdefault((w, nbytes), []).append(self._new_buffer(nbytes))
-                self.stats["result_buffers_reserved"] += 1
-
-    def _new_buffer(self, nbytes: int) -> int:
-        self.buffers.append(_Buffer(self._region(f"r{len(self.buffers)}", nbytes)))
-        return len(self.buffers) - 1
-
-    def _lend(self, nbytes: int, seq: int, w: int) -> int:
-        """A free result buffer of worker ``w`` of at least ``nbytes`` (the same size first), or
-        a new one, lent to call ``seq``."""
-        nbytes = max(nbytes, 8)
-        sizes = [nbytes] if self.free_buffers.get((w, nbytes)) else sorted(
-            size for (worker, size), free in self.free_buffers.items()
-            if worker == w and free and size >= nbytes)
-        if sizes:
-            i = self.free_buffers[w, sizes[0]].pop()
-        else:  # none free: made now, inside a round (reserve_results makes them at setup)
-            i = self._new_buffer(nbytes)
-            self.stats["result_buffers_made"] += 1
-        self.buffers[i].owner, self.buffers[i].result = seq, None
-        return i
-
-    def _give_back(self, call: ShmCall) -> None:
-        """``call``'s buffer may be lent again: the call is over and no array of its result
-        lives. Only the call it is lent to gives it back, once."""
-        buf = self.buffers[call.buffer]
-        if buf.owner == call.seq:
-            buf.owner = None
-            self.free_buffers.setdefault((call.worker, buf.region.nbytes), []).append(call.buffer)
+        self.results.reserve(workers, per_worker, nbytes)
 
     def _region(self, name: str, nbytes: int) -> Region:
         """A new region; page-locked when results are copied to a GPU (cudaHostRegister), so
@@ -285,12 +246,12 @@ class ShmTransport(RayTransport):
         if sock is None:  # down: through Ray until the restarted actor attaches again
             if w not in self.links.attaching:
                 self._attach(w)
-            return super().call(w, call, send_ctx, [self._ray_job(h) for h in jobs])
+            return self.ray.call(w, call, send_ctx, [self._ray_job(h) for h in jobs])
         self.stats["shm_calls"] += 1
         seq = next(self._seq)
-        handle = ShmCall(seq, w, self._lend(result_bytes, seq, w))
+        handle = ShmCall(seq, w, self.results.lend(result_bytes, seq, w))
         self.inflight[seq] = handle
-        out = self.buffers[handle.buffer].region
+        out = self.results.buffers[handle.buffer].region
         regions = [JobRegion(h.job, self.slots[h.index].path, self.slots[h.index].nbytes,
                              h.dtype, h.count, h.bounds) for h in jobs]
         try:
@@ -322,6 +283,9 @@ class ShmTransport(RayTransport):
                     self._drop_forgotten(call)
             timeout = 0.0
 
+    def kill(self, w: int) -> None:
+        self.ray.kill(w)
+
     def forget(self, calls: list) -> None:
         for call in calls:
             if isinstance(call, ShmCall):
@@ -333,7 +297,7 @@ class ShmTransport(RayTransport):
         if call.seq in self.forgotten and call.seq in self.replies:
             self.forgotten.discard(call.seq)
             del self.replies[call.seq]
-            self._give_back(call)
+            self.results.give_back(call)
 
     def _answered(self, calls: list) -> list:
         return [c for c in calls if isinstance(c, ShmCall) and c.seq in self.replies]
@@ -343,7 +307,7 @@ class ShmTransport(RayTransport):
         deadline = time.perf_counter() + timeout
         while True:
             self._pump(0.0)
-            done = self._answered(calls) + (RayTransport.ready(self, refs) if refs else [])
+            done = self._answered(calls) + (self.ray.ready(refs) if refs else [])
             left = deadline - time.perf_counter()
             if done or left <= 0:
                 return done
@@ -359,7 +323,7 @@ class ShmTransport(RayTransport):
 
     def fetch(self, calls: list) -> list[tuple[Result | None, str | None]]:
         refs = [c for c in calls if not isinstance(c, ShmCall)]
-        via_ray = iter(super().fetch(refs) if refs else [])
+        via_ray = iter(self.ray.fetch(refs) if refs else [])
         return [self._result(c) if isinstance(c, ShmCall) else next(via_ray) for c in calls]
 
     def _result(self, call: ShmCall) -> tuple[Result | None, str | None]:
@@ -368,7 +332,7 @@ class ShmTransport(RayTransport):
         result, err = self.replies.pop(call.seq)
         meta = result.grads if err is None and isinstance(result, Result) else None
         if not isinstance(meta, InBuffer):
-            self._give_back(call)  # no array of it goes out
+            self.results.give_back(call)  # no array of it goes out
         if err is not None:
             return None, err
         if isinstance(result, Result) and result.status == ERROR:
@@ -376,28 +340,15 @@ class ShmTransport(RayTransport):
                 raise WorkloadError(result.message)
             return None, result.error or "raised an error"
         if isinstance(meta, InBuffer):
-            result.grads = self._result_array(call, tuple(meta.shape), np.dtype(meta.dtype))
+            result.grads = self.results.array_of(call, tuple(meta.shape), np.dtype(meta.dtype))
         return result, None
-
-    def _result_array(self, call: ShmCall, shape: tuple, dtype: np.dtype) -> np.ndarray:
-        """The result's array over its call's buffer (read-only; the buffer comes back when the
-        array and every view of it are gone), or, when the shape the worker claims does not fit
-        the buffer, a placeholder of that shape for validation to refuse."""
-        buf = self.buffers[call.buffer]
-        count = int(np.prod(shape))
-        if count * dtype.itemsize > buf.region.nbytes:
-            self._give_back(call)
-            return np.broadcast_to(np.zeros((), dtype), shape)
-        root = buf.region.array(dtype, count)
-        root.flags.writeable = False
-        buf.result = weakref.ref(root, lambda _, call=call: self._give_back(call))
-        return root.reshape(shape)
 
     def close(self) -> None:
         for w in list(self.links.conns):
             self.links.drop(w)
         self.links.selector.close()
         self.listener.close()
-        for region in [*self.slots, *(b.region for b in self.buffers)]:
+        for region in self.slots:
             region.close()
+        self.results.close()
         shutil.rmtree(self.dir, ignore_errors=True)

@@ -28,7 +28,7 @@ import torch
 from ..data import WorkSpec, job_indices
 from ..wire import OK, STALE, UNPREPARED, Call, Result, WireTask
 from .prefetch import BatchPrefetcher
-from .shm_serving import ShmServing
+from .shm_serving import ShmServer
 
 _TORCH_DTYPES = {"float32": torch.float32, "float64": torch.float64}
 
@@ -70,7 +70,7 @@ class InjectedFault(RuntimeError):
     """Raised by a worker on purpose (fault injection)."""
 
 
-class GradientWorker(ShmServing):
+class GradientWorker:
     """Ray actor body (wrapped with ``ray.remote`` by :mod:`gcode.runtime.cluster`)."""
 
     def __init__(self, index: int):
@@ -83,6 +83,7 @@ class GradientWorker(ShmServing):
         self._newer: asyncio.Event | None = None
         self._loaded: tuple | None = None
         self._prefetcher: BatchPrefetcher | None = None
+        self._server: ShmServer | None = None
         self.started = time.time()
 
     async def _configure(self, ctx_id: str, ctx_box: list) -> None:
@@ -151,6 +152,14 @@ class GradientWorker(ShmServing):
         return {"worker": self.index, "num_params": self.computer.num_params,
                 "device": str(self.computer.device), "peak_rss_mb": _peak_rss_mb()}
 
+    async def attach(self, ctl_path: str, ctx_id: str, ctx_box: list) -> dict:
+        """Adopt context ``ctx_id`` and serve the shared-memory transport's calls from
+        ``ctl_path`` in the background (:class:`ShmServer`)."""
+        await self._configure(ctx_id, ctx_box)
+        self._server = ShmServer(self)
+        await self._server.start(ctl_path)
+        return {"worker": self.index, "pid": os.getpid()}
+
     async def compute(self, header: bytes, ctx_box: list | None, *job_data: tuple) -> Result:
         """Compute one round's mini-tasks (the Ray transport's call). ``header`` is an encoded
         :class:`Call` (one argument makes a call about twice as cheap to dispatch as ten).
@@ -163,9 +172,9 @@ class GradientWorker(ShmServing):
         elif self.ctx_id != call.ctx:  # restarted since the run began: ask for the context
             return Result(status=UNPREPARED, round=call.round, worker=self.index)
         data = {job: (flat, bounds, None) for job, (flat, bounds) in zip(call.jobs, job_data)}
-        return await self._work(call, data, None)
+        return await self.work(call, data, None)
 
-    async def _work(self, call: Call, data: dict, out_host: np.ndarray | None) -> Result:
+    async def work(self, call: Call, data: dict, out_host: np.ndarray | None) -> Result:
         """The mini-tasks of one call. ``data[job]`` is (flat parameters, chunk bounds, check):
         ``check()`` (when not None) tells whether the parameters were still that job's after they
         were loaded. Results are stacked in the message dtype, into ``out_host`` when given (a

@@ -1,10 +1,11 @@
 """The worker's end of the shared-memory transport (:mod:`gcode.runtime.transport.shm`).
 
-``attach`` adopts the run's context, connects to the coordinator's socket and serves calls
-until the coordinator closes it. Each call frame becomes one task on the actor's event loop,
-running the same :meth:`GradientWorker._work` as a Ray call, so a newer round's frame makes an
-older call stale exactly as it does there. Parameters are read from the job's region and
-checked against its tag after loading; results are written into the buffer the call names.
+The actor's ``attach`` adopts the run's context and starts a :class:`ShmServer`, which connects
+to the coordinator's socket and serves calls until the coordinator closes it. Each call frame
+becomes one task on the actor's event loop, running the same :meth:`GradientWorker.work` as a
+Ray call, so a newer round's frame makes an older call stale exactly as it does there.
+Parameters are read from the job's region and checked against its tag after loading; results
+are written into the buffer the call names.
 """
 
 from __future__ import annotations
@@ -27,18 +28,21 @@ from ..transport.shm_frames import (
 from ..wire import ERROR, Call, Result
 
 
-class ShmServing:
-    """Mixin of :class:`gcode.runtime.worker.actor.GradientWorker`."""
+class ShmServer:
+    """Serves one coordinator connection for ``worker`` (a GradientWorker that adopted the run's
+    context)."""
 
-    async def attach(self, ctl_path: str, ctx_id: str, ctx_box: list) -> dict:
-        """Adopt context ``ctx_id``, connect to ``ctl_path`` and serve its calls in the
-        background (until the coordinator closes the connection)."""
-        await self._configure(ctx_id, ctx_box)
+    def __init__(self, worker):
+        self.worker = worker
+        self.serving: asyncio.Future | None = None
+
+    async def start(self, ctl_path: str) -> None:
+        """Connect to ``ctl_path`` and serve its calls in the background (until the coordinator
+        closes the connection)."""
         reader, writer = await asyncio.open_unix_connection(ctl_path)
-        writer.write(frame(Hello(self.index, os.getpid())))
+        writer.write(frame(Hello(self.worker.index, os.getpid())))
         await writer.drain()
-        self._serving = asyncio.ensure_future(self._serve(reader, writer))
-        return {"worker": self.index, "pid": os.getpid()}
+        self.serving = asyncio.ensure_future(self._serve(reader, writer))
 
     async def _serve(self, reader, writer) -> None:
         regions: dict[str, Region] = {}
@@ -61,7 +65,7 @@ class ShmServing:
         region = regions.get(path)
         if region is None or region.nbytes != nbytes:
             region = regions[path] = Region(path, nbytes, create=False)
-            if self.computer.device.type == "cuda":
+            if self.worker.computer.device.type == "cuda":
                 region.pin()
         return region
 
@@ -77,10 +81,10 @@ class ShmServing:
                                  lambda region=region, job=job.job: region.tag() == job)
             out = None
             if call.tasks:  # the buffer holds (tasks, num_params) in the message dtype
-                shape = (len(call.tasks), self.spec.num_params)
+                shape = (len(call.tasks), self.worker.spec.num_params)
                 out_region = self._region(regions, *msg.out)
                 out = out_region.array(call.dtype, shape[0] * shape[1]).reshape(shape)
-            reply = await self._work(call, data, out)
+            reply = await self.worker.work(call, data, out)
             grads = reply.grads
             if grads is not None:  # the array travels in the buffer; its shape in the frame
                 reply.grads = InBuffer(grads.shape, grads.dtype.str)
@@ -91,7 +95,7 @@ class ShmServing:
         except asyncio.CancelledError:
             raise
         except Exception as exc:  # noqa: BLE001 - reported to the coordinator as a failure
-            reply = Result(status=ERROR, round=call.round if call else -1, worker=self.index,
+            reply = Result(status=ERROR, round=call.round if call else -1, worker=self.worker.index,
                            error=f"raised {type(exc).__name__}", message=str(exc)[:2000],
                            workload=isinstance(exc, WorkloadError))
         try:
