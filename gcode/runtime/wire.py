@@ -117,12 +117,14 @@ class Result:
     version: int = WIRE_VERSION
 
     @staticmethod
-    def problem(result: Any, call: Call, worker: int, num_params: int) -> str | None:
+    def problem(result: Any, call: Call, worker: int, num_params: int,
+                gradients: bool = True) -> str | None:
         """None when ``result`` is a well-formed answer of ``worker`` to ``call`` (version,
         status, round and worker tags, task tags, shape, dtype, coded losses); else the reason
         it is not. Its gradient values are checked for finiteness where they are decoded
         (``Decoder.stage``). Never decode a result that did not pass both: it would be a
-        mis-decode."""
+        mis-decode. ``gradients=False``: a data plane whose results carry no gradient rows
+        (they stay on the workers), so ``grads`` must be None."""
         if not isinstance(result, Result):
             return f"not a result: {type(result).__name__}"
         if result.version != WIRE_VERSION:
@@ -136,11 +138,14 @@ class Result:
         if [tuple(t) for t in result.tags] != want:
             return f"tags {result.tags} do not match the plan {want}"
         grads = result.grads
-        if not isinstance(grads, np.ndarray):
+        if not gradients:
+            if grads is not None:
+                return f"grads is a {type(grads).__name__}; this data plane's results carry none"
+        elif not isinstance(grads, np.ndarray):
             return f"grads is {type(grads).__name__}, not a numpy array"
-        if grads.shape != (len(call.tasks), num_params):
+        elif grads.shape != (len(call.tasks), num_params):
             return f"wrong shape {grads.shape}, expected {(len(call.tasks), num_params)}"
-        if grads.dtype != np.dtype(call.dtype):
+        elif grads.dtype != np.dtype(call.dtype):
             return f"wrong dtype {grads.dtype}, expected {np.dtype(call.dtype)}"
         losses = result.losses
         if not isinstance(losses, list) or len(losses) != len(call.tasks):

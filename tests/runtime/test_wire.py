@@ -73,3 +73,10 @@ def test_the_wire_imports_neither_torch_nor_ray():
             "print(any(m in sys.modules for m in ('torch', 'ray')))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
+
+
+def test_a_plane_whose_results_carry_no_gradients_checks_that_they_carry_none():
+    """The collective plane's results hold coded losses and timings only."""
+    assert Result.problem(_result(grads=None), CALL, 1, 5, gradients=False) is None
+    assert "carry none" in Result.problem(_result(), CALL, 1, 5, gradients=False)
+    assert "losses" in Result.problem(_result(grads=None, losses=[]), CALL, 1, 5, gradients=False)

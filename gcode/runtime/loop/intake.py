@@ -26,6 +26,7 @@ class Intake:
         self.scheme, self.stats, self.health = scheme, stats, health
         self.num_params, self.threads = num_params, threads
         self.checks = PendingChecks()
+        self.gradients = transport.carries_gradients  # results hold gradient rows (star plane)
 
     def fetch(self, calls: list) -> list[tuple[Result | None, str | None]]:
         """(result, None) or (None, failure reason) of each finished call; a failure of the
@@ -43,8 +44,9 @@ class Intake:
         Its finiteness check is read here unless ``defer``: then it joins ``checks`` and a
         failure surfaces at a later :meth:`settle`, before the round can end and before the
         worker is sent its next tasks."""
-        reason = Result.problem(result, self.dispatcher.sent[(r, w)], w, self.num_params)
-        if reason is None and result.grads.size:
+        reason = Result.problem(result, self.dispatcher.sent[(r, w)], w, self.num_params,
+                                self.gradients)
+        if reason is None and result.grads is not None and result.grads.size:
             source = result.grads
             staged, flag, event = self.reducer.stage(source, self.threads)
             item = Staged(r, w, tasks, staged, flag, event, source)
@@ -57,11 +59,12 @@ class Intake:
         return reason
 
     def store(self, w: int, r: int, tasks: list[MiniTask], result: Result) -> None:
-        """Keep each row of a checked result for its job, unless the job is decoded already."""
+        """Keep each task's result (its gradient row, when results carry them, and its coded
+        loss) for its job, unless the job is decoded already."""
         for k, task in enumerate(tasks):
             if not self.scheme.is_decoded(task.job):
-                self.reducer.add(ResultKey(w, r, task.slot), task, result.grads[k],
-                                 result.losses[k])
+                row = result.grads[k] if result.grads is not None else None
+                self.reducer.add(ResultKey(w, r, task.slot), task, row, result.losses[k])
 
     def settle(self, block: bool) -> tuple[list[Staged], list[tuple[Staged, str]]]:
         """Read the deferred checks that are done (all when ``block``): (the results found

@@ -67,6 +67,7 @@ class Transport(Protocol):
 
     name: str                 # recorded in the metrics ("shm", "ray", "inprocess", ...)
     stats: dict[str, int]     # counters recorded in the metrics (transport_calls)
+    carries_gradients: bool   # results hold gradient rows (star); False: they stay on workers
 
     # -- ship job data --------------------------------------------------------------------
     def put_job(self, t: int, params: Any, bounds: tuple) -> Any:
@@ -124,7 +125,8 @@ class Reducer(Protocol):
         or None): see :class:`gcode.runtime.loop.finite_checks.Staged`."""
 
     def add(self, key: Any, task: Any, array: Any, loss: float = 0.0) -> None:
-        """Keep a stored result (``key``: a ResultKey) for ``task`` with its coded loss."""
+        """Keep a result (``key``: a ResultKey) for ``task`` with its coded loss; ``array`` is
+        its gradient row, None when the transport's results carry none."""
 
     def discard(self, keys: Any) -> None:
         """Forget stored results found invalid after they were stored."""

@@ -99,6 +99,7 @@ class InProcessTransport:
     """The :class:`gcode.runtime.transport.base.Transport` of ``n`` fake workers (module doc)."""
 
     name = "inprocess"
+    carries_gradients = True
 
     def __init__(self, n: int, spec: WorkSpec, ctx_id: str, script: Script | None = None,
                  clock: VirtualClock | None = None):

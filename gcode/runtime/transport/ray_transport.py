@@ -51,6 +51,7 @@ class RayTransport:
     """Calls as Ray actor tasks, job data and results through the object store."""
 
     name = "ray"
+    carries_gradients = True
 
     def __init__(self, actors: list, ctx: tuple):
         self.actors = actors

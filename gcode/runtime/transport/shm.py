@@ -107,6 +107,7 @@ class ShmTransport:
     whose connection is down."""
 
     name = "shm"
+    carries_gradients = True
 
     def __init__(self, actors: list, ctx: tuple, timeout_s: float, pin: bool = False):
         """Connect every actor (each adopts context ``ctx`` and attaches within ``timeout_s``);
