@@ -22,7 +22,8 @@ _EXPORTS = {"WorkerPool": ".cluster", "launch_workers": ".cluster", "pool_sessio
             "start_local_ray": ".cluster", "start_workers": ".cluster", "train": ".run",
             "execute": ".run", "RunFailed": ".errors", "DivergedError": ".errors"}
 
-__all__ = sorted(_EXPORTS)
+__all__ = ["DivergedError", "RunFailed", "WorkerPool", "execute", "launch_workers", "pool_session",
+           "start_local_ray", "start_workers", "train"]
 
 
 def __getattr__(name: str):

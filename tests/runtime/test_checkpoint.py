@@ -10,10 +10,10 @@ import numpy as np
 import pytest
 from runtime_helpers import BURSTY, config, rel
 
+from gcode.cli.train import add_train_arguments, run_from_args
 from gcode.config import ConfigError
 from gcode.runtime import train
 from gcode.runtime.checkpoint import checkpoints_in, read_checkpoint, resume_config
-from gcode.cli.train import add_train_arguments, run_from_args
 from gcode.runtime.loop.jsonl_log import read_jsonl
 
 pytestmark = pytest.mark.ray

@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 from runtime_helpers import BURSTY, config, rel
 
-from gcode.runtime import train
 from gcode.cli.train import add_train_arguments, run_from_args
+from gcode.runtime import train
 from gcode.runtime.loop.jsonl_log import read_jsonl
 
 pytestmark = pytest.mark.ray
