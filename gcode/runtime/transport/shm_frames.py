@@ -6,8 +6,9 @@ call's encoded header and the regions that hold its jobs' parameters and its res
 :class:`ReplyFrame` (the :class:`gcode.runtime.wire.Result`, its array left in the call's
 buffer and described by an :class:`InBuffer`). Frames travel over a Unix socket between this
 node's processes only; nothing is read from disk. A region is a file in shared memory
-(``/dev/shm`` when it exists) mapped by both ends. A job's parameter region starts with a 64-byte header whose first int64 is the job it
-holds (-1 while it is written), so a reader can tell that its copy was not torn.
+(``/dev/shm`` when it exists) mapped by both ends. A job's parameter region starts with a
+64-byte header whose first int64 is the job it holds (-1 while it is written), so a reader can
+tell that its copy was not torn.
 """
 
 from __future__ import annotations
