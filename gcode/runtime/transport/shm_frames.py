@@ -34,7 +34,7 @@ _LEN = 8
 
 def shm_root() -> str:
     """Where regions live: ``/dev/shm`` (memory) when writable, else the temp folder."""
-    root = "/dev/shm"  # noqa: S108 - a private folder is made inside it (mkdtemp, mode 0700)
+    root = "/dev/shm"
     return root if os.path.isdir(root) and os.access(root, os.W_OK) else tempfile.gettempdir()
 
 
@@ -102,7 +102,7 @@ def recv_frame(sock: socket.socket):
     body = sock.recv(n, socket.MSG_WAITALL) if n else b""
     if len(body) < n:
         return None
-    return pickle.loads(body)  # noqa: S301 - a frame from this node's own worker process
+    return pickle.loads(body)
 
 
 async def read_frame(reader: asyncio.StreamReader):
@@ -112,7 +112,7 @@ async def read_frame(reader: asyncio.StreamReader):
         body = await reader.readexactly(_length(head))
     except (asyncio.IncompleteReadError, ConnectionError):
         return None
-    return pickle.loads(body)  # noqa: S301 - a frame from this node's own coordinator
+    return pickle.loads(body)
 
 
 def _reserve(fd: int, nbytes: int, path: str) -> None:
