@@ -19,8 +19,10 @@ It is a round-ending :class:`Policy` bound to a :class:`SwitchingScheme`:
     jobs left must exceed the switch's cost (the old segment drains T rounds). Between T = 0
     candidates that is all (such a switch is free and undone at once); into or out of a delayed
     scheme it must also wait ``settle_rounds``, win by ``confidence`` standard errors, and win
-    without its single best round. Otherwise the tuner stays: a costly switch needs evidence
-    over several rounds, which bounds what a wrong one can cost.
+    without its single best round; into one from uncoded or GC the standard errors are scaled
+    by sqrt(2 ln P) over the P candidates (``multiplicity``: the winner of many noisy paired
+    comparisons is picked for its luck as much as for its merit). Otherwise the tuner stays: a
+    costly switch needs evidence over several rounds, which bounds what a wrong one can cost.
 
 Only past rounds are ever used, so every decision is out of sample. Switching follows
 :mod:`gcode.codes.switching` and never mis-decodes. Per round the work is one vectorized replay
@@ -63,6 +65,7 @@ class OnlineConfig:
     ratio_sample: int = 4096    # ratios to the fastest kept for guessing cut workers' times
     stress: float = 0.05        # share of workers more cut off in the what-if round (_decide)
     settle_rounds: int = 6      # rounds seen before a switch that starts or ends a delayed scheme
+    multiplicity: bool = True   # into a delayed scheme: confidence × sqrt(2 ln candidates) (_decide)
 
     def __post_init__(self):
         if self.window < 2:
@@ -105,6 +108,7 @@ class OnlineTuner(Policy):
         self.scheme = SwitchingScheme(n, jobs, self.current.make_scheme(n, jobs))
         self.decisions: list[dict] = []
         self._delays = np.array([c.delay for c in self.grid.candidates])
+        self._union_z = cfg.confidence * (np.sqrt(2 * np.log(len(self.grid))) if cfg.multiplicity else 1.0)
         self._reset_estimates()
 
     def _start_candidate(self) -> Candidate:
@@ -311,7 +315,11 @@ class OnlineTuner(Policy):
         free = (self._delays == 0) & (self.current.delay == 0)
         # … and not on the strength of one round: without its best round it must still win
         robust = (diff.sum(axis=0) - diff.max(axis=0)) / max(1, k - 1) > 0
-        backed = (k >= self.cfg.settle_rounds) & (advantage > self.cfg.confidence * spread) & robust
+        # into a delayed scheme from T = 0: the best of many noisy challengers looks better than
+        # it is, so the bound covers them all (confidence × sqrt(2 ln candidates), a union bound
+        # over Gaussian tails); a run stays uncoded or GC unless a delayed scheme clearly wins
+        need = np.where((self._delays > 0) & (self.current.delay == 0), self._union_z, self.cfg.confidence)
+        backed = (k >= self.cfg.settle_rounds) & (advantage > need * spread) & robust
         strong = (advantage > self.cfg.margin * current_mean) & (gain > 0) & (free | backed)
         strong[here] = False
         decision = {"round": next_round, "current": self.current.to_dict(),
