@@ -14,7 +14,7 @@ from gcode.codes.loads import msgc_load, srsgc_load
 from gcode.sim import PaperPolicy, PartialWaitPolicy, Policy, simulate
 from gcode.sim.fast import TraceView, bursty_runtimes
 from gcode.sim.load_model import LoadModel
-from gcode.sim.online import OnlineTuner
+from gcode.sim.online import OnlineConfig, OnlineTuner
 from gcode.sim.tune import TuneSettings, grid_size
 
 
@@ -126,7 +126,7 @@ def test_the_tuner_sees_only_what_a_live_coordinator_sees():
     reporter.observe(0, {"arrival_s": {0: 1.0, 1: 1.5}, "wait_s": 2.0})
     (times, end), = live.seen
     assert np.isnan(times[2]) and times[:2].tolist() == [1.0, 1.5] and end == 2.0
-    tuner = OnlineTuner(3, None, 0.0)
+    tuner = OnlineTuner(3, None, 0.0, OnlineConfig(min_history=2))  # observes, no decision yet
     tuner.observe(0, np.array([1.0, 1.5, np.nan]), 1 / 3, 2.0)
     assert tuner.replay.rows[-1][2] == np.inf  # a straggler under every candidate's cut
 

@@ -107,3 +107,21 @@ def test_bench_auto_rows_and_table():
                           "misses": 0}}
     table = markdown_table(result)
     assert "ge-n16 | additive" in table and "ge-n16 | proportional" in table
+
+
+def test_a_delayed_scheme_needs_evidence_that_covers_every_candidate():
+    """Into a delayed scheme from T = 0 the bound is confidence × sqrt(2 ln P): with multiplicity
+    off it is confidence alone."""
+    on = OnlineTuner(8, 16, LoadModel("additive", 1.0), OnlineConfig(confidence=0.5, multiplicity=True))
+    off = OnlineTuner(8, 16, LoadModel("additive", 1.0), OnlineConfig(confidence=0.5, multiplicity=False))
+    assert on._union_z == pytest.approx(0.5 * np.sqrt(2 * np.log(len(on.grid))))
+    assert off._union_z == 0.5
+
+
+def test_bench_auto_reports_the_fixed_choice_a_generated_traces_chain_favours():
+    model = GilbertElliottDelay()
+    item = SuiteTrace("ge-n16", "ge", model.sample(20, 16, seed=0), 16, 2.2013, generator=model)
+    row = evaluate(item, "additive", OnlineConfig(), bayes=True)
+    assert row["bayes_regret"] >= 0 and row["bayes_label"]
+    assert "bayes_regret" not in evaluate(item, "additive", OnlineConfig())
+

@@ -51,7 +51,7 @@ class OnlineConfig:
     window: int = 64            # rounds a decision weighs
     every: int = 1              # decide at every ``every``-th job boundary
     margin: float = 0.0         # a challenger must save this share of the current's time
-    confidence: float = 0.5     # … by this many standard errors of the paired difference
+    confidence: float = 1.0     # … by this many standard errors of the paired difference
     mus: tuple[float, ...] = (0.25, 0.5, 1.0)    # partial and paper cuts
     gaps: tuple[float, ...] = (0.05, 0.1, 0.2)   # gap policy
     max_delay: int = 1
@@ -59,13 +59,13 @@ class OnlineConfig:
     start_mu: float = 1.0       # μ of the start candidate when it cuts (a paper/partial start)
     start: str = "gc"           # before any round: "gc" (see OnlineTuner._start_candidate) or "uncoded"
     start_s_fraction: float = 1 / 16
-    gc_code: str | None = "fr"  # the code of GC and of bursty D2 groups; None: every kind
+    gc_code: str | None = "group"  # the code of GC and of bursty D2 groups; None: every kind
     min_history: int = 1        # first decision once this many rounds are seen
     grid_points: int = 24       # s and λ values, geometric over 1 … n
     ratio_sample: int = 4096    # ratios to the fastest kept for guessing cut workers' times
     stress: float = 0.05        # share of workers more cut off in the what-if round (_decide)
     settle_rounds: int = 6      # rounds seen before a switch that starts or ends a delayed scheme
-    multiplicity: bool = True   # into a delayed scheme: confidence × sqrt(2 ln candidates) (_decide)
+    multiplicity: bool = False  # into a delayed scheme: confidence × sqrt(2 ln candidates) (_decide)
 
     def __post_init__(self):
         if self.window < 2:
