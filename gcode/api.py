@@ -100,8 +100,8 @@ PROGRESS_FIELDS = {
 def fit(model_fn, loss_fn, dataset_fn, optimizer_fn, *, coding: CodingConfig | None = None,
         scaling: ScalingConfig | None = None, run: RunConfig | None = None,
         collate_fn: Callable | None = None, eval_dataset_fn: Callable | None = None,
-        metric_fn: Callable | None = None, progress: bool | Callable[[dict], None] = True,
-        pool=None) -> FitResult:
+        metric_fn: Callable | None = None, scheduler_fn: Callable | None = None,
+        progress: bool | Callable[[dict], None] = True, pool=None) -> FitResult:
     """Train live on Ray with a coding scheme and return the metrics and trained models.
 
     * ``model_fn() -> nn.Module``: gcode seeds torch before each call, so replicas start equal;
@@ -115,6 +115,12 @@ def fit(model_fn, loss_fn, dataset_fn, optimizer_fn, *, coding: CodingConfig | N
       evaluates every model on, every K rounds (its mean loss);
     * ``metric_fn(model, batch) -> Tensor`` of shape ``(len(batch),)``: optional, each held-out
       sample's correctness (1.0 right, 0.0 wrong), averaged into the reported ``accuracy``;
+      ``model`` is in eval mode under ``torch.no_grad()``, ``batch`` what ``collate_fn`` made of
+      held-out items, on the coordinator's device;
+    * ``scheduler_fn(optimizer) -> torch.optim.lr_scheduler.LRScheduler``: optional, stepped once
+      after every optimizer step of its model (with M models, each counts its own steps),
+      checkpointed and resumed with it; ``RunConfig(max_grad_norm=...)`` clips each decoded
+      gradient first (:mod:`gcode.train.step`);
     * ``progress``: True for a progress bar on stderr, or a callable given each round's record
       (its keys: ``gcode.api.PROGRESS_FIELDS``, listed in docs/API.md);
     * ``pool``: running worker actors to reuse (:func:`gcode.runtime.start_workers`).
@@ -125,17 +131,18 @@ def fit(model_fn, loss_fn, dataset_fn, optimizer_fn, *, coding: CodingConfig | N
     """
     with speaking("python"):
         return _fit(model_fn, loss_fn, dataset_fn, optimizer_fn, coding, scaling, run,
-                    collate_fn, eval_dataset_fn, metric_fn, progress, pool)
+                    collate_fn, eval_dataset_fn, metric_fn, scheduler_fn, progress, pool)
 
 
 def _fit(model_fn, loss_fn, dataset_fn, optimizer_fn, coding, scaling, run, collate_fn,
-         eval_dataset_fn, metric_fn, progress, pool) -> FitResult:
+         eval_dataset_fn, metric_fn, scheduler_fn, progress, pool) -> FitResult:
     from .runtime.run import execute
     from .train import Workload
-    workload = Workload(model_fn, loss_fn, dataset_fn, optimizer_fn, collate_fn, eval_dataset_fn,
-                        metric_fn, name=getattr(model_fn, "__name__", "custom"))
     run = run if run is not None else RunConfig()
     cfg = to_train_config(coding or CodingConfig(), scaling or ScalingConfig(), run)
+    workload = Workload(model_fn, loss_fn, dataset_fn, optimizer_fn, collate_fn, eval_dataset_fn,
+                        metric_fn, name=getattr(model_fn, "__name__", "custom"),
+                        scheduler_fn=scheduler_fn)
     if run.tags.get("model"):
         workload = dataclasses.replace(workload, name=run.tags["model"])
     monitor = None

@@ -289,6 +289,15 @@ class RunConfig:
     mode: str = setting("concurrent", "concurrent: M independent models, exact SGD each; "
                                       "delayed: one model, gradients applied T rounds late "
                                       "(APPROXIMATE, staleness T)", choices=("concurrent", "delayed"))
+    max_grad_norm: float | None = setting(
+        None, "clip each model's decoded mean gradient to this global L2 norm before its "
+        "optimizer step (torch's clip_grad_norm_ rule; the norm is taken of the fp64 decoded "
+        "gradient, so a coded run clips exactly as the uncoded run)", gt=0, le=MAX_FACTOR,
+        metavar="NORM", default_text="no clipping")
+    precision: str = setting(
+        "fp32", "the workers' forward and backward: fp32, or bf16 (torch.autocast to bfloat16; "
+        "parameters, gradients and messages stay fp32 and the decode fp64; see docs/TRAINING.md "
+        "for what stays exact)", choices=("fp32", "bf16"))
     inject: InjectConfig | None = field(default_factory=InjectConfig)
     checkpoint: CheckpointConfig | None = field(default_factory=CheckpointConfig)
     logs: LogConfig | None = field(default_factory=LogConfig)

@@ -6,6 +6,10 @@ one forward and one backward pass over the task's samples, whatever the number o
 The task's coded loss Σ_k c_k·L_k comes with it, so a job's batch loss decodes exactly like its
 gradient, without the coordinator ever reading the data.
 
+With ``precision="bf16"`` the forward pass runs under ``torch.autocast(dtype=torch.bfloat16)``
+and the backward pass in the dtypes it recorded; the parameters, the gradients a worker sends and
+the decode stay float32/float64 (docs/TRAINING.md, "Mixed precision", says what stays exact).
+
 Messages in float64 (cyclic codes whose decode could amplify fp32 rounding past 1e-6) instead
 accumulate each chunk's fp32 gradient in fp64, which is the error model the code certifies.
 """
@@ -82,9 +86,17 @@ class TaskComputer:
         return to_device(self.host_batch(indices), self.device)
 
     def losses(self, batch: Any, count: int) -> torch.Tensor:
-        losses = check_losses(self.workload.loss_fn(self.model.module, batch), count)
+        """``loss_fn``'s per-sample losses, as float32 (under bf16 autocast with precision
+        "bf16": the backward pass of what it records runs in the same dtypes)."""
+        with self.autocast():
+            losses = check_losses(self.workload.loss_fn(self.model.module, batch), count)
         self.buffers.check_unchanged()
-        return losses
+        return losses.float()
+
+    def autocast(self):
+        """The forward pass's autocast context: bf16 with precision "bf16", else none."""
+        return torch.autocast(self.device.type, dtype=torch.bfloat16,
+                              enabled=self.workload.precision == "bf16")
 
     def coded_gradient(self, chunks: Sequence[np.ndarray], coefficients: Sequence[float],
                        out: torch.Tensor, host_batch: Any = None) -> float:

@@ -45,11 +45,17 @@ class Workload:
     eval_dataset_fn: DatasetFn | None = None
     metric_fn: Callable[[nn.Module, Any], torch.Tensor] | None = None
     name: str = "custom"    # a label for logs: the model preset, or the model_fn's name
+    #: ``scheduler_fn(optimizer) -> LRScheduler``, stepped once per step of its model
+    scheduler_fn: Callable[[torch.optim.Optimizer], Any] | None = None
+    #: "fp32", or "bf16": workers run ``loss_fn``'s forward and backward under bf16 autocast
+    #: (parameters, gradients, messages and the decode stay fp32/fp64)
+    precision: str = "fp32"
 
     def __post_init__(self):
         for arg, arity in (("model_fn", 0), ("loss_fn", 2), ("dataset_fn", 0), ("optimizer_fn", 1)):
             _check_callable(arg, getattr(self, arg), arity)
-        for arg, arity in (("collate_fn", 1), ("eval_dataset_fn", 0), ("metric_fn", 2)):
+        for arg, arity in (("collate_fn", 1), ("eval_dataset_fn", 0), ("metric_fn", 2),
+                           ("scheduler_fn", 1)):
             if getattr(self, arg) is not None:
                 _check_callable(arg, getattr(self, arg), arity)
 
@@ -68,6 +74,7 @@ _USAGE = {
     "collate_fn": "collate_fn(list of items) -> batch",
     "eval_dataset_fn": "eval_dataset_fn() -> a map-style torch.utils.data.Dataset",
     "metric_fn": "metric_fn(model, batch) -> Tensor of per-sample correctness, shape (len(batch),)",
+    "scheduler_fn": "scheduler_fn(optimizer) -> torch.optim.lr_scheduler.LRScheduler",
 }
 
 
@@ -132,8 +139,10 @@ def build_optimizer(optimizer_fn: OptimizerFn, model: nn.Module) -> torch.optim.
     those parameters: one over another module's would train nothing, silently."""
     optimizer = optimizer_fn(model.parameters())
     if not isinstance(optimizer, torch.optim.Optimizer):
+        hint = (" (give a learning-rate scheduler as scheduler_fn=lambda optimizer: ...)"
+                if isinstance(optimizer, (tuple, list)) else "")
         raise WorkloadError(f"optimizer_fn must return a torch.optim.Optimizer, got "
-                            f"{type(optimizer).__name__}")
+                            f"{type(optimizer).__name__}{hint}")
     params = list(model.parameters())
     trainable = {id(p) for p in params if p.requires_grad}
     held = [p for group in optimizer.param_groups for p in group["params"]]
@@ -145,6 +154,29 @@ def build_optimizer(optimizer_fn: OptimizerFn, model: nn.Module) -> torch.optim.
                             f"given (optimizer_fn(params) -> torch.optim.Optimizer); {what}, so "
                             f"it would not train the model")
     return optimizer
+
+
+def build_scheduler(scheduler_fn, optimizer: torch.optim.Optimizer):
+    """``scheduler_fn(optimizer)``, checked to be an LR scheduler of exactly that optimizer that
+    steps without arguments (gcode steps it once per optimizer step of its model)."""
+    from torch.optim.lr_scheduler import LRScheduler, ReduceLROnPlateau
+    if scheduler_fn is None:
+        return None
+    scheduler = scheduler_fn(optimizer)
+    if isinstance(scheduler, ReduceLROnPlateau):
+        raise WorkloadError("scheduler_fn returned ReduceLROnPlateau, whose step needs a metric; "
+                            "gcode steps the scheduler once per optimizer step without one: use "
+                            "a step-based schedule, or early stopping on the held-out loss "
+                            "(gcode.callbacks.EarlyStopping)")
+    if not isinstance(scheduler, LRScheduler):
+        raise WorkloadError(f"scheduler_fn must return a torch.optim.lr_scheduler.LRScheduler "
+                            f"(scheduler_fn(optimizer) -> LRScheduler), got "
+                            f"{type(scheduler).__name__}")
+    if scheduler.optimizer is not optimizer:
+        raise WorkloadError("scheduler_fn must build its scheduler over the optimizer it is given "
+                            "(scheduler_fn(optimizer) -> LRScheduler); it returned one of another "
+                            "optimizer, so it would not schedule the model's learning rate")
+    return scheduler
 
 
 def model_buffers(models: list[nn.Module]) -> tuple[dict[str, torch.Tensor], ...]:

@@ -1,0 +1,86 @@
+"""One model's update from its decoded gradient: clip by global norm, optimizer step, scheduler step.
+
+Every plane that updates a model (the coordinator's :class:`gcode.runtime.loop.models.ModelBank`,
+the collective plane's replicas) calls :func:`step` (or its parts) with the model's decoded
+gradient, so what a run does to a model is one function of that gradient.
+
+Invariant: the update depends on the decoded gradient alone. Clipping is computed from it (its
+L2 norm in float64, times ``scale``) and folded into the one cast to float32 that hands it to
+the optimizer; the optimizer and the scheduler then see what an uncoded run's see. A coded run
+whose decoded gradients equal the uncoded run's (bit-exact with FR codes, within the decode
+error, about 1e-7 relative, otherwise) therefore clips, steps and schedules as the uncoded run
+does. The scheduler steps exactly once per optimizer step of its model: with M models, each
+model's schedule counts its own steps (jobs t = m, m + M, ...), not the run's rounds.
+
+Clipping follows ``torch.nn.utils.clip_grad_norm_``: with total norm N of the mean gradient, the
+gradient is multiplied by ``min(1, max_norm / (N + 1e-6))``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from .flat import FlatModel
+from .optim import step as optimizer_step
+
+#: torch's clip_grad_norm_ adds this to the norm before dividing
+CLIP_EPS = 1e-6
+
+
+@dataclass(frozen=True)
+class StepReport:
+    """What one update did: the mean gradient's L2 norm before clipping (float64), the factor
+    clipping multiplied it by (1.0: not clipped), and the learning rate(s) the step used."""
+
+    grad_norm: float
+    clip_factor: float
+    lr: tuple[float, ...]
+
+
+def grad_norm(grad: torch.Tensor, scale: float = 1.0) -> float:
+    """The L2 norm of ``scale · grad`` computed in float64 (the decoded gradient's precision)."""
+    return float(torch.linalg.vector_norm(grad, dtype=torch.float64)) * abs(scale)
+
+
+def clip_factor(norm: float, max_norm: float | None) -> float:
+    """The factor clipping to ``max_norm`` multiplies a gradient of L2 norm ``norm`` by (torch's
+    rule); 1.0 without clipping. ``norm`` may be an all-reduced one (a sharded gradient)."""
+    if max_norm is None:
+        return 1.0
+    return min(1.0, max_norm / (norm + CLIP_EPS))
+
+
+def learning_rates(optimizer: torch.optim.Optimizer) -> tuple[float, ...]:
+    return tuple(float(group["lr"]) for group in optimizer.param_groups)
+
+
+def apply(optimizer: torch.optim.Optimizer, scheduler=None, *, what: str = "",
+          optimizer_fn: object = None) -> tuple[float, ...]:
+    """``optimizer.step()`` on the gradients already in place, then ``scheduler.step()``; returns
+    the learning rates the optimizer step used. A torch error in the step is a WorkloadError
+    naming ``optimizer_fn`` (:func:`gcode.train.optim.step`)."""
+    lrs = learning_rates(optimizer)
+    optimizer_step(optimizer, optimizer_fn, what)
+    if scheduler is not None:
+        scheduler.step()
+    return lrs
+
+
+def step(model: FlatModel, optimizer: torch.optim.Optimizer, grad: torch.Tensor, scale: float,
+         *, scheduler=None, max_grad_norm: float | None = None, what: str = "",
+         optimizer_fn: object = None) -> StepReport:
+    """Update ``model`` with its decoded gradient: ``g = scale · grad`` (the mean gradient;
+    ``grad`` in float64 from the decode, any device), clipped to ``max_grad_norm`` (global L2
+    norm, None: no clipping), cast once to float32 into the model's gradient, then the
+    optimizer's step and the scheduler's. ``what`` names the model and job in a failing
+    optimizer's message."""
+    norm = grad_norm(grad, scale)
+    factor = clip_factor(norm, max_grad_norm)
+    model.set_gradient(grad, scale * factor)
+    lrs = apply(optimizer, scheduler, what=what, optimizer_fn=optimizer_fn)
+    return StepReport(norm, factor, lrs)
+
+
+__all__ = ["CLIP_EPS", "StepReport", "apply", "clip_factor", "grad_norm", "learning_rates", "step"]
