@@ -107,12 +107,14 @@ def devices(cfg: TrainConfig):
 
 
 def build_models(cfg: TrainConfig, workload, count: int, device):
-    """M replicas from ``model_fn`` (model m seeded by (seed, m)), flat storage, optimizers."""
+    """M replicas from ``model_fn`` (model m seeded by (seed, m)), flat storage, optimizers and
+    their schedulers (None each without ``scheduler_fn``)."""
     from gcode.train import FlatModel, build_model
-    from gcode.train.workload import build_optimizer
-    models, optimizers = [], []
+    from gcode.train.workload import build_optimizer, build_scheduler
+    models, optimizers, schedulers = [], [], []
     for m in range(count):
         model = FlatModel(build_model(workload.model_fn, model_seed(cfg.train.seed, m)), device)
         models.append(model)
         optimizers.append(build_optimizer(workload.optimizer_fn, model.module))
-    return models, optimizers
+        schedulers.append(build_scheduler(workload.scheduler_fn, optimizers[-1]))
+    return models, optimizers, schedulers

@@ -4,6 +4,7 @@ which ``gcode train`` and ``gcode.fit`` share."""
 
 from __future__ import annotations
 
+import dataclasses
 import time
 import uuid
 from collections.abc import Callable
@@ -185,6 +186,7 @@ def _execute(cfg: TrainConfig, workload, progress, pool, monitor, in_process
 
     setup_start = time.perf_counter()
     tr, n = cfg.train, cfg.cluster.workers
+    workload = dataclasses.replace(workload, precision=tr.precision)  # the workers' forward
     ck = None
     if cfg.checkpoint.resume is not None:
         ck = read_checkpoint(cfg.checkpoint.resume)
@@ -220,7 +222,7 @@ def _execute(cfg: TrainConfig, workload, progress, pool, monitor, in_process
         if tr.batch_size > num_samples:
             raise ConfigError("train.batch_size", f"must be <= the dataset size {num_samples}, "
                                                   f"got {tr.batch_size}")
-        models, optimizers = build_models(cfg, workload, M, device)
+        models, optimizers, schedulers = build_models(cfg, workload, M, device)
         if ck is not None:  # before the spec sends their buffers to the workers
             restore_buffers(ck, models)
         d = models[0].numel
@@ -247,7 +249,8 @@ def _execute(cfg: TrainConfig, workload, progress, pool, monitor, in_process
                                   * np.dtype(scheme.message_dtype).itemsize)
         probed = probe.run(transport, ctx[0], models[0], clock)  # a coupled model stops here
         coord = compose(cfg, scheme, policy, transport, clock, spec, models, optimizers, delays,
-                        writer, ctx_id=ctx[0], run_id=run_id, progress=progress,
+                        writer, ctx_id=ctx[0], schedulers=schedulers, run_id=run_id,
+                        progress=progress,
                         recorder=recorder, decode_device=decode_device, decode_threads=threads,
                         eval_dataset=eval_dataset)
         if ck is not None:

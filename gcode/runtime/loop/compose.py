@@ -39,15 +39,17 @@ from .stats import RunStats, Session
 
 def compose(cfg: TrainConfig, scheme, policy, transport, clock, spec: WorkSpec, models: list,
             optimizers: list, delays: DelaySource, writer: JsonlWriter, *, ctx_id: str,
+            schedulers: list | None = None,
             run_id: str = "", progress: Callable[[dict], None] | None = None, recorder=None,
             decode_device=None, decode_threads: int = 1, eval_dataset=None) -> Coordinator:
     """The coordinator of a run under ``cfg``: its parts built around ``transport`` (and the
-    ``clock`` it runs on), the M ``models`` and their ``optimizers``."""
+    ``clock`` it runs on), the M ``models``, their ``optimizers`` and ``schedulers``."""
     tr, n, d = cfg.train, scheme.n, spec.num_params
     session = Session(run_id=run_id)
     stats = RunStats(models=len(models))
     bank = ModelBank(models, optimizers, tr.mode == "delayed", spec.workload,
-                     hint=session.last_good_hint)
+                     hint=session.last_good_hint, schedulers=schedulers,
+                     max_grad_norm=tr.max_grad_norm)
     reducer = Decoder(d, streaming=tr.streaming_decode, threads=decode_threads,
                       device=decode_device)
     direct = DirectGradient(spec)

@@ -106,7 +106,10 @@ class JobBook:
         timings.check += self.clock.now() - tc
         ts = self.clock.now()
         if grad is not None:  # else the data plane stepped the model's replicas itself
-            self.models.step(m, grad, 1.0 / self.batch_size, f"model {m} at job {t}")
+            report = self.models.step(m, grad, 1.0 / self.batch_size, f"model {m} at job {t}")
+            out.update(lr=report.lr[0], grad_norm=report.grad_norm)
+            if report.clip_factor < 1.0:
+                out["clip_factor"] = report.clip_factor
         self.stats.updates[m] += 1
         timings.step += self.clock.now() - ts
         self.dtypes.pop(t, None)

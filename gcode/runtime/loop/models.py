@@ -16,16 +16,20 @@ from ..errors import DivergedError
 
 
 class ModelBank:
-    """M :class:`gcode.train.FlatModel` replicas and their optimizers. ``hint()`` ends a
-    divergence message (the last good checkpoint); ``workload`` names the optimizer in it and
-    evaluates held-out data."""
+    """M :class:`gcode.train.FlatModel` replicas, their optimizers and their LR schedulers (None
+    each without ``scheduler_fn``). ``hint()`` ends a divergence message (the last good
+    checkpoint); ``workload`` names the optimizer in it and evaluates held-out data;
+    ``max_grad_norm`` clips every decoded gradient (:mod:`gcode.train.step`)."""
 
     def __init__(self, models: list, optimizers: list, delayed: bool, workload: Any,
-                 hint: Callable[[], str] = str):
+                 hint: Callable[[], str] = str, schedulers: list | None = None,
+                 max_grad_norm: float | None = None):
         self.models, self.optimizers = models, optimizers
+        self.schedulers = schedulers if schedulers is not None else [None] * len(models)
         self.delayed = delayed
         self.workload = workload
         self.hint = hint
+        self.max_grad_norm = max_grad_norm
 
     @property
     def M(self) -> int:
@@ -38,12 +42,14 @@ class ModelBank:
         """Model m's live flat parameters (a tensor on its device)."""
         return self.models[m].params
 
-    def step(self, m: int, grad, scale: float, what: str) -> None:
-        """Model m's optimizer step with gradient ``scale`` · ``grad`` (``what``: the step, for
-        a failing optimizer's message)."""
-        from gcode.train.optim import step
-        self.models[m].set_gradient(grad, scale)
-        step(self.optimizers[m], self.workload.optimizer_fn, what)
+    def step(self, m: int, grad, scale: float, what: str):
+        """Model m's update with its decoded gradient ``scale`` · ``grad``: clipped, the
+        optimizer's step, the scheduler's (:func:`gcode.train.step.step`; ``what``: the step,
+        for a failing optimizer's message). Returns its :class:`gcode.train.step.StepReport`."""
+        from gcode.train.step import step
+        return step(self.models[m], self.optimizers[m], grad, scale,
+                    scheduler=self.schedulers[m], max_grad_norm=self.max_grad_norm, what=what,
+                    optimizer_fn=self.workload.optimizer_fn)
 
     # ---- divergence ---------------------------------------------------------------------
     def lr_hint(self) -> str:
@@ -88,13 +94,16 @@ class ModelBank:
 
     # ---- checkpoint ---------------------------------------------------------------------
     def state_dict(self) -> list[dict]:
-        """Each model's parameters and buffers, and its optimizer's state."""
+        """Each model's parameters and buffers, its optimizer's state and its scheduler's (the
+        key ``scheduler`` only where there is one)."""
         out = []
-        for model, optimizer in zip(self.models, self.optimizers):
+        for model, optimizer, scheduler in zip(self.models, self.optimizers, self.schedulers):
             sd = optimizer.state_dict()
             out.append({"params": {k: v.cpu() for k, v in model.module.state_dict().items()},
                         "optimizer": {"state": dict(sd["state"]),
                                       "param_groups": sd["param_groups"]}})
+            if scheduler is not None:
+                out[-1]["scheduler"] = scheduler.state_dict()
         return out
 
     def load_state_dict(self, saved: list[dict]) -> None:
@@ -108,3 +117,11 @@ class ModelBank:
                               for kk, vv in st.items()}
                      for k, st in entry["optimizer"]["state"].items()}
             opt.load_state_dict({"state": state, "param_groups": entry["optimizer"]["param_groups"]})
+        for m, (scheduler, entry) in enumerate(zip(self.schedulers, saved)):
+            if (scheduler is None) != ("scheduler" not in entry):
+                raise ValueError(f"model {m}: the checkpoint holds "
+                                 f"{'no ' if scheduler is not None else ''}LR scheduler state "
+                                 f"but this run has {'one' if scheduler is not None else 'none'} "
+                                 f"(scheduler_fn must be given as in the checkpointed run)")
+            if scheduler is not None:
+                scheduler.load_state_dict(entry["scheduler"])
