@@ -1,0 +1,37 @@
+#!/usr/bin/env bash
+# The collective data plane on the GPU machine (issue 26), in two parts, each its own device call:
+#   functional  gloo on CUDA tensors (benchmarks/device_collective.py): every scheme's coded,
+#               coefficient-folded GPU accumulators allreduced equal the direct fp64 sum within
+#               1e-6, replicas bit-identical. One GPU: a functional check; NCCL figures across
+#               GPUs are still to come.
+#   versus      the 16-core acceptance, once `gcode bench versus --data-plane` exists: mlp-wide,
+#               8 workers, collective plane against DDP, no injection and bursty, with
+#               coordinator_bytes_per_round in every gcode row (and the star for comparison).
+# Usage: benchmarks/device_collective.sh OUT_DIR [functional] [versus]   (default: functional)
+# JSON lands in OUT_DIR; copy it to benchmarks/results/.
+set -u
+out=${1:?usage: device_collective.sh OUT_DIR [functional] [versus]}
+shift
+want=" ${*:-functional} "
+py=${PYTHON:-python3}
+mkdir -p "$out"
+nvidia-smi --query-gpu=name,memory.total --format=csv,noheader
+echo "cores: $(nproc); torch: $($py -c 'import torch; print(torch.__version__)')"
+if [[ $want == *" functional "* ]]; then
+  timeout 300 $py benchmarks/device_collective.py --world 4 --out "$out/device_collective.json"
+fi
+if [[ $want == *" versus "* ]]; then
+  if ! $py -m gcode bench versus --help | grep -q -- --data-plane; then
+    echo "versus: gcode bench versus has no --data-plane on this checkout; skipped"
+  else
+    run() {  # name, then gcode bench versus flags
+      local name=$1; shift
+      timeout ${LIMIT:-270} $py -m gcode bench versus --model mlp-wide --workers 8 --out "$out/tmp/$name" \
+        "$@" 2>&1 | grep -E "^\| |Best|^Stragglers" | tail -14
+      cp "$out/tmp/$name"/bench_versus_*.json "$out/versus_$name.json" 2>/dev/null
+    }
+    run mlp-wide-collective-none --data-plane collective --inject none --schemes uncoded,gc-s1
+    run mlp-wide-collective --data-plane collective --schemes uncoded,gc-s2-earliest,msgc-earliest,msgc-gap
+    rm -rf "$out/tmp"
+  fi
+fi
