@@ -28,7 +28,7 @@ import pytest
 import tomllib
 import yaml
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[3]
 CLUSTER = REPO / "cluster"
 LOCAL_SH = CLUSTER / "local.sh"
 

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[3]
 NETNS = REPO / "cluster" / "netns.sh"
 
 
@@ -46,7 +46,7 @@ needs_netns = pytest.mark.skipif(os.geteuid() != 0 or not shutil.which("ip") or 
 def test_a_collective_across_namespaces_then_everything_is_gone():
     prefix = f"gt{os.getpid() % 1000}"
     res = run("--nodes", "2", "--rate", "200mbit", "--prefix", prefix, "--timeout", "500", "--",
-              sys.executable, str(REPO / "tests" / "collective" / "netns_driver.py"))
+              sys.executable, str(REPO / "tests" / "runtime" / "collective" / "netns_driver.py"))
     assert res.returncode == 0, res.stderr[-3000:]
     out = json.loads(res.stdout.strip().splitlines()[-1])
     assert out["nodes"] == ["10.77.0.1", "10.77.0.2", "10.77.0.3"] and out["host"] == "10.77.0.2"

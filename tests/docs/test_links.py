@@ -26,7 +26,7 @@ from pathlib import Path
 
 import pytest
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 DOCS = ["README.md", "CHANGELOG.md", "cluster/README.md", "proto/README.md", "traces/README.md",
         *sorted(str(p.relative_to(REPO)) for p in (REPO / "docs").glob("*.md"))]
 TOP = ("cluster", "docs", "gcode", "tests", "benchmarks", "proto", "traces", "examples", ".ci")

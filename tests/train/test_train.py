@@ -49,7 +49,7 @@ def _model(name, seed=0):
 
 def test_does_not_import_ray():
     code = "import sys, gcode.train; assert 'ray' not in sys.modules"
-    subprocess.run([sys.executable, "-c", code], check=True, cwd=Path(__file__).parents[1])
+    subprocess.run([sys.executable, "-c", code], check=True, cwd=Path(__file__).parents[2])
 
 
 # ---------------------------------------------------------------- models

@@ -15,7 +15,7 @@ from gcode.cli import main as gcode_main
 from gcode.config import TrainConfig
 from gcode.runtime import checkpoint as ckpt
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 
 
 def cli(*argv, timeout_s=60):

@@ -193,7 +193,7 @@ def test_the_simulator_replays_a_live_resnet_run_within_one_percent():
     rebuilt delay table, through the same scheme and policy, lands within 1% of the wall time
     measured (200.8 s); dispatch at arrival is predicted faster."""
     module = _load_benchmark("sim_replay_live")
-    results = Path(__file__).resolve().parents[1] / "benchmarks" / "results"
+    results = Path(__file__).resolve().parents[2] / "benchmarks" / "results"
     row = module.replay(results / "versus_resnet18-cpu-gap15.json",
                         results / "versus_resnet18-cpu-gap15.rounds.jsonl")
     assert row["sim_round_s"] == pytest.approx(row["measured_s"], rel=0.01)
@@ -207,7 +207,7 @@ def test_the_simulator_replays_live_resnet_runs_at_arrival_within_one_percent(ru
     160.4, 182.8, 206.7 and 212.5 s measured): the simulator's head starts follow the live
     rule (tasks go out one round ahead at most), so each lands within 1%."""
     module = _load_benchmark("sim_replay_live")
-    results = Path(__file__).resolve().parents[1] / "benchmarks" / "results"
+    results = Path(__file__).resolve().parents[2] / "benchmarks" / "results"
     row = module.replay(results / f"versus_resnet18-cpu-{run}.json",
                         results / f"versus_resnet18-cpu-{run}.rounds.jsonl")
     assert row["sim_arrival_s"] == pytest.approx(row["measured_s"], rel=0.01)
@@ -217,7 +217,7 @@ def test_replaying_a_live_run_under_other_policies():
     """``sim_replay_live.py --policy``: the run's own policy (gap 0.15) replays to the default
     replay's figure, and the other policies replay the same workers' times."""
     module = _load_benchmark("sim_replay_live")
-    results = Path(__file__).resolve().parents[1] / "benchmarks" / "results"
+    results = Path(__file__).resolve().parents[2] / "benchmarks" / "results"
     pair = (results / "versus_resnet18-cpu-arrival.json",
             results / "versus_resnet18-cpu-arrival.rounds.jsonl")
     row = module.replay_policies(*pair, ["gap:0.15", "earliest", "partial:0.2"], "arrival")
@@ -236,7 +236,7 @@ def test_fetch_cost_measures_every_mode():
 
 def _load_benchmark(name: str):
     import importlib.util
-    root = Path(__file__).resolve().parents[1]
+    root = Path(__file__).resolve().parents[2]
     spec = importlib.util.spec_from_file_location(name, root / "benchmarks" / f"{name}.py")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
@@ -268,7 +268,7 @@ def test_worker_profile_times_every_phase_on_the_cpu():
     every phase; reading ahead keeps the task's arithmetic, so the phases stay positive."""
     import importlib.util
     from pathlib import Path
-    script = Path(__file__).resolve().parents[1] / "benchmarks" / "profile_worker.py"
+    script = Path(__file__).resolve().parents[2] / "benchmarks" / "profile_worker.py"
     spec = importlib.util.spec_from_file_location("profile_worker", script)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import torch
 
-SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "device_exact.py"
+SCRIPT = Path(__file__).resolve().parents[2] / "benchmarks" / "device_exact.py"
 
 
 @pytest.mark.slow

@@ -154,7 +154,7 @@ def test_rerunning_a_script_names_the_python_argument(tmp_path):
     from pathlib import Path
 
     import torch
-    fixture = Path(__file__).resolve().parent / "data" / "checkpoint-v1" / "round-00000003"
+    fixture = Path(__file__).resolve().parents[1] / "data" / "checkpoint-v1" / "round-00000003"
     shutil.copytree(fixture, tmp_path / "ck" / fixture.name)
     run = gcode.RunConfig(jobs=2, checkpoint=gcode.CheckpointConfig(dir=str(tmp_path / "ck")))
     with pytest.raises(ConfigError) as info:

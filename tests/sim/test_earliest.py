@@ -80,7 +80,7 @@ def test_the_vectorized_tuner_models_earliest_as_mu_zero_with_the_partial_fallba
     from gcode.codes.loads import gc_load, msgc_load
     from gcode.sim.fast import TraceView, bursty_runtimes, s_per_round_runtimes
     from gcode.stragglers import load_trace
-    trace = load_trace(Path(__file__).resolve().parents[1] / "gcode" / "data"
+    trace = load_trace(Path(__file__).resolve().parents[2] / "gcode" / "data"
                        / "lambda-cnn-w256-r30-canada.csv")
     view, slope, jobs = TraceView(trace, 0.0), 2.2013, 26
     for s in (3, 11):

@@ -29,7 +29,7 @@ from gcode.stragglers import (
 )
 
 TRACE = TRACES / "lambda-cnn-w256-r30-canada.csv"
-BUNDLED = Path(__file__).resolve().parents[1] / "gcode" / "data" / "lambda-cnn-w256-r30-canada.csv"
+BUNDLED = Path(__file__).resolve().parents[2] / "gcode" / "data" / "lambda-cnn-w256-r30-canada.csv"
 TRACE_FILE = TRACE if TRACE.exists() else BUNDLED
 
 
@@ -117,7 +117,7 @@ def test_no_torch_or_ray_import():
         "bad = [m for m in ('torch', 'ray') if m in sys.modules]; "
         "sys.exit(f'imported {bad}' if bad else 0)"
     )
-    root = Path(__file__).resolve().parents[1]
+    root = Path(__file__).resolve().parents[2]
     subprocess.run([sys.executable, "-c", code], cwd=root, check=True)
 
 

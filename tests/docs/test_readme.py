@@ -5,7 +5,7 @@ import argparse
 import re
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 README = (REPO / "README.md").read_text(encoding="utf-8")
 MAIN_JOB = ("python3 -m venv .venv && .venv/bin/pip install -q torch==2.13.0 -e . && "
             ".venv/bin/gcode simulate")

@@ -161,7 +161,7 @@ def test_the_slack_simulation_decodes_every_job_for_every_scheme_and_policy():
     (scheme, policy) decodes all its jobs and its ratio to DDP is a positive number."""
     import importlib.util
     from pathlib import Path
-    script = Path(__file__).resolve().parents[1] / "benchmarks" / "sim_slack.py"
+    script = Path(__file__).resolve().parents[2] / "benchmarks" / "sim_slack.py"
     spec = importlib.util.spec_from_file_location("sim_slack", script)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)

@@ -21,7 +21,7 @@ from gcode.telemetry.sim_logging import simulate_with_log
 
 from paths import TRACES  # noqa: E402  (tests/paths.py)
 
-BUNDLED = Path(__file__).resolve().parents[1] / "gcode" / "data" / \
+BUNDLED = Path(__file__).resolve().parents[2] / "gcode" / "data" / \
     "lambda-cnn-w256-r30-canada.csv"
 
 
