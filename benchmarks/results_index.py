@@ -4,7 +4,7 @@ To show a new benchmark: add a ``Section`` naming its JSON files under benchmark
 heading, a context paragraph (what it measures, how to read it; no measured numbers: those come
 from the JSON through the renderer) and a renderer (``versus(stem)`` for a ``gcode bench versus``
 result, the benchmark's own ``markdown_table``, or a few lines here). Then run
-``python benchmarks/make_results.py``. tests/test_results_doc.py fails while docs/RESULTS.md is
+``python benchmarks/make_results.py``. tests/docs/test_results_doc.py fails while docs/RESULTS.md is
 stale or a JSON file is neither shown nor listed in ``UNSHOWN``.
 """
 

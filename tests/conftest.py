@@ -1,7 +1,7 @@
 """Shared test settings: a Ray environment that stays on this machine, and ONE local Ray instance
 for the whole test session (``local_ray``), started by the first test that needs it.
 
-Folders build on it (tests/runtime's ``ray_pool`` of worker actors, tests/collective's plane
+Folders build on it (tests/runtime's ``ray_pool`` of worker actors, tests/runtime/collective's plane
 actors); none starts Ray of its own in this process. Multi-process tests (the 3-node cluster,
 the CLI default run) start their own Ray in a subprocess.
 """

@@ -1,6 +1,6 @@
 """Closed-form normalized loads (SCHEMES.md), used by the tuner without building codes.
 
-They equal ``make_scheme(...).load`` for each gradient code (``tests/test_codes.py``).
+They equal ``make_scheme(...).load`` for each gradient code (``tests/codes/test_codes.py``).
 """
 
 from __future__ import annotations

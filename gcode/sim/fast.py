@@ -12,7 +12,7 @@ module evaluates that check for thousands of settings at once:
 * Straggler sets are bitsets (one uint64 per 64 workers). A (B, W, λ) check is a few ORs and a
   popcount over a ring of W−1 past bitsets, vectorized over every λ that shares (B, W).
 
-``tests/test_sim.py`` checks equality with :func:`gcode.sim.simulate` driving the real schemes.
+``tests/sim/test_sim.py`` checks equality with :func:`gcode.sim.simulate` driving the real schemes.
 """
 
 from __future__ import annotations

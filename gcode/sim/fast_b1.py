@@ -1,7 +1,7 @@
 """Window replays of (1, W, λ) settings with no bitsets: what the auto tuner runs every decision.
 
 :func:`bursty_runtimes_b1` equals :func:`gcode.sim.fast.bursty_runtimes` with B = 1 and no job
-limit (a window replay) bit for bit (``tests/test_fast_b1.py``), in O(1) work per setting and
+limit (a window replay) bit for bit (``tests/sim/test_fast_b1.py``), in O(1) work per setting and
 round instead of O(n/64) per check and O(n²/64) per round for the prefix bitsets:
 
 * With B = 1 a round's straggler set must miss every recorded set of the W−1 rounds before it

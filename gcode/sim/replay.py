@@ -4,7 +4,7 @@
 search of ``gcode bench auto``: given one round's base times (what each worker would take at the
 trace's load; +inf for a worker the live run cut off), it returns the round's duration under
 every candidate, as the state-machine simulator would give it with that candidate's scheme and
-policy (``tests/test_replay.py`` holds the two equal).
+policy (``tests/sim/test_replay.py`` holds the two equal).
 
 Per round and candidate with load L the times are a·base + c (:class:`LoadModel`), and
   * an s-per-round scheme (uncoded: s = 0) allows the c slowest missing iff c ≤ s;

@@ -8,7 +8,7 @@ It runs grpcio-tools' bundled protoc, then rewrites the generated absolute impor
 (``from gcode.v1 import run_pb2``, which would collide with the ``gcode`` package itself) into
 relative ones, and adds the package ``__init__.py`` files. The output is a pure function of the
 .proto files and the grpcio-tools version, so CI regenerates it and compares bytes
-(tests/test_telemetry_codegen.py). Use the grpcio-tools version pinned in pyproject's dev extra.
+(tests/telemetry/test_telemetry_codegen.py). Use the grpcio-tools version pinned in pyproject's dev extra.
 """
 
 from __future__ import annotations

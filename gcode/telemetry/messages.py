@@ -72,7 +72,7 @@ ROUND_FIELDS = {"RoundRecord": ("round", "workers", "fell_back", "duration_s", "
 
 def round_to_dict(rec: run_pb2.RoundRecord) -> dict:
     """Same dict as ``to_dict(rec)``, about 10x faster (json_format is pure Python and costs
-    ~40 ms for a 256-worker round). tests/test_telemetry_log.py checks they agree."""
+    ~40 ms for a 256-worker round). tests/telemetry/test_telemetry_log.py checks they agree."""
     f = _json_float
     out = {"round": rec.round, "workers": [
         {"worker": w.worker,

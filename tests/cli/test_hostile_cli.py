@@ -3,7 +3,7 @@ listeners (real sockets on loopback), numbers that commands accepted inconsisten
 paths and full disks, and messages that did not name their file or field.
 
 Every case ends in one line that names the file or field, with no traceback, within a stated
-time bound. None starts Ray; part 1 is tests/test_hostile_files.py.
+time bound. None starts Ray; part 1 is tests/cli/test_hostile_files.py.
 """
 
 import contextlib

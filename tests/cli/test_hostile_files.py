@@ -4,7 +4,7 @@ shared, linked or tampered checkpoint directories.
 Every case ends in one line that names the file or field, with no traceback, within a stated
 time bound, and with nothing lost: what was there before is still there and still verifies.
 None starts Ray (the live cases are in tests/runtime/test_hostile_runs.py); part 2 is
-tests/test_hostile_cli.py.
+tests/cli/test_hostile_cli.py.
 """
 
 import hashlib

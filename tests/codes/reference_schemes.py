@@ -1,6 +1,6 @@
 """The per-worker scheme state machines as they were before plans became arrays (issue 15):
 one MiniTask per worker per round, dicts of ResultKeys, decode coefficients from the dense
-encoding. A test oracle only: tests/test_scheme_arrays.py drives it next to gcode.codes round
+encoding. A test oracle only: tests/codes/test_scheme_arrays.py drives it next to gcode.codes round
 by round and requires the same plans, checks, decodability and decodings.
 
 Kept as the original code, trimmed to the protocol; it shares only the straggler models and

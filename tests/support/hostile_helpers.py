@@ -1,5 +1,5 @@
-"""Shared builders of the hostile-input catalogue (tests/test_hostile_files.py and
-tests/test_hostile_cli.py): an in-process ``gcode`` runner, the one-line assertion, and a full
+"""Shared builders of the hostile-input catalogue (tests/cli/test_hostile_files.py and
+tests/cli/test_hostile_cli.py): an in-process ``gcode`` runner, the one-line assertion, and a full
 run checkpoint built without Ray."""
 
 import contextlib

@@ -1,4 +1,4 @@
-"""Models of the hostile-model catalogue (tests/test_hostile_models.py and
+"""Models of the hostile-model catalogue (tests/train/test_hostile_models.py and
 tests/runtime/test_hostile_models_live.py): buffers drawn from seeded and unseeded RNGs, a
 frozen bias, a forward pass that changes a buffer; the data, loss and optimizer they train
 with, and the plain-torch reference run."""

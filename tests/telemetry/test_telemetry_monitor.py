@@ -21,7 +21,7 @@ from gcode.telemetry.monitor import MonitorClient, MonitorServer, is_loopback, s
 from gcode.telemetry.runlog import read_run_log
 from gcode.telemetry.sim_logging import simulate_with_log
 
-from paths import TRACES  # noqa: E402  (tests/paths.py)
+from paths import TRACES  # noqa: E402  (tests/support/paths.py)
 
 BUNDLED = Path(__file__).resolve().parents[2] / "gcode" / "data" / "lambda-cnn-w256-r30-canada.csv"
 TIMEOUT = 20.0

@@ -1,5 +1,5 @@
 """The hostile-input catalogue, part 3 (issue 29): wrong models that used to train silently,
-checked here without Ray (the live runs are tests/runtime/test_hostile_models.py).
+checked here without Ray (the live runs are tests/runtime/test_hostile_models_live.py).
 
 | case                                              | outcome                                  |
 |---------------------------------------------------|------------------------------------------|
