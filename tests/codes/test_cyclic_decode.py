@@ -5,7 +5,7 @@ import itertools
 
 import numpy as np
 import pytest
-from hypothesis import HealthCheck, given, settings, strategies as st
+from hypothesis import HealthCheck, given, reject, settings, strategies as st
 
 from gcode.codes import CyclicRepetitionCode, DecodeError, make_scheme
 from gcode.codes.cyclic_solve import band_product
@@ -45,7 +45,10 @@ FAST = settings(max_examples=25, deadline=None, suppress_health_check=[HealthChe
 @given(n=st.integers(257, 700), s_frac=st.floats(0.0, 0.1), seed=st.integers(0, 2**16))
 def test_decoded_sums_are_exact_beyond_the_dense_limit(n, s_frac, seed):
     s = max(1, int(s_frac * n))
-    code = CyclicRepetitionCode(n, s)
+    try:
+        code = CyclicRepetitionCode(n, s)
+    except ValueError:  # refused: cannot decode within the error budget even from every worker
+        reject()
     rng = np.random.default_rng(seed)
     arrived = np.ones(n, dtype=bool)
     arrived[rng.choice(n, int(rng.integers(0, s + 1)), replace=False)] = False
@@ -85,7 +88,10 @@ def test_a_kept_null_space_vector_is_within_the_messages_rounding(n, s_frac, see
     1e-11 of 1, or within u·Σ_i |a_i|·Σ_j |B_ij| (the rounding that fp64 messages carry); then it
     decodes the same sum as the banded LU's vector (and, up to n = 256, the dense QR's)."""
     s = max(1, int(s_frac * n))
-    code = CyclicRepetitionCode(n, s)
+    try:
+        code = CyclicRepetitionCode(n, s)
+    except ValueError:  # refused: cannot decode within the error budget even from every worker
+        reject()
     rng = np.random.default_rng(seed)
     workers = _decode_set(n, rng.choice(n, s, replace=False))
     try:
