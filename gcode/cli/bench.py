@@ -297,9 +297,12 @@ def add_bench_parser(sub) -> None:
                     "every rank has its own GPU) and with gcode's schemes, every row under the "
                     "same per-(step, worker) injected delays: a DDP rank sleeps its delay after "
                     "computing, before its allreduce, as a gcode worker does before sending. "
-                    "Reports wall time and vs_ddp = DDP's wall time / the row's (above 1: faster "
-                    "than DDP). The default injection is bursty (B,W,lam)=(1,2,2) with base = 3 x "
-                    "one worker's measured compute time.",
+                    "A row that trains M models round-robin (each 1/M of the steps) is compared "
+                    "with DDP training the same M models for the same steps per model; every row "
+                    "says models and steps_per_model, and one-model rows are tabled apart. "
+                    "Reports wall time and vs_ddp = that DDP's wall time / the row's (above 1: "
+                    "faster than DDP). The default injection is bursty (B,W,lam)=(1,2,2) with "
+                    "base = 3 x one worker's measured compute time.",
         epilog="examples:\n  gcode bench versus --model mlp-wide --workers 8\n"
                "  gcode bench versus --model mlp --workers 4 --inject-param base=0.3\n"
                "  gcode bench versus --model resnet18 --gpus-per-worker 0.125 --jobs 20\n"

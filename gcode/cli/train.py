@@ -118,7 +118,7 @@ def format_summary(res: dict) -> str:
     params = ",".join(f"{k}={v}" for k, v in res["params"].items() if k != "gc_code")
     lines = [
         (f"{res['scheme']} ({params}) n={res['n']} T={res['delay_T']} load={res['load']:.4f} "
-         f"models={res['models']} mode={res['mode']}"
+         f"models={res['models']} steps_per_model={res.get('steps_per_model', '-')} mode={res['mode']}"
          + (f"  [APPROXIMATE: {res['approximation']}]" if res["approximate"] else "")),
         (f"runtime {res['runtime_s']:.2f} s over {res['rounds']} rounds "
          f"(setup {res['setup_s']:.1f} s); decoded {res['decoded_jobs']}/{res['jobs']} jobs; "
