@@ -17,10 +17,12 @@ Per run the summary gives auto's wall time over the best fixed row's (``auto_vs_
 auto slower), each row's ratio to DDP, and the coordinator overhead per round of auto, of the
 fixed rows (mean and range) and the difference. Every row trains one model for every step.
 
-    python benchmarks/device_auto_live.py --out $OUT                 # the device run, ~6 minutes
+    python benchmarks/device_auto_live.py --out $OUT                 # the device run, ~4 minutes
     python benchmarks/device_auto_live.py --quick --out DIR          # 4 workers, mlp, 6 jobs
+    python benchmarks/device_auto_live.py --workers 4 --model mlp --repeats 3 \
+        --name auto_live_2core --out benchmarks/results            # the 2-core box
 
-Writes ``device_auto_live.json`` under ``--out``.
+Writes ``NAME.json`` (default ``device_auto_live.json``) under ``--out``.
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import tempfile
 import time
 from dataclasses import asdict, replace
 from pathlib import Path
@@ -79,14 +82,21 @@ def main(argv=None) -> int:
     p.add_argument("--out", required=True)
     p.add_argument("--quick", action="store_true", help="4 workers, mlp, 6 jobs (a CPU check)")
     p.add_argument("--runs", default="bursty1,bursty3,trace1")
+    p.add_argument("--workers", type=int, default=8)
+    p.add_argument("--model", default="mlp-wide")
+    p.add_argument("--jobs", type=int, default=40)
+    p.add_argument("--repeats", type=int, default=1, help="interleaved repeats (medians)")
+    p.add_argument("--name", default="device_auto_live")
     args = p.parse_args(argv)
     from gcode.bench.report import machine_info
     from gcode.bench.versus import VersusConfig, run_versus
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     base = (VersusConfig(model="mlp", workers=4, jobs=6, schemes=ROWS) if args.quick else
-            VersusConfig(model="mlp-wide", workers=8, jobs=40, schemes=ROWS))
-    trace = persistent_trace(out / "ge_persistent_trace.csv", base.workers, base.jobs + 16)
+            VersusConfig(model=args.model, workers=args.workers, jobs=args.jobs, schemes=ROWS,
+                         repeats=args.repeats))
+    tmp = tempfile.TemporaryDirectory(prefix="gcauto")  # the trace: regenerated from its seed
+    trace = persistent_trace(Path(tmp.name) / "ge_persistent.csv", base.workers, base.jobs + 16)
     configs = {"bursty1": {"straggler_steps": 1.0}, "bursty3": {"straggler_steps": 3.0},
                "trace1": {"inject": None, "inject_trace": str(trace), "time_scale": None,
                           "straggler_steps": 1.0}}
@@ -103,7 +113,8 @@ def main(argv=None) -> int:
               f"{s['wall_s'][s['best_fixed']]:.2f} s: auto/best {s['auto_vs_best']:.3f}; "
               f"overhead auto {s['auto_overhead_ms']:.1f} ms vs fixed {s['fixed_overhead_ms_mean']:.1f} "
               f"ms; vs DDP " + ", ".join(f"{k} {v:.2f}x" for k, v in s["vs_ddp"].items()), flush=True)
-        (out / "device_auto_live.json").write_text(json.dumps(doc, indent=1, default=str))
+        (out / f"{args.name}.json").write_text(json.dumps(doc, indent=1, default=str))
+    tmp.cleanup()
     return 0
 
 

@@ -262,7 +262,15 @@ class Checkpoint:
 
     @property
     def config(self) -> dict:
-        return self.tree["config"]
+        """The run's config. An ``auto`` run written while auto defaulted to M = 2 models
+        (before one model became the default) left ``train.models`` unset: it reads as the M
+        the run trained, so the run resumes as it ran."""
+        config = self.tree["config"]
+        train, run = config.get("train") or {}, self.tree.get("run") or {}
+        if (config.get("scheme") or {}).get("name") == "auto" and train.get("models") is None \
+                and train.get("mode", "concurrent") == "concurrent" and run.get("models", 1) > 1:
+            return {**config, "train": {**train, "models": run["models"]}}
+        return config
 
 
 def resolve(path: str | os.PathLike) -> Path:

@@ -236,3 +236,16 @@ def test_checkpoint_config_fields_and_flags(tmp_path):
     (tmp_path / "file").write_text("x")
     with pytest.raises(ConfigError, match="^checkpoint.dir: .* is not a directory"):
         from_dict({"checkpoint": {"dir": str(tmp_path / "file")}})
+
+
+def test_an_auto_checkpoint_from_before_one_model_resumes_with_the_models_it_trained(tmp_path):
+    """auto once defaulted to M = 2 models: its checkpoints left train.models unset, which now
+    means one model; they read as the M the run trained (and nothing else changes)."""
+    from gcode.runtime.checkpoint.files import Checkpoint
+    old_auto = {"scheme": {"name": "auto"}, "train": {"models": None, "mode": "concurrent"}}
+    ck = Checkpoint(tmp_path, 4, {"config": old_auto, "run": {"models": 2}})
+    assert ck.config["train"]["models"] == 2 and ck.config["scheme"] == old_auto["scheme"]
+    one = Checkpoint(tmp_path, 4, {"config": old_auto, "run": {"models": 1}})
+    assert one.config["train"]["models"] is None
+    msgc = {"scheme": {"name": "msgc"}, "train": {"models": None}}
+    assert Checkpoint(tmp_path, 4, {"config": msgc, "run": {"models": 2}}).config == msgc
