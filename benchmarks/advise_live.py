@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import tempfile
 import time
@@ -107,9 +108,10 @@ def main(argv=None) -> int:
     with tempfile.TemporaryDirectory(prefix="gcal") as tmp, \
             pool_session(ClusterConfig(workers=4, startup_timeout_s=300)) as pool:
         for case in args.cases.split(","):
-            t0 = time.perf_counter()
+            t0, load_before = time.perf_counter(), os.getloadavg()
             doc["cases"][case] = {**run_case(case, args, workload, pool, Path(tmp)),
-                                  "seconds": time.perf_counter() - t0}
+                                  "seconds": time.perf_counter() - t0,
+                                  "load_average": {"before": load_before, "after": os.getloadavg()}}
             c = doc["cases"][case]
             print(f"{case}: recommended {c['recommended']}: predicted {c['predicted_speedup']:.3f}x "
                   f"uncoded, measured {c['measured_speedup']:.3f}x ({c['error']:+.1%})", flush=True)

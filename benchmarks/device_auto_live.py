@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import tempfile
 import time
@@ -103,11 +104,12 @@ def main(argv=None) -> int:
     doc = {"what": __doc__.split("\n\n")[0], "runs": {}, "environment": machine_info()}
     for name in args.runs.split(","):
         cfg = replace(base, **configs[name])
-        t0 = time.perf_counter()
+        t0, load_before = time.perf_counter(), os.getloadavg()
         result = run_versus(cfg)
         doc["runs"][name] = {"config": {**asdict(cfg), **result["config"]},
                              "summary": summarize(result), "rows": result["rows"],
-                             "seconds": time.perf_counter() - t0}
+                             "seconds": time.perf_counter() - t0,
+                             "load_average": {"before": load_before, "after": os.getloadavg()}}
         s = doc["runs"][name]["summary"]
         print(f"{name}: auto {s['wall_s']['auto']:.2f} s, best fixed {s['best_fixed']} "
               f"{s['wall_s'][s['best_fixed']]:.2f} s: auto/best {s['auto_vs_best']:.3f}; "

@@ -245,6 +245,27 @@ def advise_live_table(doc: dict) -> str:
             + f"\n\n{measured(doc)}")
 
 
+def auto_live_table(doc: dict) -> str:
+    """auto against every fixed one-model row of the same live run (benchmarks/device_auto_live.py)."""
+    rows, setup = [], None
+    for name, run in doc["runs"].items():
+        c, s = run["config"], run["summary"]
+        setup = (f"{c['workers']} workers, {c['model']}, global batch {c['batch_size']}, "
+                 f"{c['jobs']} jobs a row (1 model × {c['jobs']} steps in every row), "
+                 f"median of {c['repeats']} interleaved repeats")
+        fixed = [k for k in s["wall_s"] if k not in ("ddp", "auto")]
+        rows.append([name, *(f"{s['wall_s'][k]:.2f} ({x(s['vs_ddp'][k])})" for k in ("ddp", *fixed, "auto")),
+                     f"`{s['best_fixed']}`", f"{100 * (s['auto_vs_best'] - 1):+.1f}%",
+                     f"{s['auto_overhead_ms']:.1f}",
+                     f"{s['fixed_overhead_ms_range'][0]:.1f}–{s['fixed_overhead_ms_range'][1]:.1f}"])
+    first = next(iter(doc["runs"].values()))["summary"]["wall_s"]
+    fixed = [k for k in first if k not in ("ddp", "auto")]
+    return (setup + ". Cells: wall seconds (vs DDP).\n\n"
+            + table(["run", "ddp", *fixed, "auto", "best fixed", "auto slower than best by",
+                     "auto overhead ms/round", "fixed overhead ms/round"], rows)
+            + f"\n\n{measured(doc)}")
+
+
 def sim_auto_vs_fixed(docs):
     d = docs["sim_lambda"]
     rows = []
@@ -458,6 +479,15 @@ SECTIONS = [
             "measured speedup is the ratio of their median runtimes. One model, every step, in "
             "every run.",
             ("advise_live",), lambda d: advise_live_table(d["advise_live"]), level=2),
+    Section("auto against every fixed one-model row, live (`benchmarks/device_auto_live.py`)",
+            "One model in every row. Each run is one `gcode bench versus` on its own shared table "
+            "of injected delays: bursty1 and bursty3, bursty (1,2,2) stragglers one and three "
+            "steps long; trace1, a Gilbert–Elliott trace of persistently slow workers (seed 0) "
+            "scaled so that a round's slowest worker trails its median by one step. auto with "
+            "one model chooses among uncoded and GC only. The acceptance run (8 workers, "
+            "mlp-wide, 16 cores) did not run: no device machine started; these are from the "
+            "2-core box, where other jobs shared the cores.",
+            ("auto_live_2core",), lambda d: auto_live_table(d["auto_live_2core"]), level=2),
     Section("Live runs under injected stragglers (`gcode bench live`)",
             "Ray on the 2-core box, one shared pool of workers. uncoded, ignore and gc train one "
             "model; srsgc, msgc and auto (which ends on a T = 1 scheme) train 2 models round-robin, "
