@@ -94,9 +94,10 @@ def calibrate(pool, jobs: int, seed: int = 0, progress=None) -> dict:
 
 def _simulated(name: str, scheme_cfg: dict, jobs: int, trace: np.ndarray, time_scale: float,
                loads: LoadModel) -> float | None:
-    if name == "auto":
-        from ..sim.online import OnlineTuner
-        tuner = OnlineTuner(N, jobs, loads)
+    if name == "auto":  # as the live row runs it: one model, so T = 0 candidates only
+        from ..config.tables import auto_max_delay
+        from ..sim.online import OnlineConfig, OnlineTuner
+        tuner = OnlineTuner(N, jobs, loads, OnlineConfig(max_delay=auto_max_delay()))
         return simulate(tuner.scheme, trace, tuner, loads, time_scale).runtime_s
     params = {k: v for k, v in scheme_cfg.items() if k != "name"}
     scheme = make_scheme(scheme_cfg["name"], n=N, jobs=jobs, **params)
@@ -134,6 +135,8 @@ def run_live_bench(trace_path: Path, quick: bool = True, repeats: int | None = N
             runtime = float(np.median([r["runtime_s"] for r in results]))
             rows[name] = {"runtime_s": runtime, "runtime_s_all": [r["runtime_s"] for r in results],
                           "rounds": results[0]["rounds"], "waits": results[0]["waits"],
+                          "models": results[0]["models"],
+                          "steps_per_model": results[0]["steps_per_model"],
                           "final_loss": float(np.mean(results[-1]["final_loss"])),
                           "approximate": bool(results[0].get("approximate")),
                           "load_slope_s": float(np.median([r["load_slope_s"] for r in results]))}
