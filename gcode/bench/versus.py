@@ -139,6 +139,7 @@ class VersusConfig:
     coordinator_device: str = "auto"       # where gcode's coordinator steps and decodes
     transport: str = "auto"                # how gcode's rounds move: auto | shm | ray
     prefetch: str = "auto"                 # gcode workers read ahead: auto (GPU) | on | off
+    data_plane: str = "star"               # where gcode sums a job's gradient: star | collective
     gap: float = 0.05                      # the gap of every row under the gap policy
     repeats: int = 1
     num_samples: int = 8192
@@ -154,7 +155,7 @@ class VersusConfig:
                 raise ValueError(f"--{name.replace('_', '-')} must be >= 1, got {getattr(self, name)}")
         from ..config import BY_API
         from ..config.spec import choices_of
-        for name in ("coordinator_device", "transport", "prefetch"):
+        for name in ("coordinator_device", "transport", "prefetch", "data_plane"):
             value, choices = getattr(self, name), choices_of(BY_API[f"scaling.{name}"].spec)
             flag = name.replace("_", "-")
             if value not in choices:
@@ -323,7 +324,7 @@ def _gcode_row(cfg: VersusConfig, name: str, workload, inject: dict, pool,
                     "cluster": {"workers": cfg.workers, "gpus_per_worker": cfg.gpus_per_worker,
                                 "coordinator_device": cfg.coordinator_device,
                                 "transport": cfg.transport, "prefetch": cfg.prefetch,
-                                "round_timeout_s": 600},
+                                "data_plane": cfg.data_plane, "round_timeout_s": 600},
                     "train": {"batch_size": cfg.batch_size, "seed": cfg.seed, **train},
                     "inject": inject, "log": {"jsonl": None if log is None else str(log)}})
     metrics, _ = execute(tc, workload, pool=pool)
@@ -339,7 +340,8 @@ def _gcode_row(cfg: VersusConfig, name: str, workload, inject: dict, pool,
             "pipelined_rounds": metrics["pipelined_rounds"],
             "dispatched_at_arrival": metrics["dispatched_at_arrival"],
             "coordinator_device": metrics["coordinator_device"],
-            "transport": metrics["transport"],
+            "transport": metrics["transport"], "data_plane": metrics["data_plane"],
+            "coordinator_bytes_per_round": metrics["coordinator_bytes_per_round"],
             "prefetch": metrics["prefetch"], "read_ahead_tasks": metrics["read_ahead_tasks"],
             "timings_s_per_round": metrics["timings_s_per_round"],
             "param_checksum": metrics["param_checksum"], "exact": not metrics["approximate"]}
@@ -380,7 +382,7 @@ def summarize(cfg: VersusConfig, runs: dict[str, list[dict]], compute_s: float, 
                        "seed": cfg.seed, "repeats": cfg.repeats, "inject": inject,
                        "compute_s_per_worker": compute_s, "gpus_per_worker": cfg.gpus_per_worker,
                        "coordinator_device": cfg.coordinator_device, "transport": cfg.transport,
-                       "prefetch": cfg.prefetch, "gap": cfg.gap,
+                       "prefetch": cfg.prefetch, "data_plane": cfg.data_plane, "gap": cfg.gap,
                        "straggler_steps": cfg.straggler_steps,
                        "gcode_warmup_jobs": WARMUP_JOBS if cfg.schemes else 0,
                        "gpu": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None},

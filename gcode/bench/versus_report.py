@@ -27,20 +27,25 @@ def markdown_table(result: dict) -> str:
              + (f"; gcode's coordinator on {c['coordinator_device']}" if "coordinator_device" in c
                 else "")
              + "".join(f", transport {t}" for t in sorted(
-                 {r["transport"] for r in result["rows"] if r.get("transport")})) + "."]
+                 {r["transport"] for r in result["rows"] if r.get("transport")}))
+             + "".join(f", data plane {p}" for p in sorted(
+                 {r["data_plane"] for r in result["rows"] if r.get("data_plane")})) + "."]
     for m in sorted({row_models(r) for r in result["rows"]}):
         rows = [r for r in result["rows"] if row_models(r) == m]
         lines += ["", _group_title(m, rows, c["jobs"]), "",
                   ("| system | scheme | params | models | steps/model | wall s | vs DDP | rounds | "
-                   "waits | compute ms/round | overhead ms/round | not overlapped |"),
-                  "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+                   "waits | compute ms/round | overhead ms/round | not overlapped | "
+                   "coordinator KB/round |"),
+                  "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
         for r in rows:
             ms = lambda v: "-" if v is None else f"{1e3 * v:.1f}"
+            kb = lambda v: "-" if v is None else f"{v / 1024:,.1f}"
             lines.append(f"| {r['system']} | {r.get('row', r['scheme'])} | {_params_text(r['params'])} | "
                          f"{m} | {steps_text(r)} | {r['wall_s']:.2f} | {r['vs_ddp']:.3f}x | "
                          f"{r.get('rounds', r['steps'])} | {r.get('waits', '-')} | "
                          f"{ms(r['compute_s_per_round'])} | {ms(r['overhead_s_per_round'])} | "
-                         f"{ms(r.get('exposed_overhead_s_per_round'))} |")
+                         f"{ms(r.get('exposed_overhead_s_per_round'))} | "
+                         f"{kb(r.get('coordinator_bytes_per_round'))} |")
     counted = [r for r in result["rows"] if r.get("on_time_declared") is not None]
     if counted:
         lines += ["", "Stragglers per row (injected / on-time workers cut / injected ones waited "

@@ -206,7 +206,7 @@ def cmd_bench_versus(args) -> int:
                        inject=args.inject, inject_params=params, inject_trace=args.inject_trace,
                        time_scale=args.time_scale, gpus_per_worker=args.gpus_per_worker,
                        coordinator_device=args.coordinator_device, transport=args.transport,
-                       prefetch=args.prefetch, gap=args.gap, repeats=args.repeats, log_dir=args.log_dir,
+                       prefetch=args.prefetch, data_plane=args.data_plane, gap=args.gap, repeats=args.repeats, log_dir=args.log_dir,
                        straggler_steps=args.straggler_steps)
     with tqdm(total=cfg.repeats * (len(ddp_rows(cfg)) + len(cfg.schemes)), desc="bench versus", disable=args.json,
               leave=False, file=sys.stderr) as bar:
@@ -344,6 +344,9 @@ def add_bench_parser(sub) -> None:
     flag(p, "scaling.gpus_per_worker", default=0.0, help="GPU share per worker and DDP rank")
     for name in ("coordinator_device", "transport", "prefetch"):
         flag(p, f"scaling.{name}", default="auto")
+    flag(p, "scaling.data_plane", default="star", help="gcode's data plane for every gcode row: "
+         "star (gradients to the coordinator) or collective (workers hold replicas and allreduce "
+         "their coded results)")
     flag(p, "coding.gap", default=0.05,
          help="the quiet gap of the rows under the gap policy (msgc-gap, msgc-lam3-gap, "
               "msgc-cyclic-gap), as a fraction of the latest arrival")

@@ -48,6 +48,8 @@ DATASETS = Lazy("gcode.train.presets", "DATASETS", heavy=True)
 OPTIMIZERS = Lazy("gcode.train.optim", "OPTIMIZERS", heavy=True)
 DELAY_MODELS = Lazy("gcode.stragglers.registry", "MODELS")
 DEVICES = ("auto", "cpu", "cuda")
+#: where a job's coded gradients are summed (gcode.runtime.collective for "collective")
+DATA_PLANES = ("star", "collective")
 #: the misbehaviours a worker can be told to show in one round (tests of fault tolerance)
 FAULT_KINDS = ("raise", "exit", "kill", "shape", "nan", "tag")
 
@@ -161,6 +163,14 @@ class ScalingConfig:
         "shared memory; workers on this node only), ray (actor calls and the object store; any "
         "cluster), auto (shm when every worker is on this node, else ray)",
         choices=("auto", "shm", "ray"), resume_safe=True)
+    data_plane: str = setting(
+        "star", "where a job's gradient is summed: star (every coded gradient travels to the "
+        "coordinator, which decodes in fp64 and steps the models; best on one node) or "
+        "collective (every worker holds replicas of the M models; each scales its coded "
+        "results by the coefficients the coordinator sends and the workers allreduce over "
+        "torch.distributed, gloo on CPUs, NCCL with a GPU each; no gradient passes through "
+        "the coordinator, so a round costs what an allreduce costs: for many workers)",
+        choices=DATA_PLANES)
     prefetch: str = setting(
         "auto", "workers read the samples of their next task on a background thread while "
         "computing the current one: on, off, or auto (on for GPU workers, whose GPU would "
@@ -333,6 +343,7 @@ class RunConfig:
 
 
 __all__ = [
+    "DATA_PLANES",
     "DEVICES",
     "FAULT_KINDS",
     "MAX_DELAY_TABLE_BYTES",

@@ -80,8 +80,8 @@ def live_run_config(cfg: TrainConfig, scheme, models: int, message_dtype, run_id
         time_scale=cfg.inject.time_scale, models=models, seed=cfg.train.seed,
         model=cfg.train.model, dataset=cfg.train.dataset, optimizer=cfg.train.optimizer,
         message_dtype=str(message_dtype), run_id=run_id,
-        extra={"mode": cfg.train.mode, "inject": cfg.inject.trace or cfg.inject.model or "",
-               "batch_size": cfg.train.batch_size, "lr": cfg.train.lr,
+        extra={"mode": cfg.train.mode, "data_plane": cfg.cluster.data_plane,
+               "inject": cfg.inject.trace or cfg.inject.model or "", "batch_size": cfg.train.batch_size, "lr": cfg.train.lr,
                **({"gap": cfg.policy.gap} if cfg.policy_name == "gap" else {})})
 
 

@@ -28,7 +28,7 @@ from .data import WorkSpec
 from .loop.compose import compose
 from .loop.inject import DelaySource
 from .loop.jsonl_log import JsonlWriter
-from .loop.metrics import run_metrics, steps_per_model
+from .loop.metrics import coordinator_bytes_per_round, run_metrics, steps_per_model
 from .probe import StartupProbe
 
 ProgressFn = Callable[[dict], None]
@@ -150,6 +150,9 @@ def _connect(cfg: TrainConfig, spec: WorkSpec, pool, in_process, pin: bool):
     """(transport, run context, clock): the pool's first n actors adopt the run's context
     and a transport connects them; or n in-process workers on a virtual clock."""
     n = cfg.cluster.workers
+    if cfg.cluster.data_plane == "collective":
+        raise ConfigError("cluster.data_plane", "collective is not wired into the live run yet "
+                                                "(issue 26); use star")
     ctx_id = uuid.uuid4().hex  # a fresh id per session: workers drop an earlier session's state
     if in_process is not None:
         from .transport.inprocess import InProcessTransport
@@ -272,7 +275,9 @@ def _execute(cfg: TrainConfig, workload, progress, pool, monitor, in_process
                             max_decode_rel_error=coord.stats.max_rel_error,
                             stopped=coord.session.stopped, stop_reason=coord.session.stop_reason,
                             final_evals=final_eval or (),
-                            models=M, steps_per_model=steps_per_model(coord))
+                            models=M, steps_per_model=steps_per_model(coord),
+                            data_plane=cfg.cluster.data_plane,
+                            coordinator_bytes_per_round=coordinator_bytes_per_round(coord))
     finally:
         if transport is not None:
             transport.close()

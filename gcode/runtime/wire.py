@@ -79,6 +79,11 @@ class Call:
                    dtype=dtype, delay_s=delay_s, inject_mode=inject_mode, fault=fault,
                    attempt=attempt)
 
+    def nbytes(self, params_bytes: int = 0) -> int:
+        """Bytes this call moves out of the coordinator: its header, plus ``params_bytes`` of
+        job parameters when the data plane ships them with the call."""
+        return len(self.encode()) + params_bytes
+
     @property
     def tags(self) -> list[tuple[int, int]]:
         """(job, slot) of each task, in order: what a result for this call must be tagged."""
@@ -115,6 +120,15 @@ class Result:
     message: str = ""
     workload: bool = False
     version: int = WIRE_VERSION
+
+    #: bytes of a result's fixed fields (status, tags, timings) as they travel, about
+    HEADER_BYTES = 128
+
+    def nbytes(self) -> int:
+        """Bytes this result moves into the coordinator: its gradient rows (none on a plane
+        whose results carry none), its coded losses and task tags, and its fixed fields."""
+        grads = self.grads.nbytes if isinstance(self.grads, np.ndarray) else 0
+        return grads + 24 * len(self.losses) + self.HEADER_BYTES
 
     @staticmethod
     def problem(result: Any, call: Call, worker: int, num_params: int,

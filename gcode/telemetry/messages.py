@@ -354,14 +354,18 @@ def run_summary(*, runtime_s: float, rounds: int, waits: int, decoded_jobs: int,
                 checksum_algorithm: str = "sha256", max_decode_rel_error: float | None = None,
                 wall_time_s: float | None = None, stopped: bool = False,
                 stop_reason: str = "", final_evals=(), models: int = 0,
-                steps_per_model: int = 0) -> run_pb2.RunSummary:
+                steps_per_model: int = 0, data_plane: str = "",
+                coordinator_bytes_per_round: float | None = None) -> run_pb2.RunSummary:
     """A RunSummary from plain values; ``final_losses`` as in :func:`round_record`'s losses;
-    ``models`` and ``steps_per_model`` (the least-trained model's steps) 0 when not known."""
+    ``models`` and ``steps_per_model`` (the least-trained model's steps) 0 when not known;
+    ``data_plane`` (star, collective) and ``coordinator_bytes_per_round`` for live runs."""
     s = run_pb2.RunSummary(runtime_s=float(runtime_s), rounds=int(rounds), waits=int(waits),
                            decoded_jobs=int(decoded_jobs),
                            wall_time_s=float(runtime_s if wall_time_s is None else wall_time_s),
                            stopped=bool(stopped), stop_reason=stop_reason, models=int(models),
-                           steps_per_model=int(steps_per_model))
+                           steps_per_model=int(steps_per_model), data_plane=data_plane)
+    if coordinator_bytes_per_round is not None:
+        s.coordinator_bytes_per_round = float(coordinator_bytes_per_round)
     s.final_losses.extend(_losses(final_losses))
     s.final_evals.extend(model_evals(final_evals or ()))
     for model, value in sorted((param_checksums or {}).items()):

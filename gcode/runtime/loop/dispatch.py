@@ -99,6 +99,8 @@ class Dispatcher:
             dtype=dtype.name, delay_s=self.delays.get(r, w) if attempt == 0 else 0.0,
             inject_mode=self.inject_mode, fault=fault if fault != "kill" else None,
             attempt=attempt)
+        shipped = len(jobs) * self.num_params * 4 if self.transport.carries_gradients else 0
+        self.stats.coordinator_bytes += call.nbytes(shipped)  # the star ships fp32 parameters
         handle = self.transport.call(w, call, w in self.needs_ctx,
                                      [self.jobs.handles[j] for j in jobs],
                                      len(tasks) * self.num_params * dtype.itemsize)

@@ -46,6 +46,8 @@ class Intake:
         worker is sent its next tasks."""
         reason = Result.problem(result, self.dispatcher.sent[(r, w)], w, self.num_params,
                                 self.gradients)
+        if isinstance(result, Result):
+            self.stats.coordinator_bytes += result.nbytes()
         if reason is None and result.grads is not None and result.grads.size:
             source = result.grads
             staged, flag, event = self.reducer.stage(source, self.threads)

@@ -26,6 +26,14 @@ def steps_per_model(coord) -> int:
     return min(coord.stats.updates, default=0)
 
 
+def coordinator_bytes_per_round(coord) -> float:
+    """Bytes through the coordinator's link per round of this session: calls, job parameters
+    and results on the star plane; calls, coded losses and decode coefficients on the
+    collective plane."""
+    rounds = coord.stats.rounds_run - coord.session.start_round
+    return coord.stats.coordinator_bytes / max(rounds, 1)
+
+
 def run_metrics(cfg, coord, scheme, policy, pool, M, d, runtime_s, setup_s, session_s) -> dict:
     """The metrics dict of a finished live run (see :func:`gcode.runtime.run.execute`)."""
     tr, n = cfg.train, cfg.cluster.workers
@@ -79,6 +87,8 @@ def run_metrics(cfg, coord, scheme, policy, pool, M, d, runtime_s, setup_s, sess
         "checkpoint": session.written[-1] if session.written else None,
         "resumed_from": session.resumed_from, "sessions": session.sessions,
         "session_runtime_s": session_s, "late_results_dropped": stats.late_dropped,
+        "data_plane": cfg.cluster.data_plane,
+        "coordinator_bytes_per_round": coordinator_bytes_per_round(coord),
     }
     if cfg.scheme.name == "auto":
         out["switches"] = list(getattr(scheme, "switches", []))

@@ -74,6 +74,7 @@ class RunStats:
     read_ahead: int = 0           # tasks whose batch a worker had read ahead (cluster.prefetch)
     dispatched_at_arrival: int = 0  # tasks sent at the worker's previous arrival
     rounds_run: int = 0
+    coordinator_bytes: int = 0    # calls, job data and results through the coordinator's link
 
     def __post_init__(self):
         self.updates = self.updates or [0] * self.models

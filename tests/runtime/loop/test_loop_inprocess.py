@@ -107,3 +107,16 @@ def test_arrival_dispatch_trains_the_models_of_round_dispatch(scheme, models):
 def test_uncoded_workers_get_every_round_but_the_first_at_arrival():
     res = run(train={"dispatch": "arrival"})
     assert res["dispatched_at_arrival"] == 4 * (12 - 1)
+
+
+def test_a_star_run_records_its_plane_and_the_bytes_through_the_coordinator(uncoded, tmp_path):
+    """Each round of the star plane ships n calls with the job's fp32 parameters and takes n
+    gradient rows back, so at least 2·n·d·4 bytes pass the coordinator per round."""
+    from gcode.telemetry.runlog import read_run_log
+    assert uncoded["data_plane"] == "star"
+    n, d = uncoded["n"], uncoded["num_params"]
+    assert uncoded["coordinator_bytes_per_round"] >= 2 * n * d * 4
+    res = run(log={"run_log": str(tmp_path / "run")})
+    summary = read_run_log(tmp_path / "run.pb").summary
+    assert summary.data_plane == "star"
+    assert summary.coordinator_bytes_per_round == res["coordinator_bytes_per_round"]

@@ -212,7 +212,7 @@ class ParamChecksum(_message.Message):
     def __init__(self, model: _Optional[int] = ..., algorithm: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
 
 class RunSummary(_message.Message):
-    __slots__ = ("runtime_s", "rounds", "waits", "decoded_jobs", "final_losses", "param_checksums", "max_decode_rel_error", "wall_time_s", "stopped", "stop_reason", "final_evals", "models", "steps_per_model")
+    __slots__ = ("runtime_s", "rounds", "waits", "decoded_jobs", "final_losses", "param_checksums", "max_decode_rel_error", "wall_time_s", "stopped", "stop_reason", "final_evals", "models", "steps_per_model", "data_plane", "coordinator_bytes_per_round")
     RUNTIME_S_FIELD_NUMBER: _ClassVar[int]
     ROUNDS_FIELD_NUMBER: _ClassVar[int]
     WAITS_FIELD_NUMBER: _ClassVar[int]
@@ -226,6 +226,8 @@ class RunSummary(_message.Message):
     FINAL_EVALS_FIELD_NUMBER: _ClassVar[int]
     MODELS_FIELD_NUMBER: _ClassVar[int]
     STEPS_PER_MODEL_FIELD_NUMBER: _ClassVar[int]
+    DATA_PLANE_FIELD_NUMBER: _ClassVar[int]
+    COORDINATOR_BYTES_PER_ROUND_FIELD_NUMBER: _ClassVar[int]
     runtime_s: float
     rounds: int
     waits: int
@@ -239,7 +241,9 @@ class RunSummary(_message.Message):
     final_evals: _containers.RepeatedCompositeFieldContainer[ModelEval]
     models: int
     steps_per_model: int
-    def __init__(self, runtime_s: _Optional[float] = ..., rounds: _Optional[int] = ..., waits: _Optional[int] = ..., decoded_jobs: _Optional[int] = ..., final_losses: _Optional[_Iterable[_Union[ModelLoss, _Mapping]]] = ..., param_checksums: _Optional[_Iterable[_Union[ParamChecksum, _Mapping]]] = ..., max_decode_rel_error: _Optional[float] = ..., wall_time_s: _Optional[float] = ..., stopped: _Optional[bool] = ..., stop_reason: _Optional[str] = ..., final_evals: _Optional[_Iterable[_Union[ModelEval, _Mapping]]] = ..., models: _Optional[int] = ..., steps_per_model: _Optional[int] = ...) -> None: ...
+    data_plane: str
+    coordinator_bytes_per_round: float
+    def __init__(self, runtime_s: _Optional[float] = ..., rounds: _Optional[int] = ..., waits: _Optional[int] = ..., decoded_jobs: _Optional[int] = ..., final_losses: _Optional[_Iterable[_Union[ModelLoss, _Mapping]]] = ..., param_checksums: _Optional[_Iterable[_Union[ParamChecksum, _Mapping]]] = ..., max_decode_rel_error: _Optional[float] = ..., wall_time_s: _Optional[float] = ..., stopped: _Optional[bool] = ..., stop_reason: _Optional[str] = ..., final_evals: _Optional[_Iterable[_Union[ModelEval, _Mapping]]] = ..., models: _Optional[int] = ..., steps_per_model: _Optional[int] = ..., data_plane: _Optional[str] = ..., coordinator_bytes_per_round: _Optional[float] = ...) -> None: ...
 
 class LogEntry(_message.Message):
     __slots__ = ("config", "round", "summary")
