@@ -91,7 +91,10 @@ def execute(cfg: TrainConfig, workload, *, progress: ProgressFn | None = None, p
     durations_s, stopped, checkpoints (paths written by this session), checkpoint (the last one,
     or None), resumed_from (the checkpoint this session started from, or None), sessions,
     session_runtime_s, late_results_dropped, exactness_probe (a coded run's startup probe,
-    :mod:`gcode.runtime.probe`; None when not probed). Across a resume, runtime_s, rounds and
+    :mod:`gcode.runtime.probe`; None when not probed), data_plane, coordinator_bytes_per_round
+    (bytes through the coordinator per round: calls, parameters shipped, results), and
+    replica_checksums (the collective plane: each replica's digest, once every worker's compared
+    bit-identical at the end; None on the star). Across a resume, runtime_s, rounds and
     the counters cover the whole run.
     """
     validate(cfg)
@@ -146,14 +149,16 @@ def _keep_run_log(prefix: str, round_: int) -> None:
             path.rename(base.with_name(f"{base.name}.before-r{round_:08d}{suffix}"))
 
 
-def _connect(cfg: TrainConfig, spec: WorkSpec, pool, in_process, pin: bool):
+def _connect(cfg: TrainConfig, spec: WorkSpec, pool, in_process, pin: bool, scheme, models: int):
     """(transport, run context, clock): the pool's first n actors adopt the run's context
-    and a transport connects them; or n in-process workers on a virtual clock."""
+    and a transport connects them (on the collective plane they build the ``models`` replicas
+    and form their group); or n in-process workers on a virtual clock."""
     n = cfg.cluster.workers
-    if cfg.cluster.data_plane == "collective":
-        raise ConfigError("cluster.data_plane", "collective is not wired into the live run yet "
-                                                "(issue 26); use star")
     ctx_id = uuid.uuid4().hex  # a fresh id per session: workers drop an earlier session's state
+    collective = cfg.cluster.data_plane == "collective"
+    if in_process is not None and collective:
+        raise ConfigError("cluster.data_plane", "collective needs Ray workers (they hold the "
+                                                "replicas); the in-process workers are star only")
     if in_process is not None:
         from .transport.inprocess import InProcessTransport
         transport = InProcessTransport(n, spec, ctx_id, in_process)
@@ -165,9 +170,26 @@ def _connect(cfg: TrainConfig, spec: WorkSpec, pool, in_process, pin: bool):
     ctx = (ctx_id, ray.put(spec))
     pool.wait_ready(cfg.cluster.startup_timeout_s)
     pool.prepare(ctx, n, cfg.cluster.startup_timeout_s)
+    if collective:
+        from .collective.transport import CollectiveTransport
+        from .transport.ray_transport import RayTransport
+        transport = CollectiveTransport(pool.actors[:n], RayTransport(pool.actors[:n], ctx), models,
+                                        cfg.train.mode == "delayed", accumulate_dtype(scheme),
+                                        "nccl" if cfg.cluster.gpus_per_worker >= 1 else "gloo",
+                                        cfg.cluster.round_timeout_s, cfg.train.max_grad_norm)
+        transport.start()
+        return transport, ctx, WallClock()
     transport = make_transport(cfg.cluster.transport, pool.actors[:n], ctx,
                                cfg.cluster.startup_timeout_s, pin=pin)
     return transport, ctx, WallClock()
+
+
+def accumulate_dtype(scheme) -> str:
+    """The collective plane's accumulator dtype: float32 for uncoded, whose every decode sums
+    all n results (DDP's allreduce); float64 otherwise, so that a decode is exact whichever
+    workers' copies it sums (FR codes then decode bit for bit whoever straggles, as on the
+    star) and coefficients other than 1 lose nothing."""
+    return "float32" if scheme.name == "uncoded" else "float64"
 
 
 def _execute(cfg: TrainConfig, workload, progress, pool, monitor, in_process
@@ -246,11 +268,12 @@ def _execute(cfg: TrainConfig, workload, progress, pool, monitor, in_process
             recorder = RunRecorder(live_run_config(cfg, scheme, M, scheme.message_dtype, run_id[:16]),
                                    log_prefix=cfg.log.run_log, monitor=monitor)
         transport, ctx, clock = _connect(cfg, spec, pool, in_process,
-                                         pin="cuda" in (device.type, decode_device.type))
+                                         "cuda" in (device.type, decode_device.type), scheme, M)
         # the result buffers a run keeps in flight (about T+2 rounds' per worker), made now
         transport.reserve_results(n, scheme.delay + 2, scheme.max_tasks_per_round * d
                                   * np.dtype(scheme.message_dtype).itemsize)
-        probed = probe.run(transport, ctx[0], models[0], clock)  # a coupled model stops here
+        # a coupled model stops here (the collective plane probes through Ray, with gradients)
+        probed = probe.run(getattr(transport, "star", transport), ctx[0], models[0], clock)
         coord = compose(cfg, scheme, policy, transport, clock, spec, models, optimizers, delays,
                         writer, ctx_id=ctx[0], schedulers=schedulers, run_id=run_id,
                         progress=progress,
@@ -263,6 +286,9 @@ def _execute(cfg: TrainConfig, workload, progress, pool, monitor, in_process
                                                       cfg.checkpoint.keep)
         setup_s = time.perf_counter() - setup_start
         session_s = coord.run()
+        replicas = None  # the collective plane: a mismatch stops here, naming the replica
+        if cfg.cluster.data_plane == "collective":
+            replicas = {name: f"{value:014x}" for name, value in coord.reducer.check_replicas().items()}
         runtime_s = coord.session.runtime_before + session_s
         final_loss = [coord.stats.model_loss.get(m) for m in range(M)]
         final_eval = coord.final_evaluation()
@@ -296,5 +322,6 @@ def _execute(cfg: TrainConfig, workload, progress, pool, monitor, in_process
                    run_id=run_id[:16], coordinator_device=str(device),
                    decode_device=str(decode_device), decode_threads=threads,
                    transport=coord.transport.name, transport_calls=dict(coord.transport.stats),
-                   model=workload.name, exactness_probe=probed and probed.as_dict())
+                   model=workload.name, exactness_probe=probed and probed.as_dict(),
+                   replica_checksums=replicas)
     return metrics, [model.module.cpu() for model in models]

@@ -5,7 +5,8 @@ fields. Who uses whom::
 
     Session, RunStats                  (what the run is and counts: everyone writes stats)
     ModelBank                          the M models and optimizers
-    Decoder (the Reducer)              stored results and their fp64 sums
+    Decoder (the Reducer)              stored results and their fp64 sums (the star plane), or
+                                       CollectiveReducer: the workers sum (the collective plane)
     JobBook    <- ModelBank, Decoder, transport           issue, decode, step, release
     Health     <- JobBook, ModelBank                      diverged model or faulty worker?
     Reporter   <- Session                                 the policy's view, round records
@@ -50,8 +51,12 @@ def compose(cfg: TrainConfig, scheme, policy, transport, clock, spec: WorkSpec, 
     bank = ModelBank(models, optimizers, tr.mode == "delayed", spec.workload,
                      hint=session.last_good_hint, schedulers=schedulers,
                      max_grad_norm=tr.max_grad_norm)
-    reducer = Decoder(d, streaming=tr.streaming_decode, threads=decode_threads,
-                      device=decode_device)
+    if transport.carries_gradients:
+        reducer = Decoder(d, streaming=tr.streaming_decode, threads=decode_threads,
+                          device=decode_device)
+    else:  # the collective plane: workers sum and step their replicas
+        from ..collective.transport import CollectiveReducer
+        reducer = bank.replicas = CollectiveReducer(transport, stats, tr.batch_size)
     direct = DirectGradient(spec)
     jobs = JobBook(scheme, bank, transport, reducer, stats, tr.batch_size, direct,
                    tr.check_decode, clock, hint=session.resume_hint)

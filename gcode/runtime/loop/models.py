@@ -3,6 +3,11 @@
 Job t trains model t mod M (concurrent mode), or the one model (delayed mode). A model's
 parameters are checked finite before a job ships them and before a checkpoint captures them, so
 a diverged model stops the run at once, naming it, and every checkpoint can be resumed.
+
+On the collective data plane the models that train are the workers' replicas
+(:mod:`gcode.runtime.collective.transport`): ``replicas`` is then set, this bank is refreshed
+from a replica before it is read (a checkpoint, an evaluation, the final checksums), a state
+loaded into it goes to every replica too, and divergence is caught where the replicas step.
 """
 
 from __future__ import annotations
@@ -30,6 +35,13 @@ class ModelBank:
         self.workload = workload
         self.hint = hint
         self.max_grad_norm = max_grad_norm
+        self.replicas = None  # the collective plane's reducer: refresh(bank), push(state)
+
+    def current(self) -> ModelBank:
+        """This bank, with the replicas' state where they trained (the collective plane)."""
+        if self.replicas is not None:
+            self.replicas.refresh(self)
+        return self
 
     @property
     def M(self) -> int:
@@ -57,7 +69,10 @@ class ModelBank:
         return optimizer_hint(self.workload.optimizer_fn)
 
     def check_finite(self, t: int) -> None:
-        """Before job t is issued: the parameters of its model are finite."""
+        """Before job t is issued: the parameters of its model are finite (the replicas check
+        their all-reduced gradient instead)."""
+        if self.replicas is not None:
+            return
         m = self.model_of(t)
         bad = self._nonfinite(m)
         if bad:
@@ -68,6 +83,7 @@ class ModelBank:
     def check_all_finite(self, r: int) -> None:
         """Before a checkpoint at the boundary of round r: every model is finite, so a
         checkpoint is always one to resume from ("the last good checkpoint")."""
+        self.current()
         for m in range(self.M):
             bad = self._nonfinite(m)
             if bad:
@@ -84,18 +100,21 @@ class ModelBank:
     def evaluate(self, dataset, updates: list[int], **extra) -> list[dict]:
         """Every model's held-out loss (and accuracy) on ``dataset``, with its updates."""
         from gcode.train.compute import evaluate
+        self.current()
         return [{**extra, "model": m, "updates": updates[m],
                  **evaluate(model.module, self.workload, dataset, model.device)}
                 for m, model in enumerate(self.models)]
 
     def checksums(self) -> list[float]:
         """Each model's float64 sum of its parameters."""
+        self.current()
         return [float(model.params.double().sum()) for model in self.models]
 
     # ---- checkpoint ---------------------------------------------------------------------
     def state_dict(self) -> list[dict]:
         """Each model's parameters and buffers, its optimizer's state and its scheduler's (the
         key ``scheduler`` only where there is one)."""
+        self.current()
         out = []
         for model, optimizer, scheduler in zip(self.models, self.optimizers, self.schedulers):
             sd = optimizer.state_dict()
@@ -106,7 +125,9 @@ class ModelBank:
                 out[-1]["scheduler"] = scheduler.state_dict()
         return out
 
-    def load_state_dict(self, saved: list[dict]) -> None:
+    def load_state_dict(self, saved: list[dict], to_replicas: bool = True) -> None:
+        """Back to a :meth:`state_dict` (and every replica too, unless ``to_replicas`` is
+        False: the state came from one)."""
         import torch
         if len(saved) != self.M:
             raise ValueError(f"{len(saved)} models, expected {self.M}")
@@ -125,3 +146,5 @@ class ModelBank:
                                  f"(scheduler_fn must be given as in the checkpointed run)")
             if scheduler is not None:
                 scheduler.load_state_dict(entry["scheduler"])
+        if to_replicas and self.replicas is not None:
+            self.replicas.push(saved)

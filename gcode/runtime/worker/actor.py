@@ -13,6 +13,11 @@ A call's header and its result are :class:`gcode.runtime.wire.Call` and
 message dtype, with the coded losses, the tags, the compute time and the injected sleep. The
 coordinator validates all of it (``Result.problem``; the gradients' finiteness where they
 decode, ``Decoder.stage``).
+
+On the collective data plane (:mod:`gcode.runtime.worker.replicas`) a call's jobs come without
+parameters: the worker computes on its replicas' copy of each job's parameters, on a compute
+thread of its own, keeps its coded results and answers with their losses and timings only; the
+coordinator then asks it to fold, allreduce and step (:meth:`GradientWorker.reduce_job`).
 """
 
 from __future__ import annotations
@@ -84,6 +89,9 @@ class GradientWorker:
         self._loaded: tuple | None = None
         self._prefetcher: BatchPrefetcher | None = None
         self._server: ShmServer | None = None
+        self.replicas = None  # a ReplicaServer on the collective plane (worker/replicas.py)
+        self.replicas_ctx: str | None = None  # the run context the replicas belong to
+        self._compute_thread = None
         self.started = time.time()
 
     async def _configure(self, ctx_id: str, ctx_box: list) -> None:
@@ -137,6 +145,32 @@ class GradientWorker:
         job, _, chunks, _ = tasks[0]
         return np.concatenate(self._rows(job + 1, chunks, data[job][1]))
 
+    def _with_fault(self, grads: np.ndarray, fault: str | None) -> np.ndarray:
+        """The results as fault ``shape`` or ``nan`` spoils them (tests), else as they are."""
+        if fault == "shape":
+            return grads[:, :-1] if grads.shape[1] > 1 else np.empty((len(grads) + 1, 1), grads.dtype)
+        if fault == "nan":
+            grads = grads.copy()
+            grads.flat[0:1] = np.nan
+            if grads.size == 0:
+                grads = np.full((1, self.spec.num_params), np.nan, grads.dtype)
+        return grads
+
+    def _load_and_compute(self, job: int, flat, rows, coefs, out, host_batch) -> float:
+        """One mini-task on the compute thread: load job's parameters unless loaded, compute."""
+        if self._loaded != (self.ctx_id, job):
+            self.computer.load(job, flat)
+            self._loaded = (self.ctx_id, job)
+        return self.computer.coded_gradient(rows, coefs, out, host_batch)
+
+    async def _on_compute_thread(self, fn, *args):
+        """Run ``fn`` on this worker's compute thread (the collective plane), so the event loop
+        stays free to enter a collective while a straggler computes."""
+        if self._compute_thread is None:
+            from concurrent.futures import ThreadPoolExecutor
+            self._compute_thread = ThreadPoolExecutor(1, thread_name_prefix="gcode-compute")
+        return await asyncio.get_running_loop().run_in_executor(self._compute_thread, fn, *args)
+
     def _stale(self, r: int, t0: float, computed_s: float | None = None,
                sleep_s: float = 0.0) -> Result:
         """Round r's call gave up for a newer round's: after ``elapsed_s``; with its compute
@@ -171,14 +205,22 @@ class GradientWorker:
             await self._configure(call.ctx, ctx_box)
         elif self.ctx_id != call.ctx:  # restarted since the run began: ask for the context
             return Result(status=UNPREPARED, round=call.round, worker=self.index)
+        if job_data and job_data[0][0] is None:  # the collective plane: the replicas' parameters
+            if self.replicas is None or self.replicas_ctx != call.ctx:
+                return Result(status=UNPREPARED, round=call.round, worker=self.index)
+            data = {job: (self.replicas.params_of(job), bounds, None)
+                    for job, (_, bounds) in zip(call.jobs, job_data)}
+            return await self.work(call, data, None, keep=True)
         data = {job: (flat, bounds, None) for job, (flat, bounds) in zip(call.jobs, job_data)}
         return await self.work(call, data, None)
 
-    async def work(self, call: Call, data: dict, out_host: np.ndarray | None) -> Result:
+    async def work(self, call: Call, data: dict, out_host: np.ndarray | None,
+                   keep: bool = False) -> Result:
         """The mini-tasks of one call. ``data[job]`` is (flat parameters, chunk bounds, check):
         ``check()`` (when not None) tells whether the parameters were still that job's after they
         were loaded. Results are stacked in the message dtype, into ``out_host`` when given (a
-        shared-memory buffer) or a fresh host array."""
+        shared-memory buffer) or a fresh host array. ``keep`` (the collective plane): compute on
+        the compute thread, keep the results in the replicas' plane, and answer without them."""
         r, tasks, fault = call.round, call.tasks, call.fault
         newer = self._bump(r)
         t0 = time.perf_counter()
@@ -199,7 +241,7 @@ class GradientWorker:
             if self.latest > r:
                 return self._stale(r, t0)
             flat, bounds, check = data[job]
-            if self._loaded != (self.ctx_id, job):  # a job's parameters never change
+            if self._loaded != (self.ctx_id, job) and not keep:  # a job's parameters never change
                 computer.load(job, flat)
                 self._loaded = (self.ctx_id, job)
                 if check is not None and not check():  # overwritten: the job is long decoded
@@ -212,17 +254,21 @@ class GradientWorker:
                 host_batch = ahead.take(wanted) if len(wanted) else None  # no samples: no read
                 if len(upcoming):
                     ahead.start(upcoming)
-            losses.append(computer.coded_gradient(rows, coefs, out[k], host_batch))
+            if keep:
+                losses.append(await self._on_compute_thread(self._load_and_compute, job, flat,
+                                                            rows, coefs, out[k], host_batch))
+            else:
+                losses.append(computer.coded_gradient(rows, coefs, out[k], host_batch))
             await asyncio.sleep(0)  # let a newer round's call in
-        grads = _to_host(out, out_host)
         compute_s = time.perf_counter() - t0
-        if fault == "shape":
-            grads = grads[:, :-1] if grads.shape[1] > 1 else np.empty((len(tasks) + 1, 1), grads.dtype)
-        elif fault == "nan":
-            grads = grads.copy()
-            grads.flat[0:1] = np.nan
-            if grads.size == 0:
-                grads = np.full((1, self.spec.num_params), np.nan, grads.dtype)
+        if keep:  # the collective plane: the results stay here, only their losses travel
+            if fault == "nan" and out.numel():
+                out.view(-1)[0] = float("nan")
+            for k, (job, slot, _, _) in enumerate(tasks):
+                self.replicas.keep((self.index, r, slot), job, out[k])
+            grads = None
+        else:
+            grads = self._with_fault(_to_host(out, out_host), fault)
         delay_s = float(call.delay_s)
         sleep_s = delay_s if call.inject_mode == "add" else max(0.0, delay_s - compute_s)
         if sleep_s > 0:
@@ -239,3 +285,55 @@ class GradientWorker:
                       sleep_s=sleep_s, pid=os.getpid(),
                       read_ahead=(ahead.hits - hits) if ahead is not None else 0,
                       peak_rss_mb=_peak_rss_mb())
+
+    # ---- the collective data plane (worker/replicas.py) ---------------------------------
+    async def join_collective(self, ctx_id: str, ctx_box: list, models: int, delayed: bool,
+                              accumulate_dtype: str, max_grad_norm: float | None = None) -> dict:
+        """Adopt the run's context and build the replicas of its ``models`` from its seed."""
+        from .replicas import ReplicaServer
+        await self._configure(ctx_id, ctx_box)
+        self.leave_collective()
+        self.replicas = ReplicaServer(self.spec, models, delayed, accumulate_dtype,
+                                      self.computer.device, max_grad_norm)
+        self.replicas_ctx = ctx_id
+        return {"worker": self.index, "pid": os.getpid(), "checksums": self.replicas.checksums()}
+
+    def leave_collective(self) -> None:
+        """Leave the group and drop the replicas (the run is over)."""
+        if self.replicas is not None:
+            self.replicas.close()
+        self.replicas = self.replicas_ctx = None
+
+    def rendezvous_point(self) -> tuple[str, int]:
+        return self.replicas.plane.rendezvous_point()
+
+    async def join_group(self, rendezvous, rank: int) -> None:
+        await asyncio.wrap_future(self.replicas.plane.join_group(rendezvous, rank))
+
+    async def leave_group(self) -> None:
+        if self.replicas is not None:
+            await asyncio.wrap_future(self.replicas.plane.leave_group())
+
+    async def reduce_job(self, job: int, model: int, pairs: list, snapshot: list, scale: float,
+                         check: bool) -> dict:
+        return await self.replicas.reduce(job, model, pairs, snapshot, scale, check)
+
+    async def check_replicas(self) -> dict:
+        return await asyncio.wrap_future(self.replicas.plane.check_replicas(self.replicas.named()))
+
+    def replica_state(self) -> list[dict]:
+        return self.replicas.state()
+
+    def load_replicas(self, state: list[dict]) -> None:
+        self.replicas.load(state)
+
+    def job_params(self, job: int) -> np.ndarray:
+        return self.replicas.params_of(job).cpu().numpy()
+
+    def kept_results(self, keys: list) -> list[np.ndarray]:
+        return self.replicas.kept(keys)
+
+    def keep_results(self, items: list) -> None:
+        """Keep results again (a checkpoint's, on resume): [(key, job, array)]."""
+        for key, job, array in items:
+            self.replicas.keep(tuple(key), job, torch.from_numpy(np.asarray(array)))
