@@ -85,3 +85,41 @@ def test_a_checkpoint_from_a_replica_resumes_bit_for_bit(ray_pool, tmp_path):
     assert res["sessions"] == 2 and res["data_plane"] == "collective"
     assert res["param_checksum"] == full["param_checksum"]
     assert res["replica_checksums"] == full["replica_checksums"]
+
+
+def test_a_worker_sigkilled_mid_round_rejoins_and_the_run_ends_as_without_the_fault(ray_pool,
+                                                                                  tmp_path):
+    """Round 3: workers 1 and 2 sleep 1.5 s, two stragglers where gc s=1 takes one, so the round
+    waits for them; 0.5 s into it worker 1's process gets SIGKILL. Its failure is recorded, the
+    group re-forms with the restarted actor (replicas from a peer by broadcast), its tasks are
+    computed again, and the final parameters are the fault-free run's, bit for bit (FR)."""
+    import os
+    import signal
+    import threading
+
+    import numpy as np
+    import ray
+    times = np.full((12, 4), 0.01)
+    times[3, 1] = times[3, 2] = 1.5
+    trace = tmp_path / "trace.csv"
+    np.savetxt(trace, times, delimiter=",")
+    scheme = SCHEMES["gc-fr"]
+    clean = run(ray_pool, scheme)
+    victim = ray_pool.actors[1]
+    pid = ray.get(victim.ready.remote(), timeout=60)["pid"]
+    timers = []
+
+    def progress(rec):
+        if rec["round"] == 2:  # round 3 is dispatched right after this returns
+            timers.append(threading.Timer(0.5, os.kill, args=(pid, signal.SIGKILL)))
+            timers[-1].start()
+    res = train(config(scheme=scheme, cluster=COLLECTIVE, inject={"trace": str(trace)}),
+                pool=ray_pool, progress=progress)
+    for t in timers:
+        t.join()
+    died = [f for f in res["failures"] if f["worker"] == 1 and "died" in f["reason"]]
+    assert died and died[0]["round"] == 3, res["failures"]
+    assert res["transport_calls"]["regroups"] >= 1
+    assert res["decoded_jobs"] == 12
+    assert res["param_checksum"] == clean["param_checksum"]
+    assert res["replica_checksums"] == clean["replica_checksums"]

@@ -16,22 +16,40 @@ Invariants: every worker is asked for the same collectives in the same order (on
 time, in the loop's order); a job's parameters are its model's replica at issue, taken before
 the replica steps for any other job (delayed mode names the jobs in flight); replicas are
 compared (a checksum allreduce) every :data:`CHECK_EVERY` decodes and at the end.
+
+Faults (:meth:`CollectiveTransport.recover`): a worker that died (a call of it failed so, or it
+was killed), or a decode whose collective failed or did not finish within the group's bound,
+re-forms the group before the next decode: every worker leaves its group, one that does not
+answer is restarted, a restarted actor builds its replicas and receives the replicas' state
+(parameters, optimizer state, jobs in flight) from a surviving peer by a broadcast, and the
+decode is repeated. Survivors kept their folded accumulators and results; a restarted worker
+computes its results in that decode again (the decode request names their tasks), so the sum
+is the one a fault-free run makes.
 """
 
 from __future__ import annotations
 
+import contextlib
 from typing import Any, NamedTuple
 
 import numpy as np
 
 from ...codes import MiniTask, ResultKey
 from ..errors import DivergedError
-from ..wire import Call, Result
+from ..wire import UNPREPARED, Call, Result
 
 #: decodes between two checks that every worker's replicas are bit-identical
 CHECK_EVERY = 10
-#: bytes of one (result key, coefficient) pair in a decode request, as it travels
-PAIR_BYTES = 40
+#: bytes of one (result key, coefficient, task) entry in a decode request, as it travels
+PAIR_BYTES = 64
+#: attempts at one decode when its collective fails (each after re-forming the group)
+DECODE_ATTEMPTS = 3
+
+
+def _replica_mismatch(exc: BaseException) -> bool:
+    """Whether a worker's call failed because its replicas differ from its peers'."""
+    from .replicas import ReplicaMismatch
+    return isinstance(getattr(exc, "cause", None), ReplicaMismatch)
 
 
 class JobRef(NamedTuple):
@@ -58,6 +76,9 @@ class CollectiveTransport:
         self.max_grad_norm = max_grad_norm
         self.issued: dict[int, JobRef] = {}
         self.generation = 0
+        self.suspect: set[int] = set()  # workers seen dead since the group formed
+        self.worker_of: dict[Any, int] = {}  # call handle -> worker
+        self.stats.update(regroups=0, repeated_decodes=0)
 
     def start(self) -> None:
         """Every worker builds the replicas from the run's seed (they must agree at once), then
@@ -104,12 +125,17 @@ class CollectiveTransport:
         """Results stay on the workers: nothing to reserve."""
 
     def call(self, w: int, call: Call, send_ctx: bool, jobs: list, result_bytes: int = 0) -> Any:
+        if w in self.suspect:  # its process died: it needs the replicas and the group first
+            self.recover()
         ctx_box = [self.star.ctx[1]] if send_ctx else None
         self.stats["ray_calls"] += 1
-        return self.actors[w].compute.remote(call.encode(), ctx_box,
-                                             *[(None, ref.bounds) for ref in jobs])
+        handle = self.actors[w].compute.remote(call.encode(), ctx_box,
+                                               *[(None, ref.bounds) for ref in jobs])
+        self.worker_of[handle] = w
+        return handle
 
     def kill(self, w: int) -> None:
+        self.suspect.add(w)
         self.star.kill(w)
 
     def wait(self, calls: list, timeout: float) -> list:
@@ -119,21 +145,75 @@ class CollectiveTransport:
         return self.star.ready(calls)
 
     def fetch(self, calls: list) -> list[tuple[Result | None, str | None]]:
-        return self.star.fetch(calls)
+        out = self.star.fetch(calls)
+        for call, (result, reason) in zip(calls, out):
+            w = self.worker_of.pop(call, None)
+            lost = (reason is not None and reason.startswith("died")
+                    or getattr(result, "status", None) == UNPREPARED)
+            if lost and w is not None:  # the group lost it: re-form before the next collective
+                self.suspect.add(w)
+        return out
 
     def forget(self, calls: list) -> None:
+        for call in calls:
+            self.worker_of.pop(call, None)
         self.star.forget(calls)
 
     # ---- the workers' side of a decode -----------------------------------------------------
-    def reduce(self, t: int, pairs: list[list], check: bool, scale: float) -> list[dict]:
-        """Every worker folds its ``pairs[w]`` of job t, allreduces and steps model t mod M;
-        ``check``: then the replicas are compared. Returns each worker's reply."""
+    def reduce(self, t: int, pairs: list[list], check: bool, scale: float, dtype: str
+               ) -> list[dict]:
+        """Every worker folds its ``pairs[w]`` (key, coefficient, task) of job t, allreduces
+        and steps model t mod M; ``check``: then the replicas are compared. A failed
+        collective re-forms the group and repeats the decode. Returns each worker's reply."""
         import ray
         m = self.model_of(t)
         snapshot = self.in_flight_on(m, t)
-        calls = [a.reduce_job.remote(t, m, pairs[w], snapshot, scale, check)
-                 for w, a in enumerate(self.actors)]
-        return ray.get(calls, timeout=self.timeout_s + 30)
+        for attempt in range(DECODE_ATTEMPTS):
+            if self.suspect:
+                self.recover()
+            calls = [a.reduce_job.remote(t, m, pairs[w], snapshot, scale, check,
+                                         self.issued[t].bounds, dtype)
+                     for w, a in enumerate(self.actors)]
+            try:
+                return ray.get(calls, timeout=self.timeout_s + 30)
+            except (ray.exceptions.RayActorError, ray.exceptions.GetTimeoutError,
+                    ray.exceptions.RayTaskError) as exc:
+                if _replica_mismatch(exc):
+                    raise RuntimeError(str(exc.cause)) from None
+                if attempt + 1 == DECODE_ATTEMPTS:
+                    raise RuntimeError(f"job {t}'s decode failed {DECODE_ATTEMPTS} times on the "
+                                       f"collective plane; the last: "
+                                       f"{' '.join(str(exc).split())[:300]}") from None
+                self.suspect.update(range(len(self.actors)))  # who failed is told by recover
+                self.stats["repeated_decodes"] += 1
+
+    def recover(self) -> None:
+        """Re-form the group (module docstring, "Faults"): leave, restart the unresponsive,
+        rebuild the restarted actors' replicas, form generation g+1, broadcast the state of a
+        surviving peer."""
+        import ray
+
+        from . import CollectiveError, GroupConfig, form_group, leave_group, wait_ready
+        config = GroupConfig(self.backend, self.timeout_s)
+        for rank in leave_group(self.actors, 30.0):  # no answer: dead, or hung in a collective
+            with contextlib.suppress(Exception):
+                ray.kill(self.actors[rank], no_restart=False)
+        wait_ready(self.actors, lambda a: a.ready.remote(), self.timeout_s + 60)
+        ctx_id, spec_ref = self.star.ctx
+        held = ray.get([a.has_replicas.remote(ctx_id) for a in self.actors], timeout=60)
+        fresh = [w for w, ok in enumerate(held) if not ok]
+        if len(fresh) == len(self.actors):
+            raise CollectiveError("every worker lost the replicas: the run cannot continue "
+                                  "(resume it from its last checkpoint)")
+        ray.get([self.actors[w].join_collective.remote(ctx_id, [spec_ref], self.models,
+                                                       self.delayed, self.accumulate_dtype)
+                 for w in fresh], timeout=self.timeout_s + 60)
+        self.generation += 1
+        form_group(self.actors, config, self.generation)
+        src = held.index(True)
+        ray.get([a.sync_replicas.remote(src) for a in self.actors], timeout=self.timeout_s + 60)
+        self.suspect.clear()
+        self.stats["regroups"] += 1
 
     def check_replicas(self) -> dict:
         """{replica: checksum}, once every worker's replicas compared equal."""
@@ -186,10 +266,12 @@ class CollectiveReducer:
 
     on_device = False
 
-    def __init__(self, transport: CollectiveTransport, stats, batch_size: int):
+    def __init__(self, transport: CollectiveTransport, stats, batch_size: int, scheme):
         self.transport, self.stats, self.batch_size = transport, stats, batch_size
+        self.scheme = scheme
         self.losses: dict[ResultKey, float] = {}
         self.tasks: dict[ResultKey, MiniTask] = {}
+        self.dtypes: dict[int, str] = {}  # job -> message dtype (to compute a lost result again)
         self.decodes = 0
         self.stepped = False  # the replicas stepped since the coordinator's models were read
 
@@ -199,6 +281,7 @@ class CollectiveReducer:
     def add(self, key: ResultKey, task: MiniTask, array: Any, loss: float = 0.0) -> None:
         self.losses.setdefault(key, float(loss))
         self.tasks.setdefault(key, task)
+        self.dtypes.setdefault(task.job, np.dtype(self.scheme.message_dtype).name)
 
     def discard(self, keys: Any) -> None:
         for key in keys:
@@ -213,11 +296,14 @@ class CollectiveReducer:
         pairs: list[list] = [[] for _ in self.transport.actors]
         loss = 0.0
         for key, coefficient in decoding:
-            pairs[key.worker].append((tuple(key), float(coefficient)))
+            task = self.tasks[key]
+            pairs[key.worker].append((tuple(key), float(coefficient),
+                                      (tuple(task.chunks), tuple(task.coefficients))))
             loss += float(coefficient) * self.losses[key]
         self.decodes += 1
         check = self.decodes % CHECK_EVERY == 0
-        replies = self.transport.reduce(t, pairs, check, 1.0 / self.batch_size)
+        replies = self.transport.reduce(t, pairs, check, 1.0 / self.batch_size,
+                                        self.dtypes.get(t, "float64"))
         self.stats.coordinator_bytes += PAIR_BYTES * (len(decoding) + len(pairs))
         self.stepped = True
         self.forget(t)
@@ -228,6 +314,7 @@ class CollectiveReducer:
         return None, loss
 
     def forget(self, t: int) -> None:
+        self.dtypes.pop(t, None)
         for key in [k for k, task in self.tasks.items() if task.job == t]:
             del self.losses[key], self.tasks[key]
 
@@ -279,5 +366,6 @@ class CollectiveReducer:
             self.tasks[k] = MiniTask(job=int(job), slot=k.slot, chunks=tuple(chunks),
                                      coefficients=tuple(coefficients))
             self.losses[k] = float(loss)
+            self.dtypes[int(job)] = np.asarray(array).dtype.name
             items.append((k, int(job), np.asarray(array)))
         self.transport.keep_results(items)

@@ -315,8 +315,36 @@ class GradientWorker:
             await asyncio.wrap_future(self.replicas.plane.leave_group())
 
     async def reduce_job(self, job: int, model: int, pairs: list, snapshot: list, scale: float,
-                         check: bool) -> dict:
-        return await self.replicas.reduce(job, model, pairs, snapshot, scale, check)
+                         check: bool, bounds: tuple, dtype: str) -> dict:
+        """Fold, allreduce and step job (``ReplicaServer.reduce``). ``pairs`` are (key,
+        coefficient, (chunks, coefficients)) of this worker's results in the decode; results
+        lost with an earlier process of this actor are computed again first, on ``bounds``
+        in message dtype ``dtype``, exactly as the first time."""
+        replicas = self.replicas
+        tasks = {tuple(key): task for key, _, task in pairs}
+        for key in replicas.missing(job, list(tasks)):
+            chunks, coefs = tasks[key]
+            out = torch.empty(self.spec.num_params, dtype=_TORCH_DTYPES[dtype],
+                              device=self.computer.device)
+            await self._on_compute_thread(self._load_and_compute, job, replicas.params_of(job),
+                                          self._rows(job, chunks, bounds), coefs, out, None)
+            replicas.keep(key, job, out)
+        return await replicas.reduce(job, model, [(k, a) for k, a, _ in pairs], snapshot, scale,
+                                     check)
+
+    def has_replicas(self, ctx_id: str) -> bool:
+        """Whether this process holds run ``ctx_id``'s replicas (False after a restart)."""
+        return self.replicas is not None and self.replicas_ctx == ctx_id
+
+    async def sync_replicas(self, src: int) -> None:
+        """Every rank's replicas (and jobs in flight) become rank ``src``'s: a broadcast in the
+        group, so a restarted actor gets them from a peer."""
+        plane = self.replicas.plane
+        mine = plane.member.rank == src
+        tree = await asyncio.wrap_future(plane.broadcast(self.replicas.tree() if mine else None,
+                                                         src))
+        if not mine:
+            self.replicas.load_tree(tree)
 
     async def check_replicas(self) -> dict:
         return await asyncio.wrap_future(self.replicas.plane.check_replicas(self.replicas.named()))

@@ -29,6 +29,17 @@ from ..collective import CollectiveConfig, CollectivePlane, GroupConfig
 from ..collective.replicas import checksum
 
 
+def _host(node):
+    """``node`` with every tensor as a host array (the form ModelBank.load_state_dict reads)."""
+    if isinstance(node, torch.Tensor):
+        return node.cpu().numpy()
+    if isinstance(node, dict):
+        return {k: _host(v) for k, v in node.items()}
+    if isinstance(node, list):
+        return [_host(v) for v in node]
+    return node
+
+
 class ReplicaServer:
     """One worker's replicas and collective plane for one run context."""
 
@@ -50,6 +61,7 @@ class ReplicaServer:
                                      CollectiveConfig(group=GroupConfig(),
                                                       accumulate_dtype=accumulate_dtype))
         self.snapshots: dict[int, torch.Tensor] = {}  # job -> its parameters, once taken
+        self.stepped: list[int] = []  # jobs this worker's replicas stepped (the last few)
 
     # ---- a job's parameters and results ----------------------------------------------------
     def params_of(self, job: int) -> torch.Tensor:
@@ -61,6 +73,12 @@ class ReplicaServer:
 
     def keep(self, key: tuple, job: int, message: torch.Tensor) -> None:
         self.plane.keep(tuple(key), job, message)
+
+    def missing(self, job: int, keys: list) -> list[tuple]:
+        """Of ``keys`` (this worker's results in job's decode), those neither kept nor folded:
+        lost with a restarted process, to be computed again."""
+        folded = self.plane.jobs.folded(job)
+        return [tuple(k) for k in keys if tuple(k) not in folded and not self.plane.jobs.has(tuple(k))]
 
     def kept(self, keys: list) -> list[np.ndarray]:
         """The kept results ``keys`` (for a checkpoint), as host arrays."""
@@ -79,13 +97,17 @@ class ReplicaServer:
         ``model`` with ``scale`` · sum; first take the parameters of the jobs in ``snapshot``
         (still in flight on that model). ``check``: then compare every replica across the
         group (a mismatch raises ReplicaMismatch). Returns whether the sum was finite (a
-        non-finite one steps nothing)."""
+        non-finite one steps nothing). A job every replica stepped already (the decode is
+        repeated after a fault that struck once it was done) is not stepped again."""
+        if job in self.stepped:
+            return {"finite": True, "repeated": True}
         for t in snapshot:
             self.params_of(t)
         total = await asyncio.wrap_future(self.plane.decode(job, [(tuple(k), a) for k, a in pairs]))
         finite = bool(torch.isfinite(total).all())
         if finite:
             self.bank.step(model, total, scale, f"model {model} at job {job}")
+            self.stepped = [*self.stepped[-63:], job]
         self.release(job)
         if check:
             await asyncio.wrap_future(self.plane.check_replicas(self.named()))
@@ -111,12 +133,18 @@ class ReplicaServer:
 
     def state(self) -> list[dict]:
         """The replicas as :meth:`ModelBank.state_dict` gives them, tensors as host arrays."""
-        return [{"params": {k: v.numpy() for k, v in entry["params"].items()},
-                 "optimizer": {"state": {k: {kk: vv.cpu().numpy() if isinstance(vv, torch.Tensor)
-                                             else vv for kk, vv in st.items()}
-                                         for k, st in entry["optimizer"]["state"].items()},
-                               "param_groups": entry["optimizer"]["param_groups"]}}
-                for entry in self.bank.state_dict()]
+        return _host(self.bank.state_dict())
+
+    def tree(self) -> dict:
+        """Everything a restarted peer needs (:meth:`load_tree`): the replicas, the parameters
+        of jobs in flight, the jobs stepped."""
+        return {"models": self.bank.state_dict(), "snapshots": dict(self.snapshots),
+                "stepped": list(self.stepped)}
+
+    def load_tree(self, tree: dict) -> None:
+        self.load(_host(tree["models"]))
+        self.snapshots = {int(t): p.to(self.plane.device) for t, p in tree["snapshots"].items()}
+        self.stepped = [int(t) for t in tree["stepped"]]
 
     def load(self, state: list[dict]) -> None:
         """Replicas from a :meth:`state` (a checkpoint's models, or a peer's after a restart)."""
