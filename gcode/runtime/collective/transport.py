@@ -206,7 +206,8 @@ class CollectiveTransport:
             raise CollectiveError("every worker lost the replicas: the run cannot continue "
                                   "(resume it from its last checkpoint)")
         ray.get([self.actors[w].join_collective.remote(ctx_id, [spec_ref], self.models,
-                                                       self.delayed, self.accumulate_dtype)
+                                                       self.delayed, self.accumulate_dtype,
+                                                       self.max_grad_norm)
                  for w in fresh], timeout=self.timeout_s + 60)
         self.generation += 1
         form_group(self.actors, config, self.generation)
