@@ -67,20 +67,27 @@ def row_models(row: dict) -> int:
 
 
 def steps_text(row: dict) -> str:
-    """The steps each model got: ``steps_per_model``, else steps // models where the row says
-    how many models it trained, else "-"."""
+    """The steps each model got: ``steps_per_model``; for a row written before that key, what
+    its steps and models imply (job t trains model t mod M: 40 steps on 3 models are 13–14),
+    or "-" where it does not say how many models it trained."""
     if row.get("steps_per_model") is not None:
         return str(row["steps_per_model"])
     if row.get("models") or row.get("params", {}).get("models") or row.get("system") == "ddp":
-        return str(row["steps"] // row_models(row))
+        m = row_models(row)
+        lo, hi = row["steps"] // m, -(-row["steps"] // m)
+        return str(lo) if lo == hi else f"{lo}–{hi}"
     return "-"
 
 
 def _group_title(models: int, rows: list, jobs: int) -> str:
     if models == 1:
         return f"One model, {jobs} steps:"
-    return (f"{models} models trained round-robin, each about {jobs // models} steps; vs DDP is "
-            f"against DDP training the same {models} models for the same steps per model:")
+    if any(r["system"] == "ddp" for r in rows):
+        return (f"{models} models trained round-robin, each about {jobs // models} steps; vs DDP "
+                f"is against DDP training the same {models} models for the same steps per model:")
+    return (f"{models} models trained round-robin, each about {jobs // models} steps; written "
+            f"before DDP trained M models, so vs DDP is against DDP training one model for the "
+            f"same total steps:")
 
 
 def _params_text(params: dict) -> str:
