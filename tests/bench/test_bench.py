@@ -277,3 +277,19 @@ def test_worker_profile_times_every_phase_on_the_cpu():
                                         "worker", "worker_ahead", "plain"}
     assert all(v > 0 for v in result["median_ms"].values()), result
     assert result["device"] == "cpu" and result["num_params"] > 0
+
+
+def test_the_auto_live_summary_sets_auto_against_the_best_fixed_one_model_row():
+    """benchmarks/device_auto_live.py's summary, on the committed 2-core run: auto's wall time
+    over the best fixed row's, and its coordinator overhead against the fixed rows'."""
+    module = _load_benchmark("device_auto_live")
+    results = Path(__file__).resolve().parents[2] / "benchmarks" / "results"
+    doc = json.loads((results / "auto_live_2core.json").read_text())
+    for run in doc["runs"].values():
+        s = module.summarize({"rows": run["rows"]})
+        fixed = {k: v for k, v in s["wall_s"].items() if k in module.FIXED}
+        assert s["best_fixed"] == min(fixed, key=fixed.get)
+        assert s["auto_vs_best"] == pytest.approx(s["wall_s"]["auto"] / min(fixed.values()))
+        assert set(s["models"].values()) == {1}  # every row trains one model
+        assert s["auto_overhead_excess_ms"] == pytest.approx(
+            s["auto_overhead_ms"] - s["fixed_overhead_ms_mean"])
