@@ -557,9 +557,10 @@ HEADLINES = [  # one model: the best coded row where stragglers are injected, un
 ]
 
 
-def headline_rows(docs: dict, anchors: dict[str, str]) -> list[list[str]]:
-    """The README's headline table: one figure a row, the range over a setup's runs; one-model
-    rows before M-model rows. ``anchors`` maps each section's heading to its anchor."""
+def headline_rows(docs: dict, anchors: dict[str, str]) -> tuple[list[list[str]], list[list[str]]]:
+    """The README's headline tables: one figure a row, the range over a setup's runs; (the rows
+    that train one model, the rows that train M >= 2). ``anchors`` maps each section's heading
+    to its anchor."""
     rows = []
     for h in HEADLINES:
         found = [find_row(docs[f], h.row) for f in h.files]
@@ -568,5 +569,4 @@ def headline_rows(docs: dict, anchors: dict[str, str]) -> list[list[str]]:
         link = f"[{h.section.replace('`', '')}](docs/RESULTS.md#{anchors[h.section]})"
         setup = short_setup(docs[h.files[0]]) + (f" ({h.note})" if h.note else "")
         rows.append((models(found[0]), [setup, f"`{h.row}`", trained(found[0]), f"**{ratio}**", link]))
-    rows.sort(key=lambda mr: mr[0] > 1)
-    return [r for _, r in rows]
+    return [r for m, r in rows if m == 1], [r for m, r in rows if m > 1]

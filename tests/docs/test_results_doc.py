@@ -48,6 +48,16 @@ def test_headline_rows_keep_one_model_and_m_model_figures_apart():
         seen_many |= many
 
 
+def test_the_readme_tables_one_model_and_m_model_rows_apart():
+    """The README's headline block is two tables: every row of the first trains one model,
+    every row of the second trains M >= 2."""
+    block = make_results.headline_block()
+    one, several = block.split("**Training M ≥ 2 models**")
+    assert "**Training one model**" in one
+    assert "| 1 model ×" in one and " models ×" not in one
+    assert " models ×" in several and "| 1 model ×" not in several
+
+
 @pytest.mark.parametrize("section", [s for s in SECTIONS if s.render], ids=lambda s: s.anchor)
 def test_every_section_renders(section):
     text = make_results.section_text(section)
