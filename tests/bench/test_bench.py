@@ -60,6 +60,7 @@ def test_bench_sim_quick(tmp_path):
     assert_png(tmp_path / "bench_sim.png")
 
 
+@pytest.mark.ray
 @pytest.mark.slow
 def test_bench_live_quick_reports_ratios_and_live_over_sim(tmp_path):
     proc = subprocess.run([sys.executable, "-m", "gcode", "bench", "live", "--quick", "--jobs", "6",
@@ -80,6 +81,8 @@ def test_bench_live_quick_reports_ratios_and_live_over_sim(tmp_path):
     assert_png(tmp_path / "bench_live.png")
 
 
+@pytest.mark.ray
+@pytest.mark.slow
 def test_bench_versus_runs_ddp_and_gcode_side_by_side(tmp_path):
     """Real torch DDP (gloo) and real gcode runs on one shared delay table; every row and every
     contract key is in the JSON, and vs_ddp is DDP's wall time over the row's."""

@@ -13,11 +13,12 @@ SCRIPT = Path(__file__).resolve().parents[2] / "benchmarks" / "device_exact.py"
 
 
 @pytest.mark.slow
-def test_device_exact_cpu_path(tmp_path):
+@pytest.mark.parametrize("device", ["cpu", pytest.param("cuda", marks=pytest.mark.gpu)])
+def test_device_exact_on_each_device(tmp_path, device):
     spec = importlib.util.spec_from_file_location("device_exact", SCRIPT)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
-    rows = module.main(["--device", "cpu", "--width", "2", "--image", "8", "--batch", "16",
+    rows = module.main(["--device", device, "--width", "2", "--image", "8", "--batch", "16",
                         "--jobs", "1", "--configs", "4:1", "--codes", "cyclic,fr",
                         "--out", str(tmp_path)])
     assert not torch.are_deterministic_algorithms_enabled()  # the defaults are back

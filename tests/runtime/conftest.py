@@ -9,14 +9,6 @@ import pytest
 POOL_SIZE = 8
 
 
-def pytest_collection_modifyitems(items):
-    """A test that uses the Ray pool starts Ray: it is marked ``ray`` whether or not its module
-    says so, so that ``-m "not ray"`` never starts Ray."""
-    for item in items:
-        if "ray_pool" in getattr(item, "fixturenames", ()):
-            item.add_marker(pytest.mark.ray)
-
-
 @pytest.fixture(scope="session")
 def ray_pool(local_ray):
     from gcode.config import ClusterConfig
