@@ -3,6 +3,7 @@
 import json
 
 import numpy as np
+import pytest
 
 from gcode.bench.scale import ROWS, markdown_table, plot, run_scale_bench, synthetic_trace
 from gcode.cli import main
@@ -11,6 +12,7 @@ from gcode.sim import PaperPolicy, simulate
 from gcode.sim.load_model import LoadModel
 
 
+@pytest.mark.slow
 def test_bench_scale_small(tmp_path):
     result = run_scale_bench(ns=(16, 48), rounds=12, book_rounds=3,
                              end_to_end=[["--scheme", "gc", "--s", "2", "--gc-code", "fr"]])
@@ -32,6 +34,7 @@ def test_bench_scale_small(tmp_path):
     assert np.isfinite([r["sim_s"] for r in result["rows"]]).all()
 
 
+@pytest.mark.slow
 def test_bench_scale_cli_skips_what_is_beyond_its_limits(tmp_path, capsys):
     assert main(["bench", "scale", "--n", "24", "40", "--rounds", "10", "--book-rounds", "2",
                  "--cyclic-book-max-n", "30", "--no-end-to-end",

@@ -1,16 +1,17 @@
 """The bad-input catalogue: every malformed input gets an error that names the problem, and the
 command line never shows a traceback from deep inside a library.
 
-Each case is (id, call, exception type, text the message must contain).
+Each case is (id, call, exception type, text the message must contain). The command-line cases
+run ``gcode`` in this process (hostile_helpers.cli); tests/cli/test_hostile_cli.py runs one real
+``gcode`` process per failure class.
 """
 
 import json
-import subprocess
-import sys
 
 import grpc
 import numpy as np
 import pytest
+from hostile_helpers import cli
 
 from gcode.codes import make_scheme
 from gcode.codes.state import restore_scheme
@@ -207,9 +208,9 @@ CLI_CASES = [
 
 @pytest.mark.parametrize("args,message", CLI_CASES, ids=[" ".join(c[0][:2]) + f"-{i}" for i, c in enumerate(CLI_CASES)])
 def test_cli_reports_one_line_without_traceback(args, message):
-    proc = subprocess.run([sys.executable, "-m", "gcode", *args], capture_output=True, text=True, timeout=120)
-    assert proc.returncode == 2, proc.stderr
-    assert message in proc.stderr and "Traceback" not in proc.stderr
+    code, _, _, stderr, _ = cli(*args)
+    assert code == 2, stderr
+    assert message in stderr and "Traceback" not in stderr
 
 
 # ---- run checkpoints (gcode train --checkpoint-dir / --resume) -------------------------------
@@ -322,7 +323,6 @@ def test_cli_checkpoint_errors_are_one_line(tmp_path, args, message):
     path = _run_checkpoint(tmp_path)
     _flip_byte(path)
     args = [str(path) if a == "DAMAGED" else a for a in args]
-    proc = subprocess.run([sys.executable, "-m", "gcode", *args], capture_output=True, text=True,
-                          timeout=120, check=False)
-    assert proc.returncode == 2, proc.stderr
-    assert message in proc.stderr and "Traceback" not in proc.stderr
+    code, _, _, stderr, _ = cli(*args)
+    assert code == 2, stderr
+    assert message in stderr and "Traceback" not in stderr

@@ -131,6 +131,7 @@ def test_the_tuner_sees_only_what_a_live_coordinator_sees():
     assert tuner.replay.rows[-1][2] == np.inf  # a straggler under every candidate's cut
 
 
+@pytest.mark.slow
 def test_a_10_worker_2000_round_trace_end_to_end_with_the_proportional_model(tmp_path):
     path = tmp_path / "gpu.csv"
     np.savetxt(path, gpu_like_trace(2000), delimiter=",", fmt="%.6f")

@@ -27,6 +27,7 @@ def _equal_to_the_simulator(trace, jobs, loads, cfg, indices=None):
         assert fixed["waits"][i] == result.waits, c.label()
 
 
+@pytest.mark.slow
 @settings(max_examples=20, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(n=st.integers(2, 9), ties=st.booleans(), proportional=st.booleans(), seed=st.integers(0, 2**16))
 def test_every_candidate_runs_as_the_simulator_runs_it(n, ties, proportional, seed):

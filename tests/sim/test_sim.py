@@ -175,6 +175,7 @@ def test_cli_simulate_json_acceptance():
     assert round(out["runtime_s"], 4) == 40.9836
 
 
+@pytest.mark.slow
 def test_cli_simulate_dispatch_at_arrival(tmp_path):
     """--dispatch arrival: in --json, and the per-round logs it writes; schemes that cannot
     dispatch at arrival are skipped with the reason. Round dispatch keeps the pinned figures."""
