@@ -191,15 +191,15 @@ def sim_policies(docs):
             rows.append([p, disp, *(f"{res[s]['runtime_s']:.2f}" if "runtime_s" in res[s] else "skipped"
                                     for s in schemes)])
     return ("Runtime in simulated seconds on the bundled 30-round trace (paper parameters, 26 jobs; "
-            "`ignore` is approximate; SR-SGC and auto cannot dispatch at arrival, and auto runs the "
-            "paper or partial policy only).\n\n" + table(["policy", "dispatch", *schemes], rows))
+            "`ignore` is approximate; SR-SGC and auto cannot dispatch at arrival; auto picks each "
+            "candidate's own policy, so its row is run under paper and partial only).\n\n" + table(["policy", "dispatch", *schemes], rows))
 
 
-PINNED = ("gcode simulate --scheme srsgc --B 1 --W 2 --lam 27 --json",
-          "gcode simulate --scheme srsgc --B 3 --W 4 --lam 40 --json",
-          "gcode simulate --scheme gc --s 11 --json",
+PINNED = ("gcode simulate --scheme srsgc --B 1 --W 2 --lam 27 --gc-code cyclic --json",
+          "gcode simulate --scheme srsgc --B 3 --W 4 --lam 40 --gc-code cyclic --json",
+          "gcode simulate --scheme gc --s 11 --gc-code cyclic --json",
           ("gcode simulate --trace traces/lambda-cnn-w256-r20-canada.csv --scheme srsgc --B 2 --W 3 "
-           "--lam 25 --json"))
+           "--lam 25 --gc-code cyclic --json"))
 
 
 def sim_pinned(docs):
@@ -448,8 +448,8 @@ SECTIONS = [
             "are deterministic; a simulation trains no model, and a scheme with delay T needs "
             "M ≥ T+1 models when run live.", level=2),
     Section("What `gcode simulate` prints", "The paper's parameters, `--jobs` the trace's rounds minus "
-            "4, the paper policy at μ = 1; the last row is the online auto scheme with the "
-            "partial-wait fallback.", ("sim_lambda",), sim_default),
+            "4, the paper policy at μ = 1; the last row is the online auto scheme (docs/AUTO.md: one "
+            "model, so T = 0 candidates only, each under its own policy).", ("sim_lambda",), sim_default),
     Section("Round-ending policy and dispatch", "", ("sim_lambda",), sim_policies),
     Section("Figures the tests pin", "Replay semantics as the authors' code defines them "
             "(docs/SIMULATOR.md).", ("sim_lambda",), sim_pinned),
@@ -459,8 +459,9 @@ SECTIONS = [
             "fixed cost dwarfs the load that M-SGC saves, and bursts that break (1, 2, λ) windows "
             "make M-SGC wait for everyone.", ("sim_lambda",), sim_tune),
     Section("auto against a fixed scheme under the same policy",
-            "The auto scheme runs the partial fallback, a tuned μ and the earliest policy. Under the "
-            "earliest policy a fixed M-SGC beats it on both traces (issue 28).",
+            "auto as `gcode simulate` runs it (one model: uncoded and GC, each under its own "
+            "policy) against the fixed M-SGC issue 28 compared it with (the earliest policy; a "
+            "T = 1 scheme, two models when run live).",
             ("sim_lambda",), sim_auto_vs_fixed),
     Section("Trace replay: hindsight and out of sample (`gcode bench trace`)",
             "Parameters chosen on the first half of each trace (out of sample) or on the evaluated "

@@ -25,11 +25,11 @@ COMMANDS = [
     *(f"gcode simulate --policy {p} --dispatch {d} --json"
       for p in ("paper", "partial", "earliest", "gap") for d in ("round", "arrival")),
     f"gcode simulate --trace {R20} --json",
-    # figures the tests pin (replay semantics)
-    "gcode simulate --scheme srsgc --B 1 --W 2 --lam 27 --json",
-    "gcode simulate --scheme srsgc --B 3 --W 4 --lam 40 --json",
-    "gcode simulate --scheme gc --s 11 --json",
-    f"gcode simulate --trace {R20} --scheme srsgc --B 2 --W 3 --lam 25 --json",
+    # figures the tests pin (replay semantics; the authors' cyclic code)
+    "gcode simulate --scheme srsgc --B 1 --W 2 --lam 27 --gc-code cyclic --json",
+    "gcode simulate --scheme srsgc --B 3 --W 4 --lam 40 --gc-code cyclic --json",
+    "gcode simulate --scheme gc --s 11 --gc-code cyclic --json",
+    f"gcode simulate --trace {R20} --scheme srsgc --B 2 --W 3 --lam 25 --gc-code cyclic --json",
     # the hindsight grid search, and M-SGC at its best parameters under the earliest policy
     "gcode tune --json",
     f"gcode tune --trace {R20} --json",

@@ -5,7 +5,7 @@ For each trace, the rounds are split in halves. The evaluation window is the sec
     (what the paper reports);
   * out_of_sample: the best parameters found on the first half, evaluated on the second half.
 Both columns are simulated by the scheme state machines (``gcode.sim.simulate``), so every job
-is really decoded. ``auto`` is the online scheme with the partial-wait fallback: it only ever uses
+is really decoded. ``auto`` is the online tuner (docs/AUTO.md) with its defaults: it only ever uses
 past rounds (the tuning half primes it), so both of its columns hold the same online run.
 ``ignore`` is not tuned (a faster-looking but less exact gradient always
 "wins"); it uses GC's chosen s and is labelled approximate.
@@ -87,7 +87,7 @@ def _evaluate(trace: np.ndarray, name: str, params: dict, jobs: int, cfg: TraceB
 
 def _evaluate_auto(tuning: np.ndarray, evaluation: np.ndarray, jobs: int, cfg: TraceBenchConfig,
                    slope: float) -> dict:
-    """The online auto scheme (partial-wait fallback) on the evaluation half, primed with the
+    """The online auto scheme (its default settings) on the evaluation half, primed with the
     tuning half as past rounds: it never sees a round before that round has happened."""
     loads = cfg.loads(slope)
     tuner = OnlineTuner(evaluation.shape[1], jobs, loads, OnlineConfig())
