@@ -167,8 +167,8 @@ def markdown_table(result: dict) -> str:
            f"proportional load model, trace load {result.get('trace_load') or '1/n'}")
     lines = [f"Paper policy, mu={result['mu']}, {how}. Evaluation: second half of each trace.", ""]
     for name, res in result["traces"].items():
-        lines += [f"**{name}** (evaluation rounds {res['evaluation_rounds'][0]}-"
-                  f"{res['evaluation_rounds'][1] - 1}, {res['jobs']} jobs)", "",
+        lines += [(f"**{name}** (evaluation rounds {res['evaluation_rounds'][0]}-"
+                   f"{res['evaluation_rounds'][1] - 1}, {res['jobs']} jobs)"), "",
                   "| scheme | hindsight params | hindsight s | vs uncoded | vs GC | out-of-sample params | out-of-sample s | vs uncoded | vs GC |",
                   "|---|---|---|---|---|---|---|---|---|"]
         for scheme, row in res["schemes"].items():

@@ -84,6 +84,8 @@ class OnlineConfig:
             raise ValueError(f"max_delay must be >= 0, got {self.max_delay}")
         if self.start not in ("uncoded", "gc"):
             raise ValueError(f"start must be 'uncoded' or 'gc', got {self.start!r}")
+        if not 0 < self.start_s_fraction < 1:
+            raise ValueError(f"start_s_fraction must be in (0, 1), got {self.start_s_fraction}")
         _ = self.candidates  # validates the rest
 
     @property

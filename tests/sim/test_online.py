@@ -42,7 +42,7 @@ def test_decisions_use_only_past_rounds():
     ("window", 1, "window must be >= 2"), ("every", 0, "every must be >= 1"),
     ("margin", 1.5, "margin must be in"), ("mus", (), "mus must be"), ("max_delay", -1, "max_delay"),
     ("confidence", -1, "confidence must be"), ("start", "msgc", "start must be"),
-    ("gc_code", "nope", "gc_codes must name"),
+    ("gc_code", "nope", "gc_codes must name"), ("start_s_fraction", 1.0, "start_s_fraction must be in"),
 ])
 def test_online_config_validation(field, value, message):
     with pytest.raises(ValueError, match=message):
