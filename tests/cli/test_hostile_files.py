@@ -49,7 +49,7 @@ def test_config_files_are_read_within_bounds(tmp_path, label, name, text, messag
     start = time.monotonic()
     with pytest.raises(ConfigError) as info:
         load_config(path)
-    assert time.monotonic() - start < 5
+    assert time.monotonic() - start < 60  # a bound against a hang, not a speed
     assert str(info.value).startswith(f"config: {path}: ") and message in str(info.value)
 
 
@@ -112,7 +112,7 @@ def test_a_checkpoint_claiming_a_huge_round_is_checked_without_building_it(tmp_p
     with pytest.raises(CheckpointError, match="round is 99999999 but the scheme's event log "
                                               "records rounds 0..3"):
         read_checkpoint(tmp_path / "ck")
-    assert time.monotonic() - start < 5
+    assert time.monotonic() - start < 60  # a bound against a hang, not a speed
 
 
 def test_deeply_nested_jsonl_run_log_line(tmp_path):
@@ -180,7 +180,7 @@ def test_checkpoint_archives_are_read_within_bounds(tmp_path, label, damage, mes
     start = time.monotonic()
     with pytest.raises(CheckpointError) as info:
         read_checkpoint(tmp_path / "ck")
-    assert time.monotonic() - start < 5
+    assert time.monotonic() - start < 60  # a bound against a hang, not a speed
     assert str(folder) in str(info.value) and message in str(info.value), str(info.value)
 
 

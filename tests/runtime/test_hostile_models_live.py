@@ -92,7 +92,7 @@ def test_a_forward_pass_that_changes_a_buffer_stops_the_run_at_once(ray_pool):
     start = time.monotonic()
     with pytest.raises(WorkloadError, match=r"^model_fn: the forward pass changed buffer 'calls'"):
         _fit(ray_pool, {"scheme": "gc", "s": 1}, model_fn=Counting)
-    assert time.monotonic() - start < 30  # round_timeout_s is 60
+    assert time.monotonic() - start < 55  # before round_timeout_s (60): not a timeout
 
 
 @pytest.mark.parametrize("kwargs,message", [
@@ -110,4 +110,4 @@ def test_unusable_workloads_name_the_function(ray_pool, kwargs, message):
     start = time.monotonic()
     with pytest.raises(WorkloadError, match=message):
         _fit(ray_pool, {"scheme": "uncoded"}, **kwargs)
-    assert time.monotonic() - start < 30
+    assert time.monotonic() - start < 55  # before round_timeout_s (60): not a timeout

@@ -254,7 +254,7 @@ def test_watch_gives_up_after_bounded_retries():
     code = tcli.watch(f"127.0.0.1:{port}", as_json=True, out=io.StringIO(), err=err,
                       retries=2, backoff_s=0.05)
     assert code == 1 and "gave up after 2 reconnect attempts" in err.getvalue()
-    assert time.monotonic() - start < 10
+    assert time.monotonic() - start < 60  # a bound against a hang, not a speed
 
 
 def test_watch_terminal_view_and_stop_command(server, capsys):
