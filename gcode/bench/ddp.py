@@ -82,9 +82,8 @@ def _rank_main(rank: int, run: DDPRun, port: int, out: str, timeout_s: float) ->
     from gcode.runtime.data import job_indices, model_seed
     from gcode.train import build_model
     from gcode.train.compute import fetch
-    from gcode.train.workload import build_optimizer, to_device
-
     from gcode.train.flat import exact_fp32
+    from gcode.train.workload import build_optimizer, to_device
 
     exact_fp32()  # as gcode's workers: the same arithmetic on both sides of the comparison
     backend, kind = _backend(run)
@@ -124,7 +123,7 @@ def _rank_main(rank: int, run: DDPRun, port: int, out: str, timeout_s: float) ->
             torch.cuda.synchronize(device)
 
     # untimed: forward + backward of this rank's first shard, without communication
-    count, batch = shard(0)
+    _, batch = shard(0)
     compute = []
     for _ in range(3):
         sync()

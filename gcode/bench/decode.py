@@ -69,7 +69,7 @@ def run_decode_bench(ns=(16, 64, 256), ds=(10_000, 100_000, 1_000_000, 10_000_00
     for n in ns:
         for d in ds:
             for fraction in s_fractions:
-                s = int(round(fraction * n))
+                s = round(fraction * n)
                 if n * d * 4 > max_bytes:
                     skipped.append({"n": n, "d": d, "s": s, "why": f"{n * d * 4 / 2**30:.1f} GiB of results"})
                 else:

@@ -144,9 +144,9 @@ def run_live_bench(trace_path: Path, quick: bool = True, repeats: int | None = N
                 sim = _simulated(name, SCHEMES[name][0], jobs, trace, time_scale, loads)
                 rows[name]["simulated_s"] = sim
                 rows[name]["live_over_sim"] = runtime / sim
-        for name in rows:
-            rows[name]["speedup_vs_uncoded"] = rows["uncoded"]["runtime_s"] / rows[name]["runtime_s"]
-            rows[name]["speedup_vs_gc"] = rows["gc"]["runtime_s"] / rows[name]["runtime_s"]
+        for row in rows.values():
+            row["speedup_vs_uncoded"] = rows["uncoded"]["runtime_s"] / row["runtime_s"]
+            row["speedup_vs_gc"] = rows["gc"]["runtime_s"] / row["runtime_s"]
         out["injections"][inj_name] = rows
     return out
 

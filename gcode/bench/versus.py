@@ -357,7 +357,7 @@ def summarize(cfg: VersusConfig, runs: dict[str, list[dict]], compute_s: float, 
     """Median over repeats per row; ``vs_ddp`` = the wall time of DDP training the row's M
     models / the row's (``ddp_row`` names it)."""
     out_rows = []
-    for name, reps in runs.items():
+    for reps in runs.values():
         if not reps:
             continue
         row = dict(reps[len(reps) // 2] if len(reps) % 2 else reps[0])
@@ -376,6 +376,7 @@ def summarize(cfg: VersusConfig, runs: dict[str, list[dict]], compute_s: float, 
             best_by_models[str(m)] = {"row": b.get("row"), "vs_ddp": b["vs_ddp"], "models": m,
                                       "steps_per_model": b["steps_per_model"]}
     import torch
+
     from ..train import build_model, num_params
     return {"config": {"model": cfg.model, "num_params": num_params(build_model(workload.model_fn, 0)),
                        "workers": cfg.workers, "jobs": cfg.jobs, "batch_size": cfg.batch_size,

@@ -7,8 +7,8 @@ length n); a round that fell back to waiting for everyone is recorded straggler-
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Sequence
 
 import numpy as np
 
@@ -65,9 +65,7 @@ class Bursty(StragglerModel):
         if int(np.count_nonzero(recent | stragglers)) > self.lam:
             return False
         early = history[max(0, r - self.W + 1): max(0, r - self.B + 1)]
-        if len(early) and bool(np.any(np.logical_or.reduce(early, axis=0) & stragglers)):
-            return False
-        return True
+        return not (len(early) and bool(np.any(np.logical_or.reduce(early, axis=0) & stragglers)))
 
 
 def validate_bursty(B: int, W: int, lam: int, n: int | None = None) -> None:

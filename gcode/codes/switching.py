@@ -17,8 +17,8 @@ Decode deadline: job t of a segment with delay T decodes by round t + T.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 import numpy as np
 

@@ -209,7 +209,7 @@ def bursty_runtimes(view: TraceView, B: int, W: int, lams: np.ndarray, loads: np
         recent = _union(history, lo, r)
         early = _union(history, lo, hi)
 
-        def conforms(count):
+        def conforms(count, r=r, recent=recent, early=early):
             now = view.prefix[r][count]
             seen = now if recent is None else recent | now
             ok = np.bitwise_count(seen).sum(axis=1) <= lams

@@ -43,7 +43,7 @@ class LoadModel:
             raise ValueError(f"trace_load must be in (0, 1], got trace_load={self.trace_load}")
 
     @classmethod
-    def of(cls, spec: "LoadModel | float") -> "LoadModel":
+    def of(cls, spec: LoadModel | float) -> LoadModel:
         """``spec`` itself, or the additive model with slope ``spec`` (the older float form)."""
         return spec if isinstance(spec, LoadModel) else cls("additive", float(spec))
 

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Callable
 
 import numpy as np
 
@@ -116,7 +116,7 @@ def simulate(scheme: Scheme, trace: np.ndarray, policy: Policy,
             head[:] = 0.0
         else:
             task_rounds += 1
-            conforms = lambda stragglers: scheme.conforms(r, stragglers)
+            conforms = lambda stragglers, r=r: scheme.conforms(r, stragglers)
             head_before = head.copy()
             if dispatch == "arrival":
                 outcome = RoundOutcome(*replay_round(policy, times, head, conforms))

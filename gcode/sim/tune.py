@@ -14,8 +14,8 @@ authors' grid, 14,080 settings.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 import numpy as np
 
@@ -48,7 +48,7 @@ class TuneSettings:
             raise ValueError(f"time_scale must be > 0, got time_scale={self.time_scale}")
         if self.max_delay < 0:
             raise ValueError(f"max_delay must be >= 0, got max_delay={self.max_delay}")
-        self.loads  # validates the load model's fields
+        _ = self.loads  # validates the load model's fields
 
     @property
     def loads(self) -> LoadModel:

@@ -25,7 +25,7 @@ _EXPORTS = {
     "sim_logging": ("simulate_with_log",),
 }
 _WHERE = {name: module for module, names in _EXPORTS.items() for name in names}
-__all__ = sorted(_WHERE)
+__all__ = sorted(_WHERE)  # noqa: PLE0605 - derived from _EXPORTS
 
 
 def __getattr__(name):

@@ -46,7 +46,6 @@ from .endpoints import (
     resolve,
     split_address,
 )
-from .monitor_client import RETRYABLE, MonitorClient, WatchGaveUp  # noqa: F401 - re-exported
 from .messages import (
     RoundRecord,
     RunConfig,
@@ -57,6 +56,7 @@ from .messages import (
     StopRequest,
     WatchRequest,
 )
+from .monitor_client import RETRYABLE, MonitorClient, WatchGaveUp  # noqa: F401 - re-exported
 
 MAX_REASON_CHARS = 1024
 #: the largest request the server reads (a StopRequest's reason of MAX_REASON_CHARS characters
@@ -329,8 +329,7 @@ class MonitorServer:
                 finished, closing = self._finished, self._closing
             if not context.is_active():
                 return
-            for data in batch:
-                yield data
+            yield from batch
             cursor += len(batch)
             if not batch and closing:
                 context.abort(grpc.StatusCode.UNAVAILABLE,

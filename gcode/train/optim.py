@@ -4,7 +4,7 @@ optimizer step."""
 from __future__ import annotations
 
 import inspect
-from typing import Iterable
+from collections.abc import Iterable
 
 import torch
 

@@ -14,10 +14,11 @@ Models: ``logistic``, ``mlp``, ``cnn``, ``resnet18``, ``resnet50`` (GroupNorm) a
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 import torch
@@ -96,7 +97,7 @@ class TextWindows(Dataset):
 
 def _split(x: np.ndarray, y: np.ndarray, held_out: float, seed: int):
     order = np.random.default_rng([seed, 0x5917]).permutation(len(y))
-    cut = len(y) - max(1, int(round(held_out * len(y))))
+    cut = len(y) - max(1, round(held_out * len(y)))
     pick = lambda idx: TensorDataset(torch.from_numpy(x[idx]), torch.from_numpy(y[idx]))
     return pick(order[:cut]), pick(order[cut:])
 

@@ -140,9 +140,9 @@ def _checkpoint(tmp_path, tree=None, round_=4):
 
 
 def _deflate_bomb(folder):
-    with zipfile.ZipFile(folder / ckpt.ARRAYS_FILE, "a", compression=zipfile.ZIP_DEFLATED) as zf:
-        with zf.open("bomb.npy", "w", force_zip64=True) as f:  # 64 MiB of zeros, ~64 KiB stored
-            np.lib.format.write_array(f, np.zeros(8 << 20), allow_pickle=False)
+    with (zipfile.ZipFile(folder / ckpt.ARRAYS_FILE, "a", compression=zipfile.ZIP_DEFLATED) as zf,
+          zf.open("bomb.npy", "w", force_zip64=True) as f):  # 64 MiB of zeros, ~64 KiB stored
+        np.lib.format.write_array(f, np.zeros(8 << 20), allow_pickle=False)
     rehash(folder)
 
 

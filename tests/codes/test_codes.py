@@ -7,9 +7,18 @@ import sys
 import numpy as np
 import pytest
 
-from gcode.codes import (Bursty, CyclicRepetitionCode, DecodeError, FractionalRepetitionCode,
-                         SPerRound, allocate_samples, chunk_boundaries, make_gc_code, make_scheme,
-                         srsgc_s)
+from gcode.codes import (
+    Bursty,
+    CyclicRepetitionCode,
+    DecodeError,
+    FractionalRepetitionCode,
+    SPerRound,
+    allocate_samples,
+    chunk_boundaries,
+    make_gc_code,
+    make_scheme,
+    srsgc_s,
+)
 from gcode.codes.loads import gc_load, msgc_load, samples_per_job_for_exact_msgc, srsgc_load
 
 

@@ -5,7 +5,8 @@ import itertools
 
 import numpy as np
 import pytest
-from hypothesis import HealthCheck, given, reject, settings, strategies as st
+from hypothesis import HealthCheck, given, reject, settings
+from hypothesis import strategies as st
 
 from gcode.codes import CyclicRepetitionCode, DecodeError, make_scheme
 from gcode.codes.cyclic_solve import band_product

@@ -50,7 +50,7 @@ def check_all(make, limit=20000):
     count, failing, worst = 0, 0, 0.0
     for pattern in conforming_patterns(make):
         scheme = make()
-        decoded, failures, error = run_pattern(scheme, rng, 4, lambda s, r: pattern[r])
+        _decoded, failures, error = run_pattern(scheme, rng, 4, lambda s, r: pattern[r])
         count += 1
         failing += failures > 0
         worst = max(worst, error)
@@ -102,10 +102,10 @@ EXTENDED = [(4, dict(B=1, W=2, lam=2), 3, "cyclic"), (3, dict(B=1, W=3, lam=2), 
 
 @pytest.mark.parametrize("n,params,jobs,code", EXTENDED)
 def test_srsgc_extended_model_decodes_every_pattern(n, params, jobs, code):
-    make = lambda: make_scheme("srsgc", n=n, jobs=jobs, gc_code=code, **params)  # noqa: E731
+    make = lambda: make_scheme("srsgc", n=n, jobs=jobs, gc_code=code, **params)
     plain = make().model
     beyond = sum(not all(plain.conforms(p[:r], p[r]) for r in range(len(p)))
                  for p in conforming_patterns(make))
     assert beyond > 0, "the extended rule admitted no pattern beyond the (B, W, λ) model"
-    count, failing, worst = check_all(make)
+    _count, failing, worst = check_all(make)
     assert failing == 0 and worst <= TOLERANCE

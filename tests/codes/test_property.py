@@ -1,7 +1,8 @@
 """Property tests on large n: random conforming patterns always decode to the exact sum."""
 
 import numpy as np
-from hypothesis import HealthCheck, given, settings, strategies as st
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from gcode.codes import make_scheme, srsgc_s
 from gcode.sim.verify import TOLERANCE, verify

@@ -4,6 +4,7 @@ import argparse
 
 import pytest
 
+from gcode.cli.train import add_train_arguments, config_from_args, parse_value
 from gcode.config import (
     ConfigError,
     Fault,
@@ -14,7 +15,6 @@ from gcode.config import (
     validate,
     with_overrides,
 )
-from gcode.cli.train import add_train_arguments, config_from_args, parse_value
 
 
 def parse(argv):

@@ -7,8 +7,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from gcode.codes import make_scheme
-from gcode.sim.rounds import End, RoundState, Wait, decide
 from gcode.sim import EarliestPolicy, make_policy, simulate
+from gcode.sim.rounds import End, RoundState, Wait, decide
 from gcode.sim.verify import run_pattern
 
 

@@ -12,8 +12,8 @@ from test_partial import assert_exact_under_random_times
 
 from gcode.codes import make_scheme
 from gcode.config import ConfigError, from_dict
-from gcode.sim.rounds import End, FallBack, RoundState, Wait, decide
 from gcode.sim import EarliestPolicy, GapPolicy, make_policy, simulate
+from gcode.sim.rounds import End, FallBack, RoundState, Wait, decide
 from gcode.sim.verify import run_pattern
 
 

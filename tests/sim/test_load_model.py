@@ -8,13 +8,13 @@ import sys
 import numpy as np
 import pytest
 
-from gcode.sim.paper import PAPER_DEFAULTS, default_params
 from gcode.codes import make_scheme, srsgc_s
 from gcode.codes.loads import msgc_load, srsgc_load
 from gcode.sim import PaperPolicy, PartialWaitPolicy, Policy, simulate
 from gcode.sim.fast import TraceView, bursty_runtimes
 from gcode.sim.load_model import LoadModel
 from gcode.sim.online import OnlineConfig, OnlineTuner
+from gcode.sim.paper import PAPER_DEFAULTS, default_params
 from gcode.sim.tune import TuneSettings, grid_size
 
 
@@ -81,7 +81,7 @@ def test_default_parameters_fit_any_n_and_are_the_papers_at_256():
 
 
 def test_tuner_grid_grows_with_n_and_the_delay_budget_not_the_trace_length():
-    settings = lambda rounds: TuneSettings(jobs=rounds - 4)  # noqa: E731
+    settings = lambda rounds: TuneSettings(jobs=rounds - 4)
     assert grid_size(200, 10, settings(200)) == grid_size(2000, 10, settings(2000)) == grid_size(20000, 10, settings(20000))
     assert grid_size(30, 256, TuneSettings(jobs=26)) == 14080  # the authors' grid
     # lowering --jobs does not grow the grid past the delay budget (max_delay, 4 by default)

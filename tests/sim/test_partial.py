@@ -2,9 +2,9 @@
 
 import numpy as np
 import pytest
-from paths import TRACES
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from paths import TRACES
 
 from gcode.codes import make_scheme
 from gcode.sim import PaperPolicy, PartialWaitPolicy, make_policy, simulate

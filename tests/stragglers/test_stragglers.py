@@ -9,9 +9,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from paths import TRACES
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from paths import TRACES
 
 from gcode.stragglers import (
     MODELS,

@@ -1,7 +1,6 @@
 """The committed generated code under gcode/telemetry/_proto is exactly what codegen produces."""
 
 import re
-from pathlib import Path
 
 import pytest
 

@@ -6,20 +6,31 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from paths import TRACES
 
+from gcode.cli import build_parser
+from gcode.cli import runs as tcli
 from gcode.codes import make_scheme
 from gcode.sim import make_policy, simulate
 from gcode.stragglers import load_trace
-from gcode.cli import build_parser
-from gcode.cli import runs as tcli
-from gcode.telemetry.messages import (ROUND_FIELDS, RoundRecord, ModelLoss, Task, WorkerRound,
-                                      params_from_proto, round_record, round_to_dict,
-                                      run_config, run_summary, summary_from_rounds, to_dict,
-                                      trace_from_proto, trace_to_proto)
+from gcode.telemetry.messages import (
+    ROUND_FIELDS,
+    ModelLoss,
+    RoundRecord,
+    Task,
+    WorkerRound,
+    params_from_proto,
+    round_record,
+    round_to_dict,
+    run_config,
+    run_summary,
+    summary_from_rounds,
+    to_dict,
+    trace_from_proto,
+    trace_to_proto,
+)
 from gcode.telemetry.runlog import MAGIC, RunLogError, RunLogWriter, read_run_log
 from gcode.telemetry.sim_logging import simulate_with_log
-
-from paths import TRACES  # noqa: E402  (tests/support/paths.py)
 
 BUNDLED = Path(__file__).resolve().parents[2] / "gcode" / "data" / \
     "lambda-cnn-w256-r30-canada.csv"
@@ -44,7 +55,7 @@ def sim_log(tmp_path_factory, trace):
 
 
 def test_sim_round_trip_matches_simulator(sim_log, trace):
-    prefix, result, policy = sim_log
+    prefix, _result, policy = sim_log
     cfg, rounds, summary = read_run_log(f"{prefix}.pb")
     plain = simulate(_scheme(), trace, policy, 2.2013, 1.0)
     assert summary is not None
@@ -102,7 +113,7 @@ def test_fast_round_dict_equals_json_format(sim_log):
 def test_crash_leaves_readable_prefix(tmp_path, sim_log):
     prefix, _, _ = sim_log
     data = Path(f"{prefix}.pb").read_bytes()
-    cfg, rounds, summary = read_run_log(f"{prefix}.pb")
+    cfg, rounds, _summary = read_run_log(f"{prefix}.pb")
     cut = tmp_path / "cut.pb"
     cut.write_bytes(data[:-7])  # the summary is cut short
     with pytest.raises(RunLogError, match="truncated"):
@@ -110,10 +121,9 @@ def test_crash_leaves_readable_prefix(tmp_path, sim_log):
     c2, r2, s2 = read_run_log(cut, allow_truncated=True)
     assert (c2, r2, s2) == (cfg, rounds, None)
     # a writer that dies mid-run (no summary) leaves a valid, unfinished log
-    with pytest.raises(RuntimeError):
-        with RunLogWriter(tmp_path / "crash", cfg) as w:
-            w.write_round(rounds[0])
-            raise RuntimeError("boom")
+    with pytest.raises(RuntimeError), RunLogWriter(tmp_path / "crash", cfg) as w:
+        w.write_round(rounds[0])
+        raise RuntimeError("boom")
     assert read_run_log(tmp_path / "crash") == (cfg, rounds[:1], None)
     assert read_run_log(tmp_path / "crash.jsonl") == (cfg, rounds[:1], None)
     jl = tmp_path / "cut.jsonl"
@@ -271,7 +281,7 @@ def test_plot_writes_nontrivial_pngs(sim_log, tmp_path, trace, capsys):
 
 
 def test_summary_from_rounds_for_unfinished_runs(sim_log):
-    prefix, result, _ = sim_log
+    prefix, _result, _ = sim_log
     _, rounds, summary = read_run_log(prefix)
     again = summary_from_rounds(rounds)
     assert (again.rounds, again.waits, again.decoded_jobs) == \

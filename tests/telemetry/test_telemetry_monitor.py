@@ -10,18 +10,17 @@ from pathlib import Path
 import grpc
 import numpy as np
 import pytest
+from paths import TRACES
 
+from gcode.cli import build_parser
+from gcode.cli import runs as tcli
 from gcode.codes import make_scheme
 from gcode.sim import make_policy
 from gcode.stragglers import load_trace
-from gcode.cli import build_parser
-from gcode.cli import runs as tcli
 from gcode.telemetry.messages import round_record, run_summary
 from gcode.telemetry.monitor import MonitorClient, MonitorServer, is_loopback, split_address
 from gcode.telemetry.runlog import read_run_log
 from gcode.telemetry.sim_logging import simulate_with_log
-
-from paths import TRACES  # noqa: E402  (tests/support/paths.py)
 
 BUNDLED = Path(__file__).resolve().parents[2] / "gcode" / "data" / "lambda-cnn-w256-r30-canada.csv"
 TIMEOUT = 20.0

@@ -175,7 +175,7 @@ class ShmTransport:
                     ray.get(ref, timeout=5)
                     self._accept(1, time.monotonic() + 5)
                     self.stats["reattached"] += 1
-                except Exception:  # noqa: BLE001 - still down: calls keep going through Ray
+                except Exception:  # noqa: BLE001, S110 - still down: calls keep going through Ray
                     pass
 
     def _lost(self, w: int) -> None:
