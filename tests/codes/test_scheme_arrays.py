@@ -181,7 +181,7 @@ def test_decodings_read_like_lists_of_keys_and_coefficients():
 
 def test_the_simulator_never_solves_a_certified_decode(monkeypatch):
     """Decodings are deferred: a simulated certified code never computes a decode vector (an
-    uncertified one solves each decode set, to check it: tests/sim/test_adversarial.py)."""
+    uncertified one solves each decode set, to check it: tests/codes/test_adversarial.py)."""
     code = make_gc_code("group", 400, 30)
     monkeypatch.setattr(code, "decode_vector", lambda arrived: pytest.fail("solved a decode"))
     scheme = GradientCoding(400, 30, jobs=6, code=code)
