@@ -1,5 +1,5 @@
 """The simulator's figures on the published Lambda traces, as JSON: what ``gcode simulate`` and
-``gcode tune`` print for the README's and docs/RESULTS.md's simulated tables.
+``gcode tune`` print for docs/RESULTS.md's simulated tables.
 
     python benchmarks/sim_lambda.py [--out benchmarks/results]
 

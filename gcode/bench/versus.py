@@ -43,7 +43,7 @@ MODELS = {
 #: ``earliest`` declares the last workers of a round stragglers even when they trail by a hair,
 #: which spends the (B, W, λ) window's budget of stragglers, so a later round with a real
 #: straggler must wait for it; ``partial`` at μ = 0.1 cuts whoever trails the fastest by 10%;
-#: ``gap`` cuts only after a quiet gap (README, "Round-ending policies"). ``msgc-lam3-gap``
+#: ``gap`` cuts only after a quiet gap (docs/SIMULATOR.md, "Round-ending policies"). ``msgc-lam3-gap``
 #: tolerates one straggler more than the injection per window, at the same load with FR codes
 #: at n = 8, so that one worker slowed by the machine itself does not exhaust the budget.
 #: ``msgc-cyclic-gap`` is ``msgc-gap`` with the cyclic code: load 0.1875 against FR's 0.2 at

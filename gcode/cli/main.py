@@ -40,7 +40,7 @@ examples:
   gcode verify --scheme gc --n 256 --s 27 --rounds 20 --patterns 5
   gcode simulate --scheme auto --policy partial   # the online tuner with the partial fallback
   gcode simulate --scheme gc --s 11 --log runs/gc && gcode plot runs/gc.pb --out plots
-  gcode train                                     # live Ray training, M-SGC on digits
+  gcode train                                     # live Ray training on digits, one model (auto)
   gcode train --run-log runs/live --monitor 127.0.0.1:50051   # then: gcode watch 127.0.0.1:50051
   gcode train --config examples/digits-msgc.toml --json
   gcode bench trace --traces traces               # also: bench sim | decode | auto | live --quick
@@ -49,7 +49,8 @@ examples:
   gcode advise runs/probe.jsonl                   # will coding help? predicted speedup, config
   gcode bench scale --quick                       # cost per worker-round as n grows
 
-docs: README.md, docs/SCHEMES.md (the math), docs/DESIGN.md, docs/OPERATING.md (limits, errors)
+docs: README.md, docs/TRAINING.md, docs/API.md (gcode.fit), docs/SCHEMES.md (the math),
+  docs/SIMULATOR.md, docs/DESIGN.md, docs/OPERATING.md (limits, errors), docs/RESULTS.md
 """
 
 #: gcode verify: at most this many worker-rounds (n x rounds x patterns), about a minute here

@@ -267,7 +267,7 @@ def test_gpu_utilisation_is_averaged_over_each_rows_timed_window(tmp_path):
 
 
 def test_worker_profile_times_every_phase_on_the_cpu():
-    """benchmarks/profile_worker.py (the README's worker phase table) runs on the CPU and times
+    """benchmarks/profile_worker.py (docs/RESULTS.md's worker phase table) runs on the CPU and times
     every phase; reading ahead keeps the task's arithmetic, so the phases stay positive."""
     import importlib.util
     from pathlib import Path

@@ -129,7 +129,7 @@ def test_decoding_is_exact_under_gap(name, params):
 
 
 def test_msgc_on_the_versus_bench_stragglers_spends_less_time_under_gap_than_earliest():
-    """The README's finding, in simulated seconds on the bench's default bursty table plus noisy
+    """docs/RESULTS.md's finding, in simulated seconds on the bench's default bursty table plus noisy
     compute: earliest cuts workers that trail by a hair, which spends the (1, 2, 2) window's two
     stragglers, so later rounds must wait for their real stragglers; gap does not."""
     from gcode.bench.versus import VersusConfig, delay_table
@@ -157,7 +157,7 @@ def test_gap_policy_decodes_exactly_under_random_times_on_larger_n(name, n, gap,
 
 
 def test_the_slack_simulation_decodes_every_job_for_every_scheme_and_policy():
-    """benchmarks/sim_slack.py (the README's M-SGC (1, 2, 3) figures) on one small table: every
+    """benchmarks/sim_slack.py (docs/RESULTS.md's M-SGC (1, 2, 3) figures) on one small table: every
     (scheme, policy) decodes all its jobs and its ratio to DDP is a positive number."""
     import importlib.util
     from pathlib import Path
