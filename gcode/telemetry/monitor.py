@@ -19,10 +19,11 @@ Limits: replies up to 64 MiB (gRPC's default is 4 MiB; a 256-worker RoundRecord 
 :data:`MAX_REQUEST_BYTES` (16 KiB), refused from their length prefix before they are read, so
 with no receive window grown by bandwidth probes: an unauthenticated caller cannot make the
 server hold large bodies (200 concurrent 60 MiB GetStatus calls with a wrong token: the process
-peaks about 2 MB above idle; 16 of them took it 940 MB above before). At most ``max_watchers`` concurrent WatchRounds streams; further streams get
-RESOURCE_EXHAUSTED, while GetStatus and RequestStop always have threads of their own
-(:data:`CONTROL_THREADS`), so idle streams cannot lock the operator out. The history keeps the
-last ``max_history`` records; older ones get OUT_OF_RANGE (the run log on disk has everything).
+peaks about 2 MB above idle; 16 of them took it 940 MB above before). At most ``max_watchers``
+concurrent WatchRounds streams; further streams get RESOURCE_EXHAUSTED, while GetStatus and
+RequestStop always have threads of their own (:data:`CONTROL_THREADS`), so idle streams cannot
+lock the operator out. The history keeps the last ``max_history`` records; older ones get
+OUT_OF_RANGE (the run log on disk has everything).
 """
 
 from __future__ import annotations
