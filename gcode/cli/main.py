@@ -219,8 +219,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = trace_sub.add_parser(
         "convert", help="convert a trace between CSV, .npy and .pb (protobuf gcode.v1.Trace)",
         formatter_class=argparse.RawDescriptionHelpFormatter,
-        description="Read IN (CSV, .npy or .pb, validated as any trace flag validates it) and\nwrite OUT in the "
-                    "format its suffix names:\n"
+        description="Read IN (CSV, .npy or .pb, validated as any trace flag validates it) and\n"
+                    "write OUT in the format its suffix names:\n"
                     "  .npy  a float64 array (read back with allow_pickle=False)\n"
                     "  .pb   a serialized gcode.v1.Trace (proto/gcode/v1/run.proto)\n"
                     "  .csv  text, every value written to round-trip exactly\n"
@@ -261,7 +261,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.set_defaults(func=cmd_advise)
 
-    from .bench import add_bench_parser
+    from .bench_parser import add_bench_parser
     add_bench_parser(sub)
 
     from .runs import add_subcommands
