@@ -26,12 +26,23 @@ if [[ $want == *" versus "* ]]; then
   else
     run() {  # name, then gcode bench versus flags
       local name=$1; shift
-      timeout ${LIMIT:-270} $py -m gcode bench versus --model mlp-wide --workers 8 --out "$out/tmp/$name" \
+      timeout ${LIMIT:-150} $py -m gcode bench versus --model mlp-wide --workers 8 --out "$out/tmp/$name" \
         "$@" 2>&1 | grep -E "^\| |Best|^Stragglers" | tail -14
       cp "$out/tmp/$name"/bench_versus_*.json "$out/versus_$name.json" 2>/dev/null
     }
+    # the acceptance first (no injection: uncoded >= 0.95x DDP; bursty: the best exact one-model
+    # scheme >= 1.4x DDP; coordinator_bytes_per_round <= 64 KB), then the star's bytes beside it
     run mlp-wide-collective-none --data-plane collective --inject none --schemes uncoded,gc-s1
-    run mlp-wide-collective --data-plane collective --schemes uncoded,gc-s2-earliest,msgc-earliest,msgc-gap
+    run mlp-wide-collective --data-plane collective --schemes uncoded,gc-s2-earliest,gc-s2-earliest-arrival
+    LIMIT=${STAR_LIMIT:-120} run mlp-wide-star-none --data-plane star --inject none --schemes uncoded
     rm -rf "$out/tmp"
+    for f in "$out"/versus_*.json; do
+      [[ -e $f ]] && $py -c 'import json, sys
+d = json.load(open(sys.argv[1]))
+for r in d["rows"]:
+    if r.get("scheme") != "ddp":
+        print(sys.argv[1].rsplit("/", 1)[-1], r.get("name") or r.get("scheme"), r.get("data_plane"),
+              "vs_ddp", round(r.get("vs_ddp") or 0, 3), "coordinator_bytes_per_round", r.get("coordinator_bytes_per_round"))' "$f"
+    done
   fi
 fi

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import bench_codes
 import device_exact
+import network_calibration
 import sim_replay_live
 import sim_slack
 from results_doc import (
@@ -33,7 +34,7 @@ from results_doc import (
     x,
 )
 
-from gcode.bench import auto, decode, live, scale, sim, trace
+from gcode.bench import auto, decode, live, scale, scale_network, sim, trace
 from gcode.bench.versus_report import _params_text
 
 COMPUTE = {"compute ms/round": lambda d, r: ms(r["compute_s_per_round"])}
@@ -328,6 +329,29 @@ def netns_planes(doc: dict) -> str:
     return "\n".join(out).rstrip()
 
 
+def calibration_setup(doc: dict) -> str:
+    """Each setting's nodes, repeats and how busy the shared machine was."""
+    parts = []
+    for name in doc["report"]["order"]:
+        run = doc["settings"][name]
+        load = ", ".join(f"{v:.0f}" for v in run["load_average_before"])
+        parts.append(f"{name}: {len(run['nodes'])} worker nodes, median of {run['repeats']}, load average "
+                     f"{load} before ({run['date']}, {run['cpus']} CPUs)")
+    return "Measured " + "; ".join(parts) + "."
+
+
+def device_collective(doc: dict) -> str:
+    rows = [[r["scheme"], ", ".join(f"{k}={v}" for k, v in r["params"].items()) or "-", r["accumulate_dtype"],
+             f"{r['decoded_jobs']}/{r['jobs']}", r["straggler_slots"], f"{r['max_rel_error']:.1e}",
+             "yes" if r["replicas_identical"] else "NO"] for r in doc["rows"]]
+    return "\n".join([
+        table(["scheme", "params", "accumulator", "jobs decoded", "straggler slots", "max rel. error",
+               "replicas identical"], rows), "",
+        (f"{doc['world']} ranks sharing {doc['gpus']} {doc['device']} ({doc['backend']}, torch {doc['torch']}, "
+         f"d = {doc['numel']:,} parameters, {doc['date']}); a gloo allreduce of 13 MB of CUDA tensors among "
+         f"them took {ms(doc['allreduce_13MB_s'])} ms. {doc['note'][0].upper()}{doc['note'][1:]}.")])
+
+
 SECTIONS = [
     Section("gcode against torch DDP (`gcode bench versus`)", VERSUS_METHOD, level=2),
     Section("mlp-wide, bursty stragglers", "", ("versus_mlp-wide",), versus("versus_mlp-wide")),
@@ -517,6 +541,34 @@ SECTIONS = [
             "gcode.sim.network at the link's nominal rate with no latency. These links share one 2-core "
             "machine's CPUs with everything else running on it (the load average is recorded).",
             ("netns_collective",), lambda d: netns_planes(d["netns_collective"]), level=2),
+    Section("The network model calibrated on measured links (`benchmarks/network_calibration.py`)",
+            "Eight Ray worker nodes and a head, each in its own network namespace with its link limited "
+            "by tc (cluster/netns.sh), or on loopback addresses (cluster/local.sh). From calibration "
+            "transfers (gloo ring allreduces, the star's gathers and scatters through Ray's object "
+            "store, control round trips) alpha and beta are fitted per setting; the model "
+            "(gcode.sim.network) then predicts each plane's round communication at n = 4 and 8, which "
+            "is measured on the same cluster: a star round (parameters out through the head's link, n "
+            "gradients back) and a collective round (the coefficients out, fold, gloo allreduce, the done "
+            "reports back). No compute: the workers hold ready-made results. Nominal: the model at the "
+            "link's rate with no latency. All nodes share one 2-core machine's CPUs with everything "
+            "else running on it.",
+            ("network_calibration",),
+            lambda d: network_calibration.markdown_table(d["network_calibration"]) + "\n\n"
+            + calibration_setup(d["network_calibration"]), level=2),
+    Section("Both planes at scale by the network model (`gcode bench scale --network`)",
+            "Predictions, not measurements: each plane's round for n = 8 to 1,024 at ResNet-18's and 10^9 "
+            "parameters under the bench's default network (docs/SCALING.md shows the calibrated ones).",
+            ("bench_scale_network",), lambda d: scale_network.markdown_table(d["bench_scale_network"]),
+            level=2),
+    Section("The collective plane on a GPU (`benchmarks/device_collective.py`)",
+            "Ranks sharing one GPU form a gloo group through the collective plane; per scheme, each "
+            "computes its coded results from an MLP's real partial gradients on the GPU, folds the "
+            "decode coefficients of its own results into a GPU accumulator and the ranks allreduce it "
+            "once the job is decodable, under random conforming stragglers. Each decoded sum is checked "
+            "against the direct fp64 sum of the job's partial gradients, and the ranks' sums and model "
+            "replicas (after an SGD step with each sum) by a checksum allreduce. No model is trained "
+            "beyond those steps.",
+            ("device_collective",), lambda d: device_collective(d["device_collective"]), level=2),
     Section("Gradient codes: load, certificate and the worst decode a search finds "
             "(`benchmarks/bench_codes.py`)",
             "Per (n, s), the cyclic code (the papers'), the group code (gcode's default) and FR "

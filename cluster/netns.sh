@@ -28,6 +28,7 @@ Options:
   --rate RATE        each node's link, as tc writes rates (default 1gbit; e.g. 200mbit, 10gbit)
   --cpus-per-node C  logical CPUs of each worker node (default 1)
   --head-cpus C      logical CPUs of the head node (default 0: the driver's node only)
+  --start-batch B    worker nodes started at once (default 4; fewer on a loaded machine)
   --timeout S        bound in seconds on everything: setup, COMMAND, teardown (default 900)
   --prefix P         namespace prefix, 2-6 of [a-z0-9] starting with a letter (default gx<pid mod 1000>)
   --temp-dir DIR     an empty dir for Ray's files, node<i>/ per node (default a fresh /tmp/gnx.XXXXXX)
@@ -47,7 +48,7 @@ EOF
 die() { echo "netns.sh: error: $*" >&2; exit "${2:-2}"; }
 log() { echo "netns.sh: $*" >&2; }
 
-NODES=4 RATE=1gbit CPUS=1 HEAD_CPUS=0 TIMEOUT=900 PREFIX="gx$(( $$ % 1000 ))" TEMP_DIR="" KEEP_TEMP=0
+NODES=4 RATE=1gbit CPUS=1 HEAD_CPUS=0 BATCH=4 TIMEOUT=900 PREFIX="gx$(( $$ % 1000 ))" TEMP_DIR="" KEEP_TEMP=0
 CMD=()
 is_uint() { [[ "$1" =~ ^[0-9]+$ ]]; }
 need_val() { [[ $# -ge 2 && -n "$2" ]] || die "$1 needs a value (see --help)"; }
@@ -58,6 +59,7 @@ while [[ $# -gt 0 ]]; do
         --rate) need_val "$@"; RATE=$2; shift 2 ;;
         --cpus-per-node) need_val "$@"; CPUS=$2; shift 2 ;;
         --head-cpus) need_val "$@"; HEAD_CPUS=$2; shift 2 ;;
+        --start-batch) need_val "$@"; BATCH=$2; shift 2 ;;
         --timeout) need_val "$@"; TIMEOUT=$2; shift 2 ;;
         --prefix) need_val "$@"; PREFIX=$2; shift 2 ;;
         --temp-dir) need_val "$@"; TEMP_DIR=$2; shift 2 ;;
@@ -72,6 +74,7 @@ is_uint "$NODES" && (( NODES >= 1 && NODES <= 200 )) || die "--nodes must be an 
     die "--rate must be a number and a unit among bit, kbit, mbit, gbit (e.g. 1gbit), got '$RATE'"
 is_uint "$CPUS" && (( CPUS >= 1 )) || die "--cpus-per-node must be an integer >= 1, got '$CPUS'"
 is_uint "$HEAD_CPUS" || die "--head-cpus must be an integer >= 0, got '$HEAD_CPUS'"
+is_uint "$BATCH" && (( BATCH >= 1 )) || die "--start-batch must be an integer >= 1, got '$BATCH'"
 is_uint "$TIMEOUT" && (( TIMEOUT >= 30 )) || die "--timeout must be whole seconds >= 30, got '$TIMEOUT'"
 [[ "$PREFIX" =~ ^[a-z][a-z0-9]{1,5}$ ]] || die "--prefix must be 2-6 of [a-z0-9] starting with a letter, got '$PREFIX'"
 [[ $(id -u) -eq 0 ]] || die "needs root (network namespaces and tc)" 3
@@ -176,9 +179,17 @@ start() {  # $1: node index; rest: ray start arguments
         { tail -n 20 "$TEMP_DIR/start$i.log" >&2; die "ray start failed on node $i" 3; }
 }
 start 0 --head --port 6379 --num-cpus "$HEAD_CPUS" --include-dashboard false
-for ((i = 1; i <= NODES; i++)); do start "$i" --address "$HEAD" --num-cpus "$CPUS" & done
-wait_all=0; for job in $(jobs -p); do [[ $job == "$WATCHDOG" ]] && continue; wait "$job" || wait_all=1; done
-[[ $wait_all -eq 0 ]] || die "a worker node did not start" 3
+# worker nodes start BATCH at a time: Ray gives a raylet 30 s to register, which a loaded machine
+# starting many at once can miss
+starters=()
+for ((i = 1; i <= NODES; i++)); do
+    start "$i" --address "$HEAD" --num-cpus "$CPUS" &
+    starters+=($!)
+    if (( ${#starters[@]} >= BATCH || i == NODES )); then
+        for job in "${starters[@]}"; do wait "$job" || die "a worker node did not start" 3; done
+        starters=()
+    fi
+done
 log "Ray: head $HEAD, worker nodes up"
 
 # ---------------------------------------------------------------- the command

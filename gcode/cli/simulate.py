@@ -64,7 +64,8 @@ def add_simulate_parser(sub) -> None:
     p.add_argument("--network", type=network_arg, metavar="KEY=VALUE,...",
                    help="add each data plane's communication per round (gcode.sim.network; "
                         "docs/COLLECTIVE.md): alpha, beta (worker links), coord_alpha, coord_beta "
-                        "(the coordinator's link), params, bytes, control_bytes; e.g. "
+                        "(the coordinator's link), control_alpha (a control message; default coord_alpha), "
+                        "params, bytes, control_bytes; e.g. "
                         "alpha=50us,beta=10gbit,coord_beta=100gbit,params=11.2e6")
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.set_defaults(func=cmd_simulate)

@@ -4,7 +4,9 @@ them can be planned at scale before it is run.
 Notation: n workers, d parameters of b bytes each (D = d·b bytes per gradient or parameter
 vector), c bytes per control message (a worker's "done" report, or its decode coefficients).
 Each link has a latency α (seconds per message) and a bandwidth β (bytes per second): the
-workers' links (α, β) and the coordinator's link (α_c, β_c). A transfer of m bytes over a link
+workers' links (α, β) and the coordinator's link (α_c, β_c), and a control message's latency α_ctl
+(default α_c: a Ray actor call can cost less than a transfer through the object store). A
+transfer of m bytes over a link
 takes α + m/β; a message crosses a worker's link and the coordinator's, so a batch of n
 concurrent messages between the coordinator and the workers takes α_c + max(n·m/β_c, m/β).
 
@@ -17,7 +19,7 @@ concurrent messages between the coordinator and the workers takes α_c + max(n·
   messages out); per decoded job, a ring allreduce of D bytes among the n workers, whose
   2(n−1) steps each move D/n bytes over every worker's link::
 
-      control   = 2 · (α_c + max(n·c/β_c, c/β))
+      control   = 2 · (α_ctl + max(n·c/β_c, c/β))
       allreduce = 2(n−1) · α + 2(n−1)/n · D/β
 
   ``zero=1`` (reduce-scatter, then all-gather) moves the same bytes in the same steps.
@@ -62,6 +64,7 @@ class NetworkModel:
     beta: float = 1.25e9           # bytes/s of a worker's link
     coord_alpha: float | None = None  # s per message over the coordinator's link (default alpha)
     coord_beta: float | None = None   # bytes/s of the coordinator's link (default beta)
+    control_alpha: float | None = None  # s per control message (default coord_alpha)
     params: float = 11.2e6         # d, values per gradient
     bytes: int = 4                 # b, bytes per value (4: fp32 messages; 8: fp64)
     control_bytes: int = 256       # c, bytes of one control message
@@ -82,6 +85,10 @@ class NetworkModel:
         return self.alpha if self.coord_alpha is None else self.coord_alpha
 
     @property
+    def a_ctl(self) -> float:
+        return self.a_c if self.control_alpha is None else self.control_alpha
+
+    @property
     def b_c(self) -> float:
         return self.beta if self.coord_beta is None else self.coord_beta
 
@@ -94,9 +101,9 @@ class NetworkModel:
         return replace(self, params=params)
 
     # ---- per-round costs (seconds); n may be an int or a numpy array
-    def _fan(self, n, nbytes: float):
+    def _fan(self, n, nbytes: float, alpha: float | None = None):
         """n concurrent messages of ``nbytes`` between the coordinator and the workers."""
-        return self.a_c + np.maximum(n * nbytes / self.b_c, nbytes / self.beta)
+        return (self.a_c if alpha is None else alpha) + np.maximum(n * nbytes / self.b_c, nbytes / self.beta)
 
     def star_round(self, n):
         """Parameters out and n coded gradients in, through the coordinator's link."""
@@ -104,7 +111,7 @@ class NetworkModel:
 
     def control_round(self, n):
         """The collective plane's round trip: n done reports in, n coefficient messages out."""
-        return 2 * self._fan(n, self.control_bytes)
+        return 2 * self._fan(n, self.control_bytes, self.a_ctl)
 
     def allreduce(self, n):
         """A ring allreduce of D bytes among n workers (0 for n = 1)."""
@@ -118,10 +125,11 @@ class NetworkModel:
     def break_even_params(self, n) -> float:
         """The d below which a star round costs less than a steady collective round at n
         workers: both are affine in d and the star's slope is the steeper (it moves at least 2D
-        over a worker's link, the ring 2(n−1)/n·D), so there is one crossing."""
+        over a worker's link, the ring 2(n−1)/n·D), so there is one crossing; 0 where the star
+        costs more at every d (its fixed cost, 2α_c, above the collective's)."""
         fixed = float(self.control_round(n)) + 2 * (n - 1) * self.alpha - 2 * self.a_c
         slope = 2 * max(n / self.b_c, 1 / self.beta) - 2 * (n - 1) / (n * self.beta)
-        return fixed / slope / self.bytes
+        return max(0.0, fixed / slope / self.bytes)
 
     def coordinator_bytes(self, n) -> dict:
         """Bytes through the coordinator's link per round, each plane (both directions)."""
@@ -140,17 +148,19 @@ class NetworkModel:
     def describe(self) -> str:
         coord = "" if self.coord_alpha is None and self.coord_beta is None else \
             f", coordinator alpha={self.a_c:g}s beta={self.b_c:.4g}B/s"
+        if self.control_alpha is not None:
+            coord += f", control alpha={self.a_ctl:g}s"
         return (f"alpha={self.alpha:g}s beta={self.beta:.4g}B/s{coord}, d={self.params:.4g} x "
                 f"{self.bytes} B, control {self.control_bytes} B")
 
     def as_dict(self) -> dict:
-        return {**asdict(self), "coord_alpha": self.a_c, "coord_beta": self.b_c}
+        return {**asdict(self), "coord_alpha": self.a_c, "coord_beta": self.b_c, "control_alpha": self.a_ctl}
 
     @classmethod
     def parse(cls, text: str) -> NetworkModel:
         """``alpha=50us,beta=10gbit,coord_beta=100gbit,params=1e9,bytes=4`` (every key optional;
-        alpha/coord_alpha take us, ms or s; beta/coord_beta take gbit, mbit, kbit, GB, MB, kB per
-        second, or plain bytes per second)."""
+        alpha/coord_alpha/control_alpha take us, ms or s; beta/coord_beta take gbit, mbit, kbit,
+        GB, MB, kB per second, or plain bytes per second)."""
         names = {f.name for f in fields(cls)}
         values: dict = {}
         for item in filter(None, (part.strip() for part in text.split(","))):

@@ -31,6 +31,10 @@ def test_each_term_by_hand():
     assert costs["collective"]["comm_s"] == pytest.approx(7 * net.control_round(10) + 5 * net.allreduce(10))
     assert costs["star"]["runtime_s"] == pytest.approx(3.0 + costs["star"]["comm_s"])
     assert costs["collective"]["coordinator_bytes_per_round"] == 2 * 10 * 100
+    # a control message may cost less than a transfer through the coordinator's link
+    fast = NetworkModel(**{**net.as_dict(), "control_alpha": 5e-5})
+    assert fast.control_round(10) == pytest.approx(2 * (5e-5 + max(10 * 100 / 1e9, 100 / 1e8)))
+    assert fast.star_round(10) == net.star_round(10) and net.a_ctl == net.a_c == 2e-4
 
 
 def test_break_even_is_where_the_planes_cost_the_same():
@@ -42,6 +46,8 @@ def test_break_even_is_where_the_planes_cost_the_same():
         assert net.with_params(d * 0.9).star_round(n) < net.with_params(d * 0.9).collective_round(n)
         assert net.with_params(d * 1.1).star_round(n) > net.with_params(d * 1.1).collective_round(n)
     assert star_pays(net.with_params(1e9), n_max=2000) == []
+    # a star transfer's fixed cost above a small collective's: the star never pays
+    assert NetworkModel(coord_alpha=5e-3, control_alpha=1e-3).break_even_params(4) == 0.0
     # latency-bound (d = 1e4: a ring's 2(n-1) steps cost more than the star's bytes): the star pays
     assert star_pays(net.with_params(1e4), n_max=10_000) == [(2, 10_000)]
 
@@ -75,6 +81,7 @@ def test_parse_units_and_errors():
     assert (net.alpha, net.beta, net.a_c, net.b_c) == (50e-6, 1.25e9, 1e-3, 1e11)
     assert (net.params, net.bytes) == (1e9, 8)
     assert NetworkModel.parse("beta=2e9").a_c == NetworkModel().alpha
+    assert NetworkModel.parse("coord_alpha=2ms,control_alpha=300us").a_ctl == pytest.approx(300e-6)
     for text, match in [("alpha=5x", "alpha must be a number"), ("gamma=1", "KEY among"), ("beta=0", "beta"),
                         ("bytes=2.5", "whole number"), ("alpha=1,alpha=2", "twice"), ("beta", "KEY=VALUE"),
                         ("alpha=-1", "number")]:

@@ -1,0 +1,448 @@
+"""The network model calibrated on measured links, and its prediction of both planes' round
+communication against measured rounds at n = 4 and 8 workers.
+
+Measure (one Ray worker node per worker, the driver on the head node as the coordinator), once
+per setting; each run adds its setting to ``--out``::
+
+    cluster/netns.sh --nodes 8 --rate 1gbit -- .venv/bin/python benchmarks/network_calibration.py measure
+    cluster/netns.sh --nodes 8 --rate 10gbit -- .venv/bin/python benchmarks/network_calibration.py measure
+    cluster/local.sh --nodes 8 --hold      # then, with the RAY_ADDRESS it prints:
+    .venv/bin/python benchmarks/network_calibration.py measure --setting loopback
+
+then ``network_calibration.py report`` fits, predicts and writes the JSON's ``report``, a markdown
+table and a PNG. Each setting measures two kinds of thing, on the same cluster:
+
+* **calibration transfers**, from which α and β are fitted (:func:`gcode.sim.network.fit_link`):
+  a gloo ring allreduce among the collective plane's group at 4 sizes and n = 4, 8 (the workers'
+  α, β); the star's transfers through Ray's object store, each timed as a round meets it (from
+  the put into the sender's object store to the receiver's copy): k = 1, n/2, n workers' arrays
+  gathered by the driver and one array of the driver's fetched by n workers, at 3 sizes (the
+  coordinator's α_c, β_c); a control round trip (a Ray actor call with a few bytes each way, the
+  control messages' α);
+* **rounds**, which the fitted model then predicts: a star round (the driver puts the parameters,
+  each of n workers fetches them and returns a gradient of the same size, the driver gets all n)
+  and a collective round (the driver's call to each worker carries the coefficients; the worker
+  folds its kept result, the group allreduces, and each replies with its done report: the
+  model's two control messages and one allreduce), at d = 1M and 3.25M fp32 parameters
+  (mlp-wide), n = 4 and 8. Workers do no compute: a round here is its communication alone.
+
+The rounds are not among the fitted samples: a round composes several transfers with Ray's
+scheduling between them, which the model must get right from the parts. Nominal: the model at
+the link's rate with α = 0, for comparison (loopback has no nominal rate).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+MB = 1e6
+NS = (4, 8)
+RING_SIZES_MB = (0.25, 1.0, 4.0, 13.0)
+STAR_SIZES_MB = (1.0, 4.0, 13.0)
+ROUND_PARAMS = (1.0e6, 3.25e6)  # fp32 values: a 4 MB and mlp-wide's 13 MB gradient
+RATE_UNITS = {"gbit": 1e9, "mbit": 1e6, "kbit": 1e3, "bit": 1.0}
+TARGET = 0.15
+
+
+def worker_class():
+    """The Ray actor class of one worker node (Ray and torch are imported here only: ``report``
+    and docs/RESULTS.md's renderer need neither)."""
+    import ray
+    import torch
+
+    class Worker:
+        """One worker node's actor: the collective plane's member, and the star's source and sink."""
+
+        def __init__(self):
+            from gcode.runtime.collective import CollectiveConfig, GroupConfig
+            torch.set_num_threads(1)
+            self.config = CollectiveConfig(accumulate_dtype="float32", group=GroupConfig(timeout_s=180.0))
+            self.plane = None
+            self.arrays: dict[int, np.ndarray] = {}
+
+        def node(self) -> str:
+            return ray.util.get_node_ip_address()
+
+        # ---- the collective plane's group, re-formed per n (a member per worker of the round)
+        def new_plane(self, numel: int) -> None:
+            from gcode.runtime.collective import CollectivePlane
+            if self.plane is not None:
+                self.plane.close()
+            self.plane = CollectivePlane(numel, "cpu", self.config)
+
+        def rendezvous_point(self):
+            return self.plane.rendezvous_point()
+
+        def join_group(self, rendezvous, rank: int) -> None:
+            self.plane.join_group(rendezvous, rank).result()
+
+        def leave_group(self) -> None:
+            self.plane.leave_group().result()
+
+        def allreduce(self, nbytes: float, repeats: int) -> list[float]:
+            """A barrier, then a timed allreduce; per repeat."""
+            import torch.distributed as dist
+            x = torch.ones(max(1, int(nbytes // 4)), dtype=torch.float32)
+            dist.all_reduce(x)  # warm-up
+            out = []
+            for _ in range(repeats):
+                dist.barrier()
+                t0 = time.perf_counter()
+                dist.all_reduce(x)
+                out.append(time.perf_counter() - t0)
+            return out
+
+        # ---- the collective round
+        def collective_round(self, job: int, key) -> dict:
+            """One worker's round on the collective plane, as the model counts it: the coordinator's
+            call carries the decode coefficients (in steady state, with the next round's tasks); the
+            worker keeps its coded result (made once: no compute), folds it, the group allreduces,
+            and its reply is the done report (bytes, not gradients)."""
+            entered = time.time()  # one clock: every node of these clusters is on this machine
+            key = tuple(key)
+            self.plane.keep(key, job, self._array(self.plane.jobs.numel, torch.float32))
+            self.plane.fold(job, [(key, 1.0)]).result()
+            folded = time.time()
+            total = self.plane.reduce(job).result()
+            reduced = time.time()
+            self.plane.release(job)
+            return {"job": job, "numel": int(total.numel()), "loss": 0.0,
+                    "times": {"entered": entered, "folded": folded, "reduced": reduced}}
+
+        def ping(self, payload: bytes) -> bytes:
+            return payload
+
+        # ---- the star's source and sink
+        def _array(self, numel: int, dtype=None):
+            if numel not in self.arrays:
+                self.arrays[numel] = np.ones(numel, dtype=np.float32)
+            a = self.arrays[numel]
+            return torch.from_numpy(a) if dtype is not None else a
+
+        def gradient(self, params_box: list) -> np.ndarray:
+            """The star's worker: fetch the round's parameters, return a gradient of the same size."""
+            params = ray.get(params_box[0])
+            return self._array(params.size)
+
+        def array(self, numel: int) -> np.ndarray:
+            return self._array(numel)
+
+        def fetch(self, box: list) -> float:
+            t0 = time.perf_counter()
+            ray.get(box[0])
+            return time.perf_counter() - t0
+
+    return ray.remote(num_cpus=0)(Worker)
+
+
+def on(ip: str) -> dict:
+    return {"resources": {f"node:{ip}": 0.001}}
+
+
+def form(workers, numel: int, generation: int) -> None:
+    import ray
+
+    from gcode.runtime.collective import GroupConfig, form_group
+    ray.get([w.new_plane.remote(numel) for w in workers], timeout=300)
+    form_group(workers, GroupConfig(timeout_s=180.0), generation)
+
+
+def round_phases(start: float, times: list[dict]) -> dict:
+    """Where a collective round's time went: until the last worker entered its call (the
+    control message and the OS waking each worker), folding (the longest fold, and the span from
+    the last entry to the last fold: the round's critical path through the folds), and the
+    allreduce from the last worker's fold to the last worker's end."""
+    last_in = max(t["entered"] for t in times)
+    last_fold = max(t["folded"] for t in times)
+    return {"to_last_entry_s": last_in - start, "entry_skew_s": last_in - min(t["entered"] for t in times),
+            "fold_s": max(t["folded"] - t["entered"] for t in times), "fold_span_s": last_fold - last_in,
+            "allreduce_s": max(t["reduced"] for t in times) - last_fold}
+
+
+def median(xs) -> float:
+    return float(statistics.median(xs))
+
+
+def measure_setting(workers, repeats: int) -> dict:
+    """Every calibration transfer and round, for n in NS (the first n workers)."""
+    import ray
+    out: dict = {"ring": [], "gather": [], "scatter": [], "control": [], "rounds": []}
+    generation = 0
+    for n in NS:
+        group = workers[:n]
+        for numel in ROUND_PARAMS:  # a group per d: the accumulators have the model's size
+            form(group, int(numel), generation)
+            generation += 1
+            if numel == ROUND_PARAMS[0]:
+                for size in RING_SIZES_MB:
+                    per_rank = ray.get([w.allreduce.remote(size * MB, repeats) for w in group], timeout=900)
+                    slowest = [max(ts) for ts in zip(*per_rank)]
+                    out["ring"].append({"n": n, "bytes": size * MB, "seconds": median(slowest),
+                                        "seconds_all": slowest})
+            times, phases = [], []
+            for rep in range(repeats + 1):
+                job = 1_000 * generation + rep
+                t0, wall0 = time.perf_counter(), time.time()
+                acks = ray.get([w.collective_round.remote(job, (i, rep, 0)) for i, w in enumerate(group)],
+                               timeout=600)
+                if rep:
+                    times.append(time.perf_counter() - t0)
+                    phases.append(round_phases(wall0, [a["times"] for a in acks]))
+            out["rounds"].append({"plane": "collective", "n": n, "params": numel, "seconds": median(times),
+                                  "seconds_all": times, "phases": phases})
+            times = []
+            for rep in range(repeats + 1):
+                t0 = time.perf_counter()
+                box = [ray.put(np.zeros(int(numel), dtype=np.float32))]
+                grads = ray.get([w.gradient.remote(box) for w in group], timeout=600)
+                if rep:
+                    times.append(time.perf_counter() - t0)
+                assert all(g.size == int(numel) for g in grads)
+                del box, grads
+            out["rounds"].append({"plane": "star", "n": n, "params": numel, "seconds": median(times),
+                                  "seconds_all": times})
+        ray.get([w.leave_group.remote() for w in group], timeout=300)
+        # the star's transfers through the coordinator's link
+        for size in STAR_SIZES_MB:
+            numel = int(size * MB / 4)
+            for k in sorted({1, n // 2, n}):
+                if k == n or n == NS[-1]:  # k = n for each n; k = 1 and n/2 once (n = 8)
+                    times = []
+                    for _ in range(repeats):
+                        t0 = time.perf_counter()  # as in a round: the workers' puts are on the path
+                        refs = [w.array.remote(numel) for w in workers[:k]]
+                        ray.get(refs, timeout=600)
+                        times.append(time.perf_counter() - t0)
+                        del refs
+                    out["gather"].append({"k": k, "bytes_each": size * MB, "seconds": median(times),
+                                          "seconds_all": times})
+            times = []
+            for _ in range(repeats):
+                array = np.ones(numel, dtype=np.float32)
+                t0 = time.perf_counter()  # as in a round: the driver's put is on the path
+                box = [ray.put(array)]
+                ray.get([w.fetch.remote(box) for w in group], timeout=600)
+                times.append(time.perf_counter() - t0)
+                del box
+            out["scatter"].append({"k": n, "bytes_each": size * MB, "seconds": median(times), "seconds_all": times})
+        times = []
+        for _ in range(repeats * 4):
+            t0 = time.perf_counter()
+            ray.get([w.ping.remote(b"x" * 64) for w in group], timeout=600)
+            times.append(time.perf_counter() - t0)
+        out["control"].append({"n": n, "bytes": 64, "seconds": median(times), "seconds_all": times})
+    return out
+
+
+def worker_node_ips(head_ip: str) -> list[str]:
+    import ray
+    named = os.environ.get("GCODE_NETNS_NODE_IPS")
+    if named:
+        return named.split()
+    return sorted((n["NodeManagerAddress"] for n in ray.nodes() if n["Alive"]
+                   and n["NodeManagerAddress"] != head_ip and n["Resources"].get("CPU", 0) > 0),
+                  key=lambda ip: tuple(int(p) for p in ip.split(".")))
+
+
+def cmd_measure(args) -> int:
+    import ray
+    import torch
+    setting = args.setting or os.environ.get("GCODE_NETNS_RATE")
+    address = os.environ.get("RAY_ADDRESS")
+    if not setting or not address:
+        print("network_calibration.py measure: run under cluster/netns.sh, or give --setting with "
+              "RAY_ADDRESS set (cluster/local.sh --hold prints it)", file=sys.stderr)
+        return 2
+    head_ip = os.environ.get("GCODE_NETNS_HEAD_IP") or address.rsplit(":", 1)[0]
+    ray.init(address=address, _node_ip_address=head_ip, log_to_driver=False)
+    ips = worker_node_ips(head_ip)
+    if len(ips) < max(NS):
+        print(f"network_calibration.py: {len(ips)} worker nodes, {max(NS)} needed", file=sys.stderr)
+        return 2
+    worker = worker_class()
+    workers = [worker.options(**on(ip)).remote() for ip in ips[:max(NS)]]
+    assert ray.get([w.node.remote() for w in workers], timeout=600) == ips[:max(NS)]
+    load = os.getloadavg()
+    t0 = time.perf_counter()
+    rows = measure_setting(workers, args.repeats)
+    entry = {"setting": setting, "rate": os.environ.get("GCODE_NETNS_RATE"), "head": head_ip,
+             "nodes": ips[:max(NS)], "repeats": args.repeats, "cpus": os.cpu_count(),
+             "torch": torch.__version__, "ray": ray.__version__, "date": time.strftime("%Y-%m-%d"),
+             "load_average_before": load, "load_average_after": os.getloadavg(),
+             "wall_s": time.perf_counter() - t0, **rows}
+    out = Path(args.out)
+    result = json.loads(out.read_text()) if out.exists() else {"settings": {}}
+    result["what"] = ("the network model (gcode.sim.network) calibrated on measured transfers and its "
+                      "prediction of both planes' rounds at n = 4, 8 (benchmarks/network_calibration.py)")
+    result["settings"][setting] = entry
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(result, indent=2) + "\n")
+    print(f"measured {setting} in {entry['wall_s']:.0f} s; wrote {out}")
+    for r in rows["rounds"]:
+        print(f"  {r['plane']:10s} n={r['n']} d={r['params']:.3g}: {r['seconds'] * 1e3:.1f} ms")
+    return 0
+
+
+# ------------------------------------------------------------------------ report
+def rate_bytes(rate: str | None) -> float | None:
+    if not rate:
+        return None
+    number = rate.rstrip("abcdefghijklmnopqrstuvwxyz")
+    return float(number) * RATE_UNITS[rate[len(number):]] / 8
+
+
+def calibrate(entry: dict) -> dict:
+    """α, β of the workers' links (ring), of the coordinator's (star transfers) and the control
+    messages' α, fitted to this setting's calibration transfers."""
+    from gcode.sim.network import fit_link
+    ring = fit_link([(2 * (r["n"] - 1) / r["n"] * r["bytes"], r["seconds"]) for r in entry["ring"]],
+                    steps=[2 * (r["n"] - 1) for r in entry["ring"]])
+    star_samples = [(r["k"] * r["bytes_each"], r["seconds"]) for r in entry["gather"] + entry["scatter"]]
+    star = fit_link(star_samples)
+    control = median([r["seconds"] for r in entry["control"]]) / 2  # a round trip is two messages
+    return {"ring": ring, "star": star, "control_alpha": control}
+
+
+def model_for(fit: dict, params: float):
+    from gcode.sim.network import NetworkModel
+    return NetworkModel(alpha=fit["ring"]["alpha"], beta=fit["ring"]["beta"], coord_alpha=fit["star"]["alpha"],
+                        coord_beta=fit["star"]["beta"], control_alpha=fit["control_alpha"], params=params)
+
+
+def measured_communication(row: dict) -> float:
+    """A round's communication: the star's whole round (the driver gets the gradients and does
+    not decode them); the collective's round less its folds' critical path (the fold is the
+    worker's compute, as the star's decode is the coordinator's: the model counts neither)."""
+    if "phases" not in row:
+        return row["seconds"]
+    spans = [p.get("fold_span_s", 0.0) for p in row["phases"]]
+    return median([t - f for t, f in zip(row["seconds_all"], spans)])
+
+
+def predict(entry: dict, fit: dict) -> list[dict]:
+    from gcode.sim.network import NetworkModel
+    nominal_rate = rate_bytes(entry.get("rate"))
+    rows = []
+    for r in entry["rounds"]:
+        net = model_for(fit, r["params"])
+        n = r["n"]
+        predicted = float(net.star_round(n) if r["plane"] == "star" else net.collective_round(n))
+        nominal = None
+        if nominal_rate:
+            nom = NetworkModel(alpha=0.0, beta=nominal_rate, params=r["params"], control_bytes=64)
+            nominal = float(nom.star_round(n) if r["plane"] == "star" else nom.collective_round(n))
+        comm = measured_communication(r)
+        rows.append({"setting": entry["setting"], "plane": r["plane"], "n": n, "params": r["params"],
+                     "measured_round_s": r["seconds"], "fold_s": r["seconds"] - comm if "phases" in r else 0.0,
+                     "measured_s": comm, "predicted_s": predicted,
+                     "error": predicted / comm - 1, "nominal_s": nominal,
+                     "nominal_error": None if nominal is None else nominal / comm - 1})
+    return rows
+
+
+def report(result: dict) -> dict:
+    order = [s for s in ("loopback", "1gbit", "10gbit") if s in result["settings"]] + \
+        [s for s in result["settings"] if s not in ("loopback", "1gbit", "10gbit")]
+    fits, rows = {}, []
+    for s in order:
+        fits[s] = calibrate(result["settings"][s])
+        rows += predict(result["settings"][s], fits[s])
+    within = [abs(r["error"]) <= TARGET for r in rows]
+    per_setting = {s: sum(abs(r["error"]) <= TARGET for r in rows if r["setting"] == s) for s in order}
+    return {"order": order, "fits": fits, "rows": rows, "target": TARGET, "within_target_by_setting": per_setting,
+            "within_target": int(sum(within)), "rounds": len(rows),
+            "max_abs_error": max(abs(r["error"]) for r in rows)}
+
+
+def markdown_table(result: dict) -> str:
+    rep = result["report"]
+    lines = ["**Fitted links** (non-negative least squares on relative error):", "",
+             "| setting | ring α ms | ring β MB/s | star α_c ms | star β_c MB/s | control α ms | fit rel. RMS ring / star |",
+             "|---|---|---|---|---|---|---|"]
+    for s in rep["order"]:
+        f = rep["fits"][s]
+        lines.append(f"| {s} | {f['ring']['alpha'] * 1e3:.2f} | {f['ring']['beta'] / MB:.0f} | "
+                     f"{f['star']['alpha'] * 1e3:.2f} | {f['star']['beta'] / MB:.0f} | "
+                     f"{f['control_alpha'] * 1e3:.2f} | {f['ring']['rel_rms']:.2f} / {f['star']['rel_rms']:.2f} |")
+    lines += ["", ("**Round communication, predicted against measured** (median of each setting's repeats; "
+              "a round here moves data and control only; the collective's fold is the workers' compute, "
+               "apart):"), "",
+              ("| setting | plane | n | d | measured round ms | of it, fold ms | measured communication ms | "
+               "predicted ms | predicted / measured | nominal ms |"),
+              "|---|---|---|---|---|---|---|---|---|---|"]
+    for r in rep["rows"]:
+        nominal = "-" if r["nominal_s"] is None else f"{r['nominal_s'] * 1e3:.1f}"
+        fold = f"{r['fold_s'] * 1e3:.1f}" if r["plane"] == "collective" else "-"
+        lines.append(f"| {r['setting']} | {r['plane']} | {r['n']} | {r['params'] / 1e6:.3g}M | "
+                     f"{r['measured_round_s'] * 1e3:.1f} | {fold} | {r['measured_s'] * 1e3:.1f} | "
+                     f"{r['predicted_s'] * 1e3:.1f} | {1 + r['error']:.2f} | {nominal} |")
+    by = "; ".join(f"{s} {k} of {sum(r['setting'] == s for r in rep['rows'])}"
+                   for s, k in rep["within_target_by_setting"].items())
+    lines += ["", (f"{rep['within_target']} of {rep['rounds']} rounds predicted within "
+                  f"{rep['target']:.0%} ({by}); the largest error {rep['max_abs_error']:.0%}.")]
+    return "\n".join(lines)
+
+
+def plot(result: dict, out_dir: Path) -> Path:
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    rep = result["report"]
+    fig, axes = plt.subplots(1, len(rep["order"]), figsize=(4.6 * len(rep["order"]), 4.2), squeeze=False)
+    for ax, s in zip(axes[0], rep["order"]):
+        rows = [r for r in rep["rows"] if r["setting"] == s]
+        labels = [f"{r['plane'][:4]}\nn={r['n']}\n{r['params'] / 1e6:.3g}M" for r in rows]
+        x = np.arange(len(rows))
+        ax.bar(x - 0.2, [r["measured_s"] * 1e3 for r in rows], 0.4, label="measured communication")
+        ax.bar(x + 0.2, [r["predicted_s"] * 1e3 for r in rows], 0.4, label="model (fitted)")
+        ax.set_xticks(x, labels, fontsize=7)
+        ax.set_yscale("log")
+        ax.set_ylabel("ms per round (communication)")
+        ax.set_title(s)
+        ax.legend(fontsize=8)
+    fig.suptitle("round communication: network model against measured")
+    fig.tight_layout()
+    path = out_dir / "network_calibration.png"
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def cmd_report(args) -> int:
+    out = Path(args.out)
+    result = json.loads(out.read_text())
+    result["report"] = report(result)
+    out.write_text(json.dumps(result, indent=2) + "\n")
+    table = markdown_table(result)
+    out.with_suffix(".md").write_text(table + "\n")
+    png = plot(result, out.parent)
+    print(table)
+    print(f"\nwrote {out}, {out.with_suffix('.md')}, {png}")
+    return 0
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    sub = p.add_subparsers(dest="command", required=True)
+    m = sub.add_parser("measure", help="measure one setting (under cluster/netns.sh or cluster/local.sh)")
+    m.add_argument("--setting", help="the setting's name (default: the netns link rate)")
+    m.add_argument("--repeats", type=int, default=5)
+    r = sub.add_parser("report", help="fit, predict, write the table and the plot")
+    for q in (m, r):
+        q.add_argument("--out", default=str(REPO / "benchmarks" / "results" / "network_calibration.json"))
+    args = p.parse_args(argv)
+    return cmd_measure(args) if args.command == "measure" else cmd_report(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
