@@ -97,7 +97,7 @@ def test_rayjob_manifest():
         cpus += group["replicas"] * per_pod
     run = tomllib.loads(cm["data"][Path(cfg_path).name])
     assert run["scheme"]["name"] == "msgc" and run["cluster"]["workers"] == 64
-    assert cpus == run["cluster"]["workers"] * run["cluster"]["worker_cpus"] == 64
+    assert cpus == run["cluster"]["workers"] * run["cluster"]["cpus_per_worker"] == 64
     # the inline config is cluster/msgc64.toml
     assert run == tomllib.loads((CLUSTER / "msgc64.toml").read_text())
 
@@ -106,7 +106,7 @@ def test_msgc64_config_is_valid():
     from gcode.config import load_config
     cfg = load_config(CLUSTER / "msgc64.toml")
     assert cfg.scheme.name == "msgc" and cfg.cluster.workers == 64
-    assert cfg.cluster.cpus_per_worker == 1.0  # the file spells it worker_cpus, as before
+    assert cfg.cluster.cpus_per_worker == 1.0
     assert cfg.scheme_params() == {"B": 1, "W": 2, "lam": 4, "gc_code": "group"}
 
 
@@ -383,3 +383,85 @@ def test_gpu_cluster_recipe():
     run = load_config(CLUSTER / "gpu8.toml")
     assert run.cluster.workers == 8 and run.cluster.gpus_per_worker == 1.0
     assert run.train.model == "resnet18" and run.policy.name == "earliest"
+
+
+def _lines(stream, sink: list) -> None:
+    sink.extend(iter(stream.readline, ""))  # one line at a time, as they come
+
+
+def _wait_for(lines: list, text: str, proc: subprocess.Popen, timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while not any(text in line for line in lines):
+        if proc.poll() is not None:
+            time.sleep(0.5)  # let the reader threads drain
+            pytest.fail(f"local.sh exited {proc.returncode} before '{text}'\n{''.join(lines)[-3000:]}")
+        if time.monotonic() > deadline:
+            pytest.fail(f"no '{text}' from local.sh within {timeout} s\n{''.join(lines)[-3000:]}")
+        time.sleep(0.2)
+
+
+@loopback_clone_test
+def test_local_sh_four_nodes_collective_plane_and_train(fresh_clone, tmp_path):
+    """cluster/local.sh --nodes 4 --hold: four worker nodes on loopback. Across them the collective
+    plane's gloo group decodes GC and M-SGC under stragglers exactly, the same sum on every worker
+    (tests/runtime/collective/nodes_driver.py), and gcode train runs one worker on each node (on each data
+    plane where gcode train has --data-plane); Ctrl-C then stops exactly what local.sh started."""
+    import threading
+    env = _local_env(tmp_path / "home")
+    venv = fresh_clone / ".venv"
+    run_tmp = tempfile.mkdtemp(prefix="gcf")
+    proc = None
+    sids: set[int] = set()
+    out_lines: list[str] = []
+    err_lines: list[str] = []
+    try:
+        proc = subprocess.Popen([str(fresh_clone / "cluster" / "local.sh"), "--nodes", "4", "--hold",
+                                 "--temp-dir", run_tmp, "--start-timeout", "150"],
+                                env=env, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        for stream, sink in ((proc.stdout, out_lines), (proc.stderr, err_lines)):
+            threading.Thread(target=_lines, args=(stream, sink), daemon=True).start()
+        _wait_for(err_lines, "Ctrl-C stops the cluster", proc, 600)
+        _wait_for(out_lines, "RAY_ADDRESS=", proc, 30)
+        address = re.search(r"RAY_ADDRESS=(\S+)", "".join(out_lines)).group(1)
+        assert address.startswith("127.0.0.2:")
+        nodes = ["127.0.0.3", "127.0.0.4", "127.0.0.5", "127.0.0.6"]
+        driver_env = dict(env, RAY_ADDRESS=address, PYTHONPATH=str(fresh_clone), RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER="0")
+
+        # the collective plane's group across the four nodes
+        res = _run([str(venv / "bin" / "python"), str(fresh_clone / "tests" / "runtime" / "collective" / "nodes_driver.py")],
+                   env=driver_env, timeout=600, cwd=tmp_path)
+        assert res.returncode == 0, res.stderr[-4000:]
+        report = _result(res.stdout)
+        assert report["worker_nodes"] == nodes and report["placed"] == nodes
+        for row in report["schemes"]:
+            assert row["world"] == 4 and row["host"] == nodes[0]
+            assert row["decoded"] == row["jobs"] and row["stragglers"] > 0, row
+            assert row["max_rel_error"] <= 1e-6 and row["identical"], row
+
+        # the live runtime across the four nodes, on each data plane it has
+        gcode = str(venv / "bin" / "gcode")
+        helps = _run([gcode, "train", "--help"], env=driver_env, timeout=120).stdout
+        planes = [["--data-plane", "star"], ["--data-plane", "collective"]] if "--data-plane" in helps else [[]]
+        for plane in planes:
+            res = _run([gcode, "train", "--address", address, "--workers", "4", "--jobs", "6", "--model",
+                        "logistic", "--batch-size", "120", "--check-decode", "--json", "--quiet", *plane],
+                       env=driver_env, timeout=600, cwd=tmp_path)
+            assert res.returncode == 0, (plane, res.stderr[-4000:])
+            result = _result(res.stdout)
+            assert result["decoded_jobs"] == result["jobs"] == 6, plane
+            assert result["max_decode_rel_error"] < 1e-5, plane
+            assert result["nodes"] == 4 and result["node_ips"] == nodes, plane
+            if plane:
+                assert result.get("data_plane") == plane[1], plane
+
+        proc.send_signal(signal.SIGTERM)  # --hold ends with Ctrl-C or SIGTERM (SIGINT may be ignored here)
+        proc.wait(timeout=180)
+        time.sleep(0.5)
+        sids = _sessions("".join(err_lines))
+        assert proc.returncode == 0, "".join(err_lines)[-4000:]
+        assert len(sids) == 5, "".join(err_lines)[-2000:]      # head + 4 worker nodes
+        assert _session_pids(sids) == {}
+        assert _pids_naming(run_tmp) == {}
+        assert not Path(run_tmp).exists()
+    finally:
+        _cleanup_after_failure(proc, run_tmp, sids)

@@ -46,6 +46,9 @@ class PlaneActor:
     def ready(self) -> bool:
         return True
 
+    def node(self) -> str:
+        return ray.util.get_node_ip_address()
+
     # ---- the plane's actor methods
     def rendezvous_point(self):
         return self.plane.rendezvous_point()
