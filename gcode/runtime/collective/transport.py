@@ -8,7 +8,11 @@
 * :class:`CollectiveReducer` keeps which results arrived and their losses. Decoding job t sends
   each worker the coefficients of its own results; the workers fold a·m into job t's
   accumulator, allreduce it, and every replica steps model t mod M. No gradient reaches the
-  coordinator (``decode`` returns None for it), so the loop steps nothing itself; the
+  coordinator: ``decode`` returns a :class:`PlaneStep` (rank 0's learning rate, gradient norm
+  and clip factor), so the loop steps nothing itself. With ``check_decode`` rank 0 also sends
+  its all-reduced sum and the job's parameters (two vectors per decode, counted in
+  ``coordinator_bytes``), which the loop checks against a directly computed gradient as on the
+  star plane. The
   coordinator's models are refreshed from a replica when they are read (checkpoint,
   evaluation, the end of the run: :meth:`CollectiveReducer.refresh`).
 
@@ -36,6 +40,7 @@ import numpy as np
 
 from ...codes import MiniTask, ResultKey
 from ..errors import DivergedError
+from ..transport.base import PlaneStep
 from ..wire import UNPREPARED, Call, Result
 
 #: decodes between two checks that every worker's replicas are bit-identical
@@ -160,11 +165,12 @@ class CollectiveTransport:
         self.star.forget(calls)
 
     # ---- the workers' side of a decode -----------------------------------------------------
-    def reduce(self, t: int, pairs: list[list], check: bool, scale: float, dtype: str
-               ) -> list[dict]:
+    def reduce(self, t: int, pairs: list[list], check: bool, scale: float, dtype: str,
+               send_decoded: bool = False) -> list[dict]:
         """Every worker folds its ``pairs[w]`` (key, coefficient, task) of job t, allreduces
-        and steps model t mod M; ``check``: then the replicas are compared. A failed
-        collective re-forms the group and repeats the decode. Returns each worker's reply."""
+        and steps model t mod M; ``check``: then the replicas are compared; ``send_decoded``:
+        rank 0 replies with the sum and the job's parameters too. A failed collective
+        re-forms the group and repeats the decode. Returns each worker's reply."""
         import ray
         m = self.model_of(t)
         snapshot = self.in_flight_on(m, t)
@@ -172,7 +178,7 @@ class CollectiveTransport:
             if self.suspect:
                 self.recover()
             calls = [a.reduce_job.remote(t, m, pairs[w], snapshot, scale, check,
-                                         self.issued[t].bounds, dtype)
+                                         self.issued[t].bounds, dtype, send_decoded and w == 0)
                      for w, a in enumerate(self.actors)]
             try:
                 return ray.get(calls, timeout=self.timeout_s + 30)
@@ -267,9 +273,10 @@ class CollectiveReducer:
 
     on_device = False
 
-    def __init__(self, transport: CollectiveTransport, stats, batch_size: int, scheme):
+    def __init__(self, transport: CollectiveTransport, stats, batch_size: int, scheme,
+                 check_decode: bool = False):
         self.transport, self.stats, self.batch_size = transport, stats, batch_size
-        self.scheme = scheme
+        self.scheme, self.check_decode = scheme, check_decode
         self.losses: dict[ResultKey, float] = {}
         self.tasks: dict[ResultKey, MiniTask] = {}
         self.dtypes: dict[int, str] = {}  # job -> message dtype (to compute a lost result again)
@@ -292,8 +299,9 @@ class CollectiveReducer:
     def flush(self, min_pending: int | None = None) -> None:
         """Workers fold when the coefficients come: nothing to do ahead."""
 
-    def decode(self, t: int, decoding: list) -> tuple[None, float]:
-        """Job t summed and stepped on the workers; returns (None, its batch loss)."""
+    def decode(self, t: int, decoding: list) -> tuple[PlaneStep, float]:
+        """Job t summed and stepped on the workers; returns (what rank 0's step did, its batch
+        loss)."""
         pairs: list[list] = [[] for _ in self.transport.actors]
         loss = 0.0
         for key, coefficient in decoding:
@@ -304,15 +312,19 @@ class CollectiveReducer:
         self.decodes += 1
         check = self.decodes % CHECK_EVERY == 0
         replies = self.transport.reduce(t, pairs, check, 1.0 / self.batch_size,
-                                        self.dtypes.get(t, "float64"))
-        self.stats.coordinator_bytes += PAIR_BYTES * (len(decoding) + len(pairs))
+                                        self.dtypes.get(t, "float64"), self.check_decode)
+        first = replies[0]
+        step = PlaneStep(first.get("lr"), first.get("grad_norm"), first.get("clip_factor", 1.0),
+                         first.get("decoded"), first.get("params"))
+        self.stats.coordinator_bytes += PAIR_BYTES * (len(decoding) + len(pairs)) + sum(
+            a.nbytes for a in (step.decoded, step.params) if a is not None)
         self.stepped = True
         self.forget(t)
         if not all(r["finite"] for r in replies):
             m = self.transport.model_of(t)
             raise DivergedError(f"model {m} diverged: job {t}'s all-reduced gradient is not "
                                 f"finite on the workers (lower the learning rate?)")
-        return None, loss
+        return step, loss
 
     def forget(self, t: int) -> None:
         self.dtypes.pop(t, None)

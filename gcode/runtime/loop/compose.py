@@ -56,7 +56,8 @@ def compose(cfg: TrainConfig, scheme, policy, transport, clock, spec: WorkSpec, 
                           device=decode_device)
     else:  # the collective plane: workers sum and step their replicas
         from ..collective.transport import CollectiveReducer
-        reducer = bank.replicas = CollectiveReducer(transport, stats, tr.batch_size, scheme)
+        reducer = bank.replicas = CollectiveReducer(transport, stats, tr.batch_size, scheme,
+                                                    tr.check_decode)
     direct = DirectGradient(spec)
     jobs = JobBook(scheme, bank, transport, reducer, stats, tr.batch_size, direct,
                    tr.check_decode, clock, hint=session.resume_hint)

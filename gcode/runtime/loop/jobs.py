@@ -16,6 +16,7 @@ import numpy as np
 from ..data import bounds_of
 from ..errors import DivergedError
 from ..probe import check_decoded
+from ..transport.base import PlaneStep
 from .health import DirectGradient
 from .models import ModelBank
 from .stats import RunStats
@@ -81,35 +82,33 @@ class JobBook:
     def finish(self, t: int) -> dict:
         """Decode job t (recorded decodable), check it, step its model, release its data;
         returns what the round's record says of it."""
-        import torch
-
         timings = self.stats.timings
         td = self.clock.now()
         grad, loss = self.reducer.decode(t, self.scheme.decode(t))
         timings.decode += self.clock.now() - td
         m = self.models.model_of(t)
-        if not (math.isfinite(loss) and (grad is None or math.isfinite(float(grad.sum())))):
+        stepped = grad if isinstance(grad, PlaneStep) else None  # the plane stepped its replicas
+        if not (math.isfinite(loss) and (stepped is not None or math.isfinite(float(grad.sum())))):
             raise DivergedError(f"model {m} diverged: job {t}'s decoded "
                                 f"{'loss' if not math.isfinite(loss) else 'gradient'} is not "
                                 f"finite (lower the learning rate?){self.hint()}")
         out = {"job": t, "model": m, "loss": loss / self.batch_size}
         self.stats.last_loss = self.stats.model_loss[m] = out["loss"]
         tc = self.clock.now()
-        if self.check_decode and grad is not None:
-            direct = self.direct(t, self.params(t))
-            err = float(torch.linalg.vector_norm(grad.cpu() - direct)
-                        / max(float(torch.linalg.vector_norm(direct)), 1e-300))
-            worst = self.stats.max_rel_error
-            self.stats.max_rel_error = err if worst is None else max(worst, err)
-            out["rel_error"] = err
-            check_decoded(err, t, self.models.models[m].module, self.scheme.name)  # a coded miss stops
+        if self.check_decode:
+            self._check(t, m, grad if stepped is None else stepped.decoded,
+                        self.params(t) if stepped is None else stepped.params, out)
         timings.check += self.clock.now() - tc
         ts = self.clock.now()
-        if grad is not None:  # else the data plane stepped the model's replicas itself
+        if stepped is None:
             report = self.models.step(m, grad, 1.0 / self.batch_size, f"model {m} at job {t}")
-            out.update(lr=report.lr[0], grad_norm=report.grad_norm)
-            if report.clip_factor < 1.0:
-                out["clip_factor"] = report.clip_factor
+            lr, norm, clip = report.lr[0], report.grad_norm, report.clip_factor
+        else:
+            lr, norm, clip = stepped.lr, stepped.grad_norm, stepped.clip_factor
+        if norm is not None:  # None: a repeated decode whose step's report was lost with rank 0
+            out.update(lr=lr, grad_norm=norm)
+            if clip < 1.0:
+                out["clip_factor"] = clip
         self.stats.updates[m] += 1
         timings.step += self.clock.now() - ts
         self.dtypes.pop(t, None)
@@ -118,6 +117,25 @@ class JobBook:
             self.transport.release_job(handle)
         self.stats.decoded += 1
         return out
+
+    def _check(self, t: int, m: int, decoded, params, out: dict) -> None:
+        """``check_decode``: job t's ``decoded`` gradient (Σ a·m, unscaled) against the one
+        computed here from its ``params``; a coded scheme's miss stops the run. Unchecked only
+        when the collective plane repeated a decode that every replica had already stepped and
+        rank 0 was restarted since (its sum is gone with its process)."""
+        import torch
+        if decoded is None or params is None:
+            return
+        if not isinstance(decoded, torch.Tensor):  # an array from a worker (read-only): a copy
+            decoded = torch.from_numpy(np.array(decoded))
+        decoded = decoded.cpu()
+        direct = self.direct(t, params)
+        err = float(torch.linalg.vector_norm(decoded.to(direct.dtype) - direct)
+                    / max(float(torch.linalg.vector_norm(direct)), 1e-300))
+        worst = self.stats.max_rel_error
+        self.stats.max_rel_error = err if worst is None else max(worst, err)
+        out["rel_error"] = err
+        check_decoded(err, t, self.models.models[m].module, self.scheme.name)  # a coded miss stops
 
     # ---- checkpoint ---------------------------------------------------------------------
     def state_dict(self) -> dict:

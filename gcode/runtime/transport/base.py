@@ -27,8 +27,9 @@ Time is a :class:`Clock`: real time for real workers, a virtual one for in-proce
   hold replicas, so ``put_job`` ships no parameters (``job_params`` reads a replica's), and a
   :class:`Result` carries no gradient (``grads`` None) but its coded losses and timings; its
   reducer's :meth:`Reducer.decode` sends each worker its coefficients, the workers fold a·m
-  and allreduce, every replica steps, and it returns no gradient to the coordinator (``None``),
-  so the loop steps nothing itself.
+  and allreduce, every replica steps, and it returns no gradient to the coordinator but a
+  :class:`PlaneStep` (what the step did; with ``check_decode``, rank 0's decoded sum), so the
+  loop steps nothing itself.
 
 The loop never imports Ray, sockets or torch.distributed for any of this; which plane runs is
 decided where the run is assembled (:func:`gcode.runtime.transport.make_transport`).
@@ -37,6 +38,7 @@ decided where the run is assembled (:func:`gcode.runtime.transport.make_transpor
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass
 from typing import Any, Protocol
 
 import numpy as np
@@ -113,6 +115,20 @@ class Transport(Protocol):
         """Release what the transport holds."""
 
 
+@dataclass
+class PlaneStep:
+    """What a data plane that steps the models itself (the collective plane's replicas) says of
+    job t's update: the step's learning rate, gradient norm and clip factor
+    (:class:`gcode.train.step.StepReport`), and, with ``check_decode``, the decoded gradient
+    (Σ a·m, fp64, unscaled) and the job's parameters, for the coordinator's check."""
+
+    lr: float | None = None
+    grad_norm: float | None = None
+    clip_factor: float = 1.0
+    decoded: np.ndarray | None = None
+    params: np.ndarray | None = None
+
+
 class Reducer(Protocol):
     """Where the results a round kept become a job's update (step 4 of the module docstring).
     Results are stored as they arrive (``add``) and reduced once the scheme says the job is
@@ -136,8 +152,8 @@ class Reducer(Protocol):
 
     def decode(self, t: int, decoding: list) -> tuple[Any, float]:
         """Job t's (gradient, batch loss) from ``decoding`` [(ResultKey, coefficient)], then
-        forget job t's results. The gradient is None when the plane applied it itself (the
-        collective plane: the replicas stepped), so the coordinator steps nothing."""
+        forget job t's results. The gradient is a :class:`PlaneStep` when the plane applied it
+        itself (the collective plane: the replicas stepped), so the coordinator steps nothing."""
 
     def forget_before(self, t: int) -> None:
         """Drop every job older than t."""
@@ -149,4 +165,4 @@ class Reducer(Protocol):
         """Back to a checkpoint's :meth:`state_dict`."""
 
 
-__all__ = ["Clock", "Reducer", "Transport", "WallClock"]
+__all__ = ["Clock", "PlaneStep", "Reducer", "Transport", "WallClock"]

@@ -40,6 +40,11 @@ def _host(node):
     return node
 
 
+def _scalars(reply: dict) -> dict:
+    """A decode's reply without its arrays (``decoded``, ``params``)."""
+    return {k: v for k, v in reply.items() if not isinstance(v, np.ndarray)}
+
+
 class ReplicaServer:
     """One worker's replicas and collective plane for one run context."""
 
@@ -62,6 +67,7 @@ class ReplicaServer:
                                                       accumulate_dtype=accumulate_dtype))
         self.snapshots: dict[int, torch.Tensor] = {}  # job -> its parameters, once taken
         self.stepped: list[int] = []  # jobs this worker's replicas stepped (the last few)
+        self.reports: dict[int, dict] = {}  # stepped job -> its reply (a repeated decode's)
 
     # ---- a job's parameters and results ----------------------------------------------------
     def params_of(self, job: int) -> torch.Tensor:
@@ -92,26 +98,38 @@ class ReplicaServer:
 
     # ---- decode ------------------------------------------------------------------------------
     async def reduce(self, job: int, model: int, pairs: list, snapshot: list[int], scale: float,
-                     check: bool) -> dict:
+                     check: bool, send_decoded: bool = False) -> dict:
         """Fold this worker's (key, coefficient) ``pairs`` of ``job``, allreduce, and step replica
         ``model`` with ``scale`` · sum; first take the parameters of the jobs in ``snapshot``
         (still in flight on that model). ``check``: then compare every replica across the
         group (a mismatch raises ReplicaMismatch). Returns whether the sum was finite (a
-        non-finite one steps nothing). A job every replica stepped already (the decode is
-        repeated after a fault that struck once it was done) is not stepped again."""
+        non-finite one steps nothing) and what the step did (``lr``, ``grad_norm``,
+        ``clip_factor``: :class:`gcode.train.step.StepReport`); ``send_decoded`` (one rank, with
+        ``check_decode``): also the all-reduced sum (``decoded``, fp64) and the job's parameters
+        (``params``), for the coordinator to compare with the gradient it computes directly.
+        A job every replica stepped already (the decode is repeated after a fault that struck
+        once it was done) is not stepped again."""
         if job in self.stepped:
-            return {"finite": True, "repeated": True}
+            return {**self.reports.get(job, {"finite": True}), "repeated": True}
         for t in snapshot:
             self.params_of(t)
+        params = self.params_of(job).cpu().numpy() if send_decoded else None
         total = await asyncio.wrap_future(self.plane.decode(job, [(tuple(k), a) for k, a in pairs]))
         finite = bool(torch.isfinite(total).all())
+        reply: dict = {"finite": finite}
+        if send_decoded:
+            reply.update(decoded=total.to("cpu", torch.float64).numpy(), params=params)
         if finite:
-            self.bank.step(model, total, scale, f"model {model} at job {job}")
+            report = self.bank.step(model, total, scale, f"model {model} at job {job}")
+            reply.update(lr=report.lr[0], grad_norm=report.grad_norm, clip_factor=report.clip_factor)
             self.stepped = [*self.stepped[-63:], job]
+            # the last job's reply whole (its decode may be repeated), older ones without arrays
+            self.reports = {t: _scalars(self.reports[t]) for t in self.stepped if t in self.reports}
+            self.reports[job] = reply
         self.release(job)
         if check:
             await asyncio.wrap_future(self.plane.check_replicas(self.named()))
-        return {"finite": finite}
+        return reply
 
     def release(self, job: int) -> None:
         self.plane.release(job)
@@ -139,12 +157,14 @@ class ReplicaServer:
         """Everything a restarted peer needs (:meth:`load_tree`): the replicas, the parameters
         of jobs in flight, the jobs stepped."""
         return {"models": self.bank.state_dict(), "snapshots": dict(self.snapshots),
-                "stepped": list(self.stepped)}
+                "stepped": list(self.stepped),
+                "reports": [[t, _scalars(r)] for t, r in self.reports.items()]}
 
     def load_tree(self, tree: dict) -> None:
         self.load(_host(tree["models"]))
         self.snapshots = {int(t): p.to(self.plane.device) for t, p in tree["snapshots"].items()}
         self.stepped = [int(t) for t in tree["stepped"]]
+        self.reports = {int(t): dict(r) for t, r in tree["reports"]}
 
     def load(self, state: list[dict]) -> None:
         """Replicas from a :meth:`state` (a checkpoint's models, or a peer's after a restart)."""

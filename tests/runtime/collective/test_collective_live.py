@@ -4,13 +4,24 @@ workers hold the replicas, report only losses, and allreduce their coded results
 Exactness: every coded scheme ends with the uncoded run's parameters within 1e-6 relative on
 both planes, under injected stragglers; the replicas end bit-identical on every worker; a
 checkpoint (taken from a replica, with the kept results of the jobs in flight) resumes to the
-uninterrupted run's parameters bit for bit."""
+uninterrupted run's parameters bit for bit. ``check_decode`` compares every decoded job with
+a directly computed gradient as on the star plane, and stops a coded run that misses; decoded
+records carry the replicas' step (lr, grad_norm, clip_factor) as the star plane's do."""
 
+import sys
+
+import coupled_models
 import pytest
 from runtime_helpers import BURSTY, config, rel
 
+import gcode
 from gcode.runtime import train
 from gcode.runtime.checkpoint import checkpoints_in, resume_config
+from gcode.train import WorkloadError
+
+ray = pytest.importorskip("ray")
+ray.cloudpickle.register_pickle_by_value(coupled_models)  # workers cannot import tests/
+ray.cloudpickle.register_pickle_by_value(sys.modules[__name__])
 
 pytestmark = pytest.mark.ray
 
@@ -25,8 +36,9 @@ COLLECTIVE = {"data_plane": "collective"}
 MSGC_FR = {"name": "msgc", "B": 1, "W": 2, "lam": 1, "gc_code": "fr"}
 
 
-def run(pool, scheme, plane="collective", **sections):
-    return train(config(scheme=scheme, cluster={"data_plane": plane}, **sections), pool=pool)
+def run(pool, scheme, plane="collective", progress=None, **sections):
+    return train(config(scheme=scheme, cluster={"data_plane": plane}, **sections), pool=pool,
+                 progress=progress)
 
 
 @pytest.fixture(scope="module")
@@ -123,3 +135,42 @@ def test_a_worker_sigkilled_mid_round_rejoins_and_the_run_ends_as_without_the_fa
     assert res["decoded_jobs"] == 12
     assert res["param_checksum"] == clean["param_checksum"]
     assert res["replica_checksums"] == clean["replica_checksums"]
+
+
+def test_check_decode_and_the_step_records_match_the_star_planes(ray_pool):
+    """Every decoded job is checked against a directly computed gradient (rank 0 sends its sum
+    and the job's parameters), and its record carries rank 0's lr, grad_norm and clip_factor:
+    the star plane's, job by job (clipping on, so clip_factor appears)."""
+    def records(plane):
+        recs = []
+        res = run(ray_pool, SCHEMES["gc-fr"], plane, train={"max_grad_norm": 0.05},
+                  progress=recs.append)
+        return res, {j["job"]: j for rec in recs for j in rec["decoded"]}
+    star, star_jobs = records("star")
+    res, jobs = records("collective")
+    assert res["max_decode_rel_error"] is not None and res["max_decode_rel_error"] <= 1e-6
+    assert sorted(jobs) == sorted(star_jobs) == list(range(12))
+    for t, want in star_jobs.items():
+        got = jobs[t]
+        assert got["rel_error"] <= 1e-6 and got["lr"] == want["lr"]
+        assert rel(got["grad_norm"], want["grad_norm"]) <= 1e-6
+        assert ("clip_factor" in got) == ("clip_factor" in want)
+        assert rel(got.get("clip_factor", 1.0), want.get("clip_factor", 1.0)) <= 1e-6
+    assert any("clip_factor" in j for j in jobs.values())
+    same_models(res, star)
+
+
+def test_check_decode_stops_a_coded_run_that_misses(ray_pool, monkeypatch):
+    """With the startup probe off, a BatchNorm model (its chunks' gradients depend on the batch
+    they are computed in) reaches round 0; the first decode's check stops the run as the star
+    plane's does."""
+    from gcode.runtime.probe import StartupProbe
+    monkeypatch.setattr(StartupProbe, "run", lambda *args: None)
+    with pytest.raises(WorkloadError, match=r"check_decode: job 0's decoded gradient misses .*"
+                                            r"BatchNorm1d layer '1'"):
+        gcode.fit(coupled_models.batchnorm_net, coupled_models.cross_entropy, coupled_models.Blobs,
+                  coupled_models.sgd, coding=gcode.CodingConfig(scheme="gc", s=1, gc_code="fr"),
+                  scaling=gcode.ScalingConfig(workers=4, round_timeout_s=60,
+                                              data_plane="collective"),
+                  run=gcode.RunConfig(jobs=3, batch_size=96, check_decode=True), progress=False,
+                  pool=ray_pool)
