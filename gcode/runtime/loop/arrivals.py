@@ -1,10 +1,13 @@
 """Waiting for one round: poll arrivals -> policy -> decision, until the round ends.
 
 The round-ending rule is the simulator's Policy, applied by :func:`gcode.sim.rounds.decide`;
-around it, mechanism only: retries after a backoff (:class:`Retries`), the round's timeout,
-and polling (:meth:`Arrivals._poll`: wait for calls, fetch, check, store, send arrived workers
-their next round). A decision to end or fall back takes effect only on settled arrivals
-(every deferred finiteness check read), so a non-finite result never counts.
+around it, mechanism only: retries after a backoff (:class:`Retries`), the round's timeout
+(``cluster.round_timeout_s``: a round fails once it has polled its calls past the bound, so time
+the coordinator spent elsewhere, such as re-forming the collective plane's group while the round
+ran ahead, never fails workers that finished meanwhile), and polling (:meth:`Arrivals._poll`:
+wait for calls, fetch, check, store, send arrived workers their next round). A decision to end
+or fall back takes effect only on settled arrivals (every deferred finiteness check read), so a
+non-finite result never counts.
 """
 
 from __future__ import annotations
@@ -91,6 +94,7 @@ class Arrivals:
         if rnd.state.head_start:
             rnd.info["head_start_s"] = dict(rnd.state.head_start)
         conforms = partial(self.scheme.conforms, rnd.r)
+        past_bound = False  # polled once since the bound passed (the coordinator may have been busy)
         while True:
             self._settle(rnd, block=False)
             now = self.clock.now() - rnd.t0
@@ -108,11 +112,12 @@ class Arrivals:
                 rnd.info["fallback_stragglers"] = np.flatnonzero(decision.stragglers).tolist()
                 continue
             next_retry = self.retries.send_due(rnd, decision.retry, now)
-            if now > self.timeout_s:
+            if now > self.timeout_s and past_bound:
                 missing = sorted(set(range(rnd.state.n)) - set(rnd.state.arrived))
                 raise RunFailed(f"round {rnd.r} exceeded cluster.round_timeout_s="
                                 f"{self.timeout_s}s waiting for workers {missing} "
                                 f"(failures: {rnd.state.failed or 'none'}){self.hint()}")
+            past_bound = now > self.timeout_s
             self._poll(rnd, min(decision.until, next_retry, self.timeout_s + 1e-3) - now)
 
     def _poll(self, rnd: OpenRound, timeout: float) -> None:

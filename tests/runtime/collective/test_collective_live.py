@@ -55,7 +55,7 @@ def same_models(res, ref, tol=1e-6):
 
 
 def test_uncoded_on_the_collective_plane_trains_the_star_planes_models(ray_pool, uncoded_star):
-    res = run(ray_pool, {"name": "uncoded"})
+    res = run(ray_pool, {"name": "uncoded"}, train={"check_decode": False})  # it sends gradients
     assert res["data_plane"] == "collective" and res["transport"] == "collective"
     same_models(res, uncoded_star)
     assert set(res["replica_checksums"]) == {"model 0", "model 1"}
@@ -174,3 +174,29 @@ def test_check_decode_stops_a_coded_run_that_misses(ray_pool, monkeypatch):
                                               data_plane="collective"),
                   run=gcode.RunConfig(jobs=3, batch_size=96, check_decode=True), progress=False,
                   pool=ray_pool)
+
+
+def test_a_worker_that_stalls_past_the_bound_is_regrouped_and_the_run_ends_as_without_it(ray_pool):
+    """After round 2, worker 1's event loop is blocked (a real sleep run on the actor through
+    Ray's ``__ray_call__``) for three times the group's bound (cluster.round_timeout_s), so it
+    enters neither round 3's call nor job 3's allreduce in time: gc s=1 ends the round without
+    it, the peers' allreduce times out, the group re-forms once the worker answers, the decode
+    is repeated, and the final parameters are the fault-free run's, bit for bit (FR)."""
+    import time
+    bound = 6
+    scheme = SCHEMES["gc-fr"]
+    cfg = config(scheme=scheme, cluster={"data_plane": "collective", "round_timeout_s": bound})
+    clean = train(cfg, pool=ray_pool)
+    victim = ray_pool.actors[1]
+    stalls = []
+
+    def progress(rec):
+        if rec["round"] == 2:  # round 3 is dispatched right after this returns
+            stalls.append(victim.__ray_call__.remote(lambda worker, s: time.sleep(s), 3 * bound))
+    res = train(cfg, pool=ray_pool, progress=progress)
+    ray.get(stalls, timeout=120)
+    assert res["transport_calls"]["regroups"] >= 1
+    assert res["transport_calls"]["repeated_decodes"] >= 1
+    assert res["decoded_jobs"] == 12
+    assert res["param_checksum"] == clean["param_checksum"]
+    assert res["replica_checksums"] == clean["replica_checksums"]
