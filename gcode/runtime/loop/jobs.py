@@ -15,7 +15,7 @@ import numpy as np
 
 from ..data import bounds_of
 from ..errors import DivergedError
-from ..probe import check_decoded
+from ..probe import check_decoded, tolerance
 from ..transport.base import PlaneStep
 from .health import DirectGradient
 from .models import ModelBank
@@ -135,7 +135,8 @@ class JobBook:
         worst = self.stats.max_rel_error
         self.stats.max_rel_error = err if worst is None else max(worst, err)
         out["rel_error"] = err
-        check_decoded(err, t, self.models.models[m].module, self.scheme.name)  # a coded miss stops
+        check_decoded(err, t, self.models.models[m].module, self.scheme.name,  # a miss stops
+                      tolerance(self.models.workload.precision))
 
     # ---- checkpoint ---------------------------------------------------------------------
     def state_dict(self) -> dict:

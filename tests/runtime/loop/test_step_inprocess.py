@@ -57,3 +57,19 @@ def test_scheduler_state_is_checkpointed_and_resumed(tmp_path):
     assert resumed["param_checksum"] == full["param_checksum"]
     with pytest.raises(Exception, match="scheduler_fn must be given as in the checkpointed run"):
         run(resume_config(path).replace(**{"checkpoint.dir": None}), scheduler_fn=None)
+
+
+def test_bf16_runs_coded_and_fp64_messages_equal_uncoded():
+    """precision bf16: the workers' forward runs under autocast (the run differs from fp32), a
+    coded run passes the startup probe, and a code with fp64 messages (chunk by chunk, as
+    uncoded) ends equal to the uncoded run."""
+    bf16 = {**TRAIN, "precision": "bf16", "model": "mlp"}
+    out = {}
+    for name, scheme, train in (("fr", {"name": "gc", "s": 1, "gc_code": "fr"}, bf16),
+                                ("cyclic", {"name": "gc", "s": 1, "gc_code": "cyclic"}, bf16),
+                                ("uncoded", {"name": "uncoded"}, bf16),
+                                ("fp32", {"name": "uncoded"}, {**bf16, "precision": "fp32"})):
+        out[name] = run(config(scheme=scheme, train=train))[0]["param_checksum"][0]
+    assert out["fr"] != out["uncoded"] and rel(out["fr"], out["uncoded"]) < 0.05
+    assert rel(out["cyclic"], out["uncoded"]) <= 1e-6
+    assert out["uncoded"] != out["fp32"]
