@@ -13,9 +13,10 @@ from .api import (
     RunConfig,
     ScalingConfig,
     fit,
+    load_checkpoint,
 )
 
 __version__ = "0.2.0"
 
 __all__ = ["CheckpointConfig", "CodingConfig", "FitResult", "InjectConfig", "LogConfig", "RunConfig",
-           "ScalingConfig", "fit"]
+           "ScalingConfig", "fit", "load_checkpoint"]

@@ -57,7 +57,9 @@ FIT_RESULT_FIELDS = {
                "max_decode_rel_error, ...",
     "models": "the M trained `nn.Module`s, on CPU (job t trained model t mod M); one unless "
               "RunConfig(models=M) or a delayed scheme asks for more",
-    "checkpoint": "the newest checkpoint folder, or None",
+    "checkpoint": "the final checkpoint's folder (always written at the end when "
+                  "RunConfig(checkpoint=CheckpointConfig(dir=...))), or None; load its models "
+                  "with gcode.load_checkpoint(path, model_fn=...)",
 }
 
 #: the keys of the record that ``progress=callable`` receives after every round (the line that
@@ -167,6 +169,19 @@ def _fit(model_fn, loss_fn, dataset_fn, optimizer_fn, coding, scaling, run, coll
     return FitResult(metrics, models, metrics.get("checkpoint"))
 
 
+def load_checkpoint(path, *, model_fn: Callable, optimizer_fn: Callable | None = None,
+                    scheduler_fn: Callable | None = None):
+    """The trained models of a checkpoint (``result.checkpoint``, a ``round-NNNNNNNN`` folder, or
+    a checkpoint directory: its newest), each built by ``model_fn()`` and loaded with its saved
+    parameters and buffers, equal to ``result.models``; with ``optimizer_fn`` (and
+    ``scheduler_fn``) also their optimizers (and schedulers) in their saved state. Returns a
+    :class:`gcode.runtime.checkpoint.load.LoadedCheckpoint` (``.models``, ``.optimizers``,
+    ``.schedulers``, ``.round``, ``.config``, ``.updates``). Nothing is unpickled."""
+    from .runtime.checkpoint.load import load_checkpoint as load
+    with speaking("python"):
+        return load(path, model_fn=model_fn, optimizer_fn=optimizer_fn, scheduler_fn=scheduler_fn)
+
+
 class _ProgressBar:
     """A tqdm bar on stderr, created at the first round (setup is reported separately)."""
 
@@ -191,4 +206,4 @@ class _ProgressBar:
 
 __all__ = ["FIT_RESULT_FIELDS", "PROGRESS_FIELDS", "CheckpointConfig", "CodingConfig",
            "FitResult", "InjectConfig", "LogConfig", "RunConfig", "ScalingConfig", "fit",
-           "from_train_config", "public_field", "to_train_config"]
+           "from_train_config", "load_checkpoint", "public_field", "to_train_config"]

@@ -36,11 +36,16 @@ def _arrival_mask(bits, n: int) -> np.ndarray:
     return codes == 49
 
 
-def restore_scheme(state: dict):
-    """A scheme in exactly the state ``scheme_state`` captured."""
+def restore_scheme(state: dict, jobs: int | None = None):
+    """A scheme in exactly the state ``scheme_state`` captured; ``jobs`` (at least the saved
+    spec's) extends its run to that many jobs: the events replayed must then be those of rounds
+    before the saved run's last job ended (an extended run continues from round ``jobs``)."""
     if not isinstance(state, dict) or state.get("format") != STATE_FORMAT:
         raise ValueError(f"scheme state: unsupported or missing format (expected {STATE_FORMAT})")
-    scheme = _build(state.get("spec"))
+    spec = state.get("spec")
+    if jobs is not None and isinstance(spec, dict):
+        spec = {**spec, "jobs": jobs}
+    scheme = _build(spec)
     from . import make_scheme
     for i, event in enumerate(state.get("events", [])):
         try:

@@ -202,6 +202,7 @@ def _execute(cfg: TrainConfig, workload, progress, pool, monitor, in_process
     from .checkpoint import (
         Checkpointer,
         check_resume_config,
+        continue_from,
         read_checkpoint,
         restore_buffers,
         restore_coordinator,
@@ -216,6 +217,7 @@ def _execute(cfg: TrainConfig, workload, progress, pool, monitor, in_process
     if cfg.checkpoint.resume is not None:
         ck = read_checkpoint(cfg.checkpoint.resume)
         check_resume_config(ck.config, cfg)
+        ck = continue_from(ck, cfg)  # more jobs: where the longer run continues
     ckpt_root = _checkpoint_root(cfg, ck)
     scheme, policy, default_models = build_scheme(cfg)
     probe = StartupProbe.of(cfg, scheme)  # the fresh scheme's job 0, before a resume replays it
@@ -283,7 +285,8 @@ def _execute(cfg: TrainConfig, workload, progress, pool, monitor, in_process
             restore_coordinator(coord, ck)
         if ckpt_root is not None:
             coord.session.checkpointer = Checkpointer(ckpt_root, cfg.checkpoint.every,
-                                                      cfg.checkpoint.keep)
+                                                      cfg.checkpoint.keep,
+                                                      marks=(cfg.scheme.jobs,))
         setup_s = time.perf_counter() - setup_start
         session_s = coord.run()
         replicas = None  # the collective plane: a mismatch stops here, naming the replica

@@ -132,42 +132,35 @@ def _shape(value: Any) -> tuple:
     return tuple(np.shape(value))
 
 
-def check_against(models: list, optimizers: list, num_params: int, ck) -> str | None:
-    """What in checkpoint ``ck`` does not fit the run that resumes it, or None: its ``models``
-    (FlatModels built from the same config), their ``optimizers``, its parameter count."""
-    tree = ck.tree
+def params_problem(m: int, module, have: dict) -> str | None:
+    """What in model m's saved ``params`` (its state_dict) does not fit ``module``, or None."""
+    want = {k: tuple(v.shape) for k, v in module.state_dict().items()}
+    missing = sorted(set(want) - set(have))
+    extra = sorted(set(have) - set(want))
+    if missing or extra:
+        return (f"models[{m}].params: missing {missing[:3]}, unexpected {extra[:3]} (not "
+                f"this run's model)")
+    for key, shape in want.items():
+        if _shape(have[key]) != shape:
+            return (f"models[{m}].params[{key!r}] has shape {_shape(have[key])}, the model's "
+                    f"is {shape}")
+    return None
+
+
+def check_against(models: list, optimizers: list | None, num_params: int, tree: dict) -> str | None:
+    """What in a checkpoint's ``tree`` does not fit the run that resumes it, or None: its
+    ``models`` (FlatModels built from the same config), their ``optimizers`` (None: not checked),
+    its parameter count."""
     saved_models = tree.get("models")
     if not isinstance(saved_models, list) or len(saved_models) != len(models):
         have = len(saved_models) if isinstance(saved_models, list) else "no"
         return f"{have} models, expected {len(models)}"
-    for m, (model, opt, saved) in enumerate(zip(models, optimizers, saved_models)):
-        want = {k: tuple(v.shape) for k, v in model.module.state_dict().items()}
-        have = saved["params"]
-        missing = sorted(set(want) - set(have))
-        extra = sorted(set(have) - set(want))
-        if missing or extra:
-            return (f"models[{m}].params: missing {missing[:3]}, unexpected {extra[:3]} (not "
-                    f"this run's model)")
-        for key, shape in want.items():
-            if _shape(have[key]) != shape:
-                return (f"models[{m}].params[{key!r}] has shape {_shape(have[key])}, the model's "
-                        f"is {shape}")
-        shapes = [tuple(p.shape) for group in opt.param_groups for p in group["params"]]
-        groups = saved["optimizer"].get("param_groups")
-        if not isinstance(groups, list) or len(groups) != len(opt.param_groups):
-            return f"models[{m}].optimizer.param_groups: expected {len(opt.param_groups)} groups"
-        for k, st in saved["optimizer"]["state"].items():
-            try:
-                index = int(k)
-            except (TypeError, ValueError):
-                return f"models[{m}].optimizer.state key {k!r} is not a parameter index"
-            if not 0 <= index < len(shapes):
-                return (f"models[{m}].optimizer.state[{k}] names parameter {index}; the model "
-                        f"has {len(shapes)}")
-            for key, value in st.items():
-                if isinstance(value, np.ndarray) and value.ndim > 0 and value.shape != shapes[index]:
-                    return (f"models[{m}].optimizer.state[{k}][{key!r}] has shape {value.shape}, "
-                            f"parameter {index} has shape {shapes[index]}")
+    for m, (model, saved) in enumerate(zip(models, saved_models)):
+        problem = params_problem(m, model.module, saved["params"])
+        if problem is None and optimizers is not None:
+            problem = _optimizer_problem(m, optimizers[m], saved["optimizer"])
+        if problem is not None:
+            return problem
     d = num_params
     for t, job in (tree.get("jobs") or {}).items():
         if _shape(job.get("params")) != (d,):
@@ -177,4 +170,25 @@ def check_against(models: list, optimizers: list, num_params: int, ck) -> str | 
     return None
 
 
-__all__ = ["check_against", "check_tree"]
+def _optimizer_problem(m: int, opt, saved: dict) -> str | None:
+    """What in model m's saved optimizer state does not fit ``opt``, or None."""
+    shapes = [tuple(p.shape) for group in opt.param_groups for p in group["params"]]
+    groups = saved.get("param_groups")
+    if not isinstance(groups, list) or len(groups) != len(opt.param_groups):
+        return f"models[{m}].optimizer.param_groups: expected {len(opt.param_groups)} groups"
+    for k, st in saved["state"].items():
+        try:
+            index = int(k)
+        except (TypeError, ValueError):
+            return f"models[{m}].optimizer.state key {k!r} is not a parameter index"
+        if not 0 <= index < len(shapes):
+            return (f"models[{m}].optimizer.state[{k}] names parameter {index}; the model "
+                    f"has {len(shapes)}")
+        for key, value in st.items():
+            if isinstance(value, np.ndarray) and value.ndim > 0 and value.shape != shapes[index]:
+                return (f"models[{m}].optimizer.state[{k}][{key!r}] has shape {value.shape}, "
+                        f"parameter {index} has shape {shapes[index]}")
+    return None
+
+
+__all__ = ["check_against", "check_tree", "params_problem"]

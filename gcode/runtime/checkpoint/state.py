@@ -28,7 +28,14 @@ Resume semantics
 * The resuming run's config must equal the checkpoint's, except the fields in
   :data:`SAFE_OVERRIDES` (logs, checkpoint settings, cluster address/placement/CPUs/timeouts/
   restarts, GPU placement, decode threads, fault injection, check_decode, eval_every); any other difference is a ConfigError
-  naming the field. Extending ``scheme.jobs`` is not supported.
+  naming the field.
+* A run can be extended: a resume with more ``scheme.jobs`` (``RunConfig(jobs=...)``, ``gcode
+  train --resume DIR --jobs N``) continues as if the run had been given that many jobs from the
+  start (bit-exact where resuming is). Every run checkpoints at round ``jobs`` (where the rounds
+  that only finish earlier jobs begin, T of them) and at its end; an extension of a finished run
+  with T > 0 continues from the round-``jobs`` checkpoint (:func:`continue_from`), since a longer
+  run's rounds from there on issue new jobs. The schedule a ``scheduler_fn`` builds must not
+  depend on the number of jobs for the extension to equal the longer run.
 * A resumed run writes its checkpoints into the folder it resumed from; checkpoints of later
   rounds there (the abandoned continuation) are deleted when it writes its first one. A fresh run
   refuses a ``checkpoint.dir`` that already holds checkpoints.
@@ -102,6 +109,11 @@ def check_resume_config(saved: dict, cfg: TrainConfig) -> None:
     after it was written, so its run had that field's default (which keeps the older behaviour)."""
     b = _flat(_plain(cfg.to_dict()))
     a = {**_flat(_plain(type(cfg)().to_dict())), **_flat(_plain(canonical(saved)[0]))}
+    if isinstance(a.get("scheme.jobs"), int) and b["scheme.jobs"] < a["scheme.jobs"]:
+        raise ConfigError("scheme.jobs", f"is {b['scheme.jobs']}, fewer than the checkpointed "
+                                         f"run's {a['scheme.jobs']}: a run can be extended with "
+                                         f"more jobs, not shortened")
+    a["scheme.jobs"] = b["scheme.jobs"]  # more jobs extend the run
     differ = [k for k in b if not k.startswith(SAFE_OVERRIDES) and k != "faults"
               and a.get(k) != b.get(k)]
     differ += [k for k in a if k not in b and not k.startswith(SAFE_OVERRIDES)]
@@ -159,12 +171,35 @@ def capture(coord, r: int, runtime_s: float) -> dict:
             **coord.state_dict(r, runtime_s), "rng": _rng_state()}
 
 
+def saved_jobs(ck: Checkpoint) -> int:
+    """The jobs of the run ``ck`` checkpointed."""
+    return int(ck.config["scheme"]["jobs"])
+
+
+def continue_from(ck: Checkpoint, cfg: TrainConfig) -> Checkpoint:
+    """The checkpoint a run under ``cfg`` continues from: ``ck``; or, when ``cfg`` extends the
+    run with more jobs and ``ck`` is past its round ``jobs`` (the rounds after it issue no job,
+    which a longer run's do), the run's checkpoint at round ``jobs``, always written."""
+    old = saved_jobs(ck)
+    if cfg.scheme.jobs == old or ck.round <= old:
+        return ck
+    path = ck.path.parent / f"round-{old:08d}"
+    if not path.is_dir():
+        raise ConfigError("scheme.jobs", f"extending the run checkpointed in {ck.path.parent} to "
+                                         f"{cfg.scheme.jobs} jobs continues from its checkpoint "
+                                         f"at round {old} (its last {ck.round - old} rounds "
+                                         f"issued no job), which is gone: it was written, and "
+                                         f"deleted by checkpoint.keep; keep at least 2")
+    return read_checkpoint(path)
+
+
 def restore_scheme_and_policy(ck: Checkpoint, scheme, policy):
     """(scheme, policy) in the checkpoint's state; ``scheme``/``policy`` are the freshly built ones
-    (the online tuner is rebuilt from its config and given its saved history and choice)."""
+    (the online tuner is rebuilt from its config and given its saved history and choice); a
+    ``scheme`` of more jobs than the checkpoint's extends its run (:func:`continue_from`)."""
     from ...codes.state import restore_scheme
     try:
-        restored = restore_scheme(ck.tree["scheme"])
+        restored = restore_scheme(ck.tree["scheme"], jobs=scheme.jobs)
     except ValueError as exc:
         raise CheckpointError(f"checkpoint {ck.path}: {exc}") from None
     if restored.n != scheme.n or restored.name != scheme.name:
@@ -204,7 +239,8 @@ def restore_coordinator(coord, ck: Checkpoint) -> None:
     models, optimizers, counters, decoder, pending jobs (shipped again), delay table, RNG
     states. The next ``coord.run()`` starts at the checkpoint's round."""
     from .checks import check_against
-    problem = check_against(coord.models.models, coord.models.optimizers, coord.num_params, ck)
+    problem = check_against(coord.models.models, coord.models.optimizers, coord.num_params,
+                            ck.tree)
     if problem is not None:
         raise CheckpointError(f"checkpoint {ck.path} does not fit this run: {problem}")
     try:
@@ -218,15 +254,17 @@ def restore_coordinator(coord, ck: Checkpoint) -> None:
 
 
 class Checkpointer:
-    """Writes the coordinator's checkpoints into ``root`` every ``every`` rounds and on stop."""
+    """Writes the coordinator's checkpoints into ``root`` every ``every`` rounds, at the rounds
+    in ``marks`` (the run's jobs: where an extended run continues), at the end and on stop."""
 
-    def __init__(self, root: str | os.PathLike, every: int, keep: int = 2):
+    def __init__(self, root: str | os.PathLike, every: int, keep: int = 2, marks=()):
         self.root, self.every, self.keep = Path(root), int(every), int(keep)
+        self.marks = frozenset(int(r) for r in marks)
         self.written: list[str] = []
         self.seconds = 0.0
 
     def due(self, r: int, start_round: int) -> bool:
-        return r > start_round and r % self.every == 0
+        return r > start_round and (r % self.every == 0 or r in self.marks)
 
     def save(self, coord, r: int, runtime_s: float) -> Path:
         t0 = time.perf_counter()
@@ -238,5 +276,6 @@ class Checkpointer:
 
 __all__ = ["ARRAYS_FILE", "FORMAT", "MANIFEST_FILE", "SAFE_OVERRIDES", "STATE_FILE", "VERSION",
            "Checkpoint", "CheckpointError", "Checkpointer", "capture", "check_resume_config",
-           "checkpoints_in", "probe_writable", "read_checkpoint", "resolve", "restore_buffers",
-           "restore_coordinator", "restore_scheme_and_policy", "resume_config", "write_checkpoint"]
+           "checkpoints_in", "continue_from", "probe_writable", "read_checkpoint", "resolve",
+           "restore_buffers", "restore_coordinator", "restore_scheme_and_policy", "resume_config",
+           "write_checkpoint"]

@@ -93,7 +93,9 @@ class Coordinator:
         """Run every round from ``session.start_round``; returns the seconds of this session's
         training loop. With a checkpointer, the state at the boundary before round r (after
         absorbing the late results that are ready) is written when r is a multiple of
-        ``checkpoint.every``, and when a stop request ends the run.
+        ``checkpoint.every``, at r = jobs (the last round that issues no job: where a longer
+        run continues, :mod:`gcode.runtime.checkpoint`), at the end of the run, and when a stop
+        request ends it.
 
         Pipelining: once round r has ended and been recorded, round r+1 is dispatched *before*
         round r's decodes, steps and reports when its inputs are already final
@@ -116,6 +118,10 @@ class Coordinator:
                 ahead = self._start_round(r + 1, start)
             self._finish_round(now, end, info, start, ahead)
             r += 1
+        ck = self.session.checkpointer
+        if ck is not None and r == self.scheme.total_rounds > self.session.start_round:
+            self.late.absorb(r)
+            self._checkpoint(r, start)  # the final state, always
         self.stats.rounds_run = r
         return self.clock.now() - start
 
