@@ -195,13 +195,17 @@ def test_resume_config_must_match_except_safe_fields():
                                "checkpoint.every": 3, "faults": [{"round": 1, "worker": 0,
                                                                  "kind": "nan"}]})
     check_resume_config(saved, safe)
-    for key, value in [("scheme.jobs", 20), ("train.lr", 0.1), ("cluster.workers", 6),
+    check_resume_config(saved, same_cfg.replace(**{"scheme.jobs": 20}))  # extends the run
+    with pytest.raises(ConfigError, match=r"^scheme.jobs: is 8, fewer than .* not shortened"):
+        check_resume_config(saved, same_cfg.replace(**{"scheme.jobs": 8}))
+    for key, value in [("train.lr", 0.1), ("cluster.workers", 6),
                        ("train.seed", 1), ("inject.time_scale", 2.0), ("policy.mu", 0.5)]:
         with pytest.raises(ConfigError) as info:
             check_resume_config(saved, same_cfg.replace(**{key: value}))
         assert info.value.field == key and "differs from the checkpoint" in str(info.value)
-    with pytest.raises(ConfigError, match=r"^scheme.jobs: .*also differ: train.lr"):
-        check_resume_config(saved, same_cfg.replace(**{"scheme.jobs": 20, "train.lr": 0.1}))
+    with pytest.raises(ConfigError, match=r"^train.lr: .*also differ: train.seed"):
+        check_resume_config(saved, same_cfg.replace(**{"scheme.jobs": 20, "train.lr": 0.1,
+                                                       "train.seed": 1}))
 
 
 def test_a_checkpoint_from_before_a_field_existed_resumes_at_its_default():
