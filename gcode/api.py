@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import dataclasses
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 from .config import (
@@ -103,7 +103,8 @@ def fit(model_fn, loss_fn, dataset_fn, optimizer_fn, *, coding: CodingConfig | N
         scaling: ScalingConfig | None = None, run: RunConfig | None = None,
         collate_fn: Callable | None = None, eval_dataset_fn: Callable | None = None,
         metric_fn: Callable | None = None, scheduler_fn: Callable | None = None,
-        progress: bool | Callable[[dict], None] = True, pool=None) -> FitResult:
+        callbacks: Iterable | None = None, progress: bool | Callable[[dict], None] = True,
+        pool=None) -> FitResult:
     """Train live on Ray with a coding scheme and return the metrics and trained models.
 
     * ``model_fn() -> nn.Module``: gcode seeds torch before each call, so replicas start equal;
@@ -123,6 +124,9 @@ def fit(model_fn, loss_fn, dataset_fn, optimizer_fn, *, coding: CodingConfig | N
       after every optimizer step of its model (with M models, each counts its own steps),
       checkpointed and resumed with it; ``RunConfig(max_grad_norm=...)`` clips each decoded
       gradient first (:mod:`gcode.train.step`);
+    * ``callbacks``: :class:`gcode.callbacks.Callback` objects (``EarlyStopping``,
+      ``TensorBoardLogger``, ``MLflowLogger``, your own) told of every decoded job, evaluation,
+      round, checkpoint and the end; one may stop the run;
     * ``progress``: True for a progress bar on stderr, or a callable given each round's record
       (its keys: ``gcode.api.PROGRESS_FIELDS``, listed in docs/API.md);
     * ``pool``: running worker actors to reuse (:func:`gcode.runtime.start_workers`).
@@ -133,11 +137,13 @@ def fit(model_fn, loss_fn, dataset_fn, optimizer_fn, *, coding: CodingConfig | N
     """
     with speaking("python"):
         return _fit(model_fn, loss_fn, dataset_fn, optimizer_fn, coding, scaling, run,
-                    collate_fn, eval_dataset_fn, metric_fn, scheduler_fn, progress, pool)
+                    collate_fn, eval_dataset_fn, metric_fn, scheduler_fn, callbacks, progress,
+                    pool)
 
 
 def _fit(model_fn, loss_fn, dataset_fn, optimizer_fn, coding, scaling, run, collate_fn,
-         eval_dataset_fn, metric_fn, scheduler_fn, progress, pool) -> FitResult:
+         eval_dataset_fn, metric_fn, scheduler_fn, callbacks, progress, pool) -> FitResult:
+    from .callbacks import CallbackList
     from .runtime.run import execute
     from .train import Workload
     run = run if run is not None else RunConfig()
@@ -155,7 +161,8 @@ def _fit(model_fn, loss_fn, dataset_fn, optimizer_fn, coding, scaling, run, coll
               f"{monitor.target})", file=sys.stderr)
     bar = _ProgressBar() if progress is True else None
     try:
-        metrics, models = execute(cfg, workload, pool=pool, monitor=monitor,
+        hooks = CallbackList(callbacks or ())
+        metrics, models = execute(cfg, workload, pool=pool, monitor=monitor, callbacks=hooks,
                                   progress=bar.update if bar else (progress or None))
     except ConfigError as exc:  # found at run time (the dataset's size, a GPU): name it as set
         if front() != "python":
@@ -166,7 +173,9 @@ def _fit(model_fn, loss_fn, dataset_fn, optimizer_fn, coding, scaling, run, coll
             bar.close()
         if monitor is not None:
             monitor.close()
-    return FitResult(metrics, models, metrics.get("checkpoint"))
+    result = FitResult(metrics, models, metrics.get("checkpoint"))
+    hooks.end(result)
+    return result
 
 
 def load_checkpoint(path, *, model_fn: Callable, optimizer_fn: Callable | None = None,

@@ -52,14 +52,17 @@ def train(config: TrainConfig | None = None, *, progress: ProgressFn | None = No
 
 
 def execute(cfg: TrainConfig, workload, *, progress: ProgressFn | None = None, pool=None,
-            monitor=None, in_process=None) -> tuple[dict[str, Any], list]:
+            monitor=None, in_process=None, callbacks=None) -> tuple[dict[str, Any], list]:
     """Run ``workload`` live under ``cfg``; returns (metrics, the M trained nn.Modules on CPU).
 
     ``in_process`` (a :class:`gcode.runtime.transport.inprocess.Script`) runs the same loop on
     fake workers in this process, on a virtual clock, instead of Ray workers (the loop's tests).
 
     ``progress(record)`` is called after every round with the round's log record (round,
-    rounds, decoded_jobs, jobs, stragglers, loss, fell_back, ...). ``pool`` (from
+    rounds, decoded_jobs, jobs, stragglers, loss, fell_back, ...; ``gcode.api.PROGRESS_FIELDS``).
+    ``callbacks`` (a :class:`gcode.callbacks.CallbackList`) hears every round's record before
+    ``progress`` does, and every checkpoint written; a stop one requests ends the run before
+    its next round. ``pool`` (from
     :func:`gcode.runtime.cluster.start_workers`, at least n actors) reuses running actors instead
     of starting n new ones (Ray must then already be initialised); its first n actors are used.
     ``monitor`` (a started ``gcode.telemetry.monitor.MonitorServer``) streams every round's
@@ -100,7 +103,17 @@ def execute(cfg: TrainConfig, workload, *, progress: ProgressFn | None = None, p
     validate(cfg)
     from .checkpoint.lock import claimed
     with _one_blas_thread(), claimed(cfg):  # one run per checkpoint directory
-        return _execute(cfg, workload, progress, pool, monitor, in_process)
+        if callbacks is not None:
+            progress = _both(callbacks.round, progress)
+        return _execute(cfg, workload, progress, pool, monitor, in_process, callbacks)
+
+
+def _both(first: ProgressFn, then: ProgressFn | None) -> ProgressFn:
+    def each_round(record: dict) -> None:
+        first(record)
+        if then is not None:
+            then(record)
+    return each_round
 
 
 def _one_blas_thread():
@@ -192,7 +205,7 @@ def accumulate_dtype(scheme) -> str:
     return "float32" if scheme.name == "uncoded" else "float64"
 
 
-def _execute(cfg: TrainConfig, workload, progress, pool, monitor, in_process
+def _execute(cfg: TrainConfig, workload, progress, pool, monitor, in_process, callbacks
              ) -> tuple[dict[str, Any], list]:
     import torch
 
@@ -280,13 +293,14 @@ def _execute(cfg: TrainConfig, workload, progress, pool, monitor, in_process
                         writer, ctx_id=ctx[0], schedulers=schedulers, run_id=run_id,
                         progress=progress,
                         recorder=recorder, decode_device=decode_device, decode_threads=threads,
-                        eval_dataset=eval_dataset)
+                        eval_dataset=eval_dataset,
+                        should_stop=callbacks.stop_reason if callbacks is not None else None)
         if ck is not None:
             restore_coordinator(coord, ck)
         if ckpt_root is not None:
-            coord.session.checkpointer = Checkpointer(ckpt_root, cfg.checkpoint.every,
-                                                      cfg.checkpoint.keep,
-                                                      marks=(cfg.scheme.jobs,))
+            coord.session.checkpointer = Checkpointer(
+                ckpt_root, cfg.checkpoint.every, cfg.checkpoint.keep, marks=(cfg.scheme.jobs,),
+                on_save=callbacks.checkpoint if callbacks is not None else None)
         setup_s = time.perf_counter() - setup_start
         session_s = coord.run()
         replicas = None  # the collective plane: a mismatch stops here, naming the replica

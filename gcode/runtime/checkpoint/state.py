@@ -255,11 +255,14 @@ def restore_coordinator(coord, ck: Checkpoint) -> None:
 
 class Checkpointer:
     """Writes the coordinator's checkpoints into ``root`` every ``every`` rounds, at the rounds
-    in ``marks`` (the run's jobs: where an extended run continues), at the end and on stop."""
+    in ``marks`` (the run's jobs: where an extended run continues), at the end and on stop;
+    ``on_save(path)`` hears of each."""
 
-    def __init__(self, root: str | os.PathLike, every: int, keep: int = 2, marks=()):
+    def __init__(self, root: str | os.PathLike, every: int, keep: int = 2, marks=(),
+                 on_save=None):
         self.root, self.every, self.keep = Path(root), int(every), int(keep)
         self.marks = frozenset(int(r) for r in marks)
+        self.on_save = on_save  # called with each written folder's path
         self.written: list[str] = []
         self.seconds = 0.0
 
@@ -271,6 +274,8 @@ class Checkpointer:
         path = write_checkpoint(self.root, r, capture(coord, r, runtime_s), keep=self.keep)
         self.written.append(str(path))
         self.seconds += time.perf_counter() - t0
+        if self.on_save is not None:
+            self.on_save(str(path))
         return path
 
 

@@ -42,7 +42,8 @@ def compose(cfg: TrainConfig, scheme, policy, transport, clock, spec: WorkSpec, 
             optimizers: list, delays: DelaySource, writer: JsonlWriter, *, ctx_id: str,
             schedulers: list | None = None,
             run_id: str = "", progress: Callable[[dict], None] | None = None, recorder=None,
-            decode_device=None, decode_threads: int = 1, eval_dataset=None) -> Coordinator:
+            decode_device=None, decode_threads: int = 1, eval_dataset=None,
+            should_stop: Callable[[], str | None] | None = None) -> Coordinator:
     """The coordinator of a run under ``cfg``: its parts built around ``transport`` (and the
     ``clock`` it runs on), the M ``models``, their ``optimizers`` and ``schedulers``."""
     tr, n, d = cfg.train, scheme.n, spec.num_params
@@ -63,7 +64,8 @@ def compose(cfg: TrainConfig, scheme, policy, transport, clock, spec: WorkSpec, 
                    tr.check_decode, clock, hint=session.resume_hint)
     health = Health(jobs, bank, direct, hint=session.last_good_hint)
     reporter = Reporter(scheme, policy, stats, session, n, writer, recorder, progress,
-                        auto_slope=cfg.scheme.name == "auto" and cfg.scheme.load_slope is None)
+                        auto_slope=cfg.scheme.name == "auto" and cfg.scheme.load_slope is None,
+                        should_stop=should_stop)
     pipeline = Pipeline(tr.pipeline, scheme, jobs, session, reporter.stop_requested)
     dispatcher = Dispatcher(transport, jobs, delays, ctx_id, cfg.inject.mode, cfg.faults, d,
                             stats, clock, pipeline, at_arrival=tr.dispatch == "arrival")

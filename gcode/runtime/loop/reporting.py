@@ -21,18 +21,24 @@ class Reporter:
 
     def __init__(self, scheme, policy, stats: RunStats, session: Session, n: int,
                  writer: JsonlWriter, recorder=None, progress: Callable[[dict], None] | None = None,
-                 auto_slope: bool = False):
+                 auto_slope: bool = False, should_stop: Callable[[], str | None] | None = None):
         self.scheme, self.policy, self.stats, self.session, self.n = scheme, policy, stats, session, n
         self.writer, self.recorder, self.progress = writer, recorder, progress
         self.auto_slope = auto_slope
+        self.should_stop = should_stop
         self.switches_seen = len(getattr(scheme, "switches", ()))  # announced before a resume
 
     def stop_requested(self) -> bool:
-        """A stop asked through the live monitor ends the run before the next round."""
+        """A stop asked through the live monitor, or by a callback (``should_stop()`` gives its
+        reason), ends the run before the next round."""
         session = self.session
-        if self.recorder is not None and self.recorder.stop_requested and not session.stopped:
+        if session.stopped:
+            return True
+        if self.recorder is not None and self.recorder.stop_requested:
             session.stopped = True
             session.stop_reason = getattr(self.recorder, "stop_reason", "") or "stop requested"
+        elif self.should_stop is not None and (reason := self.should_stop()):
+            session.stopped, session.stop_reason = True, reason
         return session.stopped
 
     def observe(self, r: int, info: dict) -> None:
