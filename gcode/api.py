@@ -151,15 +151,21 @@ def _fit(model_fn, loss_fn, dataset_fn, optimizer_fn, coding, scaling, run, coll
     workload = Workload(model_fn, loss_fn, dataset_fn, optimizer_fn, collate_fn, eval_dataset_fn,
                         metric_fn, name=getattr(model_fn, "__name__", "custom"),
                         scheduler_fn=scheduler_fn)
-    if run.tags.get("model"):
-        workload = dataclasses.replace(workload, name=run.tags["model"])
+    if run.tags.get("model"):  # presets (gcode train): the run log names them
+        tr = cfg.train
+        workload = dataclasses.replace(workload, name=run.tags["model"], labels={
+            "model": tr.model, "dataset": tr.dataset, "optimizer": tr.optimizer,
+            "loss": getattr(loss_fn, "__name__", "")})
     monitor = None
     if run.monitor:
         from .telemetry.monitor import MonitorServer
         monitor = MonitorServer(run.monitor, token=run.monitor_token)
         print(f"monitor: serving on {' and '.join(monitor.addresses)} (gcode watch "
               f"{monitor.target})", file=sys.stderr)
-    bar = _ProgressBar() if progress is True else None
+    bar = None
+    if progress is True:
+        print(_starting(cfg, pool), file=sys.stderr, flush=True)
+        bar = _ProgressBar()
     try:
         hooks = CallbackList(callbacks or ())
         metrics, models = execute(cfg, workload, pool=pool, monitor=monitor, callbacks=hooks,
@@ -191,17 +197,46 @@ def load_checkpoint(path, *, model_fn: Callable, optimizer_fn: Callable | None =
         return load(path, model_fn=model_fn, optimizer_fn=optimizer_fn, scheduler_fn=scheduler_fn)
 
 
+def _who() -> str:
+    return "gcode train" if front() == "cli" else "gcode.fit"
+
+
+def _starting(cfg, pool) -> str:
+    """What a run is about to start: its workers, and the Ray they run on."""
+    import os
+    n = cfg.cluster.workers
+    if pool is not None:
+        where = "the given pool's actors"
+    else:
+        import ray
+        address = cfg.cluster.address or os.environ.get("RAY_ADDRESS")
+        if ray.is_initialized():
+            where = "the Ray this process already started (ray.init())"
+        elif address:
+            where = f"the Ray cluster at {address}"
+        else:
+            where = ("a new local Ray instance (loopback only; a ray.init() made beforehand is "
+                     "reused and saves its start)")
+    return f"{_who()}: starting {n} workers on {where}..."
+
+
 class _ProgressBar:
-    """A tqdm bar on stderr, created at the first round (setup is reported separately)."""
+    """A tqdm bar on stderr, created at the first round, from the round a resumed run starts
+    at; the setup before it is reported in one line."""
 
     def __init__(self):
-        self.bar = None
+        import time
+        self.bar, self.started = None, time.perf_counter()
 
     def update(self, rec: dict) -> None:
         if self.bar is None:
+            import time
+
             from tqdm import tqdm
-            self.bar = tqdm(total=rec["rounds"], desc="train", unit="round", file=sys.stderr,
-                            leave=False)
+            print(f"{_who()}: workers ready after {time.perf_counter() - self.started:.1f} s; "
+                  f"training from round {rec['round']} of {rec['rounds']}", file=sys.stderr)
+            self.bar = tqdm(total=rec["rounds"], initial=rec["round"], desc="train", unit="round",
+                            file=sys.stderr, leave=False)
         loss = rec.get("loss")
         self.bar.set_postfix_str(f"decoded {rec['decoded_jobs']}/{rec['jobs']} "
                                  f"stragglers {len(rec['stragglers'])} waits {rec['waits']}"

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import sys
 from typing import Any
 
 from ..config import BY_API, SETTINGS, TrainConfig, load_config, speaking, with_overrides
@@ -168,11 +167,7 @@ def _run(args: argparse.Namespace, pool) -> int:
     coding, scaling, run = from_train_config(cfg)
     run.monitor = given(args).get("run.monitor")
     run.monitor_token = monitor_token(args)
-    quiet = getattr(args, "quiet", False)
-    if not quiet:
-        print(f"gcode train: starting {cfg.cluster.workers} workers "
-              f"({'local Ray' if not cfg.cluster.address else cfg.cluster.address})...",
-              file=sys.stderr)
+    quiet = getattr(args, "quiet", False)  # else fit says what it starts, and shows progress
     from ..runtime.cluster.watchdog import watching
     own_ray = pool is None and not (cfg.cluster.address or os.environ.get("RAY_ADDRESS"))
     with watching(own_ray, cfg.checkpoint.dir):  # a dying local Ray node: one line, exit 1

@@ -70,18 +70,21 @@ def build_scheme(cfg: TrainConfig):
     return scheme, policy, scheme.delay + 1
 
 
-def live_run_config(cfg: TrainConfig, scheme, models: int, message_dtype, run_id: str):
-    """The telemetry RunConfig of a live run."""
+def live_run_config(cfg: TrainConfig, scheme, models: int, message_dtype, run_id: str,
+                    names: dict):
+    """The telemetry RunConfig of a live run; ``names``: its model, dataset, optimizer and loss
+    (:func:`gcode.train.workload.describe`)."""
     from gcode.telemetry.messages import run_config
     return run_config(
         source="live", scheme=scheme.name, params=scheme.params, n=scheme.n, jobs=scheme.jobs,
         delay=scheme.delay, load=scheme.load, rounds_planned=scheme.total_rounds,
         policy=cfg.policy_name, mu=cfg.policy.mu, deadline_s=cfg.policy.deadline,
         time_scale=cfg.inject.time_scale, models=models, seed=cfg.train.seed,
-        model=cfg.train.model, dataset=cfg.train.dataset, optimizer=cfg.train.optimizer,
+        model=names["model"], dataset=names["dataset"], optimizer=names["optimizer"],
         message_dtype=str(message_dtype), run_id=run_id,
         extra={"mode": cfg.train.mode, "data_plane": cfg.cluster.data_plane,
-               "inject": cfg.inject.trace or cfg.inject.model or "", "batch_size": cfg.train.batch_size, "lr": cfg.train.lr,
+               "loss": names.get("loss", ""), "inject": cfg.inject.trace or cfg.inject.model or "",
+               "batch_size": cfg.train.batch_size, "lr": cfg.train.lr,
                **({"gap": cfg.policy.gap} if cfg.policy_name == "gap" else {})})
 
 

@@ -210,7 +210,7 @@ def _execute(cfg: TrainConfig, workload, progress, pool, monitor, in_process, ca
     import torch
 
     from gcode.train import open_dataset
-    from gcode.train.workload import model_buffers
+    from gcode.train.workload import describe, model_buffers
 
     from .checkpoint import (
         Checkpointer,
@@ -258,7 +258,8 @@ def _execute(cfg: TrainConfig, workload, progress, pool, monitor, in_process, ca
         if own_pool:  # actors import torch while the driver builds its models
             pool = launch_workers(cfg.cluster)
         torch.set_num_threads(threads)
-        num_samples = len(open_dataset(workload.dataset_fn))  # its length only: no item is read
+        dataset = open_dataset(workload.dataset_fn)  # its length and name: no item is read
+        num_samples = len(dataset)
         if tr.batch_size > num_samples:
             raise ConfigError("train.batch_size", f"must be <= the dataset size {num_samples}, "
                                                   f"got {tr.batch_size}")
@@ -280,7 +281,9 @@ def _execute(cfg: TrainConfig, workload, progress, pool, monitor, in_process, ca
             from gcode.telemetry.recorder import RunRecorder
             if ck is not None and cfg.log.run_log is not None:
                 _keep_run_log(cfg.log.run_log, ck.round)
-            recorder = RunRecorder(live_run_config(cfg, scheme, M, scheme.message_dtype, run_id[:16]),
+            names = describe(workload, models[0].module, optimizers[0], dataset)
+            recorder = RunRecorder(live_run_config(cfg, scheme, M, scheme.message_dtype,
+                                                   run_id[:16], names),
                                    log_prefix=cfg.log.run_log, monitor=monitor)
         transport, ctx, clock = _connect(cfg, spec, pool, in_process,
                                          "cuda" in (device.type, decode_device.type), scheme, M)

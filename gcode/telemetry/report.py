@@ -36,8 +36,10 @@ def config_lines(cfg: RunConfig) -> list[str]:
                    f"[{cfg.trace.rounds} x {cfg.trace.workers}]")
     lines.append(policy)
     if cfg.models or cfg.model or cfg.dataset:
+        loss = cfg.extra.get("loss", "")
         lines.append(f"training: {cfg.models} model(s) {cfg.model or '?'} on "
-                     f"{cfg.dataset or '?'}, optimizer {cfg.optimizer or '?'}, seed {cfg.seed}, "
+                     f"{cfg.dataset or '?'}, optimizer {cfg.optimizer or '?'}"
+                     f"{f', loss {loss}' if loss else ''}, seed {cfg.seed}, "
                      f"messages {cfg.message_dtype or '?'}")
     return lines
 

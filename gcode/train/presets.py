@@ -209,7 +209,9 @@ def preset_workload(model: str, dataset: str, *, model_params: dict | None = Non
     part = partial(_dataset_part, dataset, num_samples=num_samples, seed=seed, params=dparams)
     return Workload(model_fn, LOSSES[preset.task], partial(part, 0), optimizer_fn,
                     eval_dataset_fn=partial(part, 1),
-                    metric_fn=accuracy if preset.task == "classification" else None, name=model)
+                    metric_fn=accuracy if preset.task == "classification" else None, name=model,
+                    labels={"model": model, "dataset": dataset, "optimizer": optimizer,
+                            "loss": LOSSES[preset.task].__name__})
 
 
 def default_model(dataset: str) -> str:

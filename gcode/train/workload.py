@@ -50,6 +50,9 @@ class Workload:
     #: "fp32", or "bf16": workers run ``loss_fn``'s forward and backward under bf16 autocast
     #: (parameters, gradients, messages and the decode stay fp32/fp64)
     precision: str = "fp32"
+    #: what a run log names the workload by ({model, dataset, optimizer, loss}): the presets'
+    #: names; None: the user's classes and functions (:func:`describe`)
+    labels: dict | None = None
 
     def __post_init__(self):
         for arg, arity in (("model_fn", 0), ("loss_fn", 2), ("dataset_fn", 0), ("optimizer_fn", 1)):
@@ -154,6 +157,20 @@ def build_optimizer(optimizer_fn: OptimizerFn, model: nn.Module) -> torch.optim.
                             f"given (optimizer_fn(params) -> torch.optim.Optimizer); {what}, so "
                             f"it would not train the model")
     return optimizer
+
+
+def _name(fn: Any) -> str:
+    fn = getattr(fn, "func", fn)  # a functools.partial: its function
+    return getattr(fn, "__qualname__", None) or type(fn).__name__
+
+
+def describe(workload: Workload, module: nn.Module, optimizer: Any, dataset: Any) -> dict:
+    """The names a run log records: ``workload.labels`` (the presets'), else the classes of the
+    model, dataset and optimizer the user's functions built and the loss function's name."""
+    if workload.labels:
+        return dict(workload.labels)
+    return {"model": type(module).__name__, "dataset": type(dataset).__name__,
+            "optimizer": type(optimizer).__name__, "loss": _name(workload.loss_fn)}
 
 
 def build_scheduler(scheduler_fn, optimizer: torch.optim.Optimizer):

@@ -96,3 +96,35 @@ def test_mlflow_logger(tmp_path, monkeypatch):
     history = client.get_metric_history(logger.run.info.run_id, "model1/loss")
     assert [m.step for m in history] == list(range(1, 9))
     assert client.get_run(logger.run.info.run_id).data.metrics["decoded_jobs"] == 16
+
+
+def test_run_log_names_the_users_workload(tmp_path):
+    """A workload of the user's own functions: the run log (and gcode replay) names its model
+    class, dataset class, optimizer class and loss function; presets keep their names."""
+    import dataclasses
+
+    import torch
+
+    from gcode.telemetry.report import config_lines
+    from gcode.telemetry.runlog import read_run_log
+
+    class TinyNet(torch.nn.Sequential):
+        pass
+
+    def my_loss(model, batch):
+        x, y = batch
+        return torch.nn.functional.cross_entropy(model(x), y, reduction="none")
+
+    cfg = config(scheme=SCHEME, log={"run_log": str(tmp_path / "run")})
+    preset = preset_workload_of(cfg)
+    mine = dataclasses.replace(
+        preset, model_fn=lambda: TinyNet(torch.nn.Flatten(), torch.nn.Linear(64, 10)), loss_fn=my_loss,
+        optimizer_fn=lambda p: torch.optim.AdamW(p, lr=0.01), labels=None)
+    execute(cfg, mine, in_process=Script())
+    line = next(x for x in config_lines(read_run_log(tmp_path / "run.pb").config)
+                if x.startswith("training:"))
+    assert "TinyNet on" in line and "optimizer AdamW" in line and "my_loss" in line
+    execute(cfg.replace(**{"log.run_log": str(tmp_path / "preset")}), preset, in_process=Script())
+    line = next(x for x in config_lines(read_run_log(tmp_path / "preset.pb").config)
+                if x.startswith("training:"))
+    assert "logistic on digits, optimizer sgd" in line
