@@ -78,8 +78,10 @@ PROGRESS_FIELDS = {
     "arrival_s": "{worker: seconds after dispatch when its results arrived}",
     "compute_s": "{worker: seconds it computed}",
     "sleep_s": "{worker: injected seconds it slept}",
-    "decoded": "the jobs decoded in this round: {job, model, loss} each (the job's mean loss per "
-               "sample), with rel_error under check_decode",
+    "decoded": "the jobs decoded in this round: {job, model, loss, lr, grad_norm} each (the "
+               "job's mean loss per sample, the learning rate its optimizer step used, the decoded "
+               "mean gradient's L2 norm before clipping), with clip_factor when max_grad_norm "
+               "clipped it and rel_error under check_decode",
     "decoded_jobs": "jobs decoded so far",
     "jobs": "the jobs the run computes",
     "waits": "rounds so far that fell back",
