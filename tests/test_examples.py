@@ -24,4 +24,6 @@ def test_example_runs(script, tmp_path):
 
 
 def test_examples_exist():
-    assert {p.stem for p in EXAMPLES} >= {"custom_classifier", "regression", "language_model", "gpu"}
+    assert {p.stem for p in EXAMPLES} >= {"custom_classifier", "regression", "language_model", "gpu",
+                                          "scheduler_clipping_tensorboard", "extend_run",
+                                          "load_checkpoint"}

@@ -309,9 +309,13 @@ def test_run_checkpoint_settings_and_resume_configs(tmp_path):
             from_dict(data)
     with pytest.raises(CheckpointError, match="holds no checkpoint"):
         read_checkpoint(tmp_path / "empty")
-    with pytest.raises(ConfigError, match=r"^scheme.jobs: differs from the checkpoint's config "
-                                          r"\(checkpoint: 40, this run: 41\)"):
-        check_resume_config(TrainConfig().to_dict(), TrainConfig().replace(**{"scheme.jobs": 41}))
+    with pytest.raises(ConfigError, match=r"^train.lr: differs from the checkpoint's config "
+                                          r"\(checkpoint: 0.01, this run: 0.02\)"):
+        check_resume_config(TrainConfig().to_dict(), TrainConfig().replace(**{"train.lr": 0.02}))
+    with pytest.raises(ConfigError, match=r"^scheme.jobs: is 39, fewer than the checkpointed "
+                                          r"run's 40: a run can be extended with more jobs, not "
+                                          r"shortened"):
+        check_resume_config(TrainConfig().to_dict(), TrainConfig().replace(**{"scheme.jobs": 39}))
 
 
 @pytest.mark.parametrize("args,message", [

@@ -68,3 +68,18 @@ def test_load_checkpoint_returns_the_trained_models(tmp_path):
     wrong = make_model_factory("mlp", (64,), 10, hidden=7)
     with pytest.raises(CheckpointError, match="model_fn builds another model .* models.0..params"):
         gcode.load_checkpoint(tmp_path, model_fn=wrong)
+
+
+def test_gcode_train_resume_with_more_jobs(tmp_path):
+    """gcode train --resume DIR --jobs N: the checkpoint's config with N jobs, which extends."""
+    import argparse
+
+    from gcode.cli.train import add_train_arguments, config_from_args
+    cfg = config(scheme={**SCHEMES["msgc-fr"], "jobs": 12}, checkpoint={"dir": str(tmp_path)})
+    run(cfg)
+    parser = argparse.ArgumentParser()
+    add_train_arguments(parser)
+    extended = config_from_args(parser.parse_args(["--resume", str(tmp_path), "--jobs", "16"]))
+    assert extended.scheme.jobs == 16 and extended.checkpoint.resume == str(tmp_path)
+    res = run(extended)
+    assert res["decoded_jobs"] == 16 and res["resumed_from"].endswith("round-00000012")
