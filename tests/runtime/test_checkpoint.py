@@ -156,7 +156,7 @@ def test_a_changed_config_is_refused_by_field_name(ray_pool, tmp_path):
     cfg = _checkpointed(config(scheme=SCHEMES["gc"]), tmp_path / "ck", every=4)
     train(cfg, pool=ray_pool)
     base = resume_config(tmp_path / "ck")
-    for key, value in [("scheme.jobs", 20), ("train.lr", 0.1), ("scheme.s", 2),
+    for key, value in [("scheme.jobs", 8), ("train.lr", 0.1), ("scheme.s", 2),
                        ("inject.model", "shifted_exp")]:
         extra = {"inject.params": {"shift": 0.01, "rate": 50.0}} if key == "inject.model" else {}
         with pytest.raises(ConfigError) as info:
