@@ -241,3 +241,33 @@ def test_the_progress_record_holds_the_documented_fields(ray_pool):
     assert records and all(set(PROGRESS_FIELDS) - optional <= set(r) <= set(PROGRESS_FIELDS)
                            for r in records)
     assert any("evals" in r for r in records) and any("head_start_s" in r for r in records)
+
+
+def test_fit_says_what_it_starts_and_tells_its_callbacks(ray_pool, tmp_path, capsys):
+    """The startup line names the workers and their Ray; callbacks hear the rounds, the final
+    checkpoint and the end (the FitResult); the progress bar begins at the first round."""
+    from gcode.callbacks import Callback
+
+    class Heard(Callback):
+        def __init__(self):
+            self.rounds, self.checkpoints, self.result = 0, [], None
+
+        def on_round(self, record):
+            self.rounds += 1
+
+        def on_checkpoint(self, path):
+            self.checkpoints.append(path)
+
+        def on_end(self, result):
+            self.result = result
+    heard = Heard()
+    w = preset_workload("mlp", "digits")
+    res = gcode.fit(w.model_fn, w.loss_fn, w.dataset_fn, w.optimizer_fn,
+                    coding=gcode.CodingConfig(scheme="gc", s=1),
+                    scaling=gcode.ScalingConfig(workers=4),
+                    run=gcode.RunConfig(jobs=4, batch_size=64, checkpoint=gcode.CheckpointConfig(
+                        dir=str(tmp_path))), pool=ray_pool, callbacks=[heard])
+    err = capsys.readouterr().err
+    assert "gcode.fit: starting 4 workers on the given pool's actors" in err
+    assert "gcode.fit: workers ready after" in err and "training from round 0 of 4" in err
+    assert heard.rounds == 4 and heard.result is res and heard.checkpoints == [res.checkpoint]
