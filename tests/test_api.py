@@ -70,3 +70,14 @@ def test_public_field_names():
 def test_wrong_config_types_are_named():
     with pytest.raises(ConfigError, match="coding: must be a gcode.CodingConfig"):
         to_train_config({"scheme": "gc"}, gcode.ScalingConfig(), gcode.RunConfig())
+
+
+def test_progress_bar_starts_at_a_resumed_runs_round(capsys):
+    from gcode.api import _ProgressBar
+    bar = _ProgressBar()
+    for r in (10, 11):
+        bar.update({"round": r, "rounds": 30, "decoded_jobs": r + 1, "jobs": 30,
+                    "stragglers": [], "waits": 0, "loss": 0.5})
+    assert (bar.bar.n, bar.bar.total) == (12, 30)
+    bar.close()
+    assert "training from round 10 of 30" in capsys.readouterr().err
