@@ -31,6 +31,7 @@ from .state import (
 
 __all__ = ["ARRAYS_FILE", "FORMAT", "MANIFEST_FILE", "SAFE_OVERRIDES", "STATE_FILE", "VERSION",
            "Checkpoint", "CheckpointError", "Checkpointer", "canonical_json", "capture",
-           "check_resume_config", "checkpoints_in", "continue_from", "probe_writable", "read_checkpoint", "resolve",
-           "restore_buffers", "restore_coordinator", "restore_scheme_and_policy", "resume_config", "sha256_file",
-           "write_checkpoint", "write_npz"]
+           "check_resume_config", "checkpoints_in", "continue_from", "probe_writable",
+           "read_checkpoint", "resolve", "restore_buffers", "restore_coordinator",
+           "restore_scheme_and_policy", "resume_config", "sha256_file", "write_checkpoint",
+           "write_npz"]
