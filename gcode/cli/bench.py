@@ -197,7 +197,9 @@ def cmd_bench_versus(args) -> int:
                        prefetch=args.prefetch, data_plane=args.data_plane, gap=args.gap,
                        repeats=args.repeats, log_dir=args.log_dir,
                        straggler_steps=args.straggler_steps)
+    before = os.getloadavg()  # a shared machine: say how busy it was (1, 5, 15 min)
     with tqdm(total=cfg.repeats * (len(ddp_rows(cfg)) + len(cfg.schemes)), desc="bench versus",
               disable=args.json, leave=False, file=sys.stderr) as bar:
         result = run_versus(cfg, progress=bar.update)
+    result["load_average"] = {"before": list(before), "after": list(os.getloadavg())}
     return _emit(args, f"bench_versus_{cfg.model}", result, markdown_table(result), plot)
