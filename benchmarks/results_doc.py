@@ -168,12 +168,17 @@ def setup_parts(doc: dict) -> list[str]:
     coords = sorted({f"{r.get('transport') or 'ray'} transport, coordinator on {r['coordinator_device']}"
                      for r in gcode_rows(doc) if r.get("coordinator_device")})
     repeats = c.get("repeats") or 1
+    planes = [f"{p} data plane" for p in sorted({r["data_plane"] for r in gcode_rows(doc)
+                                                 if r.get("data_plane")})]
+    load = doc.get("load_average")
+    shared = ([f"load average (1 min) {load['before'][0]:.1f} before and {load['after'][0]:.1f} "
+               f"after on a machine shared with other work"] if load else [])
     return [f"{c['model']} ({c['num_params']:,} parameters)",
             f"{c['workers']} workers and {c['workers']} DDP ranks"
             + (f" ({gpus:g} GPU each)" if gpus else " on CPUs"),
-            f"global batch {c['batch_size']}", f"{c['jobs']} jobs a row", what, *coords,
+            f"global batch {c['batch_size']}", f"{c['jobs']} jobs a row", what, *coords, *planes,
             f"median of {repeats} interleaved repeats" if repeats > 1 else "one run",
-            f"measured {machine(doc)}"]
+            f"measured {machine(doc)}", *shared]
 
 
 def short_setup(doc: dict) -> str:
@@ -195,17 +200,21 @@ def versus_table(doc: dict, names=None) -> str:
     """A bench versus result's rows, one table per number of models M (each with the DDP row it
     is compared with), each row with its models and steps."""
     parts = []
+    bytes_kept = any(r.get("coordinator_bytes_per_round") is not None for r in gcode_rows(doc, names))
+    kb = {"coordinator KB/round": lambda r: "-" if r.get("coordinator_bytes_per_round") is None
+          else f"{r['coordinator_bytes_per_round'] / 1024:,.1f}"} if bytes_kept else {}
     for m, rows in by_models(gcode_rows(doc, names)):
         ddp = ddp_row(doc, m)
         lines = [["ddp", trained(ddp), ddp["params"].get("backend", ""), f"{ddp['wall_s']:.2f}",
-                  "1.00x", "-", ms(ddp["compute_s_per_round"]), "-", "-"]]
+                  "1.00x", "-", ms(ddp["compute_s_per_round"]), "-", "-", *("-" for _ in kb)]]
         for r in rows:
             lines.append([r["row"], trained(r), params_text(r), f"{r['wall_s']:.2f}",
                           x(r["vs_ddp"], 3), r.get("waits", "-"), ms(r["compute_s_per_round"]),
-                          ms(r["overhead_s_per_round"]), ms(r.get("exposed_overhead_s_per_round"))])
+                          ms(r["overhead_s_per_round"]), ms(r.get("exposed_overhead_s_per_round")),
+                          *(fn(r) for fn in kb.values())])
         parts.append(models_title(doc, m, rows) + "\n\n" + table(
             ["row", "trained", "params", "wall s", "vs DDP", "waits", "compute ms/round",
-             "overhead ms/round", "not overlapped"], lines))
+             "overhead ms/round", "not overlapped", *kb], lines))
     out = "\n\n".join(parts)
     counted = [r for r in gcode_rows(doc, names) if r.get("on_time_declared") is not None]
     if counted:
