@@ -25,7 +25,8 @@ if __name__ == "__main__":
         lambda params: torch.optim.SGD(params, lr=0.05, momentum=0.9),
         coding=gcode.CodingConfig(scheme="gc", s=1, gc_code="fr"),
         scaling=gcode.ScalingConfig(workers=8 if GPU else 4, gpus_per_worker=0.125 if GPU else 0),
-        run=gcode.RunConfig(jobs=40 if GPU else 6, batch_size=512 if GPU else 64, eval_every=20 if GPU else 3),
+        run=gcode.RunConfig(jobs=40 if GPU else 6, batch_size=512 if GPU else 64,
+                            eval_every=20 if GPU else 3),
         eval_dataset_fn=lambda: SyntheticImages(512, seed=1), metric_fn=accuracy)
     m = result.metrics
     t = m["timings_s_per_round"]

@@ -1,9 +1,10 @@
 """``gcode advise``: will coding help my cluster? A prediction from a run's measured times.
 
 From a run log (:mod:`gcode.tracelog`), a trace, or a short uncoded probe run of the user's own
-``gcode.fit`` functions (:func:`probe`), it recovers per-worker round times and the load model, simulates every candidate of the auto
-scheme's grid as a fixed choice over the rounds seen (:func:`gcode.sim.replay.whole_runs`, equal
-to the state-machine simulator), and recommends the fastest.
+``gcode.fit`` functions (:func:`probe`), it recovers per-worker round times and the load model,
+simulates every candidate of the auto scheme's grid as a fixed choice over the rounds seen
+(:func:`gcode.sim.replay.whole_runs`, equal to the state-machine simulator), and recommends the
+fastest.
 
   * One model unless asked for more: with ``models = 1`` only T = 0 candidates (uncoded, GC)
     are recommended; ``models = M`` admits schemes with delay T ≤ M − 1, which train M models
@@ -181,8 +182,10 @@ def report(result: dict) -> str:
               f"(DDP: waits for all, no coding load, no all-reduce cost modelled)")]
     if c.get("bootstrap"):
         lines.append(f"confidence: {result['rounds']} rounds seen; block bootstrap ({c['bootstrap']}x): "
-                     f"speedup over uncoded {c['speedup_vs_uncoded_p10']:.2f}-{c['speedup_vs_uncoded_p90']:.2f} "
+                     f"speedup over uncoded {c['speedup_vs_uncoded_p10']:.2f}-"
+                     f"{c['speedup_vs_uncoded_p90']:.2f} "
                      f"(10th-90th pct), recommendation within 1% of the best in "
                      f"{c['stays_best_within_1pct']:.0%} of resamples")
-    lines.append("next best: " + "; ".join(f"{t['label']} {t['runtime_s']:.2f} s" for t in result["top"][1:4]))
+    lines.append("next best: " + "; ".join(f"{t['label']} {t['runtime_s']:.2f} s"
+                                           for t in result["top"][1:4]))
     return "\n".join(lines)

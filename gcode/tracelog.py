@@ -116,7 +116,8 @@ def _from_coordinator_log(path: Path) -> LoggedRun:
         arrival = _per_worker(rec["arrival_s"], n)
         compute = _per_worker(rec.get("compute_s") or {}, n)
         sleep = _per_worker(rec.get("sleep_s") or {}, n)
-        overhead = np.nanmedian(arrival - compute - np.nan_to_num(sleep)) if np.isfinite(compute).any() else 0.0
+        overhead = (np.nanmedian(arrival - compute - np.nan_to_num(sleep))
+                    if np.isfinite(compute).any() else 0.0)
         replied = []
         for (rr, w), rep in replies.items():
             if rr == r and w < n and np.isnan(arrival[w]):
@@ -186,10 +187,12 @@ def write_trace(log: str | Path, output: str | Path) -> str:
     kind = save_trace(trace, output, name=str(log))
     if model.kind == "additive":
         how = (f"additive, {model.slope:.4g} s per unit load; the trace holds zero-load times "
-               f"(time - load x slope). Replay: gcode simulate --trace {output} --load-slope {model.slope:.6g}")
+               f"(time - load x slope). Replay: gcode simulate --trace {output} "
+               f"--load-slope {model.slope:.6g}")
     else:
         how = (f"proportional; the trace holds the times at the run's load {model.trace_load:g}. "
-               f"Replay: gcode simulate --trace {output} --load-model proportional --trace-load {model.trace_load:g}")
+               f"Replay: gcode simulate --trace {output} --load-model proportional "
+               f"--trace-load {model.trace_load:g}")
     guessed = (f"; {run.filled} cut workers' times guessed (no late reply), {run.replied} from late replies"
                if run.filled or run.replied else "")
     return (f"wrote {output} ({kind}): {trace.shape[0]} rounds x {trace.shape[1]} workers from "

@@ -17,8 +17,9 @@ part of the hindsight-best's edge that is the draw's luck (no online chooser see
 
 Protocol: the tuner's own settings (TUNING_GRID) are chosen on a separate tuning suite of
 Gilbert–Elliott and i.i.d. traces with other parameters, sizes and seeds, never on the traces
-evaluated: the fewest runs more than 1% slower than uncoded, then the least mean regret. The tuner's cost per round on the coordinator (observe + decide) is timed in every
-run, against a fixed scheme's policy (which does no work per round).
+evaluated: the fewest runs more than 1% slower than uncoded, then the least mean regret. The tuner's
+cost per round on the coordinator (observe + decide) is timed in every run, against a fixed scheme's
+policy (which does no work per round).
 """
 
 from __future__ import annotations
@@ -150,8 +151,8 @@ def _bayes(item: SuiteTrace, loads: LoadModel, grid, runtimes: np.ndarray) -> di
     if item.generator is None:
         return {}
     rounds, n = item.trace.shape
-    total = sum(whole_runs(grid, item.generator.sample(rounds, n, seed=10_000 + i), item.jobs, loads)["runtime_s"]
-                for i in range(BAYES_DRAWS))
+    total = sum(whole_runs(grid, item.generator.sample(rounds, n, seed=10_000 + i), item.jobs,
+                           loads)["runtime_s"] for i in range(BAYES_DRAWS))
     pick = int(np.argmin(total))
     return {"bayes_label": grid.candidates[pick].label(),
             "bayes_regret": float(runtimes[pick] / runtimes.min() - 1)}
@@ -246,12 +247,14 @@ def markdown_table(result: dict) -> str:
                  f"but not the draw) is itself more than 3% off the hindsight-best on {worse}.")
     lines = [head, "",
              ("| trace | load model | n | jobs | candidates | auto s | hindsight-best s | hindsight choice "
-              "| uncoded s | regret | vs uncoded | chain's fixed choice: regret | switches | tuner ms/round |"),
+              "| uncoded s | regret | vs uncoded | chain's fixed choice: regret | switches "
+              "| tuner ms/round |"),
              "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for row in result["rows"]:
         miss = " **miss**" if row["regret"] > 0.03 or row["vs_uncoded"] > 0.01 else ""
         lines.append(f"| {row['trace']} | {row['load_model']} | {row['n']} | {row['jobs']} | "
-                     f"{row['candidates']} | {row['auto_s']:.3f} | {row['hindsight_s']:.3f} | {row['hindsight_label']} | "
+                     f"{row['candidates']} | {row['auto_s']:.3f} | {row['hindsight_s']:.3f} | "
+                     f"{row['hindsight_label']} | "
                      f"{row['uncoded_s']:.3f} | {row['regret']:+.1%}{miss} | {row['vs_uncoded']:+.1%} | "
                      f"{_bayes_cell(row)} | {row['switches']} | {row['tuner_ms_per_round']:.2f} |")
     lines += ["", ("The tuner's cost per round on the coordinator (observe + decide; a fixed scheme's "
@@ -279,7 +282,8 @@ def plot(result: dict, out_dir) -> list:
     for ax, kind in zip(axes, LOAD_MODELS):
         sub = [r for r in rows if r["load_model"] == kind]
         y = np.arange(len(sub))
-        ax.barh(y - 0.2, [100 * r["regret"] for r in sub], 0.4, label="auto vs hindsight-best", color="tab:green")
+        ax.barh(y - 0.2, [100 * r["regret"] for r in sub], 0.4, label="auto vs hindsight-best",
+                color="tab:green")
         ax.barh(y + 0.2, [100 * r["vs_uncoded"] for r in sub], 0.4, label="auto vs uncoded", color="tab:gray")
         ax.axvline(3, color="tab:red", lw=0.8, ls="--")
         ax.axvline(0, color="black", lw=0.6)

@@ -89,7 +89,8 @@ def markdown_table(result: dict) -> str:
                      f"{r['streaming_critical_path_ms']:.2f} | {r['coefficient_solve_ms']:.1f} |")
     if result["skipped"]:
         lines.append("")
-        lines.append("Skipped (memory): " + ", ".join(f"n={r['n']} d={r['d']:.0e}" for r in result["skipped"]))
+        lines.append("Skipped (memory): "
+                     + ", ".join(f"n={r['n']} d={r['d']:.0e}" for r in result["skipped"]))
     return "\n".join(lines)
 
 

@@ -166,7 +166,8 @@ def markdown_table(result: dict) -> str:
                   + (" simulated s | live / sim |" if inj == "trace" else ""),
                   "|---|---|---|---|---|---|---|" + ("---|---|" if inj == "trace" else "")]
         for name, r in rows.items():
-            line = (f"| {name}{' (approx.)' if r['approximate'] else ''} | {r['runtime_s']:.2f} | {r['rounds']} | "
+            line = (f"| {name}{' (approx.)' if r['approximate'] else ''} | {r['runtime_s']:.2f} | "
+                    f"{r['rounds']} | "
                     f"{r['waits']} | {r['final_loss']:.3f} | {r['speedup_vs_uncoded']:.2f}x | "
                     f"{r['speedup_vs_gc']:.2f}x |")
             if inj == "trace":

@@ -144,7 +144,8 @@ def end_to_end_runs(quick: bool = False) -> list[list[str]]:
     the issue's runs (one run when ``quick``)."""
     if quick:
         return [["--scheme", "uncoded"]]
-    return [["--scheme", name] for name in ("uncoded", "ignore", "gc", "srsgc", "msgc", "auto")] + ISSUE_RUNS[1:]
+    schemes = ("uncoded", "ignore", "gc", "srsgc", "msgc", "auto")
+    return [["--scheme", name] for name in schemes] + ISSUE_RUNS[1:]
 
 
 def run_scale_bench(ns=(256, 1024, 4096, 10000), rounds: int = 1000, book_rounds: int = 40,
@@ -261,7 +262,8 @@ def plot(result: dict, out_dir) -> list:
         if book:
             axes[1].loglog([r["n"] for r in book], [r["book_us_per_worker_round"] for r in book],
                            "o" + style, label=label)
-    axes[1].axhline(result["budget_us"], color="k", lw=0.8, ls=":", label=f"budget {result['budget_us']:.0f} µs")
+    axes[1].axhline(result["budget_us"], color="k", lw=0.8, ls=":",
+                    label=f"budget {result['budget_us']:.0f} µs")
     for ax, title in zip(axes, ("simulator", "coordinator bookkeeping (no Ray)")):
         ax.set_xlabel("workers n")
         ax.set_ylabel("µs per worker-round")

@@ -108,9 +108,11 @@ def markdown_table(result: dict, trace_name: str) -> str:
     sampled = result["reference_sampled_fraction"]
     note = "" if sampled == 1 else f" (timed on {sampled:.0%} of the grid, scaled)"
     return "\n".join([
-        f"Full hindsight grid on {trace_name}: {result['grid_settings']} settings, {result['jobs']} jobs.", "",
+        f"Full hindsight grid on {trace_name}: {result['grid_settings']} settings, "
+        f"{result['jobs']} jobs.", "",
         "| method | seconds | settings/s | simulated worker-rounds/s |", "|---|---|---|---|",
-        f"| vectorized bitset search (median of {len(result['fast_s_all'])}) | {result['fast_s_median']:.3f} | "
+        f"| vectorized bitset search (median of {len(result['fast_s_all'])}) | "
+        f"{result['fast_s_median']:.3f} | "
         f"{result['grid_settings'] / result['fast_s_median']:,.0f} | {wr['fast']:,.0f} |",
         f"| per-round reference loop{note} | {result['reference_s']:.3f} | "
         f"{result['grid_settings'] / result['reference_s']:,.0f} | {wr['reference']:,.0f} |", "",

@@ -169,10 +169,12 @@ def markdown_table(result: dict) -> str:
     for name, res in result["traces"].items():
         lines += [(f"**{name}** (evaluation rounds {res['evaluation_rounds'][0]}-"
                    f"{res['evaluation_rounds'][1] - 1}, {res['jobs']} jobs)"), "",
-                  "| scheme | hindsight params | hindsight s | vs uncoded | vs GC | out-of-sample params | out-of-sample s | vs uncoded | vs GC |",
+                  ("| scheme | hindsight params | hindsight s | vs uncoded | vs GC | out-of-sample params "
+                   "| out-of-sample s | vs uncoded | vs GC |"),
                   "|---|---|---|---|---|---|---|---|---|"]
         for scheme, row in res["schemes"].items():
-            cells = [scheme + ("" if row["exact"] else " (approx.)") + (" (online)" if row.get("online") else "")]
+            cells = [scheme + ("" if row["exact"] else " (approx.)")
+                     + (" (online)" if row.get("online") else "")]
             for column in ("hindsight", "out_of_sample"):
                 r = row[column]
                 params = ",".join(f"{k}={v}" for k, v in r["params"].items() if k != "gc_code") or "-"

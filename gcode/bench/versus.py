@@ -1,14 +1,14 @@
 """``gcode bench versus``: torch DDP and gcode's schemes side by side on the same stragglers.
 
-Every row trains the same model from the same seed on the same job batches for the same number
-of full-batch steps (jobs). A scheme with delay T trains M >= T+1 models round-robin, so each
-model gets jobs/M of the steps: such a row is compared with DDP training the same M models
-round-robin for the same steps per model (a DDP row per M: ``ddp``, ``ddp-m2``, ...), and every
-row says ``models`` and ``steps_per_model``; ``vs_ddp`` is the same-M DDP row's wall time over
-the row's. One-model and M-model rows are never ranked together (``best_exact`` is the best
-one-model row; ``best_exact_by_models`` has each M's). Injected delays come from one (rounds, workers) table shared by every
-row: DDP rank w sleeps table[t, w] in step t after computing, before its allreduce; gcode worker
-w sleeps table[r, w] in round r after computing, before it sends (``inject.mode = add``).
+Every row trains the same model from the same seed on the same job batches for the same number of
+full-batch steps (jobs). A scheme with delay T trains M >= T+1 models round-robin, so each model
+gets jobs/M of the steps: such a row is compared with DDP training the same M models round-robin for
+the same steps per model (a DDP row per M: ``ddp``, ``ddp-m2``, ...), and every row says ``models``
+and ``steps_per_model``; ``vs_ddp`` is the same-M DDP row's wall time over the row's. One-model and
+M-model rows are never ranked together (``best_exact`` is the best one-model row;
+``best_exact_by_models`` has each M's). Injected delays come from one (rounds, workers) table shared
+by every row: DDP rank w sleeps table[t, w] in step t after computing, before its allreduce; gcode
+worker w sleeps table[r, w] in round r after computing, before it sends (``inject.mode = add``).
 
 The default injection is bursty (B, W, λ) = (1, 2, 2) with ``base`` three times the model's
 measured compute time per round, so a straggler costs about 9 computes and the others 3

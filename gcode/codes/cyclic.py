@@ -41,10 +41,10 @@ class CyclicRepetitionCode(GradientCode):
     in fp32 or fp64, the code is ``certified`` and sends the cheapest such dtype (an explicit
     encoding must certify, or is refused). Otherwise (the paper's codes at n = 256: a random H
     is ill-conditioned; 44 of 1,000 random sets at (512, 30) miss the budget, and a search finds
-    such sets at (256, 27)) the code sends fp64 and checks each decode set as it meets it: a set whose E is over the budget
-    is not decodable; once more than n−s workers finished, the least-norm decode vector over all
-    of them is tried instead (``decode_uses_min_norm``). Such a code must decode within the
-    budget from every worker, or it is refused at construction.
+    such sets at (256, 27)) the code sends fp64 and checks each decode set as it meets it: a set whose E
+    is over the budget is not decodable; once more than n−s workers finished, the least-norm decode
+    vector over all of them is tried instead (``decode_uses_min_norm``). Such a code must decode within
+    the budget from every worker, or it is refused at construction.
     """
 
     kind = "cyclic"
@@ -154,7 +154,8 @@ class CyclicRepetitionCode(GradientCode):
                 return
             if self.explicit:
                 raise ValueError(f"encoding does not tolerate s={self.s} stragglers within the decode "
-                                 f"error budget (worst error factor {error_factor(worst_r, worst_a, _FP64):.1e} "
+                                 "error budget (worst error factor "
+                                 f"{error_factor(worst_r, worst_a, _FP64):.1e} "
                                  f"> {DECODE_ERROR_BUDGET:.0e})")
         elif self.explicit:
             raise ValueError(f"an explicit encoding must be certified: n={self.n}, s={self.s} has "

@@ -11,12 +11,12 @@ n−s workers needs a with Σ_{i∈I} a_i·B_i = 1ᵀ.
   decode vector a₀ and an orthonormal basis Q (n × s) of L, the decode vector of I (all workers
   but the s of S) is a₀ + Q·c with (a₀ + Q·c)_S = 0: the s × s system Q_S·c = −a₀_S, in
   O(s³ + n·s) per set instead of O(n·s²). With fewer than s stragglers the system is
-  underdetermined and its least-norm c gives the least-norm decode vector (a₀ ⊥ Q). L is found once: with I₀ the first n−s workers, every
-  other row is b_j = Σ_{i∈I₀} C_ji·b_i (one banded solve with s right-hand sides), so
-  e_j − C_j ∈ L, and those s vectors are independent. The paper's codes are ill-conditioned
-  (coefficients up to 10⁶–10⁷), so that vector is then refined: the residual ρ = 1ᵀ − aᵀB gets
-  a particular solution from I₀'s banded LU (factored once, O(n·s) per use), moved onto I by
-  the same Q_S system, until a step no longer reduces ρ (fixed-precision iterative refinement).
+  underdetermined and its least-norm c gives the least-norm decode vector (a₀ ⊥ Q). L is found once:
+  with I₀ the first n−s workers, every other row is b_j = Σ_{i∈I₀} C_ji·b_i (one banded solve with s
+  right-hand sides), so e_j − C_j ∈ L, and those s vectors are independent. The paper's codes are
+  ill-conditioned (coefficients up to 10⁶–10⁷), so that vector is then refined: the residual
+  ρ = 1ᵀ − aᵀB gets a particular solution from I₀'s banded LU (factored once, O(n·s) per use), moved
+  onto I by the same Q_S system, until a step no longer reduces ρ (fixed-precision iterative refinement).
 The caller checks every decode vector on all n parts (:func:`band_product`).
 """
 

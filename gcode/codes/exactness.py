@@ -51,7 +51,8 @@ def error_factor(residual: float, amplification: float, dtype, exact_coefficient
     return float(residual) + (1 if exact else 2) * unit * float(amplification)
 
 
-def cheapest_dtype(residual: float, amplification: float, exact_coefficients: bool = False) -> np.dtype | None:
+def cheapest_dtype(residual: float, amplification: float,
+                   exact_coefficients: bool = False) -> np.dtype | None:
     """The cheapest message dtype whose error factor is within the budget; None when none is."""
     for dtype in MESSAGE_DTYPES:
         if error_factor(residual, amplification, dtype, exact_coefficients) <= DECODE_ERROR_BUDGET:

@@ -31,7 +31,8 @@ def check_reachable(address: str, timeout_s: float = CONNECT_TIMEOUT_S) -> None:
         why = "timed out" if isinstance(exc, TimeoutError) else (exc.strerror or str(exc))
         raise ConfigError(FIELD, f"nothing answers at {host}:{port} ({why}, waited at most "
                                  f"{timeout_s:g} s): start the Ray head there (ray start --head "
-                                 f"--port {port}) or fix {how_to_set(FIELD, placeholder='HOST:PORT')}") from None
+                                 f"--port {port}) or fix "
+                                 f"{how_to_set(FIELD, placeholder='HOST:PORT')}") from None
 
 
 def connect(address: str) -> None:

@@ -14,5 +14,6 @@ from .policy import (
 )
 from .simulator import SimResult, simulate, worker_times
 
-__all__ = ["POLICIES", "DeadlinePolicy", "EarliestPolicy", "GapPolicy", "PaperPolicy", "PartialWaitPolicy", "Policy", "RoundOutcome", "SimResult",
-           "WaitAllPolicy", "make_policy", "simulate", "worker_times"]
+__all__ = ["POLICIES", "DeadlinePolicy", "EarliestPolicy", "GapPolicy", "PaperPolicy",
+           "PartialWaitPolicy", "Policy", "RoundOutcome", "SimResult", "WaitAllPolicy", "make_policy",
+           "simulate", "worker_times"]
