@@ -39,7 +39,8 @@ def test_a_coordinator_log_gives_every_workers_time_and_the_additive_slope(tmp_p
     assert run.times.shape == (8, 4) and run.filled == 0 and run.replied == 1
     assert run.times[2, 3] == pytest.approx(0.43 + 2.0 + 0.05)  # from its late reply
     model = run.load_model()  # compute barely spreads, the sleep is the fixed part: additive
-    assert model.kind == "additive" and model.slope == pytest.approx(np.median([0.40, 0.41, 0.42, 0.43]) / 0.25)
+    assert model.kind == "additive"
+    assert model.slope == pytest.approx(np.median([0.40, 0.41, 0.42, 0.43]) / 0.25)
     trace = run.trace(model)
     assert trace[0, 0] == pytest.approx(run.times[0, 0] - 0.25 * model.slope)
 

@@ -23,7 +23,8 @@ def test_bench_scale_small(tmp_path):
     # the simulator row is the real simulation of that scheme on the synthetic trace
     row = next(r for r in result["rows"] if r["n"] == 48 and r["label"] == "msgc fr")
     scheme = make_scheme("msgc", n=48, jobs=8, **row["params"])
-    again = simulate(scheme, synthetic_trace(12, 48), PaperPolicy(1.0), LoadModel("additive", result["load_slope"]))
+    again = simulate(scheme, synthetic_trace(12, 48), PaperPolicy(1.0),
+                     LoadModel("additive", result["load_slope"]))
     assert (again.runtime_s, again.waits) == (row["runtime_s"], row["waits"])
     assert [(r["trace_format"], r["n"]) for r in result["end_to_end"]] == [("csv", 48), ("npy", 48)]
     assert all(r["wall_s"] > 0 and r["peak_rss_mb"] > 10 for r in result["end_to_end"])

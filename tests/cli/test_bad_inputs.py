@@ -72,11 +72,13 @@ def test_malformed_traces(tmp_path, label, text, message):
 DATA_CASES = [
     ("length mismatch", lambda: Dataset.from_arrays(np.zeros((3, 2)), np.zeros(2, int)), "length"),
     ("non-finite x", lambda: Dataset.from_arrays(np.full((2, 2), np.nan), np.zeros(2, int)), "finite"),
-    ("label out of range", lambda: Dataset.from_arrays(np.zeros((2, 2)), np.array([0, 5]), num_classes=2), "label"),
+    ("label out of range", lambda: Dataset.from_arrays(np.zeros((2, 2)), np.array([0, 5]),
+            num_classes=2), "label"),
     ("unknown dataset", lambda: load_dataset("imagenet"), "imagenet"),
     ("unknown model", lambda: make_model("resnet9000", 4, 2, 0), "resnet9000"),
     ("unknown optimizer", lambda: make_optimizer("lion", make_model("mlp", 4, 2, 0).parameters()), "lion"),
-    ("bad optimizer option", lambda: make_optimizer("sgd", make_model("mlp", 4, 2, 0).parameters(), lr=0.1, momentun=0.9), "momentun"),
+    ("bad optimizer option", lambda: make_optimizer("sgd", make_model("mlp", 4, 2, 0).parameters(), lr=0.1,
+            momentun=0.9), "momentun"),
     ("unknown delay model", lambda: make_delay_model("weibull"), "weibull"),
     ("bad delay parameter", lambda: make_delay_model("pareto", scale=1.0, alpha=2.0, shape=3), "shape"),
     ("bad online tuner window", lambda: OnlineConfig(window=1), "window must be >= 2"),
@@ -206,7 +208,8 @@ CLI_CASES = [
 ]
 
 
-@pytest.mark.parametrize("args,message", CLI_CASES, ids=[" ".join(c[0][:2]) + f"-{i}" for i, c in enumerate(CLI_CASES)])
+@pytest.mark.parametrize("args,message", CLI_CASES,
+                         ids=[" ".join(c[0][:2]) + f"-{i}" for i, c in enumerate(CLI_CASES)])
 def test_cli_reports_one_line_without_traceback(args, message):
     code, _, _, stderr, _ = cli(*args)
     assert code == 2, stderr

@@ -118,7 +118,6 @@ def test_idle_watchers_cannot_lock_the_operator_out():
         calls = [c._stub.WatchRounds(WatchRequest(from_round=0)) for c in clients]
         time.sleep(1.0)
         with MonitorClient(server.target) as control:
-            start = time.monotonic()
             assert control.status(timeout=5).round == -1
             assert control.request_stop("operator", timeout=5).accepted
         rejected = [call for call in calls if call.done()]

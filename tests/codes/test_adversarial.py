@@ -97,7 +97,8 @@ def uncertified(monkeypatch):
 
 @pytest.mark.parametrize("name,n,params", [
     ("gc", 6, {"s": 2}), ("gc", 5, {"s": 3}), ("srsgc", 4, {"B": 1, "W": 2, "lam": 2}),
-    ("srsgc", 4, {"B": 2, "W": 3, "lam": 2}), ("msgc", 4, {"B": 1, "W": 2, "lam": 2}), ("msgc", 3, {"B": 2, "W": 3, "lam": 2}),
+    ("srsgc", 4, {"B": 2, "W": 3, "lam": 2}), ("msgc", 4, {"B": 1, "W": 2, "lam": 2}),
+    ("msgc", 3, {"B": 2, "W": 3, "lam": 2}),
 ])
 def test_every_pattern_decodes_within_budget_when_each_set_is_checked(uncertified, name, n, params):
     """Small cyclic codes with certification turned off check each decode set as it meets it:
@@ -123,7 +124,8 @@ def test_searched_patterns_decode_within_1e6_or_wait(n, s):
 
 
 @pytest.mark.parametrize("name,n,params", [
-    ("gc", 256, {"s": 40}), ("msgc", 256, {"B": 1, "W": 2, "lam": 40}), ("srsgc", 512, {"B": 1, "W": 2, "lam": 32}),
+    ("gc", 256, {"s": 40}), ("msgc", 256, {"B": 1, "W": 2, "lam": 40}),
+    ("srsgc", 512, {"B": 1, "W": 2, "lam": 32}),
 ])
 def test_the_issues_schemes_never_decode_a_searched_set_silently_wrong(name, n, params):
     """Issue 27: run_pattern fed a bad fixed pattern failed for GC (256, 40), M-SGC (1,2,40)
@@ -149,7 +151,8 @@ def test_the_issues_schemes_never_decode_a_searched_set_silently_wrong(name, n, 
 #: (256, 40) decodes random fp32 gradients with a relative error of 1.2e-4, (1024, 30) 3.8e-6
 FOUND = {
     (256, 40): [7, 21, 25, 28, 30, 32, 39, 56, 65, 76, 78, 87, 92, 93, 94, 102, 105, 109, 124, 126, 137,
-                138, 141, 153, 164, 165, 177, 181, 190, 194, 195, 198, 202, 205, 207, 216, 224, 234, 246, 247],
+                138, 141, 153, 164, 165, 177, 181, 190, 194, 195, 198, 202, 205, 207, 216, 224, 234,
+                246, 247],
     (512, 16): [0, 7, 27, 60, 106, 127, 133, 208, 253, 288, 374, 375, 456, 488, 492, 501],
     (1024, 30): [28, 85, 146, 160, 277, 317, 330, 341, 356, 391, 419, 441, 506, 518, 548, 584, 591, 666, 719,
                  725, 733, 759, 809, 825, 860, 868, 873, 880, 891, 915],
@@ -182,17 +185,19 @@ def test_the_issues_failing_patterns_now_wait(name, n, params, code_s):
 
 
 def test_certified_schemes_pass_the_adversarial_search_with_no_wait():
-    for name, params in [("gc", {"s": 40}), ("msgc", {"B": 1, "W": 2, "lam": 27}), ("srsgc", {"B": 2, "W": 3, "lam": 23})]:
-        report, search = verify_adversarial(lambda name=name, params=params: make_scheme(name, n=256, jobs=2, **params),
-                                            seed=0, dim=8)
+    for name, params in [("gc", {"s": 40}), ("msgc", {"B": 1, "W": 2, "lam": 27}),
+                         ("srsgc", {"B": 2, "W": 3, "lam": 23})]:
+        report, search = verify_adversarial(
+            lambda name=name, params=params: make_scheme(name, n=256, jobs=2, **params), seed=0, dim=8)
         assert report.failures == 0 and report.max_rel_error <= 1e-12 and report.refused_rounds == 0
         assert search["worst_unchecked_error"] <= DECODE_ERROR_BUDGET
 
 
 def test_cli_verify_adversarial_reports_the_search():
-    proc = subprocess.run([sys.executable, "-m", "gcode", "verify", "--scheme", "gc", "--n", "256", "--s", "40",
-                           "--gc-code", "cyclic", "--adversarial", "--evaluations", "300", "--patterns", "2",
-                           "--rounds", "2", "--json"], capture_output=True, text=True, check=False)
+    proc = subprocess.run([sys.executable, "-m", "gcode", "verify", "--scheme", "gc", "--n", "256",
+                           "--s", "40", "--gc-code", "cyclic", "--adversarial", "--evaluations", "300",
+                           "--patterns", "2", "--rounds", "2", "--json"],
+                          capture_output=True, text=True, check=False)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     out = json.loads(proc.stdout)
     assert out["failures"] == 0 and out["max_rel_error"] <= TOLERANCE and out["patterns"] == 2

@@ -63,7 +63,8 @@ CASES = [
     ("uncoded", 3, {}),
     ("srsgc", 4, dict(B=2, W=3, lam=2)), ("srsgc", 4, dict(B=1, W=2, lam=2)),
     ("srsgc", 3, dict(B=1, W=3, lam=2)), ("srsgc", 4, dict(B=2, W=4, lam=2)),
-    pytest.param("msgc", 4, dict(B=2, W=3, lam=2), marks=pytest.mark.slow), ("msgc", 4, dict(B=1, W=2, lam=2)),
+    pytest.param("msgc", 4, dict(B=2, W=3, lam=2), marks=pytest.mark.slow),
+    ("msgc", 4, dict(B=1, W=2, lam=2)),
     ("msgc", 3, dict(B=1, W=3, lam=2)), ("msgc", 3, dict(B=2, W=3, lam=3)),
     ("msgc", 3, dict(B=1, W=2, lam=1, gc_code="fr")),
 ]

@@ -147,8 +147,9 @@ def test_fr_decode_vector_is_the_first_finished_member_per_group():
         assert dict(zip(workers.tolist(), a.tolist())) == dense_decode(code, np.flatnonzero(arrived))
 
 
-@pytest.mark.parametrize("code", [CyclicRepetitionCode(9, 3), FractionalRepetitionCode(9, 2),
-                                  CyclicRepetitionCode(3, 1, encoding=[[0.5, 1, 0], [0, 1, -1], [0.5, 0, 1]])])
+@pytest.mark.parametrize("code", [
+    CyclicRepetitionCode(9, 3), FractionalRepetitionCode(9, 2),
+    CyclicRepetitionCode(3, 1, encoding=[[0.5, 1, 0], [0, 1, -1], [0.5, 0, 1]])])
 def test_support_sums_are_the_sums_over_each_workers_parts(code):
     values = np.arange(1, code.num_parts + 1) ** 2
     assert code.support_sums(values).tolist() == [int(values[code.support(w)].sum()) for w in range(code.n)]
@@ -157,7 +158,8 @@ def test_support_sums_are_the_sums_over_each_workers_parts(code):
 def test_plan_reads_like_a_list_of_per_worker_task_lists():
     code = FractionalRepetitionCode(4, 1)
     on = np.array([True, False, True, True])
-    plan = Plan(4, [TaskBlock(3, 0, on, chunk=np.arange(4)), TaskBlock(2, 1, ~on | on, code=code, chunk_offset=10),
+    plan = Plan(4, [TaskBlock(3, 0, on, chunk=np.arange(4)),
+                    TaskBlock(2, 1, ~on | on, code=code, chunk_offset=10),
                     TaskBlock(9, 2, np.zeros(4, dtype=bool), chunk=np.arange(4))])
     assert len(plan) == 4 and plan.has_tasks and len(plan.blocks) == 2
     assert plan[1] == [MiniTask(2, 1, (10,), (1.0,))]
@@ -176,7 +178,8 @@ def test_decodings_read_like_lists_of_keys_and_coefficients():
     assert list(d) == [(ResultKey(2, 5, 1), 0.5), (ResultKey(0, 6, 1), 2.0)]
     assert d == [(ResultKey(2, 5, 1), 0.5), (ResultKey(0, 6, 1), 2.0)] and len(d) == 2
     assert d.shifted(10, 100)[1] == (ResultKey(0, 16, 101), 2.0)
-    assert Decoding.concat([d, Decoding.from_pairs([(ResultKey(1, 1, 1), 3.0)])])[2] == (ResultKey(1, 1, 1), 3.0)
+    joined = Decoding.concat([d, Decoding.from_pairs([(ResultKey(1, 1, 1), 3.0)])])
+    assert joined[2] == (ResultKey(1, 1, 1), 3.0)
 
 
 def test_the_simulator_never_solves_a_certified_decode(monkeypatch):
@@ -198,5 +201,5 @@ def test_plans_and_decodings_match_between_the_dense_limit_and_n_200(n, scheme, 
     """Plans built block by block, and cyclic decode vectors from the refined null space (or the
     banded LU), agree with the per-worker reference and its dense QR round by round."""
     name, params = scheme
-    drive_both(make_scheme(name, n=n, jobs=5, gc_code="cyclic", **params), np.random.default_rng(seed), rounds=5,
-               coefficient_rtol=1e-7)
+    drive_both(make_scheme(name, n=n, jobs=5, gc_code="cyclic", **params), np.random.default_rng(seed),
+               rounds=5, coefficient_rtol=1e-7)

@@ -34,7 +34,8 @@ def drive(scheme, switches, stragglers_for, rng, dim=6):
         plan = scheme.plan(r)
         for worker, tasks in enumerate(plan):
             for task in tasks:
-                message = np.asarray(task.coefficients) @ grads_of(task.job)[list(task.chunks)].astype(np.float64)
+                parts = grads_of(task.job)[list(task.chunks)].astype(np.float64)
+                message = np.asarray(task.coefficients) @ parts
                 key = (worker, r, task.slot)
                 assert key not in results, "result keys must be unique"
                 results[key] = message.astype(scheme.message_dtype)

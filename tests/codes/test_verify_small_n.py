@@ -68,7 +68,8 @@ def test_cyclic_certificate_is_the_worst_over_every_decode_set():
     assert error_factor(code.residual, code.amplification, np.float32) > DECODE_ERROR_BUDGET
     small = make_gc_code("cyclic", 5, 4)  # certified well-conditioned
     assert small.certified and small.message_dtype == np.float32
-    assert small.error_bound == error_factor(small.residual, small.amplification, np.float32) <= DECODE_ERROR_BUDGET
+    bound = error_factor(small.residual, small.amplification, np.float32)
+    assert small.error_bound == bound <= DECODE_ERROR_BUDGET
 
 
 def test_a_code_too_large_to_certify_sends_fp64_and_checks_each_set():

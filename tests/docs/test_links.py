@@ -97,7 +97,8 @@ def broken_anchors(doc: Path) -> list[str]:
             continue
         target, anchor = link.split("#", 1)
         path = (doc.parent / target).resolve() if target else doc
-        if path.suffix == ".md" and path.is_file() and anchor not in anchors(path.read_text(encoding="utf-8")):
+        if (path.suffix == ".md" and path.is_file()
+                and anchor not in anchors(path.read_text(encoding="utf-8"))):
             bad.append(link)
     return bad
 
@@ -159,7 +160,8 @@ def test_every_link_and_path_in_the_docs_resolves(doc):
 
 
 def test_anchors_are_found_as_github_makes_them():
-    text = "# Results\n```\n# not a heading\n```\n## Scale: 10,000 workers (`gcode bench scale`)\n## Results\n"
+    text = ("# Results\n```\n# not a heading\n```\n## Scale: 10,000 workers (`gcode bench scale`)\n"
+            "## Results\n")
     assert anchors(text) == {"results", "scale-10000-workers-gcode-bench-scale", "results-1"}
 
 

@@ -41,8 +41,9 @@ def main() -> int:
                 "train": {"model": "logistic", "batch_size": 240}}))
         except ConfigError as exc:
             refused = str(exc)
-        print(json.dumps({"transport": res["transport"], "shm_refused": refused,"nodes": res["nodes"], "decoded_jobs": res["decoded_jobs"],
-                          "jobs": res["jobs"], "max_decode_rel_error": res["max_decode_rel_error"],
+        print(json.dumps({"transport": res["transport"], "shm_refused": refused, "nodes": res["nodes"],
+                          "decoded_jobs": res["decoded_jobs"], "jobs": res["jobs"],
+                          "max_decode_rel_error": res["max_decode_rel_error"],
                           "stragglers": res["stragglers"], "node_ips": res["node_ips"]}))
     finally:
         cluster.shutdown()

@@ -131,12 +131,13 @@ def test_two_runs_on_one_checkpoint_directory(ray_pool, tmp_path):
 
 
 def test_a_diverged_model_stops_the_run_at_once(ray_pool, tmp_path):
-    """diabetes regression (MSE) at train.lr = 1e6 (the largest the settings allow): within a few updates the parameters (or
-    the gradient at them) are non-finite. Instead of rejecting every worker until
+    """diabetes regression (MSE) at train.lr = 1e6 (the largest the settings allow): within a few
+    updates the parameters (or the gradient at them) are non-finite. Instead of rejecting every worker until
     round_timeout_s, the run stops at the first non-finite job, naming the model, the job and
     the cause, and the last checkpoint, which holds finite parameters and verifies."""
     ck = tmp_path / "ck"
-    cfg = config(scheme=GC_FR, train={"dataset": "diabetes", "model": "logistic", "lr": 1e6, "check_decode": False},
+    cfg = config(scheme=GC_FR,
+                 train={"dataset": "diabetes", "model": "logistic", "lr": 1e6, "check_decode": False},
                  checkpoint={"dir": str(ck), "every": 1})
     with pytest.raises(DivergedError) as info:
         train(cfg, pool=ray_pool)

@@ -33,7 +33,8 @@ def test_uncoded_workers_read_every_batch_but_the_first_ahead(ray_pool):
 def test_auto_reads_ahead_only_on_gpu_workers(ray_pool):
     assert train(config(scheme={"name": "uncoded", "jobs": 2}), pool=ray_pool)["prefetch"] is False
     cc = config(cluster={"gpus_per_worker": 0.5}).cluster
-    assert cc.reads_ahead and not config(cluster={"prefetch": "off", "gpus_per_worker": 0.5}).cluster.reads_ahead
+    off = config(cluster={"prefetch": "off", "gpus_per_worker": 0.5}).cluster
+    assert cc.reads_ahead and not off.reads_ahead
 
 
 def test_a_task_with_no_samples_reads_nothing(ray_pool):

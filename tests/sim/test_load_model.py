@@ -82,7 +82,8 @@ def test_default_parameters_fit_any_n_and_are_the_papers_at_256():
 
 def test_tuner_grid_grows_with_n_and_the_delay_budget_not_the_trace_length():
     settings = lambda rounds: TuneSettings(jobs=rounds - 4)
-    assert grid_size(200, 10, settings(200)) == grid_size(2000, 10, settings(2000)) == grid_size(20000, 10, settings(20000))
+    assert (grid_size(200, 10, settings(200)) == grid_size(2000, 10, settings(2000))
+            == grid_size(20000, 10, settings(20000)))
     assert grid_size(30, 256, TuneSettings(jobs=26)) == 14080  # the authors' grid
     # lowering --jobs does not grow the grid past the delay budget (max_delay, 4 by default)
     assert grid_size(2000, 10, TuneSettings(jobs=100)) == grid_size(2000, 10, settings(2000))
@@ -156,7 +157,8 @@ def test_a_10_worker_2000_round_trace_end_to_end_with_the_proportional_model(tmp
 
 @pytest.mark.parametrize("args,message", [
     (["simulate", "--trace-load", "0.1"], "--trace-load applies to --load-model proportional only"),
-    (["simulate", "--load-model", "proportional", "--load-slope", "1"], "--load-slope applies to --load-model additive"),
+    (["simulate", "--load-model", "proportional", "--load-slope", "1"],
+     "--load-slope applies to --load-model additive"),
     (["tune", "--load-model", "proportional", "--trace-load", "0"],
      "argument --trace-load: must be a positive finite number"),
     (["tune", "--load-model", "proportional", "--trace-load", "2"], "--trace-load must be in (0, 1]"),

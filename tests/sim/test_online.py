@@ -35,7 +35,8 @@ def test_decisions_use_only_past_rounds():
         runs.append(tuner)
     before = [[s for s in tuner.scheme.switches if s["round"] <= 12] for tuner in runs]
     assert before[0] == before[1]
-    assert [d for d in runs[0].decisions if d["round"] <= 12] == [d for d in runs[1].decisions if d["round"] <= 12]
+    first, second = ([d for d in run.decisions if d["round"] <= 12] for run in runs[:2])
+    assert first == second
 
 
 @pytest.mark.parametrize("field,value,message", [

@@ -73,7 +73,8 @@ def test_msgc_lambda_n_tail_round_is_free_where_the_authors_charge_it(trace20):
     frees idle tail rounds): 22.6801 s, the first 17 rounds of the same run with a 17th job."""
     run = simulate(make_scheme("msgc", n=256, jobs=16, B=1, W=2, lam=256), trace20, PaperPolicy(1.0), SLOPE)
     assert round(run.runtime_s, 4) == 21.4865 and run.durations[16] == 0.0
-    charged = simulate(make_scheme("msgc", n=256, jobs=17, B=1, W=2, lam=256), trace20, PaperPolicy(1.0), SLOPE)
+    charged = simulate(make_scheme("msgc", n=256, jobs=17, B=1, W=2, lam=256), trace20, PaperPolicy(1.0),
+                       SLOPE)
     assert round(sum(charged.durations[:17]), 4) == 22.6801
     assert charged.durations[:16] == run.durations[:16]
 
@@ -112,7 +113,8 @@ def test_tune_finds_the_authors_hindsight_best(trace30, trace20):
     best20 = tune(trace20, TuneSettings(jobs=16))["best"]
     # (1,2,256) has no D2 code: its last round is free once every D1 chunk is in
     assert best20["msgc"]["params"]["lam"] == 256 and round(best20["msgc"]["runtime_s"], 2) == 21.49
-    assert best20["srsgc"]["params"] | {"gc_code": "cyclic"} == {"B": 2, "W": 3, "lam": 25, "gc_code": "cyclic"}
+    assert best20["srsgc"]["params"] | {"gc_code": "cyclic"} == {"B": 2, "W": 3, "lam": 25,
+                                                                  "gc_code": "cyclic"}
     for best in (best30, best20):
         assert best["msgc"]["runtime_s"] < best["uncoded"]["runtime_s"]
 
@@ -142,7 +144,8 @@ def test_policies():
 
 def test_time_scale_and_extra_columns(trace30):
     small = simulate(make_scheme("msgc", n=8, jobs=10, B=1, W=2, lam=2), trace30, PaperPolicy(1.0), 0.0, 0.1)
-    ref = simulate(make_scheme("msgc", n=8, jobs=10, B=1, W=2, lam=2), trace30[:, :8] * 0.1, PaperPolicy(1.0), 0.0)
+    ref = simulate(make_scheme("msgc", n=8, jobs=10, B=1, W=2, lam=2), trace30[:, :8] * 0.1,
+                   PaperPolicy(1.0), 0.0)
     assert small.runtime_s == pytest.approx(ref.runtime_s)
 
 
@@ -165,8 +168,8 @@ def gcode(*args, check=True):
 def test_cli_simulate_json_acceptance():
     common = ["--trace", str(R30), "--jobs", "26", "--mu", "1", "--load-slope", "2.2013",
               "--policy", "paper", "--json"]
-    out = json.loads(gcode("simulate", "--scheme", "msgc", "--B", "1", "--W", "2", "--lam", "27", "--gc-code", "cyclic",
-                           *common).stdout)
+    out = json.loads(gcode("simulate", "--scheme", "msgc", "--B", "1", "--W", "2", "--lam", "27",
+                           "--gc-code", "cyclic", *common).stdout)
     assert round(out["runtime_s"], 4) == 34.9365
     assert {"runtime_s", "rounds", "waits", "load", "delay_T"} <= set(out)
     out = json.loads(gcode("simulate", "--scheme", "gc", "--s", "11", "--gc-code", "cyclic", *common).stdout)
@@ -220,7 +223,8 @@ def test_cli_verify_gc_n256_s27():
     (["simulate", "--jobs", "40", "--scheme", "uncoded"], "trace has 30 rounds"),
     (["simulate", "--policy", "deadline"], "needs deadline_s"),
     (["tune", "--jobs", "31"], "exceeds the trace"),
-    (["verify", "--scheme", "msgc", "--n", "4", "--B", "1", "--W", "2", "--lam", "5"], "lam must satisfy lam <= n"),
+    (["verify", "--scheme", "msgc", "--n", "4", "--B", "1", "--W", "2", "--lam", "5"],
+     "lam must satisfy lam <= n"),
     (["simulate", "--mu", "0"], "argument --mu: must be a positive finite number"),
 ])
 def test_cli_errors_are_one_clear_line(args, message):
