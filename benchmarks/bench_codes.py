@@ -71,7 +71,8 @@ def code_row(kind: str, n: int, s: int, evaluations: int) -> dict:
         "error_bound": code.error_bound if code.certified else None,
         "searched_unchecked_error": search["worst_unchecked_error"],
         "searched_amplification": search["worst_amplification"],
-        "unchecked_rel_error": unchecked_relative_error(code, worst, np.random.default_rng([n, s])) if s else 0.0,
+        "unchecked_rel_error": (unchecked_relative_error(code, worst, np.random.default_rng([n, s]))
+                                if s else 0.0),
         "max_rel_error": report.max_rel_error, "failures": report.failures,
         "refused_rounds": report.refused_rounds, "min_norm_decodes": report.min_norm_decodes,
         "search_sets": search["sets"], "build_s": built,
@@ -111,7 +112,8 @@ def paper_markdown(paper: list[dict]) -> str:
     lines = [PAPER_HEADER, "|" + "---|" * 12]
     for r in paper:
         params = ",".join(str(v) for v in r["params"].values())
-        lines.append(f"| {r['scheme']} | ({params}) | {r['code']} | {r['load']:.5f} | {r['load_vs_cyclic']:.4f} | "
+        lines.append(f"| {r['scheme']} | ({params}) | {r['code']} | {r['load']:.5f} | "
+                     f"{r['load_vs_cyclic']:.4f} | "
                      f"{r['message_dtype']} | {r['certified']} | {fmt(r['error_bound'])} | "
                      f"{fmt(r['searched_unchecked_error'])} | {fmt(r['max_rel_error'])} | {r['failures']} | "
                      f"{r['refused_rounds']} |")
@@ -128,7 +130,8 @@ def summary_markdown(sweep: list[dict]) -> str:
         lines.append(f"| {kind} | {len(rows)} | {sum(r['certified'] for r in rows)} | "
                      f"{sum(r['message_dtype'] == 'float32' for r in rows)} | "
                      f"{100 * np.mean([r['load_excess'] for r in rows]):.1f}%, "
-                     f"{100 * max(r['load_excess'] for r in rows):.1f}% | {sum(r['refused_rounds'] for r in rows)} | "
+                     f"{100 * max(r['load_excess'] for r in rows):.1f}% | "
+                     f"{sum(r['refused_rounds'] for r in rows)} | "
                      f"{max(r['unchecked_rel_error'] for r in rows):.2e} | "
                      f"{max(r['max_rel_error'] for r in rows):.2e} | {sum(r['failures'] for r in rows)} |")
     return "\n".join(lines)
@@ -142,7 +145,8 @@ def sweep_markdown(sweep: list[dict], sizes=None) -> str:
         if "refused" in r:
             lines.append(f"| {r['n']} | {r['s']} | {r['code']} | refused: {r['refused']} |" + " |" * 11)
             continue
-        lines.append(f"| {r['n']} | {r['s']} | {r['code']} | {r['load']:.5f} | {100 * r['load_excess']:.1f}% | "
+        lines.append(f"| {r['n']} | {r['s']} | {r['code']} | {r['load']:.5f} | "
+                     f"{100 * r['load_excess']:.1f}% | "
                      f"{r['message_dtype']} | {r['certified']} | {fmt(r['amplification'], '.3g')} | "
                      f"{fmt(r['error_bound'])} | {fmt(r['searched_unchecked_error'])} | "
                      f"{fmt(r['unchecked_rel_error'])} | {fmt(r['max_rel_error'])} | {r['failures']} | "

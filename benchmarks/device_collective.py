@@ -50,7 +50,8 @@ MB = 1e6
 
 def make_model(device) -> torch.nn.Module:
     torch.manual_seed(0)
-    return torch.nn.Sequential(torch.nn.Linear(256, 512), torch.nn.ReLU(), torch.nn.Linear(512, 10)).to(device)
+    return torch.nn.Sequential(torch.nn.Linear(256, 512), torch.nn.ReLU(),
+                               torch.nn.Linear(512, 10)).to(device)
 
 
 def chunk_gradient(model, job: int, chunk: int, device) -> torch.Tensor:
@@ -87,7 +88,8 @@ def _rank(rank: int, world: int, port: int, backend: str, gpus: int, out: str) -
         torch.cuda.set_device(device)
     model = make_model(device)
     numel = sum(p.numel() for p in model.parameters())
-    report: dict = {"rank": rank, "device": torch.cuda.get_device_name(device) if gpus else "cpu", "numel": numel, "schemes": []}
+    report: dict = {"rank": rank, "device": torch.cuda.get_device_name(device) if gpus else "cpu",
+                    "numel": numel, "schemes": []}
     rdv = Rendezvous("127.0.0.1", port, world, 0, backend, 120.0)
     for name, params in SCHEMES:
         scheme = make_scheme(name, n=world, jobs=JOBS, **params)
@@ -120,7 +122,8 @@ def _rank(rank: int, world: int, port: int, backend: str, gpus: int, out: str) -
                 mine = [(tuple(key), a) for key, a in scheme.decode(t) if key.worker == rank]
                 total = plane.decode(t, mine).result(timeout=180)
                 chunks = len(scheme.chunk_fractions_for(t))
-                direct = torch.stack([chunk_gradient(model, t, c, device) for c in range(chunks)]).double().sum(0)
+                direct = torch.stack([chunk_gradient(model, t, c, device)
+                                      for c in range(chunks)]).double().sum(0)
                 errors.append(float((total.double() - direct).norm() / direct.norm()))
                 with torch.no_grad():
                     start = 0
@@ -138,7 +141,8 @@ def _rank(rank: int, world: int, port: int, backend: str, gpus: int, out: str) -
         report["schemes"].append({"scheme": name, "params": params, "accumulate_dtype": dtype,
                                   "message_dtype": np.dtype(scheme.message_dtype).name, "jobs": JOBS,
                                   "decoded_jobs": decoded, "straggler_slots": stragglers_seen,
-                                  "max_rel_error": max(errors), "replicas_identical": identical, "mismatch": mismatch,
+                                  "max_rel_error": max(errors), "replicas_identical": identical,
+                                  "mismatch": mismatch,
                                   "replica_checksum": checksum(list(replica.parameters())),
                                   "exact": decoded == JOBS and max(errors) <= TOLERANCE})
         plane.close()
@@ -209,7 +213,8 @@ def main(argv=None) -> int:
     t0 = time.perf_counter()
     with tempfile.TemporaryDirectory() as tmp:
         stem = os.path.join(tmp, "rank")
-        mp.start_processes(_rank, args=(args.world, _free_port_block(len(SCHEMES) + 2), args.backend, gpus, stem),
+        mp.start_processes(_rank,
+                           args=(args.world, _free_port_block(len(SCHEMES) + 2), args.backend, gpus, stem),
                            nprocs=args.world, start_method="spawn", join=True)
         reports = [json.loads(Path(f"{stem}.{r}").read_text()) for r in range(args.world)]
     rows = []
@@ -236,12 +241,15 @@ def main(argv=None) -> int:
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(result, indent=2) + "\n")
     print(f"{result['device']}, {args.world} ranks, {args.backend}, d = {result['numel']}:")
-    print("| scheme | params | accumulator | jobs decoded | straggler slots | max rel. error | replicas identical |")
+    print("| scheme | params | accumulator | jobs decoded | straggler slots | max rel. error "
+          "| replicas identical |")
     print("|---|---|---|---|---|---|---|")
     for r in rows:
-        print(f"| {r['scheme']} | {r['params']} | {r['accumulate_dtype']} | {r['decoded_jobs']}/{r['jobs']} | "
+        print(f"| {r['scheme']} | {r['params']} | {r['accumulate_dtype']} | "
+              f"{r['decoded_jobs']}/{r['jobs']} | "
               f"{r['straggler_slots']} | {r['max_rel_error']:.2e} | {r['replicas_identical']} |")
-    print(f"gloo allreduce of 13 MB {args.device} tensors among {args.world} ranks: {result['allreduce_13MB_s'] * 1e3:.1f} ms")
+    print(f"gloo allreduce of 13 MB {args.device} tensors among {args.world} ranks: "
+          f"{result['allreduce_13MB_s'] * 1e3:.1f} ms")
     print(f"all exact: {result['all_exact']}; wrote {out}")
     return 0 if result["all_exact"] else 1
 

@@ -217,7 +217,8 @@ def markdown_table(doc: dict) -> str:
                      f"{e(r.get('replica_floor'))} | {1e3 * r['task_s_median']:.1f} | {r['verdict']} |")
     first = doc["rows"][0]
     lines.append(f"\n{first['model']}, batch {first['batch']}, {first['jobs']} batches per row, on "
-                 f"{first['gpu'] or first['device']}" + (f", torch {doc['torch']}" if doc.get("torch") else ""))
+                 f"{first['gpu'] or first['device']}"
+                 + (f", torch {doc['torch']}" if doc.get("torch") else ""))
     return "\n".join(lines)
 
 
@@ -227,7 +228,8 @@ def _line(row: dict) -> str:
     return (f"| {row['code']} n={row['n']} s={row['s']} | {row['mode']} | {row['message_dtype']} | "
             f"worst {row['max_rel_error']:.2e} | median {row['median_rel_error']:.2e} | "
             f"sets {row['sets']} (+{row['refused_sets']} refused) | identical replicas "
-            f"{row['identical_replicas']:.0%} (floor {row['replica_floor']:.1e}) | task {row['task_s_median'] * 1e3:.1f} ms | "
+            f"{row['identical_replicas']:.0%} (floor {row['replica_floor']:.1e}) | "
+            f"task {row['task_s_median'] * 1e3:.1f} ms | "
             f"{row['verdict']} |")
 
 

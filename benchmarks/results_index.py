@@ -115,8 +115,8 @@ def gpu2_table(docs):
         for r in d["rows"]:
             t = r.get("timings_s_per_round") or {}
             rounds = r.get("rounds", r["steps"])
-            rows.append([f"`{stem}`", r.get("row", "ddp"), trained(r), f"{r['wall_s']:.2f}", x(r["vs_ddp"], 3),
-                         f"{1e3 * r['wall_s'] / rounds:.0f}", ms(r["compute_s_per_round"]),
+            rows.append([f"`{stem}`", r.get("row", "ddp"), trained(r), f"{r['wall_s']:.2f}",
+                         x(r["vs_ddp"], 3), f"{1e3 * r['wall_s'] / rounds:.0f}", ms(r["compute_s_per_round"]),
                          *(ms(t.get(k)) if t else "-" for k in ("issue", "dispatch", "fetch", "decode",
                                                                 "step"))])
     return runs_setup(docs) + "\n\n" + table(
@@ -193,7 +193,8 @@ def sim_policies(docs):
                                     for s in schemes)])
     return ("Runtime in simulated seconds on the bundled 30-round trace (paper parameters, 26 jobs; "
             "`ignore` is approximate; SR-SGC and auto cannot dispatch at arrival; auto picks each "
-            "candidate's own policy, so its row is run under paper and partial only).\n\n" + table(["policy", "dispatch", *schemes], rows))
+            "candidate's own policy, so its row is run under paper and partial only).\n\n"
+            + table(["policy", "dispatch", *schemes], rows))
 
 
 PINNED = ("gcode simulate --scheme srsgc --B 1 --W 2 --lam 27 --gc-code cyclic --json",
@@ -532,8 +533,8 @@ SECTIONS = [
             "Ray on the 2-core box, one shared pool of workers. uncoded, ignore and gc train one "
             "model; srsgc, msgc and auto (which ends on a T = 1 scheme) train 2 models round-robin, "
             "each on half the jobs, and `final loss` is the mean over the models of each one's last "
-            "batch loss, so theirs is higher. `live / sim` is the live wall time over the simulator's, with one "
-            "load model calibrated on separate runs for every scheme.",
+            "batch loss, so theirs is higher. `live / sim` is the live wall time over the simulator's, "
+            "with one load model calibrated on separate runs for every scheme.",
             ("bench_live",), with_measured(live.markdown_table, "bench_live"), level=2),
     Section("Speed of the simulator and tuner (`gcode bench sim`)",
             "The full hindsight grid, checked identical to a per-round reference loop before any "
