@@ -234,7 +234,8 @@ def measure_setting(workers, repeats: int) -> dict:
                 ray.get([w.fetch.remote(box) for w in group], timeout=600)
                 times.append(time.perf_counter() - t0)
                 del box
-            out["scatter"].append({"k": n, "bytes_each": size * MB, "seconds": median(times), "seconds_all": times})
+            out["scatter"].append({"k": n, "bytes_each": size * MB, "seconds": median(times),
+                                   "seconds_all": times})
         times = []
         for _ in range(repeats * 4):
             t0 = time.perf_counter()
@@ -315,8 +316,9 @@ def calibrate(entry: dict) -> dict:
 
 def model_for(fit: dict, params: float):
     from gcode.sim.network import NetworkModel
-    return NetworkModel(alpha=fit["ring"]["alpha"], beta=fit["ring"]["beta"], coord_alpha=fit["star"]["alpha"],
-                        coord_beta=fit["star"]["beta"], control_alpha=fit["control_alpha"], params=params)
+    return NetworkModel(alpha=fit["ring"]["alpha"], beta=fit["ring"]["beta"],
+                        coord_alpha=fit["star"]["alpha"], coord_beta=fit["star"]["beta"],
+                        control_alpha=fit["control_alpha"], params=params)
 
 
 def measured_communication(row: dict) -> float:
@@ -343,7 +345,8 @@ def predict(entry: dict, fit: dict) -> list[dict]:
             nominal = float(nom.star_round(n) if r["plane"] == "star" else nom.collective_round(n))
         comm = measured_communication(r)
         rows.append({"setting": entry["setting"], "plane": r["plane"], "n": n, "params": r["params"],
-                     "measured_round_s": r["seconds"], "fold_s": r["seconds"] - comm if "phases" in r else 0.0,
+                     "measured_round_s": r["seconds"],
+                     "fold_s": r["seconds"] - comm if "phases" in r else 0.0,
                      "measured_s": comm, "predicted_s": predicted,
                      "error": predicted / comm - 1, "nominal_s": nominal,
                      "nominal_error": None if nominal is None else nominal / comm - 1})
@@ -359,7 +362,8 @@ def report(result: dict) -> dict:
         rows += predict(result["settings"][s], fits[s])
     within = [abs(r["error"]) <= TARGET for r in rows]
     per_setting = {s: sum(abs(r["error"]) <= TARGET for r in rows if r["setting"] == s) for s in order}
-    return {"order": order, "fits": fits, "rows": rows, "target": TARGET, "within_target_by_setting": per_setting,
+    return {"order": order, "fits": fits, "rows": rows, "target": TARGET,
+            "within_target_by_setting": per_setting,
             "within_target": int(sum(within)), "rounds": len(rows),
             "max_abs_error": max(abs(r["error"]) for r in rows)}
 
@@ -367,13 +371,15 @@ def report(result: dict) -> dict:
 def markdown_table(result: dict) -> str:
     rep = result["report"]
     lines = ["**Fitted links** (non-negative least squares on relative error):", "",
-             "| setting | ring α ms | ring β MB/s | star α_c ms | star β_c MB/s | control α ms | fit rel. RMS ring / star |",
+             ("| setting | ring α ms | ring β MB/s | star α_c ms | star β_c MB/s | control α ms "
+              "| fit rel. RMS ring / star |"),
              "|---|---|---|---|---|---|---|"]
     for s in rep["order"]:
         f = rep["fits"][s]
         lines.append(f"| {s} | {f['ring']['alpha'] * 1e3:.2f} | {f['ring']['beta'] / MB:.0f} | "
                      f"{f['star']['alpha'] * 1e3:.2f} | {f['star']['beta'] / MB:.0f} | "
-                     f"{f['control_alpha'] * 1e3:.2f} | {f['ring']['rel_rms']:.2f} / {f['star']['rel_rms']:.2f} |")
+                     f"{f['control_alpha'] * 1e3:.2f} | {f['ring']['rel_rms']:.2f} / "
+                     f"{f['star']['rel_rms']:.2f} |")
     lines += ["", ("**Round communication, predicted against measured** (median of each setting's repeats; "
               "a round here moves data and control only; the collective's fold is the workers' compute, "
                "apart):"), "",

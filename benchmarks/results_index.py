@@ -348,7 +348,8 @@ def device_collective(doc: dict) -> str:
     return "\n".join([
         table(["scheme", "params", "accumulator", "jobs decoded", "straggler slots", "max rel. error",
                "replicas identical"], rows), "",
-        (f"{doc['world']} ranks sharing {doc['gpus']} {doc['device']} ({doc['backend']}, torch {doc['torch']}, "
+        (f"{doc['world']} ranks sharing {doc['gpus']} {doc['device']} ({doc['backend']}, "
+         f"torch {doc['torch']}, "
          f"d = {doc['numel']:,} parameters, {doc['date']}); a gloo allreduce of 13 MB of CUDA tensors among "
          f"them took {ms(doc['allreduce_13MB_s'])} ms. {doc['note'][0].upper()}{doc['note'][1:]}.")])
 

@@ -417,7 +417,8 @@ def test_local_sh_four_nodes_collective_plane_and_train(fresh_clone, tmp_path):
     try:
         proc = subprocess.Popen([str(fresh_clone / "cluster" / "local.sh"), "--nodes", "4", "--hold",
                                  "--temp-dir", run_tmp, "--start-timeout", "150"],
-                                env=env, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                                env=env, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                text=True)
         for stream, sink in ((proc.stdout, out_lines), (proc.stderr, err_lines)):
             threading.Thread(target=_lines, args=(stream, sink), daemon=True).start()
         _wait_for(err_lines, "Ctrl-C stops the cluster", proc, 600)
@@ -425,10 +426,12 @@ def test_local_sh_four_nodes_collective_plane_and_train(fresh_clone, tmp_path):
         address = re.search(r"RAY_ADDRESS=(\S+)", "".join(out_lines)).group(1)
         assert address.startswith("127.0.0.2:")
         nodes = ["127.0.0.3", "127.0.0.4", "127.0.0.5", "127.0.0.6"]
-        driver_env = dict(env, RAY_ADDRESS=address, PYTHONPATH=str(fresh_clone), RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER="0")
+        driver_env = dict(env, RAY_ADDRESS=address, PYTHONPATH=str(fresh_clone),
+                          RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER="0")
 
         # the collective plane's group across the four nodes
-        res = _run([str(venv / "bin" / "python"), str(fresh_clone / "tests" / "runtime" / "collective" / "nodes_driver.py")],
+        driver = fresh_clone / "tests" / "runtime" / "collective" / "nodes_driver.py"
+        res = _run([str(venv / "bin" / "python"), str(driver)],
                    env=driver_env, timeout=600, cwd=tmp_path)
         assert res.returncode == 0, res.stderr[-4000:]
         report = _result(res.stdout)
@@ -441,7 +444,8 @@ def test_local_sh_four_nodes_collective_plane_and_train(fresh_clone, tmp_path):
         # the live runtime across the four nodes, on each data plane it has
         gcode = str(venv / "bin" / "gcode")
         helps = _run([gcode, "train", "--help"], env=driver_env, timeout=120).stdout
-        planes = [["--data-plane", "star"], ["--data-plane", "collective"]] if "--data-plane" in helps else [[]]
+        planes = ([["--data-plane", "star"], ["--data-plane", "collective"]] if "--data-plane" in helps
+                  else [[]])
         for plane in planes:
             res = _run([gcode, "train", "--address", address, "--workers", "4", "--jobs", "6", "--model",
                         "logistic", "--batch-size", "120", "--check-decode", "--json", "--quiet", *plane],

@@ -25,9 +25,10 @@ ray.cloudpickle.register_pickle_by_value(plane_actor)
 ips = sorted(n["NodeManagerAddress"] for n in ray.nodes()
              if n["Alive"] and n["NodeManagerAddress"] != head_ip)
 group = GroupConfig(timeout_s=120.0)
-actors = [plane_actor.PlaneActor.options(resources={f"node:{ip}": 0.001}).remote(NUMEL, CollectiveConfig(group=group))
-          for ip in ips]
-report = {"worker_nodes": ips, "placed": ray.get([a.node.remote() for a in actors], timeout=300), "schemes": []}
+actors = [plane_actor.PlaneActor.options(resources={f"node:{ip}": 0.001})
+          .remote(NUMEL, CollectiveConfig(group=group)) for ip in ips]
+report = {"worker_nodes": ips, "placed": ray.get([a.node.remote() for a in actors], timeout=300),
+          "schemes": []}
 for generation, (name, params) in enumerate([("gc", {"s": 1, "gc_code": "cyclic"}),
                                              ("msgc", {"B": 1, "W": 2, "lam": 2, "gc_code": "cyclic"})]):
     scheme = make_scheme(name, n=len(actors), jobs=5, **params)
