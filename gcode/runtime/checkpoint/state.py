@@ -27,8 +27,8 @@ Resume semantics
   bit-identical, otherwise they agree to that precision (other chunkings round differently).
 * The resuming run's config must equal the checkpoint's, except the fields in
   :data:`SAFE_OVERRIDES` (logs, checkpoint settings, cluster address/placement/CPUs/timeouts/
-  restarts, GPU placement, decode threads, fault injection, check_decode, eval_every); any other difference is a ConfigError
-  naming the field.
+  restarts, GPU placement, decode threads, fault injection, check_decode, eval_every); any other
+  difference is a ConfigError naming the field.
 * A run can be extended: a resume with more ``scheme.jobs`` (``RunConfig(jobs=...)``, ``gcode
   train --resume DIR --jobs N``) continues as if the run had been given that many jobs from the
   start (bit-exact where resuming is). Every run checkpoints at round ``jobs`` (where the rounds
