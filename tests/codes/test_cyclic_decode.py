@@ -39,17 +39,23 @@ def test_every_decode_set_of_small_codes_matches_the_dense_solve(n, s):
     assert accepted > 0
 
 
+def _accepted_code(n, s_frac):
+    """s = max(1, ⌊s_frac·n⌋) and the cyclic code (n, s); an example whose code the constructor
+    refuses (no decode within the error budget even from every worker) is rejected."""
+    s = max(1, int(s_frac * n))
+    try:
+        return s, CyclicRepetitionCode(n, s)
+    except ValueError:
+        reject()
+
+
 FAST = settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
 
 @FAST
 @given(n=st.integers(257, 700), s_frac=st.floats(0.0, 0.1), seed=st.integers(0, 2**16))
 def test_decoded_sums_are_exact_beyond_the_dense_limit(n, s_frac, seed):
-    s = max(1, int(s_frac * n))
-    try:
-        code = CyclicRepetitionCode(n, s)
-    except ValueError:  # refused: cannot decode within the error budget even from every worker
-        reject()
+    s, code = _accepted_code(n, s_frac)
     rng = np.random.default_rng(seed)
     arrived = np.ones(n, dtype=bool)
     arrived[rng.choice(n, int(rng.integers(0, s + 1)), replace=False)] = False
@@ -88,11 +94,7 @@ def test_a_kept_null_space_vector_is_within_the_messages_rounding(n, s_frac, see
     """Beyond the dense limit a refined null-space vector is kept only when Σ a_i·B_i is within
     1e-11 of 1, or within u·Σ_i |a_i|·Σ_j |B_ij| (the rounding that fp64 messages carry); then it
     decodes the same sum as the banded LU's vector (and, up to n = 256, the dense QR's)."""
-    s = max(1, int(s_frac * n))
-    try:
-        code = CyclicRepetitionCode(n, s)
-    except ValueError:  # refused: cannot decode within the error budget even from every worker
-        reject()
+    s, code = _accepted_code(n, s_frac)
     rng = np.random.default_rng(seed)
     workers = _decode_set(n, rng.choice(n, s, replace=False))
     try:
