@@ -349,8 +349,8 @@ def device_collective(doc: dict) -> str:
         table(["scheme", "params", "accumulator", "jobs decoded", "straggler slots", "max rel. error",
                "replicas identical"], rows), "",
         (f"{doc['world']} ranks sharing {doc['gpus']} {doc['device']} ({doc['backend']}, "
-         f"torch {doc['torch']}, "
-         f"d = {doc['numel']:,} parameters, {doc['date']}); a gloo allreduce of 13 MB of CUDA tensors among "
+         f"torch {doc['torch']}, d = {doc['numel']:,} parameters, {doc['date']}); a gloo allreduce of "
+         f"13 MB of CUDA tensors among "
          f"them took {ms(doc['allreduce_13MB_s'])} ms. {doc['note'][0].upper()}{doc['note'][1:]}.")])
 
 
@@ -558,6 +558,20 @@ SECTIONS = [
             "gcode.sim.network at the link's nominal rate with no latency. These links share one 2-core "
             "machine's CPUs with everything else running on it (the load average is recorded).",
             ("netns_collective",), lambda d: netns_planes(d["netns_collective"]), level=2),
+    Section("The collective data plane on 16 cores (`gcode bench versus --data-plane`)",
+            "mlp-wide, 8 CPU workers on one 16-core machine with a GPU (benchmarks/device_collective.sh): "
+            "gcode on the collective plane (the workers fold their coded results and allreduce them with "
+            "gloo; only coefficients and done reports pass through the coordinator) against DDP, with no "
+            "injection and with the bench's bursty injection, then the star for its coordinator bytes. "
+            "Issue 26 asks, on such a machine: collective, no injection, uncoded at least 0.95x DDP; "
+            "bursty, the best exact one-model scheme at least 1.4x DDP; at most 64 KB through the "
+            "coordinator per round.",
+            ("versus_mlp-wide-collective-none", "versus_mlp-wide-collective", "versus_mlp-wide-star-none"),
+            lambda d: runs_setup(d) + "\n\n" + runs_table(d, extra={
+                "plane": lambda doc, r: r.get("data_plane"),
+                "coordinator KB/round": lambda doc, r: "-" if r.get("coordinator_bytes_per_round") is None
+                else f"{r['coordinator_bytes_per_round'] / 1e3:,.1f}",
+                "overhead ms/round": lambda doc, r: ms(r.get("overhead_s_per_round"))}), level=2),
     Section("The network model calibrated on measured links (`benchmarks/network_calibration.py`)",
             "Eight Ray worker nodes and a head, each in its own network namespace with its link limited "
             "by tc (cluster/netns.sh), or on loopback addresses (cluster/local.sh). From calibration "
