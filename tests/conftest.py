@@ -10,11 +10,13 @@ takes more than a few seconds; ``gpu`` needs CUDA (skipped without it; its CPU p
 its own, unmarked). The fast tier is ``-m "not slow and not ray"``. A test that uses ``local_ray``
 (or ``ray_pool``/``plane_ray``, built on it) without the ``ray`` marker fails before Ray starts:
 the marker is written in the test module, where ``-m`` and the reader both see it, rather than
-added here behind the reader's back.
+added here behind the reader's back. An unmarked test that leaves Ray initialised in this process
+fails too. A test that starts Ray in a subprocess cannot be seen from here: mark it ``ray``.
 """
 
 import os
 import shutil
+import sys
 import tempfile
 
 import pytest
@@ -36,6 +38,19 @@ def pytest_runtest_setup(item):
             pytest.skip("needs CUDA")
 
 
+def pytest_runtest_teardown(item):
+    """A test not marked ray that left Ray running in this process (before the session's
+    local_ray started it) started Ray itself: it fails, naming itself."""
+    ray = sys.modules.get("ray")
+    if (item.get_closest_marker("ray") is None and not _session.get("ray")
+            and ray is not None and ray.is_initialized()):
+        ray.shutdown()
+        pytest.fail(f"{item.nodeid} started Ray in this process but is not marked ray", pytrace=False)
+
+
+_session = {}  # "ray": True once local_ray has started the session's Ray
+
+
 @pytest.fixture(scope="session")
 def local_ray():
     """Ray on loopback with 2 CPUs, no dashboard; shut down at the end of the session."""
@@ -44,6 +59,7 @@ def local_ray():
 
     temp = tempfile.mkdtemp(prefix="gcrt")
     start_local_ray(num_cpus=2, temp_dir=temp)
+    _session["ray"] = True
     try:
         yield ray
     finally:

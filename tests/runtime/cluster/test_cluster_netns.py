@@ -55,6 +55,7 @@ def test_a_collective_across_namespaces_then_everything_is_gone():
 
 
 @needs_netns
+@pytest.mark.ray
 @pytest.mark.slow
 def test_the_timeout_ends_the_command_and_tears_down():
     prefix = f"gu{os.getpid() % 1000}"
