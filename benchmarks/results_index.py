@@ -14,6 +14,7 @@ from pathlib import Path
 
 import bench_codes
 import device_exact
+import netns_live
 import network_calibration
 import sim_replay_live
 import sim_slack
@@ -572,6 +573,18 @@ SECTIONS = [
                 "coordinator KB/round": lambda doc, r: "-" if r.get("coordinator_bytes_per_round") is None
                 else f"{r['coordinator_bytes_per_round'] / 1e3:,.1f}",
                 "overhead ms/round": lambda doc, r: ms(r.get("overhead_s_per_round"))}), level=2),
+    Section("Both live planes across emulated nodes (`benchmarks/netns_live.py`)",
+            "gcode train on the star and on the collective plane, eight Ray worker nodes with one worker "
+            "each and a head, each node in its own network namespace with its link limited by tc "
+            "(cluster/netns.sh): mlp-wide, one model, uncoded, no injection. Predicted: the run's measured "
+            "compute per round plus the plane's communication by gcode.sim.network with the link's alpha "
+            "and beta as calibrated below, as the simulator adds them (the star's decode and step on the "
+            "coordinator, and the collective's fold and step on the workers, are not modelled). All nodes "
+            "share one 2-core machine's CPUs with other work (the load average is recorded).",
+            ("netns_live",), lambda d: "\n\n".join(
+                netns_live.markdown(e) + "\n\n" + f"Measured {e['date']}, {e['cpus']} CPUs, load average "
+                + ", ".join(f"{v:.0f}" for v in e["load_average_before"]) + " before."
+                for e in d["netns_live"]["runs"].values()), level=2),
     Section("The network model calibrated on measured links (`benchmarks/network_calibration.py`)",
             "Eight Ray worker nodes and a head, each in its own network namespace with its link limited "
             "by tc (cluster/netns.sh), or on loopback addresses (cluster/local.sh). From calibration "
