@@ -454,16 +454,19 @@ SECTIONS = [
             "gcode on the collective data plane (the workers hold the replicas, fold their coded "
             "results with the coordinator's coefficients and allreduce them over gloo, as DDP does), "
             "first under bursty stragglers with a 300 ms base delay, then with no injection; last, "
-            "uncoded on the star plane with no injection for comparison. Each result is one run "
-            "with its own DDP row, on a machine shared with other engineers' work (its load average "
-            "is recorded before and after). The issue asks, on the collective plane, for the best "
+            "uncoded on the star plane with no injection for comparison. The three were run twice, "
+            "about 25 minutes apart (the second set after the first); each result is one run with "
+            "its own DDP row, on a machine shared with other engineers' work (its load average is "
+            "recorded before and after), so runs of one or two seconds without injection vary "
+            "with what else ran. The issue asks, on the collective plane, for the best "
             "exact one-model scheme at least 1.5x DDP under the injection and uncoded at least "
             "0.95x DDP without it. coordinator KB/round counts what passes through the coordinator "
             "a round: calls, coded losses and decode coefficients on the collective plane, every "
             "worker's gradient on the star.",
             ("versus_mlp-2core-collective", "versus_mlp-2core-collective-none",
-             "versus_mlp-2core-star-none"),
-            lambda d: "\n\n".join(versus(stem)(d) for stem in d)),
+             "versus_mlp-2core-star-none", "versus_mlp-2core-collective-2",
+             "versus_mlp-2core-collective-none-2", "versus_mlp-2core-star-none-2"),
+            lambda d: "\n\n".join(f"`{stem}`: " + versus(stem)(d) for stem in d)),
     Section("GPU workers: exactness and phases (`benchmarks/bench_gpu.py`)",
             "Coded and uncoded runs from one seed under the same bursty delays. `params vs uncoded` "
             "is ‖Δθ‖/‖θ‖ against the uncoded run on 8 workers; `uncoded-n4` codes nothing but splits "
