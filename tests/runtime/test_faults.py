@@ -175,7 +175,7 @@ def test_forced_switches_under_faults_never_mis_decode(ray_pool, clean, monkeypa
         name, params = cycle[len(self.scheme.switches) % len(cycle)]
         params = {**params, "gc_code": "fr"} if params else {}
         self.scheme.switch(next_round, lambda jobs: make_scheme(name, n=self.n, jobs=jobs, **params))
-        self.current = Candidate(name, params, self.current.mu)
+        self.current = Candidate(name, params, self.current.mu, self.current.policy)  # same cut
     monkeypatch.setattr(OnlineTuner, "_decide", forced)
     log = tmp_path / "f.jsonl"
     res = train(config(scheme={"name": "auto"}, inject=BURSTY, faults=EVERY_ROUND,

@@ -293,8 +293,8 @@ def test_local_sh_two_nodes_from_fresh_clone(fresh_clone, tmp_path):
         t0 = time.monotonic()
         proc = subprocess.Popen(
             [str(script), "--nodes", "2", "--temp-dir", run_tmp, "--start-timeout", "90", "--",
-             "--workers", "4", "--jobs", "6", "--model", "logistic", "--batch-size", "120",
-             "--check-decode", "--json", "--quiet"],
+             "--scheme", "msgc", "--workers", "4", "--jobs", "6", "--model", "logistic",
+             "--batch-size", "120", "--check-decode", "--json", "--quiet"],
             env=env, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         other_out, _ = other.communicate(timeout=120)
         assert other.returncode == 0, other_out[-2000:]
