@@ -41,6 +41,12 @@ def optimizer_hint(optimizer_fn: object) -> str:
     return "the learning rate optimizer_fn sets"
 
 
+def optimizer_class(optimizer: torch.optim.Optimizer) -> str:
+    """The optimizer's class as ``module.QualName`` (``torch.optim.adam.Adam``): what a
+    checkpoint records, so that a resume with another optimizer is refused by name."""
+    return f"{type(optimizer).__module__}.{type(optimizer).__qualname__}"
+
+
 def step(optimizer: torch.optim.Optimizer, optimizer_fn: object, what: str) -> None:
     """``optimizer.step()``; a torch error in it (a hyperparameter that overflows float32,
     a state of the wrong shape) becomes one WorkloadError naming ``optimizer_fn`` and the

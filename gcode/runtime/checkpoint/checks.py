@@ -22,6 +22,8 @@ from typing import Any
 
 import numpy as np
 
+from ...terminal import escape
+
 
 def _count(value: Any) -> bool:
     return isinstance(value, int) and not isinstance(value, bool) and value >= 0
@@ -170,12 +172,45 @@ def check_against(models: list, optimizers: list | None, num_params: int, tree: 
     return None
 
 
+def _optimizer_swap(opt, saved_class: Any, groups: list) -> str | None:
+    """Why the checkpoint's optimizer is not ``opt``'s kind, or None. A checkpoint names its
+    optimizer's class; one written before it did is judged by its settings: a setting ``opt``
+    has and the checkpoint lacks (or the reverse) tells another optimizer. Flags (booleans,
+    None), which torch adds between versions and fills in on load, are not compared."""
+    from gcode.train.optim import optimizer_class
+    mine = optimizer_class(opt)
+    remedy = ("resume with the optimizer that wrote the checkpoint (optimizer_fn, or "
+              "train.optimizer), or start a new run")
+    if saved_class is not None:
+        if saved_class != mine:
+            return f"written with {escape(str(saved_class))[:200]}, but optimizer_fn builds {mine}; {remedy}"
+        return None
+    for g, (saved, group) in enumerate(zip(groups, opt.param_groups)):
+        if not isinstance(saved, dict):
+            return f"param_groups[{g}] must be an object"
+        settings = {k for k, v in group.items() if k != "params" and not isinstance(v, (bool, type(None)))}
+        lacks = sorted(settings - set(saved))
+        extra = sorted(k for k, v in saved.items() if k not in group and k not in ("params", "param_names")
+                       and not isinstance(v, (bool, type(None))))
+        if lacks or extra:
+            what = "; ".join(filter(None, (
+                f"lacks {', '.join(lacks)}" if lacks else "",
+                f"has {', '.join(escape(str(k))[:40] for k in extra[:5])}, which it does not take"
+                if extra else "")))
+            return (f"written with another optimizer than the {mine} optimizer_fn builds (its "
+                    f"param_groups[{g}] {what}); {remedy}")
+    return None
+
+
 def _optimizer_problem(m: int, opt, saved: dict) -> str | None:
     """What in model m's saved optimizer state does not fit ``opt``, or None."""
     shapes = [tuple(p.shape) for group in opt.param_groups for p in group["params"]]
     groups = saved.get("param_groups")
     if not isinstance(groups, list) or len(groups) != len(opt.param_groups):
         return f"models[{m}].optimizer.param_groups: expected {len(opt.param_groups)} groups"
+    swapped = _optimizer_swap(opt, saved.get("class"), groups)
+    if swapped:
+        return f"models[{m}].optimizer: {swapped}"
     for k, st in saved["state"].items():
         try:
             index = int(k)

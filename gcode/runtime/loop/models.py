@@ -112,14 +112,16 @@ class ModelBank:
 
     # ---- checkpoint ---------------------------------------------------------------------
     def state_dict(self) -> list[dict]:
-        """Each model's parameters and buffers, its optimizer's state and its scheduler's (the
-        key ``scheduler`` only where there is one)."""
+        """Each model's parameters and buffers, its optimizer's class and state, and its
+        scheduler's (the key ``scheduler`` only where there is one)."""
+        from gcode.train.optim import optimizer_class
         self.current()
         out = []
         for model, optimizer, scheduler in zip(self.models, self.optimizers, self.schedulers):
             sd = optimizer.state_dict()
             out.append({"params": {k: v.cpu() for k, v in model.module.state_dict().items()},
-                        "optimizer": {"state": dict(sd["state"]),
+                        "optimizer": {"class": optimizer_class(optimizer),
+                                      "state": dict(sd["state"]),
                                       "param_groups": sd["param_groups"]}})
             if scheduler is not None:
                 out[-1]["scheduler"] = scheduler.state_dict()
