@@ -291,9 +291,11 @@ def main(argv: list[str] | None = None) -> int:
         where = f"{escape(exc.filename)}: " if exc.filename else ""
         print(f"gcode: error: {where}{exc.strerror or one_line(exc)}", file=sys.stderr)
         return 1
-    except KeyboardInterrupt:
-        print("gcode: interrupted", file=sys.stderr)
-        return 130
+    except KeyboardInterrupt as exc:  # Ctrl-C, or a second SIGTERM (gcode.runtime.signals)
+        signum = getattr(exc, "signum", None)
+        print(f"gcode: stopped at once by a second {exc}" if signum else "gcode: interrupted",
+              file=sys.stderr)
+        return 128 + (signum or 2)
 
 
 if __name__ == "__main__":

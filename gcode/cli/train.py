@@ -179,7 +179,26 @@ def _run(args: argparse.Namespace, pool) -> int:
         print(to_json(result))
     else:
         print(escape_lines(format_summary(result)))
-    return 0
+    return _signalled(result)
+
+
+def _signalled(result: dict) -> int:
+    """0, or for a run a SIGTERM or SIGINT stopped (:mod:`gcode.runtime.signals`): one line
+    saying where it stopped and how to go on, and 128 + the signal's number."""
+    import signal
+    if not result.get("signal"):
+        return 0
+    if result.get("checkpoint"):
+        from pathlib import Path
+
+        from ..terminal import escape
+        folder = escape(Path(result["checkpoint"]).parent)
+        after = f"checkpoint {escape(result['checkpoint'])}; gcode train --resume {folder} continues"
+    else:
+        after = "no checkpoint (set --checkpoint-dir to be able to continue a stopped run)"
+    print(f"gcode: stopped by {result['signal']} after {result['rounds']} of the run's rounds; "
+          f"{after}", file=sys.stderr)
+    return 128 + signal.Signals[result["signal"]].value
 
 
 __all__ = ["add_train_arguments", "config_from_args", "format_summary", "monitor_token",

@@ -30,6 +30,7 @@ from .loop.inject import DelaySource
 from .loop.jsonl_log import JsonlWriter
 from .loop.metrics import coordinator_bytes_per_round, run_metrics, steps_per_model
 from .probe import StartupProbe
+from .signals import SignalStop
 
 ProgressFn = Callable[[dict], None]
 
@@ -80,7 +81,8 @@ def execute(cfg: TrainConfig, workload, *, progress: ProgressFn | None = None, p
     that fell back), decode_checks (gcode.codes.base: rounds refused because a decode would
     miss the decode error budget, least-norm decodes), decoded_jobs, final_loss (per model: the
     mean loss of its last job's batch, decoded like its gradient) and param_checksum (per model:
-    float64 sum of all parameters),
+    float64 sum of all parameters), signal (the SIGTERM or SIGINT that stopped the run, see
+    :mod:`gcode.runtime.signals`, else None),
     evals (held-out loss/accuracy every train.eval_every rounds) and final_eval,
     max_decode_rel_error (with train.check_decode, else None), approximate, stragglers,
     failures, restarts, late_results_used, load, real_load and worker_samples (the per-worker
@@ -102,10 +104,10 @@ def execute(cfg: TrainConfig, workload, *, progress: ProgressFn | None = None, p
     """
     validate(cfg)
     from .checkpoint.lock import claimed
-    with _one_blas_thread(), claimed(cfg):  # one run per checkpoint directory
+    with _one_blas_thread(), claimed(cfg), SignalStop() as stop:  # one run per checkpoint dir
         if callbacks is not None:
             progress = _both(callbacks.round, progress)
-        return _execute(cfg, workload, progress, pool, monitor, in_process, callbacks)
+        return _execute(cfg, workload, progress, pool, monitor, in_process, callbacks, stop)
 
 
 def _both(first: ProgressFn, then: ProgressFn | None) -> ProgressFn:
@@ -148,6 +150,16 @@ def _checkpoint_root(cfg: TrainConfig, ck) -> Path | None:
                                                 f"from ({ck.path.parent}) or an empty one")
     probe_writable(root)
     return root
+
+
+def _remove_leftovers() -> None:
+    """Remove what runs that died left behind (:mod:`gcode.runtime.cluster.leftovers`), and say so."""
+    import sys
+
+    from ..terminal import escape
+    from .cluster.leftovers import sweep
+    for what in sweep():
+        print(f"gcode: removed what a run that died left behind: {escape(what)}", file=sys.stderr)
 
 
 def _keep_run_log(prefix: str, round_: int) -> None:
@@ -205,8 +217,8 @@ def accumulate_dtype(scheme) -> str:
     return "float32" if scheme.name == "uncoded" else "float64"
 
 
-def _execute(cfg: TrainConfig, workload, progress, pool, monitor, in_process, callbacks
-             ) -> tuple[dict[str, Any], list]:
+def _execute(cfg: TrainConfig, workload, progress, pool, monitor, in_process, callbacks,
+             stop: SignalStop) -> tuple[dict[str, Any], list]:
     import torch
 
     from gcode.train import open_dataset
@@ -221,7 +233,8 @@ def _execute(cfg: TrainConfig, workload, progress, pool, monitor, in_process, ca
         restore_coordinator,
         restore_scheme_and_policy,
     )
-    from .cluster import ensure_ray, launch_workers
+    from .cluster import ensure_ray, launch_workers, shutdown_ray
+    from .cluster.reaper import Reaper
 
     setup_start = time.perf_counter()
     tr, n = cfg.train, cfg.cluster.workers
@@ -250,10 +263,15 @@ def _execute(cfg: TrainConfig, workload, progress, pool, monitor, in_process, ca
     device, decode_device, threads = devices(cfg)
     check_memory(cfg, workload.model_fn, M if device.type == "cpu" else 0)
 
-    started = in_process is None and ensure_ray(cfg.cluster)
-    own_pool = own_pool and in_process is None
+    live = in_process is None
+    if live:
+        _remove_leftovers()
+    started = live and ensure_ray(cfg.cluster)
+    stop.reclaim()  # from Ray's handlers: SIGTERM ends the round and checkpoints
+    own_pool = own_pool and live
     prev_threads = torch.get_num_threads()
     writer = recorder = transport = None
+    reaper = Reaper.start(kill_tree=started) if live else None  # if this process is killed
     try:
         if own_pool:  # actors import torch while the driver builds its models
             pool = launch_workers(cfg.cluster)
@@ -297,7 +315,8 @@ def _execute(cfg: TrainConfig, workload, progress, pool, monitor, in_process, ca
                         progress=progress,
                         recorder=recorder, decode_device=decode_device, decode_threads=threads,
                         eval_dataset=eval_dataset,
-                        should_stop=callbacks.stop_reason if callbacks is not None else None)
+                        should_stop=lambda: stop.stop_reason or (
+                            callbacks.stop_reason() if callbacks is not None else None))
         if ck is not None:
             restore_coordinator(coord, ck)
         if ckpt_root is not None:
@@ -335,13 +354,14 @@ def _execute(cfg: TrainConfig, workload, progress, pool, monitor, in_process, ca
         if own_pool and pool is not None:
             pool.kill()
         if started:
-            import ray
-            ray.shutdown()
+            shutdown_ray()
+        if reaper is not None:
+            reaper.close()
     metrics = run_metrics(cfg, coord, scheme, policy, pool, M, d, runtime_s, setup_s, session_s)
     metrics.update(final_loss=final_loss, final_eval=final_eval, param_checksum=checksum,
                    run_id=run_id[:16], coordinator_device=str(device),
                    decode_device=str(decode_device), decode_threads=threads,
                    transport=coord.transport.name, transport_calls=dict(coord.transport.stats),
                    model=workload.name, exactness_probe=probed and probed.as_dict(),
-                   replica_checksums=replicas)
+                   replica_checksums=replicas, signal=stop.name)
     return metrics, [model.module.cpu() for model in models]

@@ -1,7 +1,14 @@
 """Small shared builders for the live runtime tests."""
 
+import contextlib
 import copy
 import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
 from pathlib import Path
 
 from gcode.config import from_dict
@@ -69,3 +76,36 @@ def session_pids(sid):
         if int(fields[3]) == sid:  # state ppid pgrp session ...
             pids.append(int(entry))
     return pids
+
+
+@contextlib.contextmanager
+def gcode_process(args, tmp_path, tmpdir=None):
+    """`gcode ARGS` in its own session with its own local Ray, TMPDIR a new folder (in
+    ``tmpdir``); whatever is left of the session is killed afterwards (by session id: nothing
+    else is touched)."""
+    ray_tmp = tempfile.mkdtemp(prefix="gch", dir=tmpdir)
+    env = dict(os.environ, RAY_AUTH_MODE="disabled", RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER="0",
+               TMPDIR=ray_tmp)
+    proc = subprocess.Popen([sys.executable, "-m", "gcode", *map(str, args)], env=env,
+                            start_new_session=True, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, cwd=tmp_path)
+    proc.tmpdir = ray_tmp
+    try:
+        yield proc
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            proc.communicate(timeout=30)
+        for pid in session_pids(proc.pid):
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.kill(pid, signal.SIGKILL)
+        shutil.rmtree(ray_tmp, ignore_errors=True)
+
+
+def wait_for(path, proc, seconds=240):
+    deadline = time.monotonic() + seconds
+    while not path.exists():
+        assert proc.poll() is None, proc.communicate()[1][-3000:]
+        assert time.monotonic() < deadline, f"{path} did not appear within {seconds} s"
+        time.sleep(0.05)

@@ -13,7 +13,6 @@
 |                                                    | checkpoints verify                       |
 """
 
-import contextlib
 import hashlib
 import json
 import os
@@ -21,13 +20,12 @@ import shutil
 import signal
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
 import pytest
-from runtime_helpers import RUN_TOML, config, session_pids
+from runtime_helpers import RUN_TOML, config, gcode_process, session_pids, wait_for
 
 from gcode.config import ConfigError, load_config
 from gcode.runtime import checkpoint as ckpt
@@ -40,37 +38,6 @@ pytestmark = pytest.mark.ray
 GC_FR = {"name": "gc", "s": 1, "gc_code": "fr"}
 
 
-@contextlib.contextmanager
-def _gcode(args, tmp_path):
-    """`gcode ARGS` in its own session with its own local Ray; whatever is left of the session
-    is killed afterwards (by session id: nothing else is touched)."""
-    ray_tmp = tempfile.mkdtemp(prefix="gch")  # short: Ray's socket paths have a length limit
-    env = dict(os.environ, RAY_AUTH_MODE="disabled", RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER="0",
-               TMPDIR=ray_tmp)
-    proc = subprocess.Popen([sys.executable, "-m", "gcode", *map(str, args)], env=env,
-                            start_new_session=True, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True, cwd=tmp_path)
-    try:
-        yield proc
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-        with contextlib.suppress(subprocess.TimeoutExpired):
-            proc.communicate(timeout=30)
-        for pid in session_pids(proc.pid):
-            with contextlib.suppress(ProcessLookupError, PermissionError):
-                os.kill(pid, signal.SIGKILL)
-        shutil.rmtree(ray_tmp, ignore_errors=True)
-
-
-def _wait_for(path, proc, seconds=240):
-    deadline = time.monotonic() + seconds
-    while not path.exists():
-        assert proc.poll() is None, proc.communicate()[1][-3000:]
-        assert time.monotonic() < deadline, f"{path} did not appear within {seconds} s"
-        time.sleep(0.05)
-
-
 @pytest.mark.slow
 def test_two_runs_on_one_checkpoint_directory(ray_pool, tmp_path):
     """Run A (its own process and Ray, 4 workers) checkpoints into ck every 2 rounds. While it
@@ -81,12 +48,12 @@ def test_two_runs_on_one_checkpoint_directory(ray_pool, tmp_path):
     ck = tmp_path / "ck"
     common = ["train", "--config", "run.toml", "--checkpoint-dir", ck, "--checkpoint-every", "2",
               "--json", "--quiet"]
-    with _gcode(common, tmp_path) as first:
-        _wait_for(ck / "round-00000002", first)
+    with gcode_process(common, tmp_path) as first:
+        wait_for(ck / "round-00000002", first)
         before = {p.name: (p / "manifest.json").read_bytes() for p in ckpt.checkpoints_in(ck)}
         start = time.monotonic()
         second = subprocess.run([sys.executable, "-m", "gcode", *map(str, common)],
-                                capture_output=True, text=True, timeout=120, cwd=tmp_path,
+                                check=False, capture_output=True, text=True, timeout=120, cwd=tmp_path,
                                 env=dict(os.environ, RAY_AUTH_MODE="disabled"))
         assert second.returncode == 2 and "Traceback" not in second.stderr, second.stderr
         last = second.stderr.strip().splitlines()[-1]
@@ -155,9 +122,9 @@ def test_raylet_killed_mid_run(tmp_path):
     checkpoints written before verify."""
     (tmp_path / "run.toml").write_text(RUN_TOML.format(jobs=400, shift=0.05))
     ck = tmp_path / "ck"
-    with _gcode(["train", "--config", "run.toml", "--checkpoint-dir", ck, "--checkpoint-every", "2",
+    with gcode_process(["train", "--config", "run.toml", "--checkpoint-dir", ck, "--checkpoint-every", "2",
                  "--quiet"], tmp_path) as proc:
-        _wait_for(ck / "round-00000004", proc)
+        wait_for(ck / "round-00000004", proc)
         raylets = [pid for pid in session_pids(proc.pid)
                    if Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")[0].endswith(b"/raylet")]
         assert len(raylets) == 1

@@ -8,11 +8,15 @@ docs/OPERATING.md. To use a real cluster pass its address (``--address ray://...
 from __future__ import annotations
 
 import os
+import shutil
+import sys
 import tempfile
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 from ...config import ClusterConfig
+from ...terminal import escape
+from .leftovers import private_folder, ray_temp_root
 
 
 def _loopback_env() -> None:
@@ -25,20 +29,49 @@ def _loopback_env() -> None:
         pass
 
 
+#: Ray's session folder that :func:`start_local_ray` made (removed by :func:`shutdown_ray`)
+_made_temp: list[str] = []
+
+
 def start_local_ray(num_cpus: int | None = None, temp_dir: str | None = None, **kwargs) -> None:
-    """Start a single-node Ray bound to 127.0.0.1 (no dashboard, auth off, explicit CPUs)."""
+    """Start a single-node Ray bound to 127.0.0.1 (no dashboard, auth off, explicit CPUs). Its
+    session folder is ``temp_dir``, else a private one under a temp folder short enough for
+    Ray's socket paths (:func:`gcode.runtime.cluster.leftovers.ray_temp_root`), which
+    :func:`shutdown_ray` removes."""
     _loopback_env()
-    import ray
     if temp_dir is None:
-        temp_dir = tempfile.mkdtemp(prefix="gcray")  # short: Ray's socket paths have a limit
+        root = ray_temp_root()
+        if root != tempfile.gettempdir():
+            print(f"gcode: the temp folder {escape(tempfile.gettempdir())} is too long for Ray's "
+                  f"socket paths; Ray's session folder goes under {root}", file=sys.stderr)
+        temp_dir = private_folder("gcray", root)
+        _made_temp.append(temp_dir)
+    try:
+        _init(num_cpus, temp_dir, **kwargs)
+    except BaseException:
+        shutdown_ray()
+        raise
+
+
+def _init(num_cpus: int | None, temp_dir: str, **kwargs) -> None:
+    import ray
     ray.init(num_cpus=num_cpus or os.cpu_count() or 1, _node_ip_address="127.0.0.1",
              include_dashboard=False, _temp_dir=temp_dir, log_to_driver=kwargs.pop("log_to_driver", False),
              logging_level=kwargs.pop("logging_level", "WARNING"), **kwargs)
 
 
+def shutdown_ray() -> None:
+    """``ray.shutdown()``, then remove the session folder :func:`start_local_ray` made."""
+    import ray
+    ray.shutdown()
+    while _made_temp:
+        shutil.rmtree(_made_temp.pop(), ignore_errors=True)
+
+
 def ensure_ray(cc: ClusterConfig) -> bool:
     """Connect to Ray as configured (``cluster.address``, else $RAY_ADDRESS, else a local
-    loopback instance); returns True when this call connected (the caller shuts down)."""
+    loopback instance); returns True when this call connected (the caller then calls
+    :func:`shutdown_ray`)."""
     import ray
     if ray.is_initialized():
         return False
@@ -126,7 +159,7 @@ def pool_session(cc: ClusterConfig, n: int | None = None):
         if pool is not None:
             pool.kill()
         if started:
-            ray.shutdown()
+            shutdown_ray()
 
 
 def start_workers(cc: ClusterConfig, n: int | None = None) -> WorkerPool:

@@ -17,30 +17,11 @@ import signal
 import sys
 import threading
 from collections.abc import Iterator
-from pathlib import Path
+
+from .procs import children, kill_known, start_time
 
 POLL_S = 0.1
 EXIT_STATUS = 1
-
-
-def _start_time(pid: int) -> str | None:
-    """Field 22 of /proc/PID/stat (start time), to tell a process from a later one of that pid."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-        return stat[stat.rindex(")") + 2:].split()[19]
-    except (OSError, ValueError, IndexError):
-        return None
-
-
-def _children(pid: int) -> list[int]:
-    out: list[int] = []
-    try:
-        for task in os.listdir(f"/proc/{pid}/task"):
-            text = Path(f"/proc/{pid}/task/{task}/children").read_text()
-            out += [int(c) for c in text.split()]
-    except (OSError, ValueError):
-        pass
-    return out
 
 
 def _how(returncode: int | None) -> str:
@@ -91,8 +72,8 @@ class RayletWatchdog:
                 raylet, daemons = self._raylet()
                 continue
             if polls % 10 == 0:  # remember the workers while their parent lives
-                for pid in [p.pid for p in daemons] + _children(raylet.pid):
-                    self._known.setdefault(pid, _start_time(pid))
+                for pid in [p.pid for p in daemons] + children(raylet.pid):
+                    self._known.setdefault(pid, start_time(pid))
             polls += 1
             if raylet.poll() is not None:
                 import ray
@@ -114,10 +95,7 @@ class RayletWatchdog:
               f"{raylet.pid}, {_how(raylet.returncode)}); the run cannot continue; "
               f"{self._last_checkpoint()}; stopping what is left of that Ray instance",
               file=self.out, flush=True)
-        for pid, started in self._known.items():
-            if started is not None and _start_time(pid) == started:
-                with contextlib.suppress(OSError):
-                    os.kill(pid, signal.SIGKILL)
+        kill_known(self._known)
         os._exit(EXIT_STATUS)
 
 

@@ -22,13 +22,13 @@ import os
 import selectors
 import shutil
 import socket
-import tempfile
 import time
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
+from ..cluster.leftovers import private_folder
 from ..wire import ERROR, Call, Result
 from .ray_transport import RayTransport
 from .shm_buffers import ResultBuffers
@@ -117,7 +117,7 @@ class ShmTransport:
         self.ray = RayTransport(actors, ctx)
         self.stats = self.ray.stats  # one set of counters: calls through Ray count there
         self.pin = pin          # page-lock regions (the coordinator copies results to a GPU)
-        self.dir = tempfile.mkdtemp(prefix="gcode-", dir=shm_root())
+        self.dir = private_folder("gcode-", shm_root())  # its owner named, for a reaper
         self.ctl = os.path.join(self.dir, "ctl")
         self.listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         self.listener.bind(self.ctl)
