@@ -67,7 +67,8 @@ def kill_known(known: dict[int, str | None]) -> list[int]:
 def holding(folder: str) -> dict[int, str | None]:
     """Processes of this user with a file open, or their working directory, inside ``folder``
     (pid -> start time)."""
-    prefix = os.path.realpath(folder) + os.sep
+    top = os.path.realpath(folder)
+    prefix = top + os.sep
     found: dict[int, str | None] = {}
     for entry in os.listdir("/proc"):
         if not entry.isdigit() or int(entry) == os.getpid():
@@ -80,7 +81,7 @@ def holding(folder: str) -> dict[int, str | None]:
         for path in paths:
             with contextlib.suppress(OSError):
                 links.append(os.readlink(f"/proc/{entry}/{path}"))
-        if any(link.startswith(prefix) for link in links):
+        if any(link == top or link.startswith(prefix) for link in links):
             found[int(entry)] = start_time(int(entry))
     return found
 
