@@ -38,6 +38,7 @@ import numpy as np
 
 from ..train.workload import WorkloadError
 from .data import bounds_of
+from .transport.base import CodeFailure
 from .wire import Call, Result, WireTask
 
 #: the most a coded decode may miss its job's direct gradient by (relative) before a run stops
@@ -195,6 +196,8 @@ def run_probe(plan: ProbePlan, transport, ctx_id: str, params, num_params: int, 
                 result.skipped = f"{len(missing)} worker(s) did not answer in {timeout_s:g} s"
                 return result
             for (w, call), (res, err) in zip(calls.items(), transport.fetch(list(handles.values()))):
+                if isinstance(err, CodeFailure) and "non-finite" not in err:  # the code raised
+                    raise WorkloadError(f"{err.error} (worker {w}, in the startup probe)")
                 why = err or Result.problem(res, call, w, num_params)
                 if why is not None or res.grads is None:
                     result.skipped = f"worker {w}: {why or 'its result carries no gradient'}"

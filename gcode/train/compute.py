@@ -16,7 +16,8 @@ accumulate each chunk's fp32 gradient in fp64, which is the error model the code
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from typing import Any
 
 import numpy as np
@@ -33,6 +34,35 @@ from .workload import (
     open_dataset,
     to_device,
 )
+
+
+class TaskError(RuntimeError):
+    """The user's code raised while a task was computed; the message names the function
+    (``dataset_fn``'s dataset, ``collate_fn``, ``loss_fn``) and the exception. The coordinator
+    computes the job again to tell a faulty worker from faulty code
+    (:meth:`gcode.runtime.loop.health.Health.judge`)."""
+
+
+#: what a backward pass's "does not require grad" means for a loss_fn
+_DETACHED = ("loss_fn returned losses that do not depend on the model's parameters (computed "
+             "under torch.no_grad(), or detached); return losses computed from model(batch)")
+
+
+@contextmanager
+def blame(where: str) -> Iterator[None]:
+    """Turn an exception of the user's code (not a WorkloadError, already named) into a
+    TaskError naming ``where``."""
+    try:
+        yield
+    except (WorkloadError, TaskError):
+        raise
+    except Exception as exc:  # noqa: BLE001 - any error of the user's code, named
+        detail = " ".join(str(exc).split())[:300]
+        if where == "backward" and "does not require grad" in detail:
+            raise TaskError(f"{_DETACHED} (RuntimeError: {detail})") from None
+        if where == "backward":
+            where = "the backward pass of loss_fn's losses"
+        raise TaskError(f"{where} raised {type(exc).__name__}: {detail}") from None
 
 
 def fetch(dataset: Any, indices: np.ndarray) -> list:
@@ -80,7 +110,10 @@ class TaskComputer:
     def host_batch(self, indices: np.ndarray) -> Any:
         """The samples at ``indices``, collated, in host memory (safe to run on another thread
         while this one computes, as long as no other thread reads the dataset meanwhile)."""
-        return self.workload.collate(fetch(self.dataset, indices))
+        with blame("dataset_fn's dataset"):
+            items = fetch(self.dataset, indices)
+        with blame("collate_fn" if self.workload.collate_fn is not None else "collating the items"):
+            return self.workload.collate(items)
 
     def batch(self, indices: np.ndarray) -> Any:
         return to_device(self.host_batch(indices), self.device)
@@ -88,8 +121,9 @@ class TaskComputer:
     def losses(self, batch: Any, count: int) -> torch.Tensor:
         """``loss_fn``'s per-sample losses, as float32 (under bf16 autocast with precision
         "bf16": the backward pass of what it records runs in the same dtypes)."""
-        with self.autocast():
-            losses = check_losses(self.workload.loss_fn(self.model.module, batch), count)
+        with self.autocast(), blame("loss_fn"):
+            losses = self.workload.loss_fn(self.model.module, batch)
+        losses = check_losses(losses, count)
         self.buffers.check_unchanged()
         return losses.float()
 
@@ -128,7 +162,8 @@ class TaskComputer:
             host_batch = self.host_batch(np.concatenate(chunks))
         losses = self.losses(to_device(host_batch, self.device), len(weights))
         self.model.release_grads()  # autograd then hands over fresh gradients: no accumulation
-        (losses * weights).sum().backward()
+        with blame("backward"):
+            (losses * weights).sum().backward()
         self.model.gather_grads(out)
         loss = float((losses.detach().double() * weights.double()).sum())
         check_finite_loss(loss)
@@ -141,7 +176,8 @@ class TaskComputer:
             if len(rows) == 0:
                 continue
             losses = self.losses(self.batch(rows), len(rows))
-            self._backward(losses.sum())
+            with blame("backward"):
+                self._backward(losses.sum())
             out.add_(self.model.grads, alpha=float(c))
             loss += float(c) * float(losses.detach().double().sum())
         check_finite_loss(loss)

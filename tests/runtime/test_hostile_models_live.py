@@ -12,10 +12,14 @@
 | model_fn on the meta device, a model_fn that builds | model_fn, before or at the first step   |
 | another model on the workers, an optimizer step     | (not after round_timeout_s)             |
 | that overflows (Adam at lr = 3e38)                  |                                         |
+| one worker process returning NaN losses under GC-FR | tolerated: that worker is a straggler,  |
+| (s = 1, 2 workers)                                  | the models equal the fault-free run's   |
 """
 
+import contextlib
 import os
 import sys
+import tempfile
 import time
 
 import hostile_models as hm
@@ -111,3 +115,37 @@ def test_unusable_workloads_name_the_function(ray_pool, kwargs, message):
     with pytest.raises(WorkloadError, match=message):
         _fit(ray_pool, {"scheme": "uncoded"}, **kwargs)
     assert time.monotonic() - start < 55  # before round_timeout_s (60): not a timeout
+
+
+#: the first worker process to claim this file returns NaN losses (a faulty worker)
+FAULTY_CLAIM = f"{tempfile.gettempdir()}/gcode-faulty-worker-{os.getpid()}"
+
+
+def nan_on_one_worker(model, batch):
+    losses = hm.mse(model, batch)
+    if os.getpid() == DRIVER_PID:  # the coordinator computes truly
+        return losses
+    with contextlib.suppress(FileExistsError):
+        with open(FAULTY_CLAIM, "x") as claim:
+            claim.write(str(os.getpid()))
+    with open(FAULTY_CLAIM) as claim:
+        return losses * float("nan") if claim.read() == str(os.getpid()) else losses
+
+
+def test_one_worker_returning_nan_losses_is_a_straggler(ray_pool, uncoded):
+    """GC-FR with s = 1 on 2 workers, one of whose processes returns NaN losses: the
+    coordinator computes the job itself, finds it finite, and treats that worker as faulty; the
+    run ends with the fault-free run's models."""
+    try:
+        res = gcode.fit(Projected, nan_on_one_worker, hm.Indexed, hm.sgd,
+                        coding=gcode.CodingConfig(scheme="gc", s=1, gc_code="fr"),
+                        scaling=gcode.ScalingConfig(workers=2, round_timeout_s=60),
+                        run=gcode.RunConfig(jobs=hm.JOBS, batch_size=hm.BATCH, seed=hm.SEED,
+                                            models=hm.MODELS), pool=ray_pool, progress=False)
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(FAULTY_CLAIM)
+    failures = res.metrics["failures"]
+    assert failures and all("non-finite loss" in f["reason"] for f in failures), failures
+    assert res.metrics["decoded_jobs"] == hm.JOBS
+    assert hm.rel_diff(res.models, uncoded.models) < 1e-6

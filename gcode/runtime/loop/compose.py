@@ -8,7 +8,7 @@ fields. Who uses whom::
     Decoder (the Reducer)              stored results and their fp64 sums (the star plane), or
                                        CollectiveReducer: the workers sum (the collective plane)
     JobBook    <- ModelBank, Decoder, transport           issue, decode, step, release
-    Health     <- JobBook, ModelBank                      diverged model or faulty worker?
+    Health     <- JobBook, ModelBank, RunStats            faulty worker, code or model?
     Reporter   <- Session                                 the policy's view, round records
     Pipeline   <- JobBook, Session, Reporter              may round r start early?
     Dispatcher <- JobBook, Pipeline, transport, delays    calls out, at arrival too
@@ -62,7 +62,7 @@ def compose(cfg: TrainConfig, scheme, policy, transport, clock, spec: WorkSpec, 
     direct = DirectGradient(spec)
     jobs = JobBook(scheme, bank, transport, reducer, stats, tr.batch_size, direct,
                    tr.check_decode, clock, hint=session.resume_hint)
-    health = Health(jobs, bank, direct, hint=session.last_good_hint)
+    health = Health(jobs, bank, direct, stats, hint=session.last_good_hint)
     reporter = Reporter(scheme, policy, stats, session, n, writer, recorder, progress,
                         auto_slope=cfg.scheme.name == "auto" and cfg.scheme.load_slope is None,
                         should_stop=should_stop)

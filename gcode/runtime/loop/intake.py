@@ -30,12 +30,14 @@ class Intake:
 
     def fetch(self, calls: list) -> list[tuple[Result | None, str | None]]:
         """(result, None) or (None, failure reason) of each finished call; a failure of the
-        user's code on a worker stops the run, diagnosed (a diverged model?)."""
-        from gcode.train.workload import WorkloadError
-        try:
-            return self.transport.fetch(calls)
-        except WorkloadError as cause:  # the user's code, not the worker, is at fault
-            raise self.health.explain_workload_error(cause) from None
+        user's code on a worker is judged (:meth:`Health.judge`): it stops the run when the
+        code, not the worker, is at fault."""
+        from ..transport.base import CodeFailure
+        fetched = self.transport.fetch(calls)
+        for _, err in fetched:
+            if isinstance(err, CodeFailure):
+                self.health.judge(err)
+        return fetched
 
     def check(self, result: Result, r: int, w: int, tasks: list[MiniTask], defer: bool = True
               ) -> str | None:

@@ -39,11 +39,32 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any, Protocol, Self
 
 import numpy as np
 
 from ..wire import Call, Result
+
+
+class CodeFailure(str):
+    """A call's failure reason when the user's code raised on the worker (a WorkloadError or a
+    TaskError, :mod:`gcode.train.compute`): ``raised TYPE: MESSAGE``, with ``error``, the
+    exception as rebuilt here. The loop judges it (a faulty worker, or faulty code?)."""
+
+    error: Exception
+
+    def __new__(cls, error: Exception) -> Self:
+        detail = " ".join(str(error).split())[:2000]
+        self = super().__new__(cls, f"raised {type(error).__name__}: {detail}")
+        self.error = error
+        return self
+
+    @classmethod
+    def of(cls, kind: str, message: str) -> CodeFailure:
+        """Rebuilt from a worker's report: its exception's class name and message."""
+        from gcode.train.compute import TaskError
+        from gcode.train.workload import WorkloadError
+        return cls((TaskError if kind == "TaskError" else WorkloadError)(message))
 
 
 class Clock(Protocol):
@@ -105,8 +126,8 @@ class Transport(Protocol):
         """The calls that finished, without blocking."""
 
     def fetch(self, calls: list) -> list[tuple[Result | None, str | None]]:
-        """(result, None) or (None, failure reason) of each finished call. Raises the user's
-        WorkloadError when their code failed on a worker."""
+        """(result, None) or (None, failure reason) of each finished call; the reason is a
+        :class:`CodeFailure` when the user's code raised on the worker."""
 
     def forget(self, calls: list) -> None:
         """The loop will never fetch these calls: drop what they hold once they finish."""

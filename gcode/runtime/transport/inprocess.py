@@ -29,6 +29,7 @@ import numpy as np
 
 from ..data import WorkSpec, job_indices
 from ..wire import ERROR, OK, STALE, UNPREPARED, Call, Result
+from .base import CodeFailure
 from .ray_transport import host_array
 
 
@@ -165,9 +166,10 @@ class InProcessTransport:
             return handle
         try:
             handle.result = self._compute(w, call, jobs, compute_s, sleep_s)
-        except Exception as exc:  # noqa: BLE001 - a WorkloadError reaches the loop on fetch
+        except Exception as exc:  # noqa: BLE001 - the user's code: a CodeFailure on fetch
+            from gcode.train.compute import TaskError
             from gcode.train.workload import WorkloadError
-            if isinstance(exc, WorkloadError):
+            if isinstance(exc, (WorkloadError, TaskError)):
                 handle.raises = exc
             else:
                 handle.error = f"raised {type(exc).__name__}"
@@ -258,7 +260,8 @@ class InProcessTransport:
         out = []
         for c in calls:
             if c.raises is not None:
-                raise c.raises
+                out.append((None, CodeFailure(c.raises)))
+                continue
             if c.result is not None and c.result.status == ERROR:
                 out.append((None, c.result.error))
             else:

@@ -112,7 +112,7 @@ class RayTransport:
 
     def fetch(self, calls: list) -> list[tuple[Result | None, str | None]]:
         """(result, None) or (None, failure reason) of each finished call: one ``ray.get`` when
-        none failed. Raises the user's WorkloadError when their code failed on the worker."""
+        none failed. The reason is a CodeFailure when the user's code raised on the worker."""
         import ray
         if len(calls) > 1:
             with contextlib.suppress(Exception):  # some failed: learn which, one by one
@@ -123,13 +123,16 @@ class RayTransport:
     def _fetch_one(ref) -> tuple[Any, str | None]:
         import ray
 
+        from gcode.train.compute import TaskError
         from gcode.train.workload import WorkloadError
+
+        from .base import CodeFailure
         try:
             return ray.get(ref, timeout=FETCH_TIMEOUT_S), None
         except Exception as exc:  # noqa: BLE001 - any failure makes the worker a straggler
             cause = getattr(exc, "cause", None)
-            if isinstance(cause, WorkloadError):  # the user's code, not the worker, is at fault
-                raise cause from None
+            if isinstance(cause, (WorkloadError, TaskError)):  # the user's code raised
+                return None, CodeFailure(cause)
             return None, failure_kind(exc)
 
     def close(self) -> None:

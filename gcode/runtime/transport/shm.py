@@ -30,6 +30,7 @@ import numpy as np
 
 from ..cluster.leftovers import private_folder
 from ..wire import ERROR, Call, Result
+from .base import CodeFailure
 from .ray_transport import RayTransport
 from .shm_buffers import ResultBuffers
 from .shm_frames import (
@@ -329,7 +330,6 @@ class ShmTransport:
 
     def _result(self, call: ShmCall) -> tuple[Result | None, str | None]:
         """The answered call's Result, its array a read-only view of the call's buffer."""
-        from gcode.train.workload import WorkloadError
         result, err = self.replies.pop(call.seq)
         meta = result.grads if err is None and isinstance(result, Result) else None
         if not isinstance(meta, InBuffer):
@@ -337,8 +337,9 @@ class ShmTransport:
         if err is not None:
             return None, err
         if isinstance(result, Result) and result.status == ERROR:
-            if result.workload:
-                raise WorkloadError(result.message)
+            if result.workload:  # the user's code raised
+                return None, CodeFailure.of((result.error or "").removeprefix("raised "),
+                                            result.message or "")
             return None, result.error or "raised an error"
         if isinstance(meta, InBuffer):
             result.grads = self.results.array_of(call, tuple(meta.shape), np.dtype(meta.dtype))

@@ -70,6 +70,7 @@ class ShmServer:
         return region
 
     async def _serve_call(self, msg: CallFrame, writer, regions: dict) -> None:
+        from gcode.train.compute import TaskError
         from gcode.train.workload import WorkloadError
         call = None
         try:
@@ -97,7 +98,7 @@ class ShmServer:
         except Exception as exc:  # noqa: BLE001 - reported to the coordinator as a failure
             reply = Result(status=ERROR, round=call.round if call else -1, worker=self.worker.index,
                            error=f"raised {type(exc).__name__}", message=str(exc)[:2000],
-                           workload=isinstance(exc, WorkloadError))
+                           workload=isinstance(exc, (WorkloadError, TaskError)))
         try:
             writer.write(frame(ReplyFrame(msg.seq, reply)))
         except (ConnectionError, RuntimeError):  # the coordinator went away
