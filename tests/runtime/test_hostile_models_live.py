@@ -125,9 +125,8 @@ def nan_on_one_worker(model, batch):
     losses = hm.mse(model, batch)
     if os.getpid() == DRIVER_PID:  # the coordinator computes truly
         return losses
-    with contextlib.suppress(FileExistsError):
-        with open(FAULTY_CLAIM, "x") as claim:
-            claim.write(str(os.getpid()))
+    with contextlib.suppress(FileExistsError), open(FAULTY_CLAIM, "x") as claim:
+        claim.write(str(os.getpid()))
     with open(FAULTY_CLAIM) as claim:
         return losses * float("nan") if claim.read() == str(os.getpid()) else losses
 
