@@ -22,8 +22,12 @@ server hold large bodies (200 concurrent 60 MiB GetStatus calls with a wrong tok
 peaks about 2 MB above idle; 16 of them took it 940 MB above before). At most ``max_watchers``
 concurrent WatchRounds streams; further streams get RESOURCE_EXHAUSTED, while GetStatus and
 RequestStop always have threads of their own (:data:`CONTROL_THREADS`), so idle streams cannot
-lock the operator out. The history keeps the last ``max_history`` records; older ones get
-OUT_OF_RANGE (the run log on disk has everything).
+lock the operator out. Connections are bounded too: at most ``max_connections``
+(:data:`MAX_CONNECTIONS`) at once, further ones closed as soon as they are accepted; one that
+never completes HTTP/2's handshake is closed after :data:`HANDSHAKE_S` seconds, and one without
+a call for ``idle_timeout_s`` (:data:`IDLE_TIMEOUT_S`) is sent GOAWAY (a client reconnects on
+its next call; an open WatchRounds stream is a call, so watchers stay). The history keeps the
+last ``max_history`` records; older ones get OUT_OF_RANGE (the run log on disk has everything).
 """
 
 from __future__ import annotations
@@ -68,6 +72,12 @@ SERVICE = monitor_pb2.DESCRIPTOR.services_by_name["Monitor"].full_name
 CONTROL_THREADS = 8
 #: RPCs held at once beyond max_watchers (queued short calls; more get RESOURCE_EXHAUSTED)
 RPC_HEADROOM = 64
+#: TCP connections held at once; gRPC closes further ones as soon as they are accepted
+MAX_CONNECTIONS = 64
+#: seconds a connection may stay without a call before gRPC closes it (GOAWAY: clients
+#: reconnect unnoticed); one that never completes HTTP/2's handshake goes after HANDSHAKE_S
+IDLE_TIMEOUT_S = 60.0
+HANDSHAKE_S = 5.0
 
 
 def _identity(data: bytes) -> bytes:
@@ -87,7 +97,8 @@ class MonitorServer:
     def __init__(self, address: str = "127.0.0.1:0", token: str | None = None, *,
                  config: RunConfig | None = None, max_watchers: int = 8,
                  max_history: int = 100_000, max_message_bytes: int = MAX_MESSAGE_BYTES,
-                 on_stop: Callable[[str], None] | None = None):
+                 on_stop: Callable[[str], None] | None = None,
+                 max_connections: int = MAX_CONNECTIONS, idle_timeout_s: float = IDLE_TIMEOUT_S):
         host, port = split_address(address)
         check_token(token)
         if not is_loopback(host) and token is None:
@@ -95,8 +106,15 @@ class MonitorServer:
                 f"refusing to serve the monitor on non-loopback address {address!r} without a "
                 "token: anyone who can reach it could watch and stop the run. Pass a token "
                 "(--monitor-token / GCODE_MONITOR_TOKEN) or bind 127.0.0.1")
-        if max_watchers < 1 or max_history < 1:
-            raise ValueError("max_watchers and max_history must be >= 1")
+        if max_watchers < 1 or max_history < 1 or max_connections < 1:
+            raise ValueError("max_watchers, max_history and max_connections must be >= 1")
+        if not idle_timeout_s > 0:
+            raise ValueError(f"idle_timeout_s must be > 0, got {idle_timeout_s}")
+        self._connection_limits = [
+            ("grpc.max_allowed_incoming_connections", int(max_connections)),
+            ("grpc.max_connection_idle_ms", int(idle_timeout_s * 1000)),
+            ("grpc.server_handshake_timeout_ms", int(min(HANDSHAKE_S, idle_timeout_s) * 1000)),
+        ]
         self.address = address
         self._token = None if token is None else token.encode()
         self._on_stop = on_stop
@@ -137,6 +155,7 @@ class MonitorServer:
                 ("grpc.so_reuseport", 0),  # never share the port with another process
                 ("grpc.keepalive_permit_without_calls", 1),
                 ("grpc.http2.min_recv_ping_interval_without_data_ms", 10_000),
+                *self._connection_limits,  # idle and excess connections are closed
             ],
             maximum_concurrent_rpcs=max_watchers + RPC_HEADROOM)
         handlers = {

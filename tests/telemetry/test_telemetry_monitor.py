@@ -305,3 +305,36 @@ def test_bounded_history_reports_out_of_range():
                 _collect(client, 0)
             assert err.value.code() == grpc.StatusCode.OUT_OF_RANGE
             assert [r.round for r in _collect(client, 8)] == [8, 9]
+
+
+def _closed_by_server(sock, seconds: float = 30.0) -> bool:
+    """Read until the server closes ``sock`` (True) or ``seconds`` pass (False: a hang guard)."""
+    sock.settimeout(seconds)
+    try:
+        while sock.recv(4096):
+            pass
+    except TimeoutError:
+        return False
+    except ConnectionError:
+        return True
+    return True
+
+
+def test_idle_and_excess_connections_are_closed():
+    """A real server on 127.0.0.1 with at most 3 connections and a 1 s idle timeout: a
+    connection over the cap is closed at once; silent ones (no HTTP/2 handshake) and ones that
+    make no call are closed; then a client's GetStatus works."""
+    import socket
+    preface = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n" + bytes.fromhex("000000040000000000")
+    with MonitorServer(max_connections=3, idle_timeout_s=1.0) as server:
+        held = [socket.create_connection(("127.0.0.1", server.port)) for _ in range(3)]
+        held[0].sendall(preface)  # an HTTP/2 connection that never calls
+        over = socket.create_connection(("127.0.0.1", server.port))
+        assert _closed_by_server(over)
+        assert all(_closed_by_server(s) for s in held)
+        for s in [*held, over]:
+            s.close()
+        with MonitorClient(server.target) as client:
+            assert client.status(timeout=30).round == -1
+    with pytest.raises(ValueError, match="idle_timeout_s must be > 0"):
+        MonitorServer(idle_timeout_s=0)
