@@ -95,7 +95,8 @@ class Result:
     """A worker's answer to a call.
 
     ``ok``: ``grads`` stacks one row per task (``(tasks, num_params)`` in the call's dtype),
-    ``losses`` the tasks' coded losses, ``tags`` their (job, slot); ``compute_s`` and
+    ``losses`` the tasks' coded losses, ``tags`` their (job, slot), ``unreached`` for each task
+    the trainable parameters (indices) its backward pass left without a gradient; ``compute_s`` and
     ``sleep_s`` (the injected delay slept) time it. ``stale``: the call gave up for a newer
     round's, after ``elapsed_s``; ``computed_s`` is its compute time when it had finished
     computing (cut while it slept). ``unprepared``: the worker lost the run's context (a
@@ -119,6 +120,7 @@ class Result:
     error: str | None = None
     message: str = ""
     workload: bool = False
+    unreached: list[list[int]] | None = None  # per task: parameters its backward did not reach
     version: int = WIRE_VERSION
 
     #: bytes of a result's fixed fields (status, tags, timings) as they travel, about

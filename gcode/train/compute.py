@@ -92,6 +92,9 @@ class TaskComputer:
         self.model = FlatModel(build_model(workload.model_fn, 0), self.device)
         self.model.module.train()
         self.buffers = ModelBuffers(self.model.module, buffers, self.device)
+        #: the trainable parameters (indices in ``model.parameters``) that the last
+        #: :meth:`coded_gradient`'s backward pass did not reach: plain torch leaves them no grad
+        self.unreached: list[int] = []
 
     @property
     def num_params(self) -> int:
@@ -155,6 +158,7 @@ class TaskComputer:
         sizes = [len(c) for c in chunks]
         if sum(sizes) == 0:
             out.zero_()
+            self.unreached = self.model.ungraded(everything=True)
             return 0.0
         weights = torch.repeat_interleave(
             torch.tensor(list(coefficients), dtype=torch.float32), torch.tensor(sizes)).to(self.device)
@@ -164,6 +168,7 @@ class TaskComputer:
         self.model.release_grads()  # autograd then hands over fresh gradients: no accumulation
         with blame("backward"):
             (losses * weights).sum().backward()
+        self.unreached = self.model.ungraded()
         self.model.gather_grads(out)
         loss = float((losses.detach().double() * weights.double()).sum())
         check_finite_loss(loss)
@@ -172,28 +177,21 @@ class TaskComputer:
     def _per_chunk(self, chunks, coefficients, out: torch.Tensor) -> float:
         out.zero_()
         loss = 0.0
+        unreached = set(self.model.ungraded(everything=True))  # reached by no chunk yet
         for rows, c in zip(chunks, coefficients):
             if len(rows) == 0:
                 continue
             losses = self.losses(self.batch(rows), len(rows))
+            self.model.release_grads()
             with blame("backward"):
-                self._backward(losses.sum())
+                losses.sum().backward()
+            unreached &= set(self.model.ungraded())
+            self.model.gather_grads(self.model.grads)
             out.add_(self.model.grads, alpha=float(c))
             loss += float(c) * float(losses.detach().double().sum())
+        self.unreached = sorted(unreached)
         check_finite_loss(loss)
         return loss
-
-    def _backward(self, total: torch.Tensor) -> None:
-        model = self.model
-        model.grads.zero_()
-        model.bind_grads()
-        total.backward()
-        if not model.grads_bound():  # autograd replaced a .grad (e.g. a sparse one): gather
-            with torch.no_grad():
-                for p, view in zip(model.parameters, model.grad_views):
-                    if p.grad is not None and p.grad.data_ptr() != view.data_ptr():
-                        view.copy_(p.grad.to_dense() if p.grad.is_sparse else p.grad)
-            model.bind_grads()
 
 
 def evaluate(model: torch.nn.Module, workload: Workload, dataset: Any, device: torch.device,

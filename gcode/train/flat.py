@@ -7,7 +7,8 @@ accumulates into an existing ``.grad`` in place, which keeps the gradient views 
 
 A frozen parameter (``requires_grad=False`` when the model is built) keeps its place in both
 vectors (its gradient is zero there) but never gets a ``.grad``, so an optimizer skips it as
-plain torch does: weight decay or momentum never move it.
+plain torch does: weight decay or momentum never move it. Likewise a parameter that a step's
+loss never reached (:meth:`FlatModel.set_ungraded`): zero in the vector, no ``.grad``.
 """
 
 from __future__ import annotations
@@ -87,16 +88,23 @@ class FlatModel:
             elif p.grad is None or p.grad.data_ptr() != g.data_ptr():
                 p.grad = g
 
-    def grads_bound(self) -> bool:
-        return all(p.grad is not None and p.grad.data_ptr() == g.data_ptr()
-                   for p, g, trainable in zip(self.parameters, self.grad_views, self.trainable)
-                   if trainable)
-
     def release_grads(self) -> None:
         """Drop every ``param.grad``: a backward pass then stores its gradients without adding
         them to old ones (one pass over the gradient memory less than into bound ``grads``)."""
         for p in self.parameters:
             p.grad = None
+
+    def ungraded(self, everything: bool = False) -> list[int]:
+        """Indices of the trainable parameters without a ``.grad`` (after :meth:`release_grads`
+        and a backward pass: those it did not reach); every trainable one when ``everything``."""
+        return [i for i, (p, trainable) in enumerate(zip(self.parameters, self.trainable))
+                if trainable and (everything or p.grad is None)]
+
+    def set_ungraded(self, indices) -> None:
+        """Drop the ``.grad`` of parameters ``indices`` (ones no sample's loss reached), so an
+        optimizer skips them as plain torch does."""
+        for i in indices:
+            self.parameters[i].grad = None
 
     def gather_grads(self, out: torch.Tensor) -> None:
         """``out[:] =`` the flat gradient left by a backward pass after :meth:`release_grads`

@@ -70,15 +70,17 @@ def apply(optimizer: torch.optim.Optimizer, scheduler=None, *, what: str = "",
 
 def step(model: FlatModel, optimizer: torch.optim.Optimizer, grad: torch.Tensor, scale: float,
          *, scheduler=None, max_grad_norm: float | None = None, what: str = "",
-         optimizer_fn: object = None) -> StepReport:
+         optimizer_fn: object = None, unreached=()) -> StepReport:
     """Update ``model`` with its decoded gradient: ``g = scale · grad`` (the mean gradient;
     ``grad`` in float64 from the decode, any device), clipped to ``max_grad_norm`` (global L2
     norm, None: no clipping), cast once to float32 into the model's gradient, then the
     optimizer's step and the scheduler's. ``what`` names the model and job in a failing
-    optimizer's message."""
+    optimizer's message. The parameters ``unreached`` (indices: no sample's loss reached them)
+    get no ``.grad``, so the optimizer skips them as plain torch does."""
     norm = grad_norm(grad, scale)
     factor = clip_factor(norm, max_grad_norm)
     model.set_gradient(grad, scale * factor)
+    model.set_ungraded(unreached)
     lrs = apply(optimizer, scheduler, what=what, optimizer_fn=optimizer_fn)
     return StepReport(norm, factor, lrs)
 

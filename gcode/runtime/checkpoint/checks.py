@@ -169,6 +169,12 @@ def check_against(models: list, optimizers: list | None, num_params: int, tree: 
             return f"jobs[{t}].params has shape {_shape(job.get('params'))}, expected ({d},)"
         if _nonfinite(job["params"]):
             return f"jobs[{t}].params holds non-finite values"
+        tensors = len(list(models[0].module.parameters())) if models else 0
+        unreached = job.get("unreached", [])
+        if not isinstance(unreached, list) or not all(
+                isinstance(i, int) and not isinstance(i, bool) and 0 <= i < tensors for i in unreached):
+            return (f"jobs[{t}].unreached must be a list of parameter indices below {tensors}, "
+                    f"got {escape(repr(unreached))[:200]}")
     return None
 
 

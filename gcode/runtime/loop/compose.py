@@ -12,7 +12,7 @@ fields. Who uses whom::
     Reporter   <- Session                                 the policy's view, round records
     Pipeline   <- JobBook, Session, Reporter              may round r start early?
     Dispatcher <- JobBook, Pipeline, transport, delays    calls out, at arrival too
-    Intake     <- Dispatcher, Decoder, Health, transport  results in: fetch, check, store
+    Intake     <- Dispatcher, Decoder, Health, JobBook    results in: fetch, check, store
     LateResults<- Intake, Dispatcher                      results of ended rounds
     Arrivals   <- Intake, LateResults, Dispatcher         poll -> policy -> decision
 """
@@ -69,7 +69,7 @@ def compose(cfg: TrainConfig, scheme, policy, transport, clock, spec: WorkSpec, 
     pipeline = Pipeline(tr.pipeline, scheme, jobs, session, reporter.stop_requested)
     dispatcher = Dispatcher(transport, jobs, delays, ctx_id, cfg.inject.mode, cfg.faults, d,
                             stats, clock, pipeline, at_arrival=tr.dispatch == "arrival")
-    intake = Intake(transport, dispatcher, reducer, scheme, stats, health, d, decode_threads)
+    intake = Intake(transport, dispatcher, reducer, scheme, stats, health, d, decode_threads, jobs)
     late = LateResults(transport, intake, dispatcher, scheme, stats, n)
     arrivals = Arrivals(transport, intake, late, dispatcher, scheme, policy, stats, clock,
                         cfg.cluster, hint=session.resume_hint)

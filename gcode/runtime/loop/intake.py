@@ -21,8 +21,8 @@ class Intake:
     """Fetches, validates and stores results for the reducer (the star plane's Decoder)."""
 
     def __init__(self, transport, dispatcher, reducer, scheme, stats: RunStats, health: Health,
-                 num_params: int, threads: int):
-        self.transport, self.dispatcher, self.reducer = transport, dispatcher, reducer
+                 num_params: int, threads: int, jobs):
+        self.transport, self.dispatcher, self.reducer, self.jobs = transport, dispatcher, reducer, jobs
         self.scheme, self.stats, self.health = scheme, stats, health
         self.num_params, self.threads = num_params, threads
         self.checks = PendingChecks()
@@ -64,11 +64,14 @@ class Intake:
 
     def store(self, w: int, r: int, tasks: list[MiniTask], result: Result) -> None:
         """Keep each task's result (its gradient row, when results carry them, and its coded
-        loss) for its job, unless the job is decoded already."""
+        loss) for its job, unless the job is decoded already, and which parameters it did not
+        reach."""
         for k, task in enumerate(tasks):
             if not self.scheme.is_decoded(task.job):
                 row = result.grads[k] if result.grads is not None else None
                 self.reducer.add(ResultKey(w, r, task.slot), task, row, result.losses[k])
+                if result.unreached is not None and k < len(result.unreached):
+                    self.jobs.note_unreached(task.job, result.unreached[k])
 
     def settle(self, block: bool) -> tuple[list[Staged], list[tuple[Staged, str]]]:
         """Read the deferred checks that are done (all when ``block``): (the results found

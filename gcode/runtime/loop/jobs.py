@@ -37,6 +37,9 @@ class JobBook:
         self.handles: dict[int, Any] = {}       # job -> the transport's handle of its data
         self.dtypes: dict[int, np.dtype] = {}   # job -> message dtype
         self._bounds: dict[tuple, tuple] = {}   # chunking -> chunk ranges
+        #: job -> the trainable parameters no result of it reached (so far): left without a
+        #: .grad at its step, as plain torch leaves them
+        self.unreached: dict[int, set[int]] = {}
 
     def in_flight(self):
         """The jobs issued and not yet decoded."""
@@ -73,6 +76,12 @@ class JobBook:
         """Job t's parameters as shipped (read-only)."""
         return self.transport.job_params(self.handles[t])
 
+    def note_unreached(self, t: int, params) -> None:
+        """A result of job t left ``params`` without a gradient: a parameter stays unreached
+        while no result of the job reached it."""
+        seen = self.unreached.get(t)
+        self.unreached[t] = set(params) if seen is None else seen & set(params)
+
     def dtype_for(self, tasks) -> np.dtype:
         """The message dtype of a call computing ``tasks`` (fp32 when it has none)."""
         if not tasks:
@@ -101,7 +110,8 @@ class JobBook:
         timings.check += self.clock.now() - tc
         ts = self.clock.now()
         if stepped is None:
-            report = self.models.step(m, grad, 1.0 / self.batch_size, f"model {m} at job {t}")
+            report = self.models.step(m, grad, 1.0 / self.batch_size, f"model {m} at job {t}",
+                                      unreached=self.unreached.get(t, ()))
             lr, norm, clip = report.lr[0], report.grad_norm, report.clip_factor
         else:
             lr, norm, clip = stepped.lr, stepped.grad_norm, stepped.clip_factor
@@ -109,6 +119,7 @@ class JobBook:
             out.update(lr=lr, grad_norm=norm)
             if clip < 1.0:
                 out["clip_factor"] = clip
+        self.unreached.pop(t, None)
         self.stats.updates[m] += 1
         timings.step += self.clock.now() - ts
         self.dtypes.pop(t, None)
@@ -140,11 +151,15 @@ class JobBook:
 
     # ---- checkpoint ---------------------------------------------------------------------
     def state_dict(self) -> dict:
-        """Each job in flight: its message dtype and parameter snapshot."""
-        return {int(t): {"dtype": np.dtype(self.dtypes[t]).name, "params": self.params(t)}
+        """Each job in flight: its message dtype, parameter snapshot and the parameters its
+        stored results did not reach."""
+        return {int(t): {"dtype": np.dtype(self.dtypes[t]).name, "params": self.params(t),
+                         **({"unreached": sorted(self.unreached[t])} if t in self.unreached else {})}
                 for t in sorted(self.handles)}
 
     def load_state_dict(self, jobs: dict) -> None:
         """Ship a checkpoint's jobs in flight again (their snapshots, not the models')."""
         for t, job in jobs.items():
             self.put(int(t), np.asarray(job["params"], dtype=np.float32), np.dtype(job["dtype"]))
+            if "unreached" in job:  # absent from checkpoints written before it was kept
+                self.unreached[int(t)] = {int(i) for i in job["unreached"]}

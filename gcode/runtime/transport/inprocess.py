@@ -185,12 +185,13 @@ class InProcessTransport:
         spec, computer = self.spec, self.computer
         data = {h.job: h for h in jobs}
         out = torch.empty((len(call.tasks), spec.num_params), dtype=_TORCH_DTYPES[call.dtype])
-        losses = []
+        losses, unreached = [], []
         for k, (job, _slot, chunks, coefs) in enumerate(call.tasks):
             computer.load(job, data[job].params)
             idx = job_indices(spec.seed, job, spec.batch_size, spec.num_samples)
             rows = [idx[data[job].bounds[c][0]:data[job].bounds[c][1]] for c in chunks]
             losses.append(computer.coded_gradient(rows, coefs, out[k]))
+            unreached.append(computer.unreached)
         grads = out.numpy()
         if call.fault == "shape":
             grads = grads[:, :-1] if grads.shape[1] > 1 else np.empty((len(call.tasks) + 1, 1), grads.dtype)
@@ -201,8 +202,8 @@ class InProcessTransport:
                 grads = np.full((1, spec.num_params), np.nan, grads.dtype)
         tag = call.round - 1 if call.fault == "tag" else call.round
         return Result(status=OK, round=tag, worker=w, attempt=call.attempt, tags=call.tags,
-                      grads=grads, losses=losses, compute_s=compute_s, sleep_s=sleep_s,
-                      pid=self.workers[w].pid)
+                      grads=grads, losses=losses, unreached=unreached, compute_s=compute_s,
+                      sleep_s=sleep_s, pid=self.workers[w].pid)
 
     def _make_stale(self, w: int, r: int, now: float) -> None:
         """A call of round r, reaching worker w at ``now``, makes w's calls of older rounds that

@@ -234,7 +234,7 @@ class GradientWorker:
             out = torch.from_numpy(out_host)
         else:
             out = torch.empty(shape, dtype=torch_dtype, device=computer.device)
-        losses = []
+        losses, unreached = [], []
         ahead = self._prefetcher if torch_dtype == torch.float32 else None
         hits = ahead.hits if ahead is not None else 0
         for k, (job, slot, chunks, coefs) in enumerate(tasks):
@@ -259,6 +259,7 @@ class GradientWorker:
                                                             rows, coefs, out[k], host_batch))
             else:
                 losses.append(computer.coded_gradient(rows, coefs, out[k], host_batch))
+            unreached.append(computer.unreached)
             await asyncio.sleep(0)  # let a newer round's call in
         compute_s = time.perf_counter() - t0
         if keep:  # the collective plane: the results stay here, only their losses travel
@@ -281,8 +282,8 @@ class GradientWorker:
             return self._stale(r, t0, compute_s, sleep_s)
         tag = r - 1 if fault == "tag" else r  # fault 'tag': a result labelled with another round
         return Result(status=OK, round=tag, worker=self.index, attempt=call.attempt,
-                      tags=call.tags, grads=grads, losses=losses, compute_s=compute_s,
-                      sleep_s=sleep_s, pid=os.getpid(),
+                      tags=call.tags, grads=grads, losses=losses, unreached=unreached,
+                      compute_s=compute_s, sleep_s=sleep_s, pid=os.getpid(),
                       read_ahead=(ahead.hits - hits) if ahead is not None else 0,
                       peak_rss_mb=_peak_rss_mb())
 
