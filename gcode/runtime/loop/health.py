@@ -114,16 +114,16 @@ class Health:
             return WorkloadError(f"{exc} ({where}, and again on the coordinator computing job "
                                  f"{t}: the code fails, not a worker)")
         except WorkloadError as exc:
-            return self._nonfinite(t, str(exc), where) if "non-finite" in str(exc) else exc
+            return self._nonfinite(t, "loss", where) if "non-finite" in str(exc) else exc
         except Exception:  # noqa: BLE001 - a diagnosis must never replace the error it explains
             return None
         if not bool(torch.isfinite(grad).all()):
-            return self._nonfinite(t, "its gradient is not finite", where)
+            return self._nonfinite(t, "gradient", where)
         return None
 
-    def _nonfinite(self, t: int, cause: str, where: str) -> Exception:
-        """Why job t's loss or gradient is not finite here too: NaN or inf in its batch, the
-        user's loss at a model that never stepped, or a diverged model."""
+    def _nonfinite(self, t: int, what: str, where: str) -> Exception:
+        """Why job t's ``what`` (loss or gradient) is not finite here too: NaN or inf in its
+        batch, the user's loss at a model that never stepped, or a diverged model."""
         from gcode.train.workload import WorkloadError
         m = self.models.model_of(t)
         items = self.direct.nonfinite_items(t)
@@ -134,12 +134,12 @@ class Health:
                                  f"finite ({where}, and again on the coordinator): clean or drop "
                                  f"those items")
         if not self.stats.updates[m]:
-            return WorkloadError(f"loss_fn returned a non-finite loss for job {t} at model {m}'s "
+            return WorkloadError(f"loss_fn returned a non-finite {what} for job {t} at model {m}'s "
                                  f"initial parameters, on finite data ({where}, and again on the "
                                  f"coordinator): check loss_fn and model_fn")
-        return DivergedError(f"model {m} diverged: the loss of job {t} at its parameters is not "
-                             f"finite ({cause}; {where}, and again on the coordinator; is "
-                             f"{self.models.lr_hint()} too large?){self.hint()}")
+        return DivergedError(f"model {m} diverged: the {what} of job {t} at its parameters is not "
+                             f"finite ({where}, and again on the coordinator, so no worker is at "
+                             f"fault; is {self.models.lr_hint()} too large?){self.hint()}")
 
     def judge(self, failure) -> None:
         """A worker's call failed in the user's code (``failure``, a CodeFailure): raise the
