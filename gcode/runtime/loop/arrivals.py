@@ -188,7 +188,23 @@ class Arrivals:
         rnd.state.failed[w] = reason
         rnd.failed_at[w] = at
         self.stats.failures.append({"round": rnd.r, "worker": w, "attempt": rnd.attempts[w],
-                                    "reason": reason})
+                                    "reason": str(reason)})
+        self._alike(rnd)
+
+    def _alike(self, rnd: OpenRound) -> None:
+        """Stop when every worker with tasks in the round has failed in the user's code, all in
+        the same way (:func:`gcode.runtime.loop.health.same_failure`): retrying cannot help,
+        and the coordinator could not tell the code from the workers itself."""
+        from gcode.train.workload import WorkloadError
+
+        from ..transport.base import CodeFailure
+        from .health import same_failure
+        reasons = [rnd.state.failed.get(w) for w in range(rnd.state.n) if rnd.plan[w]]
+        if not reasons or not all(isinstance(x, CodeFailure) for x in reasons):
+            return
+        if all(same_failure(x.error, reasons[0].error) for x in reasons):
+            raise WorkloadError(f"every worker failed round {rnd.r} the same way: "
+                                f"{reasons[0].error}{self.hint()}")
 
     def _settle(self, rnd: OpenRound, block: bool) -> None:
         """Read the deferred finiteness checks that are done (all when ``block``). A worker whose

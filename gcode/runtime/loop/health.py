@@ -89,6 +89,13 @@ def _leaves(batch: Any):
         yield batch
 
 
+def same_failure(a: Exception, b: Exception) -> bool:
+    """Whether two errors of the user's code are one failure: the same class, and the same
+    function and exception named before the first colon (``dataset_fn's dataset raised
+    IndexError``), whatever the details after it."""
+    return type(a) is type(b) and str(a).split(":")[0] == str(b).split(":")[0]
+
+
 class Health:
     """Tells a faulty worker from faulty code or a diverged model. ``jobs`` is the JobBook (the
     jobs in flight and their parameters), ``models`` the ModelBank (which model a job trains,
@@ -99,10 +106,11 @@ class Health:
         self.jobs, self.models, self.direct, self.stats, self.hint = jobs, models, direct, stats, hint
         self.checked: set[int] = set()  # jobs already computed here
 
-    def _recompute(self, t: int, where: str) -> Exception | None:
+    def _recompute(self, t: int, where: str, failure: Exception | None = None) -> Exception | None:
         """Job t computed here at its parameters: the error to stop the run with when that fails
-        too (``where``: who failed first), None when it succeeds or cannot run here (a dataset
-        readable only on workers: then nothing is known beyond the worker's report)."""
+        too (``where``: who failed first; ``failure``: how, when the user's code raised), None
+        when it succeeds, or fails otherwise than ``failure`` did, or cannot run here (a dataset
+        readable only on workers): then nothing is known beyond the worker's report."""
         import torch
 
         from gcode.train.compute import TaskError
@@ -111,6 +119,8 @@ class Health:
         try:
             grad = self.direct(t, self.jobs.params(t))
         except TaskError as exc:
+            if failure is None or not same_failure(exc, failure):
+                return None
             return WorkloadError(f"{exc} ({where}, and again on the coordinator computing job "
                                  f"{t}: the code fails, not a worker)")
         except WorkloadError as exc:
@@ -150,7 +160,7 @@ class Health:
         if isinstance(error, WorkloadError) and "non-finite" not in str(error):
             raise WorkloadError(str(error))
         for t in sorted(set(self.jobs.in_flight()) - self.checked, reverse=True):
-            problem = self._recompute(t, f"a worker's call {failure}"[:400])
+            problem = self._recompute(t, f"a worker's call {failure}"[:400], error)
             if problem is not None:
                 raise problem
 

@@ -89,3 +89,29 @@ def test_a_loss_that_is_nan_from_the_start_names_loss_fn():
     with pytest.raises(WorkloadError, match=r"loss_fn returned a non-finite loss for job \d at "
                                             r"model \d's initial parameters, on finite data"):
         run({"name": "uncoded"}, loss_fn=nan_loss)
+
+
+class Corrupt(Indexed):
+    def __getitem__(self, i):
+        raise ValueError(f"record {i} is corrupt")
+
+
+class Unreadable(Indexed):
+    def __getitem__(self, i):
+        raise PermissionError("not readable on this node")
+
+
+def only_workers_read():
+    """The run's first two calls (the coordinator's length check, the in-process workers) get a
+    corrupt dataset; the coordinator's own check reads another error: it cannot tell."""
+    only_workers_read.calls += 1
+    return Corrupt() if only_workers_read.calls <= 2 else Unreadable()
+
+
+def test_every_worker_failing_alike_stops_the_round():
+    only_workers_read.calls = 0
+    with pytest.raises(WorkloadError, match=r"^every worker failed round 0 the same way: "
+                                            r"dataset_fn's dataset raised ValueError: record \d+ "
+                                            r"is corrupt"):
+        run({"name": "uncoded"}, dataset_fn=only_workers_read)
+    assert only_workers_read.calls == 3
