@@ -83,6 +83,22 @@ def remove(folder: Path) -> tuple[int, int]:
     return len(stopped), size
 
 
+def _owner_pid(folder: str) -> int | None:
+    try:
+        return int(json.loads(Path(folder, OWNER_FILE).read_text())["pid"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+
+
+def remove_mine() -> None:
+    """Remove the private folders this process made (a run that cannot clean up otherwise)."""
+    for root in _roots():
+        with contextlib.suppress(OSError):
+            for entry in os.scandir(root):
+                if entry.name.startswith(PREFIXES) and _owner_pid(entry.path) == os.getpid():
+                    shutil.rmtree(entry.path, ignore_errors=True)
+
+
 def sweep(owner: int | None = None) -> list[str]:
     """Remove the private folders of runs that died (of process ``owner`` only, when given),
     and stop what still holds them; returns one description per folder removed."""
@@ -122,4 +138,5 @@ def ray_temp_root() -> str:
                                 f"writable folder of at most {limit} bytes")
 
 
-__all__ = ["OWNER_FILE", "owner_gone", "private_folder", "ray_temp_root", "remove", "sweep"]
+__all__ = ["OWNER_FILE", "owner_gone", "private_folder", "ray_temp_root", "remove", "remove_mine",
+           "sweep"]

@@ -6,7 +6,8 @@ gcode's, and the instance's other processes may stay behind. :class:`RayletWatch
 raylet (a child process of the driver) every :data:`POLL_S` seconds; when it has died it prints
 one line naming the raylet, how it ended and the last checkpoint to resume from, kills the
 processes of that Ray instance (its daemons and the raylet's worker processes, recorded while
-the raylet lived), and exits with status 1. It never touches any other Ray instance.
+the raylet lived) and removes the run's private folders (shared memory, Ray's session folder),
+and exits with status 1. It never touches any other Ray instance.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ import sys
 import threading
 from collections.abc import Iterator
 
+from .leftovers import remove_mine
 from .procs import children, kill_known, start_time
 
 POLL_S = 0.1
@@ -96,6 +98,7 @@ class RayletWatchdog:
               f"{self._last_checkpoint()}; stopping what is left of that Ray instance",
               file=self.out, flush=True)
         kill_known(self._known)
+        remove_mine()  # the run's shared memory and Ray folder: nothing is left for its reaper
         os._exit(EXIT_STATUS)
 
 
