@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import sys
 from typing import Any
 
 from ..config import BY_API, SETTINGS, TrainConfig, load_config, speaking, with_overrides
