@@ -78,18 +78,19 @@ def session_pids(sid):
     return pids
 
 
+def kill_session(sid):
+    """SIGKILL what is left of a session a test started (Ray agents that outlive the driver)."""
+    for pid in session_pids(sid):
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.kill(pid, signal.SIGKILL)
+
+
 @contextlib.contextmanager
-def gcode_process(args, tmp_path, tmpdir=None):
-    """`gcode ARGS` in its own session with its own local Ray, TMPDIR a new folder (in
-    ``tmpdir``); whatever is left of the session is killed afterwards (by session id: nothing
-    else is touched)."""
-    ray_tmp = tempfile.mkdtemp(prefix="gch", dir=tmpdir)
-    env = dict(os.environ, RAY_AUTH_MODE="disabled", RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER="0",
-               TMPDIR=ray_tmp)
-    proc = subprocess.Popen([sys.executable, "-m", "gcode", *map(str, args)], env=env,
-                            start_new_session=True, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True, cwd=tmp_path)
-    proc.tmpdir = ray_tmp
+def own_session(args, env, **kwargs):
+    """``args`` in a session of its own (stdout and stderr piped, text); whatever is left of the
+    session is killed afterwards (by session id: nothing else is touched)."""
+    proc = subprocess.Popen(args, env=env, start_new_session=True, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, **kwargs)
     try:
         yield proc
     finally:
@@ -97,9 +98,22 @@ def gcode_process(args, tmp_path, tmpdir=None):
             proc.kill()
         with contextlib.suppress(subprocess.TimeoutExpired):
             proc.communicate(timeout=30)
-        for pid in session_pids(proc.pid):
-            with contextlib.suppress(ProcessLookupError, PermissionError):
-                os.kill(pid, signal.SIGKILL)
+        kill_session(proc.pid)
+
+
+@contextlib.contextmanager
+def gcode_process(args, tmp_path, tmpdir=None):
+    """`gcode ARGS` in its own session (:func:`own_session`) with its own local Ray, TMPDIR a
+    new folder (in ``tmpdir``), removed afterwards."""
+    ray_tmp = tempfile.mkdtemp(prefix="gch", dir=tmpdir)
+    env = dict(os.environ, RAY_AUTH_MODE="disabled", RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER="0",
+               TMPDIR=ray_tmp)
+    try:
+        with own_session([sys.executable, "-m", "gcode", *map(str, args)], env,
+                         cwd=tmp_path) as proc:
+            proc.tmpdir = ray_tmp
+            yield proc
+    finally:
         shutil.rmtree(ray_tmp, ignore_errors=True)
 
 

@@ -35,7 +35,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from runtime_helpers import BASE, BURSTY, RUN_TOML, config, rel, session_pids
+from runtime_helpers import BASE, BURSTY, RUN_TOML, config, own_session, rel
 
 from gcode.config import ConfigError, from_dict
 from gcode.runtime import train
@@ -261,27 +261,6 @@ def test_checkpoint_dir_failing_mid_run(ray_pool, clean, small_fs, failure):
 
 
 # ---- processes and nodes die: the coordinator (SIGKILL), a whole worker node ------------------------
-def _kill_session(sid):
-    """SIGKILL what is left of a session this test started (Ray agents that outlive the driver)."""
-    for pid in session_pids(sid):
-        with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.kill(pid, signal.SIGKILL)
-
-
-@contextlib.contextmanager
-def _own_session(args, env, **kwargs):
-    proc = subprocess.Popen(args, env=env, start_new_session=True, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True, **kwargs)
-    try:
-        yield proc
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-        with contextlib.suppress(subprocess.TimeoutExpired):
-            proc.communicate(timeout=30)
-        _kill_session(proc.pid)
-
-
 @pytest.mark.slow
 def test_sigkill_of_the_coordinator_then_resume(ray_pool, tmp_path):
     """`gcode train --checkpoint-dir` in its own process with its own local Ray, SIGKILLed once
@@ -295,7 +274,7 @@ def test_sigkill_of_the_coordinator_then_resume(ray_pool, tmp_path):
                TMPDIR=ray_tmp)
     gcode = [sys.executable, "-m", "gcode", "train"]
     try:
-        with _own_session(gcode + ["--config", str(toml), "--checkpoint-dir", str(ck),
+        with own_session(gcode + ["--config", str(toml), "--checkpoint-dir", str(ck),
                                    "--checkpoint-every", "2", "--json", "--quiet"], env) as proc:
             deadline = time.monotonic() + 240
             while not (ck / "round-00000006").exists():
@@ -307,7 +286,7 @@ def test_sigkill_of_the_coordinator_then_resume(ray_pool, tmp_path):
         assert proc.returncode == -signal.SIGKILL
         killed_at = read_checkpoint(ck).round
         assert 6 <= killed_at < 16
-        with _own_session(gcode + ["--resume", str(ck), "--json", "--quiet"], env) as proc:
+        with own_session(gcode + ["--resume", str(ck), "--json", "--quiet"], env) as proc:
             out, err = proc.communicate(timeout=240)
         assert proc.returncode == 0, err[-3000:]
         res = json.loads(out.strip().splitlines()[-1])
@@ -342,7 +321,7 @@ def test_killing_a_worker_node(ray_pool, tmp_path, mode):
     cfg_path.write_text(json.dumps(NODE_CONFIG))
     ck = tmp_path / "ck"
     env = dict(os.environ, RAY_AUTH_MODE="disabled", RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER="0")
-    with _own_session([sys.executable, str(HERE / "node_fault_job.py"), str(cfg_path), str(ck), mode],
+    with own_session([sys.executable, str(HERE / "node_fault_job.py"), str(cfg_path), str(ck), mode],
                       env, cwd=HERE.parents[1]) as proc:
         out, err = proc.communicate(timeout=300)
     assert proc.returncode == 0, err[-3000:]
