@@ -176,7 +176,8 @@ def test_cli_resume_continues_the_jsonl_log(ray_pool, tmp_path, capsys):
               "--json", "--quiet", "--log-jsonl", str(log), "--run-log", str(tmp_path / "rl")]
     ck = tmp_path / "ck"
     assert run_from_args(parser.parse_args(common + ["--checkpoint-dir", str(ck),
-                                                     "--checkpoint-every", "4"]),
+                                                     "--checkpoint-every", "4",
+                                                     "--checkpoint-keep", "5"]),
                          pool=ray_pool) == 0
     full = json.loads(capsys.readouterr().out)
     assert [r["round"] for r in read_jsonl(log)] == list(range(full["rounds"]))
