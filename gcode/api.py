@@ -168,14 +168,18 @@ def _fit(model_fn, loss_fn, dataset_fn, optimizer_fn, coding, scaling, run, coll
     if progress is True:
         print(_starting(cfg, pool), file=sys.stderr, flush=True)
         bar = _ProgressBar()
+    hooks = CallbackList(callbacks or ())
     try:
-        hooks = CallbackList(callbacks or ())
-        metrics, models = execute(cfg, workload, pool=pool, monitor=monitor, callbacks=hooks,
-                                  progress=bar.update if bar else (progress or None))
-    except ConfigError as exc:  # found at run time (the dataset's size, a GPU): name it as set
-        if front() != "python":
-            raise
-        raise in_public_words(exc) from None
+        try:
+            metrics, models = execute(cfg, workload, pool=pool, monitor=monitor, callbacks=hooks,
+                                      progress=bar.update if bar else (progress or None))
+        except ConfigError as exc:  # found at run time (the dataset's size, a GPU): name it as set
+            if front() != "python":
+                raise
+            raise in_public_words(exc) from None
+    except BaseException:
+        hooks.failed()  # loggers close, then the run's own error surfaces
+        raise
     finally:
         if bar is not None:
             bar.close()

@@ -19,6 +19,7 @@ evaluation. Importing this module imports neither torch nor the loggers' package
 
 from __future__ import annotations
 
+import contextlib
 import math
 from collections.abc import Iterable
 
@@ -42,7 +43,7 @@ class Callback:
         """A checkpoint folder was written (complete and verified on read)."""
 
     def on_end(self, result) -> None:
-        """The run ended (a :class:`gcode.FitResult`), stopped or not."""
+        """The run ended: a :class:`gcode.FitResult`, stopped or not, or None when it raised."""
 
     def request_stop(self, reason: str) -> None:
         """End the run before its next round (the first request's reason is reported)."""
@@ -75,6 +76,13 @@ class CallbackList:
     def end(self, result) -> None:
         for cb in self.callbacks:
             cb.on_end(result)
+
+    def failed(self) -> None:
+        """The run raised: every callback's ``on_end(None)``; a callback's own error there is
+        dropped, so that the run's error is the one the caller sees."""
+        for cb in self.callbacks:
+            with contextlib.suppress(Exception):
+                cb.on_end(None)
 
     def stop_reason(self) -> str | None:
         return next((cb.stop_reason for cb in self.callbacks if cb.stop_reason), None)
@@ -188,10 +196,11 @@ class MLflowLogger(_StepLogger):
         self.mlflow.log_metric(name, value, step=step)
 
     def on_end(self, result) -> None:
-        final = {k: result.metrics.get(k) for k in ("runtime_s", "rounds", "waits", "decoded_jobs")}
-        self.mlflow.log_metrics({k: float(v) for k, v in final.items() if v is not None})
+        if result is not None:
+            final = {k: result.metrics.get(k) for k in ("runtime_s", "rounds", "waits", "decoded_jobs")}
+            self.mlflow.log_metrics({k: float(v) for k, v in final.items() if v is not None})
         if self.owns_run:
-            self.mlflow.end_run()
+            self.mlflow.end_run(status="FINISHED" if result is not None else "FAILED")
 
 
 __all__ = ["Callback", "CallbackList", "EarlyStopping", "MLflowLogger", "TensorBoardLogger"]

@@ -162,6 +162,29 @@ def test_ten_million_items_are_read_by_index_on_the_workers_only(ray_pool):
     assert res.metrics["worker_peak_rss_mb"] < 1500  # flat: nowhere near the 2.5 GB of items
 
 
+def test_callbacks_hear_the_end_of_a_run_that_raised(ray_pool):
+    """A run that fails calls every callback's on_end(None) (loggers close their files), and the
+    caller sees the run's own error."""
+    from gcode.callbacks import Callback
+
+    class Ends(Callback):
+        def __init__(self):
+            self.ended = []
+
+        def on_end(self, result):
+            self.ended.append(result)
+
+    class Broken(Callback):
+        def on_end(self, result):
+            raise RuntimeError("a callback's own failure")
+
+    from gcode.config import ConfigError
+    with pytest.raises(ConfigError, match="batch_size"):
+        _fit(REGRESSION, {"scheme": "uncoded"}, gcode.RunConfig(batch_size=5000), ray_pool,
+             callbacks=[Broken(), ends := Ends()])
+    assert ends.ended == [None]
+
+
 def test_errors_name_the_argument(ray_pool):
     with pytest.raises(WorkloadError, match=r"model_fn must be callable as model_fn\(\)"):
         gcode.fit(lambda shape, classes: None, mse_per_sample, IndexedRegression, sgd, progress=False)
