@@ -40,62 +40,29 @@ MB = 1e6
 SIZES_MB = (0.004, 0.25, 1.0, 4.0, 13.0)
 
 
-@ray.remote(num_cpus=0)
-class Member:
-    """A worker of the collective plane, plus the star's source of arrays."""
+def member_class():
+    """A worker of the collective plane and the star's source and sink: the calibration's worker
+    (benchmarks/network_calibration.py), plus a point-to-point transfer."""
+    from network_calibration import worker_base
 
-    def __init__(self):
-        from gcode.runtime.collective import CollectiveConfig, CollectivePlane, GroupConfig
-        torch.set_num_threads(1)
-        self.plane = CollectivePlane(1, "cpu", CollectiveConfig(group=GroupConfig(timeout_s=120.0)))
+    class Member(worker_base()):
+        def p2p(self, nbytes: float, repeats: int, src: int, dst: int) -> list[float]:
+            import torch.distributed as dist
+            x = torch.ones(max(1, int(nbytes // 4)), dtype=torch.float32)
+            rank, out = dist.get_rank(), []
+            for _ in range(repeats + 1):
+                dist.barrier()
+                t0 = time.perf_counter()
+                if rank == src:
+                    dist.send(x, dst)
+                    dist.recv(x[:1], dst)  # the receiver's acknowledgement: the transfer is complete
+                elif rank == dst:
+                    dist.recv(x, src)
+                    dist.send(x[:1], src)
+                out.append(time.perf_counter() - t0)
+            return out[1:]
 
-    def node(self) -> str:
-        return ray.util.get_node_ip_address()
-
-    def rendezvous_point(self):
-        return self.plane.rendezvous_point()
-
-    def join_group(self, rendezvous, rank: int) -> None:
-        self.plane.join_group(rendezvous, rank).result()
-
-    def leave_group(self) -> None:
-        self.plane.leave_group().result()
-
-    def allreduce(self, nbytes: float, repeats: int) -> list[float]:
-        import torch.distributed as dist
-        x = torch.ones(max(1, int(nbytes // 4)), dtype=torch.float32)
-        dist.all_reduce(x)  # warm-up
-        out = []
-        for _ in range(repeats):
-            dist.barrier()
-            t0 = time.perf_counter()
-            dist.all_reduce(x)
-            out.append(time.perf_counter() - t0)
-        return out
-
-    def p2p(self, nbytes: float, repeats: int, src: int, dst: int) -> list[float]:
-        import torch.distributed as dist
-        x = torch.ones(max(1, int(nbytes // 4)), dtype=torch.float32)
-        rank, out = dist.get_rank(), []
-        for _ in range(repeats + 1):
-            dist.barrier()
-            t0 = time.perf_counter()
-            if rank == src:
-                dist.send(x, dst)
-                dist.recv(x[:1], dst)  # the receiver's acknowledgement: the transfer is complete
-            elif rank == dst:
-                dist.recv(x, src)
-                dist.send(x[:1], src)
-            out.append(time.perf_counter() - t0)
-        return out[1:]
-
-    def array(self, nbytes: float, salt: int) -> np.ndarray:
-        return np.full(int(nbytes // 4), salt, dtype=np.float32)
-
-    def fetch(self, boxed: list) -> float:
-        t0 = time.perf_counter()
-        ray.get(boxed[0])
-        return time.perf_counter() - t0
+    return ray.remote(num_cpus=0)(Member)
 
 
 @ray.remote(num_cpus=0)
@@ -123,11 +90,13 @@ def on(ip: str):
 def measure(repeats: int, sizes_mb) -> dict:
     nodes = os.environ["GCODE_NETNS_NODE_IPS"].split()
     head_ip = os.environ["GCODE_NETNS_HEAD_IP"]
-    members = [Member.options(**on(ip)).remote() for ip in nodes]
+    member = member_class()
+    members = [member.options(**on(ip)).remote() for ip in nodes]
     head = Head.options(**on(head_ip)).remote()
     assert ray.get([m.node.remote() for m in members], timeout=300) == nodes
     assert ray.get(head.node.remote(), timeout=300) == head_ip
     from gcode.runtime.collective import GroupConfig, form_group
+    ray.get([m.new_plane.remote(1) for m in members], timeout=300)
     form_group(members, GroupConfig(timeout_s=120.0))
     n = len(members)
     rows: dict = {"allreduce": [], "p2p": [], "gather": [], "scatter": []}
@@ -142,8 +111,8 @@ def measure(repeats: int, sizes_mb) -> dict:
     big = max(sizes_mb) * MB
     for k in sorted({1, n}):
         times = []
-        for rep in range(repeats):
-            refs = [members[i].array.remote(big, rep) for i in range(k)]
+        for _ in range(repeats):
+            refs = [members[i].array.remote(int(big // 4)) for i in range(k)]
             ray.wait(refs, num_returns=k, fetch_local=False, timeout=300)
             times.append(ray.get(head.gather.remote([refs]), timeout=600))
             del refs

@@ -55,8 +55,14 @@ TARGET = 0.15
 
 
 def worker_class():
-    """The Ray actor class of one worker node (Ray and torch are imported here only: ``report``
-    and docs/RESULTS.md's renderer need neither)."""
+    """The Ray actor class of one worker node."""
+    import ray
+    return ray.remote(num_cpus=0)(worker_base())
+
+
+def worker_base():
+    """One worker node's actor, a plain class (Ray and torch are imported here only: ``report``
+    and docs/RESULTS.md's renderer need neither; benchmarks/netns_collective.py extends it)."""
     import ray
     import torch
 
@@ -142,7 +148,7 @@ def worker_class():
             ray.get(box[0])
             return time.perf_counter() - t0
 
-    return ray.remote(num_cpus=0)(Worker)
+    return Worker
 
 
 def on(ip: str) -> dict:
