@@ -404,8 +404,8 @@ def _wait_for(lines: list, text: str, proc: subprocess.Popen, timeout: float) ->
 def test_local_sh_four_nodes_collective_plane_and_train(fresh_clone, tmp_path):
     """cluster/local.sh --nodes 4 --hold: four worker nodes on loopback. Across them the collective
     plane's gloo group decodes GC and M-SGC under stragglers exactly, the same sum on every worker
-    (tests/runtime/collective/nodes_driver.py), and gcode train runs one worker on each node (on each data
-    plane where gcode train has --data-plane); Ctrl-C then stops exactly what local.sh started."""
+    (tests/runtime/collective/nodes_driver.py), and gcode train runs one worker on each node on both
+    data planes, ending with the same parameters; SIGTERM then stops exactly what local.sh started."""
     import threading
     env = _local_env(tmp_path / "home")
     venv = fresh_clone / ".venv"
@@ -441,22 +441,21 @@ def test_local_sh_four_nodes_collective_plane_and_train(fresh_clone, tmp_path):
             assert row["decoded"] == row["jobs"] and row["stragglers"] > 0, row
             assert row["max_rel_error"] <= 1e-6 and row["identical"], row
 
-        # the live runtime across the four nodes, on each data plane it has
-        gcode = str(venv / "bin" / "gcode")
-        helps = _run([gcode, "train", "--help"], env=driver_env, timeout=120).stdout
-        planes = ([["--data-plane", "star"], ["--data-plane", "collective"]] if "--data-plane" in helps
-                  else [[]])
-        for plane in planes:
-            res = _run([gcode, "train", "--address", address, "--workers", "4", "--jobs", "6", "--model",
-                        "logistic", "--batch-size", "120", "--check-decode", "--json", "--quiet", *plane],
+        # the live runtime across the four nodes, on both data planes, to the same parameters
+        checksums = {}
+        for plane in ("star", "collective"):
+            res = _run([str(venv / "bin" / "gcode"), "train", "--address", address, "--workers", "4",
+                        "--jobs", "6", "--model", "logistic", "--batch-size", "120", "--check-decode",
+                        "--json", "--quiet", "--data-plane", plane],
                        env=driver_env, timeout=600, cwd=tmp_path)
             assert res.returncode == 0, (plane, res.stderr[-4000:])
             result = _result(res.stdout)
+            assert result["data_plane"] == plane
             assert result["decoded_jobs"] == result["jobs"] == 6, plane
             assert result["max_decode_rel_error"] < 1e-5, plane
             assert result["nodes"] == 4 and result["node_ips"] == nodes, plane
-            if plane:
-                assert result.get("data_plane") == plane[1], plane
+            checksums[plane] = result["param_checksum"]
+        assert checksums["collective"] == pytest.approx(checksums["star"], rel=1e-6)
 
         proc.send_signal(signal.SIGTERM)  # --hold ends with Ctrl-C or SIGTERM (SIGINT may be ignored here)
         proc.wait(timeout=180)
