@@ -110,6 +110,21 @@ def test_msgc64_config_is_valid():
     assert cfg.scheme_params() == {"B": 1, "W": 2, "lam": 4, "gc_code": "group"}
 
 
+def test_recipes_data_plane_lines_are_valid(tmp_path):
+    """The collective plane the recipes name (docs/SCALING.md): the configs' commented line loads
+    once uncommented, and the multi-node GPU command passes the flag."""
+    from gcode.config import load_config
+    for name in ("msgc64.toml", "gpu8.toml"):
+        text = (CLUSTER / name).read_text()
+        assert load_config(CLUSTER / name).cluster.data_plane == "star"
+        line = '\n# data_plane = "collective"\n'
+        assert line in text, name
+        (tmp_path / name).write_text(text.replace(line, line.replace("# ", "")))
+        assert load_config(tmp_path / name).cluster.data_plane == "collective"
+    assert "--data-plane collective" in (CLUSTER / "aws-gpu.yaml").read_text()
+    assert "--data-plane collective" in (CLUSTER / "gpu8.toml").read_text()
+
+
 def test_dockerfile_installs_cpu_torch_then_gcode():
     text = (CLUSTER / "Dockerfile").read_text()
     assert re.search(r"^FROM rayproject/ray:\S+-cpu", text, re.MULTILINE)
