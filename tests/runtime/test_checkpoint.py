@@ -6,9 +6,9 @@ import argparse
 import json
 import shutil
 
-import numpy as np
 import pytest
 from runtime_helpers import BURSTY, config, rel
+from trees import assert_same_tree
 
 from gcode.cli.train import add_train_arguments, run_from_args
 from gcode.config import ConfigError
@@ -71,21 +71,6 @@ def test_resume_gives_the_same_final_parameters(ray_pool, tmp_path, case):
                 assert rel(got, want) <= 1e-5
 
 
-def _same(a, b, path=""):
-    if isinstance(a, np.ndarray):
-        assert isinstance(b, np.ndarray) and a.dtype == b.dtype and a.shape == b.shape, path
-        assert np.array_equal(a, b, equal_nan=True), path
-    elif isinstance(a, dict):
-        assert isinstance(b, dict) and set(a) == set(b), (path, set(a) ^ set(b))
-        for k in a:
-            _same(a[k], b[k], f"{path}/{k}")
-    elif isinstance(a, (list, tuple)):
-        assert len(a) == len(b), path
-        for k, (x, y) in enumerate(zip(a, b)):
-            _same(x, y, f"{path}/{k}")
-    else:
-        nan = isinstance(a, float) and isinstance(b, float) and np.isnan(a) and np.isnan(b)
-        assert a == b or nan, (path, a, b)
 
 
 def test_restoring_then_capturing_gives_the_checkpoint_back(ray_pool, tmp_path, monkeypatch):
@@ -120,7 +105,7 @@ def test_restoring_then_capturing_gives_the_checkpoint_back(ray_pool, tmp_path, 
             tree.pop("late")                            # in-flight calls do not survive
             tree["config"]["checkpoint"].pop("dir")     # the copy lives elsewhere
             tree["coordinator"].pop("late_dropped")
-        _same(again, saved, path.name)
+        assert_same_tree(again, saved, path.name)
         observed = [e["r"] for e in saved["tuner"]["events"] if e["kind"] == "round"]
         assert observed == list(range(saved["round"]))  # the tuner saw every round before it
 

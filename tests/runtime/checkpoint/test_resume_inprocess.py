@@ -4,9 +4,9 @@ captured right after a restore is the checkpoint's own."""
 
 import shutil
 
-import numpy as np
 import pytest
 from runtime_helpers import config, rel
+from trees import assert_same_tree
 
 from gcode.runtime.checkpoint import capture, checkpoints_in, read_checkpoint, resume_config
 from gcode.runtime.loop.coordinator import Coordinator
@@ -51,20 +51,6 @@ def test_every_checkpoint_resumes_to_the_final_parameters(tmp_path, case):
                 assert rel(got, want) <= 1e-6, path.name
 
 
-def _same(a, b, path=""):
-    if isinstance(a, np.ndarray):
-        assert isinstance(b, np.ndarray) and a.dtype == b.dtype and a.shape == b.shape, path
-        assert np.array_equal(a, b, equal_nan=True), path
-    elif isinstance(a, dict):
-        assert list(a) == list(b), (path, set(a) ^ set(b))
-        for k in a:
-            _same(a[k], b[k], f"{path}/{k}")
-    elif isinstance(a, (list, tuple)):
-        assert len(a) == len(b), path
-        for k, (x, y) in enumerate(zip(a, b)):
-            _same(x, y, f"{path}/{k}")
-    else:
-        assert a == b, (path, a, b)
 
 
 def test_the_state_captured_after_a_restore_is_the_checkpoints(tmp_path, monkeypatch):
@@ -93,4 +79,4 @@ def test_the_state_captured_after_a_restore_is_the_checkpoints(tmp_path, monkeyp
             tree.pop("late")                            # calls in flight do not survive
             tree["coordinator"].pop("late_dropped")
             tree["config"]["checkpoint"].pop("dir")     # the copy lives elsewhere
-        _same(again, saved, path.name)
+        assert_same_tree(again, saved, path.name, ordered=True)
