@@ -14,6 +14,8 @@
 | that overflows (Adam at lr = 3e38)                  |                                         |
 | one worker process returning NaN losses under GC-FR | tolerated: that worker is a straggler,  |
 | (s = 1, 2 workers)                                  | the models equal the fault-free run's   |
+| a parameter the loss never reaches, SGD with weight | it never moves, on the star and on the  |
+| decay, GC-FR under stragglers                       | collective plane (no ``.grad``)         |
 """
 
 import contextlib
@@ -25,7 +27,7 @@ import time
 import hostile_models as hm
 import pytest
 import torch
-from hostile_models import Counting, Projected, Unseeded
+from hostile_models import Counting, Projected, Unseeded, Unused
 from torch import nn
 
 import gcode
@@ -42,11 +44,12 @@ BURSTY = gcode.InjectConfig(model="bursty", params={"B": 1, "W": 2, "lam": 1, "b
 DRIVER_PID = os.getpid()
 
 
-def _fit(pool, coding, workers=4, model_fn=Projected, optimizer_fn=hm.sgd, **run):
+def _fit(pool, coding, workers=4, model_fn=Projected, optimizer_fn=hm.sgd, plane="star", **run):
     run = {"jobs": hm.JOBS, "batch_size": hm.BATCH, "seed": hm.SEED, "models": hm.MODELS, **run}
     return gcode.fit(model_fn, hm.mse, hm.Indexed, optimizer_fn,
                      coding=gcode.CodingConfig(**coding),
-                     scaling=gcode.ScalingConfig(workers=workers, round_timeout_s=60),
+                     scaling=gcode.ScalingConfig(workers=workers, round_timeout_s=60,
+                                                 data_plane=plane),
                      run=gcode.RunConfig(**run), pool=pool, progress=False)
 
 
@@ -75,6 +78,26 @@ def test_coded_runs_of_a_model_with_buffers_equal_the_uncoded_run(ray_pool, unco
     assert res.metrics["decoded_jobs"] == hm.JOBS
     assert hm.rel_diff(res.models, ref.models) < 1e-6
     assert all(torch.equal(m.lin.bias, torch.ones(2)) for m in res.models)
+
+
+@pytest.mark.parametrize("plane", ["star", "collective"])
+def test_an_unreached_parameter_gets_no_gradient_on_either_plane(ray_pool, plane):
+    """SGD with weight decay moves a parameter whose ``.grad`` is zero, not one whose ``.grad``
+    is None: on both planes (the collective plane's replicas step themselves) ``spare`` stays
+    at model_fn's values, and the planes train the same models."""
+    from gcode.runtime.data import model_seed
+    from gcode.train import build_model
+    res = _fit(ray_pool, {"scheme": "gc", "s": 1, "gc_code": "fr"}, model_fn=Unused,
+               inject=BURSTY, plane=plane)
+    assert res.metrics["decoded_jobs"] == hm.JOBS
+    for m, model in enumerate(res.models):
+        initial = build_model(Unused, model_seed(hm.SEED, m))
+        assert torch.equal(model.spare.weight, initial.spare.weight)
+        assert torch.equal(model.spare.bias, initial.spare.bias)
+        assert not torch.equal(model.head.weight, initial.head.weight)
+    if plane == "collective":
+        star = _fit(ray_pool, {"scheme": "gc", "s": 1, "gc_code": "fr"}, model_fn=Unused)
+        assert hm.rel_diff(res.models, star.models) < 1e-6
 
 
 def test_a_resumed_run_keeps_the_checkpoints_buffers(ray_pool, tmp_path):

@@ -31,6 +31,18 @@ class Projected(nn.Module):
         return self.lin(x @ self.proj + self.shift)
 
 
+class Unused(nn.Module):
+    """``spare`` is never called; ``head`` is: ``spare`` must never get a gradient (issue 29)."""
+
+    def __init__(self):
+        super().__init__()
+        self.head = nn.Linear(4, 2)
+        self.spare = nn.Linear(4, 3)
+
+    def forward(self, x):
+        return self.head(x)
+
+
 class Unseeded(Projected):
     """``shift`` from numpy's unseeded RNG: every process, and every run, draws another."""
 

@@ -166,9 +166,10 @@ class CollectiveTransport:
 
     # ---- the workers' side of a decode -----------------------------------------------------
     def reduce(self, t: int, pairs: list[list], check: bool, scale: float, dtype: str,
-               send_decoded: bool = False) -> list[dict]:
+               send_decoded: bool = False, unreached=()) -> list[dict]:
         """Every worker folds its ``pairs[w]`` (key, coefficient, task) of job t, allreduces
-        and steps model t mod M; ``check``: then the replicas are compared; ``send_decoded``:
+        and steps model t mod M (``unreached`` parameters get no ``.grad``, as on the star
+        plane); ``check``: then the replicas are compared; ``send_decoded``:
         rank 0 replies with the sum and the job's parameters too. A failed collective
         re-forms the group and repeats the decode. Returns each worker's reply."""
         import ray
@@ -178,7 +179,8 @@ class CollectiveTransport:
             if self.suspect:
                 self.recover()
             calls = [a.reduce_job.remote(t, m, pairs[w], snapshot, scale, check,
-                                         self.issued[t].bounds, dtype, send_decoded and w == 0)
+                                         self.issued[t].bounds, dtype, send_decoded and w == 0,
+                                         list(unreached))
                      for w, a in enumerate(self.actors)]
             try:
                 return ray.get(calls, timeout=self.timeout_s + 30)
@@ -299,9 +301,9 @@ class CollectiveReducer:
     def flush(self, min_pending: int | None = None) -> None:
         """Workers fold when the coefficients come: nothing to do ahead."""
 
-    def decode(self, t: int, decoding: list) -> tuple[PlaneStep, float]:
-        """Job t summed and stepped on the workers; returns (what rank 0's step did, its batch
-        loss)."""
+    def decode(self, t: int, decoding: list, unreached=()) -> tuple[PlaneStep, float]:
+        """Job t summed and stepped on the workers (parameters ``unreached`` by every result
+        left without a ``.grad``); returns (what rank 0's step did, its batch loss)."""
         pairs: list[list] = [[] for _ in self.transport.actors]
         loss = 0.0
         for key, coefficient in decoding:
@@ -312,7 +314,8 @@ class CollectiveReducer:
         self.decodes += 1
         check = self.decodes % CHECK_EVERY == 0
         replies = self.transport.reduce(t, pairs, check, 1.0 / self.batch_size,
-                                        self.dtypes.get(t, "float64"), self.check_decode)
+                                        self.dtypes.get(t, "float64"), self.check_decode,
+                                        unreached)
         first = replies[0]
         step = PlaneStep(first.get("lr"), first.get("grad_norm"), first.get("clip_factor", 1.0),
                          first.get("decoded"), first.get("params"))

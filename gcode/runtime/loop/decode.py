@@ -268,9 +268,10 @@ class Decoder:
                 self.math.fold(job.acc, [self.results[k] for k in job.pending], [1.0] * len(job.pending))
                 job.pending = []
 
-    def decode(self, t: int, decoding: list[tuple[ResultKey, float]]):
+    def decode(self, t: int, decoding: list[tuple[ResultKey, float]], unreached=()):
         """Job t's (gradient, loss): Σ coef · result as a float64 tensor and Σ coef · loss as a
-        float; then forget job t's results."""
+        float; then forget job t's results. (``unreached`` is for planes that step themselves:
+        here the coordinator steps, :class:`gcode.runtime.loop.jobs.Jobs`.)"""
         job = self.jobs.get(t, _Job())
         missing = [k for k, _ in decoding if k not in self.results]
         if missing:

@@ -93,7 +93,8 @@ class JobBook:
         returns what the round's record says of it."""
         timings = self.stats.timings
         td = self.clock.now()
-        grad, loss = self.reducer.decode(t, self.scheme.decode(t))
+        grad, loss = self.reducer.decode(t, self.scheme.decode(t),
+                                         unreached=sorted(self.unreached.get(t, ())))
         timings.decode += self.clock.now() - td
         m = self.models.model_of(t)
         stepped = grad if isinstance(grad, PlaneStep) else None  # the plane stepped its replicas

@@ -171,10 +171,11 @@ class Reducer(Protocol):
     def flush(self, min_pending: int | None = None) -> None:
         """Do reduction work that may start before the job is decodable (folds)."""
 
-    def decode(self, t: int, decoding: list) -> tuple[Any, float]:
+    def decode(self, t: int, decoding: list, unreached=()) -> tuple[Any, float]:
         """Job t's (gradient, batch loss) from ``decoding`` [(ResultKey, coefficient)], then
         forget job t's results. The gradient is a :class:`PlaneStep` when the plane applied it
-        itself (the collective plane: the replicas stepped), so the coordinator steps nothing."""
+        itself (the collective plane: the replicas stepped, leaving the parameters
+        ``unreached`` by every result without a ``.grad``), so the coordinator steps nothing."""
 
     def forget_before(self, t: int) -> None:
         """Drop every job older than t."""

@@ -316,8 +316,8 @@ class GradientWorker:
             await asyncio.wrap_future(self.replicas.plane.leave_group())
 
     async def reduce_job(self, job: int, model: int, pairs: list, snapshot: list, scale: float,
-                         check: bool, bounds: tuple, dtype: str, send_decoded: bool = False
-                         ) -> dict:
+                         check: bool, bounds: tuple, dtype: str, send_decoded: bool = False,
+                         unreached: tuple = ()) -> dict:
         """Fold, allreduce and step job (``ReplicaServer.reduce``). ``pairs`` are (key,
         coefficient, (chunks, coefficients)) of this worker's results in the decode; results
         lost with an earlier process of this actor are computed again first, on ``bounds``
@@ -332,7 +332,7 @@ class GradientWorker:
                                           self._rows(job, chunks, bounds), coefs, out, None)
             replicas.keep(key, job, out)
         return await replicas.reduce(job, model, [(k, a) for k, a, _ in pairs], snapshot, scale,
-                                     check, send_decoded)
+                                     check, send_decoded, unreached)
 
     def has_replicas(self, ctx_id: str) -> bool:
         """Whether this process holds run ``ctx_id``'s replicas (False after a restart)."""

@@ -98,7 +98,7 @@ class ReplicaServer:
 
     # ---- decode ------------------------------------------------------------------------------
     async def reduce(self, job: int, model: int, pairs: list, snapshot: list[int], scale: float,
-                     check: bool, send_decoded: bool = False) -> dict:
+                     check: bool, send_decoded: bool = False, unreached=()) -> dict:
         """Fold this worker's (key, coefficient) ``pairs`` of ``job``, allreduce, and step replica
         ``model`` with ``scale`` · sum; first take the parameters of the jobs in ``snapshot``
         (still in flight on that model). ``check``: then compare every replica across the
@@ -107,6 +107,7 @@ class ReplicaServer:
         ``clip_factor``: :class:`gcode.train.step.StepReport`); ``send_decoded`` (one rank, with
         ``check_decode``): also the all-reduced sum (``decoded``, fp64) and the job's parameters
         (``params``), for the coordinator to compare with the gradient it computes directly.
+        The parameters ``unreached`` (no result of the job reached them) get no ``.grad``.
         A job every replica stepped already (the decode is repeated after a fault that struck
         once it was done) is not stepped again."""
         if job in self.stepped:
@@ -120,7 +121,8 @@ class ReplicaServer:
         if send_decoded:
             reply.update(decoded=total.to("cpu", torch.float64).numpy(), params=params)
         if finite:
-            report = self.bank.step(model, total, scale, f"model {model} at job {job}")
+            report = self.bank.step(model, total, scale, f"model {model} at job {job}",
+                                    unreached=unreached)
             reply.update(lr=report.lr[0], grad_norm=report.grad_norm, clip_factor=report.clip_factor)
             self.stepped = [*self.stepped[-63:], job]
             # the last job's reply whole (its decode may be repeated), older ones without arrays

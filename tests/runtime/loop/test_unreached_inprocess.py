@@ -8,8 +8,8 @@ fp64 (one per chunk)."""
 import hostile_models as hm
 import pytest
 import torch
+from hostile_models import Unused
 from runtime_helpers import config
-from torch import nn
 
 from gcode.runtime.data import job_indices, model_seed
 from gcode.runtime.run import execute
@@ -17,18 +17,6 @@ from gcode.runtime.transport.inprocess import Script
 from gcode.train import Workload, build_model
 
 STRAGGLERS = Script(delays={(r, r % 4): 0.04 for r in range(1, 40, 2)})
-
-
-class Unused(nn.Module):
-    """``spare`` is never called; ``head`` is."""
-
-    def __init__(self):
-        super().__init__()
-        self.head = nn.Linear(4, 2)
-        self.spare = nn.Linear(4, 3)
-
-    def forward(self, x):
-        return self.head(x)
 
 
 WORKLOAD = Workload(Unused, hm.mse, hm.Indexed, hm.sgd, name="unused")
