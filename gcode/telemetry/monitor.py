@@ -1,4 +1,5 @@
-"""The Monitor gRPC service (proto/gcode/v1/monitor.proto): the server (the client is in
+"""The Monitor gRPC service (proto/gcode/v1/monitor.proto) (its gRPC server
+mechanism is in :mod:`gcode.telemetry.grpc_server`, the client in
 :mod:`gcode.telemetry.monitor_client`).
 
 Server: :class:`MonitorServer` runs in gRPC's background thread pool. The run calls
@@ -14,19 +15,20 @@ raises ValueError at startup. With a token every RPC must carry the metadata
 ``authorization: Bearer <token>`` (compared in constant time) or fails with UNAUTHENTICATED.
 The channel itself is plaintext: on an untrusted network put it behind TLS or an SSH tunnel.
 
-Limits: replies up to 64 MiB (gRPC's default is 4 MiB; a 256-worker RoundRecord is far below
-1 MiB, and a Status carries the RunConfig, whose trace can be several MiB); requests up to
-:data:`MAX_REQUEST_BYTES` (16 KiB), refused from their length prefix before they are read, so
-with no receive window grown by bandwidth probes: an unauthenticated caller cannot make the
-server hold large bodies (200 concurrent 60 MiB GetStatus calls with a wrong token: the process
-peaks about 2 MB above idle; 16 of them took it 940 MB above before). At most ``max_watchers``
-concurrent WatchRounds streams; further streams get RESOURCE_EXHAUSTED, while GetStatus and
-RequestStop always have threads of their own (:data:`CONTROL_THREADS`), so idle streams cannot
-lock the operator out. Connections are bounded too: at most ``max_connections``
-(:data:`MAX_CONNECTIONS`) at once, further ones closed as soon as they are accepted; one that
-never completes HTTP/2's handshake is closed after :data:`HANDSHAKE_S` seconds, and one without
-a call for ``idle_timeout_s`` (:data:`IDLE_TIMEOUT_S`) is sent GOAWAY (a client reconnects on
-its next call; an open WatchRounds stream is a call, so watchers stay). The history keeps the
+Limits (their values in :mod:`gcode.telemetry.grpc_server`): replies up to 64 MiB (gRPC's
+default is 4 MiB; a 256-worker RoundRecord is far below 1 MiB, and a Status carries the
+RunConfig, whose trace can be several MiB); requests up to ``MAX_REQUEST_BYTES`` (16 KiB),
+refused from their length prefix before they are read, so with no receive window grown by
+bandwidth probes: an unauthenticated caller cannot make the server hold large bodies (200
+concurrent 60 MiB GetStatus calls with a wrong token: the process peaks about 2 MB above idle;
+16 of them took it 940 MB above before). At most ``max_watchers`` concurrent WatchRounds
+streams; further streams get RESOURCE_EXHAUSTED, while GetStatus and RequestStop always have
+threads of their own (``CONTROL_THREADS``), so idle streams cannot lock the operator out.
+Connections are bounded too: at most ``max_connections`` (``MAX_CONNECTIONS``) at once, further
+ones closed as soon as they are accepted; one that never completes HTTP/2's handshake is closed
+after ``HANDSHAKE_S`` seconds, and one without a call for ``idle_timeout_s``
+(``IDLE_TIMEOUT_S``) is sent GOAWAY (a client reconnects on its next call; an open WatchRounds
+stream is a call, so watchers stay). The history keeps the
 last ``max_history`` records; older ones get OUT_OF_RANGE (the run log on disk has everything).
 """
 
@@ -36,20 +38,18 @@ import bisect
 import hmac
 import threading
 from collections.abc import Callable, Iterator
-from concurrent.futures import ThreadPoolExecutor
 
 import grpc
 
 from ..terminal import escape
 from ._proto.gcode.v1 import monitor_pb2
-from .endpoints import (
-    MAX_MESSAGE_BYTES,
-    check_token,
-    is_loopback,
-    join,
-    port_taken,
-    resolve,
-    split_address,
+from .endpoints import MAX_MESSAGE_BYTES, check_token, is_loopback, join, split_address
+from .grpc_server import (
+    IDLE_TIMEOUT_S,
+    MAX_CONNECTIONS,
+    bind_every_address,
+    connection_limits,
+    new_server,
 )
 from .messages import (
     RoundRecord,
@@ -64,20 +64,7 @@ from .messages import (
 from .monitor_client import RETRYABLE, MonitorClient, WatchGaveUp  # noqa: F401 - re-exported
 
 MAX_REASON_CHARS = 1024
-#: the largest request the server reads (a StopRequest's reason of MAX_REASON_CHARS characters
-#: is at most 4 KiB): a larger one is refused from its length prefix, before it is read
-MAX_REQUEST_BYTES = 16 << 10
 SERVICE = monitor_pb2.DESCRIPTOR.services_by_name["Monitor"].full_name
-#: pool threads kept free of WatchRounds streams, for GetStatus, RequestStop and rejections
-CONTROL_THREADS = 8
-#: RPCs held at once beyond max_watchers (queued short calls; more get RESOURCE_EXHAUSTED)
-RPC_HEADROOM = 64
-#: TCP connections held at once; gRPC closes further ones as soon as they are accepted
-MAX_CONNECTIONS = 64
-#: seconds a connection may stay without a call before gRPC closes it (GOAWAY: clients
-#: reconnect unnoticed); one that never completes HTTP/2's handshake goes after HANDSHAKE_S
-IDLE_TIMEOUT_S = 60.0
-HANDSHAKE_S = 5.0
 
 
 def _identity(data: bytes) -> bytes:
@@ -110,11 +97,6 @@ class MonitorServer:
             raise ValueError("max_watchers, max_history and max_connections must be >= 1")
         if not idle_timeout_s > 0:
             raise ValueError(f"idle_timeout_s must be > 0, got {idle_timeout_s}")
-        self._connection_limits = [
-            ("grpc.max_allowed_incoming_connections", int(max_connections)),
-            ("grpc.max_connection_idle_ms", int(idle_timeout_s * 1000)),
-            ("grpc.server_handshake_timeout_ms", int(min(HANDSHAKE_S, idle_timeout_s) * 1000)),
-        ]
         self.address = address
         self._token = None if token is None else token.encode()
         self._on_stop = on_stop
@@ -135,29 +117,6 @@ class MonitorServer:
 
         self._max_watchers = max_watchers
         self._watchers = 0
-        self._server, self.port, self.addresses = self._bind(host, port, max_watchers,
-                                                             max_message_bytes)
-        self._server.start()
-        self.host = host
-
-    def _new_server(self, max_watchers: int, max_message_bytes: int):
-        """A gRPC server whose pool keeps CONTROL_THREADS threads beyond the watcher cap, so
-        idle WatchRounds streams can never lock GetStatus or RequestStop out."""
-        server = grpc.server(
-            ThreadPoolExecutor(max_workers=max_watchers + CONTROL_THREADS,
-                               thread_name_prefix="gcode-monitor"),
-            options=[
-                ("grpc.max_send_message_length", max_message_bytes),
-                ("grpc.max_receive_message_length", MAX_REQUEST_BYTES),
-                # no receive window grown by bandwidth probes: what a caller can push before
-                # its length prefix is refused stays at HTTP/2's small default per stream
-                ("grpc.http2.bdp_probe", 0),
-                ("grpc.so_reuseport", 0),  # never share the port with another process
-                ("grpc.keepalive_permit_without_calls", 1),
-                ("grpc.http2.min_recv_ping_interval_without_data_ms", 10_000),
-                *self._connection_limits,  # idle and excess connections are closed
-            ],
-            maximum_concurrent_rpcs=max_watchers + RPC_HEADROOM)
         handlers = {
             "WatchRounds": grpc.unary_stream_rpc_method_handler(
                 self._watch_rounds, request_deserializer=WatchRequest.FromString,
@@ -169,41 +128,12 @@ class MonitorServer:
                 self._request_stop, request_deserializer=StopRequest.FromString,
                 response_serializer=StopReply.SerializeToString),
         }
-        server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(SERVICE, handlers),))
-        return server
-
-    def _bind(self, host: str, port: int, max_watchers: int, max_message_bytes: int):
-        """(server, port, ["IP:PORT", ...]) with *every* address ``host`` resolves to bound
-        (:func:`gcode.telemetry.endpoints.resolve`); ValueError naming the address that is
-        taken. With port 0 the same free port is sought on all of them (a few tries)."""
-        ips = resolve(host)
-        for _attempt in range(8 if port == 0 else 1):
-            server = self._new_server(max_watchers, max_message_bytes)
-            chosen, bound, failure = port, [], None
-            for ip in ips:
-                target = join(ip, chosen)
-                why = port_taken(ip, chosen) if chosen else None
-                got = 0
-                if why is None:
-                    try:
-                        got = server.add_insecure_port(target)
-                    except RuntimeError as exc:
-                        why = str(exc)
-                if not got:
-                    failure = (target, why or "address in use or not local?")
-                    break
-                chosen = got
-                bound.append(join(ip, got))
-            if failure is None:
-                return server, chosen, bound
-            server.stop(None)
-            if port != 0 or not bound:
-                break
-        target, why = failure
-        extra = (f", one of the addresses {host!r} stands for ({', '.join(ips)}); the monitor must "
-                 f"hold all of them, or a client and its token could reach whoever holds the "
-                 f"other" if len(ips) > 1 else "")
-        raise ValueError(f"cannot bind the monitor to {target} ({why}){extra}")
+        limits = connection_limits(max_connections, idle_timeout_s)
+        self._server, self.port, self.addresses = bind_every_address(
+            lambda: new_server(SERVICE, handlers, max_watchers, max_message_bytes, limits),
+            host, port)
+        self._server.start()
+        self.host = host
 
     # ---- the run's side ------------------------------------------------------------------
     @property
