@@ -133,6 +133,14 @@ def fit(model_fn, loss_fn, dataset_fn, optimizer_fn, *, coding: CodingConfig | N
       (its keys: ``gcode.api.PROGRESS_FIELDS``, listed in docs/API.md);
     * ``pool``: running worker actors to reuse (:func:`gcode.runtime.start_workers`).
 
+    Exactness: a coded run's decoded gradient equals the uncoded run's within fp32 summation
+    order (about 1e-7 relative), which chaotic optimizers such as AdamW can amplify over many
+    steps. ``RunConfig(exact_blocks=K)`` makes it bit-identical: each batch is cut into blocks
+    of K samples, every chunk is whole blocks, a worker runs one backward pass per block and
+    sums in fp64, and the decoded sum is rounded to fp32 once, so every scheme, worker count
+    and straggler pattern (bf16 too) gives the same bits, except for rare ties (docs/TRAINING.md,
+    "Bit-identical runs").
+
     Ray: a ``ray.init()`` already made in this process is used as it is; otherwise gcode joins
     ``ScalingConfig(address=...)`` (or $RAY_ADDRESS), or starts a local loopback-only instance
     and shuts it down at the end.

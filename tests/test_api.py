@@ -50,6 +50,10 @@ def test_defaults_match_gcode_train():
     ({}, {}, {"dispatch": "early"}, "run.dispatch: must be one of"),
     ({"scheme": "srsgc"}, {}, {"dispatch": "arrival"}, "run.dispatch: 'arrival' needs a scheme"),
     ({}, {}, {"batch_size": "big"}, "run.batch_size: must be an integer"),
+    ({}, {}, {"batch_size": 64, "exact_blocks": 5},
+     r"^run.exact_blocks: must divide run.batch_size=64 \(each job's batch is cut into whole "
+     r"blocks\), got 5$"),
+    ({}, {}, {"exact_blocks": -1}, "run.exact_blocks: must be >= 0"),
     ({}, {}, {"inject": gcode.InjectConfig(model="bursty", params={"B": 0})}, "run.inject.params"),
     ({}, {}, {"faults": (Fault(0, 9, "nan"),)}, r"run.faults\[0\].worker"),
     ({}, {}, {"tags": {"colour": "red"}}, "run.tags.colour: unknown tag"),

@@ -13,6 +13,10 @@ Step 2 is periodic over the group, so any run of k consecutive chunks, cyclicall
 task covers λ+1 consecutive parts), holds ⌊k·T/P⌋ or ⌈k·T/P⌉ samples. Slot costs inside one
 group therefore differ by at most one sample, and a group's total is within one sample of its
 exact share. Every sample is used exactly once, so decoding stays exact.
+
+With ``block=K`` (a run's canonical blocks, ``RunConfig(exact_blocks=K)``) the same allocation
+runs over the N/K consecutive blocks of K samples and is scaled by K: every chunk is then a union
+of whole blocks, whatever the scheme, n or s. N must be a multiple of K.
 """
 
 from __future__ import annotations
@@ -37,11 +41,17 @@ def _groups_of(fractions: np.ndarray, groups) -> list[int]:
     return sizes
 
 
-def allocate_samples(chunk_fractions: np.ndarray, num_samples: int, groups=None) -> np.ndarray:
+def allocate_samples(chunk_fractions: np.ndarray, num_samples: int, groups=None,
+                     block: int = 1) -> np.ndarray:
     """Integer sample counts per chunk, summing to ``num_samples`` (see the module docstring).
 
     ``groups``: sizes of the consecutive groups of equal chunks (``Scheme.chunk_groups``).
+    ``block``: every count is a multiple of it (whole blocks; ``num_samples`` must be one too).
     """
+    if block != 1:
+        if block < 1 or num_samples % block:
+            raise ValueError(f"num_samples={num_samples} must be a multiple of block={block} >= 1")
+        return allocate_samples(chunk_fractions, num_samples // block, groups) * block
     fractions = np.asarray(chunk_fractions, dtype=np.float64)
     if num_samples < 0:
         raise ValueError(f"num_samples must be >= 0, got {num_samples}")
@@ -60,23 +70,26 @@ def allocate_samples(chunk_fractions: np.ndarray, num_samples: int, groups=None)
     return counts
 
 
-def chunk_boundaries(chunk_fractions: np.ndarray, num_samples: int, groups=None) -> list[slice]:
-    """Contiguous sample ranges [start, stop) for each chunk of one job."""
-    ends = np.cumsum(allocate_samples(chunk_fractions, num_samples, groups))
+def chunk_boundaries(chunk_fractions: np.ndarray, num_samples: int, groups=None,
+                     block: int = 1) -> list[slice]:
+    """Contiguous sample ranges [start, stop) for each chunk of one job (whole blocks of
+    ``block`` samples each)."""
+    ends = np.cumsum(allocate_samples(chunk_fractions, num_samples, groups, block))
     starts = np.concatenate([[0], ends[:-1]])
     return [slice(int(a), int(b)) for a, b in zip(starts, ends)]
 
 
-def worker_samples(scheme, num_samples: int) -> np.ndarray:
+def worker_samples(scheme, num_samples: int, block: int = 1) -> np.ndarray:
     """Samples each worker computes in a steady-state round (every slot busy, no straggler) when a
-    job has ``num_samples`` samples: the real per-worker load is this divided by ``num_samples``.
+    job has ``num_samples`` samples (chunks of whole ``block``s): the real per-worker load is this
+    divided by ``num_samples``.
 
     It runs a fresh copy of ``scheme`` (built from its spec) straggler-free until round T.
     """
     from . import make_scheme
     spec = scheme.current.spec if hasattr(scheme, "segments") else scheme.spec
     probe = make_scheme(spec["name"], n=spec["n"], **spec["params"])
-    counts = allocate_samples(probe.chunk_fractions, num_samples, probe.chunk_groups)
+    counts = allocate_samples(probe.chunk_fractions, num_samples, probe.chunk_groups, block)
     everyone = np.ones(probe.n, dtype=bool)
     for r in range(probe.delay):
         probe.plan(r)

@@ -90,6 +90,10 @@ def _policy_rules(sc, pc) -> None:
 
 def _train_rules(cfg, delay: int) -> None:
     sc, tc = cfg.scheme, cfg.train
+    if tc.exact_blocks and tc.batch_size % tc.exact_blocks:
+        raise ConfigError("train.exact_blocks", f"must divide train.batch_size={tc.batch_size} (each "
+                                                f"job's batch is cut into whole blocks), got "
+                                                f"{tc.exact_blocks}")
     if tc.num_samples is not None and tc.batch_size > tc.num_samples:
         raise ConfigError("train.batch_size", f"must be <= train.num_samples={tc.num_samples}, "
                                               f"got {tc.batch_size}")

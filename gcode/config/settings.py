@@ -287,7 +287,9 @@ class PresetConfig:
 @dataclass
 class RunConfig:
     """How long to train and what to record. ``inject``, ``checkpoint`` and ``logs`` take
-    :class:`InjectConfig`, :class:`CheckpointConfig` and :class:`LogConfig` (or None: none)."""
+    :class:`InjectConfig`, :class:`CheckpointConfig` and :class:`LogConfig` (or None: none).
+    ``exact_blocks=K`` (the canonical-sum mode) makes every scheme and worker count compute the
+    same gradient bits, at the cost of batch_size/K backward passes per job and fp64 messages."""
 
     jobs: int = setting(40, "full gradients to compute; the run takes jobs+T rounds",
                         section="scheme", ge=1, le=MAX_JOBS)
@@ -308,6 +310,15 @@ class RunConfig:
         "fp32", "the workers' forward and backward: fp32, or bf16 (torch.autocast to bfloat16; "
         "parameters, gradients and messages stay fp32 and the decode fp64; see docs/TRAINING.md "
         "for what stays exact)", choices=("fp32", "bf16"))
+    exact_blocks: int = setting(
+        0, "the canonical-sum mode: 0 = off (one backward pass per task, fp32 messages where the "
+        "code allows). K > 0 cuts each job's batch into consecutive blocks of K samples, "
+        "allocates every scheme's chunks in whole blocks, runs one backward pass per block and "
+        "sums the block gradients in fp64 (messages and decode), rounding the decoded sum to "
+        "fp32 once: every scheme, worker count and straggler pattern then gives the same "
+        "gradient bits, so coded runs end bit-identical with the uncoded run (bf16 too; costs "
+        "batch_size/K backward passes per job and 2x message bytes). batch_size must be a "
+        "multiple of K", ge=0, le=MAX_BATCH, metavar="K", default_text="off")
     inject: InjectConfig | None = field(default_factory=InjectConfig)
     checkpoint: CheckpointConfig | None = field(default_factory=CheckpointConfig)
     logs: LogConfig | None = field(default_factory=LogConfig)

@@ -33,11 +33,19 @@ def model_seed(seed: int, model: int) -> int:
     return int(np.random.SeedSequence([int(seed), int(model)]).generate_state(1)[0] & 0x7FFFFFFF)
 
 
-def bounds_of(fractions: np.ndarray, batch_size: int,
-              groups: tuple[int, ...] | None = None) -> tuple[tuple[int, int], ...]:
-    """Chunk id -> [start, stop) inside a job batch (balanced per chunk group when not divisible)."""
+def bounds_of(fractions: np.ndarray, batch_size: int, groups: tuple[int, ...] | None = None,
+              block: int = 0) -> tuple[tuple[int, int], ...]:
+    """Chunk id -> [start, stop) inside a job batch (balanced per chunk group when not divisible);
+    with ``block`` > 0 (``exact_blocks``) every chunk is whole blocks of that many samples."""
     from ..codes import chunk_boundaries
-    return tuple((s.start, s.stop) for s in chunk_boundaries(fractions, batch_size, groups))
+    return tuple((s.start, s.stop) for s in chunk_boundaries(fractions, batch_size, groups,
+                                                              max(1, block)))
+
+
+def message_dtype(scheme, exact_blocks: int = 0) -> np.dtype:
+    """The dtype of the workers' messages: float64 in the canonical-sum mode (``exact_blocks``
+    > 0), else the scheme's (float64 only where a code needs it)."""
+    return np.dtype(np.float64) if exact_blocks else np.dtype(scheme.message_dtype)
 
 
 @dataclass(frozen=True)

@@ -11,8 +11,6 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from ..config import ConfigError, TrainConfig, how_to_set, validate
 from ..config.rules import check_injected_delays, check_memory
 from .build import (
@@ -24,7 +22,7 @@ from .build import (
     preset_arrays,
     preset_workload_of,
 )
-from .data import WorkSpec
+from .data import WorkSpec, message_dtype
 from .loop.compose import compose
 from .loop.inject import DelaySource
 from .loop.jsonl_log import JsonlWriter
@@ -199,7 +197,8 @@ def _connect(cfg: TrainConfig, spec: WorkSpec, pool, in_process, pin: bool, sche
         from .collective.transport import CollectiveTransport
         from .transport.ray_transport import RayTransport
         transport = CollectiveTransport(pool.actors[:n], RayTransport(pool.actors[:n], ctx), models,
-                                        cfg.train.mode == "delayed", accumulate_dtype(scheme),
+                                        cfg.train.mode == "delayed",
+                                        accumulate_dtype(scheme, cfg.train.exact_blocks),
                                         "nccl" if cfg.cluster.gpus_per_worker >= 1 else "gloo",
                                         cfg.cluster.round_timeout_s, cfg.train.max_grad_norm)
         transport.start()
@@ -209,12 +208,13 @@ def _connect(cfg: TrainConfig, spec: WorkSpec, pool, in_process, pin: bool, sche
     return transport, ctx, WallClock()
 
 
-def accumulate_dtype(scheme) -> str:
+def accumulate_dtype(scheme, exact_blocks: int = 0) -> str:
     """The collective plane's accumulator dtype: float32 for uncoded, whose every decode sums
-    all n results (DDP's allreduce); float64 otherwise, so that a decode is exact whichever
-    workers' copies it sums (FR codes then decode bit for bit whoever straggles, as on the
-    star) and coefficients other than 1 lose nothing."""
-    return "float32" if scheme.name == "uncoded" else "float64"
+    all n results (DDP's allreduce), unless in the canonical-sum mode (``exact_blocks``);
+    float64 otherwise, so that a decode is exact whichever workers' copies it sums (FR codes
+    then decode bit for bit whoever straggles, as on the star) and coefficients other than 1
+    lose nothing."""
+    return "float32" if scheme.name == "uncoded" and not exact_blocks else "float64"
 
 
 def _execute(cfg: TrainConfig, workload, progress, pool, monitor, in_process, callbacks,
@@ -238,7 +238,8 @@ def _execute(cfg: TrainConfig, workload, progress, pool, monitor, in_process, ca
 
     setup_start = time.perf_counter()
     tr, n = cfg.train, cfg.cluster.workers
-    workload = dataclasses.replace(workload, precision=tr.precision)  # the workers' forward
+    # the workers' forward and backward: their precision, and blocks in the canonical-sum mode
+    workload = dataclasses.replace(workload, precision=tr.precision, exact_blocks=tr.exact_blocks)
     ck = None
     if cfg.checkpoint.resume is not None:
         ck = read_checkpoint(cfg.checkpoint.resume)
@@ -295,19 +296,20 @@ def _execute(cfg: TrainConfig, workload, progress, pool, monitor, in_process, ca
                         buffers=model_buffers([model.module for model in models]),
                         deterministic=probe.deterministic)
         writer = JsonlWriter(cfg.log.jsonl, resume_round=ck.round if ck is not None else None)
+        messages = message_dtype(scheme, tr.exact_blocks)
         if cfg.log.run_log is not None or monitor is not None:
             from gcode.telemetry.recorder import RunRecorder
             if ck is not None and cfg.log.run_log is not None:
                 _keep_run_log(cfg.log.run_log, ck.round)
             names = describe(workload, models[0].module, optimizers[0], dataset)
-            recorder = RunRecorder(live_run_config(cfg, scheme, M, scheme.message_dtype,
+            recorder = RunRecorder(live_run_config(cfg, scheme, M, messages,
                                                    run_id[:16], names),
                                    log_prefix=cfg.log.run_log, monitor=monitor)
         transport, ctx, clock = _connect(cfg, spec, pool, in_process,
                                          "cuda" in (device.type, decode_device.type), scheme, M)
         # the result buffers a run keeps in flight (about T+2 rounds' per worker), made now
         transport.reserve_results(n, scheme.delay + 2, scheme.max_tasks_per_round * d
-                                  * np.dtype(scheme.message_dtype).itemsize)
+                                  * messages.itemsize)
         # a coupled model stops here (the collective plane probes through Ray, with gradients)
         probed = probe.run(getattr(transport, "star", transport), ctx[0], models[0], clock)
         coord = compose(cfg, scheme, policy, transport, clock, spec, models, optimizers, delays,

@@ -12,6 +12,18 @@ the decode stay float32/float64 (docs/TRAINING.md, "Mixed precision", says what 
 
 Messages in float64 (cyclic codes whose decode could amplify fp32 rounding past 1e-6) instead
 accumulate each chunk's fp32 gradient in fp64, which is the error model the code certifies.
+
+The canonical-sum mode (``Workload.exact_blocks = K``, ``RunConfig(exact_blocks=K)``) goes one
+step further: every chunk is a union of consecutive blocks of K samples of the job's batch
+(:func:`gcode.codes.chunk_boundaries` with ``block=K``), and a task runs one forward and backward
+pass per block, adding ``c_k`` times each block's fp32 gradient into an fp64 message. A block's
+gradient is the same bits on every worker (the same K samples, in the same order, through the
+same kernels), so a decoded gradient is an fp64 sum of the same per-block fp32 gradients
+whatever the scheme, n, s, straggler pattern or order of arrival. An fp64 sum of fp32 values is
+exact while their exponents spread over less than about 29 bits, so after the one rounding to
+fp32 (:func:`gcode.train.step.step`) every scheme's gradient is the correctly rounded sum of the
+block gradients: bit-identical, except for rare ties where an inexact fp64 sum lands on the
+other side of an fp32 rounding boundary. Under bf16 autocast each block is canonical too.
 """
 
 from __future__ import annotations
@@ -153,8 +165,8 @@ class TaskComputer:
                 f"the op, or run the workers on CPUs") from None
 
     def _coded_gradient(self, chunks, coefficients, out: torch.Tensor, host_batch: Any) -> float:
-        if out.dtype == torch.float64:
-            return self._per_chunk(chunks, coefficients, out)
+        if out.dtype == torch.float64 or self.workload.exact_blocks:
+            return self._per_block(chunks, coefficients, out, self.workload.exact_blocks)
         sizes = [len(c) for c in chunks]
         if sum(sizes) == 0:
             out.zero_()
@@ -174,21 +186,24 @@ class TaskComputer:
         check_finite_loss(loss)
         return loss
 
-    def _per_chunk(self, chunks, coefficients, out: torch.Tensor) -> float:
+    def _per_block(self, chunks, coefficients, out: torch.Tensor, block: int) -> float:
+        """``out = Σ_k c_k · Σ_{blocks b of chunk k} ∇L_b`` added in ``out``'s dtype, one backward
+        pass per block of ``block`` consecutive rows of a chunk (0: the whole chunk)."""
         out.zero_()
         loss = 0.0
-        unreached = set(self.model.ungraded(everything=True))  # reached by no chunk yet
-        for rows, c in zip(chunks, coefficients):
-            if len(rows) == 0:
-                continue
-            losses = self.losses(self.batch(rows), len(rows))
-            self.model.release_grads()
-            with blame("backward"):
-                losses.sum().backward()
-            unreached &= set(self.model.ungraded())
-            self.model.gather_grads(self.model.grads)
-            out.add_(self.model.grads, alpha=float(c))
-            loss += float(c) * float(losses.detach().double().sum())
+        unreached = set(self.model.ungraded(everything=True))  # reached by no block yet
+        for chunk, c in zip(chunks, coefficients):
+            step = block or max(1, len(chunk))
+            for start in range(0, len(chunk), step):
+                rows = chunk[start:start + step]
+                losses = self.losses(self.batch(rows), len(rows))
+                self.model.release_grads()
+                with blame("backward"):
+                    losses.sum().backward()
+                unreached &= set(self.model.ungraded())
+                self.model.gather_grads(self.model.grads)
+                out.add_(self.model.grads, alpha=float(c))
+                loss += float(c) * float(losses.detach().double().sum())
         self.unreached = sorted(unreached)
         check_finite_loss(loss)
         return loss

@@ -12,6 +12,12 @@ error, about 1e-7 relative, otherwise) therefore clips, steps and schedules as t
 does. The scheduler steps exactly once per optimizer step of its model: with M models, each
 model's schedule counts its own steps (jobs t = m, m + M, ...), not the run's rounds.
 
+In the canonical-sum mode (``RunConfig(exact_blocks=K)``, :mod:`gcode.train.compute`) the decoded
+fp64 sum is first rounded to fp32, once, the same way for every scheme (uncoded included), and
+everything after (the norm, clipping, the mean, the optimizer) reads that rounded sum: decodes
+that differ by fp64 rounding only (a cyclic code's coefficients, about 1e-13 relative) then
+almost always give the same fp32 bits, and exact fp64 sums always do.
+
 Clipping follows ``torch.nn.utils.clip_grad_norm_``: with total norm N of the mean gradient, the
 gradient is multiplied by ``min(1, max_norm / (N + 1e-6))``.
 """
@@ -70,13 +76,16 @@ def apply(optimizer: torch.optim.Optimizer, scheduler=None, *, what: str = "",
 
 def step(model: FlatModel, optimizer: torch.optim.Optimizer, grad: torch.Tensor, scale: float,
          *, scheduler=None, max_grad_norm: float | None = None, what: str = "",
-         optimizer_fn: object = None, unreached=()) -> StepReport:
+         optimizer_fn: object = None, unreached=(), round_sum: bool = False) -> StepReport:
     """Update ``model`` with its decoded gradient: ``g = scale · grad`` (the mean gradient;
     ``grad`` in float64 from the decode, any device), clipped to ``max_grad_norm`` (global L2
     norm, None: no clipping), cast once to float32 into the model's gradient, then the
     optimizer's step and the scheduler's. ``what`` names the model and job in a failing
     optimizer's message. The parameters ``unreached`` (indices: no sample's loss reached them)
-    get no ``.grad``, so the optimizer skips them as plain torch does."""
+    get no ``.grad``, so the optimizer skips them as plain torch does. ``round_sum`` (the
+    canonical-sum mode): ``grad`` is rounded to float32 first (module docstring)."""
+    if round_sum:
+        grad = grad.to(torch.float32).to(grad.dtype)
     norm = grad_norm(grad, scale)
     factor = clip_factor(norm, max_grad_norm)
     model.set_gradient(grad, scale * factor)

@@ -50,6 +50,9 @@ class Workload:
     #: "fp32", or "bf16": workers run ``loss_fn``'s forward and backward under bf16 autocast
     #: (parameters, gradients, messages and the decode stay fp32/fp64)
     precision: str = "fp32"
+    #: K > 0: the canonical-sum mode (``RunConfig(exact_blocks=K)``): one backward pass per
+    #: block of K samples, summed in float64 (:mod:`gcode.train.compute`)
+    exact_blocks: int = 0
     #: what a run log names the workload by ({model, dataset, optimizer, loss}): the presets'
     #: names; None: the user's classes and functions (:func:`describe`)
     labels: dict | None = None

@@ -254,6 +254,34 @@ def test_group_balancing_keeps_slot_costs_and_load_honest(name, n, params, num_s
     assert np.abs(samples - scheme.load * num_samples).max() < spread * slots_per_worker + 1e-9
 
 
+BLOCKED = [("uncoded", 4, {}), ("uncoded", 3, {}), ("gc", 4, dict(s=1, gc_code="fr")),
+           ("gc", 8, dict(s=2, gc_code="group")), ("gc", 5, dict(s=1, gc_code="cyclic")),
+           ("srsgc", 6, dict(B=1, W=2, lam=2)), ("msgc", 4, dict(B=1, W=2, lam=1, gc_code="fr")),
+           ("msgc", 8, dict(B=2, W=3, lam=3))]
+
+
+@pytest.mark.parametrize("name,n,params", BLOCKED)
+@pytest.mark.parametrize("num_samples,block", [(64, 8), (64, 1), (240, 10), (96, 32), (12, 12)])
+def test_chunks_are_unions_of_whole_blocks(name, n, params, num_samples, block):
+    """exact_blocks: every scheme's chunks are consecutive runs of whole blocks, covering the
+    batch once; the allocation is the plain one over the blocks, times the block size."""
+    scheme = make_scheme(name, n=n, **params)
+    counts = allocate_samples(scheme.chunk_fractions, num_samples, scheme.chunk_groups, block)
+    assert counts.sum() == num_samples and (counts % block == 0).all()
+    assert np.array_equal(counts, block * allocate_samples(scheme.chunk_fractions,
+                                                           num_samples // block, scheme.chunk_groups))
+    bounds = chunk_boundaries(scheme.chunk_fractions, num_samples, scheme.chunk_groups, block)
+    assert all(b.start % block == 0 and b.stop % block == 0 for b in bounds)
+    assert bounds[0].start == 0 and bounds[-1].stop == num_samples
+    from gcode.codes import worker_samples
+    assert (worker_samples(scheme, num_samples, block) % block == 0).all()
+
+
+def test_blocks_must_divide_the_samples():
+    with pytest.raises(ValueError, match="num_samples=64 must be a multiple of block=5"):
+        allocate_samples(np.full(4, 0.25), 64, block=5)
+
+
 def test_allocate_samples_names_a_bad_group():
     with pytest.raises(ValueError, match="groups must be positive sizes summing to 3"):
         allocate_samples(np.full(3, 1 / 3), 9, groups=(1, 1))

@@ -39,6 +39,7 @@ from typing import Any, NamedTuple
 import numpy as np
 
 from ...codes import MiniTask, ResultKey
+from ..data import message_dtype
 from ..errors import DivergedError
 from ..transport.base import PlaneStep
 from ..wire import UNPREPARED, Call, Result
@@ -276,9 +277,10 @@ class CollectiveReducer:
     on_device = False
 
     def __init__(self, transport: CollectiveTransport, stats, batch_size: int, scheme,
-                 check_decode: bool = False):
+                 check_decode: bool = False, exact_blocks: int = 0):
         self.transport, self.stats, self.batch_size = transport, stats, batch_size
         self.scheme, self.check_decode = scheme, check_decode
+        self.message_dtype = message_dtype(scheme, exact_blocks).name
         self.losses: dict[ResultKey, float] = {}
         self.tasks: dict[ResultKey, MiniTask] = {}
         self.dtypes: dict[int, str] = {}  # job -> message dtype (to compute a lost result again)
@@ -291,7 +293,7 @@ class CollectiveReducer:
     def add(self, key: ResultKey, task: MiniTask, array: Any, loss: float = 0.0) -> None:
         self.losses.setdefault(key, float(loss))
         self.tasks.setdefault(key, task)
-        self.dtypes.setdefault(task.job, np.dtype(self.scheme.message_dtype).name)
+        self.dtypes.setdefault(task.job, self.message_dtype)
 
     def discard(self, keys: Any) -> None:
         for key in keys:

@@ -58,7 +58,7 @@ def compose(cfg: TrainConfig, scheme, policy, transport, clock, spec: WorkSpec, 
     else:  # the collective plane: workers sum and step their replicas
         from ..collective.transport import CollectiveReducer
         reducer = bank.replicas = CollectiveReducer(transport, stats, tr.batch_size, scheme,
-                                                    tr.check_decode)
+                                                    tr.check_decode, tr.exact_blocks)
     direct = DirectGradient(spec)
     jobs = JobBook(scheme, bank, transport, reducer, stats, tr.batch_size, direct,
                    tr.check_decode, clock, hint=session.resume_hint)

@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from ..data import bounds_of
+from ..data import bounds_of, message_dtype
 from ..errors import DivergedError
 from ..probe import check_decoded, tolerance
 from ..transport.base import PlaneStep
@@ -59,7 +59,8 @@ class JobBook:
                                f"{prev} updated it (M={self.models.M} must be >= T+1="
                                f"{self.scheme.delay + 1})")
         self.models.check_finite(t)  # a diverged model stops the run here
-        self.put(t, self.models.params(self.models.model_of(t)).detach(), self.scheme.message_dtype)
+        self.put(t, self.models.params(self.models.model_of(t)).detach(),
+                 message_dtype(self.scheme, self.models.workload.exact_blocks))
 
     def put(self, t: int, flat, dtype) -> None:
         """Job t's parameters (a numpy array or a tensor on any device, copied by the transport
@@ -68,7 +69,8 @@ class JobBook:
         groups = tuple(self.scheme.chunk_groups_for(t))
         key = (fractions.tobytes(), groups)
         if key not in self._bounds:
-            self._bounds[key] = bounds_of(fractions, self.batch_size, groups)
+            self._bounds[key] = bounds_of(fractions, self.batch_size, groups,
+                                          self.models.workload.exact_blocks)
         self.dtypes[t] = np.dtype(dtype)
         self.handles[t] = self.transport.put_job(t, flat, self._bounds[key])
 

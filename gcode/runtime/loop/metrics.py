@@ -5,17 +5,19 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..data import message_dtype
+
 APPROX_DELAYED = ("delayed-gradient SGD: one model; the gradient of job t (computed on the "
                   "parameters at round t) is applied when decoded, up to T rounds late")
 APPROX_IGNORE = "ignore-stragglers: rescaled partial sums, a biased gradient estimate"
 
 
-def real_load(scheme, batch_size: int) -> dict:
-    """The per-worker load in whole samples (chunks balanced per group), next to ``load``:
-    ``real_load`` is the busiest worker's steady-state samples per round over the batch size
-    (for ``auto``, of its last scheme)."""
+def real_load(scheme, batch_size: int, block: int = 0) -> dict:
+    """The per-worker load in whole samples (chunks balanced per group, whole blocks with
+    ``exact_blocks``), next to ``load``: ``real_load`` is the busiest worker's steady-state
+    samples per round over the batch size (for ``auto``, of its last scheme)."""
     from gcode.codes import worker_samples
-    samples = worker_samples(scheme, batch_size)
+    samples = worker_samples(scheme, batch_size, max(1, block))
     return {"real_load": int(samples.max()) / batch_size,
             "worker_samples": {"min": int(samples.min()), "max": int(samples.max())}}
 
@@ -54,8 +56,10 @@ def run_metrics(cfg, coord, scheme, policy, pool, M, d, runtime_s, setup_s, sess
         **({"gap": cfg.policy.gap} if cfg.policy_name == "gap" else {}),
         "mode": tr.mode, "models": M, "steps_per_model": steps_per_model(coord),
         "approximate": approximate, "approximation": "; ".join(notes) or None,
-        "load": scheme.load, "delay_T": scheme.delay, **real_load(scheme, tr.batch_size),
-        "message_dtype": np.dtype(scheme.message_dtype).name, "decode_checks": scheme.decode_checks,
+        "load": scheme.load, "delay_T": scheme.delay,
+        **real_load(scheme, tr.batch_size, tr.exact_blocks),
+        "message_dtype": message_dtype(scheme, tr.exact_blocks).name,
+        "exact_blocks": tr.exact_blocks, "decode_checks": scheme.decode_checks,
         "num_params": d, "batch_size": tr.batch_size,
         "runtime_s": runtime_s, "setup_s": setup_s, "rounds": rounds, "waits": stats.waits,
         "decoded_jobs": stats.decoded, "updates_per_model": stats.updates,

@@ -62,7 +62,8 @@ class ModelBank:
         from gcode.train.step import step
         return step(self.models[m], self.optimizers[m], grad, scale,
                     scheduler=self.schedulers[m], max_grad_norm=self.max_grad_norm, what=what,
-                    optimizer_fn=self.workload.optimizer_fn, unreached=unreached)
+                    optimizer_fn=self.workload.optimizer_fn, unreached=unreached,
+                    round_sum=bool(getattr(self.workload, "exact_blocks", 0)))
 
     # ---- divergence ---------------------------------------------------------------------
     def lr_hint(self) -> str:
