@@ -639,6 +639,8 @@ UNSHOWN: dict[str, str] = {
     "fit_acceptance": "issue 30's acceptance of gcode.fit (schedules, clipping, bf16, callbacks, "
                       "checkpoints); its table is in docs/TRAINING.md, \"Acceptance: a Ray "
                       "Train-style script under gcode.fit\"",
+    "exact_blocks_codes": "how often the canonical-sum mode's rounding to fp32 absorbs a code's fp64 "
+                          "decode error; its figures are in docs/TRAINING.md, \"Bit-identical runs\"",
 }
 
 HEADLINES = [  # one model: the best coded row where stragglers are injected, uncoded where not
