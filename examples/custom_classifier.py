@@ -3,15 +3,13 @@
     .venv/bin/python examples/custom_classifier.py
 
 Four functions say what to train; three configs say how. Every worker calls dataset_fn() once
-and reads only the samples of its coded chunks; the loss is per sample (reduction="none"),
-which is what makes a coded task one weighted backward pass.
+and reads only the samples of its coded chunks; the loss is per sample (reduction="none",
+examples/_common.py), which is what makes a coded task one weighted backward pass.
 """
 
 import torch
-import torch.nn.functional as F
-from sklearn.datasets import load_digits
+from _common import correct, digits, per_sample_loss
 from torch import nn
-from torch.utils.data import TensorDataset
 
 import gcode
 
@@ -27,32 +25,14 @@ class DigitsCNN(nn.Module):
         return self.head(self.features(x))
 
 
-def digits(train: bool):
-    images, labels = load_digits(return_X_y=True)
-    x = torch.tensor(images / 16.0, dtype=torch.float32).reshape(-1, 1, 8, 8)
-    y = torch.tensor(labels)
-    keep = slice(0, 1500) if train else slice(1500, None)
-    return TensorDataset(x[keep], y[keep])
-
-
-def per_sample_loss(model, batch):
-    x, y = batch
-    return F.cross_entropy(model(x), y, reduction="none")
-
-
-def correct(model, batch):
-    x, y = batch
-    return model(x).argmax(dim=1) == y
-
-
 if __name__ == "__main__":
     result = gcode.fit(
-        DigitsCNN, per_sample_loss, lambda: digits(train=True),
+        DigitsCNN, per_sample_loss, lambda: digits(train=True, images=True),
         lambda params: torch.optim.Adam(params, lr=0.01),
         coding=gcode.CodingConfig(scheme="gc", s=1, gc_code="fr"),   # any 1 of 4 may straggle
         scaling=gcode.ScalingConfig(workers=4),
         run=gcode.RunConfig(jobs=30, batch_size=256, eval_every=10),
-        eval_dataset_fn=lambda: digits(train=False), metric_fn=correct)
+        eval_dataset_fn=lambda: digits(train=False, images=True), metric_fn=correct)
     print(f"{result.metrics['decoded_jobs']} jobs in {result.metrics['runtime_s']:.1f} s, "
           f"{result.metrics['stragglers']} stragglers")
     for e in result.metrics["evals"]:

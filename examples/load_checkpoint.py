@@ -9,28 +9,14 @@ optimizer_fn= (and scheduler_fn=) also return the optimizers, to go on training 
 import tempfile
 
 import torch
-import torch.nn.functional as F
-from sklearn.datasets import load_digits
+from _common import digits, per_sample_loss
 from torch import nn
-from torch.utils.data import TensorDataset
 
 import gcode
 
 
-def digits(train: bool):
-    images, labels = load_digits(return_X_y=True)
-    x, y = torch.tensor(images / 16.0, dtype=torch.float32), torch.tensor(labels)
-    keep = slice(0, 1500) if train else slice(1500, None)
-    return TensorDataset(x[keep], y[keep])
-
-
 def classifier():
     return nn.Sequential(nn.Linear(64, 32), nn.ReLU(), nn.Linear(32, 10))
-
-
-def per_sample_loss(model, batch):
-    x, y = batch
-    return F.cross_entropy(model(x), y, reduction="none")
 
 
 if __name__ == "__main__":

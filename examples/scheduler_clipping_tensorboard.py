@@ -9,11 +9,9 @@ uncoded one would. Without the tensorboard package the run goes on without the l
 """
 
 import torch
-import torch.nn.functional as F
-from sklearn.datasets import load_digits
+from _common import digits, per_sample_loss
 from torch import nn
 from torch.optim.lr_scheduler import CosineAnnealingLR, LinearLR, SequentialLR
-from torch.utils.data import TensorDataset
 
 import gcode
 from gcode.callbacks import EarlyStopping, TensorBoardLogger
@@ -21,20 +19,8 @@ from gcode.callbacks import EarlyStopping, TensorBoardLogger
 JOBS, WARMUP = 40, 5
 
 
-def digits(train: bool):
-    images, labels = load_digits(return_X_y=True)
-    x, y = torch.tensor(images / 16.0, dtype=torch.float32), torch.tensor(labels)
-    keep = slice(0, 1500) if train else slice(1500, None)
-    return TensorDataset(x[keep], y[keep])
-
-
 def mlp():
     return nn.Sequential(nn.Linear(64, 64), nn.GELU(), nn.Linear(64, 10))
-
-
-def per_sample_loss(model, batch):
-    x, y = batch
-    return F.cross_entropy(model(x), y, reduction="none")
 
 
 def warmup_cosine(optimizer):
