@@ -294,7 +294,8 @@ def _execute(cfg: TrainConfig, workload, progress, pool, monitor, in_process, ca
                         use_gpu=cfg.cluster.gpus_per_worker > 0,
                         prefetch=cfg.cluster.reads_ahead,
                         buffers=model_buffers([model.module for model in models]),
-                        deterministic=probe.deterministic)
+                        # exact_blocks: a block's gradient must be the same bits on any GPU worker
+                        deterministic=probe.deterministic or tr.exact_blocks > 0)
         writer = JsonlWriter(cfg.log.jsonl, resume_round=ck.round if ck is not None else None)
         messages = message_dtype(scheme, tr.exact_blocks)
         if cfg.log.run_log is not None or monitor is not None:
