@@ -28,3 +28,15 @@ def test_every_scheme_and_worker_count_trains_the_same_bits():
         assert scheme["name"] == "uncoded" or metrics["stragglers"] > 0
         for a, b in zip(got, reference, strict=True):
             assert torch.equal(a, b), (scheme, workers, float((a - b).abs().max()))
+
+
+def test_a_resumed_run_continues_bit_for_bit(tmp_path):
+    """A checkpoint of a run in the canonical-sum mode (jobs in flight with fp64 messages and
+    block-aligned chunks) resumes to the uninterrupted run's parameters."""
+    from gcode.runtime.checkpoint import checkpoints_in, resume_config
+    scheme = {"name": "msgc", "B": 1, "W": 2, "lam": 1, "gc_code": "fr", "jobs": 8}
+    cfg = config(scheme=scheme, train=TRAIN, checkpoint={"dir": str(tmp_path), "every": 3, "keep": 10})
+    full, _ = execute(cfg, preset_workload_of(cfg), in_process=SCRIPT)
+    resumed_cfg = resume_config(checkpoints_in(tmp_path)[0]).replace(**{"checkpoint.dir": None})
+    resumed, _ = execute(resumed_cfg, preset_workload_of(resumed_cfg), in_process=SCRIPT)
+    assert resumed["param_checksum"] == full["param_checksum"]
