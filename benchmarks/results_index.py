@@ -641,6 +641,8 @@ UNSHOWN: dict[str, str] = {
                       "Train-style script under gcode.fit\"",
     "exact_blocks_codes": "how often the canonical-sum mode's rounding to fp32 absorbs a code's fp64 "
                           "decode error; its figures are in docs/TRAINING.md, \"Bit-identical runs\"",
+    "exact_blocks_cost": "a worker's task in the canonical-sum mode against the default, as ratios; "
+                         "its figures are in docs/TRAINING.md, \"Bit-identical runs\"",
 }
 
 HEADLINES = [  # one model: the best coded row where stragglers are injected, uncoded where not
