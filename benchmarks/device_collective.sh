@@ -5,8 +5,10 @@
 #               1e-6, replicas bit-identical. One GPU: a functional check; NCCL figures across
 #               GPUs are still to come.
 #   versus      the 16-core acceptance, once `gcode bench versus --data-plane` exists: mlp-wide,
-#               8 workers, collective plane against DDP, no injection and bursty, with
-#               coordinator_bytes_per_round in every gcode row (and the star for comparison).
+#               8 workers, 40 steps of one model per row, both planes against DDP, no injection
+#               and bursty, with coordinator_bytes_per_round in every gcode row and, on the
+#               collective plane, where a decode's seconds go (plane_s_per_decode: fold,
+#               allreduce, step, check, as a worker timed them).
 # Usage: benchmarks/device_collective.sh OUT_DIR [functional] [versus]   (default: functional)
 # JSON lands in OUT_DIR; copy it to benchmarks/results/.
 set -u
@@ -35,14 +37,18 @@ if [[ $want == *" versus "* ]]; then
     run mlp-wide-collective-none --data-plane collective --inject none --schemes uncoded,gc-s1
     run mlp-wide-collective --data-plane collective --schemes uncoded,gc-s2-earliest,gc-s2-earliest-arrival
     LIMIT=${STAR_LIMIT:-120} run mlp-wide-star-none --data-plane star --inject none --schemes uncoded
+    LIMIT=${STAR_LIMIT:-120} run mlp-wide-star --data-plane star --schemes uncoded,gc-s2-earliest
     rm -rf "$out/tmp"
     for f in "$out"/versus_*.json; do
       [[ -e $f ]] && $py -c 'import json, sys
 d = json.load(open(sys.argv[1]))
 for r in d["rows"]:
     if r.get("scheme") != "ddp":
-        print(sys.argv[1].rsplit("/", 1)[-1], r.get("name") or r.get("scheme"), r.get("data_plane"),
-              "vs_ddp", round(r.get("vs_ddp") or 0, 3), "coordinator_bytes_per_round", r.get("coordinator_bytes_per_round"))' "$f"
+        phases = {k: round(1e3 * v, 1) for k, v in (r.get("plane_s_per_decode") or {}).items()}
+        print(sys.argv[1].rsplit("/", 1)[-1], r.get("row") or r.get("scheme"), r.get("data_plane"),
+              "vs_ddp", round(r.get("vs_ddp") or 0, 3), "coordinator_bytes_per_round",
+              r.get("coordinator_bytes_per_round"), "overhead_ms", round(1e3 * (r.get("overhead_s_per_round") or 0), 1),
+              "decode_ms_by_phase", phases)' "$f"
     done
   fi
 fi

@@ -344,6 +344,8 @@ def _gcode_row(cfg: VersusConfig, name: str, workload, inject: dict, pool,
             "coordinator_bytes_per_round": metrics["coordinator_bytes_per_round"],
             "prefetch": metrics["prefetch"], "read_ahead_tasks": metrics["read_ahead_tasks"],
             "timings_s_per_round": metrics["timings_s_per_round"],
+            **({"plane_s_per_decode": metrics["plane_s_per_decode"]}
+               if "plane_s_per_decode" in metrics else {}),
             "param_checksum": metrics["param_checksum"], "exact": not metrics["approximate"]}
 
 

@@ -121,6 +121,9 @@ class Result:
     message: str = ""
     workload: bool = False
     unreached: list[list[int]] | None = None  # per task: parameters its backward did not reach
+    #: the collective plane: the decodes this call applied before computing, as
+    #: {"applied": next decode number, "reports": [one report per decode]}
+    steps: dict | None = None
     version: int = WIRE_VERSION
 
     #: bytes of a result's fixed fields (status, tags, timings) as they travel, about

@@ -20,6 +20,7 @@ Worker actor methods (each delegates here; the coordinator calls them):
 ``reduce(job)``             allreduce job's accumulator; every worker gets the decoded sum
 ``reduce_step(job, opt)``   ``zero=1``: reduce-scatter, step the shard, all-gather parameters
 ``decode(job, pairs, opt)`` ``fold`` then ``reduce`` (or ``reduce_step``) as one request
+``submit(what, body)``      any body run in order on the thread (the replicas' whole decode)
 ``check_replicas(named)``   checksum allreduce; :class:`ReplicaMismatch` names a mismatch
 ``broadcast(tree, src)``    a state tree from rank ``src`` (a restarted actor's replicas)
 ``release(job)``            drop job's accumulator and kept results after its step
@@ -33,6 +34,7 @@ re-forms the group and repeats the sum from the kept accumulators.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Hashable, Iterable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -127,16 +129,25 @@ class CollectivePlane:
         between them: future of the decoded sum (``zero=0``), or of None once ``sharded`` has
         stepped (``zero=1``)."""
         pairs = list(pairs)
-
-        def fold_and_reduce():
-            self.jobs.fold(job, pairs)
-            if sharded is not None:
-                return sharded.step(self.jobs.accumulator(job))
-            total = self.jobs.accumulator(job).clone()
-            dist.all_reduce(total)
-            return total
         what = f"{'reduce-scatter step' if sharded else 'allreduce'} of job {job}"
-        return self._collective(what, fold_and_reduce)
+        return self._collective(what, lambda: self.fold_and_reduce(job, pairs, sharded))
+
+    def fold_and_reduce(self, job: int, pairs: list[tuple[Hashable, float]],
+                        sharded: ShardedOptimizer | None = None, times: dict | None = None):
+        """:meth:`decode`'s body, run on the calling thread: that must be the communication
+        thread (a request of :meth:`submit`). ``times`` (when given) gets the seconds of
+        ``fold`` and ``allreduce`` (which includes waiting for the last rank to enter it)."""
+        t0 = time.perf_counter()
+        self.jobs.fold(job, pairs)
+        t1 = time.perf_counter()
+        if sharded is not None:
+            out = sharded.step(self.jobs.accumulator(job))
+        else:
+            out = self.jobs.accumulator(job).clone()
+            dist.all_reduce(out)
+        if times is not None:
+            times.update(fold=t1 - t0, allreduce=time.perf_counter() - t1)
+        return out
 
     def reduce_step(self, job: int, optimizer: ShardedOptimizer) -> Future:
         """``zero=1``: reduce-scatter job's accumulator, step this rank's shard, all-gather."""
@@ -168,6 +179,12 @@ class CollectivePlane:
         self._thread.shutdown(wait=True)
 
     # ---- the communication thread
+    def submit(self, what: str, body: Callable) -> Future:
+        """Run ``body`` (which may issue collectives, and read or step the replicas) on the
+        communication thread, after every request before it, in this generation; a failed
+        collective raises :class:`CollectiveError` naming ``what``."""
+        return self._collective(what, body)
+
     def _collective(self, what: str, body: Callable) -> Future:
         generation = self.member.generation  # as of the request: a stale one is refused
 

@@ -5,30 +5,43 @@
   call names its jobs without data, so each worker computes on its replicas' copy of the job's
   parameters (:mod:`gcode.runtime.worker.replicas`). Calls, polls and fetches go through a
   :class:`RayTransport` it holds; results carry coded losses and timings, no gradient rows.
-* :class:`CollectiveReducer` keeps which results arrived and their losses. Decoding job t sends
-  each worker the coefficients of its own results; the workers fold a·m into job t's
-  accumulator, allreduce it, and every replica steps model t mod M. No gradient reaches the
-  coordinator: ``decode`` returns a :class:`PlaneStep` (rank 0's learning rate, gradient norm
-  and clip factor), so the loop steps nothing itself. With ``check_decode`` rank 0 also sends
-  its all-reduced sum and the job's parameters (two vectors per decode, counted in
-  ``coordinator_bytes``), which the loop checks against a directly computed gradient as on the
-  star plane. The
-  coordinator's models are refreshed from a replica when they are read (checkpoint,
-  evaluation, the end of the run: :meth:`CollectiveReducer.refresh`).
+* :class:`CollectiveReducer` keeps which results arrived and their losses. Decoding job t
+  queues, for every worker, the coefficients of its own results (:meth:`CollectiveTransport.defer`,
+  a few hundred bytes); no gradient reaches the coordinator, and ``decode`` returns a pending
+  :class:`PlaneStep`, so the loop steps nothing itself and blocks on no collective.
 
-Invariants: every worker is asked for the same collectives in the same order (one decode at a
-time, in the loop's order); a job's parameters are its model's replica at issue, taken before
-the replica steps for any other job (delayed mode names the jobs in flight); replicas are
-compared (a checksum allreduce) every :data:`CHECK_EVERY` decodes and at the end.
+Decodes ride on the next calls. Each decode is numbered (``seq``) and goes to each worker with
+that worker's next compute call, so a round costs one Ray call per worker. The worker applies
+every decode numbered up to the call's ``upto`` first, in their numbers' order whatever order
+the calls ran in (fold a·m into job t's accumulator, allreduce it, step replica t mod M, on its
+communication thread), then computes on the stepped replicas; the call's result carries each
+decode's report (rank 0's learning rate, gradient norm and clip factor, whether the sum was
+finite), which completes job t's round record (:meth:`gcode.runtime.loop.jobs.JobBook.collect`).
+A straggler still computing an older call enters the allreduce at once: the new call runs the
+decode on the communication thread while the compute thread works. Before the replicas are read
+(a checkpoint, an evaluation, the end of the run) the coordinator settles every queued decode
+with one call per worker (:meth:`CollectiveTransport.settle`); with ``check_decode`` it does so
+at each decode, and rank 0 also sends its all-reduced sum and the job's parameters (two vectors
+per decode, counted in ``coordinator_bytes``), which the loop checks against a directly computed
+gradient as on the star plane. The coordinator's models are refreshed from a replica when they
+are read (:meth:`CollectiveReducer.refresh`).
+
+Invariants: every worker applies the same decodes in the same order (their numbers), so every
+worker does the same collectives in the same order; a job's parameters are its model's replica
+when the worker first computes it, which is after every decode issued before its call (the
+call's ``upto``); in delayed mode a decode names the jobs in flight on its model, whose
+parameters are taken before the replica steps; replicas are compared (a checksum allreduce)
+every :data:`CHECK_EVERY` decodes and at the end.
 
 Faults (:meth:`CollectiveTransport.recover`): a worker that died (a call of it failed so, or it
-was killed), or a decode whose collective failed or did not finish within the group's bound,
-re-forms the group before the next decode: every worker leaves its group, one that does not
-answer is restarted, a restarted actor builds its replicas and receives the replicas' state
-(parameters, optimizer state, jobs in flight) from a surviving peer by a broadcast, and the
-decode is repeated. Survivors kept their folded accumulators and results; a restarted worker
-computes its results in that decode again (the decode request names their tasks), so the sum
-is the one a fault-free run makes.
+was killed), or a call or settle whose collective failed or did not finish within the group's
+bound, re-forms the group before the next call: every worker leaves its group, one that does
+not answer is restarted, a restarted actor builds its replicas and receives the replicas' state
+(parameters, optimizer state, jobs in flight, jobs stepped) from a surviving peer by a
+broadcast, and every decode not known applied on every worker is repeated in order (a replica
+that stepped a job already skips it). Survivors kept their folded accumulators and results; a
+restarted worker computes its results in a decode again (the request names their tasks), so the
+sum is the one a fault-free run makes. A call of an older generation computes nothing.
 """
 
 from __future__ import annotations
@@ -42,14 +55,18 @@ from ...codes import MiniTask, ResultKey
 from ..data import message_dtype
 from ..errors import DivergedError
 from ..transport.base import PlaneStep
-from ..wire import UNPREPARED, Call, Result
+from ..wire import STALE, UNPREPARED, Call, Result
 
 #: decodes between two checks that every worker's replicas are bit-identical
 CHECK_EVERY = 10
 #: bytes of one (result key, coefficient, task) entry in a decode request, as it travels
 PAIR_BYTES = 64
-#: attempts at one decode when its collective fails (each after re-forming the group)
+#: attempts at settling the decodes when a collective fails (each after re-forming the group)
 DECODE_ATTEMPTS = 3
+#: failure reasons (``failure_kind``) of a call whose collective failed: the group must re-form
+COLLECTIVE_FAILURES = ("raised CollectiveError", "raised StaleGeneration")
+#: the failure reason of a call that failed, or gave up, in a group generation re-formed since
+OUTLIVED = "outlived its group generation"
 
 
 def _replica_mismatch(exc: BaseException) -> bool:
@@ -79,19 +96,32 @@ class CollectiveTransport:
         self.stats = ray_transport.stats
         self.models, self.delayed = models, delayed
         self.accumulate_dtype, self.backend, self.timeout_s = accumulate_dtype, backend, timeout_s
+        #: a collective's bound: half the round's, since a round's calls run their decodes, so
+        #: that a peer that never enters one fails the collective (and the group re-forms)
+        #: before the round that waits on it fails
+        from .group import GroupConfig
+        self.group = GroupConfig(backend, timeout_s / 2)
         self.max_grad_norm = max_grad_norm
         self.issued: dict[int, JobRef] = {}
         self.generation = 0
         self.suspect: set[int] = set()  # workers seen dead since the group formed
-        self.worker_of: dict[Any, int] = {}  # call handle -> worker
-        self.stats.update(regroups=0, repeated_decodes=0)
+        self.worker_of: dict[Any, tuple[int, int]] = {}  # call handle -> (worker, generation)
+        self.stats.update(regroups=0, repeated_decodes=0, settles=0)
+        n = len(actors)
+        self.seq = 0  # the next decode's number
+        self.outbox: dict[int, list[dict]] = {w: [] for w in range(n)}  # decodes for w's next call
+        self.unacked: list[list[dict]] = []  # decodes (one request per worker) not applied everywhere
+        self.applied = [0] * n  # worker -> decodes numbered below this are applied there
+        self.unreported: set[int] = set()  # jobs whose decode was issued, report not yet taken
+        self.reports: dict[int, dict] = {}  # job -> a worker's report of its step, not yet taken
+        self.phases: dict[str, float] = {}  # a worker's seconds by phase, summed over reports
 
     def start(self) -> None:
         """Every worker builds the replicas from the run's seed (they must agree at once), then
         the group forms."""
         import ray
 
-        from . import GroupConfig, form_group
+        from . import form_group
         ctx_id, spec_ref = self.star.ctx
         replies = ray.get([a.join_collective.remote(ctx_id, [spec_ref], self.models, self.delayed,
                                                     self.accumulate_dtype, self.max_grad_norm)
@@ -103,7 +133,7 @@ class CollectiveTransport:
             raise RuntimeError(f"workers {odd} built replicas that differ from worker 0's: "
                                f"model_fn must build the same model from the same seed in every "
                                f"process")
-        form_group(self.actors, GroupConfig(self.backend, self.timeout_s), self.generation)
+        form_group(self.actors, self.group, self.generation)
 
     def model_of(self, t: int) -> int:
         return 0 if self.delayed else t % self.models
@@ -117,6 +147,7 @@ class CollectiveTransport:
     def job_params(self, handle: JobRef) -> np.ndarray:
         """Job t's parameters as worker 0's replicas hold them (checks and checkpoints)."""
         import ray
+        self.settle()
         return ray.get(self.actors[0].job_params.remote(handle.job), timeout=self.timeout_s)
 
     def release_job(self, handle: JobRef) -> None:
@@ -131,13 +162,17 @@ class CollectiveTransport:
         """Results stay on the workers: nothing to reserve."""
 
     def call(self, w: int, call: Call, send_ctx: bool, jobs: list, result_bytes: int = 0) -> Any:
-        if w in self.suspect:  # its process died: it needs the replicas and the group first
+        """Worker w's call, carrying the decodes issued since its last one (module docstring,
+        "Decodes"). A worker seen dead, or a failed collective, re-forms the group first."""
+        if self.suspect:  # the group lost a member: re-form it before anyone enters a collective
             self.recover()
         ctx_box = [self.star.ctx[1]] if send_ctx else None
+        decodes, self.outbox[w] = self.outbox[w], []
         self.stats["ray_calls"] += 1
-        handle = self.actors[w].compute.remote(call.encode(), ctx_box,
-                                               *[(None, ref.bounds) for ref in jobs])
-        self.worker_of[handle] = w
+        handle = self.actors[w].compute.remote(
+            call.encode(), ctx_box, *[(None, ref.bounds) for ref in jobs],
+            plane={"decodes": decodes, "upto": self.seq - 1, "generation": self.generation})
+        self.worker_of[handle] = (w, self.generation)
         return handle
 
     def kill(self, w: int) -> None:
@@ -151,14 +186,31 @@ class CollectiveTransport:
         return self.star.ready(calls)
 
     def fetch(self, calls: list) -> list[tuple[Result | None, str | None]]:
+        """The calls' results (the star's fetch), taking in the decodes' reports they carry. A
+        worker lost (dead, or restarted without the replicas) or a collective that failed in a
+        call makes the group re-form before the next call."""
         out = self.star.fetch(calls)
-        for call, (result, reason) in zip(calls, out):
-            w = self.worker_of.pop(call, None)
+        for i, (call, (result, reason)) in enumerate(zip(calls, out)):
+            w, generation = self.worker_of.pop(call, (None, self.generation))
+            if w is not None and getattr(result, "steps", None) is not None:
+                self._note_steps(w, result.steps)
             lost = (reason is not None and reason.startswith("died")
                     or getattr(result, "status", None) == UNPREPARED)
             if lost and w is not None:  # the group lost it: re-form before the next collective
                 self.suspect.add(w)
+            if generation != self.generation and (reason is not None
+                                                  or getattr(result, "status", None) == STALE):
+                # the group re-formed under it (its decodes were repeated there): sent again
+                out[i] = (None, f"{OUTLIVED} {generation} ({reason or 'stale'})")
+            elif self.group_failure(reason):
+                self.suspect.update(range(len(self.actors)))  # recover() tells who failed
         return out
+
+    @staticmethod
+    def group_failure(reason) -> bool:
+        """Whether a call failed because a collective did (the group re-forms before the next
+        call, which may be sent at once), not because its worker did."""
+        return isinstance(reason, str) and reason.startswith((*COLLECTIVE_FAILURES, OUTLIVED))
 
     def forget(self, calls: list) -> None:
         for call in calls:
@@ -166,35 +218,85 @@ class CollectiveTransport:
         self.star.forget(calls)
 
     # ---- the workers' side of a decode -----------------------------------------------------
-    def reduce(self, t: int, pairs: list[list], check: bool, scale: float, dtype: str,
-               send_decoded: bool = False, unreached=()) -> list[dict]:
-        """Every worker folds its ``pairs[w]`` (key, coefficient, task) of job t, allreduces
-        and steps model t mod M (``unreached`` parameters get no ``.grad``, as on the star
-        plane); ``check``: then the replicas are compared; ``send_decoded``:
-        rank 0 replies with the sum and the job's parameters too. A failed collective
-        re-forms the group and repeats the decode. Returns each worker's reply."""
-        import ray
+    def defer(self, t: int, pairs: list[list], check: bool, scale: float, dtype: str,
+              send_decoded: bool = False, unreached=()) -> None:
+        """Number job t's decode and queue it for every worker's next call: worker w folds its
+        ``pairs[w]`` (key, coefficient, task), the group allreduces and every replica steps
+        model t mod M (``unreached`` parameters get no ``.grad``, as on the star plane);
+        ``check``: then the replicas are compared; ``send_decoded``: rank 0's report carries
+        the sum and the job's parameters too."""
         m = self.model_of(t)
         snapshot = self.in_flight_on(m, t)
+        seq, self.seq = self.seq, self.seq + 1
+        each = [{"seq": seq, "job": int(t), "model": m, "pairs": pairs[w], "snapshot": snapshot,
+                 "scale": scale, "check": check, "bounds": self.issued[t].bounds, "dtype": dtype,
+                 "send_decoded": send_decoded and w == 0, "unreached": list(unreached)}
+                for w in range(len(self.actors))]
+        for w, decode in enumerate(each):
+            self.outbox[w].append(decode)
+        self.unacked.append(each)
+        self.unreported.add(int(t))
+
+    def settle(self) -> None:
+        """Every decode issued so far applied on every worker, and its report here: before the
+        replicas are read (a checkpoint, an evaluation, the end) or a decode is checked. A
+        failed collective re-forms the group, which repeats the decodes (:meth:`recover`)."""
+        import ray
+        if not self.unacked and self.unreported <= set(self.reports):
+            return
         for attempt in range(DECODE_ATTEMPTS):
             if self.suspect:
                 self.recover()
-            calls = [a.reduce_job.remote(t, m, pairs[w], snapshot, scale, check,
-                                         self.issued[t].bounds, dtype, send_decoded and w == 0,
-                                         list(unreached))
+                if not self.unacked and self.unreported <= set(self.reports):
+                    return
+            decodes, self.outbox = self.outbox, {w: [] for w in range(len(self.actors))}
+            want = sorted(self.unreported - set(self.reports))  # reports lost with their calls
+            self.stats["settles"] += 1
+            calls = [a.apply_decodes.remote(decodes[w], self.seq - 1, self.generation, want=want)
                      for w, a in enumerate(self.actors)]
             try:
-                return ray.get(calls, timeout=self.timeout_s + 30)
+                replies = ray.get(calls, timeout=self.timeout_s + 30)
             except (ray.exceptions.RayActorError, ray.exceptions.GetTimeoutError,
                     ray.exceptions.RayTaskError) as exc:
                 if _replica_mismatch(exc):
                     raise RuntimeError(str(exc.cause)) from None
                 if attempt + 1 == DECODE_ATTEMPTS:
-                    raise RuntimeError(f"job {t}'s decode failed {DECODE_ATTEMPTS} times on the "
-                                       f"collective plane; the last: "
-                                       f"{' '.join(str(exc).split())[:300]}") from None
+                    raise RuntimeError(f"the collective plane's decodes failed {DECODE_ATTEMPTS} "
+                                       f"times; the last: {' '.join(str(exc).split())[:300]}"
+                                       ) from None
                 self.suspect.update(range(len(self.actors)))  # who failed is told by recover
-                self.stats["repeated_decodes"] += 1
+                continue
+            for w, steps in enumerate(replies):
+                self._note_steps(w, steps)
+            return
+
+    def _note_steps(self, w: int, steps: dict) -> None:
+        """Worker w applied every decode numbered below ``steps["applied"]``; keep the reports
+        (any worker's: every replica steps alike; rank 0's carries the sum when asked)."""
+        self.applied[w] = max(self.applied[w], int(steps["applied"]))
+        for report in steps["reports"]:
+            job = int(report["job"])
+            if job in self.unreported and (job not in self.reports or "decoded" in report):
+                self.reports[job] = report
+            if "phases" in report and not report.get("repeated"):
+                for name, seconds in report["phases"].items():
+                    self.phases[name] = self.phases.get(name, 0.0) + seconds
+                self.phases["reports"] = self.phases.get("reports", 0) + 1
+        everywhere = min(self.applied)
+        self.unacked = [each for each in self.unacked if each[0]["seq"] >= everywhere]
+
+    def take_report(self, t: int) -> dict | None:
+        """Job t's report, once a worker sent it (None before)."""
+        report = self.reports.pop(t, None)
+        if report is not None:
+            self.unreported.discard(t)
+        return report
+
+    def phases_per_decode(self) -> dict[str, float] | None:
+        """A worker's mean seconds per decode by phase (snapshot and recompute, fold, allreduce,
+        step, check), None before any report."""
+        n = self.phases.get("reports", 0)
+        return {k: v / n for k, v in self.phases.items() if k != "reports"} if n else None
 
     def recover(self) -> None:
         """Re-form the group (module docstring, "Faults"): leave, restart the unresponsive,
@@ -202,8 +304,7 @@ class CollectiveTransport:
         surviving peer."""
         import ray
 
-        from . import CollectiveError, GroupConfig, form_group, leave_group, wait_ready
-        config = GroupConfig(self.backend, self.timeout_s)
+        from . import CollectiveError, form_group, leave_group, wait_ready
         for rank in leave_group(self.actors, 30.0):  # no answer: dead, or hung in a collective
             with contextlib.suppress(Exception):
                 ray.kill(self.actors[rank], no_restart=False)
@@ -219,21 +320,34 @@ class CollectiveTransport:
                                                        self.max_grad_norm)
                  for w in fresh], timeout=self.timeout_s + 60)
         self.generation += 1
-        form_group(self.actors, config, self.generation)
+        form_group(self.actors, self.group, self.generation)
         src = held.index(True)
         ray.get([a.sync_replicas.remote(src) for a in self.actors], timeout=self.timeout_s + 60)
         self.suspect.clear()
         self.stats["regroups"] += 1
+        # every replica is now src's: repeat the decodes not known applied everywhere (those
+        # src stepped are skipped), and number the next ones on from here
+        unacked, self.unacked = self.unacked, []
+        self.outbox = {w: [] for w in range(len(self.actors))}
+        replies = ray.get([a.apply_decodes.remote([each[w] for each in unacked], self.seq - 1,
+                                                  self.generation, True)
+                           for w, a in enumerate(self.actors)], timeout=self.timeout_s + 60)
+        self.stats["repeated_decodes"] += len(unacked)
+        self.applied = [self.seq] * len(self.actors)
+        for w, steps in enumerate(replies):
+            self._note_steps(w, steps)
 
     def check_replicas(self) -> dict:
         """{replica: checksum}, once every worker's replicas compared equal."""
         import ray
+        self.settle()
         return ray.get([a.check_replicas.remote() for a in self.actors],
                        timeout=self.timeout_s + 30)[0]
 
     def replica_state(self) -> list[dict]:
         """The M replicas and their optimizers' state as worker 0 holds them."""
         import ray
+        self.settle()
         return ray.get(self.actors[0].replica_state.remote(), timeout=self.timeout_s + 30)
 
     def load_replicas(self, state: list[dict]) -> None:
@@ -304,8 +418,10 @@ class CollectiveReducer:
         """Workers fold when the coefficients come: nothing to do ahead."""
 
     def decode(self, t: int, decoding: list, unreached=()) -> tuple[PlaneStep, float]:
-        """Job t summed and stepped on the workers (parameters ``unreached`` by every result
-        left without a ``.grad``); returns (what rank 0's step did, its batch loss)."""
+        """Job t's decode, queued for the workers' next calls (they sum and step before they
+        compute; parameters ``unreached`` by every result are left without a ``.grad``);
+        returns (a pending step, its batch loss). With ``check_decode`` the workers apply it
+        now and the step is rank 0's, with the sum to check."""
         pairs: list[list] = [[] for _ in self.transport.actors]
         loss = 0.0
         for key, coefficient in decoding:
@@ -314,22 +430,34 @@ class CollectiveReducer:
                                       (tuple(task.chunks), tuple(task.coefficients))))
             loss += float(coefficient) * self.losses[key]
         self.decodes += 1
-        check = self.decodes % CHECK_EVERY == 0
-        replies = self.transport.reduce(t, pairs, check, 1.0 / self.batch_size,
-                                        self.dtypes.get(t, "float64"), self.check_decode,
-                                        unreached)
-        first = replies[0]
-        step = PlaneStep(first.get("lr"), first.get("grad_norm"), first.get("clip_factor", 1.0),
-                         first.get("decoded"), first.get("params"))
-        self.stats.coordinator_bytes += PAIR_BYTES * (len(decoding) + len(pairs)) + sum(
-            a.nbytes for a in (step.decoded, step.params) if a is not None)
+        self.transport.defer(t, pairs, self.decodes % CHECK_EVERY == 0, 1.0 / self.batch_size,
+                             self.dtypes.get(t, "float64"), self.check_decode, unreached)
+        self.stats.coordinator_bytes += PAIR_BYTES * (len(decoding) + len(pairs))
         self.stepped = True
         self.forget(t)
-        if not all(r["finite"] for r in replies):
+        if not self.check_decode:
+            return PlaneStep(pending=True), loss
+        self.transport.settle()
+        return self.step_of(t), loss
+
+    def step_of(self, t: int) -> PlaneStep | None:
+        """Job t's step as a worker reported it (None before a report came)."""
+        report = self.transport.take_report(t)
+        if report is None:
+            return None
+        if not report["finite"]:
             m = self.transport.model_of(t)
             raise DivergedError(f"model {m} diverged: job {t}'s all-reduced gradient is not "
                                 f"finite on the workers (lower the learning rate?)")
-        return step, loss
+        step = PlaneStep(report.get("lr"), report.get("grad_norm"), report.get("clip_factor", 1.0),
+                         report.get("decoded"), report.get("params"))
+        self.stats.coordinator_bytes += sum(a.nbytes for a in (step.decoded, step.params)
+                                            if a is not None)
+        return step
+
+    def settle(self) -> None:
+        """Every decode queued applied on the workers (their reports then come in)."""
+        self.transport.settle()
 
     def forget(self, t: int) -> None:
         self.dtypes.pop(t, None)

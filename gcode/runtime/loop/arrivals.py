@@ -2,7 +2,8 @@
 
 The round-ending rule is the simulator's Policy, applied by :func:`gcode.sim.rounds.decide`;
 around it, mechanism only: retries after a backoff (:class:`Retries`), the round's timeout
-(``cluster.round_timeout_s``: a round fails once it has polled its calls past the bound, so time
+(``cluster.round_timeout_s``: a round fails once it has polled its calls past the bound, counted
+again from the re-sent calls when the workers' group failed under them and re-formed, so time
 the coordinator spent elsewhere, such as re-forming the collective plane's group while the round
 ran ahead, never fails workers that finished meanwhile), and polling (:meth:`Arrivals._poll`:
 wait for calls, fetch, check, store, send arrived workers their next round). A decision to end
@@ -13,6 +14,7 @@ non-finite result never counts.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import partial
 
@@ -46,6 +48,7 @@ class OpenRound:
     finished_at: dict = field(default_factory=dict)
     attempts: list[int] = field(default_factory=list)
     failed_at: dict[int, float] = field(default_factory=dict)
+    bound_from: float = 0.0  # round clock: the round's bound counts from here (a re-formed group)
 
     def __post_init__(self):
         self.attempts = self.attempts or [0] * self.state.n
@@ -85,6 +88,11 @@ class Arrivals:
         self.timeout_s, self.hint = cluster.round_timeout_s, hint
         self.partial = partial_fallback(policy)
         self.retries = Retries(dispatcher, stats, cluster.retry_backoff_s)
+        self.on_results: Callable[[], None] = lambda: None  # after each poll that fetched
+        #: whether a failure reason is the workers' group's (the collective plane's collectives),
+        #: which the transport repairs before the call is sent again
+        self.group_failure: Callable[[str], bool] = getattr(transport, "group_failure",
+                                                            lambda reason: False)
 
     def wait(self, rnd: OpenRound) -> End:
         """Poll arrivals -> policy -> decision, until round ``rnd.r`` ends. A worker's times
@@ -112,13 +120,14 @@ class Arrivals:
                 rnd.info["fallback_stragglers"] = np.flatnonzero(decision.stragglers).tolist()
                 continue
             next_retry = self.retries.send_due(rnd, decision.retry, now)
-            if now > self.timeout_s and past_bound:
+            bound = rnd.bound_from + self.timeout_s
+            if now > bound and past_bound:
                 missing = sorted(set(range(rnd.state.n)) - set(rnd.state.arrived))
                 raise RunFailed(f"round {rnd.r} exceeded cluster.round_timeout_s="
                                 f"{self.timeout_s}s waiting for workers {missing} "
                                 f"(failures: {rnd.state.failed or 'none'}){self.hint()}")
-            past_bound = now > self.timeout_s
-            self._poll(rnd, min(decision.until, next_retry, self.timeout_s + 1e-3) - now)
+            past_bound = now > bound
+            self._poll(rnd, min(decision.until, next_retry, bound + 1e-3) - now)
 
     def _poll(self, rnd: OpenRound, timeout: float) -> None:
         """Wait up to ``timeout`` seconds for calls to finish; take in those that did."""
@@ -151,6 +160,8 @@ class Arrivals:
                       + rnd.state.head_start.get(w, 0.0))
             self._arrived(rnd, w, result, task_s)
         self._settle(rnd, block=False)  # host checks: done, workers sent on
+        if ready:
+            self.on_results()
         tf = self.clock.now()
         self.intake.reducer.flush()  # fold queued results a few at a time, while others compute
         timings.fold += self.clock.now() - tf
@@ -190,6 +201,10 @@ class Arrivals:
         self.stats.failures.append({"round": rnd.r, "worker": w, "attempt": rnd.attempts[w],
                                     "reason": str(reason)})
         self._alike(rnd)
+        if self.group_failure(reason):  # the workers' group failed, not w: re-send at once
+            rnd.failed_at[w] = at - self.retries.backoff_s
+            self.retries.send_due(rnd, [w], at)  # the transport re-forms the group first
+            rnd.bound_from = self.clock.now() - rnd.t0  # the round's bound counts from here
 
     def _alike(self, rnd: OpenRound) -> None:
         """Stop when every worker with tasks in the round has failed in the user's code, all in

@@ -13,6 +13,10 @@ Per round r (mirrors :func:`gcode.sim.simulate`)::
     -> decode every decodable job in fp64 -> step that job's model           JobBook, Reducer
     -> check decode deadlines -> log record, progress callback, run log     Reporter
 
+A plane that steps the models itself may report a step later (the collective plane: with the
+workers' next calls); a round's record is held until its jobs' steps are reported, and written
+in order (:meth:`Coordinator._write_settled`), at the latest when the run ends.
+
 The coordinator is composed of the parts named on the right, each owning its state
 (:func:`gcode.runtime.loop.compose.compose` builds them); it runs the rounds and composes a
 checkpoint of their state dicts (:meth:`Coordinator.state_dict`). The round-ending *policy* is
@@ -83,6 +87,11 @@ class Coordinator:
     config: dict = field(default_factory=dict)  # the run's config (saved in checkpoints)
     eval_dataset: Any = None     # held-out dataset (read on the coordinator)
     eval_every: int = 0
+    #: round records written once their jobs' steps are reported (Reporter.record's arguments)
+    held: list = field(default_factory=list)
+
+    def __post_init__(self):
+        self.arrivals.on_results = self._write_settled  # reports come in with results
 
     @property
     def n(self) -> int:
@@ -118,6 +127,7 @@ class Coordinator:
                 ahead = self._start_round(r + 1, start)
             self._finish_round(now, end, info, start, ahead)
             r += 1
+        self._settle()
         ck = self.session.checkpointer
         if ck is not None and r == self.scheme.total_rounds > self.session.start_round:
             self.late.absorb(r)
@@ -131,6 +141,7 @@ class Coordinator:
         round_start = tp = self.clock.now()
         failures_before = len(self.stats.failures)  # late failures found now belong to round r
         self.late.absorb(r)
+        self._write_settled()
         ck = self.session.checkpointer
         if ck is not None and ck.due(r, self.session.start_round):
             timings.plan += self.clock.now() - tp
@@ -209,11 +220,10 @@ class Coordinator:
             duration = self.clock.now() - now.round_start
         stats.durations.append(duration)
         info["next_started_early"] = ahead is not None
-        tl = self.clock.now()
-        self.reporter.record(r, now.plan, end, info, duration, jobs_done,
-                             self.session.runtime_before + self.clock.now() - start,
-                             self.late.take_cut_replies())
-        stats.timings.log += self.clock.now() - tl
+        self.held.append((r, now.plan, end, info, duration, jobs_done,
+                          self.session.runtime_before + self.clock.now() - start,
+                          self.late.take_cut_replies()))
+        self._write_settled()
         if ahead is not None:
             if self.pipeline.may_issue_ahead(r + 2):  # round r+2's parameters, while r+1 runs
                 ti = self.clock.now()
@@ -222,7 +232,23 @@ class Coordinator:
             stats.timings.overlapped += stats.timings.overhead() - busy
             stats.pipelined += 1
 
+    def _write_settled(self) -> None:
+        """Write the held round records, in order, up to the first whose decoded jobs still
+        await the plane's report of their step (the collective plane reports a step with the
+        workers' next call)."""
+        tl = self.clock.now()
+        self.jobs.collect()
+        while self.held and not self.jobs.awaits(self.held[0][5]):
+            self.reporter.record(*self.held.pop(0))
+        self.stats.timings.log += self.clock.now() - tl
+
+    def _settle(self) -> None:
+        """Every pending step applied and reported, every held record written."""
+        self.reducer.settle()
+        self._write_settled()
+
     def _checkpoint(self, r: int, start: float) -> None:
+        self._settle()  # the replicas stepped and the records written up to the boundary
         tc = self.clock.now()
         self.session.checkpointer.save(self, r, self.session.runtime_before + (tc - start))
         self.stats.timings.checkpoint += self.clock.now() - tc

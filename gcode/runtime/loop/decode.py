@@ -315,6 +315,12 @@ class Decoder:
         for old in [j for j in self.jobs if j < t]:
             self.forget(old)
 
+    def step_of(self, t: int) -> None:
+        """No step is ever pending here: the coordinator steps what this decodes."""
+
+    def settle(self) -> None:
+        """Nothing pending (see :meth:`step_of`)."""
+
     # ---- checkpoint ---------------------------------------------------------------------
     def state_dict(self) -> dict:
         """The stored results (host arrays) and the jobs' fp64 accumulators; queued folds are

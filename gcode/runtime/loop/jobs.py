@@ -40,6 +40,8 @@ class JobBook:
         #: job -> the trainable parameters no result of it reached (so far): left without a
         #: .grad at its step, as plain torch leaves them
         self.unreached: dict[int, set[int]] = {}
+        #: job -> (model, its record) while the plane that steps it has not reported the step
+        self.awaiting: dict[int, tuple[int, dict]] = {}
 
     def in_flight(self):
         """The jobs issued and not yet decoded."""
@@ -106,31 +108,55 @@ class JobBook:
                                 f"finite (lower the learning rate?){self.hint()}")
         out = {"job": t, "model": m, "loss": loss / self.batch_size}
         self.stats.last_loss = self.stats.model_loss[m] = out["loss"]
-        tc = self.clock.now()
-        if self.check_decode:
-            self._check(t, m, grad if stepped is None else stepped.decoded,
-                        self.params(t) if stepped is None else stepped.params, out)
-        timings.check += self.clock.now() - tc
-        ts = self.clock.now()
         if stepped is None:
+            tc = self.clock.now()
+            if self.check_decode:
+                self._check(t, m, grad, self.params(t), out)
+            ts = self.clock.now()
+            timings.check += ts - tc
             report = self.models.step(m, grad, 1.0 / self.batch_size, f"model {m} at job {t}",
                                       unreached=self.unreached.get(t, ()))
-            lr, norm, clip = report.lr[0], report.grad_norm, report.clip_factor
+            self._record_step(out, report.lr[0], report.grad_norm, report.clip_factor)
+            timings.step += self.clock.now() - ts
+        elif stepped.pending:  # the plane steps with its next call: its report completes out
+            self.awaiting[t] = (m, out)
         else:
-            lr, norm, clip = stepped.lr, stepped.grad_norm, stepped.clip_factor
-        if norm is not None:  # None: a repeated decode whose step's report was lost with rank 0
-            out.update(lr=lr, grad_norm=norm)
-            if clip < 1.0:
-                out["clip_factor"] = clip
+            self._plane_stepped(t, m, stepped, out)
         self.unreached.pop(t, None)
         self.stats.updates[m] += 1
-        timings.step += self.clock.now() - ts
         self.dtypes.pop(t, None)
         handle = self.handles.pop(t, None)
         if handle is not None:
             self.transport.release_job(handle)
         self.stats.decoded += 1
         return out
+
+    @staticmethod
+    def _record_step(out: dict, lr, norm, clip: float) -> None:
+        if norm is not None:  # None: a repeated decode whose step's report was lost with rank 0
+            out.update(lr=lr, grad_norm=norm)
+            if clip < 1.0:
+                out["clip_factor"] = clip
+
+    def _plane_stepped(self, t: int, m: int, step: PlaneStep, out: dict) -> None:
+        """Job t's step as the plane reported it, into its record ``out`` (checked first)."""
+        tc = self.clock.now()
+        if self.check_decode:
+            self._check(t, m, step.decoded, step.params, out)
+        self.stats.timings.check += self.clock.now() - tc
+        self._record_step(out, step.lr, step.grad_norm, step.clip_factor)
+
+    def collect(self) -> None:
+        """The plane's reports of pending steps that came in, into their jobs' records."""
+        for t in list(self.awaiting):
+            step = self.reducer.step_of(t)
+            if step is not None:
+                m, out = self.awaiting.pop(t)
+                self._plane_stepped(t, m, step, out)
+
+    def awaits(self, jobs_done: list[dict]) -> bool:
+        """Whether a record of these decoded jobs still awaits a step's report."""
+        return any(j["job"] in self.awaiting for j in jobs_done)
 
     def _check(self, t: int, m: int, decoded, params, out: dict) -> None:
         """``check_decode``: job t's ``decoded`` gradient (Σ a·m, unscaled) against the one

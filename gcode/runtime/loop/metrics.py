@@ -94,6 +94,9 @@ def run_metrics(cfg, coord, scheme, policy, pool, M, d, runtime_s, setup_s, sess
         "data_plane": cfg.cluster.data_plane,
         "coordinator_bytes_per_round": coordinator_bytes_per_round(coord),
     }
+    phases = getattr(coord.transport, "phases_per_decode", None)
+    if phases is not None:  # the collective plane: where a decode's seconds go
+        out["plane_s_per_decode"] = phases()
     if cfg.scheme.name == "auto":
         out["switches"] = list(getattr(scheme, "switches", []))
         out["auto_load_slope_s"] = getattr(policy, "load_slope", None)

@@ -148,6 +148,7 @@ class PlaneStep:
     clip_factor: float = 1.0
     decoded: np.ndarray | None = None
     params: np.ndarray | None = None
+    pending: bool = False  # queued: the workers step with their next call, and report then
 
 
 class Reducer(Protocol):
@@ -179,6 +180,13 @@ class Reducer(Protocol):
 
     def forget_before(self, t: int) -> None:
         """Drop every job older than t."""
+
+    def step_of(self, t: int) -> PlaneStep | None:
+        """A pending job t's step (``decode`` gave ``PlaneStep(pending=True)``), once the plane
+        reported it; None before."""
+
+    def settle(self) -> None:
+        """Apply every pending step now (before the models are read, and at the end)."""
 
     def state_dict(self) -> dict:
         """The stored results and partial sums, for a checkpoint."""

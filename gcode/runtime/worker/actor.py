@@ -17,12 +17,14 @@ decode, ``Decoder.stage``).
 On the collective data plane (:mod:`gcode.runtime.worker.replicas`) a call's jobs come without
 parameters: the worker computes on its replicas' copy of each job's parameters, on a compute
 thread of its own, keeps its coded results and answers with their losses and timings only; the
-coordinator then asks it to fold, allreduce and step (:meth:`GradientWorker.reduce_job`).
+coordinator's next call carries the decode coefficients of its results, which it folds,
+allreduces and steps before computing (:meth:`GradientWorker._collective_compute`).
 """
 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import functools
 import os
 import time
@@ -30,6 +32,7 @@ import time
 import numpy as np
 import torch
 
+from ..collective.group import CollectiveError
 from ..data import WorkSpec, job_indices
 from ..wire import OK, STALE, UNPREPARED, Call, Result, WireTask
 from .prefetch import BatchPrefetcher
@@ -163,13 +166,17 @@ class GradientWorker:
             self._loaded = (self.ctx_id, job)
         return self.computer.coded_gradient(rows, coefs, out, host_batch)
 
-    async def _on_compute_thread(self, fn, *args):
-        """Run ``fn`` on this worker's compute thread (the collective plane), so the event loop
-        stays free to enter a collective while a straggler computes."""
+    def _compute_pool(self):
+        """This worker's compute thread (the collective plane)."""
         if self._compute_thread is None:
             from concurrent.futures import ThreadPoolExecutor
             self._compute_thread = ThreadPoolExecutor(1, thread_name_prefix="gcode-compute")
-        return await asyncio.get_running_loop().run_in_executor(self._compute_thread, fn, *args)
+        return self._compute_thread
+
+    async def _on_compute_thread(self, fn, *args):
+        """Run ``fn`` on this worker's compute thread (the collective plane), so the event loop
+        stays free to enter a collective while a straggler computes."""
+        return await asyncio.get_running_loop().run_in_executor(self._compute_pool(), fn, *args)
 
     def _stale(self, r: int, t0: float, computed_s: float | None = None,
                sleep_s: float = 0.0) -> Result:
@@ -194,25 +201,63 @@ class GradientWorker:
         await self._server.start(ctl_path)
         return {"worker": self.index, "pid": os.getpid()}
 
-    async def compute(self, header: bytes, ctx_box: list | None, *job_data: tuple) -> Result:
+    async def compute(self, header: bytes, ctx_box: list | None, *job_data: tuple,
+                      plane: dict | None = None) -> Result:
         """Compute one round's mini-tasks (the Ray transport's call). ``header`` is an encoded
         :class:`Call` (one argument makes a call about twice as cheap to dispatch as ten).
         ``ctx_box`` is ``[ObjectRef of the WorkSpec]`` when the coordinator suspects this actor
         lost its context (a failure, a restart), else None; ``job_data[i]`` is (flat parameters,
-        chunk bounds) of ``call.jobs[i]``, resolved by Ray before the call."""
+        chunk bounds) of ``call.jobs[i]``, resolved by Ray before the call. ``plane`` (the
+        collective plane, :meth:`_collective_compute`): the decodes to apply first."""
         call = Call.decode(header)
         if ctx_box is not None:
             await self._configure(call.ctx, ctx_box)
         elif self.ctx_id != call.ctx:  # restarted since the run began: ask for the context
             return Result(status=UNPREPARED, round=call.round, worker=self.index)
-        if job_data and job_data[0][0] is None:  # the collective plane: the replicas' parameters
-            if self.replicas is None or self.replicas_ctx != call.ctx:
-                return Result(status=UNPREPARED, round=call.round, worker=self.index)
-            data = {job: (self.replicas.params_of(job), bounds, None)
-                    for job, (_, bounds) in zip(call.jobs, job_data)}
-            return await self.work(call, data, None, keep=True)
+        if plane is not None:
+            return await self._collective_compute(call, job_data, **plane)
         data = {job: (flat, bounds, None) for job, (flat, bounds) in zip(call.jobs, job_data)}
         return await self.work(call, data, None)
+
+    async def _collective_compute(self, call: Call, job_data: tuple, decodes: list, upto: int,
+                                  generation: int) -> Result:
+        """The collective plane's call: apply the coordinator's ``decodes`` (every decode
+        numbered up to ``upto`` first: fold, allreduce, step, on the communication thread, so a
+        straggler still computing an older call joins them at once), then compute on the
+        replicas' copy of each job's parameters, keep the results and answer with their losses
+        and the decodes' reports. A call of an older group ``generation`` (its decodes were
+        repeated when the group re-formed) and one overtaken by a newer round's meanwhile
+        compute nothing."""
+        replicas = self.replicas
+        if replicas is None or self.replicas_ctx != call.ctx:
+            return Result(status=UNPREPARED, round=call.round, worker=self.index)
+        t0 = time.perf_counter()
+        if replicas.plane.generation != generation:
+            return self._stale(call.round, t0)
+        self._bump(call.round)
+        replicas.enqueue(decodes, self._recompute)
+        try:
+            await replicas.applied(upto)
+        except CollectiveError:
+            if replicas.plane.generation != generation:  # re-formed meanwhile: repeated there
+                return self._stale(call.round, t0)
+            raise
+        steps = {"applied": upto + 1, "reports": await replicas.reports_of(decodes)}
+        if self.latest > call.round:
+            return dataclasses.replace(self._stale(call.round, t0), steps=steps)
+        data = {job: (replicas.params_of(job), bounds, None)
+                for job, (_, bounds) in zip(call.jobs, job_data)}
+        result = await self.work(call, data, None, keep=True)
+        return dataclasses.replace(result, steps=steps)
+
+    def _recompute(self, job: int, key: tuple, task: tuple, bounds: tuple, dtype: str) -> None:
+        """A kept result lost with an earlier process, computed again exactly as the first time
+        (``task``: its chunks and coefficients), on the compute thread; waits for it."""
+        chunks, coefs = task
+        out = torch.empty(self.spec.num_params, dtype=_TORCH_DTYPES[dtype], device=self.computer.device)
+        self._compute_pool().submit(self._load_and_compute, job, self.replicas.params_of(job),
+                                    self._rows(job, chunks, bounds), coefs, out, None).result()
+        self.replicas.keep(key, job, out)
 
     async def work(self, call: Call, data: dict, out_host: np.ndarray | None,
                    keep: bool = False) -> Result:
@@ -263,6 +308,8 @@ class GradientWorker:
             await asyncio.sleep(0)  # let a newer round's call in
         compute_s = time.perf_counter() - t0
         if keep:  # the collective plane: the results stay here, only their losses travel
+            if self.replicas is None:  # the run ended meanwhile (the replicas were dropped)
+                return self._stale(r, t0)
             if fault == "nan" and out.numel():
                 out.view(-1)[0] = float("nan")
             for k, (job, slot, _, _) in enumerate(tasks):
@@ -315,24 +362,20 @@ class GradientWorker:
         if self.replicas is not None:
             await asyncio.wrap_future(self.replicas.plane.leave_group())
 
-    async def reduce_job(self, job: int, model: int, pairs: list, snapshot: list, scale: float,
-                         check: bool, bounds: tuple, dtype: str, send_decoded: bool = False,
-                         unreached: tuple = ()) -> dict:
-        """Fold, allreduce and step job (``ReplicaServer.reduce``). ``pairs`` are (key,
-        coefficient, (chunks, coefficients)) of this worker's results in the decode; results
-        lost with an earlier process of this actor are computed again first, on ``bounds``
-        in message dtype ``dtype``, exactly as the first time."""
+    async def apply_decodes(self, decodes: list, upto: int, generation: int,
+                            regrouped: bool = False, want: tuple = ()) -> dict:
+        """Apply ``decodes`` and every decode numbered up to ``upto`` (a call that carries
+        earlier ones may still be on its way); ``regrouped`` (the group re-formed): these are
+        every decode not known applied everywhere, run now in order (those this replica
+        stepped are skipped), and ``upto + 1`` comes next. Returns the decodes' reports as
+        :meth:`compute`'s result carries them, with those of the jobs ``want`` (reports whose
+        calls the coordinator never read)."""
         replicas = self.replicas
-        tasks = {tuple(key): task for key, _, task in pairs}
-        for key in replicas.missing(job, list(tasks)):
-            chunks, coefs = tasks[key]
-            out = torch.empty(self.spec.num_params, dtype=_TORCH_DTYPES[dtype],
-                              device=self.computer.device)
-            await self._on_compute_thread(self._load_and_compute, job, replicas.params_of(job),
-                                          self._rows(job, chunks, bounds), coefs, out, None)
-            replicas.keep(key, job, out)
-        return await replicas.reduce(job, model, [(k, a) for k, a, _ in pairs], snapshot, scale,
-                                     check, send_decoded, unreached)
+        replicas.plane.member.check(generation, "a decode")
+        replicas.enqueue(decodes, self._recompute, direct_from=upto + 1 if regrouped else None)
+        await replicas.applied(upto)
+        return {"applied": upto + 1, "reports": [*await replicas.reports_of(decodes),
+                                                 *replicas.reports_for(want)]}
 
     def has_replicas(self, ctx_id: str) -> bool:
         """Whether this process holds run ``ctx_id``'s replicas (False after a restart)."""

@@ -11,22 +11,30 @@ their optimizers, each job's parameters, the coded results this worker kept, and
   steps when the coordinator names a job still in flight on that model (delayed mode).
 * **Results** are kept on this worker (:meth:`keep`), never sent: the coordinator sends each
   worker the decode coefficients of its own results, which it folds into the job's accumulator
-  and all-reduces with every other worker's (:meth:`reduce`).
+  and all-reduces with every other worker's (:meth:`apply`).
+* **Decodes** come numbered, with the compute calls (or a settle): :meth:`enqueue` submits them
+  in their numbers' order whatever order the calls ran in, so every worker runs the same
+  collectives in the same order, and a call computes only once every decode up to its
+  ``upto`` has run (:meth:`applied`).
 
-Collectives run on the plane's own thread (:class:`gcode.runtime.collective.CollectivePlane`)
-and the worker computes on a thread of its own, so a straggler whose compute is still busy
-enters the allreduce at once with what it has (zeros for what it never finished).
+Decodes (fold, allreduce, step, check) run on the plane's own thread
+(:class:`gcode.runtime.collective.CollectivePlane`) and the worker computes on a thread of its
+own, so a straggler whose compute is still busy enters the allreduce at once with what it has
+(zeros for what it never finished).
 """
 
 from __future__ import annotations
 
 import asyncio
+import time
+from collections.abc import Callable
+from concurrent.futures import Future
 
 import numpy as np
 import torch
 
-from ..collective import CollectiveConfig, CollectivePlane, GroupConfig
-from ..collective.replicas import checksum
+from ..collective import CollectiveConfig, CollectiveError, CollectivePlane, GroupConfig
+from ..collective.replicas import check_identical, checksum
 
 
 def _host(node):
@@ -68,6 +76,9 @@ class ReplicaServer:
         self.snapshots: dict[int, torch.Tensor] = {}  # job -> its parameters, once taken
         self.stepped: list[int] = []  # jobs this worker's replicas stepped (the last few)
         self.reports: dict[int, dict] = {}  # stepped job -> its reply (a repeated decode's)
+        self.next_seq = 0  # the number of the next decode to submit (the coordinator numbers them)
+        self.parked: dict[int, dict] = {}  # decodes that came before an earlier one
+        self.futures: dict[int, Future] = {}  # decode number -> its report's future (the last few)
 
     # ---- a job's parameters and results ----------------------------------------------------
     def params_of(self, job: int) -> torch.Tensor:
@@ -97,40 +108,102 @@ class ReplicaServer:
         return out
 
     # ---- decode ------------------------------------------------------------------------------
-    async def reduce(self, job: int, model: int, pairs: list, snapshot: list[int], scale: float,
-                     check: bool, send_decoded: bool = False, unreached=()) -> dict:
-        """Fold this worker's (key, coefficient) ``pairs`` of ``job``, allreduce, and step replica
-        ``model`` with ``scale`` · sum; first take the parameters of the jobs in ``snapshot``
-        (still in flight on that model). ``check``: then compare every replica across the
-        group (a mismatch raises ReplicaMismatch). Returns whether the sum was finite (a
-        non-finite one steps nothing) and what the step did (``lr``, ``grad_norm``,
-        ``clip_factor``: :class:`gcode.train.step.StepReport`); ``send_decoded`` (one rank, with
-        ``check_decode``): also the all-reduced sum (``decoded``, fp64) and the job's parameters
-        (``params``), for the coordinator to compare with the gradient it computes directly.
-        The parameters ``unreached`` (no result of the job reached them) get no ``.grad``.
-        A job every replica stepped already (the decode is repeated after a fault that struck
-        once it was done) is not stepped again."""
+    def enqueue(self, decodes: list[dict], recompute: Callable, direct_from: int | None = None) -> None:
+        """Submit ``decodes`` (:meth:`apply`'s requests, numbered ``seq`` by the coordinator) to
+        the communication thread in the order of their numbers, whatever order the calls that
+        carry them ran in: one that comes before an earlier number waits here for it, and one
+        submitted before is not submitted again. ``direct_from`` (the group re-formed): forget
+        what waits, submit ``decodes`` now in the order given, and expect number
+        ``direct_from`` next."""
+        if direct_from is not None:
+            self.parked.clear()
+            self.futures.clear()  # those of the old group (failed, or done: reported before)
+            for d in decodes:
+                self._submit(d, recompute)
+            self.next_seq = direct_from
+        else:
+            for d in decodes:
+                if d["seq"] >= self.next_seq:
+                    self.parked[d["seq"]] = d
+            while self.next_seq in self.parked:
+                self._submit(self.parked.pop(self.next_seq), recompute)
+                self.next_seq += 1
+        for seq in [q for q in self.futures if q < self.next_seq - 128]:
+            del self.futures[seq]
+
+    def _submit(self, decode: dict, recompute: Callable) -> None:
+        self.futures[decode["seq"]] = self.plane.submit(f"decode of job {decode['job']}",
+                                                        lambda: self.apply(decode, recompute))
+
+    def reports_for(self, jobs) -> list[dict]:
+        """The reports of ``jobs`` this replica applied lately (arrays of the last one only)."""
+        return [{**self.reports[t], "job": t} for t in jobs if t in self.reports]
+
+    async def reports_of(self, decodes: list[dict]) -> list[dict]:
+        """The reports of ``decodes`` (submitted and run: await :meth:`applied` first)."""
+        futures = [self.futures.get(d["seq"]) for d in decodes]
+        return [await asyncio.wrap_future(f) for f in futures if f is not None]
+
+    async def applied(self, upto: int) -> None:
+        """Once every decode numbered up to ``upto`` was submitted (calls that carry earlier
+        ones may still be on their way, for at most the group's bound) and has run."""
+        rendezvous = self.plane.member.rendezvous
+        timeout_s = rendezvous.timeout_s if rendezvous is not None else GroupConfig().timeout_s
+        deadline = time.monotonic() + timeout_s
+        while self.next_seq <= upto:
+            if time.monotonic() > deadline:
+                raise CollectiveError(f"decode {self.next_seq} never reached this worker within "
+                                      f"{timeout_s:g} s (decodes up to {upto} were asked for)")
+            await asyncio.sleep(0.001)
+        for seq in sorted(q for q in self.futures if q <= upto):  # a failed one raises here
+            await asyncio.wrap_future(self.futures[seq])
+
+    def apply(self, decode: dict, recompute: Callable) -> dict:
+        """One decode, on the communication thread: fold this worker's (key, coefficient) pairs
+        of ``job``, allreduce, and step replica ``model`` with ``scale`` · sum; first take the
+        parameters of the jobs in ``snapshot`` (still in flight on that model), and compute
+        again the results of this worker lost with an earlier process (``recompute(job, key,
+        task, bounds, dtype)``, on the compute thread). ``check``: then compare every replica
+        across the group (a mismatch raises ReplicaMismatch). Returns the report: whether the
+        sum was finite (a non-finite one steps nothing), what the step did (``lr``,
+        ``grad_norm``, ``clip_factor``: :class:`gcode.train.step.StepReport`) and the seconds
+        by phase; ``send_decoded`` (one rank, with ``check_decode``): also the all-reduced sum
+        (``decoded``, fp64) and the job's parameters (``params``), for the coordinator to
+        compare with the gradient it computes directly. The parameters ``unreached`` (no
+        result of the job reached them) get no ``.grad``. A job this replica stepped already
+        (a decode repeated after a fault that struck once it was done) is not stepped again."""
+        job, model = decode["job"], decode["model"]
         if job in self.stepped:
-            return {**self.reports.get(job, {"finite": True}), "repeated": True}
-        for t in snapshot:
+            return {**self.reports.get(job, {"finite": True}), "job": job, "repeated": True}
+        t0 = time.perf_counter()
+        for t in decode["snapshot"]:
             self.params_of(t)
-        params = self.params_of(job).cpu().numpy() if send_decoded else None
-        total = await asyncio.wrap_future(self.plane.decode(job, [(tuple(k), a) for k, a in pairs]))
+        params = self.params_of(job).cpu().numpy() if decode["send_decoded"] else None
+        tasks = {tuple(key): task for key, _, task in decode["pairs"]}
+        for key in self.missing(job, list(tasks)):
+            recompute(job, key, tasks[key], decode["bounds"], decode["dtype"])
+        phases = {"snapshot": time.perf_counter() - t0}
+        total = self.plane.fold_and_reduce(job, [(tuple(k), a) for k, a, _ in decode["pairs"]],
+                                           times=phases)
+        t2 = time.perf_counter()
         finite = bool(torch.isfinite(total).all())
-        reply: dict = {"finite": finite}
-        if send_decoded:
+        reply: dict = {"job": job, "finite": finite, "phases": phases}
+        if decode["send_decoded"]:
             reply.update(decoded=total.to("cpu", torch.float64).numpy(), params=params)
         if finite:
-            report = self.bank.step(model, total, scale, f"model {model} at job {job}",
-                                    unreached=unreached)
+            report = self.bank.step(model, total, decode["scale"], f"model {model} at job {job}",
+                                    unreached=decode["unreached"])
             reply.update(lr=report.lr[0], grad_norm=report.grad_norm, clip_factor=report.clip_factor)
             self.stepped = [*self.stepped[-63:], job]
             # the last job's reply whole (its decode may be repeated), older ones without arrays
             self.reports = {t: _scalars(self.reports[t]) for t in self.stepped if t in self.reports}
-            self.reports[job] = reply
+        self.reports[job] = reply  # a non-finite one too: the coordinator must hear of it
         self.release(job)
-        if check:
-            await asyncio.wrap_future(self.plane.check_replicas(self.named()))
+        t3 = time.perf_counter()
+        phases["step"] = t3 - t2
+        if decode["check"]:
+            check_identical(self.named(), self.plane.device)
+        phases["check"] = time.perf_counter() - t3
         return reply
 
     def release(self, job: int) -> None:

@@ -64,18 +64,24 @@ def test_uncoded_on_the_collective_plane_trains_the_star_planes_models(ray_pool,
         "coordinator_bytes_per_round"]
 
 
-@pytest.mark.parametrize("name", sorted(SCHEMES))
+@pytest.mark.parametrize("name,check", [*[(name, False) for name in sorted(SCHEMES)],
+                                        ("gc-cyclic", True), ("msgc", True)])
 def test_coded_runs_on_the_collective_plane_end_with_the_uncoded_models(ray_pool, uncoded_star,
-                                                                        name):
-    res = run(ray_pool, SCHEMES[name], inject=BURSTY)
+                                                                        name, check):
+    """Without check_decode each decode rides on the workers' next calls; with it, the workers
+    apply it at once (the check needs the sum)."""
+    res = run(ray_pool, SCHEMES[name], inject=BURSTY, train={"check_decode": check})
     assert res["stragglers"] > 0
     same_models(res, uncoded_star)
+    # without the check, decodes go out with the compute calls, and the workers are asked to
+    # apply them apart only when the replicas are read (the end); with it, once per decode
+    assert res["transport_calls"]["settles"] == (res["decoded_jobs"] if check else 1)
 
 
 def test_delayed_mode_takes_each_jobs_parameters_before_the_replica_steps(ray_pool):
     """One model, jobs in flight on older parameters: both planes apply the same updates."""
     scheme = SCHEMES["msgc"]
-    train_section = {"mode": "delayed", "models": None}
+    train_section = {"mode": "delayed", "models": None, "check_decode": False}
     star = run(ray_pool, scheme, "star", train=train_section)
     res = run(ray_pool, scheme, inject=BURSTY, train=train_section)
     assert rel(res["param_checksum"][0], star["param_checksum"][0]) <= 1e-6
@@ -86,7 +92,7 @@ def test_a_checkpoint_from_a_replica_resumes_bit_for_bit(ray_pool, tmp_path):
     T = 1) keep their results on the workers: the
     checkpoint fetches them, and the resumed run gives each worker its own back."""
     cfg = config(scheme=MSGC_FR, cluster=COLLECTIVE, inject=BURSTY,
-                 train={"optimizer": "adam", "lr": 0.01})
+                 train={"optimizer": "adam", "lr": 0.01, "check_decode": False})
     cfg = cfg.replace(**{"checkpoint.dir": str(tmp_path / "ck"), "checkpoint.every": 4,
                          "checkpoint.keep": 100})
     full = train(cfg, pool=ray_pool)
@@ -99,12 +105,14 @@ def test_a_checkpoint_from_a_replica_resumes_bit_for_bit(ray_pool, tmp_path):
     assert res["replica_checksums"] == full["replica_checksums"]
 
 
+@pytest.mark.parametrize("check", [True, False])
 def test_a_worker_sigkilled_mid_round_rejoins_and_the_run_ends_as_without_the_fault(ray_pool,
-                                                                                  tmp_path):
+                                                                                  tmp_path, check):
     """Round 3: workers 1 and 2 sleep 1.5 s, two stragglers where gc s=1 takes one, so the round
     waits for them; 0.5 s into it worker 1's process gets SIGKILL. Its failure is recorded, the
     group re-forms with the restarted actor (replicas from a peer by broadcast), its tasks are
-    computed again, and the final parameters are the fault-free run's, bit for bit (FR)."""
+    computed again, and the final parameters are the fault-free run's, bit for bit (FR). Both
+    with decodes applied at once (check_decode) and riding on the next calls."""
     import os
     import signal
     import threading
@@ -116,17 +124,19 @@ def test_a_worker_sigkilled_mid_round_rejoins_and_the_run_ends_as_without_the_fa
     trace = tmp_path / "trace.csv"
     np.savetxt(trace, times, delimiter=",")
     scheme = SCHEMES["gc-fr"]
-    clean = run(ray_pool, scheme)
+    clean = run(ray_pool, scheme, train={"check_decode": check})
     victim = ray_pool.actors[1]
     pid = ray.get(victim.ready.remote(), timeout=60)["pid"]
     timers = []
 
-    def progress(rec):
-        if rec["round"] == 2:  # round 3 is dispatched right after this returns
+    def progress(rec):  # round 3 starts right after round 2's record, or (the record waits
+        # for its step's report, with round r+2's calls when rounds are pipelined, M = 2) as
+        # round 1's is written
+        if rec["round"] == (2 if check else 1):
             timers.append(threading.Timer(0.5, os.kill, args=(pid, signal.SIGKILL)))
             timers[-1].start()
-    res = train(config(scheme=scheme, cluster=COLLECTIVE, inject={"trace": str(trace)}),
-                pool=ray_pool, progress=progress)
+    res = train(config(scheme=scheme, cluster=COLLECTIVE, inject={"trace": str(trace)},
+                       train={"check_decode": check}), pool=ray_pool, progress=progress)
     for t in timers:
         t.join()
     died = [f for f in res["failures"] if f["worker"] == 1 and "died" in f["reason"]]
@@ -176,16 +186,20 @@ def test_check_decode_stops_a_coded_run_that_misses(ray_pool, monkeypatch):
                   pool=ray_pool)
 
 
-def test_a_worker_that_stalls_past_the_bound_is_regrouped_and_the_run_ends_as_without_it(ray_pool):
-    """After round 2, worker 1's event loop is blocked (a real sleep run on the actor through
-    Ray's ``__ray_call__``) for three times the group's bound (cluster.round_timeout_s), so it
-    enters neither round 3's call nor job 3's allreduce in time: gc s=1 ends the round without
-    it, the peers' allreduce times out, the group re-forms once the worker answers, the decode
-    is repeated, and the final parameters are the fault-free run's, bit for bit (FR)."""
+@pytest.mark.parametrize("check", [True, False])
+def test_a_worker_that_stalls_past_the_bound_is_regrouped_and_the_run_ends_as_without_it(ray_pool,
+                                                                                        check):
+    """Once round 2's record is written, worker 1's event loop is blocked (a real sleep run on
+    the actor through Ray's ``__ray_call__``) for three times the round's bound
+    (cluster.round_timeout_s), so it enters neither its next call nor the next allreduce in
+    time: gc s=1 ends a round without it, the peers' allreduce times out (at half the round's
+    bound), the group re-forms once the worker answers, the decode is repeated, and the final
+    parameters are the fault-free run's, bit for bit (FR)."""
     import time
     bound = 6
     scheme = SCHEMES["gc-fr"]
-    cfg = config(scheme=scheme, cluster={"data_plane": "collective", "round_timeout_s": bound})
+    cfg = config(scheme=scheme, cluster={"data_plane": "collective", "round_timeout_s": bound},
+                 train={"check_decode": check})
     clean = train(cfg, pool=ray_pool)
     victim = ray_pool.actors[1]
     stalls = []
