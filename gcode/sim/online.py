@@ -37,7 +37,7 @@ import numpy as np
 
 from ..codes import GC_CODE_KINDS
 from ..codes.switching import SwitchingScheme
-from .candidates import POLICY_KINDS, Candidate, CandidateConfig, candidate_grid
+from .candidates import POLICY_CODE, POLICY_KINDS, Candidate, CandidateConfig, candidate_grid
 from .load_fit import LoadFit
 from .load_model import LoadModel
 from .policy import Policy
@@ -51,20 +51,21 @@ class OnlineConfig:
     window: int = 64            # rounds a decision weighs
     every: int = 1              # decide at every ``every``-th job boundary
     margin: float = 0.0         # a challenger must save this share of the current's time
-    confidence: float = 1.0     # … by this many standard errors of the paired difference
+    confidence: float = 0.5     # … by this many standard errors of the paired difference
     mus: tuple[float, ...] = (0.25, 0.5, 1.0)    # partial and paper cuts
     gaps: tuple[float, ...] = (0.05, 0.1, 0.2)   # gap policy
     max_delay: int = 1
     partial: bool = True        # False: the paper policy only, no partial waits
     start_mu: float = 1.0       # μ of the start candidate when it cuts (a paper/partial start)
     start: str = "gc"           # before any round: "gc" (see OnlineTuner._start_candidate) or "uncoded"
-    start_s_fraction: float = 1 / 16
+    start_s_fraction: float = 1 / 8
     gc_code: str | None = "group"  # the code of GC and of bursty D2 groups; None: every kind
     min_history: int = 1        # first decision once this many rounds are seen
     grid_points: int = 24       # s and λ values, geometric over 1 … n
     ratio_sample: int = 4096    # ratios to the fastest kept for guessing cut workers' times
     stress: float = 0.05        # share of workers more cut off in the what-if round (_decide)
     settle_rounds: int = 6      # rounds seen before a switch that starts or ends a delayed scheme
+    smooth: float = 0.7         # bandwidth factor of the straggler-count smoothing of GC (_smoothing); 0: off
     multiplicity: bool = False  # into a delayed scheme: confidence × sqrt(2 ln candidates) (_decide)
 
     def __post_init__(self):
@@ -131,6 +132,8 @@ class OnlineTuner(Policy):
         self.replay = CandidateReplay(self.grid, self.loads)
         self.costs = np.zeros((self.cfg.window, len(self.grid)))  # ring of per-round costs
         self.stressed = np.zeros((self.cfg.window, len(self.grid)))  # … with more stragglers
+        self.smoothing = np.zeros((self.cfg.window, self.replay.bounds[1]))  # … GC's, _smoothing
+        self.counts: list[int] = []  # straggler count of each round in the window
         self.seen = 0
         self.ratios = np.zeros(0)  # times / their round's fastest, from full rounds and late results
         self.rounds_seen: dict[int, tuple] = {}  # r -> scale, offset, ring slot, base times, end
@@ -238,10 +241,13 @@ class OnlineTuner(Policy):
         if not len(cut):
             return
         row[cut[0]] = late  # which cut worker it was does not matter to these candidates
+        end = max(end, late)  # results come in in finish order: the round's other cut workers
+        self.rounds_seen[r] = (scale, offset, slot, row, end)  # finish later still
         s = self.replay.bounds[1]
         out = self.replay.s_block(row, end)
         self.costs[slot, :s], self.stressed[slot, :s] = self._with_stress(
             out, row, end, self.replay.s_block, slice(0, s))
+        self.smoothing[slot] = self._smoothing(row, end)
 
     def _add_ratios(self, ratios: np.ndarray) -> None:
         self.ratios = np.concatenate([self.ratios, ratios])[-self.cfg.ratio_sample:]
@@ -255,6 +261,8 @@ class OnlineTuner(Policy):
             self._add_ratios(base / fastest)
         slot = self.seen % self.cfg.window
         self.costs[slot], self.stressed[slot] = self._with_stress(out, base, end, self.replay.peek)
+        self.counts = (self.counts + [self._straggler_count(self._filled(base, end))])[-self.cfg.window:]
+        self.smoothing[slot] = self._smoothing(base, end)
         self.seen += 1
         return slot
 
@@ -273,6 +281,58 @@ class OnlineTuner(Policy):
             stressed = more.durations
         return out.durations, stressed
 
+    def _straggler_count(self, filled: np.ndarray) -> int:
+        """The workers after the round's largest relative jump in time (in its slower half)."""
+        half = filled[self.n // 2:]
+        if len(half) < 2 or not half[0] > 0:
+            return 0
+        return len(half) - 1 - int(np.argmax(half[1:] / half[:-1]))
+
+    def _smoothing(self, base: np.ndarray, end: float) -> np.ndarray:
+        """What GC's cost in this round gains when its straggler count is smoothed: under the
+        earliest cut GC with s waits for the (n−s)-th arrival, and with δ more stragglers for the
+        (n−s+δ)-th; the round's cost is averaged over δ ~ N(0, h²), a kernel estimate of the count
+        around the one seen. h = ``smooth`` · sd / √k over the k rounds seen (the learning cost
+        fades as a standard error does; Silverman's k^(−1/5) kept too much of it on the tuning
+        suite), sd the larger of the counts' spread and the binomial sd of their mean (workers that
+        straggle independently). A smooth tail (Pareto) barely changes; at a cliff (two speeds)
+        a choice that only just coped with the rounds seen pays for the next, slightly worse one.
+        Additive model only: there one more s costs little, so a slow round is what matters."""
+        s_end = self.replay.bounds[1]
+        extra = np.zeros(s_end)
+        if not self.cfg.smooth > 0 or self.loads.kind != "additive" or not self.counts:
+            return extra
+        n, k = self.n, len(self.counts)
+        mean = float(np.mean(self.counts))
+        sd = max(np.sqrt(mean * (1 - mean / n)), float(np.std(self.counts)))
+        h = self.cfg.smooth * sd / np.sqrt(k)
+        if not h > 0:
+            return extra
+        deltas = np.arange(-int(np.ceil(3 * h)), int(np.ceil(3 * h)) + 1)
+        weights = np.exp(-0.5 * (deltas / h) ** 2)
+        block = self.grid.s_block
+        waits_for = n - 1 - np.minimum(block.s, n - 1)
+        filled = self._filled(base, end)
+        smoothed = filled[np.clip(waits_for[:, None] + deltas[None, :], 0, n - 1)] @ (weights / weights.sum())
+        a = self.replay.affine()[0][:s_end]
+        gc = (block.policy == POLICY_CODE["earliest"]) & (block.s > 0)
+        extra[gc] = (a * (smoothed - filled[waits_for]))[gc]
+        return extra
+
+    def _filled(self, base: np.ndarray, end: float) -> np.ndarray:
+        """The round's times, ascending, cut workers (+inf) at their guesses (:meth:`_impute`)."""
+        fastest = float(base.min())
+        cut = ~np.isfinite(base)
+        k = int(cut.sum())
+        if not k:
+            return np.sort(base)
+        above = np.sort(self.ratios[self.ratios * fastest > end])
+        if len(above):
+            guess = above[((np.arange(k) + 0.5) / k * len(above)).astype(np.int64)] * fastest
+        else:
+            guess = np.full(k, max(2.0 * fastest, float(np.nextafter(end, np.inf))))
+        return np.concatenate([np.sort(base[~cut]), np.sort(guess)])
+
     def _impute(self, out, base: np.ndarray, end: float, cols=slice(None)) -> None:
         """Durations of the candidates that would have waited for workers cut off (+inf). A cut
         worker is a straggler under every candidate's cut (the replay saw it so); what waiting
@@ -282,15 +342,7 @@ class OnlineTuner(Policy):
         unknown = ~np.isfinite(out.durations)
         if not unknown.any():
             return
-        fastest = float(base.min())
-        cut = ~np.isfinite(base)
-        k = int(cut.sum())
-        above = np.sort(self.ratios[self.ratios * fastest > end])
-        if len(above):
-            guess = above[((np.arange(k) + 0.5) / k * len(above)).astype(np.int64)] * fastest
-        else:
-            guess = np.full(k, max(2.0 * fastest, float(np.nextafter(end, np.inf))))
-        filled = np.concatenate([np.sort(base[~cut]), guess])
+        filled = self._filled(base, end)
         a, c = (v[cols] for v in self.replay.affine())
         waited = filled[self.n - 1 - out.kept[unknown]]
         out.durations[unknown] = a[unknown] * waited + c[unknown]
@@ -305,16 +357,21 @@ class OnlineTuner(Policy):
         # choice that only just coped with every round seen pays for the next, worse one
         window = self.costs[:k] + (self.stressed[:k] - self.costs[:k]) / (k + 1)
         here = self.grid.index[self.current.key()]
-        diff = window[:, here][:, None] - window  # > 0: the challenger was faster
+        free = (self._delays == 0) & (self.current.delay == 0)
+        # between T = 0 choices GC's costs carry the smoothed straggler count (_smoothing); a
+        # delayed scheme's cannot, so a switch into or out of one is weighed on the rounds as seen
+        smoothed = window.copy()
+        smoothed[:, :self.replay.bounds[1]] += self.smoothing[:k]
+        diff = np.where(free, smoothed[:, here][:, None] - smoothed,
+                        window[:, here][:, None] - window)  # > 0: the challenger was faster
         advantage = diff.mean(axis=0)
         spread = diff.std(axis=0, ddof=1) / np.sqrt(k) if k > 1 else np.full(len(self.grid), np.inf)
         current_mean = float(window[:, here].mean())
         left = (self.jobs - next_round) if self.jobs is not None else self.cfg.window
         gain = advantage * left - self._switch_cost(window.mean(axis=0))
-        # a switch between T = 0 candidates is free and undone at once: follow the leader. One
-        # that starts or ends a delayed scheme must be supported by the evidence, and only once
-        # every candidate's deferred cost (its window of W rounds) had time to show.
-        free = (self._delays == 0) & (self.current.delay == 0)
+        # a switch between T = 0 candidates (free) is free and undone at once: follow the leader.
+        # One that starts or ends a delayed scheme must be supported by the evidence, and only
+        # once every candidate's deferred cost (its window of W rounds) had time to show.
         # … and not on the strength of one round: without its best round it must still win
         robust = (diff.sum(axis=0) - diff.max(axis=0)) / max(1, k - 1) > 0
         # into a delayed scheme from T = 0: the best of many noisy challengers looks better than

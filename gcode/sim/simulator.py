@@ -128,14 +128,13 @@ def simulate(scheme: Scheme, trace: np.ndarray, policy: Policy,
                 outcome = policy.resolve(times, conforms)
             scheme.record(r, outcome.arrived)
             compute = censored_times(times - load_model.times(base, 0.0), outcome.arrived)
+            late = _deliver_late(policy, late, clock + outcome.duration)  # they came in this round
             policy.observe(r, censored_times(times, outcome.arrived), load, outcome.duration,
                            compute=compute)
             late += [(clock + times[w] - head_before[w], r, int(w), float(times[w]))
                      for w in np.flatnonzero(~outcome.arrived)]
         clock += outcome.duration
-        for item in sorted(x for x in late if x[0] <= clock):  # cut workers' results come in
-            policy.observe_late(*item[1:])
-        late = [x for x in late if x[0] > clock]
+        late = _deliver_late(policy, late, clock)
         durations.append(outcome.duration)
         waits += outcome.fell_back
         newly = [t for t in range(max(0, r - scheme.delay), r + 1) if scheme.decodable(t)]
@@ -151,3 +150,11 @@ def simulate(scheme: Scheme, trace: np.ndarray, policy: Policy,
     return SimResult(scheme.name, scheme.params, scheme.n, scheme.jobs, scheme.load, scheme.delay,
                      float(np.sum(durations)), r, waits, decoded, durations,
                      np.array(scheme.history), task_rounds, scheme.decode_checks)
+
+
+def _deliver_late(policy: Policy, late: list, clock: float) -> list:
+    """Hand the policy every cut worker's result finished by ``clock`` (in finish order); the
+    rest stay pending."""
+    for item in sorted(x for x in late if x[0] <= clock):
+        policy.observe_late(*item[1:])
+    return [x for x in late if x[0] > clock]

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 from paths import TRACES
 
-from gcode.bench.auto import SuiteTrace, evaluate, markdown_table
+from gcode.bench.auto import SuiteTrace, _by_source, evaluate, markdown_table
 from gcode.codes import make_scheme
 from gcode.sim import PaperPolicy, simulate
 from gcode.sim.load_model import LoadModel
@@ -77,6 +77,71 @@ def test_a_cut_workers_result_comes_in_late_with_its_time():
     assert policy.late == [(1, 2, 3.5)]
 
 
+class _Order(PaperPolicy):
+    def __init__(self):
+        super().__init__(0.1)
+        self.events = []
+
+    def observe(self, r, times, load, end, compute=None):
+        self.events.append(("round", r))
+
+    def observe_late(self, r, worker, time):
+        self.events.append(("late", r, worker))
+
+
+def test_a_late_result_is_seen_before_the_decision_of_the_round_it_came_in():
+    """Round 1's cut worker finishes at clock 4.5 s, during round 4 (4.1–5.1 s): a live
+    coordinator has it when round 4 ends, so the policy sees it before round 4's times."""
+    trace = np.ones((6, 4))
+    trace[1, 2] = 3.5
+    policy = _Order()
+    simulate(make_scheme("gc", n=4, jobs=6, s=1, gc_code="fr"), trace, policy)
+    at = policy.events.index(("late", 1, 2))
+    assert policy.events[at + 1] == ("round", 4) and ("round", 3) in policy.events[:at]
+
+
+def test_cut_workers_still_out_finish_after_their_rounds_latest_late_result():
+    """Late results come in in finish order: once one is in, the round's other cut workers are
+    guessed later than it, and uncoded (waiting for all) costs more than waiting for it."""
+    tuner = OnlineTuner(8, 16, LoadModel("additive", 0.0), OnlineConfig(start="uncoded", min_history=2))
+    times = np.array([1.0, 1.02, 1.04, 1.06, 1.1, np.nan, np.nan, np.nan])
+    tuner.observe(0, times, 1 / 8, 1.2)
+    tuner.observe_late(0, 5, 1.9)
+    a, c = tuner.replay.affine()
+    assert tuner.costs[0, 0] > a[0] * 1.9 + c[0]
+    tuner.observe_late(0, 6, 1.95)
+    assert tuner.costs[0, 0] > a[0] * 1.95 + c[0]
+
+
+def _two_speed_round(n: int, slow: int) -> np.ndarray:
+    times = 1.0 + 0.001 * np.arange(n)
+    times[n - slow:] *= 3.0
+    return times
+
+
+def test_the_straggler_count_is_the_workers_after_the_largest_jump():
+    tuner = OnlineTuner(32, 16, LoadModel("additive", 1.0))
+    assert tuner._straggler_count(np.sort(_two_speed_round(32, 5))) == 5
+    assert tuner._straggler_count(np.ones(32)) in range(17)
+
+
+@pytest.mark.parametrize("model", [LoadModel("additive", 1.0), LoadModel("proportional")])
+def test_gc_that_only_just_copes_with_a_cliff_pays_for_a_slightly_worse_round(model):
+    """Two speeds, 6 slow workers in every round seen: GC with s = 6 is charged part of a slow
+    round (the smoothed count exceeds 6 now and then), GC with s far above 6 almost nothing, and
+    none of it under the proportional model, where one more s is itself costly."""
+    n = 32
+    tuner = OnlineTuner(n, 16, model, OnlineConfig(min_history=8, window=8))
+    for r in range(4):
+        tuner.observe(r, _two_speed_round(n, 6), 1 / n, 4.0, compute=None)
+    block, extra = tuner.grid.s_block, tuner.smoothing[3]
+    at = {int(s): float(e) for s, e, p in zip(block.s, extra, block.policy) if p == 0}
+    if model.kind == "proportional":
+        assert not extra.any()
+        return
+    assert at[6] > 0.2 and abs(at[max(at)]) < 0.01 and at[6] > at[min(s for s in at if s > 6)]
+
+
 def test_restore_rebuilds_the_tuners_estimates():
     trace = GilbertElliottDelay().sample(24, 12, seed=1)
     tuner = OnlineTuner(12, 20, LoadModel("additive", 1.0))
@@ -84,6 +149,7 @@ def test_restore_rebuilds_the_tuners_estimates():
     again = OnlineTuner(12, 20, LoadModel("additive", 1.0))
     again.restore(tuner.state(), tuner.scheme)
     assert np.array_equal(again.costs, tuner.costs) and np.array_equal(again.ratios, tuner.ratios)
+    assert np.array_equal(again.smoothing, tuner.smoothing) and again.counts == tuner.counts
     assert again.current == tuner.current and again.loads == tuner.loads
     assert again.decisions == tuner.decisions
 
@@ -126,3 +192,20 @@ def test_bench_auto_reports_the_fixed_choice_a_generated_traces_chain_favours():
     assert row["bayes_regret"] >= 0 and row["bayes_label"]
     assert "bayes_regret" not in evaluate(item, "additive", OnlineConfig())
 
+
+def test_bench_auto_reports_each_source_and_held_out_seeds_apart():
+    """The JSON's by_source has a line per source and load model (regret per trace under both
+    load models), and the table lists held-out rows apart from the totals."""
+    ge = SuiteTrace("ge-n16", "ge", GilbertElliottDelay().sample(20, 16, seed=0), 16, 2.2013)
+    held = SuiteTrace("ge-n16-seed2", "ge-heldout", GilbertElliottDelay().sample(20, 16, seed=2), 16, 2.2013)
+    kinds = ("additive", "proportional")
+    rows = [evaluate(item, kind, OnlineConfig()) for item in (ge, held) for kind in kinds]
+    groups = _by_source(rows)
+    assert [(g["source"], g["load_model"]) for g in groups] == [
+        (source, kind) for source in ("ge", "ge-heldout") for kind in kinds]
+    assert all(g["runs"] == 1 and 0 <= g["met"] <= 1 for g in groups)
+    result = {"rows": rows[:2], "held_out": rows[2:], "by_source": groups, "meta_selection": None,
+              "summary": {"runs": 2, "max_regret": 0.0, "mean_regret": 0.0, "max_vs_uncoded": 0.0,
+                          "misses": 0}}
+    table = markdown_table(result)
+    assert "| ge-heldout | proportional | 1 |" in table and "ge-n16-seed2 | additive" in table
