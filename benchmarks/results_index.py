@@ -493,8 +493,9 @@ SECTIONS = [
             "are deterministic; a simulation trains no model, and a scheme with delay T needs "
             "M ≥ T+1 models when run live.", level=2),
     Section("What `gcode simulate` prints", "The paper's parameters, `--jobs` the trace's rounds minus "
-            "4, the paper policy at μ = 1; the last row is the online auto scheme (docs/AUTO.md: one "
-            "model, so T = 0 candidates only, each under its own policy).", ("sim_lambda",), sim_default),
+            "4, the paper policy at μ = 1; the last row is the online auto scheme (docs/AUTO.md: its "
+            "default candidates, T ≤ 1, each under its own policy; a run that ends in a delayed "
+            "scheme trains two models).", ("sim_lambda",), sim_default),
     Section("Round-ending policy and dispatch", "", ("sim_lambda",), sim_policies),
     Section("Figures the tests pin", "Replay semantics as the authors' code defines them "
             "(docs/SIMULATOR.md).", ("sim_lambda",), sim_pinned),
@@ -504,9 +505,10 @@ SECTIONS = [
             "fixed cost dwarfs the load that M-SGC saves, and bursts that break (1, 2, λ) windows "
             "make M-SGC wait for everyone.", ("sim_lambda",), sim_tune),
     Section("auto against a fixed scheme under the same policy",
-            "auto as `gcode simulate` runs it (one model: uncoded and GC, each under its own "
-            "policy) against the fixed M-SGC issue 28 compared it with (the earliest policy; a "
-            "T = 1 scheme, two models when run live).",
+            "auto as `gcode simulate` runs it (its default candidates, T ≤ 1, each under its own "
+            "policy: on the 30-round trace it ends in GC, one model; on the 20-round one it moves "
+            "into this M-SGC, two models) against the fixed M-SGC issue 28 compared it with (the "
+            "earliest policy; a T = 1 scheme, two models when run live).",
             ("sim_lambda",), sim_auto_vs_fixed),
     Section("Trace replay: hindsight and out of sample (`gcode bench trace`)",
             "Parameters chosen on the first half of each trace (out of sample) or on the evaluated "
