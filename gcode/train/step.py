@@ -24,6 +24,7 @@ gradient is multiplied by ``min(1, max_norm / (N + 1e-6))``.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import torch
@@ -76,17 +77,22 @@ def apply(optimizer: torch.optim.Optimizer, scheduler=None, *, what: str = "",
 
 def step(model: FlatModel, optimizer: torch.optim.Optimizer, grad: torch.Tensor, scale: float,
          *, scheduler=None, max_grad_norm: float | None = None, what: str = "",
-         optimizer_fn: object = None, unreached=(), round_sum: bool = False) -> StepReport:
+         optimizer_fn: object = None, unreached=(), round_sum: bool = False,
+         skip_nonfinite: bool = False) -> StepReport:
     """Update ``model`` with its decoded gradient: ``g = scale · grad`` (the mean gradient;
     ``grad`` in float64 from the decode, any device), clipped to ``max_grad_norm`` (global L2
     norm, None: no clipping), cast once to float32 into the model's gradient, then the
     optimizer's step and the scheduler's. ``what`` names the model and job in a failing
     optimizer's message. The parameters ``unreached`` (indices: no sample's loss reached them)
     get no ``.grad``, so the optimizer skips them as plain torch does. ``round_sum`` (the
-    canonical-sum mode): ``grad`` is rounded to float32 first (module docstring)."""
+    canonical-sum mode): ``grad`` is rounded to float32 first (module docstring).
+    ``skip_nonfinite``: a gradient whose norm is not finite (it holds a NaN or an infinity)
+    steps nothing, and the report says so by its norm (one pass over ``grad`` instead of two)."""
     if round_sum:
         grad = grad.to(torch.float32).to(grad.dtype)
     norm = grad_norm(grad, scale)
+    if skip_nonfinite and not math.isfinite(norm):
+        return StepReport(norm, 1.0, learning_rates(optimizer))
     factor = clip_factor(norm, max_grad_norm)
     model.set_gradient(grad, scale * factor)
     model.set_ungraded(unreached)

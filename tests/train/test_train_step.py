@@ -73,3 +73,21 @@ def test_optimizer_fn_returning_a_pair_points_at_scheduler_fn():
         return opt, torch.optim.lr_scheduler.StepLR(opt, 1)
     with pytest.raises(WorkloadError, match="scheduler_fn="):
         build_optimizer(pair, _model().module)
+
+
+@pytest.mark.parametrize("bad", [float("nan"), float("inf")])
+def test_skip_nonfinite_steps_nothing_on_a_nonfinite_gradient_and_changes_nothing_else(bad):
+    """The collective plane's replicas step with ``skip_nonfinite``: a NaN or an infinity in the
+    gradient leaves model and optimizer as they were (the norm says why); a finite gradient
+    steps exactly as without it."""
+    plain, skipping = _model(), _model()
+    opts = [torch.optim.SGD(m.module.parameters(), lr=0.1, momentum=0.9) for m in (plain, skipping)]
+    g = _grad(plain.numel)
+    a = step(plain, opts[0], g, 0.5)
+    b = step(skipping, opts[1], g, 0.5, skip_nonfinite=True)
+    assert a == b and torch.equal(plain.params, skipping.params)
+    before = skipping.params.clone()
+    g[3] = bad
+    report = step(skipping, opts[1], g, 0.5, skip_nonfinite=True)
+    assert not torch.isfinite(torch.tensor(report.grad_norm))
+    assert torch.equal(skipping.params, before)

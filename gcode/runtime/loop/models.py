@@ -54,16 +54,19 @@ class ModelBank:
         """Model m's live flat parameters (a tensor on its device)."""
         return self.models[m].params
 
-    def step(self, m: int, grad, scale: float, what: str, unreached=()):
+    def step(self, m: int, grad, scale: float, what: str, unreached=(),
+             skip_nonfinite: bool = False):
         """Model m's update with its decoded gradient ``scale`` · ``grad``: clipped, the
         optimizer's step, the scheduler's (:func:`gcode.train.step.step`; ``what``: the step,
-        for a failing optimizer's message; ``unreached``: parameters left without a ``.grad``).
-        Returns its :class:`gcode.train.step.StepReport`."""
+        for a failing optimizer's message; ``unreached``: parameters left without a ``.grad``;
+        ``skip_nonfinite``: a non-finite gradient steps nothing). Returns its
+        :class:`gcode.train.step.StepReport`."""
         from gcode.train.step import step
         return step(self.models[m], self.optimizers[m], grad, scale,
                     scheduler=self.schedulers[m], max_grad_norm=self.max_grad_norm, what=what,
                     optimizer_fn=self.workload.optimizer_fn, unreached=unreached,
-                    round_sum=bool(getattr(self.workload, "exact_blocks", 0)))
+                    round_sum=bool(getattr(self.workload, "exact_blocks", 0)),
+                    skip_nonfinite=skip_nonfinite)
 
     # ---- divergence ---------------------------------------------------------------------
     def lr_hint(self) -> str:

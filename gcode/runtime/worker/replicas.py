@@ -26,6 +26,7 @@ own, so a straggler whose compute is still busy enters the allreduce at once wit
 from __future__ import annotations
 
 import asyncio
+import math
 import time
 from collections.abc import Callable
 from concurrent.futures import Future
@@ -186,13 +187,13 @@ class ReplicaServer:
         total = self.plane.fold_and_reduce(job, [(tuple(k), a) for k, a, _ in decode["pairs"]],
                                            times=phases)
         t2 = time.perf_counter()
-        finite = bool(torch.isfinite(total).all())
+        report = self.bank.step(model, total, decode["scale"], f"model {model} at job {job}",
+                                unreached=decode["unreached"], skip_nonfinite=True)
+        finite = math.isfinite(report.grad_norm)  # else the replica did not step
         reply: dict = {"job": job, "finite": finite, "phases": phases}
         if decode["send_decoded"]:
             reply.update(decoded=total.to("cpu", torch.float64).numpy(), params=params)
         if finite:
-            report = self.bank.step(model, total, decode["scale"], f"model {model} at job {job}",
-                                    unreached=decode["unreached"])
             reply.update(lr=report.lr[0], grad_norm=report.grad_norm, clip_factor=report.clip_factor)
             self.stepped = [*self.stepped[-63:], job]
             # the last job's reply whole (its decode may be repeated), older ones without arrays
