@@ -34,7 +34,7 @@ if [[ $want == *" versus "* ]]; then
     }
     # the acceptance first (no injection: uncoded >= 0.95x DDP; bursty: the best exact one-model
     # scheme >= 1.4x DDP; coordinator_bytes_per_round <= 64 KB), then the star's bytes beside it
-    run mlp-wide-collective-none --data-plane collective --inject none --schemes uncoded,gc-s1
+    run mlp-wide-collective-none --data-plane collective --inject none --schemes uncoded,gc-s1,uncoded-pipelined
     run mlp-wide-collective --data-plane collective --schemes uncoded,gc-s2-earliest,gc-s2-earliest-arrival
     LIMIT=${STAR_LIMIT:-120} run mlp-wide-star-none --data-plane star --inject none --schemes uncoded
     LIMIT=${STAR_LIMIT:-120} run mlp-wide-star --data-plane star --schemes uncoded,gc-s2-earliest

@@ -109,6 +109,7 @@ class CollectiveTransport:
         self.stats.update(regroups=0, repeated_decodes=0, settles=0)
         n = len(actors)
         self.seq = 0  # the next decode's number
+        self.last_on: dict[int, int] = {}  # model -> the number of its last decode
         self.outbox: dict[int, list[dict]] = {w: [] for w in range(n)}  # decodes for w's next call
         self.unacked: list[list[dict]] = []  # decodes (one request per worker) not applied everywhere
         self.applied = [0] * n  # worker -> decodes numbered below this are applied there
@@ -171,9 +172,17 @@ class CollectiveTransport:
         self.stats["ray_calls"] += 1
         handle = self.actors[w].compute.remote(
             call.encode(), ctx_box, *[(None, ref.bounds) for ref in jobs],
-            plane={"decodes": decodes, "upto": self.seq - 1, "generation": self.generation})
+            plane={"decodes": decodes, "upto": self.needed_by(jobs), "generation": self.generation})
         self.worker_of[handle] = (w, self.generation)
         return handle
+
+    def needed_by(self, jobs: list) -> int:
+        """The number of the last decode issued on a model these jobs compute on (every decode
+        in delayed mode): the call waits for it, and computes while later ones, on other
+        models, run (with M >= 2 the allreduce of job t overlaps the compute of job t+1)."""
+        if self.delayed:
+            return self.seq - 1
+        return max((self.last_on.get(self.model_of(ref.job), -1) for ref in jobs), default=-1)
 
     def kill(self, w: int) -> None:
         self.suspect.add(w)
@@ -228,6 +237,7 @@ class CollectiveTransport:
         m = self.model_of(t)
         snapshot = self.in_flight_on(m, t)
         seq, self.seq = self.seq, self.seq + 1
+        self.last_on[m] = seq
         each = [{"seq": seq, "job": int(t), "model": m, "pairs": pairs[w], "snapshot": snapshot,
                  "scale": scale, "check": check, "bounds": self.issued[t].bounds, "dtype": dtype,
                  "send_decoded": send_decoded and w == 0, "unreached": list(unreached)}

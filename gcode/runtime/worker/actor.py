@@ -221,11 +221,12 @@ class GradientWorker:
 
     async def _collective_compute(self, call: Call, job_data: tuple, decodes: list, upto: int,
                                   generation: int) -> Result:
-        """The collective plane's call: apply the coordinator's ``decodes`` (every decode
-        numbered up to ``upto`` first: fold, allreduce, step, on the communication thread, so a
-        straggler still computing an older call joins them at once), then compute on the
+        """The collective plane's call: submit the coordinator's ``decodes`` (fold, allreduce,
+        step, on the communication thread, so a straggler still computing an older call joins
+        them at once), wait for every decode numbered up to ``upto`` (the last on a model this
+        call computes on: those on other models run on while it computes), then compute on the
         replicas' copy of each job's parameters, keep the results and answer with their losses
-        and the decodes' reports. A call of an older group ``generation`` (its decodes were
+        and the reports of the decodes that ran. A call of an older group ``generation`` (its decodes were
         repeated when the group re-formed) and one overtaken by a newer round's meanwhile
         compute nothing."""
         replicas = self.replicas
@@ -242,13 +243,15 @@ class GradientWorker:
             if replicas.plane.generation != generation:  # re-formed meanwhile: repeated there
                 return self._stale(call.round, t0)
             raise
-        steps = {"applied": upto + 1, "reports": await replicas.reports_of(decodes)}
         if self.latest > call.round:
-            return dataclasses.replace(self._stale(call.round, t0), steps=steps)
-        data = {job: (replicas.params_of(job), bounds, None)
-                for job, (_, bounds) in zip(call.jobs, job_data)}
-        result = await self.work(call, data, None, keep=True)
-        return dataclasses.replace(result, steps=steps)
+            result = self._stale(call.round, t0)
+        else:
+            data = {job: (replicas.params_of(job), bounds, None)
+                    for job, (_, bounds) in zip(call.jobs, job_data)}
+            result = await self.work(call, data, None, keep=True)
+        # decodes past upto (on other models) may have run meanwhile: their reports go too
+        return dataclasses.replace(result, steps={"applied": upto + 1,
+                                                  "reports": replicas.take_reports()})
 
     def _recompute(self, job: int, key: tuple, task: tuple, bounds: tuple, dtype: str) -> None:
         """A kept result lost with an earlier process, computed again exactly as the first time
@@ -374,7 +377,7 @@ class GradientWorker:
         replicas.plane.member.check(generation, "a decode")
         replicas.enqueue(decodes, self._recompute, direct_from=upto + 1 if regrouped else None)
         await replicas.applied(upto)
-        return {"applied": upto + 1, "reports": [*await replicas.reports_of(decodes),
+        return {"applied": upto + 1, "reports": [*replicas.take_reports(),
                                                  *replicas.reports_for(want)]}
 
     def has_replicas(self, ctx_id: str) -> bool:

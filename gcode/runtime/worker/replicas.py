@@ -80,6 +80,7 @@ class ReplicaServer:
         self.next_seq = 0  # the number of the next decode to submit (the coordinator numbers them)
         self.parked: dict[int, dict] = {}  # decodes that came before an earlier one
         self.futures: dict[int, Future] = {}  # decode number -> its report's future (the last few)
+        self.fresh: dict[int, dict] = {}  # decode number -> its report, not yet sent
 
     # ---- a job's parameters and results ----------------------------------------------------
     def params_of(self, job: int) -> torch.Tensor:
@@ -133,17 +134,22 @@ class ReplicaServer:
             del self.futures[seq]
 
     def _submit(self, decode: dict, recompute: Callable) -> None:
-        self.futures[decode["seq"]] = self.plane.submit(f"decode of job {decode['job']}",
-                                                        lambda: self.apply(decode, recompute))
+        future = self.plane.submit(f"decode of job {decode['job']}",
+                                   lambda: self.apply(decode, recompute))
+        future.add_done_callback(lambda f: self._done(decode["seq"], f))
+        self.futures[decode["seq"]] = future
+
+    def _done(self, seq: int, future: Future) -> None:
+        if not future.cancelled() and future.exception() is None:  # a failure raises to a waiter
+            self.fresh[seq] = future.result()
+
+    def take_reports(self) -> list[dict]:
+        """The reports of the decodes that ran since the last call took them, in order."""
+        return [self.fresh.pop(seq) for seq in sorted(self.fresh)]
 
     def reports_for(self, jobs) -> list[dict]:
         """The reports of ``jobs`` this replica applied lately (arrays of the last one only)."""
         return [{**self.reports[t], "job": t} for t in jobs if t in self.reports]
-
-    async def reports_of(self, decodes: list[dict]) -> list[dict]:
-        """The reports of ``decodes`` (submitted and run: await :meth:`applied` first)."""
-        futures = [self.futures.get(d["seq"]) for d in decodes]
-        return [await asyncio.wrap_future(f) for f in futures if f is not None]
 
     async def applied(self, upto: int) -> None:
         """Once every decode numbered up to ``upto`` was submitted (calls that carry earlier
