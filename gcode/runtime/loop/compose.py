@@ -56,7 +56,7 @@ def compose(cfg: TrainConfig, scheme, policy, transport, clock, spec: WorkSpec, 
         reducer = Decoder(d, streaming=tr.streaming_decode, threads=decode_threads,
                           device=decode_device)
     else:  # the collective plane: workers sum and step their replicas
-        from ..collective.transport import CollectiveReducer
+        from ..collective.reducer import CollectiveReducer
         reducer = bank.replicas = CollectiveReducer(transport, stats, tr.batch_size, scheme,
                                                     tr.check_decode, tr.exact_blocks)
     direct = DirectGradient(spec)
