@@ -137,6 +137,7 @@ class OnlineTuner(Policy):
         self.seen = 0
         self.ratios = np.zeros(0)  # times / their round's fastest, from full rounds and late results
         self.rounds_seen: dict[int, tuple] = {}  # r -> scale, offset, ring slot, base times, end
+        self.revised: set[int] = set()  # rounds with late results not yet in their costs (_revise)
         self.events: list[dict] = []  # every observation, for checkpoints
 
     # ---- the round-ending policy: the current candidate's -----------------------------------
@@ -216,6 +217,7 @@ class OnlineTuner(Policy):
 
     def _observe_round(self, e: dict) -> None:
         """Fit the load model to the round, turn its times into base times, replay them."""
+        self._revise()
         times, load = e["times"], e["load"]
         if e["compute"] is not None:
             self.fit.add(times, e["compute"], load)
@@ -230,7 +232,7 @@ class OnlineTuner(Policy):
     def _late(self, r: int, time: float) -> None:
         """A cut worker's result came in after its round: its ratio to that round's fastest joins
         the sample, and the round's costs of the candidates without history (uncoded, GC) are
-        recomputed with its time known."""
+        recomputed with its time known before the next round is weighed (:meth:`_revise`)."""
         info = self.rounds_seen.get(r)
         if info is None:
             return
@@ -243,11 +245,21 @@ class OnlineTuner(Policy):
         row[cut[0]] = late  # which cut worker it was does not matter to these candidates
         end = max(end, late)  # results come in in finish order: the round's other cut workers
         self.rounds_seen[r] = (scale, offset, slot, row, end)  # finish later still
+        self.revised.add(r)
+
+    def _revise(self) -> None:
+        """Recompute the costs of uncoded and GC in the rounds that late results came in for
+        since the last round was seen (once per round, not per result: at n workers a round can
+        have many)."""
         s = self.replay.bounds[1]
-        out = self.replay.s_block(row, end)
-        self.costs[slot, :s], self.stressed[slot, :s] = self._with_stress(
-            out, row, end, self.replay.s_block, slice(0, s))
-        self.smoothing[slot] = self._smoothing(row, end)
+        for r in sorted(self.revised):
+            if r in self.rounds_seen:
+                _, _, slot, row, end = self.rounds_seen[r]
+                out = self.replay.s_block(row, end)
+                self.costs[slot, :s], self.stressed[slot, :s] = self._with_stress(
+                    out, row, end, self.replay.s_block, slice(0, s))
+                self.smoothing[slot] = self._smoothing(row, end)
+        self.revised.clear()
 
     def _add_ratios(self, ratios: np.ndarray) -> None:
         self.ratios = np.concatenate([self.ratios, ratios])[-self.cfg.ratio_sample:]

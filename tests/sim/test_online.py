@@ -103,13 +103,15 @@ def test_a_late_result_is_seen_before_the_decision_of_the_round_it_came_in():
 def test_cut_workers_still_out_finish_after_their_rounds_latest_late_result():
     """Late results come in in finish order: once one is in, the round's other cut workers are
     guessed later than it, and uncoded (waiting for all) costs more than waiting for it."""
-    tuner = OnlineTuner(8, 16, LoadModel("additive", 0.0), OnlineConfig(start="uncoded", min_history=2))
+    tuner = OnlineTuner(8, 16, LoadModel("additive", 0.0), OnlineConfig(start="uncoded", min_history=4))
     times = np.array([1.0, 1.02, 1.04, 1.06, 1.1, np.nan, np.nan, np.nan])
+    a, c = tuner.replay.affine()
     tuner.observe(0, times, 1 / 8, 1.2)
     tuner.observe_late(0, 5, 1.9)
-    a, c = tuner.replay.affine()
+    tuner.observe(1, np.ones(8), 1 / 8, 1.0)  # the late result is in round 0's costs by now
     assert tuner.costs[0, 0] > a[0] * 1.9 + c[0]
     tuner.observe_late(0, 6, 1.95)
+    tuner.observe(2, np.ones(8), 1 / 8, 1.0)
     assert tuner.costs[0, 0] > a[0] * 1.95 + c[0]
 
 
