@@ -181,10 +181,10 @@ class InProcessTransport:
         (faults nan, shape and tag spoil it as they spoil a real worker's)."""
         import torch
 
-        from gcode.runtime.worker.actor import _TORCH_DTYPES
+        from gcode.runtime.worker.host import TORCH_DTYPES
         spec, computer = self.spec, self.computer
         data = {h.job: h for h in jobs}
-        out = torch.empty((len(call.tasks), spec.num_params), dtype=_TORCH_DTYPES[call.dtype])
+        out = torch.empty((len(call.tasks), spec.num_params), dtype=TORCH_DTYPES[call.dtype])
         losses, unreached = [], []
         for k, (job, _slot, chunks, coefs) in enumerate(call.tasks):
             computer.load(job, data[job].params)

@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-import functools
 import os
 import time
 
@@ -33,45 +32,11 @@ import numpy as np
 import torch
 
 from ..collective.group import CollectiveError
-from ..data import WorkSpec, job_indices
+from ..data import WorkSpec
 from ..wire import OK, STALE, UNPREPARED, Call, Result, WireTask
+from .host import TORCH_DTYPES, device_for, job_batch, peak_rss_mb, to_host
 from .prefetch import BatchPrefetcher
 from .shm_serving import ShmServer
-
-_TORCH_DTYPES = {"float32": torch.float32, "float64": torch.float64}
-
-
-def _device(use_gpu: bool):
-    """The actor's GPU when it was given one (Ray sets CUDA_VISIBLE_DEVICES), else the CPU."""
-    return torch.device("cuda" if use_gpu and torch.cuda.is_available() else "cpu")
-
-
-def _to_host(out, host: np.ndarray | None = None) -> np.ndarray:
-    """The results as a host array: ``host`` when given (filled from a GPU), else a fresh one
-    (through pinned memory from a GPU)."""
-    if host is not None:
-        if out.device.type != "cpu":
-            torch.from_numpy(host).copy_(out)
-        return host
-    if out.device.type == "cpu":
-        return out.numpy()
-    host = torch.empty(out.shape, dtype=out.dtype, pin_memory=True)
-    host.copy_(out)
-    return host.numpy()
-
-
-@functools.lru_cache(maxsize=8)
-def _job_batch(seed: int, job: int, batch_size: int, num_samples: int) -> np.ndarray:
-    """:func:`job_indices`, kept for the last few jobs (read-only): a worker reading ahead
-    draws the next job's batch one call before that job's own call needs it."""
-    idx = job_indices(seed, job, batch_size, num_samples)
-    idx.setflags(write=False)
-    return idx
-
-
-def _peak_rss_mb() -> float:
-    import resource
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
 
 
 class InjectedFault(RuntimeError):
@@ -108,7 +73,7 @@ class GradientWorker:
             return
         from gcode.train.compute import TaskComputer
         self.spec: WorkSpec = spec
-        self.computer = TaskComputer(spec.workload, _device(spec.use_gpu), spec.buffers,
+        self.computer = TaskComputer(spec.workload, device_for(spec.use_gpu), spec.buffers,
                                      deterministic=spec.deterministic)
         self._loaded = None
         if self._prefetcher is not None:
@@ -136,7 +101,7 @@ class GradientWorker:
 
     def _rows(self, job: int, chunks, bounds) -> list[np.ndarray]:
         """Sample indices of each chunk of ``job`` (chunk id -> [start, stop) in ``bounds``)."""
-        idx = _job_batch(self.spec.seed, job, self.spec.batch_size, self.spec.num_samples)
+        idx = job_batch(self.spec.seed, job, self.spec.batch_size, self.spec.num_samples)
         return [idx[bounds[c][0]:bounds[c][1]] for c in chunks]
 
     def _next_rows(self, tasks: list[WireTask], k: int, data: dict) -> np.ndarray:
@@ -191,7 +156,7 @@ class GradientWorker:
         first round measures training, not start-up."""
         await self._configure(ctx_id, ctx_box)
         return {"worker": self.index, "num_params": self.computer.num_params,
-                "device": str(self.computer.device), "peak_rss_mb": _peak_rss_mb()}
+                "device": str(self.computer.device), "peak_rss_mb": peak_rss_mb()}
 
     async def attach(self, ctl_path: str, ctx_id: str, ctx_box: list) -> dict:
         """Adopt context ``ctx_id`` and serve the shared-memory transport's calls from
@@ -257,7 +222,7 @@ class GradientWorker:
         """A kept result lost with an earlier process, computed again exactly as the first time
         (``task``: its chunks and coefficients), on the compute thread; waits for it."""
         chunks, coefs = task
-        out = torch.empty(self.spec.num_params, dtype=_TORCH_DTYPES[dtype], device=self.computer.device)
+        out = torch.empty(self.spec.num_params, dtype=TORCH_DTYPES[dtype], device=self.computer.device)
         self._compute_pool().submit(self._load_and_compute, job, self.replicas.params_of(job),
                                     self._rows(job, chunks, bounds), coefs, out, None).result()
         self.replicas.keep(key, job, out)
@@ -277,7 +242,7 @@ class GradientWorker:
         if fault == "exit":
             os._exit(17)
         computer = self.computer
-        shape, torch_dtype = (len(tasks), self.spec.num_params), _TORCH_DTYPES[call.dtype]
+        shape, torch_dtype = (len(tasks), self.spec.num_params), TORCH_DTYPES[call.dtype]
         if out_host is not None and computer.device.type == "cpu":
             out = torch.from_numpy(out_host)
         else:
@@ -319,7 +284,7 @@ class GradientWorker:
                 self.replicas.keep((self.index, r, slot), job, out[k])
             grads = None
         else:
-            grads = self._with_fault(_to_host(out, out_host), fault)
+            grads = self._with_fault(to_host(out, out_host), fault)
         delay_s = float(call.delay_s)
         sleep_s = delay_s if call.inject_mode == "add" else max(0.0, delay_s - compute_s)
         if sleep_s > 0:
@@ -335,7 +300,7 @@ class GradientWorker:
                       tags=call.tags, grads=grads, losses=losses, unreached=unreached,
                       compute_s=compute_s, sleep_s=sleep_s, pid=os.getpid(),
                       read_ahead=(ahead.hits - hits) if ahead is not None else 0,
-                      peak_rss_mb=_peak_rss_mb())
+                      peak_rss_mb=peak_rss_mb())
 
     # ---- the collective data plane (worker/replicas.py) ---------------------------------
     async def join_collective(self, ctx_id: str, ctx_box: list, models: int, delayed: bool,
