@@ -8,10 +8,11 @@ It is a round-ending :class:`Policy` bound to a :class:`SwitchingScheme`:
     grows with the load (a live worker's compute time). From these it fits the load model
     (load_fit.py: additive or proportional, with its slope), turns the times into base times,
     and advances every candidate of :func:`candidate_grid` through the round
-    (:class:`CandidateReplay`). A worker cut off is a straggler under every candidate's cut; a
-    candidate that would have waited for it is charged a guess from the ratios to the fastest
-    seen in full rounds and in late results (a cut worker's result that came in after its round;
-    it also revises its round's costs for uncoded and GC);
+    (:class:`CandidateReplay`; round_costs.py keeps the window of costs). A worker cut off is a
+    straggler under every candidate's cut; a candidate that would have waited for it is charged
+    a guess from the ratios to the fastest seen in full rounds and in late results (a cut
+    worker's result that came in after its round; it also revises its round's costs for
+    uncoded and GC);
   * at a job boundary where the switching machinery allows a switch (no segment draining), it
     weighs the last ``window`` rounds (each also replayed with ``stress`` more stragglers, a
     what-if weighed as one more round): a challenger must beat the current candidate on those
@@ -37,11 +38,12 @@ import numpy as np
 
 from ..codes import GC_CODE_KINDS
 from ..codes.switching import SwitchingScheme
-from .candidates import POLICY_CODE, POLICY_KINDS, Candidate, CandidateConfig, candidate_grid
+from .candidates import POLICY_KINDS, Candidate, CandidateConfig, candidate_grid
 from .load_fit import LoadFit
 from .load_model import LoadModel
 from .policy import Policy
 from .replay import CandidateReplay
+from .round_costs import RoundCosts
 
 
 @dataclass(frozen=True)
@@ -65,7 +67,7 @@ class OnlineConfig:
     ratio_sample: int = 4096    # ratios to the fastest kept for guessing cut workers' times
     stress: float = 0.05        # share of workers more cut off in the what-if round (_decide)
     settle_rounds: int = 6      # rounds seen before a switch that starts or ends a delayed scheme
-    smooth: float = 0.7         # bandwidth factor of the straggler-count smoothing of GC (_smoothing); 0: off
+    smooth: float = 0.7         # bandwidth of the straggler-count smoothing of GC (round_costs.py); 0: off
     multiplicity: bool = False  # into a delayed scheme: confidence × sqrt(2 ln candidates) (_decide)
 
     def __post_init__(self):
@@ -130,15 +132,37 @@ class OnlineTuner(Policy):
         self.fit = LoadFit()
         self.loads = self.prior
         self.replay = CandidateReplay(self.grid, self.loads)
-        self.costs = np.zeros((self.cfg.window, len(self.grid)))  # ring of per-round costs
-        self.stressed = np.zeros((self.cfg.window, len(self.grid)))  # … with more stragglers
-        self.smoothing = np.zeros((self.cfg.window, self.replay.bounds[1]))  # … GC's, _smoothing
-        self.counts: list[int] = []  # straggler count of each round in the window
-        self.seen = 0
-        self.ratios = np.zeros(0)  # times / their round's fastest, from full rounds and late results
-        self.rounds_seen: dict[int, tuple] = {}  # r -> scale, offset, ring slot, base times, end
-        self.revised: set[int] = set()  # rounds with late results not yet in their costs (_revise)
+        self.evidence = RoundCosts(self.grid, self.replay, window=self.cfg.window, stress=self.cfg.stress,
+                                 smooth=self.cfg.smooth, ratio_sample=self.cfg.ratio_sample)
         self.events: list[dict] = []  # every observation, for checkpoints
+
+    # ---- the evidence (round_costs.py), as the window sees it ---------------------------------
+    @property
+    def seen(self) -> int:
+        return self.evidence.seen
+
+    @property
+    def costs(self) -> np.ndarray:
+        return self.evidence.costs
+
+    @property
+    def stressed(self) -> np.ndarray:
+        return self.evidence.stressed
+
+    @property
+    def smoothing(self) -> np.ndarray:
+        return self.evidence.smoothing
+
+    @property
+    def counts(self) -> list[int]:
+        return self.evidence.counts
+
+    @property
+    def ratios(self) -> np.ndarray:
+        return self.evidence.ratios
+
+    def _straggler_count(self, filled: np.ndarray) -> int:
+        return self.evidence.straggler_count(filled)
 
     # ---- the round-ending policy: the current candidate's -----------------------------------
     @property
@@ -209,15 +233,15 @@ class OnlineTuner(Policy):
         self.events.append(event)
         if event["kind"] == "prime":
             row = event["times"]
-            self._advance(row, float(row.max()))
+            self.evidence.advance(row, float(row.max()))
         elif event["kind"] == "late":
-            self._late(event["r"], event["time"])
+            self.evidence.late(event["r"], event["time"])
         else:
             self._observe_round(event)
 
     def _observe_round(self, e: dict) -> None:
         """Fit the load model to the round, turn its times into base times, replay them."""
-        self._revise()
+        self.evidence.revise()  # in the load model the late results came in under
         times, load = e["times"], e["load"]
         if e["compute"] is not None:
             self.fit.add(times, e["compute"], load)
@@ -225,139 +249,7 @@ class OnlineTuner(Policy):
         base = self.loads.base(np.where(np.isnan(times), np.inf, times), load)
         scale, offset = self.loads.affine(load, self.n)
         end = float((e["end"] - offset) / scale)
-        slot = self._advance(base, end)
-        self.rounds_seen = {k: v for k, v in self.rounds_seen.items() if k > e["r"] - self.cfg.window}
-        self.rounds_seen[e["r"]] = (float(scale), float(offset), slot, base.copy(), end)
-
-    def _late(self, r: int, time: float) -> None:
-        """A cut worker's result came in after its round: its ratio to that round's fastest joins
-        the sample, and the round's costs of the candidates without history (uncoded, GC) are
-        recomputed with its time known before the next round is weighed (:meth:`_revise`)."""
-        info = self.rounds_seen.get(r)
-        if info is None:
-            return
-        scale, offset, slot, row, end = info
-        late = (time - offset) / scale
-        self._add_ratios(np.array([late / float(row.min())]))
-        cut = np.flatnonzero(~np.isfinite(row))
-        if not len(cut):
-            return
-        row[cut[0]] = late  # which cut worker it was does not matter to these candidates
-        end = max(end, late)  # results come in in finish order: the round's other cut workers
-        self.rounds_seen[r] = (scale, offset, slot, row, end)  # finish later still
-        self.revised.add(r)
-
-    def _revise(self) -> None:
-        """Recompute the costs of uncoded and GC in the rounds that late results came in for
-        since the last round was seen (once per round, not per result: at n workers a round can
-        have many)."""
-        s = self.replay.bounds[1]
-        for r in sorted(self.revised):
-            if r in self.rounds_seen:
-                _, _, slot, row, end = self.rounds_seen[r]
-                out = self.replay.s_block(row, end)
-                self.costs[slot, :s], self.stressed[slot, :s] = self._with_stress(
-                    out, row, end, self.replay.s_block, slice(0, s))
-                self.smoothing[slot] = self._smoothing(row, end)
-        self.revised.clear()
-
-    def _add_ratios(self, ratios: np.ndarray) -> None:
-        self.ratios = np.concatenate([self.ratios, ratios])[-self.cfg.ratio_sample:]
-
-    def _advance(self, base: np.ndarray, end: float) -> int:
-        """Replay every candidate through a round of base times (+inf: cut off at base ``end``)
-        and store their costs in the ring; returns the round's slot."""
-        out = self.replay.step(base, end)
-        fastest = float(base.min())
-        if np.isfinite(base).all() and fastest > 0:
-            self._add_ratios(base / fastest)
-        slot = self.seen % self.cfg.window
-        self.costs[slot], self.stressed[slot] = self._with_stress(out, base, end, self.replay.peek)
-        self.counts = (self.counts + [self._straggler_count(self._filled(base, end))])[-self.cfg.window:]
-        self.smoothing[slot] = self._smoothing(base, end)
-        self.seen += 1
-        return slot
-
-    def _with_stress(self, out, base: np.ndarray, end: float, what_if, cols=slice(None)):
-        """(costs, what-if costs) of a round: :meth:`_impute`d, and the same round with
-        ``stress`` more workers cut off, resolved by ``what_if(base, end)``."""
-        self._impute(out, base, end, cols)
-        stressed = out.durations
-        arrived = int(np.isfinite(base).sum())
-        extra = min(arrived - 1, int(np.ceil(self.cfg.stress * self.n)))
-        if extra > 0:
-            worse = base.copy()
-            worse[np.argsort(base, kind="stable")[arrived - extra:arrived]] = np.inf
-            more = what_if(worse, float(base[np.isfinite(worse)].max()))
-            self._impute(more, worse, end, cols)
-            stressed = more.durations
-        return out.durations, stressed
-
-    def _straggler_count(self, filled: np.ndarray) -> int:
-        """The workers after the round's largest relative jump in time (in its slower half)."""
-        half = filled[self.n // 2:]
-        if len(half) < 2 or not half[0] > 0:
-            return 0
-        return len(half) - 1 - int(np.argmax(half[1:] / half[:-1]))
-
-    def _smoothing(self, base: np.ndarray, end: float) -> np.ndarray:
-        """What GC's cost in this round gains when its straggler count is smoothed: under the
-        earliest cut GC with s waits for the (n−s)-th arrival, and with δ more stragglers for the
-        (n−s+δ)-th; the round's cost is averaged over δ ~ N(0, h²), a kernel estimate of the count
-        around the one seen. h = ``smooth`` · sd / √k over the k rounds seen (the learning cost
-        fades as a standard error does; Silverman's k^(−1/5) kept too much of it on the tuning
-        suite), sd the larger of the counts' spread and the binomial sd of their mean (workers that
-        straggle independently). A smooth tail (Pareto) barely changes; at a cliff (two speeds)
-        a choice that only just coped with the rounds seen pays for the next, slightly worse one.
-        Additive model only: there one more s costs little, so a slow round is what matters."""
-        s_end = self.replay.bounds[1]
-        extra = np.zeros(s_end)
-        if not self.cfg.smooth > 0 or self.loads.kind != "additive" or not self.counts:
-            return extra
-        n, k = self.n, len(self.counts)
-        mean = float(np.mean(self.counts))
-        sd = max(np.sqrt(mean * (1 - mean / n)), float(np.std(self.counts)))
-        h = self.cfg.smooth * sd / np.sqrt(k)
-        if not h > 0:
-            return extra
-        deltas = np.arange(-int(np.ceil(3 * h)), int(np.ceil(3 * h)) + 1)
-        weights = np.exp(-0.5 * (deltas / h) ** 2)
-        block = self.grid.s_block
-        waits_for = n - 1 - np.minimum(block.s, n - 1)
-        filled = self._filled(base, end)
-        smoothed = filled[np.clip(waits_for[:, None] + deltas[None, :], 0, n - 1)] @ (weights / weights.sum())
-        a = self.replay.affine()[0][:s_end]
-        gc = (block.policy == POLICY_CODE["earliest"]) & (block.s > 0)
-        extra[gc] = (a * (smoothed - filled[waits_for]))[gc]
-        return extra
-
-    def _filled(self, base: np.ndarray, end: float) -> np.ndarray:
-        """The round's times, ascending, cut workers (+inf) at their guesses (:meth:`_impute`)."""
-        fastest = float(base.min())
-        cut = ~np.isfinite(base)
-        k = int(cut.sum())
-        if not k:
-            return np.sort(base)
-        above = np.sort(self.ratios[self.ratios * fastest > end])
-        if len(above):
-            guess = above[((np.arange(k) + 0.5) / k * len(above)).astype(np.int64)] * fastest
-        else:
-            guess = np.full(k, max(2.0 * fastest, float(np.nextafter(end, np.inf))))
-        return np.concatenate([np.sort(base[~cut]), np.sort(guess)])
-
-    def _impute(self, out, base: np.ndarray, end: float, cols=slice(None)) -> None:
-        """Durations of the candidates that would have waited for workers cut off (+inf). A cut
-        worker is a straggler under every candidate's cut (the replay saw it so); what waiting
-        for it costs is guessed from the ratios to the fastest seen in full rounds and in late
-        results, those above the round's end, in order of their quantiles; with none above it,
-        twice the fastest or just above the end, whichever is later."""
-        unknown = ~np.isfinite(out.durations)
-        if not unknown.any():
-            return
-        filled = self._filled(base, end)
-        a, c = (v[cols] for v in self.replay.affine())
-        waited = filled[self.n - 1 - out.kept[unknown]]
-        out.durations[unknown] = a[unknown] * waited + c[unknown]
+        self.evidence.add_round(e["r"], base, end, scale, offset)
 
     # ---- deciding ---------------------------------------------------------------------------
     def _decide(self, next_round: int) -> None:
@@ -370,7 +262,7 @@ class OnlineTuner(Policy):
         window = self.costs[:k] + (self.stressed[:k] - self.costs[:k]) / (k + 1)
         here = self.grid.index[self.current.key()]
         free = (self._delays == 0) & (self.current.delay == 0)
-        # between T = 0 choices GC's costs carry the smoothed straggler count (_smoothing); a
+        # between T = 0 choices GC's costs carry the smoothed straggler count (round_costs.py); a
         # delayed scheme's cannot, so a switch into or out of one is weighed on the rounds as seen
         smoothed = window.copy()
         smoothed[:, :self.replay.bounds[1]] += self.smoothing[:k]
