@@ -44,6 +44,13 @@ def _checkpointed(cfg, root, every=3):
 
 @pytest.mark.parametrize("case", sorted(CASES))
 def test_resume_gives_the_same_final_parameters(ray_pool, tmp_path, case):
+    """A run resumed from its checkpoints ends where the uninterrupted run ends: bit for bit for
+    the FR schemes (whichever workers straggle, a job decodes to the same fp32 sum). Not for auto:
+    its group code's decode coefficients depend on which workers arrived, so two runs, resumed or
+    not, with the same switches differ by the decode's rounding (each decode is within the 1e-6
+    budget of the exact sum; ~1e-7 seen at the end), and its tuner's switches after the resume
+    depend on live timings (then the chunking, and the rounds, differ too). For auto the final
+    parameters agree within 1e-5 relative, and the round count when the switches agree."""
     name, train_section = CASES[case]
     cfg = config(scheme=SCHEMES[name], inject=BURSTY, train=train_section)
     full = train(_checkpointed(cfg, tmp_path / "ck"), pool=ray_pool)
@@ -51,26 +58,26 @@ def test_resume_gives_the_same_final_parameters(ray_pool, tmp_path, case):
     updates = [12] if cfg.train.mode == "delayed" else [6, 6]
     rounds = [int(p.name.split("-")[1]) for p in checkpoints_in(tmp_path / "ck")]
 
-    def due(after):  # every 3 rounds, at round jobs = 12 and at the end
-        return sorted({*range(3, full["rounds"], 3), 12, full["rounds"]} - set(range(after + 1)))
-    assert rounds == due(0)
+    def due(after, last):  # every 3 rounds, at round jobs = 12 and at the end (round `last`)
+        return sorted({*range(3, last, 3), 12, last} - set(range(after + 1)))
+    assert rounds == due(0, full["rounds"])
     for start in (6, 3):   # resume from two different points of the same run
         rc = resume_config(tmp_path / "ck" / f"round-{start:08d}")
         if start == 6:     # without checkpoints; from 3, rewriting the later ones (new timeline)
             rc = rc.replace(**{"checkpoint.dir": None})
         res = train(rc, pool=ray_pool)
         assert res["resumed_from"].endswith(f"round-{start:08d}") and res["sessions"] == 2
-        assert len(res["checkpoints"]) == (0 if start == 6 else len(due(start)))
+        assert len(res["checkpoints"]) == (0 if start == 6 else len(due(start, res["rounds"])))
         assert res["decoded_jobs"] == 12
         assert res["updates_per_model"] == updates and res["max_decode_rel_error"] < 1e-5
-        if name != "auto" or res["switches"] == full["switches"]:
+        if name != "auto":
             assert res["rounds"] == full["rounds"]
             assert res["param_checksum"] == full["param_checksum"], (case, start)
-        else:  # the tuner chose differently after the resume (live timings): other chunkings
-            for got, want in zip(res["param_checksum"], full["param_checksum"]):
-                assert rel(got, want) <= 1e-5
-
-
+            continue
+        if res["switches"] == full["switches"]:
+            assert res["rounds"] == full["rounds"]
+        for got, want in zip(res["param_checksum"], full["param_checksum"]):
+            assert rel(got, want) <= 1e-5, (case, start, res["switches"], full["switches"])
 
 
 def test_restoring_then_capturing_gives_the_checkpoint_back(ray_pool, tmp_path, monkeypatch):
