@@ -226,7 +226,7 @@ class OnlineTuner(Policy):
             self._decide(r + 1)
 
     def observe_late(self, r: int, worker: int, time: float) -> None:
-        self._apply({"kind": "late", "r": int(r), "time": float(time)})
+        self._apply({"kind": "late", "r": int(r), "worker": int(worker), "time": float(time)})
 
     def _apply(self, event: dict) -> None:
         """Learn from one observation (kept in ``events``, replayed on restore)."""

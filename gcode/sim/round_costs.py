@@ -51,7 +51,9 @@ class RoundCosts:
             return
         scale, offset, slot, row, end = info
         late = (time - offset) / scale
-        self._add_ratios(np.array([late / float(row.min())]))
+        fastest = float(row.min())
+        if fastest > 0:  # as in full rounds: a base time may be 0 live (a fitted load model)
+            self._add_ratios(np.array([late / fastest]))
         cut = np.flatnonzero(~np.isfinite(row))
         if not len(cut):
             return

@@ -112,7 +112,8 @@ class Arrivals:
                 continue
             if isinstance(decision, End):
                 for call, w in rnd.pending.items():
-                    self.late.add(call, rnd.r, w, rnd.plan[w])
+                    self.late.add(call, rnd.r, w, rnd.plan[w],
+                                  rnd.t0 - rnd.state.head_start.get(w, 0.0))
                 rnd.info["failed"] = dict(rnd.state.failed)
                 return decision
             if isinstance(decision, FallBack):
@@ -139,10 +140,14 @@ class Arrivals:
             return
         timings = self.stats.timings
         watched = {e.call: e for e in self.dispatcher.early.values() if e.finished is None}
-        ready = self.transport.wait([*rnd.pending, *watched], timeout)
+        late = set(self.late.watched())  # cut calls of ended rounds: when they finish is timed
+        ready = self.transport.wait([*rnd.pending, *watched, *late], timeout)
         arrived_at = self.clock.now() - rnd.t0
-        for call in [c for c in ready if c in watched]:  # next round's: fetched then
-            watched[call].finished = arrived_at + rnd.t0
+        for call in [c for c in ready if c in watched or c in late]:  # fetched later
+            if call in watched:  # next round's
+                watched[call].finished = arrived_at + rnd.t0
+            else:
+                self.late.seen(call, arrived_at + rnd.t0)
             ready.remove(call)
         tp = self.clock.now()
         fetched = self.intake.fetch(ready)

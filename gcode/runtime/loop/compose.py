@@ -70,7 +70,7 @@ def compose(cfg: TrainConfig, scheme, policy, transport, clock, spec: WorkSpec, 
     dispatcher = Dispatcher(transport, jobs, delays, ctx_id, cfg.inject.mode, cfg.faults, d,
                             stats, clock, pipeline, at_arrival=tr.dispatch == "arrival")
     intake = Intake(transport, dispatcher, reducer, scheme, stats, health, d, decode_threads, jobs)
-    late = LateResults(transport, intake, dispatcher, scheme, stats, n)
+    late = LateResults(transport, intake, dispatcher, scheme, stats, n, clock, policy)
     arrivals = Arrivals(transport, intake, late, dispatcher, scheme, policy, stats, clock,
                         cfg.cluster, hint=session.resume_hint)
     config = cfg.to_dict()

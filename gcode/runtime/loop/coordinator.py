@@ -8,7 +8,8 @@ Per round r (mirrors :func:`gcode.sim.simulate`)::
     -> call every worker (but those sent round r at their round-(r-1)       Dispatcher
        arrival: train.dispatch = "arrival")
     -> poll arrivals -> policy (rounds.decide) -> decision                  Arrivals
-    -> record(r, arrived) -> policy.observe(r, times, load, end)            Reporter
+    -> record(r, arrived) -> policy.observe_late(cut results in by now)     LateResults
+       -> policy.observe(r, times, load, end)                               Reporter
     -> [start round r+1 now when its inputs are final: pipelining]          Pipeline
     -> decode every decodable job in fp64 -> step that job's model           JobBook, Reducer
     -> check decode deadlines -> log record, progress callback, run log     Reporter
@@ -187,6 +188,7 @@ class Coordinator:
         info["failures"] = stats.failures[now.failures_before:]
         tdec = self.clock.now()
         self.scheme.record(r, end.arrived)
+        self.late.report()  # cut workers' results in by now: their times, before the decision
         self.reporter.observe(r, info)
         stats.timings.decode += self.clock.now() - tdec
         stats.waits += end.fell_back
