@@ -4,6 +4,7 @@ does: the in-process transport (fake workers on a virtual clock), scheme auto.""
 import numpy as np
 from runtime_helpers import config
 
+from gcode.runtime.checkpoint import checkpoints_in, read_checkpoint, resume_config
 from gcode.runtime.run import execute, preset_workload_of
 from gcode.runtime.transport.inprocess import Script
 from gcode.sim.online import OnlineTuner
@@ -37,3 +38,33 @@ def test_the_live_tuner_is_told_a_cut_workers_late_time(monkeypatch):
     assert np.isnan(cut_round["times"][0])      # cut in round 0 ...
     assert e["time"] > cut_round["end"]         # ... timed from round 0's dispatch, past its cut
     assert at < i < rounds[1][0]                # told before round 1's decision: it came in then
+
+
+def test_a_late_event_is_checkpointed_and_replayed_on_resume(monkeypatch, tmp_path):
+    """The checkpoint at round 2 holds the late event of round 0 (absorbed before it); the
+    resumed tuner replays it, and the resumed run hears what the uninterrupted one did."""
+    ck = {"dir": str(tmp_path / "ck"), "every": 2, "keep": 10}
+    full, tuner = run_auto(monkeypatch, checkpoint=ck)
+    path = checkpoints_in(tmp_path / "ck")[0]
+    saved = read_checkpoint(path).tree["tuner"]["events"]
+    assert saved[1] == {"kind": "late", "r": 0, "worker": 0, "time": tuner.events[1]["time"]}
+    cfg = resume_config(path).replace(**{"checkpoint.dir": None})
+    tuners = []
+    observe = OnlineTuner.observe
+    monkeypatch.setattr(OnlineTuner, "observe",
+                        lambda self, *a, **k: (tuners.append(self), observe(self, *a, **k))[1])
+    resumed = execute(cfg, preset_workload_of(cfg), in_process=SCRIPT)[0]
+    events = tuners[-1].events
+    assert same_events(events[:len(saved)], tuner.events[:len(saved)], rtol=0.0)  # replayed as saved
+    assert same_events(events, tuner.events, rtol=1e-9)  # the virtual clock's offsets round apart
+    assert resumed["param_checksum"] == full["param_checksum"]
+    assert resumed["switches"] == full["switches"]
+
+
+def same_events(a, b, rtol):
+    def same(x, y):
+        if isinstance(x, str) or x is None:
+            return x == y
+        return np.allclose(x, y, rtol=rtol, atol=0.0, equal_nan=True)
+    return len(a) == len(b) and all(x.keys() == y.keys() and all(same(x[k], y[k]) for k in x)
+                                    for x, y in zip(a, b))
