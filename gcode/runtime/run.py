@@ -200,7 +200,8 @@ def _connect(cfg: TrainConfig, spec: WorkSpec, pool, in_process, pin: bool, sche
                                         cfg.train.mode == "delayed",
                                         accumulate_dtype(scheme, cfg.train.exact_blocks),
                                         "nccl" if cfg.cluster.gpus_per_worker >= 1 else "gloo",
-                                        cfg.cluster.round_timeout_s, cfg.train.max_grad_norm)
+                                        cfg.cluster.round_timeout_s, cfg.train.max_grad_norm,
+                                        push_decodes=cfg.train.dispatch == "arrival")
         transport.start()
         return transport, ctx, WallClock()
     transport = make_transport(cfg.cluster.transport, pool.actors[:n], ctx,

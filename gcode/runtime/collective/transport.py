@@ -85,7 +85,7 @@ class CollectiveTransport:
 
     def __init__(self, actors: list, ray_transport, models: int, delayed: bool,
                  accumulate_dtype: str, backend: str, timeout_s: float,
-                 max_grad_norm: float | None = None):
+                 max_grad_norm: float | None = None, push_decodes: bool = False):
         self.actors, self.star = actors, ray_transport
         self.stats = ray_transport.stats
         self.models, self.delayed = models, delayed
@@ -95,12 +95,13 @@ class CollectiveTransport:
         #: before the round that waits on it fails
         from .group import GroupConfig
         self.group = GroupConfig(backend, timeout_s / 2)
-        self.max_grad_norm = max_grad_norm
+        self.max_grad_norm, self.push_decodes = max_grad_norm, push_decodes
+        self.pushes: dict[Any, tuple[int, int]] = {}  # a decode pushed ahead -> (worker, generation)
         self.issued: dict[int, JobRef] = {}
         self.generation = 0
         self.suspect: set[int] = set()  # workers seen dead since the group formed
         self.worker_of: dict[Any, tuple[int, int]] = {}  # call handle -> (worker, generation)
-        self.stats.update(regroups=0, repeated_decodes=0, settles=0)
+        self.stats.update(regroups=0, repeated_decodes=0, settles=0, pushed_decodes=0)
         n = len(actors)
         self.seq = 0  # the next decode's number
         self.last_on: dict[int, int] = {}  # model -> the number of its last decode
@@ -193,6 +194,8 @@ class CollectiveTransport:
         worker lost (dead, or restarted without the replicas) or a collective that failed in a
         call makes the group re-form before the next call."""
         out = self.star.fetch(calls)
+        if self.pushes:
+            self._read_pushes(self.star.ready(list(self.pushes)))
         for i, (call, (result, reason)) in enumerate(zip(calls, out)):
             w, generation = self.worker_of.pop(call, (None, self.generation))
             if w is not None and getattr(result, "steps", None) is not None:
@@ -240,6 +243,37 @@ class CollectiveTransport:
             self.outbox[w].append(decode)
         self.unacked.append(each)
         self.unreported.add(int(t))
+        if self.push_decodes:
+            self._push_to_busy()
+
+    def _push_to_busy(self) -> None:
+        """Dispatch at arrival: a worker computing a call sent before this decode gets its next
+        call only when that one returns, and that next call (the same model's next job, M = 2)
+        would wait for this decode's allreduce, which waits for every worker's next call: the
+        decode would ride a round late and put the slowest worker's compute between every
+        worker's two rounds. So a busy worker gets its queued decodes now, by a call that waits
+        for nothing (``upto`` -1); its reply's reports are read by :meth:`fetch`."""
+        busy = {w for w, generation in self.worker_of.values() if generation == self.generation}
+        for w in sorted(busy):
+            decodes, self.outbox[w] = self.outbox[w], []
+            if decodes:
+                handle = self.actors[w].apply_decodes.remote(decodes, -1, self.generation)
+                self.pushes[handle] = (w, self.generation)
+                self.stats["ray_calls"] += 1
+                self.stats["pushed_decodes"] += len(decodes)
+
+    def _read_pushes(self, done: list) -> None:
+        """The reports of pushed decodes that answered; a push that failed in the current
+        generation marks the group for re-forming, as a failed call does."""
+        import ray
+        for handle in done:
+            w, generation = self.pushes.pop(handle)
+            try:
+                self._note_steps(w, ray.get(handle, timeout=0))
+            except (ray.exceptions.RayActorError, ray.exceptions.RayTaskError,
+                    ray.exceptions.GetTimeoutError):
+                if generation == self.generation:
+                    self.suspect.update(range(len(self.actors)))  # recover() tells who failed
 
     def settle(self) -> None:
         """Every decode issued so far applied on every worker, and its report here: before the
@@ -333,6 +367,7 @@ class CollectiveTransport:
         # src stepped are skipped), and number the next ones on from here
         unacked, self.unacked = self.unacked, []
         self.outbox = {w: [] for w in range(len(self.actors))}
+        self.pushes.clear()  # of an older generation: repeated below
         replies = ray.get([a.apply_decodes.remote([each[w] for each in unacked], self.seq - 1,
                                                   self.generation, True)
                            for w, a in enumerate(self.actors)], timeout=self.timeout_s + 60)
