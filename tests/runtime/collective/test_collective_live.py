@@ -78,6 +78,15 @@ def test_coded_runs_on_the_collective_plane_end_with_the_uncoded_models(ray_pool
     assert res["transport_calls"]["settles"] == (res["decoded_jobs"] if check else 1)
 
 
+def test_dispatch_at_arrival_pushes_each_decode_to_the_busy_workers(ray_pool, uncoded_star):
+    """A worker sent its next round at its arrival is computing when the round decodes: the
+    decode goes to it at once rather than with its call after next (which would wait for it)."""
+    res = run(ray_pool, {"name": "gc", "s": 1, "gc_code": "fr"}, inject=BURSTY,
+              policy={"name": "earliest"}, train={"check_decode": False, "dispatch": "arrival"})
+    assert res["dispatched_at_arrival"] > 0 and res["transport_calls"]["pushed_decodes"] > 0
+    same_models(res, uncoded_star)
+
+
 def test_delayed_mode_takes_each_jobs_parameters_before_the_replica_steps(ray_pool):
     """One model, jobs in flight on older parameters: both planes apply the same updates."""
     scheme = SCHEMES["msgc"]
