@@ -19,13 +19,21 @@ communication thread), then computes on the stepped replicas; the call's result 
 decode's report (rank 0's learning rate, gradient norm and clip factor, whether the sum was
 finite), which completes job t's round record (:meth:`gcode.runtime.loop.jobs.JobBook.collect`).
 A straggler still computing an older call enters the allreduce at once: the new call runs the
-decode on the communication thread while the compute thread works. Before the replicas are read
-(a checkpoint, an evaluation, the end of the run) the coordinator settles every queued decode
-with one call per worker (:meth:`CollectiveTransport.settle`); with ``check_decode`` it does so
-at each decode, and rank 0 also sends its all-reduced sum and the job's parameters (two vectors
-per decode, counted in ``coordinator_bytes``), which the loop checks against a directly computed
-gradient as on the star plane. The coordinator's models are refreshed from a replica when they
-are read (:meth:`CollectiveReducer.refresh`).
+decode on the communication thread while the compute thread works.
+
+Pushed decodes (dispatch at arrival): a worker sent its next call at its arrival is computing
+when the round decodes; riding on its call after next, the decode would run a round late, and
+that call (the same model's next job when M = 2) would wait for its allreduce, that is for the
+slowest worker's call after next: every worker would wait out the next round's stragglers. So
+a worker with a call in flight gets the decode at once by a call of its own (two Ray calls
+per round for it, as before decodes rode on the calls); :meth:`fetch` reads the replies.
+
+Before the replicas are read (a checkpoint, an evaluation, the end of the run) the coordinator
+settles every queued decode with one call per worker (:meth:`CollectiveTransport.settle`); with
+``check_decode`` it does so at each decode, and rank 0 also sends its all-reduced sum and the
+job's parameters (two vectors per decode, counted in ``coordinator_bytes``), which the loop
+checks against a directly computed gradient as on the star plane. The coordinator's models are
+refreshed from a replica when they are read (:meth:`CollectiveReducer.refresh`).
 
 Invariants: every worker applies the same decodes in the same order (their numbers), so every
 worker does the same collectives in the same order; a job's parameters are its model's replica
@@ -247,12 +255,8 @@ class CollectiveTransport:
             self._push_to_busy()
 
     def _push_to_busy(self) -> None:
-        """Dispatch at arrival: a worker computing a call sent before this decode gets its next
-        call only when that one returns, and that next call (the same model's next job, M = 2)
-        would wait for this decode's allreduce, which waits for every worker's next call: the
-        decode would ride a round late and put the slowest worker's compute between every
-        worker's two rounds. So a busy worker gets its queued decodes now, by a call that waits
-        for nothing (``upto`` -1); its reply's reports are read by :meth:`fetch`."""
+        """Dispatch at arrival (module docstring, "Pushed decodes"): each worker with a call in
+        flight gets its queued decodes now, by a call that waits for none (``upto`` -1)."""
         busy = {w for w, generation in self.worker_of.values() if generation == self.generation}
         for w in sorted(busy):
             decodes, self.outbox[w] = self.outbox[w], []
@@ -263,8 +267,7 @@ class CollectiveTransport:
                 self.stats["pushed_decodes"] += len(decodes)
 
     def _read_pushes(self, done: list) -> None:
-        """The reports of pushed decodes that answered; a push that failed in the current
-        generation marks the group for re-forming, as a failed call does."""
+        """Reports of the pushes that answered; one failed in this generation re-forms the group."""
         import ray
         for handle in done:
             w, generation = self.pushes.pop(handle)
