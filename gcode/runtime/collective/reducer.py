@@ -112,22 +112,22 @@ class CollectiveReducer:
         """Load the replicas' state into the coordinator's ``bank`` when they stepped since."""
         if self.stepped:
             self.stepped = False
-            bank.load_state_dict(self.transport.replica_state(), to_replicas=False)
+            bank.load_state_dict(self.transport.replicas.state(), to_replicas=False)
 
     def push(self, state: list[dict]) -> None:
         """A state loaded into the coordinator's models goes to every replica (a resume)."""
-        self.transport.load_replicas(state)
+        self.transport.replicas.load(state)
 
     def check_replicas(self) -> dict:
         """{replica: checksum} once every worker's replicas compared bit-identical."""
-        return self.transport.check_replicas()
+        return self.transport.replicas.checksums()
 
     # ---- checkpoint: the star's Decoder format, so either plane resumes either -------------
     def state_dict(self) -> dict:
         """The stored results of jobs in flight (fetched from the workers that keep them) in
         :meth:`gcode.runtime.loop.decode.Decoder.state_dict`'s form, without accumulators."""
         from ..loop.decode import signature
-        arrays = self.transport.kept_results(list(self.losses))
+        arrays = self.transport.replicas.kept_results(list(self.losses))
         jobs: dict[int, list] = {}
         for key, task in self.tasks.items():
             jobs.setdefault(task.job, []).append(tuple(key))
@@ -153,4 +153,4 @@ class CollectiveReducer:
             self.losses[k] = float(loss)
             self.dtypes[int(job)] = np.asarray(array).dtype.name
             items.append((k, int(job), np.asarray(array)))
-        self.transport.keep_results(items)
+        self.transport.replicas.keep_results(items)

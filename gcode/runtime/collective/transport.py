@@ -60,8 +60,8 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
-from ...codes import ResultKey
 from ..wire import STALE, UNPREPARED, Call, Result
+from .replica_calls import ReplicaCalls
 
 #: attempts at settling the decodes when a collective fails (each after re-forming the group)
 DECODE_ATTEMPTS = 3
@@ -119,6 +119,7 @@ class CollectiveTransport:
         self.unreported: set[int] = set()  # jobs whose decode was issued, report not yet taken
         self.reports: dict[int, dict] = {}  # job -> a worker's report of its step, not yet taken
         self.phases: dict[str, float] = {}  # a worker's seconds by phase, summed over reports
+        self.replicas = ReplicaCalls(actors, timeout_s, self.settle)
 
     def start(self) -> None:
         """Every worker builds the replicas from the run's seed (they must agree at once), then
@@ -378,44 +379,6 @@ class CollectiveTransport:
         self.applied = [self.seq] * len(self.actors)
         for w, steps in enumerate(replies):
             self._note_steps(w, steps)
-
-    def check_replicas(self) -> dict:
-        """{replica: checksum}, once every worker's replicas compared equal."""
-        import ray
-        self.settle()
-        return ray.get([a.check_replicas.remote() for a in self.actors],
-                       timeout=self.timeout_s + 30)[0]
-
-    def replica_state(self) -> list[dict]:
-        """The M replicas and their optimizers' state as worker 0 holds them."""
-        import ray
-        self.settle()
-        return ray.get(self.actors[0].replica_state.remote(), timeout=self.timeout_s + 30)
-
-    def load_replicas(self, state: list[dict]) -> None:
-        """Every worker's replicas from ``state`` (a checkpoint's models)."""
-        import ray
-        ref = ray.put(state)
-        ray.get([a.load_replicas.remote(ref) for a in self.actors], timeout=self.timeout_s + 30)
-
-    def kept_results(self, keys: list[ResultKey]) -> dict[ResultKey, np.ndarray]:
-        """The workers' kept results ``keys`` (a checkpoint's jobs in flight)."""
-        import ray
-        by_worker: dict[int, list] = {}
-        for key in keys:
-            by_worker.setdefault(key.worker, []).append(key)
-        arrays = ray.get([self.actors[w].kept_results.remote([tuple(k) for k in ks])
-                          for w, ks in by_worker.items()], timeout=self.timeout_s + 30)
-        return {k: a for ks, got in zip(by_worker.values(), arrays) for k, a in zip(ks, got)}
-
-    def keep_results(self, items: list[tuple[ResultKey, int, np.ndarray]]) -> None:
-        """Give each worker its results back (a checkpoint's, on resume)."""
-        import ray
-        by_worker: dict[int, list] = {}
-        for key, job, array in items:
-            by_worker.setdefault(key.worker, []).append((tuple(key), job, array))
-        ray.get([self.actors[w].keep_results.remote(it) for w, it in by_worker.items()],
-                timeout=self.timeout_s + 30)
 
     def close(self) -> None:
         """Every worker leaves the group and drops its replicas (best effort: a dead one is
