@@ -6,6 +6,7 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
+import time
 from pathlib import Path
 
 
@@ -64,6 +65,14 @@ def kill_known(known: dict[int, str | None]) -> list[int]:
     return killed
 
 
+def wait_gone(known: dict[int, str | None], timeout_s: float) -> None:
+    """Wait until none of ``known`` (pid -> start time) runs any more, at most ``timeout_s``
+    seconds: a SIGKILL is delivered at once, but the process ends when it is next scheduled."""
+    deadline = time.monotonic() + timeout_s
+    while any(alive(pid, started) for pid, started in known.items()) and time.monotonic() < deadline:
+        time.sleep(0.01)
+
+
 def holding(folder: str) -> dict[int, str | None]:
     """Processes of this user with a file open, or their working directory, inside ``folder``
     (pid -> start time)."""
@@ -86,4 +95,4 @@ def holding(folder: str) -> dict[int, str | None]:
     return found
 
 
-__all__ = ["alive", "children", "descendants", "holding", "kill_known", "start_time"]
+__all__ = ["alive", "children", "descendants", "holding", "kill_known", "start_time", "wait_gone"]

@@ -20,7 +20,7 @@ import threading
 from collections.abc import Iterator
 
 from .leftovers import remove_mine
-from .procs import children, kill_known, start_time
+from .procs import children, kill_known, start_time, wait_gone
 
 POLL_S = 0.1
 EXIT_STATUS = 1
@@ -97,7 +97,8 @@ class RayletWatchdog:
               f"{raylet.pid}, {_how(raylet.returncode)}); the run cannot continue; "
               f"{self._last_checkpoint()}; stopping what is left of that Ray instance",
               file=self.out, flush=True)
-        kill_known(self._known)
+        killed = kill_known(self._known)
+        wait_gone({pid: self._known[pid] for pid in killed}, 2.0)  # gone before the reaper looks
         remove_mine()  # the run's shared memory and Ray folder: nothing is left for its reaper
         os._exit(EXIT_STATUS)
 
