@@ -201,7 +201,9 @@ def add_bench_parser(sub) -> None:
                    help="instead: each data plane's round time (star, collective) for n = 8 ... 1024 "
                         "(or --n) at 11.2M and 1e9 parameters under the network model, and where the "
                         "star stops paying (bench_scale_network.*). Default network: "
-                        "alpha=50us,beta=10gbit,coord_beta=100gbit; keys as gcode simulate --network")
+                        "alpha=50us,beta=10gbit,coord_beta=100gbit; keys as gcode simulate --network; "
+                        "where they give no work terms, a dedicated core's measured here are added, with "
+                        "fp64 accumulators, and the links-only figures shown beside")
     common(p)
     p.set_defaults(func=_checked_out(cmd_bench_scale))
 

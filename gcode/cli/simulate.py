@@ -65,8 +65,12 @@ def add_simulate_parser(sub) -> None:
                    help="add each data plane's communication per round (gcode.sim.network; "
                         "docs/COLLECTIVE.md): alpha, beta (worker links), coord_alpha, coord_beta "
                         "(the coordinator's link), control_alpha (a control message; default coord_alpha), "
-                        "params, bytes, control_bytes; e.g. "
-                        "alpha=50us,beta=10gbit,coord_beta=100gbit,params=11.2e6")
+                        "params, bytes, control_bytes, host_beta (CPUs shared by every node), "
+                        "accumulate_bytes; the planes' own work (gcode.sim.plane_work, seconds per "
+                        "parameter: fold_fp32_s_per_param, fold_fp64_s_per_param, step_s_per_param, "
+                        "check_s_per_param, check_every, folds, cpu_share, call_s, coord_fold_s_per_param, "
+                        "coord_step_s_per_param); e.g. "
+                        "alpha=50us,beta=10gbit,coord_beta=100gbit,params=11.2e6,step_s_per_param=3ns")
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.set_defaults(func=cmd_simulate)
 
@@ -141,7 +145,8 @@ def cmd_simulate(args) -> int:
         if "network" in res:
             star, coll = res["network"]["star"], res["network"]["collective"]
             print(f"{'':8} network: star {star['runtime_s']:.4f} s, collective {coll['runtime_s']:.4f} s "
-                  f"(communication {star['comm_s_per_round']:.4g} / {coll['comm_s_per_round']:.4g} s "
+                  f"(communication {star['comm_s_per_round']:.4g} / {coll['comm_s_per_round']:.4g} s, "
+                  f"the planes' own work {star['work_s_per_round']:.4g} / {coll['work_s_per_round']:.4g} s "
                   f"per round)")
     if args.network is not None:
         print(f"network model: {args.network.describe()}")

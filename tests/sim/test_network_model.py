@@ -5,8 +5,10 @@ import json
 import numpy as np
 import pytest
 
+from gcode.bench.scale_network import CPU_WORK, DEFAULT_NETWORK, with_work
 from gcode.cli import main
 from gcode.sim.network import NetworkModel, fit_link, star_pays
+from gcode.sim.plane_work import PlaneWork
 
 
 def test_formulas_match_the_issue_example():
@@ -116,12 +118,101 @@ def test_bench_scale_network_writes_table_json_png(tmp_path, capsys):
     assert [(r["n"], r["params"]) for r in result["rows"]] == [(8, 11.2e6), (8, 1e9), (16, 11.2e6), (16, 1e9)]
     for r in result["rows"]:
         assert min(r["star"]["round_s"], r["collective"]["round_s"]) > r["compute_s_per_round"]
-        assert r["star_over_collective"] > 1  # 10 Gbit/s worker links: the star never pays at this d
-    assert result["star_pays"] == {"1.12e+07": [], "1e+09": []}
+        assert r["links_only_star_over_collective"] > 1  # 10 Gbit/s worker links: the links alone never pay
+        assert r["star"]["work_s_per_round"] > 0 and r["collective"]["work_s_per_round"] > 0
+    assert result["star_pays_links_only"] == {"1.12e+07": [], "1e+09": []}
+    # with the planes' work (a dedicated core's, and fp64 accumulators) the crossover moves
+    worked = with_work(DEFAULT_NETWORK)
+    assert worked.work == CPU_WORK and worked.acc_bytes == 8
+    assert result["star_pays"] == {f"{d:g}": [list(r) for r in star_pays(worked.with_params(d))]
+                                   for d in (11.2e6, 1e9)}
     assert "The star pays" in (tmp_path / "bench_scale_network.md").read_text()
     assert (tmp_path / "bench_scale_network.png").read_bytes()[:4] == b"\x89PNG"
     assert main(["bench", "scale", "--network", "alpha=1s,beta=10gbit", "--n", "8",
                  "--rounds", "10", "--out", str(tmp_path), "--json"]) == 0
     slow = json.loads(capsys.readouterr().out)  # latency-bound links: here the star pays
-    assert [r["star_over_collective"] < 1 for r in slow["rows"]] == [True, False]  # d = 11.2M, 1e9
-    assert slow["rows"][0]["star_pays_below_params"] == pytest.approx(3.07e8, rel=0.01)
+    assert [r["links_only_star_over_collective"] < 1 for r in slow["rows"]] == [True, False]  # d = 11.2M, 1e9
+    assert "with the links alone, for" in (tmp_path / "bench_scale_network.md").read_text()
+
+
+# ---- the planes' own work (gcode.sim.plane_work) and the shared host -------------------------------
+WORK = PlaneWork(fold_fp32_s_per_param=1e-9, fold_fp64_s_per_param=4e-9, step_s_per_param=3e-9,
+                 check_s_per_param=6e-9, check_every=10, call_s=2e-3, optimizer="adam")
+
+
+def test_work_terms_by_hand():
+    net = NetworkModel(alpha=1e-4, beta=1e8, params=1e6, accumulate_bytes=8, work=WORK)
+    # each collective worker per decode: one fp64 fold, its replica's step, a tenth of a check
+    assert net.collective_work() == pytest.approx((4e-9 + 3e-9 + 6e-10) * 1e6)
+    # the coordinator's n calls join the control round trip
+    bare = NetworkModel(alpha=1e-4, beta=1e8, params=1e6, accumulate_bytes=8)
+    assert net.control_round(8) == pytest.approx(bare.control_round(8) + 8 * 2e-3)
+    parts = net.control_round(8) + net.allreduce(8) + net.collective_work()
+    assert net.collective_round(8) == pytest.approx(parts)
+    # the star's coordinator sums n fp32 messages (its message dtype) and steps once
+    assert net.star_work(8) == pytest.approx((8 * 1e-9 + 3e-9) * 1e6)
+    assert net.star_round(8) == pytest.approx(net.star_comm(8) + net.star_work(8))
+    # fp64 accumulators: the allreduce moves 8 bytes a value where the messages have 4
+    assert net.allreduce(8) == pytest.approx(14 * 1e-4 + 14 / 8 * 8e6 / 1e8)
+    # a coordinator's own costs, and a worker's share of a core
+    own = PlaneWork(fold_fp32_s_per_param=1e-9, step_s_per_param=3e-9, coord_fold_s_per_param=2e-9,
+                    coord_step_s_per_param=5e-9, cpu_share=0.25)
+    assert own.coordinator_s(4, 1e6, 4) == pytest.approx((4 * 2e-9 + 5e-9) * 1e6)
+    assert own.worker_s(1e6, 4) == pytest.approx((1e-9 + 3e-9) * 1e6 / 0.25)
+    costs = net.run_costs(8, task_rounds=7, decoded_jobs=5, compute_s=3.0)
+    assert costs["collective"]["work_s"] == pytest.approx(5 * net.collective_work())
+    assert costs["star"]["comm_s"] == pytest.approx(7 * net.star_comm(8))
+    assert costs["star"]["runtime_s"] == pytest.approx(3.0 + 7 * net.star_round(8))
+    # none given: links only, as before the work terms
+    assert not PlaneWork().modelled and NetworkModel().collective_work() == 0.0
+
+
+def test_shared_host_term_grows_with_all_ranks_bytes():
+    net = NetworkModel(alpha=0.0, beta=1e15, params=1e6, host_beta=1e9)
+    for n in (4, 8, 16):
+        assert net.allreduce(n) == pytest.approx(2 * (n - 1) * 4e6 / 1e9, rel=1e-6)
+
+
+def test_break_even_with_work_and_when_the_star_pays_at_every_d():
+    net = NetworkModel(work=WORK)
+    for n in (16, 64):
+        d = net.break_even_params(n)
+        at = net.with_params(d)
+        assert at.star_round(n) == pytest.approx(float(at.collective_round(n)), rel=1e-9)
+        assert net.with_params(d * 2).star_round(n) > net.with_params(d * 2).collective_round(n)
+    # a collective whose slope is the steeper (a slow check), and whose fixed cost is higher: inf
+    heavy = NetworkModel(work=PlaneWork(check_s_per_param=1e-6, check_every=1), control_alpha=1e-2)
+    assert heavy.break_even_params(2) == float("inf")
+
+
+def test_work_terms_parse_with_units_and_refuse_bad_values():
+    net = NetworkModel.parse("beta=1gbit,step_s_per_param=3ns,fold_fp64_s_per_param=0.004us,check_every=5,"
+                             "cpu_share=0.5,host_beta=1.5GB,accumulate_bytes=8,call_s=10ms")
+    assert net.work.step_s_per_param == pytest.approx(3e-9)
+    assert net.work.fold_fp64_s_per_param == pytest.approx(4e-9)
+    assert net.work.check_every == 5 and net.work.cpu_share == 0.5 and net.work.call_s == pytest.approx(0.01)
+    assert net.host_beta == pytest.approx(1.5e9) and net.acc_bytes == 8
+    again = NetworkModel(**net.as_dict())  # as_dict's work round-trips
+    assert again.work == net.work and again.collective_round(8) == net.collective_round(8)
+    for spec, message in (("check_every=0", "check_every must be a whole number >= 1"),
+                          ("check_every=2.5", "check_every must be a whole number"),
+                          ("cpu_share=0", "cpu_share must be > 0"),
+                          ("step_s_per_param=-1ns", "step_s_per_param must be a number"),
+                          ("step_s_per_param=3parsecs", "step_s_per_param must be a number"),
+                          ("host_beta=0", "host_beta must be > 0")):
+        with pytest.raises(ValueError, match=message):
+            NetworkModel.parse(spec)
+
+
+def test_fit_recovers_a_shared_host_term():
+    rng = np.random.default_rng(1)
+    rows = [(n, size) for n in (4, 8, 16) for size in (2.5e5, 1e6, 4e6, 1.3e7)]
+    steps = np.array([2 * (n - 1) for n, _ in rows], dtype=float)
+    link = np.array([2 * (n - 1) / n * size for n, size in rows])
+    host = np.array([2 * (n - 1) * size for n, size in rows])
+    seconds = (steps * 1e-3 + link / 1.2e9 + host / 1.8e9) * rng.uniform(0.99, 1.01, len(rows))
+    fit = fit_link(np.stack([link, seconds], 1), steps=steps, host_bytes=host)
+    assert fit["alpha"] == pytest.approx(1e-3, rel=0.1) and fit["host_beta"] == pytest.approx(1.8e9, rel=0.1)
+    assert fit["beta"] == pytest.approx(1.2e9, rel=0.3)
+    with pytest.raises(ValueError, match="host_bytes"):
+        fit_link(np.stack([link, seconds], 1), steps=steps, host_bytes=host[:3])
