@@ -43,7 +43,7 @@ SIZES_MB = (0.004, 0.25, 1.0, 4.0, 13.0)
 def member_class():
     """A worker of the collective plane and the star's source and sink: the calibration's worker
     (benchmarks/network_calibration.py), plus a point-to-point transfer."""
-    from network_calibration import worker_base
+    from network_measure import worker_base
 
     class Member(worker_base()):
         def p2p(self, nbytes: float, repeats: int, src: int, dst: int) -> list[float]:

@@ -9,9 +9,10 @@ Measured per round: the run's wall time over its rounds, and of it the workers' 
 ``compute_s_per_round``). Predicted: that compute plus the plane's communication per round by
 :mod:`gcode.sim.network` with this link rate's α, β fitted in
 ``benchmarks/results/network_calibration.json`` (benchmarks/network_calibration.py), as the
-simulator adds them. The model counts neither the star's decode and step on the coordinator nor
-the collective's fold and step on the workers; what the live loop spends beyond compute and the
-modelled communication shows as the difference.
+simulator adds them: the links alone. Each run also records where a decode's seconds go
+(``plane_s_per_decode``: fold, allreduce, replica step, check) and the coordinator's phases
+(``timings_s_per_round``), from which ``network_calibration.py report`` calibrates the model's
+work terms in place and predicts every run with them (``benchmarks/network_live_model.py``).
 """
 
 from __future__ import annotations
@@ -44,16 +45,16 @@ def train(plane: str, workers: int, jobs: int) -> dict:
     out = json.loads([line for line in res.stdout.splitlines() if line.startswith("{")][-1])
     keep = ("runtime_s", "rounds", "compute_s_per_round", "overhead_s_per_round", "timings_s_per_round",
             "coordinator_bytes_per_round", "data_plane", "transport", "node_ips", "num_params", "final_loss",
-            "param_checksum", "decoded_jobs")
+            "param_checksum", "decoded_jobs", "plane_s_per_decode", "exposed_overhead_s_per_round",
+            "message_dtype")
     return {**{k: out.get(k) for k in keep}, "wall_s": time.perf_counter() - t0}
 
 
 def predict(run: dict, fit: dict, n: int) -> dict:
-    """The simulator's round: measured compute plus the plane's modelled communication."""
-    from gcode.sim.network import NetworkModel
-    net = NetworkModel(alpha=fit["ring"]["alpha"], beta=fit["ring"]["beta"], coord_alpha=fit["star"]["alpha"],
-                       coord_beta=fit["star"]["beta"], control_alpha=fit["control_alpha"],
-                       params=run["num_params"])
+    """The simulator's round with the links alone: measured compute plus the plane's modelled
+    communication (``network_calibration.py report`` adds the work terms, calibrated in place)."""
+    from network_calibration import model_for
+    net = model_for(fit, run["num_params"])
     comm = float(net.star_round(n) if run["data_plane"] == "star" else net.collective_round(n))
     measured = run["runtime_s"] / run["rounds"]
     predicted = run["compute_s_per_round"] + comm
@@ -66,7 +67,7 @@ def markdown(entry: dict) -> str:
     nodes = entry.get("nodes", entry["workers"])
     lines = [(f"**{entry['rate']}** per link, {entry['workers']} workers on {nodes} nodes, "
               f"mlp-wide, uncoded, {entry['jobs']} rounds each:"), "",
-             ("| plane | round ms | compute ms | predicted round ms | predicted / measured | "
+             ("| plane | round ms | compute ms | predicted round ms (links only) | predicted / measured | "
               "coordinator bytes/round |"),
              "|---|---|---|---|---|---|"]
     for plane in PLANES:
@@ -76,15 +77,17 @@ def markdown(entry: dict) -> str:
                      f"{p['predicted_over_measured']:.2f} | "
                      f"{run['coordinator_bytes_per_round']:,.0f} |")
     star, coll = (entry["prediction"][p]["measured_round_s"] for p in PLANES)
-    lines += ["", f"The collective plane's round is {star / coll:.2f}x faster than the star's."]
+    lines += ["", f"The star's round over the collective plane's: {star / coll:.2f}."]
     return "\n".join(lines)
 
 
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--jobs", type=int, default=12)
-    p.add_argument("--workers", type=int, help="gcode workers (default: one per worker node); more than the "
-                   "nodes puts several on a node, sharing its link, which the model does not describe")
+    p.add_argument("--workers", type=int, nargs="+",
+                   help="gcode workers, one run per count (default: one per worker node); more than the "
+                   "nodes puts several on a node, sharing its link, which the model does not describe; fewer "
+                   "leaves nodes idle")
     p.add_argument("--calibration", default=str(REPO / "benchmarks" / "results" / "network_calibration.json"))
     p.add_argument("--out", default=str(REPO / "benchmarks" / "results" / "netns_live.json"))
     args = p.parse_args(argv)
@@ -93,23 +96,23 @@ def main(argv=None) -> int:
         print("netns_live.py: run me under cluster/netns.sh (see the docstring)", file=sys.stderr)
         return 2
     fit = json.loads(Path(args.calibration).read_text())["report"]["fits"][rate]
-    load = os.getloadavg()
-    workers = args.workers or len(ips)
-    runs = {plane: train(plane, workers, args.jobs) for plane in PLANES}
-    entry = {"rate": rate, "nodes": len(ips), "workers": workers, "jobs": args.jobs,
-             "date": time.strftime("%Y-%m-%d"),
-             "cpus": os.cpu_count(), "load_average_before": load, "load_average_after": os.getloadavg(),
-             "fit": fit, "runs": runs,
-             "prediction": {plane: predict(run, fit, workers) for plane, run in runs.items()}}
     out = Path(args.out)
-    result = json.loads(out.read_text()) if out.exists() else {"runs": {}}
-    result["what"] = ("gcode train on both data planes across emulated nodes (cluster/netns.sh), round time "
-                      "against the calibrated network model (benchmarks/netns_live.py)")
-    key = rate if workers == len(ips) else f"{rate}-{len(ips)}nodes-{workers}workers"
-    result["runs"][key] = entry
-    out.write_text(json.dumps(result, indent=2) + "\n")
-    print(markdown(entry))
-    print(f"\nwrote {out}")
+    for workers in args.workers or [len(ips)]:
+        load = os.getloadavg()
+        runs = {plane: train(plane, workers, args.jobs) for plane in PLANES}
+        entry = {"rate": rate, "nodes": len(ips), "workers": workers, "jobs": args.jobs,
+                 "date": time.strftime("%Y-%m-%d %H:%M"), "code": "one call per round",
+                 "cpus": os.cpu_count(), "load_average_before": load, "load_average_after": os.getloadavg(),
+                 "fit": fit, "runs": runs,
+                 "prediction": {plane: predict(run, fit, workers) for plane, run in runs.items()}}
+        result = json.loads(out.read_text()) if out.exists() else {"runs": {}}
+        result["what"] = ("gcode train on both data planes across emulated nodes (cluster/netns.sh), round "
+                          "time against the calibrated network model (benchmarks/netns_live.py)")
+        key = rate if workers == len(ips) else f"{rate}-{len(ips)}nodes-{workers}workers"
+        result["runs"][key] = entry
+        out.write_text(json.dumps(result, indent=2) + "\n")
+        print(markdown(entry))
+        print(f"\nwrote {out}", flush=True)
     return 0
 
 

@@ -28,17 +28,24 @@ table and a PNG. Each setting measures two kinds of thing, on the same cluster:
 
 The rounds are not among the fitted samples: a round composes several transfers with Ray's
 scheduling between them, which the model must get right from the parts. Nominal: the model at
-the link's rate with α = 0, for comparison (loopback has no nominal rate).
+the link's rate with α = 0, for comparison (loopback has no nominal rate). The ring is fitted
+with the shared host's term (the bytes all nodes send together, ``host_beta``: n emulated nodes
+share this machine's CPUs) and without it (``ring_links_only``), both shown.
+
+The work terms (``gcode.sim.plane_work``): ``network_calibration.py work`` measures a dedicated
+core's fold, replica step and check per parameter (``benchmarks/work_calibration.py``) into the
+JSON's ``work``; ``report`` also predicts the live runs of ``benchmarks/netns_live.py``
+(``--live``) with the work terms calibrated in place from their phases
+(``benchmarks/network_live_model.py``), into ``report.live``.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import os
+import math
 import statistics
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -46,258 +53,12 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 MB = 1e6
-NS = (4, 8)
-RING_SIZES_MB = (0.25, 1.0, 4.0, 13.0)
-STAR_SIZES_MB = (1.0, 4.0, 13.0)
-ROUND_PARAMS = (1.0e6, 3.25e6)  # fp32 values: a 4 MB and mlp-wide's 13 MB gradient
 RATE_UNITS = {"gbit": 1e9, "mbit": 1e6, "kbit": 1e3, "bit": 1.0}
 TARGET = 0.15
 
 
-def worker_class():
-    """The Ray actor class of one worker node."""
-    import ray
-    return ray.remote(num_cpus=0)(worker_base())
-
-
-def worker_base():
-    """One worker node's actor, a plain class (Ray and torch are imported here only: ``report``
-    and docs/RESULTS.md's renderer need neither; benchmarks/netns_collective.py extends it)."""
-    import ray
-    import torch
-
-    class Worker:
-        """One worker node's actor: the collective plane's member, and the star's source and sink."""
-
-        def __init__(self):
-            from gcode.runtime.collective import CollectiveConfig, GroupConfig
-            torch.set_num_threads(1)
-            self.config = CollectiveConfig(accumulate_dtype="float32", group=GroupConfig(timeout_s=180.0))
-            self.plane = None
-            self.arrays: dict[int, np.ndarray] = {}
-
-        def node(self) -> str:
-            return ray.util.get_node_ip_address()
-
-        # ---- the collective plane's group, re-formed per n (a member per worker of the round)
-        def new_plane(self, numel: int) -> None:
-            from gcode.runtime.collective import CollectivePlane
-            if self.plane is not None:
-                self.plane.close()
-            self.plane = CollectivePlane(numel, "cpu", self.config)
-
-        def rendezvous_point(self):
-            return self.plane.rendezvous_point()
-
-        def join_group(self, rendezvous, rank: int) -> None:
-            self.plane.join_group(rendezvous, rank).result()
-
-        def leave_group(self) -> None:
-            self.plane.leave_group().result()
-
-        def allreduce(self, nbytes: float, repeats: int) -> list[float]:
-            """A barrier, then a timed allreduce; per repeat."""
-            import torch.distributed as dist
-            x = torch.ones(max(1, int(nbytes // 4)), dtype=torch.float32)
-            dist.all_reduce(x)  # warm-up
-            out = []
-            for _ in range(repeats):
-                dist.barrier()
-                t0 = time.perf_counter()
-                dist.all_reduce(x)
-                out.append(time.perf_counter() - t0)
-            return out
-
-        # ---- the collective round
-        def collective_round(self, job: int, key) -> dict:
-            """One worker's round on the collective plane, as the model counts it: the coordinator's
-            call carries the decode coefficients (in steady state, with the next round's tasks); the
-            worker keeps its coded result (made once: no compute), folds it, the group allreduces,
-            and its reply is the done report (bytes, not gradients)."""
-            entered = time.time()  # one clock: every node of these clusters is on this machine
-            key = tuple(key)
-            self.plane.keep(key, job, self._array(self.plane.jobs.numel, torch.float32))
-            self.plane.fold(job, [(key, 1.0)]).result()
-            folded = time.time()
-            total = self.plane.reduce(job).result()
-            reduced = time.time()
-            self.plane.release(job)
-            return {"job": job, "numel": int(total.numel()), "loss": 0.0,
-                    "times": {"entered": entered, "folded": folded, "reduced": reduced}}
-
-        def ping(self, payload: bytes) -> bytes:
-            return payload
-
-        # ---- the star's source and sink
-        def _array(self, numel: int, dtype=None):
-            if numel not in self.arrays:
-                self.arrays[numel] = np.ones(numel, dtype=np.float32)
-            a = self.arrays[numel]
-            return torch.from_numpy(a) if dtype is not None else a
-
-        def gradient(self, params_box: list) -> np.ndarray:
-            """The star's worker: fetch the round's parameters, return a gradient of the same size."""
-            params = ray.get(params_box[0])
-            return self._array(params.size)
-
-        def array(self, numel: int) -> np.ndarray:
-            return self._array(numel)
-
-        def fetch(self, box: list) -> float:
-            t0 = time.perf_counter()
-            ray.get(box[0])
-            return time.perf_counter() - t0
-
-    return Worker
-
-
-def on(ip: str) -> dict:
-    return {"resources": {f"node:{ip}": 0.001}}
-
-
-def form(workers, numel: int, generation: int) -> None:
-    import ray
-
-    from gcode.runtime.collective import GroupConfig, form_group
-    ray.get([w.new_plane.remote(numel) for w in workers], timeout=300)
-    form_group(workers, GroupConfig(timeout_s=180.0), generation)
-
-
-def round_phases(start: float, times: list[dict]) -> dict:
-    """Where a collective round's time went: until the last worker entered its call (the
-    control message and the OS waking each worker), folding (the longest fold, and the span from
-    the last entry to the last fold: the round's critical path through the folds), and the
-    allreduce from the last worker's fold to the last worker's end."""
-    last_in = max(t["entered"] for t in times)
-    last_fold = max(t["folded"] for t in times)
-    return {"to_last_entry_s": last_in - start, "entry_skew_s": last_in - min(t["entered"] for t in times),
-            "fold_s": max(t["folded"] - t["entered"] for t in times), "fold_span_s": last_fold - last_in,
-            "allreduce_s": max(t["reduced"] for t in times) - last_fold}
-
-
 def median(xs) -> float:
     return float(statistics.median(xs))
-
-
-def measure_setting(workers, repeats: int) -> dict:
-    """Every calibration transfer and round, for n in NS (the first n workers)."""
-    import ray
-    out: dict = {"ring": [], "gather": [], "scatter": [], "control": [], "rounds": []}
-    generation = 0
-    for n in NS:
-        group = workers[:n]
-        for numel in ROUND_PARAMS:  # a group per d: the accumulators have the model's size
-            form(group, int(numel), generation)
-            generation += 1
-            if numel == ROUND_PARAMS[0]:
-                for size in RING_SIZES_MB:
-                    per_rank = ray.get([w.allreduce.remote(size * MB, repeats) for w in group], timeout=900)
-                    slowest = [max(ts) for ts in zip(*per_rank)]
-                    out["ring"].append({"n": n, "bytes": size * MB, "seconds": median(slowest),
-                                        "seconds_all": slowest})
-            times, phases = [], []
-            for rep in range(repeats + 1):
-                job = 1_000 * generation + rep
-                t0, wall0 = time.perf_counter(), time.time()
-                acks = ray.get([w.collective_round.remote(job, (i, rep, 0)) for i, w in enumerate(group)],
-                               timeout=600)
-                if rep:
-                    times.append(time.perf_counter() - t0)
-                    phases.append(round_phases(wall0, [a["times"] for a in acks]))
-            out["rounds"].append({"plane": "collective", "n": n, "params": numel, "seconds": median(times),
-                                  "seconds_all": times, "phases": phases})
-            times = []
-            for rep in range(repeats + 1):
-                t0 = time.perf_counter()
-                box = [ray.put(np.zeros(int(numel), dtype=np.float32))]
-                grads = ray.get([w.gradient.remote(box) for w in group], timeout=600)
-                if rep:
-                    times.append(time.perf_counter() - t0)
-                assert all(g.size == int(numel) for g in grads)
-                del box, grads
-            out["rounds"].append({"plane": "star", "n": n, "params": numel, "seconds": median(times),
-                                  "seconds_all": times})
-        ray.get([w.leave_group.remote() for w in group], timeout=300)
-        # the star's transfers through the coordinator's link
-        for size in STAR_SIZES_MB:
-            numel = int(size * MB / 4)
-            for k in sorted({1, n // 2, n}):
-                if k == n or n == NS[-1]:  # k = n for each n; k = 1 and n/2 once (n = 8)
-                    times = []
-                    for _ in range(repeats):
-                        t0 = time.perf_counter()  # as in a round: the workers' puts are on the path
-                        refs = [w.array.remote(numel) for w in workers[:k]]
-                        ray.get(refs, timeout=600)
-                        times.append(time.perf_counter() - t0)
-                        del refs
-                    out["gather"].append({"k": k, "bytes_each": size * MB, "seconds": median(times),
-                                          "seconds_all": times})
-            times = []
-            for _ in range(repeats):
-                array = np.ones(numel, dtype=np.float32)
-                t0 = time.perf_counter()  # as in a round: the driver's put is on the path
-                box = [ray.put(array)]
-                ray.get([w.fetch.remote(box) for w in group], timeout=600)
-                times.append(time.perf_counter() - t0)
-                del box
-            out["scatter"].append({"k": n, "bytes_each": size * MB, "seconds": median(times),
-                                   "seconds_all": times})
-        times = []
-        for _ in range(repeats * 4):
-            t0 = time.perf_counter()
-            ray.get([w.ping.remote(b"x" * 64) for w in group], timeout=600)
-            times.append(time.perf_counter() - t0)
-        out["control"].append({"n": n, "bytes": 64, "seconds": median(times), "seconds_all": times})
-    return out
-
-
-def worker_node_ips(head_ip: str) -> list[str]:
-    import ray
-    named = os.environ.get("GCODE_NETNS_NODE_IPS")
-    if named:
-        return named.split()
-    return sorted((n["NodeManagerAddress"] for n in ray.nodes() if n["Alive"]
-                   and n["NodeManagerAddress"] != head_ip and n["Resources"].get("CPU", 0) > 0),
-                  key=lambda ip: tuple(int(p) for p in ip.split(".")))
-
-
-def cmd_measure(args) -> int:
-    import ray
-    import torch
-    setting = args.setting or os.environ.get("GCODE_NETNS_RATE")
-    address = os.environ.get("RAY_ADDRESS")
-    if not setting or not address:
-        print("network_calibration.py measure: run under cluster/netns.sh, or give --setting with "
-              "RAY_ADDRESS set (cluster/local.sh --hold prints it)", file=sys.stderr)
-        return 2
-    head_ip = os.environ.get("GCODE_NETNS_HEAD_IP") or address.rsplit(":", 1)[0]
-    ray.init(address=address, _node_ip_address=head_ip, log_to_driver=False)
-    ips = worker_node_ips(head_ip)
-    if len(ips) < max(NS):
-        print(f"network_calibration.py: {len(ips)} worker nodes, {max(NS)} needed", file=sys.stderr)
-        return 2
-    worker = worker_class()
-    workers = [worker.options(**on(ip)).remote() for ip in ips[:max(NS)]]
-    assert ray.get([w.node.remote() for w in workers], timeout=600) == ips[:max(NS)]
-    load = os.getloadavg()
-    t0 = time.perf_counter()
-    rows = measure_setting(workers, args.repeats)
-    entry = {"setting": setting, "rate": os.environ.get("GCODE_NETNS_RATE"), "head": head_ip,
-             "nodes": ips[:max(NS)], "repeats": args.repeats, "cpus": os.cpu_count(),
-             "torch": torch.__version__, "ray": ray.__version__, "date": time.strftime("%Y-%m-%d"),
-             "load_average_before": load, "load_average_after": os.getloadavg(),
-             "wall_s": time.perf_counter() - t0, **rows}
-    out = Path(args.out)
-    result = json.loads(out.read_text()) if out.exists() else {"settings": {}}
-    result["what"] = ("the network model (gcode.sim.network) calibrated on measured transfers and its "
-                      "prediction of both planes' rounds at n = 4, 8 (benchmarks/network_calibration.py)")
-    result["settings"][setting] = entry
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(result, indent=2) + "\n")
-    print(f"measured {setting} in {entry['wall_s']:.0f} s; wrote {out}")
-    for r in rows["rounds"]:
-        print(f"  {r['plane']:10s} n={r['n']} d={r['params']:.3g}: {r['seconds'] * 1e3:.1f} ms")
-    return 0
 
 
 # ------------------------------------------------------------------------ report
@@ -309,22 +70,51 @@ def rate_bytes(rate: str | None) -> float | None:
 
 
 def calibrate(entry: dict) -> dict:
-    """α, β of the workers' links (ring), of the coordinator's (star transfers) and the control
-    messages' α, fitted to this setting's calibration transfers."""
+    """α, β of the workers' links (ring) with the shared host's γ (the bytes all ranks send
+    together, 2(n−1)·D: ``host_beta``), and without it (``ring_links_only``, as before that term);
+    α_c, β_c of the coordinator's link (star transfers); the control messages' α; fitted to this
+    setting's calibration transfers."""
     from gcode.sim.network import fit_link
-    ring = fit_link([(2 * (r["n"] - 1) / r["n"] * r["bytes"], r["seconds"]) for r in entry["ring"]],
-                    steps=[2 * (r["n"] - 1) for r in entry["ring"]])
+    ring_samples = [(2 * (r["n"] - 1) / r["n"] * r["bytes"], r["seconds"]) for r in entry["ring"]]
+    steps = [2 * (r["n"] - 1) for r in entry["ring"]]
+    host_bytes = [2 * (r["n"] - 1) * r["bytes"] for r in entry["ring"]]
+    ring = fit_link(ring_samples, steps=steps, host_bytes=host_bytes)
+    links_only = fit_link(ring_samples, steps=steps)
     star_samples = [(r["k"] * r["bytes_each"], r["seconds"]) for r in entry["gather"] + entry["scatter"]]
     star = fit_link(star_samples)
     control = median([r["seconds"] for r in entry["control"]]) / 2  # a round trip is two messages
-    return {"ring": ring, "star": star, "control_alpha": control}
+    return {"ring": ring, "ring_links_only": links_only, "star": star, "control_alpha": control}
 
 
-def model_for(fit: dict, params: float):
+#: a fitted β of inf (the bytes explain nothing beyond the other terms), as a finite rate
+UNBOUND = 1e15
+
+
+def finite(rate: float | None) -> float:
+    """A fitted rate as a finite one (None, JSON's form of inf, and inf: unbound)."""
+    return UNBOUND if rate is None or math.isinf(rate) else rate
+
+
+def json_safe(node):
+    """``node`` with every inf as None (strict JSON has no infinity)."""
+    if isinstance(node, float) and math.isinf(node):
+        return None
+    if isinstance(node, dict):
+        return {k: json_safe(v) for k, v in node.items()}
+    if isinstance(node, list):
+        return [json_safe(v) for v in node]
+    return node
+
+
+def model_for(fit: dict, params: float, links_only: bool = False, **more):
+    """The network model of a setting's fit (``links_only``: the ring without the host term)."""
     from gcode.sim.network import NetworkModel
-    return NetworkModel(alpha=fit["ring"]["alpha"], beta=fit["ring"]["beta"],
-                        coord_alpha=fit["star"]["alpha"], coord_beta=fit["star"]["beta"],
-                        control_alpha=fit["control_alpha"], params=params)
+    ring = fit["ring_links_only" if links_only else "ring"]
+    host = finite(ring.get("host_beta"))
+    return NetworkModel(alpha=ring["alpha"], beta=finite(ring["beta"]),
+                        host_beta=None if host == UNBOUND else host,
+                        coord_alpha=fit["star"]["alpha"], coord_beta=finite(fit["star"]["beta"]),
+                        control_alpha=fit["control_alpha"], params=params, **more)
 
 
 def measured_communication(row: dict) -> float:
@@ -342,9 +132,10 @@ def predict(entry: dict, fit: dict) -> list[dict]:
     nominal_rate = rate_bytes(entry.get("rate"))
     rows = []
     for r in entry["rounds"]:
-        net = model_for(fit, r["params"])
+        net, old = model_for(fit, r["params"]), model_for(fit, r["params"], links_only=True)
         n = r["n"]
         predicted = float(net.star_round(n) if r["plane"] == "star" else net.collective_round(n))
+        links_only = float(old.star_round(n) if r["plane"] == "star" else old.collective_round(n))
         nominal = None
         if nominal_rate:
             nom = NetworkModel(alpha=0.0, beta=nominal_rate, params=r["params"], control_bytes=64)
@@ -354,7 +145,8 @@ def predict(entry: dict, fit: dict) -> list[dict]:
                      "measured_round_s": r["seconds"],
                      "fold_s": r["seconds"] - comm if "phases" in r else 0.0,
                      "measured_s": comm, "predicted_s": predicted,
-                     "error": predicted / comm - 1, "nominal_s": nominal,
+                     "error": predicted / comm - 1, "links_only_s": links_only,
+                     "links_only_error": links_only / comm - 1, "nominal_s": nominal,
                      "nominal_error": None if nominal is None else nominal / comm - 1})
     return rows
 
@@ -374,34 +166,52 @@ def report(result: dict) -> dict:
             "max_abs_error": max(abs(r["error"]) for r in rows)}
 
 
+def _rate_mb(rate: float | None) -> str:
+    return "-" if rate is None or math.isinf(rate) else f"{rate / MB:,.0f}"
+
+
 def markdown_table(result: dict) -> str:
     rep = result["report"]
-    lines = ["**Fitted links** (non-negative least squares on relative error):", "",
-             ("| setting | ring α ms | ring β MB/s | star α_c ms | star β_c MB/s | control α ms "
-              "| fit rel. RMS ring / star |"),
-             "|---|---|---|---|---|---|---|"]
+    lines = [("**Fitted links** (non-negative least squares on relative error; the ring with the shared "
+              "host's term, and in brackets without it; `-`: the term explains nothing here):"), "",
+             ("| setting | ring α ms | ring β MB/s | shared host γ MB/s | star α_c ms | star β_c MB/s | "
+              "control α ms | fit rel. RMS ring / star |"),
+             "|---|---|---|---|---|---|---|---|"]
     for s in rep["order"]:
         f = rep["fits"][s]
-        lines.append(f"| {s} | {f['ring']['alpha'] * 1e3:.2f} | {f['ring']['beta'] / MB:.0f} | "
-                     f"{f['star']['alpha'] * 1e3:.2f} | {f['star']['beta'] / MB:.0f} | "
-                     f"{f['control_alpha'] * 1e3:.2f} | {f['ring']['rel_rms']:.2f} / "
+        ring, old = f["ring"], f.get("ring_links_only", f["ring"])
+        lines.append(f"| {s} | {ring['alpha'] * 1e3:.2f} ({old['alpha'] * 1e3:.2f}) | "
+                     f"{_rate_mb(ring['beta'])} ({_rate_mb(old['beta'])}) | "
+                     f"{_rate_mb(ring.get('host_beta'))} | "
+                     f"{f['star']['alpha'] * 1e3:.2f} | {_rate_mb(f['star']['beta'])} | "
+                     f"{f['control_alpha'] * 1e3:.2f} | {ring['rel_rms']:.2f} ({old['rel_rms']:.2f}) / "
                      f"{f['star']['rel_rms']:.2f} |")
     lines += ["", ("**Round communication, predicted against measured** (median of each setting's repeats; "
               "a round here moves data and control only; the collective's fold is the workers' compute, "
                "apart):"), "",
               ("| setting | plane | n | d | measured round ms | of it, fold ms | measured communication ms | "
-               "predicted ms | predicted / measured | nominal ms |"),
-              "|---|---|---|---|---|---|---|---|---|---|"]
+               "predicted ms | predicted / measured | without the host term | nominal ms |"),
+              "|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in rep["rows"]:
         nominal = "-" if r["nominal_s"] is None else f"{r['nominal_s'] * 1e3:.1f}"
         fold = f"{r['fold_s'] * 1e3:.1f}" if r["plane"] == "collective" else "-"
+        old = r.get("links_only_error", r["error"])
         lines.append(f"| {r['setting']} | {r['plane']} | {r['n']} | {r['params'] / 1e6:.3g}M | "
                      f"{r['measured_round_s'] * 1e3:.1f} | {fold} | {r['measured_s'] * 1e3:.1f} | "
-                     f"{r['predicted_s'] * 1e3:.1f} | {1 + r['error']:.2f} | {nominal} |")
+                     f"{r['predicted_s'] * 1e3:.1f} | {1 + r['error']:.2f} | {1 + old:.2f} | {nominal} |")
     by = "; ".join(f"{s} {k} of {sum(r['setting'] == s for r in rep['rows'])}"
                    for s, k in rep["within_target_by_setting"].items())
     lines += ["", (f"{rep['within_target']} of {rep['rounds']} rounds predicted within "
                   f"{rep['target']:.0%} ({by}); the largest error {rep['max_abs_error']:.0%}.")]
+    if "live" in rep:
+        from network_live_model import markdown as live_markdown
+        lines += ["", ("**Live rounds** (`gcode train`, benchmarks/netns_live.py: mlp-wide, uncoded, one "
+                       "worker per node; predicted = the run's compute + the model's round with the work "
+                       "terms calibrated in place, benchmarks/network_live_model.py):"), "",
+                  live_markdown(rep["live"])]
+    if "work" in result:
+        lines += ["", "**A dedicated core's work terms** (benchmarks/work_calibration.py):", "",
+                  work_table(result["work"])]
     return "\n".join(lines)
 
 
@@ -430,10 +240,47 @@ def plot(result: dict, out_dir: Path) -> Path:
     return path
 
 
+def cmd_work(args) -> int:
+    """A dedicated core's work terms (benchmarks/work_calibration.py) into the JSON's ``work``."""
+    import os
+    import time
+
+    import work_calibration
+    out = Path(args.out)
+    result = json.loads(out.read_text())
+    load = os.getloadavg()
+    work = work_calibration.measure(args.repeats)
+    result["work"] = {**work, "date": time.strftime("%Y-%m-%d %H:%M"), "cpus": os.cpu_count(),
+                      "load_average_before": load, "load_average_after": os.getloadavg(),
+                      "terms": {opt: work_calibration.terms(work, opt) for opt in ("adam", "sgd")}}
+    out.write_text(json.dumps(json_safe(result), indent=2) + "\n")
+    print(work_table(result["work"]))
+    return 0
+
+
+def work_table(work: dict) -> str:
+    """A dedicated core's work terms, per optimizer."""
+    lines = [("| optimizer | fold fp32 ns | fold fp64 ns | replica step ns | check ns (every 10th decode) |"),
+             "|---|---|---|---|---|"]
+    for opt, t in work["terms"].items():
+        lines.append(f"| {opt} | {t['fold_fp32_s_per_param'] * 1e9:.2f} | "
+                     f"{t['fold_fp64_s_per_param'] * 1e9:.2f} | {t['step_s_per_param'] * 1e9:.2f} | "
+                     f"{t['check_s_per_param'] * 1e9:.2f} |")
+    load = ", ".join(f"{v:.1f}" for v in work["load_average_before"])
+    lines += ["", (f"Seconds per parameter on one core (one torch thread), fastest of {work['repeats']}, "
+                   f"{work['date']}, load average {load} on {work['cpus']} CPUs.")]
+    return "\n".join(lines)
+
+
 def cmd_report(args) -> int:
     out = Path(args.out)
     result = json.loads(out.read_text())
     result["report"] = report(result)
+    live = Path(args.live)
+    if live.exists():
+        from network_live_model import live_rows
+        result["report"]["live"] = live_rows(json.loads(live.read_text()), result["report"]["fits"])
+    result = json_safe(result)
     out.write_text(json.dumps(result, indent=2) + "\n")
     table = markdown_table(result)
     out.with_suffix(".md").write_text(table + "\n")
@@ -450,10 +297,17 @@ def main(argv=None) -> int:
     m.add_argument("--setting", help="the setting's name (default: the netns link rate)")
     m.add_argument("--repeats", type=int, default=5)
     r = sub.add_parser("report", help="fit, predict, write the table and the plot")
-    for q in (m, r):
+    r.add_argument("--live", default=str(REPO / "benchmarks" / "results" / "netns_live.json"),
+                   help="benchmarks/netns_live.py's results, predicted with the work terms")
+    w = sub.add_parser("work", help="a dedicated core's fold, step and check per parameter")
+    w.add_argument("--repeats", type=int, default=15)
+    for q in (m, r, w):
         q.add_argument("--out", default=str(REPO / "benchmarks" / "results" / "network_calibration.json"))
     args = p.parse_args(argv)
-    return cmd_measure(args) if args.command == "measure" else cmd_report(args)
+    if args.command == "measure":
+        from network_measure import cmd_measure
+        return cmd_measure(args)
+    return cmd_work(args) if args.command == "work" else cmd_report(args)
 
 
 if __name__ == "__main__":

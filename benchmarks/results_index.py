@@ -591,16 +591,19 @@ SECTIONS = [
                     f"{1e3 * r['plane_s_per_decode'].get(k, 0.0):.0f}"
                     for k in ("fold", "allreduce", "step", "check"))}), level=2),
     Section("Both live planes across emulated nodes (`benchmarks/netns_live.py`)",
-            "gcode train on the star and on the collective plane, eight Ray worker nodes with one worker "
-            "each and a head, each node in its own network namespace with its link limited by tc "
-            "(cluster/netns.sh): mlp-wide, one model, uncoded, no injection. Predicted: the run's measured "
-            "compute per round plus the plane's communication by gcode.sim.network with the link's alpha "
-            "and beta as calibrated below, as the simulator adds them (the star's decode and step on the "
-            "coordinator, and the collective's fold and step on the workers, are not modelled). All nodes "
-            "share one 2-core machine's CPUs with other work (the load average is recorded).",
+            "gcode train on the star and on the collective plane, eight Ray worker nodes and a head, each "
+            "node in its own network namespace with its link limited by tc (cluster/netns.sh): mlp-wide, "
+            "one model, uncoded, no injection, with 4 or 8 workers (one per node). Predicted here: the run's "
+            "measured compute per round plus the plane's communication by gcode.sim.network with the "
+            "link's calibrated alpha and beta, the links alone; the model with the planes' own work "
+            "(fold, replica step, check, the coordinator's calls) is in the next section. Runs marked "
+            "'two calls per round' are from before a decode rode on the next compute call, with two "
+            "workers per node, which the model does not describe. All nodes share one 2-core machine's "
+            "CPUs with other work (the load average is recorded).",
             ("netns_live",), lambda d: "\n\n".join(
                 netns_live.markdown(e) + "\n\n" + f"Measured {e['date']}, {e['cpus']} CPUs, load average "
-                + ", ".join(f"{v:.0f}" for v in e["load_average_before"]) + " before."
+                + ", ".join(f"{v:.0f}" for v in e["load_average_before"]) + " before"
+                + ("." if e.get("code") else "; two calls per round.")
                 for e in d["netns_live"]["runs"].values()), level=2),
     Section("The network model calibrated on measured links (`benchmarks/network_calibration.py`)",
             "Eight Ray worker nodes and a head, each in its own network namespace with its link limited "
@@ -611,14 +614,23 @@ SECTIONS = [
             "is measured on the same cluster: a star round (parameters out through the head's link, n "
             "gradients back) and a collective round (the coefficients out, fold, gloo allreduce, the done "
             "reports back). No compute: the workers hold ready-made results. Nominal: the model at the "
-            "link's rate with no latency. All nodes share one 2-core machine's CPUs with everything "
-            "else running on it.",
+            "link's rate with no latency. The ring is fitted with the shared host's term (the bytes all "
+            "nodes send together: they share this machine's CPUs) and without it. Then the live runs "
+            "of the previous section, predicted with the planes' own work (gcode.sim.plane_work: fold, "
+            "replica step and check per parameter, the coordinator's calls) calibrated in place from "
+            "the runs' recorded phases, each run with the terms of another run (the other n at its "
+            "rate, or the other rate), and a dedicated core's work terms measured alone. All nodes "
+            "share one 2-core machine's CPUs with everything else running on it.",
             ("network_calibration",),
             lambda d: network_calibration.markdown_table(d["network_calibration"]) + "\n\n"
             + calibration_setup(d["network_calibration"]), level=2),
     Section("Both planes at scale by the network model (`gcode bench scale --network`)",
             "Predictions, not measurements: each plane's round for n = 8 to 1,024 at ResNet-18's and 10^9 "
-            "parameters under the bench's default network (docs/SCALING.md shows the calibrated ones).",
+            "parameters under the bench's default network (docs/SCALING.md shows the calibrated ones), "
+            "with the planes' own work (a dedicated core's fold, Adam step and check, measured here, and "
+            "the collective's fp64 accumulators, which M-SGC needs); 'links only' is the star / "
+            "collective ratio without the work terms, and the last line says where the star pays both "
+            "ways.",
             ("bench_scale_network",), lambda d: scale_network.markdown_table(d["bench_scale_network"]),
             level=2),
     Section("The collective plane on a GPU (`benchmarks/device_collective.py`)",

@@ -33,6 +33,48 @@ def test_calibration_report_is_what_its_samples_give():
     assert calibration.measured_communication({"seconds": 0.3}) == 0.3
 
 
+def test_live_report_is_what_its_runs_give(monkeypatch):
+    monkeypatch.syspath_prepend(str(BENCHMARKS))  # it imports network_calibration by name
+    live_model = load("network_live_model")
+    result = json.loads((BENCHMARKS / "results" / "network_calibration.json").read_text())
+    runs = json.loads((BENCHMARKS / "results" / "netns_live.json").read_text())
+    again = live_model.live_rows(runs, result["report"]["fits"])
+    stored = result["report"]["live"]
+    assert again["within_target"] == stored["within_target"]
+    for new, old in zip(again["rows"], stored["rows"], strict=True):
+        for what in ("other_n", "other_rate", "links_only"):
+            assert new[f"{what}_round_s"] == pytest.approx(old[f"{what}_round_s"], rel=1e-9)
+    # every run at both n and both rates, both planes
+    assert {(r["rate"], r["n"], r["plane"]) for r in again["rows"]} == {
+        (rate, n, plane) for rate in ("1gbit", "10gbit") for n in (4, 8) for plane in ("star", "collective")}
+
+
+def test_live_work_terms_are_per_parameter_per_core_equivalent(monkeypatch):
+    monkeypatch.syspath_prepend(str(BENCHMARKS))
+    live_model = load("network_live_model")
+    d, n = 1_000_000, 8
+    entry = {"cpus": 2, "workers": n, "runs": {
+        "collective": {"num_params": d, "runtime_s": 12 * 0.5, "rounds": 12, "compute_s_per_round": 0.1,
+                       "plane_s_per_decode": {"fold": 0.004, "allreduce": 0.2, "step": 0.08, "check": 0.002}},
+        "star": {"timings_s_per_round": {"fold": 0.016, "step": 0.03}}}}
+    terms = live_model.work_samples(entry, {"control_alpha": 0.001})
+    assert live_model.share(entry) == 0.25
+    assert terms["step_s_per_param"] == pytest.approx(0.08 * 0.25 / d)
+    assert terms["check_s_per_param"] == pytest.approx(0.002 * 10 * 0.25 / d)  # a tenth of decodes check
+    assert terms["call_s"] == pytest.approx((0.5 - 0.1 - 0.286 - 0.002) / n)
+    assert terms["coord_fold_s_per_param"] == pytest.approx(0.016 / (n * d))
+
+
+def test_work_calibration_measures_every_term():
+    work_calibration = load("work_calibration")
+    work = work_calibration.measure(repeats=1, sizes=(10_000,), shape=(16, 32, 4), flush_mb=1)
+    for optimizer in ("adam", "sgd"):
+        terms = work_calibration.terms(work, optimizer)
+        assert set(terms) == {"fold_fp32_s_per_param", "fold_fp64_s_per_param", "step_s_per_param",
+                              "check_s_per_param"}
+        assert all(v > 0 for v in terms.values())
+
+
 @pytest.mark.slow
 def test_device_collective_checks_pass_on_cpu_tensors(tmp_path, monkeypatch):
     import importlib
