@@ -140,6 +140,7 @@ class VersusConfig:
     transport: str = "auto"                # how gcode's rounds move: auto | shm | ray
     prefetch: str = "auto"                 # gcode workers read ahead: auto (GPU) | on | off
     data_plane: str = "star"               # where gcode sums a job's gradient: star | collective
+    zero: int = 0                          # collective plane: 1 shards the optimizers (ZeRO-1)
     gap: float = 0.05                      # the gap of every row under the gap policy
     repeats: int = 1
     num_samples: int = 8192
@@ -160,6 +161,9 @@ class VersusConfig:
             flag = name.replace("_", "-")
             if value not in choices:
                 raise ValueError(f"--{flag} must be one of {', '.join(choices)}, got {value!r}")
+        if self.zero not in (0, 1) or (self.zero and self.data_plane != "collective"):
+            raise ValueError(f"--zero must be 0, or 1 with --data-plane collective; got {self.zero!r} "
+                             f"with --data-plane {self.data_plane}")
         if not self.gap > 0:
             raise ValueError(f"--gap must be > 0, got {self.gap}")
         if not self.straggler_steps > 0:
@@ -324,7 +328,8 @@ def _gcode_row(cfg: VersusConfig, name: str, workload, inject: dict, pool,
                     "cluster": {"workers": cfg.workers, "gpus_per_worker": cfg.gpus_per_worker,
                                 "coordinator_device": cfg.coordinator_device,
                                 "transport": cfg.transport, "prefetch": cfg.prefetch,
-                                "data_plane": cfg.data_plane, "round_timeout_s": 600},
+                                "data_plane": cfg.data_plane, "zero": cfg.zero,
+                                "round_timeout_s": 600},
                     "train": {"batch_size": cfg.batch_size, "seed": cfg.seed, **train},
                     "inject": inject, "log": {"jsonl": None if log is None else str(log)}})
     metrics, _ = execute(tc, workload, pool=pool)
@@ -341,6 +346,7 @@ def _gcode_row(cfg: VersusConfig, name: str, workload, inject: dict, pool,
             "dispatched_at_arrival": metrics["dispatched_at_arrival"],
             "coordinator_device": metrics["coordinator_device"],
             "transport": metrics["transport"], "data_plane": metrics["data_plane"],
+            "zero": metrics["zero"],
             "coordinator_bytes_per_round": metrics["coordinator_bytes_per_round"],
             "prefetch": metrics["prefetch"], "read_ahead_tasks": metrics["read_ahead_tasks"],
             "timings_s_per_round": metrics["timings_s_per_round"],
@@ -385,7 +391,8 @@ def summarize(cfg: VersusConfig, runs: dict[str, list[dict]], compute_s: float, 
                        "seed": cfg.seed, "repeats": cfg.repeats, "inject": inject,
                        "compute_s_per_worker": compute_s, "gpus_per_worker": cfg.gpus_per_worker,
                        "coordinator_device": cfg.coordinator_device, "transport": cfg.transport,
-                       "prefetch": cfg.prefetch, "data_plane": cfg.data_plane, "gap": cfg.gap,
+                       "prefetch": cfg.prefetch, "data_plane": cfg.data_plane, "zero": cfg.zero,
+                       "gap": cfg.gap,
                        "straggler_steps": cfg.straggler_steps,
                        "gcode_warmup_jobs": WARMUP_JOBS if cfg.schemes else 0,
                        "gpu": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None},

@@ -28,8 +28,9 @@ def markdown_table(result: dict) -> str:
                 else "")
              + "".join(f", transport {t}" for t in sorted(
                  {r["transport"] for r in result["rows"] if r.get("transport")}))
-             + "".join(f", data plane {p}" for p in sorted(
-                 {r["data_plane"] for r in result["rows"] if r.get("data_plane")})) + "."]
+             + "".join(f", data plane {p}" + (" with zero=1" if z else "") for p, z in sorted(
+                 {(r["data_plane"], r.get("zero", 0)) for r in result["rows"] if r.get("data_plane")}))
+             + "."]
     for m in sorted({row_models(r) for r in result["rows"]}):
         rows = [r for r in result["rows"] if row_models(r) == m]
         lines += ["", _group_title(m, rows, c["jobs"]), "",

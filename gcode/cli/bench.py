@@ -194,7 +194,7 @@ def cmd_bench_versus(args) -> int:
                        inject=args.inject, inject_params=params, inject_trace=args.inject_trace,
                        time_scale=args.time_scale, gpus_per_worker=args.gpus_per_worker,
                        coordinator_device=args.coordinator_device, transport=args.transport,
-                       prefetch=args.prefetch, data_plane=args.data_plane, gap=args.gap,
+                       prefetch=args.prefetch, data_plane=args.data_plane, zero=args.zero, gap=args.gap,
                        repeats=args.repeats, log_dir=args.log_dir,
                        straggler_steps=args.straggler_steps)
     before = os.getloadavg()  # a shared machine: say how busy it was (1, 5, 15 min)

@@ -163,6 +163,8 @@ def add_bench_parser(sub) -> None:
     flag(p, "scaling.data_plane", default="star", help="gcode's data plane for every gcode row: "
          "star (gradients to the coordinator) or collective (workers hold replicas and allreduce "
          "their coded results)")
+    flag(p, "scaling.zero", default=0, help="with --data-plane collective: 1 shards every "
+         "optimizer's state over the workers (ZeRO-1)")
     flag(p, "coding.gap", default=0.05,
          help="the quiet gap of the rows under the gap policy (msgc-gap, msgc-lam3-gap, "
               "msgc-cyclic-gap), as a fraction of the latest arrival")

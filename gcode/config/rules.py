@@ -121,6 +121,9 @@ def _train_rules(cfg, delay: int) -> None:
         if not tc.pipeline or tc.mode != "concurrent":
             raise ConfigError("train.dispatch", "'arrival' starts round r+1 early, which needs "
                                                 "train.pipeline and mode 'concurrent'")
+    if cfg.cluster.zero and cfg.cluster.data_plane != "collective":
+        raise ConfigError("cluster.zero", "1 shards the optimizers of the collective plane's "
+                                          "replicas: it needs cluster.data_plane = collective")
     if "lr" in tc.optimizer_params:
         raise ConfigError("train.optimizer_params.lr", "set the learning rate with train.lr")
 

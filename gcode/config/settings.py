@@ -171,6 +171,12 @@ class ScalingConfig:
         "torch.distributed, gloo on CPUs, NCCL with a GPU each; no gradient passes through "
         "the coordinator, so a round costs what an allreduce costs: for many workers)",
         choices=DATA_PLANES)
+    zero: int = setting(
+        0, "the collective plane's optimizer state: 0, every worker steps its replicas' whole "
+        "optimizers; 1 (ZeRO-1), each worker keeps 1/n of every optimizer's state: the "
+        "decoded sum is reduce-scattered, each worker steps its shard, the parameters are "
+        "all-gathered (element-wise optimizers only: SGD, Adam, AdamW, RMSprop, Adagrad, ...)",
+        ge=0, le=1, metavar="0|1", resume_safe=True)
     prefetch: str = setting(
         "auto", "workers read the samples of their next task on a background thread while "
         "computing the current one: on, off, or auto (on for GPU workers, whose GPU would "

@@ -83,6 +83,7 @@ def live_run_config(cfg: TrainConfig, scheme, models: int, message_dtype, run_id
         model=names["model"], dataset=names["dataset"], optimizer=names["optimizer"],
         message_dtype=str(message_dtype), run_id=run_id,
         extra={"mode": cfg.train.mode, "data_plane": cfg.cluster.data_plane,
+               "zero": cfg.cluster.zero,
                "loss": names.get("loss", ""), "inject": cfg.inject.trace or cfg.inject.model or "",
                "batch_size": cfg.train.batch_size, "lr": cfg.train.lr,
                **({"gap": cfg.policy.gap} if cfg.policy_name == "gap" else {})})

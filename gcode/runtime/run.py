@@ -201,7 +201,8 @@ def _connect(cfg: TrainConfig, spec: WorkSpec, pool, in_process, pin: bool, sche
                                         accumulate_dtype(scheme, cfg.train.exact_blocks),
                                         "nccl" if cfg.cluster.gpus_per_worker >= 1 else "gloo",
                                         cfg.cluster.round_timeout_s, cfg.train.max_grad_norm,
-                                        push_decodes=cfg.train.dispatch == "arrival")
+                                        push_decodes=cfg.train.dispatch == "arrival",
+                                        zero=cfg.cluster.zero)
         transport.start()
         return transport, ctx, WallClock()
     transport = make_transport(cfg.cluster.transport, pool.actors[:n], ctx,
@@ -284,6 +285,9 @@ def _execute(cfg: TrainConfig, workload, progress, pool, monitor, in_process, ca
             raise ConfigError("train.batch_size", f"must be <= the dataset size {num_samples}, "
                                                   f"got {tr.batch_size}")
         models, optimizers, schedulers = build_models(cfg, workload, M, device)
+        if cfg.cluster.zero:  # one line here, before any worker builds its shards
+            from .collective.sharding import check_shardable
+            check_shardable(optimizers[0])
         if ck is not None:  # before the spec sends their buffers to the workers
             restore_buffers(ck, models)
         d = models[0].numel
@@ -321,6 +325,8 @@ def _execute(cfg: TrainConfig, workload, progress, pool, monitor, in_process, ca
                         eval_dataset=eval_dataset,
                         should_stop=lambda: stop.stop_reason or (
                             callbacks.stop_reason() if callbacks is not None else None))
+        if hasattr(transport, "resume_hint"):  # the collective plane's failures name it too
+            transport.resume_hint = coord.session.resume_hint
         if ck is not None:
             restore_coordinator(coord, ck)
         if ckpt_root is not None:

@@ -16,10 +16,13 @@ from ...codes import ResultKey
 
 class ReplicaCalls:
     """Ray calls to the workers ``actors`` about their replicas, each bounded by the round's
-    timeout (plus 30 s)."""
+    timeout (plus 30 s); ``gathered`` (zero=1): reading the replicas' state is a collective
+    that every worker takes part in."""
 
-    def __init__(self, actors: list, timeout_s: float, settle: Callable[[], None]):
+    def __init__(self, actors: list, timeout_s: float, settle: Callable[[], None],
+                 gathered: bool = False):
         self.actors, self.timeout_s, self.settle = actors, timeout_s, settle
+        self.gathered = gathered
 
     def _get(self, calls):
         import ray
@@ -31,8 +34,11 @@ class ReplicaCalls:
         return self._get([a.check_replicas.remote() for a in self.actors])[0]
 
     def state(self) -> list[dict]:
-        """The M replicas and their optimizers' state as worker 0 holds them."""
+        """The M replicas and their optimizers' state as worker 0 holds them (zero=1: as every
+        worker gathers them)."""
         self.settle()
+        if self.gathered:
+            return self._get([a.replica_state.remote() for a in self.actors])[0]
         return self._get(self.actors[0].replica_state.remote())
 
     def load(self, state: list[dict]) -> None:

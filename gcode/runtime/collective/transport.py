@@ -93,7 +93,7 @@ class CollectiveTransport:
 
     def __init__(self, actors: list, ray_transport, models: int, delayed: bool,
                  accumulate_dtype: str, backend: str, timeout_s: float,
-                 max_grad_norm: float | None = None, push_decodes: bool = False):
+                 max_grad_norm: float | None = None, push_decodes: bool = False, zero: int = 0):
         self.actors, self.star = actors, ray_transport
         self.stats = ray_transport.stats
         self.models, self.delayed = models, delayed
@@ -103,7 +103,9 @@ class CollectiveTransport:
         #: before the round that waits on it fails
         from .group import GroupConfig
         self.group = GroupConfig(backend, timeout_s / 2)
-        self.max_grad_norm, self.push_decodes = max_grad_norm, push_decodes
+        self.max_grad_norm, self.push_decodes, self.zero = max_grad_norm, push_decodes, zero
+        #: how to continue after a failure the plane cannot repair (the run's last checkpoint)
+        self.resume_hint = str
         self.pushes: dict[Any, tuple[int, int]] = {}  # a decode pushed ahead -> (worker, generation)
         self.issued: dict[int, JobRef] = {}
         self.generation = 0
@@ -119,7 +121,7 @@ class CollectiveTransport:
         self.unreported: set[int] = set()  # jobs whose decode was issued, report not yet taken
         self.reports: dict[int, dict] = {}  # job -> a worker's report of its step, not yet taken
         self.phases: dict[str, float] = {}  # a worker's seconds by phase, summed over reports
-        self.replicas = ReplicaCalls(actors, timeout_s, self.settle)
+        self.replicas = ReplicaCalls(actors, timeout_s, self.settle, gathered=bool(zero))
 
     def start(self) -> None:
         """Every worker builds the replicas from the run's seed (they must agree at once), then
@@ -129,7 +131,8 @@ class CollectiveTransport:
         from . import form_group
         ctx_id, spec_ref = self.star.ctx
         replies = ray.get([a.join_collective.remote(ctx_id, [spec_ref], self.models, self.delayed,
-                                                    self.accumulate_dtype, self.max_grad_norm)
+                                                    self.accumulate_dtype, self.max_grad_norm,
+                                                    self.zero)
                            for a in self.actors],
                           timeout=self.timeout_s + 60)
         first = replies[0]["checksums"]
@@ -246,7 +249,8 @@ class CollectiveTransport:
         self.last_on[m] = seq
         each = [{"seq": seq, "job": int(t), "model": m, "pairs": pairs[w], "snapshot": snapshot,
                  "scale": scale, "check": check, "bounds": self.issued[t].bounds, "dtype": dtype,
-                 "send_decoded": send_decoded and w == 0, "unreached": list(unreached)}
+                 "send_decoded": send_decoded and w == 0, "gather_sum": send_decoded,
+                 "unreached": list(unreached)}
                 for w in range(len(self.actors))]
         for w, decode in enumerate(each):
             self.outbox[w].append(decode)
@@ -347,6 +351,11 @@ class CollectiveTransport:
         import ray
 
         from . import CollectiveError, form_group, leave_group, wait_ready
+        if self.zero:
+            from ..errors import RunFailed
+            raise RunFailed(f"a worker failed on the collective plane with cluster.zero=1, which "
+                            f"cannot repair it (each worker held the only copy of its shard of the "
+                            f"optimizers' state; docs/COLLECTIVE.md){self.resume_hint()}")
         for rank in leave_group(self.actors, 30.0):  # no answer: dead, or hung in a collective
             with contextlib.suppress(Exception):
                 ray.kill(self.actors[rank], no_restart=False)
@@ -359,7 +368,7 @@ class CollectiveTransport:
                                   "(resume it from its last checkpoint)")
         ray.get([self.actors[w].join_collective.remote(ctx_id, [spec_ref], self.models,
                                                        self.delayed, self.accumulate_dtype,
-                                                       self.max_grad_norm)
+                                                       self.max_grad_norm, self.zero)
                  for w in fresh], timeout=self.timeout_s + 60)
         self.generation += 1
         form_group(self.actors, self.group, self.generation)

@@ -91,7 +91,7 @@ def run_metrics(cfg, coord, scheme, policy, pool, M, d, runtime_s, setup_s, sess
         "checkpoint": session.written[-1] if session.written else None,
         "resumed_from": session.resumed_from, "sessions": session.sessions,
         "session_runtime_s": session_s, "late_results_dropped": stats.late_dropped,
-        "data_plane": cfg.cluster.data_plane,
+        "data_plane": cfg.cluster.data_plane, "zero": cfg.cluster.zero,
         "coordinator_bytes_per_round": coordinator_bytes_per_round(coord),
     }
     phases = getattr(coord.transport, "phases_per_decode", None)

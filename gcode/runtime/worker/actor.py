@@ -304,13 +304,15 @@ class GradientWorker:
 
     # ---- the collective data plane (worker/replicas.py) ---------------------------------
     async def join_collective(self, ctx_id: str, ctx_box: list, models: int, delayed: bool,
-                              accumulate_dtype: str, max_grad_norm: float | None = None) -> dict:
-        """Adopt the run's context and build the replicas of its ``models`` from its seed."""
+                              accumulate_dtype: str, max_grad_norm: float | None = None,
+                              zero: int = 0) -> dict:
+        """Adopt the run's context and build the replicas of its ``models`` from its seed
+        (``zero`` 1: each will step its shard of the optimizers' state)."""
         from .replicas import ReplicaServer
         await self._configure(ctx_id, ctx_box)
         self.leave_collective()
         self.replicas = ReplicaServer(self.spec, models, delayed, accumulate_dtype,
-                                      self.computer.device, max_grad_norm)
+                                      self.computer.device, max_grad_norm, zero)
         self.replicas_ctx = ctx_id
         return {"worker": self.index, "pid": os.getpid(), "checksums": self.replicas.checksums()}
 
@@ -362,11 +364,18 @@ class GradientWorker:
     async def check_replicas(self) -> dict:
         return await asyncio.wrap_future(self.replicas.plane.check_replicas(self.replicas.named()))
 
-    def replica_state(self) -> list[dict]:
-        return self.replicas.state()
+    async def replica_state(self) -> list[dict]:
+        """The replicas' state (zero=1: gathered on the communication thread, by every rank)."""
+        return await self._on_plane("gathering the replicas' state", self.replicas.state)
 
-    def load_replicas(self, state: list[dict]) -> None:
-        self.replicas.load(state)
+    async def load_replicas(self, state: list[dict]) -> None:
+        await self._on_plane("loading the replicas", lambda: self.replicas.load(state))
+
+    async def _on_plane(self, what: str, body):
+        """``body()`` here, or with zero=1 (shards, collectives) on the communication thread."""
+        if self.replicas.sharded is None:
+            return body()
+        return await asyncio.wrap_future(self.replicas.plane.submit(what, body))
 
     def job_params(self, job: int) -> np.ndarray:
         return self.replicas.params_of(job).cpu().numpy()

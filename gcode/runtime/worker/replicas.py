@@ -36,6 +36,7 @@ import torch
 
 from ..collective import CollectiveConfig, CollectiveError, CollectivePlane, GroupConfig
 from ..collective.replicas import check_identical, checksum
+from ..collective.sharding import ShardedBank
 
 
 def _host(node):
@@ -58,7 +59,7 @@ class ReplicaServer:
     """One worker's replicas and collective plane for one run context."""
 
     def __init__(self, spec, models: int, delayed: bool, accumulate_dtype: str, device,
-                 max_grad_norm: float | None = None):
+                 max_grad_norm: float | None = None, zero: int = 0):
         from ...train import FlatModel, build_model
         from ...train.workload import build_optimizer, build_scheduler
         from ..data import model_seed
@@ -73,7 +74,9 @@ class ReplicaServer:
                               max_grad_norm=max_grad_norm)
         self.plane = CollectivePlane(spec.num_params, device,
                                      CollectiveConfig(group=GroupConfig(),
-                                                      accumulate_dtype=accumulate_dtype))
+                                                      accumulate_dtype=accumulate_dtype, zero=zero))
+        #: zero=1: each replica steps this rank's shard of its optimizer's state
+        self.sharded = ShardedBank(self.bank, self.plane.member) if zero else None
         self.snapshots: dict[int, torch.Tensor] = {}  # job -> its parameters, once taken
         self.stepped: list[int] = []  # jobs this worker's replicas stepped (the last few)
         self.reports: dict[int, dict] = {}  # stepped job -> its reply (a repeated decode's)
@@ -190,11 +193,21 @@ class ReplicaServer:
         for key in self.missing(job, list(tasks)):
             recompute(job, key, tasks[key], decode["bounds"], decode["dtype"])
         phases = {"snapshot": time.perf_counter() - t0}
-        total = self.plane.fold_and_reduce(job, [(tuple(k), a) for k, a, _ in decode["pairs"]],
-                                           times=phases)
-        t2 = time.perf_counter()
-        report = self.bank.step(model, total, decode["scale"], f"model {model} at job {job}",
-                                unreached=decode["unreached"], skip_nonfinite=True)
+        pairs = [(tuple(k), a) for k, a, _ in decode["pairs"]]
+        what = f"model {model} at job {job}"
+        if self.sharded is not None:  # zero=1: reduce-scatter, step the shard, all-gather
+            t1 = time.perf_counter()
+            self.plane.jobs.fold(job, pairs)
+            t2 = time.perf_counter()
+            phases["fold"] = t2 - t1
+            report, total = self.sharded.step(model, self.plane.jobs.accumulator(job), decode["scale"],
+                                              what, decode["unreached"], decode.get("gather_sum", False),
+                                              phases)
+        else:
+            total = self.plane.fold_and_reduce(job, pairs, times=phases)
+            t2 = time.perf_counter()
+            report = self.bank.step(model, total, decode["scale"], what,
+                                    unreached=decode["unreached"], skip_nonfinite=True)
         finite = math.isfinite(report.grad_norm)  # else the replica did not step
         reply: dict = {"job": job, "finite": finite, "phases": phases}
         if decode["send_decoded"]:
@@ -207,7 +220,7 @@ class ReplicaServer:
         self.reports[job] = reply  # a non-finite one too: the coordinator must hear of it
         self.release(job)
         t3 = time.perf_counter()
-        phases["step"] = t3 - t2
+        phases.setdefault("step", t3 - t2)
         if decode["check"]:
             check_identical(self.named(), self.plane.device)
         phases["check"] = time.perf_counter() - t3
@@ -219,7 +232,10 @@ class ReplicaServer:
 
     # ---- replicas ----------------------------------------------------------------------------
     def named(self) -> dict[str, list[torch.Tensor]]:
-        """Each replica's parameters and optimizer state tensors, by name (for the check)."""
+        """Each replica's parameters and optimizer state tensors, by name (for the check); with
+        zero=1 its parameters only (each rank holds another shard of the state)."""
+        if self.sharded is not None:
+            return {f"model {m}": [model.params] for m, model in enumerate(self.bank.models)}
         out = {}
         for m, (model, opt) in enumerate(zip(self.bank.models, self.bank.optimizers)):
             state = [v for st in opt.state_dict()["state"].values() for v in st.values()
@@ -232,8 +248,10 @@ class ReplicaServer:
         return {name: checksum(tensors) for name, tensors in self.named().items()}
 
     def state(self) -> list[dict]:
-        """The replicas as :meth:`ModelBank.state_dict` gives them, tensors as host arrays."""
-        return _host(self.bank.state_dict())
+        """The replicas as :meth:`ModelBank.state_dict` gives them, tensors as host arrays
+        (zero=1: the optimizers' state gathered whole, a collective: call it on every rank, on
+        the communication thread)."""
+        return _host(self.bank.state_dict() if self.sharded is None else self.sharded.state_dict())
 
     def tree(self) -> dict:
         """Everything a restarted peer needs (:meth:`load_tree`): the replicas, the parameters
@@ -251,6 +269,8 @@ class ReplicaServer:
     def load(self, state: list[dict]) -> None:
         """Replicas from a :meth:`state` (a checkpoint's models, or a peer's after a restart)."""
         self.bank.load_state_dict(state)
+        if self.sharded is not None:
+            self.sharded.loaded()
         self.snapshots.clear()
 
     def close(self) -> None:
