@@ -1,0 +1,85 @@
+"""ZeRO-1's shards (gcode/runtime/collective/sharding.py) without Ray: the layout of three ranks
+tiles every parameter, and on a one-rank gloo group in this process the sharded step (two param
+groups, an LR scheduler, clipping, a frozen and an unreached parameter) equals the whole
+optimizer's step bit for bit, its gathered state is the whole optimizer's, and a whole state cut
+back into shards continues exactly. The Ray tests (test_collective_live.py) run it on 4 ranks."""
+
+import pytest
+import torch
+
+from gcode.runtime.collective import CollectiveConfig, CollectivePlane, Rendezvous
+from gcode.runtime.collective.group import free_port
+from gcode.runtime.collective.sharding import ShardedReplica, ShardLayout, check_shardable
+from gcode.train import FlatModel, WorkloadError
+from gcode.train.step import step as whole_step
+
+
+def build():
+    torch.manual_seed(0)
+    module = torch.nn.Sequential(torch.nn.Linear(7, 5), torch.nn.Tanh(), torch.nn.Linear(5, 3))
+    module[2].bias.requires_grad_(False)  # frozen: never a .grad
+    model = FlatModel(module)
+    p = model.parameters
+    optimizer = torch.optim.Adam([{"params": [p[2], p[0]], "lr": 0.05, "weight_decay": 0.1},
+                                  {"params": [p[1]], "lr": 0.01}], betas=(0.8, 0.9))
+    scheduler = torch.optim.lr_scheduler.StepLR(optimizer, step_size=2, gamma=0.5)
+    return model, optimizer, scheduler  # p[3] (the frozen bias) is in no group
+
+
+def test_three_ranks_layout_tiles_every_value_once():
+    model, optimizer, _ = build()
+    layouts = [ShardLayout(model, optimizer, r, 3) for r in range(3)]
+    perm = layouts[0].perm
+    assert all(torch.equal(lay.perm, perm) for lay in layouts)
+    assert sorted(perm[perm < model.numel].tolist()) == list(range(model.numel))
+    for i, p in enumerate(model.parameters[:3]):  # each grouped parameter, cut over the ranks
+        spans = sorted((q.lo, q.hi) for lay in layouts for q in lay.pieces if q.param == i)
+        assert spans[0][0] == 0 and spans[-1][1] == p.numel()
+        assert all(a[1] == b[0] for a, b in zip(spans, spans[1:]))
+    assert not any(q.param == 3 for lay in layouts for q in lay.pieces)
+
+
+def test_only_element_wise_optimizers_shard():
+    check_shardable(torch.optim.AdamW([torch.zeros(2, requires_grad=True)]))
+    with pytest.raises(WorkloadError, match="torch.optim.lbfgs.LBFGS does not allow .* use zero=0, "
+                                            "or one of SGD, Adam, AdamW"):
+        check_shardable(torch.optim.LBFGS([torch.zeros(2, requires_grad=True)]))
+
+
+def test_one_rank_sharded_step_equals_the_whole_step_and_resumes_from_its_state():
+    plane = CollectivePlane(5, "cpu", CollectiveConfig(zero=1))
+    try:
+        plane.join_group(Rendezvous("127.0.0.1", free_port("127.0.0.1"), 1, 0, "gloo", 30.0), 0).result(60)
+        plane.submit("zero=1 steps", _steps).result(timeout=120)
+    finally:
+        plane.close()
+
+
+def _steps():
+    whole, whole_opt, whole_sched = build()
+    model, optimizer, scheduler = build()
+    sharded = ShardedReplica(model, optimizer, 0, 1)
+    g = torch.Generator().manual_seed(1)
+    for k in range(6):
+        grad = torch.randn(model.numel, generator=g, dtype=torch.float64)
+        if k == 2:  # a non-finite sum steps nothing, scheduler included
+            grad[4] = float("nan")
+        unreached = [0] if k == 1 else []  # step 1's samples never reach the first weight
+        a = whole_step(whole, whole_opt, grad, 0.5, scheduler=whole_sched, max_grad_norm=2.0,
+                       unreached=unreached, skip_nonfinite=True)
+        b, total = sharded.step(grad, 0.5, scheduler=scheduler, max_grad_norm=2.0,
+                                unreached=unreached, gather_sum=True)
+        assert torch.equal(total.nan_to_num(), grad.nan_to_num())  # check_decode's sum
+        assert (a.clip_factor, a.lr) == (b.clip_factor, b.lr) and repr(a.grad_norm) == repr(b.grad_norm)
+        assert torch.equal(model.params, whole.params)
+        if k == 3:  # cut the whole state into a fresh replica's shards: it goes on exactly
+            state = sharded.full_state()
+            want = whole_opt.state_dict()["state"]
+            assert sorted(state) == sorted(want) == [0, 1, 2]
+            assert all(torch.equal(state[i][key], want[i][key]) for i in want for key in want[i])
+            model, optimizer, scheduler = build()
+            model.load(whole.params)
+            optimizer.load_state_dict(whole_opt.state_dict())
+            scheduler.load_state_dict(whole_sched.state_dict())
+            sharded = ShardedReplica(model, optimizer, 0, 1)
+            assert not optimizer.state  # the state lives in the shards only
