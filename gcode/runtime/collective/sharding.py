@@ -81,11 +81,12 @@ class Piece:
 
 class ShardLayout:
     """Where every value of a model's flat parameters goes for rank ``rank`` of ``world``
-    (module docstring, "Layout"): ``perm`` (length ``world · size``) holds, rank-major, the flat
-    index of each shard value (``numel`` for padding); ``pieces`` are this rank's."""
+    (module docstring, "Layout"). ``segments`` are (position in the rank-major vector of
+    ``world · size`` values, position in the model's flat vector, length): runs of values that
+    move together, a few per parameter, so the layout costs no index per value; ``pieces`` are
+    this rank's parts of the grouped parameters."""
 
     def __init__(self, model, optimizer: torch.optim.Optimizer, rank: int, world: int):
-        device = model.params.device
         index = {id(p): i for i, p in enumerate(model.parameters)}
         sizes = [p.numel() for p in model.parameters]
         offsets = [0]
@@ -97,32 +98,37 @@ class ShardLayout:
         self.numel, self.rank, self.world = model.numel, rank, world
         lens = [-(-sum(sizes[i] for i in v) // world) for v in vectors]
         self.size = sum(lens)
-        perm = torch.full((world, self.size), self.numel, dtype=torch.int64)
+        self.segments: list[tuple[int, int, int]] = []
         self.pieces: list[Piece] = []
         key, at = 0, 0
         for g, (vector, n) in enumerate(zip(vectors, lens)):
-            flat = torch.cat([torch.arange(offsets[i], offsets[i + 1]) for i in vector]
-                             or [torch.zeros(0, dtype=torch.int64)])
-            padded = torch.full((world * n,), self.numel, dtype=torch.int64)
-            padded[: flat.numel()] = flat
-            perm[:, at: at + n] = padded.view(world, n)
-            start, stop, pos = rank * n, (rank + 1) * n, 0
+            pos = 0
             for i in vector:
-                lo, hi = max(start, pos), min(stop, pos + sizes[i])
-                if lo < hi and g < len(groups):
-                    self.pieces.append(Piece(i, key, g, lo - pos, hi - pos, at + lo - start))
+                for r in range(pos // n if n else 0, world):
+                    lo, hi = max(pos, r * n), min(pos + sizes[i], (r + 1) * n)
+                    if lo >= hi:
+                        break
+                    self.segments.append((r * self.size + at + lo - r * n, offsets[i] + lo - pos, hi - lo))
+                    if r == rank and g < len(groups):
+                        self.pieces.append(Piece(i, key, g, lo - pos, hi - pos, at + lo - r * n))
                 pos += sizes[i]
                 key += g < len(groups)
             at += n
-        self.perm = perm.view(-1).to(device)
-        self.valid = self.perm < self.numel
-        self.targets = self.perm[self.valid]
-        self.mine = self.perm[rank * self.size: (rank + 1) * self.size]
+        self.mine = [(a - rank * self.size, f, k) for a, f, k in self.segments
+                     if rank * self.size <= a < (rank + 1) * self.size]
 
     def scatter_order(self, flat: torch.Tensor) -> torch.Tensor:
         """``flat`` (the model's order) laid out rank-major for a reduce-scatter (padding 0)."""
-        padded = torch.cat([flat, flat.new_zeros(1)])
-        return padded.index_select(0, self.perm)
+        out = flat.new_zeros(self.world * self.size)
+        for a, f, k in self.segments:
+            out[a: a + k] = flat[f: f + k]
+        return out
+
+    def model_order(self, gathered: torch.Tensor, out: torch.Tensor) -> torch.Tensor:
+        """A rank-major vector (an all-gather's) written into ``out`` in the model's order."""
+        for a, f, k in self.segments:
+            out[f: f + k] = gathered[a: a + k]
+        return out
 
 
 def _elementwise(value, numel: int) -> bool:
@@ -207,7 +213,8 @@ class ShardedReplica:
             grad = grad.to(torch.float32).to(grad.dtype)
         squares = grad.to(torch.float64).square().sum().reshape(1)
         dist.all_reduce(squares)
-        total = self._model_order(self._gather(grad)) if gather_sum else None
+        total = (layout.model_order(self._gather(grad), grad.new_zeros(layout.numel))
+                 if gather_sum else None)
         norm = math.sqrt(float(squares)) * abs(scale)
         t1 = time.perf_counter()
         if times is not None:
@@ -217,9 +224,9 @@ class ShardedReplica:
         factor = clip_factor(norm, max_grad_norm)
         grad = grad.mul(scale * factor).to(torch.float32)
         skip = set(unreached) | {i for i, ok in enumerate(self.model.trainable) if not ok}
-        with torch.no_grad():
-            self.shard.copy_(torch.cat([self.model.params, self.model.params.new_zeros(1)])
-                             .index_select(0, layout.mine))
+        with torch.no_grad():  # the replica's values (a load may have changed them)
+            for a, f, k in layout.mine:
+                self.shard[a: a + k] = self.model.params[f: f + k]
         for tensor, p in zip(self.pieces, layout.pieces):
             tensor.grad = None if p.param in skip else grad[p.at: p.at + p.hi - p.lo]
         for shard_group, group in zip(self.shard_opt.param_groups, self.optimizer.param_groups):
@@ -230,8 +237,7 @@ class ShardedReplica:
             self.optimizer._opt_called = True  # it stepped, through its shards (torch's check)
             scheduler.step()
         with torch.no_grad():
-            gathered = self._gather(self.shard)
-            self.model.params[layout.targets] = gathered[layout.valid]
+            layout.model_order(self._gather(self.shard), self.model.params)
         for tensor in self.pieces:
             tensor.grad = None
         if times is not None:
@@ -244,12 +250,6 @@ class ShardedReplica:
                                device=shard.device)
         _all_gather(gathered, shard.contiguous())
         return gathered
-
-    def _model_order(self, gathered: torch.Tensor) -> torch.Tensor:
-        """A rank-major gathered vector in the model's flat order."""
-        whole = torch.zeros(self.layout.numel, dtype=gathered.dtype, device=gathered.device)
-        whole[self.layout.targets] = gathered[self.layout.valid]
-        return whole
 
 
 def _hyper(group: dict) -> dict:

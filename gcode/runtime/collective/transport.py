@@ -50,7 +50,9 @@ not answer is restarted, a restarted actor builds its replicas and receives the 
 broadcast, and every decode not known applied on every worker is repeated in order (a replica
 that stepped a job already skips it). Survivors kept their folded accumulators and results; a
 restarted worker computes its results in a decode again (the request names their tasks), so the
-sum is the one a fault-free run makes. A call of an older generation computes nothing.
+sum is the one a fault-free run makes. A call of an older generation computes nothing. With
+``zero=1`` (:mod:`.sharding`) a fault stops the run instead, naming the last checkpoint: each
+worker held the only copy of its shards of the optimizers' state.
 """
 
 from __future__ import annotations

@@ -17,6 +17,11 @@ their optimizers, each job's parameters, the coded results this worker kept, and
   collectives in the same order, and a call computes only once every decode up to its
   ``upto`` has run (:meth:`applied`).
 
+With ``zero=1`` each replica steps this rank's shard of its optimizer's state instead
+(:class:`gcode.runtime.collective.sharding.ShardedBank`: reduce-scatter, step, all-gather); the
+replica's own optimizer then keeps the param groups and the scheduler but no state, and reading
+the replicas' state (a checkpoint) gathers it whole, on every rank.
+
 Decodes (fold, allreduce, step, check) run on the plane's own thread
 (:class:`gcode.runtime.collective.CollectivePlane`) and the worker computes on a thread of its
 own, so a straggler whose compute is still busy enters the allreduce at once with what it has

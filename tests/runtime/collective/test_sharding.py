@@ -4,6 +4,8 @@ groups, an LR scheduler, clipping, a frozen and an unreached parameter) equals t
 optimizer's step bit for bit, its gathered state is the whole optimizer's, and a whole state cut
 back into shards continues exactly. The Ray tests (test_collective_live.py) run it on 4 ranks."""
 
+import itertools
+
 import pytest
 import torch
 
@@ -29,13 +31,15 @@ def build():
 def test_three_ranks_layout_tiles_every_value_once():
     model, optimizer, _ = build()
     layouts = [ShardLayout(model, optimizer, r, 3) for r in range(3)]
-    perm = layouts[0].perm
-    assert all(torch.equal(lay.perm, perm) for lay in layouts)
-    assert sorted(perm[perm < model.numel].tolist()) == list(range(model.numel))
+    segments = layouts[0].segments
+    assert all(lay.segments == segments for lay in layouts)
+    assert sorted(f + j for _, f, k in segments for j in range(k)) == list(range(model.numel))
+    flat = torch.arange(model.numel, dtype=torch.float64)
+    assert torch.equal(layouts[1].model_order(layouts[2].scatter_order(flat), torch.zeros(model.numel)), flat)
     for i, p in enumerate(model.parameters[:3]):  # each grouped parameter, cut over the ranks
         spans = sorted((q.lo, q.hi) for lay in layouts for q in lay.pieces if q.param == i)
         assert spans[0][0] == 0 and spans[-1][1] == p.numel()
-        assert all(a[1] == b[0] for a, b in zip(spans, spans[1:]))
+        assert all(a[1] == b[0] for a, b in itertools.pairwise(spans))
     assert not any(q.param == 3 for lay in layouts for q in lay.pieces)
 
 
