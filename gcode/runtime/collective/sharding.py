@@ -192,7 +192,7 @@ class ShardedReplica:
                             whole[k] = torch.zeros(shapes[key].numel(), dtype=v.dtype, device=v.device)
                         whole[k][lo: hi] = v
                     elif k not in whole:  # a scalar of the parameter: every piece holds it
-                        whole[k] = v
+                        whole[k] = v.clone() if isinstance(v, torch.Tensor) else v
         return {key: {k: v.view(shapes[key]) if _elementwise(v, shapes[key].numel()) else v
                       for k, v in out[key].items()}
                 for key in sorted(out)}

@@ -87,3 +87,13 @@ def _steps():
             scheduler.load_state_dict(whole_sched.state_dict())
             sharded = ShardedReplica(model, optimizer, 0, 1)
             assert not optimizer.state  # the state lives in the shards only
+
+
+def test_zero1_needs_the_collective_plane():
+    from gcode.bench.versus import VersusConfig
+    from gcode.config import ConfigError, from_dict
+    with pytest.raises(ConfigError, match="cluster.zero: 1 shards .* needs cluster.data_plane = collective"):
+        from_dict({"cluster": {"zero": 1}})
+    assert from_dict({"cluster": {"zero": 1, "data_plane": "collective"}}).cluster.zero == 1
+    with pytest.raises(ValueError, match="--zero must be 0, or 1 with --data-plane collective"):
+        VersusConfig(zero=1)
