@@ -50,11 +50,11 @@ def train(plane: str, workers: int, jobs: int) -> dict:
     return {**{k: out.get(k) for k in keep}, "wall_s": time.perf_counter() - t0}
 
 
-def predict(run: dict, fit: dict, n: int) -> dict:
+def predict(run: dict, fit: dict, n: int, nodes: int) -> dict:
     """The simulator's round with the links alone: measured compute plus the plane's modelled
     communication (``network_calibration.py report`` adds the work terms, calibrated in place)."""
     from network_calibration import model_for
-    net = model_for(fit, run["num_params"])
+    net = model_for(fit, run["num_params"], workers_per_node=max(1, -(-n // nodes)))
     comm = float(net.star_round(n) if run["data_plane"] == "star" else net.collective_round(n))
     measured = run["runtime_s"] / run["rounds"]
     predicted = run["compute_s_per_round"] + comm
@@ -104,7 +104,7 @@ def main(argv=None) -> int:
                  "date": time.strftime("%Y-%m-%d %H:%M"), "code": "one call per round",
                  "cpus": os.cpu_count(), "load_average_before": load, "load_average_after": os.getloadavg(),
                  "fit": fit, "runs": runs,
-                 "prediction": {plane: predict(run, fit, workers) for plane, run in runs.items()}}
+                 "prediction": {plane: predict(run, fit, workers, len(ips)) for plane, run in runs.items()}}
         result = json.loads(out.read_text()) if out.exists() else {"runs": {}}
         result["what"] = ("gcode train on both data planes across emulated nodes (cluster/netns.sh), round "
                           "time against the calibrated network model (benchmarks/netns_live.py)")

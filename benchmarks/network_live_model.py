@@ -18,7 +18,10 @@ calls as what a collective round spends beyond compute, its phases and the contr
 Each run is predicted out of sample: with the terms calibrated on the run at the **other n** of
 the same link rate (calibrate at one scale, predict another: the shares carry the terms from n to
 n), and with those of the **other link rate's** runs (the work should not depend on the link);
-and, for comparison, with the links alone (no work terms: the model before them).
+and, for comparison, with the links alone (no work terms: the model before them). Only runs with
+one worker per node give terms; a run with k workers per node (issue 26's four nodes with two
+workers each) is predicted with those of every one-per-node run at its rate (or the other rate),
+and the model's ``workers_per_node`` (:class:`gcode.sim.network.NetworkModel`).
 """
 
 from __future__ import annotations
@@ -59,6 +62,11 @@ def pooled(samples: list[dict]) -> dict:
     return {k: float(statistics.median(s[k] for s in samples)) for k in samples[0]}
 
 
+def per_node(entry: dict) -> int:
+    """Workers sharing a node's link (1: one per node)."""
+    return max(1, -(-entry["workers"] // entry["nodes"]))
+
+
 def predict_run(entry: dict, fit: dict, terms: dict | None) -> dict:
     """Each plane's predicted round (compute + the model's round), for ``terms`` (None: links only)."""
     from gcode.sim.plane_work import PlaneWork
@@ -66,7 +74,7 @@ def predict_run(entry: dict, fit: dict, terms: dict | None) -> dict:
     for plane in PLANES:
         run = entry["runs"][plane]
         work = PlaneWork(**terms, cpu_share=share(entry), optimizer="adam") if terms else PlaneWork()
-        net = model_for(fit, run["num_params"], work=work)
+        net = model_for(fit, run["num_params"], work=work, workers_per_node=per_node(entry))
         n = entry["workers"]
         model = float(net.star_round(n) if plane == "star" else net.collective_round(n))
         out[plane] = run["compute_s_per_round"] + model
@@ -74,23 +82,25 @@ def predict_run(entry: dict, fit: dict, terms: dict | None) -> dict:
 
 
 def live_rows(live: dict, fits: dict) -> dict:
-    """Predicted against measured for every live run of the one-call-per-round code with one worker
-    per node (the model describes one worker per link)."""
-    entries = {k: e for k, e in live["runs"].items()
-               if e.get("code") and e["workers"] <= e["nodes"] and e["rate"] in fits}
-    samples = {k: work_samples(e, fits[e["rate"]]) for k, e in entries.items()}
+    """Predicted against measured for every live run of the one-call-per-round code. The terms come
+    from runs with one worker per node only: for such a run, the other n at its rate, or the other
+    rate; for a run with k workers per node, every one-per-node run at its rate, or at the other."""
+    entries = {k: e for k, e in live["runs"].items() if e.get("code") and e["rate"] in fits}
+    donors = {k: e for k, e in entries.items() if per_node(e) == 1}
+    samples = {k: work_samples(e, fits[e["rate"]]) for k, e in donors.items()}
     rows, terms = [], {}
-    for key, e in sorted(entries.items(), key=lambda kv: (kv[1]["rate"] != "1gbit", kv[1]["workers"])):
+    for key, e in sorted(entries.items(), key=lambda kv: (kv[1]["rate"] != "1gbit", per_node(kv[1]),
+                                                          kv[1]["workers"])):
         fit = fits[e["rate"]]
-        by = {"other_n": [samples[k] for k, o in entries.items() if o["rate"] == e["rate"] and k != key],
-              "other_rate": [samples[k] for k, o in entries.items() if o["rate"] != e["rate"]]}
+        by = {"other_n": [samples[k] for k, o in donors.items() if o["rate"] == e["rate"] and k != key],
+              "other_rate": [samples[k] for k, o in donors.items() if o["rate"] != e["rate"]]}
         terms[key] = {what: pooled(found) if found else None for what, found in by.items()}
         predicted = {what: predict_run(e, fit, t) if t else None for what, t in terms[key].items()}
         predicted["links_only"] = predict_run(e, fit, None)
         for plane in PLANES:
             run = e["runs"][plane]
             measured = run["runtime_s"] / run["rounds"]
-            row = {"key": key, "rate": e["rate"], "n": e["workers"], "plane": plane,
+            row = {"key": key, "rate": e["rate"], "n": e["workers"], "per_node": per_node(e), "plane": plane,
                    "measured_round_s": measured, "compute_s_per_round": run["compute_s_per_round"],
                    "load_average_before": e["load_average_before"][0], "jobs": e["jobs"],
                    "phases_s": run.get("plane_s_per_decode") or star_phases(run)}
@@ -111,19 +121,22 @@ def _ratio(value) -> str:
 
 def markdown(live: dict) -> str:
     """The live rounds table and the in-place work terms."""
-    lines = [("| link | n | plane | measured round ms | of it, compute ms | predicted ms (other n's terms) "
-              "| predicted / measured | with the other rate's terms | links only |"),
-             "|---|---|---|---|---|---|---|---|---|"]
+    lines = [("| link | n | workers per node | plane | measured round ms | of it, compute ms | predicted ms "
+              "(other runs' terms at its rate) | predicted / measured | with the other rate's terms | "
+              "links only |"),
+             "|---|---|---|---|---|---|---|---|---|---|"]
     for r in live["rows"]:
         pred = "-" if r["other_n_round_s"] is None else f"{r['other_n_round_s'] * 1e3:,.0f}"
-        lines.append(f"| {r['rate']} | {r['n']} | {r['plane']} | {r['measured_round_s'] * 1e3:,.0f} | "
+        lines.append(f"| {r['rate']} | {r['n']} | {r.get('per_node', 1)} | {r['plane']} | "
+                     f"{r['measured_round_s'] * 1e3:,.0f} | "
                      f"{r['compute_s_per_round'] * 1e3:,.0f} | {pred} | {_ratio(r['other_n_ratio'])} | "
                      f"{_ratio(r['other_rate_ratio'])} | {_ratio(r['links_only_ratio'])} |")
     p, w = live["terms_pooled"], live["within_target"]
 
     def within(what):
         return ", ".join(f"{plane} {w[what][plane]} of {live['runs'][plane]}" for plane in PLANES)
-    lines += ["", (f"Within {live['target']:.0%}: with the other n's terms {within('other_n')}; with the "
+    lines += ["", (f"Within {live['target']:.0%}: with the terms of the other runs at its rate (one worker "
+                   f"per node: the other n) {within('other_n')}; with the "
                    f"other rate's {within('other_rate')}; links only {within('links_only')}. The work terms, "
                    f"median over the runs (seconds per parameter per core-equivalent, Adam): fold "
                    f"{p['fold_fp32_s_per_param'] * 1e9:.2f} ns (fp32), replica step "

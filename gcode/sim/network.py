@@ -34,6 +34,10 @@ concurrent messages between the coordinator and the workers takes α_c + max(n·
   16 and 18 ms at the links' rate). The term adds, as the fit finds it (:func:`fit_link` with
   ``host_bytes``): ``allreduce += 2(n−1)·D / host_beta``. The star's transfers grow with n·D
   through the coordinator's link either way, so its fitted β_c already holds the host's share.
+* **k workers per node** (``workers_per_node``): the object store sends the parameters once per
+  node (ceil(n/k) copies through the coordinator's link), each node's link carries its k workers'
+  gradients, and a ring whose ranks are not ordered by node puts k of its edges on each node's
+  link (gcode's group ranks the workers by their place in the pool, not by node).
 * **work** (:class:`gcode.sim.plane_work.PlaneWork`): the collective plane's fold, replica step
   and check on every worker per decode, the star's sum of n messages and step on the coordinator
   per round, in seconds per parameter; zero unless given (links only).
@@ -92,6 +96,7 @@ class NetworkModel:
     control_bytes: int = 256       # c, bytes of one control message
     host_beta: float | None = None  # bytes/s the CPUs shared by every node copy (None: each node its own)
     accumulate_bytes: int | None = None  # bytes per value of the collective's accumulator (default bytes)
+    workers_per_node: int = 1      # k, workers sharing one node's link (ranks not ordered by node)
     work: PlaneWork = field(default_factory=PlaneWork)  # the planes' fold, step and check (s per parameter)
 
     def __post_init__(self):
@@ -104,7 +109,7 @@ class NetworkModel:
             if not (isinstance(value, (int, float)) and math.isfinite(value)):
                 raise ValueError(f"network {f.name} must be a finite number, got {value!r}")
             if value < 0 or (value == 0 and f.name in ("beta", "coord_beta", "params", "bytes", "host_beta",
-                                                       "accumulate_bytes")):
+                                                       "accumulate_bytes", "workers_per_node")):
                 raise ValueError(f"network {f.name} must be {'>= 0' if 'alpha' in f.name else '> 0'}, "
                                  f"got {value!r}")
 
@@ -134,13 +139,20 @@ class NetworkModel:
         return replace(self, params=params)
 
     # ---- per-round costs (seconds); n may be an int or a numpy array
-    def _fan(self, n, nbytes: float, alpha: float | None = None):
-        """n concurrent messages of ``nbytes`` between the coordinator and the workers."""
-        return (self.a_c if alpha is None else alpha) + np.maximum(n * nbytes / self.b_c, nbytes / self.beta)
+    def _fan(self, n, nbytes: float, alpha: float | None = None, per_link: float = 1):
+        """n concurrent messages of ``nbytes`` between the coordinator and the workers,
+        ``per_link`` of them over each worker's link."""
+        return (self.a_c if alpha is None else alpha) + np.maximum(n * nbytes / self.b_c,
+                                                                    per_link * nbytes / self.beta)
 
     def star_comm(self, n):
-        """Parameters out and n coded gradients in, through the coordinator's link."""
-        return 2 * self._fan(n, self.message_bytes)
+        """Parameters out and n coded gradients in, through the coordinator's link. With k workers
+        per node the object store sends the parameters once per node (ceil(n/k) copies), and each
+        node's link carries its k workers' gradients."""
+        k = self.workers_per_node
+        nodes = np.ceil(np.asarray(n) / k)
+        gradients = self._fan(n, self.message_bytes, per_link=np.minimum(k, n))
+        return self._fan(nodes, self.message_bytes) + gradients
 
     def star_work(self, n):
         """The star coordinator's work per round: n messages summed, one step (0 unless modelled)."""
@@ -161,7 +173,8 @@ class NetworkModel:
         steps = 2 * (np.asarray(n) - 1)
         nbytes = self.params * self.acc_bytes
         host = 0.0 if self.host_beta is None else steps * nbytes / self.host_beta
-        return steps * self.alpha + steps / n * nbytes / self.beta + host
+        edges = np.minimum(self.workers_per_node, n)  # k ring edges per node link: ranks not by node
+        return steps * self.alpha + edges * steps / n * nbytes / self.beta + host
 
     def collective_work(self):
         """Each worker's work per decode: fold, replica step, the check's share (0 unless modelled)."""
@@ -253,7 +266,7 @@ class NetworkModel:
             timed = "alpha" in key or key in TIMED
             units = _TIME_UNITS if timed else _RATE_UNITS if "beta" in key else {}
             values[key] = _number(key, raw, units)
-            if key in ("bytes", "control_bytes", "accumulate_bytes", "check_every"):
+            if key in ("bytes", "control_bytes", "accumulate_bytes", "check_every", "workers_per_node"):
                 if values[key] != int(values[key]):
                     raise ValueError(f"--network: {key} must be a whole number of bytes, got {raw!r}")
                 values[key] = int(values[key])

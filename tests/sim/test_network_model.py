@@ -216,3 +216,15 @@ def test_fit_recovers_a_shared_host_term():
     assert fit["beta"] == pytest.approx(1.2e9, rel=0.3)
     with pytest.raises(ValueError, match="host_bytes"):
         fit_link(np.stack([link, seconds], 1), steps=steps, host_bytes=host[:3])
+
+
+def test_workers_sharing_a_node():
+    one = NetworkModel(alpha=0.0, beta=1e8, coord_alpha=0.0, coord_beta=1e9, params=1e6)
+    two = NetworkModel(alpha=0.0, beta=1e8, coord_alpha=0.0, coord_beta=1e9, params=1e6, workers_per_node=2)
+    D = 4e6
+    # the parameters go out once per node (4 copies for 8 workers); 8 gradients back, two per link
+    assert two.star_comm(8) == pytest.approx(max(4 * D / 1e9, D / 1e8) + max(8 * D / 1e9, 2 * D / 1e8))
+    assert one.star_comm(8) == pytest.approx(2 * max(8 * D / 1e9, D / 1e8))
+    # a ring whose ranks are not ordered by node: two of its edges on each node's link
+    assert two.allreduce(8) == pytest.approx(2 * one.allreduce(8))
+    assert NetworkModel.parse("workers_per_node=2").workers_per_node == 2
