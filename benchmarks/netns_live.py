@@ -71,12 +71,13 @@ def markdown(entry: dict) -> str:
               "coordinator bytes/round |"),
              "|---|---|---|---|---|---|"]
     for plane in PLANES:
-        run, p = entry["runs"][plane], entry["prediction"][plane]
+        run = entry["runs"][plane]
+        p = predict(run, entry["fit"], entry["workers"], nodes)
         lines.append(f"| {plane} | {p['measured_round_s'] * 1e3:.0f} | "
                      f"{p['compute_s_per_round'] * 1e3:.0f} | {p['predicted_round_s'] * 1e3:.0f} | "
                      f"{p['predicted_over_measured']:.2f} | "
                      f"{run['coordinator_bytes_per_round']:,.0f} |")
-    star, coll = (entry["prediction"][p]["measured_round_s"] for p in PLANES)
+    star, coll = (entry["runs"][p]["runtime_s"] / entry["runs"][p]["rounds"] for p in PLANES)
     lines += ["", f"The star's round over the collective plane's: {star / coll:.2f}."]
     return "\n".join(lines)
 
