@@ -206,8 +206,8 @@ def markdown_table(result: dict) -> str:
     if "live" in rep:
         from network_live_model import markdown as live_markdown
         lines += ["", ("**Live rounds** (`gcode train`, benchmarks/netns_live.py: mlp-wide, uncoded, one "
-                       "worker per node; predicted = the run's compute + the model's round with the work "
-                       "terms calibrated in place, benchmarks/network_live_model.py):"), "",
+                       "or two workers per node; predicted = the run's compute + the model's round with the "
+                       "work terms calibrated in place, benchmarks/network_live_model.py):"), "",
                   live_markdown(rep["live"])]
     if "work" in result:
         lines += ["", "**A dedicated core's work terms** (benchmarks/work_calibration.py):", "",

@@ -591,19 +591,18 @@ SECTIONS = [
                     f"{1e3 * r['plane_s_per_decode'].get(k, 0.0):.0f}"
                     for k in ("fold", "allreduce", "step", "check"))}), level=2),
     Section("Both live planes across emulated nodes (`benchmarks/netns_live.py`)",
-            "gcode train on the star and on the collective plane, eight Ray worker nodes and a head, each "
-            "node in its own network namespace with its link limited by tc (cluster/netns.sh): mlp-wide, "
-            "one model, uncoded, no injection, with 4 or 8 workers (one per node). Predicted here: the run's "
+            "gcode train on the star and on the collective plane, eight (or four) Ray worker nodes and a "
+            "head, each node in its own network namespace with its link limited by tc (cluster/netns.sh): "
+            "mlp-wide, one model, uncoded, no injection, with 4 or 8 workers. Predicted here: the run's "
             "measured compute per round plus the plane's communication by gcode.sim.network with the "
             "link's calibrated alpha and beta, the links alone; the model with the planes' own work "
-            "(fold, replica step, check, the coordinator's calls) is in the next section. Runs marked "
-            "'two calls per round' are from before a decode rode on the next compute call, with two "
-            "workers per node, which the model does not describe. All nodes share one 2-core machine's "
-            "CPUs with other work (the load average is recorded).",
+            "(fold, replica step, check, the coordinator's calls) is in the next section. With more "
+            "workers than nodes (issue 26's four nodes with two workers each) the model has two workers "
+            "on each node's link. All nodes share one 2-core machine's CPUs with other work (the load "
+            "average is recorded).",
             ("netns_live",), lambda d: "\n\n".join(
                 netns_live.markdown(e) + "\n\n" + f"Measured {e['date']}, {e['cpus']} CPUs, load average "
-                + ", ".join(f"{v:.0f}" for v in e["load_average_before"]) + " before"
-                + ("." if e.get("code") else "; two calls per round.")
+                + ", ".join(f"{v:.0f}" for v in e["load_average_before"]) + " before."
                 for e in d["netns_live"]["runs"].values()), level=2),
     Section("The network model calibrated on measured links (`benchmarks/network_calibration.py`)",
             "Eight Ray worker nodes and a head, each in its own network namespace with its link limited "
