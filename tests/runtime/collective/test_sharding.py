@@ -48,6 +48,10 @@ def test_only_element_wise_optimizers_shard():
     with pytest.raises(WorkloadError, match="torch.optim.lbfgs.LBFGS does not allow .* use zero=0, "
                                             "or one of SGD, Adam, AdamW"):
         check_shardable(torch.optim.LBFGS([torch.zeros(2, requires_grad=True)]))
+    model, optimizer, _ = build()
+    check_shardable(optimizer, model)
+    with pytest.raises(WorkloadError, match="holds a tensor that is not one of the model's parameters"):
+        check_shardable(torch.optim.SGD([torch.zeros(2, requires_grad=True)]), model)
 
 
 def test_one_rank_sharded_step_equals_the_whole_step_and_resumes_from_its_state():
