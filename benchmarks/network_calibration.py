@@ -209,6 +209,11 @@ def markdown_table(result: dict) -> str:
                        "or two workers per node; predicted = the run's compute + the model's round with the "
                        "work terms calibrated in place, benchmarks/network_live_model.py):"), "",
                   live_markdown(rep["live"])]
+        if rep["live"].get("repeats"):
+            from network_live_model import repeats_markdown
+            lines += ["", "**Repeats** (the same setting again: benchmarks/results/netns_live_repeat.json):",
+                      "",
+                      repeats_markdown(rep["live"]["repeats"])]
     if "work" in result:
         lines += ["", "**A dedicated core's work terms** (benchmarks/work_calibration.py):", "",
                   work_table(result["work"])]
@@ -276,10 +281,14 @@ def cmd_report(args) -> int:
     out = Path(args.out)
     result = json.loads(out.read_text())
     result["report"] = report(result)
-    live = Path(args.live)
+    live, repeats = Path(args.live), Path(args.live).with_name("netns_live_repeat.json")
     if live.exists():
-        from network_live_model import live_rows
-        result["report"]["live"] = live_rows(json.loads(live.read_text()), result["report"]["fits"])
+        from network_live_model import live_rows, repeat_rows
+        fits = result["report"]["fits"]
+        result["report"]["live"] = live_rows(json.loads(live.read_text()), fits)
+        if repeats.exists():
+            result["report"]["live"]["repeats"] = repeat_rows(json.loads(repeats.read_text()),
+                                                              result["report"]["live"], fits)
     result = json_safe(result)
     out.write_text(json.dumps(result, indent=2) + "\n")
     table = markdown_table(result)

@@ -115,6 +115,44 @@ def live_rows(live: dict, fits: dict) -> dict:
             "within_target": within, "runs": {p: sum(r["plane"] == p for r in rows) for p in PLANES}}
 
 
+def repeat_rows(repeats: dict, live: dict, fits: dict) -> list[dict]:
+    """Repeats of settings measured in ``live`` (a second ``netns_live.py --out`` file), each
+    predicted with the terms its setting's first run was predicted with: how much of a miss is
+    the machine's run-to-run variation."""
+    rows = []
+    for key, e in repeats["runs"].items():
+        terms = live["terms"].get(key, {}).get("other_n")
+        if not terms or e["rate"] not in fits:
+            continue
+        predicted = predict_run(e, fits[e["rate"]], terms)
+        for plane in PLANES:
+            run = e["runs"][plane]
+            first = next(r for r in live["rows"] if r["key"] == key and r["plane"] == plane)
+            measured = run["runtime_s"] / run["rounds"]
+            rows.append({"key": key, "rate": e["rate"], "n": e["workers"], "per_node": per_node(e),
+                         "plane": plane, "measured_round_s": measured,
+                         "first_round_s": first["measured_round_s"],
+                         "compute_s_per_round": run["compute_s_per_round"],
+                         "predicted_round_s": predicted[plane],
+                         "predicted_ratio": predicted[plane] / measured,
+                         "first_ratio": first["other_n_ratio"],
+                         "date": e["date"], "load_average_before": e["load_average_before"][0],
+                         "phases_s": run.get("plane_s_per_decode") or star_phases(run)})
+    return rows
+
+
+def repeats_markdown(rows: list[dict]) -> str:
+    lines = [("| link | n | workers per node | plane | first run ms | repeat ms | repeat's compute ms | "
+              "predicted ms (the first run's terms) | predicted / repeat | predicted / first run |"),
+             "|---|---|---|---|---|---|---|---|---|---|"]
+    for r in rows:
+        lines.append(f"| {r['rate']} | {r['n']} | {r['per_node']} | {r['plane']} | "
+                     f"{r['first_round_s'] * 1e3:,.0f} | {r['measured_round_s'] * 1e3:,.0f} | "
+                     f"{r['compute_s_per_round'] * 1e3:,.0f} | {r['predicted_round_s'] * 1e3:,.0f} | "
+                     f"{r['predicted_ratio']:.2f} | {_ratio(r['first_ratio'])} |")
+    return "\n".join(lines)
+
+
 def _ratio(value) -> str:
     return "-" if value is None else f"{value:.2f}"
 

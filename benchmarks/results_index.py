@@ -620,7 +620,7 @@ SECTIONS = [
             "the runs' recorded phases, each run with the terms of another run (the other n at its "
             "rate, or the other rate), and a dedicated core's work terms measured alone. All nodes "
             "share one 2-core machine's CPUs with everything else running on it.",
-            ("network_calibration",),
+            ("network_calibration", "netns_live_repeat"),
             lambda d: network_calibration.markdown_table(d["network_calibration"]) + "\n\n"
             + calibration_setup(d["network_calibration"]), level=2),
     Section("Both planes at scale by the network model (`gcode bench scale --network`)",

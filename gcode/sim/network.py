@@ -232,6 +232,8 @@ class NetworkModel:
             coord += f", control alpha={self.a_ctl:g}s"
         if self.host_beta is not None:
             coord += f", shared host {self.host_beta:.4g}B/s"
+        if self.workers_per_node > 1:
+            coord += f", {self.workers_per_node} workers per node"
         work = self.work
         if work.modelled:
             coord += (f", work per parameter: fold {work.fold_fp32_s_per_param * 1e9:.3g}/"

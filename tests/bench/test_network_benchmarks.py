@@ -47,6 +47,10 @@ def test_live_report_is_what_its_runs_give(monkeypatch):
     # every run at both n and both rates, both planes
     assert {(r["rate"], r["n"], r["plane"]) for r in again["rows"]} == {
         (rate, n, plane) for rate in ("1gbit", "10gbit") for n in (4, 8) for plane in ("star", "collective")}
+    repeats = json.loads((BENCHMARKS / "results" / "netns_live_repeat.json").read_text())
+    for new, old in zip(live_model.repeat_rows(repeats, again, result["report"]["fits"]), stored["repeats"],
+                        strict=True):
+        assert new["predicted_round_s"] == pytest.approx(old["predicted_round_s"], rel=1e-9)
 
 
 def test_live_work_terms_are_per_parameter_per_core_equivalent(monkeypatch):
