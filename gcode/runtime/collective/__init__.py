@@ -1,6 +1,7 @@
 """The collective data plane's mechanics: a torch.distributed group among Ray worker actors
 (:mod:`.group`), per-job accumulators (:mod:`.accumulate`), the worker's communication thread
-(:mod:`.plane`) and replicas kept identical (:mod:`.replicas`). See docs/COLLECTIVE.md."""
+(:mod:`.plane`), replicas kept identical (:mod:`.replicas`) and ZeRO-1 (:mod:`.sharding`). See
+docs/COLLECTIVE.md."""
 
 from .accumulate import JobAccumulators
 from .group import (
@@ -14,8 +15,8 @@ from .group import (
     wait_ready,
 )
 from .plane import CollectiveConfig, CollectivePlane, accumulate_dtype_for
-from .replicas import ReplicaMismatch, ShardedOptimizer, checksum
+from .replicas import ReplicaMismatch, checksum
 
 __all__ = ["CollectiveConfig", "CollectiveError", "CollectivePlane", "GroupConfig", "JobAccumulators",
-           "Rendezvous", "ReplicaMismatch", "ShardedOptimizer", "StaleGeneration", "accumulate_dtype_for",
+           "Rendezvous", "ReplicaMismatch", "StaleGeneration", "accumulate_dtype_for",
            "checksum", "form_group", "leave_group", "reform_group", "wait_ready"]

@@ -18,8 +18,7 @@ Worker actor methods (each delegates here; the coordinator calls them):
 ``leave_group()``           abort collectives in flight, leave the group (after a fault)
 ``fold(job, pairs)``        acc[job] += a·m for this worker's (result key, a) pairs
 ``reduce(job)``             allreduce job's accumulator; every worker gets the decoded sum
-``reduce_step(job, opt)``   ``zero=1``: reduce-scatter, step the shard, all-gather parameters
-``decode(job, pairs, opt)`` ``fold`` then ``reduce`` (or ``reduce_step``) as one request
+``decode(job, pairs)``      ``fold`` then ``reduce`` as one request
 ``submit(what, body)``      any body run in order on the thread (the replicas' whole decode)
 ``check_replicas(named)``   checksum allreduce; :class:`ReplicaMismatch` names a mismatch
 ``broadcast(tree, src)``    a state tree from rank ``src`` (a restarted actor's replicas)
@@ -44,7 +43,7 @@ import torch.distributed as dist
 
 from .accumulate import JobAccumulators
 from .group import CollectiveError, GroupConfig, GroupMember, Rendezvous, rendezvous_point
-from .replicas import ReplicaMismatch, ShardedOptimizer, broadcast_tree, check_identical
+from .replicas import ReplicaMismatch, broadcast_tree, check_identical
 
 ACCUMULATE_DTYPES = ("float32", "float64")
 
@@ -54,7 +53,7 @@ class CollectiveConfig:
     """The collective plane of one run: its group, the accumulators' dtype (float64 unless every
     decode coefficient is 0 or 1, as with FR codes and uncoded; docs/COLLECTIVE.md "Precision"),
     and ``zero`` (0: allreduce, every replica steps its whole optimizer; 1: reduce-scatter,
-    sharded optimizer state, all-gather)."""
+    sharded optimizer state, all-gather: :mod:`.sharding`)."""
 
     group: GroupConfig = field(default_factory=GroupConfig)
     accumulate_dtype: str = "float64"
@@ -123,36 +122,25 @@ class CollectivePlane:
             return total
         return self._collective(f"allreduce of job {job}", allreduce)
 
-    def decode(self, job: int, pairs: Iterable[tuple[Hashable, float]],
-               sharded: ShardedOptimizer | None = None) -> Future:
+    def decode(self, job: int, pairs: Iterable[tuple[Hashable, float]]) -> Future:
         """Fold ``pairs`` and reduce job in one request, so that no other collective can come
-        between them: future of the decoded sum (``zero=0``), or of None once ``sharded`` has
-        stepped (``zero=1``)."""
+        between them: future of the decoded sum."""
         pairs = list(pairs)
-        what = f"{'reduce-scatter step' if sharded else 'allreduce'} of job {job}"
-        return self._collective(what, lambda: self.fold_and_reduce(job, pairs, sharded))
+        return self._collective(f"allreduce of job {job}", lambda: self.fold_and_reduce(job, pairs))
 
     def fold_and_reduce(self, job: int, pairs: list[tuple[Hashable, float]],
-                        sharded: ShardedOptimizer | None = None, times: dict | None = None):
+                        times: dict | None = None):
         """:meth:`decode`'s body, run on the calling thread: that must be the communication
         thread (a request of :meth:`submit`). ``times`` (when given) gets the seconds of
         ``fold`` and ``allreduce`` (which includes waiting for the last rank to enter it)."""
         t0 = time.perf_counter()
         self.jobs.fold(job, pairs)
         t1 = time.perf_counter()
-        if sharded is not None:
-            out = sharded.step(self.jobs.accumulator(job))
-        else:
-            out = self.jobs.accumulator(job).clone()
-            dist.all_reduce(out)
+        out = self.jobs.accumulator(job).clone()
+        dist.all_reduce(out)
         if times is not None:
             times.update(fold=t1 - t0, allreduce=time.perf_counter() - t1)
         return out
-
-    def reduce_step(self, job: int, optimizer: ShardedOptimizer) -> Future:
-        """``zero=1``: reduce-scatter job's accumulator, step this rank's shard, all-gather."""
-        return self._collective(f"reduce-scatter step of job {job}",
-                                lambda: optimizer.step(self.jobs.accumulator(job)))
 
     def check_replicas(self, replicas: dict) -> Future:
         """Future of {name: checksum}; raises ReplicaMismatch naming the replica that differs."""
@@ -161,14 +149,6 @@ class CollectivePlane:
     def broadcast(self, tree, src: int) -> Future:
         """Future of ``tree`` as rank ``src`` holds it (receivers pass None)."""
         return self._collective(f"broadcast from rank {src}", lambda: broadcast_tree(tree, src, self.device))
-
-    def sharded_optimizer(self, params: torch.Tensor, make_optimizer: Callable) -> Future:
-        """Future of a :class:`ShardedOptimizer` for this generation's rank and world size
-        (``zero=1`` only; build it again after the group re-forms)."""
-        if self.config.zero != 1:
-            raise ValueError("a sharded optimizer needs zero=1; with zero=0 every replica steps its "
-                             "whole optimizer with reduce()'s sum")
-        return self._collective("sharding", lambda: ShardedOptimizer(params, make_optimizer))
 
     def release(self, job: int) -> None:
         self.jobs.release(job)

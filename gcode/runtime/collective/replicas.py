@@ -1,4 +1,4 @@
-"""Replicas kept identical: state broadcast from a peer, a checksum allreduce, and ZeRO-1 steps.
+"""Replicas kept identical: state broadcast from a peer, and a checksum allreduce.
 
 Every worker of the collective plane holds replicas of the M models and their optimizers, built
 from the same seed and stepped with the same reduced gradients, so they stay bit-identical.
@@ -8,9 +8,8 @@ from the same seed and stepped with the same reduced gradients, so they stay bit
   receives the replicas' state from a peer. The tree's shape travels as JSON, never as a pickle.
 * :func:`check_identical` compares the replicas' checksums across ranks with one allreduce and
   raises :class:`ReplicaMismatch`, one line naming the replica and the ranks that differ.
-* :class:`ShardedOptimizer` is ``zero=1``: reduce-scatter the accumulator, each rank steps the
-  optimizer on its shard of the parameters only (its shard of the optimizer state), then
-  all-gather the parameters. Every rank ends with the same parameters.
+
+``zero=1`` (each rank steps its shard of the optimizers' state) is :mod:`.sharding`.
 
 All of them are collectives: call them in the same order on every rank (the plane's
 communication thread does).
@@ -21,7 +20,7 @@ from __future__ import annotations
 import json
 import zlib
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 
 import numpy as np
 import torch
@@ -139,41 +138,3 @@ def check_identical(replicas: dict[str, Sequence[torch.Tensor]], device: torch.d
                                   f"{world - len(odd)} rank(s) (checksums {[hex(row[r]) for r in odd]} "
                                   f"against {hex(common)})")
     return {name: row[0] for name, row in zip(names, sums)}
-
-
-class ShardedOptimizer:
-    """``zero=1`` for one flat parameter vector: this rank steps its shard of the parameters
-    with its shard of the optimizer state, then the parameters are all-gathered.
-
-    ``params`` is the replica's flat parameter tensor (updated in place by :meth:`step`);
-    ``make_optimizer([shard])`` builds the optimizer of the shard."""
-
-    def __init__(self, params: torch.Tensor,
-                 make_optimizer: Callable[[list[torch.Tensor]], torch.optim.Optimizer]):
-        if params.dim() != 1:
-            raise ValueError("ShardedOptimizer needs the flat parameter vector")
-        self.params = params
-        self.rank, self.world = dist.get_rank(), dist.get_world_size()
-        self.shard_len = -(-params.numel() // self.world)
-        self.padded = self.shard_len * self.world
-        lo = self.rank * self.shard_len
-        self.valid = max(0, min(params.numel() - lo, self.shard_len))
-        self.shard = torch.zeros(self.shard_len, dtype=params.dtype, device=params.device)
-        self.shard[: self.valid] = params[lo: lo + self.valid]
-        self.optimizer = make_optimizer([self.shard])
-
-    def step(self, accumulator: torch.Tensor) -> None:
-        """Reduce-scatter ``accumulator`` (this rank's Σ a·m, any float dtype), step the shard
-        with the summed gradient, all-gather the parameters into ``params``."""
-        padded = torch.zeros(self.padded, dtype=accumulator.dtype, device=accumulator.device)
-        padded[: accumulator.numel()] = accumulator
-        grad = torch.empty(self.shard_len, dtype=accumulator.dtype, device=accumulator.device)
-        _reduce_scatter(grad, padded)
-        self.shard.grad = grad.to(self.shard.dtype)
-        self.shard.grad[self.valid:] = 0
-        self.optimizer.step()
-        with torch.no_grad():
-            self.shard[self.valid:] = 0
-            gathered = torch.empty(self.padded, dtype=self.shard.dtype, device=self.shard.device)
-            _all_gather(gathered, self.shard.detach())
-            self.params.copy_(gathered[: self.params.numel()])

@@ -81,7 +81,7 @@ class ReplicaServer:
                                      CollectiveConfig(group=GroupConfig(),
                                                       accumulate_dtype=accumulate_dtype, zero=zero))
         #: zero=1: each replica steps this rank's shard of its optimizer's state
-        self.sharded = ShardedBank(self.bank, self.plane.member) if zero else None
+        self.sharded = ShardedBank(self.bank, self.plane.member) if self.plane.config.zero else None
         self.snapshots: dict[int, torch.Tensor] = {}  # job -> its parameters, once taken
         self.stepped: list[int] = []  # jobs this worker's replicas stepped (the last few)
         self.reports: dict[int, dict] = {}  # stepped job -> its reply (a repeated decode's)

@@ -146,9 +146,15 @@ class PlaneActor:
         flat = torch.as_tensor(np.array(params, dtype=np.float32))
         make = lambda ps: torch.optim.Adam(ps, lr=lr)
         if zero:
-            sharded = self.plane.sharded_optimizer(flat, make).result()
-            self.plane.reduce_step(job, sharded).result()
-            return flat.numpy()
+            from gcode.runtime.collective.sharding import ShardedReplica
+            from gcode.train import FlatModel
+            model = FlatModel(torch.nn.Linear(flat.numel(), 1, bias=False))
+            model.load(flat)
+            member = self.plane.member
+            sharded = ShardedReplica(model, make(model.module.parameters()), member.rank, member.world_size)
+            self.plane.submit("zero=1 step", lambda: sharded.step(self.plane.jobs.accumulator(job),
+                                                                  1.0)).result()
+            return model.snapshot()
         leaf = flat.clone()
         opt = make([leaf])
         leaf.grad = self.plane.reduce(job).result().to(torch.float32)

@@ -24,7 +24,7 @@ def _member(rank: int, world: int, port: int, backend: str, gpus: int, out: str)
 
     from gcode.runtime.collective import CollectiveConfig, CollectivePlane, GroupConfig, Rendezvous
     device = torch.device("cuda", rank % gpus)
-    plane = CollectivePlane(NUMEL, device, CollectiveConfig(group=GroupConfig(backend=backend), zero=1))
+    plane = CollectivePlane(NUMEL, device, CollectiveConfig(group=GroupConfig(backend=backend)))
     report = {}
     try:  # an exception ends this process, and start_processes raises it in the test
         plane.join_group(Rendezvous("127.0.0.1", port, world, 0, backend, 60.0), rank).result(timeout=120)
@@ -37,9 +37,13 @@ def _member(rank: int, world: int, port: int, backend: str, gpus: int, out: str)
                                            dtype=torch.float64) for r in range(world))
         report["reduce_rel_error"] = float((total.cpu() - want).norm() / want.norm())
         report["reduce_device"] = str(total.device)
-        params = torch.linspace(-1, 1, NUMEL, device=device)
-        sharded = plane.sharded_optimizer(params, lambda ps: torch.optim.SGD(ps, lr=0.1)).result(timeout=120)
-        plane.reduce_step(0, sharded).result(timeout=120)
+        from gcode.runtime.collective.sharding import ShardedReplica
+        from gcode.train import FlatModel
+        model = FlatModel(torch.nn.Linear(NUMEL, 1, bias=False), device)
+        model.load(torch.linspace(-1, 1, NUMEL))
+        params = model.params
+        sharded = ShardedReplica(model, torch.optim.SGD(model.module.parameters(), lr=0.1), rank, world)
+        plane.submit("zero=1 step", lambda: sharded.step(plane.jobs.accumulator(0), 1.0)).result(timeout=120)
         expect = torch.linspace(-1, 1, NUMEL) - 0.1 * want.float()
         report["zero1_max_error"] = float((params.cpu() - expect).abs().max())
         report["checksums"] = plane.check_replicas({"params": [params]}).result(timeout=120)
