@@ -66,6 +66,15 @@ def check_shardable(optimizer: torch.optim.Optimizer) -> None:
                             f"{', '.join(c.__name__ for c in ELEMENTWISE)}")
 
 
+def lost_shards(hint: str):
+    """The RunFailed that ends a zero=1 run whose group would re-form (docs/COLLECTIVE.md,
+    "Faults: the run stops"); ``hint``: how to resume from the last checkpoint."""
+    from ..errors import RunFailed
+    return RunFailed(f"a worker failed on the collective plane with cluster.zero=1, which cannot "
+                     f"repair it (each worker held the only copy of its shard of the optimizers' "
+                     f"state; docs/COLLECTIVE.md){hint}")
+
+
 @dataclass(frozen=True)
 class Piece:
     """Parameter ``param``'s values ``lo:hi`` (its flat order), at ``at`` in this rank's shard;

@@ -353,11 +353,9 @@ class CollectiveTransport:
         import ray
 
         from . import CollectiveError, form_group, leave_group, wait_ready
-        if self.zero:
-            from ..errors import RunFailed
-            raise RunFailed(f"a worker failed on the collective plane with cluster.zero=1, which "
-                            f"cannot repair it (each worker held the only copy of its shard of the "
-                            f"optimizers' state; docs/COLLECTIVE.md){self.resume_hint()}")
+        if self.zero:  # a dead worker took the only copy of its shards
+            from .sharding import lost_shards
+            raise lost_shards(self.resume_hint())
         for rank in leave_group(self.actors, 30.0):  # no answer: dead, or hung in a collective
             with contextlib.suppress(Exception):
                 ray.kill(self.actors[rank], no_restart=False)
