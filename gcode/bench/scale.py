@@ -149,9 +149,11 @@ def end_to_end_runs(quick: bool = False) -> list[list[str]]:
 
 
 def run_scale_bench(ns=(256, 1024, 4096, 10000), rounds: int = 1000, book_rounds: int = 40,
-                    cyclic_book_max_n: int = 4096, end_to_end=None, progress=None) -> dict:
-    """Every row of :data:`ROWS` at every n, then ``end_to_end`` (a list of ``gcode simulate``
-    argument lists, see :func:`end_to_end_runs`) at the largest n; see the module docstring.
+                    cyclic_book_max_n: int = 4096, end_to_end=None, progress=None,
+                    labels: tuple[str, ...] | None = None) -> dict:
+    """Every row of :data:`ROWS` (``labels``: only those) at every n, then ``end_to_end`` (a
+    list of ``gcode simulate`` argument lists, see :func:`end_to_end_runs`) at the largest n;
+    see the module docstring.
     A cyclic code's bookkeeping is timed up to ``cyclic_book_max_n``: building its rows costs
     O(n·s³) once (:func:`gcode.codes.cyclic_solve.build_band`), minutes at n = 10,000."""
     loads = LoadModel("additive", PAPER_LOAD_SLOPE)
@@ -159,6 +161,8 @@ def run_scale_bench(ns=(256, 1024, 4096, 10000), rounds: int = 1000, book_rounds
     rows = []
     for n in ns:
         for label, name, code in ROWS:
+            if labels is not None and label not in labels:
+                continue
             params = _params(name, n, code)
             start = time.perf_counter()
             result = _simulate(name, params, n, trace, loads)
@@ -233,6 +237,11 @@ def markdown_table(result: dict) -> str:
                                   if "book_us_per_worker_round" in r else "skipped"))
     out += [""] + grid("**Simulator peak memory**, MiB above the trace (tracemalloc):",
                        cell("sim_peak_mb", "{:.1f}"))
+    rerun = result.get("rows_rerun")
+    if rerun:
+        out += ["", (f"Rows {', '.join(rerun['labels'])} rerun on {rerun['date']} (load average "
+                     f"{rerun['load_average']:.1f}, side by side in one run; {rerun['why']}); the other "
+                     f"rows are from {result['environment']['date']}.")]
     skipped = {r[k] for r in result["rows"] for k in ("skipped", "book_skipped") if k in r}
     if skipped:
         out += ["", "Skipped: " + "; ".join(sorted(skipped)) + "."]
