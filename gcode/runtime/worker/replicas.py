@@ -170,8 +170,14 @@ class ReplicaServer:
                 raise CollectiveError(f"decode {self.next_seq} never reached this worker within "
                                       f"{timeout_s:g} s (decodes up to {upto} were asked for)")
             await asyncio.sleep(0.001)
-        for seq in sorted(q for q in self.futures if q <= upto):  # a failed one raises here
-            await asyncio.wrap_future(self.futures[seq])
+        for seq in sorted(q for q in self.futures if q <= upto):
+            future = self.futures.get(seq)
+            if future is None:  # the group re-formed meanwhile (enqueue cleared them)
+                continue
+            if not future.done():
+                await asyncio.wrap_future(future)
+            future.result()  # a failed one raises here, and for every later call until re-formed
+            self.futures.pop(seq, None)  # succeeded: no later call need wait for it again
 
     def apply(self, decode: dict, recompute: Callable) -> dict:
         """One decode, on the communication thread: fold this worker's (key, coefficient) pairs
