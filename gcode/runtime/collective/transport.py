@@ -48,7 +48,9 @@ bound, re-forms the group before the next call: every worker leaves its group, o
 not answer is restarted, a restarted actor builds its replicas and receives the replicas' state
 (parameters, optimizer state, jobs in flight, jobs stepped) from a surviving peer by a
 broadcast, and every decode not known applied on every worker is repeated in order (a replica
-that stepped a job already skips it). Survivors kept their folded accumulators and results; a
+that stepped a job already skips it; with ``check_decode`` that peer, which kept the sums of
+the last jobs it stepped, sends them to be checked, rank 0 being perhaps the one restarted).
+Survivors kept their folded accumulators and results; a
 restarted worker computes its results in a decode again (the request names their tasks), so the
 sum is the one a fault-free run makes. A call of an older generation computes nothing. With
 ``zero=1`` (:mod:`.sharding`) a fault stops the run instead, naming the last checkpoint: each
@@ -244,7 +246,8 @@ class CollectiveTransport:
         ``pairs[w]`` (key, coefficient, task), the group allreduces and every replica steps
         model t mod M (``unreached`` parameters get no ``.grad``, as on the star plane);
         ``check``: then the replicas are compared; ``send_decoded``: rank 0's report carries
-        the sum and the job's parameters too."""
+        the sum and the job's parameters too, and every rank keeps them a while (a repeated
+        decode's are sent by a surviving rank: :meth:`recover`)."""
         m = self.model_of(t)
         snapshot = self.in_flight_on(m, t)
         seq, self.seq = self.seq, self.seq + 1
@@ -377,8 +380,11 @@ class CollectiveTransport:
         self.suspect.clear()
         self.stats["regroups"] += 1
         # every replica is now src's: repeat the decodes not known applied everywhere (those
-        # src stepped are skipped), and number the next ones on from here
-        unacked, self.unacked = self.unacked, []
+        # src stepped are skipped, and src, which kept their sums, sends those checked), and
+        # number the next ones on from here
+        unacked = [[{**d, "send_decoded": d["gather_sum"] and w == src} for w, d in enumerate(each)]
+                   for each in self.unacked]
+        self.unacked = []
         self.outbox = {w: [] for w in range(len(self.actors))}
         self.pushes.clear()  # of an older generation: repeated below
         replies = ray.get([a.apply_decodes.remote([each[w] for each in unacked], self.seq - 1,
