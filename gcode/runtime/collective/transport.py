@@ -350,7 +350,7 @@ class CollectiveTransport:
         if self.zero:  # a dead worker took the only copy of its shards
             from .sharding import lost_shards
             raise lost_shards(self.resume_hint())
-        for rank in leave_group(self.actors, 30.0):  # no answer: dead, or hung in a collective
+        for rank in leave_group(self.actors, 30.0):  # hung in a collective, or raised
             with contextlib.suppress(Exception):
                 ray.kill(self.actors[rank], no_restart=False)
         wait_ready(self.actors, lambda a: a.ready.remote(), self.timeout_s + 60)
