@@ -18,8 +18,7 @@ def load(name: str):
     return module
 
 
-def test_calibration_report_is_what_its_samples_give(monkeypatch):
-    monkeypatch.syspath_prepend(str(BENCHMARKS))  # it imports network_terms by name
+def test_calibration_report_is_what_its_samples_give():
     calibration = load("network_calibration")
     result = json.loads((BENCHMARKS / "results" / "network_calibration.json").read_text())
     again = calibration.report(result)
@@ -35,7 +34,7 @@ def test_calibration_report_is_what_its_samples_give(monkeypatch):
 
 
 def test_live_report_is_what_its_runs_give(monkeypatch):
-    monkeypatch.syspath_prepend(str(BENCHMARKS))  # it imports network_terms by name
+    monkeypatch.syspath_prepend(str(BENCHMARKS))  # it imports network_calibration by name
     live_model = load("network_live_model")
     result = json.loads((BENCHMARKS / "results" / "network_calibration.json").read_text())
     runs = json.loads((BENCHMARKS / "results" / "netns_live.json").read_text())

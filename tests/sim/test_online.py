@@ -257,3 +257,22 @@ def test_no_move_rests_on_a_guess_without_data():
     tuner.scheme.record(1, np.ones(16, dtype=bool))
     tuner.observe(1, 1.0 + 0.01 * np.arange(16), tuner.scheme.round_load(1), 1.2)
     assert not tuner.evidence.blind.any()
+
+
+def test_a_rounds_late_results_are_one_event_and_old_checkpoints_restore():
+    """Late results that come in one after another for one round are one event of arrays; a
+    state with one event per late result (checkpoints before batches) restores the same."""
+    trace = GilbertElliottDelay().sample(24, 32, seed=2)
+    tuner = OnlineTuner(32, 20, LoadModel("additive", 1.0))
+    simulate(tuner.scheme, trace, tuner, LoadModel("additive", 1.0))
+    state = tuner.state()
+    batches = [e for e in state["events"] if e["kind"] == "lates"]
+    assert batches and all(isinstance(e["times"], np.ndarray) for e in batches)
+    assert any(len(e["times"]) > 1 for e in batches)
+    old = dict(state, events=[single for e in state["events"] for single in (
+        [{"kind": "late", "r": e["r"], "worker": int(w), "time": float(t)}
+         for w, t in zip(e["workers"], e["times"])] if e["kind"] == "lates" else [e])])
+    for saved in (state, old):
+        again = OnlineTuner(32, 20, LoadModel("additive", 1.0))
+        again.restore(saved, tuner.scheme)
+        assert np.array_equal(again.costs, tuner.costs) and np.array_equal(again.ratios, tuner.ratios)

@@ -31,12 +31,12 @@ def test_the_live_tuner_is_told_a_cut_workers_late_time(monkeypatch):
     res, tuner = run_auto(monkeypatch)
     assert res["stragglers"] == 1
     rounds = {e["r"]: (i, e) for i, e in enumerate(tuner.events) if e["kind"] == "round"}
-    late = [(i, e) for i, e in enumerate(tuner.events) if e["kind"] == "late"]
-    assert [(e["r"], e["worker"]) for _, e in late] == [(0, 0)]  # once per (round, worker)
+    late = [(i, e) for i, e in enumerate(tuner.events) if e["kind"] == "lates"]
+    assert [(e["r"], int(w)) for _, e in late for w in e["workers"]] == [(0, 0)]  # once per (round, worker)
     i, e = late[0]
     at, cut_round = rounds[0]
     assert np.isnan(cut_round["times"][0])      # cut in round 0 ...
-    assert e["time"] > cut_round["end"]         # ... timed from round 0's dispatch, past its cut
+    assert e["times"][0] > cut_round["end"]     # ... timed from round 0's dispatch, past its cut
     assert at < i < rounds[1][0]                # told before round 1's decision: it came in then
 
 
@@ -47,7 +47,8 @@ def test_a_late_event_is_checkpointed_and_replayed_on_resume(monkeypatch, tmp_pa
     full, tuner = run_auto(monkeypatch, checkpoint=ck)
     path = checkpoints_in(tmp_path / "ck")[0]
     saved = read_checkpoint(path).tree["tuner"]["events"]
-    assert saved[1] == {"kind": "late", "r": 0, "worker": 0, "time": tuner.events[1]["time"]}
+    assert (saved[1]["kind"], saved[1]["r"], list(saved[1]["workers"])) == ("lates", 0, [0])
+    assert np.array_equal(saved[1]["times"], tuner.events[1]["times"])
     cfg = resume_config(path).replace(**{"checkpoint.dir": None})
     tuners = []
     observe = OnlineTuner.observe
