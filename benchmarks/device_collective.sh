@@ -9,7 +9,9 @@
 #               and bursty, with coordinator_bytes_per_round in every gcode row and, on the
 #               collective plane, where a decode's seconds go (plane_s_per_decode: fold,
 #               allreduce, step, check, as a worker timed them).
-# Usage: benchmarks/device_collective.sh OUT_DIR [functional] [versus]   (default: functional)
+#   zero        the same collective rows with --zero 1 (ZeRO-1: reduce-scatter, shard step,
+#               all-gather), no injection and bursty, beside zero=0's in the versus part.
+# Usage: benchmarks/device_collective.sh OUT_DIR [functional] [versus] [zero]   (default: functional)
 # JSON lands in OUT_DIR; copy it to benchmarks/results/.
 set -u
 out=${1:?usage: device_collective.sh OUT_DIR [functional] [versus]}
@@ -22,7 +24,7 @@ echo "cores: $(nproc); torch: $($py -c 'import torch; print(torch.__version__)')
 if [[ $want == *" functional "* ]]; then
   timeout 300 $py benchmarks/device_collective.py --world 4 --out "$out/device_collective.json"
 fi
-if [[ $want == *" versus "* ]]; then
+if [[ $want == *" versus "* || $want == *" zero "* ]]; then
   if ! $py -m gcode bench versus --help | grep -q -- --data-plane; then
     echo "versus: gcode bench versus has no --data-plane on this checkout; skipped"
   else
@@ -32,12 +34,18 @@ if [[ $want == *" versus "* ]]; then
         "$@" 2>&1 | grep -E "^\| |Best|^Stragglers" | tail -14
       cp "$out/tmp/$name"/bench_versus_*.json "$out/versus_$name.json" 2>/dev/null
     }
-    # the acceptance first (no injection: uncoded >= 0.95x DDP; bursty: the best exact one-model
-    # scheme >= 1.4x DDP; coordinator_bytes_per_round <= 64 KB), then the star's bytes beside it
-    run mlp-wide-collective-none --data-plane collective --inject none --schemes uncoded,gc-s1,uncoded-pipelined
-    run mlp-wide-collective --data-plane collective --schemes uncoded,gc-s2-earliest,gc-s2-earliest-arrival
-    LIMIT=${STAR_LIMIT:-120} run mlp-wide-star-none --data-plane star --inject none --schemes uncoded
-    LIMIT=${STAR_LIMIT:-120} run mlp-wide-star --data-plane star --schemes uncoded,gc-s2-earliest
+    if [[ $want == *" versus "* ]]; then
+      # the acceptance first (no injection: uncoded >= 0.95x DDP; bursty: the best exact one-model
+      # scheme >= 1.4x DDP; coordinator_bytes_per_round <= 64 KB), then the star's bytes beside it
+      run mlp-wide-collective-none --data-plane collective --inject none --schemes uncoded,gc-s1,uncoded-pipelined
+      run mlp-wide-collective --data-plane collective --schemes uncoded,gc-s2-earliest,gc-s2-earliest-arrival
+      LIMIT=${STAR_LIMIT:-120} run mlp-wide-star-none --data-plane star --inject none --schemes uncoded
+      LIMIT=${STAR_LIMIT:-120} run mlp-wide-star --data-plane star --schemes uncoded,gc-s2-earliest
+    fi
+    if [[ $want == *" zero "* ]]; then
+      run mlp-wide-collective-zero1-none --data-plane collective --zero 1 --inject none --schemes uncoded
+      run mlp-wide-collective-zero1 --data-plane collective --zero 1 --schemes uncoded,gc-s2-earliest
+    fi
     rm -rf "$out/tmp"
     for f in "$out"/versus_*.json; do
       [[ -e $f ]] && $py -c 'import json, sys

@@ -53,7 +53,7 @@ def train(plane: str, workers: int, jobs: int) -> dict:
 def predict(run: dict, fit: dict, n: int, nodes: int) -> dict:
     """The simulator's round with the links alone: measured compute plus the plane's modelled
     communication (``network_calibration.py report`` adds the work terms, calibrated in place)."""
-    from network_calibration import model_for
+    from network_terms import model_for
     net = model_for(fit, run["num_params"], workers_per_node=max(1, -(-n // nodes)))
     comm = float(net.star_round(n) if run["data_plane"] == "star" else net.collective_round(n))
     measured = run["runtime_s"] / run["rounds"]

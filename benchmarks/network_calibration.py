@@ -49,12 +49,12 @@ import sys
 from pathlib import Path
 
 import numpy as np
+from network_terms import TARGET, model_for
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 MB = 1e6
 RATE_UNITS = {"gbit": 1e9, "mbit": 1e6, "kbit": 1e3, "bit": 1.0}
-TARGET = 0.15
 
 
 def median(xs) -> float:
@@ -86,15 +86,6 @@ def calibrate(entry: dict) -> dict:
     return {"ring": ring, "ring_links_only": links_only, "star": star, "control_alpha": control}
 
 
-#: a fitted β of inf (the bytes explain nothing beyond the other terms), as a finite rate
-UNBOUND = 1e15
-
-
-def finite(rate: float | None) -> float:
-    """A fitted rate as a finite one (None, JSON's form of inf, and inf: unbound)."""
-    return UNBOUND if rate is None or math.isinf(rate) else rate
-
-
 def json_safe(node):
     """``node`` with every inf as None (strict JSON has no infinity)."""
     if isinstance(node, float) and math.isinf(node):
@@ -104,17 +95,6 @@ def json_safe(node):
     if isinstance(node, list):
         return [json_safe(v) for v in node]
     return node
-
-
-def model_for(fit: dict, params: float, links_only: bool = False, **more):
-    """The network model of a setting's fit (``links_only``: the ring without the host term)."""
-    from gcode.sim.network import NetworkModel
-    ring = fit["ring_links_only" if links_only else "ring"]
-    host = finite(ring.get("host_beta"))
-    return NetworkModel(alpha=ring["alpha"], beta=finite(ring["beta"]),
-                        host_beta=None if host == UNBOUND else host,
-                        coord_alpha=fit["star"]["alpha"], coord_beta=finite(fit["star"]["beta"]),
-                        control_alpha=fit["control_alpha"], params=params, **more)
 
 
 def measured_communication(row: dict) -> float:

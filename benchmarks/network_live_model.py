@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import statistics
 
-from network_calibration import TARGET, model_for
+from network_terms import TARGET, model_for
 
 PLANES = ("star", "collective")
 

@@ -287,7 +287,7 @@ def _execute(cfg: TrainConfig, workload, progress, pool, monitor, in_process, ca
         models, optimizers, schedulers = build_models(cfg, workload, M, device)
         if cfg.cluster.zero:  # one line here, before any worker builds its shards
             from .collective.sharding import check_shardable
-            check_shardable(optimizers[0])
+            check_shardable(optimizers[0], models[0])
         if ck is not None:  # before the spec sends their buffers to the workers
             restore_buffers(ck, models)
         d = models[0].numel

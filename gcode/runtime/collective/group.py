@@ -227,19 +227,24 @@ def form_group(actors: list, config: GroupConfig, generation: int = 0, *,
 
 
 def leave_group(actors: list, timeout_s: float) -> list[int]:
-    """Coordinator side: every live actor aborts and leaves its group; returns the ranks whose
-    call failed (dead actors), which the caller restarts or replaces before re-forming."""
+    """Coordinator side: every live actor aborts and leaves its group; returns the ranks the
+    caller must restart before re-forming: those that did not answer within ``timeout_s`` (hung
+    in a collective) or whose call raised. An actor that died is left alone: it restarts by
+    itself, and killing its new process too would race the restart (the next call could meet
+    it restarting a second time)."""
     import ray
     calls = [actor.leave_group.remote() for actor in actors]
     ready, pending = ray.wait(calls, num_returns=len(calls), timeout=timeout_s)
-    dead = [rank for rank, call in enumerate(calls) if call in pending]
+    restart = [rank for rank, call in enumerate(calls) if call in pending]
     for rank, call in enumerate(calls):
         if call in ready:
             try:
                 ray.get(call)
-            except ray.exceptions.RayError:  # the actor died (or is restarting)
-                dead.append(rank)
-    return sorted(dead)
+            except ray.exceptions.RayActorError:  # died (or is restarting): comes back by itself
+                pass
+            except ray.exceptions.RayError:
+                restart.append(rank)
+    return sorted(restart)
 
 
 def reform_group(actors: list, config: GroupConfig, generation: int, *, backend: str | None = None,

@@ -38,6 +38,11 @@ class ReplicaMismatch(Exception):
     """Replicas that should be bit-identical are not (the run must stop: it names which)."""
 
 
+def caused_by_mismatch(exc: BaseException) -> bool:
+    """Whether a worker's call (a Ray error) failed because its replicas differ from its peers'."""
+    return isinstance(getattr(exc, "cause", None), ReplicaMismatch)
+
+
 def flatten_tree(tree) -> tuple[object, list[torch.Tensor]]:
     """(a JSON-able skeleton with tensors replaced by their index, the tensors)."""
     tensors: list[torch.Tensor] = []

@@ -57,13 +57,20 @@ ELEMENTWISE = (O.SGD, O.Adam, O.AdamW, O.Adamax, O.NAdam, O.RAdam, O.RMSprop, O.
                O.Adadelta, O.ASGD, O.Rprop)
 
 
-def check_shardable(optimizer: torch.optim.Optimizer) -> None:
-    """WorkloadError (one line) unless ``optimizer`` can step shard by shard."""
+def check_shardable(optimizer: torch.optim.Optimizer, model=None) -> None:
+    """WorkloadError (one line) unless ``optimizer`` can step shard by shard (and, given
+    ``model``, a :class:`gcode.train.FlatModel`, holds only its parameters)."""
     if type(optimizer) not in ELEMENTWISE:
         raise WorkloadError(f"optimizer_fn: cluster.zero=1 shards the optimizer's state value by "
                             f"value, which {optimizer_class(optimizer)} does not allow (its update "
                             f"is not element-wise); use zero=0, or one of "
                             f"{', '.join(c.__name__ for c in ELEMENTWISE)}")
+    if model is not None:
+        own = {id(p) for p in model.parameters}
+        if any(id(p) not in own for g in optimizer.param_groups for p in g["params"]):
+            raise WorkloadError("optimizer_fn: the optimizer holds a tensor that is not one of the "
+                                "model's parameters; cluster.zero=1 shards the model's parameters "
+                                "only (use zero=0)")
 
 
 def lost_shards(hint: str):
@@ -153,7 +160,7 @@ class ShardedReplica:
     the same class over this rank's pieces."""
 
     def __init__(self, model, optimizer: torch.optim.Optimizer, rank: int, world: int):
-        check_shardable(optimizer)
+        check_shardable(optimizer, model)
         self.model, self.optimizer = model, optimizer
         self.layout = layout = ShardLayout(model, optimizer, rank, world)
         device = model.params.device
@@ -272,8 +279,8 @@ class ShardedBank:
     communication thread."""
 
     def __init__(self, bank, member):
-        for optimizer in bank.optimizers:
-            check_shardable(optimizer)
+        for model, optimizer in zip(bank.models, bank.optimizers):
+            check_shardable(optimizer, model)
         self.bank, self.member = bank, member
         self.replicas: list[ShardedReplica] | None = None
         self.generation: int | None = None

@@ -22,11 +22,9 @@ A straggler still computing an older call enters the allreduce at once: the new 
 decode on the communication thread while the compute thread works.
 
 Pushed decodes (dispatch at arrival): a worker sent its next call at its arrival is computing
-when the round decodes; riding on its call after next, the decode would run a round late, and
-that call (the same model's next job when M = 2) would wait for its allreduce, that is for the
-slowest worker's call after next: every worker would wait out the next round's stragglers. So
-a worker with a call in flight gets the decode at once by a call of its own (two Ray calls
-per round for it, as before decodes rode on the calls); :meth:`fetch` reads the replies.
+when the round decodes; riding on its call after next, the decode would run a round late and
+every worker would wait out the next round's stragglers. So a worker with a call in flight gets
+the decode at once by a call of its own; :meth:`fetch` reads the replies.
 
 Before the replicas are read (a checkpoint, an evaluation, the end of the run) the coordinator
 settles every queued decode with one call per worker (:meth:`CollectiveTransport.settle`); with
@@ -48,11 +46,11 @@ bound, re-forms the group before the next call: every worker leaves its group, o
 not answer is restarted, a restarted actor builds its replicas and receives the replicas' state
 (parameters, optimizer state, jobs in flight, jobs stepped) from a surviving peer by a
 broadcast, and every decode not known applied on every worker is repeated in order (a replica
-that stepped a job already skips it). Survivors kept their folded accumulators and results; a
-restarted worker computes its results in a decode again (the request names their tasks), so the
-sum is the one a fault-free run makes. A call of an older generation computes nothing. With
-``zero=1`` (:mod:`.sharding`) a fault stops the run instead, naming the last checkpoint: each
-worker held the only copy of its shards of the optimizers' state.
+that stepped a job already skips it; with ``check_decode`` that peer sends the sums it kept).
+Survivors kept their accumulators and results; a restarted worker computes its results again
+(the request names their tasks), so the sum is a fault-free run's. A call of an older
+generation computes nothing. With ``zero=1`` (:mod:`.sharding`) a fault stops the run instead,
+naming the last checkpoint: each worker held the only copy of its optimizer-state shards.
 """
 
 from __future__ import annotations
@@ -64,6 +62,7 @@ import numpy as np
 
 from ..wire import STALE, UNPREPARED, Call, Result
 from .replica_calls import ReplicaCalls
+from .replicas import caused_by_mismatch
 
 #: attempts at settling the decodes when a collective fails (each after re-forming the group)
 DECODE_ATTEMPTS = 3
@@ -71,12 +70,6 @@ DECODE_ATTEMPTS = 3
 COLLECTIVE_FAILURES = ("raised CollectiveError", "raised StaleGeneration")
 #: the failure reason of a call that failed, or gave up, in a group generation re-formed since
 OUTLIVED = "outlived its group generation"
-
-
-def _replica_mismatch(exc: BaseException) -> bool:
-    """Whether a worker's call failed because its replicas differ from its peers'."""
-    from .replicas import ReplicaMismatch
-    return isinstance(getattr(exc, "cause", None), ReplicaMismatch)
 
 
 class JobRef(NamedTuple):
@@ -244,7 +237,8 @@ class CollectiveTransport:
         ``pairs[w]`` (key, coefficient, task), the group allreduces and every replica steps
         model t mod M (``unreached`` parameters get no ``.grad``, as on the star plane);
         ``check``: then the replicas are compared; ``send_decoded``: rank 0's report carries
-        the sum and the job's parameters too."""
+        the sum and the job's parameters too, and every rank keeps them a while (a repeated
+        decode's are sent by a surviving rank: :meth:`recover`)."""
         m = self.model_of(t)
         snapshot = self.in_flight_on(m, t)
         seq, self.seq = self.seq, self.seq + 1
@@ -306,7 +300,7 @@ class CollectiveTransport:
                 replies = ray.get(calls, timeout=self.timeout_s + 30)
             except (ray.exceptions.RayActorError, ray.exceptions.GetTimeoutError,
                     ray.exceptions.RayTaskError) as exc:
-                if _replica_mismatch(exc):
+                if caused_by_mismatch(exc):
                     raise RuntimeError(str(exc.cause)) from None
                 if attempt + 1 == DECODE_ATTEMPTS:
                     raise RuntimeError(f"the collective plane's decodes failed {DECODE_ATTEMPTS} "
@@ -356,7 +350,7 @@ class CollectiveTransport:
         if self.zero:  # a dead worker took the only copy of its shards
             from .sharding import lost_shards
             raise lost_shards(self.resume_hint())
-        for rank in leave_group(self.actors, 30.0):  # no answer: dead, or hung in a collective
+        for rank in leave_group(self.actors, 30.0):  # hung in a collective, or raised
             with contextlib.suppress(Exception):
                 ray.kill(self.actors[rank], no_restart=False)
         wait_ready(self.actors, lambda a: a.ready.remote(), self.timeout_s + 60)
@@ -377,8 +371,11 @@ class CollectiveTransport:
         self.suspect.clear()
         self.stats["regroups"] += 1
         # every replica is now src's: repeat the decodes not known applied everywhere (those
-        # src stepped are skipped), and number the next ones on from here
-        unacked, self.unacked = self.unacked, []
+        # src stepped are skipped, and src, which kept their sums, sends those checked), and
+        # number the next ones on from here
+        unacked = [[{**d, "send_decoded": d["gather_sum"] and w == src} for w, d in enumerate(each)]
+                   for each in self.unacked]
+        self.unacked = []
         self.outbox = {w: [] for w in range(len(self.actors))}
         self.pushes.clear()  # of an older generation: repeated below
         replies = ray.get([a.apply_decodes.remote([each[w] for each in unacked], self.seq - 1,

@@ -160,9 +160,10 @@ class JobBook:
 
     def _check(self, t: int, m: int, decoded, params, out: dict) -> None:
         """``check_decode``: job t's ``decoded`` gradient (Σ a·m, unscaled) against the one
-        computed here from its ``params``; a coded scheme's miss stops the run. Unchecked only
-        when the collective plane repeated a decode that every replica had already stepped and
-        rank 0 was restarted since (its sum is gone with its process)."""
+        computed here from its ``params``; a coded scheme's miss stops the run. On the collective
+        plane every rank keeps the sums of the last two jobs it stepped, and a decode repeated
+        after a fault is sent by a surviving rank: unchecked only when a fault lost the reports
+        of more than two jobs that every replica had already stepped."""
         import torch
         if decoded is None or params is None:
             return

@@ -60,6 +60,11 @@ def _scalars(reply: dict) -> dict:
     return {k: v for k, v in reply.items() if not isinstance(v, np.ndarray)}
 
 
+#: jobs whose all-reduced sum and parameters each rank keeps with ``check_decode`` (the last
+#: ones it stepped): a decode repeated after a fault is checked by any surviving rank
+ARRAYS_KEPT = 2
+
+
 class ReplicaServer:
     """One worker's replicas and collective plane for one run context."""
 
@@ -170,8 +175,14 @@ class ReplicaServer:
                 raise CollectiveError(f"decode {self.next_seq} never reached this worker within "
                                       f"{timeout_s:g} s (decodes up to {upto} were asked for)")
             await asyncio.sleep(0.001)
-        for seq in sorted(q for q in self.futures if q <= upto):  # a failed one raises here
-            await asyncio.wrap_future(self.futures[seq])
+        for seq in sorted(q for q in self.futures if q <= upto):
+            future = self.futures.get(seq)
+            if future is None:  # the group re-formed meanwhile (enqueue cleared them)
+                continue
+            if not future.done():
+                await asyncio.wrap_future(future)
+            future.result()  # a failed one raises here, and for every later call until re-formed
+            self.futures.pop(seq, None)  # succeeded: no later call need wait for it again
 
     def apply(self, decode: dict, recompute: Callable) -> dict:
         """One decode, on the communication thread: fold this worker's (key, coefficient) pairs
@@ -184,16 +195,22 @@ class ReplicaServer:
         ``grad_norm``, ``clip_factor``: :class:`gcode.train.step.StepReport`) and the seconds
         by phase; ``send_decoded`` (one rank, with ``check_decode``): also the all-reduced sum
         (``decoded``, fp64) and the job's parameters (``params``), for the coordinator to
-        compare with the gradient it computes directly. The parameters ``unreached`` (no
-        result of the job reached them) get no ``.grad``. A job this replica stepped already
-        (a decode repeated after a fault that struck once it was done) is not stepped again."""
+        compare with the gradient it computes directly; ``gather_sum`` (every rank, with
+        ``check_decode``): keep those two for the last :data:`ARRAYS_KEPT` jobs stepped, so
+        that any surviving rank can send them for a decode repeated after a fault. The
+        parameters ``unreached`` (no result of the job reached them) get no ``.grad``. A job
+        this replica stepped already (a decode repeated after a fault that struck once it was
+        done) is not stepped again: its kept report answers."""
         job, model = decode["job"], decode["model"]
         if job in self.stepped:
-            return {**self.reports.get(job, {"finite": True}), "job": job, "repeated": True}
+            kept = self.reports.get(job, {"finite": True})
+            return {**(kept if decode["send_decoded"] else _scalars(kept)), "job": job,
+                    "repeated": True}
         t0 = time.perf_counter()
         for t in decode["snapshot"]:
             self.params_of(t)
-        params = self.params_of(job).cpu().numpy() if decode["send_decoded"] else None
+        keep_arrays = decode["send_decoded"] or decode.get("gather_sum", False)
+        params = self.params_of(job).cpu().numpy() if keep_arrays else None
         tasks = {tuple(key): task for key, _, task in decode["pairs"]}
         for key in self.missing(job, list(tasks)):
             recompute(job, key, tasks[key], decode["bounds"], decode["dtype"])
@@ -215,14 +232,18 @@ class ReplicaServer:
                                     unreached=decode["unreached"], skip_nonfinite=True)
         finite = math.isfinite(report.grad_norm)  # else the replica did not step
         reply: dict = {"job": job, "finite": finite, "phases": phases}
-        if decode["send_decoded"]:
-            reply.update(decoded=total.to("cpu", torch.float64).numpy(), params=params)
+        arrays = {"decoded": total.to("cpu", torch.float64).numpy(), "params": params} if keep_arrays else {}
         if finite:
             reply.update(lr=report.lr[0], grad_norm=report.grad_norm, clip_factor=report.clip_factor)
             self.stepped = [*self.stepped[-63:], job]
-            # the last job's reply whole (its decode may be repeated), older ones without arrays
-            self.reports = {t: _scalars(self.reports[t]) for t in self.stepped if t in self.reports}
-        self.reports[job] = reply  # a non-finite one too: the coordinator must hear of it
+            if len(self.stepped) > ARRAYS_KEPT:  # older reports than the last few lose their arrays
+                older = self.stepped[-ARRAYS_KEPT - 1]
+                if older in self.reports:
+                    self.reports[older] = _scalars(self.reports[older])
+            self.reports = {t: self.reports[t] for t in self.stepped if t in self.reports}
+        self.reports[job] = {**reply, **arrays}  # a non-finite one too: the coordinator must hear of it
+        if decode["send_decoded"]:
+            reply.update(arrays)
         self.release(job)
         t3 = time.perf_counter()
         phases.setdefault("step", t3 - t2)

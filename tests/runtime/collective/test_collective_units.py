@@ -110,3 +110,38 @@ def test_one_rank_plane_in_process():
             plane.reduce(0).result(timeout=60)
     finally:
         plane.close()
+
+
+def test_every_rank_keeps_the_last_sums_so_a_survivor_answers_a_repeated_decode():
+    """With check_decode every rank keeps the all-reduced sum and parameters of the last
+    ARRAYS_KEPT jobs it stepped (only the rank asked sends them): a decode repeated after a fault
+    gets them from whichever rank the coordinator asks, the same numbers as the first time."""
+    from gcode.config import from_dict
+    from gcode.runtime.data import WorkSpec
+    from gcode.runtime.run import preset_workload_of
+    from gcode.runtime.worker.replicas import ARRAYS_KEPT, ReplicaServer
+    workload = preset_workload_of(from_dict({"train": {"model": "logistic", "optimizer": "sgd"}}))
+    numel = sum(p.numel() for p in workload.model_fn().parameters())
+    server = ReplicaServer(WorkSpec(workload=workload, num_params=numel), 1, False, "float32", "cpu")
+    try:
+        server.plane.join_group(Rendezvous("127.0.0.1", free_port("127.0.0.1"), 1, 0, "gloo", 30.0),
+                                0).result(timeout=60)
+
+        def decode(job, send):
+            return {"seq": job, "job": job, "model": 0, "pairs": [[(0, job, 0), 1.0, None]],
+                    "snapshot": [], "scale": 1.0, "check": False, "bounds": (), "dtype": "float32",
+                    "send_decoded": send, "gather_sum": True, "unreached": []}
+
+        sent = {}
+        for job in range(ARRAYS_KEPT + 1):
+            server.keep((0, job, 0), job, torch.full((numel,), float(job + 1)))
+            first = server.apply(decode(job, send=False), recompute=None)
+            assert "decoded" not in first and first["finite"]  # kept here, not sent
+            again = server.apply(decode(job, send=True), recompute=None)  # repeated: not stepped
+            assert again["repeated"] and np.array_equal(again["decoded"], np.full(numel, job + 1.0))
+            sent[job] = again["params"]
+        assert not np.array_equal(sent[0], sent[ARRAYS_KEPT])  # each job's own parameters
+        oldest = server.apply(decode(0, send=True), recompute=None)  # past the last ARRAYS_KEPT
+        assert oldest["repeated"] and "decoded" not in oldest and "lr" in oldest
+    finally:
+        server.close()

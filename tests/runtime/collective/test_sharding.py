@@ -11,7 +11,7 @@ import torch
 
 from gcode.runtime.collective import CollectiveConfig, CollectivePlane, Rendezvous
 from gcode.runtime.collective.group import free_port
-from gcode.runtime.collective.sharding import ShardedReplica, ShardLayout, check_shardable
+from gcode.runtime.collective.sharding import ELEMENTWISE, ShardedReplica, ShardLayout, check_shardable
 from gcode.train import FlatModel, WorkloadError
 from gcode.train.step import step as whole_step
 
@@ -48,6 +48,10 @@ def test_only_element_wise_optimizers_shard():
     with pytest.raises(WorkloadError, match="torch.optim.lbfgs.LBFGS does not allow .* use zero=0, "
                                             "or one of SGD, Adam, AdamW"):
         check_shardable(torch.optim.LBFGS([torch.zeros(2, requires_grad=True)]))
+    model, optimizer, _ = build()
+    check_shardable(optimizer, model)
+    with pytest.raises(WorkloadError, match="holds a tensor that is not one of the model's parameters"):
+        check_shardable(torch.optim.SGD([torch.zeros(2, requires_grad=True)]), model)
 
 
 def test_one_rank_sharded_step_equals_the_whole_step_and_resumes_from_its_state():
@@ -97,3 +101,32 @@ def test_zero1_needs_the_collective_plane():
     assert from_dict({"cluster": {"zero": 1, "data_plane": "collective"}}).cluster.zero == 1
     with pytest.raises(ValueError, match="--zero must be 0, or 1 with --data-plane collective"):
         VersusConfig(zero=1)
+
+
+@pytest.mark.parametrize("cls", [c.__name__ for c in ELEMENTWISE])
+def test_element_wise_optimizers_give_a_value_the_same_bits_wherever_it_is_cut(cls):
+    """What zero=1's bit-exactness rests on: stepping parameters cut into pieces at arbitrary
+    offsets (foreach and single-tensor) equals stepping them whole, bit for bit."""
+    optimizer = getattr(torch.optim, cls)
+    hyper = {"lr": 0.01, **({"momentum": 0.9, "weight_decay": 0.01} if cls == "SGD" else {})}
+    shapes, cuts = [(37, 13), (13,), (1,), (300,)], [1, 2, 3, 481, 482, 600]
+    sizes = [torch.Size(s).numel() for s in shapes]
+    for foreach in (False, True):
+        torch.manual_seed(0)
+        whole = [torch.randn(s) for s in shapes]
+        flat = torch.cat([p.reshape(-1) for p in whole])
+        bounds, offsets = [0, *cuts, flat.numel()], [0, *itertools.accumulate(sizes)]
+        spans = [(max(lo, a), min(hi, b)) for lo, hi in itertools.pairwise(bounds)
+                 for a, b in itertools.pairwise(offsets) if max(lo, a) < min(hi, b)]
+        pieces = [flat[lo:hi].clone() for lo, hi in spans]
+        a, b = optimizer(whole, foreach=foreach, **hyper), optimizer(pieces, foreach=foreach, **hyper)
+        g = torch.Generator().manual_seed(1)
+        for _ in range(3):
+            grad = torch.randn(flat.numel(), generator=g)
+            for p, (lo, hi) in zip(whole, itertools.pairwise(offsets)):
+                p.grad = grad[lo:hi].view_as(p).clone()
+            for p, (lo, hi) in zip(pieces, spans):
+                p.grad = grad[lo:hi].clone()
+            a.step()
+            b.step()
+        assert torch.equal(torch.cat([p.reshape(-1) for p in whole]), torch.cat(pieces)), (cls, foreach)
