@@ -145,7 +145,10 @@ class FlatModel:
         then cast to float32 before it moves (half the bytes to copy)."""
         self.bind_grads()
         with torch.no_grad():
-            self.grads.copy_(grad.mul(scale).to(torch.float32))
+            if grad.dtype == torch.float32 and grad.device == self.grads.device:
+                torch.mul(grad, scale, out=self.grads)  # the same product, without a temporary
+            else:
+                self.grads.copy_(grad.mul(scale).to(torch.float32))
 
 
 def as_tensor(array: np.ndarray) -> torch.Tensor:

@@ -13,7 +13,12 @@ Invariants:
 * a result is folded at most once: folding it again with the same coefficient does nothing (a
   coordinator may repeat itself after a fault), with another coefficient raises;
 * accumulators and kept results stay until :meth:`release`, so a failed allreduce can be
-  repeated from them (the allreduce works on a copy).
+  repeated from them (the allreduce works on a copy, :meth:`copy`).
+
+A job whose only fold so far is one result with coefficient 1 in the accumulators' dtype (an
+uncoded or FR decode) keeps that result itself as its accumulator, read-only, until a second
+fold or :meth:`accumulator` makes it a tensor of its own: no zeros and no add, and its copy
+``m + 0.0`` has the bits of ``0 + 1·m``.
 """
 
 from __future__ import annotations
@@ -34,6 +39,7 @@ class JobAccumulators:
         self._lock = threading.Lock()
         self._results: dict[Hashable, tuple[int, torch.Tensor]] = {}   # key -> (job, message)
         self._acc: dict[int, torch.Tensor] = {}
+        self._lone: set[int] = set()  # jobs whose accumulator is still their one kept result
         self._folded: dict[int, dict[Hashable, float]] = {}            # job -> key -> coefficient
 
     def keep(self, key: Hashable, job: int, message: torch.Tensor) -> None:
@@ -69,13 +75,22 @@ class JobAccumulators:
                                    f"the result")
                 if kept[0] != job:
                     raise ValueError(f"result {key} belongs to job {kept[0]}, not job {job}")
-                acc = self._accumulator(job)
                 folded[key] = coefficient
+                if job not in self._acc and coefficient == 1.0 and kept[1].dtype == self.dtype:
+                    self._acc[job] = kept[1]  # the lone result (module docstring)
+                    self._lone.add(job)
+                    done += 1
+                    continue
+                acc = self._accumulator(job)
             acc.add_(kept[1].to(self.dtype), alpha=coefficient)
             done += 1
         return done
 
     def _accumulator(self, job: int) -> torch.Tensor:
+        """Job's accumulator, a tensor of its own (under the lock)."""
+        if job in self._lone:
+            self._lone.discard(job)
+            self._acc[job] = self._acc[job].add(0.0)  # 0 + 1·m, bit for bit
         acc = self._acc.get(job)
         if acc is None:
             acc = self._acc[job] = torch.zeros(self.numel, dtype=self.dtype, device=self.device)
@@ -87,6 +102,14 @@ class JobAccumulators:
         with self._lock:
             return self._accumulator(int(job))
 
+    def copy(self, job: int) -> torch.Tensor:
+        """A fresh tensor equal to job's accumulator (what an allreduce may overwrite)."""
+        with self._lock:
+            job = int(job)
+            if job in self._lone:
+                return self._acc[job].add(0.0)
+            return self._accumulator(job).clone()
+
     def folded(self, job: int) -> dict:
         """{key: coefficient} folded into ``job``'s accumulator so far."""
         with self._lock:
@@ -97,6 +120,7 @@ class JobAccumulators:
         job = int(job)
         with self._lock:
             self._acc.pop(job, None)
+            self._lone.discard(job)
             self._folded.pop(job, None)
             for key in [k for k, (j, _) in self._results.items() if j == job]:
                 del self._results[key]

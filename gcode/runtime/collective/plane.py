@@ -117,7 +117,7 @@ class CollectivePlane:
         """Future of the allreduced sum of every worker's accumulator of ``job`` (a new tensor;
         the accumulator is kept for a repeat until :meth:`release`)."""
         def allreduce():
-            total = self.jobs.accumulator(job).clone()
+            total = self.jobs.copy(job)
             dist.all_reduce(total)
             return total
         return self._collective(f"allreduce of job {job}", allreduce)
@@ -136,7 +136,7 @@ class CollectivePlane:
         t0 = time.perf_counter()
         self.jobs.fold(job, pairs)
         t1 = time.perf_counter()
-        out = self.jobs.accumulator(job).clone()
+        out = self.jobs.copy(job)
         dist.all_reduce(out)
         if times is not None:
             times.update(fold=t1 - t0, allreduce=time.perf_counter() - t1)

@@ -47,6 +47,23 @@ def test_fold_accumulates_a_times_m_in_fp64_once_per_result():
         acc.keep("k", 1, torch.zeros(2))
 
 
+def test_a_lone_result_with_coefficient_1_is_its_accumulator_bit_for_bit_and_stays_unchanged():
+    acc = JobAccumulators(4, torch.float32)
+    m1 = torch.tensor([1.5, -0.0, 0.0, -2.0])
+    m2 = torch.tensor([0.25, 1.0, -0.0, 3.0])
+    acc.keep("a", 3, m1)
+    acc.keep("b", 3, m2)
+    assert acc.fold(3, [("a", 1.0)]) == 1
+    want = torch.zeros(4).add_(m1, alpha=1.0)  # as a fresh accumulator would sum it: -0.0 -> 0.0
+    copy = acc.copy(3)
+    assert torch.equal(copy.view(torch.int32), want.view(torch.int32))
+    copy.add_(1.0)  # an allreduce overwrites its copy, never the accumulator
+    assert acc.fold(3, [("b", 1.0)]) == 1  # a second fold makes it a tensor of its own
+    assert torch.equal(acc.accumulator(3).view(torch.int32), want.add_(m2).view(torch.int32))
+    assert torch.equal(m1, torch.tensor([1.5, -0.0, 0.0, -2.0])) and m1[1].signbit()  # kept as kept
+    assert torch.equal(acc.copy(9), torch.zeros(4))  # nothing folded: zeros
+
+
 def test_accumulate_dtype_follows_the_message_dtype():
     assert accumulate_dtype_for(np.float64) == "float64" and accumulate_dtype_for("float32") == "float32"
     with pytest.raises(ValueError, match="accumulate_dtype"):
