@@ -9,16 +9,14 @@ It is an *async* Ray actor, so a straggler's old task never blocks a newer round
   stale compute (milliseconds) delays a newer round.
 
 A call's header and its result are :class:`gcode.runtime.wire.Call` and
-:class:`gcode.runtime.wire.Result`: the result stacks one gradient row per task in the scheme's
-message dtype, with the coded losses, the tags, the compute time and the injected sleep. The
-coordinator validates all of it (``Result.problem``; the gradients' finiteness where they
-decode, ``Decoder.stage``).
+:class:`gcode.runtime.wire.Result` (one gradient row per task in the scheme's message dtype,
+the coded losses, the tags, the compute time, the injected sleep), which the coordinator
+validates (``Result.problem``; the gradients' finiteness where they decode, ``Decoder.stage``).
 
-On the collective data plane (:mod:`gcode.runtime.worker.replicas`) a call's jobs come without
-parameters: the worker computes on its replicas' copy of each job's parameters, on a compute
-thread of its own, keeps its coded results and answers with their losses and timings only; the
-coordinator's next call carries the decode coefficients of its results, which it folds,
-allreduces and steps before computing (:meth:`GradientWorker._collective_compute`).
+On the collective data plane (:mod:`gcode.runtime.worker.replicas`) the worker computes on its
+replicas' copy of each job's parameters, on a compute thread of its own, keeps its coded results
+and answers with their losses and timings; the next call carries the decode coefficients, which
+it folds, allreduces and steps before computing (:meth:`GradientWorker._collective_compute`).
 """
 
 from __future__ import annotations
@@ -125,9 +123,10 @@ class GradientWorker:
         return grads
 
     def _load_and_compute(self, job: int, flat, rows, coefs, out, host_batch) -> float:
-        """One mini-task on the compute thread: load job's parameters unless loaded, compute."""
+        """One mini-task on the compute thread: load job's parameters unless loaded (None: its
+        replica's, the collective plane), compute."""
         if self._loaded != (self.ctx_id, job):
-            self.computer.load(job, flat)
+            self.computer.load(job, self.replicas.params_of(job) if flat is None else flat)
             self._loaded = (self.ctx_id, job)
         return self.computer.coded_gradient(rows, coefs, out, host_batch)
 
@@ -138,9 +137,15 @@ class GradientWorker:
             self._compute_thread = ThreadPoolExecutor(1, thread_name_prefix="gcode-compute")
         return self._compute_thread
 
+    def _compute_after(self, after: list, r: int, *args) -> float | None:
+        """On the compute thread: wait for the decodes ``after`` (a failed one raises), then
+        :meth:`_load_and_compute`, unless a newer round's call came meanwhile (None)."""
+        for future in after:
+            future.result()
+        return None if self.latest > r else self._load_and_compute(*args)
+
     async def _on_compute_thread(self, fn, *args):
-        """Run ``fn`` on this worker's compute thread (the collective plane), so the event loop
-        stays free to enter a collective while a straggler computes."""
+        """Run ``fn`` on this worker's compute thread (the collective plane)."""
         return await asyncio.get_running_loop().run_in_executor(self._compute_pool(), fn, *args)
 
     def _stale(self, r: int, t0: float, computed_s: float | None = None,
@@ -188,12 +193,12 @@ class GradientWorker:
                                   generation: int) -> Result:
         """The collective plane's call: submit the coordinator's ``decodes`` (fold, allreduce,
         step, on the communication thread, so a straggler still computing an older call joins
-        them at once), wait for every decode numbered up to ``upto`` (the last on a model this
-        call computes on: those on other models run on while it computes), then compute on the
-        replicas' copy of each job's parameters, keep the results and answer with their losses
-        and the reports of the decodes that ran. A call of an older group ``generation`` (its decodes were
-        repeated when the group re-formed) and one overtaken by a newer round's meanwhile
-        compute nothing."""
+        them at once); once every decode numbered up to ``upto`` ran (the last on a model this
+        call computes on: those on other models run on while it computes; the compute thread
+        waits for them when all were submitted), compute on the replicas' copy of each job's
+        parameters, keep the results and answer with their losses and the reports of the
+        decodes that ran. A call of an older group ``generation`` (its decodes were repeated
+        when the group re-formed) and one overtaken by a newer round's compute nothing."""
         replicas = self.replicas
         if replicas is None or self.replicas_ctx != call.ctx:
             return Result(status=UNPREPARED, round=call.round, worker=self.index)
@@ -202,25 +207,28 @@ class GradientWorker:
             return self._stale(call.round, t0)
         self._bump(call.round)
         replicas.enqueue(decodes, self._recompute)
+        after = replicas.submitted(upto)  # when not None, the compute thread waits for them
         try:
-            await replicas.applied(upto)
+            if after is None:
+                await replicas.applied(upto)
+            if self.latest > call.round:
+                result = self._stale(call.round, t0)
+            else:  # parameters None: the compute thread takes them once the decodes ran
+                data = {job: (None, bounds, None) for job, (_, bounds) in zip(call.jobs, job_data)}
+                result = await self.work(call, data, None, keep=True, after=after or [])
+                replicas.waited(upto)
         except CollectiveError:
             if replicas.plane.generation != generation:  # re-formed meanwhile: repeated there
                 return self._stale(call.round, t0)
             raise
-        if self.latest > call.round:
-            result = self._stale(call.round, t0)
-        else:
-            data = {job: (replicas.params_of(job), bounds, None)
-                    for job, (_, bounds) in zip(call.jobs, job_data)}
-            result = await self.work(call, data, None, keep=True)
         # decodes past upto (on other models) may have run meanwhile: their reports go too
         return dataclasses.replace(result, steps={"applied": upto + 1,
                                                   "reports": replicas.take_reports()})
 
     def _recompute(self, job: int, key: tuple, task: tuple, bounds: tuple, dtype: str) -> None:
         """A kept result lost with an earlier process, computed again exactly as the first time
-        (``task``: its chunks and coefficients), on the compute thread; waits for it."""
+        (``task``: its chunks and coefficients), on the compute thread; waits for it (never
+        called while that thread waits for decodes: ReplicaServer.submitted)."""
         chunks, coefs = task
         out = torch.empty(self.spec.num_params, dtype=TORCH_DTYPES[dtype], device=self.computer.device)
         self._compute_pool().submit(self._load_and_compute, job, self.replicas.params_of(job),
@@ -228,12 +236,13 @@ class GradientWorker:
         self.replicas.keep(key, job, out)
 
     async def work(self, call: Call, data: dict, out_host: np.ndarray | None,
-                   keep: bool = False) -> Result:
+                   keep: bool = False, after: list = ()) -> Result:
         """The mini-tasks of one call. ``data[job]`` is (flat parameters, chunk bounds, check):
         ``check()`` (when not None) tells whether the parameters were still that job's after they
         were loaded. Results are stacked in the message dtype, into ``out_host`` when given (a
         shared-memory buffer) or a fresh host array. ``keep`` (the collective plane): compute on
-        the compute thread, keep the results in the replicas' plane, and answer without them."""
+        the compute thread, after the decodes ``after`` ran, keep the results in the replicas'
+        plane, and answer without them."""
         r, tasks, fault = call.round, call.tasks, call.fault
         newer = self._bump(r)
         t0 = time.perf_counter()
@@ -268,8 +277,12 @@ class GradientWorker:
                 if len(upcoming):
                     ahead.start(upcoming)
             if keep:
-                losses.append(await self._on_compute_thread(self._load_and_compute, job, flat,
-                                                            rows, coefs, out[k], host_batch))
+                loss = await self._on_compute_thread(self._compute_after, after, r, job, flat,
+                                                     rows, coefs, out[k], host_batch)
+                if loss is None:
+                    return self._stale(r, t0)
+                losses.append(loss)
+                after = ()
             else:
                 losses.append(computer.coded_gradient(rows, coefs, out[k], host_batch))
             unreached.append(computer.unreached)

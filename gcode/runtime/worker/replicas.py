@@ -94,6 +94,7 @@ class ReplicaServer:
         self.parked: dict[int, dict] = {}  # decodes that came before an earlier one
         self.futures: dict[int, Future] = {}  # decode number -> its report's future (the last few)
         self.fresh: dict[int, dict] = {}  # decode number -> its report, not yet sent
+        self.loaded = False  # a state was loaded (a resume, a restart): see submitted()
 
     # ---- a job's parameters and results ----------------------------------------------------
     def params_of(self, job: int) -> torch.Tensor:
@@ -183,6 +184,21 @@ class ReplicaServer:
                 await asyncio.wrap_future(future)
             future.result()  # a failed one raises here, and for every later call until re-formed
             self.futures.pop(seq, None)  # succeeded: no later call need wait for it again
+
+    def submitted(self, upto: int) -> list[Future] | None:
+        """The futures of the decodes up to ``upto`` not yet waited for, when every one was
+        submitted and none can need a result computed again (no state was loaded here), so
+        that the compute thread may wait for them itself before it computes; else None
+        (:meth:`applied` waits)."""
+        if self.next_seq <= upto or self.loaded:
+            return None
+        return [self.futures[q] for q in sorted(self.futures) if q <= upto]
+
+    def waited(self, upto: int) -> None:
+        """Forget the futures up to ``upto`` that succeeded: no later call need wait for them."""
+        for seq in [q for q, f in self.futures.items() if q <= upto and f.done()
+                    and not f.cancelled() and f.exception() is None]:
+            del self.futures[seq]
 
     def apply(self, decode: dict, recompute: Callable) -> dict:
         """One decode, on the communication thread: fold this worker's (key, coefficient) pairs
@@ -295,6 +311,7 @@ class ReplicaServer:
     def load(self, state: list[dict]) -> None:
         """Replicas from a :meth:`state` (a checkpoint's models, or a peer's after a restart)."""
         self.bank.load_state_dict(state)
+        self.loaded = True  # results of jobs in flight may be lost: decodes may compute again
         if self.sharded is not None:
             self.sharded.loaded()
         self.snapshots.clear()
