@@ -1,11 +1,10 @@
 """Simulator, vectorized tuner and CLI tests on the real Lambda traces."""
 
 import json
-import subprocess
-import sys
 
 import numpy as np
 import pytest
+from hostile_helpers import gcode_in_process
 from paths import TRACES
 
 from gcode.codes import make_scheme, srsgc_s
@@ -159,7 +158,9 @@ def test_simulate_errors(trace30):
 
 
 def gcode(*args, check=True):
-    proc = subprocess.run([sys.executable, "-m", "gcode", *args], capture_output=True, text=True)
+    """``gcode ARGS`` in this process: the same entry as ``python -m gcode`` without an interpreter
+    start-up per call (tests/runtime/test_runtime_default_cli.py runs ``python -m gcode`` itself)."""
+    proc = gcode_in_process(*args)
     if check:
         assert proc.returncode == 0, proc.stderr
     return proc

@@ -1,11 +1,12 @@
 """Shared builders of the hostile-input catalogue (tests/cli/test_hostile_files.py and
-tests/cli/test_hostile_cli.py): an in-process ``gcode`` runner, the one-line assertion, and a full
-run checkpoint built without Ray."""
+tests/cli/test_hostile_cli.py): an in-process ``gcode`` runner (tests/sim's CLI tests use it too),
+the one-line assertion, and a full run checkpoint built without Ray."""
 
 import contextlib
 import hashlib
 import io
 import json
+import subprocess
 import time
 from pathlib import Path
 
@@ -18,20 +19,28 @@ from gcode.runtime import checkpoint as ckpt
 REPO = Path(__file__).resolve().parents[2]
 
 
-def cli(*argv, timeout_s=60):
-    """Run ``gcode ARGV`` in this process: (exit code, stdout, last stderr line, all stderr,
-    seconds). argparse errors exit through SystemExit, which counts as the exit code."""
+def gcode_in_process(*argv) -> subprocess.CompletedProcess:
+    """Run ``gcode ARGV`` in this process (no interpreter start-up), as ``subprocess.run`` with
+    ``capture_output=True, text=True`` would report it. argparse errors exit through SystemExit,
+    which counts as the exit code."""
     out, err = io.StringIO(), io.StringIO()
-    start = time.monotonic()
     with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
         try:
             code = gcode_main([str(a) for a in argv])
         except SystemExit as exc:
             code = exc.code
+    return subprocess.CompletedProcess(["gcode", *argv], code, out.getvalue(), err.getvalue())
+
+
+def cli(*argv, timeout_s=60):
+    """Run ``gcode ARGV`` in this process: (exit code, stdout, last stderr line, all stderr,
+    seconds)."""
+    start = time.monotonic()
+    proc = gcode_in_process(*argv)
     seconds = time.monotonic() - start
     assert seconds < timeout_s, f"{argv} took {seconds:.1f} s"
-    lines = [ln for ln in err.getvalue().splitlines() if ln.strip()]
-    return code, out.getvalue(), (lines[-1] if lines else ""), err.getvalue(), seconds
+    lines = [ln for ln in proc.stderr.splitlines() if ln.strip()]
+    return proc.returncode, proc.stdout, (lines[-1] if lines else ""), proc.stderr, seconds
 
 
 def assert_one_line(code, last, full, *needles, status=2):
