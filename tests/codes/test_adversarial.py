@@ -4,11 +4,10 @@ factor misses the budget. Every pattern at small n with the per-set check forced
 least-norm fallback; the same rule in the simulator and under ``auto``."""
 
 import json
-import subprocess
-import sys
 
 import numpy as np
 import pytest
+from hostile_helpers import gcode_in_process
 from test_exhaustive import check_all
 
 from gcode.codes import GradientCoding, make_gc_code, make_scheme
@@ -194,10 +193,9 @@ def test_certified_schemes_pass_the_adversarial_search_with_no_wait():
 
 
 def test_cli_verify_adversarial_reports_the_search():
-    proc = subprocess.run([sys.executable, "-m", "gcode", "verify", "--scheme", "gc", "--n", "256",
-                           "--s", "40", "--gc-code", "cyclic", "--adversarial", "--evaluations", "300",
-                           "--patterns", "2", "--rounds", "2", "--json"],
-                          capture_output=True, text=True, check=False)
+    proc = gcode_in_process("verify", "--scheme", "gc", "--n", "256", "--s", "40", "--gc-code", "cyclic",
+                            "--adversarial", "--evaluations", "300", "--patterns", "2", "--rounds", "2",
+                            "--json")
     assert proc.returncode == 0, proc.stdout + proc.stderr
     out = json.loads(proc.stdout)
     assert out["failures"] == 0 and out["max_rel_error"] <= TOLERANCE and out["patterns"] == 2

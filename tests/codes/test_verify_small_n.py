@@ -5,11 +5,10 @@ max_rel_error <= 1e-6 for n = 3 … 12, every s, cyclic and FR codes, and for SR
 import itertools
 import json
 import math
-import subprocess
-import sys
 
 import numpy as np
 import pytest
+from hostile_helpers import gcode_in_process
 
 from gcode.codes import GradientCoding, make_gc_code, make_scheme, srsgc_s
 from gcode.codes.cyclic import CERTIFY_MAX_DECODE_SETS, CyclicRepetitionCode
@@ -47,8 +46,7 @@ def test_sequential_codes_at_small_n(n):
     ["srsgc", "--n", "12", "--B", "2", "--W", "4", "--lam", "7", "--gc-code", "fr"],
 ])
 def test_cli_verify_cases_that_used_to_fail(args):
-    proc = subprocess.run([sys.executable, "-m", "gcode", "verify", "--scheme", *args, "--rounds", "12",
-                           "--patterns", "8", "--json"], capture_output=True, text=True)
+    proc = gcode_in_process("verify", "--scheme", *args, "--rounds", "12", "--patterns", "8", "--json")
     assert proc.returncode == 0, proc.stdout + proc.stderr
     out = json.loads(proc.stdout)
     assert out["failures"] == 0 and out["max_rel_error"] <= 1e-6

@@ -2,11 +2,10 @@
 tuner grid bounded by n and the delay budget, and the censored view the tuner gets."""
 
 import json
-import subprocess
-import sys
 
 import numpy as np
 import pytest
+from hostile_helpers import gcode_in_process
 
 from gcode.codes import make_scheme, srsgc_s
 from gcode.codes.loads import msgc_load, srsgc_load
@@ -29,7 +28,8 @@ def gpu_like_trace(rounds: int, n: int = 10, seed: int = 0) -> np.ndarray:
 
 
 def gcode(*args):
-    return subprocess.run([sys.executable, "-m", "gcode", *args], capture_output=True, text=True)
+    """``gcode ARGS`` in this process (no interpreter start-up per call)."""
+    return gcode_in_process(*args)
 
 
 def test_proportional_model_scales_by_load_over_trace_load():
