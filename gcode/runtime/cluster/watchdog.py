@@ -98,8 +98,11 @@ class RayletWatchdog:
               f"{self._last_checkpoint()}; stopping what is left of that Ray instance",
               file=self.out, flush=True)
         killed = kill_known(self._known)
+        # the run's shared memory and Ray folder, at once: Ray ends this process about two
+        # seconds after its raylet died, and a folder left then is the reaper's to report
+        remove_mine()
         wait_gone({pid: self._known[pid] for pid in killed}, 2.0)  # gone before the reaper looks
-        remove_mine()  # the run's shared memory and Ray folder: nothing is left for its reaper
+        remove_mine()  # what a dying process wrote meanwhile: nothing is left for the reaper
         os._exit(EXIT_STATUS)
 
 
