@@ -8,10 +8,8 @@ It is an *async* Ray actor, so a straggler's old task never blocks a newer round
 * compute runs in the actor's event loop one mini-task at a time, so at most one mini-task of
   stale compute (milliseconds) delays a newer round.
 
-A call's header and its result are :class:`gcode.runtime.wire.Call` and
-:class:`gcode.runtime.wire.Result` (one gradient row per task in the scheme's message dtype,
-the coded losses, the tags, the compute time, the injected sleep), which the coordinator
-validates (``Result.problem``; the gradients' finiteness where they decode, ``Decoder.stage``).
+A call and its result are :class:`gcode.runtime.wire.Call` and :class:`~gcode.runtime.wire.Result`
+(one gradient row per task in the message dtype, coded losses, tags, compute and sleep times).
 
 On the collective data plane (:mod:`gcode.runtime.worker.replicas`) the worker computes on its
 replicas' copy of each job's parameters, on a compute thread of its own, keeps its coded results
