@@ -229,7 +229,7 @@ class GradientWorker:
         called while that thread waits for decodes: ReplicaServer.submitted)."""
         chunks, coefs = task
         out = torch.empty(self.spec.num_params, dtype=TORCH_DTYPES[dtype], device=self.computer.device)
-        self._compute_pool().submit(self._load_and_compute, job, self.replicas.params_of(job),
+        self._compute_pool().submit(self._load_and_compute, job, None,
                                     self._rows(job, chunks, bounds), coefs, out, None).result()
         self.replicas.keep(key, job, out)
 

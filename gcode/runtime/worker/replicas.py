@@ -183,7 +183,7 @@ class ReplicaServer:
             if not future.done():
                 await asyncio.wrap_future(future)
             future.result()  # a failed one raises here, and for every later call until re-formed
-            self.futures.pop(seq, None)  # succeeded: no later call need wait for it again
+        self.waited(upto)
 
     def submitted(self, upto: int) -> list[Future] | None:
         """The futures of the decodes up to ``upto`` not yet waited for, when every one was
